@@ -1,0 +1,1 @@
+"""kanade.agent."""

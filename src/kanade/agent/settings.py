@@ -1,0 +1,87 @@
+"""Agent settings: built-in defaults < config file < command-line flags (SPEC §3.1)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kanade.core.ids import SLUG_RULE, is_slug, slugify_hostname
+
+
+def default_config_path() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "kanade" / "agent.yaml"
+    if sys.platform == "darwin":
+        return Path("/Library/Application Support/kanade/agent.yaml")
+    return Path("/etc/kanade/agent.yaml")
+
+
+def default_data_dir() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "kanade" / "agent"
+    if sys.platform == "darwin":
+        return Path("/Library/Application Support/kanade/agent")
+    return Path("/var/lib/kanade/agent")
+
+
+@dataclass
+class AgentSettings:
+    pc_id: str = field(default_factory=lambda: slugify_hostname(socket.gethostname()))
+    nats_urls: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    data_dir: Path = field(default_factory=default_data_dir)
+    groups: list[str] = field(default_factory=list)
+    heartbeat_interval: float = 30.0
+    max_local_concurrent: int = 4
+    max_output_bytes: int = 256 * 1024
+    # Random 0..N s delay before the first connect, so a fleet rebooting together
+    # does not check in at the same instant.
+    startup_delay_max: float = 0.0
+    # fsync every ledger/outbox write. Only the swarm simulator turns this off.
+    durable: bool = True
+    log_level: str = "info"
+
+    def validate(self) -> None:
+        if not is_slug(self.pc_id):
+            raise ValueError(f"pc_id {self.pc_id!r} {SLUG_RULE}")
+        for g in self.groups:
+            if not is_slug(g):
+                raise ValueError(f"group {g!r} {SLUG_RULE}")
+        if self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be > 0")
+        if self.max_local_concurrent < 1:
+            raise ValueError("max_local_concurrent must be >= 1")
+
+
+def load_settings(config: Path | None, overrides: dict[str, Any]) -> AgentSettings:
+    """Read the config file (``--config`` > ``$KANADE_AGENT_CONFIG`` > OS default) and
+    apply command-line ``overrides`` (None values are ignored)."""
+    explicit = config or (
+        Path(os.environ["KANADE_AGENT_CONFIG"]) if os.environ.get("KANADE_AGENT_CONFIG") else None
+    )
+    path = explicit or default_config_path()
+    values: dict[str, Any] = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: the agent config must be a mapping")
+        known = {f.name for f in fields(AgentSettings)}
+        unknown = sorted(set(loaded) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s): {', '.join(unknown)}")
+        values.update(loaded)
+    elif explicit is not None:
+        raise ValueError(f"config file {path} does not exist")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(values.get("nats_urls"), str):
+        values["nats_urls"] = [u.strip() for u in values["nats_urls"].split(",") if u.strip()]
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"])
+    settings = AgentSettings(**values)
+    settings.validate()
+    return settings

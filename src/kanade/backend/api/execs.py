@@ -1,0 +1,74 @@
+"""``/api/exec``, ``/api/run`` and ``/api/executions``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from kanade.backend.api.bodies import ExecBody, RunBody
+from kanade.backend.api.deps import ServicesDep
+from kanade.backend.db import reads
+from kanade.backend.errors import NotFound
+
+router = APIRouter(prefix="/api", tags=["executions"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.post("/exec/{job_id}", status_code=201)
+async def exec_job(job_id: str, body: ExecBody, services: ServicesDep) -> dict[str, Any]:
+    """Dispatch a catalog job: pins its version, then publishes the commands."""
+    created = await services.execs.exec_job(
+        job_id, body.target, jitter=body.jitter, starting_deadline=body.starting_deadline
+    )
+    services.metrics.execs.labels(kind="job").inc()
+    return created.to_dict()
+
+
+@router.post("/run", status_code=201)
+async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
+    """Run an ad-hoc script on a target (an exec of a one-off job)."""
+    created = await services.execs.run_adhoc(
+        body.script, body.target, shell=body.shell, timeout=body.timeout, env=body.env, cwd=body.cwd
+    )
+    services.metrics.execs.labels(kind="adhoc").inc()
+    return created.to_dict()
+
+
+@router.get("/executions")
+async def list_executions(
+    services: ServicesDep,
+    job_id: str | None = None,
+    status: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    page = await services.db.read(
+        lambda conn: reads.list_executions(
+            conn, job_id=job_id, status=status, limit=limit, offset=offset
+        )
+    )
+    return page.to_dict()
+
+
+@router.get("/executions/{exec_id}")
+async def get_execution(exec_id: str, services: ServicesDep) -> dict[str, Any]:
+    """The exec row plus one entry per pc: its result row, or ``pending`` for each
+    expected pc that has not reported yet."""
+
+    def load(conn: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        row = reads.get_execution(conn, exec_id)
+        return row, ([] if row is None else reads.results_of_exec(conn, exec_id))
+
+    row, results = await services.db.read(load)
+    if row is None:
+        raise NotFound(f"execution {exec_id!r} not found", exec_id=exec_id)
+    reported = {r["pc_id"] for r in results}
+    pending = [
+        {"pc_id": pc, "exec_id": exec_id, "state": "pending"}
+        for pc in row["expected_pcs"]
+        if pc not in reported
+    ]
+    return {**row, "results": sorted([*results, *pending], key=lambda r: str(r["pc_id"]))}

@@ -1,0 +1,79 @@
+"""``/api/results``, ``/api/agents`` and ``/api/schemas``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from kanade.backend.api.deps import ServicesDep
+from kanade.backend.db import reads
+from kanade.backend.errors import NotFound
+from kanade.core.fleet import agent_status
+from kanade.core.schemas import job_json_schema, schedule_json_schema
+
+router = APIRouter(prefix="/api", tags=["fleet"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.get("/results")
+async def list_results(
+    services: ServicesDep,
+    exec_id: str | None = None,
+    pc_id: str | None = None,
+    job_id: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Results, newest first (by the stream time they were recorded)."""
+    page = await services.db.read(
+        lambda conn: reads.list_results(
+            conn, exec_id=exec_id, pc_id=pc_id, job_id=job_id, limit=limit, offset=offset
+        )
+    )
+    return page.to_dict()
+
+
+@router.get("/results/{result_id}")
+async def get_result(result_id: str, services: ServicesDep) -> dict[str, Any]:
+    row = await services.db.read(lambda conn: reads.get_result(conn, result_id))
+    if row is None:
+        raise NotFound(f"result {result_id!r} not found", result_id=result_id)
+    return row
+
+
+def _with_status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    return {**row, "status": agent_status(row["last_seen"], now)}
+
+
+@router.get("/agents")
+async def list_agents(
+    services: ServicesDep, status: Literal["alive", "stale", "offline"] | None = None
+) -> dict[str, Any]:
+    """Agents with ``status`` alive (heartbeat ≤ 2 min), stale (≤ 10 min) or offline."""
+    now = datetime.now(UTC)
+    rows = [_with_status(r, now) for r in await services.db.read(reads.list_agents)]
+    if status is not None:
+        rows = [r for r in rows if r["status"] == status]
+    return {"items": rows, "total": len(rows)}
+
+
+@router.get("/agents/{pc_id}")
+async def get_agent(pc_id: str, services: ServicesDep) -> dict[str, Any]:
+    row = await services.db.read(lambda conn: reads.get_agent(conn, pc_id))
+    if row is None:
+        raise NotFound(f"agent {pc_id!r} has never sent a heartbeat", pc_id=pc_id)
+    return _with_status(row, datetime.now(UTC))
+
+
+@router.get("/schemas/job")
+async def job_schema() -> dict[str, Any]:
+    return job_json_schema()
+
+
+@router.get("/schemas/schedule")
+async def schedule_schema() -> dict[str, Any]:
+    return schedule_json_schema()

@@ -1,0 +1,36 @@
+"""``/health`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from kanade import __version__
+from kanade.backend.api.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health(services: ServicesDep) -> dict[str, Any]:
+    """Always 200 while the process serves HTTP; ``status`` says whether all is well."""
+    broker = services.link.connected
+    db = await services.db.ping()
+    services.metrics.broker_connected.set(1 if broker else 0)
+    body: dict[str, Any] = {
+        "status": "ok" if broker and db else "degraded",
+        "broker": broker,
+        "db": db,
+        "version": __version__,
+    }
+    if not broker and services.link.last_error:
+        body["broker_error"] = services.link.last_error
+    return body
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(services: ServicesDep) -> Response:
+    services.metrics.broker_connected.set(1 if services.link.connected else 0)
+    return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,66 @@
+"""``/api/jobs``: the job catalog (YAML or JSON in, JSON out)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from kanade.backend.api.deps import ServicesDep
+from kanade.backend.errors import ApiError
+from kanade.backend.jobs import job_document
+from kanade.core.validation import load_document, parse_job
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+ACCEPTED_TYPES = (
+    "application/json",
+    "application/yaml",
+    "application/x-yaml",
+    "text/yaml",
+    "text/plain",
+)
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+
+
+_DOCUMENT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "a job manifest (SPEC §2.1), YAML or JSON",
+        "content": {
+            t: {"schema": {"type": "object", "description": "JSON Schema: GET /api/schemas/job"}}
+            for t in ("application/json", "application/yaml")
+        },
+    }
+}
+
+
+@router.post("", status_code=201, openapi_extra=_DOCUMENT_BODY)
+async def put_job(request: Request, services: ServicesDep) -> JSONResponse:
+    """Create or replace a job. 201 when stored, 200 when identical to the stored one;
+    400 lists every invalid field; 409 when the same version exists with other content."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and media not in ACCEPTED_TYPES:
+        raise UnsupportedMediaType(
+            f"content type {media!r} is not accepted; send the job as one of: "
+            + ", ".join(ACCEPTED_TYPES)
+        )
+    job = parse_job(load_document(await request.body(), kind="job"), strict=True)
+    changed = await services.catalog().put(job)
+    return JSONResponse(job_document(job), status_code=201 if changed else 200)
+
+
+@router.get("")
+async def list_jobs(services: ServicesDep) -> dict[str, Any]:
+    jobs = [job_document(j) for j in await services.catalog().list()]
+    return {"items": jobs, "total": len(jobs)}
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
+    job = await services.catalog().require(job_id)
+    return job_document(job)

@@ -1,0 +1,123 @@
+"""The FastAPI application factory and its lifespan.
+
+Start-up: migrate the DB, note whether it is brand new (a wiped or first DB
+re-projects every stream from the start), then serve HTTP at once while the
+broker link comes up in the background (connect with retry → topology →
+projector consumers → heartbeat subscription → workers). Shutdown cancels the
+workers, closes the bus, then the DB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import structlog
+from fastapi import FastAPI
+
+from kanade import __version__
+from kanade.backend.api import errors as api_errors
+from kanade.backend.api import execs as execs_routes
+from kanade.backend.api import fleet as fleet_routes
+from kanade.backend.api import health as health_routes
+from kanade.backend.api import jobs as jobs_routes
+from kanade.backend.broker_link import BrokerLink
+from kanade.backend.consumers import run_forever
+from kanade.backend.db import writes
+from kanade.backend.db.database import Database
+from kanade.backend.db.migrate import upgrade
+from kanade.backend.execs import Budgets, ExecService
+from kanade.backend.heartbeats import HeartbeatSink
+from kanade.backend.metrics import Metrics
+from kanade.backend.projector import Projector
+from kanade.backend.services import Services
+from kanade.backend.settings import Settings
+from kanade.bus.connection import Bus
+
+log = structlog.get_logger(__name__)
+
+DB_ID_KEY = "db_id"
+
+
+async def _is_new_database(db: Database) -> bool:
+    """True when this database has never been projected into (first run, or wiped).
+
+    The id is written once; a DB that lacks it has lost everything the consumers
+    already delivered, so they must replay their streams from the start (SPEC §4.2).
+    """
+    now = datetime.now(UTC)
+    return await db.write(
+        lambda conn: writes.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await upgrade(settings.db_url)
+        db = Database(settings.db_url)
+        new_db = await _is_new_database(db)
+        link = BrokerLink(settings.nats_url)
+        metrics = Metrics()
+        services = Services(
+            settings=settings,
+            db=db,
+            link=link,
+            execs=ExecService(
+                db,
+                link.bus,
+                budgets=Budgets(settings.max_timeout_s, settings.max_output_bytes),
+            ),
+            metrics=metrics,
+        )
+        app.state.services = services
+        heartbeats = HeartbeatSink(db, flush_interval_s=settings.heartbeat_flush_s)
+        reset_pending = [new_db]
+
+        async def on_ready(bus: Bus) -> list[asyncio.Task[None]]:
+            projector = Projector(
+                bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+            )
+            await projector.prepare(reset=reset_pending[0])
+            reset_pending[0] = False  # only the first successful set-up replays
+            await heartbeats.subscribe(bus)
+            return [
+                asyncio.create_task(
+                    run_forever("projector-results", projector.run_results),
+                    name="projector-results",
+                ),
+                asyncio.create_task(
+                    run_forever("projector-execs", projector.run_execs), name="projector-execs"
+                ),
+                asyncio.create_task(run_forever("heartbeats", heartbeats.run), name="heartbeats"),
+            ]
+
+        link.start(on_ready)
+        log.info("backend started", db=settings.db_url, nats=settings.nats_url, new_db=new_db)
+        try:
+            yield
+        finally:
+            await heartbeats.unsubscribe()
+            await link.close()
+            with contextlib.suppress(Exception):
+                await heartbeats.flush()  # the last coalesced heartbeats
+            db.close()
+            log.info("backend stopped")
+
+    app = FastAPI(
+        title="kanade",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    api_errors.install(app)
+    app.include_router(health_routes.router)
+    app.include_router(jobs_routes.router)
+    app.include_router(execs_routes.router)
+    app.include_router(fleet_routes.router)
+    return app

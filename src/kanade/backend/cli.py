@@ -1,0 +1,114 @@
+"""``kanade-backend``: run the backend process (HTTP API + projectors)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import FrameType
+
+import structlog
+import typer
+import uvicorn
+
+from kanade.backend.app import create_app
+from kanade.backend.settings import Settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The kanade backend.")
+
+
+def configure_logging(level: str) -> None:
+    """One structlog line per event, for our loggers and the libraries' (uvicorn, nats)."""
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.dev.ConsoleRenderer(
+                    colors=False, exception_formatter=structlog.dev.plain_traceback
+                ),
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises a handled SIGTERM/SIGINT once shutdown is done, so the process
+    would die of the signal (status -15). A requested stop that completed cleanly is a
+    success for a supervisor (``kanade up``, systemd): forget the signal, exit 0."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+@cli.command()
+def run(
+    nats_url: str = typer.Option("nats://127.0.0.1:4222", "--nats-url", help="NATS server URL"),
+    db: str = typer.Option(
+        "kanade.db", "--db", help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL)"
+    ),
+    http_port: int = typer.Option(8080, "--http-port", help="HTTP port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="HTTP bind address"),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error"),
+    max_timeout: float = typer.Option(
+        0.0, "--max-timeout", help="cap on job timeouts in seconds (0 = unlimited)"
+    ),
+) -> None:
+    """Serve the API and run the projectors until SIGTERM/SIGINT."""
+    configure_logging(log_level)
+    settings = Settings.from_db_arg(
+        nats_url=nats_url,
+        db=db,
+        host=host,
+        http_port=http_port,
+        log_level=log_level,
+        max_timeout_s=max_timeout or None,
+    )
+    # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
+    # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=http_port,
+        log_config=None,
+        access_log=log_level.lower() == "debug",
+        timeout_graceful_shutdown=10,
+    )
+    server = _Server(config)
+    server.run()
+    if not server.started:  # e.g. port in use, DB unreadable: say so with the exit code
+        raise typer.Exit(code=3)
+
+
+@cli.callback()
+def _root() -> None:
+    """kanade-backend: REST API, projectors and (later) scheduler."""
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The database handle: a synchronous SQLAlchemy Core engine driven from asyncio.
+
+Why not ``sqlalchemy.ext.asyncio``: it needs ``greenlet``, which is not among
+the project's dependencies, and it pays a thread hop per statement. Here a
+whole unit of work (a projector batch: upserts + counter refresh) is one plain
+function run in a worker thread, so the event loop never blocks and a batch
+costs one hop. All writes go through ONE writer thread: SQLite has a single
+writer anyway, and serialising in-process avoids lock contention (and its
+retry sleeps) between the projector, the heartbeat flusher and the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, event, text
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.engine import Connection, make_url
+
+T = TypeVar("T")
+
+# Async driver names people may pass out of habit, mapped to the sync driver
+# this module drives (same database, same URL otherwise).
+_SYNC_DRIVERS = {
+    "sqlite+aiosqlite": "sqlite+pysqlite",
+    "postgresql+asyncpg": "postgresql+psycopg",
+}
+
+
+def database_url(db: str) -> str:
+    """``--db`` accepts a file path (SQLite) or a full SQLAlchemy URL (e.g. PostgreSQL)."""
+    if "://" in db:
+        return db
+    path = Path(db).expanduser().resolve()
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def sync_url(url: str) -> str:
+    parsed = make_url(url)
+    driver = _SYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver).render_as_string(hide_password=False) if driver else url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the API read while the projector writes. synchronous=NORMAL in
+    # WAL mode survives a process crash; only a power loss can roll back the
+    # last commits, which is acceptable for a projection that can be rebuilt
+    # from the streams (SPEC §1.3). busy_timeout rides out short contention
+    # with readers and with other processes (a second backend on the file).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str) -> Engine:
+    url = sync_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Connections are handed between worker threads by the pool.
+        engine = sa_create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa_create_engine(url, pool_pre_ping=True)
+
+
+class Database:
+    """Run units of work against the projection DB from async code."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kanade-db-writer")
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one transaction on the writer thread; commit, or roll back on error."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer, self._in_transaction, work
+        )
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` on a pooled connection in a worker thread (reads run concurrently)."""
+        return await asyncio.to_thread(self._in_transaction, work)
+
+    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    async def ping(self) -> bool:
+        try:
+            await self.read(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
+        except Exception:
+            return False
+        return True
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self.engine.dispose()

@@ -1,0 +1,109 @@
+"""The list and detail queries behind the API (newest first, limit/offset)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.engine import Connection
+
+from kanade.backend.db.tables import agents, executions, results
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Record]
+    total: int
+    limit: int
+    offset: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "total": self.total,
+            "limit": self.limit,
+            "offset": self.offset,
+        }
+
+
+def _page(conn: Connection, query: Select[Any], limit: int, offset: int) -> Page:
+    total = conn.execute(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = conn.execute(query.limit(limit).offset(offset)).mappings()
+    return Page([dict(r) for r in rows], int(total.scalar_one()), limit, offset)
+
+
+# --- agents --------------------------------------------------------------------------
+
+
+def alive_agents(conn: Connection, cutoff: datetime) -> list[tuple[str, list[str]]]:
+    """``(pc_id, groups)`` of every agent heard from at or after ``cutoff``."""
+    q = select(agents.c.pc_id, agents.c.groups).where(agents.c.last_seen >= cutoff)
+    return [(pc_id, list(groups or [])) for pc_id, groups in conn.execute(q)]
+
+
+def list_agents(conn: Connection) -> list[Record]:
+    return [dict(r) for r in conn.execute(select(agents).order_by(agents.c.pc_id)).mappings()]
+
+
+def get_agent(conn: Connection, pc_id: str) -> Record | None:
+    row = conn.execute(select(agents).where(agents.c.pc_id == pc_id)).mappings().first()
+    return None if row is None else dict(row)
+
+
+# --- executions ----------------------------------------------------------------------
+
+
+def list_executions(
+    conn: Connection, *, job_id: str | None, status: str | None, limit: int, offset: int
+) -> Page:
+    q = select(executions)
+    if job_id is not None:
+        q = q.where(executions.c.job_id == job_id)
+    if status is not None:
+        q = q.where(executions.c.status == status)
+    q = q.order_by(executions.c.created_at.desc(), executions.c.exec_id.desc())
+    return _page(conn, q, limit, offset)
+
+
+def get_execution(conn: Connection, exec_id: str) -> Record | None:
+    row = conn.execute(select(executions).where(executions.c.exec_id == exec_id)).mappings()
+    first = row.first()
+    return None if first is None else dict(first)
+
+
+# --- results -------------------------------------------------------------------------
+
+
+def results_of_exec(conn: Connection, exec_id: str) -> list[Record]:
+    q = select(results).where(results.c.exec_id == exec_id).order_by(results.c.pc_id)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def list_results(
+    conn: Connection,
+    *,
+    exec_id: str | None,
+    pc_id: str | None,
+    job_id: str | None,
+    limit: int,
+    offset: int,
+) -> Page:
+    q = select(results)
+    if exec_id is not None:
+        q = q.where(results.c.exec_id == exec_id)
+    if pc_id is not None:
+        q = q.where(results.c.pc_id == pc_id)
+    if job_id is not None:
+        q = q.where(results.c.job_id == job_id)
+    q = q.order_by(results.c.recorded_at.desc(), results.c.result_id.desc())
+    return _page(conn, q, limit, offset)
+
+
+def get_result(conn: Connection, result_id: str) -> Record | None:
+    row = conn.execute(select(results).where(results.c.result_id == result_id)).mappings()
+    first = row.first()
+    return None if first is None else dict(first)

@@ -1,0 +1,131 @@
+"""The SQL projection's tables (SQLAlchemy Core).
+
+Everything here can be rebuilt from the JetStream streams (SPEC §1.3): the
+tables are a query-friendly *view* of results, executions and heartbeats, not
+the source of truth. Schema changes go through the alembic revisions in
+``migrations/versions`` — keep both in step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from kanade.backend.db.types import UtcDateTime
+
+# A naming convention makes constraint names deterministic, so later
+# migrations can refer to them on every backend (SQLite batch mode needs names).
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(128)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("pc_id", ID, primary_key=True),
+    Column("hostname", String(255), nullable=False, default=""),
+    Column("agent_version", String(64), nullable=False, default=""),
+    Column("os_family", String(32), nullable=False, default=""),
+    Column("os_version", String(255), nullable=False, default=""),
+    Column("boot_time", UtcDateTime, nullable=True),
+    Column("cpu_percent", Float, nullable=False, default=0.0),
+    Column("rss_bytes", BigInteger, nullable=False, default=0),
+    Column("groups", JSON, nullable=False),
+    Column("schedule_set_version", String(128), nullable=True),
+    Column("last_command_at", UtcDateTime, nullable=True),
+    Column("queue_length", Integer, nullable=False, default=0),
+    Column("running", Integer, nullable=False, default=0),
+    # Backend clock, not the agent's: liveness must be immune to agent clock skew.
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Index("ix_agents_last_seen", "last_seen"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("exec_id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),  # job | adhoc
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("target", JSON, nullable=False),
+    Column("expected_pcs", JSON, nullable=False),
+    Column("expected_count", Integer, nullable=False, default=0),
+    Column("status", String(32), nullable=False),
+    Column("initiated_by", String(128), nullable=False),
+    Column("schedule_id", ID, nullable=True),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # Counters are always *recomputed* from the results rows, never incremented,
+    # so a redelivered message can never count twice.
+    Column("started_count", Integer, nullable=False, default=0),
+    Column("finished_count", Integer, nullable=False, default=0),
+    Column("failed_count", Integer, nullable=False, default=0),
+    Column("skipped_count", Integer, nullable=False, default=0),
+    Column("request_id", String(64), nullable=False),
+    Index("ix_executions_created_at", "created_at"),
+    Index("ix_executions_job_id_created_at", "job_id", "created_at"),
+    Index("ix_executions_status_created_at", "status", "created_at"),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("result_id", String(64), primary_key=True),
+    Column("exec_id", ID, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("pc_id", ID, nullable=False),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # in_flight | finished | reaped
+    Column("exit_code", Integer, nullable=True),
+    Column("skipped", Boolean, nullable=False, default=False),
+    Column("stdout", Text, nullable=False, default=""),
+    Column("stderr", Text, nullable=False, default=""),
+    Column("stdout_bytes", BigInteger, nullable=False, default=0),
+    Column("stderr_bytes", BigInteger, nullable=False, default=0),
+    Column("stdout_ref", String(255), nullable=True),
+    Column("stderr_ref", String(255), nullable=True),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("note", Text, nullable=True),
+    Column("schedule_id", ID, nullable=True),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    # The stream's publish time of the message that last changed the row, so
+    # re-projecting a wiped DB reproduces the same value.
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("timeout_s", Float, nullable=True),
+    Index("ix_results_exec_id_pc_id", "exec_id", "pc_id"),
+    Index("ix_results_pc_id_recorded_at", "pc_id", "recorded_at"),
+    Index("ix_results_job_id_recorded_at", "job_id", "recorded_at"),
+    Index("ix_results_recorded_at", "recorded_at"),
+    Index("ix_results_state_recorded_at", "state", "recorded_at"),
+)
+
+projection_state = Table(
+    "projection_state",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

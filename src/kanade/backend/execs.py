@@ -1,0 +1,300 @@
+"""The exec service (SPEC §4.1): dispatch a job or an ad-hoc script to a target.
+
+Order matters and is deliberate:
+
+1. validate, then pin the job's version in KV ``kanade_pins`` *before* any
+   command exists, so an agent that sees the command also sees the pin;
+2. resolve the expected pcs: alive agents matching the target (groups from their
+   heartbeats) plus explicitly listed pcs (those may be offline: the command waits
+   for them in the stream);
+3. publish the exec record to KANADE_EXECS (the durable truth) and upsert the
+   ``executions`` row (the API's read-your-own-write), both BEFORE the commands,
+   so no result can arrive for an exec the database has never heard of;
+4. publish one command message per address subject;
+5. publish an audit record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+
+from kanade.backend.db import reads, writes
+from kanade.backend.db.database import Database
+from kanade.backend.errors import BadRequest, Conflict
+from kanade.backend.jobs import JobCatalog
+from kanade.backend.records import AuditRecord, ExecKind, ExecRecord
+from kanade.bus.connection import Bus
+from kanade.core import subjects
+from kanade.core.dispatch import adhoc_job, build_command
+from kanade.core.fleet import alive_cutoff
+from kanade.core.ids import new_id
+from kanade.core.models.job import JobManifest
+from kanade.core.models.target import Target
+from kanade.core.models.wire import Command, Shell, encode
+from kanade.core.validation import field_errors
+
+log = structlog.get_logger(__name__)
+
+# Concurrent command publishes (each waits for its JetStream ack): a target listing
+# hundreds of pcs is published in a few round trips, not hundreds.
+_PUBLISH_CONCURRENCY = 128
+
+
+@dataclass(frozen=True)
+class ExecCreated:
+    exec_id: str
+    kind: ExecKind
+    job_id: str
+    version: str
+    request_id: str
+    expected_pcs: list[str]
+    subjects: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exec_id": self.exec_id,
+            "kind": self.kind,
+            "job_id": self.job_id,
+            "version": self.version,
+            "expected_count": len(self.expected_pcs),
+            "expected_pcs": self.expected_pcs,
+        }
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Caps applied to every command (SPEC §4.9)."""
+
+    max_timeout_s: float | None = None
+    max_output_bytes: int = 256 * 1024
+
+
+def command_subjects(target: Target, job_id: str) -> list[str]:
+    """One subject per address: ``all``, else each group and each pc (one message each)."""
+    if target.all:
+        return [subjects.command_subject("all", None, job_id)]
+    return [subjects.command_subject("group", g, job_id) for g in target.groups] + [
+        subjects.command_subject("pc", p, job_id) for p in target.pcs
+    ]
+
+
+def expected_pcs(target: Target, alive: list[tuple[str, list[str]]]) -> list[str]:
+    """Alive agents the target matches, plus every explicitly listed pc."""
+    matched = {pc for pc, groups in alive if target.matches(pc, groups)}
+    return sorted(matched | set(target.pcs))
+
+
+def _sha256(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_hex_from_nats_digest(digest: str) -> str:
+    """Object-store digests are ``SHA-256=<base64url>``; commands carry hex."""
+    raw = digest.split("=", 1)[1] if "=" in digest else digest
+    raw += "=" * (-len(raw) % 4)
+    return base64.urlsafe_b64decode(raw).hex()
+
+
+class ExecService:
+    def __init__(
+        self,
+        db: Database,
+        bus: Callable[[], Bus],
+        *,
+        budgets: Budgets | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._bus = bus  # a getter: raises BrokerUnavailable while the broker is away
+        self._budgets = budgets or Budgets()
+        self._clock = clock
+
+    async def exec_job(
+        self,
+        job_id: str,
+        target: Target,
+        *,
+        jitter: timedelta | None = None,
+        starting_deadline: timedelta | None = None,
+        actor: str = "anonymous",
+    ) -> ExecCreated:
+        bus = self._bus()
+        job = await JobCatalog(bus).require(job_id)
+        if job.require_approval:
+            raise Conflict(
+                f"job {job_id!r} requires approval; approvals are not available on this "
+                "backend yet, so it cannot be executed",
+                job_id=job_id,
+            )
+        script_sha256 = await self._script_sha256(bus, job)
+        pins = await bus.kv(subjects.KV_PINS)
+        await pins.put(job.id, job.version.encode())
+        return await self._dispatch(
+            bus,
+            job,
+            kind="job",
+            exec_id=new_id(),
+            target=target,
+            jitter=jitter,
+            starting_deadline=starting_deadline,
+            actor=actor,
+            script_sha256=script_sha256,
+        )
+
+    async def run_adhoc(
+        self,
+        script: str,
+        target: Target,
+        *,
+        shell: Shell = "sh",
+        timeout: timedelta,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        actor: str = "anonymous",
+    ) -> ExecCreated:
+        bus = self._bus()
+        exec_id = new_id()
+        try:
+            job = adhoc_job(script, shell=shell, timeout=timeout, exec_id=exec_id, env=env, cwd=cwd)
+        except ValidationError as exc:
+            errors = [{"path": e.path, "reason": e.reason} for e in field_errors(exc)]
+            raise BadRequest("invalid script run", errors=errors) from None
+        # No pin: an ad-hoc id is unique to this exec, there is no other version.
+        return await self._dispatch(
+            bus,
+            job,
+            kind="adhoc",
+            exec_id=exec_id,
+            target=target,
+            jitter=None,
+            starting_deadline=None,
+            actor=actor,
+            script_sha256=None,
+        )
+
+    async def _script_sha256(self, bus: Bus, job: JobManifest) -> str | None:
+        name = job.execute.script_object
+        if name is None:
+            return None
+        store = await bus.obj(subjects.OBJ_SCRIPTS)
+        try:
+            info = await store.get_info(name)
+        except NotFoundError:
+            raise BadRequest.at(
+                "execute.script_object",
+                f"{name!r} is not in the scripts object store; upload it first",
+                message=f"job {job.id!r} cannot be dispatched",
+            ) from None
+        if not info.digest:
+            raise Conflict(f"script object {name!r} has no digest; re-upload it")
+        return sha256_hex_from_nats_digest(info.digest)
+
+    async def _dispatch(
+        self,
+        bus: Bus,
+        job: JobManifest,
+        *,
+        kind: ExecKind,
+        exec_id: str,
+        target: Target,
+        jitter: timedelta | None,
+        starting_deadline: timedelta | None,
+        actor: str,
+        script_sha256: str | None,
+    ) -> ExecCreated:
+        now = self._clock()
+        request_id = new_id()
+        alive = await self._db.read(lambda conn: reads.alive_agents(conn, alive_cutoff(now)))
+        pcs = expected_pcs(target, alive)
+        command = build_command(
+            job,
+            exec_id=exec_id,
+            request_id=request_id,
+            address=target,
+            issued_at=now,
+            deadline_at=None if starting_deadline is None else now + starting_deadline,
+            jitter_s=0.0 if jitter is None else jitter.total_seconds(),
+            max_timeout_s=self._budgets.max_timeout_s,
+            max_output_bytes=self._budgets.max_output_bytes,
+            script_sha256=script_sha256,
+        )
+        record = ExecRecord(
+            exec_id=exec_id,
+            kind=kind,
+            job_id=job.id,
+            version=job.version,
+            target=target.model_dump(mode="json", include={"all", "groups", "pcs"}),
+            expected_pcs=pcs,
+            expected_count=len(pcs),
+            status="pending",
+            initiated_by=actor,
+            created_at=now,
+            request_id=request_id,
+        )
+        await bus.publish_js(
+            subjects.exec_subject("created", exec_id), encode(record), msg_id=f"exec:{exec_id}"
+        )
+        await self._db.write(lambda conn: writes.upsert_executions(conn, [record.row()], now))
+
+        subs = command_subjects(target, job.id)
+        await self._publish_commands(bus, command, subs)
+        log.info(
+            "exec dispatched",
+            exec_id=exec_id,
+            job_id=job.id,
+            version=job.version,
+            kind=kind,
+            target=target.describe(),
+            expected=len(pcs),
+            actor=actor,
+        )
+        await self._audit(bus, record, command, now)
+        return ExecCreated(exec_id, kind, job.id, job.version, request_id, pcs, subs)
+
+    async def _publish_commands(self, bus: Bus, command: Command, subs: list[str]) -> None:
+        payload = encode(command)
+        gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
+
+        async def one(subject: str) -> None:
+            async with gate:
+                # msg_id per subject: a retried publish is deduplicated by the broker;
+                # the agent itself dedups by request_id across subjects.
+                await bus.publish_js(subject, payload, msg_id=f"{command.request_id}:{subject}")
+
+        await asyncio.gather(*(one(s) for s in subs))
+
+    async def _audit(self, bus: Bus, record: ExecRecord, command: Command, now: datetime) -> None:
+        audit = AuditRecord(
+            action="exec",
+            actor=record.initiated_by,
+            at=now,
+            details={
+                "exec_id": record.exec_id,
+                "kind": record.kind,
+                "job_id": record.job_id,
+                "version": record.version,
+                "target": record.target,
+                "expected_count": record.expected_count,
+                "request_id": record.request_id,
+                # Never the script or env (secrets); the hash identifies what ran.
+                "script_sha256": command.script_sha256 or _sha256(command.script),
+            },
+        )
+        try:
+            await bus.publish_js(
+                subjects.audit_subject("exec"), encode(audit), msg_id=f"audit:exec:{record.exec_id}"
+            )
+        except Exception:
+            # The commands are out: failing the request now would invite a retry that
+            # runs the job twice. Log loudly instead.
+            log.exception("audit record not written", exec_id=record.exec_id)

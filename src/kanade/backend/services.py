@@ -1,0 +1,25 @@
+"""What the routes use: settings, database, broker link and the service objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kanade.backend.broker_link import BrokerLink
+from kanade.backend.db.database import Database
+from kanade.backend.execs import ExecService
+from kanade.backend.jobs import JobCatalog
+from kanade.backend.metrics import Metrics
+from kanade.backend.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    link: BrokerLink
+    execs: ExecService
+    metrics: Metrics
+
+    def catalog(self) -> JobCatalog:
+        """The job catalog; raises BrokerUnavailable (503) while the broker is away."""
+        return JobCatalog(self.link.bus())

@@ -1,0 +1,29 @@
+"""The backend's settings (from the command line, or built directly by tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kanade.backend.db.database import database_url
+
+
+@dataclass(frozen=True)
+class Settings:
+    nats_url: str
+    db_url: str
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    log_level: str = "info"
+    # Projector: messages per transaction at most (a batch is whatever piled up
+    # while the previous one committed, so it is 1 when idle and large under load).
+    projector_batch: int = 500
+    # Heartbeats are coalesced per pc for this long before one batched write.
+    heartbeat_flush_s: float = 0.2
+    # Budgets (SPEC §4.9): None = no cap on requested timeouts.
+    max_timeout_s: float | None = None
+    max_output_bytes: int = 256 * 1024
+
+    @classmethod
+    def from_db_arg(cls, *, nats_url: str, db: str, **kwargs: object) -> Settings:
+        """``db`` is a file path (SQLite) or a full SQLAlchemy URL."""
+        return cls(nats_url=nats_url, db_url=database_url(db), **kwargs)  # type: ignore[arg-type]

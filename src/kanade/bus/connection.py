@@ -1,0 +1,376 @@
+"""Connect to NATS and stay connected: retry the first connect, reconnect forever after.
+
+An agent may boot before the broker does, and a fleet of thousands reconnects at once
+after a broker restart. So the first connect is retried with exponential backoff and
+*full jitter* (random delay in ``[0, min(cap, base * 2**n)]``) and, once connected,
+nats-py's own reconnect loop runs forever with a per-process jittered wait, so agents
+never hammer the broker in lockstep.
+
+nats-py 2.16 notes (read from the installed source):
+
+* ``Client.connect`` does loop on a failed first connect when ``allow_reconnect`` is
+  true, but with a fixed ``reconnect_time_wait`` and only until
+  ``max_reconnect_attempts`` (default 60) is exhausted; it never returns while the
+  broker is down. We therefore probe TCP ourselves with our own backoff and hand the
+  connect to nats-py only once a server answers, bounded by a timeout.
+* ``reconnect_time_wait`` is annotated ``int`` but is only passed to
+  ``asyncio.sleep``: a float works.
+* Every callback must be a coroutine function (checked by ``connect``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+__all__ = [
+    "MSG_ID_HEADER",
+    "Backoff",
+    "Bus",
+    "BusConnectError",
+    "StateCallback",
+    "connect",
+]
+
+log = logging.getLogger(__name__)
+
+StateCallback = Callable[[str], None]
+"""Receives "connected", "disconnected", "reconnected" or "closed"."""
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+# Defaults applied to every connection; any of them can be overridden through **opts.
+_DEFAULT_OPTS: dict[str, Any] = {
+    "connect_timeout": 2,
+    # Detect a half-open TCP connection (broker host vanished) within ~1.5 min instead
+    # of nats-py's default 2 min x 2 pings.
+    "ping_interval": 30,
+    "max_outstanding_pings": 3,
+    # Publishes made while reconnecting are buffered up to this size; it must hold at
+    # least one max_payload (8MB) message or a large result cannot wait out a restart.
+    "pending_size": 16 * 1024 * 1024,
+}
+_CALLBACK_OPTS = ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
+_WARN_EVERY_S = 30.0
+
+
+class BusConnectError(ConnectionError):
+    """No broker could be reached before the deadline (or at all, without retry)."""
+
+
+class Backoff:
+    """Exponential backoff with full jitter (AWS architecture blog, 2015)."""
+
+    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2**self.attempt))
+        self.attempt = min(self.attempt + 1, 32)  # no float overflow after days of retrying
+        return random.uniform(0.0, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+async def connect(
+    servers: str | list[str],
+    *,
+    name: str,
+    retry_forever: bool = True,
+    deadline: float | None = None,
+    on_state: StateCallback | None = None,
+    **opts: Any,
+) -> Client:
+    """Connect to NATS, waiting for a broker to appear if none is reachable yet.
+
+    ``retry_forever``: keep trying until connected, or until ``deadline`` seconds have
+    passed if one is given. Without it, one attempt is made when ``deadline`` is None
+    (fail fast, for CLI verbs), else attempts continue until the deadline. Raises
+    :class:`BusConnectError` when giving up.
+
+    After the first success the client reconnects forever on its own. ``on_state`` is
+    told "connected", "disconnected", "reconnected" and "closed". Extra ``opts`` go to
+    ``nats.aio.client.Client.connect`` (e.g. ``user``, ``password``, ``tls``); the
+    ``*_cb`` callbacks in ``opts`` are still called, after ours.
+    """
+    server_list = [servers] if isinstance(servers, str) else list(servers)
+    if not server_list:
+        raise ValueError("connect() needs at least one server URL")
+    give_up_at = None if deadline is None else time.monotonic() + deadline
+    one_shot = not retry_forever and deadline is None
+    backoff = Backoff()
+    attempt = 0
+    first_failure = time.monotonic()
+    last_warning = 0.0
+
+    while True:
+        attempt += 1
+        remaining = None if give_up_at is None else give_up_at - time.monotonic()
+        try:
+            nc = await _connect_once(server_list, name, on_state, dict(opts), remaining)
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            log.debug("nats connect attempt %d to %s failed: %r", attempt, server_list, exc)
+            now = time.monotonic()
+            if one_shot or (give_up_at is not None and now >= give_up_at):
+                raise BusConnectError(
+                    f"cannot connect to NATS at {', '.join(server_list)} "
+                    f"after {attempt} attempt(s): {exc!r}"
+                ) from exc
+            if now - last_warning >= _WARN_EVERY_S:
+                last_warning = now
+                log.warning(
+                    "NATS at %s unreachable for %.0fs (%d attempts, last error %r); retrying",
+                    ", ".join(server_list),
+                    now - first_failure,
+                    attempt,
+                    exc,
+                )
+            delay = backoff.next_delay()
+            if give_up_at is not None:
+                delay = max(0.0, min(delay, give_up_at - now))
+            await asyncio.sleep(delay)
+            continue
+        log.info("connected to NATS %s as %r (attempt %d)", _where(nc), name, attempt)
+        _notify(on_state, "connected")
+        return nc
+
+
+async def _connect_once(
+    servers: list[str],
+    name: str,
+    on_state: StateCallback | None,
+    opts: dict[str, Any],
+    remaining: float | None,
+) -> Client:
+    """One attempt: TCP-probe the servers, then let nats-py do the handshake."""
+    settings = {**_DEFAULT_OPTS, **opts}
+    connect_timeout = float(settings["connect_timeout"])
+    if remaining is not None and remaining <= 0:
+        raise TimeoutError("connect deadline reached")
+    if not await _any_reachable(servers, connect_timeout):
+        raise ConnectionRefusedError(f"no NATS server reachable at {', '.join(servers)}")
+
+    user_cbs = {key: settings.pop(key, None) for key in _CALLBACK_OPTS}
+    errors_seen: list[BaseException] = []
+    connected = False
+
+    async def error_cb(exc: Exception) -> None:
+        if not connected:
+            errors_seen.append(exc)
+        _log_connection_error(exc)
+        await _chain(user_cbs["error_cb"], exc)
+
+    async def disconnected_cb() -> None:
+        # nats-py also calls this on a deliberate close(), right before closed_cb:
+        # that is reported as "closed" only.
+        if connected and not nc.is_closed:
+            log.warning("disconnected from NATS (%s); reconnecting", name)
+            _notify(on_state, "disconnected")
+        await _chain(user_cbs["disconnected_cb"])
+
+    async def reconnected_cb() -> None:
+        log.info("reconnected to NATS %s (%s)", _where(nc), name)
+        _notify(on_state, "reconnected")
+        await _chain(user_cbs["reconnected_cb"])
+
+    async def closed_cb() -> None:
+        if connected:
+            log.info("NATS connection closed (%s)", name)
+            _notify(on_state, "closed")
+        await _chain(user_cbs["closed_cb"])
+
+    settings.setdefault("allow_reconnect", True)
+    settings.setdefault("max_reconnect_attempts", -1)  # reconnect forever
+    # Per-process random wait: a fleet dropped by a broker restart spreads its
+    # reconnects over the interval instead of arriving in one burst.
+    settings.setdefault("reconnect_time_wait", random.uniform(1.0, 3.0))
+
+    nc = Client()
+    # The handshake is INFO, CONNECT, PING/PONG, each bounded by connect_timeout; if a
+    # reachable server keeps refusing us (e.g. bad credentials), nats-py would retry
+    # forever inside connect(): bound it and fall back to our own backoff loop.
+    bound = 3 * connect_timeout + 1.0
+    if remaining is not None:
+        bound = min(bound, remaining)
+    try:
+        await asyncio.wait_for(
+            nc.connect(
+                servers,
+                name=name,
+                error_cb=error_cb,
+                disconnected_cb=disconnected_cb,
+                reconnected_cb=reconnected_cb,
+                closed_cb=closed_cb,
+                **settings,
+            ),
+            timeout=bound,
+        )
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        if isinstance(exc, TimeoutError) and errors_seen:
+            raise TimeoutError(f"NATS handshake failed: {errors_seen[-1]!r}") from exc
+        raise
+    connected = True
+    return nc
+
+
+async def _any_reachable(servers: list[str], timeout: float) -> bool:
+    """True if a TCP connection to any server succeeds (cheap, no NATS handshake).
+
+    Probing first keeps the retry loop (and its logging) ours: nats-py's connect would
+    otherwise sit in its own fixed-interval loop while the broker is down.
+    """
+    for url in servers:
+        host, port = _host_port(url)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+def _where(nc: Client) -> str:
+    url = nc.connected_url
+    return url.netloc if url is not None else "?"
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    if "://" not in url:
+        url = f"nats://{url}"
+    parts = urlsplit(url)
+    default = {"ws": 80, "wss": 443}.get(parts.scheme, 4222)
+    return parts.hostname or "127.0.0.1", parts.port or default
+
+
+_last_error_warning: dict[str, float] = {}
+
+
+def _log_connection_error(exc: BaseException) -> None:
+    """Errors repeat every reconnect attempt while the broker is down: log each at debug,
+    and a warning per kind of error at most every 30s."""
+    kind = type(exc).__name__
+    now = time.monotonic()
+    if now - _last_error_warning.get(kind, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+        _last_error_warning[kind] = now
+        log.warning("NATS connection error: %r", exc)
+    else:
+        log.debug("NATS connection error: %r", exc)
+
+
+def _notify(on_state: StateCallback | None, state: str) -> None:
+    if on_state is None:
+        return
+    try:
+        on_state(state)
+    except Exception:  # a buggy observer must never break the NATS client's loops
+        log.exception("on_state(%r) callback failed", state)
+
+
+async def _chain(cb: Callable[..., Awaitable[None]] | None, *args: Any) -> None:
+    if cb is not None:
+        await cb(*args)
+
+
+class Bus:
+    """A connected NATS client, its JetStream context and cached KV / object handles."""
+
+    def __init__(self, nc: Client, *, js_timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._js = nc.jetstream(timeout=js_timeout)
+        self._kv: dict[str, KeyValue] = {}
+        self._obj: dict[str, ObjectStore] = {}
+
+    @classmethod
+    async def connect(
+        cls,
+        servers: str | list[str],
+        *,
+        name: str,
+        js_timeout: float = 5.0,
+        **kwargs: Any,
+    ) -> Bus:
+        """:func:`connect` then wrap; ``kwargs`` as for :func:`connect`."""
+        return cls(await connect(servers, name=name, **kwargs), js_timeout=js_timeout)
+
+    @property
+    def nc(self) -> Client:
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self._js
+
+    async def kv(self, name: str) -> KeyValue:
+        """The KV bucket ``name`` (must exist: see ``ensure_topology``), cached."""
+        bucket = self._kv.get(name)
+        if bucket is None:
+            bucket = await self._js.key_value(name)
+            self._kv[name] = bucket
+        return bucket
+
+    async def obj(self, name: str) -> ObjectStore:
+        """The object store ``name`` (must exist: see ``ensure_topology``), cached."""
+        store = self._obj.get(name)
+        if store is None:
+            store = await self._js.object_store(name)
+            self._obj[name] = store
+        return store
+
+    async def publish_js(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        msg_id: str | None = None,
+        timeout: float = 5.0,
+        headers: dict[str, str] | None = None,
+    ) -> PubAck:
+        """Publish to JetStream and wait for the ack.
+
+        ``msg_id`` becomes the ``Nats-Msg-Id`` header: within the stream's duplicate
+        window the broker stores a message id once, so a publish retried after a lost
+        ack (timeout, reconnect) is harmless; ``PubAck.duplicate`` tells it was one.
+        """
+        hdrs = dict(headers) if headers else {}
+        if msg_id is not None:
+            hdrs[MSG_ID_HEADER] = msg_id
+        return await self._js.publish(subject, payload, timeout=timeout, headers=hdrs or None)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush what was published, then close. Idempotent; never hangs past ``timeout``."""
+        nc = self._nc
+        if nc.is_closed:
+            return
+        if nc.is_connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.flush(), timeout)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.close(), timeout)
+
+    async def __aenter__(self) -> Bus:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

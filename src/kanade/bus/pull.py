@@ -1,0 +1,129 @@
+"""Continuous pull from a durable JetStream consumer.
+
+nats-py's ``fetch(n)`` returns only when *n* messages arrived or the request
+expired, so a batch fetch on a quiet stream adds up to its whole timeout to the
+latency of the first message. Here we keep a window of messages requested from
+the server at all times and hand each message to the caller the moment it
+arrives; the window is topped up as messages are consumed. That gives the
+latency of a push consumer with the flow control of a pull consumer.
+
+Pull requests are lost when the connection drops. The server sends an idle
+heartbeat (status 100) on every open request; if neither a message nor a
+heartbeat arrives for two heartbeat intervals, or a request expires (408) or is
+cancelled (409), the window is reset and re-requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+_STATUS = "Status"
+
+
+class PullConsumer:
+    """Iterate over the messages of one durable pull consumer, one by one.
+
+    ``window`` bounds how many delivered-but-unprocessed messages the client may
+    hold; the caller acks each message itself (usually after a durable write).
+    """
+
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        consumer: str,
+        *,
+        window: int = 256,
+        expires: float = 30.0,
+        idle_heartbeat: float = 5.0,
+    ) -> None:
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._window = window
+        self._expires = expires
+        self._idle_heartbeat = min(idle_heartbeat, expires / 2)
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._inbox = nc.new_inbox()
+        self._sub: Any = None
+        self._outstanding = 0
+        self._last_activity = time.monotonic()
+        self._closed = False
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._last_activity = time.monotonic()
+        status = msg.headers.get(_STATUS) if msg.headers else None
+        if status is None:
+            self._outstanding = max(0, self._outstanding - 1)
+            self._queue.put_nowait(msg)
+        elif status in ("408", "409", "404"):
+            # The request expired or was cancelled (e.g. consumer changed, leader
+            # moved): everything it still promised is gone.
+            self._outstanding = 0
+        # "100" is an idle heartbeat: activity noted above is all it means.
+
+    async def _request(self, count: int) -> None:
+        req = {
+            "batch": count,
+            "expires": int(self._expires * 1e9),
+            "idle_heartbeat": int(self._idle_heartbeat * 1e9),
+        }
+        await self._nc.publish(self._next_subject, json.dumps(req).encode(), reply=self._inbox)
+        self._outstanding += count
+
+    async def _top_up(self) -> None:
+        stalled = time.monotonic() - self._last_activity > 2 * self._idle_heartbeat
+        if stalled:
+            self._outstanding = 0
+            self._last_activity = time.monotonic()
+        # Re-request once half the window is used, so the server always has
+        # room to push while we process.
+        missing = self._window - self._outstanding - self._queue.qsize()
+        if missing >= max(1, self._window // 2) and self._nc.is_connected:
+            await self._request(missing)
+
+    async def messages(self) -> AsyncIterator[Msg]:
+        """Yield messages as they arrive, until :meth:`close` is called."""
+        self._sub = await self._nc.subscribe(
+            self._inbox, cb=self._on_msg, pending_msgs_limit=self._window * 4 + 64
+        )
+        try:
+            while not self._closed:
+                await self._top_up()
+                try:
+                    msg = await asyncio.wait_for(self._queue.get(), timeout=self._idle_heartbeat)
+                except TimeoutError:
+                    continue
+                yield msg
+        finally:
+            await self._unsubscribe()
+
+    def drain_ready(self, limit: int) -> list[Msg]:
+        """Messages already delivered and waiting, without blocking (for batching)."""
+        out: list[Msg] = []
+        while len(out) < limit:
+            try:
+                out.append(self._queue.get_nowait())
+            except asyncio.QueueEmpty:
+                break
+        return out
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None and not self._nc.is_closed:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already gone: nothing to release
+                pass
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._unsubscribe()

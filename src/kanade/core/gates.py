@@ -1,0 +1,91 @@
+"""The agent's admission gates (SPEC §3.3), as one pure function.
+
+Every command that reaches an agent, received or fired by its local
+scheduler, passes these gates in this order. A gate that stops a command
+produces a *synthetic skipped result* with a reserved exit code, so nothing
+stays pending and the operator sees why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from kanade.core import exitcodes
+from kanade.core.models.wire import Command
+
+
+@dataclass(frozen=True)
+class KvView:
+    """What the agent last saw of the fleet state in KV.
+
+    ``age_s`` is how stale that view may be: 0 while connected (the watchers keep
+    it current), the time since the last disconnect otherwise.
+    """
+
+    pins: Mapping[str, str] = field(default_factory=dict)
+    revoked: Collection[str] = frozenset()
+    age_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class GateSkip:
+    exit_code: int
+    reason: str
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def check_deadline(deadline_at: datetime | None, now: datetime) -> GateSkip | None:
+    """``now > deadline`` skips; ``now == deadline`` still runs."""
+    if deadline_at is None or now <= deadline_at:
+        return None
+    late = (now - deadline_at).total_seconds()
+    return GateSkip(
+        exitcodes.DEADLINE_PASSED,
+        f"starting deadline passed: {late:.3f}s late "
+        f"(deadline {_iso(deadline_at)}, now {_iso(now)})",
+    )
+
+
+def evaluate_gates(
+    cmd: Command,
+    *,
+    now: datetime,
+    view: KvView,
+    shell_available: bool,
+    signature_problem: str | None = None,
+) -> GateSkip | None:
+    """The first gate that stops ``cmd``, or None when it may run."""
+    policy = cmd.staleness
+    if policy.mode == "strict":
+        max_age = policy.max_cache_age_s or 0.0
+        if view.age_s > max_age:
+            return GateSkip(
+                exitcodes.STALENESS,
+                f"staleness policy strict: fleet state is {view.age_s:.1f}s old, "
+                f"max_cache_age is {max_age:g}s",
+            )
+    if policy.mode != "unchecked":
+        pinned = view.pins.get(cmd.job_id)
+        if pinned is not None and pinned != cmd.version:
+            return GateSkip(
+                exitcodes.VERSION_PIN_MISMATCH,
+                f"version pin mismatch: job {cmd.job_id} is pinned to {pinned}, "
+                f"command carries {cmd.version}",
+            )
+        if cmd.job_id in view.revoked:
+            return GateSkip(exitcodes.REVOKED, f"job {cmd.job_id} is revoked")
+    skip = check_deadline(cmd.deadline_at, now)
+    if skip is not None:
+        return skip
+    if signature_problem is not None:
+        return GateSkip(exitcodes.REFUSED, f"refused: {signature_problem}")
+    if not shell_available:
+        return GateSkip(
+            exitcodes.UNSUPPORTED, f"shell {cmd.shell!r} is not available on this machine"
+        )
+    return None

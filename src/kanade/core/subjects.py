@@ -1,0 +1,123 @@
+"""Names of every NATS subject, stream, KV bucket and object store kanade uses.
+
+This is the wire contract between agent and backend, kept in one place so the
+two can never disagree. Pure string functions; no I/O.
+
+Command plane: one JetStream stream holds commands under
+``kanade.cmd.<scope>.<target>.<job_id>`` with at most one message per subject,
+so while an agent is away the stream keeps only the newest command of each job
+per target: an older queued version is superseded by the broker itself.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+PREFIX: Final = "kanade"
+
+# --- streams -----------------------------------------------------------------
+STREAM_COMMANDS: Final = "KANADE_COMMANDS"
+STREAM_RESULTS: Final = "KANADE_RESULTS"
+STREAM_EXECS: Final = "KANADE_EXECS"
+STREAM_AUDIT: Final = "KANADE_AUDIT"
+
+COMMANDS_ALL: Final = f"{PREFIX}.cmd.>"
+RESULTS_ALL: Final = f"{PREFIX}.result.>"
+STARTED_ALL: Final = f"{PREFIX}.started.>"
+EXECS_ALL: Final = f"{PREFIX}.exec.>"
+AUDIT_ALL: Final = f"{PREFIX}.audit.>"
+
+# --- KV buckets and object stores ----------------------------------------------
+KV_JOBS: Final = "kanade_jobs"
+KV_SCHEDULES: Final = "kanade_schedules"
+KV_PINS: Final = "kanade_pins"
+KV_REVOCATIONS: Final = "kanade_revocations"
+KV_CONFIG: Final = "kanade_config"
+KV_GROUPS: Final = "kanade_groups"
+KV_FREEZE: Final = "kanade_freeze"
+KV_DISPATCH: Final = "kanade_dispatch"
+KV_BUCKETS: Final = (
+    KV_JOBS,
+    KV_SCHEDULES,
+    KV_PINS,
+    KV_REVOCATIONS,
+    KV_CONFIG,
+    KV_GROUPS,
+    KV_FREEZE,
+    KV_DISPATCH,
+)
+
+OBJ_SCRIPTS: Final = "kanade_scripts"
+OBJ_OUTPUTS: Final = "kanade_outputs"
+OBJ_RELEASES: Final = "kanade_releases"
+OBJECT_STORES: Final = (OBJ_SCRIPTS, OBJ_OUTPUTS, OBJ_RELEASES)
+
+Scope = Literal["all", "group", "pc"]
+
+
+# --- command plane -------------------------------------------------------------
+def command_subject(scope: Scope, target: str | None, job_id: str) -> str:
+    """Subject of a command for one job addressed to all agents, a group, or a pc."""
+    if scope == "all":
+        return f"{PREFIX}.cmd.all.{job_id}"
+    if not target:
+        raise ValueError(f"scope {scope!r} needs a target")
+    return f"{PREFIX}.cmd.{scope}.{target}.{job_id}"
+
+
+def agent_command_filters(pc_id: str, groups: list[str] | tuple[str, ...]) -> list[str]:
+    """The filter subjects of one agent's command consumer: all, its groups, its pc_id."""
+    filters = [f"{PREFIX}.cmd.all.*", f"{PREFIX}.cmd.pc.{pc_id}.*"]
+    filters += [f"{PREFIX}.cmd.group.{g}.*" for g in sorted(set(groups))]
+    return filters
+
+
+def parse_command_subject(subject: str) -> tuple[Scope, str | None, str] | None:
+    """Inverse of :func:`command_subject`; None when the subject is not a command subject."""
+    parts = subject.split(".")
+    if len(parts) < 4 or parts[0] != PREFIX or parts[1] != "cmd":
+        return None
+    if parts[2] == "all" and len(parts) == 4:
+        return "all", None, parts[3]
+    if parts[2] in ("group", "pc") and len(parts) == 5:
+        scope: Scope = "group" if parts[2] == "group" else "pc"
+        return scope, parts[3], parts[4]
+    return None
+
+
+def agent_consumer_name(pc_id: str) -> str:
+    return f"agent-{pc_id}"
+
+
+# --- result plane ----------------------------------------------------------------
+def result_subject(pc_id: str) -> str:
+    return f"{PREFIX}.result.{pc_id}"
+
+
+def started_subject(pc_id: str) -> str:
+    return f"{PREFIX}.started.{pc_id}"
+
+
+# --- backend records ---------------------------------------------------------------
+def exec_subject(event: str, exec_id: str) -> str:
+    """Execution records (created, status changes): the DB rebuilds executions from these."""
+    return f"{PREFIX}.exec.{event}.{exec_id}"
+
+
+def audit_subject(action: str) -> str:
+    return f"{PREFIX}.audit.{action}"
+
+
+# --- telemetry and control (core NATS) -------------------------------------------
+HEARTBEAT_ALL: Final = f"{PREFIX}.hb.*"
+
+
+def heartbeat_subject(pc_id: str) -> str:
+    return f"{PREFIX}.hb.{pc_id}"
+
+
+def ping_subject(pc_id: str) -> str:
+    return f"{PREFIX}.ctl.{pc_id}.ping"
+
+
+KILL_SUBJECT: Final = f"{PREFIX}.ctl.kill"

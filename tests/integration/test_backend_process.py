@@ -1,0 +1,77 @@
+"""``kanade-backend run`` as a real process: serves HTTP, stops cleanly on signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kanade.bus import EmbeddedBroker, free_port
+
+DEADLINE = 30.0
+
+
+def start_backend(nats_url: str, db: Path, port: int) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable, "-m", "kanade.backend.cli", "run",
+        "--nats-url", nats_url, "--db", str(db), "--http-port", str(port),
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[str]) -> dict[str, object]:
+    give_up = time.monotonic() + DEADLINE
+    while time.monotonic() < give_up:
+        if proc.poll() is not None:
+            pytest.fail(f"backend exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+            if body["broker"]:
+                return dict(body)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    pytest.fail("backend not healthy in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serves_and_stops_cleanly_on_signal(
+    nats_server: EmbeddedBroker, tmp_path: Path, sig: signal.Signals
+) -> None:
+    port = free_port()
+    proc = start_backend(nats_server.url, tmp_path / "k.db", port)
+    try:
+        health = wait_healthy(port, proc)
+        assert health["status"] == "ok"
+        job = "id: hello\nversion: '1'\nexecute: {shell: sh, script: echo hi, timeout: 5s}\n"
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/api/jobs",
+            content=job,
+            headers={"content-type": "application/yaml"},
+        )
+        assert r.status_code == 201
+        proc.send_signal(sig)
+        assert proc.wait(timeout=DEADLINE) == 0
+        logs = proc.stderr.read()  # type: ignore[union-attr]
+        assert "backend stopped" in logs
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_start_failure_exits_non_zero(nats_server: EmbeddedBroker, tmp_path: Path) -> None:
+    port = free_port()
+    first = start_backend(nats_server.url, tmp_path / "a.db", port)
+    try:
+        wait_healthy(port, first)
+        second = start_backend(nats_server.url, tmp_path / "b.db", port)
+        assert second.wait(timeout=DEADLINE) != 0  # the port is taken
+    finally:
+        first.terminate()
+        first.wait(timeout=DEADLINE)
