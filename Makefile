@@ -1,0 +1,47 @@
+# kanade — every entry point a developer or CI needs. Works on a fresh machine with
+# only Python >= 3.11, pip and apt: `venv` installs everything else itself.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The stamp changes with pyproject.toml, so `make venv` is a no-op until deps change.
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+AGENTS ?= 3
+PYTEST_ARGS ?=
+
+.PHONY: venv up test test-all lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kanade needs Python >= 3.11")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "python3 -m venv failed; installing python3-venv with apt"; rm -rf $(VENV); \
+	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+## up: broker + backend + $(AGENTS) agents on this machine; prints the dashboard URL.
+up: venv
+	$(BIN)/kanade up --agents $(AGENTS)
+
+## test: the fast suite (unit + integration against real nats-server / SQLite / processes).
+test: venv
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+## test-all: everything, including the slow scale and fault suites.
+test-all: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src/kanade/core
+
+## bench: benchmarks; each prints JSON lines (SPEC §10).
+bench: venv
+	$(BIN)/python benchmarks/run_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .kanade

@@ -1,0 +1,89 @@
+"""HTTP client for the backend API, turning every failure into one line that says what to do."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class CliError(Exception):
+    """An error to print as one line (plus optional detail lines) and exit non-zero."""
+
+    def __init__(self, message: str, *, details: list[str] | None = None, code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        self.code = code
+
+
+def resolve_url(url: str | None) -> str:
+    return (url or os.environ.get("KANADE_URL") or DEFAULT_URL).rstrip("/")
+
+
+def _error_details(body: Any) -> list[str]:
+    if isinstance(body, dict) and isinstance(body.get("errors"), list):
+        out = []
+        for e in body["errors"]:
+            if isinstance(e, dict):
+                out.append(f"{e.get('path', '?')}: {e.get('reason', e)}")
+            else:
+                out.append(str(e))
+        return out
+    return []
+
+
+class ApiClient:
+    def __init__(self, url: str | None = None, *, token: str | None = None,
+                 timeout: float = 15.0) -> None:
+        self.url = resolve_url(url)
+        token = token or os.environ.get("KANADE_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise CliError(
+                f"cannot reach the kanade backend at {self.url} ({exc}); start it with "
+                "`kanade up`, or point --url / $KANADE_URL at a running backend"
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise CliError(f"the backend at {self.url} did not answer in time ({exc})") from exc
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.url}{path} failed: {exc}") from exc
+        if resp.status_code < 400:
+            return resp.json() if resp.content else None
+        try:
+            body: Any = resp.json()
+        except ValueError:
+            body = {"error": resp.text.strip() or resp.reason_phrase}
+        message = body.get("error") if isinstance(body, dict) else None
+        message = message or f"HTTP {resp.status_code}"
+        if resp.status_code == 401:
+            message = f"{message} — log in with `kanade login` or set $KANADE_TOKEN"
+        elif resp.status_code == 403:
+            message = f"{message} — your role does not allow this"
+        elif resp.status_code == 503:
+            message = f"{message} — the backend is up but not ready (is the broker running?)"
+        raise CliError(message, details=_error_details(body))
+
+    def get(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", path, params=clean)
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.request("POST", path, json=json)

@@ -1,0 +1,366 @@
+"""``kanade``: the operator CLI.
+
+Conventions for every verb: rich tables for people, ``--json`` (one object per
+line) for scripts, a live progress display for anything that waits, a non-zero
+exit on failure, and errors in one line that say what to do.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kanade.cli import output
+from kanade.cli.client import ApiClient, CliError
+from kanade.cli.documents import read_job_file
+from kanade.core.durations import parse_duration
+from kanade.cli.waiting import print_results, target_body, wait_for_exec
+
+app = typer.Typer(
+    add_completion=True,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help=(
+        "kanade: run scripts on fleets of machines and know what happened on each.\n\n"
+        "Examples:\n\n"
+        "  kanade up --agents 3\n\n"
+        "  kanade run --all -- 'uname -a'\n\n"
+        "  kanade job create examples/jobs/disk-usage.yaml\n\n"
+        "  kanade exec disk-usage --group web --wait"
+    ),
+)
+job_app = typer.Typer(no_args_is_help=True, help="Job manifests: validate, create, list, show.")
+app.add_typer(job_app, name="job")
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="KANADE_URL", help="Backend URL (default http://127.0.0.1:8080)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every agent.")]
+GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="A group (repeatable).")]
+PcOpt = Annotated[list[str] | None, typer.Option("--pc", "-p", help="A pc id (repeatable).")]
+
+
+def _run_guarded(fn: Any) -> None:
+    """Print a CliError as one line (plus field paths) and exit non-zero."""
+    try:
+        fn()
+    except CliError as exc:
+        output.fail(exc.message, exc.details)
+        raise typer.Exit(exc.code) from None
+
+
+@app.command()
+def run(
+    script: Annotated[list[str], typer.Argument(help="The script, after `--`.")],
+    all_: AllOpt = False,
+    group: GroupOpt = None,
+    pc: PcOpt = None,
+    shell: Annotated[str, typer.Option("--shell", help="sh, bash, pwsh, powershell, cmd, python.")] = "sh",
+    timeout: Annotated[str, typer.Option("--timeout", help="Script timeout, e.g. 30s, 10m.")] = "60s",
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Run an ad-hoc script and wait for every expected agent.
+
+    Prints each pc's exit code and output; exits 0 only if all succeeded.
+
+    Example: kanade run --group web -- 'df -h /'
+    """
+
+    def go() -> None:
+        try:
+            parse_duration(timeout)
+        except ValueError as exc:
+            raise CliError(f"--timeout: {exc}") from exc
+        body = {
+            "script": " ".join(script),
+            "shell": shell,
+            "timeout": timeout,
+            "target": target_body(all_, group, pc),
+        }
+        with ApiClient(url) as api:
+            created = api.post("/api/run", body)
+            ok = wait_for_exec(api, created, json_mode=json_,
+                               timeout_s=parse_duration(timeout).total_seconds())
+        if not ok:
+            raise typer.Exit(1)
+
+    _run_guarded(go)
+
+
+@app.command("exec")
+def exec_(
+    job_id: Annotated[str, typer.Argument(help="The job to run.")],
+    all_: AllOpt = False,
+    group: GroupOpt = None,
+    pc: PcOpt = None,
+    jitter: Annotated[str | None, typer.Option("--jitter", help="Random delay before start.")] = None,
+    starting_deadline: Annotated[
+        str | None, typer.Option("--starting-deadline", help="Skip if not started within this.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the results.")] = False,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Run a catalog job on a target.
+
+    Example: kanade exec disk-usage --all --wait
+    """
+
+    def go() -> None:
+        body: dict[str, Any] = {"target": target_body(all_, group, pc)}
+        if jitter:
+            body["jitter"] = jitter
+        if starting_deadline:
+            body["starting_deadline"] = starting_deadline
+        with ApiClient(url) as api:
+            created = api.post(f"/api/exec/{job_id}", body)
+            if wait:
+                if not wait_for_exec(api, created, json_mode=json_):
+                    raise typer.Exit(1)
+                return
+        if json_:
+            output.json_line(created)
+        else:
+            output.out.print(
+                f"exec {created['exec_id']}: job {created['job_id']} v{created['version']} "
+                f"sent to {created['expected_count']} agent(s); "
+                f"watch with `kanade executions show {created['exec_id']}`"
+            )
+
+    _run_guarded(go)
+
+
+# --- jobs -------------------------------------------------------------------------------
+@job_app.command("validate")
+def job_validate(
+    file: Annotated[Path, typer.Argument(help="Job manifest (YAML or JSON).")],
+    json_: JsonOpt = False,
+) -> None:
+    """Check a job manifest; exit 1 naming every field path and reason.
+
+    Example: kanade job validate examples/jobs/disk-usage.yaml
+    """
+
+    def go() -> None:
+        job = read_job_file(file)
+        if json_:
+            output.json_line({"ok": True, "id": job.id, "version": job.version})
+        else:
+            output.out.print(f"{file}: ok (job {job.id} version {job.version})")
+
+    _run_guarded(go)
+
+
+@job_app.command("create")
+def job_create(
+    file: Annotated[Path, typer.Argument(help="Job manifest (YAML or JSON).")],
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Upload a job manifest (script_file is inlined first).
+
+    Example: kanade job create examples/jobs/disk-usage.yaml
+    """
+
+    def go() -> None:
+        job = read_job_file(file)
+        with ApiClient(url) as api:
+            stored = api.post("/api/jobs", job.model_dump(mode="json", exclude_none=True))
+        if json_:
+            output.json_line(stored)
+        else:
+            output.out.print(f"job {job.id} version {job.version} stored")
+
+    _run_guarded(go)
+
+
+@job_app.command("list")
+def job_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """List the job catalog."""
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            jobs = api.get("/api/jobs")
+        items = jobs.get("items", jobs) if isinstance(jobs, dict) else jobs
+        if json_:
+            for j in items:
+                output.json_line(j)
+            return
+        output.table("jobs", ["id", "version", "shell", "timeout", "description"], [
+            (j.get("id"), j.get("version"), j.get("execute", {}).get("shell"),
+             j.get("execute", {}).get("timeout"), j.get("description") or "")
+            for j in items
+        ])
+
+    _run_guarded(go)
+
+
+@job_app.command("show")
+def job_show(job_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Show one job manifest."""
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            job = api.get(f"/api/jobs/{job_id}")
+        if json_:
+            output.json_line(job)
+        else:
+            import yaml
+
+            output.out.print(yaml.safe_dump(job, sort_keys=False).rstrip(), markup=False)
+
+    _run_guarded(go)
+
+
+# --- fleet views --------------------------------------------------------------------------
+@app.command()
+def agents(
+    status: Annotated[str | None, typer.Option("--status", help="alive, stale or offline.")] = None,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """List agents with their status (alive = heartbeat within 2 min)."""
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            page = api.get("/api/agents", status=status, limit=1000)
+        items = page.get("items", []) if isinstance(page, dict) else page
+        if json_:
+            for a in items:
+                output.json_line(a)
+            return
+        output.table("agents", ["pc_id", "status", "version", "os", "groups", "last seen"], [
+            (a["pc_id"], a.get("status"), a.get("agent_version"),
+             f"{a.get('os_family', '')} {a.get('os_version', '')}".strip(),
+             ",".join(a.get("groups") or []), a.get("last_seen"))
+            for a in items
+        ])
+
+    _run_guarded(go)
+
+
+@app.command()
+def results(
+    exec_id: Annotated[str | None, typer.Option("--exec", help="Only this exec.")] = None,
+    pc: Annotated[str | None, typer.Option("--pc", help="Only this pc.")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """List recent results, newest first."""
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            page = api.get("/api/results", exec_id=exec_id, pc_id=pc, job_id=job, limit=limit)
+        items = page.get("items", []) if isinstance(page, dict) else page
+        if json_:
+            for r in items:
+                output.json_line(r)
+            return
+        output.table("results", ["finished", "pc", "job", "exit", "state", "exec"], [
+            (r.get("finished_at"), r.get("pc_id"), r.get("job_id"), r.get("exit_code"),
+             "skipped" if r.get("skipped") else r.get("state"), r.get("exec_id"))
+            for r in items
+        ])
+
+    _run_guarded(go)
+
+
+executions_app = typer.Typer(no_args_is_help=False, help="Executions: list and show.")
+app.add_typer(executions_app, name="executions")
+
+
+@executions_app.callback(invoke_without_command=True)
+def executions_list(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Option("--job")] = None,
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """List executions (newest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            page = api.get("/api/executions", job_id=job, status=status, limit=limit)
+        items = page.get("items", []) if isinstance(page, dict) else page
+        if json_:
+            for e in items:
+                output.json_line(e)
+            return
+        output.table("executions", ["exec_id", "job", "status", "expected", "finished",
+                                    "failed", "created"], [
+            (e["exec_id"], e.get("job_id"), e.get("status"), e.get("expected_count"),
+             e.get("finished_count"), e.get("failed_count"), e.get("created_at"))
+            for e in items
+        ])
+
+    _run_guarded(go)
+
+
+@executions_app.command("show")
+def executions_show(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Show one execution with every pc's result."""
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            ex = api.get(f"/api/executions/{exec_id}")
+        if json_:
+            output.json_line(ex)
+            return
+        output.out.print(
+            f"exec {ex['exec_id']}  job {ex.get('job_id')} v{ex.get('version')}  "
+            f"status {ex.get('status')}  {ex.get('finished_count', 0)}/{ex.get('expected_count')}"
+            " finished", markup=False)
+        print_results(ex.get("results", []))
+
+    _run_guarded(go)
+
+
+@executions_app.command("watch")
+def executions_watch(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Follow an execution live until every expected pc has reported."""
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            ex = api.get(f"/api/executions/{exec_id}")
+            if not wait_for_exec(api, ex, json_mode=json_):
+                raise typer.Exit(1)
+
+    _run_guarded(go)
+
+
+@app.command()
+def up(
+    agents_n: Annotated[int, typer.Option("--agents", help="How many local agents.")] = 3,
+    http_port: Annotated[int, typer.Option("--http-port")] = 8080,
+    nats_port: Annotated[int, typer.Option("--nats-port")] = 4222,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="State lives here.")] = Path(".kanade"),
+    examples: Annotated[Path | None, typer.Option("--examples", help="Job manifests to load.")] = None,
+) -> None:
+    """Start a broker, the backend and N local agents; Ctrl-C stops them all.
+
+    Example: kanade up --agents 3
+    """
+    from kanade.cli.up import run_up
+
+    _run_guarded(lambda: run_up(agents_n=agents_n, http_port=http_port, nats_port=nats_port,
+                                data_dir=data_dir, examples=examples))
+
+
+def main() -> None:
+    app(prog_name="kanade")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""``kanade up``: a whole kanade on one machine — broker, backend and N agents.
+
+Every part runs as its own process (exactly as in production, just on
+loopback), in its own session so that Ctrl-C reaches only this supervisor,
+which then stops the agents, the backend and the broker in that order. A part
+that dies unexpectedly is restarted, like a service manager would.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from kanade.bus.broker import EmbeddedBroker
+from kanade.cli import output
+from kanade.cli.client import CliError
+from kanade.cli.documents import read_job_file
+
+_READY_TIMEOUT_S = 60.0
+
+
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class Child:
+    """One supervised process with its log file."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            try:
+                self.proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, timeout: float) -> bool:
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.signal(signal.SIGTERM)
+        if not self.wait(timeout):
+            self.signal(signal.SIGKILL)
+            self.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def _wait_until(check: Any, what: str, children: list[Child], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        for c in children:
+            if not c.alive():
+                raise CliError(f"{c.name} exited while waiting for {what}; "
+                               f"its log ({c.log_path}) ends with:\n{c.log_tail()}")
+        try:
+            value = check()
+            if value:
+                return value
+        except httpx.HTTPError as exc:
+            last_error = exc
+        time.sleep(0.1)
+    raise CliError(f"timed out after {timeout:.0f}s waiting for {what}"
+                   + (f" (last error: {last_error})" if last_error else ""))
+
+
+def run_up(*, agents_n: int, http_port: int, nats_port: int, data_dir: Path,
+           examples: Path | None) -> None:
+    t0 = time.monotonic()
+    if agents_n < 0:
+        raise CliError("--agents must be >= 0")
+    for port, flag in ((nats_port, "--nats-port"), (http_port, "--http-port")):
+        if not _port_free(port):
+            raise CliError(f"port {port} is already in use; pass a free {flag} "
+                           "(or stop the other kanade up)")
+    data_dir = data_dir.resolve()
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    broker = EmbeddedBroker(data_dir / "nats", port=nats_port, log_file=logs / "nats-server.log")
+    output.err.print(f"starting broker on {broker.url} …")
+    broker.start()
+    url = f"http://127.0.0.1:{http_port}"
+    backend = Child("backend", _python_module(
+        "kanade.backend.cli", "run", "--nats-url", broker.url, "--db", str(data_dir / "kanade.db"),
+        "--http-port", str(http_port)), logs / "backend.log")
+    agents = [
+        Child(f"local-{i}", _python_module(
+            "kanade.agent.cli", "run", "--pc-id", f"local-{i}", "--group", "local",
+            *(["--group", "canary"] if i == 1 else []),
+            "--nats-url", broker.url, "--data-dir", str(data_dir / "agents" / f"local-{i}"),
+            "--heartbeat-interval", "5"), logs / f"local-{i}.log")
+        for i in range(1, agents_n + 1)
+    ]
+    children = [backend, *agents]
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        backend.start()
+        with httpx.Client(base_url=url, timeout=2.0) as http:
+            _wait_until(lambda: http.get("/health").json().get("broker"),
+                        "the backend to be healthy", [backend], _READY_TIMEOUT_S)
+            for a in agents:
+                a.start()
+
+            def all_alive() -> bool:
+                items = http.get("/api/agents", params={"limit": 1000}).json().get("items", [])
+                alive = {a["pc_id"] for a in items if a.get("status") == "alive"}
+                return all(a.name in alive for a in agents)
+
+            _wait_until(all_alive, f"{agents_n} agents to check in", children, _READY_TIMEOUT_S)
+            loaded = _load_examples(http, examples)
+        ready_s = time.monotonic() - t0
+        output.out.print(f"\n[bold green]kanade is up[/] in {ready_s:.1f}s")
+        output.out.print(f"  dashboard & API : {url}   (OpenAPI: {url}/api/openapi.json)")
+        output.out.print(f"  broker          : {broker.url}")
+        output.out.print(f"  agents          : {', '.join(a.name for a in agents) or 'none'}")
+        output.out.print(f"  example jobs    : {', '.join(loaded) or 'none'}")
+        output.out.print(f"  data & logs     : {data_dir}")
+        output.out.print(f"  try             : KANADE_URL={url} kanade run --all -- 'echo hi'")
+        output.out.print("Press Ctrl-C to stop everything.")
+        sys.stdout.flush()
+        _supervise(children, stop)
+    finally:
+        output.err.print("stopping agents, backend and broker …")
+        for c in agents:
+            c.signal(signal.SIGTERM)
+        for c in agents:
+            c.stop(timeout=10)
+        backend.stop(timeout=15)
+        broker.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+        output.err.print("stopped.")
+
+
+def _supervise(children: list[Child], stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        for c in children:
+            if not c.alive():
+                code = c.proc.returncode if c.proc else None
+                c.restarts += 1
+                output.err.print(f"[yellow]{c.name} exited (code {code}); restarting "
+                                 f"(restart #{c.restarts}); log: {c.log_path}[/]")
+                c.stop(timeout=1)
+                c.start()
+
+
+def _load_examples(http: httpx.Client, examples: Path | None) -> list[str]:
+    folder = examples
+    if folder is None:
+        candidate = Path.cwd() / "examples" / "jobs"
+        folder = candidate if candidate.is_dir() else None
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise CliError(f"--examples {folder} is not a directory")
+    loaded = []
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml"), *folder.glob("*.json")]):
+        job = read_job_file(path)
+        resp = http.post("/api/jobs", json=job.model_dump(mode="json", exclude_none=True))
+        if resp.status_code >= 400:
+            raise CliError(f"loading {path} failed: HTTP {resp.status_code} {resp.text}")
+        loaded.append(job.id)
+    return loaded
+
