@@ -108,7 +108,14 @@ async def test_openapi_schemas_and_metrics_are_served(backend: InProcessBackend)
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/jobs/nope", "/api/executions/nope", "/api/results/nope", "/api/agents/nope", "/api/x"],
+    [
+        "/api/jobs/nope",
+        "/api/jobs/not%20a%20slug",
+        "/api/executions/nope",
+        "/api/results/nope",
+        "/api/agents/nope",
+        "/api/x",
+    ],
 )
 async def test_404s_are_json_with_a_message(backend: InProcessBackend, path: str) -> None:
     r = await backend.client.get(path)
@@ -313,6 +320,8 @@ async def test_exec_errors(backend: InProcessBackend) -> None:
     c = backend.client
     r = await c.post("/api/exec/nope", json={"target": {"all": True}})
     assert r.status_code == 404 and "nope" in r.json()["error"]
+    r = await c.post("/api/exec/no.such*job", json={"target": {"all": True}})
+    assert r.status_code == 404
 
     await c.post("/api/jobs", content=HELLO_YAML)
     r = await c.post("/api/exec/hello", json={"target": {}})

@@ -236,36 +236,46 @@ async def test_poison_messages_are_acked_and_never_block(
 async def test_a_failed_commit_leaves_the_batch_for_redelivery(
     backend: InProcessBackend, bus: Bus
 ) -> None:
-    """A DB error must not lose the message: it is nak'ed and projected once the DB
-    accepts it again. The error is real: a trigger makes SQLite refuse the row."""
+    """The database failing must not lose a message: it stays unacked (nak'ed) and is
+    projected once the database works again. The failure is real: the results table
+    is renamed away, so SQLite raises OperationalError ("no such table")."""
     db = backend.services.db
-
-    def add_trigger(conn: Any) -> None:
-        conn.execute(
-            text(
-                "CREATE TRIGGER refuse_boom BEFORE INSERT ON results "
-                "WHEN NEW.pc_id = 'boom' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-            )
-        )
-
-    await db.write(add_trigger)
-    ex = await new_exec(backend, ["boom"])
-    await send(bus, result(ex, "boom"))
+    ex = await new_exec(backend, ["pc1"])
+    await db.write(lambda conn: conn.execute(text("ALTER TABLE results RENAME TO results_away")))
+    await send(bus, result(ex, "pc1"))
 
     async def redelivered() -> bool:
         info = await bus.js.consumer_info(RESULTS_CONSUMER.stream, RESULTS_CONSUMER.durable)
-        return info.num_redelivered > 0 or info.num_ack_pending > 0
+        return info.num_redelivered > 0
 
-    await eventually(redelivered, what="the refused result stays unacked")
-    assert (await exec_detail(backend, ex["exec_id"]))["results"][0]["state"] == "pending"
-
-    await db.write(lambda conn: conn.execute(text("DROP TRIGGER refuse_boom")))
+    await eventually(redelivered, what="the result is redelivered, not acked")
+    await db.write(lambda conn: conn.execute(text("ALTER TABLE results_away RENAME TO results")))
 
     async def projected() -> bool:
         d = await exec_detail(backend, ex["exec_id"])
         return bool(d["status"] == "completed")
 
     await eventually(projected, what="projected after the DB recovered")
+    await no_unacked(bus)
+
+
+async def test_a_row_the_db_refuses_is_skipped_without_losing_its_batch(
+    backend: InProcessBackend, bus: Bus
+) -> None:
+    """A message that decodes but cannot be stored (an exit code beyond SQLite's 64-bit
+    integers) is poison too: its batch-mates are still projected, and nothing stays
+    unacked."""
+    ex = await new_exec(backend, ["pc1", "pc2", "pc3"])
+    await send(bus, result(ex, "pc1"))
+    await send(bus, result(ex, "pc2", exit_code=2**70))
+    await send(bus, result(ex, "pc3"))
+
+    async def good_ones_in() -> dict[str, Any] | None:
+        d = await exec_detail(backend, ex["exec_id"])
+        return d if d["finished_count"] == 2 else None
+
+    d = await eventually(good_ones_in, what="the storable results projected")
+    assert by_pc(d)["pc2"]["state"] == "pending"
     await no_unacked(bus)
 
 

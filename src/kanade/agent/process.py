@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 IS_WINDOWS = sys.platform == "win32"
 _READ_CHUNK = 64 * 1024
@@ -47,29 +48,63 @@ class ProcessOutcome:
     timed_out: bool = False
 
 
-async def _capture(stream: asyncio.StreamReader, cap: int, spool_path: Path) -> Capture:
+class _Spooler:
+    """Capture state of one stream, kept outside the reading task so that what was read
+    survives the task being cancelled (a background child holding the pipe open)."""
+
+    def __init__(self, cap: int, spool_path: Path) -> None:
+        self.cap = cap
+        self.spool_path = spool_path
+        self.head = bytearray()
+        self.total = 0
+        self._spool: BinaryIO | None = None
+        self._spooled = False
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if self._spool is None and len(self.head) + len(chunk) <= self.cap:
+            self.head += chunk
+            return
+        if self._spool is None:
+            self._spool = open(self.spool_path, "wb")  # noqa: SIM115 - closed in close()
+            self._spooled = True
+            self._spool.write(self.head)
+            self.head += chunk[: max(0, self.cap - len(self.head))]
+        self._spool.write(chunk)
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def capture(self) -> Capture:
+        self.close()
+        return Capture(bytes(self.head), self.total, self.spool_path if self._spooled else None)
+
+
+async def _capture(stream: asyncio.StreamReader, state: _Spooler) -> None:
     """Keep the first ``cap`` bytes inline; once over the cap, spool the *full* stream."""
-    head = bytearray()
-    total = 0
-    spool = None
     try:
         while True:
             chunk = await stream.read(_READ_CHUNK)
             if not chunk:
                 break
-            total += len(chunk)
-            if spool is None and len(head) + len(chunk) <= cap:
-                head += chunk
-                continue
-            if spool is None:
-                spool = open(spool_path, "wb")  # noqa: SIM115 - closed in finally
-                spool.write(head)
-                head += chunk[: max(0, cap - len(head))]
-            spool.write(chunk)
+            state.feed(chunk)
     finally:
-        if spool is not None:
-            spool.close()
-    return Capture(bytes(head), total, spool_path if spool is not None else None)
+        state.close()
+
+
+def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+    """Stop reading pipes that a background child still holds open (it gets EPIPE
+    instead of blocking forever on a full pipe nobody reads)."""
+    transport = getattr(proc, "_transport", None)
+    if transport is None:
+        return
+    for fd in (1, 2):
+        pipe = transport.get_pipe_transport(fd)
+        if pipe is not None:
+            with contextlib.suppress(Exception):
+                pipe.close()
 
 
 def _signal_tree(proc: asyncio.subprocess.Process, sig: int) -> None:
@@ -89,10 +124,8 @@ def _signal_tree(proc: asyncio.subprocess.Process, sig: int) -> None:
 
 async def _end_tree(proc: asyncio.subprocess.Process) -> None:
     _signal_tree(proc, signal.SIGTERM)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), _TERM_GRACE_S)
-    except TimeoutError:
-        pass
     # Always SIGKILL the group too: the shell may have exited on SIGTERM while
     # a child ignoring it lives on.
     _signal_tree(proc, signal.SIGKILL)
@@ -144,12 +177,10 @@ async def run_process(
     if on_started is not None and not on_started.done():
         on_started.set_result(started_at)
     assert proc.stdout is not None and proc.stderr is not None
-    out_task = asyncio.create_task(
-        _capture(proc.stdout, cap_bytes, spool_dir / f"{spool_name}.stdout")
-    )
-    err_task = asyncio.create_task(
-        _capture(proc.stderr, cap_bytes, spool_dir / f"{spool_name}.stderr")
-    )
+    out_state = _Spooler(cap_bytes, spool_dir / f"{spool_name}.stdout")
+    err_state = _Spooler(cap_bytes, spool_dir / f"{spool_name}.stderr")
+    out_task = asyncio.create_task(_capture(proc.stdout, out_state))
+    err_task = asyncio.create_task(_capture(proc.stderr, err_state))
     wait_task = asyncio.create_task(proc.wait())
     kill_task = asyncio.create_task(kill.wait())
     note: str | None = None
@@ -175,12 +206,29 @@ async def run_process(
         if not wait_task.done():
             _signal_tree(proc, signal.SIGKILL)
             wait_task.cancel()
-    done, pending = await asyncio.wait({out_task, err_task}, timeout=_PIPE_GRACE_S)
-    for t in pending:
-        t.cancel()
-    stdout = out_task.result() if out_task in done else Capture(b"", 0, None)
-    stderr = err_task.result() if err_task in done else Capture(b"", 0, None)
-    exit_code = -1 if (killed or timed_out) else (proc.returncode if proc.returncode is not None else -1)
+    read_done, read_pending = await asyncio.wait({out_task, err_task}, timeout=_PIPE_GRACE_S)
+    if read_pending:
+        # Keep what was read so far: only what the background child writes from now
+        # on is lost, and the note says so.
+        for t in read_pending:
+            t.cancel()
+        await asyncio.gather(*read_pending, return_exceptions=True)
+        _close_pipes(proc)
+        held = " and ".join(n for n, t in (("stdout", out_task), ("stderr", err_task))
+                            if t in read_pending)
+        pipe_note = (f"stopped reading {held} {_PIPE_GRACE_S:g}s after the script exited: "
+                     "a background process kept it open")
+        note = f"{note}; {pipe_note}" if note else pipe_note
+    for name, t in (("stdout", out_task), ("stderr", err_task)):
+        # A read/spool error (disk full) must not lose the result: keep what was
+        # captured and say what went wrong.
+        exc = t.exception() if t in read_done else None
+        if exc is not None:
+            fail_note = f"capture of {name} failed: {exc!r}"
+            note = f"{note}; {fail_note}" if note else fail_note
+    stdout = out_state.capture()
+    stderr = err_state.capture()
+    exit_code = -1 if killed or timed_out or proc.returncode is None else proc.returncode
     return ProcessOutcome(
         exit_code=exit_code,
         stdout=stdout,

@@ -15,6 +15,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysEr
 from kanade.backend.errors import ApiError, Conflict, NotFound
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.ids import is_slug
 from kanade.core.models.job import JobManifest
 from kanade.core.validation import parse_job
 
@@ -45,6 +46,8 @@ class JobCatalog:
         return job
 
     async def _get_with_revision(self, job_id: str) -> tuple[JobManifest | None, int | None]:
+        if not is_slug(job_id):
+            return None, None  # cannot be a stored id (and is not a valid KV key)
         kv = await self._bus.kv(subjects.KV_JOBS)
         try:
             entry = await kv.get(job_id)

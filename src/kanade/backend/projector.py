@@ -8,22 +8,25 @@ Two durable pull consumers:
 * ``projector-execs`` on KANADE_EXECS (``kanade.exec.created.*``), so the
   ``executions`` table can be rebuilt from the stream.
 
-A batch is written in ONE transaction and acked only after the commit. A DB
-error naks the batch (redelivered later); an undecodable message is logged and
-acked so poison never blocks the stream. ``recorded_at`` is the stream's
+A batch is written in ONE transaction and acked only after the commit. The
+database failing naks the batch (redelivered later, never lost); an undecodable
+message, or one whose row the database refuses, is logged and acked so poison
+never blocks the stream. ``recorded_at`` is the stream's
 publish time, so re-projecting a wiped DB reproduces the same rows.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from kanade.backend.consumers import (
     ConsumerSpec,
@@ -128,44 +131,68 @@ def finished_row(res: Result, at: datetime) -> dict[str, Any]:
     }
 
 
-@dataclass
-class ResultsBatch:
-    started: list[dict[str, Any]] = field(default_factory=list)
-    finished: list[dict[str, Any]] = field(default_factory=list)
-    poison: list[Msg] = field(default_factory=list)
+@dataclass(frozen=True)
+class Item:
+    """One decoded message: the row it writes, and which kind of write."""
 
-    @property
-    def exec_ids(self) -> set[str]:
-        return {r["exec_id"] for r in self.started} | {r["exec_id"] for r in self.finished}
+    msg: Msg
+    row: dict[str, Any]
+    started: bool = False
 
 
-def decode_results(msgs: list[Msg]) -> ResultsBatch:
-    batch = ResultsBatch()
+def decode_results(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
+    """Decoded items, and the undecodable messages (poison: logged, to be acked)."""
+    items: list[Item] = []
+    poison: list[Msg] = []
     for msg in msgs:
         try:
             at = recorded_at(msg)
             if msg.subject.startswith(_STARTED_PREFIX):
-                batch.started.append(started_row(decode(EventStarted, msg.data), at))
+                items.append(Item(msg, started_row(decode(EventStarted, msg.data), at), True))
             elif msg.subject.startswith(_RESULT_PREFIX):
-                batch.finished.append(finished_row(decode(Result, msg.data), at))
+                items.append(Item(msg, finished_row(decode(Result, msg.data), at)))
             else:
                 raise WireDecodeError(f"unexpected subject {msg.subject}")
         except (WireDecodeError, ValueError) as exc:
             log.warning("poison message skipped", subject=msg.subject, error=str(exc))
-            batch.poison.append(msg)
-    return batch
+            poison.append(msg)
+    return items, poison
 
 
-def write_results(conn: Connection, batch: ResultsBatch, now: datetime) -> None:
+def decode_exec_records(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
+    items: list[Item] = []
+    poison: list[Msg] = []
+    for msg in msgs:
+        try:
+            items.append(Item(msg, decode(ExecRecord, msg.data).row()))
+        except WireDecodeError as exc:
+            log.warning("poison exec record skipped", subject=msg.subject, error=str(exc))
+            poison.append(msg)
+    return items, poison
+
+
+def write_results(conn: Connection, items: list[Item], now: datetime) -> None:
     """One transaction: started rows, then results (a result in the same batch as its
     EventStarted completes the row either way), then the affected exec counters."""
-    writes.insert_started(conn, batch.started)
-    writes.upsert_finished(conn, batch.finished)
-    writes.refresh_exec_counters(conn, batch.exec_ids, now)
+    writes.insert_started(conn, [i.row for i in items if i.started])
+    writes.upsert_finished(conn, [i.row for i in items if not i.started])
+    writes.refresh_exec_counters(conn, {i.row["exec_id"] for i in items}, now)
 
 
-def write_exec_records(conn: Connection, records: list[ExecRecord], now: datetime) -> None:
-    writes.upsert_executions(conn, [r.row() for r in records], now)
+def write_exec_records(conn: Connection, items: list[Item], now: datetime) -> None:
+    writes.upsert_executions(conn, [i.row for i in items], now)
+
+
+Writer = Callable[..., None]  # (conn, items, now)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the database itself (locked, disk full, I/O, schema gone, connection
+    lost), as opposed to a row it cannot store. Transient failures are retried forever:
+    giving up on them would lose results."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
 class Projector:
@@ -204,43 +231,61 @@ class Projector:
         )
 
     async def handle_results(self, msgs: list[Msg]) -> None:
-        batch = decode_results(msgs)
-        poison = {id(m) for m in batch.poison}
-        good = [m for m in msgs if id(m) not in poison]
-        await ack_all(batch.poison)
-        if not good:
-            return
-        now = self._clock()
-        try:
-            await self._db.write(lambda conn: write_results(conn, batch, now))
-        except Exception:
-            log.exception("results batch not committed; redelivering", size=len(good))
-            await nak_all(good, NAK_DELAY_S)
-            return
-        await ack_all(good)
-        self._count("results", len(good))
+        items, poison = decode_results(msgs)
+        await ack_all(poison)
+        await self._commit("results", items, write_results)
 
     async def handle_execs(self, msgs: list[Msg]) -> None:
-        records: list[ExecRecord] = []
-        good: list[Msg] = []
-        for msg in msgs:
-            try:
-                records.append(decode(ExecRecord, msg.data))
-                good.append(msg)
-            except WireDecodeError as exc:
-                log.warning("poison exec record skipped", subject=msg.subject, error=str(exc))
-                await ack_all([msg])
-        if not good:
+        items, poison = decode_exec_records(msgs)
+        await ack_all(poison)
+        await self._commit("execs", items, write_exec_records)
+
+    async def _commit(self, kind: str, items: list[Item], write: Writer) -> None:
+        """Write ``items`` in one transaction, then ack them; never lose, never block.
+
+        * the database failing (transient): nak the whole batch for redelivery;
+        * a row the database refuses (e.g. an integer beyond 64 bits): the batch is
+          retried one message per transaction so the good ones still land, and the
+          refused one is logged and acked like any other poison message.
+        """
+        if not items:
             return
         now = self._clock()
         try:
-            await self._db.write(lambda conn: write_exec_records(conn, records, now))
-        except Exception:
-            log.exception("exec records not committed; redelivering", size=len(good))
-            await nak_all(good, NAK_DELAY_S)
+            await self._db.write(lambda conn: write(conn, items, now))
+        except Exception as exc:
+            if is_transient(exc):
+                log.error(
+                    "batch not committed; redelivering", kind=kind, size=len(items), error=str(exc)
+                )
+                await nak_all([i.msg for i in items], NAK_DELAY_S)
+                return
+            log.warning("batch refused; isolating the bad message", kind=kind, error=str(exc))
+            await self._commit_one_by_one(kind, items, write, now)
             return
-        await ack_all(good)
-        self._count("execs", len(good))
+        await ack_all([i.msg for i in items])
+        self._count(kind, len(items))
+
+    async def _commit_one_by_one(
+        self, kind: str, items: list[Item], write: Writer, now: datetime
+    ) -> None:
+        for item in items:
+            try:
+                await self._db.write(functools.partial(write, items=[item], now=now))
+            except Exception as exc:
+                if is_transient(exc):
+                    await nak_all([item.msg], NAK_DELAY_S)
+                    continue
+                log.error(
+                    "message refused by the database; skipped",
+                    kind=kind,
+                    subject=item.msg.subject,
+                    error=str(exc),
+                )
+                await ack_all([item.msg])
+                continue
+            await ack_all([item.msg])
+            self._count(kind, 1)
 
     def _count(self, kind: str, n: int) -> None:
         if self._on_projected is not None:

@@ -1,1 +1,1 @@
-"""kanade.backend.api."""
+"""kanade.backend.api: HTTP routes (health, jobs, execs, fleet), bodies and error mapping."""

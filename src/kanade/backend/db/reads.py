@@ -60,7 +60,9 @@ def get_agent(conn: Connection, pc_id: str) -> Record | None:
 def list_executions(
     conn: Connection, *, job_id: str | None, status: str | None, limit: int, offset: int
 ) -> Page:
-    q = select(executions)
+    # expected_pcs can hold thousands of names per exec: the list leaves it out
+    # (expected_count says how many); the detail view has it.
+    q = select(*[c for c in executions.c if c.name != "expected_pcs"])
     if job_id is not None:
         q = q.where(executions.c.job_id == job_id)
     if status is not None:
