@@ -481,3 +481,25 @@ async def test_broker_kill9_mid_script_result_arrives_exactly_once(
     await barrier(bus.js, bus.nc, collector, agent, timeout=30)
     assert len(collector.results_for(request_id=out.request_id)) == 1, collector.summary()
     assert len([e for e in collector.started if e.request_id == out.request_id]) == 1
+
+
+# --- 13. a script that leaves a background process behind -------------------------------------
+async def test_background_child_holding_the_pipes_does_not_hang_or_lose_output(
+    tmp_path: Path, bus: Bus, fleet: AgentFleet, collector: ResultsCollector
+) -> None:
+    """A script may start a daemon and exit: its exit code and the output it wrote are
+    reported promptly (the daemon keeps stdout/stderr open and is not ours to kill)."""
+    agent = fleet.add("pc-1")
+    await wait_agent_ready(bus.nc, agent)
+    daemon_pid = tmp_path / "daemon.pid"
+    out = build_command("starts-daemon",
+                        'echo before; echo warn >&2; sleep 60 & echo $! > "$PIDFILE"; exit 4',
+                        target="pc-1", timeout_s=20, env={"PIDFILE": str(daemon_pid)})
+    await publish(bus.js, out)
+    r = await collector.wait_for_request(out, "pc-1", timeout=15, diagnostics=agent.log_tail)
+    assert (r.exit_code, r.skipped) == (4, False), collector.summary()
+    assert (r.stdout, r.stderr) == ("before\n", "warn\n")
+    assert r.note is not None and "background process" in r.note
+    assert r.started_at is not None and r.finished_at - r.started_at < timedelta(seconds=8)
+    # Left alone: a daemon the script started on purpose is still running.
+    assert not process_gone(int(daemon_pid.read_text()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,8 +33,14 @@ class UpStack:
 
     def kanade(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "KANADE_URL": self.url}
-        return subprocess.run([str(BIN / "kanade"), *args], capture_output=True, text=True,
-                              env=env, timeout=timeout, check=False)
+        return subprocess.run(
+            [str(BIN / "kanade"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def start_up(data_dir: Path, log: Path, agents: int = 3) -> UpStack:
@@ -41,17 +48,32 @@ def start_up(data_dir: Path, log: Path, agents: int = 3) -> UpStack:
     t0 = time.monotonic()
     fh = open(log, "w")  # noqa: SIM115 - handed to the child, closed by the OS at exit
     proc = subprocess.Popen(
-        [str(BIN / "kanade"), "up", "--agents", str(agents), "--http-port", str(http_port),
-         "--nats-port", str(nats_port), "--data-dir", str(data_dir),
-         "--examples", str(REPO / "examples" / "jobs")],
-        stdout=fh, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        [
+            str(BIN / "kanade"),
+            "up",
+            "--agents",
+            str(agents),
+            "--http-port",
+            str(http_port),
+            "--nats-port",
+            str(nats_port),
+            "--data-dir",
+            str(data_dir),
+            "--examples",
+            str(REPO / "examples" / "jobs"),
+        ],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         text = log.read_text()
         if "kanade is up" in text:
-            return UpStack(proc, f"http://127.0.0.1:{http_port}", data_dir, log,
-                           time.monotonic() - t0)
+            return UpStack(
+                proc, f"http://127.0.0.1:{http_port}", data_dir, log, time.monotonic() - t0
+            )
         if proc.poll() is not None:
             pytest.fail(f"kanade up exited early:\n{text}")
         time.sleep(0.05)
@@ -68,10 +90,8 @@ def stop_up(stack: UpStack) -> list[int]:
     except subprocess.TimeoutExpired:
         stack.proc.kill()
         for pid in children:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).kill()
-            except psutil.NoSuchProcess:
-                pass
         raise
     return children
 
@@ -99,10 +119,22 @@ def test_run_all_prints_one_line_per_agent(up_stack: UpStack) -> None:
     lines = _json_lines(res.stdout)
     assert sorted(str(x["pc_id"]) for x in lines) == ["local-1", "local-2", "local-3"]
     for line in lines:
-        assert line == {"pc_id": line["pc_id"], "exit_code": 0, "stdout": "hi\n",
-                        "stderr": "", "skipped": False}
-    print(json.dumps({"name": "e2e.run_all_3", "seconds": round(elapsed, 3),
-                      "up_ready_seconds": round(up_stack.ready_s, 3)}))
+        assert line == {
+            "pc_id": line["pc_id"],
+            "exit_code": 0,
+            "stdout": "hi\n",
+            "stderr": "",
+            "skipped": False,
+        }
+    print(
+        json.dumps(
+            {
+                "name": "e2e.run_all_3",
+                "seconds": round(elapsed, 3),
+                "up_ready_seconds": round(up_stack.ready_s, 3),
+            }
+        )
+    )
 
 
 def test_run_to_a_group_and_to_one_pc(up_stack: UpStack) -> None:
@@ -134,8 +166,14 @@ def test_human_output_and_unreachable_backend(up_stack: UpStack) -> None:
     assert res.returncode == 0, res.stderr
     assert res.stdout.count("hello-human") == 3 and "exit 0" in res.stdout
     env = {**os.environ, "KANADE_URL": f"http://127.0.0.1:{free_port()}"}
-    bad = subprocess.run([str(BIN / "kanade"), "run", "--all", "--", "true"], env=env,
-                         capture_output=True, text=True, timeout=30, check=False)
+    bad = subprocess.run(
+        [str(BIN / "kanade"), "run", "--all", "--", "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert bad.returncode == 1
     assert "cannot reach the kanade backend" in bad.stderr and "kanade up" in bad.stderr
 
@@ -147,8 +185,10 @@ def test_run_without_target_is_a_clear_error(up_stack: UpStack) -> None:
 
 def test_job_validate_names_every_bad_field(up_stack: UpStack, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("id: bad\nversion: '1'\nexecute:\n  shell: sh\n  script: echo\n"
-                   "  timeout: 10 minutes\ncolour: blue\n")
+    bad.write_text(
+        "id: bad\nversion: '1'\nexecute:\n  shell: sh\n  script: echo\n"
+        "  timeout: 10 minutes\ncolour: blue\n"
+    )
     res = up_stack.kanade("job", "validate", str(bad))
     assert res.returncode == 1
     assert "execute.timeout" in res.stderr and "10 minutes" in res.stderr
@@ -161,9 +201,11 @@ def test_job_create_then_exec_and_wait(up_stack: UpStack, tmp_path: Path) -> Non
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "greet.sh").write_text("echo greet-$KANADE_E2E\n")
     manifest = tmp_path / "greet.yaml"
-    manifest.write_text("id: greet\nversion: '2'\nexecute:\n  shell: sh\n"
-                        "  script_file: scripts/greet.sh\n  timeout: 20s\n"
-                        "  env: {KANADE_E2E: 'yes'}\n")
+    manifest.write_text(
+        "id: greet\nversion: '2'\nexecute:\n  shell: sh\n"
+        "  script_file: scripts/greet.sh\n  timeout: 20s\n"
+        "  env: {KANADE_E2E: 'yes'}\n"
+    )
     res = up_stack.kanade("job", "create", str(manifest))
     assert res.returncode == 0, res.stderr
     listed = up_stack.kanade("job", "list", "--json")
@@ -195,8 +237,11 @@ def test_ctrl_c_stops_everything_and_state_survives_a_restart(tmp_path: Path) ->
         children = stop_up(stack)
     assert stack.proc.returncode == 0
     assert len(children) >= 3  # broker, backend, agent
-    assert not [p for p in children if psutil.pid_exists(p) and
-                psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p
+        for p in children
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     again = start_up(tmp_path / "data", tmp_path / "up2.log", agents=1)
     try:
         listed = _json_lines(again.kanade("executions", "--json").stdout)

@@ -15,8 +15,11 @@ from kanade.agent.runtime import Agent
 from kanade.agent.settings import load_settings
 from kanade.logsetup import configure_logging
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="kanade agent: runs scripts sent through NATS on this machine.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="kanade agent: runs scripts sent through NATS on this machine.",
+)
 
 
 @app.callback()
@@ -26,26 +29,52 @@ def _root() -> None:
 
 @app.command()
 def run(
-    pc_id: Annotated[str | None, typer.Option("--pc-id", help="This machine's id (default: hostname).")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Group membership (repeatable).")] = None,
-    nats_url: Annotated[str | None, typer.Option("--nats-url", envvar="KANADE_NATS_URL", help="Broker URL(s), comma separated.")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Ledger, outbox and spool directory.")] = None,
+    pc_id: Annotated[
+        str | None, typer.Option("--pc-id", help="This machine's id (default: hostname).")
+    ] = None,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="Group membership (repeatable).")
+    ] = None,
+    nats_url: Annotated[
+        str | None,
+        typer.Option(
+            "--nats-url", envvar="KANADE_NATS_URL", help="Broker URL(s), comma separated."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Ledger, outbox and spool directory.")
+    ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
-    heartbeat_interval: Annotated[float | None, typer.Option("--heartbeat-interval", help="Seconds between heartbeats.")] = None,
+    heartbeat_interval: Annotated[
+        float | None, typer.Option("--heartbeat-interval", help="Seconds between heartbeats.")
+    ] = None,
     max_local_concurrent: Annotated[int | None, typer.Option("--max-local-concurrent")] = None,
-    startup_delay_max: Annotated[float | None, typer.Option("--startup-delay-max", help="Random start-up delay, seconds.")] = None,
+    startup_delay_max: Annotated[
+        float | None, typer.Option("--startup-delay-max", help="Random start-up delay, seconds.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
 ) -> None:
     """Run one agent in the foreground until SIGTERM / Ctrl-C.
 
-    Example: kanade-agent run --pc-id web-1 --group web --nats-url nats://10.0.0.5:4222 --data-dir /var/lib/kanade
+    Example:
+
+      kanade-agent run --pc-id web-1 --group web \\
+        --nats-url nats://10.0.0.5:4222 --data-dir /var/lib/kanade
     """
     try:
-        settings = load_settings(config, {
-            "pc_id": pc_id, "groups": group or None, "nats_urls": nats_url, "data_dir": data_dir,
-            "heartbeat_interval": heartbeat_interval, "max_local_concurrent": max_local_concurrent,
-            "startup_delay_max": startup_delay_max, "log_level": log_level,
-        })
+        settings = load_settings(
+            config,
+            {
+                "pc_id": pc_id,
+                "groups": group or None,
+                "nats_urls": nats_url,
+                "data_dir": data_dir,
+                "heartbeat_interval": heartbeat_interval,
+                "max_local_concurrent": max_local_concurrent,
+                "startup_delay_max": startup_delay_max,
+                "log_level": log_level,
+            },
+        )
     except (ValueError, TypeError, OSError) as exc:
         typer.echo(f"kanade-agent: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -16,10 +16,11 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 IS_WINDOWS = sys.platform == "win32"
 _READ_CHUNK = 64 * 1024
+_STREAM_LIMIT = 64 * 1024  # asyncio's default StreamReader buffer limit
 # After the main process exits, a daemonised grandchild that escaped the group
 # could keep the pipes open forever; stop reading after this long.
 _PIPE_GRACE_S = 2.0
@@ -122,8 +123,46 @@ def _signal_tree(proc: asyncio.subprocess.Process, sig: int) -> None:
             os.killpg(proc.pid, sig)
 
 
+class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Tells when the process itself has exited.
+
+    ``Process.wait()`` only returns once the process has exited AND every pipe is
+    closed, so a background child that inherited stdout (a daemon the script
+    started) would make a script that exited long ago look like it is still
+    running, until the timeout kills the daemon and reports -1.
+    """
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _spawn(
+    argv: list[str], **kwargs: Any
+) -> tuple[asyncio.subprocess.Process, _ExitAwareProtocol]:
+    """``asyncio.create_subprocess_exec`` with a protocol that reports the exit itself."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitAwareProtocol(_STREAM_LIMIT, loop), *argv, **kwargs
+    )
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
+
+
+async def _wait_exit(protocol: _ExitAwareProtocol) -> None:
+    # Shielded: cancelling a waiter must not cancel the protocol's own future.
+    await asyncio.shield(protocol.exited)
+
+
 async def _end_tree(proc: asyncio.subprocess.Process) -> None:
     _signal_tree(proc, signal.SIGTERM)
+    # Process.wait() returns once the shell exited AND its pipes closed, i.e. (nearly
+    # always) once the children holding them are gone too: the whole tree gets the
+    # grace period to clean up, not just the shell.
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(proc.wait(), _TERM_GRACE_S)
     # Always SIGKILL the group too: the shell may have exited on SIGTERM while
@@ -152,14 +191,14 @@ async def run_process(
         kwargs["start_new_session"] = True
     started_at = datetime.now(UTC)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
+        proc, protocol = await _spawn(
+            argv,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=full_env,
             cwd=cwd or None,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
     except (OSError, ValueError) as exc:
         now = datetime.now(UTC)
@@ -181,7 +220,7 @@ async def run_process(
     err_state = _Spooler(cap_bytes, spool_dir / f"{spool_name}.stderr")
     out_task = asyncio.create_task(_capture(proc.stdout, out_state))
     err_task = asyncio.create_task(_capture(proc.stderr, err_state))
-    wait_task = asyncio.create_task(proc.wait())
+    wait_task = asyncio.create_task(_wait_exit(protocol))
     kill_task = asyncio.create_task(kill.wait())
     note: str | None = None
     killed = timed_out = False
@@ -214,17 +253,20 @@ async def run_process(
             t.cancel()
         await asyncio.gather(*read_pending, return_exceptions=True)
         _close_pipes(proc)
-        held = " and ".join(n for n, t in (("stdout", out_task), ("stderr", err_task))
-                            if t in read_pending)
-        pipe_note = (f"stopped reading {held} {_PIPE_GRACE_S:g}s after the script exited: "
-                     "a background process kept it open")
+        held = " and ".join(
+            n for n, t in (("stdout", out_task), ("stderr", err_task)) if t in read_pending
+        )
+        pipe_note = (
+            f"stopped reading {held} {_PIPE_GRACE_S:g}s after the script exited: "
+            "a background process kept it open"
+        )
         note = f"{note}; {pipe_note}" if note else pipe_note
     for name, t in (("stdout", out_task), ("stderr", err_task)):
         # A read/spool error (disk full) must not lose the result: keep what was
         # captured and say what went wrong.
-        exc = t.exception() if t in read_done else None
-        if exc is not None:
-            fail_note = f"capture of {name} failed: {exc!r}"
+        error = t.exception() if t in read_done else None
+        if error is not None:
+            fail_note = f"capture of {name} failed: {error!r}"
             note = f"{note}; {fail_note}" if note else fail_note
     stdout = out_state.capture()
     stderr = err_state.capture()

@@ -26,7 +26,9 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kanade import __version__
+from kanade.agent.kvmirror import KvMirror
 from kanade.agent.ledger import Admission, Ledger, command_digest
+from kanade.agent.limiter import FifoLimiter
 from kanade.agent.outbox import Attachment, Envelope, Outbox
 from kanade.agent.process import ProcessOutcome, run_process
 from kanade.agent.settings import AgentSettings
@@ -35,6 +37,7 @@ from kanade.agent.telemetry import Telemetry
 from kanade.bus.connection import connect
 from kanade.bus.pull import PullConsumer
 from kanade.core import exitcodes, subjects
+from kanade.core.agentconfig import Effective, effective_config
 from kanade.core.gates import KvView, check_deadline, evaluate_gates
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import (
@@ -104,7 +107,7 @@ class Agent:
         self.enrolled_at = self._load_enrollment(data / "enrolled_at")
         self._runner = runner
         self._telemetry = Telemetry()
-        self._sem = asyncio.Semaphore(settings.max_local_concurrent)
+        self._limiter = FifoLimiter(settings.max_local_concurrent)
         self._tracked: dict[str, _Tracked] = {}
         self._by_exec: dict[str, set[str]] = defaultdict(set)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -115,6 +118,21 @@ class Agent:
         self._consumer: PullConsumer | None = None
         self.last_command_at: datetime | None = None
         self.view = KvView()
+        self.static_groups = list(self.groups)
+        self.heartbeat_interval = settings.heartbeat_interval
+        self._hb_wake = asyncio.Event()
+        self.config = Effective({})
+        # Fleet state mirrored from KV (SPEC §3.3 gates, §3.7 config and groups).
+        self._pins = KvMirror(subjects.KV_PINS, [">"], on_change=self._on_fleet_state)
+        self._revocations = KvMirror(subjects.KV_REVOCATIONS, [">"], on_change=self._on_fleet_state)
+        self._membership = KvMirror(
+            subjects.KV_GROUPS, [self.pc_id], on_change=self._on_fleet_state
+        )
+        self._config = KvMirror(
+            subjects.KV_CONFIG, self._config_keys(self.groups), on_change=self._on_fleet_state
+        )
+        self._mirrors = (self._pins, self._revocations, self._membership, self._config)
+        self._resync_lock = asyncio.Lock()
 
     # --- identity --------------------------------------------------------------------
     @staticmethod
@@ -181,16 +199,24 @@ class Agent:
         for entry in self.ledger.in_state("launching"):
             cmd = decode(Command, entry.command.encode())
             launched = datetime.fromtimestamp(entry.updated_at, UTC)
-            log.warning("command %s was running when the agent stopped: outcome unknown",
-                        entry.request_id)
-            self._finish(cmd, unknown_outcome_result(
-                cmd, self.pc_id, launched_at=launched, now=now, agent_version=__version__))
+            log.warning(
+                "command %s was running when the agent stopped: outcome unknown", entry.request_id
+            )
+            self._finish(
+                cmd,
+                unknown_outcome_result(
+                    cmd, self.pc_id, launched_at=launched, now=now, agent_version=__version__
+                ),
+            )
         for entry in self.ledger.in_state("finished"):
             if not entry.queued and entry.result is not None:
                 result_id = result_id_for(entry.request_id, self.pc_id)
                 if not self.outbox.contains_msg_id(result_id):
-                    self.outbox.put(Envelope(subjects.result_subject(self.pc_id), result_id,
-                                             entry.result.encode()))
+                    self.outbox.put(
+                        Envelope(
+                            subjects.result_subject(self.pc_id), result_id, entry.result.encode()
+                        )
+                    )
                 self.ledger.mark_queued(entry.request_id)
         for entry in self.ledger.in_state("pending"):
             self._start_command(decode(Command, entry.command.encode()))
@@ -205,6 +231,7 @@ class Agent:
             self._disconnected_at = None
             self.outbox.wake()
             if state == "reconnected":
+                self._spawn(self._resync())
                 self._spawn(self._send_heartbeat())
         elif state in ("disconnected", "closed"):
             self._connected = False
@@ -229,11 +256,13 @@ class Agent:
     async def _connect_and_serve(self) -> None:
         if self.s.startup_delay_max > 0:
             await asyncio.sleep(random.uniform(0, self.s.startup_delay_max))
-        self.nc = await connect(self.s.nats_urls, name=f"kanade-agent:{self.pc_id}",
-                                on_state=self._on_state)
+        self.nc = await connect(
+            self.s.nats_urls, name=f"kanade-agent:{self.pc_id}", on_state=self._on_state
+        )
         self._on_state("connected")
         await self.nc.subscribe(subjects.ping_subject(self.pc_id), cb=self._on_ping)
         await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
+        await self._resync()
         await self._send_heartbeat()
         await self._ensure_consumer()
         await self._intake()
@@ -270,8 +299,9 @@ class Agent:
 
     async def _intake(self) -> None:
         assert self.nc is not None
-        self._consumer = PullConsumer(self.nc, subjects.STREAM_COMMANDS,
-                                      subjects.agent_consumer_name(self.pc_id), window=64)
+        self._consumer = PullConsumer(
+            self.nc, subjects.STREAM_COMMANDS, subjects.agent_consumer_name(self.pc_id), window=64
+        )
         async for msg in self._consumer.messages():
             try:
                 await self._on_command(msg)
@@ -324,16 +354,21 @@ class Agent:
         The report gets its own result id so it cannot overwrite the result of
         the command that was really admitted under that request_id.
         """
-        log.error("refused command %s: request_id reused with different content",
-                  cmd.request_id)
-        alias = cmd.model_copy(update={"request_id": f"{cmd.request_id}:conflict:"
-                                       f"{command_digest(raw)[:12]}"})
+        log.error("refused command %s: request_id reused with different content", cmd.request_id)
+        alias = cmd.model_copy(
+            update={"request_id": f"{cmd.request_id}:conflict:{command_digest(raw)[:12]}"}
+        )
         result = skipped_result(
-            alias, self.pc_id, exit_code=exitcodes.REFUSED, now=_utcnow(),
+            alias,
+            self.pc_id,
+            exit_code=exitcodes.REFUSED,
+            now=_utcnow(),
             reason="refused: this request_id was already admitted with different content",
-            agent_version=__version__)
-        self.outbox.put(Envelope(subjects.result_subject(self.pc_id), result.result_id,
-                                 encode(result)))
+            agent_version=__version__,
+        )
+        self.outbox.put(
+            Envelope(subjects.result_subject(self.pc_id), result.result_id, encode(result))
+        )
 
     # --- execution ----------------------------------------------------------------------------
     @property
@@ -357,7 +392,7 @@ class Agent:
             if cmd.urgent:
                 await self._execute_admitted(tracked)
             else:
-                async with self._sem:
+                async with self._limiter:
                     await self._execute_admitted(tracked)
         finally:
             self._tracked.pop(cmd.request_id, None)
@@ -368,8 +403,17 @@ class Agent:
                     self._by_exec.pop(cmd.exec_id, None)
 
     def _skip(self, cmd: Command, code: int, reason: str) -> None:
-        self._finish(cmd, skipped_result(cmd, self.pc_id, exit_code=code, reason=reason,
-                                         now=_utcnow(), agent_version=__version__))
+        self._finish(
+            cmd,
+            skipped_result(
+                cmd,
+                self.pc_id,
+                exit_code=code,
+                reason=reason,
+                now=_utcnow(),
+                agent_version=__version__,
+            ),
+        )
 
     async def _interruptible_wait(self, seconds: float, kill: asyncio.Event) -> bool:
         """Wait ``seconds``; True if a kill arrived meanwhile."""
@@ -383,8 +427,9 @@ class Agent:
         cmd = tracked.cmd
         script = cmd.script or ""
         argv = shell_argv(cmd.shell, script)
-        skip = evaluate_gates(cmd, now=_utcnow(), view=self.kv_view(),
-                              shell_available=argv is not None)
+        skip = evaluate_gates(
+            cmd, now=_utcnow(), view=self.kv_view(), shell_available=argv is not None
+        )
         if skip is not None:
             self._skip(cmd, skip.exit_code, skip.reason)
             return
@@ -403,10 +448,15 @@ class Agent:
         result_id = result_id_for(cmd.request_id, self.pc_id)
         started_at = _utcnow()
         started = event_started(cmd, self.pc_id, started_at)
-        self.outbox.put(Envelope(subjects.started_subject(self.pc_id), f"{result_id}.started",
-                                 encode(started)))
-        ctx = RunContext(tracked.kill, self.spool_dir, result_id,
-                         min(cmd.max_output_bytes, self.s.max_output_bytes))
+        self.outbox.put(
+            Envelope(subjects.started_subject(self.pc_id), f"{result_id}.started", encode(started))
+        )
+        ctx = RunContext(
+            tracked.kill,
+            self.spool_dir,
+            result_id,
+            min(cmd.max_output_bytes, self.s.max_output_bytes),
+        )
         retry_max = cmd.retry.max if cmd.retry else 0
         attempts = 0
         notes: list[str] = []
@@ -432,25 +482,107 @@ class Agent:
                 refs[stream] = name
                 attachments.append(Attachment(name, str(cap.spool)))
         result = run_result(
-            cmd, self.pc_id,
+            cmd,
+            self.pc_id,
             exit_code=outcome.exit_code,
-            stdout=outcome.stdout.head, stderr=outcome.stderr.head,
-            stdout_total=outcome.stdout.total, stderr_total=outcome.stderr.total,
-            stdout_ref=refs["stdout"], stderr_ref=refs["stderr"],
-            started_at=started_at, finished_at=outcome.finished_at,
-            attempts=attempts, note="; ".join(notes) or None, agent_version=__version__,
+            stdout=outcome.stdout.head,
+            stderr=outcome.stderr.head,
+            stdout_total=outcome.stdout.total,
+            stderr_total=outcome.stderr.total,
+            stdout_ref=refs["stdout"],
+            stderr_ref=refs["stderr"],
+            started_at=started_at,
+            finished_at=outcome.finished_at,
+            attempts=attempts,
+            note="; ".join(notes) or None,
+            agent_version=__version__,
         )
         self._finish(cmd, result, attachments)
 
-    def _finish(self, cmd: Command, result: Result, attachments: list[Attachment] | None = None
-                ) -> None:
+    def _finish(
+        self, cmd: Command, result: Result, attachments: list[Attachment] | None = None
+    ) -> None:
         payload = encode(result)
         if self.ledger.get(cmd.request_id) is not None:
             self.ledger.mark_finished(cmd.request_id, payload.decode(), time.time())
-        self.outbox.put(Envelope(subjects.result_subject(self.pc_id), result.result_id, payload,
-                                 attachments or []))
+        self.outbox.put(
+            Envelope(
+                subjects.result_subject(self.pc_id), result.result_id, payload, attachments or []
+            )
+        )
         if self.ledger.get(cmd.request_id) is not None:
             self.ledger.mark_queued(cmd.request_id)
+
+    # --- fleet state from KV -------------------------------------------------------------------
+    def _config_keys(self, groups: list[str]) -> list[str]:
+        return ["global", *(f"group.{g}" for g in sorted(groups)), f"pc.{self.pc_id}"]
+
+    async def _resync(self) -> None:
+        """Re-read every mirrored bucket after a (re)connect (SPEC §3.6 re-sync rules)."""
+        if self.nc is None:
+            return
+        async with self._resync_lock:
+            for mirror in self._mirrors:
+                await mirror.resync(self.nc)
+
+    def _decode_json(self, raw: bytes, what: str) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            log.warning("ignored undecodable %s in KV", what)
+            return None
+
+    def _on_fleet_state(self, mirror: KvMirror) -> None:
+        """Recompute what depends on KV: gate view, group membership, effective config."""
+        if mirror is self._pins or mirror is self._revocations:
+            pins = {k: v.decode(errors="replace") for k, v in self._pins.values.items()}
+            revoked = frozenset(self._revocations.values)
+            self.view = KvView(pins=pins, revoked=revoked)
+            return
+        if mirror is self._membership:
+            raw = self._membership.values.get(self.pc_id)
+            listed = self._decode_json(raw, "group membership") if raw else []
+            kv_groups = (
+                [g for g in listed if isinstance(g, str)] if isinstance(listed, list) else []
+            )
+            groups = sorted(set(self.static_groups) | set(kv_groups))
+            if groups != self.groups:
+                log.info("group membership changed: %s -> %s", self.groups, groups)
+                self.groups = groups
+                self._spawn(self._on_groups_changed())
+            return
+        layers: dict[str, dict[str, Any]] = {}
+        for key, raw in self._config.values.items():
+            value = self._decode_json(raw, f"config layer {key}")
+            if isinstance(value, dict):
+                layers[key] = value
+        eff = effective_config(layers, pc_id=self.pc_id, groups=self.groups)
+        for warning in eff.warnings:
+            if warning not in self.config.warnings:
+                log.warning("config: %s", warning)
+        self._apply_config(eff)
+
+    def _apply_config(self, eff: Effective) -> None:
+        old = self.config.values
+        self.config = eff
+        values = eff.values
+        if values.get("heartbeat_interval") != old.get("heartbeat_interval"):
+            self.heartbeat_interval = float(values["heartbeat_interval"])
+            self._hb_wake.set()
+        if values.get("max_local_concurrent") != old.get("max_local_concurrent"):
+            self._limiter.set_limit(int(values["max_local_concurrent"]))
+        if values.get("log_level") != old.get("log_level"):
+            logging.getLogger().setLevel(str(values["log_level"]).upper())
+        if values != old:
+            log.info("effective config: %s", values)
+
+    async def _on_groups_changed(self) -> None:
+        """Subscriptions and config follow the new membership, without a restart."""
+        if self.nc is None or not self._ready():
+            return  # applied by the re-sync on the next connect
+        await self._ensure_consumer()
+        await self._config.set_filters(self.nc, self._config_keys(self.groups))
+        await self._send_heartbeat()
 
     # --- control -------------------------------------------------------------------------------
     async def _on_kill(self, msg: Msg) -> None:
@@ -471,19 +603,27 @@ class Agent:
 
     def _heartbeat(self) -> Any:
         return self._telemetry.heartbeat(
-            pc_id=self.pc_id, groups=self.groups, last_command_at=self.last_command_at,
-            queue_length=self.queue_length, running=self.running)
+            pc_id=self.pc_id,
+            groups=self.groups,
+            last_command_at=self.last_command_at,
+            queue_length=self.queue_length,
+            running=self.running,
+        )
 
     async def _send_heartbeat(self) -> None:
         if self._ready():
             assert self.nc is not None
             with contextlib.suppress(Exception):
-                await self.nc.publish(subjects.heartbeat_subject(self.pc_id),
-                                      encode(self._heartbeat()))
+                await self.nc.publish(
+                    subjects.heartbeat_subject(self.pc_id), encode(self._heartbeat())
+                )
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.s.heartbeat_interval)
+            self._hb_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                # Woken early when the interval is changed live.
+                await asyncio.wait_for(self._hb_wake.wait(), timeout=self.heartbeat_interval)
             await self._send_heartbeat()
 
     async def _prune_loop(self) -> None:

@@ -16,7 +16,7 @@ from kanade.core.ids import SLUG_RULE, is_slug, slugify_hostname
 
 def default_config_path() -> Path:
     if sys.platform == "win32":
-        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "kanade" / "agent.yaml"
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "kanade" / "agent.yaml"
     if sys.platform == "darwin":
         return Path("/Library/Application Support/kanade/agent.yaml")
     return Path("/etc/kanade/agent.yaml")
@@ -24,7 +24,7 @@ def default_config_path() -> Path:
 
 def default_data_dir() -> Path:
     if sys.platform == "win32":
-        return Path(os.environ.get("ProgramData", r"C:\ProgramData")) / "kanade" / "agent"
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "kanade" / "agent"
     if sys.platform == "darwin":
         return Path("/Library/Application Support/kanade/agent")
     return Path("/var/lib/kanade/agent")

@@ -20,13 +20,23 @@ def shell_argv(shell: Shell, script: str) -> list[str] | None:
         return [exe, "-c", script] if exe else None
     if shell == "pwsh":
         exe = shutil.which("pwsh")
-        return [exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", script] if exe else None
+        return (
+            [exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", script] if exe else None
+        )
     if shell == "powershell":
         exe = shutil.which("powershell.exe") if IS_WINDOWS else None
         if not exe:
             return None
-        return [exe, "-NoLogo", "-NoProfile", "-NonInteractive",
-                "-ExecutionPolicy", "Bypass", "-Command", script]
+        return [
+            exe,
+            "-NoLogo",
+            "-NoProfile",
+            "-NonInteractive",
+            "-ExecutionPolicy",
+            "Bypass",
+            "-Command",
+            script,
+        ]
     if shell == "cmd":
         exe = shutil.which("cmd.exe") if IS_WINDOWS else None
         return [exe, "/d", "/c", script] if exe else None

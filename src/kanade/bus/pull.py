@@ -16,6 +16,7 @@ cancelled (409), the window is reset and re-requested.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -119,10 +120,8 @@ class PullConsumer:
     async def _unsubscribe(self) -> None:
         sub, self._sub = self._sub, None
         if sub is not None and not self._nc.is_closed:
-            try:
+            with contextlib.suppress(Exception):  # connection already gone: nothing to release
                 await sub.unsubscribe()
-            except Exception:  # connection already gone: nothing to release
-                pass
 
     async def close(self) -> None:
         self._closed = True

@@ -37,8 +37,9 @@ def _error_details(body: Any) -> list[str]:
 
 
 class ApiClient:
-    def __init__(self, url: str | None = None, *, token: str | None = None,
-                 timeout: float = 15.0) -> None:
+    def __init__(
+        self, url: str | None = None, *, token: str | None = None, timeout: float = 15.0
+    ) -> None:
         self.url = resolve_url(url)
         token = token or os.environ.get("KANADE_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}

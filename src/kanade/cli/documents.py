@@ -32,9 +32,7 @@ def read_job_file(path: Path) -> JobManifest:
     try:
         script = script_path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(
-            f"{path}: execute.script_file: cannot read {script_path}: {exc}"
-        ) from exc
+        raise CliError(f"{path}: execute.script_file: cannot read {script_path}: {exc}") from exc
     execute = dict(data["execute"])
     execute.pop("script_file")
     execute["script"] = script

@@ -16,8 +16,8 @@ import typer
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
 from kanade.cli.documents import read_job_file
-from kanade.core.durations import parse_duration
 from kanade.cli.waiting import print_results, target_body, wait_for_exec
+from kanade.core.durations import parse_duration
 
 app = typer.Typer(
     add_completion=True,
@@ -60,8 +60,12 @@ def run(
     all_: AllOpt = False,
     group: GroupOpt = None,
     pc: PcOpt = None,
-    shell: Annotated[str, typer.Option("--shell", help="sh, bash, pwsh, powershell, cmd, python.")] = "sh",
-    timeout: Annotated[str, typer.Option("--timeout", help="Script timeout, e.g. 30s, 10m.")] = "60s",
+    shell: Annotated[
+        str, typer.Option("--shell", help="sh, bash, pwsh, powershell, cmd, python.")
+    ] = "sh",
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="Script timeout, e.g. 30s, 10m.")
+    ] = "60s",
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -85,8 +89,9 @@ def run(
         }
         with ApiClient(url) as api:
             created = api.post("/api/run", body)
-            ok = wait_for_exec(api, created, json_mode=json_,
-                               timeout_s=parse_duration(timeout).total_seconds())
+            ok = wait_for_exec(
+                api, created, json_mode=json_, timeout_s=parse_duration(timeout).total_seconds()
+            )
         if not ok:
             raise typer.Exit(1)
 
@@ -99,7 +104,9 @@ def exec_(
     all_: AllOpt = False,
     group: GroupOpt = None,
     pc: PcOpt = None,
-    jitter: Annotated[str | None, typer.Option("--jitter", help="Random delay before start.")] = None,
+    jitter: Annotated[
+        str | None, typer.Option("--jitter", help="Random delay before start.")
+    ] = None,
     starting_deadline: Annotated[
         str | None, typer.Option("--starting-deadline", help="Skip if not started within this.")
     ] = None,
@@ -192,11 +199,20 @@ def job_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
             for j in items:
                 output.json_line(j)
             return
-        output.table("jobs", ["id", "version", "shell", "timeout", "description"], [
-            (j.get("id"), j.get("version"), j.get("execute", {}).get("shell"),
-             j.get("execute", {}).get("timeout"), j.get("description") or "")
-            for j in items
-        ])
+        output.table(
+            "jobs",
+            ["id", "version", "shell", "timeout", "description"],
+            [
+                (
+                    j.get("id"),
+                    j.get("version"),
+                    j.get("execute", {}).get("shell"),
+                    j.get("execute", {}).get("timeout"),
+                    j.get("description") or "",
+                )
+                for j in items
+            ],
+        )
 
     _run_guarded(go)
 
@@ -235,12 +251,21 @@ def agents(
             for a in items:
                 output.json_line(a)
             return
-        output.table("agents", ["pc_id", "status", "version", "os", "groups", "last seen"], [
-            (a["pc_id"], a.get("status"), a.get("agent_version"),
-             f"{a.get('os_family', '')} {a.get('os_version', '')}".strip(),
-             ",".join(a.get("groups") or []), a.get("last_seen"))
-            for a in items
-        ])
+        output.table(
+            "agents",
+            ["pc_id", "status", "version", "os", "groups", "last seen"],
+            [
+                (
+                    a["pc_id"],
+                    a.get("status"),
+                    a.get("agent_version"),
+                    f"{a.get('os_family', '')} {a.get('os_version', '')}".strip(),
+                    ",".join(a.get("groups") or []),
+                    a.get("last_seen"),
+                )
+                for a in items
+            ],
+        )
 
     _run_guarded(go)
 
@@ -264,11 +289,21 @@ def results(
             for r in items:
                 output.json_line(r)
             return
-        output.table("results", ["finished", "pc", "job", "exit", "state", "exec"], [
-            (r.get("finished_at"), r.get("pc_id"), r.get("job_id"), r.get("exit_code"),
-             "skipped" if r.get("skipped") else r.get("state"), r.get("exec_id"))
-            for r in items
-        ])
+        output.table(
+            "results",
+            ["finished", "pc", "job", "exit", "state", "exec"],
+            [
+                (
+                    r.get("finished_at"),
+                    r.get("pc_id"),
+                    r.get("job_id"),
+                    r.get("exit_code"),
+                    "skipped" if r.get("skipped") else r.get("state"),
+                    r.get("exec_id"),
+                )
+                for r in items
+            ],
+        )
 
     _run_guarded(go)
 
@@ -298,12 +333,22 @@ def executions_list(
             for e in items:
                 output.json_line(e)
             return
-        output.table("executions", ["exec_id", "job", "status", "expected", "finished",
-                                    "failed", "created"], [
-            (e["exec_id"], e.get("job_id"), e.get("status"), e.get("expected_count"),
-             e.get("finished_count"), e.get("failed_count"), e.get("created_at"))
-            for e in items
-        ])
+        output.table(
+            "executions",
+            ["exec_id", "job", "status", "expected", "finished", "failed", "created"],
+            [
+                (
+                    e["exec_id"],
+                    e.get("job_id"),
+                    e.get("status"),
+                    e.get("expected_count"),
+                    e.get("finished_count"),
+                    e.get("failed_count"),
+                    e.get("created_at"),
+                )
+                for e in items
+            ],
+        )
 
     _run_guarded(go)
 
@@ -321,7 +366,9 @@ def executions_show(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) ->
         output.out.print(
             f"exec {ex['exec_id']}  job {ex.get('job_id')} v{ex.get('version')}  "
             f"status {ex.get('status')}  {ex.get('finished_count', 0)}/{ex.get('expected_count')}"
-            " finished", markup=False)
+            " finished",
+            markup=False,
+        )
         print_results(ex.get("results", []))
 
     _run_guarded(go)
@@ -345,8 +392,12 @@ def up(
     agents_n: Annotated[int, typer.Option("--agents", help="How many local agents.")] = 3,
     http_port: Annotated[int, typer.Option("--http-port")] = 8080,
     nats_port: Annotated[int, typer.Option("--nats-port")] = 4222,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="State lives here.")] = Path(".kanade"),
-    examples: Annotated[Path | None, typer.Option("--examples", help="Job manifests to load.")] = None,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="State lives here.")] = Path(
+        ".kanade"
+    ),
+    examples: Annotated[
+        Path | None, typer.Option("--examples", help="Job manifests to load.")
+    ] = None,
 ) -> None:
     """Start a broker, the backend and N local agents; Ctrl-C stops them all.
 
@@ -354,8 +405,15 @@ def up(
     """
     from kanade.cli.up import run_up
 
-    _run_guarded(lambda: run_up(agents_n=agents_n, http_port=http_port, nats_port=nats_port,
-                                data_dir=data_dir, examples=examples))
+    _run_guarded(
+        lambda: run_up(
+            agents_n=agents_n,
+            http_port=http_port,
+            nats_port=nats_port,
+            data_dir=data_dir,
+            examples=examples,
+        )
+    )
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ that dies unexpectedly is restarted, like a service manager would.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -51,7 +52,10 @@ class Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
 
@@ -61,10 +65,8 @@ class Child:
     def signal(self, sig: int) -> None:
         if self.alive():
             assert self.proc is not None
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
-            except ProcessLookupError:
-                pass
 
     def wait(self, timeout: float) -> bool:
         if self.proc is None:
@@ -101,8 +103,10 @@ def _wait_until(check: Any, what: str, children: list[Child], timeout: float) ->
     while time.monotonic() < deadline:
         for c in children:
             if not c.alive():
-                raise CliError(f"{c.name} exited while waiting for {what}; "
-                               f"its log ({c.log_path}) ends with:\n{c.log_tail()}")
+                raise CliError(
+                    f"{c.name} exited while waiting for {what}; "
+                    f"its log ({c.log_path}) ends with:\n{c.log_tail()}"
+                )
         try:
             value = check()
             if value:
@@ -110,19 +114,23 @@ def _wait_until(check: Any, what: str, children: list[Child], timeout: float) ->
         except httpx.HTTPError as exc:
             last_error = exc
         time.sleep(0.1)
-    raise CliError(f"timed out after {timeout:.0f}s waiting for {what}"
-                   + (f" (last error: {last_error})" if last_error else ""))
+    raise CliError(
+        f"timed out after {timeout:.0f}s waiting for {what}"
+        + (f" (last error: {last_error})" if last_error else "")
+    )
 
 
-def run_up(*, agents_n: int, http_port: int, nats_port: int, data_dir: Path,
-           examples: Path | None) -> None:
+def run_up(
+    *, agents_n: int, http_port: int, nats_port: int, data_dir: Path, examples: Path | None
+) -> None:
     t0 = time.monotonic()
     if agents_n < 0:
         raise CliError("--agents must be >= 0")
     for port, flag in ((nats_port, "--nats-port"), (http_port, "--http-port")):
         if not _port_free(port):
-            raise CliError(f"port {port} is already in use; pass a free {flag} "
-                           "(or stop the other kanade up)")
+            raise CliError(
+                f"port {port} is already in use; pass a free {flag} (or stop the other kanade up)"
+            )
     data_dir = data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -131,15 +139,40 @@ def run_up(*, agents_n: int, http_port: int, nats_port: int, data_dir: Path,
     output.err.print(f"starting broker on {broker.url} …")
     broker.start()
     url = f"http://127.0.0.1:{http_port}"
-    backend = Child("backend", _python_module(
-        "kanade.backend.cli", "run", "--nats-url", broker.url, "--db", str(data_dir / "kanade.db"),
-        "--http-port", str(http_port)), logs / "backend.log")
+    backend = Child(
+        "backend",
+        _python_module(
+            "kanade.backend.cli",
+            "run",
+            "--nats-url",
+            broker.url,
+            "--db",
+            str(data_dir / "kanade.db"),
+            "--http-port",
+            str(http_port),
+        ),
+        logs / "backend.log",
+    )
     agents = [
-        Child(f"local-{i}", _python_module(
-            "kanade.agent.cli", "run", "--pc-id", f"local-{i}", "--group", "local",
-            *(["--group", "canary"] if i == 1 else []),
-            "--nats-url", broker.url, "--data-dir", str(data_dir / "agents" / f"local-{i}"),
-            "--heartbeat-interval", "5"), logs / f"local-{i}.log")
+        Child(
+            f"local-{i}",
+            _python_module(
+                "kanade.agent.cli",
+                "run",
+                "--pc-id",
+                f"local-{i}",
+                "--group",
+                "local",
+                *(["--group", "canary"] if i == 1 else []),
+                "--nats-url",
+                broker.url,
+                "--data-dir",
+                str(data_dir / "agents" / f"local-{i}"),
+                "--heartbeat-interval",
+                "5",
+            ),
+            logs / f"local-{i}.log",
+        )
         for i in range(1, agents_n + 1)
     ]
     children = [backend, *agents]
@@ -152,8 +185,12 @@ def run_up(*, agents_n: int, http_port: int, nats_port: int, data_dir: Path,
     try:
         backend.start()
         with httpx.Client(base_url=url, timeout=2.0) as http:
-            _wait_until(lambda: http.get("/health").json().get("broker"),
-                        "the backend to be healthy", [backend], _READY_TIMEOUT_S)
+            _wait_until(
+                lambda: http.get("/health").json().get("broker"),
+                "the backend to be healthy",
+                [backend],
+                _READY_TIMEOUT_S,
+            )
             for a in agents:
                 a.start()
 
@@ -194,8 +231,10 @@ def _supervise(children: list[Child], stop: threading.Event) -> None:
             if not c.alive():
                 code = c.proc.returncode if c.proc else None
                 c.restarts += 1
-                output.err.print(f"[yellow]{c.name} exited (code {code}); restarting "
-                                 f"(restart #{c.restarts}); log: {c.log_path}[/]")
+                output.err.print(
+                    f"[yellow]{c.name} exited (code {code}); restarting "
+                    f"(restart #{c.restarts}); log: {c.log_path}[/]"
+                )
                 c.stop(timeout=1)
                 c.start()
 
@@ -217,4 +256,3 @@ def _load_examples(http: httpx.Client, examples: Path | None) -> list[str]:
             raise CliError(f"loading {path} failed: HTTP {resp.status_code} {resp.text}")
         loaded.append(job.id)
     return loaded
-

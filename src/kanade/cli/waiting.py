@@ -45,9 +45,15 @@ def wait_for_exec(
     deadline = time.monotonic() + limit + _GRACE_S
     show_progress = not json_mode and output.err.is_terminal
     ex: dict[str, Any] = {}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=output.err, transient=True,
-                  disable=not show_progress) as progress:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=output.err,
+        transient=True,
+        disable=not show_progress,
+    ) as progress:
         task = progress.add_task(f"exec {exec_id[:12]}", total=expected)
         while True:
             ex = api.get(f"/api/executions/{exec_id}")
@@ -59,13 +65,15 @@ def wait_for_exec(
     rows = ex.get("results", [])
     if json_mode:
         for r in rows:
-            output.json_line({
-                "pc_id": r.get("pc_id"),
-                "exit_code": r.get("exit_code"),
-                "stdout": r.get("stdout"),
-                "stderr": r.get("stderr"),
-                "skipped": bool(r.get("skipped")),
-            })
+            output.json_line(
+                {
+                    "pc_id": r.get("pc_id"),
+                    "exit_code": r.get("exit_code"),
+                    "stdout": r.get("stdout"),
+                    "stderr": r.get("stderr"),
+                    "skipped": bool(r.get("skipped")),
+                }
+            )
     else:
         print_results(rows)
     missing = [r["pc_id"] for r in rows if not _finished(r)]

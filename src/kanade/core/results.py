@@ -130,10 +130,7 @@ def unknown_outcome_result(
 
     Running it again could do the work twice, so it is reported, never re-run.
     """
-    reason = (
-        "outcome unknown: the agent stopped while this script was running; "
-        "it was not re-run"
-    )
+    reason = "outcome unknown: the agent stopped while this script was running; it was not re-run"
     return Result.model_validate(
         {
             **_base(cmd, pc_id, agent_version),

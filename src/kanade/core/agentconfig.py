@@ -1,0 +1,108 @@
+"""Layered agent configuration (SPEC §3.7), one rule for backend and agent.
+
+Layers, later wins: built-in defaults → ``global`` → each group the agent is in
+(sorted by name) → the pc itself. Two groups setting the same key to different
+values is a conflict: the later group (by name) wins and a warning says so.
+Stored in KV bucket ``kanade_config`` under keys ``global``, ``group.<g>``,
+``pc.<pc_id>``; each value is a JSON object of settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+DEFAULTS: dict[str, Any] = {
+    "heartbeat_interval": 30.0,
+    "max_local_concurrent": 4,
+    "log_level": "info",
+    "max_output_bytes": 256 * 1024,
+    "target_version": None,
+    "target_version_jitter": 0.0,
+}
+
+
+def _positive_number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{key}: must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key}: must be an integer >= 1, got {value!r}")
+    return value
+
+
+def validate_setting(key: str, value: Any) -> Any:
+    """The normalised value of one setting, or ValueError naming the key and the reason."""
+    if key == "heartbeat_interval":
+        return _positive_number(key, value)
+    if key in ("max_local_concurrent", "max_output_bytes"):
+        return _positive_int(key, value)
+    if key == "log_level":
+        if value not in LOG_LEVELS:
+            raise ValueError(f"{key}: must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return value
+    if key == "target_version":
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValueError(f"{key}: must be a version string, got {value!r}")
+        return value
+    if key == "target_version_jitter":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{key}: must be a number of seconds >= 0, got {value!r}")
+        return float(value)
+    raise ValueError(f"{key}: unknown setting (known: {', '.join(sorted(DEFAULTS))})")
+
+
+def layer_key(scope: str, name: str | None = None) -> str:
+    """KV key of a layer: ``global``, ``group.<g>`` or ``pc.<pc_id>``."""
+    if scope == "global":
+        return "global"
+    if scope not in ("group", "pc") or not name:
+        raise ValueError("scope must be global, group <name> or pc <id>")
+    return f"{scope}.{name}"
+
+
+@dataclass
+class Effective:
+    values: dict[str, Any]
+    sources: dict[str, str] = field(default_factory=dict)  # key -> layer that set it
+    warnings: list[str] = field(default_factory=list)
+
+
+def effective_config(
+    layers: Mapping[str, Mapping[str, Any]], *, pc_id: str, groups: list[str]
+) -> Effective:
+    """Merge the layers that apply to ``pc_id`` in ``groups``.
+
+    Invalid or unknown values in a layer are skipped with a warning instead of
+    failing: one bad key written by an older CLI must not stop the fleet.
+    """
+    out = Effective(dict(DEFAULTS), {k: "default" for k in DEFAULTS})
+    order = ["global", *(f"group.{g}" for g in sorted(set(groups))), f"pc.{pc_id}"]
+    group_set: dict[str, tuple[str, Any]] = {}
+    for name in order:
+        layer = layers.get(name)
+        if not layer:
+            continue
+        for key, raw in layer.items():
+            try:
+                value = validate_setting(key, raw)
+            except ValueError as exc:
+                out.warnings.append(f"{name}: ignored {exc}")
+                continue
+            if name.startswith("group."):
+                earlier = group_set.get(key)
+                if earlier is not None and earlier[1] != value:
+                    out.warnings.append(
+                        f"{key}: {earlier[0]} sets {earlier[1]!r}, {name} sets {value!r}; "
+                        f"{name} wins"
+                    )
+                group_set[key] = (name, value)
+            out.values[key] = value
+            out.sources[key] = name
+    return out
