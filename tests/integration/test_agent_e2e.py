@@ -357,7 +357,7 @@ async def test_malformed_commands_are_dropped_and_intake_continues(
     assert (info.num_ack_pending, info.num_pending) == (0, 0), info
 
 
-# --- 9. gates --------------------------------------------------------------------------------------
+# --- 9. gates ---
 _ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
 
 
@@ -398,7 +398,7 @@ async def test_windows_shells_are_unsupported_on_linux(
     assert agent.is_running()
 
 
-# --- 10. ping ---------------------------------------------------------------------------------------
+# --- 10. ping ---
 async def test_ping_returns_a_fresh_heartbeat(bus: Bus, fleet: AgentFleet) -> None:
     agent = fleet.add("pc-1", ["web", "db"])
     await wait_agent_ready(bus.nc, agent)
@@ -422,7 +422,7 @@ async def test_ping_returns_a_fresh_heartbeat(bus: Bus, fleet: AgentFleet) -> No
     assert hb2.sent_at > hb1.sent_at
 
 
-# --- 11. request_id reuse -----------------------------------------------------------------------------
+# --- 11. request_id reuse ---
 async def test_same_request_id_different_content_is_refused(
     bus: Bus, fleet: AgentFleet, collector: ResultsCollector
 ) -> None:
@@ -454,7 +454,7 @@ async def test_same_request_id_different_content_is_refused(
     assert "impostor" not in "".join(r.stdout for r in collector.results)
 
 
-# --- 12. broker crash mid-script (slow) ------------------------------------------------------------
+# --- 12. broker crash mid-script (slow) ---
 @pytest.mark.slow
 async def test_broker_kill9_mid_script_result_arrives_exactly_once(
     nats_server: EmbeddedBroker, bus: Bus, fleet: AgentFleet, collector: ResultsCollector
@@ -503,3 +503,89 @@ async def test_background_child_holding_the_pipes_does_not_hang_or_lose_output(
     assert r.started_at is not None and r.finished_at - r.started_at < timedelta(seconds=8)
     # Left alone: a daemon the script started on purpose is still running.
     assert not process_gone(int(daemon_pid.read_text()))
+
+
+# --- 14. a corrupt outbox file ----------------------------------------------------------------------
+async def test_corrupt_outbox_file_is_quarantined_and_does_not_block(
+    bus: Bus, fleet: AgentFleet, collector: ResultsCollector
+) -> None:
+    agent = fleet.add("pc-1")
+    await wait_agent_ready(bus.nc, agent)
+    await agent.stop()
+    outbox = agent.data_dir / "outbox"
+    # Sorts first, so the drain meets it before anything good.
+    bad = outbox / "00000000000000000000-00000000.msg"
+    bad.write_bytes(b"\x00 not an envelope {")
+    agent.start()
+    await wait_agent_ready(bus.nc, agent)
+    out = build_command("after-corruption", "echo fine", target="pc-1")
+    await publish(bus.js, out)
+    r = await collector.wait_for_request(out, "pc-1", diagnostics=agent.log_tail)
+    assert (r.exit_code, r.stdout) == (0, "fine\n")
+    assert not bad.exists() and (outbox / "bad" / bad.name).exists()
+
+
+# --- 15. finished while the broker is down, then the agent crashes -------------------------------
+def _queued_result_files(agent_data: Path, request_id: str) -> list[Path]:
+    from kanade.agent.outbox import Envelope
+    from kanade.core.models.wire import decode
+
+    hits = []
+    for path in sorted((agent_data / "outbox").glob("*.msg")):
+        env = Envelope.load(path.read_bytes())
+        if env.subject.startswith(f"{subjects.PREFIX}.result."):
+            if decode(Result, env.data).request_id == request_id:
+                hits.append(path)
+    return hits
+
+
+async def test_result_finished_offline_survives_an_agent_crash(
+    nats_server: EmbeddedBroker, bus: Bus, fleet: AgentFleet, collector: ResultsCollector
+) -> None:
+    agent = fleet.add("pc-1")
+    await wait_agent_ready(bus.nc, agent)
+    go = agent.data_dir.parent / "go"
+    out = build_command("offline-finish",
+                        'while [ ! -e "$GO" ]; do sleep 0.05; done; echo finished offline',
+                        target="pc-1", timeout_s=60, env={"GO": str(go)})
+    await publish(bus.js, out)
+    await collector.wait_started(out, "pc-1", diagnostics=agent.log_tail)
+
+    nats_server.kill()
+    go.touch()  # the script finishes while no broker exists
+    await eventually(lambda: _queued_result_files(agent.data_dir, out.request_id),
+                     what="result written to the outbox", diagnostics=agent.log_tail)
+    await agent.kill9()
+    nats_server.start()
+    agent.start()
+    r = await collector.wait_for_request(out, "pc-1", timeout=30, diagnostics=agent.log_tail)
+    assert (r.exit_code, r.stdout) == (0, "finished offline\n")
+    await barrier(bus.js, bus.nc, collector, agent, timeout=30)
+    assert len(collector.results_for(request_id=out.request_id)) == 1, collector.summary()
+
+
+# --- 16. kill of a command still queued behind the local concurrency cap -----------------------
+async def test_kill_of_a_queued_command_reports_at_once(
+    tmp_path: Path, bus: Bus, fleet: AgentFleet, collector: ResultsCollector
+) -> None:
+    agent = fleet.add("pc-1", extra_args=["--max-local-concurrent", "1"])
+    await wait_agent_ready(bus.nc, agent)
+    mark = tmp_path / "queued-ran"
+    blocker = build_command("blocker", "sleep 30", target="pc-1", timeout_s=60)
+    queued = build_command("queued", 'touch "$MARK"', target="pc-1", env={"MARK": str(mark)})
+    await publish(bus.js, blocker)
+    await collector.wait_started(blocker, "pc-1", diagnostics=agent.log_tail)
+    await publish(bus.js, queued)
+
+    async def is_queued() -> bool:
+        return (await ping(bus.nc, "pc-1")).queue_length == 1
+
+    await eventually(is_queued, what="second command queued", diagnostics=agent.log_tail)
+    await send_kill(bus.nc, queued.command.exec_id)
+    r = await collector.wait_for_request(queued, "pc-1", timeout=10, diagnostics=agent.log_tail)
+    assert (r.exit_code, r.skipped) == (exitcodes.KILLED, True)
+    assert "kill" in r.stderr
+    assert not mark.exists()
+    # The running one was not touched.
+    assert not collector.results_for(request_id=blocker.request_id)
+    assert (await ping(bus.nc, "pc-1")).running == 1

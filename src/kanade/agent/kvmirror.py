@@ -105,7 +105,10 @@ class KvMirror:
         kv = await nc.jetstream().key_value(self.bucket)
         fresh: dict[str, bytes] = {}
         for key_filter in self.key_filters:
-            watcher = await kv.watch(key_filter, inactive_threshold=30.0)
+            # The snapshot consumer is ephemeral: once we stop watching it has no
+            # interest and the server removes it 2 s later, so a connected agent
+            # costs the broker one consumer in steady state (its command consumer).
+            watcher = await kv.watch(key_filter, inactive_threshold=2.0)
             try:
                 while True:
                     entry = await watcher.updates(timeout=5.0)
