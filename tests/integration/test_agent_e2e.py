@@ -533,9 +533,9 @@ def _queued_result_files(agent_data: Path, request_id: str) -> list[Path]:
     hits = []
     for path in sorted((agent_data / "outbox").glob("*.msg")):
         env = Envelope.load(path.read_bytes())
-        if env.subject.startswith(f"{subjects.PREFIX}.result."):
-            if decode(Result, env.data).request_id == request_id:
-                hits.append(path)
+        if (env.subject.startswith(f"{subjects.PREFIX}.result.")
+                and decode(Result, env.data).request_id == request_id):
+            hits.append(path)
     return hits
 
 
@@ -568,6 +568,10 @@ async def test_result_finished_offline_survives_an_agent_crash(
 async def test_kill_of_a_queued_command_reports_at_once(
     tmp_path: Path, bus: Bus, fleet: AgentFleet, collector: ResultsCollector
 ) -> None:
+    # The limit is set locally and as the pc's KV config layer (SPEC §3.7), so it is 1
+    # whichever of the two the agent applies.
+    kv = await bus.kv(subjects.KV_CONFIG)
+    await kv.put("pc.pc-1", b'{"max_local_concurrent": 1}')
     agent = fleet.add("pc-1", extra_args=["--max-local-concurrent", "1"])
     await wait_agent_ready(bus.nc, agent)
     mark = tmp_path / "queued-ran"
