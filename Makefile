@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 AGENTS ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: venv up test test-all lint bench clean
+.PHONY: venv up test test-all lint bench clean browser-deps
 
 venv: $(STAMP)
 
@@ -27,8 +27,14 @@ $(STAMP): pyproject.toml
 up: venv
 	$(BIN)/kanade up --agents $(AGENTS)
 
+## browser-deps: Debian's chromium for the dashboard's browser tests (never `playwright install`).
+browser-deps:
+	@test -x /usr/bin/chromium || { echo "installing chromium with apt (browser tests)"; \
+	  apt-get update -qq && apt-get install -y -qq chromium; }
+	@test -x /usr/bin/chromium || { echo "browser-deps: /usr/bin/chromium still missing" >&2; exit 1; }
+
 ## test: the fast suite (unit + integration against real nats-server / SQLite / processes).
-test: venv
+test: venv browser-deps
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## test-all: everything, including the slow scale and fault suites.

@@ -505,7 +505,7 @@ async def test_background_child_holding_the_pipes_does_not_hang_or_lose_output(
     assert not process_gone(int(daemon_pid.read_text()))
 
 
-# --- 14. a corrupt outbox file ----------------------------------------------------------------------
+# --- 14. a corrupt outbox file ---
 async def test_corrupt_outbox_file_is_quarantined_and_does_not_block(
     bus: Bus, fleet: AgentFleet, collector: ResultsCollector
 ) -> None:

@@ -94,6 +94,69 @@ async def _serve(settings: object) -> None:
     await agent.run()
 
 
+@app.command()
+def swarm(
+    agents: Annotated[int, typer.Option("--agents", "-n", help="How many identities.")] = 100,
+    prefix: Annotated[str, typer.Option("--prefix", help="pc_id prefix.")] = "sim-",
+    nats_url: Annotated[
+        str, typer.Option("--nats-url", envvar="KANADE_NATS_URL", help="Broker URL(s).")
+    ] = "nats://127.0.0.1:4222",
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="One sub-folder per identity.")
+    ] = Path(".kanade/swarm"),
+    exec_mode: Annotated[
+        str, typer.Option("--exec", help="stub: instant success; real: run the script.")
+    ] = "stub",
+    groups: Annotated[
+        int, typer.Option("--groups", help="Spread identities over this many groups.")
+    ] = 0,
+    group: Annotated[
+        list[str] | None, typer.Option("--group", "-g", help="A group for every identity.")
+    ] = None,
+    heartbeat_interval: Annotated[float, typer.Option("--heartbeat-interval")] = 30.0,
+    fsync: Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync ledger/outbox.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+) -> None:
+    """Run N simulated agents in one process through the real agent code (for scale tests).
+
+    Example: kanade-agent swarm --agents 1000 --prefix sim- --exec stub
+    """
+    from kanade.agent.swarm import Swarm, SwarmSpec
+
+    if exec_mode not in ("stub", "real"):
+        typer.echo("kanade-agent swarm: --exec must be stub or real", err=True)
+        raise typer.Exit(2)
+    if agents < 1:
+        typer.echo("kanade-agent swarm: --agents must be >= 1", err=True)
+        raise typer.Exit(2)
+    configure_logging(log_level)
+    spec = SwarmSpec(
+        agents=agents,
+        prefix=prefix,
+        nats_urls=[u for u in nats_url.split(",") if u],
+        data_dir=data_dir,
+        exec_mode=exec_mode,  # type: ignore[arg-type]
+        groups=groups,
+        extra_groups=group or [],
+        heartbeat_interval=heartbeat_interval,
+        durable=fsync,
+    )
+
+    async def go() -> None:
+        sw = Swarm(spec)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, sw.stop)
+        await sw.run(
+            on_ready=lambda s: print(
+                f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True
+            )
+        )
+
+    asyncio.run(go())
+
+
 def main() -> None:
     app(prog_name="kanade-agent")
 

@@ -138,7 +138,12 @@ class Outbox:
         ready: Callable[[], bool],
         max_backoff: float = 5.0,
     ) -> None:
-        """Publish whatever is pending whenever there is something and the bus is up."""
+        """Publish whatever is pending whenever there is something and the bus is up.
+
+        Event-driven: it sleeps until :meth:`put` or :meth:`wake` (called by the
+        agent when the connection comes back) instead of polling, so thousands of
+        idle outboxes in one swarm process cost nothing.
+        """
         backoff = 0.05
         while True:
             self._wake.clear()
@@ -150,9 +155,7 @@ class Outbox:
                 backoff = min(max_backoff, backoff * 2)
                 continue
             backoff = 0.05
-            with contextlib.suppress(TimeoutError):
-                # Also re-check periodically: the bus may have come back.
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            await self._wake.wait()
 
     def wake(self) -> None:
         self._wake.set()

@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kanade import __version__
+from kanade.agent.fleetstate import FleetState
 from kanade.agent.kvmirror import KvMirror
 from kanade.agent.ledger import Admission, Ledger, command_digest
 from kanade.agent.limiter import FifoLimiter
@@ -59,6 +60,9 @@ log = logging.getLogger("kanade.agent")
 # How a script is executed. Real agents run subprocesses; the swarm simulator
 # swaps in an instant stub with the same signature.
 Runner = Callable[[Command, list[str], "RunContext"], Awaitable[ProcessOutcome]]
+# How the agent gets its NATS connection: its own (the default), or a swarm's
+# shared one. Called with the agent's connection-state callback.
+Connector = Callable[[Callable[[str], None]], Awaitable[Client]]
 
 
 @dataclass
@@ -94,7 +98,14 @@ def _utcnow() -> datetime:
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings, *, runner: Runner = subprocess_runner) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        runner: Runner = subprocess_runner,
+        fleet: FleetState | None = None,
+        connector: Connector | None = None,
+    ) -> None:
         self.s = settings
         self.pc_id = settings.pc_id
         self.groups: list[str] = sorted(set(settings.groups))
@@ -123,16 +134,16 @@ class Agent:
         self._hb_wake = asyncio.Event()
         self.config = Effective({})
         # Fleet state mirrored from KV (SPEC §3.3 gates, §3.7 config and groups).
-        self._pins = KvMirror(subjects.KV_PINS, [">"], on_change=self._on_fleet_state)
-        self._revocations = KvMirror(subjects.KV_REVOCATIONS, [">"], on_change=self._on_fleet_state)
-        self._membership = KvMirror(
-            subjects.KV_GROUPS, [self.pc_id], on_change=self._on_fleet_state
-        )
-        self._config = KvMirror(
-            subjects.KV_CONFIG, self._config_keys(self.groups), on_change=self._on_fleet_state
-        )
-        self._mirrors = (self._pins, self._revocations, self._membership, self._config)
-        self._resync_lock = asyncio.Lock()
+        # A swarm passes one shared FleetState and one shared connection; it then
+        # owns re-syncing them, not each identity.
+        self._owns_fleet = fleet is None
+        self.fleet = fleet or FleetState(pc_id=self.pc_id, groups=self.groups)
+        self.fleet.listen(self._on_fleet_state)
+        self._owns_nc = connector is None
+        # Set once the command consumer is open: the agent can receive commands.
+        self.ready = asyncio.Event()
+        self._js: Any = None
+        self._connector = connector
 
     # --- identity --------------------------------------------------------------------
     @staticmethod
@@ -188,9 +199,10 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.close()
-        if self.nc is not None and not self.nc.is_closed:
+        if self._owns_nc and self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
+        self.ledger.close()
         log.info("agent %s stopped", self.pc_id)
 
     # --- crash recovery ----------------------------------------------------------------------
@@ -244,8 +256,9 @@ class Agent:
 
     async def _publish(self, subject: str, data: bytes, msg_id: str) -> None:
         assert self.nc is not None
-        js = self.nc.jetstream()
-        await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=5.0)
+        if self._js is None:
+            self._js = self.nc.jetstream()
+        await self._js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=5.0)
 
     async def _upload(self, name: str, path: Path) -> None:
         assert self.nc is not None
@@ -256,12 +269,17 @@ class Agent:
     async def _connect_and_serve(self) -> None:
         if self.s.startup_delay_max > 0:
             await asyncio.sleep(random.uniform(0, self.s.startup_delay_max))
-        self.nc = await connect(
-            self.s.nats_urls, name=f"kanade-agent:{self.pc_id}", on_state=self._on_state
-        )
+        if self._connector is not None:
+            self.nc = await self._connector(self._on_state)
+        else:
+            self.nc = await connect(
+                self.s.nats_urls, name=f"kanade-agent:{self.pc_id}", on_state=self._on_state
+            )
         self._on_state("connected")
         await self.nc.subscribe(subjects.ping_subject(self.pc_id), cb=self._on_ping)
-        await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
+        if self._owns_nc:
+            # A swarm subscribes once for all its identities and calls kill_exec().
+            await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
         await self._resync()
         await self._send_heartbeat()
         await self._ensure_consumer()
@@ -300,8 +318,14 @@ class Agent:
     async def _intake(self) -> None:
         assert self.nc is not None
         self._consumer = PullConsumer(
-            self.nc, subjects.STREAM_COMMANDS, subjects.agent_consumer_name(self.pc_id), window=64
+            self.nc,
+            subjects.STREAM_COMMANDS,
+            subjects.agent_consumer_name(self.pc_id),
+            window=64,
+            expires=self.s.pull_expires,
+            idle_heartbeat=self.s.pull_idle_heartbeat,
         )
+        self.ready.set()
         async for msg in self._consumer.messages():
             try:
                 await self._on_command(msg)
@@ -391,9 +415,13 @@ class Agent:
         try:
             if cmd.urgent:
                 await self._execute_admitted(tracked)
-            else:
-                async with self._limiter:
+            elif await self._wait_for_slot(tracked):
+                try:
                     await self._execute_admitted(tracked)
+                finally:
+                    self._limiter.release()
+            else:
+                self._skip(cmd, exitcodes.KILLED, "cancelled by remote kill while queued")
         finally:
             self._tracked.pop(cmd.request_id, None)
             ids = self._by_exec.get(cmd.exec_id)
@@ -401,6 +429,21 @@ class Agent:
                 ids.discard(cmd.request_id)
                 if not ids:
                     self._by_exec.pop(cmd.exec_id, None)
+
+    async def _wait_for_slot(self, tracked: _Tracked) -> bool:
+        """Queue for a slot under max_local_concurrent. False when a kill arrives first:
+        a queued command is cancelled at once, not when it reaches the front."""
+        acquire = asyncio.ensure_future(self._limiter.acquire())
+        killed = asyncio.ensure_future(tracked.kill.wait())
+        try:
+            await asyncio.wait({acquire, killed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            killed.cancel()
+            if not acquire.done():
+                acquire.cancel()  # FifoLimiter gives back a slot granted meanwhile
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+        return not acquire.cancelled() and acquire.exception() is None
 
     def _skip(self, cmd: Command, code: int, reason: str) -> None:
         self._finish(
@@ -514,16 +557,10 @@ class Agent:
             self.ledger.mark_queued(cmd.request_id)
 
     # --- fleet state from KV -------------------------------------------------------------------
-    def _config_keys(self, groups: list[str]) -> list[str]:
-        return ["global", *(f"group.{g}" for g in sorted(groups)), f"pc.{self.pc_id}"]
-
     async def _resync(self) -> None:
         """Re-read every mirrored bucket after a (re)connect (SPEC §3.6 re-sync rules)."""
-        if self.nc is None:
-            return
-        async with self._resync_lock:
-            for mirror in self._mirrors:
-                await mirror.resync(self.nc)
+        if self.nc is not None and self._owns_fleet:
+            await self.fleet.resync(self.nc)
 
     def _decode_json(self, raw: bytes, what: str) -> Any:
         try:
@@ -534,13 +571,14 @@ class Agent:
 
     def _on_fleet_state(self, mirror: KvMirror) -> None:
         """Recompute what depends on KV: gate view, group membership, effective config."""
-        if mirror is self._pins or mirror is self._revocations:
-            pins = {k: v.decode(errors="replace") for k, v in self._pins.values.items()}
-            revoked = frozenset(self._revocations.values)
+        fleet = self.fleet
+        if mirror is fleet.pins or mirror is fleet.revocations:
+            pins = {k: v.decode(errors="replace") for k, v in fleet.pins.values.items()}
+            revoked = frozenset(fleet.revocations.values)
             self.view = KvView(pins=pins, revoked=revoked)
             return
-        if mirror is self._membership:
-            raw = self._membership.values.get(self.pc_id)
+        if mirror is fleet.membership:
+            raw = fleet.membership.values.get(self.pc_id)
             listed = self._decode_json(raw, "group membership") if raw else []
             kv_groups = (
                 [g for g in listed if isinstance(g, str)] if isinstance(listed, list) else []
@@ -552,11 +590,17 @@ class Agent:
                 self._spawn(self._on_groups_changed())
             return
         layers: dict[str, dict[str, Any]] = {}
-        for key, raw in self._config.values.items():
+        for key, raw in fleet.config.values.items():
             value = self._decode_json(raw, f"config layer {key}")
             if isinstance(value, dict):
                 layers[key] = value
         eff = effective_config(layers, pc_id=self.pc_id, groups=self.groups)
+        # This agent's own config file / flags replace the built-in defaults (KV layers
+        # still win): `--heartbeat-interval 5` must not become 30 s once KV is read.
+        for key in ("heartbeat_interval", "max_local_concurrent", "log_level"):
+            if eff.sources.get(key) == "default":
+                eff.values[key] = getattr(self.s, key)
+                eff.sources[key] = "local"
         for warning in eff.warnings:
             if warning not in self.config.warnings:
                 log.warning("config: %s", warning)
@@ -581,7 +625,7 @@ class Agent:
         if self.nc is None or not self._ready():
             return  # applied by the re-sync on the next connect
         await self._ensure_consumer()
-        await self._config.set_filters(self.nc, self._config_keys(self.groups))
+        await self.fleet.follow_groups(self.nc, self.pc_id, self.groups)
         await self._send_heartbeat()
 
     # --- control -------------------------------------------------------------------------------
@@ -591,6 +635,10 @@ class Agent:
         except (ValueError, KeyError, TypeError):
             log.warning("ignored a malformed kill request")
             return
+        self.kill_exec(exec_id)
+
+    def kill_exec(self, exec_id: str) -> None:
+        """End every running or queued command of ``exec_id`` on this agent."""
         for request_id in list(self._by_exec.get(exec_id, ())):
             tracked = self._tracked.get(request_id)
             if tracked is not None:

@@ -44,6 +44,11 @@ class AgentSettings:
     startup_delay_max: float = 0.0
     # fsync every ledger/outbox write. Only the swarm simulator turns this off.
     durable: bool = True
+    # Pull requests for commands: how long each stays open on the broker, and how
+    # often the broker proves it is alive while idle. A swarm of thousands of
+    # identities raises both to keep idle chatter down.
+    pull_expires: float = 30.0
+    pull_idle_heartbeat: float = 5.0
     log_level: str = "info"
 
     def validate(self) -> None:

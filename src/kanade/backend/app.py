@@ -19,12 +19,20 @@ import structlog
 from fastapi import FastAPI
 
 from kanade import __version__
+from kanade.backend.api import audit as audit_routes
+from kanade.backend.api import auth as auth_routes
+from kanade.backend.api import control as control_routes
 from kanade.backend.api import errors as api_errors
 from kanade.backend.api import execs as execs_routes
 from kanade.backend.api import fleet as fleet_routes
+from kanade.backend.api import freeze as freeze_routes
 from kanade.backend.api import health as health_routes
+from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
-from kanade.backend.broker_link import BrokerLink
+from kanade.backend.api import ui as ui_routes
+from kanade.backend.auth.middleware import AuthMiddleware
+from kanade.backend.auth.setup import check_auth_settings, make_authenticator
+from kanade.backend.broker_link import BrokerLink, cancel_and_wait
 from kanade.backend.consumers import run_forever
 from kanade.backend.db import writes
 from kanade.backend.db.database import Database
@@ -32,7 +40,9 @@ from kanade.backend.db.migrate import upgrade
 from kanade.backend.execs import Budgets, ExecService
 from kanade.backend.heartbeats import HeartbeatSink
 from kanade.backend.metrics import Metrics
+from kanade.backend.projections.audit import AuditProjector
 from kanade.backend.projector import Projector
+from kanade.backend.reaper import Reaper
 from kanade.backend.services import Services
 from kanade.backend.settings import Settings
 from kanade.bus.connection import Bus
@@ -55,6 +65,8 @@ async def _is_new_database(db: Database) -> bool:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    check_auth_settings(settings)  # refuse an unsafe auth configuration before serving
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade(settings.db_url)
@@ -72,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
                 budgets=Budgets(settings.max_timeout_s, settings.max_output_bytes),
             ),
             metrics=metrics,
+            auth=make_authenticator(settings, db),
         )
         app.state.services = services
         heartbeats = HeartbeatSink(db, flush_interval_s=settings.heartbeat_flush_s)
@@ -82,6 +95,10 @@ def create_app(settings: Settings) -> FastAPI:
                 bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
             )
             await projector.prepare(reset=reset_pending[0])
+            audit = AuditProjector(
+                bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+            )
+            await audit.prepare(reset=reset_pending[0])
             reset_pending[0] = False  # only the first successful set-up replays
             await heartbeats.subscribe(bus)
             return [
@@ -93,13 +110,21 @@ def create_app(settings: Settings) -> FastAPI:
                     run_forever("projector-execs", projector.run_execs), name="projector-execs"
                 ),
                 asyncio.create_task(run_forever("heartbeats", heartbeats.run), name="heartbeats"),
+                asyncio.create_task(
+                    run_forever("projector-audit", audit.run), name="projector-audit"
+                ),
             ]
 
         link.start(on_ready)
+        # The reaper needs only the database: it keeps closing overdue rows while the
+        # broker is away (that is exactly when results stop arriving).
+        reaper = Reaper(db, interval_s=settings.reaper_interval_s, on_reap=metrics.on_reap)
+        reaper_task = asyncio.create_task(reaper.run(), name="reaper")
         log.info("backend started", db=settings.db_url, nats=settings.nats_url, new_db=new_db)
         try:
             yield
         finally:
+            await cancel_and_wait([reaper_task])
             await heartbeats.unsubscribe()
             await link.close()
             with contextlib.suppress(Exception):
@@ -116,8 +141,16 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     api_errors.install(app)
+    # Every request passes the role table first, whichever router serves it.
+    app.add_middleware(AuthMiddleware)
     app.include_router(health_routes.router)
     app.include_router(jobs_routes.router)
     app.include_router(execs_routes.router)
     app.include_router(fleet_routes.router)
+    app.include_router(ui_routes.router)
+    app.include_router(control_routes.router)
+    app.include_router(auth_routes.router)
+    app.include_router(audit_routes.router)
+    app.include_router(freeze_routes.router)
+    app.include_router(inventory_routes.router)
     return app

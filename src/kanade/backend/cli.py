@@ -11,6 +11,8 @@ import typer
 import uvicorn
 
 from kanade.backend.app import create_app
+from kanade.backend.auth.setup import AuthConfigError
+from kanade.backend.auth.users_cli import users_cli
 from kanade.backend.settings import Settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The kanade backend.")
@@ -74,6 +76,21 @@ def run(
     max_timeout: float = typer.Option(
         0.0, "--max-timeout", help="cap on job timeouts in seconds (0 = unlimited)"
     ),
+    max_output_bytes: int = typer.Option(
+        256 * 1024,
+        "--max-output-bytes",
+        min=1,
+        help="cap on each result's inline stdout/stderr; the rest goes to the object store",
+    ),
+    auth: str = typer.Option(
+        "disabled", "--auth", envvar="KANADE_AUTH", help="disabled (dev only), token or jwt"
+    ),
+    auth_token: str | None = typer.Option(
+        None, "--auth-token", envvar="KANADE_AUTH_TOKEN", help="static bearer token (admin)"
+    ),
+    jwt_secret: str | None = typer.Option(
+        None, "--jwt-secret", envvar="KANADE_JWT_SECRET", help="HS256 signing secret (jwt mode)"
+    ),
 ) -> None:
     """Serve the API and run the projectors until SIGTERM/SIGINT."""
     configure_logging(log_level)
@@ -84,11 +101,20 @@ def run(
         http_port=http_port,
         log_level=log_level,
         max_timeout_s=max_timeout or None,
+        max_output_bytes=max_output_bytes,
+        auth_mode=auth,
+        auth_token=auth_token,
+        jwt_secret=jwt_secret,
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).
+    try:
+        api = create_app(settings)
+    except AuthConfigError as exc:
+        typer.echo(f"kanade-backend: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     config = uvicorn.Config(
-        create_app(settings),
+        api,
         host=host,
         port=http_port,
         log_config=None,
@@ -99,6 +125,9 @@ def run(
     server.run()
     if not server.started:  # e.g. port in use, DB unreadable: say so with the exit code
         raise typer.Exit(code=3)
+
+
+cli.add_typer(users_cli, name="user")
 
 
 @cli.callback()

@@ -240,6 +240,10 @@ class ExecService:
             initiated_by=actor,
             created_at=now,
             request_id=request_id,
+            inventory_hint=None
+            if command.inventory is None
+            else command.inventory.model_dump(mode="json"),
+            check_hint=None if command.check is None else command.check.model_dump(mode="json"),
         )
         await bus.publish_js(
             subjects.exec_subject("created", exec_id), encode(record), msg_id=f"exec:{exec_id}"

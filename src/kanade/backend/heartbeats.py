@@ -20,6 +20,7 @@ from nats.aio.subscription import Subscription
 
 from kanade.backend.db import writes
 from kanade.backend.db.database import Database
+from kanade.backend.events import hub
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Heartbeat, WireDecodeError, decode
@@ -112,6 +113,7 @@ class HeartbeatSink:
             return
         try:
             await self._db.write(lambda conn: writes.upsert_agents(conn, rows))
+            hub.publish("agents", {"pc_ids": [r["pc_id"] for r in rows]})
         except Exception:
             log.exception("heartbeat flush failed; keeping rows for the next flush", size=len(rows))
             for row in rows:  # a newer heartbeat that arrived meanwhile wins

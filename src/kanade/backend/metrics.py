@@ -3,6 +3,8 @@ live in one process — tests — without clashing on metric names)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 
@@ -26,6 +28,49 @@ class Metrics:
             "1 while the backend is connected to the broker",
             registry=self.registry,
         )
+
+        # Refreshed on each scrape (kanade.backend.fleet_metrics): state, not events.
+        self.projector_lag = Gauge(
+            "kanade_projector_lag_messages",
+            "Messages of a consumer's stream not yet projected (pending + unacked)",
+            ["consumer"],
+            registry=self.registry,
+        )
+        self.projector_last_seq = Gauge(
+            "kanade_projector_last_projected_seq",
+            "Stream sequence up to which a consumer has projected everything (ack floor)",
+            ["consumer"],
+            registry=self.registry,
+        )
+        self.stream_last_seq = Gauge(
+            "kanade_stream_last_seq",
+            "Last sequence of a stream",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.execs_by_status = Gauge(
+            "kanade_executions",
+            "Executions in the DB, by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.agents_by_status = Gauge(
+            "kanade_agents", "Known agents, by liveness", ["status"], registry=self.registry
+        )
+        self.reaped = Counter(
+            "kanade_reaped_results",
+            "Result rows reaped (no result by their deadline)",
+            registry=self.registry,
+        )
+        self.expired = Counter(
+            "kanade_expired_execs",
+            "Executions expired (still pending an hour after creation)",
+            registry=self.registry,
+        )
+
+    def on_reap(self, report: Any) -> None:
+        self.reaped.inc(len(report.reaped))
+        self.expired.inc(len(report.expired))
 
     def on_projected(self, consumer: str, n: int) -> None:
         self.projected.labels(consumer=consumer).inc(n)

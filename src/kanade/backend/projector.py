@@ -37,9 +37,12 @@ from kanade.backend.consumers import (
 )
 from kanade.backend.db import writes
 from kanade.backend.db.database import Database
+from kanade.backend.events import hub
+from kanade.backend.projections.facts import project_facts, project_facts_for_execs
 from kanade.backend.records import ExecRecord
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.lifecycle import result_expires_at
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
 
 log = structlog.get_logger(__name__)
@@ -99,6 +102,8 @@ def started_row(ev: EventStarted, at: datetime) -> dict[str, Any]:
         "nominal_time": None,
         "recorded_at": at,
         "timeout_s": ev.timeout_s,
+        # From the stream time, so a replay reaps at the same instant (SPEC §4.3).
+        "expires_at": result_expires_at(at, ev.timeout_s),
     }
 
 
@@ -128,6 +133,7 @@ def finished_row(res: Result, at: datetime) -> dict[str, Any]:
         "recorded_at": at,
         # Not on the Result: an existing in_flight row keeps the EventStarted's value.
         "timeout_s": None,
+        "expires_at": None,
     }
 
 
@@ -176,11 +182,13 @@ def write_results(conn: Connection, items: list[Item], now: datetime) -> None:
     EventStarted completes the row either way), then the affected exec counters."""
     writes.insert_started(conn, [i.row for i in items if i.started])
     writes.upsert_finished(conn, [i.row for i in items if not i.started])
+    project_facts(conn, [i.row for i in items if not i.started])
     writes.refresh_exec_counters(conn, {i.row["exec_id"] for i in items}, now)
 
 
 def write_exec_records(conn: Connection, items: list[Item], now: datetime) -> None:
     writes.upsert_executions(conn, [i.row for i in items], now)
+    project_facts_for_execs(conn, [i.row for i in items])
 
 
 Writer = Callable[..., None]  # (conn, items, now)
@@ -265,6 +273,7 @@ class Projector:
             return
         await ack_all([i.msg for i in items])
         self._count(kind, len(items))
+        hub.publish(kind, {"exec_ids": [i.row["exec_id"] for i in items]})
 
     async def _commit_one_by_one(
         self, kind: str, items: list[Item], write: Writer, now: datetime
@@ -286,6 +295,7 @@ class Projector:
                 continue
             await ack_all([item.msg])
             self._count(kind, 1)
+            hub.publish(kind, {"exec_ids": [item.row["exec_id"]]})
 
     def _count(self, kind: str, n: int) -> None:
         if self._on_projected is not None:

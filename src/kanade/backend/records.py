@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from kanade.backend.request_context import mark_audited
 from kanade.core.models.base import WireModel
 
 ExecKind = Literal["job", "adhoc"]
@@ -32,6 +33,10 @@ class ExecRecord(WireModel):
     nominal_time: datetime | None = None
     created_at: datetime
     request_id: str
+    # The job's inventory/check hints (as on the command): results of this exec are
+    # projected into facts and check statuses with them, also when re-projecting.
+    inventory_hint: dict[str, Any] | None = None
+    check_hint: dict[str, Any] | None = None
 
     def row(self) -> dict[str, Any]:
         """The ``executions`` columns this record sets (status only on first insert)."""
@@ -45,3 +50,8 @@ class AuditRecord(WireModel):
     actor: str
     at: datetime
     details: dict[str, Any] = Field(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # A request that builds its own record is audited: the auth middleware then
+        # skips its generic one (kanade.backend.auth.middleware), whoever wrote the route.
+        mark_audited()

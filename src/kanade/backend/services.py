@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kanade.backend.auth.authenticator import Authenticator
 from kanade.backend.broker_link import BrokerLink
 from kanade.backend.db.database import Database
 from kanade.backend.execs import ExecService
@@ -19,6 +20,8 @@ class Services:
     link: BrokerLink
     execs: ExecService
     metrics: Metrics
+    # Set by the app at start-up; None only when a Services is built by hand.
+    auth: Authenticator | None = None
 
     def catalog(self) -> JobCatalog:
         """The job catalog; raises BrokerUnavailable (503) while the broker is away."""

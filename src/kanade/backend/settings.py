@@ -22,6 +22,13 @@ class Settings:
     # Budgets (SPEC §4.9): None = no cap on requested timeouts.
     max_timeout_s: float | None = None
     max_output_bytes: int = 256 * 1024
+    # Auth (SPEC §4.10): "disabled" (development only), "token" or "jwt".
+    auth_mode: str = "disabled"
+    auth_token: str | None = None
+    jwt_secret: str | None = None
+    token_ttl_s: float = 12 * 3600
+    # How often the reaper closes overdue rows and expires stale execs (SPEC §4.3).
+    reaper_interval_s: float = 10.0
 
     @classmethod
     def from_db_arg(cls, *, nats_url: str, db: str, **kwargs: object) -> Settings:

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from kanade.cli.credentials import stored_token
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
@@ -41,7 +43,8 @@ class ApiClient:
         self, url: str | None = None, *, token: str | None = None, timeout: float = 15.0
     ) -> None:
         self.url = resolve_url(url)
-        token = token or os.environ.get("KANADE_TOKEN")
+        # Explicit token, then $KANADE_TOKEN, then what `kanade login` stored for this URL.
+        token = token or os.environ.get("KANADE_TOKEN") or stored_token(self.url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 

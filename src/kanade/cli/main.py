@@ -416,6 +416,15 @@ def up(
     )
 
 
+from kanade.cli import verbs_control  # noqa: E402 - registers its verbs on `app`
+
+verbs_control.register(app)
+
+from kanade.cli import verbs_admin  # noqa: E402 - registers its verbs on `app`
+
+verbs_admin.register(app)
+
+
 def main() -> None:
     app(prog_name="kanade")
 

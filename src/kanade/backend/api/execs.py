@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -10,6 +11,7 @@ from kanade.backend.api.bodies import ExecBody, RunBody
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.db import reads
 from kanade.backend.errors import NotFound
+from kanade.backend.request_context import current_actor
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
@@ -21,7 +23,11 @@ Offset = Annotated[int, Query(ge=0)]
 async def exec_job(job_id: str, body: ExecBody, services: ServicesDep) -> dict[str, Any]:
     """Dispatch a catalog job: pins its version, then publishes the commands."""
     created = await services.execs.exec_job(
-        job_id, body.target, jitter=body.jitter, starting_deadline=body.starting_deadline
+        job_id,
+        body.target,
+        jitter=body.jitter,
+        starting_deadline=body.starting_deadline,
+        actor=current_actor(),
     )
     services.metrics.execs.labels(kind="job").inc()
     return created.to_dict()
@@ -31,7 +37,13 @@ async def exec_job(job_id: str, body: ExecBody, services: ServicesDep) -> dict[s
 async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
     """Run an ad-hoc script on a target (an exec of a one-off job)."""
     created = await services.execs.run_adhoc(
-        body.script, body.target, shell=body.shell, timeout=body.timeout, env=body.env, cwd=body.cwd
+        body.script,
+        body.target,
+        shell=body.shell,
+        timeout=body.timeout,
+        env=body.env,
+        cwd=body.cwd,
+        actor=current_actor(),
     )
     services.metrics.execs.labels(kind="adhoc").inc()
     return created.to_dict()
@@ -42,33 +54,50 @@ async def list_executions(
     services: ServicesDep,
     job_id: str | None = None,
     status: str | None = None,
+    initiated_by: str | None = None,
+    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     page = await services.db.read(
         lambda conn: reads.list_executions(
-            conn, job_id=job_id, status=status, limit=limit, offset=offset
+            conn,
+            job_id=job_id,
+            status=status,
+            initiated_by=initiated_by,
+            since=since,
+            limit=limit,
+            offset=offset,
         )
     )
     return page.to_dict()
 
 
 @router.get("/executions/{exec_id}")
-async def get_execution(exec_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_execution(
+    exec_id: str,
+    services: ServicesDep,
+    results: Annotated[
+        bool, Query(description="include per-pc results (false: counters only, cheap to poll)")
+    ] = True,
+) -> dict[str, Any]:
     """The exec row plus one entry per pc: its result row, or ``pending`` for each
     expected pc that has not reported yet."""
 
     def load(conn: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         row = reads.get_execution(conn, exec_id)
-        return row, ([] if row is None else reads.results_of_exec(conn, exec_id))
+        with_results = row is not None and results
+        return row, (reads.results_of_exec(conn, exec_id) if with_results else [])
 
-    row, results = await services.db.read(load)
+    row, rows = await services.db.read(load)
     if row is None:
         raise NotFound(f"execution {exec_id!r} not found", exec_id=exec_id)
-    reported = {r["pc_id"] for r in results}
+    if not results:
+        return row
+    reported = {r["pc_id"] for r in rows}
     pending = [
         {"pc_id": pc, "exec_id": exec_id, "state": "pending"}
         for pc in row["expected_pcs"]
         if pc not in reported
     ]
-    return {**row, "results": sorted([*results, *pending], key=lambda r: str(r["pc_id"]))}
+    return {**row, "results": sorted([*rows, *pending], key=lambda r: str(r["pc_id"]))}

@@ -25,13 +25,22 @@ async def list_results(
     exec_id: str | None = None,
     pc_id: str | None = None,
     job_id: str | None = None,
+    exit_code: int | None = None,
+    state: Literal["in_flight", "finished", "reaped", "skipped"] | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Results, newest first (by the stream time they were recorded)."""
     page = await services.db.read(
         lambda conn: reads.list_results(
-            conn, exec_id=exec_id, pc_id=pc_id, job_id=job_id, limit=limit, offset=offset
+            conn,
+            exec_id=exec_id,
+            pc_id=pc_id,
+            job_id=job_id,
+            exit_code=exit_code,
+            state=state,
+            limit=limit,
+            offset=offset,
         )
     )
     return page.to_dict()
@@ -51,14 +60,30 @@ def _with_status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 @router.get("/agents")
 async def list_agents(
-    services: ServicesDep, status: Literal["alive", "stale", "offline"] | None = None
+    services: ServicesDep,
+    status: Literal["alive", "stale", "offline"] | None = None,
+    group: str | None = None,
+    os_family: str | None = None,
+    version: Annotated[str | None, Query(description="agent version")] = None,
+    limit: Limit = 1000,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Agents with ``status`` alive (heartbeat ≤ 2 min), stale (≤ 10 min) or offline."""
     now = datetime.now(UTC)
-    rows = [_with_status(r, now) for r in await services.db.read(reads.list_agents)]
-    if status is not None:
-        rows = [r for r in rows if r["status"] == status]
-    return {"items": rows, "total": len(rows)}
+    page = await services.db.read(
+        lambda conn: reads.page_agents(
+            conn,
+            now=now,
+            status=status,
+            group=group,
+            os_family=os_family,
+            version=version,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    page.items[:] = [_with_status(r, now) for r in page.items]
+    return page.to_dict()
 
 
 @router.get("/agents/{pc_id}")

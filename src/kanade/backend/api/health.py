@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from kanade import __version__
+from kanade.backend import fleet_metrics
 from kanade.backend.api.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
@@ -24,6 +25,8 @@ async def health(services: ServicesDep) -> dict[str, Any]:
         "broker": broker,
         "db": db,
         "version": __version__,
+        # Say it where monitoring looks: an unauthenticated backend must not go unnoticed.
+        "auth": services.auth.mode if services.auth is not None else "unknown",
     }
     if not broker and services.link.last_error:
         body["broker_error"] = services.link.last_error
@@ -33,4 +36,5 @@ async def health(services: ServicesDep) -> dict[str, Any]:
 @router.get("/metrics", response_class=Response)
 async def metrics(services: ServicesDep) -> Response:
     services.metrics.broker_connected.set(1 if services.link.connected else 0)
+    await fleet_metrics.refresh(services)
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")

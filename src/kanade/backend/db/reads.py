@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, String, cast, func, select
 from sqlalchemy.engine import Connection
 
 from kanade.backend.db.tables import agents, executions, results
+from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW
 
 Record = dict[str, Any]
 
@@ -49,6 +51,39 @@ def list_agents(conn: Connection) -> list[Record]:
     return [dict(r) for r in conn.execute(select(agents).order_by(agents.c.pc_id)).mappings()]
 
 
+def page_agents(
+    conn: Connection,
+    *,
+    now: datetime,
+    status: str | None = None,
+    group: str | None = None,
+    os_family: str | None = None,
+    version: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page:
+    """Agents filtered in SQL (liveness from ``last_seen`` against ``now``), by pc_id."""
+    q = select(agents)
+    if status == "alive":
+        q = q.where(agents.c.last_seen >= now - ALIVE_WINDOW)
+    elif status == "stale":
+        q = q.where(
+            agents.c.last_seen < now - ALIVE_WINDOW, agents.c.last_seen >= now - STALE_WINDOW
+        )
+    elif status == "offline":
+        q = q.where(agents.c.last_seen < now - STALE_WINDOW)
+    if group is not None:
+        # groups is a JSON list of slugs: match the quoted element in its text form
+        # (portable across SQLite and PostgreSQL, no JSON operators needed).
+        needle = json.dumps(group).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(cast(agents.c.groups, String).like(f"%{needle}%", escape="\\"))
+    if os_family is not None:
+        q = q.where(agents.c.os_family == os_family)
+    if version is not None:
+        q = q.where(agents.c.agent_version == version)
+    return _page(conn, q.order_by(agents.c.pc_id), limit, offset)
+
+
 def get_agent(conn: Connection, pc_id: str) -> Record | None:
     row = conn.execute(select(agents).where(agents.c.pc_id == pc_id)).mappings().first()
     return None if row is None else dict(row)
@@ -58,7 +93,14 @@ def get_agent(conn: Connection, pc_id: str) -> Record | None:
 
 
 def list_executions(
-    conn: Connection, *, job_id: str | None, status: str | None, limit: int, offset: int
+    conn: Connection,
+    *,
+    job_id: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+    initiated_by: str | None = None,
+    since: datetime | None = None,
 ) -> Page:
     # expected_pcs can hold thousands of names per exec: the list leaves it out
     # (expected_count says how many); the detail view has it.
@@ -67,6 +109,10 @@ def list_executions(
         q = q.where(executions.c.job_id == job_id)
     if status is not None:
         q = q.where(executions.c.status == status)
+    if initiated_by is not None:
+        q = q.where(executions.c.initiated_by == initiated_by)
+    if since is not None:
+        q = q.where(executions.c.created_at >= since)
     q = q.order_by(executions.c.created_at.desc(), executions.c.exec_id.desc())
     return _page(conn, q, limit, offset)
 
@@ -93,6 +139,8 @@ def list_results(
     job_id: str | None,
     limit: int,
     offset: int,
+    exit_code: int | None = None,
+    state: str | None = None,
 ) -> Page:
     q = select(results)
     if exec_id is not None:
@@ -101,6 +149,12 @@ def list_results(
         q = q.where(results.c.pc_id == pc_id)
     if job_id is not None:
         q = q.where(results.c.job_id == job_id)
+    if exit_code is not None:
+        q = q.where(results.c.exit_code == exit_code)
+    if state == "skipped":  # a flag on finished rows, shown as a state in the views
+        q = q.where(results.c.skipped.is_(True))
+    elif state is not None:
+        q = q.where(results.c.state == state)
     q = q.order_by(results.c.recorded_at.desc(), results.c.result_id.desc())
     return _page(conn, q, limit, offset)
 

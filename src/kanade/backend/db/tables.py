@@ -82,6 +82,10 @@ executions = Table(
     Column("failed_count", Integer, nullable=False, default=0),
     Column("skipped_count", Integer, nullable=False, default=0),
     Column("request_id", String(64), nullable=False),
+    # The job's inventory/check hints as dispatched (revision 0002): the projector
+    # turns results into facts and check statuses in the same batch transaction.
+    Column("inventory_hint", JSON, nullable=True),
+    Column("check_hint", JSON, nullable=True),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_job_id_created_at", "job_id", "created_at"),
     Index("ix_executions_status_created_at", "status", "created_at"),
@@ -115,11 +119,14 @@ results = Table(
     # re-projecting a wiped DB reproduces the same value.
     Column("recorded_at", UtcDateTime, nullable=False),
     Column("timeout_s", Float, nullable=True),
+    # When an in_flight row is reaped (kanade.core.lifecycle; revision 0002).
+    Column("expires_at", UtcDateTime, nullable=True),
     Index("ix_results_exec_id_pc_id", "exec_id", "pc_id"),
     Index("ix_results_pc_id_recorded_at", "pc_id", "recorded_at"),
     Index("ix_results_job_id_recorded_at", "job_id", "recorded_at"),
     Index("ix_results_recorded_at", "recorded_at"),
     Index("ix_results_state_recorded_at", "state", "recorded_at"),
+    Index("ix_results_state_expires_at", "state", "expires_at"),
 )
 
 projection_state = Table(
@@ -128,4 +135,80 @@ projection_state = Table(
     Column("key", String(128), primary_key=True),
     Column("value", Text, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# --- revision 0002: audit, inventory, checks (projections) and users ------------------
+
+audit = Table(
+    "audit",
+    metadata,
+    # The KANADE_AUDIT stream sequence: a replay after a wipe writes the same keys.
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("action", String(128), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_audit_recorded_at", "recorded_at"),
+    Index("ix_audit_actor_recorded_at", "actor", "recorded_at"),
+    Index("ix_audit_action_recorded_at", "action", "recorded_at"),
+)
+
+# Latest facts per (pc, job); every accepted report is also kept in the history.
+inventory = Table(
+    "inventory",
+    metadata,
+    Column("pc_id", ID, primary_key=True),
+    Column("job_id", ID, primary_key=True),
+    Column("version", String(128), nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("result_id", String(64), nullable=False),
+    Column("exec_id", ID, nullable=False),
+    # The agent's finished_at (when the facts were true) orders reports of one pc.
+    Column("observed_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_inventory_job_id", "job_id"),
+)
+
+inventory_history = Table(
+    "inventory_history",
+    metadata,
+    Column("result_id", String(64), primary_key=True),
+    Column("pc_id", ID, nullable=False),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("exec_id", ID, nullable=False),
+    Column("observed_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_inventory_history_pc_id_job_id_observed_at", "pc_id", "job_id", "observed_at"),
+)
+
+checks = Table(
+    "checks",
+    metadata,
+    Column("pc_id", ID, primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # ok | warn | fail | unknown
+    Column("detail", Text, nullable=False),
+    Column("result_id", String(64), nullable=False),
+    Column("exec_id", ID, nullable=False),
+    Column("observed_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_checks_status", "status"),
+    Index("ix_checks_name", "name"),
+)
+
+# Users are the one table that is NOT a projection: there is no stream to rebuild
+# them from, so a wiped database needs ``kanade-backend user add`` again.
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # viewer | operator | admin
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
 )

@@ -77,6 +77,7 @@ def upsert_finished(conn: Connection, rows: Sequence[Row]) -> None:
 _EXEC_RECORD_COLUMNS = (
     "kind", "job_id", "version", "target", "expected_pcs", "expected_count",
     "initiated_by", "schedule_id", "nominal_time", "created_at", "request_id",
+    "inventory_hint", "check_hint",
 )  # fmt: skip
 
 

@@ -1,0 +1,63 @@
+"""The fleet state an agent reads from KV: pins, revocations, group membership, config layers.
+
+A real agent mirrors only the keys that concern it (its own membership and
+config layers) — that keeps the broker interest per agent small. A swarm of
+simulated identities in one process shares one mirror of each whole bucket
+instead of holding thousands of copies; every identity reads its own keys
+from it. Listeners are told which mirror changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from nats.aio.client import Client
+
+from kanade.agent.kvmirror import KvMirror
+from kanade.core import subjects
+
+Listener = Callable[[KvMirror], None]
+
+
+def config_keys(pc_id: str, groups: list[str]) -> list[str]:
+    """The config layers that apply to one agent (SPEC §3.7)."""
+    return ["global", *(f"group.{g}" for g in sorted(groups)), f"pc.{pc_id}"]
+
+
+class FleetState:
+    def __init__(self, *, pc_id: str | None = None, groups: list[str] | None = None) -> None:
+        """``pc_id`` given: mirror only that agent's keys; None: mirror whole buckets."""
+        self.shared = pc_id is None
+        self._listeners: list[Listener] = []
+        everything = [">"]
+        self.pins = KvMirror(subjects.KV_PINS, everything, on_change=self._changed)
+        self.revocations = KvMirror(subjects.KV_REVOCATIONS, everything, on_change=self._changed)
+        self.membership = KvMirror(
+            subjects.KV_GROUPS, everything if pc_id is None else [pc_id], on_change=self._changed
+        )
+        self.config = KvMirror(
+            subjects.KV_CONFIG,
+            everything if pc_id is None else config_keys(pc_id, groups or []),
+            on_change=self._changed,
+        )
+        self.mirrors = (self.pins, self.revocations, self.membership, self.config)
+        self._lock = asyncio.Lock()
+
+    def listen(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self, mirror: KvMirror) -> None:
+        for listener in self._listeners:
+            listener(mirror)
+
+    async def resync(self, nc: Client) -> None:
+        """Fresh snapshot of every mirror (a failed read keeps the previous state)."""
+        async with self._lock:
+            for mirror in self.mirrors:
+                await mirror.resync(nc)
+
+    async def follow_groups(self, nc: Client, pc_id: str, groups: list[str]) -> None:
+        """A per-agent mirror follows the config layers of the agent's new groups."""
+        if not self.shared:
+            await self.config.set_filters(nc, config_keys(pc_id, groups))

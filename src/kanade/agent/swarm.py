@@ -1,0 +1,156 @@
+"""Swarm mode: many agent identities in one process, for scale tests and benchmarks (SPEC §10.1).
+
+Each identity is a full :class:`~kanade.agent.runtime.Agent` — its own pc_id,
+groups, durable command consumer, admission ledger, outbox and heartbeats —
+running the same intake / gates / ledger / outbox code as a real agent. What
+the identities share is what a real fleet would not need to share but one
+process must: one NATS connection, one mirror of the fleet state in KV, one
+kill subscription. The script step can be an instant stub (``exec="stub"``)
+so the benchmark measures kanade, not ``fork``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from kanade.agent.fleetstate import FleetState
+from kanade.agent.process import Capture, ProcessOutcome
+from kanade.agent.runtime import Agent, RunContext, Runner, subprocess_runner
+from kanade.agent.settings import AgentSettings
+from kanade.bus.connection import connect
+from kanade.core import subjects
+from kanade.core.models.wire import Command
+
+log = logging.getLogger("kanade.swarm")
+
+ExecMode = Literal["stub", "real"]
+
+
+async def stub_runner(cmd: Command, argv: list[str], ctx: RunContext) -> ProcessOutcome:
+    """An instant, successful "script": exercises everything around the process."""
+    now = datetime.now(UTC)
+    out = b"ok\n"
+    return ProcessOutcome(
+        exit_code=0,
+        stdout=Capture(out, len(out), None),
+        stderr=Capture(b"", 0, None),
+        started_at=now,
+        finished_at=now,
+        note=None,
+    )
+
+
+@dataclass
+class SwarmSpec:
+    agents: int
+    nats_urls: list[str]
+    data_dir: Path
+    prefix: str = "sim-"
+    exec_mode: ExecMode = "stub"
+    # Identity i is in group "<prefix>g<i % groups>" when groups > 0, plus every
+    # name in extra_groups.
+    groups: int = 0
+    extra_groups: list[str] = field(default_factory=list)
+    heartbeat_interval: float = 30.0
+    durable: bool = False
+    start_batch: int = 200
+    max_local_concurrent: int = 4
+
+
+class Swarm:
+    def __init__(self, spec: SwarmSpec) -> None:
+        self.spec = spec
+        self.nc: Client | None = None
+        self.fleet = FleetState()  # whole buckets, shared by every identity
+        self.agents: list[Agent] = []
+        self._state_listeners: list[Callable[[str], None]] = []
+        self._stop = asyncio.Event()
+        self.started_in: float | None = None
+        self._resync_task: asyncio.Future[None] | None = None
+
+    def _identity(self, i: int) -> AgentSettings:
+        spec = self.spec
+        pc_id = f"{spec.prefix}{i}"
+        groups = list(spec.extra_groups)
+        if spec.groups > 0:
+            groups.append(f"{spec.prefix}g{i % spec.groups}")
+        return AgentSettings(
+            pc_id=pc_id,
+            nats_urls=spec.nats_urls,
+            data_dir=spec.data_dir / pc_id,
+            groups=groups,
+            heartbeat_interval=spec.heartbeat_interval,
+            max_local_concurrent=spec.max_local_concurrent,
+            durable=spec.durable,
+            pull_expires=120.0,
+            pull_idle_heartbeat=30.0,
+        )
+
+    def _on_state(self, state: str) -> None:
+        for listener in self._state_listeners:
+            listener(state)
+        if state == "reconnected" and self.nc is not None:
+            self._resync_task = asyncio.ensure_future(self.fleet.resync(self.nc))
+
+    async def _connector(self, on_state: Callable[[str], None]) -> Client:
+        self._state_listeners.append(on_state)
+        assert self.nc is not None
+        return self.nc
+
+    async def _on_kill(self, msg: Msg) -> None:
+        try:
+            exec_id = str(json.loads(msg.data)["exec_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed kill request")
+            return
+        for agent in self.agents:
+            agent.kill_exec(exec_id)
+
+    async def run(self, *, on_ready: Callable[[Swarm], None] | None = None) -> None:
+        t0 = time.monotonic()
+        spec = self.spec
+        # Many identities share this one connection: give it a large buffer.
+        self.nc = await connect(
+            spec.nats_urls,
+            name=f"kanade-swarm:{spec.prefix}",
+            on_state=self._on_state,
+            pending_size=64 * 1024 * 1024,
+        )
+        await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
+        await self.fleet.resync(self.nc)
+        runner: Runner = stub_runner if spec.exec_mode == "stub" else subprocess_runner
+        tasks: list[asyncio.Task[None]] = []
+        # Start in batches: thousands of consumer creations at once would only
+        # time out against the JetStream API and retry.
+        for start in range(0, spec.agents, spec.start_batch):
+            batch = [
+                Agent(self._identity(i), runner=runner, fleet=self.fleet, connector=self._connector)
+                for i in range(start, min(spec.agents, start + spec.start_batch))
+            ]
+            self.agents.extend(batch)
+            tasks.extend(asyncio.ensure_future(a.run()) for a in batch)
+            await asyncio.gather(*(a.ready.wait() for a in batch))
+        self.started_in = time.monotonic() - t0
+        log.info("swarm of %d identities ready in %.1fs", len(self.agents), self.started_in)
+        if on_ready is not None:
+            on_ready(self)
+        await self._stop.wait()
+        for a in self.agents:
+            a.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,40 @@
+"""``/api/audit``: the audit log, newest first (projected from KANADE_AUDIT)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from kanade.backend.api.deps import ServicesDep
+from kanade.backend.projections.audit import list_audit
+
+router = APIRouter(prefix="/api", tags=["audit"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@router.get("/audit")
+async def audit_log(
+    services: ServicesDep,
+    actor: str | None = None,
+    action: str | None = None,
+    since: Annotated[datetime | None, Query(description="recorded at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="recorded before (ISO 8601)")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    page = await services.db.read(
+        lambda conn: list_audit(
+            conn,
+            actor=actor,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    return page.to_dict()

@@ -1,0 +1,199 @@
+"""Stop controls and fleet state: revoke, kill, ping, agent config layers, groups, full output.
+
+Mutating routes publish an audit record with the actor (``request.state.actor`` when
+an auth layer set it, else ``anonymous``). Role checks are applied centrally.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from kanade.backend.api.deps import ServicesDep
+from kanade.backend.control import ControlService
+from kanade.backend.services import Services
+
+router = APIRouter(prefix="/api", tags=["control"])
+
+
+def _control(services: Services) -> ControlService:
+    return ControlService(services.db, services.link.bus)
+
+
+def _actor(request: Request) -> str:
+    actor = getattr(request.state, "actor", None)
+    return str(actor) if actor else "anonymous"
+
+
+class RevokeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000, description="why, for the audit")
+
+
+class GroupsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    groups: list[str] = Field(description="the pc's complete KV group membership")
+
+
+class MembersBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pcs: list[str] = Field(min_length=1, description="pcs to add to the group")
+
+
+SettingsBody = Annotated[
+    dict[str, Any],
+    Body(
+        description='settings to merge into the layer, e.g. {"heartbeat_interval": 10}; '
+        "a null value removes that key",
+        examples=[{"heartbeat_interval": 10, "max_local_concurrent": 2}],
+    ),
+]
+Keys = Annotated[list[str] | None, Query(description="keys to remove; none = the whole layer")]
+
+
+# --- revocations and job delete -----------------------------------------------------------
+@router.post("/jobs/{job_id}/revoke")
+async def revoke_job(
+    job_id: str, request: Request, services: ServicesDep, body: RevokeBody | None = None
+) -> dict[str, Any]:
+    """Revoke a job: every agent skips it (exit 126), even offline ones once they return."""
+    return await _control(services).revoke(
+        job_id, reason=body.reason if body else None, actor=_actor(request)
+    )
+
+
+@router.post("/jobs/{job_id}/unrevoke")
+async def unrevoke_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    """Lift a revocation (idempotent: ``was_revoked`` tells whether there was one)."""
+    return await _control(services).unrevoke(job_id, actor=_actor(request))
+
+
+@router.get("/revocations")
+async def list_revocations(services: ServicesDep) -> dict[str, Any]:
+    items = await _control(services).revocations()
+    return {"items": items, "total": len(items)}
+
+
+@router.delete("/jobs/{job_id}")
+async def delete_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    """Delete a job from the catalog; it is revoked first (SPEC §4.5)."""
+    return await _control(services).delete_job(job_id, actor=_actor(request))
+
+
+# --- kill and ping ------------------------------------------------------------------------
+@router.post("/executions/{exec_id}/kill")
+async def kill_execution(exec_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    """End the exec's running scripts (exit -1), cancel its queued copies, mark it cancelled."""
+    return await _control(services).kill(exec_id, actor=_actor(request))
+
+
+@router.post("/agents/{pc_id}/ping")
+async def ping_agent(
+    pc_id: str,
+    services: ServicesDep,
+    timeout: Annotated[float, Query(gt=0, le=60, description="seconds")] = 5.0,
+) -> dict[str, Any]:
+    """A fresh heartbeat by request/reply; 504 when the agent does not answer in time."""
+    return await _control(services).ping(pc_id, timeout=timeout)
+
+
+# --- config layers ------------------------------------------------------------------------
+@router.get("/config")
+async def list_config(services: ServicesDep) -> dict[str, Any]:
+    """Every config layer in KV (``global``, ``group.<g>``, ``pc.<pc_id>``)."""
+    layers = await _control(services).layers()
+    return {"layers": layers, "total": len(layers)}
+
+
+@router.get("/config/{scope}")
+async def get_config(scope: str, services: ServicesDep) -> dict[str, Any]:
+    return await _control(services).get_layer(scope, None)
+
+
+@router.get("/config/{scope}/{name}")
+async def get_named_config(scope: str, name: str, services: ServicesDep) -> dict[str, Any]:
+    return await _control(services).get_layer(scope, name)
+
+
+@router.put("/config/{scope}")
+async def put_config(
+    scope: str, settings: SettingsBody, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    """Merge settings into a layer; 400 names each invalid key and the reason."""
+    return await _control(services).set_layer(scope, None, settings, actor=_actor(request))
+
+
+@router.put("/config/{scope}/{name}")
+async def put_named_config(
+    scope: str, name: str, settings: SettingsBody, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    return await _control(services).set_layer(scope, name, settings, actor=_actor(request))
+
+
+@router.delete("/config/{scope}")
+async def delete_config(
+    scope: str, request: Request, services: ServicesDep, key: Keys = None
+) -> dict[str, Any]:
+    return await _control(services).unset(scope, None, key or [], actor=_actor(request))
+
+
+@router.delete("/config/{scope}/{name}")
+async def delete_named_config(
+    scope: str, name: str, request: Request, services: ServicesDep, key: Keys = None
+) -> dict[str, Any]:
+    return await _control(services).unset(scope, name, key or [], actor=_actor(request))
+
+
+@router.get("/agents/{pc_id}/config")
+async def agent_config(pc_id: str, services: ServicesDep) -> dict[str, Any]:
+    """The effective config of one agent, with the layer each value comes from."""
+    return await _control(services).effective(pc_id)
+
+
+# --- groups -------------------------------------------------------------------------------
+@router.get("/groups")
+async def list_groups(services: ServicesDep) -> dict[str, Any]:
+    """Groups with their KV ``members`` and the agents that ``reported`` them."""
+    return await _control(services).groups()
+
+
+@router.put("/groups/{pc_id}")
+async def set_groups(
+    pc_id: str, body: GroupsBody, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    """Set a pc's whole KV membership (static ``--group`` flags of the agent stay)."""
+    return await _control(services).set_groups(pc_id, body.groups, actor=_actor(request))
+
+
+@router.post("/groups/{group}/members")
+async def add_group_members(
+    group: str, body: MembersBody, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    return await _control(services).add_members(group, body.pcs, actor=_actor(request))
+
+
+@router.delete("/groups/{group}/members/{pc_id}")
+async def remove_group_member(
+    group: str, pc_id: str, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    return await _control(services).remove_member(group, pc_id, actor=_actor(request))
+
+
+# --- full output --------------------------------------------------------------------------
+@router.get(
+    "/results/{result_id}/output/{stream}",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "the complete output"}},
+)
+async def result_output(
+    result_id: str, stream: Literal["stdout", "stderr"], services: ServicesDep
+) -> Response:
+    """The FULL stdout or stderr of a result (the API's result rows hold a capped head)."""
+    data = await _control(services).output(result_id, stream)
+    return Response(content=data, media_type="text/plain; charset=utf-8")

@@ -1,0 +1,180 @@
+"""The dashboard (SPEC §6): ``/`` serves the single page, ``/ui/*`` its static files,
+``GET /api/events`` the server-sent invalidation events that keep it live.
+
+The page is plain HTML + ES modules (no build step). Live updates: writers publish
+small events on the in-process :mod:`kanade.backend.events` hub; each open stream
+merges what piled up for ``DEBOUNCE_S`` and sends one event per topic, and the page
+refetches what changed through the ordinary API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from sqlalchemy import String, and_, case, cast, func, select
+from sqlalchemy.engine import Connection
+from sse_starlette import EventSourceResponse
+
+from kanade import __version__
+from kanade.backend.api.deps import ServicesDep
+from kanade.backend.db.tables import agents, executions, results
+from kanade.backend.errors import NotFound
+from kanade.backend.events import hub
+from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW
+
+router = APIRouter(tags=["dashboard"])
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+DEBOUNCE_S = 0.25
+"""Events arriving within this long are merged into one per topic."""
+PING_S = 15
+"""Comment pings keep proxies from closing an idle stream."""
+RETRY_MS = 2000
+"""Tells the browser how soon to reconnect a dropped stream."""
+
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/css", ".css")
+mimetypes.add_type("image/svg+xml", ".svg")
+
+_NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers=_NO_CACHE)
+
+
+@router.get("/ui/{path:path}", include_in_schema=False)
+async def static_file(path: str) -> Response:
+    target = (STATIC_DIR / path).resolve()
+    if not target.is_file() or not target.is_relative_to(STATIC_DIR):
+        raise NotFound(f"no dashboard file {path!r}")
+    media = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    # no-cache = revalidate (ETag/Last-Modified): an upgraded backend is picked up at once.
+    return FileResponse(target, media_type=media, headers=_NO_CACHE)
+
+
+def _event(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"data": json.dumps({"topic": topic, **payload}, separators=(",", ":"))}
+
+
+@router.get("/api/events")
+async def events(request: Request) -> EventSourceResponse:
+    """Server-sent events: ``{"topic": "results"|"execs"|"agents"|…, ids…}`` per change.
+
+    The first event is ``{"topic": "hello", "version": …}``; after a reconnect a
+    client should refetch everything it shows (events are not replayed)."""
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        with hub.subscribe() as sub:
+            yield {**_event("hello", {"version": __version__}), "retry": RETRY_MS}
+            while True:
+                if not await sub.wait(timeout=5.0):
+                    if await request.is_disconnected():
+                        return
+                    continue
+                await asyncio.sleep(DEBOUNCE_S)
+                for topic, payload in sub.take():
+                    yield _event(topic, payload)
+
+    return EventSourceResponse(
+        stream(), ping=PING_S, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+# --- overview aggregates -----------------------------------------------------------------
+# The overview's charts need counts, not rows: fetching 10 000 results to draw 24 bars
+# would make the page slow exactly when the fleet is large.
+
+HOURS = 24
+
+
+def _hour_bucket(conn: Connection) -> Any:
+    col = results.c.recorded_at
+    if conn.dialect.name == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
+        return func.substr(cast(col, String), 1, 13)
+    return func.to_char(func.timezone("UTC", col), "YYYY-MM-DD HH24")
+
+
+def summary(conn: Connection, now: datetime) -> dict[str, Any]:
+    alive_since, stale_since = now - ALIVE_WINDOW, now - STALE_WINDOW
+    seen = agents.c.last_seen
+    alive, stale, total = conn.execute(
+        select(
+            func.count().filter(seen >= alive_since),
+            func.count().filter(and_(seen < alive_since, seen >= stale_since)),
+            func.count(),
+        ).select_from(agents)
+    ).one()
+
+    start = (now - timedelta(hours=HOURS - 1)).replace(minute=0, second=0, microsecond=0)
+    bucket = _hour_bucket(conn).label("hour")
+    kind = case(
+        (results.c.state == "in_flight", "running"),
+        (results.c.skipped.is_(True), "skipped"),
+        (and_(results.c.state == "finished", results.c.exit_code == 0), "ok"),
+        else_="failed",
+    ).label("kind")
+    rows = conn.execute(
+        select(bucket, kind, func.count())
+        .where(results.c.recorded_at >= start)
+        .group_by(bucket, kind)
+    ).all()
+    by_hour: dict[str, dict[str, int]] = {}
+    for hour, k, n in rows:
+        by_hour.setdefault(str(hour), {})[k] = int(n)
+    hours = []
+    for i in range(HOURS):
+        t = start + timedelta(hours=i)
+        counts = by_hour.get(t.strftime("%Y-%m-%d %H"), {})
+        hours.append({"hour": t.isoformat(), **{k: counts.get(k, 0) for k in _KINDS}})
+
+    exec_rows = conn.execute(
+        select(executions.c.status, func.count())
+        .where(executions.c.created_at >= now - timedelta(hours=HOURS))
+        .group_by(executions.c.status)
+    ).all()
+    with_failures = conn.execute(
+        select(func.count())
+        .select_from(executions)
+        .where(
+            executions.c.created_at >= now - timedelta(hours=HOURS),
+            executions.c.failed_count > 0,
+        )
+    ).scalar_one()
+    return {
+        "now": now.isoformat(),
+        "agents": {
+            "alive": int(alive),
+            "stale": int(stale),
+            "offline": int(total) - int(alive) - int(stale),
+            "total": int(total),
+        },
+        "results_by_hour": hours,
+        "executions_24h": {
+            "by_status": {str(st): int(n) for st, n in exec_rows},
+            "total": sum(int(n) for _, n in exec_rows),
+            "with_failures": int(with_failures),
+        },
+    }
+
+
+_KINDS = ("ok", "failed", "skipped", "running")
+
+
+@router.get("/api/dashboard/summary", tags=["dashboard"])
+async def dashboard_summary(services: ServicesDep) -> dict[str, Any]:
+    """Counts for the overview: agents by liveness, results per hour over the last 24 h
+    (ok / failed / skipped / running, by the time the stream recorded them), executions
+    of the last 24 h by status."""
+    now = datetime.now(UTC)
+    return await services.db.read(lambda conn: summary(conn, now))

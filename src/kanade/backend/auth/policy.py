@@ -1,0 +1,61 @@
+"""The role table: which role a request needs, from its method and path alone.
+
+Decided before routing, so a route added anywhere (by any team, in any router)
+is covered the moment it exists; nobody has to remember a decorator. First match
+wins:
+
+=====================================================  ==========  ==========
+path                                                   method      role
+=====================================================  ==========  ==========
+``/health``, ``/metrics``                              any         public
+``/api/auth/login``                                    any         public
+``/api/openapi.json``, ``/api/docs*``                  GET/HEAD    public
+``/api/users*``, ``/api/settings*``                    any         admin
+``/api/*``                                             GET/HEAD    viewer
+``/api/*``                                             other       operator
+anything else (dashboard page and assets)              GET/HEAD    public
+anything else                                          other       operator
+=====================================================  ==========  ==========
+
+``/metrics`` is public so a Prometheus scraper needs no credentials; it exposes
+counts, never names or outputs. The dashboard's files are public (the login page
+must load); the data they show comes through ``/api`` and is checked there.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+Role = Literal["viewer", "operator", "admin"]
+ROLES: Final[tuple[Role, ...]] = ("viewer", "operator", "admin")
+RANK: Final[dict[str, int]] = {"viewer": 1, "operator": 2, "admin": 3}
+
+READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+MUTATING_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+_PUBLIC_PATHS: Final = frozenset({"/health", "/metrics", "/api/auth/login"})
+_PUBLIC_READS: Final = ("/api/openapi.json", "/api/docs")
+_ADMIN_PREFIXES: Final = ("/api/users", "/api/settings")
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def required_role(method: str, path: str) -> Role | None:
+    """The least role allowed to make this request; None = public."""
+    method = method.upper()
+    path = path.rstrip("/") or "/"
+    if path in _PUBLIC_PATHS:
+        return None
+    if method in READ_METHODS and any(_under(path, p) for p in _PUBLIC_READS):
+        return None
+    if any(_under(path, p) for p in _ADMIN_PREFIXES):
+        return "admin"
+    if _under(path, "/api"):
+        return "viewer" if method in READ_METHODS else "operator"
+    return None if method in READ_METHODS else "operator"
+
+
+def allows(role: str, needed: Role) -> bool:
+    return RANK.get(role, 0) >= RANK[needed]

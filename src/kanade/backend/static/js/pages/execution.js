@@ -1,0 +1,105 @@
+// Execution detail: live per-pc progress (SSE), a chart of ok/failed/skipped/running/pending.
+import { facts, fullTime, h, mountInto, notice, pill, resultKind, section, time } from "../dom.js";
+import { donut, legend, progressBar } from "../charts.js";
+import { touchesExec } from "../live.js";
+import { resultsTable } from "./agent.js";
+
+const KINDS = [
+  { key: "ok", label: "ok" }, { key: "failed", label: "failed" }, { key: "skipped", label: "skipped" },
+  { key: "running", label: "running" }, { key: "pending", label: "pending" },
+];
+const LIVE = new Set(["awaiting_approval", "pending", "running"]);
+const MAX_ROWS = 500;
+
+export default {
+  title: "Execution",
+  async mount(root, [execId], ctx) {
+    const enc = encodeURIComponent(execId);
+    const head = h("div", { class: "slot" });
+    const chart = h("div", { class: "slot", "aria-live": "polite" });
+    const list = h("div", { class: "slot" });
+    const actions = h("div", { class: "actions" });
+    const filter = h("select", { id: "pc-filter" }, h("option", { value: "" }, "all"),
+      KINDS.map((k) => h("option", { value: k.key }, k.label)));
+    const statusEl = h("span", { id: "exec-status", "aria-label": "Execution status" });
+    mountInto(root,
+      h("p", { class: "crumbs" }, h("a", { href: "#/executions" }, "Executions"), " / ", execId),
+      h("div", { class: "title-row" }, h("h1", {}, "Execution ", statusEl), actions),
+      h("div", { class: "grid grid-2" }, section("Summary", head), section("Progress", chart)),
+      section("Per PC", h("div", { class: "filters" },
+        h("div", { class: "field" }, h("label", { for: "pc-filter" }, "Show"), filter)), list));
+    let last = null;
+    filter.addEventListener("change", () => last && drawList(last));
+
+    function drawList(ex) {
+      const rows = ex.results.filter((r) => !filter.value || resultKind(r) === filter.value);
+      mountInto(list, resultsTable(rows.slice(0, MAX_ROWS), "Results per PC", { showJob: false }),
+        rows.length > MAX_ROWS ? notice("info", `First ${MAX_ROWS} of ${rows.length} shown.`) : null);
+    }
+
+    function drawActions(ex) {
+      actions.replaceChildren();
+      if (ctx.can("operate") && LIVE.has(ex.status) && ctx.has("POST /api/executions/{exec_id}/kill")) {
+        const out = h("span", { class: "small muted", role: "status" });
+        const btn = h("button", {
+          type: "button", class: "btn btn-danger",
+          onclick: async () => {
+            if (!window.confirm(`Kill execution ${execId}? Running scripts end with exit -1; queued copies are cancelled.`)) return;
+            btn.disabled = true;
+            try { await ctx.api.post(`/api/executions/${enc}/kill`); out.textContent = "kill sent"; refresh(); } catch (err) { out.textContent = err.message; btn.disabled = false; }
+          },
+        }, "Kill");
+        actions.append(btn, out);
+      }
+    }
+
+    async function load() {
+      const ex = await ctx.api.get(`/api/executions/${enc}`);
+      last = ex;
+      const counts = Object.fromEntries(KINDS.map((k) => [k.key, 0]));
+      for (const r of ex.results) counts[resultKind(r)] += 1;
+      const segs = KINDS.map((k) => ({ ...k, value: counts[k.key] }));
+      mountInto(statusEl, pill(ex.status));
+      root.dataset.status = ex.status;
+      mountInto(head, facts([
+        ["Execution", h("span", { class: "mono" }, ex.exec_id)],
+        ["Job", ex.kind === "adhoc" ? h("span", {}, "ad-hoc script ", h("span", { class: "muted mono" }, ex.job_id))
+          : h("a", { href: `#/jobs/${encodeURIComponent(ex.job_id)}` }, ex.job_id)],
+        ["Version", ex.version],
+        ["Target", targetText(ex.target)],
+        ["Expected PCs", String(ex.expected_count)],
+        ["Initiated by", ex.initiated_by],
+        ["Schedule", ex.schedule_id || "—"],
+        ["Created", h("span", {}, time(ex.created_at), h("span", { class: "muted small" }, ` (${fullTime(ex.created_at)})`))],
+        ["Updated", time(ex.updated_at)],
+      ]));
+      const done = counts.ok + counts.failed + counts.skipped;
+      mountInto(chart,
+        h("div", { class: "donut-row" },
+          donut(segs, { label: "Execution progress", center: `${done}/${ex.expected_count}` }),
+          legend(segs)),
+        progressBar(segs, Math.max(ex.expected_count, ex.results.length), { label: "Finished so far" }),
+        h("p", { class: "small muted", id: "exec-counts" },
+          `${done} of ${ex.expected_count} finished · ${counts.failed} failed · ${counts.skipped} skipped · ${counts.running} running · ${counts.pending} pending`));
+      drawActions(ex);
+      drawList(ex);
+      root.dataset.ready = "true";
+    }
+
+    const refresh = ctx.refresher(() => load().catch((e) => mountInto(list, ctx.errorView(e))), 250);
+    await load();
+    return {
+      onEvent(ev) { if (touchesExec(ev, execId)) refresh(); },
+      refresh,
+    };
+  },
+};
+
+export function targetText(t) {
+  if (!t) return "—";
+  const parts = [];
+  if (t.all) parts.push("all agents");
+  if (t.groups?.length) parts.push(`groups: ${t.groups.join(", ")}`);
+  if (t.pcs?.length) parts.push(`pcs: ${t.pcs.join(", ")}`);
+  return parts.join("; ") || "nobody";
+}

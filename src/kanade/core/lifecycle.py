@@ -1,0 +1,86 @@
+"""When in-flight work is given up on (SPEC §4.3). Pure: the clock is an argument.
+
+Two deadlines, both measured on the *backend's* clock (the stream time a row was
+recorded at, or the exec's creation time), so an agent with a skewed clock can
+neither close a row early nor keep it open forever:
+
+* a result row that started but never finished is **reaped** at
+  ``recorded_at + timeout + max(2 min, timeout / 2)``; the grace covers jitter-free
+  queueing on the agent, outbox latency and a slow kill. With no timeout known the
+  row gets 24 h. The sum is clamped to the largest representable time, so an absurd
+  timeout never raises.
+* an exec still ``pending`` (nobody started or reported) is **expired** one hour
+  after it was created.
+
+A deadline is inclusive: at exactly ``expires_at`` the row is due, a microsecond
+before it is not.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+MIN_GRACE: Final = timedelta(minutes=2)
+UNKNOWN_TIMEOUT_TTL: Final = timedelta(hours=24)
+PENDING_EXEC_TTL: Final = timedelta(hours=1)
+
+# The far end of time, timezone-aware, for clamping.
+END_OF_TIME: Final = datetime.max.replace(tzinfo=UTC)
+
+REAPED_EXIT_CODE: Final = -1
+
+
+def _clamped_add(start: datetime, seconds: float) -> datetime:
+    room = (END_OF_TIME - start).total_seconds()
+    if seconds >= room:
+        return END_OF_TIME
+    return start + timedelta(seconds=seconds)
+
+
+def result_ttl_s(timeout_s: float | None) -> float:
+    """Seconds from ``recorded_at`` until an unfinished row is reaped.
+
+    A missing, negative or NaN timeout is "unknown" (24 h); an infinite one stays
+    infinite and is clamped by the caller.
+    """
+    if timeout_s is None or math.isnan(timeout_s) or timeout_s < 0:
+        return UNKNOWN_TIMEOUT_TTL.total_seconds()
+    return timeout_s + max(MIN_GRACE.total_seconds(), timeout_s / 2)
+
+
+def result_expires_at(recorded_at: datetime, timeout_s: float | None) -> datetime:
+    """The instant an in-flight result row started at ``recorded_at`` is reaped."""
+    return _clamped_add(recorded_at, result_ttl_s(timeout_s))
+
+
+def result_is_due(expires_at: datetime, now: datetime) -> bool:
+    """True from ``expires_at`` on (inclusive)."""
+    return now >= expires_at
+
+
+def exec_expires_at(created_at: datetime) -> datetime:
+    """The instant a still-pending exec created at ``created_at`` expires."""
+    return _clamped_add(created_at, PENDING_EXEC_TTL.total_seconds())
+
+
+def exec_is_due(status: str, created_at: datetime, now: datetime) -> bool:
+    """A ``pending`` exec with nothing reported is expired from one hour after creation."""
+    return status == "pending" and now >= exec_expires_at(created_at)
+
+
+def pending_exec_cutoff(now: datetime) -> datetime:
+    """Execs created at or before this instant are due if still pending (for SQL filters)."""
+    return now - PENDING_EXEC_TTL
+
+
+def reaped_note(expires_at: datetime, timeout_s: float | None) -> str:
+    """Why a row was closed without a result; deterministic (no wall clock in it), so a
+    re-projection followed by a reap reproduces the same text."""
+    known = "unknown" if timeout_s is None else f"{timeout_s:g}s"
+    when = expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return (
+        f"reaped: no result by {when} (timeout {known} plus grace); "
+        "a late result from the agent will replace this"
+    )

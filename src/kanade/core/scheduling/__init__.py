@@ -1,0 +1,165 @@
+"""The one scheduling core (SPEC §3.6, §4.4), shared by the backend's central scheduler and
+the agent's local scheduler. Pure: no I/O, no asyncio, no clock reads (``now`` is always a
+parameter).
+
+Modules:
+
+* :mod:`.timezones` — wall clock → instant with the DST rules (gap → first valid instant
+  after; overlap → first occurrence);
+* :mod:`.lowering` — :func:`lower`: every ``when`` shape → a :class:`Plan`;
+* :mod:`.calendar`, :mod:`.cron` — occurrences of each trigger (cron normalised to our DST
+  rules); :mod:`.fires` — :func:`next_fire`, :func:`prev_fire`, :func:`next_fires` …;
+* :mod:`.gates` — active / window / skip_dates / freeze / starting_deadline / catchup and
+  :func:`decide_tick`; :mod:`.decisions` — :class:`Fire`, :class:`Skip`, :class:`Missed`;
+* :mod:`.freeze` — the fleet freeze window;
+* :mod:`.dedup` — per-pc / per-target decisions and dispatch marks;
+* :mod:`.claims` — the agent's in-flight claim table; :mod:`.successes` — its
+  last-success ledger codec;
+* :mod:`.occurrence` — occurrence ids and the request/exec ids derived from them;
+* :mod:`.version` — the schedule-set version hash;
+* :mod:`.preview` — next fires and per-pc reasons for previews.
+"""
+
+from __future__ import annotations
+
+from kanade.core.scheduling.claims import (
+    Claim,
+    ClaimAttempt,
+    ClaimTable,
+    Finish,
+    claim_until,
+    counts_as_success,
+)
+from kanade.core.scheduling.decisions import Decision, Fire, Missed, Skip, SkipReason
+from kanade.core.scheduling.dedup import (
+    DispatchMark,
+    PcDecision,
+    TargetDecision,
+    dispatch_mark_until,
+    make_dispatch_mark,
+    pc_decision,
+    per_pc_decisions,
+    per_pc_to_fire,
+    per_target_decision,
+    run_horizon,
+)
+from kanade.core.scheduling.fires import (
+    FireSpan,
+    fires_between,
+    is_past_one_shot,
+    iter_fires,
+    next_fire,
+    next_fires,
+    one_shot_instant,
+    prev_fire,
+)
+from kanade.core.scheduling.freeze import Freeze, freeze_from_json, is_frozen
+from kanade.core.scheduling.gates import (
+    DEFAULT_LATE_TOLERANCE,
+    TickOutcome,
+    active_bounds,
+    deadline_at,
+    deadline_passed,
+    decide_tick,
+    gate_reason,
+    next_gated_fires,
+)
+from kanade.core.scheduling.lowering import (
+    RECONCILE_POLL,
+    CalendarTrigger,
+    CronTrigger,
+    DedupMode,
+    Plan,
+    ReconcileTrigger,
+    Trigger,
+    lower,
+    per_pc_every,
+    per_pc_once,
+    per_target_every,
+    per_target_once,
+)
+from kanade.core.scheduling.occurrence import (
+    exec_id_for,
+    occurrence_id,
+    parse_occurrence_id,
+    request_id_for,
+)
+from kanade.core.scheduling.preview import Preview, PreviewFire, preview
+from kanade.core.scheduling.successes import decode_successes, encode_successes
+from kanade.core.scheduling.timezones import resolve_wall, zone_for
+from kanade.core.scheduling.version import (
+    agent_schedule_set,
+    expected_version,
+    schedule_digest,
+    schedule_set_version,
+)
+
+__all__ = [
+    "DEFAULT_LATE_TOLERANCE",
+    "RECONCILE_POLL",
+    "CalendarTrigger",
+    "Claim",
+    "ClaimAttempt",
+    "ClaimTable",
+    "CronTrigger",
+    "Decision",
+    "DedupMode",
+    "DispatchMark",
+    "Finish",
+    "Fire",
+    "FireSpan",
+    "Freeze",
+    "Missed",
+    "PcDecision",
+    "Plan",
+    "Preview",
+    "PreviewFire",
+    "ReconcileTrigger",
+    "Skip",
+    "SkipReason",
+    "TargetDecision",
+    "TickOutcome",
+    "Trigger",
+    "active_bounds",
+    "agent_schedule_set",
+    "claim_until",
+    "counts_as_success",
+    "deadline_at",
+    "deadline_passed",
+    "decide_tick",
+    "decode_successes",
+    "dispatch_mark_until",
+    "encode_successes",
+    "exec_id_for",
+    "expected_version",
+    "fires_between",
+    "freeze_from_json",
+    "gate_reason",
+    "is_frozen",
+    "is_past_one_shot",
+    "iter_fires",
+    "lower",
+    "make_dispatch_mark",
+    "next_fire",
+    "next_fires",
+    "next_gated_fires",
+    "occurrence_id",
+    "one_shot_instant",
+    "parse_occurrence_id",
+    "pc_decision",
+    "per_pc_decisions",
+    "per_pc_every",
+    "per_pc_once",
+    "per_pc_to_fire",
+    "per_target_decision",
+    "per_target_every",
+    "per_target_once",
+    "prev_fire",
+    "preview",
+    "request_id_for",
+    "resolve_wall",
+    "run_horizon",
+    "schedule_digest",
+    "schedule_set_version",
+    "zone_for",
+]
