@@ -2,7 +2,7 @@
 
 * ``up`` (session): one ``kanade up --agents 3`` with the example jobs for every
   dashboard test (~3 s to start);
-* ``browser`` (session): headless chromium from ``/usr/bin/chromium`` (``make
+* ``browser`` (module): headless chromium from ``/usr/bin/chromium`` (``make
   browser-deps`` installs it with apt; ``playwright install`` is never used);
 * ``page`` (per test): a fresh context and page whose console errors and uncaught
   exceptions fail the test at teardown.
@@ -37,7 +37,9 @@ def launch(pw: Playwright) -> Browser:
     return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: sync Playwright keeps an event loop running on the main
+# thread while it is open, which would break every asyncio test collected after ours.
+@pytest.fixture(scope="module")
 def playwright_sync() -> Iterator[Playwright]:
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (apt install chromium)")
@@ -45,7 +47,7 @@ def playwright_sync() -> Iterator[Playwright]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_sync: Playwright) -> Iterator[Browser]:
     b = launch(playwright_sync)
     try:

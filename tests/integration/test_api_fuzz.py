@@ -35,7 +35,7 @@ from kanade.bus import EmbeddedBroker
 
 # Streams never end, so a request would hang: not fuzzable as a request/response.
 SKIP = {("GET", "/api/events")}
-EXAMPLES = 30
+EXAMPLES = 60
 JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
 ANY_JSON = st.recursive(
     JSON_LEAVES,

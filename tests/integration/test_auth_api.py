@@ -1,6 +1,6 @@
 """Auth end to end on the in-process backend (real nats-server, real SQLite).
 
-* the RBAC matrix: every route of the app's OpenAPI document × every kind of
+* the RBAC matrix: every route of the app's OpenAPI document times every kind of
   caller (none, viewer, operator, admin, static token) gets the status the role
   table says, so a route added by anyone is covered the day it exists;
 * login / me / user management, expired and tampered tokens, deleted users;
@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
+from kanade.backend.app import create_app
 from kanade.backend.auth import tokens
 from kanade.backend.auth.passwords import hash_password
 from kanade.backend.auth.policy import MUTATING_METHODS, required_role
 from kanade.backend.auth.setup import AuthConfigError
 from kanade.backend.auth.users import add_user
-from kanade.backend.app import create_app
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
 

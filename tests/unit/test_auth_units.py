@@ -72,7 +72,7 @@ def test_expired_tampered_and_foreign_tokens_are_refused() -> None:
     with pytest.raises(tokens.TokenInvalid, match="expired"):
         tokens.verify(SECRET, old.token)
     good = tokens.issue(SECRET, "alice", "viewer", now=NOW, ttl=timedelta(hours=1)).token
-    head, payload, sig = good.split(".")
+    head, _payload, sig = good.split(".")
     forged_payload = jwt.utils.base64url_encode(
         b'{"sub":"alice","role":"admin","iss":"kanade","iat":1,"exp":9999999999}'
     ).decode()

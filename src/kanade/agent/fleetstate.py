@@ -1,4 +1,5 @@
-"""The fleet state an agent reads from KV: pins, revocations, group membership, config layers.
+"""The fleet state an agent reads from KV: pins, revocations, group membership, config layers,
+and the local scheduler's catalogs (schedules, jobs, fleet freeze — whole buckets).
 
 A real agent mirrors only the keys that concern it (its own membership and
 config layers) — that keeps the broker interest per agent small. A swarm of
@@ -41,7 +42,20 @@ class FleetState:
             everything if pc_id is None else config_keys(pc_id, groups or []),
             on_change=self._changed,
         )
-        self.mirrors = (self.pins, self.revocations, self.membership, self.config)
+        # The local scheduler's catalogs (SPEC §3.6): whole buckets, read after the gate
+        # state so a re-sync brings pins/revocations/membership up to date first.
+        self.schedules = KvMirror(subjects.KV_SCHEDULES, everything, on_change=self._changed)
+        self.jobs = KvMirror(subjects.KV_JOBS, everything, on_change=self._changed)
+        self.freeze = KvMirror(subjects.KV_FREEZE, everything, on_change=self._changed)
+        self.mirrors = (
+            self.pins,
+            self.revocations,
+            self.membership,
+            self.config,
+            self.schedules,
+            self.jobs,
+            self.freeze,
+        )
         self._lock = asyncio.Lock()
 
     def listen(self, listener: Listener) -> None:

@@ -97,6 +97,14 @@ class Outbox:
                     return True
         return False
 
+    def attachment_paths(self) -> set[str]:
+        """Spool files still referenced by a pending message (everything else is garbage)."""
+        paths: set[str] = set()
+        for path in self.pending():
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                paths.update(a.path for a in Envelope.load(path.read_bytes()).attachments)
+        return paths
+
     def _quarantine(self, path: Path, why: str) -> None:
         self.bad_dir.mkdir(exist_ok=True)
         log.error("outbox file %s is unreadable (%s); moved to %s", path.name, why, self.bad_dir)

@@ -27,11 +27,13 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kanade import __version__
 from kanade.agent.fleetstate import FleetState
+from kanade.agent.fsutil import remove
 from kanade.agent.kvmirror import KvMirror
 from kanade.agent.ledger import Admission, Ledger, command_digest
 from kanade.agent.limiter import FifoLimiter
 from kanade.agent.outbox import Attachment, Envelope, Outbox
 from kanade.agent.process import ProcessOutcome, run_process
+from kanade.agent.scheduler import LocalScheduler
 from kanade.agent.settings import AgentSettings
 from kanade.agent.shells import shell_argv
 from kanade.agent.telemetry import Telemetry
@@ -78,6 +80,8 @@ class _Tracked:
     cmd: Command
     kill: asyncio.Event = field(default_factory=asyncio.Event)
     started: bool = False
+    # Why the kill event was set: a remote kill, or the agent stopping.
+    kill_reason: str = "killed by remote request"
 
 
 async def subprocess_runner(cmd: Command, argv: list[str], ctx: RunContext) -> ProcessOutcome:
@@ -131,6 +135,13 @@ class Agent:
         self.view = KvView()
         self.static_groups = list(self.groups)
         self.heartbeat_interval = settings.heartbeat_interval
+        # The settings this agent was started with: the base under the KV layers.
+        self._local_config = {
+            "heartbeat_interval": settings.heartbeat_interval,
+            "max_local_concurrent": settings.max_local_concurrent,
+            "log_level": settings.log_level,
+            "max_output_bytes": settings.max_output_bytes,
+        }
         self._hb_wake = asyncio.Event()
         self.config = Effective({})
         # Fleet state mirrored from KV (SPEC §3.3 gates, §3.7 config and groups).
@@ -144,6 +155,22 @@ class Agent:
         self.ready = asyncio.Event()
         self._js: Any = None
         self._connector = connector
+        # Told of every result the agent records, as (command, result), after it is queued.
+        self.on_finished: list[Callable[[Command, Result], None]] = []
+        # The local scheduler (SPEC §3.6): fires through submit_local, learns outcomes
+        # through on_finished, reports its applied set in every heartbeat.
+        self.scheduler = LocalScheduler(
+            pc_id=self.pc_id,
+            data_dir=data,
+            fleet=self.fleet,
+            submit=self.submit_local,
+            groups=lambda: self.groups,
+            connection=lambda: self.nc,
+            in_flight=lambda request_id: request_id in self._tracked,
+            on_applied=lambda _version: self._hb_wake.set(),
+            durable=settings.durable,
+        )
+        self.on_finished.append(self.scheduler.on_finished)
 
     # --- identity --------------------------------------------------------------------
     @staticmethod
@@ -163,6 +190,7 @@ class Agent:
         self._recover()
         self._spawn(self.outbox.drain_forever(self._publish, self._upload, ready=self._ready))
         self._spawn(self._connect_and_serve())
+        self._spawn(self.scheduler.run())
         self._spawn(self._heartbeat_loop())
         self._spawn(self._prune_loop())
         await self._stop.wait()
@@ -183,9 +211,11 @@ class Agent:
             log.error("agent task failed", exc_info=task.exception())
 
     async def _shutdown(self) -> None:
+        self.scheduler.stop()  # no new local fires while shutting down
         # Scripts still running are ended; their ledger entries stay "launching"
         # only if we die before reporting, otherwise they report -1 as killed.
         for tracked in self._tracked.values():
+            tracked.kill_reason = "killed because the agent was stopped"
             tracked.kill.set()
         running = [t for t in self._tasks if getattr(t, "_kanade_exec", False)]
         if running:
@@ -208,6 +238,12 @@ class Agent:
     # --- crash recovery ----------------------------------------------------------------------
     def _recover(self) -> None:
         now = _utcnow()
+        # Output spooled by a run that died with the agent (kill -9) and never
+        # reached the outbox: nothing will ever upload it.
+        keep = self.outbox.attachment_paths()
+        for spooled in self.spool_dir.iterdir():
+            if str(spooled) not in keep:
+                remove(spooled)
         for entry in self.ledger.in_state("launching"):
             cmd = decode(Command, entry.command.encode())
             launched = datetime.fromtimestamp(entry.updated_at, UTC)
@@ -372,6 +408,20 @@ class Agent:
         elif admission is Admission.CONFLICT:
             self._report_conflict(cmd, raw)
 
+    def submit_local(self, cmd: Command) -> Admission:
+        """Admit a command fired on this agent (its local scheduler, SPEC §3.6) exactly like
+        a received one: ledger admission (a re-fired occurrence is a DUPLICATE and never
+        runs twice), then gates (§3.3) → execution → outbox (§3.4-3.5)."""
+        raw = encode(cmd)
+        admission = self.ledger.admit(
+            cmd.request_id, command_digest(raw), raw.decode(), time.time()
+        )
+        if admission is Admission.NEW:
+            self._start_command(cmd)
+        elif admission is Admission.CONFLICT:
+            self._report_conflict(cmd, raw)
+        return admission
+
     def _report_conflict(self, cmd: Command, raw: bytes) -> None:
         """The same request_id arrived with different content: refuse and say so.
 
@@ -513,6 +563,8 @@ class Agent:
             if await self._interruptible_wait(backoff, tracked.kill):
                 notes.append("retry interrupted by remote kill")
                 break
+        if outcome.killed:
+            outcome.note = tracked.kill_reason
         if outcome.note:
             notes.append(outcome.note)
         if attempts > 1:
@@ -555,6 +607,11 @@ class Agent:
         )
         if self.ledger.get(cmd.request_id) is not None:
             self.ledger.mark_queued(cmd.request_id)
+        for callback in self.on_finished:
+            try:
+                callback(cmd, result)
+            except Exception:
+                log.exception("on_finished callback failed for %s", cmd.request_id)
 
     # --- fleet state from KV -------------------------------------------------------------------
     async def _resync(self) -> None:
@@ -589,12 +646,16 @@ class Agent:
                 self.groups = groups
                 self._spawn(self._on_groups_changed())
             return
+        if mirror in (fleet.schedules, fleet.jobs, fleet.freeze):
+            return  # the local scheduler listens to these itself
         layers: dict[str, dict[str, Any]] = {}
         for key, raw in fleet.config.values.items():
             value = self._decode_json(raw, f"config layer {key}")
             if isinstance(value, dict):
                 layers[key] = value
-        eff = effective_config(layers, pc_id=self.pc_id, groups=self.groups)
+        eff = effective_config(
+            layers, pc_id=self.pc_id, groups=self.groups, local=self._local_config
+        )
         # This agent's own config file / flags replace the built-in defaults (KV layers
         # still win): `--heartbeat-interval 5` must not become 30 s once KV is read.
         for key in ("heartbeat_interval", "max_local_concurrent", "log_level"):
@@ -656,6 +717,7 @@ class Agent:
             last_command_at=self.last_command_at,
             queue_length=self.queue_length,
             running=self.running,
+            schedule_set_version=self.scheduler.version,
         )
 
     async def _send_heartbeat(self) -> None:

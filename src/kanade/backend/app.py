@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import FastAPI
@@ -29,6 +29,7 @@ from kanade.backend.api import freeze as freeze_routes
 from kanade.backend.api import health as health_routes
 from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
+from kanade.backend.api import schedules as schedules_routes
 from kanade.backend.api import ui as ui_routes
 from kanade.backend.auth.middleware import AuthMiddleware
 from kanade.backend.auth.setup import check_auth_settings, make_authenticator
@@ -43,6 +44,7 @@ from kanade.backend.metrics import Metrics
 from kanade.backend.projections.audit import AuditProjector
 from kanade.backend.projector import Projector
 from kanade.backend.reaper import Reaper
+from kanade.backend.scheduler import Scheduler
 from kanade.backend.services import Services
 from kanade.backend.settings import Settings
 from kanade.bus.connection import Bus
@@ -120,11 +122,27 @@ def create_app(settings: Settings) -> FastAPI:
         # broker is away (that is exactly when results stop arriving).
         reaper = Reaper(db, interval_s=settings.reaper_interval_s, on_reap=metrics.on_reap)
         reaper_task = asyncio.create_task(reaper.run(), name="reaper")
+        # The central scheduler competes for its KV lease; only the holder fires.
+        scheduler = Scheduler(
+            db,
+            link.bus,
+            services.execs,
+            registry=metrics.registry,
+            reconcile_poll=timedelta(seconds=settings.reconcile_poll_s),
+            lease_ttl_s=settings.scheduler_lease_ttl_s,
+            late_tolerance=timedelta(seconds=settings.scheduler_late_tolerance_s),
+        )
+        app.state.scheduler = scheduler if settings.scheduler else None
+        scheduler_tasks = (
+            [asyncio.create_task(scheduler.run(), name="scheduler")] if settings.scheduler else []
+        )
         log.info("backend started", db=settings.db_url, nats=settings.nats_url, new_db=new_db)
         try:
             yield
         finally:
-            await cancel_and_wait([reaper_task])
+            await cancel_and_wait([reaper_task, *scheduler_tasks])
+            if scheduler_tasks:
+                await scheduler.stop()  # releases the lease: a standby takes over at once
             await heartbeats.unsubscribe()
             await link.close()
             with contextlib.suppress(Exception):
@@ -146,6 +164,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(jobs_routes.router)
     app.include_router(execs_routes.router)
+    app.include_router(schedules_routes.router)  # before fleet: /api/agents/drift
     app.include_router(fleet_routes.router)
     app.include_router(ui_routes.router)
     app.include_router(control_routes.router)

@@ -91,6 +91,18 @@ def run(
     jwt_secret: str | None = typer.Option(
         None, "--jwt-secret", envvar="KANADE_JWT_SECRET", help="HS256 signing secret (jwt mode)"
     ),
+    scheduler: bool = typer.Option(
+        True, "--scheduler/--no-scheduler", help="compete for the central scheduler's lease"
+    ),
+    reconcile_poll: float = typer.Option(
+        60.0, "--reconcile-poll", min=0.5, help="seconds between per_pc/per_target polls"
+    ),
+    lease_ttl: float = typer.Option(
+        10.0, "--lease-ttl", min=1.0, help="scheduler lease TTL in seconds (failover time)"
+    ),
+    late_tolerance: float = typer.Option(
+        60.0, "--late-tolerance", min=0.0, help="seconds late a fire is still on time"
+    ),
 ) -> None:
     """Serve the API and run the projectors until SIGTERM/SIGINT."""
     configure_logging(log_level)
@@ -105,6 +117,10 @@ def run(
         auth_mode=auth,
         auth_token=auth_token,
         jwt_secret=jwt_secret,
+        scheduler=scheduler,
+        reconcile_poll_s=reconcile_poll,
+        scheduler_lease_ttl_s=lease_ttl,
+        scheduler_late_tolerance_s=late_tolerance,
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).
@@ -132,7 +148,7 @@ cli.add_typer(users_cli, name="user")
 
 @cli.callback()
 def _root() -> None:
-    """kanade-backend: REST API, projectors and (later) scheduler."""
+    """kanade-backend: REST API, projectors and the central scheduler."""
 
 
 def main() -> None:

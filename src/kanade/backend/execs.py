@@ -265,6 +265,41 @@ class ExecService:
         await self._audit(bus, record, command, now)
         return ExecCreated(exec_id, kind, job.id, job.version, request_id, pcs, subs)
 
+    # --- the central scheduler's path (kanade.backend.scheduler) ---------------------------
+    async def pin_for_schedule(self, bus: Bus, job: JobManifest) -> str | None:
+        """Step 1 of :meth:`exec_job` for a scheduled fire: pin the job's version (before
+        any command exists) and return its script digest (None for inline scripts)."""
+        script_sha256 = await self._script_sha256(bus, job)
+        pins = await bus.kv(subjects.KV_PINS)
+        await pins.put(job.id, job.version.encode())
+        return script_sha256
+
+    async def publish_claimed(
+        self, bus: Bus, record: ExecRecord, commands: list[tuple[Command, list[str]]]
+    ) -> None:
+        """Steps 3-5 of :meth:`_dispatch` for an exec whose row the scheduler already
+        claimed (insert-if-absent on its occurrence-derived exec_id): the exec record,
+        every command, the audit record, with the same deterministic ``Nats-Msg-Id``s, so
+        publishing one occurrence again is deduplicated by the broker."""
+        await bus.publish_js(
+            subjects.exec_subject("created", record.exec_id),
+            encode(record),
+            msg_id=f"exec:{record.exec_id}",
+        )
+        await asyncio.gather(*(self._publish_commands(bus, c, s) for c, s in commands))
+        log.info(
+            "exec dispatched",
+            exec_id=record.exec_id,
+            job_id=record.job_id,
+            version=record.version,
+            kind=record.kind,
+            expected=record.expected_count,
+            actor=record.initiated_by,
+            nominal_time=record.nominal_time,
+        )
+        if commands:
+            await self._audit(bus, record, commands[0][0], record.created_at)
+
     async def _publish_commands(self, bus: Bus, command: Command, subs: list[str]) -> None:
         payload = encode(command)
         gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)

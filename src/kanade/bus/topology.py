@@ -77,6 +77,9 @@ class StreamSpec:
     max_msgs_per_subject: int = -1
     discard: DiscardPolicy = DiscardPolicy.OLD
     storage: StorageType = StorageType.FILE
+    # nats-server 2.15 caps every stream at 1 000 consumers unless the stream says
+    # otherwise (and treats <= 0 as "use the default"), so the limit is explicit.
+    max_consumers: int = 1000
 
     def config(self, *, scale: float, replicas: int) -> StreamConfig:
         return StreamConfig(
@@ -93,6 +96,7 @@ class StreamSpec:
             discard=self.discard,
             duplicate_window=self.duplicate_window,
             num_replicas=replicas,
+            max_consumers=self.max_consumers,
         )
 
     def managed(self, *, scale: float, replicas: int) -> dict[str, Any]:
@@ -179,6 +183,7 @@ _STREAM_MANAGED: Final = (
     "discard",
     "duplicate_window",
     "num_replicas",
+    "max_consumers",
 )
 
 # --- the limits table ---------------------------------------------------------------
@@ -191,6 +196,9 @@ STREAM_SPECS: Final[tuple[StreamSpec, ...]] = (
         # kanade.cmd.<scope>.<target>.<job>, so while an agent is away only the newest
         # command of each job per target is queued; the broker supersedes older ones.
         max_msgs_per_subject=1,
+        # One durable consumer per agent: this bounds how many agents one broker
+        # (or cluster) serves. 100 000 is well past what a 2-core broker can feed.
+        max_consumers=100_000,
         # Commands expire: an agent offline for more than a week gets nothing stale.
         max_age=7 * DAY,
         # Commands are small (inline scripts; big ones live in the scripts store).

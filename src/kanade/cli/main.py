@@ -246,14 +246,23 @@ def agents(
     def go() -> None:
         with ApiClient(url) as api:
             page = api.get("/api/agents", status=status, limit=1000)
+            try:  # schedule-set drift (desired vs applied); an older backend lacks it
+                drift = {d["pc_id"]: d for d in api.get("/api/agents/drift").get("items", [])}
+            except CliError:
+                drift = {}
         items = page.get("items", []) if isinstance(page, dict) else page
+        for a in items:
+            d = drift.get(a["pc_id"])
+            if d is not None:
+                a["drift"] = d["drift"]
+                a["expected_schedule_set_version"] = d["expected_version"]
         if json_:
             for a in items:
                 output.json_line(a)
             return
         output.table(
             "agents",
-            ["pc_id", "status", "version", "os", "groups", "last seen"],
+            ["pc_id", "status", "version", "os", "groups", "schedules", "last seen"],
             [
                 (
                     a["pc_id"],
@@ -261,6 +270,7 @@ def agents(
                     a.get("agent_version"),
                     f"{a.get('os_family', '')} {a.get('os_version', '')}".strip(),
                     ",".join(a.get("groups") or []),
+                    "?" if "drift" not in a else ("DRIFT" if a["drift"] else "in sync"),
                     a.get("last_seen"),
                 )
                 for a in items
@@ -423,6 +433,10 @@ verbs_control.register(app)
 from kanade.cli import verbs_admin  # noqa: E402 - registers its verbs on `app`
 
 verbs_admin.register(app)
+
+from kanade.cli import verbs_schedule  # noqa: E402 - registers its verbs on `app`
+
+verbs_schedule.register(app)
 
 
 def main() -> None:

@@ -75,14 +75,28 @@ class Effective:
 
 
 def effective_config(
-    layers: Mapping[str, Mapping[str, Any]], *, pc_id: str, groups: list[str]
+    layers: Mapping[str, Mapping[str, Any]],
+    *,
+    pc_id: str,
+    groups: list[str],
+    local: Mapping[str, Any] | None = None,
 ) -> Effective:
     """Merge the layers that apply to ``pc_id`` in ``groups``.
+
+    ``local`` is what the agent was started with (flags, config file): it sits
+    between the built-in defaults and the KV layers, so a fleet-wide setting
+    overrides it but an unset one does not silently reset it to the default.
 
     Invalid or unknown values in a layer are skipped with a warning instead of
     failing: one bad key written by an older CLI must not stop the fleet.
     """
     out = Effective(dict(DEFAULTS), {k: "default" for k in DEFAULTS})
+    for key, raw in (local or {}).items():
+        try:
+            out.values[key] = validate_setting(key, raw)
+            out.sources[key] = "local"
+        except ValueError as exc:
+            out.warnings.append(f"local: ignored {exc}")
     order = ["global", *(f"group.{g}" for g in sorted(set(groups))), f"pc.{pc_id}"]
     group_set: dict[str, tuple[str, Any]] = {}
     for name in order:

@@ -16,7 +16,8 @@ from kanade.backend.request_context import current_actor
 router = APIRouter(prefix="/api", tags=["executions"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+# Bounded: an offset beyond a 64-bit integer must be a 400, not a database overflow.
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 @router.post("/exec/{job_id}", status_code=201)

@@ -16,7 +16,8 @@ from kanade.core.schemas import job_json_schema, schedule_json_schema
 router = APIRouter(prefix="/api", tags=["fleet"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+# Bounded: an offset beyond a 64-bit integer must be a 400, not a database overflow.
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 @router.get("/results")
@@ -25,7 +26,7 @@ async def list_results(
     exec_id: str | None = None,
     pc_id: str | None = None,
     job_id: str | None = None,
-    exit_code: int | None = None,
+    exit_code: Annotated[int | None, Query(ge=-(2**31), le=2**31 - 1)] = None,
     state: Literal["in_flight", "finished", "reaped", "skipped"] | None = None,
     limit: Limit = 100,
     offset: Offset = 0,

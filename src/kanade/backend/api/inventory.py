@@ -13,7 +13,8 @@ from kanade.core.facts import CheckStatus
 router = APIRouter(prefix="/api", tags=["inventory"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+# Bounded: an offset beyond a 64-bit integer must be a 400, not a database overflow.
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 @router.get("/inventory")

@@ -1,5 +1,6 @@
 """The dashboard (SPEC §6): ``/`` serves the single page, ``/ui/*`` its static files,
-``GET /api/events`` the server-sent invalidation events that keep it live.
+``GET /api/events`` the server-sent invalidation events that keep it live, and
+``GET /api/dashboard/summary`` the counts behind the overview's charts.
 
 The page is plain HTML + ES modules (no build step). Live updates: writers publish
 small events on the in-process :mod:`kanade.backend.events` hub; each open stream

@@ -212,3 +212,43 @@ users = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(128), nullable=False),
 )
+
+# --- revision 0003: the central scheduler's bookkeeping ------------------------------------
+# Not a projection (there is no stream of scheduler decisions): counters of fired, skipped
+# and missed occurrences per schedule, and a short log of recent decisions with reasons.
+# Losing them (a wiped DB) loses history only; occurrence identity lives in the exec rows.
+
+schedule_stats = Table(
+    "schedule_stats",
+    metadata,
+    Column("schedule_id", ID, primary_key=True),
+    Column("fired", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+    Column("missed", BigInteger, nullable=False, default=0),
+    Column("last_fire_at", UtcDateTime, nullable=True),  # when the last fire was dispatched
+    Column("last_nominal", UtcDateTime, nullable=True),  # its nominal time
+    Column("last_exec_id", ID, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+schedule_decisions = Table(
+    "schedule_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule_id", ID, nullable=False),
+    Column("occurrence_id", String(255), nullable=False),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Column("result", String(16), nullable=False),  # fired | skipped | missed | duplicate
+    Column("reason", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("exec_id", ID, nullable=True),
+    Column("pcs", Integer, nullable=True),
+    Column("lateness_s", Float, nullable=True),
+    Index("ix_schedule_decisions_schedule_id_id", "schedule_id", "id"),
+)
+
+# Scheduler reads: a schedule's execs (in-flight, cascade kill, last fire) and the last
+# result / success per pc of a schedule (per_pc / per_target dedup).
+Index("ix_executions_schedule_id_status", executions.c.schedule_id, executions.c.status)
+Index("ix_results_schedule_id_pc_id", results.c.schedule_id, results.c.pc_id)

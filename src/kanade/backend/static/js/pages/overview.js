@@ -1,6 +1,6 @@
 // Overview: fleet health, results of the last 24 h, recent executions,
 // failing checks and upcoming fires (when the backend has those routes).
-import { ago, h, mountInto, notice, pill, section, shortId, table, time } from "../dom.js";
+import { ago, fullTime, h, mountInto, notice, pill, section, shortId, table, time } from "../dom.js";
 import { donut, legend, progressBar, stackedBars } from "../charts.js";
 
 export default {
@@ -11,8 +11,10 @@ export default {
     const recent = h("div", { class: "slot" });
     const checks = h("div", { class: "slot" });
     const fires = h("div", { class: "slot" });
+    const banner = h("div", { class: "slot", id: "freeze-banner" });
     mountInto(root,
       h("h1", {}, "Overview"),
+      banner,
       h("div", { class: "grid grid-2" },
         section("Fleet health", health),
         section("Results, last 24 hours", chart)),
@@ -109,12 +111,25 @@ export default {
       } catch (err) { mountInto(fires, ctx.errorView(err)); }
     }
 
+    async function loadFreeze() {
+      if (!ctx.has("GET /api/freeze")) return;
+      try {
+        const f = await ctx.api.get("/api/freeze");
+        const fr = f.freeze;
+        const who = fr ? [fr.by && `by ${fr.by}`, fr.until && `until ${fullTime(fr.until)}`, fr.reason && `— ${fr.reason}`].filter(Boolean).join(" ") : "";
+        mountInto(banner,
+          f.frozen ? notice("warn", `Fleet frozen: scheduled fires are held ${who}`.trim())
+            : fr?.from && new Date(fr.from) > Date.now()
+              ? notice("info", `A fleet freeze is scheduled from ${fullTime(fr.from)} ${who}`.trim()) : null);
+      } catch (err) { mountInto(banner, ctx.errorView(err)); }
+    }
+
     const guard = (slot, fn) => () => fn().catch((err) => mountInto(slot, ctx.errorView(err)));
     const refreshSummary = ctx.refresher(guard(health, loadSummary), 1000);
     const refreshRecent = ctx.refresher(guard(recent, loadRecent), 500);
     const refreshChecks = ctx.refresher(loadChecks, 2000);
     await Promise.all([loadSummary().catch((e) => mountInto(health, ctx.errorView(e))),
-      loadRecent().catch((e) => mountInto(recent, ctx.errorView(e))), loadChecks(), loadFires()]);
+      loadRecent().catch((e) => mountInto(recent, ctx.errorView(e))), loadChecks(), loadFires(), loadFreeze()]);
     root.dataset.ready = "true";
     return {
       onEvent(ev) {
@@ -122,7 +137,7 @@ export default {
         if (["results", "execs", "resync"].includes(ev.topic)) refreshRecent();
         if (["checks", "results", "resync"].includes(ev.topic)) refreshChecks();
       },
-      refresh() { refreshSummary(); refreshRecent(); refreshChecks(); loadFires(); },
+      refresh() { refreshSummary(); refreshRecent(); refreshChecks(); loadFires(); loadFreeze(); },
     };
   },
 };

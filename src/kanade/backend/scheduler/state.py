@@ -1,0 +1,135 @@
+"""The central scheduler's state in KV bucket ``kanade_dispatch``.
+
+* ``scheduler.lease`` — who runs the scheduler (:mod:`.lease`);
+* ``tick.<schedule_id>`` — ``{"last_tick": iso}``: the ``now`` of the schedule's last
+  decision (:func:`kanade.core.scheduling.decide_tick`), so a backend that was down across
+  a fire time applies ``catchup`` on restart; written after the tick's dispatches, so a
+  crash in between re-decides the same occurrence (and occurrence identity drops it);
+* ``mark.<schedule_id>.<pc_id>`` — a :class:`~kanade.core.scheduling.DispatchMark`: the pc
+  was dispatched by a reconcile poll and must not be fired again before it could report.
+
+KV, not SQL: every replica sees the same state, and it survives a wiped database.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Final
+
+import structlog
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from kanade.backend.schedules import kv_snapshot
+from kanade.bus.connection import Bus
+from kanade.core import subjects
+from kanade.core.freeze import FREEZE_KEY
+from kanade.core.scheduling import DispatchMark, Freeze, freeze_from_json
+
+log = structlog.get_logger(__name__)
+
+LEASE_KEY: Final = "scheduler.lease"
+TICK_PREFIX: Final = "tick."
+MARK_PREFIX: Final = "mark."
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def tick_key(schedule_id: str) -> str:
+    return TICK_PREFIX + schedule_id
+
+
+def mark_key(schedule_id: str, pc_id: str) -> str:
+    return f"{MARK_PREFIX}{schedule_id}.{pc_id}"
+
+
+def encode_tick(moment: datetime) -> bytes:
+    return json.dumps({"last_tick": _iso(moment)}).encode()
+
+
+def decode_tick(raw: bytes) -> datetime | None:
+    try:
+        value = json.loads(raw)["last_tick"]
+        moment = datetime.fromisoformat(str(value))
+    except (ValueError, KeyError, TypeError):
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def encode_mark(mark: DispatchMark) -> bytes:
+    return json.dumps(
+        {
+            "pc_id": mark.pc_id,
+            "dispatched_at": _iso(mark.dispatched_at),
+            "until": _iso(mark.until),
+            "occurrence_id": mark.occurrence_id,
+        }
+    ).encode()
+
+
+def decode_mark(raw: bytes) -> DispatchMark | None:
+    try:
+        data = json.loads(raw)
+        return DispatchMark(
+            pc_id=str(data["pc_id"]),
+            dispatched_at=datetime.fromisoformat(str(data["dispatched_at"])),
+            until=datetime.fromisoformat(str(data["until"])),
+            occurrence_id=data.get("occurrence_id"),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def get_tick(kv: KeyValue, schedule_id: str) -> datetime | None:
+    try:
+        entry = await kv.get(tick_key(schedule_id))
+    except KeyNotFoundError:
+        return None
+    return None if entry.value is None else decode_tick(entry.value)
+
+
+async def put_tick(kv: KeyValue, schedule_id: str, moment: datetime) -> None:
+    await kv.put(tick_key(schedule_id), encode_tick(moment))
+
+
+async def load_ticks(kv: KeyValue) -> dict[str, datetime]:
+    out: dict[str, datetime] = {}
+    for key, (raw, _) in (await kv_snapshot(kv, TICK_PREFIX + "*")).items():
+        moment = decode_tick(raw)
+        if moment is not None:
+            out[key[len(TICK_PREFIX) :]] = moment
+    return out
+
+
+async def load_marks(
+    kv: KeyValue, schedule_id: str | None = None
+) -> dict[str, dict[str, DispatchMark]]:
+    """``{schedule_id: {pc_id: mark}}`` (only ``schedule_id``'s when given)."""
+    key_filter = MARK_PREFIX + (">" if schedule_id is None else f"{schedule_id}.*")
+    out: dict[str, dict[str, DispatchMark]] = {}
+    for key, (raw, _) in (await kv_snapshot(kv, key_filter)).items():
+        sid, _, _pc = key[len(MARK_PREFIX) :].partition(".")
+        mark = decode_mark(raw)
+        if mark is not None:
+            out.setdefault(sid, {})[mark.pc_id] = mark
+    return out
+
+
+async def read_freeze(bus: Bus) -> Freeze | None:
+    """The fleet freeze (KV ``kanade_freeze`` / ``fleet``) as the core's :class:`Freeze`."""
+    kv = await bus.kv(subjects.KV_FREEZE)
+    try:
+        entry = await kv.get(FREEZE_KEY)
+    except KeyNotFoundError:
+        return None
+    if not entry.value:
+        return None
+    try:
+        return freeze_from_json(json.loads(entry.value))
+    except ValueError as exc:
+        # A damaged record must not read as "not frozen": freezing is the safe side.
+        log.error("unreadable freeze record; treating the fleet as frozen", error=str(exc))
+        return Freeze()

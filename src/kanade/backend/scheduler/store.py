@@ -1,0 +1,269 @@
+"""The scheduler's SQL reads and writes (each a function of an open connection, run in
+the caller's transaction through :class:`~kanade.backend.db.database.Database`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, false, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from kanade.backend.db.tables import executions, results, schedule_decisions, schedule_stats
+from kanade.backend.db.writes import refresh_exec_counters
+
+_CHUNK = 200
+IN_FLIGHT_STATUSES = ("pending", "running")
+DECISIONS_KEPT = 200
+"""Recent decisions kept per schedule (older rows are pruned)."""
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    schedule_id: str
+    occurrence_id: str
+    nominal_time: datetime | None
+    result: str  # fired | skipped | missed | duplicate
+    reason: str | None = None
+    detail: str | None = None
+    exec_id: str | None = None
+    pcs: int | None = None
+    lateness_s: float | None = None
+    count: int = 1
+    """How many occurrences this row stands for (a ``missed`` row lists several)."""
+
+
+def claim_executions(
+    conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime
+) -> set[str]:
+    """Insert exec rows that do not exist yet; the exec_ids this call created.
+
+    The exec_id of a scheduled fire is derived from its occurrence, so a row that already
+    exists means the occurrence was fired already (by us before a restart, or by another
+    backend): the caller must not publish it as a new fire.
+    """
+    claimed: set[str] = set()
+    full = [
+        {
+            **row,
+            "updated_at": now,
+            "started_count": 0,
+            "finished_count": 0,
+            "failed_count": 0,
+            "skipped_count": 0,
+        }
+        for row in rows
+    ]
+    for i in range(0, len(full), _CHUNK):
+        chunk = full[i : i + _CHUNK]
+        stmt = (
+            _insert(conn, executions)
+            .values(chunk)
+            .on_conflict_do_nothing(index_elements=["exec_id"])
+            .returning(executions.c.exec_id)
+        )
+        claimed.update(str(r[0]) for r in conn.execute(stmt))
+    if claimed:
+        # Results may have been projected first (a re-decided occurrence): count them.
+        refresh_exec_counters(conn, claimed, now)
+    return claimed
+
+
+def existing_executions(conn: Connection, exec_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    ids = sorted(set(exec_ids))
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), _CHUNK):
+        q = select(executions).where(executions.c.exec_id.in_(ids[i : i + _CHUNK]))
+        for row in conn.execute(q).mappings():
+            out[str(row["exec_id"])] = dict(row)
+    return out
+
+
+def record_decisions(conn: Connection, rows: Sequence[DecisionRow], now: datetime) -> None:
+    """Append decisions to the log and add them to the per-schedule counters."""
+    if not rows:
+        return
+    conn.execute(
+        schedule_decisions.insert(),
+        [
+            {
+                "schedule_id": r.schedule_id,
+                "occurrence_id": r.occurrence_id,
+                "nominal_time": r.nominal_time,
+                "decided_at": now,
+                "result": r.result,
+                "reason": r.reason,
+                "detail": r.detail,
+                "exec_id": r.exec_id,
+                "pcs": r.pcs,
+                "lateness_s": r.lateness_s,
+            }
+            for r in rows
+        ],
+    )
+    per: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        acc = per.setdefault(
+            r.schedule_id,
+            {"fired": 0, "skipped": 0, "missed": 0, "last": None},
+        )
+        if r.result in ("fired", "skipped", "missed"):
+            acc[r.result] += r.count
+        if r.result == "fired":
+            acc["last"] = r
+    for sid, acc in per.items():
+        last: DecisionRow | None = acc["last"]
+        values: dict[str, Any] = {
+            "schedule_id": sid,
+            "fired": acc["fired"],
+            "skipped": acc["skipped"],
+            "missed": acc["missed"],
+            "updated_at": now,
+        }
+        if last is not None:
+            values |= {
+                "last_fire_at": now,
+                "last_nominal": last.nominal_time,
+                "last_exec_id": last.exec_id,
+            }
+        stmt = _insert(conn, schedule_stats).values(values)
+        update: dict[str, Any] = {
+            "fired": schedule_stats.c.fired + stmt.excluded.fired,
+            "skipped": schedule_stats.c.skipped + stmt.excluded.skipped,
+            "missed": schedule_stats.c.missed + stmt.excluded.missed,
+            "updated_at": stmt.excluded.updated_at,
+        }
+        if last is not None:
+            update |= {
+                "last_fire_at": stmt.excluded.last_fire_at,
+                "last_nominal": stmt.excluded.last_nominal,
+                "last_exec_id": stmt.excluded.last_exec_id,
+            }
+        conn.execute(stmt.on_conflict_do_update(index_elements=["schedule_id"], set_=update))
+
+
+def prune_decisions(conn: Connection, keep: int = DECISIONS_KEPT) -> int:
+    """Keep the newest ``keep`` decisions of each schedule."""
+    removed = 0
+    counts = conn.execute(
+        select(schedule_decisions.c.schedule_id, func.count())
+        .group_by(schedule_decisions.c.schedule_id)
+        .having(func.count() > keep)
+    ).all()
+    for sid, _n in counts:
+        cutoff = conn.execute(
+            select(schedule_decisions.c.id)
+            .where(schedule_decisions.c.schedule_id == sid)
+            .order_by(schedule_decisions.c.id.desc())
+            .offset(keep - 1)
+            .limit(1)
+        ).scalar_one()
+        res = conn.execute(
+            delete(schedule_decisions).where(
+                schedule_decisions.c.schedule_id == sid, schedule_decisions.c.id < cutoff
+            )
+        )
+        removed += int(res.rowcount or 0)
+    return removed
+
+
+@dataclass
+class ReconcileFacts:
+    last_success: dict[str, datetime]
+    last_result: dict[str, datetime]
+
+
+def reconcile_facts(conn: Connection, schedule_ids: Iterable[str]) -> dict[str, ReconcileFacts]:
+    """Per schedule and pc: the last success (finished, exit 0, not skipped) and the last
+    finished result of any kind, by the stream time it was recorded (backend clock side,
+    immune to agent clock skew)."""
+    ids = sorted(set(schedule_ids))
+    out = {sid: ReconcileFacts({}, {}) for sid in ids}
+    success = and_(results.c.exit_code == 0, results.c.skipped == false())
+    for i in range(0, len(ids), _CHUNK):
+        q = (
+            select(
+                results.c.schedule_id,
+                results.c.pc_id,
+                func.max(case((success, results.c.recorded_at), else_=None)),
+                func.max(results.c.recorded_at),
+            )
+            .where(
+                results.c.schedule_id.in_(ids[i : i + _CHUNK]),
+                results.c.state.in_(("finished", "reaped")),
+            )
+            .group_by(results.c.schedule_id, results.c.pc_id)
+        )
+        for sid, pc, ok_at, any_at in conn.execute(q):
+            facts = out[str(sid)]
+            if ok_at is not None:
+                facts.last_success[str(pc)] = _aware(ok_at)
+            if any_at is not None:
+                facts.last_result[str(pc)] = _aware(any_at)
+    return out
+
+
+def _aware(value: Any) -> datetime:
+    # max() over a UtcDateTime column comes back as the raw type on SQLite (naive text).
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    moment: datetime = value
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def in_flight_by_job(conn: Connection, job_ids: Iterable[str]) -> dict[str, int]:
+    """Runs of each job dispatched and not yet finished, fleet-wide (every exec of the job
+    still pending or running: expected minus finished)."""
+    ids = sorted(set(job_ids))
+    out = dict.fromkeys(ids, 0)
+    if not ids:
+        return out
+    q = (
+        select(
+            executions.c.job_id,
+            func.sum(executions.c.expected_count - executions.c.finished_count),
+        )
+        .where(executions.c.job_id.in_(ids), executions.c.status.in_(IN_FLIGHT_STATUSES))
+        .group_by(executions.c.job_id)
+    )
+    for job_id, n in conn.execute(q):
+        out[str(job_id)] = max(0, int(n or 0))
+    return out
+
+
+def in_flight_execs_of_schedule(conn: Connection, schedule_id: str) -> list[str]:
+    q = (
+        select(executions.c.exec_id)
+        .where(
+            executions.c.schedule_id == schedule_id,
+            executions.c.status.in_(IN_FLIGHT_STATUSES),
+        )
+        .order_by(executions.c.created_at)
+    )
+    return [str(r[0]) for r in conn.execute(q)]
+
+
+def stats(conn: Connection, schedule_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    q = select(schedule_stats)
+    if schedule_ids is not None:
+        q = q.where(schedule_stats.c.schedule_id.in_(sorted(set(schedule_ids))))
+    return {str(r["schedule_id"]): dict(r) for r in conn.execute(q).mappings()}
+
+
+def recent_decisions(conn: Connection, schedule_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    q = (
+        select(schedule_decisions)
+        .where(schedule_decisions.c.schedule_id == schedule_id)
+        .order_by(schedule_decisions.c.id.desc())
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]

@@ -1,0 +1,353 @@
+"""``kanade schedule create|validate|list|show|preview|enable|disable|delete``.
+
+Registered on the main app by :func:`register` (called at the end of ``cli/main.py``),
+with the conventions of every verb: rich for people, ``--json`` (one object per line) for
+scripts, one-line errors naming every field path, non-zero exit on failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kanade.cli import output
+from kanade.cli.client import ApiClient, CliError
+from kanade.core.models.schedule import Schedule
+from kanade.core.validation import DocumentInvalid, load_document, parse_schedule
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="KANADE_URL", help="Backend URL (default http://127.0.0.1:8080)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+FileArg = Annotated[Path, typer.Argument(help="Schedule (YAML or JSON).")]
+IdArg = Annotated[str, typer.Argument(help="The schedule id.")]
+
+schedule_app = typer.Typer(
+    no_args_is_help=True,
+    help="Schedules: when and where a job runs (validate, create, list, show, preview, "
+    "enable, disable, delete).",
+)
+
+
+def _guard(fn: Any) -> None:
+    try:
+        fn()
+    except CliError as exc:
+        output.fail(exc.message, exc.details)
+        raise typer.Exit(exc.code) from None
+
+
+class _Client(ApiClient):
+    def __enter__(self) -> _Client:
+        return self
+
+    def send_document(self, method: str, path: str, raw: bytes) -> Any:
+        """The file as written (YAML or JSON): the backend parses and validates it."""
+        return self.request(method, path, content=raw, headers={"content-type": "application/yaml"})
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def post_params(self, path: str, **params: Any) -> Any:
+        clean = {k: v for k, v in params.items() if v is not None}
+        return self.request("POST", path, params=clean)
+
+
+def read_schedule_file(path: Path) -> tuple[bytes, Schedule]:
+    """Load and validate strictly (job ids are checked by the backend)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        data = load_document(raw, kind="schedule")
+        return raw, parse_schedule(data, strict=True)
+    except DocumentInvalid as exc:
+        raise CliError(f"{path}: invalid {exc.kind}", details=[str(e) for e in exc.errors]) from exc
+
+
+def _when(item: dict[str, Any]) -> str:
+    when = item.get("when") or {}
+    for shape, value in when.items():
+        if shape == "calendar" and isinstance(value, dict):
+            days = value.get("days")
+            return f"calendar {value.get('at')}" + (f" {','.join(days)}" if days else "")
+        if isinstance(value, dict) and "every" in value:
+            return f"{shape} every {value['every']}"
+        return f"{shape} {value}"
+    return "?"
+
+
+def _target(item: dict[str, Any]) -> str:
+    t = item.get("target") or {}
+    parts = ["all"] if t.get("all") else []
+    parts += [f"group:{g}" for g in t.get("groups") or []]
+    parts += [f"pc:{p}" for p in t.get("pcs") or []]
+    return ",".join(parts) or "-"
+
+
+def _print_summary(item: dict[str, Any], verb: str) -> None:
+    st = item.get("status") or {}
+    output.out.print(
+        f"schedule {item['id']} {verb}: job {item.get('job_id')}, {_when(item)}, "
+        f"{'enabled' if st.get('enabled', item.get('enabled')) else 'disabled'}, "
+        f"next fire {st.get('next_fire') or '-'}",
+        markup=False,
+    )
+
+
+@schedule_app.command("validate")
+def schedule_validate(
+    file: FileArg,
+    remote: Annotated[
+        bool, typer.Option("--remote", help="Also check job_id against the backend's catalog.")
+    ] = False,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Check a schedule; exit 1 naming every field path and reason.
+
+    Example: kanade schedule validate examples/schedules/nightly.yaml
+    """
+
+    def go() -> None:
+        data, schedule = read_schedule_file(file)
+        if remote:
+            with _Client(url) as api:
+                api.send_document("POST", "/api/schedules/validate", data)
+        if json_:
+            output.json_line({"ok": True, "id": schedule.id, "job_id": schedule.job_id})
+        else:
+            output.out.print(
+                f"{file}: ok (schedule {schedule.id}, job {schedule.job_id}, "
+                f"{schedule.when.shape}, runs_on {schedule.runs_on})",
+                markup=False,
+            )
+
+    _guard(go)
+
+
+@schedule_app.command("create")
+def schedule_create(
+    file: FileArg,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace an existing schedule with this id.")
+    ] = False,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Upload a schedule (the backend checks that its job exists).
+
+    Example: kanade schedule create examples/schedules/nightly.yaml
+    """
+
+    def go() -> None:
+        data, schedule = read_schedule_file(file)
+        with _Client(url) as api:
+            if replace:
+                stored = api.send_document("PUT", f"/api/schedules/{schedule.id}", data)
+            else:
+                stored = api.send_document("POST", "/api/schedules", data)
+        if json_:
+            output.json_line(stored)
+        else:
+            _print_summary(stored, "replaced" if replace else "stored")
+
+    _guard(go)
+
+
+@schedule_app.command("list")
+def schedule_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """List schedules with next fire, last fire and fired/skipped/missed counts."""
+
+    def go() -> None:
+        with _Client(url) as api:
+            page = api.get("/api/schedules")
+        items = page.get("items", []) if isinstance(page, dict) else page
+        if json_:
+            for s in items:
+                output.json_line(s)
+            return
+        output.table(
+            "schedules",
+            ["id", "job", "when", "target", "runs on", "on", "next fire", "last fire", "f/s/m"],
+            [
+                (
+                    s["id"],
+                    s.get("job_id"),
+                    _when(s),
+                    _target(s),
+                    s.get("runs_on"),
+                    "yes" if s.get("enabled", True) else "no",
+                    (s.get("status") or {}).get("next_fire"),
+                    (s.get("status") or {}).get("last_fire"),
+                    "{}/{}/{}".format(
+                        (s.get("status") or {}).get("fired_count", 0),
+                        (s.get("status") or {}).get("skipped_count", 0),
+                        (s.get("status") or {}).get("missed_count", 0),
+                    ),
+                )
+                for s in items
+            ],
+        )
+
+    _guard(go)
+
+
+@schedule_app.command("show")
+def schedule_show(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Show one schedule, its status and its recent decisions (with skip reasons)."""
+
+    def go() -> None:
+        with _Client(url) as api:
+            item = api.get(f"/api/schedules/{schedule_id}")
+        if json_:
+            output.json_line(item)
+            return
+        import yaml
+
+        doc = {k: v for k, v in item.items() if k not in ("status", "decisions")}
+        output.out.print(yaml.safe_dump(doc, sort_keys=False).rstrip(), markup=False)
+        st = item.get("status") or {}
+        output.out.print(
+            f"next fire {st.get('next_fire') or '-'} ({st.get('next_fire_local') or '-'})  "
+            f"last fire {st.get('last_fire') or '-'}  fired {st.get('fired_count', 0)}  "
+            f"skipped {st.get('skipped_count', 0)}  missed {st.get('missed_count', 0)}",
+            markup=False,
+        )
+        decisions = item.get("decisions") or []
+        if decisions:
+            output.table(
+                "recent decisions",
+                ["decided", "nominal", "result", "reason", "detail", "exec"],
+                [
+                    (
+                        d.get("decided_at"),
+                        d.get("nominal_time"),
+                        d.get("result"),
+                        d.get("reason"),
+                        d.get("detail"),
+                        d.get("exec_id"),
+                    )
+                    for d in decisions
+                ],
+            )
+
+    _guard(go)
+
+
+@schedule_app.command("preview")
+def schedule_preview(
+    schedule_id: IdArg,
+    n: Annotated[int, typer.Option("--n", "-n", help="How many fire times.")] = 10,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """The next fire times (schedule zone and UTC); for per_pc / per_target, each targeted
+    pc with whether it would fire now and why."""
+
+    def go() -> None:
+        with _Client(url) as api:
+            pv = api.get(f"/api/schedules/{schedule_id}/preview", n=n)
+        if json_:
+            output.json_line(pv)
+            return
+        output.table(
+            f"next fires of {schedule_id} ({pv.get('tz')})",
+            ["#", "local", "utc"],
+            [(i + 1, f.get("local"), f.get("utc")) for i, f in enumerate(pv.get("fires", []))],
+        )
+        if pv.get("gate"):
+            output.out.print(f"held now: {pv['gate']}", markup=False)
+        for w in pv.get("warnings") or []:
+            output.out.print(f"warning: {w}", markup=False)
+        if pv.get("pcs"):
+            output.table(
+                "targeted pcs",
+                ["pc", "would fire", "reason", "detail"],
+                [
+                    (
+                        p["pc_id"],
+                        "yes" if p.get("would_fire") else "no",
+                        p.get("reason"),
+                        p.get("detail"),
+                    )
+                    for p in pv["pcs"]
+                ],
+            )
+
+    _guard(go)
+
+
+@schedule_app.command("enable")
+def schedule_enable(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Enable a schedule (it fires from its next occurrence; nothing missed is caught up)."""
+
+    def go() -> None:
+        with _Client(url) as api:
+            item = api.post(f"/api/schedules/{schedule_id}/enable")
+        if json_:
+            output.json_line(item)
+        else:
+            _print_summary(item, "enabled")
+
+    _guard(go)
+
+
+@schedule_app.command("disable")
+def schedule_disable(
+    schedule_id: IdArg,
+    cascade: Annotated[
+        bool, typer.Option("--cascade", help="Also revoke the job (agents skip it, 126).")
+    ] = False,
+    cascade_kill: Annotated[
+        bool,
+        typer.Option("--cascade-kill", help="Revoke the job and kill its in-flight runs too."),
+    ] = False,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Disable a schedule (soft), optionally revoking its job and killing its runs.
+
+    Example: kanade schedule disable nightly --cascade-kill
+    """
+
+    def go() -> None:
+        with _Client(url) as api:
+            item = api.post_params(
+                f"/api/schedules/{schedule_id}/disable",
+                cascade="true" if cascade else None,
+                cascade_kill="true" if cascade_kill else None,
+            )
+        if json_:
+            output.json_line(item)
+            return
+        _print_summary(item, "disabled")
+        if item.get("revoked"):
+            output.out.print(f"job {item['revoked']['job_id']} revoked", markup=False)
+        for k in item.get("killed") or []:
+            output.out.print(f"killed exec {k['exec_id']} ({k.get('status')})", markup=False)
+
+    _guard(go)
+
+
+@schedule_app.command("delete")
+def schedule_delete(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Delete a schedule (its past executions and decisions are kept)."""
+
+    def go() -> None:
+        with _Client(url) as api:
+            item = api.delete(f"/api/schedules/{schedule_id}")
+        if json_:
+            output.json_line(item)
+        else:
+            output.out.print(f"schedule {schedule_id} deleted", markup=False)
+
+    _guard(go)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(schedule_app, name="schedule")
