@@ -47,7 +47,9 @@ lint: venv
 
 ## bench: benchmarks; each prints JSON lines (SPEC §10).
 bench: venv
-	$(BIN)/python benchmarks/run_latency.py
+	$(BIN)/kanade bench run-latency --agents 3
+	$(BIN)/kanade bench fanout --agents 1000 --runs 3
+	$(BIN)/kanade bench ingest --results 20000 --runs 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .kanade

@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -113,6 +114,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.cache
 def local_zone() -> tzinfo:
     """This machine's zone as an IANA zone when it can be found (DST-aware), for
     ``tz: local`` schedules; the fixed current offset otherwise."""
@@ -166,6 +168,22 @@ def _parse(kind: str, key: str, raw: bytes) -> Any:
     if len(_parse_cache) > _PARSE_CACHE_MAX:
         _parse_cache.popitem(last=False)
     return model
+
+
+_digest_cache: OrderedDict[int, tuple[Schedule, str]] = OrderedDict()
+
+
+def digest_of(schedule: Schedule) -> str:
+    """:func:`~kanade.core.scheduling.schedule_digest`, once per parsed object (the parse
+    cache hands every scheduler of a swarm the same object for the same bytes)."""
+    hit = _digest_cache.get(id(schedule))
+    if hit is not None and hit[0] is schedule:
+        return hit[1]
+    digest = schedule_digest(schedule)
+    _digest_cache[id(schedule)] = (schedule, digest)  # holds the object: its id stays unique
+    if len(_digest_cache) > _PARSE_CACHE_MAX:
+        _digest_cache.popitem(last=False)
+    return digest
 
 
 def parse_schedules(values: dict[str, bytes]) -> dict[str, Schedule]:
@@ -445,7 +463,7 @@ class LocalScheduler:
                 log.info("schedule %s unregistered (deleted, disabled or no longer targeted)", sid)
                 changed = True
         for sid, schedule in wanted_by_id.items():
-            digest = schedule_digest(schedule)
+            digest = digest_of(schedule)
             current = self.registered.get(sid)
             if current is not None and current.digest == digest:
                 continue
@@ -468,9 +486,10 @@ class LocalScheduler:
                     schedule.job_id,
                     schedule.when.shape,
                 )
-            if plan.is_reconcile:
+            if plan.is_reconcile and current is None:
                 # Evaluate the current poll right away (a newly targeted pc, or a restart,
-                # does not wait for the next minute); re-deciding a poll is harmless.
+                # does not wait for the next minute). Re-deciding a poll already fired is
+                # harmless: same command, so the claim, the success or the ledger stops it.
                 poll = prev_fire(plan, now, self.local_tz)
                 if poll is not None and poll - _TINY < last_tick:
                     last_tick = poll - _TINY
@@ -478,8 +497,9 @@ class LocalScheduler:
                 log.warning("schedule %s: its one-shot time is in the past; it will not fire", sid)
             self.registered[sid] = Registered(schedule, plan, digest, last_tick, now)
             changed = True
-        if changed:
-            self._save_state()
+        if not changed:
+            return
+        self._save_state()
         version = schedule_set_version(self.applied)
         if version != self.version:
             self.version = version

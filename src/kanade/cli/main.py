@@ -438,6 +438,10 @@ from kanade.cli import verbs_schedule  # noqa: E402 - registers its verbs on `ap
 
 verbs_schedule.register(app)
 
+from kanade.cli import verbs_bench  # noqa: E402 - registers `kanade bench`
+
+verbs_bench.register(app)
+
 
 def main() -> None:
     app(prog_name="kanade")

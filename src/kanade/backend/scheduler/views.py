@@ -15,6 +15,7 @@ from kanade.core.scheduling import (
     RECONCILE_POLL,
     DispatchMark,
     Freeze,
+    Plan,
     agent_schedule_set,
     next_gated_fires,
     preview,
@@ -25,6 +26,33 @@ from kanade.core.scheduling.timezones import zone_name
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+STATUS_SCAN = 2_000
+"""Raw fires examined for a "next fire" column (gates like windows and skip dates rarely
+need more; a schedule whose gates stay shut that long shows no next fire)."""
+
+
+def next_gated(
+    plan: Plan,
+    now: datetime,
+    local_tz: tzinfo,
+    n: int,
+    freeze: Freeze | None,
+    *,
+    max_scan: int = STATUS_SCAN,
+) -> list[datetime]:
+    """:func:`next_gated_fires`, bounded: a freeze in force jumps to its end (an open-ended
+    one has no next fire), and a scan that runs off the calendar ends the list."""
+    after = now
+    if freeze is not None and freeze.covers(now):
+        if freeze.until is None:
+            return []
+        after = max(now, freeze.until - timedelta(microseconds=1))
+    try:
+        return next_gated_fires(plan, after, local_tz, n, freeze=freeze, max_scan=max_scan)
+    except (OverflowError, ValueError):  # e.g. a cron walked past year 9999
+        return []
 
 
 def schedule_status(
@@ -39,7 +67,7 @@ def schedule_status(
     """Next fire (gated: window, skip dates, freeze, active), last fire and counters."""
     plan = plan_for(schedule, reconcile_poll)
     tz = plan.zone(local_tz)
-    upcoming = next_gated_fires(plan, now, local_tz, 1, freeze=freeze)
+    upcoming = next_gated(plan, now, local_tz, 1, freeze)
     nxt = upcoming[0] if upcoming else None
     stats = stats or {}
     return {
@@ -47,6 +75,7 @@ def schedule_status(
         "shape": schedule.when.shape,
         "runs_on": schedule.runs_on,
         "tz": zone_name(tz),
+        "frozen": freeze is not None and freeze.covers(now),
         "next_fire": iso(nxt),
         "next_fire_local": None if nxt is None else nxt.astimezone(tz).isoformat(),
         "last_fire": iso(stats.get("last_fire_at")),
@@ -102,7 +131,7 @@ def schedule_preview(
         plan,
         now=now,
         local_tz=local_tz,
-        n=n,
+        n=0,  # the fire list is computed below, bounded (see next_gated)
         freeze=freeze,
         pcs=pcs if plan.is_reconcile else (),
         alive=alive,
@@ -111,6 +140,12 @@ def schedule_preview(
         last_results=facts.last_result,
     )
     body = result.to_dict()
+    tz = plan.zone(local_tz)
+    body["fires"] = [
+        {"utc": iso(t), "local": t.astimezone(tz).isoformat()}
+        for t in next_gated(plan, now, local_tz, n, freeze, max_scan=max(STATUS_SCAN, 50 * n))
+    ]
+    body["frozen"] = freeze is not None and freeze.covers(now)
     body["shape"] = schedule.when.shape
     body["runs_on"] = schedule.runs_on
     body["enabled"] = schedule.enabled

@@ -1,0 +1,83 @@
+"""Fan-out: exec a trivial job to N agents until all N results are rows in the DB (SPEC §10.1).
+
+Per run: ``dispatch`` (POST /api/exec returned: exec row written, command published),
+``published`` (all N results stored in the results stream: the agent side is done),
+``total`` (all N results are SQLite rows: what the §10.2 target measures), and
+``ingest`` = total - published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from kanade.bench.common import Stack, emit, ensure_job
+from kanade.bus.connection import connect
+
+
+async def one_run(http: httpx.AsyncClient, nats_url: str, job: str, n: int
+                  ) -> tuple[float, float, float]:
+    nc = await connect(nats_url, name="bench-fanout", retry_forever=False)
+    seen: set[str] = set()
+    done = asyncio.Event()
+    exec_id: list[str] = []
+
+    async def on_result(msg: object) -> None:
+        data = json.loads(msg.data)  # type: ignore[attr-defined]
+        if exec_id and data.get("exec_id") == exec_id[0]:
+            seen.add(data["pc_id"])
+            if len(seen) >= n:
+                done.set()
+
+    # A core subscription sees each result as the stream stores it and costs no consumer.
+    await nc.subscribe("kanade.result.>", cb=on_result)
+    await nc.flush()
+    try:
+        t0 = time.perf_counter()
+        resp = await http.post(f"/api/exec/{job}", json={"target": {"all": True}})
+        resp.raise_for_status()
+        created = resp.json()
+        exec_id.append(created["exec_id"])
+        t_dispatch = time.perf_counter() - t0
+        if created["expected_count"] != n:
+            raise SystemExit(f"expected {n} agents, the backend expects {created}")
+        await asyncio.wait_for(done.wait(), 600)
+        t_published = time.perf_counter() - t0
+        while True:
+            ex = (await http.get(f"/api/executions/{created['exec_id']}",
+                                 params={"results": "false"})).json()
+            if ex["finished_count"] >= n:
+                break
+            await asyncio.sleep(0.005)
+        return t_dispatch, t_published, time.perf_counter() - t0
+    finally:
+        await nc.close()
+
+
+async def _runs(url: str, nats_url: str, n: int, runs: int, script: str
+                ) -> list[tuple[float, float, float]]:
+    with httpx.Client(base_url=url, timeout=60) as sync_http:
+        ensure_job(sync_http, "bench-fanout", script)
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        await one_run(http, nats_url, "bench-fanout", n)  # warm-up
+        return [await one_run(http, nats_url, "bench-fanout", n) for _ in range(runs)]
+
+
+def run(agents: int, exec_mode: str = "stub", runs: int = 5) -> None:
+    params = {"agents": agents, "exec": exec_mode}
+    with tempfile.TemporaryDirectory(prefix="kanade-bench-") as tmp:
+        stack = Stack(Path(tmp))
+        try:
+            stack.swarm(agents, exec_mode)
+            samples = asyncio.run(_runs(stack.url, stack.nats_url, agents, runs, "echo ok"))
+        finally:
+            stack.stop()
+    emit("fanout.dispatch", params, [s[0] for s in samples])
+    emit("fanout.published", params, [s[1] for s in samples])
+    emit("fanout.ingest", params, [s[2] - s[1] for s in samples])
+    emit("fanout.total", params, [s[2] for s in samples])

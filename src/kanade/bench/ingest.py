@@ -1,0 +1,103 @@
+"""Ingest: sustained results per second projected into SQLite (SPEC §10.1).
+
+N results (plus their EventStarted) are published into the results stream while
+no backend runs; then a backend starts on an empty database and we time how long
+its projectors take to turn the whole backlog into rows. That isolates the
+projection path (decode, batched UPSERT, counters, commit, ack) from agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from kanade.bench.common import BIN, Proc, emit
+from kanade.bus.broker import EmbeddedBroker, free_port
+from kanade.bus.connection import connect
+from kanade.bus.topology import ensure_topology
+from kanade.core import subjects
+from kanade.core.ids import new_id, result_id_for
+from kanade.core.models.wire import EventStarted, Result, encode
+
+
+async def publish_backlog(nats_url: str, n: int, pcs: int = 1000) -> None:
+    nc = await connect(nats_url, name="bench-ingest", retry_forever=False)
+    try:
+        js = nc.jetstream()
+        await ensure_topology(js)
+        exec_id, request_id = new_id(), new_id()
+        now = datetime.now(UTC)
+        pending: list[asyncio.Future[object]] = []
+        for i in range(n):
+            pc = f"sim-{i % pcs}-{i // pcs}"
+            rid = result_id_for(request_id, pc)
+            started = EventStarted(result_id=rid, request_id=request_id, exec_id=exec_id,
+                                   pc_id=pc, job_id="bench-ingest", version="1",
+                                   started_at=now, timeout_s=60)
+            result = Result(result_id=rid, request_id=request_id, exec_id=exec_id, pc_id=pc,
+                            job_id="bench-ingest", version="1", exit_code=0, stdout="ok\n",
+                            stdout_bytes=3, started_at=now,
+                            finished_at=now + timedelta(milliseconds=5))
+            pending.append(asyncio.ensure_future(js.publish(
+                subjects.started_subject(pc), encode(started),
+                headers={"Nats-Msg-Id": f"{rid}.started"})))
+            pending.append(asyncio.ensure_future(js.publish(
+                subjects.result_subject(pc), encode(result), headers={"Nats-Msg-Id": rid})))
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await nc.close()
+
+
+def run(results: int = 20000, runs: int = 3) -> None:
+    rates, durations = [], []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="kanade-bench-") as tmp_s:
+            tmp = Path(tmp_s)
+            broker = EmbeddedBroker(tmp / "nats")
+            broker.start()
+            backend = None
+            try:
+                asyncio.run(publish_backlog(broker.url, results))
+                port = free_port()
+                t0 = time.perf_counter()
+                backend = Proc([str(BIN / "kanade-backend"), "run", "--nats-url", broker.url,
+                                "--db", str(tmp / "kanade.db"), "--http-port", str(port)],
+                               tmp / "backend.log")
+                url = f"http://127.0.0.1:{port}"
+                deadline = time.monotonic() + 600
+                first: tuple[float, int] | None = None  # (time, rows) when projection began
+                while True:
+                    try:
+                        total = httpx.get(f"{url}/api/results", params={"limit": 1},
+                                          timeout=30).json().get("total", 0)
+                    except httpx.HTTPError:
+                        total = 0
+                    if total and first is None:
+                        first = (time.perf_counter(), total)
+                    if total >= results:
+                        break
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"only {total}/{results} rows after 600 s")
+                    time.sleep(0.02)
+                end = time.perf_counter()
+                durations.append(end - t0)
+                assert first is not None
+                # The rate counts from the first projected row, so the backend's own
+                # start-up (migrations, connect) is not charged to the projector.
+                rates.append((results - first[1]) / max(1e-9, end - first[0]))
+            finally:
+                if backend is not None:
+                    backend.stop()
+                broker.stop()
+    params = {"results": results, "messages": results * 2}
+    emit("ingest.rate", params, rates, unit="results/s")
+    emit("ingest.backlog_drained", params, durations,
+         note="backend launch until every result is a row; includes its start-up")

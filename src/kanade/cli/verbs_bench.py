@@ -1,0 +1,81 @@
+"""``kanade bench …``: the SPEC §10 benchmarks, each printing JSON lines."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+bench_app = typer.Typer(
+    no_args_is_help=True,
+    help="Benchmarks on loopback (real broker, backend, agents); JSON lines on stdout.",
+)
+
+
+@bench_app.command("fanout")
+def fanout(
+    agents: Annotated[int, typer.Option("--agents", "-n")] = 1000,
+    exec_mode: Annotated[str, typer.Option("--exec", help="stub or real")] = "stub",
+    runs: Annotated[int, typer.Option("--runs")] = 5,
+) -> None:
+    """Exec a trivial job to N simulated agents until all N results are DB rows.
+
+    Example: kanade bench fanout --agents 10000 --exec stub
+    """
+    from kanade.bench import fanout as mod
+
+    if exec_mode not in ("stub", "real"):
+        raise typer.BadParameter("--exec must be stub or real")
+    mod.run(agents, exec_mode, runs)
+
+
+@bench_app.command("run-latency")
+def run_latency(
+    agents: Annotated[list[int] | None, typer.Option("--agents", "-n")] = None,
+    runs: Annotated[int, typer.Option("--runs")] = 10,
+    starts: Annotated[int, typer.Option("--starts", help="kanade up starts to time")] = 3,
+) -> None:
+    """`kanade run --all` round trip to N real agents (CLI and API), and `kanade up` start-up.
+
+    Example: kanade bench run-latency --agents 1 --agents 10 --agents 25 --agents 50
+    """
+    from kanade.bench import latency
+
+    latency.run(agents or [3], runs, starts)
+
+
+@bench_app.command("ingest")
+def ingest(
+    results: Annotated[int, typer.Option("--results")] = 20000,
+    runs: Annotated[int, typer.Option("--runs")] = 3,
+) -> None:
+    """Sustained results/s projected into SQLite from a backlog in the stream."""
+    from kanade.bench import ingest as mod
+
+    mod.run(results, runs)
+
+
+@bench_app.command("footprint")
+def footprint(
+    seconds: Annotated[float, typer.Option("--seconds")] = 60.0,
+    swarm: Annotated[int, typer.Option("--swarm", help="simulated agents for the backend")] = 1000,
+) -> None:
+    """Idle RSS/CPU of one real agent, and of the backend with a swarm connected."""
+    from kanade.bench import footprint as mod
+
+    mod.run(seconds, swarm)
+
+
+@bench_app.command("throughput")
+def throughput(
+    agents: Annotated[int, typer.Option("--agents", "-n")] = 25,
+    jobs: Annotated[int, typer.Option("--jobs")] = 50,
+) -> None:
+    """50 jobs back to back and 50 at once to N real agents: jobs/s and results/s."""
+    from kanade.bench import throughput as mod
+
+    mod.run(agents, jobs)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
