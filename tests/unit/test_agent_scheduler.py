@@ -374,7 +374,8 @@ async def test_refiring_an_occurrence_is_a_ledger_duplicate(tmp_path: Path, cloc
     # Another scheduler state (e.g. lost before it was written) decides the same occurrence.
     other = rig.new_scheduler(tmp_path / "other-data")
     await rig.sync(other)
-    other.registered["each"].last_tick = run.nominal_time - timedelta(seconds=1)  # type: ignore[operator]
+    assert run.nominal_time is not None
+    other.registered["each"].last_tick = run.nominal_time - timedelta(seconds=1)
     other.registered["each"].next_due = run.nominal_time
     assert rig.tick(other) == []
     assert rig.host.admissions[-1] is Admission.DUPLICATE

@@ -477,9 +477,9 @@ class LocalScheduler:
                 last_tick = now
                 log.info("schedule %s changed: re-registered", sid)
             else:
-                last_tick = self._saved_ticks.pop(sid, None) or now
-                if last_tick > now:
-                    last_tick = now
+                # A tick saved by an earlier run: occurrences missed while the agent was
+                # down follow catchup. Never in the future (a clock stepped backwards).
+                last_tick = min(self._saved_ticks.pop(sid, now), now)
                 log.info(
                     "schedule %s registered (job %s, %s)",
                     sid,

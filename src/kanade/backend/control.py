@@ -235,17 +235,34 @@ class ControlService:
     async def kill(self, exec_id: str, *, actor: str) -> dict[str, Any]:
         """End the exec's running scripts and cancel its queued copies (SPEC §4.5).
 
-        1. a core-NATS kill broadcast: agents end the running tree (exit -1) and skip
+        1. the exec becomes ``cancelled`` where the transition table allows it — first,
+           so the killed results (which may be projected within milliseconds) find it
+           already in a state they cannot move it out of; a ``kanade.exec.cancelled``
+           record keeps the operator's decision in KANADE_EXECS;
+        2. a core-NATS kill broadcast: agents end the running tree (exit -1) and skip
            copies queued in their local limiter;
-        2. copies still waiting in the command stream for offline agents are deleted:
+        3. copies still waiting in the command stream for offline agents are deleted:
            the stream keeps one message per subject, so for each subject the exec
-           published to, the last message is this exec's iff its exec_id matches;
-        3. the exec becomes ``cancelled`` where the transition table allows it.
+           published to, the last message is this exec's iff its exec_id matches.
         """
         row = await self._db.read(lambda conn: reads.get_execution(conn, exec_id))
         if row is None:
             raise NotFound(f"execution {exec_id!r} not found", exec_id=exec_id)
         bus = self._bus()
+        now = self._clock()
+        previous = str(row["status"])
+        status = await self._mark_cancelled(exec_id, previous, now)
+        if status == "cancelled":
+            record = {"exec_id": exec_id, "status": "cancelled", "at": _iso(now), "by": actor}
+            try:
+                await bus.publish_js(
+                    subjects.exec_subject("cancelled", exec_id),
+                    _dumps(record),
+                    msg_id=f"exec-cancelled:{exec_id}",
+                )
+            except Exception:
+                log.exception("cancel record not written", exec_id=exec_id)
+
         await bus.nc.publish(subjects.KILL_SUBJECT, _dumps({"exec_id": exec_id}))
         await bus.nc.flush(timeout=5)
 
@@ -254,28 +271,6 @@ class ControlService:
         for subject in command_subjects(target, str(row["job_id"])):
             if await self._cancel_queued(bus, subject, exec_id, row.get("request_id")):
                 cancelled.append(subject)
-
-        previous = str(row["status"])
-        status = previous
-        if can_transition(previous, "cancelled"):
-            now = self._clock()
-            allowed = [
-                s for s, nxt in TRANSITIONS.items() if "cancelled" in nxt or s == "cancelled"
-            ]
-
-            def mark(conn: Any) -> int:
-                res = conn.execute(
-                    update(executions)
-                    .where(executions.c.exec_id == exec_id, executions.c.status.in_(allowed))
-                    .values(status="cancelled", updated_at=now)
-                )
-                return int(res.rowcount)
-
-            if await self._db.write(mark):
-                status = "cancelled"
-            else:  # moved on meanwhile (e.g. completed): report what it is now
-                fresh = await self._db.read(lambda conn: reads.get_execution(conn, exec_id))
-                status = str(fresh["status"]) if fresh else previous
         await self._audit(
             bus,
             "kill",
@@ -298,6 +293,26 @@ class ControlService:
             "cancelled_queued": len(cancelled),
             "cancelled_subjects": cancelled,
         }
+
+    async def _mark_cancelled(self, exec_id: str, current: str, now: datetime) -> str:
+        """Move the exec to ``cancelled`` if the table allows it; the status it has after."""
+        if not can_transition(current, "cancelled"):
+            return current
+        allowed = [s for s, nxt in TRANSITIONS.items() if "cancelled" in nxt or s == "cancelled"]
+
+        def mark(conn: Any) -> int:
+            res = conn.execute(
+                update(executions)
+                .where(executions.c.exec_id == exec_id, executions.c.status.in_(allowed))
+                .values(status="cancelled", updated_at=now)
+            )
+            return int(res.rowcount)
+
+        if await self._db.write(mark):
+            return "cancelled"
+        # It moved on meanwhile (e.g. completed): report what it is now.
+        fresh = await self._db.read(lambda conn: reads.get_execution(conn, exec_id))
+        return str(fresh["status"]) if fresh else current
 
     async def _cancel_queued(
         self, bus: Bus, subject: str, exec_id: str, request_id: str | None

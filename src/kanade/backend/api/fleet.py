@@ -66,7 +66,8 @@ async def list_agents(
     group: str | None = None,
     os_family: str | None = None,
     version: Annotated[str | None, Query(description="agent version")] = None,
-    limit: Limit = 1000,
+    # Larger than other lists: a fleet view may want every agent in one page.
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Agents with ``status`` alive (heartbeat ≤ 2 min), stale (≤ 10 min) or offline."""

@@ -89,10 +89,16 @@ class Database:
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` on a pooled connection in a worker thread (reads run concurrently)."""
-        return await asyncio.to_thread(self._in_transaction, work)
+        return await asyncio.to_thread(self._in_transaction, work, True)
 
-    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
+    def _in_transaction(self, work: Callable[[Connection], T], snapshot: bool = False) -> T:
         with self.engine.begin() as conn:
+            if snapshot and self.dialect == "sqlite":
+                # pysqlite opens a transaction only before DML, so each SELECT of a read
+                # would see its own moment (an exec's counters from before a commit next
+                # to its result rows from after it). BEGIN makes the whole read one
+                # snapshot; in WAL mode that never blocks the writer.
+                conn.exec_driver_sql("BEGIN")
             return work(conn)
 
     async def ping(self) -> bool:
