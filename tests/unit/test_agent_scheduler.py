@@ -434,3 +434,23 @@ async def test_missing_job_or_unresolved_digest_is_skipped_with_a_reason(
     rig.s.digests["tools/1.0"] = "ab" * 32  # resolved during a re-sync while connected
     [cmd] = rig.tick(seconds=1)
     assert (cmd.script_object, cmd.script_sha256) == ("tools/1.0", "ab" * 32)
+
+
+async def test_offline_restart_never_fires_a_job_revoked_before(
+    tmp_path: Path, clock: Clock
+) -> None:
+    first = Rig(tmp_path, clock)
+    first.catalogs([sched("each", EVERY_SECOND)])
+    first.fleet.revocations.values = {"job-1": b'{"by": "ops"}'}
+    first.fleet.revocations.synced = True
+    await first.sync()
+    # Restarted with no broker: the agent's gate knows no revocations, the cache does.
+    second = Rig(tmp_path, clock, host=first.host)
+    await second.sync()
+    assert list(second.s.registered) == ["each"]
+    assert second.tick(seconds=1) == []
+    # Once KV is read again (unrevoked meanwhile) it fires.
+    second.catalogs([sched("each", EVERY_SECOND)])
+    second.fleet.revocations.synced = True
+    await second.sync()
+    assert len(second.tick(seconds=1)) == 1

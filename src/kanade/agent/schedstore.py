@@ -12,9 +12,9 @@ new content, never a mix:
   occurrences missed while the agent was down) and the in-flight claims (so a run that
   is still pending or running after a restart is not fired a second time).
 * ``catalog.json`` — the schedules the agent applied, the jobs they use, resolved
-  script-object digests and the fleet freeze, as last read from KV. An agent that
-  restarts while the broker is unreachable keeps firing from it until the first
-  successful read of the live catalogs.
+  script-object digests, the fleet freeze and the revoked job ids, as last read from KV.
+  An agent that restarts while the broker is unreachable keeps firing from it until the
+  first successful read of the live catalogs (and never fires a job revoked before).
 
 A damaged ``state.json`` or ``catalog.json`` is reported and ignored (the agent starts
 from nothing for that file); nothing here ever raises on bad content.
@@ -65,7 +65,7 @@ class CachedCatalog:
     digests: dict[str, str] = field(default_factory=dict)
     freeze: Any = None
     groups: list[str] = field(default_factory=list)
-    saved_at: datetime | None = None
+    revoked: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +75,7 @@ class CachedCatalog:
             "digests": self.digests,
             "freeze": self.freeze,
             "groups": self.groups,
+            "revoked": self.revoked,
         }
 
 
@@ -189,12 +190,14 @@ class SchedulerStore:
             return value if isinstance(value, dict) else {}
 
         groups = data.get("groups")
+        revoked = data.get("revoked")
         return CachedCatalog(
             schedules=mapping("schedules"),
             jobs=mapping("jobs"),
             digests={k: v for k, v in mapping("digests").items() if isinstance(v, str)},
             freeze=data.get("freeze"),
             groups=[g for g in groups if isinstance(g, str)] if isinstance(groups, list) else [],
+            revoked=[r for r in revoked if isinstance(r, str)] if isinstance(revoked, list) else [],
         )
 
     def save_catalog(self, catalog: CachedCatalog) -> None:

@@ -295,7 +295,13 @@ class LocalScheduler:
     # --- wiring -------------------------------------------------------------------------------
     def _on_fleet_change(self, mirror: KvMirror) -> None:
         fleet = self.fleet
-        if mirror in (fleet.schedules, fleet.jobs, fleet.freeze, fleet.membership):
+        if mirror in (
+            fleet.schedules,
+            fleet.jobs,
+            fleet.freeze,
+            fleet.membership,
+            fleet.revocations,
+        ):
             self.mark_dirty()
 
     def mark_dirty(self) -> None:
@@ -429,6 +435,11 @@ class LocalScheduler:
         if self.freeze is not None:
             raw = fleet.freeze.values.get(FREEZE_KEY) if fleet.freeze.synced else None
             freeze_doc = _json_doc(raw) if raw is not None else self.freeze.to_json()
+        revoked = (
+            sorted(fleet.revocations.values)
+            if fleet.revocations.synced
+            else list((self._cache or CachedCatalog()).revoked)
+        )
         used = {
             job.execute.script_object
             for job_id in jobs
@@ -440,6 +451,7 @@ class LocalScheduler:
             digests={k: v for k, v in self.digests.items() if k in used},
             freeze=freeze_doc,
             groups=groups,
+            revoked=revoked,
         )
         self._cache = catalog
         self.store.save_catalog(catalog)
@@ -614,6 +626,14 @@ class LocalScheduler:
         job = self.jobs.get(schedule.job_id)
         if job is None:
             self._warn_once(sid, f"job {schedule.job_id!r} is not in the job catalog; not fired")
+            return
+        if (
+            not self.fleet.revocations.synced
+            and self._cache is not None
+            and job.id in self._cache.revoked
+        ):
+            # Restarted offline: the agent's gate has no revocations yet, the cache does.
+            self._warn_once(sid, f"job {job.id!r} was revoked (cached state); not fired")
             return
         digest: str | None = None
         if job.execute.script_object:

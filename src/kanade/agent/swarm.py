@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -66,15 +66,20 @@ class SwarmSpec:
     durable: bool = False
     start_batch: int = 200
     max_local_concurrent: int = 4
+    # Identities per NATS connection. One socket for thousands of identities gets
+    # cut by the broker as a slow consumer (write deadline) when the process is
+    # busy; several smaller ones each stay under it.
+    per_connection: int = 500
 
 
 class Swarm:
     def __init__(self, spec: SwarmSpec) -> None:
         self.spec = spec
-        self.nc: Client | None = None
+        self.nc: Client | None = None  # connection 0: fleet state and control
+        self.connections: list[Client] = []
         self.fleet = FleetState()  # whole buckets, shared by every identity
         self.agents: list[Agent] = []
-        self._state_listeners: list[Callable[[str], None]] = []
+        self._state_listeners: dict[int, list[Callable[[str], None]]] = {}
         self._stop = asyncio.Event()
         self.started_in: float | None = None
         self._resync_task: asyncio.Future[None] | None = None
@@ -97,16 +102,23 @@ class Swarm:
             pull_idle_heartbeat=30.0,
         )
 
-    def _on_state(self, state: str) -> None:
-        for listener in self._state_listeners:
-            listener(state)
-        if state == "reconnected" and self.nc is not None:
-            self._resync_task = asyncio.ensure_future(self.fleet.resync(self.nc))
+    def _state_fanout(self, index: int) -> Callable[[str], None]:
+        def on_state(state: str) -> None:
+            for listener in self._state_listeners.get(index, []):
+                listener(state)
+            if index == 0 and state == "reconnected" and self.nc is not None:
+                self._resync_task = asyncio.ensure_future(self.fleet.resync(self.nc))
 
-    async def _connector(self, on_state: Callable[[str], None]) -> Client:
-        self._state_listeners.append(on_state)
-        assert self.nc is not None
-        return self.nc
+        return on_state
+
+    def _connector_for(self, i: int) -> Callable[[Callable[[str], None]], Any]:
+        index = i // self.spec.per_connection
+
+        async def connector(on_state: Callable[[str], None]) -> Client:
+            self._state_listeners.setdefault(index, []).append(on_state)
+            return self.connections[index]
+
+        return connector
 
     async def _on_kill(self, msg: Msg) -> None:
         try:
@@ -121,12 +133,15 @@ class Swarm:
         t0 = time.monotonic()
         spec = self.spec
         # Many identities share this one connection: give it a large buffer.
-        self.nc = await connect(
-            spec.nats_urls,
-            name=f"kanade-swarm:{spec.prefix}",
-            on_state=self._on_state,
-            pending_size=64 * 1024 * 1024,
-        )
+        for index in range(max(1, -(-spec.agents // spec.per_connection))):
+            nc = await connect(
+                spec.nats_urls,
+                name=f"kanade-swarm:{spec.prefix}:{index}",
+                on_state=self._state_fanout(index),
+                pending_size=64 * 1024 * 1024,
+            )
+            self.connections.append(nc)
+        self.nc = self.connections[0]
         await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
         await self.fleet.resync(self.nc)
         runner: Runner = stub_runner if spec.exec_mode == "stub" else subprocess_runner
@@ -135,7 +150,12 @@ class Swarm:
         # time out against the JetStream API and retry.
         for start in range(0, spec.agents, spec.start_batch):
             batch = [
-                Agent(self._identity(i), runner=runner, fleet=self.fleet, connector=self._connector)
+                Agent(
+                    self._identity(i),
+                    runner=runner,
+                    fleet=self.fleet,
+                    connector=self._connector_for(i),
+                )
                 for i in range(start, min(spec.agents, start + spec.start_batch))
             ]
             self.agents.extend(batch)
@@ -149,8 +169,9 @@ class Swarm:
         for a in self.agents:
             a.stop()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if not self.nc.is_closed:
-            await self.nc.drain()
+        for nc in self.connections:
+            if not nc.is_closed:
+                await nc.drain()
 
     def stop(self) -> None:
         self._stop.set()

@@ -252,3 +252,86 @@ schedule_decisions = Table(
 # result / success per pc of a schedule (per_pc / per_target dedup).
 Index("ix_executions_schedule_id_status", executions.c.schedule_id, executions.c.status)
 Index("ix_results_schedule_id_pc_id", results.c.schedule_id, results.c.pc_id)
+
+# --- revision 0004: durable rollouts and approvals (SPEC §4.7, §4.8) -----------------------
+# Not projections: operator decisions and the rollout's progress have no stream to be
+# rebuilt from (like ``users``). Written by kanade.backend.rollouts / .approvals.
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", ID, primary_key=True),  # = the exec_id it sends
+    Column("exec_id", ID, nullable=False),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    # awaiting_approval | running | halted | aborted | completed | rejected
+    Column("status", String(32), nullable=False),
+    Column("halt_on_failure_rate", Float, nullable=True),
+    Column("current_wave", Integer, nullable=False),
+    Column("wave_count", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),  # the requested waves, as written
+    Column("command", Text, nullable=False),  # the command template (wire JSON)
+    Column("starting_deadline_s", Float, nullable=True),
+    Column("settle_after_s", Float, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("reason", Text, nullable=True),  # why halted / aborted
+    Index("ix_rollouts_status", "status"),
+)
+
+rollout_waves = Table(
+    "rollout_waves",
+    metadata,
+    Column("rollout_id", ID, primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),  # group | pcs | percent | rest
+    Column("label", String(255), nullable=False),
+    Column("pcs", JSON, nullable=False),  # fixed when the rollout is created
+    Column("delay_s", Float, nullable=False),
+    # waiting | dispatching | dispatched | settled | cancelled
+    Column("state", String(16), nullable=False),
+    Column("due_at", UtcDateTime, nullable=True),
+    Column("request_id", String(64), nullable=False),
+    Column("command", Text, nullable=True),  # the exact bytes published (set at claim)
+    Column("claimed_at", UtcDateTime, nullable=True),
+    Column("dispatched_at", UtcDateTime, nullable=True),
+    Column("settled_at", UtcDateTime, nullable=True),
+    Column("succeeded", Integer, nullable=True),
+    Column("failed", Integer, nullable=True),
+    Column("skipped", Integer, nullable=True),
+    Column("missing", Integer, nullable=True),
+    Column("failure_rate", Float, nullable=True),
+    Column("verdict", String(16), nullable=True),  # ok | exceeded
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("exec_id", ID, primary_key=True),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | approved | rejected
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("command", Text, nullable=False),  # template at request; exact bytes once approved
+    Column("subjects", JSON, nullable=False),  # empty for a rollout (its waves publish)
+    Column("starting_deadline_s", Float, nullable=True),
+    Column("rollout", Boolean, nullable=False),
+    Column("dispatched_at", UtcDateTime, nullable=True),
+    Index("ix_approvals_state_expires_at", "state", "expires_at"),
+)
+
+unattended_approvals = Table(
+    "unattended_approvals",
+    metadata,
+    Column("job_id", ID, primary_key=True),
+    Column("version", String(128), primary_key=True),
+    Column("approved_by", String(128), nullable=False),
+    Column("approved_at", UtcDateTime, nullable=False),
+)

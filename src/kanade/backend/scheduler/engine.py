@@ -409,6 +409,7 @@ class Scheduler:
     # --- one tick --------------------------------------------------------------------------
     async def _tick(self, bus: Bus, due: list[Entry], now: datetime) -> None:
         self.ticks += 1
+        t_start = time.perf_counter()
         freeze = await state.read_freeze(bus)
         rows: list[DecisionRow] = []
         fires: list[tuple[Entry, Fire]] = []
@@ -462,10 +463,26 @@ class Scheduler:
                         first=_iso(decision.nominals[0]),
                         last=_iso(decision.nominals[-1]),
                     )
+        t0 = time.perf_counter()
         planned = await self._plan(bus, fires, now, rows) if fires else []
+        t1 = time.perf_counter()
         claimed, republish = await self._claim(planned, rows, now)
+        t2 = time.perf_counter()
         await self._publish(bus, [p for p in planned if p.record.exec_id in claimed | republish])
+        t3 = time.perf_counter()
         await self._persist_ticks(bus, due)
+        t4 = time.perf_counter()
+        if t4 - t0 > 0.1:
+            log.info(
+                "slow scheduler tick",
+                due=len(due),
+                fires=len(planned),
+                decide_ms=round((t0 - t_start) * 1000, 1),
+                plan_ms=round((t1 - t0) * 1000, 1),
+                claim_ms=round((t2 - t1) * 1000, 1),
+                publish_ms=round((t3 - t2) * 1000, 1),
+                persist_ms=round((t4 - t3) * 1000, 1),
+            )
         for row in rows:
             if row.result in ("fired", "skipped", "missed"):
                 self.metrics.fires.labels(result=row.result).inc(row.count)

@@ -1,0 +1,168 @@
+"""Fire lateness of the central scheduler (SPEC §10.1): N calendar schedules all due at the
+same minute, fired by a real ``kanade-backend`` process against a real nats-server.
+
+Each schedule is a dated calendar one-shot (``at: "YYYY-MM-DD HH:MM"``) for the same
+minute, targeting its own pc (so every command stays in the command stream: one message
+per subject). A core-NATS subscriber on ``kanade.cmd.>`` timestamps every command as it
+arrives; lateness = arrival − the command's ``nominal_time`` — what an online agent
+would see. With ``--runs k`` the measurement repeats on k consecutive minutes.
+
+Prints one JSON line like ``kanade bench`` (p50 as the median of the runs' p50s, plus
+p50/p99/max over all fires)::
+
+    python benchmarks/scheduler_lateness.py [--schedules 1000] [--runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from kanade.bus import Bus, EmbeddedBroker, free_port
+from kanade.core import subjects
+from kanade.core.models.wire import Command, decode
+
+BIN = Path(sys.executable).parent
+JOB = {"id": "bench-noop", "version": "1", "execute": {"shell": "sh", "script": "true",
+                                                      "timeout": "30s"}}
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def create_all(url: str, n: int, at: datetime, tag: str) -> None:
+    gate = asyncio.Semaphore(32)
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+
+        async def one(i: int) -> None:
+            body = {
+                "id": f"bench-{tag}-{i:04d}",
+                "job_id": JOB["id"],
+                "tz": "utc",
+                "when": {"calendar": {"at": at.strftime("%Y-%m-%d %H:%M")}},
+                "target": {"pcs": [f"bench-pc-{i:04d}"]},
+            }
+            async with gate:
+                r = await http.post("/api/schedules", json=body)
+            if r.status_code not in (200, 201):
+                raise SystemExit(f"create failed: {r.status_code} {r.text}")
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def measure(nats_url: str, url: str, n: int, runs: int) -> dict[str, object]:
+    bus = await Bus.connect(nats_url, name="bench-lateness", deadline=10)
+    arrivals: dict[str, float] = {}
+    nominal: dict[str, datetime] = {}
+
+    async def on(msg) -> None:  # type: ignore[no-untyped-def]
+        got = datetime.now(UTC)
+        cmd = decode(Command, msg.data)
+        if cmd.schedule_id and cmd.nominal_time and cmd.exec_id not in arrivals:
+            arrivals[cmd.exec_id] = (got - cmd.nominal_time).total_seconds()
+            nominal[cmd.exec_id] = cmd.nominal_time
+
+    await bus.nc.subscribe(subjects.COMMANDS_ALL, cb=on)
+    per_run: list[list[float]] = []
+    try:
+        for run in range(runs):
+            now = datetime.now(UTC)
+            # The first minute boundary that leaves time to create every schedule.
+            at = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+            while (at - now).total_seconds() < 10 + n * 0.02:
+                at += timedelta(minutes=1)
+            t0 = time.monotonic()
+            await create_all(url, n, at, f"r{run}")
+            created_s = time.monotonic() - t0
+            if datetime.now(UTC) > at - timedelta(seconds=2):
+                raise SystemExit("creating the schedules took too long; use fewer --schedules")
+            print(f"# run {run + 1}: {n} schedules created in {created_s:.1f}s; due {at:%H:%M}Z",
+                  file=sys.stderr, flush=True)
+            before = len(arrivals)
+            give_up = time.monotonic() + (at - datetime.now(UTC)).total_seconds() + 60
+            while len(arrivals) - before < n and time.monotonic() < give_up:
+                await asyncio.sleep(0.2)
+            lates = [v for k, v in arrivals.items() if nominal[k] == at]
+            if len(lates) < n:
+                raise SystemExit(f"only {len(lates)} of {n} fires arrived")
+            per_run.append(lates)
+    finally:
+        await bus.close()
+    everything = [x for r in per_run for x in r]
+    p50s = [pct(r, 50) for r in per_run]
+    p99s = [pct(r, 99) for r in per_run]
+    return {
+        "name": "scheduler_fire_lateness",
+        "params": {"schedules": n, "shape": "calendar one-shot, same minute"},
+        "median": round(statistics.median(p50s), 4),
+        "min": round(min(p50s), 4),
+        "max": round(max(p50s), 4),
+        "runs": runs,
+        "unit": "s",
+        "fires": len(everything),
+        "p50": round(pct(everything, 50), 4),
+        "p99": round(pct(everything, 99), 4),
+        "p99_median_of_runs": round(statistics.median(p99s), 4),
+        "worst": round(max(everything), 4),
+        "target_p99_s": 0.1,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--schedules", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=1)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="kanade-bench-sched-"))
+    print(f"# logs in {base}", file=sys.stderr)
+    broker = EmbeddedBroker(base / "nats")
+    broker.start(timeout=15)
+    port = free_port()
+    log = open(base / "backend.log", "w")  # noqa: SIM115 - closed at exit
+    proc = subprocess.Popen(
+        [str(BIN / "kanade-backend"), "run", "--nats-url", broker.url, "--db",
+         str(base / "kanade.db"), "--http-port", str(port), "--log-level", os.environ.get("BENCH_LOG", "warning")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/api/scheduler", timeout=2).json().get("leader"):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit(f"backend not ready:\n{(base / 'backend.log').read_text()}")
+            time.sleep(0.1)
+        httpx.post(url + "/api/jobs", json=JOB, timeout=10).raise_for_status()
+        line = asyncio.run(measure(broker.url, url, args.schedules, args.runs))
+        print(json.dumps(line), flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
