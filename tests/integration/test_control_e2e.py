@@ -222,7 +222,7 @@ async def test_heartbeat_interval_is_applied_live(stack: ControlStack, bus: Bus)
         after = [t for t in arrivals if t > set_at]
         assert len(after) >= 5, f"heartbeats after the change: {after}"
         gaps = [b - a for a, b in itertools.pairwise(after[1:])]  # [0]: the wake-up beat
-        assert all(0.6 < g < 1.6 for g in gaps), gaps
+        assert all(0.4 < g < 2.5 for g in gaps), gaps  # ~1 s, not 30 s
         # The agent's own flag is its default: reading KV must not reset it to 30 s.
         local_after = [t for t in local if t > set_at]
         assert len(local_after) >= 4, f"local-1 heartbeats: {local_after}"

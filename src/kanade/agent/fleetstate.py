@@ -11,6 +11,8 @@ from it. Listeners are told which mirror changed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from collections.abc import Callable
 
 from nats.aio.client import Client
@@ -57,6 +59,35 @@ class FleetState:
             self.freeze,
         )
         self._lock = asyncio.Lock()
+
+    def snapshot(self, in_sync_at: float) -> bytes:
+        """Everything mirrored, for the disk: an agent restarted while the broker is
+        away must still honour revocations and pins it had seen (SPEC §4.5)."""
+        return json.dumps({
+            "in_sync_at": in_sync_at,
+            "buckets": {
+                m.bucket: {k: base64.b64encode(v).decode() for k, v in m.values.items()}
+                for m in self.mirrors
+            },
+        }).encode()
+
+    def restore(self, raw: bytes) -> float | None:
+        """Load a snapshot into mirrors that have not synced yet; returns when it was
+        last in sync with the broker (None if the snapshot is unreadable)."""
+        try:
+            data = json.loads(raw)
+            buckets = data["buckets"]
+            in_sync_at = float(data["in_sync_at"])
+            for mirror in self.mirrors:
+                if mirror.synced or mirror.bucket not in buckets:
+                    continue
+                mirror.values = {
+                    k: base64.b64decode(v) for k, v in buckets[mirror.bucket].items()
+                }
+                self._changed(mirror)
+        except (ValueError, KeyError, TypeError):
+            return None
+        return in_sync_at
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)

@@ -27,13 +27,14 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kanade import __version__
 from kanade.agent.fleetstate import FleetState
-from kanade.agent.fsutil import remove
+from kanade.agent.fsutil import atomic_write, remove
 from kanade.agent.kvmirror import KvMirror
 from kanade.agent.ledger import Admission, Ledger, command_digest
 from kanade.agent.limiter import FifoLimiter
 from kanade.agent.outbox import Attachment, Envelope, Outbox
 from kanade.agent.process import ProcessOutcome, run_process
 from kanade.agent.scheduler import LocalScheduler
+from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
 from kanade.agent.settings import AgentSettings
 from kanade.agent.shells import shell_argv
 from kanade.agent.telemetry import Telemetry
@@ -119,6 +120,7 @@ class Agent:
         self.outbox = Outbox(data / "outbox", durable=settings.durable)
         self.spool_dir = data / "spool"
         self.spool_dir.mkdir(exist_ok=True)
+        self.scripts = ScriptCache(data / "scripts")
         self.enrolled_at = self._load_enrollment(data / "enrolled_at")
         self._runner = runner
         self._telemetry = Telemetry()
@@ -129,7 +131,11 @@ class Agent:
         self._stop = asyncio.Event()
         self.nc: Client | None = None
         self._connected = False
-        self._disconnected_at: float | None = time.monotonic()
+        # Wall-clock time up to which the mirrored fleet state is known to be current:
+        # None while connected and synced; the disconnect time (or the persisted
+        # snapshot's time after a restart) otherwise; -inf when never synced.
+        self._in_sync_at: float | None = float("-inf")
+        self._state_dirty = asyncio.Event()
         self._consumer: PullConsumer | None = None
         self.last_command_at: datetime | None = None
         self.view = KvView()
@@ -187,7 +193,9 @@ class Agent:
     async def run(self) -> None:
         log.info("agent %s starting (groups: %s)", self.pc_id, ",".join(self.groups) or "-")
         self.ledger.load()
+        self._restore_fleet_state()  # before recovery: pending commands meet the gates
         self._recover()
+        self._spawn(self._persist_fleet_state_loop())
         self._spawn(self.outbox.drain_forever(self._publish, self._upload, ready=self._ready))
         self._spawn(self._connect_and_serve())
         self._spawn(self.scheduler.run())
@@ -276,18 +284,19 @@ class Agent:
     def _on_state(self, state: str) -> None:
         if state in ("connected", "reconnected"):
             self._connected = True
-            self._disconnected_at = None
+            self._in_sync_at = None
             self.outbox.wake()
             if state == "reconnected":
                 self._spawn(self._resync())
                 self._spawn(self._send_heartbeat())
         elif state in ("disconnected", "closed"):
             self._connected = False
-            if self._disconnected_at is None:
-                self._disconnected_at = time.monotonic()
+            if self._in_sync_at is None:
+                self._in_sync_at = time.time()
+                self._state_dirty.set()  # record how long we were in sync
 
     def kv_view(self) -> KvView:
-        age = 0.0 if self._disconnected_at is None else time.monotonic() - self._disconnected_at
+        age = 0.0 if self._in_sync_at is None else max(0.0, time.time() - self._in_sync_at)
         return KvView(pins=self.view.pins, revoked=self.view.revoked, age_s=age)
 
     async def _publish(self, subject: str, data: bytes, msg_id: str) -> None:
@@ -518,14 +527,24 @@ class Agent:
 
     async def _execute_admitted(self, tracked: _Tracked) -> None:
         cmd = tracked.cmd
-        script = cmd.script or ""
-        argv = shell_argv(cmd.shell, script)
+        argv = shell_argv(cmd.shell, "")
         skip = evaluate_gates(
             cmd, now=_utcnow(), view=self.kv_view(), shell_available=argv is not None
         )
         if skip is not None:
             self._skip(cmd, skip.exit_code, skip.reason)
             return
+        script = cmd.script or ""
+        if cmd.script_object:
+            try:
+                script = await self.scripts.resolve(self.nc, cmd.script_object, cmd.script_sha256)
+            except ScriptRejected as exc:
+                self._skip(cmd, exitcodes.REFUSED, f"refused: {exc}")
+                return
+            except ScriptUnavailable as exc:
+                self._skip(cmd, exitcodes.UNSUPPORTED, str(exc))
+                return
+        argv = shell_argv(cmd.shell, script)
         assert argv is not None
         jitter = random.uniform(0, cmd.jitter_s) if cmd.jitter_s > 0 else 0.0
         if await self._interruptible_wait(jitter, tracked.kill):
@@ -626,8 +645,36 @@ class Agent:
             log.warning("ignored undecodable %s in KV", what)
             return None
 
+    @property
+    def _fleet_state_file(self) -> Path:
+        return self.s.data_dir / "fleet-state.json"
+
+    def _restore_fleet_state(self) -> None:
+        if not self._owns_fleet:
+            return  # a swarm's shared state is not persisted per identity
+        with contextlib.suppress(OSError):
+            in_sync_at = self.fleet.restore(self._fleet_state_file.read_bytes())
+            if in_sync_at is None:
+                log.warning("fleet state file is unreadable; starting without it")
+            elif self._in_sync_at is not None:
+                self._in_sync_at = in_sync_at
+
+    async def _persist_fleet_state_loop(self) -> None:
+        """Write the mirrored state to disk after changes, at most once a second."""
+        if not self._owns_fleet:
+            return
+        while True:
+            await self._state_dirty.wait()
+            self._state_dirty.clear()
+            in_sync_at = time.time() if self._in_sync_at is None else self._in_sync_at
+            if in_sync_at != float("-inf"):
+                atomic_write(self._fleet_state_file, self.fleet.snapshot(in_sync_at),
+                             durable=self.s.durable)
+            await asyncio.sleep(1.0)
+
     def _on_fleet_state(self, mirror: KvMirror) -> None:
         """Recompute what depends on KV: gate view, group membership, effective config."""
+        self._state_dirty.set()
         fleet = self.fleet
         if mirror is fleet.pins or mirror is fleet.revocations:
             pins = {k: v.decode(errors="replace") for k, v in fleet.pins.values.items()}
@@ -656,12 +703,6 @@ class Agent:
         eff = effective_config(
             layers, pc_id=self.pc_id, groups=self.groups, local=self._local_config
         )
-        # This agent's own config file / flags replace the built-in defaults (KV layers
-        # still win): `--heartbeat-interval 5` must not become 30 s once KV is read.
-        for key in ("heartbeat_interval", "max_local_concurrent", "log_level"):
-            if eff.sources.get(key) == "default":
-                eff.values[key] = getattr(self.s, key)
-                eff.sources[key] = "local"
         for warning in eff.warnings:
             if warning not in self.config.warnings:
                 log.warning("config: %s", warning)

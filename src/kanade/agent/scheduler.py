@@ -48,7 +48,6 @@ What it does, rule by rule:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import json
@@ -70,6 +69,7 @@ from kanade.agent.kvmirror import KvMirror
 from kanade.agent.ledger import Admission
 from kanade.agent.schedstore import CachedCatalog, SchedulerStore, iso
 from kanade.core import subjects
+from kanade.core.digests import sha256_hex_from_nats_digest
 from kanade.core.dispatch import build_command
 from kanade.core.freeze import FREEZE_KEY
 from kanade.core.models.job import JobManifest
@@ -134,11 +134,6 @@ def local_zone() -> tzinfo:
     return datetime.now().astimezone().tzinfo or UTC
 
 
-def sha256_hex_from_nats_digest(digest: str) -> str:
-    """Object-store digests are ``SHA-256=<base64url>``; commands carry hex."""
-    raw = digest.split("=", 1)[1] if "=" in digest else digest
-    raw += "=" * (-len(raw) % 4)
-    return base64.urlsafe_b64decode(raw).hex()
 
 
 # --- tolerant, cached parsing ------------------------------------------------------------------

@@ -19,6 +19,7 @@ import structlog
 from fastapi import FastAPI
 
 from kanade import __version__
+from kanade.backend.api import approvals as approvals_routes
 from kanade.backend.api import audit as audit_routes
 from kanade.backend.api import auth as auth_routes
 from kanade.backend.api import control as control_routes
@@ -29,8 +30,10 @@ from kanade.backend.api import freeze as freeze_routes
 from kanade.backend.api import health as health_routes
 from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
+from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
 from kanade.backend.api import ui as ui_routes
+from kanade.backend.approvals import ApprovalService
 from kanade.backend.auth.middleware import AuthMiddleware
 from kanade.backend.auth.setup import check_auth_settings, make_authenticator
 from kanade.backend.broker_link import BrokerLink, cancel_and_wait
@@ -44,6 +47,7 @@ from kanade.backend.metrics import Metrics
 from kanade.backend.projections.audit import AuditProjector
 from kanade.backend.projector import Projector
 from kanade.backend.reaper import Reaper
+from kanade.backend.rollouts import RolloutRunner
 from kanade.backend.scheduler import Scheduler
 from kanade.backend.services import Services
 from kanade.backend.settings import Settings
@@ -84,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
                 db,
                 link.bus,
                 budgets=Budgets(settings.max_timeout_s, settings.max_output_bytes),
+                approval_ttl=timedelta(seconds=settings.approval_ttl_s),
             ),
             metrics=metrics,
             auth=make_authenticator(settings, db),
@@ -122,6 +127,21 @@ def create_app(settings: Settings) -> FastAPI:
         # broker is away (that is exactly when results stop arriving).
         reaper = Reaper(db, interval_s=settings.reaper_interval_s, on_reap=metrics.on_reap)
         reaper_task = asyncio.create_task(reaper.run(), name="reaper")
+        # Rollouts and approvals live in the database; these tasks drive them (SPEC §4.7-8).
+        rollout_runner = RolloutRunner(db, link.bus, interval_s=settings.rollout_interval_s)
+        app.state.rollout_runner = rollout_runner
+        approval_service = ApprovalService(
+            db,
+            link.bus,
+            auth_enabled=settings.auth_mode != "disabled",
+            sweep_s=settings.approval_sweep_s,
+            on_rollout_started=rollout_runner.wake,
+        )
+        app.state.approvals = approval_service
+        rollout_tasks = [
+            asyncio.create_task(rollout_runner.run(), name="rollouts"),
+            asyncio.create_task(approval_service.run(), name="approvals"),
+        ]
         # The central scheduler competes for its KV lease; only the holder fires.
         scheduler = Scheduler(
             db,
@@ -140,7 +160,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await cancel_and_wait([reaper_task, *scheduler_tasks])
+            await cancel_and_wait([reaper_task, *rollout_tasks, *scheduler_tasks])
             if scheduler_tasks:
                 await scheduler.stop()  # releases the lease: a standby takes over at once
             await heartbeats.unsubscribe()
@@ -172,4 +192,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(freeze_routes.router)
     app.include_router(inventory_routes.router)
+    app.include_router(rollouts_routes.router)
+    app.include_router(approvals_routes.router)
     return app

@@ -14,6 +14,7 @@ from kanade.backend.app import create_app
 from kanade.backend.auth.setup import AuthConfigError
 from kanade.backend.auth.users_cli import users_cli
 from kanade.backend.settings import Settings
+from kanade.core.durations import parse_duration
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The kanade backend.")
 
@@ -103,9 +104,18 @@ def run(
     late_tolerance: float = typer.Option(
         60.0, "--late-tolerance", min=0.0, help="seconds late a fire is still on time"
     ),
+    approval_ttl: str = typer.Option(
+        "24h", "--approval-ttl", help="approval requests expire after this (e.g. 24h, 30m)"
+    ),
 ) -> None:
     """Serve the API and run the projectors until SIGTERM/SIGINT."""
     configure_logging(log_level)
+    try:
+        approval_ttl_s = parse_duration(approval_ttl).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--approval-ttl") from None
+    if approval_ttl_s <= 0:
+        raise typer.BadParameter("must be longer than 0s", param_hint="--approval-ttl")
     settings = Settings.from_db_arg(
         nats_url=nats_url,
         db=db,
@@ -121,6 +131,8 @@ def run(
         reconcile_poll_s=reconcile_poll,
         scheduler_lease_ttl_s=lease_ttl,
         scheduler_late_tolerance_s=late_tolerance,
+        approval_ttl_s=approval_ttl_s,
+        approval_sweep_s=min(5.0, max(0.2, approval_ttl_s / 4)),
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).

@@ -17,7 +17,6 @@ Order matters and is deliberate:
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ import structlog
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
+from kanade.backend import approvals as approval_store
+from kanade.backend import rollouts as rollout_store
 from kanade.backend.db import reads, writes
 from kanade.backend.db.database import Database
 from kanade.backend.errors import BadRequest, Conflict
@@ -35,10 +36,12 @@ from kanade.backend.jobs import JobCatalog
 from kanade.backend.records import AuditRecord, ExecKind, ExecRecord
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.digests import sha256_hex_from_nats_digest
 from kanade.core.dispatch import adhoc_job, build_command
 from kanade.core.fleet import alive_cutoff
 from kanade.core.ids import new_id
 from kanade.core.models.job import JobManifest
+from kanade.core.models.schedule import Rollout
 from kanade.core.models.target import Target
 from kanade.core.models.wire import Command, Shell, encode
 from kanade.core.validation import field_errors
@@ -59,6 +62,9 @@ class ExecCreated:
     request_id: str
     expected_pcs: list[str]
     subjects: list[str]
+    # awaiting_approval for a require_approval job; rollout_id when sent in waves.
+    status: str = "pending"
+    rollout_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +74,8 @@ class ExecCreated:
             "version": self.version,
             "expected_count": len(self.expected_pcs),
             "expected_pcs": self.expected_pcs,
+            "status": self.status,
+            "rollout_id": self.rollout_id,
         }
 
 
@@ -98,11 +106,6 @@ def _sha256(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode()).hexdigest()
 
 
-def sha256_hex_from_nats_digest(digest: str) -> str:
-    """Object-store digests are ``SHA-256=<base64url>``; commands carry hex."""
-    raw = digest.split("=", 1)[1] if "=" in digest else digest
-    raw += "=" * (-len(raw) % 4)
-    return base64.urlsafe_b64decode(raw).hex()
 
 
 class ExecService:
@@ -113,11 +116,13 @@ class ExecService:
         *,
         budgets: Budgets | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        approval_ttl: timedelta = approval_store.DEFAULT_TTL,
     ) -> None:
         self._db = db
         self._bus = bus  # a getter: raises BrokerUnavailable while the broker is away
         self._budgets = budgets or Budgets()
         self._clock = clock
+        self._approval_ttl = approval_ttl
 
     async def exec_job(
         self,
@@ -127,18 +132,17 @@ class ExecService:
         jitter: timedelta | None = None,
         starting_deadline: timedelta | None = None,
         actor: str = "anonymous",
+        rollout: Rollout | None = None,
+        urgent: bool = False,
     ) -> ExecCreated:
         bus = self._bus()
         job = await JobCatalog(bus).require(job_id)
-        if job.require_approval:
-            raise Conflict(
-                f"job {job_id!r} requires approval; approvals are not available on this "
-                "backend yet, so it cannot be executed",
-                job_id=job_id,
-            )
         script_sha256 = await self._script_sha256(bus, job)
-        pins = await bus.kv(subjects.KV_PINS)
-        await pins.put(job.id, job.version.encode())
+        # A require_approval job waits in awaiting_approval (SPEC §4.8); it is pinned when
+        # approved (kanade.backend.approvals), not before.
+        if not job.require_approval:
+            pins = await bus.kv(subjects.KV_PINS)
+            await pins.put(job.id, job.version.encode())
         return await self._dispatch(
             bus,
             job,
@@ -149,6 +153,9 @@ class ExecService:
             starting_deadline=starting_deadline,
             actor=actor,
             script_sha256=script_sha256,
+            rollout=rollout,
+            urgent=urgent,
+            awaiting_approval=job.require_approval,
         )
 
     async def run_adhoc(
@@ -211,6 +218,9 @@ class ExecService:
         starting_deadline: timedelta | None,
         actor: str,
         script_sha256: str | None,
+        rollout: Rollout | None = None,
+        urgent: bool = False,
+        awaiting_approval: bool = False,
     ) -> ExecCreated:
         now = self._clock()
         request_id = new_id()
@@ -228,6 +238,8 @@ class ExecService:
             max_output_bytes=self._budgets.max_output_bytes,
             script_sha256=script_sha256,
         )
+        if urgent:  # admins only (checked by the route): bypasses max_local_concurrent
+            command = command.model_copy(update={"urgent": True})
         record = ExecRecord(
             exec_id=exec_id,
             kind=kind,
@@ -236,7 +248,7 @@ class ExecService:
             target=target.model_dump(mode="json", include={"all", "groups", "pcs"}),
             expected_pcs=pcs,
             expected_count=len(pcs),
-            status="pending",
+            status="awaiting_approval" if awaiting_approval else "pending",
             initiated_by=actor,
             created_at=now,
             request_id=request_id,
@@ -248,10 +260,43 @@ class ExecService:
         await bus.publish_js(
             subjects.exec_subject("created", exec_id), encode(record), msg_id=f"exec:{exec_id}"
         )
-        await self._db.write(lambda conn: writes.upsert_executions(conn, [record.row()], now))
-
         subs = command_subjects(target, job.id)
-        await self._publish_commands(bus, command, subs)
+        deferred = rollout is not None or awaiting_approval
+
+        def store(conn: Any) -> None:
+            writes.upsert_executions(conn, [record.row()], now)
+            # Deferred dispatch: the waves (kanade.backend.rollouts) and/or the approval
+            # (kanade.backend.approvals) publish later, from what is stored here.
+            if rollout is not None:
+                rollout_store.create_rollout(
+                    conn,
+                    record=record,
+                    command=command,
+                    rollout=rollout,
+                    groups_of=dict(alive),
+                    starting_deadline_s=None
+                    if starting_deadline is None
+                    else starting_deadline.total_seconds(),
+                    awaiting_approval=awaiting_approval,
+                    now=now,
+                )
+            if awaiting_approval:
+                approval_store.create_request(
+                    conn,
+                    record=record,
+                    command=command,
+                    subs=subs,
+                    starting_deadline_s=None
+                    if starting_deadline is None
+                    else starting_deadline.total_seconds(),
+                    rollout=rollout is not None,
+                    ttl=self._approval_ttl,
+                    now=now,
+                )
+
+        await self._db.write(store)
+        if not deferred:
+            await self._publish_commands(bus, command, subs)
         log.info(
             "exec dispatched",
             exec_id=exec_id,
@@ -263,7 +308,17 @@ class ExecService:
             actor=actor,
         )
         await self._audit(bus, record, command, now)
-        return ExecCreated(exec_id, kind, job.id, job.version, request_id, pcs, subs)
+        return ExecCreated(
+            exec_id,
+            kind,
+            job.id,
+            job.version,
+            request_id,
+            pcs,
+            subs,
+            status=record.status,
+            rollout_id=exec_id if rollout is not None else None,
+        )
 
     # --- the central scheduler's path (kanade.backend.scheduler) ---------------------------
     async def pin_for_schedule(self, bus: Bus, job: JobManifest) -> str | None:
@@ -274,19 +329,22 @@ class ExecService:
         await pins.put(job.id, job.version.encode())
         return script_sha256
 
-    async def publish_claimed(
-        self, bus: Bus, record: ExecRecord, commands: list[tuple[Command, list[str]]]
-    ) -> None:
-        """Steps 3-5 of :meth:`_dispatch` for an exec whose row the scheduler already
-        claimed (insert-if-absent on its occurrence-derived exec_id): the exec record,
-        every command, the audit record, with the same deterministic ``Nats-Msg-Id``s, so
-        publishing one occurrence again is deduplicated by the broker."""
+    # Steps 3-5 of _dispatch for an exec whose row the scheduler already claimed (insert-if-
+    # absent on its occurrence-derived exec_id), split so a tick's fires go out in phases
+    # (every record, then every command, then every audit). Same subjects and the same
+    # deterministic Nats-Msg-Ids as _dispatch: publishing one occurrence again is dropped
+    # by the broker.
+    async def publish_record(self, bus: Bus, record: ExecRecord) -> None:
         await bus.publish_js(
             subjects.exec_subject("created", record.exec_id),
             encode(record),
             msg_id=f"exec:{record.exec_id}",
         )
+
+    async def publish_commands(self, bus: Bus, commands: list[tuple[Command, list[str]]]) -> None:
         await asyncio.gather(*(self._publish_commands(bus, c, s) for c, s in commands))
+
+    async def audit_dispatch(self, bus: Bus, record: ExecRecord, command: Command) -> None:
         log.info(
             "exec dispatched",
             exec_id=record.exec_id,
@@ -295,10 +353,8 @@ class ExecService:
             kind=record.kind,
             expected=record.expected_count,
             actor=record.initiated_by,
-            nominal_time=record.nominal_time,
         )
-        if commands:
-            await self._audit(bus, record, commands[0][0], record.created_at)
+        await self._audit(bus, record, command, record.created_at)
 
     async def _publish_commands(self, bus: Bus, command: Command, subs: list[str]) -> None:
         payload = encode(command)

@@ -38,6 +38,12 @@ class Settings:
     # how late an occurrence may be decided and still count as on time (catchup beyond).
     scheduler_lease_ttl_s: float = 10.0
     scheduler_late_tolerance_s: float = 60.0
+    # Approvals (SPEC §4.8): a request not decided within this long is rejected
+    # ("expired"); the sweeper looks every approval_sweep_s. Rollout waves (§4.7) are
+    # checked every rollout_interval_s.
+    approval_ttl_s: float = 24 * 3600
+    approval_sweep_s: float = 5.0
+    rollout_interval_s: float = 0.5
 
     @classmethod
     def from_db_arg(cls, *, nats_url: str, db: str, **kwargs: object) -> Settings:

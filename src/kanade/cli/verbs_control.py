@@ -40,6 +40,9 @@ def _guard(fn: Any) -> None:
 class _Client(ApiClient):
     """The API client plus the verbs the base client lacks (PUT, DELETE, raw bytes)."""
 
+    def __enter__(self) -> _Client:
+        return self
+
     def put(self, path: str, json: Any = None) -> Any:
         return self.request("PUT", path, json=json)
 
@@ -549,10 +552,10 @@ def _results_group(app: typer.Typer) -> typer.Typer:
         return existing
     listing = None
     for info in list(app.registered_commands):
-        callback = info.callback
-        name = info.name or (callback.__name__.replace("_", "-") if callback else None)
-        if name == "results" and callback is not None:
-            listing = callback
+        command = info.callback
+        name = info.name or (command.__name__.replace("_", "-") if command else None)
+        if name == "results" and command is not None:
+            listing = command
             app.registered_commands.remove(info)
             break
     group = typer.Typer(help="Results: list recent ones (no sub-command), or show full output.")
@@ -569,7 +572,7 @@ def _results_group(app: typer.Typer) -> typer.Typer:
     ctx_param = inspect.Parameter(
         "ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context
     )
-    callback.__signature__ = signature.replace(  # type: ignore[attr-defined]
+    callback.__signature__ = signature.replace(  # type: ignore[attr-defined,unused-ignore]
         parameters=[ctx_param, *signature.parameters.values()]
     )
     callback.__doc__ = original.__doc__

@@ -8,6 +8,7 @@ stays pending and the operator sees why.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,10 +65,10 @@ def evaluate_gates(
     if policy.mode == "strict":
         max_age = policy.max_cache_age_s or 0.0
         if view.age_s > max_age:
+            age = "never synced" if math.isinf(view.age_s) else f"{view.age_s:.1f}s old"
             return GateSkip(
                 exitcodes.STALENESS,
-                f"staleness policy strict: fleet state is {view.age_s:.1f}s old, "
-                f"max_cache_age is {max_age:g}s",
+                f"staleness policy strict: fleet state is {age}, max_cache_age is {max_age:g}s",
             )
     if policy.mode != "unchecked":
         pinned = view.pins.get(cmd.job_id)

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kanade.core.durations import Duration
+from kanade.core.models.schedule import Rollout, Wave
 from kanade.core.models.target import Target
 from kanade.core.models.wire import Shell
 
@@ -17,10 +18,29 @@ class StrictTarget(Target):
     model_config = ConfigDict(extra="forbid")
 
 
+class StrictWave(Wave):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StrictRollout(Rollout):
+    """SPEC §4.7: waves of a group, a pc list or a percentage of the remaining target."""
+
+    model_config = ConfigDict(extra="forbid")
+    waves: list[StrictWave] = Field(min_length=1)  # type: ignore[assignment]
+
+
 class ExecBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target: StrictTarget
+    rollout: StrictRollout | None = Field(
+        default=None,
+        description="send in waves, e.g. {waves: [{percent: 10}, {percent: 100, delay: 5m}], "
+        "halt_on_failure_rate: 0.2}",
+    )
+    urgent: bool = Field(
+        default=False, description="bypass the agents' max_local_concurrent queue (admin only)"
+    )
     jitter: Duration | None = Field(
         default=None, description="random delay before the script starts, e.g. 5s"
     )

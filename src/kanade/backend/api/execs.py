@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.bodies import ExecBody, RunBody
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.approvals import Forbidden
 from kanade.backend.db import reads
 from kanade.backend.errors import NotFound
 from kanade.backend.request_context import current_actor
@@ -21,14 +22,22 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 @router.post("/exec/{job_id}", status_code=201)
-async def exec_job(job_id: str, body: ExecBody, services: ServicesDep) -> dict[str, Any]:
-    """Dispatch a catalog job: pins its version, then publishes the commands."""
+async def exec_job(
+    job_id: str, body: ExecBody, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    """Dispatch a catalog job: pins its version, then publishes the commands — or, with
+    ``rollout``, sends it in waves (``GET /api/rollouts/{exec_id}``); a job with
+    ``require_approval`` waits in ``awaiting_approval`` for another operator."""
+    if body.urgent and getattr(request.state, "role", None) != "admin":
+        raise Forbidden("urgent execs (bypassing max_local_concurrent) need role admin")
     created = await services.execs.exec_job(
         job_id,
         body.target,
         jitter=body.jitter,
         starting_deadline=body.starting_deadline,
         actor=current_actor(),
+        rollout=body.rollout,
+        urgent=body.urgent,
     )
     services.metrics.execs.labels(kind="job").inc()
     return created.to_dict()

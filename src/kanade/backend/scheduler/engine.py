@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -48,6 +49,7 @@ import structlog
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from kanade.backend import approvals, rollouts
 from kanade.backend.db import reads
 from kanade.backend.db.database import Database
 from kanade.backend.execs import ExecService, command_subjects, expected_pcs
@@ -96,7 +98,7 @@ never ages out of the bucket (30-day TTL) and a restart does not rescan months."
 REPUBLISH_WINDOW: Final = timedelta(seconds=60)
 """An occurrence found already claimed but younger than this is published again (safe:
 well inside the command stream's 2-min duplicate window, the broker drops a copy)."""
-_FIRE_CONCURRENCY: Final = 256
+_FIRE_CONCURRENCY: Final = 512
 _PUBLISH_ATTEMPTS: Final = 3
 
 
@@ -497,9 +499,14 @@ class Scheduler:
         jobs = dict(
             zip(job_ids, await asyncio.gather(*(catalog.get(j) for j in job_ids)), strict=True)
         )
+        # require_approval jobs fire only at a version approved for unattended runs (§4.8).
+        unattended = await approvals.unattended_approved(
+            self._db,
+            [(j.id, j.version) for j in jobs.values() if j is not None and j.require_approval],
+        )
         digests: dict[str, str | None] = {}
         for job_id, job in jobs.items():
-            if job is not None and not job.require_approval:
+            if job is not None and (not job.require_approval or job_id in unattended):
                 digests[job_id] = await self._execs.pin_for_schedule(bus, job)
 
         reconcile_ids = [e.schedule.id for e, _ in fires if e.plan.is_reconcile]
@@ -546,11 +553,12 @@ class Scheduler:
             if job is None:
                 skip("job_missing", f"job {schedule.job_id!r} is not in the catalog")
                 continue
-            if job.require_approval:
+            if job.require_approval and job.id not in unattended:
                 skip(
                     "requires_approval",
-                    f"job {job.id!r} requires approval and no version is approved for "
-                    "unattended runs",
+                    f"job {job.id!r} requires approval and version {job.version!r} is not "
+                    f"approved for unattended runs (kanade job approve-unattended {job.id} "
+                    f"{job.version})",
                 )
                 continue
             target = schedule.target
@@ -753,11 +761,14 @@ class Scheduler:
         return result["claimed"], result["republish"]
 
     async def _publish(self, bus: Bus, planned: list[_Planned]) -> None:
+        """Marks, then every exec record, then every command, then every audit: each fire
+        keeps the exec service's order (record before commands), and a large tick's
+        commands are not queued behind other fires' audits."""
         if not planned:
             return
         kv = await bus.kv(subjects.KV_DISPATCH)
 
-        async def one(p: _Planned) -> None:
+        async def marks(p: _Planned) -> None:
             # Marks first: a crash before the commands leaves the pcs blocked until the
             # mark ends (then they fire again), never fired twice.
             for mark in p.marks:
@@ -765,35 +776,70 @@ class Scheduler:
                 await kv.put(
                     state.mark_key(p.entry.schedule.id, mark.pc_id), state.encode_mark(mark)
                 )
+
+        async def retried(p: _Planned, what: str, step: Callable[[], Any]) -> bool:
             for attempt in range(1, _PUBLISH_ATTEMPTS + 1):
                 try:
-                    await self._execs.publish_claimed(bus, p.record, p.commands)
-                    break
+                    await step()
+                    return True
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     if attempt == _PUBLISH_ATTEMPTS:
                         log.error(
                             "scheduled fire not published",
+                            step=what,
                             exec_id=p.record.exec_id,
                             schedule_id=p.entry.schedule.id,
                             error=str(exc),
                         )
-                        return
+                        return False
                     await asyncio.sleep(0.2 * attempt)
-            late = (self._clock() - p.fire.nominal).total_seconds()
-            self.metrics.lateness.observe(max(0.0, late))
-            log.info(
-                "scheduled fire dispatched",
-                schedule_id=p.entry.schedule.id,
-                exec_id=p.record.exec_id,
-                nominal=_iso(p.fire.nominal),
-                pcs=len(p.pcs),
-                late_ms=round(late * 1000, 1),
-                caught_up=p.fire.caught_up,
-            )
+            return False
 
-        await _gather_bounded([one(p) for p in planned])
+        await _gather_bounded([marks(p) for p in planned if p.marks])
+        ok = await _gather_bounded(
+            [
+                retried(p, "record", functools.partial(self._execs.publish_record, bus, p.record))
+                for p in planned
+            ]
+        )
+        ready = [p for p, good in zip(planned, ok, strict=True) if good]
+
+        async def commands(p: _Planned) -> bool:
+            step = functools.partial(self._execs.publish_commands, bus, p.commands)
+            if p.entry.schedule.rollout is not None and not p.reconcile and p.commands:
+                # Sent in waves by the rollout runner (kanade.backend.rollouts), not now.
+                step = functools.partial(
+                    rollouts.start_for_schedule,
+                    self._db,
+                    p.record,
+                    p.commands[0][0],
+                    p.entry.schedule.rollout,
+                )
+            sent = await retried(p, "commands", step)
+            if sent:
+                late = (self._clock() - p.fire.nominal).total_seconds()
+                self.metrics.lateness.observe(max(0.0, late))
+                log.info(
+                    "scheduled fire dispatched",
+                    schedule_id=p.entry.schedule.id,
+                    exec_id=p.record.exec_id,
+                    nominal=_iso(p.fire.nominal),
+                    pcs=len(p.pcs),
+                    late_ms=round(late * 1000, 1),
+                    caught_up=p.fire.caught_up,
+                )
+            return sent
+
+        sent = await _gather_bounded([commands(p) for p in ready])
+        await _gather_bounded(
+            [
+                self._execs.audit_dispatch(bus, p.record, p.commands[0][0])
+                for p, good in zip(ready, sent, strict=True)
+                if good and p.commands
+            ]
+        )
 
     def _expire_marks(self, schedule_id: str, now: datetime) -> None:
         marks = self.marks.get(schedule_id)
@@ -820,11 +866,11 @@ def _missed_row(decision: Missed, entry: Entry) -> DecisionRow:
     )
 
 
-async def _gather_bounded(coros: list[Any], limit: int = _FIRE_CONCURRENCY) -> None:
+async def _gather_bounded(coros: list[Any], limit: int = _FIRE_CONCURRENCY) -> list[Any]:
     gate = asyncio.Semaphore(limit)
 
-    async def run(coro: Any) -> None:
+    async def run(coro: Any) -> Any:
         async with gate:
-            await coro
+            return await coro
 
-    await asyncio.gather(*(run(c) for c in coros))
+    return list(await asyncio.gather(*(run(c) for c in coros)))

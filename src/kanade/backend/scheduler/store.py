@@ -13,7 +13,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from kanade.backend.db.tables import executions, results, schedule_decisions, schedule_stats
-from kanade.backend.db.writes import refresh_exec_counters
 
 _CHUNK = 200
 IN_FLIGHT_STATUSES = ("pending", "running")
@@ -63,18 +62,18 @@ def claim_executions(
         }
         for row in rows
     ]
-    for i in range(0, len(full), _CHUNK):
-        chunk = full[i : i + _CHUNK]
-        stmt = (
-            _insert(conn, executions)
-            .values(chunk)
-            .on_conflict_do_nothing(index_elements=["exec_id"])
-            .returning(executions.c.exec_id)
-        )
-        claimed.update(str(r[0]) for r in conn.execute(stmt))
-    if claimed:
-        # Results may have been projected first (a re-decided occurrence): count them.
-        refresh_exec_counters(conn, claimed, now)
+    if not full:
+        return claimed
+    # executemany + RETURNING: SQLAlchemy batches it as "insertmanyvalues" with a cached
+    # compiled statement (a .values(list) statement would be recompiled for every batch).
+    stmt = (
+        _insert(conn, executions)
+        .on_conflict_do_nothing(index_elements=["exec_id"])
+        .returning(executions.c.exec_id)
+    )
+    claimed.update(str(r[0]) for r in conn.execute(stmt, full))
+    # No counter refresh: a row created here has no results yet (one with results would
+    # already exist); the execs projector refreshes counters when it upserts the record.
     return claimed
 
 
@@ -114,41 +113,38 @@ def record_decisions(conn: Connection, rows: Sequence[DecisionRow], now: datetim
     for r in rows:
         acc = per.setdefault(
             r.schedule_id,
-            {"fired": 0, "skipped": 0, "missed": 0, "last": None},
+            {
+                "schedule_id": r.schedule_id,
+                "fired": 0,
+                "skipped": 0,
+                "missed": 0,
+                "last_fire_at": None,
+                "last_nominal": None,
+                "last_exec_id": None,
+                "updated_at": now,
+            },
         )
         if r.result in ("fired", "skipped", "missed"):
             acc[r.result] += r.count
         if r.result == "fired":
-            acc["last"] = r
-    for sid, acc in per.items():
-        last: DecisionRow | None = acc["last"]
-        values: dict[str, Any] = {
-            "schedule_id": sid,
-            "fired": acc["fired"],
-            "skipped": acc["skipped"],
-            "missed": acc["missed"],
-            "updated_at": now,
-        }
-        if last is not None:
-            values |= {
-                "last_fire_at": now,
-                "last_nominal": last.nominal_time,
-                "last_exec_id": last.exec_id,
-            }
-        stmt = _insert(conn, schedule_stats).values(values)
-        update: dict[str, Any] = {
-            "fired": schedule_stats.c.fired + stmt.excluded.fired,
-            "skipped": schedule_stats.c.skipped + stmt.excluded.skipped,
-            "missed": schedule_stats.c.missed + stmt.excluded.missed,
-            "updated_at": stmt.excluded.updated_at,
-        }
-        if last is not None:
-            update |= {
-                "last_fire_at": stmt.excluded.last_fire_at,
-                "last_nominal": stmt.excluded.last_nominal,
-                "last_exec_id": stmt.excluded.last_exec_id,
-            }
-        conn.execute(stmt.on_conflict_do_update(index_elements=["schedule_id"], set_=update))
+            acc |= {"last_fire_at": now, "last_nominal": r.nominal_time, "last_exec_id": r.exec_id}
+    stmt = _insert(conn, schedule_stats)
+    keep = func.coalesce  # a batch without a fire keeps the previous last fire
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["schedule_id"],
+            set_={
+                "fired": schedule_stats.c.fired + stmt.excluded.fired,
+                "skipped": schedule_stats.c.skipped + stmt.excluded.skipped,
+                "missed": schedule_stats.c.missed + stmt.excluded.missed,
+                "updated_at": stmt.excluded.updated_at,
+                "last_fire_at": keep(stmt.excluded.last_fire_at, schedule_stats.c.last_fire_at),
+                "last_nominal": keep(stmt.excluded.last_nominal, schedule_stats.c.last_nominal),
+                "last_exec_id": keep(stmt.excluded.last_exec_id, schedule_stats.c.last_exec_id),
+            },
+        ),
+        list(per.values()),
+    )
 
 
 def prune_decisions(conn: Connection, keep: int = DECISIONS_KEPT) -> int:

@@ -1,0 +1,96 @@
+"""Approvals (SPEC §4.8): approve or reject an exec waiting in ``awaiting_approval``, list
+requests, and approve job versions for unattended (scheduled) runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from kanade.backend import approvals
+from kanade.backend.api.deps import ServicesDep
+from kanade.backend.errors import ApiError, NotFound
+from kanade.backend.request_context import current_actor
+
+router = APIRouter(prefix="/api", tags=["approvals"])
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+
+
+class RejectBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class ApprovalsUnavailable(ApiError):
+    status = 503
+
+
+def _service(request: Request) -> approvals.ApprovalService:
+    service = getattr(request.app.state, "approvals", None)
+    if service is None:
+        raise ApprovalsUnavailable("the backend is starting; retry shortly")
+    assert isinstance(service, approvals.ApprovalService)
+    return service
+
+
+@router.post("/executions/{exec_id}/approve")
+async def approve_execution(exec_id: str, request: Request) -> dict[str, Any]:
+    """Approve an exec waiting for approval (a different operator than the requester);
+    it is published at once (or its rollout starts)."""
+    decided = await _service(request).approve(exec_id, current_actor())
+    return decided.to_dict()
+
+
+@router.post("/executions/{exec_id}/reject")
+async def reject_execution(
+    exec_id: str, request: Request, body: RejectBody | None = None
+) -> dict[str, Any]:
+    """Reject an exec waiting for approval; it is never published."""
+    reason = body.reason if body is not None else None
+    decided = await _service(request).reject(exec_id, current_actor(), reason)
+    return decided.to_dict()
+
+
+@router.get("/approvals")
+async def list_approvals(
+    services: ServicesDep,
+    state: Literal["pending", "approved", "rejected"] | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    """Approval requests, newest first (``state=pending``: what waits for a decision)."""
+    return await services.db.read(
+        lambda conn: approvals.list_approvals(conn, state=state, limit=limit, offset=offset)
+    )
+
+
+@router.get("/approvals/{exec_id}")
+async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
+    row = await services.db.read(lambda conn: approvals.get_approval(conn, exec_id))
+    if row is None:
+        raise NotFound(f"no approval request for execution {exec_id!r}", exec_id=exec_id)
+    return row
+
+
+@router.post("/jobs/{job_id}/versions/{version}/approve-unattended", status_code=201)
+async def approve_unattended(job_id: str, version: str, request: Request) -> dict[str, Any]:
+    """Let schedules fire this version of a ``require_approval`` job without a person."""
+    return await _service(request).approve_unattended(job_id, version, current_actor())
+
+
+@router.delete("/jobs/{job_id}/versions/{version}/approve-unattended")
+async def revoke_unattended(job_id: str, version: str, request: Request) -> dict[str, Any]:
+    """Withdraw an unattended-run approval: schedules skip the job again."""
+    await _service(request).revoke_unattended(job_id, version, current_actor())
+    return {"job_id": job_id, "version": version, "approved": False}
+
+
+@router.get("/unattended-approvals")
+async def list_unattended(services: ServicesDep, job_id: str | None = None) -> dict[str, Any]:
+    """Job versions approved for unattended runs."""
+    items = await services.db.read(lambda conn: approvals.list_unattended(conn, job_id))
+    return {"items": items, "total": len(items)}
