@@ -13,14 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from kanade.agent.fleetstate import FleetState
-from kanade.agent.runtime import Agent
-from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
-from kanade.agent.settings import AgentSettings
-from kanade.bus.connection import Bus
-from kanade.core import exitcodes, subjects
-from kanade.core.digests import sha256_hex
 from agent_harness import (
     AgentFleet,
     Outgoing,
@@ -29,6 +21,14 @@ from agent_harness import (
     publish,
     wait_agent_ready,
 )
+
+from kanade.agent.fleetstate import FleetState
+from kanade.agent.runtime import Agent
+from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
+from kanade.agent.settings import AgentSettings
+from kanade.bus.connection import Bus
+from kanade.core import exitcodes, subjects
+from kanade.core.digests import sha256_hex
 
 SCRIPT = b"echo from-object-$((6*7))\n"
 
