@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kanade.cli import output
+from kanade.cli import output, verbs_rollout
 from kanade.cli.client import ApiClient, CliError
 from kanade.cli.documents import read_job_file
 from kanade.cli.waiting import print_results, target_body, wait_for_exec
@@ -110,13 +110,36 @@ def exec_(
     starting_deadline: Annotated[
         str | None, typer.Option("--starting-deadline", help="Skip if not started within this.")
     ] = None,
+    wave: Annotated[list[str] | None, typer.Option("--wave", help=verbs_rollout.WAVE_HELP)] = None,
+    wave_delay: Annotated[
+        str | None,
+        typer.Option("--wave-delay", help="Delay before each wave after the first, e.g. 5m."),
+    ] = None,
+    halt_on_failure_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--halt-on-failure-rate",
+            help="Halt when a wave's failed share exceeds this (0.2 = 20 %).",
+        ),
+    ] = None,
+    urgent: Annotated[
+        bool, typer.Option("--urgent", help="Bypass agents' local concurrency cap (admin).")
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the results.")] = False,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
-    """Run a catalog job on a target.
+    """Run a catalog job on a target, at once or in rollout waves.
 
     Example: kanade exec disk-usage --all --wait
+
+    Rollout: 10 % of the target, then 40 % of the rest, then the rest, 5 minutes after
+    each wave settled; halt if more than 20 % of a wave fails (see `kanade rollout`):
+
+      kanade exec patch --all --wave 10% --wave 40% --wave rest --wave-delay 5m
+      --halt-on-failure-rate 0.2
+
+    A wave may also be group:NAME or pcs:A,B, and carry its own delay: --wave 40%@1h.
     """
 
     def go() -> None:
@@ -125,14 +148,35 @@ def exec_(
             body["jitter"] = jitter
         if starting_deadline:
             body["starting_deadline"] = starting_deadline
+        rollout = verbs_rollout.rollout_body(wave, wave_delay, halt_on_failure_rate)
+        if rollout is not None:
+            body["rollout"] = rollout
+        if urgent:
+            body["urgent"] = True
         with ApiClient(url) as api:
             created = api.post(f"/api/exec/{job_id}", body)
+            if created.get("status") == "awaiting_approval":
+                if json_:
+                    output.json_line(created)
+                else:
+                    output.out.print(
+                        f"exec {created['exec_id']}: job {created['job_id']} "
+                        f"v{created['version']} requires approval; another operator runs "
+                        f"`kanade approve {created['exec_id']}`"
+                    )
+                return
             if wait:
                 if not wait_for_exec(api, created, json_mode=json_):
                     raise typer.Exit(1)
                 return
         if json_:
             output.json_line(created)
+        elif created.get("rollout_id"):
+            output.out.print(
+                f"exec {created['exec_id']}: job {created['job_id']} v{created['version']} "
+                f"rolling out to {created['expected_count']} agent(s) in waves; "
+                f"watch with `kanade rollout show {created['rollout_id']}`"
+            )
         else:
             output.out.print(
                 f"exec {created['exec_id']}: job {created['job_id']} v{created['version']} "
@@ -441,6 +485,8 @@ verbs_schedule.register(app)
 from kanade.cli import verbs_bench  # noqa: E402 - registers `kanade bench`
 
 verbs_bench.register(app)
+
+verbs_rollout.register(app)  # rollout, approve, reject, approvals, job approve-unattended
 
 
 def main() -> None:

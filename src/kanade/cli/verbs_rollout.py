@@ -46,6 +46,9 @@ def _guard(fn: Any) -> None:
 
 
 class _Client(ApiClient):
+    def __enter__(self) -> _Client:
+        return self
+
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
@@ -72,7 +75,9 @@ def parse_wave(text: str, default_delay: str) -> dict[str, Any]:
         try:
             value = float(spec[:-1])
         except ValueError:
-            raise CliError(f"--wave {text!r}: {spec[:-1]!r} is not a number; {WAVE_GRAMMAR}")
+            raise CliError(
+                f"--wave {text!r}: {spec[:-1]!r} is not a number; {WAVE_GRAMMAR}"
+            ) from None
         if not 0 < value <= 100:
             raise CliError(f"--wave {text!r}: a percentage must be in (0, 100]")
         wave = {"percent": int(value) if value.is_integer() else value}
@@ -319,7 +324,16 @@ def approvals_list(
             return
         output.table(
             "approvals",
-            ["exec", "job", "state", "requested by", "requested", "expires", "decided by", "reason"],
+            [
+                "exec",
+                "job",
+                "state",
+                "requested by",
+                "requested",
+                "expires",
+                "decided by",
+                "reason",
+            ],
             [
                 (
                     a["exec_id"],

@@ -470,6 +470,13 @@ class Scheduler:
         t1 = time.perf_counter()
         claimed, republish = await self._claim(planned, rows, now)
         t2 = time.perf_counter()
+        log.debug(
+            "tick planned and claimed",
+            fires=len(planned),
+            decide_ms=round((t0 - t_start) * 1000, 1),
+            plan_ms=round((t1 - t0) * 1000, 1),
+            claim_ms=round((t2 - t1) * 1000, 1),
+        )
         await self._publish(bus, [p for p in planned if p.record.exec_id in claimed | republish])
         t3 = time.perf_counter()
         await self._persist_ticks(bus, due)
@@ -805,6 +812,7 @@ class Scheduler:
             ]
         )
         ready = [p for p, good in zip(planned, ok, strict=True) if good]
+        log.debug("tick records published", n=len(ready))
 
         async def commands(p: _Planned) -> bool:
             step = functools.partial(self._execs.publish_commands, bus, p.commands)
