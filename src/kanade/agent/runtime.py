@@ -60,6 +60,9 @@ from kanade.core.results import (
 
 log = logging.getLogger("kanade.agent")
 
+# How long a remote kill keeps applying to commands of that exec that arrive late.
+_KILL_MEMORY_S = 600.0
+
 # How a script is executed. Real agents run subprocesses; the swarm simulator
 # swaps in an instant stub with the same signature.
 Runner = Callable[[Command, list[str], "RunContext"], Awaitable[ProcessOutcome]]
@@ -126,6 +129,7 @@ class Agent:
         self._telemetry = Telemetry()
         self._limiter = FifoLimiter(settings.max_local_concurrent)
         self._tracked: dict[str, _Tracked] = {}
+        self._killed_execs: dict[str, float] = {}  # exec_id -> monotonic time of the kill
         self._by_exec: dict[str, set[str]] = defaultdict(set)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
@@ -464,6 +468,8 @@ class Agent:
 
     def _start_command(self, cmd: Command) -> None:
         tracked = _Tracked(cmd)
+        if cmd.exec_id in self._killed_execs:
+            tracked.kill.set()  # killed before it got here: reported as cancelled
         self._tracked[cmd.request_id] = tracked
         self._by_exec[cmd.exec_id].add(cmd.request_id)
         task = self._spawn(self._execute(tracked))
@@ -740,7 +746,16 @@ class Agent:
         self.kill_exec(exec_id)
 
     def kill_exec(self, exec_id: str) -> None:
-        """End every running or queued command of ``exec_id`` on this agent."""
+        """End every running or queued command of ``exec_id`` on this agent.
+
+        The exec id is also remembered for a while: a command of that exec that was
+        already on its way (fetched, not yet admitted) must not start after the kill.
+        """
+        now = time.monotonic()
+        self._killed_execs[exec_id] = now
+        for old, at in list(self._killed_execs.items()):
+            if now - at > _KILL_MEMORY_S:
+                del self._killed_execs[old]
         for request_id in list(self._by_exec.get(exec_id, ())):
             tracked = self._tracked.get(request_id)
             if tracked is not None:

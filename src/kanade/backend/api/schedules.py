@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from nats.js.errors import NoKeysError
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.auditing import publish_audit
@@ -24,7 +23,7 @@ from kanade.backend.db import reads
 from kanade.backend.errors import ApiError, BadRequest, NotFound
 from kanade.backend.scheduler import Scheduler, state, store, views
 from kanade.backend.scheduler.plans import backend_local_zone
-from kanade.backend.schedules import ScheduleCatalog, schedule_document
+from kanade.backend.schedules import ScheduleCatalog, kv_keys, schedule_document
 from kanade.backend.services import Services
 from kanade.bus.connection import Bus
 from kanade.core import subjects
@@ -83,11 +82,7 @@ def _zone(request: Request) -> Any:
 
 
 async def _known_job_ids(bus: Bus) -> set[str]:
-    kv = await bus.kv(subjects.KV_JOBS)
-    try:
-        return set(await kv.keys())
-    except NoKeysError:
-        return set()
+    return await kv_keys(bus, subjects.KV_JOBS)
 
 
 async def _parse_body(request: Request, bus: Bus) -> Schedule:
@@ -342,7 +337,7 @@ async def preview_schedule(
     agents, f = await services.db.read(facts)
     marks = {}
     if reconcile:
-        loaded = await state.load_marks(await bus.kv(subjects.KV_DISPATCH), schedule_id)
+        loaded = await state.load_marks(bus, schedule_id)
         marks = loaded.get(schedule_id, {})
     return views.schedule_preview(
         schedule,

@@ -318,11 +318,10 @@ class Scheduler:
 
     async def _resync(self, bus: Bus) -> None:
         self._changes.clear()
-        snapshot = await kv_snapshot(await bus.kv(subjects.KV_SCHEDULES))
-        dispatch = await bus.kv(subjects.KV_DISPATCH)
-        ticks = await state.load_ticks(dispatch)
+        snapshot = await kv_snapshot(bus, subjects.KV_SCHEDULES)
+        ticks = await state.load_ticks(bus)
         if not self.marks:
-            self.marks = await state.load_marks(dispatch)
+            self.marks = await state.load_marks(bus)
         now = self._clock()
         seen: set[str] = set()
         for key, (raw, _rev) in snapshot.items():

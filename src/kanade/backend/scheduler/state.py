@@ -95,9 +95,9 @@ async def put_tick(kv: KeyValue, schedule_id: str, moment: datetime) -> None:
     await kv.put(tick_key(schedule_id), encode_tick(moment))
 
 
-async def load_ticks(kv: KeyValue) -> dict[str, datetime]:
+async def load_ticks(bus: Bus) -> dict[str, datetime]:
     out: dict[str, datetime] = {}
-    for key, (raw, _) in (await kv_snapshot(kv, TICK_PREFIX + "*")).items():
+    for key, (raw, _) in (await kv_snapshot(bus, subjects.KV_DISPATCH, TICK_PREFIX + "*")).items():
         moment = decode_tick(raw)
         if moment is not None:
             out[key[len(TICK_PREFIX) :]] = moment
@@ -105,12 +105,12 @@ async def load_ticks(kv: KeyValue) -> dict[str, datetime]:
 
 
 async def load_marks(
-    kv: KeyValue, schedule_id: str | None = None
+    bus: Bus, schedule_id: str | None = None
 ) -> dict[str, dict[str, DispatchMark]]:
     """``{schedule_id: {pc_id: mark}}`` (only ``schedule_id``'s when given)."""
     key_filter = MARK_PREFIX + (">" if schedule_id is None else f"{schedule_id}.*")
     out: dict[str, dict[str, DispatchMark]] = {}
-    for key, (raw, _) in (await kv_snapshot(kv, key_filter)).items():
+    for key, (raw, _) in (await kv_snapshot(bus, subjects.KV_DISPATCH, key_filter)).items():
         sid, _, _pc = key[len(MARK_PREFIX) :].partition(".")
         mark = decode_mark(raw)
         if mark is not None:

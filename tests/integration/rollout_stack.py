@@ -1,0 +1,242 @@
+"""Real processes for the rollout / approval / local-concurrency suites.
+
+* a nats-server (``EmbeddedBroker``) that outlives backend restarts;
+* ``kanade-backend run`` processes on one SQLite file, killable with SIGKILL and
+  restartable (each start gets a fresh port);
+* agents: a stub swarm (``kanade-agent swarm``) or real ``kanade-agent run`` processes
+  through :class:`agent_harness.AgentFleet` (every script sees ``$KANADE_TEST_PC``);
+* :class:`CommandLog`: every message the command stream *stored*, read through a
+  JetStream consumer — what agents could ever receive, so a wave sent twice shows up
+  as two messages for one pc.
+
+Every wait polls a condition until a deadline; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from kanade.bus import EmbeddedBroker, free_port
+from kanade.bus.pull import PullConsumer
+from kanade.core import subjects
+from kanade.core.models.wire import Command, decode
+
+BIN = Path(sys.executable).parent
+DEADLINE = 30.0
+JWT_SECRET = "rollout-test-secret-" + "x" * 32
+PASSWORD = "pass-word-123"
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = DEADLINE, what: str = "") -> Any:
+    give_up = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            got = check()
+        except (httpx.HTTPError, KeyError, IndexError) as exc:
+            got, last = None, exc
+        if got:
+            return got
+        if time.monotonic() >= give_up:
+            pytest.fail(f"not within {timeout}s: {what}" + (f" (last error {last!r})" if last else ""))
+        time.sleep(0.05)
+
+
+@dataclass
+class Backend:
+    proc: subprocess.Popen[str]
+    url: str
+    log: Path
+    token: str | None = None
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        tok = token or self.token
+        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+        return httpx.Client(base_url=self.url, timeout=15.0, headers=headers)
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> Any:
+        with self.client(token) as h:
+            r = h.get(path, params=params)
+            r.raise_for_status()
+            return r.json()
+
+    def post(self, path: str, body: Any = None, token: str | None = None) -> httpx.Response:
+        with self.client(token) as h:
+            return h.post(path, json=body)
+
+    def post_ok(self, path: str, body: Any = None, token: str | None = None) -> Any:
+        r = self.post(path, body, token)
+        assert r.status_code < 300, f"POST {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def kill9(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def login(self, username: str, password: str = PASSWORD) -> str:
+        r = self.post("/api/auth/login", {"username": username, "password": password})
+        assert r.status_code == 200, r.text
+        return str(r.json()["token"])
+
+
+@dataclass
+class Stack:
+    base: Path
+    broker: EmbeddedBroker = field(init=False)
+    db: Path = field(init=False)
+    backends: list[Backend] = field(default_factory=list)
+    others: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.broker = EmbeddedBroker(self.base / "nats")
+        self.broker.start(timeout=15)
+        self.db = self.base / "kanade.db"
+
+    def add_user(self, name: str, role: str) -> None:
+        r = subprocess.run(
+            [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
+             "--password-stdin", "--db", str(self.db)],
+            input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+
+    def backend(self, *args: str, jwt: bool = False) -> Backend:
+        port = free_port()
+        log = self.base / f"backend-{len(self.backends)}.log"
+        fh = open(log, "w")  # noqa: SIM115 - handed to the child
+        argv = [str(BIN / "kanade-backend"), "run", "--nats-url", self.broker.url,
+                "--db", str(self.db), "--http-port", str(port), "--lease-ttl", "2", *args]
+        if jwt:
+            argv += ["--auth", "jwt", "--jwt-secret", JWT_SECRET]
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)  # fmt: skip
+        b = Backend(proc, f"http://127.0.0.1:{port}", log)
+        self.backends.append(b)
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"backend exited early:\n{log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                return bool(b.get("/health").get("broker"))
+            return False
+
+        wait_for(healthy, what="backend healthy")
+        return b
+
+    def swarm(self, n: int, *, prefix: str = "sim-", groups: int = 0) -> None:
+        log = self.base / f"swarm-{prefix}.log"
+        fh = open(log, "w")  # noqa: SIM115 - handed to the child
+        argv = [str(BIN / "kanade-agent"), "swarm", "--agents", str(n), "--prefix", prefix,
+                "--exec", "stub", "--nats-url", self.broker.url,
+                "--data-dir", str(self.base / f"swarm-{prefix}"), "--heartbeat-interval", "1"]
+        if groups:
+            argv += ["--groups", str(groups)]
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)  # fmt: skip
+        self.others.append(proc)
+        wait_for(lambda: "swarm ready" in log.read_text(), what="swarm ready")
+
+    def close(self) -> None:
+        for p in self.others:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        for b in self.backends:
+            b.stop()
+        self.broker.stop()
+
+
+def alive(b: Backend, n: int, prefix: str = "") -> bool:
+    items = b.get("/api/agents", status="alive", limit=1000)["items"]
+    return len([a for a in items if a["pc_id"].startswith(prefix)]) >= n
+
+
+def job(job_id: str, script: str, *, version: str = "1", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "version": version,
+        "execute": {"shell": "sh", "script": script, "timeout": "30s"},
+        **extra,
+    }
+
+
+class CommandLog:
+    """Every message stored in KANADE_COMMANDS from now on, as (subject, Command)."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.name = f"test-cmdlog-{uuid.uuid4().hex[:10]}"
+        self.items: list[tuple[str, int, Command]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: PullConsumer | None = None
+
+    async def start(self) -> CommandLog:
+        await self.js.add_consumer(
+            subjects.STREAM_COMMANDS,
+            ConsumerConfig(
+                name=self.name,
+                durable_name=self.name,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.NEW,
+                ack_wait=30.0,
+                inactive_threshold=600.0,
+            ),
+        )
+        self._consumer = PullConsumer(
+            self.nc, subjects.STREAM_COMMANDS, self.name, window=256, idle_heartbeat=1.0
+        )
+
+        async def run() -> None:
+            assert self._consumer is not None
+            async for msg in self._consumer.messages():
+                with contextlib.suppress(Exception):
+                    await msg.ack()
+                with contextlib.suppress(ValueError):
+                    self.items.append(
+                        (msg.subject, msg.metadata.sequence.stream, decode(Command, msg.data))
+                    )
+
+        self._task = asyncio.create_task(run())
+        return self
+
+    def for_exec(self, exec_id: str) -> list[tuple[str, Command]]:
+        return [(s, c) for s, _, c in self.items if c.exec_id == exec_id]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._consumer.close()
+        with contextlib.suppress(Exception):
+            await self.js.delete_consumer(subjects.STREAM_COMMANDS, self.name)
