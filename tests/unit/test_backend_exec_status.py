@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kanade.backend.exec_status import TRANSITIONS, can_transition, progressed_status
+from kanade.core.execstatus import TRANSITIONS, can_transition, progressed_status
 from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW, agent_status
 
 

@@ -32,19 +32,17 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.errors import NotFoundError as JsNotFoundError
 from nats.js.kv import KeyValue
-from sqlalchemy import update
 
-from kanade.backend.db import reads
+from kanade.backend.db import reads, writes
 from kanade.backend.db.database import Database
-from kanade.backend.db.tables import executions
 from kanade.backend.errors import ApiError, BadRequest, Conflict, NotFound
-from kanade.backend.exec_status import TRANSITIONS, can_transition
 from kanade.backend.execs import command_subjects
 from kanade.backend.jobs import JobCatalog
 from kanade.backend.records import AuditRecord
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.agentconfig import effective_config, layer_key, validate_setting
+from kanade.core.execstatus import can_transition
 from kanade.core.ids import SLUG_RULE, is_slug, new_id
 from kanade.core.models.target import Target
 from kanade.core.models.wire import Command, Heartbeat, WireDecodeError, decode
@@ -296,19 +294,13 @@ class ControlService:
 
     async def _mark_cancelled(self, exec_id: str, current: str, now: datetime) -> str:
         """Move the exec to ``cancelled`` if the table allows it; the status it has after."""
+        if current == "cancelled":
+            return current
         if not can_transition(current, "cancelled"):
             return current
-        allowed = [s for s, nxt in TRANSITIONS.items() if "cancelled" in nxt or s == "cancelled"]
-
-        def mark(conn: Any) -> int:
-            res = conn.execute(
-                update(executions)
-                .where(executions.c.exec_id == exec_id, executions.c.status.in_(allowed))
-                .values(status="cancelled", updated_at=now)
-            )
-            return int(res.rowcount)
-
-        if await self._db.write(mark):
+        if await self._db.write(
+            lambda conn: writes.apply_exec_status(conn, exec_id, "cancelled", now)
+        ):
             return "cancelled"
         # It moved on meanwhile (e.g. completed): report what it is now.
         fresh = await self._db.read(lambda conn: reads.get_execution(conn, exec_id))

@@ -18,6 +18,7 @@ publish time, so re-projecting a wiped DB reproduces the same rows.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from kanade.backend.projections.facts import project_facts, project_facts_for_ex
 from kanade.backend.records import ExecRecord
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.execstatus import TRANSITIONS
 from kanade.core.lifecycle import result_expires_at
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
 
@@ -55,7 +57,9 @@ RESULTS_CONSUMER = ConsumerSpec(
 EXECS_CONSUMER = ConsumerSpec(
     stream=subjects.STREAM_EXECS,
     durable="projector-execs",
-    filter_subjects=(subjects.exec_subject("created", "*"),),
+    # created records, and status records an operator's decision produced
+    # (kanade.exec.cancelled.<id>, …): both must survive a rebuild of the DB.
+    filter_subjects=(subjects.EXECS_ALL,),
 )
 CONSUMERS = (RESULTS_CONSUMER, EXECS_CONSUMER)
 
@@ -144,6 +148,7 @@ class Item:
     msg: Msg
     row: dict[str, Any]
     started: bool = False
+    status_only: bool = False  # an exec status record, not a whole row
 
 
 def decode_results(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
@@ -166,12 +171,23 @@ def decode_results(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
 
 
 def decode_exec_records(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
+    """``kanade.exec.created.<id>`` carries the whole row; any other event
+    (``kanade.exec.cancelled.<id>``, …) carries ``{"exec_id", "status"}``."""
     items: list[Item] = []
     poison: list[Msg] = []
     for msg in msgs:
+        parts = msg.subject.split(".")
+        event = parts[2] if len(parts) == 4 else ""
         try:
-            items.append(Item(msg, decode(ExecRecord, msg.data).row()))
-        except WireDecodeError as exc:
+            if event == "created":
+                items.append(Item(msg, decode(ExecRecord, msg.data).row()))
+                continue
+            data = json.loads(msg.data)
+            status, exec_id = data["status"], data["exec_id"]
+            if status not in TRANSITIONS or not isinstance(exec_id, str):
+                raise ValueError(f"unknown status {status!r}")
+            items.append(Item(msg, {"exec_id": exec_id, "status": status}, status_only=True))
+        except (WireDecodeError, ValueError, KeyError, TypeError) as exc:
             log.warning("poison exec record skipped", subject=msg.subject, error=str(exc))
             poison.append(msg)
     return items, poison
@@ -187,8 +203,14 @@ def write_results(conn: Connection, items: list[Item], now: datetime) -> None:
 
 
 def write_exec_records(conn: Connection, items: list[Item], now: datetime) -> None:
-    writes.upsert_executions(conn, [i.row for i in items], now)
-    project_facts_for_execs(conn, [i.row for i in items])
+    created = [i.row for i in items if not i.status_only]
+    writes.upsert_executions(conn, created, now)
+    project_facts_for_execs(conn, created)
+    # Status records come after their exec's creation in the stream; applied through
+    # the transition table, so a replay can never walk an exec backwards.
+    for item in items:
+        if item.status_only:
+            writes.apply_exec_status(conn, item.row["exec_id"], item.row["status"], now)
 
 
 Writer = Callable[..., None]  # (conn, items, now)

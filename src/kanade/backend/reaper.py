@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from kanade.backend.db import writes
 from kanade.backend.db.database import Database
 from kanade.backend.db.tables import executions, results
-from kanade.backend.exec_status import can_transition
+from kanade.core.execstatus import can_transition
 from kanade.core.lifecycle import (
     REAPED_EXIT_CODE,
     pending_exec_cutoff,

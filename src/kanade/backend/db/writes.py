@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from kanade.backend.db.tables import agents, executions, projection_state, results
-from kanade.backend.exec_status import progressed_status
+from kanade.core.execstatus import TRANSITIONS, progressed_status
 
 Row = Mapping[str, Any]
 
@@ -194,6 +194,23 @@ _AGENT_UPDATE_COLUMNS = (
     "rss_bytes", "groups", "schedule_set_version", "last_command_at", "queue_length",
     "running", "last_seen",
 )  # fmt: skip
+
+
+def apply_exec_status(conn: Connection, exec_id: str, status: str, now: datetime) -> bool:
+    """Move one exec to ``status`` if the transition table allows it; True if it moved.
+
+    The table is the only authority: a record replayed after the exec already went
+    further (or a status it may not enter) changes nothing.
+    """
+    allowed_from = [s for s, nxt in TRANSITIONS.items() if status in nxt]
+    if not allowed_from:
+        return False
+    res = conn.execute(
+        update(executions)
+        .where(executions.c.exec_id == exec_id, executions.c.status.in_(allowed_from))
+        .values(status=status, updated_at=now)
+    )
+    return bool(res.rowcount)
 
 
 def upsert_agents(conn: Connection, rows: Sequence[Row]) -> None:
