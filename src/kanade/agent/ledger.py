@@ -95,7 +95,8 @@ class Ledger:
         self._lines += 1
 
     def _write_entry(self, entry: Entry, *, durable: bool | None = None) -> None:
-        self._append(asdict(entry), durable=durable)
+        # vars() rather than dataclasses.asdict(): no deep copy on the hot path.
+        self._append(dict(vars(entry)), durable=durable)
 
     def _write_change(self, entry: Entry, *, durable: bool | None = None, **changes: Any) -> None:
         """A transition line: only what changed, so the command is not copied again."""

@@ -41,6 +41,13 @@ class FifoLimiter:
                 self._active += 1
                 fut.set_result(None)
 
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free and nobody is queued; never waits."""
+        if self._active < self._limit and not self._waiters:
+            self._active += 1
+            return True
+        return False
+
     async def acquire(self) -> None:
         if self._active < self._limit and not self._waiters:
             self._active += 1

@@ -498,6 +498,8 @@ class Agent:
     async def _wait_for_slot(self, tracked: _Tracked) -> bool:
         """Queue for a slot under max_local_concurrent. False when a kill arrives first:
         a queued command is cancelled at once, not when it reaches the front."""
+        if self._limiter.try_acquire():
+            return True  # a free slot: no queueing, no futures
         acquire = asyncio.ensure_future(self._limiter.acquire())
         killed = asyncio.ensure_future(tracked.kill.wait())
         try:
@@ -533,14 +535,14 @@ class Agent:
 
     async def _execute_admitted(self, tracked: _Tracked) -> None:
         cmd = tracked.cmd
-        argv = shell_argv(cmd.shell, "")
+        script = cmd.script or ""
+        argv = shell_argv(cmd.shell, script)
         skip = evaluate_gates(
             cmd, now=_utcnow(), view=self.kv_view(), shell_available=argv is not None
         )
         if skip is not None:
             self._skip(cmd, skip.exit_code, skip.reason)
             return
-        script = cmd.script or ""
         if cmd.script_object:
             try:
                 script = await self.scripts.resolve(self.nc, cmd.script_object, cmd.script_sha256)
@@ -550,7 +552,7 @@ class Agent:
             except ScriptUnavailable as exc:
                 self._skip(cmd, exitcodes.UNSUPPORTED, str(exc))
                 return
-        argv = shell_argv(cmd.shell, script)
+            argv = shell_argv(cmd.shell, script)
         assert argv is not None
         jitter = random.uniform(0, cmd.jitter_s) if cmd.jitter_s > 0 else 0.0
         if await self._interruptible_wait(jitter, tracked.kill):

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 
 from kanade.core.models.wire import Shell
 
 IS_WINDOWS = sys.platform == "win32"
+
+# PATH lookups cost ~50 us each and every command needs one; a shell installed
+# (or removed) while the agent runs is noticed within this many seconds.
+_WHICH_TTL_S = 60.0
+_which_cache: dict[str, tuple[float, str | None]] = {}
+
+
+def _which(name: str) -> str | None:
+    now = time.monotonic()
+    hit = _which_cache.get(name)
+    if hit is not None and now - hit[0] < _WHICH_TTL_S:
+        return hit[1]
+    found = shutil.which(name)
+    _which_cache[name] = (now, found)
+    return found
 
 
 def shell_argv(shell: Shell, script: str) -> list[str] | None:
@@ -16,15 +32,15 @@ def shell_argv(shell: Shell, script: str) -> list[str] | None:
         # The agent's own interpreter: always present, same version everywhere.
         return [sys.executable, "-c", script]
     if shell in ("sh", "bash"):
-        exe = shutil.which(shell)
+        exe = _which(shell)
         return [exe, "-c", script] if exe else None
     if shell == "pwsh":
-        exe = shutil.which("pwsh")
+        exe = _which("pwsh")
         return (
             [exe, "-NoLogo", "-NoProfile", "-NonInteractive", "-Command", script] if exe else None
         )
     if shell == "powershell":
-        exe = shutil.which("powershell.exe") if IS_WINDOWS else None
+        exe = _which("powershell.exe") if IS_WINDOWS else None
         if not exe:
             return None
         return [
@@ -38,6 +54,6 @@ def shell_argv(shell: Shell, script: str) -> list[str] | None:
             script,
         ]
     if shell == "cmd":
-        exe = shutil.which("cmd.exe") if IS_WINDOWS else None
+        exe = _which("cmd.exe") if IS_WINDOWS else None
         return [exe, "/d", "/c", script] if exe else None
     return None
