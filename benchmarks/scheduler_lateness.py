@@ -4,7 +4,7 @@ same minute, fired by a real ``kanade-backend`` process against a real nats-serv
 Each schedule is a dated calendar one-shot (``at: "YYYY-MM-DD HH:MM"``) for the same
 minute, targeting its own pc (so every command stays in the command stream: one message
 per subject). A core-NATS subscriber on ``kanade.cmd.>`` timestamps every command as it
-arrives; lateness = arrival − the command's ``nominal_time`` — what an online agent
+arrives; lateness = arrival - the command's ``nominal_time`` — what an online agent
 would see. With ``--runs k`` the measurement repeats on k consecutive minutes.
 
 Prints one JSON line like ``kanade bench`` (p50 as the median of the runs' p50s, plus
@@ -35,8 +35,11 @@ from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
 
 BIN = Path(sys.executable).parent
-JOB = {"id": "bench-noop", "version": "1", "execute": {"shell": "sh", "script": "true",
-                                                      "timeout": "30s"}}
+JOB = {
+    "id": "bench-noop",
+    "version": "1",
+    "execute": {"shell": "sh", "script": "true", "timeout": "30s"},
+}
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -91,8 +94,11 @@ async def measure(nats_url: str, url: str, n: int, runs: int) -> dict[str, objec
             created_s = time.monotonic() - t0
             if datetime.now(UTC) > at - timedelta(seconds=2):
                 raise SystemExit("creating the schedules took too long; use fewer --schedules")
-            print(f"# run {run + 1}: {n} schedules created in {created_s:.1f}s; due {at:%H:%M}Z",
-                  file=sys.stderr, flush=True)
+            print(
+                f"# run {run + 1}: {n} schedules created in {created_s:.1f}s; due {at:%H:%M}Z",
+                file=sys.stderr,
+                flush=True,
+            )
             before = len(arrivals)
             give_up = time.monotonic() + (at - datetime.now(UTC)).total_seconds() + 60
             while len(arrivals) - before < n and time.monotonic() < give_up:
@@ -135,9 +141,21 @@ def main() -> None:
     port = free_port()
     log = open(base / "backend.log", "w")  # noqa: SIM115 - closed at exit
     proc = subprocess.Popen(
-        [str(BIN / "kanade-backend"), "run", "--nats-url", broker.url, "--db",
-         str(base / "kanade.db"), "--http-port", str(port), "--log-level", os.environ.get("BENCH_LOG", "warning")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(BIN / "kanade-backend"),
+            "run",
+            "--nats-url",
+            broker.url,
+            "--db",
+            str(base / "kanade.db"),
+            "--http-port",
+            str(port),
+            "--log-level",
+            os.environ.get("BENCH_LOG", "warning"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     url = f"http://127.0.0.1:{port}"

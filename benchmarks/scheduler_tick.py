@@ -1,4 +1,4 @@
-"""Decision time of one reconcile tick (SPEC §10.1): 10 000 agents × 100 ``per_pc`` schedules,
+"""Decision time of one reconcile tick (SPEC §10.1): 10 000 agents x 100 ``per_pc`` schedules,
 through the pure core path the central scheduler runs at each poll — ``decide_tick`` (gates)
 then ``per_pc_to_fire`` (alive, dispatch marks, last success) for every schedule.
 

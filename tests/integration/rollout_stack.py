@@ -53,7 +53,9 @@ def wait_for(check: Callable[[], Any], *, timeout: float = DEADLINE, what: str =
         if got:
             return got
         if time.monotonic() >= give_up:
-            pytest.fail(f"not within {timeout}s: {what}" + (f" (last error {last!r})" if last else ""))
+            pytest.fail(
+                f"not within {timeout}s: {what}" + (f" (last error {last!r})" if last else "")
+            )
         time.sleep(0.05)
 
 
@@ -128,8 +130,19 @@ class Stack:
         port = free_port()
         log = self.base / f"backend-{len(self.backends)}.log"
         fh = open(log, "w")  # noqa: SIM115 - handed to the child
-        argv = [str(BIN / "kanade-backend"), "run", "--nats-url", self.broker.url,
-                "--db", str(self.db), "--http-port", str(port), "--lease-ttl", "2", *args]
+        argv = [
+            str(BIN / "kanade-backend"),
+            "run",
+            "--nats-url",
+            self.broker.url,
+            "--db",
+            str(self.db),
+            "--http-port",
+            str(port),
+            "--lease-ttl",
+            "2",
+            *args,
+        ]
         if jwt:
             argv += ["--auth", "jwt", "--jwt-secret", JWT_SECRET]
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True,
@@ -150,9 +163,22 @@ class Stack:
     def swarm(self, n: int, *, prefix: str = "sim-", groups: int = 0) -> None:
         log = self.base / f"swarm-{prefix}.log"
         fh = open(log, "w")  # noqa: SIM115 - handed to the child
-        argv = [str(BIN / "kanade-agent"), "swarm", "--agents", str(n), "--prefix", prefix,
-                "--exec", "stub", "--nats-url", self.broker.url,
-                "--data-dir", str(self.base / f"swarm-{prefix}"), "--heartbeat-interval", "1"]
+        argv = [
+            str(BIN / "kanade-agent"),
+            "swarm",
+            "--agents",
+            str(n),
+            "--prefix",
+            prefix,
+            "--exec",
+            "stub",
+            "--nats-url",
+            self.broker.url,
+            "--data-dir",
+            str(self.base / f"swarm-{prefix}"),
+            "--heartbeat-interval",
+            "1",
+        ]
         if groups:
             argv += ["--groups", str(groups)]
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True,

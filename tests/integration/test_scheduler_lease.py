@@ -4,6 +4,7 @@ clock), given up by a holder that cannot renew, released on shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from nats.js.kv import KeyValue
@@ -92,8 +93,6 @@ async def test_release_lets_a_standby_in_at_once(bus: Bus) -> None:
 
 
 async def test_two_contenders_for_a_free_lease_one_wins(bus: Bus) -> None:
-    import asyncio
-
     clocks = [Clock() for _ in range(5)]
     leases = [lease(bus, f"c{i}", c) for i, c in enumerate(clocks)]
     won = await asyncio.gather(*(x.try_acquire() for x in leases))

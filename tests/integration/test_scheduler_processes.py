@@ -8,11 +8,12 @@ polls the clock.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,10 +24,11 @@ from typing import Any
 import httpx
 import pytest
 
-from kanade.bus import EmbeddedBroker, free_port
+from kanade.bus import Bus, EmbeddedBroker, free_port
+from kanade.core import subjects
 from kanade.core.scheduling import exec_id_for, occurrence_id
 
-BIN = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" if os.environ.get("VIRTUAL_ENV") else None
+BIN = Path(sys.executable).parent
 DEADLINE = 30.0
 
 HELLO = {
@@ -37,9 +39,7 @@ HELLO = {
 
 
 def _bin(name: str) -> str:
-    import sys
-
-    return str(Path(sys.executable).parent / name)
+    return str(BIN / name)
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = DEADLINE, what: str = "") -> Any:
@@ -351,11 +351,6 @@ def test_two_backends_one_broker_every_occurrence_dispatched_once(stack: Stack) 
 
 
 def _command_seq(stack: Stack) -> int:
-    import asyncio
-
-    from kanade.bus import Bus
-    from kanade.core import subjects
-
     async def go() -> int:
         bus = await Bus.connect(stack.broker.url, name="pytest", deadline=10)
         try:

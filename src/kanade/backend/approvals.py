@@ -58,6 +58,7 @@ Clock = Callable[[], datetime]
 DEFAULT_TTL: Final = timedelta(hours=24)
 DEFAULT_SWEEP_S: Final = 5.0
 REDISPATCH_AFTER: Final = timedelta(seconds=10)
+ORPHAN_AFTER: Final = timedelta(minutes=1)
 SYSTEM_ACTOR: Final = "system:approvals"
 EXPIRED_REASON: Final = "expired"
 
@@ -306,6 +307,8 @@ class ApprovalService:
             fresh = await self._db.read(lambda conn: _load(conn, exec_id))
             self._check_pending(fresh, now)  # raises with the real reason
             raise Conflict(f"execution {exec_id!r} was decided concurrently", exec_id=exec_id)
+        # Before the commands: a rebuilt database replays the decision (§4.2).
+        await rollouts.publish_exec_status(bus, exec_id, "pending", actor, now)
         dispatched = False
         if row["rollout"]:
             if self._on_rollout_started is not None:
@@ -345,6 +348,7 @@ class ApprovalService:
             fresh = await self._db.read(lambda conn: _load(conn, exec_id))
             self._check_pending(fresh, now)
             raise Conflict(f"execution {exec_id!r} was decided concurrently", exec_id=exec_id)
+        await rollouts.publish_exec_status(self._bus(), exec_id, "rejected", actor, now)
         await rollouts.publish_audit_once(
             self._bus(),
             "reject",
@@ -497,12 +501,15 @@ class ApprovalService:
                 ):
                     out.append((str(exec_id), str(job_id), str(version)))
             # Execs waiting for an approval row that does not exist (a rebuilt database):
-            # nobody can approve them, so they are rejected once the TTL would have passed.
+            # nobody can approve them, so they are rejected. Only older ones: the exec
+            # service writes both rows in one transaction, but the projector may insert
+            # the exec row from the stream a moment before that transaction commits.
             orphans = conn.execute(
                 select(executions.c.exec_id)
                 .outerjoin(approvals, approvals.c.exec_id == executions.c.exec_id)
                 .where(
                     executions.c.status == "awaiting_approval",
+                    executions.c.created_at <= now - ORPHAN_AFTER,
                     approvals.c.exec_id.is_(None),
                 )
                 .limit(500)
@@ -517,6 +524,7 @@ class ApprovalService:
             for exec_id, job_id, version in expired:
                 log.info("approval request expired", exec_id=exec_id)
                 if bus is not None:
+                    await rollouts.publish_exec_status(bus, exec_id, "rejected", SYSTEM_ACTOR, now)
                     await rollouts.publish_audit_once(
                         bus,
                         "approval_expired",

@@ -345,7 +345,8 @@ class ExecService:
         await asyncio.gather(*(self._publish_commands(bus, c, s) for c, s in commands))
 
     async def audit_dispatch(self, bus: Bus, record: ExecRecord, command: Command) -> None:
-        log.info(
+        # debug: the scheduler logs one line per tick (a tick may fire thousands)
+        log.debug(
             "exec dispatched",
             exec_id=record.exec_id,
             job_id=record.job_id,

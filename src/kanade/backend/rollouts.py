@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,10 +55,10 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.db.tables import agents, executions, results, rollout_waves, rollouts
 from kanade.backend.errors import Conflict, NotFound
-from kanade.backend.exec_status import can_transition
 from kanade.backend.records import AuditRecord, ExecRecord
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.execstatus import can_transition
 from kanade.core.models.schedule import Rollout
 from kanade.core.models.wire import Command, decode, encode
 from kanade.core.rollout import (
@@ -454,6 +455,27 @@ async def publish_exact(bus: Bus, raw: bytes, request_id: str, subs: list[str]) 
             await bus.publish_js(subject, raw, msg_id=f"{request_id}:{subject}")
 
     await asyncio.gather(*(one(s) for s in subs))
+
+
+_STATUS_EVENTS: Final = {"pending": "approved", "rejected": "rejected", "cancelled": "cancelled"}
+
+
+async def publish_exec_status(
+    bus: Bus, exec_id: str, status: str, actor: str, at: datetime
+) -> None:
+    """An exec status record on KANADE_EXECS (``kanade.exec.<event>.<exec_id>``), which the
+    projector applies through the transition table: an operator's decision (approved →
+    pending, rejected, cancelled by an abort) survives a rebuild of the database."""
+    event = _STATUS_EVENTS[status]
+    payload = {"exec_id": exec_id, "status": status, "at": at.isoformat(), "by": actor}
+    try:
+        await bus.publish_js(
+            subjects.exec_subject(event, exec_id),
+            json.dumps(payload).encode(),
+            msg_id=f"exec-{event}:{exec_id}",
+        )
+    except Exception as exc:
+        log.error("exec status record not written", exec_id=exec_id, status=status, error=str(exc))
 
 
 async def publish_audit_once(

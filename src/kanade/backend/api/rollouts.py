@@ -3,6 +3,7 @@ resume a halted one, abort one. Creation is ``POST /api/exec/{job_id}`` with ``r
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -108,6 +109,11 @@ async def abort_rollout(
         "in_flight_wave": out.in_flight_wave,
         "reason": reason,
     }
+    if out.exec_cancelled:
+        with contextlib.suppress(Exception):
+            await rollouts.publish_exec_status(
+                services.link.bus(), rollout_id, "cancelled", current_actor(), now
+            )
     await _audit(services, "rollout_abort", rollout_id, details, now)
     _wake(request)
     return {

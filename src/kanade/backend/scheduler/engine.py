@@ -469,18 +469,20 @@ class Scheduler:
         t1 = time.perf_counter()
         claimed, republish = await self._claim(planned, rows, now)
         t2 = time.perf_counter()
-        log.debug(
-            "tick planned and claimed",
-            fires=len(planned),
-            decide_ms=round((t0 - t_start) * 1000, 1),
-            plan_ms=round((t1 - t0) * 1000, 1),
-            claim_ms=round((t2 - t1) * 1000, 1),
-        )
         await self._publish(bus, [p for p in planned if p.record.exec_id in claimed | republish])
         t3 = time.perf_counter()
-        await self._persist_ticks(bus, due)
-        t4 = time.perf_counter()
-        if t4 - t0 > 0.1:
+        if planned:
+            lates = sorted(p.fire.late.total_seconds() for p in planned)
+            log.info(
+                "scheduled fires dispatched",
+                fires=len(claimed),
+                republished=len(republish),
+                duplicates=len(planned) - len(claimed) - len(republish),
+                schedules=sorted({p.entry.schedule.id for p in planned})[:5],
+                decided_late_ms=round(lates[len(lates) // 2] * 1000, 1),
+                tick_ms=round((t3 - t_start) * 1000, 1),
+            )
+        if t3 - t_start > 0.1:
             log.info(
                 "slow scheduler tick",
                 due=len(due),
@@ -489,8 +491,8 @@ class Scheduler:
                 plan_ms=round((t1 - t0) * 1000, 1),
                 claim_ms=round((t2 - t1) * 1000, 1),
                 publish_ms=round((t3 - t2) * 1000, 1),
-                persist_ms=round((t4 - t3) * 1000, 1),
             )
+        await self._persist_ticks(bus, due)
         for row in rows:
             if row.result in ("fired", "skipped", "missed"):
                 self.metrics.fires.labels(result=row.result).inc(row.count)
@@ -767,9 +769,17 @@ class Scheduler:
         return result["claimed"], result["republish"]
 
     async def _publish(self, bus: Bus, planned: list[_Planned]) -> None:
-        """Marks, then every exec record, then every command, then every audit: each fire
-        keeps the exec service's order (record before commands), and a large tick's
-        commands are not queued behind other fires' audits."""
+        """Marks, then every command, then every exec record, then every audit.
+
+        The exec service publishes an exec's record before its commands so that no result
+        can reach a database that never heard of the exec; here the row is already in the
+        database (claimed before anything is published), so the commands — what lateness
+        is about — go first, and the projector's work on the records does not compete
+        with them. A crash between commands and record is repaired like any crash after
+        the claim: the restarted scheduler re-decides the occurrence (its tick was not
+        persisted yet) and re-publishes all of it within :data:`REPUBLISH_WINDOW`; the
+        broker drops what had gone out already.
+        """
         if not planned:
             return
         kv = await bus.kv(subjects.KV_DISPATCH)
@@ -804,14 +814,6 @@ class Scheduler:
             return False
 
         await _gather_bounded([marks(p) for p in planned if p.marks])
-        ok = await _gather_bounded(
-            [
-                retried(p, "record", functools.partial(self._execs.publish_record, bus, p.record))
-                for p in planned
-            ]
-        )
-        ready = [p for p, good in zip(planned, ok, strict=True) if good]
-        log.debug("tick records published", n=len(ready))
 
         async def commands(p: _Planned) -> bool:
             step = functools.partial(self._execs.publish_commands, bus, p.commands)
@@ -828,7 +830,7 @@ class Scheduler:
             if sent:
                 late = (self._clock() - p.fire.nominal).total_seconds()
                 self.metrics.lateness.observe(max(0.0, late))
-                log.info(
+                log.debug(
                     "scheduled fire dispatched",
                     schedule_id=p.entry.schedule.id,
                     exec_id=p.record.exec_id,
@@ -839,11 +841,17 @@ class Scheduler:
                 )
             return sent
 
-        sent = await _gather_bounded([commands(p) for p in ready])
+        sent = await _gather_bounded([commands(p) for p in planned])
+        await _gather_bounded(
+            [
+                retried(p, "record", functools.partial(self._execs.publish_record, bus, p.record))
+                for p in planned
+            ]
+        )
         await _gather_bounded(
             [
                 self._execs.audit_dispatch(bus, p.record, p.commands[0][0])
-                for p, good in zip(ready, sent, strict=True)
+                for p, good in zip(planned, sent, strict=True)
                 if good and p.commands
             ]
         )
