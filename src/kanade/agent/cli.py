@@ -1,164 +1,147 @@
-"""``kanade-agent``: run the agent in the foreground (service wrappers call this)."""
+"""``kanade-agent``: run the agent in the foreground (service wrappers call this).
+
+Deliberately built on argparse and stdlib logging rather than typer/rich/structlog:
+the agent runs on every machine of the fleet, and those libraries would add
+about 7 MB to its resident memory for nothing it needs (SPEC §10.2: idle RSS).
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
+from kanade.logsetup import configure_stdlib_logging
 
-from kanade.agent.runtime import Agent
-from kanade.agent.settings import load_settings
-from kanade.logsetup import configure_logging
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="kanade agent: runs scripts sent through NATS on this machine.",
-)
+_EPILOG_RUN = """example:
+  kanade-agent run --pc-id web-1 --group web \\
+      --nats-url nats://10.0.0.5:4222 --data-dir /var/lib/kanade/agent
+"""
+_EPILOG_SWARM = """example:
+  kanade-agent swarm --agents 1000 --prefix sim- --exec stub
+"""
 
 
-@app.callback()
-def _root() -> None:
-    """kanade agent."""
+def _parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="kanade-agent",
+        description="kanade agent: runs scripts sent through NATS on this machine.",
+    )
+    sub = root.add_subparsers(dest="verb", required=True, metavar="{run,swarm}")
+
+    run = sub.add_parser(
+        "run", help="run one agent in the foreground until SIGTERM / Ctrl-C",
+        epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--pc-id", help="this machine's id (default: the short hostname)")
+    run.add_argument("--group", "-g", action="append", dest="groups", metavar="GROUP",
+                     help="group membership (repeatable)")
+    run.add_argument("--nats-url", dest="nats_urls", metavar="URL",
+                     help="broker URL(s), comma separated (env: KANADE_NATS_URL)")
+    run.add_argument("--data-dir", type=Path, help="ledger, outbox and spool directory")
+    run.add_argument("--config", type=Path,
+                     help="config file, YAML (env: KANADE_AGENT_CONFIG)")
+    run.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
+    run.add_argument("--max-local-concurrent", type=int, help="scripts run at once")
+    run.add_argument("--startup-delay-max", type=float,
+                     help="random delay (s) before the first connect")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    swarm = sub.add_parser(
+        "swarm", help="run N simulated agents in one process (scale tests)",
+        epilog=_EPILOG_SWARM, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    swarm.add_argument("--agents", "-n", type=int, default=100, help="how many identities")
+    swarm.add_argument("--prefix", default="sim-", help="pc_id prefix")
+    swarm.add_argument("--nats-url", default=None, help="broker URL(s), comma separated")
+    swarm.add_argument("--data-dir", type=Path, default=Path(".kanade/swarm"),
+                       help="one sub-folder per identity")
+    swarm.add_argument("--exec", dest="exec_mode", choices=["stub", "real"], default="stub",
+                       help="stub: instant success; real: run the script")
+    swarm.add_argument("--groups", type=int, default=0,
+                       help="spread identities over this many groups")
+    swarm.add_argument("--group", "-g", action="append", dest="extra_groups", metavar="GROUP",
+                       help="a group for every identity (repeatable)")
+    swarm.add_argument("--heartbeat-interval", type=float, default=30.0)
+    swarm.add_argument("--fsync", action="store_true", help="fsync ledger/outbox writes")
+    swarm.add_argument("--log-level", default="warning",
+                       choices=["debug", "info", "warning", "error"])
+    return root
 
 
-@app.command()
-def run(
-    pc_id: Annotated[
-        str | None, typer.Option("--pc-id", help="This machine's id (default: hostname).")
-    ] = None,
-    group: Annotated[
-        list[str] | None, typer.Option("--group", "-g", help="Group membership (repeatable).")
-    ] = None,
-    nats_url: Annotated[
-        str | None,
-        typer.Option(
-            "--nats-url", envvar="KANADE_NATS_URL", help="Broker URL(s), comma separated."
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Ledger, outbox and spool directory.")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
-    heartbeat_interval: Annotated[
-        float | None, typer.Option("--heartbeat-interval", help="Seconds between heartbeats.")
-    ] = None,
-    max_local_concurrent: Annotated[int | None, typer.Option("--max-local-concurrent")] = None,
-    startup_delay_max: Annotated[
-        float | None, typer.Option("--startup-delay-max", help="Random start-up delay, seconds.")
-    ] = None,
-    log_level: Annotated[str | None, typer.Option("--log-level")] = None,
-) -> None:
-    """Run one agent in the foreground until SIGTERM / Ctrl-C.
-
-    Example:
-
-      kanade-agent run --pc-id web-1 --group web \\
-        --nats-url nats://10.0.0.5:4222 --data-dir /var/lib/kanade
-    """
-    try:
-        settings = load_settings(
-            config,
-            {
-                "pc_id": pc_id,
-                "groups": group or None,
-                "nats_urls": nats_url,
-                "data_dir": data_dir,
-                "heartbeat_interval": heartbeat_interval,
-                "max_local_concurrent": max_local_concurrent,
-                "startup_delay_max": startup_delay_max,
-                "log_level": log_level,
-            },
-        )
-    except (ValueError, TypeError, OSError) as exc:
-        typer.echo(f"kanade-agent: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    configure_logging(settings.log_level)
-    asyncio.run(_serve(settings))
-
-
-async def _serve(settings: object) -> None:
-    from kanade.agent.settings import AgentSettings
-
-    assert isinstance(settings, AgentSettings)
-    agent = Agent(settings)
+def _install_stop(stop: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):  # Windows
-            loop.add_signal_handler(sig, agent.stop)
-    await agent.run()
+            loop.add_signal_handler(sig, stop)
 
 
-@app.command()
-def swarm(
-    agents: Annotated[int, typer.Option("--agents", "-n", help="How many identities.")] = 100,
-    prefix: Annotated[str, typer.Option("--prefix", help="pc_id prefix.")] = "sim-",
-    nats_url: Annotated[
-        str, typer.Option("--nats-url", envvar="KANADE_NATS_URL", help="Broker URL(s).")
-    ] = "nats://127.0.0.1:4222",
-    data_dir: Annotated[
-        Path, typer.Option("--data-dir", help="One sub-folder per identity.")
-    ] = Path(".kanade/swarm"),
-    exec_mode: Annotated[
-        str, typer.Option("--exec", help="stub: instant success; real: run the script.")
-    ] = "stub",
-    groups: Annotated[
-        int, typer.Option("--groups", help="Spread identities over this many groups.")
-    ] = 0,
-    group: Annotated[
-        list[str] | None, typer.Option("--group", "-g", help="A group for every identity.")
-    ] = None,
-    heartbeat_interval: Annotated[float, typer.Option("--heartbeat-interval")] = 30.0,
-    fsync: Annotated[bool, typer.Option("--fsync/--no-fsync", help="fsync ledger/outbox.")] = False,
-    log_level: Annotated[str, typer.Option("--log-level")] = "warning",
-) -> None:
-    """Run N simulated agents in one process through the real agent code (for scale tests).
+def _run(args: argparse.Namespace) -> int:
+    import os
 
-    Example: kanade-agent swarm --agents 1000 --prefix sim- --exec stub
-    """
+    from kanade.agent.runtime import Agent
+    from kanade.agent.settings import load_settings
+
+    overrides = {
+        "pc_id": args.pc_id,
+        "groups": args.groups,
+        "nats_urls": args.nats_urls or os.environ.get("KANADE_NATS_URL"),
+        "data_dir": args.data_dir,
+        "heartbeat_interval": args.heartbeat_interval,
+        "max_local_concurrent": args.max_local_concurrent,
+        "startup_delay_max": args.startup_delay_max,
+        "log_level": args.log_level,
+    }
+    try:
+        settings = load_settings(args.config, overrides)
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"kanade-agent: {exc}", file=sys.stderr)
+        return 2
+    configure_stdlib_logging(settings.log_level)
+
+    async def serve() -> None:
+        agent = Agent(settings)
+        _install_stop(agent.stop)
+        await agent.run()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _swarm(args: argparse.Namespace) -> int:
+    import os
+
     from kanade.agent.swarm import Swarm, SwarmSpec
 
-    if exec_mode not in ("stub", "real"):
-        typer.echo("kanade-agent swarm: --exec must be stub or real", err=True)
-        raise typer.Exit(2)
-    if agents < 1:
-        typer.echo("kanade-agent swarm: --agents must be >= 1", err=True)
-        raise typer.Exit(2)
-    configure_logging(log_level)
+    if args.agents < 1:
+        print("kanade-agent swarm: --agents must be >= 1", file=sys.stderr)
+        return 2
+    configure_stdlib_logging(args.log_level)
+    urls = args.nats_url or os.environ.get("KANADE_NATS_URL") or "nats://127.0.0.1:4222"
     spec = SwarmSpec(
-        agents=agents,
-        prefix=prefix,
-        nats_urls=[u for u in nats_url.split(",") if u],
-        data_dir=data_dir,
-        exec_mode=exec_mode,  # type: ignore[arg-type]
-        groups=groups,
-        extra_groups=group or [],
-        heartbeat_interval=heartbeat_interval,
-        durable=fsync,
+        agents=args.agents, prefix=args.prefix,
+        nats_urls=[u for u in urls.split(",") if u], data_dir=args.data_dir,
+        exec_mode=args.exec_mode, groups=args.groups, extra_groups=args.extra_groups or [],
+        heartbeat_interval=args.heartbeat_interval, durable=args.fsync,
     )
 
     async def go() -> None:
         sw = Swarm(spec)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, sw.stop)
-        await sw.run(
-            on_ready=lambda s: print(
-                f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True
-            )
-        )
+        _install_stop(sw.stop)
+        await sw.run(on_ready=lambda s: print(
+            f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True))
 
     asyncio.run(go())
+    return 0
 
 
-def main() -> None:
-    app(prog_name="kanade-agent")
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return _run(args) if args.verb == "run" else _swarm(args)
 
 
 if __name__ == "__main__":
