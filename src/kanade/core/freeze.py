@@ -10,7 +10,7 @@ The window is half-open like ``active`` on schedules: frozen from ``from``
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from pydantic import Field
@@ -31,10 +31,20 @@ class FleetFreeze(WireModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
+def _aware(moment: datetime) -> datetime:
+    # Stored bounds without an offset are UTC (the API writes UTC).
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def window_covers(start: datetime | None, until: datetime | None, moment: datetime) -> bool:
+    """The freeze rule, used by the API and by both schedulers: ``moment`` is inside
+    ``[start, until)``; a missing bound is open-ended."""
+    moment = _aware(moment)
+    if start is not None and moment < _aware(start):
+        return False
+    return until is None or moment < _aware(until)
+
+
 def is_frozen(freeze: FleetFreeze | None, now: datetime) -> bool:
     """True when a scheduled fire at ``now`` must not happen."""
-    if freeze is None:
-        return False
-    if freeze.from_ is not None and now < freeze.from_:
-        return False
-    return not (freeze.until is not None and now >= freeze.until)
+    return freeze is not None and window_covers(freeze.from_, freeze.until, now)

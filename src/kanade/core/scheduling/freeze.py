@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kanade.core.freeze import window_covers
 from kanade.core.scheduling.timezones import to_utc
 
 
@@ -30,10 +31,7 @@ class Freeze:
 
     def covers(self, moment: datetime) -> bool:
         """Whether ``moment`` is inside ``[from, until)``."""
-        moment = to_utc(moment)
-        if self.from_ is not None and moment < self.from_:
-            return False
-        return self.until is None or moment < self.until
+        return window_covers(self.from_, self.until, to_utc(moment))
 
     def describe(self) -> str:
         start = "-∞" if self.from_ is None else _iso(self.from_)
