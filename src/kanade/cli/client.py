@@ -57,7 +57,7 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             resp = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
@@ -69,25 +69,52 @@ class ApiClient:
             raise CliError(f"the backend at {self.url} did not answer in time ({exc})") from exc
         except httpx.HTTPError as exc:
             raise CliError(f"request to {self.url}{path} failed: {exc}") from exc
-        if resp.status_code < 400:
-            return resp.json() if resp.content else None
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            body = {"error": resp.text.strip() or resp.reason_phrase}
-        message = body.get("error") if isinstance(body, dict) else None
-        message = message or f"HTTP {resp.status_code}"
-        if resp.status_code == 401:
-            message = f"{message} — log in with `kanade login` or set $KANADE_TOKEN"
-        elif resp.status_code == 403:
-            message = f"{message} — your role does not allow this"
-        elif resp.status_code == 503:
-            message = f"{message} — the backend is up but not ready (is the broker running?)"
-        raise CliError(message, details=_error_details(body))
+        if resp.status_code >= 400:
+            raise _error_for(resp)
+        return resp
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One API call; the JSON answer, or a one-line :class:`CliError`."""
+        resp = self._send(method, path, **kwargs)
+        return resp.json() if resp.content else None
 
     def get(self, path: str, **params: Any) -> Any:
-        clean = {k: v for k, v in params.items() if v is not None}
-        return self.request("GET", path, params=clean)
+        return self.request("GET", path, params=_clean(params))
 
-    def post(self, path: str, json: Any = None) -> Any:
-        return self.request("POST", path, json=json)
+    def get_bytes(self, path: str, *, timeout: float = 120.0) -> bytes:
+        """A raw (non-JSON) answer, e.g. a full script output."""
+        return self._send("GET", path, timeout=timeout).content
+
+    def post(self, path: str, json: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, json=json, params=_clean(params))
+
+    def put(self, path: str, json: Any = None) -> Any:
+        return self.request("PUT", path, json=json)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self.request("DELETE", path, params=_clean(params))
+
+    def send_document(self, method: str, path: str, raw: bytes) -> Any:
+        """A document as the user wrote it (YAML or JSON): the backend parses and validates."""
+        return self.request(method, path, content=raw,
+                            headers={"content-type": "application/yaml"})
+
+
+def _clean(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _error_for(resp: httpx.Response) -> CliError:
+    try:
+        body: Any = resp.json()
+    except ValueError:
+        body = {"error": resp.text.strip() or resp.reason_phrase}
+    message = body.get("error") if isinstance(body, dict) else None
+    message = message or f"HTTP {resp.status_code}"
+    if resp.status_code == 401:
+        message = f"{message} — log in with `kanade login` or set $KANADE_TOKEN"
+    elif resp.status_code == 403:
+        message = f"{message} — your role does not allow this"
+    elif resp.status_code == 503:
+        message = f"{message} — the backend is up but not ready (is the broker running?)"
+    return CliError(message, details=_error_details(body))

@@ -15,6 +15,7 @@ import typer
 
 from kanade.cli import output, verbs_rollout
 from kanade.cli.client import ApiClient, CliError
+from kanade.cli.common import AllOpt, GroupOpt, JsonOpt, PcOpt, UrlOpt, guard
 from kanade.cli.documents import read_job_file
 from kanade.cli.waiting import print_results, target_body, wait_for_exec
 from kanade.core.durations import parse_duration
@@ -35,23 +36,8 @@ app = typer.Typer(
 job_app = typer.Typer(no_args_is_help=True, help="Job manifests: validate, create, list, show.")
 app.add_typer(job_app, name="job")
 
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", envvar="KANADE_URL", help="Backend URL (default http://127.0.0.1:8080)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
-AllOpt = Annotated[bool, typer.Option("--all", help="Every agent.")]
-GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="A group (repeatable).")]
-PcOpt = Annotated[list[str] | None, typer.Option("--pc", "-p", help="A pc id (repeatable).")]
 
 
-def _run_guarded(fn: Any) -> None:
-    """Print a CliError as one line (plus field paths) and exit non-zero."""
-    try:
-        fn()
-    except CliError as exc:
-        output.fail(exc.message, exc.details)
-        raise typer.Exit(exc.code) from None
 
 
 @app.command()
@@ -95,7 +81,7 @@ def run(
         if not ok:
             raise typer.Exit(1)
 
-    _run_guarded(go)
+    guard(go)
 
 
 @app.command("exec")
@@ -184,7 +170,7 @@ def exec_(
                 f"watch with `kanade executions show {created['exec_id']}`"
             )
 
-    _run_guarded(go)
+    guard(go)
 
 
 # --- jobs -------------------------------------------------------------------------------
@@ -205,7 +191,7 @@ def job_validate(
         else:
             output.out.print(f"{file}: ok (job {job.id} version {job.version})")
 
-    _run_guarded(go)
+    guard(go)
 
 
 @job_app.command("create")
@@ -228,7 +214,7 @@ def job_create(
         else:
             output.out.print(f"job {job.id} version {job.version} stored")
 
-    _run_guarded(go)
+    guard(go)
 
 
 @job_app.command("list")
@@ -258,7 +244,7 @@ def job_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
             ],
         )
 
-    _run_guarded(go)
+    guard(go)
 
 
 @job_app.command("show")
@@ -275,7 +261,7 @@ def job_show(job_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
 
             output.out.print(yaml.safe_dump(job, sort_keys=False).rstrip(), markup=False)
 
-    _run_guarded(go)
+    guard(go)
 
 
 # --- fleet views --------------------------------------------------------------------------
@@ -321,7 +307,7 @@ def agents(
             ],
         )
 
-    _run_guarded(go)
+    guard(go)
 
 
 @app.command()
@@ -359,7 +345,7 @@ def results(
             ],
         )
 
-    _run_guarded(go)
+    guard(go)
 
 
 executions_app = typer.Typer(no_args_is_help=False, help="Executions: list and show.")
@@ -404,7 +390,7 @@ def executions_list(
             ],
         )
 
-    _run_guarded(go)
+    guard(go)
 
 
 @executions_app.command("show")
@@ -425,7 +411,7 @@ def executions_show(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) ->
         )
         print_results(ex.get("results", []))
 
-    _run_guarded(go)
+    guard(go)
 
 
 @executions_app.command("watch")
@@ -438,7 +424,7 @@ def executions_watch(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) -
             if not wait_for_exec(api, ex, json_mode=json_):
                 raise typer.Exit(1)
 
-    _run_guarded(go)
+    guard(go)
 
 
 @app.command()
@@ -459,7 +445,7 @@ def up(
     """
     from kanade.cli.up import run_up
 
-    _run_guarded(
+    guard(
         lambda: run_up(
             agents_n=agents_n,
             http_port=http_port,

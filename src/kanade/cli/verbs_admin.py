@@ -20,26 +20,7 @@ import typer
 
 from kanade.cli import credentials, output
 from kanade.cli.client import ApiClient, CliError, resolve_url
-
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", envvar="KANADE_URL", help="Backend URL (default http://127.0.0.1:8080)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
-LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=1000)]
-
-
-def _guard(fn: Any) -> None:
-    try:
-        fn()
-    except CliError as exc:
-        output.fail(exc.message, exc.details)
-        raise typer.Exit(exc.code) from None
-
-
-def _items(page: Any) -> list[dict[str, Any]]:
-    items = page.get("items", []) if isinstance(page, dict) else page
-    return list(items or [])
+from kanade.cli.common import JsonOpt, LimitOpt, UrlOpt, guard, page_items
 
 
 def _emit(items: list[dict[str, Any]], json_: bool, title: str, columns: list[str]) -> None:
@@ -90,7 +71,7 @@ def login(
                 markup=False,
             )
 
-    _guard(go)
+    guard(go)
 
 
 def logout(url: UrlOpt = None) -> None:
@@ -116,7 +97,7 @@ def whoami(json_: JsonOpt = False, url: UrlOpt = None) -> None:
                 markup=False,
             )
 
-    _guard(go)
+    guard(go)
 
 
 # --- audit -----------------------------------------------------------------------------
@@ -136,7 +117,7 @@ def audit(
     def go() -> None:
         with ApiClient(url) as api:
             page = api.get("/api/audit", actor=actor, action=action, since=since, limit=limit)
-        items = _items(page)
+        items = page_items(page)
         if json_:
             for item in items:
                 output.json_line(item)
@@ -150,7 +131,7 @@ def audit(
             ],
         )
 
-    _guard(go)
+    guard(go)
 
 
 # --- freeze ----------------------------------------------------------------------------
@@ -195,7 +176,7 @@ def freeze_set(
         with ApiClient(url) as api:
             _print_freeze(api.request("PUT", "/api/freeze", json=body), json_)
 
-    _guard(go)
+    guard(go)
 
 
 @freeze_app.command("clear")
@@ -206,7 +187,7 @@ def freeze_clear(json_: JsonOpt = False, url: UrlOpt = None) -> None:
         with ApiClient(url) as api:
             _print_freeze(api.request("DELETE", "/api/freeze"), json_)
 
-    _guard(go)
+    guard(go)
 
 
 @freeze_app.command("status")
@@ -217,7 +198,7 @@ def freeze_status(json_: JsonOpt = False, url: UrlOpt = None) -> None:
         with ApiClient(url) as api:
             _print_freeze(api.get("/api/freeze"), json_)
 
-    _guard(go)
+    guard(go)
 
 
 # --- users (admin) ---------------------------------------------------------------------
@@ -230,10 +211,10 @@ def user_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
 
     def go() -> None:
         with ApiClient(url) as api:
-            items = _items(api.get("/api/users"))
+            items = page_items(api.get("/api/users"))
         _emit(items, json_, "users", ["username", "role", "created_at", "created_by"])
 
-    _guard(go)
+    guard(go)
 
 
 @user_app.command("add")
@@ -255,7 +236,7 @@ def user_add(
             api.post("/api/users", {"username": name, "password": password, "role": role})
         output.out.print(f"user {name} ({role}) created", markup=False)
 
-    _guard(go)
+    guard(go)
 
 
 @user_app.command("rm")
@@ -267,7 +248,7 @@ def user_rm(name: str, url: UrlOpt = None) -> None:
             api.request("DELETE", f"/api/users/{name}")
         output.out.print(f"user {name} deleted", markup=False)
 
-    _guard(go)
+    guard(go)
 
 
 # --- inventory and checks --------------------------------------------------------------
@@ -282,10 +263,10 @@ def inventory(
 
     def go() -> None:
         with ApiClient(url) as api:
-            items = _items(api.get("/api/inventory", pc_id=pc, job_id=job, limit=limit))
+            items = page_items(api.get("/api/inventory", pc_id=pc, job_id=job, limit=limit))
         _emit(items, json_, "inventory", ["pc_id", "job_id", "observed_at", "facts"])
 
-    _guard(go)
+    guard(go)
 
 
 def checks(
@@ -301,12 +282,12 @@ def checks(
     def go() -> None:
         with ApiClient(url) as api:
             page = api.get("/api/checks", status=status, pc_id=pc, name=name, limit=limit)
-        items = _items(page)
+        items = page_items(page)
         _emit(items, json_, "checks", ["name", "pc_id", "status", "detail", "observed_at"])
         if any(i.get("status") == "fail" for i in items):
             raise typer.Exit(1)
 
-    _guard(go)
+    guard(go)
 
 
 def register(app: typer.Typer) -> None:

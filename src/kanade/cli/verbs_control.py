@@ -13,57 +13,19 @@ import json
 import sys
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from kanade.cli import output
-from kanade.cli.client import ApiClient, CliError, _error_details
+from kanade.cli.client import ApiClient, CliError
+from kanade.cli.common import JsonOpt, UrlOpt, guard
 
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", envvar="KANADE_URL", help="Backend URL (default http://127.0.0.1:8080)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
 GlobalOpt = Annotated[bool, typer.Option("--global", help="The global layer (every agent).")]
 GroupLayerOpt = Annotated[str | None, typer.Option("--group", "-g", help="A group's layer.")]
 PcLayerOpt = Annotated[str | None, typer.Option("--pc", "-p", help="One pc's layer.")]
 
 
-def _guard(fn: Any) -> None:
-    try:
-        fn()
-    except CliError as exc:
-        output.fail(exc.message, exc.details)
-        raise typer.Exit(exc.code) from None
 
 
-class _Client(ApiClient):
-    """The API client plus the verbs the base client lacks (PUT, DELETE, raw bytes)."""
-
-    def __enter__(self) -> _Client:
-        return self
-
-    def put(self, path: str, json: Any = None) -> Any:
-        return self.request("PUT", path, json=json)
-
-    def delete(self, path: str, **params: Any) -> Any:
-        clean = {k: v for k, v in params.items() if v is not None}
-        return self.request("DELETE", path, params=clean)
-
-    def get_bytes(self, path: str) -> bytes:
-        try:
-            resp = self._http.get(path, timeout=120.0)
-        except httpx.HTTPError:
-            self.request("GET", path)  # raises the usual one-line CliError
-            raise
-        if resp.status_code < 400:
-            return resp.content
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            body = {"error": resp.text.strip() or resp.reason_phrase}
-        message = body.get("error") if isinstance(body, dict) else None
-        raise CliError(message or f"HTTP {resp.status_code}", details=_error_details(body))
 
 
 def _layer_path(global_: bool, group: str | None, pc: str | None) -> str:
@@ -102,7 +64,7 @@ def revoke(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             res = api.post(f"/api/jobs/{job_id}/revoke", {"reason": reason} if reason else None)
         if json_:
             output.json_line(res)
@@ -114,7 +76,7 @@ def revoke(
                 markup=False,
             )
 
-    _guard(go)
+    guard(go)
 
 
 def unrevoke(
@@ -128,7 +90,7 @@ def unrevoke(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             res = api.post(f"/api/jobs/{job_id}/unrevoke")
         if json_:
             output.json_line(res)
@@ -137,7 +99,7 @@ def unrevoke(
         else:
             output.out.print(f"job {job_id} was not revoked; nothing to do", markup=False)
 
-    _guard(go)
+    guard(go)
 
 
 def revocations(json_: JsonOpt = False, url: UrlOpt = None) -> None:
@@ -147,7 +109,7 @@ def revocations(json_: JsonOpt = False, url: UrlOpt = None) -> None:
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             items = api.get("/api/revocations").get("items", [])
         if json_:
             for r in items:
@@ -159,7 +121,7 @@ def revocations(json_: JsonOpt = False, url: UrlOpt = None) -> None:
             [(r["job_id"], r.get("revoked_at"), r.get("by"), r.get("reason")) for r in items],
         )
 
-    _guard(go)
+    guard(go)
 
 
 def kill(
@@ -173,7 +135,7 @@ def kill(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             res = api.post(f"/api/executions/{exec_id}/kill")
         if json_:
             output.json_line(res)
@@ -185,7 +147,7 @@ def kill(
             markup=False,
         )
 
-    _guard(go)
+    guard(go)
 
 
 def ping(
@@ -204,7 +166,7 @@ def ping(
     def go() -> None:
         if timeout <= 0 or timeout > 60:
             raise CliError("--timeout: must be > 0 and <= 60 seconds")
-        with _Client(url, timeout=timeout + 10) as api:
+        with ApiClient(url, timeout=timeout + 10) as api:
             hb = api.request(
                 "POST", f"/api/agents/{pc_id}/ping", params={"timeout": f"{timeout:g}"}
             )
@@ -232,7 +194,7 @@ def ping(
             ],
         )
 
-    _guard(go)
+    guard(go)
 
 
 # --- config -------------------------------------------------------------------------------
@@ -262,7 +224,7 @@ def config_get(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             if global_ or group or pc:
                 layer = api.get(_layer_path(global_, group, pc))
                 layers = {layer["layer"]: layer["settings"]}
@@ -282,7 +244,7 @@ def config_get(
             return
         output.table("config", ["layer", "key", "value"], rows)
 
-    _guard(go)
+    guard(go)
 
 
 @config_app.command(
@@ -307,7 +269,7 @@ def config_set(
 
     def go() -> None:
         path = _layer_path(global_, group, pc)
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             res = api.put(path, {key: _parse_value(value)})
         if json_:
             output.json_line(res)
@@ -316,7 +278,7 @@ def config_set(
                 f"{res['layer']}: {key} = {_show(res['settings'].get(key))}", markup=False
             )
 
-    _guard(go)
+    guard(go)
 
 
 @config_app.command("unset")
@@ -338,7 +300,7 @@ def config_unset(
         if not keys and not all_keys:
             raise CliError("name the settings to remove, or pass --all-keys to drop the layer")
         path = _layer_path(global_, group, pc)
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             res = api.request("DELETE", path, params={"key": keys or []})
         if json_:
             output.json_line(res)
@@ -346,7 +308,7 @@ def config_unset(
             removed = ", ".join(res.get("removed") or []) or "nothing"
             output.out.print(f"{res['layer']}: removed {removed}", markup=False)
 
-    _guard(go)
+    guard(go)
 
 
 @config_app.command("effective")
@@ -361,7 +323,7 @@ def config_effective(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             eff = api.get(f"/api/agents/{pc_id}/config")
         if json_:
             output.json_line(eff)
@@ -377,7 +339,7 @@ def config_effective(
         for w in eff.get("warnings") or []:
             output.err.print(f"[yellow]warning:[/] {w}", highlight=False)
 
-    _guard(go)
+    guard(go)
 
 
 # --- groups -------------------------------------------------------------------------------
@@ -417,11 +379,11 @@ def group_add(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             res = api.post(f"/api/groups/{group}/members", {"pcs": pcs})
         _print_membership(res.get("items", []), json_)
 
-    _guard(go)
+    guard(go)
 
 
 @group_app.command("rm")
@@ -437,11 +399,11 @@ def group_rm(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             items = [api.delete(f"/api/groups/{group}/members/{pc}") for pc in pcs]
         _print_membership(items, json_)
 
-    _guard(go)
+    guard(go)
 
 
 @group_app.command("set")
@@ -457,11 +419,11 @@ def group_set(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             res = api.put(f"/api/groups/{pc_id}", {"groups": groups or []})
         _print_membership([res], json_)
 
-    _guard(go)
+    guard(go)
 
 
 @group_app.command("list")
@@ -472,7 +434,7 @@ def group_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             items = api.get("/api/groups").get("items", [])
         if json_:
             for g in items:
@@ -487,7 +449,7 @@ def group_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
             ],
         )
 
-    _guard(go)
+    guard(go)
 
 
 # --- job delete / results output ----------------------------------------------------------
@@ -502,7 +464,7 @@ def job_delete(
     """
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             res = api.delete(f"/api/jobs/{job_id}")
         if json_:
             output.json_line(res)
@@ -513,7 +475,7 @@ def job_delete(
                 markup=False,
             )
 
-    _guard(go)
+    guard(go)
 
 
 def results_output(
@@ -528,12 +490,12 @@ def results_output(
 
     def go() -> None:
         stream = "stderr" if stderr else "stdout"
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             data = api.get_bytes(f"/api/results/{result_id}/output/{stream}")
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
 
-    _guard(go)
+    guard(go)
 
 
 # --- registration -------------------------------------------------------------------------

@@ -15,13 +15,8 @@ import typer
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
+from kanade.cli.common import JsonOpt, UrlOpt, guard
 from kanade.core.durations import parse_duration
-
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", envvar="KANADE_URL", help="Backend URL (default http://127.0.0.1:8080)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
 
 WAVE_HELP = (
     "A rollout wave (repeatable, in order): 10% (of the pcs still remaining), rest, "
@@ -37,20 +32,8 @@ rollout_app = typer.Typer(
 )
 
 
-def _guard(fn: Any) -> None:
-    try:
-        fn()
-    except CliError as exc:
-        output.fail(exc.message, exc.details)
-        raise typer.Exit(exc.code) from None
 
 
-class _Client(ApiClient):
-    def __enter__(self) -> _Client:
-        return self
-
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
 
 
 # --- the --wave grammar ----------------------------------------------------------------------
@@ -197,7 +180,7 @@ def rollout_list(
             ],
         )
 
-    _guard(go)
+    guard(go)
 
 
 @rollout_app.command("show")
@@ -216,7 +199,7 @@ def rollout_show(
         else:
             _print_rollout(r)
 
-    _guard(go)
+    guard(go)
 
 
 @rollout_app.command("resume")
@@ -235,7 +218,7 @@ def rollout_resume(
         else:
             output.out.print(f"rollout {rollout_id} resumed; wave {out['next_wave']} goes next")
 
-    _guard(go)
+    guard(go)
 
 
 @rollout_app.command("abort")
@@ -257,7 +240,7 @@ def rollout_abort(
             n = len(out.get("cancelled_waves") or [])
             output.out.print(f"rollout {rollout_id} aborted; {n} wave(s) will never be sent")
 
-    _guard(go)
+    guard(go)
 
 
 # --- approvals -------------------------------------------------------------------------------
@@ -283,7 +266,7 @@ def approve(
             what = "its rollout starts" if out.get("rollout") else "sent"
             output.out.print(f"exec {exec_id} approved; {what}")
 
-    _guard(go)
+    guard(go)
 
 
 def reject(
@@ -302,7 +285,7 @@ def reject(
         else:
             output.out.print(f"exec {exec_id} rejected")
 
-    _guard(go)
+    guard(go)
 
 
 def approvals_list(
@@ -349,7 +332,7 @@ def approvals_list(
             ],
         )
 
-    _guard(go)
+    guard(go)
 
 
 def job_approve_unattended(
@@ -366,7 +349,7 @@ def job_approve_unattended(
 
     def go() -> None:
         path = f"/api/jobs/{job_id}/versions/{version}/approve-unattended"
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             out = api.delete(path) if revoke else api.post(path)
         if json_:
             output.json_line(out)
@@ -375,7 +358,7 @@ def job_approve_unattended(
         else:
             output.out.print(f"job {job_id} version {version}: approved for unattended runs")
 
-    _guard(go)
+    guard(go)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,37 @@
+"""What every CLI verb shares: option types and the one-line error convention."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from kanade.cli import output
+from kanade.cli.client import CliError
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="KANADE_URL", help="Backend URL (default http://127.0.0.1:8080)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every agent.")]
+GroupOpt = Annotated[list[str] | None, typer.Option("--group", "-g", help="A group (repeatable).")]
+PcOpt = Annotated[list[str] | None, typer.Option("--pc", "-p", help="A pc id (repeatable).")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=1000)]
+
+
+def guard(fn: Callable[[], Any]) -> None:
+    """Run a verb's body; a CliError becomes one line (plus field paths) and exit 1."""
+    try:
+        fn()
+    except CliError as exc:
+        output.fail(exc.message, exc.details)
+        raise typer.Exit(exc.code) from None
+
+
+def page_items(page: Any) -> list[dict[str, Any]]:
+    """The rows of a list answer (``{"items": [...]}``) or a bare list."""
+    if isinstance(page, dict):
+        return list(page.get("items", []))
+    return list(page or [])
