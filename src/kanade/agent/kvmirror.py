@@ -23,6 +23,8 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from kanade.bus.kvsnapshot import kv_snapshot
+
 log = logging.getLogger(__name__)
 
 _OP_HEADER = "KV-Operation"
@@ -102,22 +104,12 @@ class KvMirror:
         return True
 
     async def _snapshot(self, nc: Client) -> dict[str, bytes]:
-        kv = await nc.jetstream().key_value(self.bucket)
+        # kv_snapshot checks the stream's own subject list, so a snapshot is never
+        # short (a bare watcher's "initial values done" marker can come early), and
+        # reads small key sets directly, without creating any consumer.
+        js = nc.jetstream()
         fresh: dict[str, bytes] = {}
         for key_filter in self.key_filters:
-            # The snapshot consumer is ephemeral: once we stop watching it has no
-            # interest and the server removes it 2 s later, so a connected agent
-            # costs the broker one consumer in steady state (its command consumer).
-            watcher = await kv.watch(key_filter, inactive_threshold=2.0)
-            try:
-                while True:
-                    entry = await watcher.updates(timeout=5.0)
-                    if entry is None:  # the "initial values done" marker
-                        break
-                    if entry.operation in _DELETES or entry.value is None:
-                        fresh.pop(entry.key, None)
-                    else:
-                        fresh[entry.key] = entry.value
-            finally:
-                await watcher.stop()
+            for key, (value, _rev) in (await kv_snapshot(js, self.bucket, key_filter)).items():
+                fresh[key] = value
         return fresh

@@ -10,10 +10,11 @@ import json
 from typing import Any
 
 import structlog
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from kanade.backend.errors import ApiError, Conflict, NotFound
 from kanade.bus.connection import Bus
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.ids import is_slug
 from kanade.core.models.job import JobManifest
@@ -72,11 +73,7 @@ class JobCatalog:
         return job
 
     async def list(self) -> list[JobManifest]:
-        kv = await self._bus.kv(subjects.KV_JOBS)
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
+        keys = set(await kv_snapshot(self._bus.js, subjects.KV_JOBS))
         jobs: list[JobManifest] = []
         for key in sorted(keys):
             try:

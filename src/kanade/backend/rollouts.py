@@ -55,6 +55,7 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.db.tables import agents, executions, results, rollout_waves, rollouts
 from kanade.backend.errors import Conflict, NotFound
+from kanade.backend.events import hub
 from kanade.backend.records import AuditRecord, ExecRecord
 from kanade.bus.connection import Bus
 from kanade.core import subjects
@@ -664,6 +665,7 @@ class RolloutRunner:
                 log.warning("rollout tick failed; retrying", error=str(exc))
                 moved = False
             if moved:
+                hub.publish("rollouts")  # dashboard: a wave went out or settled
                 continue  # a wave settled or went out: the next step may be due now
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -11,7 +11,6 @@ update silently.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from nats.js.kv import KeyValue
 
 from kanade.backend.errors import Conflict, NotFound
 from kanade.bus.connection import Bus
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.ids import is_slug
 from kanade.core.models.schedule import Schedule
@@ -47,58 +47,9 @@ def decode_schedule(raw: bytes) -> Schedule:
     return parse_schedule(json.loads(raw), strict=False)
 
 
-_DIRECT_GETS = 32
-"""Up to this many keys a snapshot reads each key directly (no consumer is created)."""
-
-
-async def kv_snapshot(bus: Bus, bucket: str, key_filter: str = ">") -> dict[str, tuple[bytes, int]]:
-    """Every live key of ``bucket`` matching ``key_filter`` → ``(value, revision)``.
-
-    The stream's own subject list (``STREAM.INFO`` with a subject filter) is the authority
-    on which keys exist. A KV watcher alone is not enough: nats-py may hand out its "initial
-    values done" marker before values the server already delivered have been processed
-    (it decides from ``num_pending == 0 and delivered == 0``), so a snapshot could come back
-    short. Small sets are read key by key; large ones through one short-lived watcher, then
-    any key it missed is read directly.
-    """
-    kv = await bus.kv(bucket)
-    prefix = f"$KV.{bucket}."
-    info = await bus.js.stream_info(f"KV_{bucket}", subjects_filter=prefix + key_filter)
-    keys = sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
-    out: dict[str, tuple[bytes, int]] = {}
-    seen: set[str] = set()
-    if len(keys) > _DIRECT_GETS:
-        watcher = await kv.watch(key_filter, inactive_threshold=2.0)
-        try:
-            while True:
-                entry = await watcher.updates(timeout=10.0)  # type: ignore[no-untyped-call]
-                if entry is None:  # "initial values done" (possibly early, see above)
-                    break
-                seen.add(entry.key)
-                if entry.operation in _DELETES or entry.value is None:
-                    out.pop(entry.key, None)
-                else:
-                    out[entry.key] = (entry.value, int(entry.revision or 0))
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-
-    async def direct(key: str) -> None:
-        try:
-            entry = await kv.get(key)
-        except KeyNotFoundError:  # deleted (its delete marker is the last message)
-            return
-        if entry.value is not None:
-            out[key] = (entry.value, int(entry.revision or 0))
-
-    missing = [k for k in keys if k not in seen]
-    for i in range(0, len(missing), _DIRECT_GETS):
-        await asyncio.gather(*(direct(k) for k in missing[i : i + _DIRECT_GETS]))
-    return out
-
-
 async def kv_keys(bus: Bus, bucket: str) -> set[str]:
-    """The live keys of ``bucket`` (robust, see :func:`kv_snapshot`)."""
-    return set(await kv_snapshot(bus, bucket))
+    """The live keys of ``bucket`` (robust, see :func:`kanade.bus.kvsnapshot.kv_snapshot`)."""
+    return set(await kv_snapshot(bus.js, bucket))
 
 
 class ScheduleCatalog:
@@ -138,7 +89,7 @@ class ScheduleCatalog:
 
     async def list(self) -> list[Schedule]:
         """Every readable schedule, by id (a damaged entry is logged and left out)."""
-        snapshot = await kv_snapshot(self._bus, subjects.KV_SCHEDULES)
+        snapshot = await kv_snapshot(self._bus.js, subjects.KV_SCHEDULES)
         out: list[Schedule] = []
         for key in sorted(snapshot):
             try:

@@ -14,14 +14,10 @@ import typer
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
+from kanade.cli.common import JsonOpt, UrlOpt, guard, page_items
 from kanade.core.models.schedule import Schedule
 from kanade.core.validation import DocumentInvalid, load_document, parse_schedule
 
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", envvar="KANADE_URL", help="Backend URL (default http://127.0.0.1:8080)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
 FileArg = Annotated[Path, typer.Argument(help="Schedule (YAML or JSON).")]
 IdArg = Annotated[str, typer.Argument(help="The schedule id.")]
 
@@ -30,30 +26,6 @@ schedule_app = typer.Typer(
     help="Schedules: when and where a job runs (validate, create, list, show, preview, "
     "enable, disable, delete).",
 )
-
-
-def _guard(fn: Any) -> None:
-    try:
-        fn()
-    except CliError as exc:
-        output.fail(exc.message, exc.details)
-        raise typer.Exit(exc.code) from None
-
-
-class _Client(ApiClient):
-    def __enter__(self) -> _Client:
-        return self
-
-    def send_document(self, method: str, path: str, raw: bytes) -> Any:
-        """The file as written (YAML or JSON): the backend parses and validates it."""
-        return self.request(method, path, content=raw, headers={"content-type": "application/yaml"})
-
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path)
-
-    def post_params(self, path: str, **params: Any) -> Any:
-        clean = {k: v for k, v in params.items() if v is not None}
-        return self.request("POST", path, params=clean)
 
 
 def read_schedule_file(path: Path) -> tuple[bytes, Schedule]:
@@ -116,7 +88,7 @@ def schedule_validate(
     def go() -> None:
         data, schedule = read_schedule_file(file)
         if remote:
-            with _Client(url) as api:
+            with ApiClient(url) as api:
                 api.send_document("POST", "/api/schedules/validate", data)
         if json_:
             output.json_line({"ok": True, "id": schedule.id, "job_id": schedule.job_id})
@@ -127,7 +99,7 @@ def schedule_validate(
                 markup=False,
             )
 
-    _guard(go)
+    guard(go)
 
 
 @schedule_app.command("create")
@@ -146,7 +118,7 @@ def schedule_create(
 
     def go() -> None:
         data, schedule = read_schedule_file(file)
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             if replace:
                 stored = api.send_document("PUT", f"/api/schedules/{schedule.id}", data)
             else:
@@ -156,7 +128,7 @@ def schedule_create(
         else:
             _print_summary(stored, "replaced" if replace else "stored")
 
-    _guard(go)
+    guard(go)
 
 
 @schedule_app.command("list")
@@ -164,9 +136,9 @@ def schedule_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
     """List schedules with next fire, last fire and fired/skipped/missed counts."""
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             page = api.get("/api/schedules")
-        items = page.get("items", []) if isinstance(page, dict) else page
+        items = page_items(page)
         if json_:
             for s in items:
                 output.json_line(s)
@@ -194,7 +166,7 @@ def schedule_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
             ],
         )
 
-    _guard(go)
+    guard(go)
 
 
 @schedule_app.command("show")
@@ -202,7 +174,7 @@ def schedule_show(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None
     """Show one schedule, its status and its recent decisions (with skip reasons)."""
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             item = api.get(f"/api/schedules/{schedule_id}")
         if json_:
             output.json_line(item)
@@ -236,7 +208,7 @@ def schedule_show(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None
                 ],
             )
 
-    _guard(go)
+    guard(go)
 
 
 @schedule_app.command("preview")
@@ -250,7 +222,7 @@ def schedule_preview(
     pc with whether it would fire now and why."""
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             pv = api.get(f"/api/schedules/{schedule_id}/preview", n=n)
         if json_:
             output.json_line(pv)
@@ -279,7 +251,7 @@ def schedule_preview(
                 ],
             )
 
-    _guard(go)
+    guard(go)
 
 
 @schedule_app.command("enable")
@@ -287,14 +259,14 @@ def schedule_enable(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = No
     """Enable a schedule (it fires from its next occurrence; nothing missed is caught up)."""
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             item = api.post(f"/api/schedules/{schedule_id}/enable")
         if json_:
             output.json_line(item)
         else:
             _print_summary(item, "enabled")
 
-    _guard(go)
+    guard(go)
 
 
 @schedule_app.command("disable")
@@ -316,9 +288,10 @@ def schedule_disable(
     """
 
     def go() -> None:
-        with _Client(url) as api:
-            item = api.post_params(
+        with ApiClient(url) as api:
+            item = api.post(
                 f"/api/schedules/{schedule_id}/disable",
+                None,
                 cascade="true" if cascade else None,
                 cascade_kill="true" if cascade_kill else None,
             )
@@ -331,7 +304,7 @@ def schedule_disable(
         for k in item.get("killed") or []:
             output.out.print(f"killed exec {k['exec_id']} ({k.get('status')})", markup=False)
 
-    _guard(go)
+    guard(go)
 
 
 @schedule_app.command("delete")
@@ -339,14 +312,14 @@ def schedule_delete(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = No
     """Delete a schedule (its past executions and decisions are kept)."""
 
     def go() -> None:
-        with _Client(url) as api:
+        with ApiClient(url) as api:
             item = api.delete(f"/api/schedules/{schedule_id}")
         if json_:
             output.json_line(item)
         else:
             output.out.print(f"schedule {schedule_id} deleted", markup=False)
 
-    _guard(go)
+    guard(go)
 
 
 def register(app: typer.Typer) -> None:

@@ -59,8 +59,9 @@ from kanade.backend.scheduler import state, store
 from kanade.backend.scheduler.lease import Lease
 from kanade.backend.scheduler.plans import backend_local_zone, plan_for
 from kanade.backend.scheduler.store import DecisionRow
-from kanade.backend.schedules import decode_schedule, kv_snapshot
+from kanade.backend.schedules import decode_schedule
 from kanade.bus.connection import Bus
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.dispatch import build_command
 from kanade.core.fleet import alive_cutoff
@@ -318,7 +319,7 @@ class Scheduler:
 
     async def _resync(self, bus: Bus) -> None:
         self._changes.clear()
-        snapshot = await kv_snapshot(bus, subjects.KV_SCHEDULES)
+        snapshot = await kv_snapshot(bus.js, subjects.KV_SCHEDULES)
         ticks = await state.load_ticks(bus)
         if not self.marks:
             self.marks = await state.load_marks(bus)

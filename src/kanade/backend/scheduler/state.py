@@ -21,8 +21,8 @@ import structlog
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from kanade.backend.schedules import kv_snapshot
 from kanade.bus.connection import Bus
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.freeze import FREEZE_KEY
 from kanade.core.scheduling import DispatchMark, Freeze, freeze_from_json
@@ -97,7 +97,8 @@ async def put_tick(kv: KeyValue, schedule_id: str, moment: datetime) -> None:
 
 async def load_ticks(bus: Bus) -> dict[str, datetime]:
     out: dict[str, datetime] = {}
-    for key, (raw, _) in (await kv_snapshot(bus, subjects.KV_DISPATCH, TICK_PREFIX + "*")).items():
+    ticks = await kv_snapshot(bus.js, subjects.KV_DISPATCH, TICK_PREFIX + "*")
+    for key, (raw, _) in ticks.items():
         moment = decode_tick(raw)
         if moment is not None:
             out[key[len(TICK_PREFIX) :]] = moment
@@ -110,7 +111,7 @@ async def load_marks(
     """``{schedule_id: {pc_id: mark}}`` (only ``schedule_id``'s when given)."""
     key_filter = MARK_PREFIX + (">" if schedule_id is None else f"{schedule_id}.*")
     out: dict[str, dict[str, DispatchMark]] = {}
-    for key, (raw, _) in (await kv_snapshot(bus, subjects.KV_DISPATCH, key_filter)).items():
+    for key, (raw, _) in (await kv_snapshot(bus.js, subjects.KV_DISPATCH, key_filter)).items():
         sid, _, _pc = key[len(MARK_PREFIX) :].partition(".")
         mark = decode_mark(raw)
         if mark is not None:

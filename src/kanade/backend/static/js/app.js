@@ -12,6 +12,11 @@ import jobs from "./pages/jobs.js";
 import jobDetail from "./pages/job.js";
 import run from "./pages/run.js";
 import audit from "./pages/audit.js";
+import schedules from "./pages/schedules.js";
+import scheduleDetail from "./pages/schedule.js";
+import rollouts from "./pages/rollouts.js";
+import rolloutDetail from "./pages/rollout.js";
+import approvals from "./pages/approvals.js";
 import login from "./pages/login.js";
 
 const ROUTES = [
@@ -23,6 +28,11 @@ const ROUTES = [
   [/^results\/(.+)$/, result, "executions"],
   [/^jobs$/, jobs, "jobs"],
   [/^jobs\/(.+)$/, jobDetail, "jobs"],
+  [/^schedules$/, schedules, "schedules"],
+  [/^schedules\/(.+)$/, scheduleDetail, "schedules"],
+  [/^rollouts$/, rollouts, "rollouts"],
+  [/^rollouts\/(.+)$/, rolloutDetail, "rollouts"],
+  [/^approvals$/, approvals, "approvals"],
   [/^run$/, run, "run"],
   [/^audit$/, audit, "audit"],
   [/^login$/, login, "login"],

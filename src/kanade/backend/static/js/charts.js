@@ -6,6 +6,7 @@ export const COLORS = {
   ok: "var(--c-ok)", failed: "var(--c-failed)", skipped: "var(--c-skipped)",
   running: "var(--c-running)", pending: "var(--c-pending)",
   alive: "var(--c-ok)", stale: "var(--c-skipped)", offline: "var(--c-pending)",
+  missing: "var(--c-missing)", track: "var(--c-track)",
 };
 
 /** Donut of segments [{key, label, value}]; centre shows total (or `center`). */
@@ -114,6 +115,93 @@ export function progressBar(segments, total, { label, height = 18 } = {}) {
     x += sw;
   }
   return svg;
+}
+
+/** The parts of a wave, in drawing order (rollouts). */
+export const WAVE_KEYS = [
+  { key: "ok", field: "succeeded", label: "succeeded" },
+  { key: "failed", field: "failed", label: "failed" },
+  { key: "missing", field: "missing", label: "missing" },
+  { key: "skipped", field: "skipped", label: "skipped" },
+  { key: "running", field: "running", label: "running" },
+];
+
+/** Counts of one wave: live progress while it runs, the settled counts after. */
+export function waveCounts(w) {
+  const p = w.progress || {};
+  const pick = (f) => (p[f] ?? w[f] ?? 0);
+  const c = Object.fromEntries(WAVE_KEYS.map((k) => [k.key, pick(k.field)]));
+  if (c.missing) c.running = 0; // settled by its horizon: the unfinished pcs are the missing ones
+  c.size = w.size ?? p.size ?? (w.pcs || []).length;
+  c.finished = c.ok + c.failed + c.skipped;
+  c.pending = Math.max(0, c.size - c.finished - c.missing - c.running);
+  return c;
+}
+
+/**
+ * One horizontal bar per wave (rollouts): succeeded / failed / missing / skipped / running,
+ * the rest of the wave's pcs as the empty track; the label on the left, finished/size (or
+ * the state) on the right. Rows are HTML (text stays readable on a phone), bars are SVG.
+ */
+export function waveChart(waves, { label = "Wave progress", current = null } = {}) {
+  const parts = waves.map((wave) => {
+    const c = waveCounts(wave);
+    return `wave ${wave.index} (${wave.label}) ${wave.state}: ${c.finished} of ${c.size} finished`
+      + `${c.failed ? `, ${c.failed} failed` : ""}${c.missing ? `, ${c.missing} missing` : ""}`;
+  });
+  const el = h("div", { class: "chart wave-chart", role: "img", "aria-label": `${label}: ${parts.join("; ") || "no waves"}` });
+  for (const wave of waves) {
+    const c = waveCounts(wave);
+    const bw = 400; const bh = 14;
+    const bar = h("svg", { viewBox: `0 0 ${bw} ${bh}`, preserveAspectRatio: "none", class: "wave-bar", "aria-hidden": "true" },
+      h("rect", { x: 0, y: 0, width: bw, height: bh, rx: 3, fill: COLORS.track },
+        h("title", {}, `wave ${wave.index}: ${c.size} pcs, ${wave.state}`)));
+    let x = 0;
+    const denom = Math.max(1, c.size);
+    for (const k of WAVE_KEYS) {
+      const v = c[k.key];
+      if (!v) continue;
+      const sw = (v / denom) * bw;
+      bar.append(h("rect", { x, y: 0, width: sw, height: bh, fill: COLORS[k.key], "data-key": k.key },
+        h("title", {}, `wave ${wave.index} ${k.label}: ${v}`)));
+      x += sw;
+    }
+    el.append(h("div", {
+      class: `wave-row${current !== null && wave.index === current ? " wave-current" : ""}`,
+      dataset: { wave: wave.index, state: wave.state },
+    },
+    h("span", { class: "wave-label", title: wave.label }, h("span", { class: "muted" }, `#${wave.index} `), wave.label),
+    bar,
+    h("span", { class: "wave-num" }, wave.state === "waiting" || wave.state === "cancelled" ? wave.state : `${c.finished}/${c.size}`)));
+  }
+  return el;
+}
+
+/** A compact strip for lists: one block per wave, width by its size, colour by its state. */
+export function waveStrip(waves, { label }) {
+  const w = 120; const hgt = 10; const gap = 2;
+  const total = Math.max(1, waves.reduce((a, x) => a + Math.max(1, x.size || 0), 0));
+  const usable = w - gap * Math.max(0, waves.length - 1);
+  const svg = h("svg", {
+    viewBox: `0 0 ${w} ${hgt}`, preserveAspectRatio: "none", role: "img", class: "chart wave-strip",
+    "aria-label": `${label}: ${waves.map((x) => `wave ${x.index} ${x.state}`).join(", ")}`,
+  });
+  let x = 0;
+  for (const wave of waves) {
+    const ww = (Math.max(1, wave.size || 0) / total) * usable;
+    svg.append(h("rect", { x, y: 0, width: ww, height: hgt, rx: 2, fill: COLORS[waveKind(wave)] },
+      h("title", {}, `wave ${wave.index} (${wave.label}): ${wave.state}`)));
+    x += ww + gap;
+  }
+  return svg;
+}
+
+/** The colour key of a wave as a whole. */
+export function waveKind(wave) {
+  if (wave.state === "settled") return wave.verdict === "exceeded" ? "failed" : "ok";
+  if (wave.state === "dispatched" || wave.state === "dispatching") return "running";
+  if (wave.state === "cancelled") return "pending";
+  return "track";
 }
 
 function niceMax(v) {

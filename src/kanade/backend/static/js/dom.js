@@ -170,3 +170,30 @@ export function debounce(fn, ms) {
   let t = null;
   return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
 }
+
+/** The wall-clock part of an ISO time that carries its own offset ("2026-11-23T02:30:00+01:00"
+ *  → "2026-11-23 02:30"): the time as read in that zone, not in the browser's. */
+export function wallClock(iso) {
+  if (!iso) return "—";
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2})?/.exec(iso);
+  if (!m) return iso;
+  return `${m[1]} ${m[2]}${m[3] && m[3] !== ":00" ? m[3] : ""}`;
+}
+
+/** "2026-11-23 01:30 UTC" */
+export function utcClock(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return `${wallClock(d.toISOString())} UTC`;
+}
+
+/** A fire time in the schedule's zone, with UTC and "in 3 h" next to it. */
+export function zonedTime(local, utc, tz, { relative = true } = {}) {
+  if (!utc && !local) return h("span", { class: "muted" }, "—");
+  return h("span", { class: "zoned" },
+    h("time", { datetime: utc || local, title: `${fullTime(utc || local)} (your browser's time)` },
+      wallClock(local || utc), tz ? h("span", { class: "muted small" }, ` ${tz}`) : null),
+    h("span", { class: "muted small zoned-utc" }, utcClock(utc || local),
+      relative && utc ? ` · ${ago(utc)}` : ""));
+}

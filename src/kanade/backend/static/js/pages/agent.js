@@ -39,7 +39,12 @@ export default {
 
     async function loadAgent() {
       let a;
-      try { a = await ctx.api.get(`/api/agents/${enc}`); } catch (err) {
+      let drift = null;
+      try {
+        a = await ctx.api.get(`/api/agents/${enc}`);
+        // Only for an agent that exists: its drift is a 404 otherwise.
+        if (ctx.has("GET /api/agents/{pc_id}/drift")) drift = await ctx.api.get(`/api/agents/${enc}/drift`).catch(() => null);
+      } catch (err) {
         mountInto(hb, err instanceof ApiError && err.status === 404 && !err.routeMissing
           ? notice("warn", `Agent ${pcId} has never sent a heartbeat.`) : ctx.errorView(err));
         return;
@@ -58,6 +63,11 @@ export default {
         ...(a.schedule_set_expected !== undefined || a.expected_schedule_set_version !== undefined ? [[
           "Schedule set expected", h("span", { class: "mono" }, shortId(a.schedule_set_expected ?? a.expected_schedule_set_version) || "—")]] : []),
         ...(a.drift !== undefined ? [["Drift", a.drift ? pill("failed", "drift") : pill("ok", "in sync")]] : []),
+        ...(drift ? [
+          ["Schedule set expected", h("span", { class: "mono", title: drift.expected_version }, shortId(drift.expected_version))],
+          ["Drift", h("span", { id: "agent-drift" }, drift.drift ? pill("failed", "drift") : pill("ok", "in sync"),
+            (drift.expected_schedules || []).length ? [" ", drift.expected_schedules.map((id) => h("a", { class: "tag", href: `#/schedules/${encodeURIComponent(id)}` }, id))] : null)],
+        ] : []),
         ["Last command", a.last_command_at ? time(a.last_command_at) : "—"],
         ["First seen", fullTime(a.first_seen)],
       ]));

@@ -1,5 +1,6 @@
 // Execution detail: live per-pc progress (SSE), a chart of ok/failed/skipped/running/pending.
 import { facts, fullTime, h, mountInto, notice, pill, resultKind, section, time } from "../dom.js";
+import { showError } from "../forms.js";
 import { donut, legend, progressBar } from "../charts.js";
 import { touchesExec } from "../live.js";
 import { resultsTable } from "./agent.js";
@@ -22,13 +23,17 @@ export default {
     const filter = h("select", { id: "pc-filter" }, h("option", { value: "" }, "all"),
       KINDS.map((k) => h("option", { value: k.key }, k.label)));
     const statusEl = h("span", { id: "exec-status", "aria-label": "Execution status" });
+    const approvalSlot = h("div", { class: "slot", id: "approval" });
     mountInto(root,
       h("p", { class: "crumbs" }, h("a", { href: "#/executions" }, "Executions"), " / ", execId),
       h("div", { class: "title-row" }, h("h1", {}, "Execution ", statusEl), actions),
+      approvalSlot,
       h("div", { class: "grid grid-2" }, section("Summary", head), section("Progress", chart)),
       section("Per PC", h("div", { class: "filters" },
         h("div", { class: "field" }, h("label", { for: "pc-filter" }, "Show"), filter)), list));
     let last = null;
+    let rollout = null; // {rollout_id, wave_count, status} when this exec is sent in waves
+    let rolloutAsked = false;
     filter.addEventListener("change", () => last && drawList(last));
 
     function drawList(ex) {
@@ -56,6 +61,7 @@ export default {
     async function load() {
       const ex = await ctx.api.get(`/api/executions/${enc}`);
       last = ex;
+      if (!rolloutAsked || rollout) { rolloutAsked = true; await findRollout(ex); }
       const counts = Object.fromEntries(KINDS.map((k) => [k.key, 0]));
       for (const r of ex.results) counts[resultKind(r)] += 1;
       const segs = KINDS.map((k) => ({ ...k, value: counts[k.key] }));
@@ -69,7 +75,9 @@ export default {
         ["Target", targetText(ex.target)],
         ["Expected PCs", String(ex.expected_count)],
         ["Initiated by", ex.initiated_by],
-        ["Schedule", ex.schedule_id || "—"],
+        ["Schedule", ex.schedule_id ? h("a", { href: `#/schedules/${encodeURIComponent(ex.schedule_id)}` }, ex.schedule_id) : "—"],
+        ...(rollout ? [["Rollout", h("span", {}, h("a", { href: `#/rollouts/${encodeURIComponent(rollout.rollout_id)}`, id: "rollout-link" }, `${rollout.wave_count} waves`),
+          " ", pill(rollout.status))]] : []),
         ["Created", h("span", {}, time(ex.created_at), h("span", { class: "muted small" }, ` (${fullTime(ex.created_at)})`))],
         ["Updated", time(ex.updated_at)],
       ]));
@@ -82,8 +90,64 @@ export default {
         h("p", { class: "small muted", id: "exec-counts" },
           `${done} of ${ex.expected_count} finished · ${counts.failed} failed · ${counts.skipped} skipped · ${counts.running} running · ${counts.pending} pending`));
       drawActions(ex);
+      await drawApproval(ex);
       drawList(ex);
       root.dataset.ready = "true";
+    }
+
+    /** Is this exec a rollout? (Asked once, through the list: a 404 would be noise.) */
+    async function findRollout(ex) {
+      if (ex.kind !== "job" || !ctx.has("GET /api/rollouts")) return;
+      try {
+        const page = await ctx.api.get(`/api/rollouts?job_id=${encodeURIComponent(ex.job_id)}&limit=50`);
+        const r = page.items.find((x) => x.rollout_id === execId);
+        rollout = r ? { rollout_id: r.rollout_id, wave_count: r.wave_count, status: r.status } : null;
+      } catch { rollout = null; }
+    }
+
+    /** Awaiting approval: who asked, until when, and Approve / Reject for operators. */
+    async function drawApproval(ex) {
+      if (!["awaiting_approval", "rejected"].includes(ex.status) || !ctx.has("GET /api/approvals/{exec_id}")) {
+        approvalSlot.replaceChildren();
+        return;
+      }
+      let a;
+      try { a = await ctx.api.get(`/api/approvals/${enc}`); } catch (err) { mountInto(approvalSlot, ctx.errorView(err)); return; }
+      if (a.state !== "pending") {
+        mountInto(approvalSlot, notice("info", `${a.state === "rejected" ? "Rejected" : "Approved"} by ${a.decided_by || "?"}`
+          + `${a.decided_at ? ` (${fullTime(a.decided_at)})` : ""}${a.reason ? `: ${a.reason}` : ""}. Requested by ${a.requested_by}.`));
+        return;
+      }
+      const expired = new Date(a.expires_at) <= Date.now();
+      const out = h("div", { class: "form-out", "aria-live": "polite" });
+      const parts = [h("p", {}, h("strong", {}, "Waiting for approval. "),
+        `Requested by ${a.requested_by} `, time(a.requested_at), expired ? " — this request has expired." : [" · expires ", time(a.expires_at)],
+        a.rollout ? " · a rollout: its first wave goes out once approved." : "")];
+      const own = ctx.session.authEnabled && ctx.session.user && ctx.session.user === a.requested_by;
+      if (ctx.can("operate") && !expired && ctx.has("POST /api/executions/{exec_id}/approve")) {
+        const approve = h("button", {
+          type: "button", class: "btn btn-primary", disabled: own || null,
+          title: own ? "You requested it: a different operator must approve" : null,
+          onclick: async () => {
+            approve.disabled = true;
+            try { await ctx.api.post(`/api/executions/${enc}/approve`); refresh(); } catch (err) { showError(out, err); approve.disabled = false; }
+          },
+        }, "Approve");
+        const reason = h("input", { id: "reject-reason", type: "text", maxlength: 1000, placeholder: "why not (optional)" });
+        const reject = h("button", { type: "submit", class: "btn btn-danger" }, "Reject");
+        parts.push(h("div", { class: "actions approval-actions" }, approve,
+          h("form", {
+            class: "actions", "aria-label": "Reject execution",
+            onsubmit: async (e) => {
+              e.preventDefault();
+              reject.disabled = true;
+              const body = reason.value.trim() ? { reason: reason.value.trim() } : {};
+              try { await ctx.api.post(`/api/executions/${enc}/reject`, body); refresh(); } catch (err) { showError(out, err); reject.disabled = false; }
+            },
+          }, h("label", { for: "reject-reason", class: "sr-only" }, "Reason"), reason, reject)));
+        if (own) parts.push(h("p", { class: "muted small" }, "You requested this execution: a different operator must approve it (you may still reject it)."));
+      }
+      mountInto(approvalSlot, h("div", { class: "notice notice-warn approval-box", role: "region", "aria-label": "Approval" }, parts, out));
     }
 
     const refresh = ctx.refresher(() => load().catch((e) => mountInto(list, ctx.errorView(e))), 250);

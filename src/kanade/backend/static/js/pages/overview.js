@@ -1,7 +1,9 @@
 // Overview: fleet health, results of the last 24 h, recent executions,
 // failing checks and upcoming fires (when the backend has those routes).
-import { ago, fullTime, h, mountInto, notice, pill, section, shortId, table, time } from "../dom.js";
+import { ago, h, mountInto, notice, pill, section, shortId, table, time, zonedTime } from "../dom.js";
 import { donut, legend, progressBar, stackedBars } from "../charts.js";
+import { freezePanel } from "../freeze.js";
+import { whenText } from "./schedules.js";
 
 export default {
   title: "Overview",
@@ -11,10 +13,11 @@ export default {
     const recent = h("div", { class: "slot" });
     const checks = h("div", { class: "slot" });
     const fires = h("div", { class: "slot" });
-    const banner = h("div", { class: "slot", id: "freeze-banner" });
+    const freeze = freezePanel(ctx);
+    const waiting = h("div", { class: "slot", id: "approvals-banner" });
     mountInto(root,
       h("h1", {}, "Overview"),
-      banner,
+      freeze.el, waiting,
       h("div", { class: "grid grid-2" },
         section("Fleet health", health),
         section("Results, last 24 hours", chart)),
@@ -95,49 +98,63 @@ export default {
       }
       try {
         const data = await ctx.api.get("/api/schedules");
-        const items = (data.items || data)
-          .filter((s) => s.next_fire || s.next_fire_at || s.status?.next_fire)
-          .map((s) => ({ ...s, next: s.next_fire || s.next_fire_at || s.status?.next_fire }))
-          .sort((x, y) => new Date(x.next) - new Date(y.next));
+        const all = data.items || [];
+        const items = all.filter((s) => s.enabled && s.status?.next_fire)
+          .sort((x, y) => new Date(x.status.next_fire) - new Date(y.status.next_fire));
+        const frozen = all.some((s) => s.status?.frozen);
         mountInto(fires, table({
           label: "Upcoming fires",
-          columns: [{ label: "Schedule" }, { label: "Job" }, { label: "Next fire" }],
-          rows: items.slice(0, 10),
-          empty: "No schedule is due to fire.",
-          row: (s) => h("tr", {},
-            h("td", {}, s.id), h("td", {}, h("a", { href: `#/jobs/${encodeURIComponent(s.job_id)}` }, s.job_id)),
-            h("td", {}, time(s.next))),
-        }));
+          columns: [{ label: "Schedule" }, { label: "Job", cls: "hide-sm" }, { label: "Next fire" }],
+          rows: items.slice(0, 8),
+          empty: all.length ? (frozen ? "The fleet is frozen: no schedule fires until the freeze ends." : "No enabled schedule is due to fire.")
+            : "No schedules yet.",
+          row: (s) => h("tr", { dataset: { scheduleId: s.id } },
+            h("td", {}, h("a", { href: `#/schedules/${encodeURIComponent(s.id)}` }, s.id),
+              h("div", { class: "muted small" }, whenText(s.when))),
+            h("td", { class: "hide-sm" }, h("a", { href: `#/jobs/${encodeURIComponent(s.job_id)}` }, s.job_id)),
+            h("td", {}, zonedTime(s.status.next_fire_local, s.status.next_fire, s.status.tz))),
+        }), h("p", {}, h("a", { href: "#/schedules" }, `All ${all.length} schedules →`)));
+        nextFire = items.length ? new Date(items[0].status.next_fire).getTime() : null;
+        armFires();
       } catch (err) { mountInto(fires, ctx.errorView(err)); }
     }
 
-    async function loadFreeze() {
-      if (!ctx.has("GET /api/freeze")) return;
+    // A fire (or a skip) changes "next fire": refetch just after the earliest one.
+    let nextFire = null; let firesTimer = null;
+    function armFires() {
+      clearTimeout(firesTimer);
+      if (nextFire) firesTimer = setTimeout(() => refreshFires(), Math.min(Math.max(1500, nextFire - Date.now() + 1500), 30 * 60_000));
+    }
+
+    async function loadApprovals() {
+      if (!ctx.has("GET /api/approvals")) return;
       try {
-        const f = await ctx.api.get("/api/freeze");
-        const fr = f.freeze;
-        const who = fr ? [fr.by && `by ${fr.by}`, fr.until && `until ${fullTime(fr.until)}`, fr.reason && `— ${fr.reason}`].filter(Boolean).join(" ") : "";
-        mountInto(banner,
-          f.frozen ? notice("warn", `Fleet frozen: scheduled fires are held ${who}`.trim())
-            : fr?.from && new Date(fr.from) > Date.now()
-              ? notice("info", `A fleet freeze is scheduled from ${fullTime(fr.from)} ${who}`.trim()) : null);
-      } catch (err) { mountInto(banner, ctx.errorView(err)); }
+        const page = await ctx.api.get("/api/approvals?state=pending&limit=1");
+        mountInto(waiting, page.total ? h("p", { class: "notice notice-warn", role: "status" },
+          h("strong", {}, `${page.total} execution${page.total === 1 ? "" : "s"} waiting for approval. `),
+          h("a", { href: "#/approvals" }, "Review →")) : null);
+      } catch (err) { mountInto(waiting, ctx.errorView(err)); }
     }
 
     const guard = (slot, fn) => () => fn().catch((err) => mountInto(slot, ctx.errorView(err)));
     const refreshSummary = ctx.refresher(guard(health, loadSummary), 1000);
     const refreshRecent = ctx.refresher(guard(recent, loadRecent), 500);
     const refreshChecks = ctx.refresher(loadChecks, 2000);
+    const refreshFires = ctx.refresher(loadFires, 2000);
+    const refreshApprovals = ctx.refresher(loadApprovals, 1000);
     await Promise.all([loadSummary().catch((e) => mountInto(health, ctx.errorView(e))),
-      loadRecent().catch((e) => mountInto(recent, ctx.errorView(e))), loadChecks(), loadFires(), loadFreeze()]);
+      loadRecent().catch((e) => mountInto(recent, ctx.errorView(e))), loadChecks(), loadFires(), freeze.load(), loadApprovals()]);
     root.dataset.ready = "true";
     return {
       onEvent(ev) {
         if (["results", "execs", "agents", "resync"].includes(ev.topic)) refreshSummary();
         if (["results", "execs", "resync"].includes(ev.topic)) refreshRecent();
         if (["checks", "results", "resync"].includes(ev.topic)) refreshChecks();
+        if (["execs", "schedules", "resync"].includes(ev.topic)) { refreshFires(); refreshApprovals(); }
+        if (ev.topic === "resync") freeze.load();
       },
-      refresh() { refreshSummary(); refreshRecent(); refreshChecks(); loadFires(); loadFreeze(); },
+      refresh() { refreshSummary(); refreshRecent(); refreshChecks(); refreshFires(); refreshApprovals(); freeze.load(); },
+      dispose() { clearTimeout(firesTimer); },
     };
   },
 };

@@ -1,0 +1,62 @@
+"""A complete, consistent read of KV keys — used by the backend and the agent alike."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+
+_DELETES = ("DEL", "PURGE")
+
+_DIRECT_GETS = 32
+"""Up to this many keys a snapshot reads each key directly (no consumer is created)."""
+
+
+async def kv_snapshot(
+    js: JetStreamContext, bucket: str, key_filter: str = ">"
+) -> dict[str, tuple[bytes, int]]:
+    """Every live key of ``bucket`` matching ``key_filter`` → ``(value, revision)``.
+
+    The stream's own subject list (``STREAM.INFO`` with a subject filter) is the authority
+    on which keys exist. A KV watcher alone is not enough: nats-py may hand out its "initial
+    values done" marker before values the server already delivered have been processed
+    (it decides from ``num_pending == 0 and delivered == 0``), so a snapshot could come back
+    short. Small sets are read key by key; large ones through one short-lived watcher, then
+    any key it missed is read directly.
+    """
+    kv = await js.key_value(bucket)
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + key_filter)
+    keys = sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
+    out: dict[str, tuple[bytes, int]] = {}
+    seen: set[str] = set()
+    if len(keys) > _DIRECT_GETS:
+        watcher = await kv.watch(key_filter, inactive_threshold=2.0)
+        try:
+            while True:
+                entry = await watcher.updates(timeout=10.0)  # type: ignore[no-untyped-call]
+                if entry is None:  # "initial values done" (possibly early, see above)
+                    break
+                seen.add(entry.key)
+                if entry.operation in _DELETES or entry.value is None:
+                    out.pop(entry.key, None)
+                else:
+                    out[entry.key] = (entry.value, int(entry.revision or 0))
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def direct(key: str) -> None:
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:  # deleted (its delete marker is the last message)
+            return
+        if entry.value is not None:
+            out[key] = (entry.value, int(entry.revision or 0))
+
+    missing = [k for k in keys if k not in seen]
+    for i in range(0, len(missing), _DIRECT_GETS):
+        await asyncio.gather(*(direct(k) for k in missing[i : i + _DIRECT_GETS]))
+    return out
+
+
