@@ -50,7 +50,7 @@ _SECOND: Final = timedelta(seconds=1)
 def _walk(expr: str, start: datetime, *, reverse: bool) -> CronSim | None:
     try:
         return CronSim(expr, start, reverse=reverse)
-    except CronSimError:
+    except (CronSimError, OverflowError, ValueError):
         return None
 
 
@@ -64,6 +64,8 @@ def cron_next(expr: str, after: datetime, tz: tzinfo) -> datetime | None:
         try:
             wall = next(sim)
         except StopIteration:  # cronsim gives up after 50 years without a match
+            return None
+        except (OverflowError, ValueError):  # walked past year 9999: there is no next
             return None
         instant = resolve_wall(wall, tz)
         if instant > after:
@@ -84,7 +86,7 @@ def cron_prev(expr: str, at_or_before: datetime, tz: tzinfo) -> datetime | None:
     for _ in range(MAX_STEPS):
         try:
             wall = next(sim)
-        except StopIteration:
+        except (StopIteration, OverflowError, ValueError):  # no earlier occurrence
             return None
         instant = resolve_wall(wall, tz)
         if instant <= before:

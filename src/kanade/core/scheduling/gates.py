@@ -268,4 +268,10 @@ def next_gated_fires(
             break
         if gate_reason(plan, cursor, now=cursor, local_tz=local_tz, freeze=freeze) is None:
             out.append(cursor)
+        elif freeze is not None and freeze.covers(cursor):
+            # Frozen: nothing fires until the freeze ends, so jump there instead of
+            # scanning every occurrence inside it (an open freeze never ends).
+            if freeze.until is None:
+                break
+            cursor = max(cursor, freeze.until - _TINY)
     return out
