@@ -77,3 +77,23 @@ def test_event_stream_announces_a_new_execution(up: UpStack) -> None:
     assert topics[0] == "hello"
     assert "results" in topics, seen
     assert any(e["topic"] == "execs" and exec_id in (e.get("exec_ids") or []) for e in seen), seen
+
+
+def test_api_changes_announce_their_topics(up: UpStack) -> None:
+    """A freeze set through the API reaches open dashboards as a live event, without any
+    route announcing itself: the middleware maps every successful change to its topics."""
+    topics: list[str] = []
+    deadline = time.monotonic() + 20
+    with httpx.stream("GET", f"{up.url}/api/events", timeout=httpx.Timeout(20)) as resp:
+        for line in resp.iter_lines():
+            if time.monotonic() > deadline or not line.startswith("data:"):
+                continue
+            ev = json.loads(line[5:])
+            topics.append(ev["topic"])
+            if ev["topic"] == "hello":
+                r = httpx.put(f"{up.url}/api/freeze", json={"reason": "sse test"}, timeout=10)
+                assert r.status_code == 200, r.text
+            elif {"freeze", "schedules", "audit"} <= set(topics):
+                break
+    httpx.delete(f"{up.url}/api/freeze", timeout=10)
+    assert "freeze" in topics and "schedules" in topics and "audit" in topics, topics

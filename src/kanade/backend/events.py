@@ -131,3 +131,29 @@ class EventHub:
 
 hub = EventHub()
 """The process-wide hub: writers import it and publish; ``GET /api/events`` subscribes."""
+
+
+# A successful mutating API call changes what these dashboard topics show. One table,
+# applied centrally after every such call, so no route has to remember to announce
+# itself (projector, heartbeats and the rollout runner publish their own topics).
+_TOPICS_BY_PREFIX: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("/api/schedules", ("schedules",)),
+    ("/api/freeze", ("schedules", "freeze")),
+    ("/api/jobs", ("jobs", "revocations")),
+    ("/api/config", ("agents",)),
+    ("/api/groups", ("agents",)),
+    ("/api/executions", ("execs",)),
+    ("/api/exec", ("execs",)),
+    ("/api/run", ("execs",)),
+    ("/api/rollouts", ("rollouts", "execs")),
+    ("/api/approvals", ("execs",)),
+)
+
+
+def topics_for(path: str) -> tuple[str, ...]:
+    """Dashboard topics a successful mutating request on ``path`` invalidates."""
+    for prefix, topics in _TOPICS_BY_PREFIX:
+        if path == prefix or path.startswith(prefix + "/"):
+            return (*topics, "audit")
+    return ("audit",)
+

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kanade.backend.auditing import generic_details, publish_audit
 from kanade.backend.auth.authenticator import PUBLIC, Principal, Unauthenticated, bearer
 from kanade.backend.auth.policy import MUTATING_METHODS, allows, required_role
+from kanade.backend.events import hub, topics_for
 from kanade.backend.request_context import begin_request, end_request
 
 log = structlog.get_logger(__name__)
@@ -106,8 +107,11 @@ class AuthMiddleware:
         finally:
             mark = ctx[0]
             end_request(ctx)
-        if method in MUTATING_METHODS and status and status[0] < 400 and not mark.audited:
-            await self._generic_audit(services, scope, method, path, principal, status[0])
+        if method in MUTATING_METHODS and status and status[0] < 400:
+            if not mark.audited:
+                await self._generic_audit(services, scope, method, path, principal, status[0])
+            for topic in topics_for(path):
+                hub.publish(topic)
 
     @staticmethod
     async def _optional(auth: Any, token: str | None) -> Principal:
