@@ -21,11 +21,11 @@ import structlog
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from kanade.backend.freeze import get_freeze
 from kanade.bus.connection import Bus
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
-from kanade.core.freeze import FREEZE_KEY
-from kanade.core.scheduling import DispatchMark, Freeze, freeze_from_json
+from kanade.core.scheduling import DispatchMark, Freeze
 
 log = structlog.get_logger(__name__)
 
@@ -120,17 +120,7 @@ async def load_marks(
 
 
 async def read_freeze(bus: Bus) -> Freeze | None:
-    """The fleet freeze (KV ``kanade_freeze`` / ``fleet``) as the core's :class:`Freeze`."""
-    kv = await bus.kv(subjects.KV_FREEZE)
-    try:
-        entry = await kv.get(FREEZE_KEY)
-    except KeyNotFoundError:
-        return None
-    if not entry.value:
-        return None
-    try:
-        return freeze_from_json(json.loads(entry.value))
-    except ValueError as exc:
-        # A damaged record must not read as "not frozen": freezing is the safe side.
-        log.error("unreadable freeze record; treating the fleet as frozen", error=str(exc))
-        return Freeze()
+    """The fleet freeze as the scheduling core's :class:`Freeze` (one reader of the KV
+    record, :func:`kanade.backend.freeze.get_freeze`; unreadable reads as frozen)."""
+    record = await get_freeze(bus)
+    return None if record is None else Freeze(record.from_, record.until)
