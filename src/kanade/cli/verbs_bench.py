@@ -77,5 +77,29 @@ def throughput(
     mod.run(agents, jobs)
 
 
+@bench_app.command("scheduler")
+def scheduler(
+    schedules: Annotated[int, typer.Option("--schedules")] = 1000,
+    runs: Annotated[int, typer.Option("--runs", help="consecutive minutes to measure")] = 1,
+) -> None:
+    """Fire lateness p50/p99: N calendar schedules due in the same minute (real backend)."""
+    from kanade.bench import scheduler_lateness
+
+    scheduler_lateness.main(["--schedules", str(schedules), "--runs", str(runs)])
+
+
+@bench_app.command("tick")
+def tick(
+    agents: Annotated[int, typer.Option("--agents")] = 10_000,
+    schedules: Annotated[int, typer.Option("--schedules")] = 100,
+    runs: Annotated[int, typer.Option("--runs")] = 7,
+) -> None:
+    """Decision time of one reconcile tick: N agents x M per_pc schedules (core path)."""
+    from kanade.bench import scheduler_tick
+
+    scheduler_tick.main(["--agents", str(agents), "--schedules", str(schedules),
+                         "--runs", str(runs)])
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")

@@ -10,7 +10,7 @@ would see. With ``--runs k`` the measurement repeats on k consecutive minutes.
 Prints one JSON line like ``kanade bench`` (p50 as the median of the runs' p50s, plus
 p50/p99/max over all fires)::
 
-    python benchmarks/scheduler_lateness.py [--schedules 1000] [--runs 1]
+    kanade bench scheduler [--schedules 1000] [--runs 1]
 """
 
 from __future__ import annotations
@@ -129,11 +129,11 @@ async def measure(nats_url: str, url: str, n: int, runs: int) -> dict[str, objec
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--schedules", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="kanade-bench-sched-"))
     print(f"# logs in {base}", file=sys.stderr)
     broker = EmbeddedBroker(base / "nats")

@@ -6,7 +6,7 @@ The fleet is realistic: ~95 % of the agents alive, each schedule has succeeded o
 different ~60 % of them (some long enough ago to re-arm), and ~2 % hold a live dispatch
 mark. Prints one JSON line (median of several runs, seconds) like ``kanade bench``.
 
-    python benchmarks/scheduler_tick.py [--agents 10000] [--schedules 100] [--runs 7]
+    kanade bench tick [--agents 10000] [--schedules 100] [--runs 7]
 """
 
 from __future__ import annotations
@@ -78,12 +78,12 @@ def one_tick(pcs, alive, plans) -> tuple[float, int]:  # type: ignore[no-untyped
     return time.perf_counter() - t0, fired
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--agents", type=int, default=10_000)
     ap.add_argument("--schedules", type=int, default=100)
     ap.add_argument("--runs", type=int, default=7)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     pcs, alive, plans = build(args.agents, args.schedules)
     one_tick(pcs, alive, plans)  # warm-up
     samples = []
