@@ -40,5 +40,6 @@ def test_layering(package: str) -> None:
     for path in sorted((SRC / package).rglob("*.py")):
         bad = _kanade_imports(path) & FORBIDDEN[package]
         if bad:
-            offenders.append(f"{path.relative_to(SRC)} imports kanade.{', kanade.'.join(sorted(bad))}")
+            names = ", ".join(f"kanade.{b}" for b in sorted(bad))
+            offenders.append(f"{path.relative_to(SRC)} imports {names}")
     assert not offenders, "\n".join(offenders)
