@@ -38,18 +38,24 @@ test: venv browser-deps
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## test-all: everything, including the slow scale and fault suites.
-test-all: venv
+test-all: venv browser-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src/kanade/core
 
-## bench: benchmarks; each prints JSON lines (SPEC §10).
+## bench: the standard benchmark set; each prints JSON lines (SPEC §10). The full set with
+## 10 000 simulated agents and 50 real ones is in docs/performance.md.
 bench: venv
 	$(BIN)/kanade bench run-latency --agents 3
-	$(BIN)/kanade bench fanout --agents 1000 --runs 3
+	$(BIN)/kanade bench fanout --agents 100 --runs 5
+	$(BIN)/kanade bench fanout --agents 1000 --runs 5
 	$(BIN)/kanade bench ingest --results 20000 --runs 3
+	$(BIN)/kanade bench tick --agents 10000 --schedules 100
+	$(BIN)/kanade bench scheduler --schedules 250
+	$(BIN)/kanade bench throughput --agents 25 --jobs 50
+	$(BIN)/kanade bench footprint --seconds 30 --swarm 1000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .kanade
