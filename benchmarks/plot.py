@@ -73,8 +73,10 @@ def main() -> None:
         if not line.strip().startswith("{"):
             continue
         rec = json.loads(line)
-        agents = rec.get("params", {}).get("agents")
-        if agents and "median" in rec:
+        params = rec.get("params", {})
+        agents = params.get("agents")
+        if agents and "median" in rec and params.get("exec", "stub") == "stub":
+            # Real-script fan-outs are a different series; the charts show the swarm's.
             points[rec["name"]].append((float(agents), float(rec["median"])))
     for filename, (title, names) in CHARTS.items():
         series = {n: points[n] for n in names if points.get(n)}
