@@ -265,34 +265,61 @@ def job_show(job_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
 
 
 # --- fleet views --------------------------------------------------------------------------
-@app.command()
+agents_app = typer.Typer(no_args_is_help=False, help="Agents: list (default) and show.")
+app.add_typer(agents_app, name="agents")
+
+
+def _agent_rows(
+    api: ApiClient, status: str | None, group: str | None, os_family: str | None,
+    version: str | None,
+) -> list[dict[str, Any]]:
+    page = api.get("/api/agents", status=status, group=group, os_family=os_family,
+                   version=version, limit=100_000)
+    try:  # schedule-set drift (desired vs applied); an older backend lacks it
+        drift = {d["pc_id"]: d for d in api.get("/api/agents/drift").get("items", [])}
+    except CliError:
+        drift = {}
+    items: list[dict[str, Any]] = page.get("items", []) if isinstance(page, dict) else page
+    for a in items:
+        d = drift.get(a["pc_id"])
+        if d is not None:
+            a["drift"] = d["drift"]
+            a["expected_schedule_set_version"] = d["expected_version"]
+    return items
+
+
+@agents_app.callback(invoke_without_command=True)
 def agents(
+    ctx: typer.Context,
     status: Annotated[str | None, typer.Option("--status", help="alive, stale or offline.")] = None,
+    group: Annotated[str | None, typer.Option("--group", "-g", help="Members of a group.")] = None,
+    os_family: Annotated[str | None, typer.Option("--os", help="linux, windows, darwin.")] = None,
+    version: Annotated[str | None, typer.Option("--version", help="Agent version.")] = None,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
-    """List agents with their status (alive = heartbeat within 2 min)."""
+    """List agents with their status (alive = heartbeat within 2 min) and schedule drift.
 
+    Example: kanade agents --status offline --group web
+    """
+    if ctx.invoked_subcommand is None:
+        _print_agents(status, group, os_family, version, json_, url)
+
+
+def _print_agents(
+    status: str | None, group: str | None, os_family: str | None, version: str | None,
+    json_: bool, url: str | None,
+) -> None:
     def go() -> None:
         with ApiClient(url) as api:
-            page = api.get("/api/agents", status=status, limit=1000)
-            try:  # schedule-set drift (desired vs applied); an older backend lacks it
-                drift = {d["pc_id"]: d for d in api.get("/api/agents/drift").get("items", [])}
-            except CliError:
-                drift = {}
-        items = page.get("items", []) if isinstance(page, dict) else page
-        for a in items:
-            d = drift.get(a["pc_id"])
-            if d is not None:
-                a["drift"] = d["drift"]
-                a["expected_schedule_set_version"] = d["expected_version"]
+            items = _agent_rows(api, status, group, os_family, version)
         if json_:
             for a in items:
                 output.json_line(a)
             return
         output.table(
             "agents",
-            ["pc_id", "status", "version", "os", "groups", "schedules", "last seen"],
+            ["pc_id", "status", "version", "os", "groups", "queue", "schedules", "last seen"],
             [
                 (
                     a["pc_id"],
@@ -300,12 +327,67 @@ def agents(
                     a.get("agent_version"),
                     f"{a.get('os_family', '')} {a.get('os_version', '')}".strip(),
                     ",".join(a.get("groups") or []),
+                    a.get("queue_length", 0),
                     "?" if "drift" not in a else ("DRIFT" if a["drift"] else "in sync"),
                     a.get("last_seen"),
                 )
                 for a in items
             ],
         )
+
+    guard(go)
+
+
+@agents_app.command("list")
+def agents_list(
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    group: Annotated[str | None, typer.Option("--group", "-g")] = None,
+    os_family: Annotated[str | None, typer.Option("--os")] = None,
+    version: Annotated[str | None, typer.Option("--version")] = None,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """The same as `kanade agents`."""
+    _print_agents(status, group, os_family, version, json_, url)
+
+
+@agents_app.command("show")
+def agents_show(pc_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """One agent: last heartbeat, groups, effective config, drift and recent results.
+
+    Example: kanade agents show local-1
+    """
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            agent = api.get(f"/api/agents/{pc_id}")
+            extra: dict[str, Any] = {}
+            for key, path in (("config", f"/api/agents/{pc_id}/config"),
+                              ("drift", f"/api/agents/{pc_id}/drift")):
+                try:
+                    extra[key] = api.get(path)
+                except CliError:
+                    extra[key] = None  # an older backend, or auth that hides it
+            recent = api.get("/api/results", pc_id=pc_id, limit=10)
+        detail = {**agent, **extra, "recent_results": recent.get("items", [])}
+        if json_:
+            output.json_line(detail)
+            return
+        fields = ["status", "agent_version", "hostname", "os_family", "os_version",
+                  "boot_time", "cpu_percent", "rss_bytes", "groups", "queue_length", "running",
+                  "schedule_set_version", "last_command_at", "last_seen", "first_seen"]
+        output.table(f"agent {pc_id}", ["field", "value"],
+                     [(f, agent.get(f)) for f in fields if f in agent])
+        config = extra.get("config") or {}
+        if config.get("values"):
+            sources = config.get("sources", {})
+            output.table("effective config", ["setting", "value", "from"],
+                         [(k, v, sources.get(k)) for k, v in sorted(config["values"].items())])
+        output.table("recent results", ["finished", "job", "exit", "state"], [
+            (r.get("finished_at"), r.get("job_id"), r.get("exit_code"),
+             "skipped" if r.get("skipped") else r.get("state"))
+            for r in detail["recent_results"]
+        ])
 
     guard(go)
 
@@ -471,6 +553,10 @@ verbs_schedule.register(app)
 from kanade.cli import verbs_bench  # noqa: E402 - registers `kanade bench`
 
 verbs_bench.register(app)
+
+from kanade.cli import verbs_jetstream  # noqa: E402 - registers `kanade jetstream`
+
+verbs_jetstream.register(app)
 
 verbs_rollout.register(app)  # rollout, approve, reject, approvals, job approve-unattended
 
