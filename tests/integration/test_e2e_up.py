@@ -43,7 +43,7 @@ class UpStack:
         )
 
 
-def start_up(data_dir: Path, log: Path, agents: int = 3) -> UpStack:
+def start_up(data_dir: Path, log: Path, agents: int = 3, extra: tuple[str, ...] = ()) -> UpStack:
     http_port, nats_port = free_port(), free_port()
     t0 = time.monotonic()
     fh = open(log, "w")  # noqa: SIM115 - handed to the child, closed by the OS at exit
@@ -61,6 +61,7 @@ def start_up(data_dir: Path, log: Path, agents: int = 3) -> UpStack:
             str(data_dir),
             "--examples",
             str(REPO / "examples" / "jobs"),
+            *extra,
         ],
         stdout=fh,
         stderr=subprocess.STDOUT,

@@ -520,6 +520,9 @@ def up(
     examples: Annotated[
         Path | None, typer.Option("--examples", help="Job manifests to load.")
     ] = None,
+    auth: Annotated[
+        str, typer.Option("--auth", help="disabled (dev) or jwt (creates an admin user).")
+    ] = "disabled",
 ) -> None:
     """Start a broker, the backend and N local agents; Ctrl-C stops them all.
 
@@ -533,6 +536,7 @@ def up(
             http_port=http_port,
             nats_port=nats_port,
             data_dir=data_dir,
+            auth=auth,
             examples=examples,
         )
     )

@@ -9,6 +9,7 @@ that dies unexpectedly is restarted, like a service manager would.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import signal
 import socket
 import subprocess
@@ -120,8 +121,46 @@ def _wait_until(check: Any, what: str, children: list[Child], timeout: float) ->
     )
 
 
+def _secret_file(path: Path, nbytes: int) -> str:
+    """A random secret kept in the data dir (0600), so a restart reuses it."""
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(nbytes)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def _jwt_setup(data_dir: Path, db: Path) -> tuple[list[str], str, str]:
+    """Backend flags for auth jwt, plus the bootstrap admin's name and password.
+
+    The admin user is created once (``kanade-backend user add``); its password and the
+    signing secret live in the data dir, readable by the owner only.
+    """
+    secret = _secret_file(data_dir / "jwt-secret", 48)
+    password_file = data_dir / "admin-password"
+    fresh = not password_file.exists()
+    password = _secret_file(password_file, 18)
+    if fresh:
+        res = subprocess.run(
+            _python_module("kanade.backend.cli", "user", "add", "admin", "--role", "admin",
+                           "--password-stdin", "--db", str(db), "--replace"),
+            input=password + "\n", text=True, capture_output=True, check=False,
+        )
+        if res.returncode != 0:
+            password_file.unlink(missing_ok=True)
+            raise CliError(f"could not create the admin user: {res.stderr.strip()}")
+    return ["--auth", "jwt", "--jwt-secret", secret], "admin", password
+
+
 def run_up(
-    *, agents_n: int, http_port: int, nats_port: int, data_dir: Path, examples: Path | None
+    *,
+    agents_n: int,
+    http_port: int,
+    nats_port: int,
+    data_dir: Path,
+    examples: Path | None,
+    auth: str = "disabled",
 ) -> None:
     t0 = time.monotonic()
     if agents_n < 0:
@@ -135,6 +174,13 @@ def run_up(
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
+    if auth not in ("disabled", "jwt"):
+        raise CliError("--auth must be disabled or jwt")
+    auth_flags: list[str] = []
+    admin: tuple[str, str] | None = None
+    if auth == "jwt":
+        auth_flags, name, password = _jwt_setup(data_dir, data_dir / "kanade.db")
+        admin = (name, password)
     broker = EmbeddedBroker(data_dir / "nats", port=nats_port, log_file=logs / "nats-server.log")
     output.err.print(f"starting broker on {broker.url} …")
     broker.start()
@@ -150,6 +196,7 @@ def run_up(
             str(data_dir / "kanade.db"),
             "--http-port",
             str(http_port),
+            *auth_flags,
         ),
         logs / "backend.log",
     )
@@ -191,6 +238,14 @@ def run_up(
                 [backend],
                 _READY_TIMEOUT_S,
             )
+            if admin is not None:
+                # The supervisor itself is a client: it logs in like an operator would.
+                resp = http.post(
+                    "/api/auth/login", json={"username": admin[0], "password": admin[1]}
+                )
+                if resp.status_code != 200:
+                    raise CliError(f"admin login failed: {resp.text}")
+                http.headers["Authorization"] = f"Bearer {resp.json()['token']}"
             for a in agents:
                 a.start()
 
@@ -208,6 +263,13 @@ def run_up(
         output.out.print(f"  agents          : {', '.join(a.name for a in agents) or 'none'}")
         output.out.print(f"  example jobs    : {', '.join(loaded) or 'none'}")
         output.out.print(f"  data & logs     : {data_dir}")
+        if admin is not None:
+            pw_file = data_dir / "admin-password"
+            output.out.print(f"  auth            : jwt; user {admin[0]!r}, password in {pw_file}")
+            output.out.print(
+                f"  log in          : KANADE_URL={url} kanade login --username {admin[0]} "
+                f"--password-stdin < {pw_file}"
+            )
         output.out.print(f"  try             : KANADE_URL={url} kanade run --all -- 'echo hi'")
         output.out.print("Press Ctrl-C to stop everything.")
         sys.stdout.flush()

@@ -48,6 +48,14 @@ def login(
     """
 
     def go() -> None:
+        base = resolve_url(url)
+        with ApiClient(base) as api:
+            mode = (api.get("/health") or {}).get("auth")
+        if mode == "disabled":
+            output.out.print(f"{base} runs with auth disabled (dev mode): no login needed")
+            return
+        if mode == "token":
+            raise CliError(f"{base} uses a static token: set $KANADE_TOKEN instead of logging in")
         name = username or os.environ.get("USER") or ""
         if not name:
             raise CliError("--username is required")
@@ -56,7 +64,6 @@ def login(
             if password_stdin
             else getpass.getpass(f"password for {name}: ")
         )
-        base = resolve_url(url)
         # A stale stored token is harmless here: login is public, a bad token is ignored.
         with ApiClient(base) as api:
             got = api.post("/api/auth/login", {"username": name, "password": password})
