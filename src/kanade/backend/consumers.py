@@ -71,8 +71,8 @@ async def consume_in_batches(
     spec: ConsumerSpec,
     handle: BatchHandler,
     *,
-    batch_max: int = 2000,
-    window: int = 4000,
+    batch_max: int = 5000,
+    window: int = 10000,
 ) -> None:
     """Feed ``handle`` batches from the consumer until cancelled.
 

@@ -18,7 +18,7 @@ class Settings:
     # while the previous one committed, so it is 1 when idle and large under load).
     # Largest batch per transaction. Under a backlog a batch grows while the previous
     # one commits; bigger batches mean fewer commits and fewer counter recounts.
-    projector_batch: int = 2000
+    projector_batch: int = 5000
     # Heartbeats are coalesced per pc for this long before one batched write.
     heartbeat_flush_s: float = 0.2
     # Budgets (SPEC §4.9): None = no cap on requested timeouts.
