@@ -55,7 +55,14 @@ class UpStack:
         )
 
 
-def start_up(data_dir: Path, log: Path, agents: int = 3, *, examples: bool = True) -> UpStack:
+def start_up(
+    data_dir: Path,
+    log: Path,
+    agents: int = 3,
+    *,
+    examples: bool = True,
+    extra: tuple[str, ...] = (),
+) -> UpStack:
     """``kanade up`` on free ports; returns once it printed "kanade is up"."""
     http_port, nats_port = free_port(), free_port()
     t0 = time.monotonic()
@@ -75,6 +82,7 @@ def start_up(data_dir: Path, log: Path, agents: int = 3, *, examples: bool = Tru
     ]
     if examples:
         argv += ["--examples", str(REPO / "examples" / "jobs")]
+    argv += list(extra)
     proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -95,10 +103,12 @@ def start_up(data_dir: Path, log: Path, agents: int = 3, *, examples: bool = Tru
     raise StackError(f"kanade up not ready in {READY_TIMEOUT_S:.0f}s:\n{log.read_text()}")
 
 
-def stop_up(stack: UpStack) -> None:
-    """Ctrl-C the supervisor (it stops agents, backend and broker); kill on a hang."""
+def stop_up(stack: UpStack) -> list[int]:
+    """Ctrl-C the supervisor (it stops agents, backend and broker); kill on a hang.
+
+    Returns the pids the supervisor had started, so a test can check they are gone."""
     if stack.proc.poll() is not None:
-        return
+        return []
     children = [c.pid for c in psutil.Process(stack.proc.pid).children(recursive=True)]
     stack.proc.send_signal(signal.SIGINT)
     try:
@@ -109,6 +119,7 @@ def stop_up(stack: UpStack) -> None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).kill()
         raise
+    return children
 
 
 @dataclass

@@ -9,9 +9,9 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from test_e2e_up import BIN, UpStack, start_up, stop_up
 
 from kanade.bus.broker import free_port
+from stack import BIN, UpStack, start_up, stop_up
 
 
 @pytest.fixture(scope="module")

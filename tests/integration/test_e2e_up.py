@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,83 +14,7 @@ import psutil
 import pytest
 
 from kanade.bus.broker import free_port
-
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class UpStack:
-    proc: subprocess.Popen[str]
-    url: str
-    data_dir: Path
-    log: Path
-    ready_s: float
-
-    def kanade(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "KANADE_URL": self.url}
-        return subprocess.run(
-            [str(BIN / "kanade"), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-            check=False,
-        )
-
-
-def start_up(data_dir: Path, log: Path, agents: int = 3, extra: tuple[str, ...] = ()) -> UpStack:
-    http_port, nats_port = free_port(), free_port()
-    t0 = time.monotonic()
-    fh = open(log, "w")  # noqa: SIM115 - handed to the child, closed by the OS at exit
-    proc = subprocess.Popen(
-        [
-            str(BIN / "kanade"),
-            "up",
-            "--agents",
-            str(agents),
-            "--http-port",
-            str(http_port),
-            "--nats-port",
-            str(nats_port),
-            "--data-dir",
-            str(data_dir),
-            "--examples",
-            str(REPO / "examples" / "jobs"),
-            *extra,
-        ],
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=REPO,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        text = log.read_text()
-        if "kanade is up" in text:
-            return UpStack(
-                proc, f"http://127.0.0.1:{http_port}", data_dir, log, time.monotonic() - t0
-            )
-        if proc.poll() is not None:
-            pytest.fail(f"kanade up exited early:\n{text}")
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"kanade up not ready in 60s:\n{log.read_text()}")
-
-
-def stop_up(stack: UpStack) -> list[int]:
-    """Ctrl-C the supervisor; return the pids of the children it had."""
-    children = [c.pid for c in psutil.Process(stack.proc.pid).children(recursive=True)]
-    stack.proc.send_signal(signal.SIGINT)
-    try:
-        stack.proc.wait(timeout=40)
-    except subprocess.TimeoutExpired:
-        stack.proc.kill()
-        for pid in children:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                psutil.Process(pid).kill()
-        raise
-    return children
+from stack import BIN, REPO, UpStack, start_up, stop_up
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from test_e2e_up import BIN, start_up, stop_up
+from stack import BIN, start_up, stop_up
 
 
 def test_up_with_jwt_auth_login_roles_and_restart(tmp_path: Path) -> None:
