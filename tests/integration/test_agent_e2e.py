@@ -14,7 +14,6 @@ import re
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,56 +44,47 @@ MiB = 1024 * 1024
 INLINE_CAP = 256 * 1024
 
 
-@pytest.fixture
-async def fleet(tmp_path: Path, nats_url: str) -> AsyncIterator[AgentFleet]:
-    f = AgentFleet(tmp_path / "agents", nats_url)
-    try:
-        yield f
-    finally:
-        try:
-            await f.aclose()
-        finally:
-            f.close()
-
-
-@pytest.fixture
-async def collector(bus: Bus) -> AsyncIterator[ResultsCollector]:
-    c = await ResultsCollector(bus.nc).start()
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
 def work_counts(collector: ResultsCollector) -> dict[tuple[str, str], int]:
-    return {k: v for k, v in collector.count_by_pc_job().items()
-            if not k[1].startswith("barrier-")}
+    return {k: v for k, v in collector.count_by_pc_job().items() if not k[1].startswith("barrier-")}
 
 
 # --- 1. addressing ---------------------------------------------------------------------------
 async def test_round_trip_to_all_group_and_pc(
     bus: Bus, fleet: AgentFleet, collector: ResultsCollector
 ) -> None:
-    web1, web2, db1 = (fleet.add("web-1", ["web"]), fleet.add("web-2", ["web"]),
-                       fleet.add("db-1", ["db"]))
+    web1, web2, db1 = (
+        fleet.add("web-1", ["web"]),
+        fleet.add("web-2", ["web"]),
+        fleet.add("db-1", ["db"]),
+    )
     await asyncio.gather(*(wait_agent_ready(bus.nc, a) for a in (web1, web2, db1)))
 
     def echo(job: str, scope: subjects.Scope, target: str | None) -> Outgoing:
         return build_command(job, f'echo "{job}@$KANADE_TEST_PC"', scope=scope, target=target)
 
-    cmds = [echo("to-all", "all", None), echo("to-web", "group", "web"),
-            echo("to-db1", "pc", "db-1")]
+    cmds = [
+        echo("to-all", "all", None),
+        echo("to-web", "group", "web"),
+        echo("to-db1", "pc", "db-1"),
+    ]
     for out in cmds:
         await publish(bus.js, out)
-    expected = {("web-1", "to-all"), ("web-2", "to-all"), ("db-1", "to-all"),
-                ("web-1", "to-web"), ("web-2", "to-web"), ("db-1", "to-db1")}
+    expected = {
+        ("web-1", "to-all"),
+        ("web-2", "to-all"),
+        ("db-1", "to-all"),
+        ("web-1", "to-web"),
+        ("web-2", "to-web"),
+        ("db-1", "to-db1"),
+    }
     sent = {c.request_id for c in cmds}
-    await collector.wait(lambda r: r.request_id in sent, len(expected),
-                         diagnostics=fleet.diagnostics)
+    await collector.wait(
+        lambda r: r.request_id in sent, len(expected), diagnostics=fleet.diagnostics
+    )
     # Every agent has now processed every command published before its barrier.
     for agent in (web1, web2, db1):
         await barrier(bus.js, bus.nc, collector, agent)
@@ -114,8 +104,13 @@ async def test_timeout_nonzero_exit_and_stderr(
     agent = fleet.add("pc-1")
     await wait_agent_ready(bus.nc, agent)
     pidfile = tmp_path / "slow.pid"
-    slow = build_command("slow", 'echo $$ > "$PIDFILE"; sleep 60', target="pc-1",
-                         timeout_s=1, env={"PIDFILE": str(pidfile)})
+    slow = build_command(
+        "slow",
+        'echo $$ > "$PIDFILE"; sleep 60',
+        target="pc-1",
+        timeout_s=1,
+        env={"PIDFILE": str(pidfile)},
+    )
     failing = build_command("failing", "echo out; echo oops >&2; exit 3", target="pc-1")
     await publish(bus.js, slow)
     await publish(bus.js, failing)
@@ -142,8 +137,11 @@ async def test_agent_started_before_the_broker(tmp_path: Path) -> None:
     try:
         agent = fleet.add("early-1")
         # The agent is up and has already failed to reach the broker at least once.
-        await eventually(lambda: "nats connect attempt" in agent.log_text(),
-                         what="agent retrying the connect", diagnostics=agent.log_tail)
+        await eventually(
+            lambda: "nats connect attempt" in agent.log_text(),
+            what="agent retrying the connect",
+            diagnostics=agent.log_tail,
+        )
         assert agent.is_running()
         broker.start()
         b = await Bus.connect(broker.url, name="pytest-late", deadline=10)
@@ -179,28 +177,44 @@ async def test_offline_delivery_supersedes_and_ledger_dedups(
     marks = tmp_path / "marks"
     marks.mkdir()
 
-    def job(name: str, scope: subjects.Scope, target: str | None, version: str = "1"
-            ) -> Outgoing:
+    def job(name: str, scope: subjects.Scope, target: str | None, version: str = "1") -> Outgoing:
         mark = marks / f"{name}-v{version}"
-        return build_command(name, 'echo "$KANADE_TEST_PC" >> "$MARK"; echo "$KANADE_TEST_PC"',
-                             scope=scope, target=target, version=version,
-                             env={"MARK": str(mark)})
+        return build_command(
+            name,
+            'echo "$KANADE_TEST_PC" >> "$MARK"; echo "$KANADE_TEST_PC"',
+            scope=scope,
+            target=target,
+            version=version,
+            env={"MARK": str(mark)},
+        )
 
     upd_v1 = job("update", "group", "web", "1")
     upd_v2 = job("update", "group", "web", "2")  # same job, same target: supersedes v1
-    cmds = [upd_v1, job("inventory", "all", None), upd_v2, job("only-1", "pc", "pc-1"),
-            job("only-3", "pc", "pc-3")]
+    cmds = [
+        upd_v1,
+        job("inventory", "all", None),
+        upd_v2,
+        job("only-1", "pc", "pc-1"),
+        job("only-3", "pc", "pc-3"),
+    ]
     for out in cmds:
         await publish(bus.js, out)
 
     for a in agents:
         a.start()
-    expected = {("pc-1", "update"), ("pc-2", "update"), ("pc-1", "inventory"),
-                ("pc-2", "inventory"), ("pc-3", "inventory"), ("pc-1", "only-1"),
-                ("pc-3", "only-3")}
+    expected = {
+        ("pc-1", "update"),
+        ("pc-2", "update"),
+        ("pc-1", "inventory"),
+        ("pc-2", "inventory"),
+        ("pc-3", "inventory"),
+        ("pc-1", "only-1"),
+        ("pc-3", "only-3"),
+    }
     sent = {c.request_id for c in cmds}
-    await collector.wait(lambda r: r.request_id in sent, len(expected), timeout=30,
-                         diagnostics=fleet.diagnostics)
+    await collector.wait(
+        lambda r: r.request_id in sent, len(expected), timeout=30, diagnostics=fleet.diagnostics
+    )
     for a in agents:
         await barrier(bus.js, bus.nc, collector, a)
 
@@ -222,8 +236,9 @@ async def test_offline_delivery_supersedes_and_ledger_dedups(
     a1.start()
     await wait_agent_ready(bus.nc, a1)
     await barrier(bus.js, bus.nc, collector, a1)
-    info = await bus.js.consumer_info(subjects.STREAM_COMMANDS,
-                                      subjects.agent_consumer_name("pc-1"))
+    info = await bus.js.consumer_info(
+        subjects.STREAM_COMMANDS, subjects.agent_consumer_name("pc-1")
+    )
     # update v2, inventory, only-1, the old barrier and the new one were all delivered.
     assert info.delivered.consumer_seq >= 5, info
     new = collector.results[before:]
@@ -240,8 +255,13 @@ async def test_agent_kill9_mid_script_reports_unknown_and_never_reruns(
     agent = fleet.add("pc-1")
     await wait_agent_ready(bus.nc, agent)
     mark = tmp_path / "ran"
-    out = build_command("long", 'echo run >> "$MARK"; sleep 10; echo done', target="pc-1",
-                        timeout_s=60, env={"MARK": str(mark)})
+    out = build_command(
+        "long",
+        'echo run >> "$MARK"; sleep 10; echo done',
+        target="pc-1",
+        timeout_s=60,
+        env={"MARK": str(mark)},
+    )
     await publish(bus.js, out)
     await collector.wait_started(out, "pc-1", diagnostics=agent.log_tail)
     await eventually(lambda: lines(mark) == ["run"], what="script running")
@@ -264,10 +284,13 @@ async def test_remote_kill_ends_the_whole_tree(
     await wait_agent_ready(bus.nc, agent)
     sh_pid, gc_pid = tmp_path / "sh.pid", tmp_path / "gc.pid"
     # The grandchild ignores SIGTERM: only the SIGKILL of the whole group ends it.
-    script = ("sh -c 'trap \"\" TERM; echo $$ > \"$GC\"; while :; do sleep 1; done' & "
-              'echo $$ > "$SH"; sleep 100; wait')
-    out = build_command("tree", script, target="pc-1", timeout_s=120,
-                        env={"SH": str(sh_pid), "GC": str(gc_pid)})
+    script = (
+        'sh -c \'trap "" TERM; echo $$ > "$GC"; while :; do sleep 1; done\' & '
+        'echo $$ > "$SH"; sleep 100; wait'
+    )
+    out = build_command(
+        "tree", script, target="pc-1", timeout_s=120, env={"SH": str(sh_pid), "GC": str(gc_pid)}
+    )
     await publish(bus.js, out)
 
     def pids() -> tuple[int, int] | None:
@@ -276,22 +299,25 @@ async def test_remote_kill_ends_the_whole_tree(
         except (OSError, ValueError):
             return None
 
-    shell, grandchild = await eventually(pids, what="script and grandchild running",
-                                         diagnostics=agent.log_tail)
+    shell, grandchild = await eventually(
+        pids, what="script and grandchild running", diagnostics=agent.log_tail
+    )
     assert not process_gone(shell) and not process_gone(grandchild)
     await send_kill(bus.nc, out.command.exec_id)
 
     r = await collector.wait_for_request(out, "pc-1", diagnostics=agent.log_tail)
     assert r.exit_code == exitcodes.KILLED and not r.skipped
     assert r.note is not None and "killed by remote request" in r.note
-    await eventually(lambda: process_gone(shell) and process_gone(grandchild),
-                     what="shell and grandchild gone")
+    await eventually(
+        lambda: process_gone(shell) and process_gone(grandchild), what="shell and grandchild gone"
+    )
     # Nothing the script started survives (sleep children of the grandchild included).
     assert agent.pid is not None
 
     def leftovers() -> list[psutil.Process]:
-        return [p for p in fleet.tagged_processes()
-                if p.pid != agent.pid and not process_gone(p.pid)]
+        return [
+            p for p in fleet.tagged_processes() if p.pid != agent.pid and not process_gone(p.pid)
+        ]
 
     await eventually(lambda: not leftovers(), what="no process of the script left")
 
@@ -305,8 +331,7 @@ async def test_big_stdout_is_capped_inline_and_stored_whole(
     n_lines = 5 * MiB // 16
     expected = "".join(f"{i:015d}\n" for i in range(n_lines)).encode()
     assert len(expected) == 5 * MiB
-    script = ("import sys\n"
-              f"sys.stdout.write(''.join(f'{{i:015d}}\\n' for i in range({n_lines})))\n")
+    script = f"import sys\nsys.stdout.write(''.join(f'{{i:015d}}\\n' for i in range({n_lines})))\n"
     out = build_command("big", script, target="pc-1", shell="python", timeout_s=60)
     await publish(bus.js, out)
 
@@ -332,13 +357,17 @@ async def test_malformed_commands_are_dropped_and_intake_continues(
     garbage = [
         b"\x00\xff\xfe this is not json",
         b'{"request_id": "r-trunc", "exec_id": "e", "job_id": "bad-2", "vers',
-        (b'{"request_id": 42, "exec_id": ["x"], "job_id": "bad-3", "version": 1, '
-         b'"timeout_s": "soon", "issued_at": "yesterday"}'),
+        (
+            b'{"request_id": 42, "exec_id": ["x"], "job_id": "bad-3", "version": 1, '
+            b'"timeout_s": "soon", "issued_at": "yesterday"}'
+        ),
         b"[1, 2, 3]",
         b"null",
         # Right shape, wrong types in nested fields.
-        ('{"request_id": "r6", "exec_id": "e6", "job_id": "bad-6", "version": "1", '
-         f'"timeout_s": 5, "issued_at": "{now}", "env": ["A=1"], "address": 7}}').encode(),
+        (
+            '{"request_id": "r6", "exec_id": "e6", "job_id": "bad-6", "version": "1", '
+            f'"timeout_s": 5, "issued_at": "{now}", "env": ["A=1"], "address": 7}}'
+        ).encode(),
     ]
     for i, payload in enumerate(garbage, 1):
         await bus.js.publish(subjects.command_subject("pc", "pc-1", f"bad-{i}"), payload)
@@ -352,8 +381,9 @@ async def test_malformed_commands_are_dropped_and_intake_continues(
     assert work_counts(collector) == {("pc-1", "good"): 1}, collector.summary()
     assert agent.log_text().count("dropped a malformed command") == len(garbage)
     # Dropped means terminated: nothing stays pending for redelivery.
-    info = await bus.js.consumer_info(subjects.STREAM_COMMANDS,
-                                      subjects.agent_consumer_name("pc-1"))
+    info = await bus.js.consumer_info(
+        subjects.STREAM_COMMANDS, subjects.agent_consumer_name("pc-1")
+    )
     assert (info.num_ack_pending, info.num_pending) == (0, 0), info
 
 
@@ -387,8 +417,10 @@ async def test_windows_shells_are_unsupported_on_linux(
 ) -> None:
     agent = fleet.add("pc-1")
     await wait_agent_ready(bus.nc, agent)
-    outs = [build_command(f"win-{shell}", "echo hi", target="pc-1", shell=shell)
-            for shell in ("cmd", "powershell")]
+    outs = [
+        build_command(f"win-{shell}", "echo hi", target="pc-1", shell=shell)
+        for shell in ("cmd", "powershell")
+    ]
     for out in outs:
         await publish(bus.js, out)
     for out in outs:
@@ -440,8 +472,7 @@ async def test_same_request_id_different_content_is_refused(
     def refused(r: Result) -> bool:
         return r.pc_id == "pc-1" and r.exit_code == exitcodes.REFUSED
 
-    (report,) = await collector.wait(refused, what="refusal report",
-                                     diagnostics=agent.log_tail)
+    (report,) = await collector.wait(refused, what="refusal report", diagnostics=agent.log_tail)
     assert report.skipped and report.stdout == ""
     assert report.result_id != first.result_id
     assert report.request_id.startswith(original.request_id)
@@ -492,9 +523,13 @@ async def test_background_child_holding_the_pipes_does_not_hang_or_lose_output(
     agent = fleet.add("pc-1")
     await wait_agent_ready(bus.nc, agent)
     daemon_pid = tmp_path / "daemon.pid"
-    out = build_command("starts-daemon",
-                        'echo before; echo warn >&2; sleep 60 & echo $! > "$PIDFILE"; exit 4',
-                        target="pc-1", timeout_s=20, env={"PIDFILE": str(daemon_pid)})
+    out = build_command(
+        "starts-daemon",
+        'echo before; echo warn >&2; sleep 60 & echo $! > "$PIDFILE"; exit 4',
+        target="pc-1",
+        timeout_s=20,
+        env={"PIDFILE": str(daemon_pid)},
+    )
     await publish(bus.js, out)
     r = await collector.wait_for_request(out, "pc-1", timeout=15, diagnostics=agent.log_tail)
     assert (r.exit_code, r.skipped) == (4, False), collector.summary()
@@ -533,8 +568,10 @@ def _queued_result_files(agent_data: Path, request_id: str) -> list[Path]:
     hits = []
     for path in sorted((agent_data / "outbox").glob("*.msg")):
         env = Envelope.load(path.read_bytes())
-        if (env.subject.startswith(f"{subjects.PREFIX}.result.")
-                and decode(Result, env.data).request_id == request_id):
+        if (
+            env.subject.startswith(f"{subjects.PREFIX}.result.")
+            and decode(Result, env.data).request_id == request_id
+        ):
             hits.append(path)
     return hits
 
@@ -545,16 +582,23 @@ async def test_result_finished_offline_survives_an_agent_crash(
     agent = fleet.add("pc-1")
     await wait_agent_ready(bus.nc, agent)
     go = agent.data_dir.parent / "go"
-    out = build_command("offline-finish",
-                        'while [ ! -e "$GO" ]; do sleep 0.05; done; echo finished offline',
-                        target="pc-1", timeout_s=60, env={"GO": str(go)})
+    out = build_command(
+        "offline-finish",
+        'while [ ! -e "$GO" ]; do sleep 0.05; done; echo finished offline',
+        target="pc-1",
+        timeout_s=60,
+        env={"GO": str(go)},
+    )
     await publish(bus.js, out)
     await collector.wait_started(out, "pc-1", diagnostics=agent.log_tail)
 
     nats_server.kill()
     go.touch()  # the script finishes while no broker exists
-    await eventually(lambda: _queued_result_files(agent.data_dir, out.request_id),
-                     what="result written to the outbox", diagnostics=agent.log_tail)
+    await eventually(
+        lambda: _queued_result_files(agent.data_dir, out.request_id),
+        what="result written to the outbox",
+        diagnostics=agent.log_tail,
+    )
     await agent.kill9()
     nats_server.start()
     agent.start()

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from agent_harness import (
     AgentFleet,
     ResultsCollector,
@@ -19,24 +17,6 @@ from agent_harness import (
 
 from kanade.bus.connection import Bus
 from kanade.core import exitcodes
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, nats_url: str) -> AsyncIterator[AgentFleet]:
-    f = AgentFleet(tmp_path / "agents", nats_url)
-    try:
-        yield f
-    finally:
-        await f.aclose()
-
-
-@pytest.fixture
-async def collector(bus: Bus) -> AsyncIterator[ResultsCollector]:
-    c = await ResultsCollector(bus.nc).start()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_late_command_of_a_killed_exec_never_runs(

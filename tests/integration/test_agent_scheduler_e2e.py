@@ -12,9 +12,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,27 +35,6 @@ from kanade.core.scheduling import expected_version
 from kanade.core.validation import parse_job, parse_schedule
 
 EVERY_SECOND = "* * * * * *"  # 6 fields: seconds first
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, nats_url: str) -> AsyncIterator[AgentFleet]:
-    f = AgentFleet(tmp_path / "agents", nats_url)
-    try:
-        yield f
-    finally:
-        try:
-            await f.aclose()
-        finally:
-            f.close()
-
-
-@pytest.fixture
-async def collector(bus: Bus) -> AsyncIterator[ResultsCollector]:
-    c = await ResultsCollector(bus.nc).start()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 # --- KV helpers (the backend's layout) ----------------------------------------------------------
@@ -159,8 +136,12 @@ async def test_cron_keeps_firing_while_the_broker_is_down(
         have = set(nominals(collector, "each-second"))
         return all(n in have for n in expected)
 
-    await eventually(outage_covered, timeout=45, what="results of every outage second",
-                     diagnostics=lambda: collector.summary() + "\n" + agent.log_tail())
+    await eventually(
+        outage_covered,
+        timeout=45,
+        what="results of every outage second",
+        diagnostics=lambda: collector.summary() + "\n" + agent.log_tail(),
+    )
     await barrier(bus.js, bus.nc, collector, agent, timeout=30)
     assert_each_once(collector, "each-second")
     for r in collector.results_for(pc="pc-1", job="tick"):
@@ -186,13 +167,21 @@ async def test_agent_restarted_while_broker_is_down_keeps_firing_from_its_cache(
     nats_server.start()
 
     def fired_after_restart() -> list[Result]:
-        return [r for r in collector.results if r.schedule_id == "each-second"
-                and r.nominal_time is not None
-                and r.nominal_time >= restarted_at + timedelta(seconds=1)
-                and r.nominal_time <= restarted_at + timedelta(seconds=3)]
+        return [
+            r
+            for r in collector.results
+            if r.schedule_id == "each-second"
+            and r.nominal_time is not None
+            and r.nominal_time >= restarted_at + timedelta(seconds=1)
+            and r.nominal_time <= restarted_at + timedelta(seconds=3)
+        ]
 
-    await eventually(fired_after_restart, timeout=45, what="fires of the offline restart",
-                     diagnostics=lambda: collector.summary() + "\n" + agent.log_tail())
+    await eventually(
+        fired_after_restart,
+        timeout=45,
+        what="fires of the offline restart",
+        diagnostics=lambda: collector.summary() + "\n" + agent.log_tail(),
+    )
     await barrier(bus.js, bus.nc, collector, agent, timeout=30)
     assert_each_once(collector, "each-second")
 
@@ -217,11 +206,17 @@ async def test_per_pc_once_success_survives_restart_and_skips_never_count(
 
     # The skip did not count: the next poll fires again, and now the job runs.
     await revocations.delete("setup")
-    ok = await collector.wait(lambda r: r.schedule_id == "install" and r.exit_code == 0,
-                              timeout=75, diagnostics=agent.log_tail)
+    ok = await collector.wait(
+        lambda r: r.schedule_id == "install" and r.exit_code == 0,
+        timeout=75,
+        diagnostics=agent.log_tail,
+    )
     assert ok[0].stdout == "installed\n" and not ok[0].skipped
-    await eventually(lambda: successes.exists() and "install" in successes.read_text(),
-                     what="success persisted", diagnostics=agent.log_tail)
+    await eventually(
+        lambda: successes.exists() and "install" in successes.read_text(),
+        what="success persisted",
+        diagnostics=agent.log_tail,
+    )
 
     await agent.stop()
     agent.start()
@@ -232,8 +227,9 @@ async def test_per_pc_once_success_survives_restart_and_skips_never_count(
         text = agent.log_text().split("--- harness: start #2")[-1]
         return "schedule install: poll" in text and "not firing: succeeded at" in text
 
-    await eventually(held_after_restart, what="post-restart poll decided 'succeeded'",
-                     diagnostics=agent.log_tail)
+    await eventually(
+        held_after_restart, what="post-restart poll decided 'succeeded'", diagnostics=agent.log_tail
+    )
     await barrier(bus.js, bus.nc, collector, agent)
     runs = [r for r in collector.results if r.schedule_id == "install" and not r.skipped]
     assert len(runs) == 1, collector.summary()
@@ -247,8 +243,9 @@ async def test_a_run_longer_than_the_interval_is_never_run_in_parallel(
     await wait_agent_ready(bus.nc, agent)
     await put_job(bus, "slow", "sleep 3; echo done", timeout="20s")
     await put_schedule(bus, make_schedule("slow-each-second", "slow", {"cron": EVERY_SECOND}))
-    results = await collector.wait(of("slow-each-second"), 3, timeout=30,
-                                   diagnostics=agent.log_tail)
+    results = await collector.wait(
+        of("slow-each-second"), 3, timeout=30, diagnostics=agent.log_tail
+    )
     await delete_schedule(bus, "slow-each-second")
 
     runs = sorted(results, key=lambda r: r.started_at or r.finished_at)
@@ -264,9 +261,7 @@ async def test_a_run_longer_than_the_interval_is_never_run_in_parallel(
 
 
 # --- 4. group membership -------------------------------------------------------------------------
-async def test_group_change_reevaluates_the_schedule_set(
-    bus: Bus, fleet: AgentFleet
-) -> None:
+async def test_group_change_reevaluates_the_schedule_set(bus: Bus, fleet: AgentFleet) -> None:
     yearly = {"cron": "0 0 1 1 *"}
     catalog = [
         make_schedule("for-all", "j", yearly, target={"all": True}),
@@ -287,17 +282,26 @@ async def test_group_change_reevaluates_the_schedule_set(
     async def reported(version: str) -> bool:
         return (await ping(bus.nc, "pc-1")).schedule_set_version == version
 
-    await eventually(lambda: reported(without), what="initial schedule set",
-                     diagnostics=agent.log_tail)
+    await eventually(
+        lambda: reported(without), what="initial schedule set", diagnostics=agent.log_tail
+    )
     groups = await bus.kv(subjects.KV_GROUPS)
     t0 = time.monotonic()
     await groups.put("pc-1", b'["newgroup"]')
-    await eventually(lambda: reported(with_group), timeout=10, what="set after joining newgroup",
-                     diagnostics=agent.log_tail)
+    await eventually(
+        lambda: reported(with_group),
+        timeout=10,
+        what="set after joining newgroup",
+        diagnostics=agent.log_tail,
+    )
     joined_in = time.monotonic() - t0
     await groups.delete("pc-1")
-    await eventually(lambda: reported(without), timeout=10, what="set after leaving newgroup",
-                     diagnostics=agent.log_tail)
+    await eventually(
+        lambda: reported(without),
+        timeout=10,
+        what="set after leaving newgroup",
+        diagnostics=agent.log_tail,
+    )
     assert joined_in < 5.0
     # Heartbeats (not only pings) carry it: the periodic one after the change.
     sub = await bus.nc.subscribe(subjects.heartbeat_subject("pc-1"))
@@ -320,17 +324,21 @@ async def test_deleted_schedule_stops_and_edited_one_applies_the_new_definition(
     clock = make_schedule("clock", "clock-job", {"cron": EVERY_SECOND})
     await put_schedule(bus, clock)
     await put_schedule(bus, make_schedule("subject", "job-a", {"cron": EVERY_SECOND}))
-    await collector.wait(lambda r: r.schedule_id == "subject" and r.job_id == "job-a", 2,
-                         diagnostics=agent.log_tail)
+    await collector.wait(
+        lambda r: r.schedule_id == "subject" and r.job_id == "job-a", 2, diagnostics=agent.log_tail
+    )
 
     # Edit: the same schedule id now runs job-b.
     await put_schedule(bus, make_schedule("subject", "job-b", {"cron": EVERY_SECOND}))
-    await collector.wait(lambda r: r.schedule_id == "subject" and r.job_id == "job-b", 2,
-                         diagnostics=agent.log_tail)
-    a_last = max(r.nominal_time for r in collector.results_for(job="job-a")
-                 if r.nominal_time is not None)
-    b_first = min(r.nominal_time for r in collector.results_for(job="job-b")
-                  if r.nominal_time is not None)
+    await collector.wait(
+        lambda r: r.schedule_id == "subject" and r.job_id == "job-b", 2, diagnostics=agent.log_tail
+    )
+    a_last = max(
+        r.nominal_time for r in collector.results_for(job="job-a") if r.nominal_time is not None
+    )
+    b_first = min(
+        r.nominal_time for r in collector.results_for(job="job-b") if r.nominal_time is not None
+    )
     assert a_last < b_first
     assert all(r.stdout == "b\n" for r in collector.results_for(job="job-b"))
 
@@ -341,16 +349,24 @@ async def test_deleted_schedule_stops_and_edited_one_applies_the_new_definition(
     async def applied() -> bool:
         return (await ping(bus.nc, "pc-1")).schedule_set_version == only_clock
 
-    await eventually(applied, timeout=10, what="set without 'subject'",
-                     diagnostics=agent.log_tail)
+    await eventually(applied, timeout=10, what="set without 'subject'", diagnostics=agent.log_tail)
     applied_at = utcnow()
     # The clock schedule keeps firing: once its later occurrences are in, everything the
     # agent queued before them is too (the outbox publishes in order).
-    await collector.wait(lambda r: r.schedule_id == "clock" and r.nominal_time is not None
-                         and r.nominal_time >= applied_at + timedelta(seconds=2),
-                         timeout=20, diagnostics=agent.log_tail)
-    late = [r for r in collector.results if r.schedule_id == "subject"
-            and r.nominal_time is not None and r.nominal_time > applied_at]
+    await collector.wait(
+        lambda r: (
+            r.schedule_id == "clock"
+            and r.nominal_time is not None
+            and r.nominal_time >= applied_at + timedelta(seconds=2)
+        ),
+        timeout=20,
+        diagnostics=agent.log_tail,
+    )
+    late = [
+        r
+        for r in collector.results
+        if r.schedule_id == "subject" and r.nominal_time is not None and r.nominal_time > applied_at
+    ]
     assert not late, collector.summary()
     assert_each_once(collector, "subject")
     assert_each_once(collector, "clock")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,26 +36,9 @@ def object_command(job: str, pc: str, name: str, sha256: str | None) -> Outgoing
     """A command that names a script object instead of carrying the script."""
     base = build_command(job, "", target=pc)
     cmd = base.command.model_copy(
-        update={"script": None, "script_object": name, "script_sha256": sha256})
+        update={"script": None, "script_object": name, "script_sha256": sha256}
+    )
     return Outgoing(base.subject, cmd)
-
-
-@pytest.fixture
-async def fleet(tmp_path: Path, nats_url: str) -> AsyncIterator[AgentFleet]:
-    f = AgentFleet(tmp_path / "agents", nats_url)
-    try:
-        yield f
-    finally:
-        await f.aclose()
-
-
-@pytest.fixture
-async def collector(bus: Bus) -> AsyncIterator[ResultsCollector]:
-    c = await ResultsCollector(bus.nc).start()
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_script_object_is_fetched_verified_and_run(

@@ -22,18 +22,6 @@ OUTPUT_CAP = 64
 
 
 @pytest.fixture
-async def fleet(tmp_path: Path, nats_url: str) -> AsyncIterator[AgentFleet]:
-    f = AgentFleet(tmp_path / "agents", nats_url)
-    try:
-        yield f
-    finally:
-        try:
-            await f.aclose()
-        finally:
-            f.close()
-
-
-@pytest.fixture
 async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
         nats_url=nats_url,
