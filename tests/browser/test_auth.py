@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser_pages import ConsoleWatch, new_page
 from playwright.sync_api import Browser, Page, expect
 
-from conftest import ConsoleWatch, new_page
 from stack import BackendStack, start_backend, stop_backend
 
 ADMIN_TOKEN = "browser-test-static-token-" + uuid.uuid4().hex

@@ -178,7 +178,7 @@ def test_agents_filter(page: Page, up: UpStack) -> None:
 
 
 def test_phone_width_has_no_horizontal_overflow(browser, up: UpStack) -> None:  # type: ignore[no-untyped-def]
-    from conftest import new_page
+    from browser_pages import new_page
 
     page, watch = new_page(browser, viewport={"width": 375, "height": 740}, is_mobile=True)
     try:

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from browser_pages import new_page
 from playwright.sync_api import Browser, Page, expect
 from test_dashboard import assert_not_reloaded, mark_window, open_page
 
-from conftest import new_page
 from stack import UpStack
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from browser_pages import ConsoleWatch, new_page
 from playwright.sync_api import Browser, Page, expect
 from test_auth import EXPECTED_401, PASSWORD, login
 
-from conftest import ConsoleWatch, new_page
 from stack import BackendStack, start_backend, stop_backend
 
 ADMIN_TOKEN = "browser-test-static-token-" + uuid.uuid4().hex
