@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import functools
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,12 @@ from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.freeze import is_frozen
 from kanade.core.models.wire import Heartbeat, encode
+from polling import eventually as shared_eventually
 
 DEADLINE = 15.0
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    give_up = time.monotonic() + DEADLINE
-    while True:
-        got = await check()
-        if got:
-            return got
-        if time.monotonic() >= give_up:
-            pytest.fail(f"not within {DEADLINE}s: {what}")
-        await asyncio.sleep(0.02)
+eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from kanade.backend.auth.setup import AuthConfigError
 from kanade.backend.auth.users import add_user
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
+from polling import eventually as shared_eventually
 
 SECRET = "test-secret-" + "x" * 32
 STATIC = "static-token-0123456789"
@@ -41,15 +42,7 @@ HELLO = {
 }
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    give_up = time.monotonic() + DEADLINE
-    while True:
-        got = await check()
-        if got:
-            return got
-        if time.monotonic() >= give_up:
-            pytest.fail(f"not within {DEADLINE}s: {what}")
-        await asyncio.sleep(0.02)
+eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
 def jwt_settings(nats_url: str, db: Path, **kw: Any) -> Settings:

@@ -8,12 +8,11 @@ until a deadline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
@@ -23,6 +22,7 @@ from kanade.backend.settings import Settings
 from kanade.bus import Bus, EmbeddedBroker, free_port
 from kanade.core import subjects
 from kanade.core.models.wire import Command, Heartbeat, decode, encode
+from polling import eventually as shared_eventually
 
 DEADLINE = 15.0
 
@@ -37,18 +37,7 @@ execute:
 """
 
 
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = DEADLINE, what: str = ""
-) -> Any:
-    """Poll ``check`` until it returns something truthy (returned); fail at the deadline."""
-    give_up = time.monotonic() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if time.monotonic() >= give_up:
-            pytest.fail(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.02)
+eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
 @pytest.fixture

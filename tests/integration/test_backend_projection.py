@@ -4,8 +4,9 @@ real nats-server and SQLite file. Agents are played by hand-built wire messages.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import EventStarted, Result, encode
+from polling import eventually as shared_eventually
 
 DEADLINE = 15.0
 
@@ -31,17 +33,7 @@ HELLO = {
 }
 
 
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = DEADLINE, what: str = ""
-) -> Any:
-    give_up = time.monotonic() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if time.monotonic() >= give_up:
-            pytest.fail(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.01)
+eventually = functools.partial(shared_eventually, timeout=DEADLINE, interval=0.01)
 
 
 def settings_for(nats_url: str, db: Path) -> Settings:

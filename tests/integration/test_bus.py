@@ -7,12 +7,12 @@ condition until a deadline.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -31,24 +31,14 @@ from kanade.bus import (
 )
 from kanade.bus.topology import KV_SPECS, OBJECT_SPECS, STREAM_SPECS
 from kanade.core import subjects
+from polling import eventually as shared_eventually
 
 DEADLINE = 15.0
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout: float = DEADLINE, what: str = ""
-) -> None:
-    """Poll ``check`` until it is true; fail after ``timeout`` seconds."""
-    give_up = time.monotonic() + timeout
-    while True:
-        try:
-            if await check():
-                return
-        except Exception:  # broker restarting: the condition is simply not true yet
-            pass
-        if time.monotonic() >= give_up:
-            pytest.fail(f"condition not met within {timeout}s: {what}")
-        await asyncio.sleep(0.05)
+eventually = functools.partial(
+    shared_eventually, timeout=DEADLINE, interval=0.05, tolerate_errors=True
+)
 
 
 def port_open(host: str, port: int) -> bool:

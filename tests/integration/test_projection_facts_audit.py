@@ -5,14 +5,11 @@ redelivery, and a wiped database re-projects to the very same rows."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
@@ -20,6 +17,7 @@ from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import Result, encode
+from polling import eventually as shared_eventually
 
 DEADLINE = 20.0
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -38,15 +36,7 @@ CHECK_JOB = {
 }
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], what: str) -> Any:
-    give_up = time.monotonic() + DEADLINE
-    while True:
-        got = await check()
-        if got:
-            return got
-        if time.monotonic() >= give_up:
-            pytest.fail(f"not within {DEADLINE}s: {what}")
-        await asyncio.sleep(0.02)
+eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
 def settings_for(nats_url: str, db: Path) -> Settings:

@@ -9,9 +9,9 @@ Waiting for a fire time to pass is waiting for the clock, done by polling it too
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from kanade.core.scheduling import (
     request_id_for,
 )
 from kanade.core.validation import parse_schedule
+from polling import eventually as shared_eventually
 
 DEADLINE = 20.0
 
@@ -43,17 +44,7 @@ HELLO = {
 }
 
 
-async def eventually(
-    check: Callable[[], Awaitable[Any]], *, timeout: float = DEADLINE, what: str = ""
-) -> Any:
-    give_up = time.monotonic() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if time.monotonic() >= give_up:
-            pytest.fail(f"not within {timeout}s: {what}")
-        await asyncio.sleep(0.02)
+eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
 async def clock_past(moment: datetime, *, timeout: float = DEADLINE) -> None:
