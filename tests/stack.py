@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -189,16 +190,23 @@ def start_backend(base: Path, *backend_args: str) -> BackendStack:
 
 def stop_backend(stack: BackendStack) -> None:
     for agent in stack.agents:
-        _terminate(agent)
-    _terminate(stack.proc)
+        terminate(agent)
+    terminate(stack.proc)
     stack.broker.stop()
 
 
-def _terminate(proc: subprocess.Popen[str]) -> None:
+def terminate(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """SIGTERM, wait; SIGKILL if it does not stop in time. No-op for an exited process."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+            kill9(proc)
+
+
+def kill9(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL (a crash, for fault tests) and reap."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)

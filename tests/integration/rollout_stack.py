@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from kanade.bus import EmbeddedBroker, free_port
 from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
+from stack import kill9, terminate
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0
@@ -87,17 +87,10 @@ class Backend:
         return r.json()
 
     def kill9(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        kill9(self.proc)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        terminate(self.proc)
 
     def login(self, username: str, password: str = PASSWORD) -> str:
         r = self.post("/api/auth/login", {"username": username, "password": password})
@@ -188,12 +181,7 @@ class Stack:
 
     def close(self) -> None:
         for p in self.others:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            terminate(p)
         for b in self.backends:
             b.stop()
         self.broker.stop()

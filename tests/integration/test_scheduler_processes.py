@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ import pytest
 from kanade.bus import Bus, EmbeddedBroker, free_port
 from kanade.core import subjects
 from kanade.core.scheduling import exec_id_for, occurrence_id
+from stack import kill9, terminate
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0
@@ -87,17 +87,10 @@ class Backend:
             return h.post(path, json=body, params=params)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        kill9(self.proc)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        terminate(self.proc)
 
     def leads(self) -> bool:
         try:
@@ -190,12 +183,7 @@ class Stack:
 
     def close(self) -> None:
         for p in self.others:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            terminate(p)
         for b in self.backends:
             b.stop()
         self.broker.stop()
