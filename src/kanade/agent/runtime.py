@@ -24,6 +24,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import APIError, NotFoundError
 
 from kanade import __version__
 from kanade.agent.fleetstate import FleetState
@@ -59,6 +60,9 @@ from kanade.core.results import (
 )
 
 log = logging.getLogger("kanade.agent")
+
+# JetStream's error code for "storage type can not be updated" (consumer create/update).
+_STORAGE_TYPE_IMMUTABLE = 10012
 
 # How long a remote kill keeps applying to commands of that exec that arrive late.
 _KILL_MEMORY_S = 600.0
@@ -141,6 +145,7 @@ class Agent:
         self._in_sync_at: float | None = float("-inf")
         self._state_dirty = asyncio.Event()
         self._consumer: PullConsumer | None = None
+        self._reopening: asyncio.Task[Any] | None = None
         self.last_command_at: datetime | None = None
         self.view = KvView()
         self.static_groups = list(self.groups)
@@ -293,6 +298,8 @@ class Agent:
             if state == "reconnected":
                 self._spawn(self._resync())
                 self._spawn(self._send_heartbeat())
+                # A broker restart drops the (memory-backed) command consumer.
+                self._consumer_gone()
         elif state in ("disconnected", "closed"):
             self._connected = False
             if self._in_sync_at is None:
@@ -339,6 +346,18 @@ class Agent:
 
         Retried until the command stream exists (the backend creates it; an agent
         has no right to create streams).
+
+        The consumer keeps its state (delivered/acked positions) in the broker's
+        memory, not on its disk: with one consumer per agent, a file-backed state
+        costs the broker a file rewrite per agent per command (at 10 000 agents that
+        disk traffic, not CPU, bounded a fan-out; see docs/performance.md). Nothing
+        depends on that state surviving: the commands themselves stay in the
+        file-backed stream, and "already admitted" is decided by this agent's fsync'd
+        ledger, which outlives the stream's max age. So when a broker restart drops
+        the consumer, it is re-created (on reconnect, or when a pull is answered
+        "no such consumer"), the retained commands for this pc are replayed — at most
+        one per job per address, the stream keeps only the newest — and the ledger
+        acks each replay as a duplicate without running it.
         """
         assert self.nc is not None
         js = self.nc.jetstream()
@@ -353,12 +372,24 @@ class Agent:
             max_ack_pending=1000,
             # An agent that never comes back stops costing the broker after 30 days.
             inactive_threshold=30 * 86400.0,
+            mem_storage=True,
         )
         delay = 0.2
         while True:
             try:
                 await js.add_consumer(subjects.STREAM_COMMANDS, config)
                 return
+            except APIError as exc:
+                if exc.err_code != _STORAGE_TYPE_IMMUTABLE:
+                    log.warning("cannot open the command consumer yet (%s); retrying", exc)
+                    await asyncio.sleep(delay + random.uniform(0, delay))
+                    delay = min(delay * 2, 5.0)
+                    continue
+                # A file-backed consumer left by an older agent: the broker cannot
+                # change storage in place. Replace it; the ledger absorbs the replay.
+                log.info("moving the command consumer to memory storage")
+                with contextlib.suppress(NotFoundError):
+                    await js.delete_consumer(subjects.STREAM_COMMANDS, name)
             except Exception as exc:
                 log.warning("cannot open the command consumer yet (%s); retrying", exc)
                 await asyncio.sleep(delay + random.uniform(0, delay))
@@ -373,6 +404,7 @@ class Agent:
             window=64,
             expires=self.s.pull_expires,
             idle_heartbeat=self.s.pull_idle_heartbeat,
+            on_gone=self._consumer_gone,
         )
         self.ready.set()
         async for msg in self._consumer.messages():
@@ -381,6 +413,18 @@ class Agent:
             except Exception:
                 # Never let one message stop intake; it stays unacked and is redelivered.
                 log.exception("failed to admit a command on %s", msg.subject)
+
+    def _consumer_gone(self) -> None:
+        """The broker answered a pull with "no such consumer" (restarted, or deleted)."""
+        if self._reopening is None or self._reopening.done():
+            self._reopening = self._spawn(self._reopen_consumer())
+
+    async def _reopen_consumer(self) -> None:
+        """Re-create the command consumer (idempotent when it still exists) and re-pull."""
+        if self.nc is None or not self._ready() or self._consumer is None:
+            return  # the first connect creates it; a later reconnect calls us again
+        await self._ensure_consumer()
+        self._consumer.reset()
 
     # --- intake ------------------------------------------------------------------------------
     def _addressed_to_me(self, cmd: Command, subject: str) -> tuple[bool, str]:

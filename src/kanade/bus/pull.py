@@ -11,6 +11,11 @@ Pull requests are lost when the connection drops. The server sends an idle
 heartbeat (status 100) on every open request; if neither a message nor a
 heartbeat arrives for two heartbeat intervals, or a request expires (408) or is
 cancelled (409), the window is reset and re-requested.
+
+A consumer can also vanish: a memory-storage consumer does not survive a broker
+restart, and an operator may delete one. The server then answers a pull with
+503 (no responders) or 409 "Consumer Deleted"; ``on_gone`` tells the owner, who
+re-creates the consumer and calls :meth:`reset`.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 _STATUS = "Status"
+_DESCRIPTION = "Description"
 
 
 class PullConsumer:
@@ -44,6 +50,7 @@ class PullConsumer:
         window: int = 256,
         expires: float = 30.0,
         idle_heartbeat: float = 5.0,
+        on_gone: Callable[[], None] | None = None,
     ) -> None:
         if window < 1:
             raise ValueError("window must be >= 1")
@@ -58,6 +65,7 @@ class PullConsumer:
         self._outstanding = 0
         self._last_activity = time.monotonic()
         self._closed = False
+        self._on_gone = on_gone
 
     async def _on_msg(self, msg: Msg) -> None:
         self._last_activity = time.monotonic()
@@ -65,10 +73,14 @@ class PullConsumer:
         if status is None:
             self._outstanding = max(0, self._outstanding - 1)
             self._queue.put_nowait(msg)
-        elif status in ("408", "409", "404"):
+        elif status in ("408", "409", "404", "503"):
             # The request expired or was cancelled (e.g. consumer changed, leader
             # moved): everything it still promised is gone.
             self._outstanding = 0
+            description = str(msg.headers.get(_DESCRIPTION, "")) if msg.headers else ""
+            gone = status in ("404", "503") or "deleted" in description.lower()
+            if gone and self._on_gone is not None:
+                self._on_gone()
         # "100" is an idle heartbeat: activity noted above is all it means.
 
     async def _request(self, count: int) -> None:
@@ -107,6 +119,16 @@ class PullConsumer:
         finally:
             await self._unsubscribe()
 
+    def reset(self) -> None:
+        """Forget every open pull request and ask again now (after the consumer was
+        re-created, or the connection came back): without this the window would only
+        recover at the next stall check."""
+        self._outstanding = 0
+        self._last_activity = time.monotonic()
+        if self._sub is not None and not self._closed:
+            task = asyncio.ensure_future(self._top_up())
+            task.add_done_callback(_swallow)
+
     def drain_ready(self, limit: int) -> list[Msg]:
         """Messages already delivered and waiting, without blocking (for batching)."""
         out: list[Msg] = []
@@ -126,3 +148,9 @@ class PullConsumer:
     async def close(self) -> None:
         self._closed = True
         await self._unsubscribe()
+
+
+def _swallow(task: asyncio.Future[None]) -> None:
+    # A top-up that fails (connection dropped again) is retried by the intake loop.
+    if not task.cancelled():
+        task.exception()
