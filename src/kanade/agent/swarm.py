@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,6 +101,8 @@ class Swarm:
         self._stop = asyncio.Event()
         self.started_in: float | None = None
         self._resync_task: asyncio.Future[None] | None = None
+        # How often the script step ran, per result id (attempts of a retry count too).
+        self.executions: Counter[str] = Counter()
 
     def _identity(self, i: int) -> AgentSettings:
         spec = self.spec
@@ -161,7 +164,14 @@ class Swarm:
         self.nc = self.connections[0]
         await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
         await self.fleet.resync(self.nc)
-        runner: Runner = stub_runner if spec.exec_mode == "stub" else subprocess_runner
+        script_step: Runner = stub_runner if spec.exec_mode == "stub" else subprocess_runner
+
+        async def runner(cmd: Command, argv: list[str], ctx: RunContext) -> ProcessOutcome:
+            # Counted per result id (one per command per pc): fault tests prove from
+            # this that no command ran twice, whatever the broker went through.
+            self.executions[ctx.spool_name] += 1
+            return await script_step(cmd, argv, ctx)
+
         tasks: list[asyncio.Task[None]] = []
         # Start in batches: thousands of consumer creations at once would only
         # time out against the JetStream API and retry.
