@@ -18,6 +18,9 @@ new content, never a mix:
 
 A damaged ``state.json`` or ``catalog.json`` is reported and ignored (the agent starts
 from nothing for that file); nothing here ever raises on bad content.
+
+Importing this module does not load the scheduling core (:mod:`kanade.core.scheduling`):
+an agent without ``runs_on: agent`` schedules only calls :meth:`SchedulerStore.has_state`.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from kanade.agent.fsutil import atomic_write
-from kanade.core.scheduling import Claim, decode_successes, encode_successes
+
+if TYPE_CHECKING:
+    from kanade.core.scheduling import Claim
 
 log = logging.getLogger("kanade.agent.scheduler")
 
@@ -125,8 +130,33 @@ class SchedulerStore:
             return None
         return data
 
+    # --- is there anything to pick up? --------------------------------------------------------
+    def has_state(self) -> bool:
+        """Whether an earlier run left something the local scheduler must pick up at start:
+        applied schedules (fired offline from ``catalog.json``), last ticks (``catchup``),
+        claims (results still to come) or last successes (``per_pc`` dedup). Plain JSON
+        reads, without the scheduling core. A file that cannot be read as a JSON object
+        counts as something: the loaders below report it."""
+        wanted = {
+            CATALOG_FILE: ("schedules",),
+            STATE_FILE: ("last_ticks", "claims"),
+            SUCCESSES_FILE: ("successes",),
+        }
+        for name, keys in wanted.items():
+            try:
+                data = json.loads((self.dir / name).read_bytes())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, UnicodeDecodeError):
+                return True
+            if not isinstance(data, dict) or any(data.get(key) for key in keys):
+                return True
+        return False
+
     # --- successes ----------------------------------------------------------------------------
     def load_successes(self) -> dict[str, datetime]:
+        from kanade.core.scheduling import decode_successes
+
         raw = self._read(SUCCESSES_FILE)
         if raw is None:
             return {}
@@ -136,10 +166,14 @@ class SchedulerStore:
         return successes
 
     def save_successes(self, successes: Mapping[str, datetime]) -> None:
+        from kanade.core.scheduling import encode_successes
+
         self._write(SUCCESSES_FILE, encode_successes(successes).encode())
 
     # --- last ticks and claims ----------------------------------------------------------------
     def load_state(self) -> tuple[dict[str, datetime], list[Claim]]:
+        from kanade.core.scheduling import Claim
+
         data = self._load_json(STATE_FILE)
         if data is None:
             return {}, []

@@ -43,6 +43,16 @@ What it does, rule by rule:
   ``issued_at`` = the nominal time), handed to the agent's ``submit_local`` — the same
   ledger admission, gates, execution and outbox as a received command. Re-firing the same
   occurrence (e.g. after a crash) is a ledger DUPLICATE and never runs twice.
+* **Loaded on demand.** Most agents have no ``runs_on: agent`` schedule, and the scheduling
+  core (schedule models, cronsim, time-zone rules, validation) costs several MB of resident
+  memory in every agent of the fleet (SPEC §10.2). So the scheduler starts *inactive*: it
+  reports the empty set's version (:data:`~kanade.core.digests.EMPTY_SET_VERSION`) and, on
+  every catalog or membership change, only looks at the raw schedule documents
+  (:func:`might_apply`, a cheap superset of
+  :func:`~kanade.core.scheduling.applies_to_agent`). It activates — imports the core and
+  reads its files — the first time one might apply to this agent, or at start when an
+  earlier run left applied schedules, last ticks, claims or successes on disk
+  (:meth:`~kanade.agent.schedstore.SchedulerStore.has_state`). Once active it stays active.
 """
 
 from __future__ import annotations
@@ -58,47 +68,24 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Final
-from zoneinfo import ZoneInfo
-
-from nats.aio.client import Client
-from nats.js.errors import NotFoundError
+from typing import TYPE_CHECKING, Any, Final
 
 from kanade.agent.fleetstate import FleetState
 from kanade.agent.kvmirror import KvMirror
 from kanade.agent.ledger import Admission
 from kanade.agent.schedstore import CachedCatalog, SchedulerStore, iso
 from kanade.core import subjects
-from kanade.core.digests import sha256_hex_from_nats_digest
-from kanade.core.dispatch import build_command
-from kanade.core.freeze import FREEZE_KEY
-from kanade.core.models.job import JobManifest
-from kanade.core.models.schedule import Schedule
-from kanade.core.models.target import Target
-from kanade.core.models.wire import Command, Result
-from kanade.core.scheduling import (
-    ClaimTable,
-    Fire,
-    Freeze,
-    Missed,
-    Plan,
-    Skip,
-    agent_schedule_set,
-    claim_until,
-    deadline_at,
-    decide_tick,
-    exec_id_for,
-    freeze_from_json,
-    is_past_one_shot,
-    lower,
-    occurrence_id,
-    pc_decision,
-    prev_fire,
-    request_id_for,
-    schedule_digest,
-    schedule_set_version,
-)
-from kanade.core.validation import parse_job, parse_schedule
+from kanade.core.digests import EMPTY_SET_VERSION, sha256_hex_from_nats_digest
+
+# The scheduling core is imported where it is used, once the scheduler is active (see
+# "Loaded on demand" above); these names are for the annotations only.
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+
+    from kanade.core.models.job import JobManifest
+    from kanade.core.models.schedule import Schedule
+    from kanade.core.models.wire import Command, Result
+    from kanade.core.scheduling import ClaimTable, Fire, Freeze, Plan, Skip
 
 log = logging.getLogger("kanade.agent.scheduler")
 
@@ -107,7 +94,7 @@ MAX_SLEEP_S: Final = 60.0
 DIGEST_TIMEOUT_S: Final = 3.0
 _TINY: Final = timedelta(microseconds=1)
 
-Submit = Callable[[Command], Admission]
+Submit = Callable[["Command"], Admission]
 
 
 def _utcnow() -> datetime:
@@ -118,6 +105,8 @@ def _utcnow() -> datetime:
 def local_zone() -> tzinfo:
     """This machine's zone as an IANA zone when it can be found (DST-aware), for
     ``tz: local`` schedules; the fixed current offset otherwise."""
+    from zoneinfo import ZoneInfo
+
     candidates: list[str] = []
     tz_env = os.environ.get("TZ", "").lstrip(":")
     if tz_env:
@@ -134,8 +123,6 @@ def local_zone() -> tzinfo:
     return datetime.now().astimezone().tzinfo or UTC
 
 
-
-
 # --- tolerant, cached parsing ------------------------------------------------------------------
 # A swarm runs thousands of schedulers over one shared mirror: each document is parsed once
 # per process (and a bad one warned about once), keyed by its exact bytes.
@@ -148,6 +135,8 @@ def _parse(kind: str, key: str, raw: bytes) -> Any:
     if cache_key in _parse_cache:
         _parse_cache.move_to_end(cache_key)
         return _parse_cache[cache_key]
+    from kanade.core.validation import parse_job, parse_schedule
+
     model: Schedule | JobManifest | None
     try:
         data = json.loads(raw)
@@ -171,6 +160,8 @@ _digest_cache: OrderedDict[int, tuple[Schedule, str]] = OrderedDict()
 def digest_of(schedule: Schedule) -> str:
     """:func:`~kanade.core.scheduling.schedule_digest`, once per parsed object (the parse
     cache hands every scheduler of a swarm the same object for the same bytes)."""
+    from kanade.core.scheduling import schedule_digest
+
     hit = _digest_cache.get(id(schedule))
     if hit is not None and hit[0] is schedule:
         return hit[1]
@@ -182,6 +173,8 @@ def digest_of(schedule: Schedule) -> str:
 
 
 def parse_schedules(values: dict[str, bytes]) -> dict[str, Schedule]:
+    from kanade.core.models.schedule import Schedule
+
     out: dict[str, Schedule] = {}
     for key, raw in sorted(values.items()):
         schedule = _parse("schedule", key, raw)
@@ -191,6 +184,8 @@ def parse_schedules(values: dict[str, bytes]) -> dict[str, Schedule]:
 
 
 def parse_jobs(values: dict[str, bytes]) -> dict[str, JobManifest]:
+    from kanade.core.models.job import JobManifest
+
     out: dict[str, JobManifest] = {}
     for key, raw in sorted(values.items()):
         job = _parse("job", key, raw)
@@ -202,6 +197,8 @@ def parse_jobs(values: dict[str, bytes]) -> dict[str, JobManifest]:
 def parse_freeze(raw: bytes | None) -> Freeze | None:
     """The fleet freeze from its KV value; an unreadable record freezes (the safe side,
     like the backend)."""
+    from kanade.core.scheduling import Freeze, freeze_from_json
+
     if raw is None or not raw.strip():
         return None
     try:
@@ -225,6 +222,57 @@ def _raw_doc(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
+# --- the cheap test that decides when to load the scheduling core ------------------------------
+@dataclass(frozen=True)
+class _TargetHint:
+    """What a raw ``runs_on: agent`` document says about its target; None = anything."""
+
+    everyone: bool
+    pcs: frozenset[Any] | None
+    groups: frozenset[Any] | None
+
+
+@functools.lru_cache(maxsize=_PARSE_CACHE_MAX)
+def _target_hint(raw: bytes) -> _TargetHint | None:
+    """None when the document certainly does not apply to any agent: not a JSON object,
+    not ``runs_on: agent``, or disabled (``enabled`` is a strict bool: only ``true`` or
+    leaving it out enables). Anything the schedule model might read differently from a
+    plain look at the JSON is kept as "may target everyone"."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or doc.get("runs_on") != "agent":
+        return None
+    if doc.get("enabled", True) is not True:
+        return None
+    target = doc.get("target")
+    if not isinstance(target, dict):
+        return _TargetHint(True, None, None)
+
+    def members(key: str) -> frozenset[Any] | None:
+        value = target.get(key, [])
+        if not isinstance(value, list):
+            return None
+        return frozenset(v for v in value if isinstance(v, str))
+
+    # ``all`` is a lax bool for the model ("yes", 1, ...): anything but false may mean all.
+    return _TargetHint(target.get("all", False) is not False, members("pcs"), members("groups"))
+
+
+def might_apply(raw: bytes, pc_id: str, groups: Iterable[str]) -> bool:
+    """Whether the raw schedule document ``raw`` may be one the agent ``pc_id`` (member of
+    ``groups``) applies. Never False for a document that
+    :func:`~kanade.core.scheduling.applies_to_agent` accepts once parsed; True for some
+    that it rejects (the parse decides then)."""
+    hint = _target_hint(raw)
+    if hint is None:
+        return False
+    if hint.everyone or hint.pcs is None or hint.groups is None or pc_id in hint.pcs:
+        return True
+    return not hint.groups.isdisjoint(groups)
+
+
 # --- the scheduler -----------------------------------------------------------------------------
 @dataclass
 class Registered:
@@ -238,7 +286,11 @@ class Registered:
 class LocalScheduler:
     """One agent identity's local scheduler. Created by the agent (which wires
     :meth:`on_finished` into its result path and :attr:`version` into its heartbeats) and
-    run as one task with :meth:`run`."""
+    run as one task with :meth:`run`. Inactive (the scheduling core not loaded) until
+    :meth:`activate`: see "Loaded on demand" in the module documentation."""
+
+    local_tz: tzinfo
+    claims: ClaimTable
 
     def __init__(
         self,
@@ -263,21 +315,18 @@ class LocalScheduler:
         self._in_flight = in_flight
         self._on_applied = on_applied
         self._clock = clock
-        self.local_tz = local_tz or local_zone()
+        self._local_tz = local_tz
         self.store = SchedulerStore(data_dir, durable=durable)
 
         self.registered: dict[str, Registered] = {}
         self.jobs: dict[str, JobManifest] = {}
         self.freeze: Freeze | None = None
         self.digests: dict[str, str] = {}
-        self.version = schedule_set_version(())
-        self.successes = self.store.load_successes()
-        ticks, claims = self.store.load_state()
-        self._saved_ticks = ticks  # last ticks of schedules not (yet) registered
-        self.claims = ClaimTable(claims)
-        self._cache = self.store.load_catalog()
-        if self._cache is not None:
-            self.digests = dict(self._cache.digests)
+        self.version = EMPTY_SET_VERSION
+        self.successes: dict[str, datetime] = {}
+        self._saved_ticks: dict[str, datetime] = {}  # of schedules not (yet) registered
+        self._cache: CachedCatalog | None = None
+        self.active = False
         self._dirty = True
         self._wake = asyncio.Event()
         self._stopped = False
@@ -286,6 +335,32 @@ class LocalScheduler:
         self.fired = 0
         self.skipped_ticks = 0
         fleet.listen(self._on_fleet_change)
+        if self.store.has_state():
+            self.activate()
+
+    def activate(self) -> None:
+        """Load the scheduling core and this scheduler's files (once; later calls do nothing)."""
+        if self.active:
+            return
+        from kanade.core.scheduling import ClaimTable
+
+        self.local_tz = self._local_tz or local_zone()
+        self.successes = self.store.load_successes()
+        ticks, claims = self.store.load_state()
+        self._saved_ticks = ticks
+        self.claims = ClaimTable(claims)
+        self._cache = self.store.load_catalog()
+        if self._cache is not None:
+            self.digests = dict(self._cache.digests)
+        self.active = True
+        log.info("local scheduler active (zone for tz: local = %s)", self.local_tz)
+
+    def _may_apply_any(self) -> bool:
+        """Whether a schedule in the mirrored catalog may be one this agent applies."""
+        groups = list(self._groups())
+        return any(
+            might_apply(raw, self.pc_id, groups) for raw in self.fleet.schedules.values.values()
+        )
 
     # --- wiring -------------------------------------------------------------------------------
     def _on_fleet_change(self, mirror: KvMirror) -> None:
@@ -314,7 +389,10 @@ class LocalScheduler:
 
     # --- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
-        log.info("local scheduler started (zone for tz: local = %s)", self.local_tz)
+        if self.active:
+            log.info("local scheduler started (zone for tz: local = %s)", self.local_tz)
+        else:
+            log.info("local scheduler started (inactive: no runs_on: agent schedule for it yet)")
         while not self._stopped:
             self._wake.clear()
             if self._dirty:
@@ -344,7 +422,15 @@ class LocalScheduler:
     # --- catalogs → registrations ----------------------------------------------------------------
     async def refresh(self) -> None:
         """Read the catalogs (live mirrors once synced, the on-disk cache before), resolve
-        script-object digests while connected, and apply the result."""
+        script-object digests while connected, and apply the result. An inactive scheduler
+        only checks whether it must activate (nothing can apply to it otherwise)."""
+        if not self.active:
+            if not self._may_apply_any():
+                return
+            self.activate()
+        from kanade.core.freeze import FREEZE_KEY
+        from kanade.core.scheduling import agent_schedule_set
+
         fleet = self.fleet
         cache = self._cache or CachedCatalog()
         live_schedules = fleet.schedules.synced and fleet.membership.synced
@@ -368,8 +454,10 @@ class LocalScheduler:
         self.jobs = jobs
         self.freeze = freeze
         self.apply(wanted, self._clock())
-        if live_schedules:
+        if live_schedules and self._saved_ticks:
             self._saved_ticks.clear()  # left-overs are of schedules not applied any more
+            self._save_state()  # ... and not kept on disk either
+        if live_schedules:
             self._prune_successes(set(everything))
             self._save_catalog(groups)
 
@@ -386,6 +474,8 @@ class LocalScheduler:
         nc = self._connection()
         if not names or nc is None or not nc.is_connected:
             return
+        from nats.js.errors import NotFoundError
+
         try:
             store = await asyncio.wait_for(
                 nc.jetstream().object_store(subjects.OBJ_SCRIPTS), DIGEST_TIMEOUT_S
@@ -408,6 +498,8 @@ class LocalScheduler:
                 self.digests[name] = sha256_hex_from_nats_digest(digest)
 
     def _save_catalog(self, groups: list[str]) -> None:
+        from kanade.core.freeze import FREEZE_KEY
+
         fleet = self.fleet
         schedules: dict[str, Any] = {}
         for sid, reg in self.registered.items():
@@ -461,6 +553,8 @@ class LocalScheduler:
     def apply(self, wanted: Iterable[Schedule], now: datetime) -> None:
         """Make the registrations exactly ``wanted`` (by id): unregister vanished ones,
         re-register changed ones, register new ones."""
+        from kanade.core.scheduling import is_past_one_shot, lower, prev_fire, schedule_set_version
+
         wanted_by_id = {s.id: s for s in wanted}
         changed = False
         for sid in list(self.registered):
@@ -518,6 +612,10 @@ class LocalScheduler:
     # --- ticks --------------------------------------------------------------------------------
     def tick(self, now: datetime) -> None:
         """Decide every registered schedule that is due at ``now``."""
+        if not self.registered:
+            return
+        from kanade.core.scheduling import Fire, Missed, Skip, decide_tick
+
         changed = False
         for reg in list(self.registered.values()):
             if reg.next_due is None or reg.next_due > now:
@@ -568,6 +666,8 @@ class LocalScheduler:
         )
 
     def _on_fire(self, reg: Registered, fire: Fire, now: datetime) -> None:
+        from kanade.core.scheduling import pc_decision
+
         dedup = reg.plan.dedup
         if dedup is not None:
             decision = pc_decision(
@@ -616,6 +716,16 @@ class LocalScheduler:
         *,
         claim: bool,
     ) -> None:
+        from kanade.core.dispatch import build_command
+        from kanade.core.models.target import Target
+        from kanade.core.scheduling import (
+            claim_until,
+            deadline_at,
+            exec_id_for,
+            occurrence_id,
+            request_id_for,
+        )
+
         schedule, plan = reg.schedule, reg.plan
         sid = schedule.id
         job = self.jobs.get(schedule.job_id)
@@ -699,8 +809,10 @@ class LocalScheduler:
     # --- results ------------------------------------------------------------------------------
     def _is_local_fire(self, cmd: Command) -> bool:
         sid = cmd.schedule_id
-        if sid is None or cmd.nominal_time is None:
+        if not self.active or sid is None or cmd.nominal_time is None:
             return False
+        from kanade.core.scheduling import occurrence_id, request_id_for
+
         held = self.claims.get(sid)
         if held is not None and held.owner == cmd.request_id:
             return True
@@ -755,6 +867,7 @@ __all__ = [
     "LocalScheduler",
     "Registered",
     "local_zone",
+    "might_apply",
     "parse_freeze",
     "parse_jobs",
     "parse_schedules",

@@ -9,8 +9,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kanade.core.ids import SLUG_RULE, is_slug, slugify_hostname
 
 
@@ -72,6 +70,8 @@ def load_settings(config: Path | None, overrides: dict[str, Any]) -> AgentSettin
     path = explicit or default_config_path()
     values: dict[str, Any] = {}
     if path.exists():
+        import yaml  # only with a config file: most agents run from flags (SPEC §10.2 RSS)
+
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: the agent config must be a mapping")

@@ -21,9 +21,10 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
+from kanade.core.digests import SET_VERSION_PREFIX, digest_set_version
 from kanade.core.models.schedule import Schedule
 
-VERSION_PREFIX: Final = "v1:"
+VERSION_PREFIX: Final = SET_VERSION_PREFIX
 IGNORED_FIELDS: Final = frozenset({"description"})
 
 
@@ -61,8 +62,7 @@ def schedule_digest(schedule: Schedule) -> str:
 
 def schedule_set_version(schedules: Iterable[Schedule]) -> str:
     """``v1:<32 hex>`` for a set of schedules, in any order (a multiset: duplicates count)."""
-    digests = sorted(schedule_digest(s) for s in schedules)
-    return VERSION_PREFIX + hashlib.sha256("\n".join(digests).encode()).hexdigest()[:32]
+    return digest_set_version(schedule_digest(s) for s in schedules)
 
 
 def applies_to_agent(schedule: Schedule, pc_id: str, groups: Iterable[str]) -> bool:
