@@ -426,8 +426,18 @@ async def test_disable_cascade_revokes_and_cascade_kill_kills(
         "target": {"pcs": ["pc-1"]},
         "tz": "utc",
     }
+    cmds = Commands()
+    await cmds.start(bus)
     await backend.client.post("/api/schedules", json=body)
-    (ex,) = await eventually(lambda: executions(backend, "longrun"), what="fired")
+
+    async def fired() -> list[dict[str, Any]]:
+        # The exec row exists from the fire's preparation (up to PREPARE_AHEAD before its
+        # instant); the fire happened once its command is out.
+        if not any(c.schedule_id == "longrun" for _, c in cmds.seen):
+            return []
+        return await executions(backend, "longrun")
+
+    (ex,) = await eventually(fired, what="fired")
 
     r = await backend.client.post("/api/schedules/longrun/disable", params={"cascade": "true"})
     assert r.status_code == 200, r.text

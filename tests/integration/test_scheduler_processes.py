@@ -258,7 +258,10 @@ def test_backend_killed_across_a_fire_time_applies_catchup(stack: Stack) -> None
     b = stack.backend(*late)
     assert b.post("/api/jobs", HELLO).status_code == 201
     wait_for(b.leads, what="the first backend leads")
-    t = whole_second(3)
+    # Far enough ahead that the kill below comes before the fires are prepared (2 s
+    # before their instant): this test is about occurrences nobody touched before the
+    # crash (a crash after preparing is the next test).
+    t = whole_second(5)
     for sid, catchup in (("catch-once", "once"), ("catch-skip", "skip")):
         body = {
             "id": sid,
@@ -299,6 +302,38 @@ def test_backend_killed_across_a_fire_time_applies_catchup(stack: Stack) -> None
     wait_for(b3.leads, what="third backend leads")
     clock_past(datetime.now(UTC) + timedelta(seconds=2))
     assert len(executions(b3, "catch-once")) == 1
+
+
+def test_backend_killed_between_preparing_a_fire_and_its_instant(stack: Stack) -> None:
+    """A fire is prepared (exec row claimed, commands built) 2 s before its instant. A
+    backend killed in between published nothing; the restarted one finds the claim and
+    publishes the occurrence — once, counted once."""
+    b = stack.backend()
+    assert b.post("/api/jobs", HELLO).status_code == 201
+    wait_for(b.leads, what="the first backend leads")
+    t = whole_second(4)
+    body = {
+        "id": "prepared",
+        "job_id": "hello",
+        "when": {"cron": cron_at(t)},
+        "target": {"pcs": ["pc-x"]},
+        "tz": "utc",
+    }
+    assert b.post("/api/schedules", body).status_code == 201
+    wait_for(lambda: executions(b, "prepared"), what="the fire prepared: its row claimed")
+    b.kill()
+    assert datetime.now(UTC) < t, "killed after the instant: the test proves nothing"
+    assert _command_seq(stack) == 0
+    b2 = stack.backend()
+    wait_for(b2.leads, what="the restarted backend takes the lease over")
+    wait_for(lambda: _command_seq(stack) == 1, what="the occurrence published after restart")
+    clock_past(max(datetime.now(UTC), t) + timedelta(seconds=2))
+    assert _command_seq(stack) == 1
+    (ex,) = executions(b2, "prepared")
+    assert ex["exec_id"] == exec_id_for(occurrence_id("prepared", t))
+    st = b2.get("/api/schedules/prepared")
+    assert st["status"]["fired_count"] == 1
+    assert {d["result"] for d in st["decisions"]} == {"fired", "duplicate"}
 
 
 def test_two_backends_one_broker_every_occurrence_dispatched_once(stack: Stack) -> None:

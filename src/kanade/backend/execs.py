@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
@@ -34,7 +35,7 @@ from kanade.backend.db.database import Database
 from kanade.backend.errors import BadRequest, Conflict
 from kanade.backend.jobs import JobCatalog
 from kanade.backend.records import AuditRecord, ExecKind, ExecRecord
-from kanade.bus.connection import Bus
+from kanade.bus.connection import MSG_ID_HEADER, Bus
 from kanade.core import subjects
 from kanade.core.digests import sha256_hex_from_nats_digest
 from kanade.core.dispatch import adhoc_job, build_command
@@ -104,8 +105,6 @@ def expected_pcs(target: Target, alive: list[tuple[str, list[str]]]) -> list[str
 
 def _sha256(text: str | None) -> str | None:
     return None if text is None else hashlib.sha256(text.encode()).hexdigest()
-
-
 
 
 class ExecService:
@@ -330,32 +329,31 @@ class ExecService:
         return script_sha256
 
     # Steps 3-5 of _dispatch for an exec whose row the scheduler already claimed (insert-if-
-    # absent on its occurrence-derived exec_id), split so a tick's fires go out in phases
-    # (every record, then every command, then every audit). Same subjects and the same
-    # deterministic Nats-Msg-Ids as _dispatch: publishing one occurrence again is dropped
-    # by the broker.
-    async def publish_record(self, bus: Bus, record: ExecRecord) -> None:
-        await bus.publish_js(
+    # absent on its occurrence-derived exec_id), as ready-made messages: the scheduler builds
+    # them before a fire's nominal instant and publishes a tick's fires in phases (every
+    # command, then every record, then every audit) through send_pipelined. Same
+    # subjects and the same deterministic Nats-Msg-Ids as _dispatch: publishing one
+    # occurrence again is dropped by the broker.
+    @staticmethod
+    def command_messages(command: Command, subs: list[str]) -> list[Outgoing]:
+        payload = encode(command)  # encoded once for every address
+        return [Outgoing(s, payload, f"{command.request_id}:{s}") for s in subs]
+
+    @staticmethod
+    def record_message(record: ExecRecord) -> Outgoing:
+        return Outgoing(
             subjects.exec_subject("created", record.exec_id),
             encode(record),
-            msg_id=f"exec:{record.exec_id}",
+            f"exec:{record.exec_id}",
         )
 
-    async def publish_commands(self, bus: Bus, commands: list[tuple[Command, list[str]]]) -> None:
-        await asyncio.gather(*(self._publish_commands(bus, c, s) for c, s in commands))
-
-    async def audit_dispatch(self, bus: Bus, record: ExecRecord, command: Command) -> None:
-        # debug: the scheduler logs one line per tick (a tick may fire thousands)
-        log.debug(
-            "exec dispatched",
-            exec_id=record.exec_id,
-            job_id=record.job_id,
-            version=record.version,
-            kind=record.kind,
-            expected=record.expected_count,
-            actor=record.initiated_by,
+    @staticmethod
+    def audit_message(record: ExecRecord, command: Command) -> Outgoing:
+        return Outgoing(
+            subjects.audit_subject("exec"),
+            encode(_audit_record(record, command, record.created_at)),
+            f"audit:exec:{record.exec_id}",
         )
-        await self._audit(bus, record, command, record.created_at)
 
     async def _publish_commands(self, bus: Bus, command: Command, subs: list[str]) -> None:
         payload = encode(command)
@@ -370,22 +368,7 @@ class ExecService:
         await asyncio.gather(*(one(s) for s in subs))
 
     async def _audit(self, bus: Bus, record: ExecRecord, command: Command, now: datetime) -> None:
-        audit = AuditRecord(
-            action="exec",
-            actor=record.initiated_by,
-            at=now,
-            details={
-                "exec_id": record.exec_id,
-                "kind": record.kind,
-                "job_id": record.job_id,
-                "version": record.version,
-                "target": record.target,
-                "expected_count": record.expected_count,
-                "request_id": record.request_id,
-                # Never the script or env (secrets); the hash identifies what ran.
-                "script_sha256": command.script_sha256 or _sha256(command.script),
-            },
-        )
+        audit = _audit_record(record, command, now)
         try:
             await bus.publish_js(
                 subjects.audit_subject("exec"), encode(audit), msg_id=f"audit:exec:{record.exec_id}"
@@ -394,3 +377,124 @@ class ExecService:
             # The commands are out: failing the request now would invite a retry that
             # runs the job twice. Log loudly instead.
             log.exception("audit record not written", exec_id=record.exec_id)
+
+
+def _audit_record(record: ExecRecord, command: Command, now: datetime) -> AuditRecord:
+    return AuditRecord(
+        action="exec",
+        actor=record.initiated_by,
+        at=now,
+        details={
+            "exec_id": record.exec_id,
+            "kind": record.kind,
+            "job_id": record.job_id,
+            "version": record.version,
+            "target": record.target,
+            "expected_count": record.expected_count,
+            "request_id": record.request_id,
+            # Never the script or env (secrets); the hash identifies what ran.
+            "script_sha256": command.script_sha256 or _sha256(command.script),
+        },
+    )
+
+
+# --- pipelined JetStream publishing ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One JetStream message, ready to go: subject, bytes and its ``Nats-Msg-Id`` (None
+    for a KV put: a key is rewritten with new values, never deduplicated)."""
+
+    subject: str
+    payload: bytes
+    msg_id: str | None
+
+
+PIPELINE_YIELD_EVERY = 64
+"""Messages handed to the client between two yields to the event loop (see below)."""
+PIPELINE_ACK_TIMEOUT_S = 5.0
+PIPELINE_MAX_PENDING = 2_000
+"""Unacked messages at most. nats-py's own cap (4 000) makes ``publish_async`` wait for an
+ack with no deadline — forever while the broker is away."""
+
+
+async def send_pipelined(
+    bus: Bus, messages: Sequence[Outgoing], *, yield_every: int = PIPELINE_YIELD_EVERY
+) -> list[asyncio.Future[PubAck] | BaseException]:
+    """Hand every message to the client without waiting for its ack; one pending ack (or
+    the error that prevented sending) per message, in order. Pair with :func:`settle`.
+
+    ``js.publish`` is a request/response: each message pays a reply subscription lookup,
+    a future, a ``wait_for`` task and the ack's parse *before the next can start* in its
+    coroutine, so even hundreds of concurrent ones leave the socket in dribbles. Here each
+    message is one buffered PUB with a reply inbox on nats-py's shared async-reply
+    subscription, and the acks are collected afterwards. Every ``yield_every`` messages
+    the loop yields once so the client's flusher writes what is buffered: the first
+    messages reach the broker (and a subscribed agent) while the rest are still being
+    handed over, instead of all leaving in one write at the end. The messages go out on
+    one connection in this order, so a caller that sends commands before records knows
+    no record overtakes its commands.
+    """
+    js = bus.js
+    out: list[asyncio.Future[PubAck] | BaseException] = []
+    stalled = False
+    for i, msg in enumerate(messages, 1):
+        if not stalled and js.publish_async_pending() >= PIPELINE_MAX_PENDING:
+            stalled = not await _some_acked(out)
+        if stalled:
+            out.append(TimeoutError("the broker stopped acknowledging publishes"))
+            continue
+        try:
+            headers = None if msg.msg_id is None else {MSG_ID_HEADER: msg.msg_id}
+            # No wait_stall: with one, nats-py wraps every publish in a wait_for task,
+            # which costs more than the publish; the cap is kept by the check above.
+            out.append(await js.publish_async(msg.subject, msg.payload, headers=headers))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # closed, reconnect buffer full: retried by the caller
+            out.append(exc)
+        if i % yield_every == 0:
+            await asyncio.sleep(0)
+    return out
+
+
+async def _some_acked(pending: list[asyncio.Future[PubAck] | BaseException]) -> bool:
+    """Wait until one of ``pending`` is acked (False: none within the ack timeout)."""
+    waiting = [p for p in pending if isinstance(p, asyncio.Future) and not p.done()]
+    if not waiting:
+        return True  # the unacked ones are somebody else's: nothing of ours to wait for
+    done, _ = await asyncio.wait(
+        waiting, timeout=PIPELINE_ACK_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+    )
+    return bool(done)
+
+
+async def settle(
+    pending: Sequence[asyncio.Future[PubAck] | BaseException],
+    *,
+    timeout: float = PIPELINE_ACK_TIMEOUT_S,
+) -> list[BaseException | None]:
+    """Wait (one deadline for all) for the acks of :func:`send_pipelined`; per message
+    None when the broker stored it (or dropped it as a duplicate of its Nats-Msg-Id),
+    else the error. An ack still missing at the deadline is a ``TimeoutError``: the
+    caller retries, and the msg id makes a retry of a message that was stored harmless."""
+    futures = [p for p in pending if isinstance(p, asyncio.Future)]
+    if futures:
+        _, late = await asyncio.wait(futures, timeout=timeout)
+        for fut in late:
+            fut.cancel()  # nats-py drops its reply slot when the future is done
+    out: list[BaseException | None] = []
+    for p in pending:
+        if not isinstance(p, asyncio.Future):
+            out.append(p)
+        elif p.cancelled():
+            out.append(TimeoutError(f"no ack from the broker within {timeout:g}s"))
+        else:
+            out.append(p.exception())
+    return out
+
+
+async def publish_one(bus: Bus, msg: Outgoing) -> None:
+    """One message, waiting for its ack (the retry path of a pipelined publish)."""
+    await bus.publish_js(msg.subject, msg.payload, msg_id=msg.msg_id)

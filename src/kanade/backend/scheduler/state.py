@@ -14,6 +14,7 @@ KV, not SQL: every replica sees the same state, and it survives a wiped database
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -21,6 +22,7 @@ import structlog
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from kanade.backend.execs import Outgoing, send_pipelined, settle
 from kanade.backend.freeze import get_freeze
 from kanade.bus.connection import Bus
 from kanade.bus.kvsnapshot import kv_snapshot
@@ -93,6 +95,19 @@ async def get_tick(kv: KeyValue, schedule_id: str) -> datetime | None:
 
 async def put_tick(kv: KeyValue, schedule_id: str, moment: datetime) -> None:
     await kv.put(tick_key(schedule_id), encode_tick(moment))
+
+
+def tick_subject(schedule_id: str) -> str:
+    """The subject a KV put of ``tick.<schedule_id>`` is published on (what
+    ``KeyValue.put`` does), for writing many ticks pipelined."""
+    return f"$KV.{subjects.KV_DISPATCH}.{tick_key(schedule_id)}"
+
+
+async def put_ticks(bus: Bus, ticks: Sequence[tuple[str, datetime]]) -> list[BaseException | None]:
+    """Store many ``last_tick``s at once (pipelined, one ack wait for all); per tick None
+    when stored, else the error (the caller retries it with :func:`put_tick`)."""
+    messages = [Outgoing(tick_subject(sid), encode_tick(moment), None) for sid, moment in ticks]
+    return await settle(await send_pipelined(bus, messages))
 
 
 async def load_ticks(bus: Bus) -> dict[str, datetime]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, false, func, select
+from sqlalchemy import and_, case, delete, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -39,6 +39,10 @@ class DecisionRow:
     lateness_s: float | None = None
     count: int = 1
     """How many occurrences this row stands for (a ``missed`` row lists several)."""
+    decided_at: datetime | None = None
+    """When the decision counts as made (default: the batch's ``now``). A fire prepared
+    ahead is recorded when it is claimed, before its instant, as decided at its nominal
+    time: the decision made early stands for the tick at that instant."""
 
 
 def claim_executions(
@@ -77,6 +81,77 @@ def claim_executions(
     return claimed
 
 
+def release_executions(conn: Connection, exec_ids: Iterable[str], now: datetime) -> set[str]:
+    """Undo the claims of fires prepared ahead that will not go out as prepared (the
+    schedule, its job or the freeze changed before the instant): the exec ids released.
+
+    Only untouched rows go: still ``pending`` with no started or finished result. Nothing
+    of such a fire was published, so nothing can refer to the row; deleting it lets the
+    occurrence be claimed afresh with what holds at the instant. The ``fired`` decision
+    recorded with the claim goes too, and the schedule's counters and last fire are put
+    back (to its newest remaining fire). A row an operator already acted on (cancelled)
+    stays, with its decision, as the record of that act.
+    """
+    ids = sorted(set(exec_ids))
+    released: set[str] = set()
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        untouched = and_(
+            executions.c.exec_id.in_(chunk),
+            executions.c.status == "pending",
+            executions.c.started_count == 0,
+            executions.c.finished_count == 0,
+        )
+        found = {str(r[0]) for r in conn.execute(select(executions.c.exec_id).where(untouched))}
+        if found:
+            conn.execute(delete(executions).where(untouched, executions.c.exec_id.in_(found)))
+            released |= found
+    if not released:
+        return released
+    fired = and_(
+        schedule_decisions.c.exec_id.in_(sorted(released)),
+        schedule_decisions.c.result == "fired",
+    )
+    per_schedule: dict[str, int] = {}
+    for (sid,) in conn.execute(select(schedule_decisions.c.schedule_id).where(fired)):
+        per_schedule[str(sid)] = per_schedule.get(str(sid), 0) + 1
+    conn.execute(delete(schedule_decisions).where(fired))
+    for sid, n in per_schedule.items():
+        newest = conn.execute(
+            select(
+                schedule_decisions.c.decided_at,
+                schedule_decisions.c.nominal_time,
+                schedule_decisions.c.exec_id,
+            )
+            .where(
+                schedule_decisions.c.schedule_id == sid,
+                schedule_decisions.c.result == "fired",
+            )
+            .order_by(schedule_decisions.c.id.desc())
+            .limit(1)
+        ).first()
+        values: dict[str, Any] = {
+            "fired": func.max(0, schedule_stats.c.fired - n)
+            if conn.dialect.name == "sqlite"
+            else func.greatest(0, schedule_stats.c.fired - n),
+            "updated_at": now,
+        }
+        last = schedule_stats.c.last_exec_id.in_(sorted(released))
+        conn.execute(
+            update(schedule_stats).where(schedule_stats.c.schedule_id == sid).values(values)
+        )
+        conn.execute(
+            update(schedule_stats)
+            .where(schedule_stats.c.schedule_id == sid, last)
+            .values(
+                last_fire_at=None if newest is None else newest[0],
+                last_nominal=None if newest is None else newest[1],
+                last_exec_id=None if newest is None else newest[2],
+            )
+        )
+    return released
+
+
 def existing_executions(conn: Connection, exec_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     ids = sorted(set(exec_ids))
     out: dict[str, dict[str, Any]] = {}
@@ -98,7 +173,7 @@ def record_decisions(conn: Connection, rows: Sequence[DecisionRow], now: datetim
                 "schedule_id": r.schedule_id,
                 "occurrence_id": r.occurrence_id,
                 "nominal_time": r.nominal_time,
-                "decided_at": now,
+                "decided_at": r.decided_at or now,
                 "result": r.result,
                 "reason": r.reason,
                 "detail": r.detail,
@@ -127,7 +202,8 @@ def record_decisions(conn: Connection, rows: Sequence[DecisionRow], now: datetim
         if r.result in ("fired", "skipped", "missed"):
             acc[r.result] += r.count
         if r.result == "fired":
-            acc |= {"last_fire_at": now, "last_nominal": r.nominal_time, "last_exec_id": r.exec_id}
+            at = r.decided_at or now
+            acc |= {"last_fire_at": at, "last_nominal": r.nominal_time, "last_exec_id": r.exec_id}
     stmt = _insert(conn, schedule_stats)
     keep = func.coalesce  # a batch without a fire keeps the previous last fire
     conn.execute(

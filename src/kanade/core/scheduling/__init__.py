@@ -11,6 +11,7 @@ Modules:
   rules); :mod:`.fires` — :func:`next_fire`, :func:`prev_fire`, :func:`next_fires` …;
 * :mod:`.gates` — active / window / skip_dates / freeze / starting_deadline / catchup and
   :func:`decide_tick`; :mod:`.decisions` — :class:`Fire`, :class:`Skip`, :class:`Missed`;
+* :mod:`.ahead` — deciding a fire ahead of its instant and re-checking it at the instant;
 * :mod:`.freeze` — the fleet freeze window;
 * :mod:`.dedup` — per-pc / per-target decisions and dispatch marks;
 * :mod:`.claims` — the agent's in-flight claim table; :mod:`.successes` — its
@@ -22,6 +23,7 @@ Modules:
 
 from __future__ import annotations
 
+from kanade.core.scheduling.ahead import AheadFire, decide_ahead, recheck_at_instant
 from kanade.core.scheduling.claims import (
     Claim,
     ClaimAttempt,
@@ -97,6 +99,7 @@ from kanade.core.scheduling.version import (
 __all__ = [
     "DEFAULT_LATE_TOLERANCE",
     "RECONCILE_POLL",
+    "AheadFire",
     "CalendarTrigger",
     "Claim",
     "ClaimAttempt",
@@ -126,6 +129,7 @@ __all__ = [
     "counts_as_success",
     "deadline_at",
     "deadline_passed",
+    "decide_ahead",
     "decide_tick",
     "decode_successes",
     "dispatch_mark_until",
@@ -156,6 +160,7 @@ __all__ = [
     "per_target_once",
     "prev_fire",
     "preview",
+    "recheck_at_instant",
     "request_id_for",
     "resolve_wall",
     "run_horizon",
