@@ -12,6 +12,7 @@ import asyncio
 import json
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import httpx
@@ -23,16 +24,19 @@ from kanade.bus.connection import connect
 async def one_run(http: httpx.AsyncClient, nats_url: str, job: str, n: int
                   ) -> tuple[float, float, float]:
     nc = await connect(nats_url, name="bench-fanout", retry_forever=False)
-    seen: set[str] = set()
+    # pcs with a result, per exec: results can arrive before the exec call returns its id.
+    seen: dict[str, set[str]] = defaultdict(set)
     done = asyncio.Event()
     exec_id: list[str] = []
 
+    def check() -> None:
+        if exec_id and len(seen[exec_id[0]]) >= n:
+            done.set()
+
     async def on_result(msg: object) -> None:
         data = json.loads(msg.data)  # type: ignore[attr-defined]
-        if exec_id and data.get("exec_id") == exec_id[0]:
-            seen.add(data["pc_id"])
-            if len(seen) >= n:
-                done.set()
+        seen[str(data.get("exec_id"))].add(data["pc_id"])
+        check()
 
     # A core subscription sees each result as the stream stores it and costs no consumer.
     await nc.subscribe("kanade.result.>", cb=on_result)
@@ -43,6 +47,7 @@ async def one_run(http: httpx.AsyncClient, nats_url: str, job: str, n: int
         resp.raise_for_status()
         created = resp.json()
         exec_id.append(created["exec_id"])
+        check()
         t_dispatch = time.perf_counter() - t0
         if created["expected_count"] != n:
             raise SystemExit(f"expected {n} agents, the backend expects {created}")
