@@ -3,32 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
 
 from kanade.backend.db import writes
-from kanade.backend.db.database import create_engine, database_url
-from kanade.backend.db.migrate import upgrade_sync
 from kanade.backend.db.tables import checks, inventory, inventory_history
 from kanade.backend.projections.facts import project_facts, project_facts_for_execs
 from kanade.backend.projector import finished_row
 from kanade.core.models.wire import Result
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = database_url(str(tmp_path / "f.db"))
-    upgrade_sync(url)
-    eng = create_engine(url)
-    yield eng
-    eng.dispose()
 
 
 def exec_row(exec_id: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sched_plans import plan_of
 
 from kanade.core import exitcodes
 from kanade.core.scheduling import (
@@ -22,10 +23,8 @@ from kanade.core.scheduling import (
     freeze_from_json,
     gate_reason,
     is_frozen,
-    lower,
     next_gated_fires,
 )
-from kanade.core.validation import parse_schedule
 
 BERLIN = ZoneInfo("Europe/Berlin")
 KOLKATA = ZoneInfo("Asia/Kolkata")
@@ -35,18 +34,6 @@ FAR = ZoneInfo("Pacific/Kiritimati")
 
 def Z(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def plan_of(when: dict[str, Any] | None = None, **extra: Any) -> Plan:
-    doc: dict[str, Any] = {
-        "id": "s1",
-        "job_id": "j1",
-        "when": when or {"cron": "0 * * * *"},
-        "target": {"all": True},
-        "tz": "utc",
-    }
-    doc.update(extra)
-    return lower(parse_schedule(doc))
 
 
 def reason(plan: Plan, nominal: datetime, *, now: datetime | None = None, **kw: Any) -> str | None:

@@ -4,33 +4,19 @@ prepared, and what is looked at again when the instant comes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+
+from sched_plans import plan_of
 
 from kanade.core.scheduling import (
     Freeze,
-    Plan,
     decide_ahead,
     decide_tick,
-    lower,
     next_fire,
     recheck_at_instant,
 )
-from kanade.core.validation import parse_schedule
 
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 S = timedelta(seconds=1)
-
-
-def plan_of(when: dict[str, Any] | None = None, **extra: Any) -> Plan:
-    doc: dict[str, Any] = {
-        "id": "s1",
-        "job_id": "j1",
-        "when": when or {"cron": "0 * * * *"},
-        "target": {"all": True},
-        "tz": "utc",
-    }
-    doc.update(extra)
-    return lower(parse_schedule(doc))
 
 
 def test_an_on_time_occurrence_is_decided_as_the_tick_at_its_instant_would() -> None:

@@ -4,16 +4,11 @@ to stays."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, select, update
 
-from kanade.backend.db.database import create_engine, database_url
-from kanade.backend.db.migrate import upgrade_sync
 from kanade.backend.db.tables import executions, schedule_decisions
 from kanade.backend.scheduler import store
 from kanade.backend.scheduler.store import DecisionRow
@@ -21,17 +16,6 @@ from kanade.core.scheduling import exec_id_for, occurrence_id, request_id_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = database_url(str(tmp_path / "kanade.db"))
-    upgrade_sync(url)
-    eng = create_engine(url)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def exec_row(schedule_id: str, nominal: datetime) -> dict[str, Any]:

@@ -11,6 +11,15 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 
+def _as_utc(value: Any) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp that is always timezone-aware UTC in Python.
 
@@ -28,11 +37,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"expected datetime, got {type(value).__name__}")
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        utc: datetime = value.astimezone(UTC)
+        utc = _as_utc(value)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -47,13 +52,7 @@ class UtcDateTime(TypeDecorator[datetime]):
         def process(value: Any) -> str | None:
             if value is None:
                 return None
-            if not isinstance(value, datetime):
-                raise TypeError(f"expected datetime, got {type(value).__name__}")
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=UTC)
-            elif value.utcoffset():
-                value = value.astimezone(UTC)
-            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+            return _as_utc(value).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
         return process
 
