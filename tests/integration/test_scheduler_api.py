@@ -530,12 +530,17 @@ async def test_two_schedulers_without_a_lease_still_fire_each_occurrence_once(
         await clock_past(start + timedelta(seconds=4))
         await backend.client.post("/api/schedules/every-sec/disable")
 
+        # A fire prepared ahead of its instant (an exec row claimed up to ~2 s early) is
+        # withdrawn by the disable: settled once every recorded exec has its command.
         async def settled() -> list[dict[str, Any]]:
             execs = await executions(backend, "every-sec")
             stats = await get(backend, "/api/schedules/every-sec", decisions=200)
-            return execs if stats["decisions"] else []
+            info = await bus.js.stream_info(subjects.STREAM_COMMANDS)
+            stored = info.state.last_seq - seq0
+            # one stored command per recorded occurrence
+            return execs if stats["decisions"] and stored == len(execs) else []
 
-        execs = await eventually(settled, what="fires recorded")
+        execs = await eventually(settled, what="fires recorded, one stored command each")
         nominals = [e["nominal_time"] for e in execs]
         assert len(nominals) == len(set(nominals)) >= 3
         assert all(
@@ -543,8 +548,6 @@ async def test_two_schedulers_without_a_lease_still_fire_each_occurrence_once(
             == exec_id_for(occurrence_id("every-sec", datetime.fromisoformat(e["nominal_time"])))
             for e in execs
         )
-        stored = (await bus.js.stream_info(subjects.STREAM_COMMANDS)).state.last_seq - seq0
-        assert stored == len(execs)  # one stored command per occurrence
         decisions = (await get(backend, "/api/schedules/every-sec", decisions=200))["decisions"]
         fired = [d for d in decisions if d["result"] == "fired"]
         dups = [d for d in decisions if d["result"] == "duplicate"]

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import httpx
 
-from kanade.bus.broker import EmbeddedBroker
+from kanade.bus.broker import EmbeddedBroker, free_port
 from kanade.cli import output
 from kanade.cli.client import CliError
 from kanade.cli.documents import read_job_file
@@ -181,7 +181,14 @@ def run_up(
     if auth == "jwt":
         auth_flags, name, password = _jwt_setup(data_dir, data_dir / "kanade.db")
         admin = (name, password)
-    broker = EmbeddedBroker(data_dir / "nats", port=nats_port, log_file=logs / "nats-server.log")
+    # The broker's monitoring port is picked here, not left to the broker: a free port
+    # picked there could be the HTTP port the caller chose (also released, so also free),
+    # and the backend would then lose its port to the broker's monitor.
+    monitor_port = free_port()
+    while monitor_port in (http_port, nats_port):
+        monitor_port = free_port()
+    broker = EmbeddedBroker(data_dir / "nats", port=nats_port, http_port=monitor_port,
+                            log_file=logs / "nats-server.log")
     output.err.print(f"starting broker on {broker.url} …")
     broker.start()
     url = f"http://127.0.0.1:{http_port}"
