@@ -35,3 +35,30 @@ async def eventually(
         if time.monotonic() >= give_up:
             pytest.fail(f"not within {timeout}s: {what}")
         await asyncio.sleep(interval)
+
+
+def wait_until(
+    check: Callable[[], Any],
+    what: str = "",
+    *,
+    timeout: float = 15.0,
+    interval: float = 0.05,
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """The synchronous :func:`eventually`: call ``check()`` until it returns something truthy
+    (returned); fail after ``timeout``. Exceptions in ``tolerate`` mean "not yet" (the last
+    one is named in the failure)."""
+    give_up = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            got = check()
+        except tolerate as exc:
+            got, last = None, exc
+        if got:
+            return got
+        if time.monotonic() >= give_up:
+            pytest.fail(
+                f"not within {timeout}s: {what}" + (f" (last error {last!r})" if last else "")
+            )
+        time.sleep(interval)

@@ -9,7 +9,6 @@ action button.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from browser_pages import ConsoleWatch, new_page
 from playwright.sync_api import Browser, Page, expect
 from test_auth import EXPECTED_401, PASSWORD, login
 
+from polling import wait_until
 from stack import BackendStack, start_backend, stop_backend
 
 ADMIN_TOKEN = "browser-test-static-token-" + uuid.uuid4().hex
@@ -84,14 +84,12 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                 "tz": "UTC",
             }
             assert http.post("/api/schedules", json=schedule).status_code == 201
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                alive = {a["pc_id"] for a in http.get("/api/agents").json()["items"]}
-                if {"web-1", "web-2"} <= alive:
-                    break
-                time.sleep(0.1)
-            else:
-                pytest.fail("agents did not check in")
+            wait_until(
+                lambda: {"web-1", "web-2"}
+                <= {a["pc_id"] for a in http.get("/api/agents").json()["items"]},
+                "agents web-1 and web-2 checked in",
+                timeout=30,
+            )
             # otto asks for a rollout that halts after its first wave (fails once).
             otto = {"Authorization": f"Bearer {_token('otto', stack)}"}
             r = http.post(

@@ -3,19 +3,35 @@ collector reading the results stream (see agent_harness.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from agent_harness import AgentFleet, ResultsCollector
+from rollout_stack import Stack
 
 from kanade.bus.connection import Bus
 
 
 @pytest.fixture
-async def fleet(tmp_path: Path, nats_url: str) -> AsyncIterator[AgentFleet]:
-    """Agents started under tmp_path; they and every script they started die afterwards."""
-    f = AgentFleet(tmp_path / "agents", nats_url)
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """Broker + backend processes under tmp_path (rollout_stack.Stack), closed afterwards."""
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AgentFleet]:
+    """Agents started under tmp_path, on the test's ``stack`` broker if it uses one, else on
+    ``nats_url``; they and every script they started die afterwards."""
+    if "stack" in request.fixturenames:
+        url = request.getfixturevalue("stack").broker.url
+    else:
+        url = request.getfixturevalue("nats_url")
+    f = AgentFleet(tmp_path / "agents", url)
     try:
         yield f
     finally:

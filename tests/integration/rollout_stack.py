@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from kanade.bus import EmbeddedBroker, free_port
 from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
+from polling import wait_until
 from stack import kill9, terminate
 
 BIN = Path(sys.executable).parent
@@ -43,20 +43,9 @@ PASSWORD = "pass-word-123"
 
 
 def wait_for(check: Callable[[], Any], *, timeout: float = DEADLINE, what: str = "") -> Any:
-    give_up = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            got = check()
-        except (httpx.HTTPError, KeyError, IndexError) as exc:
-            got, last = None, exc
-        if got:
-            return got
-        if time.monotonic() >= give_up:
-            pytest.fail(
-                f"not within {timeout}s: {what}" + (f" (last error {last!r})" if last else "")
-            )
-        time.sleep(0.05)
+    """Poll a stack condition; HTTP errors and missing keys mean "not yet"."""
+    return wait_until(check, what, timeout=timeout,
+                      tolerate=(httpx.HTTPError, KeyError, IndexError))
 
 
 @dataclass

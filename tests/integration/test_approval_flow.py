@@ -18,25 +18,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import nats
-import pytest
 from agent_harness import eventually
 from rollout_stack import BIN, CommandLog, Stack, job
 
 GATED = job("gated", "echo gated", require_approval=True)
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def kanade(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,35 +10,14 @@ a real backend, five one-second jobs and one urgent job.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 from agent_harness import AgentFleet, eventually
 from rollout_stack import Stack, alive, job
 
 PC = "lc-0"
 SLOW = [f"slow-{i}" for i in range(5)]
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
-async def fleet(stack: Stack, tmp_path: Path) -> AsyncIterator[AgentFleet]:
-    f = AgentFleet(tmp_path / "agents", stack.broker.url)
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 def interval(r: dict[str, Any]) -> tuple[datetime, datetime]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import nats
 import pytest
@@ -27,24 +25,6 @@ ROLLOUT = {
     "waves": [{"pcs": FIRST}, {"percent": 100, "delay": "0s"}],
     "halt_on_failure_rate": 0.2,
 }
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
-async def fleet(stack: Stack, tmp_path: Path) -> AsyncIterator[AgentFleet]:
-    f = AgentFleet(tmp_path / "agents", stack.broker.url)
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 def kanade(url: str, *args: str) -> subprocess.CompletedProcess[str]:

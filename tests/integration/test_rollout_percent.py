@@ -8,22 +8,10 @@ import json
 import os
 import subprocess
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import nats
-import pytest
 from agent_harness import eventually
 from rollout_stack import BIN, CommandLog, Stack, alive, job
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def kanade(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,12 +13,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
-import pytest
 from agent_harness import AgentFleet, eventually
 from rollout_stack import CommandLog, Stack, alive, job
 from sqlalchemy import select, update
@@ -41,24 +39,6 @@ WAVES = {
 
 def ts(value: str) -> datetime:
     return datetime.fromisoformat(value)
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
-async def fleet(stack: Stack, tmp_path: Path) -> AsyncIterator[AgentFleet]:
-    f = AgentFleet(tmp_path / "agents", stack.broker.url)
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 def run_counts(runs: Path) -> dict[str, int]:

@@ -3,22 +3,10 @@ durable rollout (same runner, same tables) instead of one publish to the whole t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from agent_harness import eventually
 from rollout_stack import Stack, alive, job
-
-
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def cron_at(moment: datetime) -> str:
