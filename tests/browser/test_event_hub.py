@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from kanade.backend.events import EventHub, merge
+from kanade.backend.messaging.live import EventHub, merge
 from stack import UpStack
 
 

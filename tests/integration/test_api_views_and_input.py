@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kanade.backend.freeze import get_freeze
+from kanade.backend.catalog.freeze import get_freeze
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
 from kanade.bus import Bus

@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
+from kanade.backend.api.policy import MUTATING_METHODS, required_role
 from kanade.backend.app import create_app
-from kanade.backend.auth import tokens
-from kanade.backend.auth.passwords import hash_password
-from kanade.backend.auth.policy import MUTATING_METHODS, required_role
-from kanade.backend.auth.setup import AuthConfigError
-from kanade.backend.auth.users import add_user
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
+from kanade.backend.services.auth import tokens
+from kanade.backend.services.auth.passwords import hash_password
+from kanade.backend.services.auth.setup import AuthConfigError
 from kanade.backend.settings import Settings
+from kanade.backend.store.users import add_user
 from polling import eventually as shared_eventually
 
 SECRET = "test-secret-" + "x" * 32

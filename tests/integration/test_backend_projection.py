@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from kanade.backend.db import writes
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
-from kanade.backend.projector import EXECS_CONSUMER, RESULTS_CONSUMER
 from kanade.backend.settings import Settings
+from kanade.backend.store import writes
+from kanade.backend.workers.projection.projector import EXECS_CONSUMER, RESULTS_CONSUMER
 from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import subjects
 from kanade.core.ids import result_id_for

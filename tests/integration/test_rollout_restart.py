@@ -21,10 +21,10 @@ from agent_harness import AgentFleet, eventually
 from rollout_stack import CommandLog, Stack, alive, job
 from sqlalchemy import select, update
 
-from kanade.backend.db.tables import rollout_waves
 from kanade.backend.inprocess import in_process_backend
-from kanade.backend.rollouts import RolloutRunner
+from kanade.backend.services.rollouts import RolloutRunner
 from kanade.backend.settings import Settings
+from kanade.backend.store.tables import rollout_waves
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 

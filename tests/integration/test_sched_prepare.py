@@ -1,4 +1,4 @@
-"""Fires prepared ahead of their instant (kanade.backend.scheduler.engine, "Prepared
+"""Fires prepared ahead of their instant (kanade.backend.workers.scheduler.engine, "Prepared
 ahead"), in-process against a real nats-server and a real SQLite file.
 
 Each test widens the scheduler's preparation window so that there is time to act between
@@ -24,9 +24,10 @@ import pytest
 from nats.aio.msg import Msg
 
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
-from kanade.backend.scheduler import Scheduler, state, store
-from kanade.backend.scheduler.store import DecisionRow
 from kanade.backend.settings import Settings
+from kanade.backend.store import scheduling as store
+from kanade.backend.store.scheduling import DecisionRow
+from kanade.backend.workers.scheduler import Scheduler, state
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode

@@ -1,4 +1,4 @@
-"""Pipelined JetStream publishing (kanade.backend.execs.send_pipelined / settle), which the
+"""Pipelined JetStream publishing (kanade.backend.services.execs.send_pipelined / settle), which the
 scheduler uses to put a tick's commands, exec records, audits and ticks on the wire at
 once, against a real nats-server: every message stored once, in order, a repeat dropped
 by its Nats-Msg-Id, and a broker that does not answer reported within the deadline
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from kanade.backend import execs
-from kanade.backend.execs import Outgoing, send_pipelined, settle
+from kanade.backend.services import execs
+from kanade.backend.services.execs import Outgoing, send_pipelined, settle
 from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import subjects
 

@@ -20,8 +20,8 @@ import pytest
 from nats.aio.msg import Msg
 
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
-from kanade.backend.scheduler import Scheduler
 from kanade.backend.settings import Settings
+from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.ids import new_id

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from kanade.backend.db.database import create_engine, database_url
-from kanade.backend.db.migrate import upgrade_sync
+from kanade.backend.store.database import create_engine, database_url
+from kanade.backend.store.migrate import upgrade_sync
 
 
 @pytest.fixture

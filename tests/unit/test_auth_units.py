@@ -9,9 +9,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from kanade.backend.auth import tokens
-from kanade.backend.auth.passwords import hash_password, verify_password
-from kanade.backend.auth.policy import allows, required_role
+from kanade.backend.api.policy import allows, required_role
+from kanade.backend.services.auth import tokens
+from kanade.backend.services.auth.passwords import hash_password, verify_password
 from kanade.cli import credentials
 
 SECRET = "s" * 40

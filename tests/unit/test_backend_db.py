@@ -12,10 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, select, text
 
-from kanade.backend.db import reads, writes
-from kanade.backend.db.database import create_engine, database_url, sync_url
-from kanade.backend.db.migrate import upgrade_sync
-from kanade.backend.db.tables import executions, metadata, results
+from kanade.backend.store import reads, writes
+from kanade.backend.store.database import create_engine, database_url, sync_url
+from kanade.backend.store.migrate import upgrade_sync
+from kanade.backend.store.tables import executions, metadata, results
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from kanade.backend.db import writes
-from kanade.backend.db.tables import executions, schedule_decisions
-from kanade.backend.scheduler import state, store
-from kanade.backend.scheduler.store import DecisionRow
+from kanade.backend.store import scheduling as store
+from kanade.backend.store import writes
+from kanade.backend.store.scheduling import DecisionRow
+from kanade.backend.store.tables import executions, schedule_decisions
+from kanade.backend.workers.scheduler import state
 from kanade.core.scheduling import DispatchMark, exec_id_for, occurrence_id, request_id_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

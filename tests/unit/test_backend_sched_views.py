@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kanade.backend.scheduler.plans import plan_for
-from kanade.backend.scheduler.store import ReconcileFacts
-from kanade.backend.scheduler.views import drift_rows, schedule_preview, schedule_status
+from kanade.backend.services.schedule_views import drift_rows, schedule_preview, schedule_status
+from kanade.backend.store.scheduling import ReconcileFacts
+from kanade.backend.workers.scheduler.plans import plan_for
 from kanade.core.scheduling import (
     DispatchMark,
     ReconcileTrigger,

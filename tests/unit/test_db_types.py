@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects.sqlite import DATETIME
 
-from kanade.backend.db.types import UtcDateTime
+from kanade.backend.store.types import UtcDateTime
 
 SQLITE = sa.create_engine("sqlite://").dialect
 REFERENCE = DATETIME().bind_processor(SQLITE)

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from kanade.backend.db import writes
-from kanade.backend.db.tables import checks, inventory, inventory_history
-from kanade.backend.projections.facts import project_facts, project_facts_for_execs
-from kanade.backend.projector import finished_row
+from kanade.backend.store import writes
+from kanade.backend.store.tables import checks, inventory, inventory_history
+from kanade.backend.workers.projection.facts import project_facts, project_facts_for_execs
+from kanade.backend.workers.projection.projector import finished_row
 from kanade.core.models.wire import Result
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from kanade.backend.db import reads, writes
-from kanade.backend.db.database import Database, database_url
-from kanade.backend.db.migrate import upgrade_sync
-from kanade.backend.db.tables import results
-from kanade.backend.projector import finished_row, started_row
-from kanade.backend.reaper import Reaper
+from kanade.backend.store import reads, writes
+from kanade.backend.store.database import Database, database_url
+from kanade.backend.store.migrate import upgrade_sync
+from kanade.backend.store.tables import results
+from kanade.backend.workers.projection.projector import finished_row, started_row
+from kanade.backend.workers.reaper import Reaper
 from kanade.core.models.wire import EventStarted, Result
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """Pure rollout maths (kanade.core.rollout): the wave split, progress, the halt rule,
-and the approval expiry rule (kanade.backend.approvals, pure functions)."""
+and the approval expiry rule (kanade.backend.services.approvals, pure functions)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kanade.backend.approvals import approval_expires_at, is_expired, may_approve
+from kanade.backend.services.approvals import approval_expires_at, is_expired, may_approve
 from kanade.core.models.schedule import Wave
 from kanade.core.rollout import (
     ResultView,

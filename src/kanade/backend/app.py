@@ -33,24 +33,24 @@ from kanade.backend.api import jobs as jobs_routes
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
 from kanade.backend.api import ui as ui_routes
-from kanade.backend.approvals import ApprovalService
-from kanade.backend.auth.middleware import AuthMiddleware
-from kanade.backend.auth.setup import check_auth_settings, make_authenticator
-from kanade.backend.broker_link import BrokerLink, cancel_and_wait
-from kanade.backend.consumers import run_forever
-from kanade.backend.db import writes
-from kanade.backend.db.database import Database
-from kanade.backend.db.migrate import upgrade
-from kanade.backend.execs import Budgets, ExecService
-from kanade.backend.heartbeats import HeartbeatSink
-from kanade.backend.metrics import Metrics
-from kanade.backend.projections.audit import AuditProjector
-from kanade.backend.projector import Projector
-from kanade.backend.reaper import Reaper
-from kanade.backend.rollouts import RolloutRunner
-from kanade.backend.scheduler import Scheduler
-from kanade.backend.services import Services
+from kanade.backend.api.middleware.auth import AuthMiddleware
+from kanade.backend.messaging.consumers import run_forever
+from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
+from kanade.backend.observability.metrics import Metrics
+from kanade.backend.services.approvals import ApprovalService
+from kanade.backend.services.auth.setup import check_auth_settings, make_authenticator
+from kanade.backend.services.container import Services
+from kanade.backend.services.execs import Budgets, ExecService
+from kanade.backend.services.rollouts import RolloutRunner
 from kanade.backend.settings import Settings
+from kanade.backend.store import writes
+from kanade.backend.store.database import Database
+from kanade.backend.store.migrate import upgrade
+from kanade.backend.workers.heartbeats import HeartbeatSink
+from kanade.backend.workers.projection.audit import AuditProjector
+from kanade.backend.workers.projection.projector import Projector
+from kanade.backend.workers.reaper import Reaper
+from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus.connection import Bus
 
 log = structlog.get_logger(__name__)

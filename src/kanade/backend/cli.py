@@ -11,9 +11,9 @@ import typer
 import uvicorn
 
 from kanade.backend.app import create_app
-from kanade.backend.auth.setup import AuthConfigError
-from kanade.backend.auth.users_cli import users_cli
+from kanade.backend.services.auth.setup import AuthConfigError
 from kanade.backend.settings import Settings
+from kanade.backend.users_cli import users_cli
 from kanade.core.durations import parse_duration
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The kanade backend.")

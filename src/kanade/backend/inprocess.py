@@ -15,7 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from kanade.backend.app import create_app
-from kanade.backend.services import Services
+from kanade.backend.services.container import Services
 from kanade.backend.settings import Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kanade.backend.db.database import database_url
+from kanade.backend.store.database import database_url
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from kanade.backend import approvals
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.errors import ApiError, NotFound
-from kanade.backend.request_context import current_actor
+from kanade.backend.api.request_context import current_actor
+from kanade.backend.services import approvals
+from kanade.backend.services.errors import ApiError, NotFound
 
 router = APIRouter(prefix="/api", tags=["approvals"])
 

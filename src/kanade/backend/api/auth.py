@@ -10,12 +10,14 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.auditing import publish_audit
-from kanade.backend.auth import tokens
-from kanade.backend.auth.authenticator import Authenticator
-from kanade.backend.auth.passwords import hash_password, password_problem, verify_password
-from kanade.backend.auth.policy import Role
-from kanade.backend.auth.users import (
+from kanade.backend.api.policy import Role
+from kanade.backend.messaging.audit import publish_audit
+from kanade.backend.services.auth import tokens
+from kanade.backend.services.auth.authenticator import Authenticator
+from kanade.backend.services.auth.passwords import hash_password, password_problem, verify_password
+from kanade.backend.services.container import Services
+from kanade.backend.services.errors import ApiError, BadRequest, Conflict, NotFound
+from kanade.backend.store.users import (
     USERNAME_RE,
     USERNAME_RULE,
     UserExists,
@@ -25,8 +27,6 @@ from kanade.backend.auth.users import (
     get_user,
     list_users,
 )
-from kanade.backend.errors import ApiError, BadRequest, Conflict, NotFound
-from kanade.backend.services import Services
 
 router = APIRouter(prefix="/api", tags=["auth"])
 

@@ -13,8 +13,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.control import ControlService
-from kanade.backend.services import Services
+from kanade.backend.services.container import Services
+from kanade.backend.services.control import ControlService
 
 router = APIRouter(prefix="/api", tags=["control"])
 

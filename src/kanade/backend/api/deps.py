@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from kanade.backend.services import Services
+from kanade.backend.services.container import Services
 
 
 def _services(request: Request) -> Services:

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kanade.backend.errors import ApiError
+from kanade.backend.services.errors import ApiError
 from kanade.core.validation import DocumentInvalid, format_path
 
 log = structlog.get_logger(__name__)

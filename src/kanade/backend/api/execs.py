@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.bodies import ExecBody, RunBody
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.approvals import Forbidden
-from kanade.backend.db import reads
-from kanade.backend.errors import NotFound
-from kanade.backend.request_context import current_actor
+from kanade.backend.api.request_context import current_actor
+from kanade.backend.services.approvals import Forbidden
+from kanade.backend.services.errors import NotFound
+from kanade.backend.store import reads
 
 router = APIRouter(prefix="/api", tags=["executions"])
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.auditing import publish_audit
-from kanade.backend.errors import BadRequest
-from kanade.backend.freeze import clear_freeze, get_freeze, set_freeze
+from kanade.backend.catalog.freeze import clear_freeze, get_freeze, set_freeze
+from kanade.backend.messaging.audit import publish_audit
+from kanade.backend.services.errors import BadRequest
 from kanade.core.freeze import FleetFreeze, is_frozen
 
 router = APIRouter(prefix="/api", tags=["freeze"])

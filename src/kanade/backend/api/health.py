@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from kanade import __version__
-from kanade.backend import fleet_metrics
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.services import fleet_metrics
 
 router = APIRouter(tags=["health"])
 

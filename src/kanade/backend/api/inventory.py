@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.projections.views import inventory_history_of, list_checks, list_inventory
+from kanade.backend.store.inventory import inventory_history_of, list_checks, list_inventory
 from kanade.core.facts import CheckStatus
 
 router = APIRouter(prefix="/api", tags=["inventory"])

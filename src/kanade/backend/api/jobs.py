@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.errors import ApiError
-from kanade.backend.jobs import job_document
+from kanade.backend.catalog.jobs import job_document
+from kanade.backend.services.errors import ApiError
 from kanade.core.validation import load_document, parse_job
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])

@@ -10,10 +10,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from kanade.backend import rollouts
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.errors import NotFound
-from kanade.backend.request_context import current_actor
+from kanade.backend.api.request_context import current_actor
+from kanade.backend.services import rollouts
+from kanade.backend.services.errors import NotFound
 
 router = APIRouter(prefix="/api/rollouts", tags=["rollouts"])
 

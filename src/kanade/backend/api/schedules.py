@@ -17,14 +17,16 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.auditing import publish_audit
-from kanade.backend.control import ControlService
-from kanade.backend.db import reads
-from kanade.backend.errors import ApiError, BadRequest, NotFound
-from kanade.backend.scheduler import Scheduler, state, store, views
-from kanade.backend.scheduler.plans import backend_local_zone
-from kanade.backend.schedules import ScheduleCatalog, kv_keys, schedule_document
-from kanade.backend.services import Services
+from kanade.backend.catalog.schedules import ScheduleCatalog, kv_keys, schedule_document
+from kanade.backend.messaging.audit import publish_audit
+from kanade.backend.services import schedule_views as views
+from kanade.backend.services.container import Services
+from kanade.backend.services.control import ControlService
+from kanade.backend.services.errors import ApiError, BadRequest, NotFound
+from kanade.backend.store import reads
+from kanade.backend.store import scheduling as store
+from kanade.backend.workers.scheduler import Scheduler, state
+from kanade.backend.workers.scheduler.plans import backend_local_zone
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.models.schedule import Schedule

@@ -3,7 +3,7 @@
 ``GET /api/dashboard/summary`` the counts behind the overview's charts.
 
 The page is plain HTML + ES modules (no build step). Live updates: writers publish
-small events on the in-process :mod:`kanade.backend.events` hub; each open stream
+small events on the in-process :mod:`kanade.backend.messaging.live` hub; each open stream
 merges what piled up for ``DEBOUNCE_S`` and sends one event per topic, and the page
 refetches what changed through the ordinary API.
 """
@@ -26,9 +26,9 @@ from sse_starlette import EventSourceResponse
 
 from kanade import __version__
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.db.tables import agents, executions, results
-from kanade.backend.errors import NotFound
-from kanade.backend.events import hub
+from kanade.backend.messaging.live import hub
+from kanade.backend.services.errors import NotFound
+from kanade.backend.store.tables import agents, executions, results
 from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW
 
 router = APIRouter(tags=["dashboard"])

@@ -1,0 +1,1 @@
+"""KV-backed documents the backend owns: the job and schedule catalogs, freeze."""

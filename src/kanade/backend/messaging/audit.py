@@ -1,0 +1,65 @@
+"""Publishing audit records (SPEC §4.10: every mutating call is audited with its actor).
+
+Routes that know what they did publish a specific record (``exec``, ``revoke``,
+``freeze_set`` …). For everything else the auth middleware publishes a generic
+one after a successful mutating request: the route's name as action, the actor and
+the path parameters, never the body (bodies carry scripts, env and secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from kanade.backend.messaging.records import AuditRecord
+from kanade.bus.connection import Bus
+from kanade.core import subjects
+from kanade.core.ids import new_id
+from kanade.core.models.wire import encode
+
+log = structlog.get_logger(__name__)
+
+
+def _subject_token(action: str) -> str:
+    # The action becomes a subject token: keep it one token of safe characters.
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in action) or "unknown"
+
+
+async def publish_audit(
+    bus: Callable[[], Bus],
+    action: str,
+    actor: str,
+    details: dict[str, Any],
+    *,
+    at: datetime | None = None,
+) -> bool:
+    """Publish one record; False (and a loud log) when the broker did not take it.
+
+    Never raises: the change it records has already happened, and failing the
+    request would only invite a retry that does it twice.
+    """
+    record = AuditRecord(action=action, actor=actor, at=at or datetime.now(UTC), details=details)
+    try:
+        await bus().publish_js(
+            subjects.audit_subject(_subject_token(action)),
+            encode(record),
+            msg_id=f"audit:{_subject_token(action)}:{new_id()}",
+        )
+    except Exception as exc:
+        log.error("audit record not written", action=action, actor=actor, error=str(exc))
+        return False
+    return True
+
+
+def generic_details(
+    method: str, path: str, path_params: dict[str, Any], status: int
+) -> dict[str, Any]:
+    return {
+        "method": method,
+        "path": path,
+        "params": {k: str(v) for k, v in path_params.items()},
+        "status": status,
+    }

@@ -1,0 +1,112 @@
+"""The backend's connection to the broker, brought up in the background.
+
+The backend must start (and answer ``/health``) even while the broker is not up
+yet: the link connects with retry in a task, then ensures the topology, creates
+the projector consumers and starts the workers. Routes that need the broker ask
+:meth:`BrokerLink.bus`, which raises a 503-mapped error until it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from kanade.backend.services.errors import BrokerUnavailable
+from kanade.bus.connection import Bus
+from kanade.bus.topology import ensure_topology
+
+log = structlog.get_logger(__name__)
+
+OnReady = Callable[[Bus], Awaitable[list[asyncio.Task[None]]]]
+
+
+class BrokerLink:
+    def __init__(self, url: str, *, name: str = "kanade-backend") -> None:
+        self.url = url
+        self._name = name
+        self._bus: Bus | None = None
+        self._ready = asyncio.Event()
+        self._main: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self.last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set() and self._bus is not None and self._bus.nc.is_connected
+
+    def bus(self) -> Bus:
+        """The connected bus, or :class:`BrokerUnavailable` (HTTP 503)."""
+        if self._bus is None or not self._ready.is_set():
+            raise BrokerUnavailable(
+                f"the broker at {self.url} is not connected yet; retry shortly",
+                broker=False,
+            )
+        if not self._bus.nc.is_connected:
+            raise BrokerUnavailable(
+                f"the connection to the broker at {self.url} is down; reconnecting",
+                broker=False,
+            )
+        return self._bus
+
+    async def wait_ready(self, timeout: float) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def start(self, on_ready: OnReady) -> None:
+        self._main = asyncio.create_task(self._bring_up(on_ready), name="broker-link")
+
+    async def _bring_up(self, on_ready: OnReady) -> None:
+        bus = await Bus.connect(self.url, name=self._name, retry_forever=True)
+        self._bus = bus
+        delay = 0.2
+        while True:
+            # Topology and consumers need a live broker; a failure here (broker
+            # restarting, JetStream still recovering) is retried, never fatal.
+            try:
+                await ensure_topology(bus.js)
+                self._workers = await on_ready(bus)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = str(exc)
+                log.warning("broker setup failed; retrying", error=str(exc), delay_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.last_error = None
+        self._ready.set()
+        log.info("broker ready", url=self.url)
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._main, *self._workers) if t is not None]
+        await cancel_and_wait(tasks)
+        self._ready.clear()
+        if self._bus is not None:
+            await self._bus.close()
+            self._bus = None
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[None]], *, timeout: float = 10.0) -> None:
+    """Cancel ``tasks`` and wait for them to end, cancelling again while they run.
+
+    A single ``cancel()`` is not enough: nats-py 2.16 swallows CancelledError inside
+    ``Client._flush_pending`` (reached from publish, subscribe and acks), so a
+    cancellation landing there is lost and the task carries on. Re-cancelling until
+    the task is done makes shutdown reliable.
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    pending = [t for t in tasks if not t.done()]
+    while pending and loop.time() < give_up:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.1)
+        pending = [t for t in pending if not t.done()]
+    if pending:
+        log.warning("tasks did not stop", tasks=[t.get_name() for t in pending])
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "task ended with an error", task=task.get_name(), error=str(task.exception())
+            )

@@ -1,0 +1,79 @@
+"""Prometheus metrics of one backend app (its own registry, so several apps can
+live in one process — tests — without clashing on metric names)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.projected = Counter(
+            "kanade_projected_messages",
+            "Messages projected into SQL, by consumer",
+            ["consumer"],
+            registry=self.registry,
+        )
+        self.execs = Counter(
+            "kanade_execs_created",
+            "Executions dispatched, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.broker_connected = Gauge(
+            "kanade_broker_connected",
+            "1 while the backend is connected to the broker",
+            registry=self.registry,
+        )
+
+        # Refreshed on each scrape (kanade.backend.services.fleet_metrics): state, not events.
+        self.projector_lag = Gauge(
+            "kanade_projector_lag_messages",
+            "Messages of a consumer's stream not yet projected (pending + unacked)",
+            ["consumer"],
+            registry=self.registry,
+        )
+        self.projector_last_seq = Gauge(
+            "kanade_projector_last_projected_seq",
+            "Stream sequence up to which a consumer has projected everything (ack floor)",
+            ["consumer"],
+            registry=self.registry,
+        )
+        self.stream_last_seq = Gauge(
+            "kanade_stream_last_seq",
+            "Last sequence of a stream",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.execs_by_status = Gauge(
+            "kanade_executions",
+            "Executions in the DB, by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.agents_by_status = Gauge(
+            "kanade_agents", "Known agents, by liveness", ["status"], registry=self.registry
+        )
+        self.reaped = Counter(
+            "kanade_reaped_results",
+            "Result rows reaped (no result by their deadline)",
+            registry=self.registry,
+        )
+        self.expired = Counter(
+            "kanade_expired_execs",
+            "Executions expired (still pending an hour after creation)",
+            registry=self.registry,
+        )
+
+    def on_reap(self, report: Any) -> None:
+        self.reaped.inc(len(report.reaped))
+        self.expired.inc(len(report.expired))
+
+    def on_projected(self, consumer: str, n: int) -> None:
+        self.projected.labels(consumer=consumer).inc(n)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

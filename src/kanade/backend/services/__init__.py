@@ -1,0 +1,1 @@
+"""Use cases behind the API: each raises domain errors and never knows HTTP."""

@@ -1,0 +1,1 @@
+"""Authentication (SPEC §4.10): who is calling, passwords, tokens."""

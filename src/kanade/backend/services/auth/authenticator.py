@@ -1,0 +1,90 @@
+"""Who is calling: the request's credentials → a :class:`Principal`, per auth mode.
+
+* ``disabled``: everyone is ``anonymous`` with every right (development, ``kanade up``);
+* ``token``: one static bearer token (``--auth-token``), acting as ``token``, role admin;
+* ``jwt``: users in the database log in for an HS256 token; the static token, when
+  also configured, still works (automation, break-glass).
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from kanade.backend.services.auth import tokens
+from kanade.backend.store.database import Database
+from kanade.backend.store.users import get_user
+
+AuthMode = Literal["disabled", "token", "jwt"]
+AUTH_MODES: tuple[AuthMode, ...] = ("disabled", "token", "jwt")
+
+DEFAULT_TOKEN_TTL = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class Principal:
+    actor: str
+    role: str
+    via: Literal["disabled", "public", "token", "jwt"]
+
+
+ANONYMOUS = Principal("anonymous", "admin", "disabled")
+PUBLIC = Principal("anonymous", "", "public")
+
+
+class Unauthenticated(Exception):
+    """401: no usable credentials (the message says what to do)."""
+
+
+def bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+class Authenticator:
+    def __init__(
+        self,
+        mode: AuthMode,
+        db: Database,
+        *,
+        static_token: str | None = None,
+        jwt_secret: str | None = None,
+        token_ttl: timedelta = DEFAULT_TOKEN_TTL,
+    ) -> None:
+        self.mode = mode
+        self._db = db
+        self._static = static_token or None
+        self.jwt_secret = jwt_secret
+        self.token_ttl = token_ttl
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disabled"
+
+    async def authenticate(self, token: str | None) -> Principal:
+        """The caller behind ``token``; raises :class:`Unauthenticated`."""
+        if self.mode == "disabled":
+            return ANONYMOUS
+        if token is None:
+            raise Unauthenticated(
+                "authentication required: send 'Authorization: Bearer <token>' "
+                "(log in with `kanade login`)"
+            )
+        if self._static is not None and hmac.compare_digest(token.encode(), self._static.encode()):
+            return Principal("token", "admin", "token")
+        if self.mode == "token" or self.jwt_secret is None:
+            raise Unauthenticated("invalid token")
+        try:
+            username = tokens.verify(self.jwt_secret, token)
+        except tokens.TokenInvalid as exc:
+            raise Unauthenticated(str(exc)) from None
+        user = await self._db.read(lambda conn: get_user(conn, username))
+        if user is None:
+            raise Unauthenticated(f"user {username!r} no longer exists")
+        return Principal(username, str(user["role"]), "jwt")

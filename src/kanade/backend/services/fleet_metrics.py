@@ -1,0 +1,67 @@
+"""Gauges read at scrape time: projector lag per consumer, execs and agents by status.
+
+Computed when ``/metrics`` is scraped instead of maintained on every write: they are
+states, a scrape every few seconds is cheap, and nothing on the hot path pays for them.
+A broker that is away only leaves the lag gauges at their last values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+
+from sqlalchemy import case, func, select
+from sqlalchemy.engine import Connection
+
+from kanade.backend.messaging.consumers import ConsumerSpec
+from kanade.backend.services.container import Services
+from kanade.backend.store.tables import agents, executions
+from kanade.backend.workers.projection.audit import AUDIT_CONSUMER
+from kanade.backend.workers.projection.projector import CONSUMERS
+from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW
+
+ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (*CONSUMERS, AUDIT_CONSUMER)
+
+
+def _db_counts(conn: Connection, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    execs = {
+        str(status): int(n)
+        for status, n in conn.execute(
+            select(executions.c.status, func.count()).group_by(executions.c.status)
+        )
+    }
+    liveness = case(
+        (agents.c.last_seen >= now - ALIVE_WINDOW, "alive"),
+        (agents.c.last_seen >= now - STALE_WINDOW, "stale"),
+        else_="offline",
+    )
+    fleet = {
+        str(status): int(n)
+        for status, n in conn.execute(select(liveness, func.count()).group_by(liveness))
+    }
+    return execs, fleet
+
+
+async def refresh(services: Services) -> None:
+    m = services.metrics
+    execs, fleet = await services.db.read(lambda conn: _db_counts(conn, datetime.now(UTC)))
+    for status in ("awaiting_approval", "pending", "running", "completed", "expired",
+                   "cancelled", "rejected", *execs):  # fmt: skip
+        m.execs_by_status.labels(status=status).set(execs.get(status, 0))
+    for status in ("alive", "stale", "offline"):
+        m.agents_by_status.labels(status=status).set(fleet.get(status, 0))
+    if not services.link.connected:
+        return
+    with contextlib.suppress(Exception):  # a scrape must never fail on the broker
+        js = services.link.bus().js
+        seen: set[str] = set()
+        for spec in ALL_CONSUMERS:
+            info = await js.consumer_info(spec.stream, spec.durable)
+            lag = (info.num_pending or 0) + (info.num_ack_pending or 0)
+            m.projector_lag.labels(consumer=spec.durable).set(lag)
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            m.projector_last_seq.labels(consumer=spec.durable).set(floor or 0)
+            if spec.stream not in seen:
+                seen.add(spec.stream)
+                stream = await js.stream_info(spec.stream)
+                m.stream_last_seq.labels(stream=spec.stream).set(stream.state.last_seq)

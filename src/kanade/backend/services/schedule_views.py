@@ -1,0 +1,192 @@
+"""What the API shows about schedules: status rows, previews and schedule-set drift.
+Pure functions over data the routes read (catalog, DB rows, KV marks)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from kanade.backend.store.scheduling import ReconcileFacts
+from kanade.backend.workers.scheduler.plans import plan_for
+from kanade.core.fleet import ALIVE_WINDOW
+from kanade.core.models.schedule import Schedule
+from kanade.core.scheduling import (
+    RECONCILE_POLL,
+    DispatchMark,
+    Freeze,
+    Plan,
+    agent_schedule_set,
+    next_gated_fires,
+    preview,
+    schedule_set_version,
+)
+from kanade.core.scheduling.timezones import zone_name
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+STATUS_SCAN = 2_000
+"""Raw fires examined for a "next fire" column (gates like windows and skip dates rarely
+need more; a schedule whose gates stay shut that long shows no next fire)."""
+
+
+def next_gated(
+    plan: Plan,
+    now: datetime,
+    local_tz: tzinfo,
+    n: int,
+    freeze: Freeze | None,
+    *,
+    max_scan: int = STATUS_SCAN,
+) -> list[datetime]:
+    """:func:`next_gated_fires`, bounded: a freeze in force jumps to its end (an open-ended
+    one has no next fire), and a scan that runs off the calendar ends the list."""
+    after = now
+    if freeze is not None and freeze.covers(now):
+        if freeze.until is None:
+            return []
+        after = max(now, freeze.until - timedelta(microseconds=1))
+    try:
+        return next_gated_fires(plan, after, local_tz, n, freeze=freeze, max_scan=max_scan)
+    except (OverflowError, ValueError):  # e.g. a cron walked past year 9999
+        return []
+
+
+def schedule_status(
+    schedule: Schedule,
+    stats: Mapping[str, Any] | None,
+    *,
+    now: datetime,
+    local_tz: tzinfo,
+    freeze: Freeze | None,
+    reconcile_poll: timedelta = RECONCILE_POLL,
+) -> dict[str, Any]:
+    """Next fire (gated: window, skip dates, freeze, active), last fire and counters."""
+    plan = plan_for(schedule, reconcile_poll)
+    tz = plan.zone(local_tz)
+    upcoming = next_gated(plan, now, local_tz, 1, freeze)
+    nxt = upcoming[0] if upcoming else None
+    stats = stats or {}
+    return {
+        "enabled": schedule.enabled,
+        "shape": schedule.when.shape,
+        "runs_on": schedule.runs_on,
+        "tz": zone_name(tz),
+        "frozen": freeze is not None and freeze.covers(now),
+        "next_fire": iso(nxt),
+        "next_fire_local": None if nxt is None else nxt.astimezone(tz).isoformat(),
+        "last_fire": iso(stats.get("last_fire_at")),
+        "last_nominal": iso(stats.get("last_nominal")),
+        "last_exec_id": stats.get("last_exec_id"),
+        "fired_count": int(stats.get("fired") or 0),
+        "skipped_count": int(stats.get("skipped") or 0),
+        "missed_count": int(stats.get("missed") or 0),
+    }
+
+
+def decision_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "decided_at": iso(row.get("decided_at")),
+        "nominal_time": iso(row.get("nominal_time")),
+        "occurrence_id": row.get("occurrence_id"),
+        "result": row.get("result"),
+        "reason": row.get("reason"),
+        "detail": row.get("detail"),
+        "exec_id": row.get("exec_id"),
+        "pcs": row.get("pcs"),
+        "lateness_s": row.get("lateness_s"),
+    }
+
+
+def schedule_preview(
+    schedule: Schedule,
+    *,
+    now: datetime,
+    local_tz: tzinfo,
+    n: int,
+    freeze: Freeze | None,
+    agents: Iterable[Mapping[str, Any]],
+    facts: ReconcileFacts | None,
+    marks: Mapping[str, DispatchMark],
+    reconcile_poll: timedelta = RECONCILE_POLL,
+) -> dict[str, Any]:
+    """``GET /api/schedules/{id}/preview``: the next ``n`` gated fires (UTC and the
+    schedule's zone) and, for reconcile shapes, every targeted pc with ``would_fire`` and
+    the reason (alive, dispatched, last success)."""
+    plan = plan_for(schedule, reconcile_poll)
+    target = schedule.target
+    known = {str(a["pc_id"]): a for a in agents}
+    alive = {
+        pc for pc, a in known.items() if a.get("last_seen") and now - a["last_seen"] <= ALIVE_WINDOW
+    }
+    pcs = sorted(
+        {pc for pc, a in known.items() if target.matches(pc, a.get("groups") or [])}
+        | set(target.pcs)
+    )
+    facts = facts or ReconcileFacts({}, {})
+    result = preview(
+        plan,
+        now=now,
+        local_tz=local_tz,
+        n=0,  # the fire list is computed below, bounded (see next_gated)
+        freeze=freeze,
+        pcs=pcs if plan.is_reconcile else (),
+        alive=alive,
+        last_success=facts.last_success,
+        marks=marks,
+        last_results=facts.last_result,
+    )
+    body = result.to_dict()
+    tz = plan.zone(local_tz)
+    body["fires"] = [
+        {"utc": iso(t), "local": t.astimezone(tz).isoformat()}
+        for t in next_gated(plan, now, local_tz, n, freeze, max_scan=max(STATUS_SCAN, 50 * n))
+    ]
+    body["frozen"] = freeze is not None and freeze.covers(now)
+    body["shape"] = schedule.when.shape
+    body["runs_on"] = schedule.runs_on
+    body["enabled"] = schedule.enabled
+    body["now"] = iso(now)
+    for pc in body["pcs"]:
+        pid = pc["pc_id"]
+        mark = marks.get(pid)
+        pc["alive"] = pid in alive
+        pc["last_success"] = iso(facts.last_success.get(pid))
+        pc["dispatched_until"] = (
+            iso(mark.until)
+            if mark is not None and mark.blocks(now, facts.last_result.get(pid))
+            else None
+        )
+    if not plan.is_reconcile:
+        body["target_pcs"] = pcs
+        body["target_alive"] = sorted(set(pcs) & alive)
+    return body
+
+
+def drift_rows(
+    schedules: list[Schedule], agents: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per agent: the schedule-set version the backend expects it to have applied (enabled
+    ``runs_on: agent`` schedules targeting it, by its current groups) against the one it
+    reports in heartbeats. ``drift`` is true until they match."""
+    out: list[dict[str, Any]] = []
+    for a in agents:
+        pc = str(a["pc_id"])
+        groups = list(a.get("groups") or [])
+        expected_set = agent_schedule_set(schedules, pc, groups)
+        expected = schedule_set_version(expected_set)
+        applied = a.get("schedule_set_version")
+        out.append(
+            {
+                "pc_id": pc,
+                "groups": groups,
+                "expected_version": expected,
+                "applied_version": applied,
+                "drift": applied != expected,
+                "expected_schedules": [s.id for s in expected_set],
+            }
+        )
+    return out

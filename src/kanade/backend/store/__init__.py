@@ -1,0 +1,1 @@
+"""All SQL of the backend: tables, migrations, and one module per aggregate."""

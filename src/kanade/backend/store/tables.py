@@ -1,0 +1,337 @@
+"""The SQL projection's tables (SQLAlchemy Core).
+
+Everything here can be rebuilt from the JetStream streams (SPEC §1.3): the
+tables are a query-friendly *view* of results, executions and heartbeats, not
+the source of truth. Schema changes go through the alembic revisions in
+``migrations/versions`` — keep both in step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from kanade.backend.store.types import UtcDateTime
+
+# A naming convention makes constraint names deterministic, so later
+# migrations can refer to them on every backend (SQLite batch mode needs names).
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(128)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("pc_id", ID, primary_key=True),
+    Column("hostname", String(255), nullable=False, default=""),
+    Column("agent_version", String(64), nullable=False, default=""),
+    Column("os_family", String(32), nullable=False, default=""),
+    Column("os_version", String(255), nullable=False, default=""),
+    Column("boot_time", UtcDateTime, nullable=True),
+    Column("cpu_percent", Float, nullable=False, default=0.0),
+    Column("rss_bytes", BigInteger, nullable=False, default=0),
+    Column("groups", JSON, nullable=False),
+    Column("schedule_set_version", String(128), nullable=True),
+    Column("last_command_at", UtcDateTime, nullable=True),
+    Column("queue_length", Integer, nullable=False, default=0),
+    Column("running", Integer, nullable=False, default=0),
+    # Backend clock, not the agent's: liveness must be immune to agent clock skew.
+    Column("last_seen", UtcDateTime, nullable=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+    Index("ix_agents_last_seen", "last_seen"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("exec_id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),  # job | adhoc
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("target", JSON, nullable=False),
+    Column("expected_pcs", JSON, nullable=False),
+    Column("expected_count", Integer, nullable=False, default=0),
+    Column("status", String(32), nullable=False),
+    Column("initiated_by", String(128), nullable=False),
+    Column("schedule_id", ID, nullable=True),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    # Counters are always *recomputed* from the results rows, never incremented,
+    # so a redelivered message can never count twice.
+    Column("started_count", Integer, nullable=False, default=0),
+    Column("finished_count", Integer, nullable=False, default=0),
+    Column("failed_count", Integer, nullable=False, default=0),
+    Column("skipped_count", Integer, nullable=False, default=0),
+    Column("request_id", String(64), nullable=False),
+    # The job's inventory/check hints as dispatched (revision 0002): the projector
+    # turns results into facts and check statuses in the same batch transaction.
+    Column("inventory_hint", JSON, nullable=True),
+    Column("check_hint", JSON, nullable=True),
+    Index("ix_executions_created_at", "created_at"),
+    Index("ix_executions_job_id_created_at", "job_id", "created_at"),
+    Index("ix_executions_status_created_at", "status", "created_at"),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("result_id", String(64), primary_key=True),
+    Column("exec_id", ID, nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("pc_id", ID, nullable=False),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # in_flight | finished | reaped
+    Column("exit_code", Integer, nullable=True),
+    Column("skipped", Boolean, nullable=False, default=False),
+    Column("stdout", Text, nullable=False, default=""),
+    Column("stderr", Text, nullable=False, default=""),
+    Column("stdout_bytes", BigInteger, nullable=False, default=0),
+    Column("stderr_bytes", BigInteger, nullable=False, default=0),
+    Column("stdout_ref", String(255), nullable=True),
+    Column("stderr_ref", String(255), nullable=True),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("note", Text, nullable=True),
+    Column("schedule_id", ID, nullable=True),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    # The stream's publish time of the message that last changed the row, so
+    # re-projecting a wiped DB reproduces the same value.
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Column("timeout_s", Float, nullable=True),
+    # When an in_flight row is reaped (kanade.core.lifecycle; revision 0002).
+    Column("expires_at", UtcDateTime, nullable=True),
+    Index("ix_results_exec_id_pc_id", "exec_id", "pc_id"),
+    Index("ix_results_pc_id_recorded_at", "pc_id", "recorded_at"),
+    Index("ix_results_job_id_recorded_at", "job_id", "recorded_at"),
+    Index("ix_results_recorded_at", "recorded_at"),
+    Index("ix_results_state_recorded_at", "state", "recorded_at"),
+    Index("ix_results_state_expires_at", "state", "expires_at"),
+)
+
+projection_state = Table(
+    "projection_state",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# --- revision 0002: audit, inventory, checks (projections) and users ------------------
+
+audit = Table(
+    "audit",
+    metadata,
+    # The KANADE_AUDIT stream sequence: a replay after a wipe writes the same keys.
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("action", String(128), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_audit_recorded_at", "recorded_at"),
+    Index("ix_audit_actor_recorded_at", "actor", "recorded_at"),
+    Index("ix_audit_action_recorded_at", "action", "recorded_at"),
+)
+
+# Latest facts per (pc, job); every accepted report is also kept in the history.
+inventory = Table(
+    "inventory",
+    metadata,
+    Column("pc_id", ID, primary_key=True),
+    Column("job_id", ID, primary_key=True),
+    Column("version", String(128), nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("result_id", String(64), nullable=False),
+    Column("exec_id", ID, nullable=False),
+    # The agent's finished_at (when the facts were true) orders reports of one pc.
+    Column("observed_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_inventory_job_id", "job_id"),
+)
+
+inventory_history = Table(
+    "inventory_history",
+    metadata,
+    Column("result_id", String(64), primary_key=True),
+    Column("pc_id", ID, nullable=False),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("facts", JSON, nullable=False),
+    Column("exec_id", ID, nullable=False),
+    Column("observed_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_inventory_history_pc_id_job_id_observed_at", "pc_id", "job_id", "observed_at"),
+)
+
+checks = Table(
+    "checks",
+    metadata,
+    Column("pc_id", ID, primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("status", String(16), nullable=False),  # ok | warn | fail | unknown
+    Column("detail", Text, nullable=False),
+    Column("result_id", String(64), nullable=False),
+    Column("exec_id", ID, nullable=False),
+    Column("observed_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_checks_status", "status"),
+    Index("ix_checks_name", "name"),
+)
+
+# Users are the one table that is NOT a projection: there is no stream to rebuild
+# them from, so a wiped database needs ``kanade-backend user add`` again.
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False),  # viewer | operator | admin
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+
+# --- revision 0003: the central scheduler's bookkeeping ------------------------------------
+# Not a projection (there is no stream of scheduler decisions): counters of fired, skipped
+# and missed occurrences per schedule, and a short log of recent decisions with reasons.
+# Losing them (a wiped DB) loses history only; occurrence identity lives in the exec rows.
+
+schedule_stats = Table(
+    "schedule_stats",
+    metadata,
+    Column("schedule_id", ID, primary_key=True),
+    Column("fired", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+    Column("missed", BigInteger, nullable=False, default=0),
+    Column("last_fire_at", UtcDateTime, nullable=True),  # when the last fire was dispatched
+    Column("last_nominal", UtcDateTime, nullable=True),  # its nominal time
+    Column("last_exec_id", ID, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+schedule_decisions = Table(
+    "schedule_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("schedule_id", ID, nullable=False),
+    Column("occurrence_id", String(255), nullable=False),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Column("result", String(16), nullable=False),  # fired | skipped | missed | duplicate
+    Column("reason", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("exec_id", ID, nullable=True),
+    Column("pcs", Integer, nullable=True),
+    Column("lateness_s", Float, nullable=True),
+    Index("ix_schedule_decisions_schedule_id_id", "schedule_id", "id"),
+)
+
+# Scheduler reads: a schedule's execs (in-flight, cascade kill, last fire) and the last
+# result / success per pc of a schedule (per_pc / per_target dedup).
+Index("ix_executions_schedule_id_status", executions.c.schedule_id, executions.c.status)
+Index("ix_results_schedule_id_pc_id", results.c.schedule_id, results.c.pc_id)
+
+# --- revision 0004: durable rollouts and approvals (SPEC §4.7, §4.8) -----------------------
+# Not projections: operator decisions and the rollout's progress have no stream to be
+# rebuilt from (like ``users``). Written by kanade.backend.services.rollouts / .approvals.
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", ID, primary_key=True),  # = the exec_id it sends
+    Column("exec_id", ID, nullable=False),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    # awaiting_approval | running | halted | aborted | completed | rejected
+    Column("status", String(32), nullable=False),
+    Column("halt_on_failure_rate", Float, nullable=True),
+    Column("current_wave", Integer, nullable=False),
+    Column("wave_count", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),  # the requested waves, as written
+    Column("command", Text, nullable=False),  # the command template (wire JSON)
+    Column("starting_deadline_s", Float, nullable=True),
+    Column("settle_after_s", Float, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("reason", Text, nullable=True),  # why halted / aborted
+    Index("ix_rollouts_status", "status"),
+)
+
+rollout_waves = Table(
+    "rollout_waves",
+    metadata,
+    Column("rollout_id", ID, primary_key=True),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("kind", String(16), nullable=False),  # group | pcs | percent | rest
+    Column("label", String(255), nullable=False),
+    Column("pcs", JSON, nullable=False),  # fixed when the rollout is created
+    Column("delay_s", Float, nullable=False),
+    # waiting | dispatching | dispatched | settled | cancelled
+    Column("state", String(16), nullable=False),
+    Column("due_at", UtcDateTime, nullable=True),
+    Column("request_id", String(64), nullable=False),
+    Column("command", Text, nullable=True),  # the exact bytes published (set at claim)
+    Column("claimed_at", UtcDateTime, nullable=True),
+    Column("dispatched_at", UtcDateTime, nullable=True),
+    Column("settled_at", UtcDateTime, nullable=True),
+    Column("succeeded", Integer, nullable=True),
+    Column("failed", Integer, nullable=True),
+    Column("skipped", Integer, nullable=True),
+    Column("missing", Integer, nullable=True),
+    Column("failure_rate", Float, nullable=True),
+    Column("verdict", String(16), nullable=True),  # ok | exceeded
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("exec_id", ID, primary_key=True),
+    Column("job_id", ID, nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | approved | rejected
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("command", Text, nullable=False),  # template at request; exact bytes once approved
+    Column("subjects", JSON, nullable=False),  # empty for a rollout (its waves publish)
+    Column("starting_deadline_s", Float, nullable=True),
+    Column("rollout", Boolean, nullable=False),
+    Column("dispatched_at", UtcDateTime, nullable=True),
+    Index("ix_approvals_state_expires_at", "state", "expires_at"),
+)
+
+unattended_approvals = Table(
+    "unattended_approvals",
+    metadata,
+    Column("job_id", ID, primary_key=True),
+    Column("version", String(128), primary_key=True),
+    Column("approved_by", String(128), nullable=False),
+    Column("approved_at", UtcDateTime, nullable=False),
+)

@@ -1,0 +1,2 @@
+"""Every background loop of the backend: projectors, reaper, heartbeats, rollouts, approvals,
+scheduler."""

@@ -1,0 +1,1 @@
+"""Projection of the streams into SQL (SPEC §4.2)."""

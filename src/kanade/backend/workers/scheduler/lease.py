@@ -1,0 +1,194 @@
+"""The scheduler lease (SPEC §9): exactly one backend process runs the central scheduler.
+
+The lease is one KV key, ``kanade_dispatch`` / ``scheduler.lease``, holding
+``{"holder", "acquired_at", "renewed_at", "ttl_s"}``. Every write is a compare-and-set on
+the key's revision:
+
+* **acquire** — ``create`` (key absent or deleted): of several contenders exactly one
+  create succeeds;
+* **renew** — every ``ttl/4``, ``update(last=<my revision>)``; it fails when anybody else
+  wrote the key meanwhile, and the holder steps down at once. A renew whose ack was lost
+  is recognised on the next attempt (the stored holder is still us) and adopted;
+* **take over** — a contender remembers the revision it sees and when (its own *monotonic*
+  clock). A revision unchanged for a full ``ttl`` means the holder stopped renewing
+  (crashed, partitioned, stopped); the contender then ``update``s with that revision. No
+  wall clocks are compared, so clock skew between replicas cannot split the lease;
+* **step down** — a holder whose last successful renew is older than ``ttl/2`` (its
+  monotonic clock) stops scheduling by itself, well before any contender may take over;
+* **release** — on shutdown the holder deletes the key (``last=<my revision>``) so a
+  standby takes over within one poll instead of a ``ttl``.
+
+The lease is the first of three layers: even two schedulers running at once (a paused
+process waking up after its lease was taken over) cannot fire an occurrence twice,
+because occurrence identity dedups in the broker (``Nats-Msg-Id``) and the exec row
+(insert-if-absent on the deterministic ``exec_id``) — see :mod:`.engine`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import structlog
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from kanade.backend.workers.scheduler.state import LEASE_KEY
+
+log = structlog.get_logger(__name__)
+
+_WRONG_LAST = (10071, 10164)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+class Lease:
+    def __init__(
+        self,
+        kv: Callable[[], Awaitable[KeyValue]],
+        holder: str,
+        *,
+        ttl_s: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
+        key: str = LEASE_KEY,
+    ) -> None:
+        self._kv = kv
+        self.holder = holder
+        self.ttl_s = ttl_s
+        self._mono = monotonic
+        self._key = key
+        self._revision: int | None = None  # ours while held
+        self._renewed: float | None = None  # monotonic time of the last good write
+        self._acquired_at: datetime | None = None
+        self._seen: tuple[int, float] | None = None  # (revision, first seen) of another holder
+        self.other_holder: str | None = None
+
+    @property
+    def renew_interval_s(self) -> float:
+        return self.ttl_s / 4
+
+    @property
+    def held(self) -> bool:
+        """Held and renewed recently enough that no contender can have taken over."""
+        return (
+            self._revision is not None
+            and self._renewed is not None
+            and self._mono() - self._renewed < self.ttl_s / 2
+        )
+
+    def _value(self) -> bytes:
+        now = datetime.now(UTC)
+        if self._acquired_at is None:
+            self._acquired_at = now
+        return json.dumps(
+            {
+                "holder": self.holder,
+                "acquired_at": _iso(self._acquired_at),
+                "renewed_at": _iso(now),
+                "ttl_s": self.ttl_s,
+            }
+        ).encode()
+
+    def _won(self, revision: int) -> None:
+        self._revision = revision
+        self._renewed = self._mono()
+        self._seen = None
+        self.other_holder = None
+
+    def _lose(self) -> None:
+        self._revision = None
+        self._renewed = None
+        self._acquired_at = None
+
+    async def _read(self, kv: KeyValue) -> tuple[int | None, dict[str, object] | None]:
+        try:
+            entry = await kv.get(self._key)
+        except KeyNotFoundError:
+            return None, None
+        try:
+            data = json.loads(entry.value or b"{}")
+        except ValueError:
+            data = {}
+        return entry.revision, data if isinstance(data, dict) else {}
+
+    async def try_acquire(self) -> bool:
+        """One attempt; True when we hold the lease afterwards."""
+        if self.held:
+            return await self.renew()
+        kv = await self._kv()
+        revision, data = await self._read(kv)
+        if revision is None:
+            self._acquired_at = None
+            try:
+                self._won(await kv.create(self._key, self._value()))
+            except KeyWrongLastSequenceError:
+                return False
+            except APIError as exc:
+                if exc.err_code in _WRONG_LAST:
+                    return False
+                raise
+            log.info("scheduler lease acquired", holder=self.holder)
+            return True
+        assert data is not None
+        holder = str(data.get("holder", ""))
+        if holder == self.holder:  # ours (a renew whose ack was lost): adopt it
+            self._won(revision)
+            return True
+        now = self._mono()
+        if self._seen is None or self._seen[0] != revision:
+            self._seen = (revision, now)
+            self.other_holder = holder
+            return False
+        if now - self._seen[1] < self.ttl_s:
+            return False
+        self._acquired_at = None
+        try:
+            self._won(await kv.update(self._key, self._value(), last=revision))
+        except KeyWrongLastSequenceError:
+            return False
+        except APIError as exc:
+            if exc.err_code in _WRONG_LAST:
+                return False
+            raise
+        log.warning(
+            "scheduler lease taken over: the holder stopped renewing",
+            holder=self.holder,
+            previous=holder,
+            silent_s=round(now - self._seen[1] if self._seen else self.ttl_s, 1),
+        )
+        return True
+
+    async def renew(self) -> bool:
+        """Extend a held lease; False (and stepped down) when somebody else holds it."""
+        if self._revision is None:
+            return False
+        kv = await self._kv()
+        try:
+            self._won(await kv.update(self._key, self._value(), last=self._revision))
+            return True
+        except APIError as exc:  # KeyWrongLastSequenceError is one
+            if not isinstance(exc, KeyWrongLastSequenceError) and exc.err_code not in _WRONG_LAST:
+                raise
+            revision, data = await self._read(kv)
+            if revision is not None and data is not None and data.get("holder") == self.holder:
+                self._won(revision)  # our previous write landed; its ack was lost
+                return True
+            log.warning("scheduler lease lost to another holder", holder=self.holder)
+            self._lose()
+            return False
+
+    async def release(self) -> None:
+        if self._revision is None:
+            return
+        revision = self._revision
+        self._lose()
+        kv = await self._kv()
+        try:
+            await kv.delete(self._key, last=revision)
+        except Exception:
+            return  # somebody else holds it now (or the broker is away): it will expire
+        log.info("scheduler lease released", holder=self.holder)
