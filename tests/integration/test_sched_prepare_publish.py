@@ -1,4 +1,4 @@
-"""Pipelined JetStream publishing (kanade.backend.services.execs.send_pipelined / settle), which the
+"""Pipelined JetStream publishing (kanade.bus.publish.send_pipelined / settle), which the
 scheduler uses to put a tick's commands, exec records, audits and ticks on the wire at
 once, against a real nats-server: every message stored once, in order, a repeat dropped
 by its Nats-Msg-Id, and a broker that does not answer reported within the deadline
@@ -11,9 +11,8 @@ import time
 
 import pytest
 
-from kanade.backend.services import execs
-from kanade.backend.services.execs import Outgoing, send_pipelined, settle
-from kanade.bus import Bus, EmbeddedBroker
+from kanade.bus import Bus, EmbeddedBroker, publish
+from kanade.bus.publish import Outgoing, send_pipelined, settle
 from kanade.core import subjects
 
 
@@ -48,7 +47,7 @@ async def test_a_broker_that_does_not_answer_is_reported_within_the_deadline(
 ) -> None:
     assert await settle(await send_pipelined(bus, audits(3, "warm"))) == [None] * 3
     nats_server.stop()
-    monkeypatch.setattr(execs, "PIPELINE_ACK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(publish, "PIPELINE_ACK_TIMEOUT_S", 0.5)
     # More than nats-py's own cap of unacked async publishes (4 000), past which it waits
     # for an ack without a deadline: the stall guard waits at most the ack timeout, then
     # fails the rest at once.
@@ -58,5 +57,5 @@ async def test_a_broker_that_does_not_answer_is_reported_within_the_deadline(
     errors = await settle(pending, timeout=0.5)
     assert time.monotonic() - t0 < 10
     assert len(errors) == n and all(e is not None for e in errors)
-    stalled = [e for e in errors[execs.PIPELINE_MAX_PENDING :] if isinstance(e, TimeoutError)]
-    assert len(stalled) == n - execs.PIPELINE_MAX_PENDING
+    stalled = [e for e in errors[publish.PIPELINE_MAX_PENDING :] if isinstance(e, TimeoutError)]
+    assert len(stalled) == n - publish.PIPELINE_MAX_PENDING

@@ -507,7 +507,7 @@ async def test_two_schedulers_without_a_lease_still_fire_each_occurrence_once(
     rogue = Scheduler(
         services.db,
         services.link.bus,
-        services.execs,
+        services.execs.budgets,
         lease_key="scheduler.lease-rogue",
         lease_ttl_s=2.0,
     )

@@ -40,7 +40,7 @@ from kanade.backend.observability.metrics import Metrics
 from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.setup import check_auth_settings, make_authenticator
 from kanade.backend.services.container import Services
-from kanade.backend.services.execs import Budgets, ExecService
+from kanade.backend.services.execs import ExecService
 from kanade.backend.services.rollouts import RolloutRunner
 from kanade.backend.settings import Settings
 from kanade.backend.store import writes
@@ -52,6 +52,7 @@ from kanade.backend.workers.projection.projector import Projector
 from kanade.backend.workers.reaper import Reaper
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus.connection import Bus
+from kanade.core.dispatch import Budgets
 
 log = structlog.get_logger(__name__)
 
@@ -146,7 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
         scheduler = Scheduler(
             db,
             link.bus,
-            services.execs,
+            services.execs.budgets,
             registry=metrics.registry,
             reconcile_poll=timedelta(seconds=settings.reconcile_poll_s),
             lease_ttl_s=settings.scheduler_lease_ttl_s,

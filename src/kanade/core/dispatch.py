@@ -7,6 +7,7 @@ have one implementation. No I/O: ids, clocks and digests are passed in.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from kanade.core.models.job import Execute, JobManifest
@@ -24,6 +25,14 @@ from kanade.core.models.wire import (
 
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 ADHOC_PREFIX = "adhoc-"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The server's caps applied to every command (SPEC §4.9)."""
+
+    max_timeout_s: float | None = None
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES
 
 
 def _seconds_text(seconds: float) -> str:

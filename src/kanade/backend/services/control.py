@@ -36,7 +36,6 @@ from nats.js.kv import KeyValue
 from kanade.backend.catalog.jobs import JobCatalog
 from kanade.backend.messaging.records import AuditRecord
 from kanade.backend.services.errors import ApiError, BadRequest, Conflict, NotFound
-from kanade.backend.services.execs import command_subjects
 from kanade.backend.store import reads, writes
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
@@ -46,6 +45,7 @@ from kanade.core.execstatus import can_transition
 from kanade.core.ids import SLUG_RULE, is_slug, new_id
 from kanade.core.models.target import Target
 from kanade.core.models.wire import Command, Heartbeat, WireDecodeError, decode
+from kanade.core.targeting import command_subjects
 
 log = structlog.get_logger(__name__)
 

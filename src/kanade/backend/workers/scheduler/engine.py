@@ -15,7 +15,7 @@ One task per backend process runs :meth:`Scheduler.run`: it competes for the lea
   runs fleet-wide; reconcile shapes pick pcs with the core's dedup and dispatch marks;
 * **dispatch** — through the exec service (pin → claim → commands → record → audit) with
   ``initiated_by = "schedule:<id>"`` and the nominal time on the exec row; a tick's
-  messages are published pipelined (:func:`~kanade.backend.services.execs.send_pipelined`).
+  messages are published pipelined (:func:`~kanade.bus.publish.send_pipelined`).
 
 **Prepared ahead** (SPEC §10.2: fire lateness p99 ≤ 100 ms with 1 000 fires in the same
 instant). Deciding, reading jobs and agents, building and encoding commands and claiming
@@ -95,19 +95,12 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from kanade.backend.catalog import pins
 from kanade.backend.catalog.jobs import JobCatalog
 from kanade.backend.catalog.schedules import decode_schedule
+from kanade.backend.messaging.outgoing import audit_message, command_messages, record_message
 from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.services import approvals, rollouts
-from kanade.backend.services.execs import (
-    ExecService,
-    Outgoing,
-    command_subjects,
-    expected_pcs,
-    publish_one,
-    send_pipelined,
-    settle,
-)
 from kanade.backend.store import reads
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.database import Database
@@ -117,8 +110,9 @@ from kanade.backend.workers.scheduler.lease import Lease
 from kanade.backend.workers.scheduler.plans import backend_local_zone, plan_for
 from kanade.bus.connection import Bus
 from kanade.bus.kvsnapshot import kv_snapshot
+from kanade.bus.publish import Outgoing, publish_one, send_pipelined, settle
 from kanade.core import subjects
-from kanade.core.dispatch import build_command
+from kanade.core.dispatch import Budgets, build_command
 from kanade.core.fleet import alive_cutoff
 from kanade.core.models.job import JobManifest
 from kanade.core.models.schedule import Schedule
@@ -145,6 +139,7 @@ from kanade.core.scheduling import (
     recheck_at_instant,
     request_id_for,
 )
+from kanade.core.targeting import command_subjects, expected_pcs
 
 log = structlog.get_logger(__name__)
 
@@ -264,7 +259,7 @@ class Scheduler:
         self,
         db: Database,
         bus: Callable[[], Bus],
-        execs: ExecService,
+        budgets: Budgets,
         *,
         registry: CollectorRegistry | None = None,
         reconcile_poll: timedelta = RECONCILE_POLL,
@@ -278,7 +273,7 @@ class Scheduler:
     ) -> None:
         self._db = db
         self._bus = bus
-        self._execs = execs
+        self._budgets = budgets
         self.metrics = SchedulerMetrics(registry)
         self.reconcile_poll = reconcile_poll
         self._clock = clock
@@ -972,7 +967,7 @@ class Scheduler:
             if job_id not in firing_jobs:
                 continue  # deferred: pinned by the tick that fires it
             if job is not None and (not job.require_approval or job_id in unattended):
-                digests[job_id] = await self._execs.pin_for_schedule(bus, job)
+                digests[job_id] = await pins.pin(bus, job)
 
         reconcile_ids = [e.schedule.id for e, _ in fires if e.plan.is_reconcile]
         capped_jobs = [
@@ -1111,8 +1106,8 @@ class Scheduler:
                 jitter_s=plan.jitter.total_seconds(),
                 schedule_id=schedule.id,
                 nominal_time=fire.nominal,
-                max_timeout_s=self._execs._budgets.max_timeout_s,
-                max_output_bytes=self._execs._budgets.max_output_bytes,
+                max_timeout_s=self._budgets.max_timeout_s,
+                max_output_bytes=self._budgets.max_output_bytes,
                 script_sha256=script_sha256,
                 retry=schedule.retry,
             )
@@ -1164,7 +1159,7 @@ class Scheduler:
             else first.check.model_dump(mode="json"),
         )
         # Encoded here, so that publishing is all that is left at the instant.
-        messages = [m for c, subs in commands for m in ExecService.command_messages(c, subs)]
+        messages = [m for c, subs in commands for m in command_messages(c, subs)]
         return _Planned(
             entry,
             fire,
@@ -1176,7 +1171,7 @@ class Scheduler:
             note,
             marks,
             messages,
-            ExecService.record_message(record),
+            record_message(record),
         )
 
     def _fired_row(
@@ -1407,7 +1402,7 @@ class Scheduler:
                 await _retried(p, "record", step, attempts=_PUBLISH_ATTEMPTS - 1)
 
         good = [p for p, late in zip(planned, lateness, strict=True) if late is not None]
-        audits = [ExecService.audit_message(p.record, p.commands[0][0]) for p in good]
+        audits = [audit_message(p.record, p.commands[0][0]) for p in good]
         for p, msg, error in zip(
             good, audits, await settle(await send_pipelined(bus, audits)), strict=True
         ):

@@ -23,9 +23,9 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from kanade.backend.catalog.freeze import get_freeze
-from kanade.backend.services.execs import Outgoing, send_pipelined, settle
 from kanade.bus.connection import Bus
 from kanade.bus.kvsnapshot import kv_snapshot
+from kanade.bus.publish import Outgoing, send_pipelined, settle
 from kanade.core import subjects
 from kanade.core.scheduling import DispatchMark, Freeze
 
