@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
+from kanade.backend.errors import NotFound, Unavailable
 from kanade.backend.services import approvals
-from kanade.backend.services.errors import ApiError, NotFound
 
 router = APIRouter(prefix="/api", tags=["approvals"])
 
@@ -25,14 +25,10 @@ class RejectBody(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-class ApprovalsUnavailable(ApiError):
-    status = 503
-
-
 def _service(request: Request) -> approvals.ApprovalService:
     service = getattr(request.app.state, "approvals", None)
     if service is None:
-        raise ApprovalsUnavailable("the backend is starting; retry shortly")
+        raise Unavailable("the backend is starting; retry shortly")
     assert isinstance(service, approvals.ApprovalService)
     return service
 

@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.policy import Role
+from kanade.backend.errors import Conflict, Invalid, NotFound, Unauthenticated
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services.auth import tokens
 from kanade.backend.services.auth.authenticator import Authenticator
 from kanade.backend.services.auth.passwords import hash_password, password_problem, verify_password
 from kanade.backend.services.container import Services
-from kanade.backend.services.errors import ApiError, BadRequest, Conflict, NotFound
 from kanade.backend.store.users import (
     USERNAME_RE,
     USERNAME_RULE,
@@ -29,10 +29,6 @@ from kanade.backend.store.users import (
 )
 
 router = APIRouter(prefix="/api", tags=["auth"])
-
-
-class Unauthorized(ApiError):
-    status = 401
 
 
 class LoginBody(BaseModel):
@@ -75,7 +71,7 @@ async def login(body: LoginBody, services: ServicesDep) -> dict[str, Any]:
     """Exchange a username and password for a bearer token (auth mode ``jwt``)."""
     auth = _auth(services)
     if auth.mode != "jwt" or auth.jwt_secret is None:
-        raise BadRequest(
+        raise Invalid(
             f"login is not available: the backend runs with auth {auth.mode}"
             + ("; use the static token" if auth.mode == "token" else "")
         )
@@ -83,7 +79,7 @@ async def login(body: LoginBody, services: ServicesDep) -> dict[str, Any]:
     stored = None if user is None else str(user["password_hash"])
     ok = await asyncio.to_thread(verify_password, stored, body.password)
     if not ok or user is None:
-        raise Unauthorized("wrong username or password")
+        raise Unauthenticated("wrong username or password")
     now = datetime.now(UTC)
     issued = tokens.issue(
         auth.jwt_secret, body.username, str(user["role"]), now=now, ttl=auth.token_ttl

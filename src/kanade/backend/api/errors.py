@@ -1,5 +1,8 @@
 """Every error leaves the API as JSON ``{"error": "...", ...}`` with the right status.
 
+:data:`STATUS` is the one table from domain error (:mod:`kanade.backend.errors`) to HTTP
+status: nothing below the API knows a status code.
+
 Request-validation errors (pydantic, on bodies and query parameters) become 400
 with ``errors: [{path, reason}]`` — the same shape as an invalid job document, so
 clients render both the same way.
@@ -16,10 +19,42 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kanade.backend.services.errors import ApiError
+from kanade.backend.errors import (
+    Conflict,
+    Corrupt,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TimedOut,
+    Unauthenticated,
+    Unavailable,
+    UnsupportedFormat,
+)
 from kanade.core.validation import DocumentInvalid, format_path
 
 log = structlog.get_logger(__name__)
+
+STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    UnsupportedFormat: 415,
+    Corrupt: 500,
+    Unavailable: 503,
+    TimedOut: 504,
+}
+
+
+def status_of(exc: DomainError) -> int:
+    """The status of the most specific class in :data:`STATUS` (500 for an unmapped one)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
 
 _LOCATIONS = ("body", "query", "path", "header")
 _PREFIXES = ("Value error, ", "Assertion failed, ")
@@ -54,9 +89,11 @@ def request_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    @app.exception_handler(DomainError)
+    async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+        challenge = isinstance(exc, Unauthenticated)
+        headers = {"WWW-Authenticate": 'Bearer realm="kanade"'} if challenge else None
+        return JSONResponse(exc.body(), status_code=status_of(exc), headers=headers)
 
     @app.exception_handler(DocumentInvalid)
     async def _invalid_doc(_: Request, exc: DocumentInvalid) -> JSONResponse:

@@ -10,8 +10,7 @@ from fastapi import APIRouter, Query, Request
 from kanade.backend.api.bodies import ExecBody, RunBody
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
-from kanade.backend.services.approvals import Forbidden
-from kanade.backend.services.errors import NotFound
+from kanade.backend.errors import Forbidden, NotFound
 from kanade.backend.store import reads
 
 router = APIRouter(prefix="/api", tags=["executions"])

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.services.errors import NotFound
+from kanade.backend.errors import NotFound
 from kanade.backend.store import reads
 from kanade.core.fleet import agent_status
 from kanade.core.schemas import job_json_schema, schedule_json_schema

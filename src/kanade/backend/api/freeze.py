@@ -10,8 +10,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.catalog.freeze import clear_freeze, get_freeze, set_freeze
+from kanade.backend.errors import Invalid
 from kanade.backend.messaging.audit import publish_audit
-from kanade.backend.services.errors import BadRequest
 from kanade.core.freeze import FleetFreeze, is_frozen
 
 router = APIRouter(prefix="/api", tags=["freeze"])
@@ -54,7 +54,7 @@ async def freeze_set(body: FreezeBody, request: Request, services: ServicesDep) 
     """Freeze scheduled fires fleet-wide (manual execs are not gated)."""
     now = datetime.now(UTC)
     if body.until is not None and body.until <= now:
-        raise BadRequest.at("until", "is in the past; a freeze must end in the future")
+        raise Invalid.at("until", "is in the past; a freeze must end in the future")
     actor = str(getattr(request.state, "actor", "anonymous"))
     freeze = FleetFreeze(
         from_=body.from_, until=body.until, by=actor, reason=body.reason, set_at=now

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.catalog.jobs import job_document
-from kanade.backend.services.errors import ApiError
+from kanade.backend.errors import UnsupportedFormat
 from kanade.core.validation import load_document, parse_job
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -21,10 +21,6 @@ ACCEPTED_TYPES = (
     "text/yaml",
     "text/plain",
 )
-
-
-class UnsupportedMediaType(ApiError):
-    status = 415
 
 
 _DOCUMENT_BODY = {
@@ -45,7 +41,7 @@ async def put_job(request: Request, services: ServicesDep) -> JSONResponse:
     400 lists every invalid field; 409 when the same version exists with other content."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media and media not in ACCEPTED_TYPES:
-        raise UnsupportedMediaType(
+        raise UnsupportedFormat(
             f"content type {media!r} is not accepted; send the job as one of: "
             + ", ".join(ACCEPTED_TYPES)
         )

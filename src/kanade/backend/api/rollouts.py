@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
+from kanade.backend.errors import NotFound
 from kanade.backend.services import rollouts
-from kanade.backend.services.errors import NotFound
 
 router = APIRouter(prefix="/api/rollouts", tags=["rollouts"])
 

@@ -18,11 +18,11 @@ from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.catalog.schedules import ScheduleCatalog, kv_keys, schedule_document
+from kanade.backend.errors import Invalid, NotFound, UnsupportedFormat
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import schedule_views as views
 from kanade.backend.services.container import Services
 from kanade.backend.services.control import ControlService
-from kanade.backend.services.errors import ApiError, BadRequest, NotFound
 from kanade.backend.store import reads
 from kanade.backend.store import scheduling as store
 from kanade.backend.workers.scheduler import Scheduler, state
@@ -60,10 +60,6 @@ _DOCUMENT_BODY = {
 }
 
 
-class UnsupportedMediaType(ApiError):
-    status = 415
-
-
 def _actor(request: Request) -> str:
     actor = getattr(request.state, "actor", None)
     return str(actor) if actor else "anonymous"
@@ -90,7 +86,7 @@ async def _known_job_ids(bus: Bus) -> set[str]:
 async def _parse_body(request: Request, bus: Bus) -> Schedule:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media and media not in ACCEPTED_TYPES:
-        raise UnsupportedMediaType(
+        raise UnsupportedFormat(
             f"content type {media!r} is not accepted; send the schedule as one of: "
             + ", ".join(ACCEPTED_TYPES)
         )
@@ -204,7 +200,7 @@ async def replace_schedule(
     bus = services.link.bus()
     schedule = await _parse_body(request, bus)
     if schedule.id != schedule_id:
-        raise BadRequest.at("id", f"{schedule.id!r} does not match the URL's {schedule_id!r}")
+        raise Invalid.at("id", f"{schedule.id!r} does not match the URL's {schedule_id!r}")
     catalog = ScheduleCatalog(bus)
     current = await catalog.require(schedule_id)
     if _fires_from_backend(schedule) and not _fires_from_backend(current):

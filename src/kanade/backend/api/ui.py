@@ -26,8 +26,8 @@ from sse_starlette import EventSourceResponse
 
 from kanade import __version__
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.errors import NotFound
 from kanade.backend.messaging.live import hub
-from kanade.backend.services.errors import NotFound
 from kanade.backend.store.tables import agents, executions, results
 from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW
 

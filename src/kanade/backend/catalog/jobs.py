@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from kanade.backend.services.errors import ApiError, Conflict, NotFound
+from kanade.backend.errors import Conflict, Corrupt, NotFound
 from kanade.bus.connection import Bus
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
@@ -30,12 +30,6 @@ def job_document(job: JobManifest) -> dict[str, Any]:
 
 def _encode(job: JobManifest) -> bytes:
     return json.dumps(job_document(job), sort_keys=True, separators=(",", ":")).encode()
-
-
-class StoredJobUnreadable(ApiError):
-    """A KV entry that is not a valid manifest (written by hand, or damaged)."""
-
-    status = 500
 
 
 class JobCatalog:
@@ -61,7 +55,7 @@ class JobCatalog:
         try:
             return parse_job(json.loads(entry.value), strict=False), entry.revision
         except ValueError as exc:  # DocumentInvalid and JSONDecodeError are ValueErrors
-            raise StoredJobUnreadable(
+            raise Corrupt(
                 f"the stored job {job_id!r} cannot be read: {exc}; upload it again",
                 job_id=job_id,
             ) from None
@@ -78,7 +72,7 @@ class JobCatalog:
         for key in sorted(keys):
             try:
                 job = await self.get(key)
-            except StoredJobUnreadable as exc:  # a damaged entry must not hide the others
+            except Corrupt as exc:  # a damaged entry must not hide the others
                 log.warning("unreadable job in catalog", job_id=key, error=str(exc))
                 continue
             if job is not None:

@@ -19,7 +19,7 @@ import structlog
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from kanade.backend.services.errors import Conflict, NotFound
+from kanade.backend.errors import Conflict, NotFound
 from kanade.bus.connection import Bus
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects

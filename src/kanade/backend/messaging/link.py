@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from kanade.backend.services.errors import BrokerUnavailable
+from kanade.backend.errors import Unavailable
 from kanade.bus.connection import Bus
 from kanade.bus.topology import ensure_topology
 
@@ -37,14 +37,14 @@ class BrokerLink:
         return self._ready.is_set() and self._bus is not None and self._bus.nc.is_connected
 
     def bus(self) -> Bus:
-        """The connected bus, or :class:`BrokerUnavailable` (HTTP 503)."""
+        """The connected bus, or :class:`Unavailable` (HTTP 503)."""
         if self._bus is None or not self._ready.is_set():
-            raise BrokerUnavailable(
+            raise Unavailable(
                 f"the broker at {self.url} is not connected yet; retry shortly",
                 broker=False,
             )
         if not self._bus.nc.is_connected:
-            raise BrokerUnavailable(
+            raise Unavailable(
                 f"the connection to the broker at {self.url} is down; reconnecting",
                 broker=False,
             )

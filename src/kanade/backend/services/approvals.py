@@ -42,9 +42,9 @@ from sqlalchemy import and_, delete, select, update
 from sqlalchemy.engine import Connection
 
 from kanade.backend.catalog.jobs import JobCatalog
+from kanade.backend.errors import Conflict, Forbidden, NotFound
 from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.services import rollouts
-from kanade.backend.services.errors import ApiError, Conflict, NotFound
 from kanade.backend.store.database import Database
 from kanade.backend.store.tables import approvals, executions, unattended_approvals
 from kanade.bus.connection import Bus
@@ -61,10 +61,6 @@ REDISPATCH_AFTER: Final = timedelta(seconds=10)
 ORPHAN_AFTER: Final = timedelta(minutes=1)
 SYSTEM_ACTOR: Final = "system:approvals"
 EXPIRED_REASON: Final = "expired"
-
-
-class Forbidden(ApiError):
-    status = 403
 
 
 def utcnow() -> datetime:

@@ -34,8 +34,8 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 from nats.js.kv import KeyValue
 
 from kanade.backend.catalog.jobs import JobCatalog
+from kanade.backend.errors import Conflict, Corrupt, Invalid, NotFound, TimedOut
 from kanade.backend.messaging.records import AuditRecord
-from kanade.backend.services.errors import ApiError, BadRequest, Conflict, NotFound
 from kanade.backend.store import reads, writes
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
@@ -58,10 +58,6 @@ _CAS_ATTEMPTS = 10
 _WRONG_LAST = (10071, 10164)
 
 
-class GatewayTimeout(ApiError):
-    status = 504
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -72,7 +68,7 @@ def _iso(t: datetime) -> str:
 
 def require_slug(value: str, what: str) -> str:
     if not is_slug(value):
-        raise BadRequest.at(what, f"{value!r} {SLUG_RULE}", message=f"invalid {what}")
+        raise Invalid.at(what, f"{value!r} {SLUG_RULE}", message=f"invalid {what}")
     return value
 
 
@@ -143,7 +139,7 @@ class ControlService:
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._db = db
-        self._bus = bus  # a getter: raises BrokerUnavailable (503) while the broker is away
+        self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
         self._clock = clock
 
     # --- audit -------------------------------------------------------------------------
@@ -335,14 +331,14 @@ class ControlService:
         try:
             msg = await bus.nc.request(subjects.ping_subject(pc_id), b"", timeout=timeout)
         except (NatsTimeoutError, NoRespondersError, TimeoutError):
-            raise GatewayTimeout(
+            raise TimedOut(
                 f"no answer from {pc_id} in {timeout:g} s", pc_id=pc_id, timeout=timeout
             ) from None
         rtt_ms = (loop.time() - t0) * 1000.0
         try:
             hb = decode(Heartbeat, msg.data)
         except WireDecodeError as exc:
-            raise ApiError(f"{pc_id} answered with an unreadable heartbeat: {exc}") from None
+            raise Corrupt(f"{pc_id} answered with an unreadable heartbeat: {exc}") from None
         return {**hb.model_dump(mode="json", by_alias=True), "rtt_ms": round(rtt_ms, 3)}
 
     # --- config layers ---------------------------------------------------------------------
@@ -350,12 +346,12 @@ class ControlService:
     def _layer(scope: str, name: str | None) -> str:
         if scope == "global":
             if name:
-                raise BadRequest("the global layer has no name: use /api/config/global")
+                raise Invalid("the global layer has no name: use /api/config/global")
             return "global"
         if scope not in ("group", "pc"):
-            raise BadRequest.at("scope", f"{scope!r} is not one of global, group, pc")
+            raise Invalid.at("scope", f"{scope!r} is not one of global, group, pc")
         if not name:
-            raise BadRequest(f"the {scope} layer needs a name: /api/config/{scope}/<name>")
+            raise Invalid(f"the {scope} layer needs a name: /api/config/{scope}/<name>")
         require_slug(name, scope)
         return layer_key(scope, name)
 
@@ -380,7 +376,7 @@ class ControlService:
         """Merge ``settings`` into the layer (a null value removes that key)."""
         key = self._layer(scope, name)
         if not settings:
-            raise BadRequest('no settings given: send an object like {"heartbeat_interval": 10}')
+            raise Invalid('no settings given: send an object like {"heartbeat_interval": 10}')
         clean: dict[str, Any] = {}
         removed: list[str] = []
         errors: list[dict[str, str]] = []
@@ -394,7 +390,7 @@ class ControlService:
                 path, _, reason = str(exc).partition(": ")
                 errors.append({"path": path or k, "reason": reason or str(exc)})
         if errors:
-            raise BadRequest(f"invalid setting for layer {key}", errors=errors)
+            raise Invalid(f"invalid setting for layer {key}", errors=errors)
 
         def mutate(raw: bytes | None) -> bytes | None:
             layer = _json_or(raw, {})
@@ -504,7 +500,7 @@ class ControlService:
     async def add_members(self, group: str, pcs: list[str], *, actor: str) -> dict[str, Any]:
         require_slug(group, "group")
         if not pcs:
-            raise BadRequest.at("pcs", "list at least one pc")
+            raise Invalid.at("pcs", "list at least one pc")
         out = []
         for pc in pcs:
             require_slug(pc, "pc_id")

@@ -28,11 +28,11 @@ from pydantic import ValidationError
 
 from kanade.backend.catalog import pins
 from kanade.backend.catalog.jobs import JobCatalog
+from kanade.backend.errors import Conflict, Invalid
 from kanade.backend.messaging.outgoing import audit_record
 from kanade.backend.messaging.records import ExecKind, ExecRecord
 from kanade.backend.services import approvals as approval_store
 from kanade.backend.services import rollouts as rollout_store
-from kanade.backend.services.errors import BadRequest, Conflict
 from kanade.backend.store import reads, writes
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
@@ -97,7 +97,7 @@ class ExecService:
         approval_ttl: timedelta = approval_store.DEFAULT_TTL,
     ) -> None:
         self._db = db
-        self._bus = bus  # a getter: raises BrokerUnavailable while the broker is away
+        self._bus = bus  # a getter: raises Unavailable while the broker is away
         self.budgets = budgets or Budgets()
         self._clock = clock
         self._approval_ttl = approval_ttl
@@ -152,7 +152,7 @@ class ExecService:
             job = adhoc_job(script, shell=shell, timeout=timeout, exec_id=exec_id, env=env, cwd=cwd)
         except ValidationError as exc:
             errors = [{"path": e.path, "reason": e.reason} for e in field_errors(exc)]
-            raise BadRequest("invalid script run", errors=errors) from None
+            raise Invalid("invalid script run", errors=errors) from None
         # No pin: an ad-hoc id is unique to this exec, there is no other version.
         return await self._dispatch(
             bus,
@@ -170,7 +170,7 @@ class ExecService:
         try:
             return await pins.script_digest(bus, job)
         except pins.ScriptObjectMissing as exc:
-            raise BadRequest.at(
+            raise Invalid.at(
                 "execute.script_object", str(exc), message=f"job {job.id!r} cannot be dispatched"
             ) from None
         except pins.ScriptObjectUnusable as exc:

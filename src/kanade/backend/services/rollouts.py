@@ -53,9 +53,9 @@ import structlog
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
+from kanade.backend.errors import Conflict, NotFound
 from kanade.backend.messaging.live import hub
 from kanade.backend.messaging.records import AuditRecord, ExecRecord
-from kanade.backend.services.errors import Conflict, NotFound
 from kanade.backend.store.tables import agents, executions, results, rollout_waves, rollouts
 from kanade.bus.connection import Bus
 from kanade.core import subjects
