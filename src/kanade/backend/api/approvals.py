@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
+from kanade.backend.api.schemas.approvals import (
+    Approval,
+    ApprovalPage,
+    Decided,
+    UnattendedCreated,
+    UnattendedList,
+    UnattendedRevoked,
+)
 from kanade.backend.errors import NotFound, Unavailable
 from kanade.backend.services import approvals
 
@@ -33,7 +41,7 @@ def _service(request: Request) -> approvals.ApprovalService:
     return service
 
 
-@router.post("/executions/{exec_id}/approve")
+@router.post("/executions/{exec_id}/approve", response_model=Decided)
 async def approve_execution(exec_id: str, request: Request) -> dict[str, Any]:
     """Approve an exec waiting for approval (a different operator than the requester);
     it is published at once (or its rollout starts)."""
@@ -41,7 +49,7 @@ async def approve_execution(exec_id: str, request: Request) -> dict[str, Any]:
     return decided.to_dict()
 
 
-@router.post("/executions/{exec_id}/reject")
+@router.post("/executions/{exec_id}/reject", response_model=Decided)
 async def reject_execution(
     exec_id: str, request: Request, body: RejectBody | None = None
 ) -> dict[str, Any]:
@@ -51,7 +59,7 @@ async def reject_execution(
     return decided.to_dict()
 
 
-@router.get("/approvals")
+@router.get("/approvals", response_model=ApprovalPage)
 async def list_approvals(
     services: ServicesDep,
     state: Literal["pending", "approved", "rejected"] | None = None,
@@ -64,7 +72,7 @@ async def list_approvals(
     )
 
 
-@router.get("/approvals/{exec_id}")
+@router.get("/approvals/{exec_id}", response_model=Approval)
 async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
     row = await services.db.read(lambda conn: approvals.get_approval(conn, exec_id))
     if row is None:
@@ -72,20 +80,26 @@ async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
     return row
 
 
-@router.post("/jobs/{job_id}/versions/{version}/approve-unattended", status_code=201)
+@router.post(
+    "/jobs/{job_id}/versions/{version}/approve-unattended",
+    status_code=201,
+    response_model=UnattendedCreated,
+)
 async def approve_unattended(job_id: str, version: str, request: Request) -> dict[str, Any]:
     """Let schedules fire this version of a ``require_approval`` job without a person."""
     return await _service(request).approve_unattended(job_id, version, current_actor())
 
 
-@router.delete("/jobs/{job_id}/versions/{version}/approve-unattended")
+@router.delete(
+    "/jobs/{job_id}/versions/{version}/approve-unattended", response_model=UnattendedRevoked
+)
 async def revoke_unattended(job_id: str, version: str, request: Request) -> dict[str, Any]:
     """Withdraw an unattended-run approval: schedules skip the job again."""
     await _service(request).revoke_unattended(job_id, version, current_actor())
     return {"job_id": job_id, "version": version, "approved": False}
 
 
-@router.get("/unattended-approvals")
+@router.get("/unattended-approvals", response_model=UnattendedList)
 async def list_unattended(services: ServicesDep, job_id: str | None = None) -> dict[str, Any]:
     """Job versions approved for unattended runs."""
     items = await services.db.read(lambda conn: approvals.list_unattended(conn, job_id))

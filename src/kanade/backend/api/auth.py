@@ -7,19 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.api.policy import Role
+from kanade.backend.api.schemas.auth import LoginResult, Me, User, UserDeleted, UserPage
+from kanade.backend.api.schemas.requests import LoginBody, NewUserBody
 from kanade.backend.errors import Conflict, Invalid, NotFound, Unauthenticated
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services.auth import tokens
 from kanade.backend.services.auth.authenticator import Authenticator
-from kanade.backend.services.auth.passwords import hash_password, password_problem, verify_password
+from kanade.backend.services.auth.passwords import hash_password, verify_password
 from kanade.backend.services.container import Services
 from kanade.backend.store.users import (
-    USERNAME_RE,
-    USERNAME_RULE,
     UserExists,
     add_user,
     count_admins,
@@ -31,42 +29,12 @@ from kanade.backend.store.users import (
 router = APIRouter(prefix="/api", tags=["auth"])
 
 
-class LoginBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    username: str = Field(min_length=1, max_length=128)
-    password: str = Field(min_length=1, max_length=1024)
-
-
-class NewUserBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    username: str = Field(description=USERNAME_RULE)
-    password: str = Field(min_length=1, max_length=1024)
-    role: Role = "viewer"
-
-    @field_validator("username")
-    @classmethod
-    def _username(cls, v: str) -> str:
-        if not USERNAME_RE.match(v):
-            raise ValueError(USERNAME_RULE)
-        return v
-
-    @field_validator("password")
-    @classmethod
-    def _password(cls, v: str) -> str:
-        problem = password_problem(v)
-        if problem:
-            raise ValueError(problem)
-        return v
-
-
 def _auth(services: Services) -> Authenticator:
     assert services.auth is not None  # set by the app's lifespan
     return services.auth
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", response_model=LoginResult)
 async def login(body: LoginBody, services: ServicesDep) -> dict[str, Any]:
     """Exchange a username and password for a bearer token (auth mode ``jwt``)."""
     auth = _auth(services)
@@ -93,7 +61,7 @@ async def login(body: LoginBody, services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/auth/me")
+@router.get("/auth/me", response_model=Me)
 async def me(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Who the presented credentials belong to."""
     return {
@@ -103,13 +71,13 @@ async def me(request: Request, services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/users")
+@router.get("/users", response_model=UserPage)
 async def users_list(services: ServicesDep) -> dict[str, Any]:
     items = await services.db.read(list_users)
     return {"items": items, "total": len(items), "limit": len(items), "offset": 0}
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, response_model=User)
 async def users_add(body: NewUserBody, request: Request, services: ServicesDep) -> dict[str, Any]:
     actor = str(getattr(request.state, "actor", "anonymous"))
     password_hash = await asyncio.to_thread(hash_password, body.password)
@@ -133,7 +101,7 @@ async def users_add(body: NewUserBody, request: Request, services: ServicesDep) 
     return {"username": body.username, "role": body.role, "created_at": now, "created_by": actor}
 
 
-@router.delete("/users/{username}")
+@router.delete("/users/{username}", response_model=UserDeleted)
 async def users_delete(username: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     actor = str(getattr(request.state, "actor", "anonymous"))
 

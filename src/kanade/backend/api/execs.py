@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from kanade.backend.api.bodies import ExecBody, RunBody
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
+from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
+from kanade.backend.api.schemas.requests import ExecBody, RunBody
 from kanade.backend.errors import Forbidden, NotFound
 from kanade.backend.store import reads
 
@@ -20,7 +21,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-@router.post("/exec/{job_id}", status_code=201)
+@router.post("/exec/{job_id}", status_code=201, response_model=ExecCreated)
 async def exec_job(
     job_id: str, body: ExecBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
@@ -42,7 +43,7 @@ async def exec_job(
     return created.to_dict()
 
 
-@router.post("/run", status_code=201)
+@router.post("/run", status_code=201, response_model=ExecCreated)
 async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
     """Run an ad-hoc script on a target (an exec of a one-off job)."""
     created = await services.execs.run_adhoc(
@@ -58,7 +59,7 @@ async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
     return created.to_dict()
 
 
-@router.get("/executions")
+@router.get("/executions", response_model=ExecutionPage)
 async def list_executions(
     services: ServicesDep,
     job_id: str | None = None,
@@ -82,7 +83,11 @@ async def list_executions(
     return page.to_dict()
 
 
-@router.get("/executions/{exec_id}")
+@router.get(
+    "/executions/{exec_id}",
+    response_model=ExecutionDetail,
+    response_model_exclude_unset=True,  # no results key with results=false
+)
 async def get_execution(
     exec_id: str,
     services: ServicesDep,

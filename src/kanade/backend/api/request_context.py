@@ -1,4 +1,5 @@
-"""Per-request context the auth layer sets and the audit guarantee reads.
+"""Per-request context: the actor (set by the auth middleware) and the audit mark (set by
+the audit middleware, raised by whoever builds an audit record).
 
 Context variables, not function arguments, because the code that writes an audit
 record (a service deep below a route, possibly in code another team owns) should
@@ -29,19 +30,23 @@ def current_actor() -> str:
     return _actor.get()
 
 
-def begin_request(
-    actor: str,
-) -> tuple[AuditMark, contextvars.Token[str], contextvars.Token[AuditMark | None]]:
+def enter_actor(actor: str) -> contextvars.Token[str]:
+    """Name the actor of the request being served (the auth middleware calls this)."""
+    return _actor.set(actor)
+
+
+def leave_actor(token: contextvars.Token[str]) -> None:
+    _actor.reset(token)
+
+
+def begin_audit() -> tuple[AuditMark, contextvars.Token[AuditMark | None]]:
+    """Start watching for an audit record of the current request (the audit middleware)."""
     mark = AuditMark()
-    return mark, _actor.set(actor), _mark.set(mark)
+    return mark, _mark.set(mark)
 
 
-def end_request(
-    tokens: tuple[AuditMark, contextvars.Token[str], contextvars.Token[AuditMark | None]],
-) -> None:
-    _, actor_token, mark_token = tokens
-    _actor.reset(actor_token)
-    _mark.reset(mark_token)
+def end_audit(watch: tuple[AuditMark, contextvars.Token[AuditMark | None]]) -> None:
+    _mark.reset(watch[1])
 
 
 def mark_audited() -> None:

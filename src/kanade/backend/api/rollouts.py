@@ -12,6 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
+from kanade.backend.api.schemas.rollouts import (
+    Rollout,
+    RolloutAborted,
+    RolloutPage,
+    RolloutResumed,
+)
 from kanade.backend.errors import NotFound
 from kanade.backend.services import rollouts
 
@@ -55,7 +61,7 @@ async def _audit(
     )
 
 
-@router.get("")
+@router.get("", response_model=RolloutPage)
 async def list_rollouts(
     services: ServicesDep,
     status: Status | None = None,
@@ -72,7 +78,7 @@ async def list_rollouts(
     )
 
 
-@router.get("/{rollout_id}")
+@router.get("/{rollout_id}", response_model=Rollout)
 async def get_rollout(rollout_id: str, services: ServicesDep) -> dict[str, Any]:
     """One rollout (its id is the exec id) with per-wave pcs, state, due time and
     progress (pending / running / succeeded / failed / skipped / missing, failure rate)."""
@@ -83,7 +89,7 @@ async def get_rollout(rollout_id: str, services: ServicesDep) -> dict[str, Any]:
     return row
 
 
-@router.post("/{rollout_id}/resume")
+@router.post("/{rollout_id}/resume", response_model=RolloutResumed)
 async def resume_rollout(
     rollout_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
@@ -95,7 +101,7 @@ async def resume_rollout(
     return {"rollout_id": rollout_id, "status": "running", "next_wave": idx}
 
 
-@router.post("/{rollout_id}/abort")
+@router.post("/{rollout_id}/abort", response_model=RolloutAborted)
 async def abort_rollout(
     rollout_id: str, request: Request, services: ServicesDep, body: AbortBody | None = None
 ) -> dict[str, Any]:

@@ -17,6 +17,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.schedules import (
+    Drift,
+    DriftList,
+    ScheduleDeleted,
+    ScheduleDisabled,
+    ScheduleList,
+    SchedulePreview,
+    SchedulerStatus,
+    ScheduleValidated,
+    ScheduleView,
+)
 from kanade.backend.catalog.schedules import ScheduleCatalog, kv_keys, schedule_document
 from kanade.backend.errors import Invalid, NotFound, UnsupportedFormat
 from kanade.backend.messaging.audit import publish_audit
@@ -141,7 +152,13 @@ async def _audit(services: Services, action: str, actor: str, details: dict[str,
 
 
 # --- catalog ---------------------------------------------------------------------------------
-@router.post("/schedules", status_code=201, openapi_extra=_DOCUMENT_BODY)
+@router.post(
+    "/schedules",
+    status_code=201,
+    response_model=ScheduleView,
+    responses={200: {"model": ScheduleView, "description": "identical to the stored one"}},
+    openapi_extra=_DOCUMENT_BODY,
+)
 async def create_schedule(request: Request, services: ServicesDep) -> JSONResponse:
     """Create a schedule. 201 when stored, 200 when identical to the stored one; 400 lists
     every invalid field (unknown job_id included); 409 when the id holds another schedule."""
@@ -163,14 +180,18 @@ async def create_schedule(request: Request, services: ServicesDep) -> JSONRespon
     return JSONResponse(item, status_code=201 if created else 200)
 
 
-@router.post("/schedules/validate", openapi_extra=_DOCUMENT_BODY)
+@router.post("/schedules/validate", response_model=ScheduleValidated, openapi_extra=_DOCUMENT_BODY)
 async def validate_schedule(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Validate without storing (400 with every path and reason when invalid)."""
     schedule = await _parse_body(request, services.link.bus())
     return {"ok": True, "id": schedule.id, "schedule": schedule_document(schedule)}
 
 
-@router.get("/schedules")
+@router.get(
+    "/schedules",
+    response_model=ScheduleList,
+    response_model_exclude_unset=True,
+)
 async def list_schedules(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Every schedule with its status: next fire, last fire, fired/skipped/missed counts."""
     schedules = await ScheduleCatalog(services.link.bus()).list()
@@ -178,7 +199,11 @@ async def list_schedules(request: Request, services: ServicesDep) -> dict[str, A
     return {"items": items, "total": len(items)}
 
 
-@router.get("/schedules/{schedule_id}")
+@router.get(
+    "/schedules/{schedule_id}",
+    response_model=ScheduleView,
+    response_model_exclude_unset=True,
+)
 async def get_schedule(
     schedule_id: str,
     request: Request,
@@ -192,7 +217,12 @@ async def get_schedule(
     return item
 
 
-@router.put("/schedules/{schedule_id}", openapi_extra=_DOCUMENT_BODY)
+@router.put(
+    "/schedules/{schedule_id}",
+    response_model=ScheduleView,
+    response_model_exclude_unset=True,
+    openapi_extra=_DOCUMENT_BODY,
+)
 async def replace_schedule(
     schedule_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
@@ -216,7 +246,7 @@ async def replace_schedule(
     return item
 
 
-@router.delete("/schedules/{schedule_id}")
+@router.delete("/schedules/{schedule_id}", response_model=ScheduleDeleted)
 async def delete_schedule(
     schedule_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
@@ -234,7 +264,11 @@ async def delete_schedule(
     return {"id": schedule_id, "deleted": True, "job_id": removed.job_id}
 
 
-@router.post("/schedules/{schedule_id}/enable")
+@router.post(
+    "/schedules/{schedule_id}/enable",
+    response_model=ScheduleView,
+    response_model_exclude_unset=True,
+)
 async def enable_schedule(
     schedule_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
@@ -255,7 +289,11 @@ async def enable_schedule(
     return item
 
 
-@router.post("/schedules/{schedule_id}/disable")
+@router.post(
+    "/schedules/{schedule_id}/disable",
+    response_model=ScheduleDisabled,
+    response_model_exclude_unset=True,
+)
 async def disable_schedule(
     schedule_id: str,
     request: Request,
@@ -312,7 +350,11 @@ async def disable_schedule(
     return body
 
 
-@router.get("/schedules/{schedule_id}/preview")
+@router.get(
+    "/schedules/{schedule_id}/preview",
+    response_model=SchedulePreview,
+    response_model_exclude_unset=True,
+)
 async def preview_schedule(
     schedule_id: str,
     request: Request,
@@ -350,7 +392,11 @@ async def preview_schedule(
     )
 
 
-@router.get("/scheduler")
+@router.get(
+    "/scheduler",
+    response_model=SchedulerStatus,
+    response_model_exclude_unset=True,
+)
 async def scheduler_status(request: Request) -> dict[str, Any]:
     """This backend's scheduler: whether it holds the lease (leads) and who does."""
     scheduler = _scheduler(request)
@@ -372,7 +418,7 @@ async def _drift(services: Services, pc_id: str | None = None) -> list[dict[str,
     return views.drift_rows(schedules, agents)
 
 
-@router.get("/agents/drift")
+@router.get("/agents/drift", response_model=DriftList)
 async def agents_drift(services: ServicesDep) -> dict[str, Any]:
     """Per agent: expected vs applied schedule-set version (``runs_on: agent`` schedules)."""
     items = await _drift(services)
@@ -383,7 +429,7 @@ async def agents_drift(services: ServicesDep) -> dict[str, Any]:
     }
 
 
-@router.get("/agents/{pc_id}/drift")
+@router.get("/agents/{pc_id}/drift", response_model=Drift)
 async def agent_drift(pc_id: str, services: ServicesDep) -> dict[str, Any]:
     (item,) = await _drift(services, pc_id)
     return item

@@ -14,22 +14,20 @@ import asyncio
 import json
 import mimetypes
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
-from sqlalchemy import String, and_, case, cast, func, select
-from sqlalchemy.engine import Connection
 from sse_starlette import EventSourceResponse
 
 from kanade import __version__
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.dashboard import DashboardSummary
 from kanade.backend.errors import NotFound
 from kanade.backend.messaging.live import hub
-from kanade.backend.store.tables import agents, executions, results
-from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW
+from kanade.backend.store.dashboard import summary
 
 router = APIRouter(tags=["dashboard"])
 
@@ -68,7 +66,7 @@ def _event(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {"data": json.dumps({"topic": topic, **payload}, separators=(",", ":"))}
 
 
-@router.get("/api/events")
+@router.get("/api/events", response_class=EventSourceResponse)
 async def events(request: Request) -> EventSourceResponse:
     """Server-sent events: ``{"topic": "results"|"execs"|"agents"|…, ids…}`` per change.
 
@@ -92,87 +90,7 @@ async def events(request: Request) -> EventSourceResponse:
     )
 
 
-# --- overview aggregates -----------------------------------------------------------------
-# The overview's charts need counts, not rows: fetching 10 000 results to draw 24 bars
-# would make the page slow exactly when the fleet is large.
-
-HOURS = 24
-
-
-def _hour_bucket(conn: Connection) -> Any:
-    col = results.c.recorded_at
-    if conn.dialect.name == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
-        return func.substr(cast(col, String), 1, 13)
-    return func.to_char(func.timezone("UTC", col), "YYYY-MM-DD HH24")
-
-
-def summary(conn: Connection, now: datetime) -> dict[str, Any]:
-    alive_since, stale_since = now - ALIVE_WINDOW, now - STALE_WINDOW
-    seen = agents.c.last_seen
-    alive, stale, total = conn.execute(
-        select(
-            func.count().filter(seen >= alive_since),
-            func.count().filter(and_(seen < alive_since, seen >= stale_since)),
-            func.count(),
-        ).select_from(agents)
-    ).one()
-
-    start = (now - timedelta(hours=HOURS - 1)).replace(minute=0, second=0, microsecond=0)
-    bucket = _hour_bucket(conn).label("hour")
-    kind = case(
-        (results.c.state == "in_flight", "running"),
-        (results.c.skipped.is_(True), "skipped"),
-        (and_(results.c.state == "finished", results.c.exit_code == 0), "ok"),
-        else_="failed",
-    ).label("kind")
-    rows = conn.execute(
-        select(bucket, kind, func.count())
-        .where(results.c.recorded_at >= start)
-        .group_by(bucket, kind)
-    ).all()
-    by_hour: dict[str, dict[str, int]] = {}
-    for hour, k, n in rows:
-        by_hour.setdefault(str(hour), {})[k] = int(n)
-    hours = []
-    for i in range(HOURS):
-        t = start + timedelta(hours=i)
-        counts = by_hour.get(t.strftime("%Y-%m-%d %H"), {})
-        hours.append({"hour": t.isoformat(), **{k: counts.get(k, 0) for k in _KINDS}})
-
-    exec_rows = conn.execute(
-        select(executions.c.status, func.count())
-        .where(executions.c.created_at >= now - timedelta(hours=HOURS))
-        .group_by(executions.c.status)
-    ).all()
-    with_failures = conn.execute(
-        select(func.count())
-        .select_from(executions)
-        .where(
-            executions.c.created_at >= now - timedelta(hours=HOURS),
-            executions.c.failed_count > 0,
-        )
-    ).scalar_one()
-    return {
-        "now": now.isoformat(),
-        "agents": {
-            "alive": int(alive),
-            "stale": int(stale),
-            "offline": int(total) - int(alive) - int(stale),
-            "total": int(total),
-        },
-        "results_by_hour": hours,
-        "executions_24h": {
-            "by_status": {str(st): int(n) for st, n in exec_rows},
-            "total": sum(int(n) for _, n in exec_rows),
-            "with_failures": int(with_failures),
-        },
-    }
-
-
-_KINDS = ("ok", "failed", "skipped", "running")
-
-
-@router.get("/api/dashboard/summary", tags=["dashboard"])
+@router.get("/api/dashboard/summary", tags=["dashboard"], response_model=DashboardSummary)
 async def dashboard_summary(services: ServicesDep) -> dict[str, Any]:
     """Counts for the overview: agents by liveness, results per hour over the last 24 h
     (ok / failed / skipped / running, by the time the stream recorded them), executions

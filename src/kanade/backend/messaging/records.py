@@ -53,5 +53,5 @@ class AuditRecord(WireModel):
 
     def model_post_init(self, context: Any, /) -> None:
         # A request that builds its own record is audited: the auth middleware then
-        # skips its generic one (kanade.backend.api.middleware.auth), whoever wrote the route.
+        # skips its generic one (kanade.backend.api.middleware.audit), whoever wrote the route.
         mark_audited()
