@@ -11,7 +11,8 @@ from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
 from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
-from kanade.backend.errors import Forbidden, NotFound
+from kanade.backend.errors import Forbidden
+from kanade.backend.services.execution_detail import execution_detail
 from kanade.backend.store import reads
 
 router = APIRouter(prefix="/api", tags=["executions"])
@@ -97,21 +98,4 @@ async def get_execution(
 ) -> dict[str, Any]:
     """The exec row plus one entry per pc: its result row, or ``pending`` for each
     expected pc that has not reported yet."""
-
-    def load(conn: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        row = reads.get_execution(conn, exec_id)
-        with_results = row is not None and results
-        return row, (reads.results_of_exec(conn, exec_id) if with_results else [])
-
-    row, rows = await services.db.read(load)
-    if row is None:
-        raise NotFound(f"execution {exec_id!r} not found", exec_id=exec_id)
-    if not results:
-        return row
-    reported = {r["pc_id"] for r in rows}
-    pending = [
-        {"pc_id": pc, "exec_id": exec_id, "state": "pending"}
-        for pc in row["expected_pcs"]
-        if pc not in reported
-    ]
-    return {**row, "results": sorted([*rows, *pending], key=lambda r: str(r["pc_id"]))}
+    return await execution_detail(services.db, exec_id, results=results)
