@@ -15,8 +15,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kanade.backend.api.middleware.status import StatusCapture
 from kanade.backend.api.policy import MUTATING_METHODS
-from kanade.backend.api.request_context import begin_audit, end_audit
 from kanade.backend.messaging.audit import generic_details, publish_audit
+from kanade.backend.messaging.audit_mark import begin_audit, end_audit
 
 
 class AuditMiddleware:
