@@ -1,84 +1,33 @@
 """The agent's local scheduler: ``runs_on: agent`` schedules fire here (SPEC §3.6).
 
-What it does, rule by rule:
-
-* **Registration.** From the mirrored schedule and job catalogs
-  (:class:`~kanade.agent.fleetstate.FleetState`: ``kanade_schedules`` key = schedule id,
-  value = the schedule's JSON; ``kanade_jobs`` key = job id, value = the manifest JSON),
-  every enabled ``runs_on: agent`` schedule whose target includes this agent (all, its
-  pc_id, or one of its current groups) is registered — exactly
-  :func:`~kanade.core.scheduling.agent_schedule_set`, so the version the agent reports
-  is the one the backend expects (:func:`~kanade.core.scheduling.expected_version`).
-  Documents are read tolerantly (``parse_schedule(strict=False)``); an unreadable one is
-  ignored with a warning. Registration is keyed by schedule id (never twice); a schedule
-  whose canonical digest changed is re-registered (new definition from now on), a vanished
-  one is unregistered.
-* **Re-sync.** The mirrors re-read each bucket into a fresh copy after every (re)connect
-  and swap it in only when complete (:class:`~kanade.agent.kvmirror.KvMirror`); a failed
-  read keeps the old state, so a transient error never empties the scheduler. Every
-  catalog, membership or freeze change marks the scheduler dirty and wakes it; it then
-  re-evaluates every schedule at once. Membership changes only arrive from KV, so while
-  the broker is down they wait for the re-sync that follows the reconnect.
-* **Offline.** Ticks are local timers: the loop sleeps until the earliest next fire (at
-  most a minute, the reconcile poll), woken early by catalog/membership changes. What was
-  applied is cached on disk (``catalog.json``), so an agent restarted while the broker is
-  unreachable keeps firing. Script-object digests are resolved from the object store
-  whenever the catalogs change while connected and cached; a job whose digest is unknown
-  is skipped with a warning naming the object.
-* **Gates.** :func:`~kanade.core.scheduling.decide_tick` (active, window, skip_dates,
-  freeze, starting_deadline, catchup) — the backend's implementation, not a copy.
-  ``last_tick`` is persisted, so occurrences missed while the agent was down follow
-  ``catchup``. A fire whose starting deadline passed is submitted anyway so the agent's
-  own deadline gate reports it as skipped (125) through the normal result path.
-* **Dedup.** Calendar/cron fire every occurrence; ``per_pc`` polls each minute (and once
-  right at registration) and fires when :func:`~kanade.core.scheduling.pc_decision` says
-  so (never succeeded, or last success at least ``every`` ago). Successes are persisted.
-* **Claims.** Before a fire the schedule is claimed until
-  :func:`~kanade.core.scheduling.claim_until`; a tick that finds a live claim is skipped, an
-  expired one is taken over with a warning. The run's result releases the claim (only if
-  it still holds it) and records a success only when the script ran and exited 0.
-* **Execution.** A fire becomes a :class:`~kanade.core.models.wire.Command` built by
-  :func:`~kanade.core.dispatch.build_command` with deterministic ids
-  (``request_id_for(occurrence_id(schedule, nominal), pc_id)``, ``exec_id_for(...)``,
-  ``issued_at`` = the nominal time), handed to the agent's ``submit_local`` — the same
-  ledger admission, gates, execution and outbox as a received command. Re-firing the same
-  occurrence (e.g. after a crash) is a ledger DUPLICATE and never runs twice.
-* **Loaded on demand.** Most agents have no ``runs_on: agent`` schedule, and the scheduling
-  core (schedule models, cronsim, time-zone rules, validation) costs several MB of resident
-  memory in every agent of the fleet (SPEC §10.2). So the scheduler starts *inactive*: it
-  reports the empty set's version (:data:`~kanade.core.digests.EMPTY_SET_VERSION`) and, on
-  every catalog or membership change, only looks at the raw schedule documents
-  (:func:`might_apply`, a cheap superset of
-  :func:`~kanade.core.scheduling.applies_to_agent`). It activates — imports the core and
-  reads its files — the first time one might apply to this agent, or at start when an
-  earlier run left applied schedules, last ticks, claims or successes on disk
-  (:meth:`~kanade.agent.schedstore.SchedulerStore.has_state`). Once active it stays active.
+Registration from the mirrored catalogs, re-sync, offline firing, gates, dedup, claims and
+the on-demand loading of the scheduling core are described rule by rule in
+``docs/agent-local-scheduler.md``; every rule itself is :mod:`kanade.core.scheduling`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
-import os
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from kanade.agent.fleetstate import FleetState
-from kanade.agent.kvmirror import KvMirror
-from kanade.agent.ledger import Admission
-from kanade.agent.schedstore import CachedCatalog, SchedulerStore, iso
-from kanade.core import subjects
-from kanade.core.digests import EMPTY_SET_VERSION, sha256_hex_from_nats_digest
+from kanade.agent.durable.ledger import Admission
+from kanade.agent.durable.schedstore import CachedCatalog, SchedulerStore, iso
+from kanade.agent.fleet.mirror import KvMirror
+from kanade.agent.fleet.state import FleetState
+from kanade.agent.scheduling.catalog import catalog_to_cache, read_catalogs, resolve_digests
+from kanade.agent.scheduling.documents import digest_of, might_apply
+from kanade.agent.scheduling.firing import NotFired, occurrence_command
+from kanade.agent.scheduling.localzone import local_zone
+from kanade.core.digests import EMPTY_SET_VERSION
 
 # The scheduling core is imported where it is used, once the scheduler is active (see
-# "Loaded on demand" above); these names are for the annotations only.
+# "Loaded on demand" in docs/agent-local-scheduler.md); these names are for the annotations only.
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
@@ -91,7 +40,6 @@ log = logging.getLogger("kanade.agent.scheduler")
 
 MAX_SLEEP_S: Final = 60.0
 """The loop wakes at least once a minute (reconcile polls, clock steps)."""
-DIGEST_TIMEOUT_S: Final = 3.0
 _TINY: Final = timedelta(microseconds=1)
 
 Submit = Callable[["Command"], Admission]
@@ -99,178 +47,6 @@ Submit = Callable[["Command"], Admission]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@functools.cache
-def local_zone() -> tzinfo:
-    """This machine's zone as an IANA zone when it can be found (DST-aware), for
-    ``tz: local`` schedules; the fixed current offset otherwise."""
-    from zoneinfo import ZoneInfo
-
-    candidates: list[str] = []
-    tz_env = os.environ.get("TZ", "").lstrip(":")
-    if tz_env:
-        candidates.append(tz_env)
-    with contextlib.suppress(OSError):
-        target = os.readlink("/etc/localtime")
-        if "zoneinfo/" in target:
-            candidates.append(target.split("zoneinfo/", 1)[1])
-    with contextlib.suppress(OSError):
-        candidates.append(Path("/etc/timezone").read_text().strip())
-    for name in candidates:
-        with contextlib.suppress(Exception):
-            return ZoneInfo(name)
-    return datetime.now().astimezone().tzinfo or UTC
-
-
-# --- tolerant, cached parsing ------------------------------------------------------------------
-# A swarm runs thousands of schedulers over one shared mirror: each document is parsed once
-# per process (and a bad one warned about once), keyed by its exact bytes.
-_PARSE_CACHE_MAX: Final = 4096
-_parse_cache: OrderedDict[tuple[str, bytes], Schedule | JobManifest | None] = OrderedDict()
-
-
-def _parse(kind: str, key: str, raw: bytes) -> Any:
-    cache_key = (kind, raw)
-    if cache_key in _parse_cache:
-        _parse_cache.move_to_end(cache_key)
-        return _parse_cache[cache_key]
-    from kanade.core.validation import parse_job, parse_schedule
-
-    model: Schedule | JobManifest | None
-    try:
-        data = json.loads(raw)
-        model = (
-            parse_schedule(data, strict=False)
-            if kind == "schedule"
-            else parse_job(data, strict=False)
-        )
-    except (ValueError, UnicodeDecodeError) as exc:  # DocumentInvalid is a ValueError
-        log.warning("ignored unreadable %s %r in KV: %s", kind, key, exc)
-        model = None
-    _parse_cache[cache_key] = model
-    if len(_parse_cache) > _PARSE_CACHE_MAX:
-        _parse_cache.popitem(last=False)
-    return model
-
-
-_digest_cache: OrderedDict[int, tuple[Schedule, str]] = OrderedDict()
-
-
-def digest_of(schedule: Schedule) -> str:
-    """:func:`~kanade.core.scheduling.schedule_digest`, once per parsed object (the parse
-    cache hands every scheduler of a swarm the same object for the same bytes)."""
-    from kanade.core.scheduling import schedule_digest
-
-    hit = _digest_cache.get(id(schedule))
-    if hit is not None and hit[0] is schedule:
-        return hit[1]
-    digest = schedule_digest(schedule)
-    _digest_cache[id(schedule)] = (schedule, digest)  # holds the object: its id stays unique
-    if len(_digest_cache) > _PARSE_CACHE_MAX:
-        _digest_cache.popitem(last=False)
-    return digest
-
-
-def parse_schedules(values: dict[str, bytes]) -> dict[str, Schedule]:
-    from kanade.core.models.schedule import Schedule
-
-    out: dict[str, Schedule] = {}
-    for key, raw in sorted(values.items()):
-        schedule = _parse("schedule", key, raw)
-        if isinstance(schedule, Schedule):
-            out[schedule.id] = schedule
-    return out
-
-
-def parse_jobs(values: dict[str, bytes]) -> dict[str, JobManifest]:
-    from kanade.core.models.job import JobManifest
-
-    out: dict[str, JobManifest] = {}
-    for key, raw in sorted(values.items()):
-        job = _parse("job", key, raw)
-        if isinstance(job, JobManifest):
-            out[job.id] = job
-    return out
-
-
-def parse_freeze(raw: bytes | None) -> Freeze | None:
-    """The fleet freeze from its KV value; an unreadable record freezes (the safe side,
-    like the backend)."""
-    from kanade.core.scheduling import Freeze, freeze_from_json
-
-    if raw is None or not raw.strip():
-        return None
-    try:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return freeze_from_json(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        log.error("unreadable fleet freeze record (%s); treating the fleet as frozen", exc)
-        return Freeze()
-
-
-def _json_doc(raw: bytes) -> Any:
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _raw_doc(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-
-
-# --- the cheap test that decides when to load the scheduling core ------------------------------
-@dataclass(frozen=True)
-class _TargetHint:
-    """What a raw ``runs_on: agent`` document says about its target; None = anything."""
-
-    everyone: bool
-    pcs: frozenset[Any] | None
-    groups: frozenset[Any] | None
-
-
-@functools.lru_cache(maxsize=_PARSE_CACHE_MAX)
-def _target_hint(raw: bytes) -> _TargetHint | None:
-    """None when the document certainly does not apply to any agent: not a JSON object,
-    not ``runs_on: agent``, or disabled (``enabled`` is a strict bool: only ``true`` or
-    leaving it out enables). Anything the schedule model might read differently from a
-    plain look at the JSON is kept as "may target everyone"."""
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(doc, dict) or doc.get("runs_on") != "agent":
-        return None
-    if doc.get("enabled", True) is not True:
-        return None
-    target = doc.get("target")
-    if not isinstance(target, dict):
-        return _TargetHint(True, None, None)
-
-    def members(key: str) -> frozenset[Any] | None:
-        value = target.get(key, [])
-        if not isinstance(value, list):
-            return None
-        return frozenset(v for v in value if isinstance(v, str))
-
-    # ``all`` is a lax bool for the model ("yes", 1, ...): anything but false may mean all.
-    return _TargetHint(target.get("all", False) is not False, members("pcs"), members("groups"))
-
-
-def might_apply(raw: bytes, pc_id: str, groups: Iterable[str]) -> bool:
-    """Whether the raw schedule document ``raw`` may be one the agent ``pc_id`` (member of
-    ``groups``) applies. Never False for a document that
-    :func:`~kanade.core.scheduling.applies_to_agent` accepts once parsed; True for some
-    that it rejects (the parse decides then)."""
-    hint = _target_hint(raw)
-    if hint is None:
-        return False
-    if hint.everyone or hint.pcs is None or hint.groups is None or pc_id in hint.pcs:
-        return True
-    return not hint.groups.isdisjoint(groups)
 
 
 # --- the scheduler -----------------------------------------------------------------------------
@@ -287,7 +63,7 @@ class LocalScheduler:
     """One agent identity's local scheduler. Created by the agent (which wires
     :meth:`on_finished` into its result path and :attr:`version` into its heartbeats) and
     run as one task with :meth:`run`. Inactive (the scheduling core not loaded) until
-    :meth:`activate`: see "Loaded on demand" in the module documentation."""
+    :meth:`activate`: see "Loaded on demand" in ``docs/agent-local-scheduler.md``."""
 
     local_tz: tzinfo
     claims: ClaimTable
@@ -428,120 +204,29 @@ class LocalScheduler:
             if not self._may_apply_any():
                 return
             self.activate()
-        from kanade.core.freeze import FREEZE_KEY
-        from kanade.core.scheduling import agent_schedule_set
-
-        fleet = self.fleet
-        cache = self._cache or CachedCatalog()
-        live_schedules = fleet.schedules.synced and fleet.membership.synced
         groups = list(self._groups())
-        if live_schedules:
-            everything = parse_schedules(fleet.schedules.values)
-            wanted = agent_schedule_set(everything.values(), self.pc_id, groups)
-        else:
-            cached = {k: _raw_doc(v) for k, v in cache.schedules.items()}
-            everything = parse_schedules(cached)
-            wanted = sorted(everything.values(), key=lambda s: s.id)
-        if fleet.jobs.synced:
-            jobs = parse_jobs(fleet.jobs.values)
-        else:
-            jobs = parse_jobs({k: _raw_doc(v) for k, v in cache.jobs.items()})
-        if fleet.freeze.synced:
-            freeze = parse_freeze(fleet.freeze.values.get(FREEZE_KEY))
-        else:
-            freeze = None if cache.freeze is None else parse_freeze(_raw_doc(cache.freeze))
-        await self._resolve_digests(wanted, jobs)
-        self.jobs = jobs
-        self.freeze = freeze
-        self.apply(wanted, self._clock())
-        if live_schedules and self._saved_ticks:
+        read = read_catalogs(self.fleet, self._cache or CachedCatalog(), self.pc_id, groups)
+        await resolve_digests(self._connection(), read.wanted, read.jobs, self.digests)
+        self.jobs = read.jobs
+        self.freeze = read.freeze
+        self.apply(read.wanted, self._clock())
+        if read.live and self._saved_ticks:
             self._saved_ticks.clear()  # left-overs are of schedules not applied any more
             self._save_state()  # ... and not kept on disk either
-        if live_schedules:
-            self._prune_successes(set(everything))
-            self._save_catalog(groups)
-
-    async def _resolve_digests(
-        self, wanted: Iterable[Schedule], jobs: dict[str, JobManifest]
-    ) -> None:
-        names = sorted(
-            {
-                job.execute.script_object
-                for s in wanted
-                if (job := jobs.get(s.job_id)) is not None and job.execute.script_object
-            }
-        )
-        nc = self._connection()
-        if not names or nc is None or not nc.is_connected:
-            return
-        from nats.js.errors import NotFoundError
-
-        try:
-            store = await asyncio.wait_for(
-                nc.jetstream().object_store(subjects.OBJ_SCRIPTS), DIGEST_TIMEOUT_S
+        if read.live:
+            self._prune_successes(set(read.everything))
+            catalog = catalog_to_cache(
+                self.fleet,
+                applied={sid: reg.schedule for sid, reg in self.registered.items()},
+                jobs=self.jobs,
+                freeze=self.freeze,
+                digests=self.digests,
+                previous=self._cache,
+                groups=groups,
             )
-        except Exception as exc:
-            log.warning("cannot open the scripts object store (%s); keeping known digests", exc)
-            return
-        for name in names:
-            try:
-                info = await asyncio.wait_for(store.get_info(name), DIGEST_TIMEOUT_S)
-            except NotFoundError:
-                self.digests.pop(name, None)
-                log.warning("script object %r is not in the scripts object store", name)
-                continue
-            except Exception as exc:
-                log.warning("cannot resolve script object %r (%s); keeping its digest", name, exc)
-                continue
-            digest = getattr(info, "digest", None)
-            if digest:
-                self.digests[name] = sha256_hex_from_nats_digest(digest)
-
-    def _save_catalog(self, groups: list[str]) -> None:
-        from kanade.core.freeze import FREEZE_KEY
-
-        fleet = self.fleet
-        schedules: dict[str, Any] = {}
-        for sid, reg in self.registered.items():
-            raw = fleet.schedules.values.get(sid)
-            doc = _json_doc(raw) if raw is not None else None
-            schedules[sid] = doc if doc is not None else reg.schedule.model_dump(mode="json")
-        jobs: dict[str, Any] = {}
-        for reg in self.registered.values():
-            job = self.jobs.get(reg.schedule.job_id)
-            if job is None:
-                continue
-            raw = fleet.jobs.values.get(job.id) if fleet.jobs.synced else None
-            doc = _json_doc(raw) if raw is not None else None
-            jobs[job.id] = (
-                doc if doc is not None else job.model_dump(mode="json", exclude_none=True)
-            )
-        if not schedules and self._cache is None:
-            return  # nothing applied, nothing cached: no file to write
-        freeze_doc = None
-        if self.freeze is not None:
-            raw = fleet.freeze.values.get(FREEZE_KEY) if fleet.freeze.synced else None
-            freeze_doc = _json_doc(raw) if raw is not None else self.freeze.to_json()
-        revoked = (
-            sorted(fleet.revocations.values)
-            if fleet.revocations.synced
-            else list((self._cache or CachedCatalog()).revoked)
-        )
-        used = {
-            job.execute.script_object
-            for job_id in jobs
-            if (job := self.jobs.get(job_id)) is not None and job.execute.script_object
-        }
-        catalog = CachedCatalog(
-            schedules=schedules,
-            jobs=jobs,
-            digests={k: v for k, v in self.digests.items() if k in used},
-            freeze=freeze_doc,
-            groups=groups,
-            revoked=revoked,
-        )
-        self._cache = catalog
-        self.store.save_catalog(catalog)
+            if catalog is not None:  # None: nothing applied, nothing cached, no file
+                self._cache = catalog
+                self.store.save_catalog(catalog)
 
     def _prune_successes(self, known: set[str]) -> None:
         gone = [sid for sid in self.successes if sid not in known]
@@ -716,59 +401,25 @@ class LocalScheduler:
         *,
         claim: bool,
     ) -> None:
-        from kanade.core.dispatch import build_command
-        from kanade.core.models.target import Target
-        from kanade.core.scheduling import (
-            claim_until,
-            deadline_at,
-            exec_id_for,
-            occurrence_id,
-            request_id_for,
-        )
+        from kanade.core.scheduling import claim_until
 
         schedule, plan = reg.schedule, reg.plan
         sid = schedule.id
-        job = self.jobs.get(schedule.job_id)
-        if job is None:
-            self._warn_once(sid, f"job {schedule.job_id!r} is not in the job catalog; not fired")
-            return
-        if (
-            not self.fleet.revocations.synced
-            and self._cache is not None
-            and job.id in self._cache.revoked
-        ):
-            # Restarted offline: the agent's gate has no revocations yet, the cache does.
-            self._warn_once(sid, f"job {job.id!r} was revoked (cached state); not fired")
-            return
-        digest: str | None = None
-        if job.execute.script_object:
-            digest = self.digests.get(job.execute.script_object)
-            if digest is None:
-                self._warn_once(
-                    sid,
-                    f"job {job.id!r}: the sha256 of script object {job.execute.script_object!r} "
-                    "could not be resolved from the object store; not fired",
-                )
-                return
-        occurrence = occurrence_id(sid, nominal)
-        request_id = request_id_for(occurrence, self.pc_id)
+        offline = not self.fleet.revocations.synced and self._cache is not None
         try:
-            cmd = build_command(
-                job,
-                exec_id=exec_id_for(occurrence),
-                request_id=request_id,
-                address=Target(pcs=[self.pc_id]),
-                issued_at=nominal,
-                deadline_at=deadline_at(plan, nominal),  # deterministic per occurrence
-                jitter_s=plan.jitter.total_seconds(),
-                schedule_id=sid,
-                nominal_time=nominal,
-                script_sha256=digest,
-                retry=schedule.retry,
+            cmd = occurrence_command(
+                schedule,
+                plan,
+                nominal,
+                pc_id=self.pc_id,
+                jobs=self.jobs,
+                digests=self.digests,
+                revoked_offline=self._cache.revoked if offline and self._cache else (),
             )
-        except ValueError as exc:
-            self._warn_once(sid, f"job {job.id!r} cannot be dispatched ({exc}); not fired")
+        except NotFired as why:
+            self._warn_once(sid, str(why))
             return
+        request_id = cmd.request_id
         if claim:
             until = claim_until(
                 now,
@@ -863,13 +514,4 @@ class LocalScheduler:
         self.store.save_state(ticks, self.claims.snapshot())
 
 
-__all__ = [
-    "LocalScheduler",
-    "Registered",
-    "local_zone",
-    "might_apply",
-    "parse_freeze",
-    "parse_jobs",
-    "parse_schedules",
-    "sha256_hex_from_nats_digest",
-]
+__all__ = ["LocalScheduler", "Registered"]
