@@ -1,4 +1,6 @@
-"""The agent's local scheduler: ``runs_on: agent`` schedules fire here (SPEC §3.6).
+"""The agent's local scheduler: ``runs_on: agent`` schedules fire here (SPEC §3.6). This
+module holds its loop, activation, ticks, claims and the results it learns; the catalogs,
+registrations and the command of an occurrence are the sibling modules'.
 
 Registration from the mirrored catalogs, re-sync, offline firing, gates, dedup, claims and
 the on-demand loading of the scheduling core are described rule by rule in
@@ -11,36 +13,33 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from kanade.agent.durable.ledger import Admission
 from kanade.agent.durable.schedstore import CachedCatalog, SchedulerStore, iso
 from kanade.agent.fleet.mirror import KvMirror
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.scheduling.catalog import catalog_to_cache, read_catalogs, resolve_digests
-from kanade.agent.scheduling.documents import digest_of, might_apply
+from kanade.agent.scheduling.documents import might_apply
 from kanade.agent.scheduling.firing import NotFired, occurrence_command
 from kanade.agent.scheduling.localzone import local_zone
+from kanade.agent.scheduling.registry import Registered, Registry
 from kanade.core.digests import EMPTY_SET_VERSION
 
 # The scheduling core is imported where it is used, once the scheduler is active (see
-# "Loaded on demand" in docs/agent-local-scheduler.md); these names are for the annotations only.
+# "Loaded on demand" in docs/agent-local-scheduler.md); these names are for annotations only.
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
     from kanade.core.models.job import JobManifest
     from kanade.core.models.schedule import Schedule
     from kanade.core.models.wire import Command, Result
-    from kanade.core.scheduling import ClaimTable, Fire, Freeze, Plan, Skip
+    from kanade.core.scheduling import ClaimTable, Fire, Freeze, Skip
 
 log = logging.getLogger("kanade.agent.scheduler")
 
-MAX_SLEEP_S: Final = 60.0
-"""The loop wakes at least once a minute (reconcile polls, clock steps)."""
-_TINY: Final = timedelta(microseconds=1)
 
 Submit = Callable[["Command"], Admission]
 
@@ -50,15 +49,6 @@ def _utcnow() -> datetime:
 
 
 # --- the scheduler -----------------------------------------------------------------------------
-@dataclass
-class Registered:
-    schedule: Schedule
-    plan: Plan
-    digest: str
-    last_tick: datetime
-    next_due: datetime | None
-
-
 class LocalScheduler:
     """One agent identity's local scheduler. Created by the agent (which wires
     :meth:`on_finished` into its result path and :attr:`version` into its heartbeats) and
@@ -94,13 +84,12 @@ class LocalScheduler:
         self._local_tz = local_tz
         self.store = SchedulerStore(data_dir, durable=durable)
 
-        self.registered: dict[str, Registered] = {}
+        self.registry = Registry()
         self.jobs: dict[str, JobManifest] = {}
         self.freeze: Freeze | None = None
         self.digests: dict[str, str] = {}
         self.version = EMPTY_SET_VERSION
         self.successes: dict[str, datetime] = {}
-        self._saved_ticks: dict[str, datetime] = {}  # of schedules not (yet) registered
         self._cache: CachedCatalog | None = None
         self.active = False
         self._dirty = True
@@ -123,7 +112,7 @@ class LocalScheduler:
         self.local_tz = self._local_tz or local_zone()
         self.successes = self.store.load_successes()
         ticks, claims = self.store.load_state()
-        self._saved_ticks = ticks
+        self.registry.saved_ticks = ticks
         self.claims = ClaimTable(claims)
         self._cache = self.store.load_catalog()
         if self._cache is not None:
@@ -161,7 +150,11 @@ class LocalScheduler:
 
     @property
     def applied(self) -> list[Schedule]:
-        return [r.schedule for r in sorted(self.registered.values(), key=lambda r: r.schedule.id)]
+        return self.registry.applied
+
+    @property
+    def registered(self) -> dict[str, Registered]:
+        return self.registry.registered
 
     # --- the loop -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -190,10 +183,7 @@ class LocalScheduler:
         log.info("local scheduler stopped")
 
     def seconds_until_next(self, now: datetime) -> float:
-        due = [r.next_due for r in self.registered.values() if r.next_due is not None]
-        if not due:
-            return MAX_SLEEP_S
-        return min(MAX_SLEEP_S, max(0.0, (min(due) - now).total_seconds()))
+        return self.registry.seconds_until_next(now)
 
     # --- catalogs → registrations ----------------------------------------------------------------
     async def refresh(self) -> None:
@@ -210,8 +200,8 @@ class LocalScheduler:
         self.jobs = read.jobs
         self.freeze = read.freeze
         self.apply(read.wanted, self._clock())
-        if read.live and self._saved_ticks:
-            self._saved_ticks.clear()  # left-overs are of schedules not applied any more
+        if read.live and self.registry.saved_ticks:
+            self.registry.saved_ticks.clear()  # left-overs are of schedules not applied any more
             self._save_state()  # ... and not kept on disk either
         if read.live:
             self._prune_successes(set(read.everything))
@@ -236,53 +226,10 @@ class LocalScheduler:
             self.store.save_successes(self.successes)
 
     def apply(self, wanted: Iterable[Schedule], now: datetime) -> None:
-        """Make the registrations exactly ``wanted`` (by id): unregister vanished ones,
-        re-register changed ones, register new ones."""
-        from kanade.core.scheduling import is_past_one_shot, lower, prev_fire, schedule_set_version
+        """Make the registrations exactly ``wanted`` and publish the new set's version."""
+        from kanade.core.scheduling import schedule_set_version
 
-        wanted_by_id = {s.id: s for s in wanted}
-        changed = False
-        for sid in list(self.registered):
-            if sid not in wanted_by_id:
-                del self.registered[sid]
-                self._saved_ticks.pop(sid, None)
-                log.info("schedule %s unregistered (deleted, disabled or no longer targeted)", sid)
-                changed = True
-        for sid, schedule in wanted_by_id.items():
-            digest = digest_of(schedule)
-            current = self.registered.get(sid)
-            if current is not None and current.digest == digest:
-                continue
-            try:
-                plan = lower(schedule)
-            except Exception as exc:
-                log.warning("schedule %s cannot be scheduled (%s); ignored", sid, exc)
-                continue
-            if current is not None:
-                # A new definition applies from now on: nothing "missed" under the old one.
-                last_tick = now
-                log.info("schedule %s changed: re-registered", sid)
-            else:
-                # A tick saved by an earlier run: occurrences missed while the agent was
-                # down follow catchup. Never in the future (a clock stepped backwards).
-                last_tick = min(self._saved_ticks.pop(sid, now), now)
-                log.info(
-                    "schedule %s registered (job %s, %s)",
-                    sid,
-                    schedule.job_id,
-                    schedule.when.shape,
-                )
-            if plan.is_reconcile and current is None:
-                # Evaluate the current poll right away (a newly targeted pc, or a restart,
-                # does not wait for the next minute). Re-deciding a poll already fired is
-                # harmless: same command, so the claim, the success or the ledger stops it.
-                poll = prev_fire(plan, now, self.local_tz)
-                if poll is not None and poll - _TINY < last_tick:
-                    last_tick = poll - _TINY
-            if is_past_one_shot(plan, now, self.local_tz) and last_tick >= now:
-                log.warning("schedule %s: its one-shot time is in the past; it will not fire", sid)
-            self.registered[sid] = Registered(schedule, plan, digest, last_tick, now)
-            changed = True
+        changed = self.registry.apply(wanted, now, self.local_tz)
         if not changed:
             return
         self._save_state()
@@ -509,9 +456,7 @@ class LocalScheduler:
 
     # --- persistence --------------------------------------------------------------------------
     def _save_state(self) -> None:
-        ticks = dict(self._saved_ticks)
-        ticks.update({sid: reg.last_tick for sid, reg in self.registered.items()})
-        self.store.save_state(ticks, self.claims.snapshot())
+        self.store.save_state(self.registry.last_ticks(), self.claims.snapshot())
 
 
 __all__ = ["LocalScheduler", "Registered"]
