@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 log = logging.getLogger("kanade.agent")
@@ -26,11 +27,12 @@ def kill_request_exec_id(data: bytes) -> str | None:
 class KillMemory:
     """The exec ids killed within the last :data:`KILL_MEMORY_S` seconds."""
 
-    def __init__(self) -> None:
-        self._killed: dict[str, float] = {}  # exec_id -> monotonic time of the kill
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._killed: dict[str, float] = {}  # exec_id -> clock time of the kill
 
     def remember(self, exec_id: str) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._killed[exec_id] = now
         for old, at in list(self._killed.items()):
             if now - at > KILL_MEMORY_S:

@@ -248,7 +248,7 @@ def test_might_apply_is_a_superset_of_applies_to_agent(doc: Any, groups: list[st
         assert might_apply(json.dumps(doc).encode(), "pc-1", groups)
 
 
-_VALUES = st.sampled_from(
+_VALUES: st.SearchStrategy[Any] = st.sampled_from(
     [True, False, None, 0, 1, "yes", "no", "true", "agent", "pc-1", "web", [], ["pc-1"], ["web"],
      ["pc-2", "db"], ["pc-1", "web"], {}]
 )
