@@ -53,6 +53,9 @@ LAZY = [
     "kanade.core.models.target",
     "kanade.core.validation",
     "kanade.core.dispatch",
+    "kanade.agent.scheduling.catalog",
+    "kanade.agent.scheduling.firing",
+    "kanade.agent.scheduling.localzone",
     "yaml",
 ]
 NEVER = ["typer", "rich", "structlog", "click"]

@@ -21,15 +21,13 @@ from kanade.agent.durable.ledger import Admission
 from kanade.agent.durable.schedstore import CachedCatalog, SchedulerStore, iso
 from kanade.agent.fleet.mirror import KvMirror
 from kanade.agent.fleet.state import FleetState
-from kanade.agent.scheduling.catalog import catalog_to_cache, read_catalogs, resolve_digests
 from kanade.agent.scheduling.documents import might_apply
-from kanade.agent.scheduling.firing import NotFired, occurrence_command
-from kanade.agent.scheduling.localzone import local_zone
 from kanade.agent.scheduling.registry import Registered, Registry
 from kanade.core.digests import EMPTY_SET_VERSION
 
-# The scheduling core is imported where it is used, once the scheduler is active (see
-# "Loaded on demand" in docs/agent-local-scheduler.md); these names are for annotations only.
+# The scheduling core (and the sibling modules that only an active scheduler uses) is
+# imported where it is used, once the scheduler is active (see "Loaded on demand" in
+# docs/agent-local-scheduler.md); these names are for annotations only.
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
@@ -107,6 +105,7 @@ class LocalScheduler:
         """Load the scheduling core and this scheduler's files (once; later calls do nothing)."""
         if self.active:
             return
+        from kanade.agent.scheduling.localzone import local_zone
         from kanade.core.scheduling import ClaimTable
 
         self.local_tz = self._local_tz or local_zone()
@@ -195,6 +194,12 @@ class LocalScheduler:
                 return
             self.activate()
         groups = list(self._groups())
+        from kanade.agent.scheduling.catalog import (
+            catalog_to_cache,
+            read_catalogs,
+            resolve_digests,
+        )
+
         read = read_catalogs(self.fleet, self._cache or CachedCatalog(), self.pc_id, groups)
         await resolve_digests(self._connection(), read.wanted, read.jobs, self.digests)
         self.jobs = read.jobs
@@ -348,6 +353,7 @@ class LocalScheduler:
         *,
         claim: bool,
     ) -> None:
+        from kanade.agent.scheduling.firing import NotFired, occurrence_command
         from kanade.core.scheduling import claim_until
 
         schedule, plan = reg.schedule, reg.plan
