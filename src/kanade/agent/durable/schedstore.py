@@ -1,7 +1,7 @@
 """On-disk state of the agent's local scheduler (SPEC §3.6), under ``<data_dir>/scheduler/``.
 
 Three small JSON files, each replaced with an atomic write + rename
-(:func:`~kanade.agent.fsutil.atomic_write`), so a crash leaves either the old or the
+(:func:`~kanade.agent.durable.fsutil.atomic_write`), so a crash leaves either the old or the
 new content, never a mix:
 
 * ``successes.json`` — ``{schedule_id: last success}`` (the core's
@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from kanade.agent.fsutil import atomic_write
+from kanade.agent.durable.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from kanade.core.scheduling import Claim

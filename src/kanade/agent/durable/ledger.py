@@ -33,7 +33,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from kanade.agent.fsutil import fsync_dir
+from kanade.agent.durable.fsutil import fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from nats.aio.client import Client
 
-from kanade.agent.kvmirror import KvMirror
+from kanade.agent.fleet.mirror import KvMirror
 from kanade.core import subjects
 
 Listener = Callable[[KvMirror], None]

@@ -1,4 +1,5 @@
-"""Heartbeat contents (SPEC §2.7): who this agent is and how much it costs the machine.
+"""Heartbeats (SPEC §2.7): who this agent is and how much it costs the machine, sent on an
+interval (changed live from KV config) and as the reply to a ping.
 
 CPU time comes from :func:`os.times` everywhere. On Linux the resident memory and the boot
 time are read from ``/proc`` (where psutil reads them too); other systems ask psutil, imported
@@ -8,17 +9,24 @@ only there: on Linux its modules would add about half a MB to every agent's resi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import os
 import platform
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
 from kanade import __version__
-from kanade.core.models.wire import Heartbeat
+from kanade.core import subjects
+from kanade.core.models.wire import Heartbeat, encode
 
 _LINUX = sys.platform.startswith("linux")
 
@@ -101,3 +109,66 @@ class Telemetry:
             running=running,
             sent_at=datetime.now(UTC),
         )
+
+
+class Heartbeats:
+    """Builds and sends this agent's heartbeats."""
+
+    def __init__(
+        self,
+        *,
+        pc_id: str,
+        interval: float,
+        connection: Callable[[], Client | None],
+        groups: Callable[[], list[str]],
+        last_command_at: Callable[[], datetime | None],
+        load: Callable[[], tuple[int, int]],
+        schedule_set_version: Callable[[], str | None],
+    ) -> None:
+        """``load`` says (queue length, running)."""
+        self.pc_id = pc_id
+        self.interval = interval
+        self._connection = connection
+        self._groups = groups
+        self._last_command_at = last_command_at
+        self._load = load
+        self._schedule_set_version = schedule_set_version
+        self._telemetry = Telemetry()
+        self._wake = asyncio.Event()
+
+    def build(self) -> Heartbeat:
+        queue_length, running = self._load()
+        return self._telemetry.heartbeat(
+            pc_id=self.pc_id,
+            groups=self._groups(),
+            last_command_at=self._last_command_at(),
+            queue_length=queue_length,
+            running=running,
+            schedule_set_version=self._schedule_set_version(),
+        )
+
+    def set_interval(self, interval: float) -> None:
+        self.interval = interval
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Send the next heartbeat now (e.g. the applied schedule set changed)."""
+        self._wake.set()
+
+    async def send(self) -> None:
+        nc = self._connection()
+        if nc is not None and nc.is_connected:
+            with contextlib.suppress(Exception):
+                await nc.publish(subjects.heartbeat_subject(self.pc_id), encode(self.build()))
+
+    async def on_ping(self, msg: Msg) -> None:
+        if msg.reply:
+            await msg.respond(encode(self.build()))
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                # Woken early when the interval is changed live.
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            await self.send()

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kanade.agent.fsutil import atomic_write, fsync_dir, remove
+from kanade.agent.durable.fsutil import atomic_write, fsync_dir, remove
 
 log = logging.getLogger(__name__)
 

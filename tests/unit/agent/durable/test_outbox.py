@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kanade.agent.outbox import Attachment, Envelope, Outbox
+from kanade.agent.durable.outbox import Attachment, Envelope, Outbox
 
 
 class Sink:

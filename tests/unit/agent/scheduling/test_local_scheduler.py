@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from kanade.agent.fleetstate import FleetState
-from kanade.agent.ledger import Admission, Ledger, command_digest
-from kanade.agent.schedstore import STORE_DIR, SUCCESSES_FILE
-from kanade.agent.scheduler import LocalScheduler
+from kanade.agent.durable.ledger import Admission, Ledger, command_digest
+from kanade.agent.durable.schedstore import STORE_DIR, SUCCESSES_FILE
+from kanade.agent.fleet.state import FleetState
+from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.core import exitcodes
 from kanade.core.gates import check_deadline
 from kanade.core.models.schedule import Schedule

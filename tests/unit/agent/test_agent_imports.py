@@ -8,10 +8,10 @@ it needs them:
   none of them (checked in a fresh interpreter: ``sys.modules`` is per process);
 * the local scheduler activates — loads the core — as soon as a ``runs_on: agent`` schedule
   may target it, or at start when its files hold something to pick up
-  (``tests/unit/test_agent_scheduler.py`` and ``tests/integration/test_agent_scheduler_e2e.py``
-  cover what it then does);
-* :func:`~kanade.agent.scheduler.might_apply`, the cheap test on raw documents that decides
-  it, never says no to a schedule the agent applies once parsed.
+  (``tests/unit/agent/scheduling/test_local_scheduler.py`` and
+  ``tests/integration/test_agent_scheduler_e2e.py`` cover what it then does);
+* :func:`~kanade.agent.scheduling.documents.might_apply`, the cheap test on raw documents
+  that decides it, never says no to a schedule the agent applies once parsed.
 """
 
 from __future__ import annotations
@@ -28,16 +28,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kanade.agent.fleetstate import FleetState
-from kanade.agent.ledger import Admission
-from kanade.agent.schedstore import (
+from kanade.agent.durable.ledger import Admission
+from kanade.agent.durable.schedstore import (
     CATALOG_FILE,
     STATE_FILE,
     STORE_DIR,
     SUCCESSES_FILE,
     SchedulerStore,
 )
-from kanade.agent.scheduler import LocalScheduler, might_apply
+from kanade.agent.fleet.state import FleetState
+from kanade.agent.scheduling.documents import might_apply
+from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.core.digests import EMPTY_SET_VERSION
 from kanade.core.scheduling import expected_version, schedule_set_version
 from kanade.core.scheduling.version import applies_to_agent
@@ -52,6 +53,9 @@ LAZY = [
     "kanade.core.models.target",
     "kanade.core.validation",
     "kanade.core.dispatch",
+    "kanade.agent.scheduling.catalog",
+    "kanade.agent.scheduling.firing",
+    "kanade.agent.scheduling.localzone",
     "yaml",
 ]
 NEVER = ["typer", "rich", "structlog", "click"]
@@ -82,7 +86,7 @@ async def main():
     fleet.schedules._notify()
     await agent.scheduler.refresh()
     agent.scheduler.tick(agent.scheduler._clock())
-    encode(agent._heartbeat())
+    encode(agent.heartbeat())
     return agent.scheduler.active, agent.scheduler.version
 
 active, version = asyncio.run(main())
@@ -247,7 +251,7 @@ def test_might_apply_is_a_superset_of_applies_to_agent(doc: Any, groups: list[st
         assert might_apply(json.dumps(doc).encode(), "pc-1", groups)
 
 
-_VALUES = st.sampled_from(
+_VALUES: st.SearchStrategy[Any] = st.sampled_from(
     [True, False, None, 0, 1, "yes", "no", "true", "agent", "pc-1", "web", [], ["pc-1"], ["web"],
      ["pc-2", "db"], ["pc-1", "web"], {}]
 )
@@ -290,7 +294,7 @@ def test_heartbeat_figures_match_psutil() -> None:
 
     import psutil
 
-    from kanade.agent.telemetry import Telemetry, boot_time, rss_bytes
+    from kanade.agent.heartbeat import Telemetry, boot_time, rss_bytes
 
     ours, theirs = rss_bytes(), psutil.Process().memory_info().rss
     assert abs(ours - theirs) <= max(ours, theirs) * 0.05
