@@ -152,4 +152,3 @@ def test_halt_rule() -> None:
     assert decide_after_wave(2, 3, 0.9, 0.2) == "complete"  # nothing left to hold back
     assert next_due_at(T0, 5) == T0 + timedelta(seconds=5)
     assert wave_request_id("abc", 2) == "abc-w2"
-
