@@ -61,6 +61,10 @@ log = structlog.get_logger(__name__)
 DB_ID_KEY = "db_id"
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 async def _is_new_database(db: Database) -> bool:
     """True when this database has never been projected into (first run, or wiped).
 
@@ -71,10 +75,6 @@ async def _is_new_database(db: Database) -> bool:
     return await db.write(
         lambda conn: writes.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
     )
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
                 db,
                 link.bus,
                 budgets=Budgets(settings.max_timeout_s, settings.max_output_bytes),
+                clock=_utcnow,
                 approval_ttl=timedelta(seconds=settings.approval_ttl_s),
             ),
             rollouts=RolloutService(db, link.bus, clock=_utcnow, on_change=rollout_runner.wake),
