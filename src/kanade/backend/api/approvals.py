@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
-from kanade.backend.errors import NotFound, Unavailable
-from kanade.backend.services import approvals
 
 router = APIRouter(prefix="/api", tags=["approvals"])
 
@@ -25,29 +23,21 @@ class RejectBody(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-def _service(request: Request) -> approvals.ApprovalService:
-    service = getattr(request.app.state, "approvals", None)
-    if service is None:
-        raise Unavailable("the backend is starting; retry shortly")
-    assert isinstance(service, approvals.ApprovalService)
-    return service
-
-
 @router.post("/executions/{exec_id}/approve")
-async def approve_execution(exec_id: str, request: Request) -> dict[str, Any]:
+async def approve_execution(exec_id: str, services: ServicesDep) -> dict[str, Any]:
     """Approve an exec waiting for approval (a different operator than the requester);
     it is published at once (or its rollout starts)."""
-    decided = await _service(request).approve(exec_id, current_actor())
+    decided = await services.approvals.approve(exec_id, current_actor())
     return decided.to_dict()
 
 
 @router.post("/executions/{exec_id}/reject")
 async def reject_execution(
-    exec_id: str, request: Request, body: RejectBody | None = None
+    exec_id: str, services: ServicesDep, body: RejectBody | None = None
 ) -> dict[str, Any]:
     """Reject an exec waiting for approval; it is never published."""
     reason = body.reason if body is not None else None
-    decided = await _service(request).reject(exec_id, current_actor(), reason)
+    decided = await services.approvals.reject(exec_id, current_actor(), reason)
     return decided.to_dict()
 
 
@@ -59,34 +49,29 @@ async def list_approvals(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Approval requests, newest first (``state=pending``: what waits for a decision)."""
-    return await services.db.read(
-        lambda conn: approvals.list_approvals(conn, state=state, limit=limit, offset=offset)
-    )
+    return await services.approvals.list_approvals(state=state, limit=limit, offset=offset)
 
 
 @router.get("/approvals/{exec_id}")
 async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
-    row = await services.db.read(lambda conn: approvals.get_approval(conn, exec_id))
-    if row is None:
-        raise NotFound(f"no approval request for execution {exec_id!r}", exec_id=exec_id)
-    return row
+    return await services.approvals.get_approval(exec_id)
 
 
 @router.post("/jobs/{job_id}/versions/{version}/approve-unattended", status_code=201)
-async def approve_unattended(job_id: str, version: str, request: Request) -> dict[str, Any]:
+async def approve_unattended(job_id: str, version: str, services: ServicesDep) -> dict[str, Any]:
     """Let schedules fire this version of a ``require_approval`` job without a person."""
-    return await _service(request).approve_unattended(job_id, version, current_actor())
+    return await services.approvals.approve_unattended(job_id, version, current_actor())
 
 
 @router.delete("/jobs/{job_id}/versions/{version}/approve-unattended")
-async def revoke_unattended(job_id: str, version: str, request: Request) -> dict[str, Any]:
+async def revoke_unattended(job_id: str, version: str, services: ServicesDep) -> dict[str, Any]:
     """Withdraw an unattended-run approval: schedules skip the job again."""
-    await _service(request).revoke_unattended(job_id, version, current_actor())
+    await services.approvals.revoke_unattended(job_id, version, current_actor())
     return {"job_id": job_id, "version": version, "approved": False}
 
 
 @router.get("/unattended-approvals")
 async def list_unattended(services: ServicesDep, job_id: str | None = None) -> dict[str, Any]:
     """Job versions approved for unattended runs."""
-    items = await services.db.read(lambda conn: approvals.list_unattended(conn, job_id))
+    items = await services.approvals.list_unattended(job_id)
     return {"items": items, "total": len(items)}

@@ -1,5 +1,4 @@
-"""Pure rollout maths (kanade.core.rollout): the wave split, progress, the halt rule,
-and the approval expiry rule (kanade.backend.services.approvals, pure functions)."""
+"""Pure rollout maths (kanade.core.rollout): the wave split, progress, the halt rule."""
 
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kanade.backend.services.approvals import approval_expires_at, is_expired, may_approve
 from kanade.core.models.schedule import Wave
 from kanade.core.rollout import (
     ResultView,
@@ -154,13 +152,3 @@ def test_halt_rule() -> None:
     assert decide_after_wave(2, 3, 0.9, 0.2) == "complete"  # nothing left to hold back
     assert next_due_at(T0, 5) == T0 + timedelta(seconds=5)
     assert wave_request_id("abc", 2) == "abc-w2"
-
-
-def test_approval_expiry_with_an_injected_clock() -> None:
-    expires = approval_expires_at(T0, timedelta(hours=24))
-    assert expires == T0 + timedelta(hours=24)
-    assert not is_expired(expires, expires - timedelta(microseconds=1))
-    assert is_expired(expires, expires)  # inclusive
-    assert not may_approve("alice", "alice", auth_enabled=True)
-    assert may_approve("alice", "bob", auth_enabled=True)
-    assert may_approve("anonymous", "anonymous", auth_enabled=False)
