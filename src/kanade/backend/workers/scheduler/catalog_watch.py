@@ -136,7 +136,7 @@ class CatalogWatch:
             if not wanted(schedule):
                 continue
             seen.add(schedule.id)
-            self._upsert(schedule, ticks.get(schedule.id), now)
+            self.register(schedule, ticks.get(schedule.id), now)
         for sid in set(self.entries) - seen:
             del self.entries[sid]
         self._ctx.metrics.schedules.set(len(self.entries))
@@ -162,11 +162,11 @@ class CatalogWatch:
                     if self.entries.pop(sid, None) is not None:
                         log.info("schedule unregistered", schedule_id=sid)
                     continue
-                self._upsert(schedule, await dispatch_state.get_tick(dispatch, sid), now)
+                self.register(schedule, await dispatch_state.get_tick(dispatch, sid), now)
             self._ctx.metrics.schedules.set(len(self.entries))
         return Changes(bool(changes), jobs, freeze_changed)
 
-    def _upsert(self, schedule: Schedule, stored_tick: datetime | None, now: datetime) -> None:
+    def register(self, schedule: Schedule, stored_tick: datetime | None, now: datetime) -> None:
         """(Re-)register a schedule. ``last_tick`` = the newer of what we hold and what is
         stored (the API resets it to "now" when a schedule is created or re-enabled, so
         nothing from before that is fired); a schedule never ticked starts now."""

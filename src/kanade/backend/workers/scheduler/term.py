@@ -104,6 +104,11 @@ class Term(Worker):
     def next_delay(self, more: bool | None, failed: bool) -> float:
         if failed or self._last_resync is None:
             return 0.0
+        return self.sleep_s()
+
+    def sleep_s(self) -> float:
+        """Seconds until the earliest next thing to do: a prepared instant, the moment a
+        fire may be prepared, a due time — at most :data:`MAX_SLEEP_S`."""
         now = self._ctx.clock()
         timeout = MAX_SLEEP_S
         # While a prepared instant is close, preparing waits for it (see Ahead.prepare):
