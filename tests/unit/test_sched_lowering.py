@@ -237,3 +237,15 @@ def test_naive_after_is_rejected() -> None:
     plan = schedule({"cron": "* * * * *"})
     with pytest.raises(ValueError):
         next_fire(plan, datetime(2025, 1, 1), FAR)
+
+
+def test_a_reconcile_plan_polls_at_the_given_interval() -> None:
+    """The backend lowers with its configured reconcile poll (tests shorten it)."""
+    doc: dict[str, Any] = {"id": "s", "job_id": "j1", "target": {"all": True}}
+    s = parse_schedule({**doc, "when": {"per_pc": "once"}})
+    assert lower(s).trigger == ReconcileTrigger(lower(s).dedup)  # type: ignore[arg-type]
+    short = lower(s, reconcile_poll=timedelta(seconds=2))
+    assert isinstance(short.trigger, ReconcileTrigger)
+    assert short.trigger.poll == timedelta(seconds=2)
+    cal = parse_schedule({**doc, "when": {"calendar": {"at": "10:00"}}})
+    assert lower(cal, reconcile_poll=timedelta(seconds=2)) == lower(cal)

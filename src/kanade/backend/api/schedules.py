@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.catalog import dispatch_state as state
 from kanade.backend.catalog.schedules import ScheduleCatalog, kv_keys, schedule_document
 from kanade.backend.errors import Invalid, NotFound, UnsupportedFormat
 from kanade.backend.messaging.audit import publish_audit
@@ -25,7 +26,7 @@ from kanade.backend.services.container import Services
 from kanade.backend.services.control import ControlService
 from kanade.backend.store import reads
 from kanade.backend.store import scheduling as store
-from kanade.backend.workers.scheduler import Scheduler, state
+from kanade.backend.workers.scheduler import Scheduler
 from kanade.backend.workers.scheduler.plans import backend_local_zone
 from kanade.bus.connection import Bus
 from kanade.core import subjects

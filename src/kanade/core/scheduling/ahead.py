@@ -3,7 +3,7 @@
 The central scheduler prepares an occurrence a little before it is due — decision, job
 read, command bytes, exec-row claim — so that at the nominal instant only the publish
 is left. Two pure rules make that safe; the backend applies them
-(:mod:`kanade.backend.workers.scheduler.engine`):
+(:mod:`kanade.backend.workers.scheduler.ahead`):
 
 * :func:`decide_ahead` — the decision :func:`~.gates.decide_tick` would make *at* the
   nominal instant, taken early. Only a plain on-time fire qualifies: a gated occurrence

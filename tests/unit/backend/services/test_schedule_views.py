@@ -1,5 +1,4 @@
-"""What the schedules API computes (pure): status rows, preview shapes, drift, and the
-backend's plan (its reconcile poll)."""
+"""What the schedules API computes (pure): status rows, preview shapes, drift."""
 
 from __future__ import annotations
 
@@ -9,10 +8,8 @@ from zoneinfo import ZoneInfo
 
 from kanade.backend.services.schedule_views import drift_rows, schedule_preview, schedule_status
 from kanade.backend.store.scheduling import ReconcileFacts
-from kanade.backend.workers.scheduler.plans import plan_for
 from kanade.core.scheduling import (
     DispatchMark,
-    ReconcileTrigger,
     expected_version,
     schedule_set_version,
 )
@@ -34,16 +31,6 @@ def agent(pc: str, groups: list[str], age_s: float, version: str | None = None) 
         "last_seen": NOW - timedelta(seconds=age_s),
         "schedule_set_version": version,
     }
-
-
-def test_plan_uses_the_backends_reconcile_poll() -> None:
-    s = sched(when={"per_pc": "once"})
-    assert plan_for(s).trigger == ReconcileTrigger(plan_for(s).dedup)  # type: ignore[arg-type]
-    short = plan_for(s, timedelta(seconds=2))
-    assert isinstance(short.trigger, ReconcileTrigger)
-    assert short.trigger.poll == timedelta(seconds=2)
-    cal = sched(when={"calendar": {"at": "10:00"}})
-    assert plan_for(cal, timedelta(seconds=2)) == plan_for(cal)
 
 
 def test_status_row_has_next_fire_and_counters() -> None:

@@ -1,6 +1,8 @@
-"""The central scheduler's state in KV bucket ``kanade_dispatch``.
+"""The central scheduler's state in KV bucket ``kanade_dispatch`` (plain KV reads, writes
+and codecs, shared by the scheduler and the schedules API).
 
-* ``scheduler.lease`` — who runs the scheduler (:mod:`.lease`);
+* ``scheduler.lease`` — who runs the scheduler
+  (:mod:`kanade.backend.workers.scheduler.lease`);
 * ``tick.<schedule_id>`` — ``{"last_tick": iso}``: the ``now`` of the schedule's last
   decision (:func:`kanade.core.scheduling.decide_tick`), so a backend that was down across
   a fire time applies ``catchup`` on restart; written after the tick's dispatches, so a
