@@ -46,7 +46,6 @@ from kanade.backend.messaging.exec_events import (
     publish_exec_status,
 )
 from kanade.backend.store import approvals as store
-from kanade.backend.store.approvals import unattended_approved as _store_unattended_approved
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core.approvals import is_expired, may_approve, restamp
@@ -290,5 +289,3 @@ class ApprovalService:
 
 # Moved to kanade.backend.store.approvals: re-exported only until
 # the scheduler (workers/scheduler/engine.py) imports it from there.
-# TODO(lead): delete once the scheduler split is merged.
-unattended_approved = _store_unattended_approved

@@ -21,7 +21,6 @@ from kanade.backend.messaging.exec_events import publish_audit_once, publish_exe
 from kanade.backend.store import rollouts as store
 from kanade.backend.store.database import Database
 from kanade.backend.store.exec_status import set_exec_status
-from kanade.backend.store.rollouts import start_for_schedule as _store_start_for_schedule
 from kanade.bus.connection import Bus
 
 _WAVE_VIEW = (
@@ -198,5 +197,3 @@ class RolloutService:
 
 # Moved to kanade.backend.store.rollouts: re-exported only until
 # the scheduler (workers/scheduler/engine.py) imports it from there.
-# TODO(lead): delete once the scheduler split is merged.
-start_for_schedule = _store_start_for_schedule

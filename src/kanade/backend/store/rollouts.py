@@ -6,7 +6,7 @@ compare-and-sets. Why dispatch is claim → publish → mark: :mod:`kanade.backe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import and_, select, update
@@ -117,11 +117,11 @@ async def start_for_schedule(
     command: Command,
     rollout: Rollout,
     *,
-    now: datetime | None = None,
+    now: datetime,
 ) -> None:
     """A scheduled fire of a schedule with ``rollout`` (called by the central scheduler
     instead of publishing the commands; the exec row is already claimed). Idempotent."""
-    at = now or datetime.now(UTC)  # the scheduler should pass its clock's time
+    at = now
     await db.write(
         lambda conn: create_rollout(
             conn,

@@ -17,7 +17,7 @@ from nats.js.errors import NotFoundError
 
 from kanade.backend.catalog import dispatch_state
 from kanade.backend.messaging.outgoing import audit_message
-from kanade.backend.services import rollouts
+from kanade.backend.store import rollouts
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.scheduling import DecisionRow
 from kanade.backend.workers.scheduler.building import Planned
@@ -224,7 +224,12 @@ class Dispatcher:
             rollout = p.entry.schedule.rollout
             if rolled_out(p) and rollout is not None:
                 step = functools.partial(
-                    rollouts.start_for_schedule, ctx.db, p.record, p.commands[0][0], rollout
+                    rollouts.start_for_schedule,
+                    ctx.db,
+                    p.record,
+                    p.commands[0][0],
+                    rollout,
+                    now=ctx.clock(),
                 )
                 if await _retried(p, "commands", step, attempts=_PUBLISH_ATTEMPTS):
                     sent_at[i] = ctx.clock()

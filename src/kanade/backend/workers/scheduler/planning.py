@@ -14,8 +14,7 @@ import structlog
 
 from kanade.backend.catalog import pins
 from kanade.backend.catalog.jobs import JobCatalog
-from kanade.backend.services import approvals
-from kanade.backend.store import reads
+from kanade.backend.store import approvals, reads
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.scheduling import DecisionRow
 from kanade.backend.workers.scheduler.building import Planned, build
