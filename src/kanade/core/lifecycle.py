@@ -22,6 +22,8 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from kanade.core.instants import format_instant
+
 MIN_GRACE: Final = timedelta(minutes=2)
 UNKNOWN_TIMEOUT_TTL: Final = timedelta(hours=24)
 PENDING_EXEC_TTL: Final = timedelta(hours=1)
@@ -79,7 +81,7 @@ def reaped_note(expires_at: datetime, timeout_s: float | None) -> str:
     """Why a row was closed without a result; deterministic (no wall clock in it), so a
     re-projection followed by a reap reproduces the same text."""
     known = "unknown" if timeout_s is None else f"{timeout_s:g}s"
-    when = expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    when = format_instant(expires_at)
     return (
         f"reaped: no result by {when} (timeout {known} plus grace); "
         "a late result from the agent will replace this"

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Final
 
+from kanade.core.instants import format_instant
 from kanade.core.scheduling.decisions import (
     QUIET_REASONS,
     Decision,
@@ -72,7 +73,7 @@ def active_bounds(plan: Plan, local_tz: tzinfo) -> tuple[datetime | None, dateti
 
 
 def _iso(moment: datetime) -> str:
-    return to_utc(moment).isoformat().replace("+00:00", "Z")
+    return format_instant(to_utc(moment))
 
 
 def gate_reason(

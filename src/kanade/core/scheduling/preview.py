@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from kanade.core.instants import format_instant
 from kanade.core.scheduling.dedup import (
     DispatchMark,
     PcDecision,
@@ -30,7 +31,7 @@ class PreviewFire:
 
     def to_dict(self) -> dict[str, str]:
         return {
-            "utc": self.utc.isoformat().replace("+00:00", "Z"),
+            "utc": format_instant(self.utc),
             "local": self.local.isoformat(),
         }
 

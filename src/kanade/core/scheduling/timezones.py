@@ -23,6 +23,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from kanade.core.instants import to_utc
+
 
 def zone_for(tz_name: str, local_tz: tzinfo) -> tzinfo:
     """The zone a schedule's ``tz`` field means: ``local`` → ``local_tz``, ``utc`` → UTC,
@@ -40,13 +42,6 @@ def zone_name(tz: tzinfo) -> str:
     if isinstance(key, str):
         return key
     return "UTC" if tz is UTC else str(tz)
-
-
-def to_utc(moment: datetime) -> datetime:
-    """An aware datetime as UTC; ``ValueError`` for a naive one (never guess a zone)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{moment.isoformat()} has no time zone; pass an aware datetime")
-    return moment.astimezone(UTC)
 
 
 def is_nonexistent(wall: datetime, tz: tzinfo) -> bool:
