@@ -154,7 +154,9 @@ def decode_fleet_freeze(
 
 def unreadable_freeze() -> FleetFreeze:
     """What a damaged record reads as: frozen, open-ended (freezing is the safe side)."""
-    return FleetFreeze(by="unknown", reason=UNREADABLE_REASON, set_at=datetime.min.replace(tzinfo=UTC))
+    return FleetFreeze(
+        by="unknown", reason=UNREADABLE_REASON, set_at=datetime.min.replace(tzinfo=UTC)
+    )
 
 
 def is_frozen(freeze: Freeze | FleetFreeze | None, moment: datetime) -> bool:

@@ -19,10 +19,7 @@ LEDGER_VERSION: Final = 1
 
 
 def encode_successes(successes: Mapping[str, datetime]) -> str:
-    body = {
-        key: format_instant(to_utc(when))
-        for key, when in sorted(successes.items())
-    }
+    body = {key: format_instant(to_utc(when)) for key, when in sorted(successes.items())}
     return json.dumps({"version": LEDGER_VERSION, "successes": body}, indent=1, sort_keys=True)
 
 
