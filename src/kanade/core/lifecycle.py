@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from kanade.core.instants import format_instant
+from kanade.core.statuses import ExecStatus
 
 MIN_GRACE: Final = timedelta(minutes=2)
 UNKNOWN_TIMEOUT_TTL: Final = timedelta(hours=24)
@@ -69,7 +70,7 @@ def exec_expires_at(created_at: datetime) -> datetime:
 
 def exec_is_due(status: str, created_at: datetime, now: datetime) -> bool:
     """A ``pending`` exec with nothing reported is expired from one hour after creation."""
-    return status == "pending" and now >= exec_expires_at(created_at)
+    return status == ExecStatus.PENDING and now >= exec_expires_at(created_at)
 
 
 def pending_exec_cutoff(now: datetime) -> datetime:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Final
 
+from kanade.core.freeze import Freeze
 from kanade.core.instants import format_instant
 from kanade.core.scheduling.decisions import (
     QUIET_REASONS,
@@ -42,7 +43,6 @@ from kanade.core.scheduling.decisions import (
     SkipReason,
 )
 from kanade.core.scheduling.fires import fires_between, next_fire
-from kanade.core.scheduling.freeze import Freeze
 from kanade.core.scheduling.lowering import Plan
 from kanade.core.scheduling.occurrence import occurrence_id
 from kanade.core.scheduling.timezones import local_date, local_time, resolve_wall, to_utc

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from kanade.core.freeze import Freeze
 from kanade.core.instants import format_instant
 from kanade.core.scheduling.dedup import (
     DispatchMark,
@@ -17,7 +18,6 @@ from kanade.core.scheduling.dedup import (
     per_target_decision,
 )
 from kanade.core.scheduling.fires import is_past_one_shot
-from kanade.core.scheduling.freeze import Freeze
 from kanade.core.scheduling.gates import gate_reason, next_gated_fires
 from kanade.core.scheduling.lowering import Plan
 from kanade.core.scheduling.timezones import to_utc, zone_name
