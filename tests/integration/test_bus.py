@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from nats.aio.msg import Msg
 from nats.js.api import KeyValueConfig, StorageType, StreamConfig
 
 from kanade.bus import (
@@ -32,13 +31,13 @@ from kanade.bus import (
 )
 from kanade.bus.kv import (
     KvChange,
-    decode_change,
     is_delete,
     is_delete_operation,
     kv_key,
     kv_prefix,
     kv_stream,
     kv_subject,
+    subscribe_changes,
 )
 from kanade.bus.topology import KV_SPECS, OBJECT_SPECS, STREAM_SPECS
 from kanade.core import subjects
@@ -315,10 +314,10 @@ async def test_kv_changes_decode_puts_deletes_and_purges(bus: Bus) -> None:
     kv = await bus.kv(bucket)
     seen: list[KvChange] = []
 
-    async def on_msg(msg: Msg) -> None:
-        seen.append(decode_change(bucket, msg))
+    async def on_change(change: KvChange) -> None:
+        seen.append(change)
 
-    sub = await bus.nc.subscribe(kv_subject(bucket, ">"), cb=on_msg)
+    sub = await subscribe_changes(bus.nc, bucket, on_change)
     try:
         await kv.put("a.b", b"1")
         await kv.delete("a.b")

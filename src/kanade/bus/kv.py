@@ -9,11 +9,13 @@ hand-written ``$KV.`` strings or ``"DEL"`` literals.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
 
@@ -75,6 +77,23 @@ def decode_change(bucket: str, msg: Msg) -> KvChange:
     return KvChange(kv_key(bucket, msg.subject), value)
 
 
+async def subscribe_changes(
+    nc: Client,
+    bucket: str,
+    on_change: Callable[[KvChange], Awaitable[None]],
+    key_filter: str = ">",
+) -> Subscription:
+    """Follow the keys of ``bucket`` matching ``key_filter`` live, with a plain core-NATS
+    subscription (no consumer: no cost on the broker beyond the interest). Sees changes
+    from now on only; read a snapshot (:func:`kanade.bus.kvsnapshot.kv_snapshot`) for the
+    current values."""
+
+    async def on_msg(msg: Msg) -> None:
+        await on_change(decode_change(bucket, msg))
+
+    return await nc.subscribe(kv_subject(bucket, key_filter), cb=on_msg)
+
+
 __all__ = [
     "DELETE_OPERATIONS",
     "KvChange",
@@ -85,4 +104,5 @@ __all__ = [
     "kv_prefix",
     "kv_stream",
     "kv_subject",
+    "subscribe_changes",
 ]
