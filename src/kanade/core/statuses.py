@@ -101,7 +101,8 @@ WAVE_TRANSITIONS: Final[Mapping[WaveState, frozenset[WaveState]]] = {
 
 _A = ApprovalState
 APPROVAL_TRANSITIONS: Final[Mapping[ApprovalState, frozenset[ApprovalState]]] = {
-    # an approver decides, or the sweeper closes it when it expires unanswered
+    # an approver decides. An unanswered request past its deadline is *reported* expired;
+    # the sweeper stores it as rejected with reason "expired" (services/approvals.py).
     _A.PENDING: frozenset({_A.APPROVED, _A.REJECTED, _A.EXPIRED}),
     _A.APPROVED: frozenset(),
     _A.REJECTED: frozenset(),
