@@ -10,7 +10,7 @@ test_core_purity.py checks it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Final
 
 Clock = Callable[[], datetime]
@@ -44,6 +44,12 @@ def format_instant(moment: datetime) -> str:
     return as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
+def format_local(moment: datetime, tz: tzinfo) -> str:
+    """ISO-8601 wall-clock reading of ``moment`` in ``tz`` with its offset (for display
+    beside the UTC form); ``ValueError`` for a naive ``moment``."""
+    return to_utc(moment).astimezone(tz).isoformat()
+
+
 def format_optional(moment: datetime | None) -> str | None:
     """:func:`format_instant`, passing None through."""
     return None if moment is None else format_instant(moment)
@@ -71,6 +77,7 @@ __all__ = [
     "Clock",
     "as_utc",
     "format_instant",
+    "format_local",
     "format_optional",
     "parse_instant",
     "system_clock",

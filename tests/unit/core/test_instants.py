@@ -9,6 +9,7 @@ import pytest
 from kanade.core.instants import (
     as_utc,
     format_instant,
+    format_local,
     format_optional,
     parse_instant,
     system_clock,
@@ -56,3 +57,13 @@ def test_normalisers() -> None:
 
 def test_system_clock_is_aware_utc() -> None:
     assert system_clock().tzinfo is UTC
+
+
+def test_format_local_keeps_the_zone_offset() -> None:
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    assert format_local(T, paris) == "2026-03-01T13:00:00+01:00"
+    assert format_local(datetime(2026, 7, 1, 12, tzinfo=UTC), paris) == "2026-07-01T14:00:00+02:00"
+    with pytest.raises(ValueError):
+        format_local(datetime(2026, 3, 1, 12), paris)

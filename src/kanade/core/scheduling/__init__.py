@@ -23,6 +23,7 @@ Modules:
 
 from __future__ import annotations
 
+from kanade.core.freeze import Freeze, freeze_from_json, is_frozen
 from kanade.core.scheduling.ahead import AheadFire, decide_ahead, recheck_at_instant
 from kanade.core.scheduling.claims import (
     Claim,
@@ -55,7 +56,6 @@ from kanade.core.scheduling.fires import (
     one_shot_instant,
     prev_fire,
 )
-from kanade.core.freeze import Freeze, freeze_from_json, is_frozen
 from kanade.core.scheduling.gates import (
     DEFAULT_LATE_TOLERANCE,
     TickOutcome,

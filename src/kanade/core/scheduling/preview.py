@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from kanade.core.freeze import Freeze
-from kanade.core.instants import format_instant
+from kanade.core.instants import format_instant, format_local
 from kanade.core.scheduling.dedup import (
     DispatchMark,
     PcDecision,
@@ -32,7 +32,7 @@ class PreviewFire:
     def to_dict(self) -> dict[str, str]:
         return {
             "utc": format_instant(self.utc),
-            "local": self.local.isoformat(),
+            "local": format_local(self.utc, self.local.tzinfo or UTC),
         }
 
 
