@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kanade.core.models.records import ExecStatusRecord, KillRequest
+from kanade.core.models.records import ExecStatusRecord, KillRequest, Revocation
 from kanade.core.models.wire import WireDecodeError, decode
 from kanade.core.statuses import ExecStatus
 
@@ -49,3 +49,10 @@ def test_exec_status_record_decoding_is_tolerant_but_checks_status() -> None:
             decode(ExecStatusRecord, bad)
     with pytest.raises(KeyError):
         _ = ExecStatusRecord(exec_id="e1", status=ExecStatus.RUNNING).event
+
+
+def test_revocation_bytes() -> None:
+    record = Revocation(revoked_at=AT, by="alice", reason="")
+    want = {"revoked_at": "2026-03-01T12:00:00Z", "by": "alice", "reason": ""}
+    assert record.fields() == want
+    assert record.encode() == json.dumps(want, sort_keys=True, separators=(",", ":")).encode()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
-from kanade.core.models.schedstate import decode_mark, decode_tick, encode_mark, encode_tick
+from kanade.core.models.schedstate import (
+    LeaseRecord,
+    decode_mark,
+    decode_tick,
+    encode_mark,
+    encode_tick,
+)
 from kanade.core.scheduling import DispatchMark
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -45,3 +51,17 @@ def test_unreadable_marks_are_none() -> None:
     naive = b'{"pc_id": "a", "dispatched_at": "2026-03-01T12:00", "until": "2026-03-01T13:00Z"}'
     for raw in (b"{", b"{}", naive):
         assert decode_mark(raw) is None
+
+
+def test_lease_bytes_and_tolerant_read() -> None:
+    lease = LeaseRecord(holder="b1", acquired_at=T, renewed_at=T, ttl_s=15.0)
+    want = {
+        "holder": "b1",
+        "acquired_at": "2026-03-01T12:00:00Z",
+        "renewed_at": "2026-03-01T12:00:00Z",
+        "ttl_s": 15.0,
+    }
+    assert lease.encode() == json.dumps(want).encode()
+    assert LeaseRecord.decode(lease.encode()).holder == "b1"
+    for raw in (None, b"", b"nope", b"[1]", b"{}"):
+        assert LeaseRecord.decode(raw).holder == ""

@@ -4,7 +4,9 @@
 * :class:`ExecStatusRecord` — ``kanade.exec.<event>.<exec_id>``: an operator's decision
   (approved, rejected, cancelled), applied through the exec transition table;
 * :class:`AuditRecord` — ``kanade.audit.<action>``: who did what;
-* :class:`KillRequest` — ``kanade.ctl.kill`` (core NATS): end an exec's running scripts.
+* :class:`KillRequest` — ``kanade.ctl.kill`` (core NATS): end an exec's running scripts;
+* :class:`Revocation` — the value of key ``<job_id>`` in KV ``kanade_revocations`` (agents
+  only look at the key; the value tells people who revoked it, when and why).
 
 KANADE_EXECS and KANADE_AUDIT are the durable truth the database is rebuilt from, so the
 records carry every column a row needs. Readers are tolerant (:class:`WireModel`).
@@ -107,6 +109,19 @@ class KillRequest(WireModel):
         return json.dumps({"exec_id": self.exec_id}, separators=(",", ":")).encode()
 
 
+class Revocation(WireModel):
+    revoked_at: datetime
+    by: str
+    reason: str = ""
+
+    def fields(self) -> dict[str, str]:
+        """The record as stored and shown: ``revoked_at`` as ISO-8601 ``Z``."""
+        return {"revoked_at": format_instant(self.revoked_at), "by": self.by, "reason": self.reason}
+
+    def encode(self) -> bytes:
+        return json.dumps(self.fields(), sort_keys=True, separators=(",", ":")).encode()
+
+
 __all__ = [
     "STATUS_EVENTS",
     "AuditRecord",
@@ -114,4 +129,5 @@ __all__ = [
     "ExecRecord",
     "ExecStatusRecord",
     "KillRequest",
+    "Revocation",
 ]

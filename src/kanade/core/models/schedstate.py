@@ -4,7 +4,8 @@ I/O are the scheduler's):
 * :class:`TickRecord` — ``tick.<schedule_id>``: ``{"last_tick": iso}``, the ``now`` of the
   schedule's last decision;
 * :class:`MarkRecord` — ``mark.<schedule_id>.<pc_id>``: a
-  :class:`~kanade.core.scheduling.DispatchMark` (a reconcile poll dispatched the pc).
+  :class:`~kanade.core.scheduling.DispatchMark` (a reconcile poll dispatched the pc);
+* :class:`LeaseRecord` — ``scheduler.lease``: which backend runs the scheduler.
 
 The encoders keep the exact bytes these values always had; the decoders return None for a
 value they cannot read (the scheduler then decides afresh).
@@ -56,6 +57,38 @@ class MarkRecord(WireModel):
         ).encode()
 
 
+class LeaseRecord(WireModel):
+    """The scheduler lease's value; only ``holder`` is read back, the rest is for people."""
+
+    holder: str = ""
+    acquired_at: datetime | None = None
+    renewed_at: datetime | None = None
+    ttl_s: float | None = None
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "holder": self.holder,
+                "acquired_at": None
+                if self.acquired_at is None
+                else format_instant(self.acquired_at),
+                "renewed_at": None if self.renewed_at is None else format_instant(self.renewed_at),
+                "ttl_s": self.ttl_s,
+            }
+        ).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | None) -> LeaseRecord:
+        """Tolerant: an empty or unreadable value is a lease nobody holds."""
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        return cls(holder=str(data.get("holder", "")))
+
+
 def encode_tick(moment: datetime) -> bytes:
     return TickRecord(last_tick=moment).encode()
 
@@ -87,6 +120,7 @@ def decode_mark(raw: bytes) -> DispatchMark | None:
 
 
 __all__ = [
+    "LeaseRecord",
     "MarkRecord",
     "TickRecord",
     "decode_mark",
