@@ -8,8 +8,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sched_plans import plan_of
 
+from core.scheduling.sched_plans import plan_of
 from kanade.core import exitcodes
 from kanade.core.scheduling import (
     Fire,

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sched_plans import plan_of
-
+from core.scheduling.sched_plans import plan_of
 from kanade.core.scheduling import (
     Freeze,
     decide_ahead,
