@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import text
 
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
+from kanade.backend.messaging.consumers import EXECS_CONSUMER, RESULTS_CONSUMER
 from kanade.backend.settings import Settings
-from kanade.backend.store import writes
-from kanade.backend.workers.projection.projector import EXECS_CONSUMER, RESULTS_CONSUMER
+from kanade.backend.store import agents
 from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
@@ -301,7 +301,7 @@ async def test_expected_pcs_are_the_alive_agents_only(backend: InProcessBackend,
         agent("stale", timedelta(minutes=5)),
         agent("gone", timedelta(hours=2)),
     ]
-    await backend.services.db.write(lambda conn: writes.upsert_agents(conn, rows))
+    await backend.services.db.write(lambda conn: agents.upsert_agents(conn, rows))
     listed = (await backend.client.get("/api/agents")).json()["items"]
     assert {a["pc_id"]: a["status"] for a in listed} == {
         "fresh": "alive",
