@@ -17,11 +17,11 @@ from kanade.backend.messaging.consumers import AUDIT_CONSUMER, ack_all, nak_all
 from kanade.backend.messaging.records import AuditRecord
 from kanade.backend.store.audit import insert_audit
 from kanade.backend.store.database import Database
+from kanade.backend.store.failures import is_transient
 from kanade.backend.workers.projection.worker import (
     NAK_DELAY_S,
     OnProjected,
     ProjectionWorker,
-    is_transient,
     recorded_at,
 )
 from kanade.bus.connection import Bus

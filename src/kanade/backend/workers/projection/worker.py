@@ -16,7 +16,6 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from kanade.backend.messaging.consumers import (
     BatchSource,
@@ -27,6 +26,7 @@ from kanade.backend.messaging.consumers import (
 )
 from kanade.backend.messaging.live import hub
 from kanade.backend.store.database import Database
+from kanade.backend.store.failures import is_transient
 from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 
@@ -46,15 +46,6 @@ def utcnow() -> datetime:
 def recorded_at(msg: Msg) -> datetime:
     """The stream's publish time of ``msg`` (not our clock: replays must reproduce it)."""
     return msg.metadata.timestamp
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A failure of the database itself (locked, disk full, I/O, schema gone, connection
-    lost), as opposed to a row it cannot store. Transient failures are retried forever:
-    giving up on them would lose results."""
-    return isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
 
 
 @dataclass(frozen=True)
