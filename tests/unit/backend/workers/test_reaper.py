@@ -19,7 +19,7 @@ from kanade.backend.store.database import Database, database_url
 from kanade.backend.store.migrate import upgrade_sync
 from kanade.backend.store.tables import results as results_table
 from kanade.backend.workers.projection.rows import finished_row, started_row
-from kanade.backend.workers.reaper import Reaper
+from kanade.backend.workers.reaper import MAX_PER_TICK, Reaper, ReapReport
 from kanade.core.models.wire import EventStarted, Result
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -209,3 +209,16 @@ async def test_rows_from_before_the_expiry_column_get_one(db: Database) -> None:
     await db.write(lambda c: c.execute(update(results_table).values(expires_at=None)))
     report = await Reaper(db, clock=Clock(DEADLINE)).tick()
     assert report.reaped == ["e6-pc1"]
+
+
+def test_only_a_full_tick_asks_for_the_next_one_at_once() -> None:
+    assert not ReapReport(["r"] * (MAX_PER_TICK - 1), ["e"]).full
+    assert ReapReport(["r"] * MAX_PER_TICK).full
+    assert ReapReport(expired=["e"] * MAX_PER_TICK).full
+
+
+async def test_a_step_is_a_tick(db: Database) -> None:
+    await setup_exec(db, "e7", ["pc1"])
+    reaper = Reaper(db, clock=Clock(T0 + timedelta(hours=1)))
+    assert await reaper.step() is False  # one exec expired: no backlog
+    assert (await detail(db, "e7"))[0]["status"] == "expired"
