@@ -200,7 +200,7 @@ async def test_redelivered_result_and_late_started_change_nothing(
 async def no_unacked(bus: Bus) -> None:
     async def settled() -> bool:
         info = await bus.js.consumer_info(RESULTS_CONSUMER.stream, RESULTS_CONSUMER.durable)
-        return info.num_ack_pending == 0 and info.num_pending == 0
+        return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
     await eventually(settled, what="every results message acked")
 
@@ -238,7 +238,7 @@ async def test_a_failed_commit_leaves_the_batch_for_redelivery(
 
     async def redelivered() -> bool:
         info = await bus.js.consumer_info(RESULTS_CONSUMER.stream, RESULTS_CONSUMER.durable)
-        return info.num_redelivered > 0
+        return bool(info.num_redelivered > 0)
 
     await eventually(redelivered, what="the result is redelivered, not acked")
     await db.write(lambda conn: conn.execute(text("ALTER TABLE results_away RENAME TO results")))
