@@ -34,7 +34,6 @@ from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
 from kanade.backend.api import ui as ui_routes
 from kanade.backend.api.middleware.auth import AuthMiddleware
-from kanade.backend.messaging.consumers import run_forever
 from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
 from kanade.backend.observability.metrics import Metrics
 from kanade.backend.services.approvals import ApprovalService
@@ -43,13 +42,16 @@ from kanade.backend.services.container import Services
 from kanade.backend.services.execs import ExecService
 from kanade.backend.services.rollouts import RolloutService
 from kanade.backend.settings import Settings
-from kanade.backend.store import writes
+from kanade.backend.store import projection_state
 from kanade.backend.store.database import Database
 from kanade.backend.store.migrate import upgrade
 from kanade.backend.workers.approvals import ApprovalSweeper
+from kanade.backend.workers.base import Worker
 from kanade.backend.workers.heartbeats import HeartbeatSink
 from kanade.backend.workers.projection.audit import AuditProjector
-from kanade.backend.workers.projection.projector import Projector
+from kanade.backend.workers.projection.execs import ExecsProjector
+from kanade.backend.workers.projection.results import ResultsProjector
+from kanade.backend.workers.projection.worker import ProjectionWorker
 from kanade.backend.workers.reaper import Reaper
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
@@ -73,7 +75,7 @@ async def _is_new_database(db: Database) -> bool:
     """
     now = _utcnow()
     return await db.write(
-        lambda conn: writes.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
+        lambda conn: projection_state.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
     )
 
 
@@ -121,29 +123,23 @@ def create_app(settings: Settings) -> FastAPI:
         reset_pending = [new_db]
 
         async def on_ready(bus: Bus) -> list[asyncio.Task[None]]:
-            projector = Projector(
-                bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
-            )
-            await projector.prepare(reset=reset_pending[0])
-            audit = AuditProjector(
-                bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
-            )
-            await audit.prepare(reset=reset_pending[0])
-            reset_pending[0] = False  # only the first successful set-up replays
-            await heartbeats.subscribe(bus)
-            return [
-                asyncio.create_task(
-                    run_forever("projector-results", projector.run_results),
-                    name="projector-results",
+            projectors: list[ProjectionWorker] = [
+                ResultsProjector(
+                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
                 ),
-                asyncio.create_task(
-                    run_forever("projector-execs", projector.run_execs), name="projector-execs"
+                ExecsProjector(
+                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
                 ),
-                asyncio.create_task(run_forever("heartbeats", heartbeats.run), name="heartbeats"),
-                asyncio.create_task(
-                    run_forever("projector-audit", audit.run), name="projector-audit"
+                AuditProjector(
+                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
                 ),
             ]
+            for projector in projectors:
+                await projector.prepare(reset=reset_pending[0])
+            reset_pending[0] = False  # only the first successful set-up replays
+            await heartbeats.subscribe(bus)
+            workers: list[Worker] = [*projectors, heartbeats]
+            return [asyncio.create_task(w.run(), name=w.label) for w in workers]
 
         link.start(on_ready)
         # The reaper needs only the database: it keeps closing overdue rows while the

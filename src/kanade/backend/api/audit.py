@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.workers.projection.audit import list_audit
+from kanade.backend.store.audit import list_audit
 
 router = APIRouter(prefix="/api", tags=["audit"])
 

@@ -11,7 +11,8 @@ from kanade.backend.api.bodies import ExecBody, RunBody
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
 from kanade.backend.errors import Forbidden, NotFound
-from kanade.backend.store import reads
+from kanade.backend.store import executions
+from kanade.backend.store import results as result_rows
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
@@ -69,7 +70,7 @@ async def list_executions(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     page = await services.db.read(
-        lambda conn: reads.list_executions(
+        lambda conn: executions.list_executions(
             conn,
             job_id=job_id,
             status=status,
@@ -94,9 +95,9 @@ async def get_execution(
     expected pc that has not reported yet."""
 
     def load(conn: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        row = reads.get_execution(conn, exec_id)
+        row = executions.get_execution(conn, exec_id)
         with_results = row is not None and results
-        return row, (reads.results_of_exec(conn, exec_id) if with_results else [])
+        return row, (result_rows.results_of_exec(conn, exec_id) if with_results else [])
 
     row, rows = await services.db.read(load)
     if row is None:

@@ -23,7 +23,6 @@ from kanade.backend.errors import Invalid, NotFound, UnsupportedFormat
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import schedule_views as views
 from kanade.backend.services.container import Services
-from kanade.backend.services.control import ControlService
 from kanade.backend.store import reads
 from kanade.backend.store import scheduling as store
 from kanade.backend.workers.scheduler import Scheduler
@@ -273,10 +272,9 @@ async def disable_schedule(
     actor = _actor(request)
     old, new = await ScheduleCatalog(bus).set_enabled(schedule_id, False)
     body: dict[str, Any] = {}
-    control = ControlService(services.db, services.link.bus)
     revoked = None
     if cascade or cascade_kill:
-        revoked = await control.revoke(
+        revoked = await services.revocations.revoke(
             new.job_id,
             reason=f"schedule {schedule_id} disabled with "
             + ("--cascade-kill" if cascade_kill else "--cascade"),
@@ -289,7 +287,7 @@ async def disable_schedule(
         )
         for exec_id in exec_ids:
             try:
-                killed.append(await control.kill(exec_id, actor=actor))
+                killed.append(await services.kills.kill(exec_id, actor=actor))
             except NotFound:
                 continue
     await _audit(

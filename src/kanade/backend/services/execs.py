@@ -30,15 +30,14 @@ from kanade.backend.errors import Conflict, Invalid
 from kanade.backend.messaging.exec_events import publish_all
 from kanade.backend.messaging.outgoing import audit_message, command_messages, record_message
 from kanade.backend.messaging.records import ExecKind, ExecRecord
+from kanade.backend.store import agents, executions
 from kanade.backend.store import approvals as approval_store
-from kanade.backend.store import reads, writes
 from kanade.backend.store import rollouts as rollout_store
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.bus.publish import publish_one
 from kanade.core.approvals import DEFAULT_TTL
 from kanade.core.dispatch import Budgets, adhoc_job, build_command
-from kanade.core.fleet import alive_cutoff
 from kanade.core.ids import new_id
 from kanade.core.models.job import JobManifest
 from kanade.core.models.schedule import Rollout
@@ -184,7 +183,7 @@ class ExecService:
     ) -> ExecCreated:
         now = self._clock()
         request_id = new_id()
-        alive = await self._db.read(lambda conn: reads.alive_agents(conn, alive_cutoff(now)))
+        alive = await self._db.read(lambda conn: agents.alive_agents(conn, now))
         pcs = expected_pcs(target, alive)
         command = build_command(
             job,
@@ -222,7 +221,7 @@ class ExecService:
         deferred = rollout is not None or awaiting_approval
 
         def store(conn: Any) -> None:
-            writes.upsert_executions(conn, [record.row()], now)
+            executions.upsert_executions(conn, [record.row()], now)
             # Deferred dispatch: the waves (kanade.backend.workers.rollouts) and/or the approval
             # (kanade.backend.services.approvals) publish later, from what is stored here.
             if rollout is not None:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.store import approvals as store
-from kanade.backend.store import writes
+from kanade.backend.store import executions
 from kanade.backend.store.database import create_engine, database_url
 from kanade.backend.store.migrate import upgrade_sync
 from kanade.core.models.wire import Command
@@ -58,7 +58,7 @@ def _request(engine: Engine, exec_id: str, at: datetime = T0) -> datetime:
         }
     )
     with engine.begin() as conn:
-        writes.upsert_executions(conn, [record.row()], at)
+        executions.upsert_executions(conn, [record.row()], at)
         return store.create_request(
             conn,
             record=record,

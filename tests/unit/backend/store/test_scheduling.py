@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 
+from kanade.backend.store import executions as exec_store
+from kanade.backend.store import results
 from kanade.backend.store import scheduling as store
-from kanade.backend.store import writes
 from kanade.backend.store.scheduling import DecisionRow
 from kanade.backend.store.tables import executions, schedule_decisions
 from kanade.core.scheduling import exec_id_for, occurrence_id, request_id_for
@@ -142,7 +143,7 @@ def test_reconcile_facts_and_in_flight(engine: Engine) -> None:
     t = T0 + timedelta(minutes=5)
     with engine.begin() as conn:
         store.claim_executions(conn, [e1, e2], T0)
-        writes.upsert_finished(
+        results.upsert_finished(
             conn,
             [
                 _result("a", e1["exec_id"], "pc-1", "patch", recorded_at=T0),
@@ -151,7 +152,7 @@ def test_reconcile_facts_and_in_flight(engine: Engine) -> None:
                 _result("d", "x", "pc-9", "other", recorded_at=t),
             ],
         )
-        writes.refresh_exec_counters(conn, [e1["exec_id"]], t)
+        exec_store.refresh_exec_counters(conn, [e1["exec_id"]], t)
         facts = store.reconcile_facts(conn, ["patch", "nothing"])
         in_flight = store.in_flight_by_job(conn, ["hello", "idle"])
         running = store.in_flight_execs_of_schedule(conn, "patch")

@@ -14,14 +14,13 @@ import structlog
 
 from kanade.backend.catalog import pins
 from kanade.backend.catalog.jobs import JobCatalog
-from kanade.backend.store import approvals, reads
+from kanade.backend.store import agents, approvals
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.scheduling import DecisionRow
 from kanade.backend.workers.scheduler.building import Planned, build
 from kanade.backend.workers.scheduler.catalog_watch import Entry
 from kanade.backend.workers.scheduler.context import SchedulerContext, iso
 from kanade.bus.connection import Bus
-from kanade.core.fleet import alive_cutoff
 from kanade.core.models.target import Target
 from kanade.core.scheduling import (
     DispatchMark,
@@ -179,7 +178,7 @@ class Planner:
         ]
 
         def facts(conn: Any) -> tuple[Any, Any, Any]:
-            alive = reads.alive_agents(conn, alive_cutoff(now))
+            alive = agents.alive_agents(conn, now)
             return (
                 alive,
                 store.reconcile_facts(conn, reconcile_ids) if reconcile_ids else {},

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import DATETIME
 from kanade.backend.store.types import UtcDateTime
 
 SQLITE = sa.create_engine("sqlite://").dialect
-REFERENCE = DATETIME().bind_processor(SQLITE)
+REFERENCE = DATETIME().bind_processor(SQLITE)  # type: ignore[no-untyped-call]
 FAST = UtcDateTime().bind_processor(SQLITE)
 
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
@@ -21,8 +21,10 @@ offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
 )
 
 
-@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1)),
-       st.none() | offsets)
+@given(
+    st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 1, 1)),
+    st.none() | offsets,
+)
 def test_same_stored_text_as_sqlalchemy(value: datetime, tz: timezone | None) -> None:
     if tz is not None:
         value = value.replace(tzinfo=tz)

@@ -1,4 +1,4 @@
-"""The reaper against a real SQLite file with an injected clock (SPEC §4.3).
+"""The reaper (a Worker) against a real SQLite file with an injected clock (SPEC §4.3).
 
 Rows close at exactly their deadline (not a microsecond before), a late real
 result replaces a reaped row, and counters are recomputed so nothing counts twice.
@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from kanade.backend.store import reads, writes
+from kanade.backend.store import executions, results
 from kanade.backend.store.database import Database, database_url
 from kanade.backend.store.migrate import upgrade_sync
-from kanade.backend.store.tables import results
-from kanade.backend.workers.projection.projector import finished_row, started_row
-from kanade.backend.workers.reaper import Reaper
+from kanade.backend.store.tables import results as results_table
+from kanade.backend.workers.projection.rows import finished_row, started_row
+from kanade.backend.workers.reaper import MAX_PER_TICK, Reaper, ReapReport
 from kanade.core.models.wire import EventStarted, Result
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -91,30 +91,30 @@ def result(exec_id: str, pc: str, exit_code: int = 0) -> Result:
 
 
 async def setup_exec(db: Database, exec_id: str, pcs: list[str]) -> None:
-    await db.write(lambda c: writes.upsert_executions(c, [exec_row(exec_id, pcs)], T0))
+    await db.write(lambda c: executions.upsert_executions(c, [exec_row(exec_id, pcs)], T0))
 
 
 async def project_started(db: Database, ev: EventStarted, at: datetime = T0) -> None:
     def go(conn: Any) -> None:
-        writes.insert_started(conn, [started_row(ev, at)])
-        writes.refresh_exec_counters(conn, [ev.exec_id], at)
+        results.insert_started(conn, [started_row(ev, at)])
+        executions.refresh_exec_counters(conn, [ev.exec_id], at)
 
     await db.write(go)
 
 
 async def project_result(db: Database, res: Result, at: datetime) -> None:
     def go(conn: Any) -> None:
-        writes.upsert_finished(conn, [finished_row(res, at)])
-        writes.refresh_exec_counters(conn, [res.exec_id], at)
+        results.upsert_finished(conn, [finished_row(res, at)])
+        executions.refresh_exec_counters(conn, [res.exec_id], at)
 
     await db.write(go)
 
 
 async def detail(db: Database, exec_id: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     def go(conn: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        row = reads.get_execution(conn, exec_id)
+        row = executions.get_execution(conn, exec_id)
         assert row is not None
-        return row, {r["pc_id"]: r for r in reads.results_of_exec(conn, exec_id)}
+        return row, {r["pc_id"]: r for r in results.results_of_exec(conn, exec_id)}
 
     return await db.read(go)
 
@@ -206,6 +206,19 @@ async def test_a_running_exec_is_not_expired(db: Database) -> None:
 async def test_rows_from_before_the_expiry_column_get_one(db: Database) -> None:
     await setup_exec(db, "e6", ["pc1"])
     await project_started(db, started("e6", "pc1"))
-    await db.write(lambda c: c.execute(update(results).values(expires_at=None)))
+    await db.write(lambda c: c.execute(update(results_table).values(expires_at=None)))
     report = await Reaper(db, clock=Clock(DEADLINE)).tick()
     assert report.reaped == ["e6-pc1"]
+
+
+def test_only_a_full_tick_asks_for_the_next_one_at_once() -> None:
+    assert not ReapReport(["r"] * (MAX_PER_TICK - 1), ["e"]).full
+    assert ReapReport(["r"] * MAX_PER_TICK).full
+    assert ReapReport(expired=["e"] * MAX_PER_TICK).full
+
+
+async def test_a_step_is_a_tick(db: Database) -> None:
+    await setup_exec(db, "e7", ["pc1"])
+    reaper = Reaper(db, clock=Clock(T0 + timedelta(hours=1)))
+    assert await reaper.step() is False  # one exec expired: no backlog
+    assert (await detail(db, "e7"))[0]["status"] == "expired"

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from kanade.backend.store import writes
+from kanade.backend.store import executions, results
 from kanade.backend.store.tables import checks, inventory, inventory_history
 from kanade.backend.workers.projection.facts import project_facts, project_facts_for_execs
-from kanade.backend.workers.projection.projector import finished_row
+from kanade.backend.workers.projection.rows import finished_row
 from kanade.core.models.wire import Result
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -70,13 +70,13 @@ def test_same_facts_whichever_stream_comes_first(engine: Engine, records_first: 
     ]
     with engine.begin() as conn:
         if records_first:
-            writes.upsert_executions(conn, [exec_row("e1"), exec_row("e2")], T0)
+            executions.upsert_executions(conn, [exec_row("e1"), exec_row("e2")], T0)
             project_facts_for_execs(conn, [exec_row("e1"), exec_row("e2")])
         for row in reversed(rows):  # newest first: must not be overwritten by the older
-            writes.upsert_finished(conn, [row])
+            results.upsert_finished(conn, [row])
             project_facts(conn, [row])
         if not records_first:
-            writes.upsert_executions(conn, [exec_row("e1"), exec_row("e2")], T0)
+            executions.upsert_executions(conn, [exec_row("e1"), exec_row("e2")], T0)
             project_facts_for_execs(conn, [exec_row("e1"), exec_row("e2")])
     current, history, chk = state(engine)
     assert [c["facts"] for c in current] == [{"status": "warn", "cpus": 8}]
