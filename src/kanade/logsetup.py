@@ -1,10 +1,8 @@
 """Logging set-up for kanade processes.
 
-Modules log with ``logging.getLogger(__name__)`` (cheap, no dependency in hot
-paths). The backend and CLI render through structlog (``configure_logging``);
-the agent, which runs on every machine of the fleet, uses a plain stdlib
-formatter with the same line shape (``configure_stdlib_logging``) so it does not
-load structlog and the rich library it pulls in (several MB of resident memory).
+The agent, which runs on every machine of the fleet, logs through the stdlib with a
+formatter whose line shape matches structlog's console output (the backend's), so it does
+not load structlog and the rich library it pulls in (several MB of resident memory).
 """
 
 from __future__ import annotations
@@ -39,34 +37,3 @@ def configure_stdlib_logging(level: str = "info") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     _quiet_nats()
-
-
-def configure_logging(level: str = "info", *, json: bool = False) -> None:
-    """structlog rendering of stdlib records (key=value, or JSON lines for shippers)."""
-    import structlog
-
-    shared: list[structlog.types.Processor] = [
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    _quiet_nats()
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )

@@ -562,7 +562,7 @@ async def test_corrupt_outbox_file_is_quarantined_and_does_not_block(
 
 # --- 15. finished while the broker is down, then the agent crashes -------------------------------
 def _queued_result_files(agent_data: Path, request_id: str) -> list[Path]:
-    from kanade.agent.outbox import Envelope
+    from kanade.agent.durable.outbox import Envelope
     from kanade.core.models.wire import decode
 
     hits = []

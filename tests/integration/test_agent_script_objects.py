@@ -21,7 +21,7 @@ from agent_harness import (
     wait_agent_ready,
 )
 
-from kanade.agent.fleetstate import FleetState
+from kanade.agent.fleet.state import FleetState
 from kanade.agent.runtime import Agent
 from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
 from kanade.agent.settings import AgentSettings
@@ -106,13 +106,13 @@ def test_fleet_state_survives_a_restart_without_broker(tmp_path: Path) -> None:
 
     agent = Agent(settings)
     assert agent.kv_view().revoked == frozenset()  # nothing known before restoring
-    agent._restore_fleet_state()
+    agent.fleet_view.restore()
     view = agent.kv_view()
     assert "wipe-disk" in view.revoked and view.pins == {"deploy": "7"}
     assert 119 <= view.age_s <= 130
 
     (settings.data_dir / "fleet-state.json").write_bytes(b"{not json")
     fresh = Agent(AgentSettings(pc_id="fs-1", data_dir=settings.data_dir, nats_urls=["x"]))
-    fresh._restore_fleet_state()
+    fresh.fleet_view.restore()
     assert fresh.kv_view().revoked == frozenset()
     assert fresh.kv_view().age_s == float("inf")  # never synced: strict staleness skips

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import text
 
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
+from kanade.backend.messaging.consumers import EXECS_CONSUMER, RESULTS_CONSUMER
 from kanade.backend.settings import Settings
-from kanade.backend.store import writes
-from kanade.backend.workers.projection.projector import EXECS_CONSUMER, RESULTS_CONSUMER
+from kanade.backend.store import agents
 from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
@@ -200,7 +200,7 @@ async def test_redelivered_result_and_late_started_change_nothing(
 async def no_unacked(bus: Bus) -> None:
     async def settled() -> bool:
         info = await bus.js.consumer_info(RESULTS_CONSUMER.stream, RESULTS_CONSUMER.durable)
-        return info.num_ack_pending == 0 and info.num_pending == 0
+        return bool(info.num_ack_pending == 0 and info.num_pending == 0)
 
     await eventually(settled, what="every results message acked")
 
@@ -238,7 +238,7 @@ async def test_a_failed_commit_leaves_the_batch_for_redelivery(
 
     async def redelivered() -> bool:
         info = await bus.js.consumer_info(RESULTS_CONSUMER.stream, RESULTS_CONSUMER.durable)
-        return info.num_redelivered > 0
+        return bool(info.num_redelivered > 0)
 
     await eventually(redelivered, what="the result is redelivered, not acked")
     await db.write(lambda conn: conn.execute(text("ALTER TABLE results_away RENAME TO results")))
@@ -301,7 +301,7 @@ async def test_expected_pcs_are_the_alive_agents_only(backend: InProcessBackend,
         agent("stale", timedelta(minutes=5)),
         agent("gone", timedelta(hours=2)),
     ]
-    await backend.services.db.write(lambda conn: writes.upsert_agents(conn, rows))
+    await backend.services.db.write(lambda conn: agents.upsert_agents(conn, rows))
     listed = (await backend.client.get("/api/agents")).json()["items"]
     assert {a["pc_id"]: a["status"] for a in listed} == {
         "fresh": "alive",

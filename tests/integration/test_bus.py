@@ -29,6 +29,16 @@ from kanade.bus import (
     find_nats_server,
     required_file_store,
 )
+from kanade.bus.kv import (
+    KvChange,
+    is_delete,
+    is_delete_operation,
+    kv_key,
+    kv_prefix,
+    kv_stream,
+    kv_subject,
+    subscribe_changes,
+)
 from kanade.bus.topology import KV_SPECS, OBJECT_SPECS, STREAM_SPECS
 from kanade.core import subjects
 from polling import eventually as shared_eventually
@@ -288,6 +298,54 @@ async def test_large_payload_fits(bus: Bus) -> None:
     ack = await bus.publish_js(subjects.result_subject("pc1"), payload, timeout=10)
     msg = await bus.js.get_msg(subjects.STREAM_RESULTS, seq=ack.seq)
     assert msg.data is not None and len(msg.data) == len(payload)
+
+
+# --- KV details (bus.kv) ------------------------------------------------------------------
+async def test_kv_subject_put_is_a_kv_put(bus: Bus) -> None:
+    kv = await bus.kv(subjects.KV_DISPATCH)
+    ack = await bus.publish_js(kv_subject(subjects.KV_DISPATCH, "tick.s1"), b"v1")
+    entry = await kv.get("tick.s1")
+    assert entry.value == b"v1" and entry.revision == ack.seq
+    assert ack.stream == kv_stream(subjects.KV_DISPATCH)
+
+
+async def test_kv_changes_decode_puts_deletes_and_purges(bus: Bus) -> None:
+    bucket = subjects.KV_GROUPS
+    kv = await bus.kv(bucket)
+    seen: list[KvChange] = []
+
+    async def on_change(change: KvChange) -> None:
+        seen.append(change)
+
+    sub = await subscribe_changes(bus.nc, bucket, on_change)
+    try:
+        await kv.put("a.b", b"1")
+        await kv.delete("a.b")
+        await kv.put("c", b"2")
+        await kv.purge("c")
+
+        async def all_seen() -> bool:
+            return len(seen) == 4
+
+        await eventually(all_seen)
+    finally:
+        await sub.unsubscribe()
+    assert seen == [
+        KvChange("a.b", b"1"),
+        KvChange("a.b", None),
+        KvChange("c", b"2"),
+        KvChange("c", None),
+    ]
+    assert [c.deleted for c in seen] == [False, True, False, True]
+
+
+def test_kv_key_of_a_subject() -> None:
+    assert kv_prefix("b") == "$KV.b."
+    assert kv_key("b", "$KV.b.tick.s1") == "tick.s1"
+    with pytest.raises(ValueError):
+        kv_key("b", "$KV.other.tick")
+    assert not is_delete(None) and not is_delete({}) and is_delete({"KV-Operation": "PURGE"})
+    assert is_delete_operation("DEL") and not is_delete_operation(None)
 
 
 # --- connection ---------------------------------------------------------------------------

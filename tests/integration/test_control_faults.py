@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_control_stack import ControlStack, json_lines, start_stack, stop_stack, wait_until
 
-from kanade.agent.outbox import Envelope
+from kanade.agent.durable.outbox import Envelope
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import Result, decode
 

@@ -10,7 +10,7 @@ from typing import Any
 from test_backend_projection import eventually, exec_detail, new_exec, settings_for
 
 from kanade.backend.inprocess import in_process_backend
-from kanade.backend.workers.projection.projector import EXECS_CONSUMER
+from kanade.backend.messaging.consumers import EXECS_CONSUMER
 from kanade.bus import Bus
 from kanade.core import subjects
 

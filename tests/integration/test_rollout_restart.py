@@ -22,9 +22,9 @@ from rollout_stack import CommandLog, Stack, alive, job
 from sqlalchemy import select, update
 
 from kanade.backend.inprocess import in_process_backend
-from kanade.backend.services.rollouts import RolloutRunner
 from kanade.backend.settings import Settings
 from kanade.backend.store.tables import rollout_waves
+from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 
@@ -143,7 +143,12 @@ async def test_interrupted_dispatch_is_republished_but_never_runs_twice(
                 )
             ).json()
             rid = created["rollout_id"]
-            runner = RolloutRunner(db, backend.services.link.bus, redispatch_after=timedelta(0))
+            runner = RolloutRunner(
+                db,
+                backend.services.link.bus,
+                clock=lambda: datetime.now(UTC),
+                redispatch_after=timedelta(0),
+            )
             assert await runner.tick()  # claim → publish → mark dispatched
             await eventually(lambda: len(run_counts(runs)) == 3, what="three pcs ran")
 

@@ -1,5 +1,5 @@
-"""Fires prepared ahead of their instant (kanade.backend.workers.scheduler.engine, "Prepared
-ahead"), in-process against a real nats-server and a real SQLite file.
+"""Fires prepared ahead of their instant (kanade.backend.workers.scheduler.ahead; "Prepared
+ahead" in docs/scheduler.md), in-process against a real nats-server and a real SQLite file.
 
 Each test widens the scheduler's preparation window so that there is time to act between
 "prepared" (exec row claimed, commands built) and the nominal instant, then checks that
@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 from nats.aio.msg import Msg
 
+from kanade.backend.catalog.dispatch_state import LEASE_KEY
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.scheduling import DecisionRow
-from kanade.backend.workers.scheduler import Scheduler, state
+from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
@@ -291,7 +292,7 @@ async def test_a_lease_lost_before_the_instant_publishes_nothing_and_the_next_le
     # Somebody else writes the lease: our next renew fails and we step down at once,
     # before the instant; we take the lease back after a silent TTL (2 s) and lead again.
     kv = await bus.kv(subjects.KV_DISPATCH)
-    await kv.put(state.LEASE_KEY, json.dumps({"holder": "intruder", "ttl_s": 2.0}).encode())
+    await kv.put(LEASE_KEY, json.dumps({"holder": "intruder", "ttl_s": 2.0}).encode())
 
     async def stepped_down() -> bool:
         return not s.is_leader and not s.prepared()

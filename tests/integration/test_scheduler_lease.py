@@ -9,8 +9,8 @@ import json
 
 from nats.js.kv import KeyValue
 
+from kanade.backend.catalog.dispatch_state import LEASE_KEY
 from kanade.backend.workers.scheduler.lease import Lease
-from kanade.backend.workers.scheduler.state import LEASE_KEY
 from kanade.bus import Bus
 from kanade.core import subjects
 

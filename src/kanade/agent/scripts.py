@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from kanade.agent.fsutil import atomic_write
+from kanade.agent.durable.fsutil import atomic_write
 from kanade.core import subjects
 from kanade.core.digests import sha256_hex
 

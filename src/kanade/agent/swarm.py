@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import time
 from collections import Counter
@@ -26,9 +25,11 @@ from typing import Any, Literal
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from kanade.agent.fleetstate import FleetState
+from kanade.agent.control import kill_request_exec_id
+from kanade.agent.executor import RunContext, Runner, subprocess_runner
+from kanade.agent.fleet.state import FleetState
 from kanade.agent.process import Capture, ProcessOutcome
-from kanade.agent.runtime import Agent, RunContext, Runner, subprocess_runner
+from kanade.agent.runtime import Agent
 from kanade.agent.settings import AgentSettings
 from kanade.bus.connection import connect
 from kanade.core import subjects
@@ -141,10 +142,8 @@ class Swarm:
         return connector
 
     async def _on_kill(self, msg: Msg) -> None:
-        try:
-            exec_id = str(json.loads(msg.data)["exec_id"])
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignored a malformed kill request")
+        exec_id = kill_request_exec_id(msg.data)
+        if exec_id is None:
             return
         for agent in self.agents:
             agent.kill_exec(exec_id)

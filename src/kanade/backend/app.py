@@ -36,22 +36,26 @@ from kanade.backend.api import ui as ui_routes
 from kanade.backend.api.middleware.audit import AuditMiddleware
 from kanade.backend.api.middleware.auth import AuthMiddleware
 from kanade.backend.api.middleware.live import LiveMiddleware
-from kanade.backend.messaging.consumers import run_forever
 from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
 from kanade.backend.observability.metrics import Metrics
 from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.setup import check_auth_settings, make_authenticator
 from kanade.backend.services.container import Services
 from kanade.backend.services.execs import ExecService
-from kanade.backend.services.rollouts import RolloutRunner
+from kanade.backend.services.rollouts import RolloutService
 from kanade.backend.settings import Settings
-from kanade.backend.store import writes
+from kanade.backend.store import projection_state
 from kanade.backend.store.database import Database
 from kanade.backend.store.migrate import upgrade
+from kanade.backend.workers.approvals import ApprovalSweeper
+from kanade.backend.workers.base import Worker
 from kanade.backend.workers.heartbeats import HeartbeatSink
 from kanade.backend.workers.projection.audit import AuditProjector
-from kanade.backend.workers.projection.projector import Projector
+from kanade.backend.workers.projection.execs import ExecsProjector
+from kanade.backend.workers.projection.results import ResultsProjector
+from kanade.backend.workers.projection.worker import ProjectionWorker
 from kanade.backend.workers.reaper import Reaper
+from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus.connection import Bus
 from kanade.core.dispatch import Budgets
@@ -61,15 +65,19 @@ log = structlog.get_logger(__name__)
 DB_ID_KEY = "db_id"
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 async def _is_new_database(db: Database) -> bool:
     """True when this database has never been projected into (first run, or wiped).
 
     The id is written once; a DB that lacks it has lost everything the consumers
     already delivered, so they must replay their streams from the start (SPEC §4.2).
     """
-    now = datetime.now(UTC)
+    now = _utcnow()
     return await db.write(
-        lambda conn: writes.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
+        lambda conn: projection_state.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
     )
 
 
@@ -83,6 +91,13 @@ def create_app(settings: Settings) -> FastAPI:
         new_db = await _is_new_database(db)
         link = BrokerLink(settings.nats_url)
         metrics = Metrics()
+        # Rollouts and approvals live in the database; these workers drive them (SPEC §4.7-8).
+        rollout_runner = RolloutRunner(
+            db, link.bus, clock=_utcnow, interval_s=settings.rollout_interval_s
+        )
+        approval_sweeper = ApprovalSweeper(
+            db, link.bus, clock=_utcnow, sweep_s=settings.approval_sweep_s
+        )
         services = Services(
             settings=settings,
             db=db,
@@ -91,7 +106,16 @@ def create_app(settings: Settings) -> FastAPI:
                 db,
                 link.bus,
                 budgets=Budgets(settings.max_timeout_s, settings.max_output_bytes),
+                clock=_utcnow,
                 approval_ttl=timedelta(seconds=settings.approval_ttl_s),
+            ),
+            rollouts=RolloutService(db, link.bus, clock=_utcnow, on_change=rollout_runner.wake),
+            approvals=ApprovalService(
+                db,
+                link.bus,
+                auth_enabled=settings.auth_mode != "disabled",
+                clock=_utcnow,
+                on_rollout_started=rollout_runner.wake,
             ),
             metrics=metrics,
             auth=make_authenticator(settings, db),
@@ -101,49 +125,32 @@ def create_app(settings: Settings) -> FastAPI:
         reset_pending = [new_db]
 
         async def on_ready(bus: Bus) -> list[asyncio.Task[None]]:
-            projector = Projector(
-                bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
-            )
-            await projector.prepare(reset=reset_pending[0])
-            audit = AuditProjector(
-                bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
-            )
-            await audit.prepare(reset=reset_pending[0])
-            reset_pending[0] = False  # only the first successful set-up replays
-            await heartbeats.subscribe(bus)
-            return [
-                asyncio.create_task(
-                    run_forever("projector-results", projector.run_results),
-                    name="projector-results",
+            projectors: list[ProjectionWorker] = [
+                ResultsProjector(
+                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
                 ),
-                asyncio.create_task(
-                    run_forever("projector-execs", projector.run_execs), name="projector-execs"
+                ExecsProjector(
+                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
                 ),
-                asyncio.create_task(run_forever("heartbeats", heartbeats.run), name="heartbeats"),
-                asyncio.create_task(
-                    run_forever("projector-audit", audit.run), name="projector-audit"
+                AuditProjector(
+                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
                 ),
             ]
+            for projector in projectors:
+                await projector.prepare(reset=reset_pending[0])
+            reset_pending[0] = False  # only the first successful set-up replays
+            await heartbeats.subscribe(bus)
+            workers: list[Worker] = [*projectors, heartbeats]
+            return [asyncio.create_task(w.run(), name=w.label) for w in workers]
 
         link.start(on_ready)
         # The reaper needs only the database: it keeps closing overdue rows while the
         # broker is away (that is exactly when results stop arriving).
         reaper = Reaper(db, interval_s=settings.reaper_interval_s, on_reap=metrics.on_reap)
         reaper_task = asyncio.create_task(reaper.run(), name="reaper")
-        # Rollouts and approvals live in the database; these tasks drive them (SPEC §4.7-8).
-        rollout_runner = RolloutRunner(db, link.bus, interval_s=settings.rollout_interval_s)
-        app.state.rollout_runner = rollout_runner
-        approval_service = ApprovalService(
-            db,
-            link.bus,
-            auth_enabled=settings.auth_mode != "disabled",
-            sweep_s=settings.approval_sweep_s,
-            on_rollout_started=rollout_runner.wake,
-        )
-        app.state.approvals = approval_service
         rollout_tasks = [
             asyncio.create_task(rollout_runner.run(), name="rollouts"),
-            asyncio.create_task(approval_service.run(), name="approvals"),
+            asyncio.create_task(approval_sweeper.run(), name="approvals"),
         ]
         # The central scheduler competes for its KV lease; only the holder fires.
         scheduler = Scheduler(

@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -20,12 +20,12 @@ from kanade.bus.broker import free_port
 BIN = Path(sys.executable).parent
 
 
-def emit(name: str, params: dict[str, object], samples: Sequence[float], unit: str = "s",
+def emit(name: str, params: Mapping[str, object], samples: Sequence[float], unit: str = "s",
          **extra: object) -> dict[str, object]:
     """Print one measurement as a JSON line (medians of several runs)."""
     line: dict[str, object] = {
         "name": name,
-        "params": params,
+        "params": dict(params),
         "median": round(statistics.median(samples), 4),
         "min": round(min(samples), 4),
         "max": round(max(samples), 4),

@@ -46,7 +46,8 @@ def cli_round_trip(url: str, expected: int) -> float:
 async def consumers(nats_url: str) -> dict[str, int]:
     nc = await connect(nats_url, name="bench-consumers", retry_forever=False)
     try:
-        return {i.config.name: i.state.consumer_count for i in await nc.jetstream().streams_info()}
+        infos = await nc.jetstream().streams_info()
+        return {str(i.config.name): i.state.consumer_count for i in infos}
     finally:
         await nc.close()
 

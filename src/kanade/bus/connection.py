@@ -26,16 +26,18 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.js.api import Header, PubAck
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
+
+from kanade.bus.retry import Backoff, retry
 
 __all__ = [
     "MSG_ID_HEADER",
@@ -51,7 +53,8 @@ log = logging.getLogger(__name__)
 StateCallback = Callable[[str], None]
 """Receives "connected", "disconnected", "reconnected" or "closed"."""
 
-MSG_ID_HEADER = "Nats-Msg-Id"
+MSG_ID_HEADER: Final = Header.MSG_ID.value
+"""The JetStream dedup header; its values come from :mod:`kanade.core.msgids`."""
 
 # Defaults applied to every connection; any of them can be overridden through **opts.
 _DEFAULT_OPTS: dict[str, Any] = {
@@ -64,29 +67,13 @@ _DEFAULT_OPTS: dict[str, Any] = {
     # least one max_payload (8MB) message or a large result cannot wait out a restart.
     "pending_size": 16 * 1024 * 1024,
 }
+_CONNECT_ERRORS = (OSError, TimeoutError, nats.errors.Error)
 _CALLBACK_OPTS = ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
 _WARN_EVERY_S = 30.0
 
 
 class BusConnectError(ConnectionError):
     """No broker could be reached before the deadline (or at all, without retry)."""
-
-
-class Backoff:
-    """Exponential backoff with full jitter (AWS architecture blog, 2015)."""
-
-    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2**self.attempt))
-        self.attempt = min(self.attempt + 1, 32)  # no float overflow after days of retrying
-        return random.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 async def connect(
@@ -115,41 +102,49 @@ async def connect(
         raise ValueError("connect() needs at least one server URL")
     give_up_at = None if deadline is None else time.monotonic() + deadline
     one_shot = not retry_forever and deadline is None
-    backoff = Backoff()
     attempt = 0
     first_failure = time.monotonic()
     last_warning = 0.0
 
-    while True:
+    async def once() -> Client:
+        nonlocal attempt
         attempt += 1
         remaining = None if give_up_at is None else give_up_at - time.monotonic()
         try:
-            nc = await _connect_once(server_list, name, on_state, dict(opts), remaining)
-        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            return await _connect_once(server_list, name, on_state, dict(opts), remaining)
+        except _CONNECT_ERRORS as exc:
             log.debug("nats connect attempt %d to %s failed: %r", attempt, server_list, exc)
-            now = time.monotonic()
-            if one_shot or (give_up_at is not None and now >= give_up_at):
-                raise BusConnectError(
-                    f"cannot connect to NATS at {', '.join(server_list)} "
-                    f"after {attempt} attempt(s): {exc!r}"
-                ) from exc
-            if now - last_warning >= _WARN_EVERY_S:
-                last_warning = now
-                log.warning(
-                    "NATS at %s unreachable for %.0fs (%d attempts, last error %r); retrying",
-                    ", ".join(server_list),
-                    now - first_failure,
-                    attempt,
-                    exc,
-                )
-            delay = backoff.next_delay()
-            if give_up_at is not None:
-                delay = max(0.0, min(delay, give_up_at - now))
-            await asyncio.sleep(delay)
-            continue
-        log.info("connected to NATS %s as %r (attempt %d)", _where(nc), name, attempt)
-        _notify(on_state, "connected")
-        return nc
+            raise
+
+    def warn(failed: int, exc: BaseException, _delay: float) -> None:
+        nonlocal last_warning
+        now = time.monotonic()
+        if now - last_warning >= _WARN_EVERY_S:
+            last_warning = now
+            log.warning(
+                "NATS at %s unreachable for %.0fs (%d attempts, last error %r); retrying",
+                ", ".join(server_list),
+                now - first_failure,
+                failed,
+                exc,
+            )
+
+    try:
+        nc = await retry(
+            once,
+            attempts=1 if one_shot else None,
+            deadline=deadline,
+            retry_on=_CONNECT_ERRORS,
+            on_retry=warn,
+        )
+    except _CONNECT_ERRORS as exc:
+        raise BusConnectError(
+            f"cannot connect to NATS at {', '.join(server_list)} "
+            f"after {attempt} attempt(s): {exc!r}"
+        ) from exc
+    log.info("connected to NATS %s as %r (attempt %d)", _where(nc), name, attempt)
+    _notify(on_state, "connected")
+    return nc
 
 
 async def _connect_once(

@@ -7,7 +7,7 @@ import asyncio
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
-_DELETES = ("DEL", "PURGE")
+from kanade.bus.kv import is_delete_operation, kv_prefix, kv_stream
 
 _DIRECT_GETS = 32
 """Up to this many keys a snapshot reads each key directly (no consumer is created)."""
@@ -26,8 +26,8 @@ async def kv_snapshot(
     any key it missed is read directly.
     """
     kv = await js.key_value(bucket)
-    prefix = f"$KV.{bucket}."
-    info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + key_filter)
+    prefix = kv_prefix(bucket)
+    info = await js.stream_info(kv_stream(bucket), subjects_filter=prefix + key_filter)
     keys = sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
     out: dict[str, tuple[bytes, int]] = {}
     seen: set[str] = set()
@@ -39,7 +39,7 @@ async def kv_snapshot(
                 if entry is None:  # "initial values done" (possibly early, see above)
                     break
                 seen.add(entry.key)
-                if entry.operation in _DELETES or entry.value is None:
+                if is_delete_operation(entry.operation) or entry.value is None:
                     out.pop(entry.key, None)
                 else:
                     out[entry.key] = (entry.value, int(entry.revision or 0))
@@ -58,5 +58,3 @@ async def kv_snapshot(
     for i in range(0, len(missing), _DIRECT_GETS):
         await asyncio.gather(*(direct(k) for k in missing[i : i + _DIRECT_GETS]))
     return out
-
-

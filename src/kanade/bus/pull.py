@@ -25,13 +25,14 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Final
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import Header
 
-_STATUS = "Status"
-_DESCRIPTION = "Description"
+_STATUS: Final = Header.STATUS.value
+_DESCRIPTION: Final = Header.DESCRIPTION.value
 
 
 class PullConsumer:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from kanade.core import exitcodes
+from kanade.core.instants import format_instant
 from kanade.core.models.wire import Command
 
 
@@ -36,8 +37,7 @@ class GateSkip:
     reason: str
 
 
-def _iso(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
+_iso = format_instant
 
 
 def check_deadline(deadline_at: datetime | None, now: datetime) -> GateSkip | None:

@@ -22,6 +22,9 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from kanade.core.instants import format_instant
+from kanade.core.statuses import ExecStatus
+
 MIN_GRACE: Final = timedelta(minutes=2)
 UNKNOWN_TIMEOUT_TTL: Final = timedelta(hours=24)
 PENDING_EXEC_TTL: Final = timedelta(hours=1)
@@ -67,7 +70,7 @@ def exec_expires_at(created_at: datetime) -> datetime:
 
 def exec_is_due(status: str, created_at: datetime, now: datetime) -> bool:
     """A ``pending`` exec with nothing reported is expired from one hour after creation."""
-    return status == "pending" and now >= exec_expires_at(created_at)
+    return status == ExecStatus.PENDING and now >= exec_expires_at(created_at)
 
 
 def pending_exec_cutoff(now: datetime) -> datetime:
@@ -79,7 +82,7 @@ def reaped_note(expires_at: datetime, timeout_s: float | None) -> str:
     """Why a row was closed without a result; deterministic (no wall clock in it), so a
     re-projection followed by a reap reproduces the same text."""
     known = "unknown" if timeout_s is None else f"{timeout_s:g}s"
-    when = expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    when = format_instant(expires_at)
     return (
         f"reaped: no result by {when} (timeout {known} plus grace); "
         "a late result from the agent will replace this"

@@ -41,6 +41,7 @@ from typing import Final, Literal
 
 from kanade.core.lifecycle import result_ttl_s
 from kanade.core.models.schedule import Wave
+from kanade.core.statuses import RolloutStatus
 
 WaveKind = Literal["group", "pcs", "percent", "rest"]
 PcState = Literal["pending", "running", "succeeded", "failed", "skipped"]
@@ -265,6 +266,15 @@ def decide_after_wave(
     if index + 1 >= wave_count:
         return "complete"
     return "halt" if exceeds(rate, threshold) else "next"
+
+
+STATUS_AFTER: Final[dict[Decision, RolloutStatus]] = {
+    "next": RolloutStatus.RUNNING,
+    "halt": RolloutStatus.HALTED,
+    "complete": RolloutStatus.COMPLETED,
+}
+"""The rollout's status once a wave settled with each decision (running → running is no
+move; see :data:`kanade.core.statuses.ROLLOUT_TRANSITIONS`)."""
 
 
 def next_due_at(settled_at: datetime, delay_s: float) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
@@ -18,8 +18,6 @@ from kanade.backend.api.schemas.approvals import (
     UnattendedList,
     UnattendedRevoked,
 )
-from kanade.backend.errors import NotFound, Unavailable
-from kanade.backend.services import approvals
 
 router = APIRouter(prefix="/api", tags=["approvals"])
 
@@ -33,29 +31,21 @@ class RejectBody(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-def _service(request: Request) -> approvals.ApprovalService:
-    service = getattr(request.app.state, "approvals", None)
-    if service is None:
-        raise Unavailable("the backend is starting; retry shortly")
-    assert isinstance(service, approvals.ApprovalService)
-    return service
-
-
 @router.post("/executions/{exec_id}/approve", response_model=Decided)
-async def approve_execution(exec_id: str, request: Request) -> dict[str, Any]:
+async def approve_execution(exec_id: str, services: ServicesDep) -> dict[str, Any]:
     """Approve an exec waiting for approval (a different operator than the requester);
     it is published at once (or its rollout starts)."""
-    decided = await _service(request).approve(exec_id, current_actor())
+    decided = await services.approvals.approve(exec_id, current_actor())
     return decided.to_dict()
 
 
 @router.post("/executions/{exec_id}/reject", response_model=Decided)
 async def reject_execution(
-    exec_id: str, request: Request, body: RejectBody | None = None
+    exec_id: str, services: ServicesDep, body: RejectBody | None = None
 ) -> dict[str, Any]:
     """Reject an exec waiting for approval; it is never published."""
     reason = body.reason if body is not None else None
-    decided = await _service(request).reject(exec_id, current_actor(), reason)
+    decided = await services.approvals.reject(exec_id, current_actor(), reason)
     return decided.to_dict()
 
 
@@ -67,17 +57,12 @@ async def list_approvals(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Approval requests, newest first (``state=pending``: what waits for a decision)."""
-    return await services.db.read(
-        lambda conn: approvals.list_approvals(conn, state=state, limit=limit, offset=offset)
-    )
+    return await services.approvals.list_approvals(state=state, limit=limit, offset=offset)
 
 
 @router.get("/approvals/{exec_id}", response_model=Approval)
 async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
-    row = await services.db.read(lambda conn: approvals.get_approval(conn, exec_id))
-    if row is None:
-        raise NotFound(f"no approval request for execution {exec_id!r}", exec_id=exec_id)
-    return row
+    return await services.approvals.get_approval(exec_id)
 
 
 @router.post(
@@ -85,22 +70,22 @@ async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
     status_code=201,
     response_model=UnattendedCreated,
 )
-async def approve_unattended(job_id: str, version: str, request: Request) -> dict[str, Any]:
+async def approve_unattended(job_id: str, version: str, services: ServicesDep) -> dict[str, Any]:
     """Let schedules fire this version of a ``require_approval`` job without a person."""
-    return await _service(request).approve_unattended(job_id, version, current_actor())
+    return await services.approvals.approve_unattended(job_id, version, current_actor())
 
 
 @router.delete(
     "/jobs/{job_id}/versions/{version}/approve-unattended", response_model=UnattendedRevoked
 )
-async def revoke_unattended(job_id: str, version: str, request: Request) -> dict[str, Any]:
+async def revoke_unattended(job_id: str, version: str, services: ServicesDep) -> dict[str, Any]:
     """Withdraw an unattended-run approval: schedules skip the job again."""
-    await _service(request).revoke_unattended(job_id, version, current_actor())
+    await services.approvals.revoke_unattended(job_id, version, current_actor())
     return {"job_id": job_id, "version": version, "approved": False}
 
 
 @router.get("/unattended-approvals", response_model=UnattendedList)
 async def list_unattended(services: ServicesDep, job_id: str | None = None) -> dict[str, Any]:
     """Job versions approved for unattended runs."""
-    items = await services.db.read(lambda conn: approvals.list_unattended(conn, job_id))
+    items = await services.approvals.list_unattended(job_id)
     return {"items": items, "total": len(items)}

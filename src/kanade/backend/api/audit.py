@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.schemas.audit import AuditPage
-from kanade.backend.workers.projection.audit import list_audit
+from kanade.backend.store.audit import list_audit
 
 router = APIRouter(prefix="/api", tags=["audit"])
 

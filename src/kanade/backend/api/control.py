@@ -28,14 +28,8 @@ from kanade.backend.api.schemas.control import (
     Revoked,
     Unrevoked,
 )
-from kanade.backend.services.container import Services
-from kanade.backend.services.control import ControlService
 
 router = APIRouter(prefix="/api", tags=["control"])
-
-
-def _control(services: Services) -> ControlService:
-    return ControlService(services.db, services.link.bus)
 
 
 def _actor(request: Request) -> str:
@@ -78,7 +72,7 @@ async def revoke_job(
     job_id: str, request: Request, services: ServicesDep, body: RevokeBody | None = None
 ) -> dict[str, Any]:
     """Revoke a job: every agent skips it (exit 126), even offline ones once they return."""
-    return await _control(services).revoke(
+    return await services.revocations.revoke(
         job_id, reason=body.reason if body else None, actor=_actor(request)
     )
 
@@ -86,26 +80,26 @@ async def revoke_job(
 @router.post("/jobs/{job_id}/unrevoke", response_model=Unrevoked)
 async def unrevoke_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Lift a revocation (idempotent: ``was_revoked`` tells whether there was one)."""
-    return await _control(services).unrevoke(job_id, actor=_actor(request))
+    return await services.revocations.unrevoke(job_id, actor=_actor(request))
 
 
 @router.get("/revocations", response_model=RevocationList)
 async def list_revocations(services: ServicesDep) -> dict[str, Any]:
-    items = await _control(services).revocations()
+    items = await services.revocations.revocations()
     return {"items": items, "total": len(items)}
 
 
 @router.delete("/jobs/{job_id}", response_model=JobDeleted)
 async def delete_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Delete a job from the catalog; it is revoked first (SPEC §4.5)."""
-    return await _control(services).delete_job(job_id, actor=_actor(request))
+    return await services.revocations.delete_job(job_id, actor=_actor(request))
 
 
 # --- kill and ping ------------------------------------------------------------------------
 @router.post("/executions/{exec_id}/kill", response_model=Killed)
 async def kill_execution(exec_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """End the exec's running scripts (exit -1), cancel its queued copies, mark it cancelled."""
-    return await _control(services).kill(exec_id, actor=_actor(request))
+    return await services.kills.kill(exec_id, actor=_actor(request))
 
 
 @router.post("/agents/{pc_id}/ping", response_model=Pong)
@@ -115,25 +109,25 @@ async def ping_agent(
     timeout: Annotated[float, Query(gt=0, le=60, description="seconds")] = 5.0,
 ) -> dict[str, Any]:
     """A fresh heartbeat by request/reply; 504 when the agent does not answer in time."""
-    return await _control(services).ping(pc_id, timeout=timeout)
+    return await services.pings.ping(pc_id, timeout=timeout)
 
 
 # --- config layers ------------------------------------------------------------------------
 @router.get("/config", response_model=ConfigLayers)
 async def list_config(services: ServicesDep) -> dict[str, Any]:
     """Every config layer in KV (``global``, ``group.<g>``, ``pc.<pc_id>``)."""
-    layers = await _control(services).layers()
+    layers = await services.agent_config.layers()
     return {"layers": layers, "total": len(layers)}
 
 
 @router.get("/config/{scope}", response_model=ConfigLayer)
 async def get_config(scope: str, services: ServicesDep) -> dict[str, Any]:
-    return await _control(services).get_layer(scope, None)
+    return await services.agent_config.get_layer(scope, None)
 
 
 @router.get("/config/{scope}/{name}", response_model=ConfigLayer)
 async def get_named_config(scope: str, name: str, services: ServicesDep) -> dict[str, Any]:
-    return await _control(services).get_layer(scope, name)
+    return await services.agent_config.get_layer(scope, name)
 
 
 @router.put("/config/{scope}", response_model=ConfigLayer)
@@ -141,41 +135,41 @@ async def put_config(
     scope: str, settings: SettingsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Merge settings into a layer; 400 names each invalid key and the reason."""
-    return await _control(services).set_layer(scope, None, settings, actor=_actor(request))
+    return await services.agent_config.set_layer(scope, None, settings, actor=_actor(request))
 
 
 @router.put("/config/{scope}/{name}", response_model=ConfigLayer)
 async def put_named_config(
     scope: str, name: str, settings: SettingsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    return await _control(services).set_layer(scope, name, settings, actor=_actor(request))
+    return await services.agent_config.set_layer(scope, name, settings, actor=_actor(request))
 
 
 @router.delete("/config/{scope}", response_model=ConfigUnset)
 async def delete_config(
     scope: str, request: Request, services: ServicesDep, key: Keys = None
 ) -> dict[str, Any]:
-    return await _control(services).unset(scope, None, key or [], actor=_actor(request))
+    return await services.agent_config.unset(scope, None, key or [], actor=_actor(request))
 
 
 @router.delete("/config/{scope}/{name}", response_model=ConfigUnset)
 async def delete_named_config(
     scope: str, name: str, request: Request, services: ServicesDep, key: Keys = None
 ) -> dict[str, Any]:
-    return await _control(services).unset(scope, name, key or [], actor=_actor(request))
+    return await services.agent_config.unset(scope, name, key or [], actor=_actor(request))
 
 
 @router.get("/agents/{pc_id}/config", response_model=EffectiveConfig)
 async def agent_config(pc_id: str, services: ServicesDep) -> dict[str, Any]:
     """The effective config of one agent, with the layer each value comes from."""
-    return await _control(services).effective(pc_id)
+    return await services.agent_config.effective(pc_id)
 
 
 # --- groups -------------------------------------------------------------------------------
 @router.get("/groups", response_model=GroupList)
 async def list_groups(services: ServicesDep) -> dict[str, Any]:
     """Groups with their KV ``members`` and the agents that ``reported`` them."""
-    return await _control(services).groups()
+    return await services.groups.groups()
 
 
 @router.put("/groups/{pc_id}", response_model=Membership)
@@ -183,21 +177,21 @@ async def set_groups(
     pc_id: str, body: GroupsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Set a pc's whole KV membership (static ``--group`` flags of the agent stay)."""
-    return await _control(services).set_groups(pc_id, body.groups, actor=_actor(request))
+    return await services.groups.set_groups(pc_id, body.groups, actor=_actor(request))
 
 
 @router.post("/groups/{group}/members", response_model=MembersAdded)
 async def add_group_members(
     group: str, body: MembersBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    return await _control(services).add_members(group, body.pcs, actor=_actor(request))
+    return await services.groups.add_members(group, body.pcs, actor=_actor(request))
 
 
 @router.delete("/groups/{group}/members/{pc_id}", response_model=Membership)
 async def remove_group_member(
     group: str, pc_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    return await _control(services).remove_member(group, pc_id, actor=_actor(request))
+    return await services.groups.remove_member(group, pc_id, actor=_actor(request))
 
 
 # --- full output --------------------------------------------------------------------------
@@ -210,5 +204,5 @@ async def result_output(
     result_id: str, stream: Literal["stdout", "stderr"], services: ServicesDep
 ) -> Response:
     """The FULL stdout or stderr of a result (the API's result rows hold a capped head)."""
-    data = await _control(services).output(result_id, stream)
+    data = await services.outputs.output(result_id, stream)
     return Response(content=data, media_type="text/plain; charset=utf-8")

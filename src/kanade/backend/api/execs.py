@@ -13,7 +13,7 @@ from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, Execu
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
 from kanade.backend.errors import Forbidden
 from kanade.backend.services.execution_detail import execution_detail
-from kanade.backend.store import reads
+from kanade.backend.store import executions
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
@@ -71,7 +71,7 @@ async def list_executions(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     page = await services.db.read(
-        lambda conn: reads.list_executions(
+        lambda conn: executions.list_executions(
             conn,
             job_id=job_id,
             status=status,

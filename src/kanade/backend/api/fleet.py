@@ -11,7 +11,7 @@ from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.schemas.execs import ResultRow
 from kanade.backend.api.schemas.fleet import Agent, AgentPage, JsonSchema, ResultPage
 from kanade.backend.errors import NotFound
-from kanade.backend.store import reads
+from kanade.backend.store import agents, results
 from kanade.core.fleet import agent_status
 from kanade.core.schemas import job_json_schema, schedule_json_schema
 
@@ -35,7 +35,7 @@ async def list_results(
 ) -> dict[str, Any]:
     """Results, newest first (by the stream time they were recorded)."""
     page = await services.db.read(
-        lambda conn: reads.list_results(
+        lambda conn: results.list_results(
             conn,
             exec_id=exec_id,
             pc_id=pc_id,
@@ -51,7 +51,7 @@ async def list_results(
 
 @router.get("/results/{result_id}", response_model=ResultRow)
 async def get_result(result_id: str, services: ServicesDep) -> dict[str, Any]:
-    row = await services.db.read(lambda conn: reads.get_result(conn, result_id))
+    row = await services.db.read(lambda conn: results.get_result(conn, result_id))
     if row is None:
         raise NotFound(f"result {result_id!r} not found", result_id=result_id)
     return row
@@ -75,7 +75,7 @@ async def list_agents(
     """Agents with ``status`` alive (heartbeat ≤ 2 min), stale (≤ 10 min) or offline."""
     now = datetime.now(UTC)
     page = await services.db.read(
-        lambda conn: reads.page_agents(
+        lambda conn: agents.page_agents(
             conn,
             now=now,
             status=status,
@@ -92,7 +92,7 @@ async def list_agents(
 
 @router.get("/agents/{pc_id}", response_model=Agent)
 async def get_agent(pc_id: str, services: ServicesDep) -> dict[str, Any]:
-    row = await services.db.read(lambda conn: reads.get_agent(conn, pc_id))
+    row = await services.db.read(lambda conn: agents.get_agent(conn, pc_id))
     if row is None:
         raise NotFound(f"agent {pc_id!r} has never sent a heartbeat", pc_id=pc_id)
     return _with_status(row, datetime.now(UTC))

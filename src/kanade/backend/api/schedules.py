@@ -31,7 +31,6 @@ from kanade.backend.api.schemas.schedules import (
 from kanade.backend.catalog.schedules import schedule_document
 from kanade.backend.errors import NotFound, UnsupportedFormat
 from kanade.backend.services.container import Services
-from kanade.backend.services.control import ControlService
 from kanade.backend.services.schedules import ScheduleService
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.backend.workers.scheduler.plans import backend_local_zone
@@ -202,10 +201,9 @@ async def disable_schedule(
     schedules = _service(request, services)
     actor = _actor(request)
     old, new = await schedules.disable(schedule_id)
-    control = ControlService(services.db, services.link.bus)
     revoked = None
     if cascade or cascade_kill:
-        revoked = await control.revoke(
+        revoked = await services.revocations.revoke(
             new.job_id,
             reason=f"schedule {schedule_id} disabled with "
             + ("--cascade-kill" if cascade_kill else "--cascade"),
@@ -215,7 +213,7 @@ async def disable_schedule(
     if cascade_kill:
         for exec_id in await schedules.in_flight_execs(schedule_id):
             try:
-                killed.append(await control.kill(exec_id, actor=actor))
+                killed.append(await services.kills.kill(exec_id, actor=actor))
             except NotFound:
                 continue
     return await schedules.disabled(

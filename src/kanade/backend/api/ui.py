@@ -27,7 +27,7 @@ from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.schemas.dashboard import DashboardSummary
 from kanade.backend.errors import NotFound
 from kanade.backend.messaging.live import hub
-from kanade.backend.store.dashboard import summary
+from kanade.backend.services.dashboard import summary
 
 router = APIRouter(tags=["dashboard"])
 

@@ -1,20 +1,25 @@
-"""The backend's durable pull consumers and a batching loop over them."""
+"""The backend's durable pull consumers and how their messages arrive in batches.
+
+The projection consumers are declared here (their workers in
+:mod:`kanade.backend.workers.projection` consume them, ``/metrics`` reports their lag);
+:class:`BatchSource` hands a worker one batch per step.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
+from kanade.bus.connection import Bus
 from kanade.bus.pull import PullConsumer
+from kanade.core import subjects
 
 log = structlog.get_logger(__name__)
 
@@ -63,31 +68,69 @@ async def ensure_consumer(js: JetStreamContext, spec: ConsumerSpec, *, reset: bo
         await js.add_consumer(spec.stream, spec.config())
 
 
-BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+RESULTS_CONSUMER = ConsumerSpec(
+    stream=subjects.STREAM_RESULTS,
+    durable="projector-results",
+    filter_subjects=(subjects.RESULTS_ALL, subjects.STARTED_ALL),
+)
+EXECS_CONSUMER = ConsumerSpec(
+    stream=subjects.STREAM_EXECS,
+    durable="projector-execs",
+    # created records, and status records an operator's decision produced
+    # (kanade.exec.cancelled.<id>, …): both must survive a rebuild of the DB.
+    filter_subjects=(subjects.EXECS_ALL,),
+)
+AUDIT_CONSUMER = ConsumerSpec(
+    stream=subjects.STREAM_AUDIT,
+    durable="projector-audit",
+    filter_subjects=(subjects.AUDIT_ALL,),
+)
+PROJECTION_CONSUMERS: tuple[ConsumerSpec, ...] = (RESULTS_CONSUMER, EXECS_CONSUMER, AUDIT_CONSUMER)
 
 
-async def consume_in_batches(
-    nc: Client,
-    spec: ConsumerSpec,
-    handle: BatchHandler,
-    *,
-    batch_max: int = 5000,
-    window: int = 10000,
-) -> None:
-    """Feed ``handle`` batches from the consumer until cancelled.
+class BatchSource:
+    """Batches from one durable consumer, opened on first use and after :meth:`close`.
 
     The first message of a batch is handed over the moment it arrives (low
     latency when idle); everything that piled up meanwhile joins it, up to
     ``batch_max`` (throughput under load: the batch grows while the previous
-    one commits). ``handle`` owns acking.
+    one commits). The caller owns acking.
     """
-    pull = PullConsumer(nc, spec.stream, spec.durable, window=window)
-    try:
-        async for first in pull.messages():
-            batch = [first, *pull.drain_ready(batch_max - 1)]
-            await handle(batch)
-    finally:
-        await pull.close()
+
+    def __init__(
+        self, bus: Bus, spec: ConsumerSpec, *, batch_max: int = 5000, window: int = 10000
+    ) -> None:
+        self._bus = bus
+        self.spec = spec
+        self._batch_max = batch_max
+        self._window = window
+        self._pull: PullConsumer | None = None
+        self._messages: AsyncIterator[Msg] | None = None
+
+    async def next_batch(self) -> list[Msg]:
+        """Wait for the next batch; any failure closes the source (reopened next call)."""
+        try:
+            if self._pull is None or self._messages is None:
+                await ensure_consumer(self._bus.js, self.spec, reset=False)
+                self._pull = PullConsumer(
+                    self._bus.nc, self.spec.stream, self.spec.durable, window=self._window
+                )
+                self._messages = aiter(self._pull.messages())
+            first = await anext(self._messages)
+            return [first, *self._pull.drain_ready(self._batch_max - 1)]
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Release the pull subscription; unacked messages are redelivered after ack_wait."""
+        pull, messages = self._pull, self._messages
+        self._pull = self._messages = None
+        if pull is not None:
+            await pull.close()
+        if messages is not None and hasattr(messages, "aclose"):
+            with contextlib.suppress(Exception):
+                await messages.aclose()
 
 
 async def nak_all(msgs: list[Msg], delay_s: float) -> None:
@@ -101,18 +144,3 @@ async def ack_all(msgs: list[Msg]) -> None:
     for msg in msgs:
         with contextlib.suppress(Exception):  # lost ack = a harmless idempotent redelivery
             await msg.ack()
-
-
-async def run_forever(name: str, loop: Callable[[], Awaitable[None]]) -> None:
-    """Run ``loop`` again after any failure (broker away, consumer deleted) with backoff."""
-    delay = 0.2
-    while True:
-        try:
-            await loop()
-            delay = 0.2
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("task failed, restarting", task=name, delay_s=delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)

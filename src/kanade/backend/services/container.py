@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kanade.backend.catalog.jobs import JobCatalog
 from kanade.backend.messaging.link import BrokerLink
 from kanade.backend.observability.metrics import Metrics
+from kanade.backend.services.agent_config import AgentConfigService
+from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.authenticator import Authenticator
 from kanade.backend.services.execs import ExecService
+from kanade.backend.services.groups import GroupService
+from kanade.backend.services.kills import KillService
+from kanade.backend.services.outputs import OutputService
+from kanade.backend.services.ping import PingService
+from kanade.backend.services.revocations import RevocationService
+from kanade.backend.services.rollouts import RolloutService
 from kanade.backend.settings import Settings
 from kanade.backend.store.database import Database
 
@@ -19,9 +27,27 @@ class Services:
     db: Database
     link: BrokerLink
     execs: ExecService
+    rollouts: RolloutService
+    approvals: ApprovalService
     metrics: Metrics
     # Set by the app at start-up; None only when a Services is built by hand.
     auth: Authenticator | None = None
+    # The stop controls and fleet state: built from db and link, nothing else.
+    revocations: RevocationService = field(init=False)
+    kills: KillService = field(init=False)
+    pings: PingService = field(init=False)
+    agent_config: AgentConfigService = field(init=False)
+    groups: GroupService = field(init=False)
+    outputs: OutputService = field(init=False)
+
+    def __post_init__(self) -> None:
+        bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
+        self.revocations = RevocationService(bus)
+        self.kills = KillService(self.db, bus)
+        self.pings = PingService(bus)
+        self.agent_config = AgentConfigService(self.db, bus)
+        self.groups = GroupService(self.db, bus)
+        self.outputs = OutputService(self.db, bus)
 
     def catalog(self) -> JobCatalog:
         """The job catalog; raises BrokerUnavailable (503) while the broker is away."""

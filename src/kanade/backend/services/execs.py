@@ -16,8 +16,6 @@ Order matters and is deliberate:
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,29 +27,26 @@ from pydantic import ValidationError
 from kanade.backend.catalog import pins
 from kanade.backend.catalog.jobs import JobCatalog
 from kanade.backend.errors import Conflict, Invalid
-from kanade.backend.messaging.outgoing import audit_record
+from kanade.backend.messaging.exec_events import publish_all
+from kanade.backend.messaging.outgoing import audit_message, command_messages, record_message
 from kanade.backend.messaging.records import ExecKind, ExecRecord
-from kanade.backend.services import approvals as approval_store
-from kanade.backend.services import rollouts as rollout_store
-from kanade.backend.store import reads, writes
+from kanade.backend.store import agents, executions
+from kanade.backend.store import approvals as approval_store
+from kanade.backend.store import rollouts as rollout_store
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
-from kanade.core import subjects
+from kanade.bus.publish import publish_one
+from kanade.core.approvals import DEFAULT_TTL
 from kanade.core.dispatch import Budgets, adhoc_job, build_command
-from kanade.core.fleet import alive_cutoff
 from kanade.core.ids import new_id
 from kanade.core.models.job import JobManifest
 from kanade.core.models.schedule import Rollout
 from kanade.core.models.target import Target
-from kanade.core.models.wire import Command, Shell, encode
+from kanade.core.models.wire import Command, Shell
 from kanade.core.targeting import command_subjects, expected_pcs
 from kanade.core.validation import field_errors
 
 log = structlog.get_logger(__name__)
-
-# Concurrent command publishes (each waits for its JetStream ack): a target listing
-# hundreds of pcs is published in a few round trips, not hundreds.
-_PUBLISH_CONCURRENCY = 128
 
 
 @dataclass(frozen=True)
@@ -80,12 +75,6 @@ class ExecCreated:
         }
 
 
-
-
-def _sha256(text: str | None) -> str | None:
-    return None if text is None else hashlib.sha256(text.encode()).hexdigest()
-
-
 class ExecService:
     def __init__(
         self,
@@ -94,7 +83,7 @@ class ExecService:
         *,
         budgets: Budgets | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        approval_ttl: timedelta = approval_store.DEFAULT_TTL,
+        approval_ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         self._db = db
         self._bus = bus  # a getter: raises Unavailable while the broker is away
@@ -194,7 +183,7 @@ class ExecService:
     ) -> ExecCreated:
         now = self._clock()
         request_id = new_id()
-        alive = await self._db.read(lambda conn: reads.alive_agents(conn, alive_cutoff(now)))
+        alive = await self._db.read(lambda conn: agents.alive_agents(conn, now))
         pcs = expected_pcs(target, alive)
         command = build_command(
             job,
@@ -227,15 +216,13 @@ class ExecService:
             else command.inventory.model_dump(mode="json"),
             check_hint=None if command.check is None else command.check.model_dump(mode="json"),
         )
-        await bus.publish_js(
-            subjects.exec_subject("created", exec_id), encode(record), msg_id=f"exec:{exec_id}"
-        )
+        await publish_one(bus, record_message(record))
         subs = command_subjects(target, job.id)
         deferred = rollout is not None or awaiting_approval
 
         def store(conn: Any) -> None:
-            writes.upsert_executions(conn, [record.row()], now)
-            # Deferred dispatch: the waves (kanade.backend.services.rollouts) and/or the approval
+            executions.upsert_executions(conn, [record.row()], now)
+            # Deferred dispatch: the waves (kanade.backend.workers.rollouts) and/or the approval
             # (kanade.backend.services.approvals) publish later, from what is stored here.
             if rollout is not None:
                 rollout_store.create_rollout(
@@ -266,7 +253,9 @@ class ExecService:
 
         await self._db.write(store)
         if not deferred:
-            await self._publish_commands(bus, command, subs)
+            # msg_id per subject: a retried publish is deduplicated by the broker; the
+            # agent itself dedups by request_id across subjects.
+            await publish_all(bus, command_messages(command, subs))
         log.info(
             "exec dispatched",
             exec_id=exec_id,
@@ -277,7 +266,7 @@ class ExecService:
             expected=len(pcs),
             actor=actor,
         )
-        await self._audit(bus, record, command, now)
+        await self._audit(bus, record, command)
         return ExecCreated(
             exec_id,
             kind,
@@ -290,25 +279,9 @@ class ExecService:
             rollout_id=exec_id if rollout is not None else None,
         )
 
-
-    async def _publish_commands(self, bus: Bus, command: Command, subs: list[str]) -> None:
-        payload = encode(command)
-        gate = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
-
-        async def one(subject: str) -> None:
-            async with gate:
-                # msg_id per subject: a retried publish is deduplicated by the broker;
-                # the agent itself dedups by request_id across subjects.
-                await bus.publish_js(subject, payload, msg_id=f"{command.request_id}:{subject}")
-
-        await asyncio.gather(*(one(s) for s in subs))
-
-    async def _audit(self, bus: Bus, record: ExecRecord, command: Command, now: datetime) -> None:
-        audit = audit_record(record, command, now)
+    async def _audit(self, bus: Bus, record: ExecRecord, command: Command) -> None:
         try:
-            await bus.publish_js(
-                subjects.audit_subject("exec"), encode(audit), msg_id=f"audit:exec:{record.exec_id}"
-            )
+            await publish_one(bus, audit_message(record, command))
         except Exception:
             # The commands are out: failing the request now would invite a retry that
             # runs the job twice. Log loudly instead.

@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from kanade.backend.errors import NotFound
-from kanade.backend.store import reads
+from kanade.backend.store import executions
+from kanade.backend.store import results as result_rows
 from kanade.backend.store.database import Database
 
 
@@ -16,9 +17,9 @@ async def execution_detail(db: Database, exec_id: str, *, results: bool) -> dict
     """The row alone with ``results=False`` (counters only, cheap to poll)."""
 
     def load(conn: Connection) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        row = reads.get_execution(conn, exec_id)
+        row = executions.get_execution(conn, exec_id)
         with_results = row is not None and results
-        return row, (reads.results_of_exec(conn, exec_id) if with_results else [])
+        return row, (result_rows.results_of_exec(conn, exec_id) if with_results else [])
 
     row, rows = await db.read(load)
     if row is None:

@@ -10,36 +10,15 @@ from __future__ import annotations
 import contextlib
 from datetime import UTC, datetime
 
-from sqlalchemy import case, func, select
 from sqlalchemy.engine import Connection
 
-from kanade.backend.messaging.consumers import ConsumerSpec
+from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS
 from kanade.backend.services.container import Services
-from kanade.backend.store.tables import agents, executions
-from kanade.backend.workers.projection.audit import AUDIT_CONSUMER
-from kanade.backend.workers.projection.projector import CONSUMERS
-from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW
-
-ALL_CONSUMERS: tuple[ConsumerSpec, ...] = (*CONSUMERS, AUDIT_CONSUMER)
+from kanade.backend.store import agents, executions
 
 
 def _db_counts(conn: Connection, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
-    execs = {
-        str(status): int(n)
-        for status, n in conn.execute(
-            select(executions.c.status, func.count()).group_by(executions.c.status)
-        )
-    }
-    liveness = case(
-        (agents.c.last_seen >= now - ALIVE_WINDOW, "alive"),
-        (agents.c.last_seen >= now - STALE_WINDOW, "stale"),
-        else_="offline",
-    )
-    fleet = {
-        str(status): int(n)
-        for status, n in conn.execute(select(liveness, func.count()).group_by(liveness))
-    }
-    return execs, fleet
+    return executions.count_by_status(conn), agents.count_by_liveness(conn, now)
 
 
 async def refresh(services: Services) -> None:
@@ -55,7 +34,7 @@ async def refresh(services: Services) -> None:
     with contextlib.suppress(Exception):  # a scrape must never fail on the broker
         js = services.link.bus().js
         seen: set[str] = set()
-        for spec in ALL_CONSUMERS:
+        for spec in PROJECTION_CONSUMERS:
             info = await js.consumer_info(spec.stream, spec.durable)
             lag = (info.num_pending or 0) + (info.num_ack_pending or 0)
             m.projector_lag.labels(consumer=spec.durable).set(lag)

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from kanade.backend.store.scheduling import ReconcileFacts
-from kanade.backend.workers.scheduler.plans import plan_for
 from kanade.core.fleet import ALIVE_WINDOW
 from kanade.core.models.schedule import Schedule
 from kanade.core.scheduling import (
@@ -17,6 +16,7 @@ from kanade.core.scheduling import (
     Freeze,
     Plan,
     agent_schedule_set,
+    lower,
     next_gated_fires,
     preview,
     schedule_set_version,
@@ -65,7 +65,7 @@ def schedule_status(
     reconcile_poll: timedelta = RECONCILE_POLL,
 ) -> dict[str, Any]:
     """Next fire (gated: window, skip dates, freeze, active), last fire and counters."""
-    plan = plan_for(schedule, reconcile_poll)
+    plan = lower(schedule, reconcile_poll=reconcile_poll)
     tz = plan.zone(local_tz)
     upcoming = next_gated(plan, now, local_tz, 1, freeze)
     nxt = upcoming[0] if upcoming else None
@@ -116,7 +116,7 @@ def schedule_preview(
     """``GET /api/schedules/{id}/preview``: the next ``n`` gated fires (UTC and the
     schedule's zone) and, for reconcile shapes, every targeted pc with ``would_fire`` and
     the reason (alive, dispatched, last success)."""
-    plan = plan_for(schedule, reconcile_poll)
+    plan = lower(schedule, reconcile_poll=reconcile_poll)
     target = schedule.target
     known = {str(a["pc_id"]): a for a in agents}
     alive = {

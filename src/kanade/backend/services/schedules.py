@@ -16,14 +16,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from kanade.backend.catalog import dispatch_state as state
 from kanade.backend.catalog.schedules import ScheduleCatalog, kv_keys, schedule_document
 from kanade.backend.errors import Invalid, NotFound
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import schedule_views as views
-from kanade.backend.store import reads
+from kanade.backend.store import agents as agent_rows
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.database import Database
-from kanade.backend.workers.scheduler import state
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.models.schedule import Schedule
@@ -200,7 +200,7 @@ class ScheduleService:
         reconcile = schedule.when.shape in ("per_pc", "per_target")
 
         def facts(conn: Connection) -> tuple[Any, Any]:
-            agents = reads.list_agents(conn)
+            agents = agent_rows.list_agents(conn)
             f = store.reconcile_facts(conn, [schedule_id]).get(schedule_id) if reconcile else None
             return agents, f
 
@@ -225,9 +225,9 @@ class ScheduleService:
         """Per agent: expected vs applied schedule-set version (``runs_on: agent``)."""
         schedules = await self._catalog().list()
         if pc_id is None:
-            agents = await self._db.read(reads.list_agents)
+            agents = await self._db.read(agent_rows.list_agents)
         else:
-            row = await self._db.read(lambda conn: reads.get_agent(conn, pc_id))
+            row = await self._db.read(lambda conn: agent_rows.get_agent(conn, pc_id))
             if row is None:
                 raise NotFound(f"agent {pc_id!r} has never sent a heartbeat", pc_id=pc_id)
             agents = [row]

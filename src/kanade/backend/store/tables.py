@@ -255,7 +255,7 @@ Index("ix_results_schedule_id_pc_id", results.c.schedule_id, results.c.pc_id)
 
 # --- revision 0004: durable rollouts and approvals (SPEC §4.7, §4.8) -----------------------
 # Not projections: operator decisions and the rollout's progress have no stream to be
-# rebuilt from (like ``users``). Written by kanade.backend.services.rollouts / .approvals.
+# rebuilt from (like ``users``). Written by kanade.backend.store.rollouts / .approvals.
 
 rollouts = Table(
     "rollouts",

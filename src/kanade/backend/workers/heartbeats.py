@@ -8,7 +8,6 @@ small batched UPSERTs per second.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,8 +18,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from kanade.backend.messaging.live import hub
-from kanade.backend.store import writes
+from kanade.backend.store import agents
 from kanade.backend.store.database import Database
+from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Heartbeat, WireDecodeError, decode
@@ -53,8 +53,11 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
     }
 
 
-class HeartbeatSink:
-    """Subscribe to ``kanade.hb.*`` and upsert the latest heartbeat of each pc."""
+class HeartbeatSink(Worker):
+    """Subscribe to ``kanade.hb.*``; each step upserts the latest heartbeat of each pc
+    that beat since the last one (a step with nothing pending touches nothing)."""
+
+    name = "heartbeats"
 
     def __init__(
         self,
@@ -63,11 +66,10 @@ class HeartbeatSink:
         flush_interval_s: float = FLUSH_INTERVAL_S,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(interval=flush_interval_s)
         self._db = db
-        self._interval = flush_interval_s
         self._clock = clock
         self._pending: dict[str, dict[str, Any]] = {}
-        self._wake = asyncio.Event()
         self._sub: Subscription | None = None
 
     async def subscribe(self, bus: Bus) -> None:
@@ -95,27 +97,21 @@ class HeartbeatSink:
                 "heartbeat pc_id does not match subject", subject=msg.subject, pc_id=hb.pc_id
             )
             return
+        # No wake-up: heartbeats gather until the next step, one write per interval.
         self._pending[hb.pc_id] = heartbeat_row(hb, self._clock())
-        self._wake.set()
 
-    async def run(self) -> None:
-        """Flush loop: idle until a heartbeat arrives, then gather for one interval."""
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(self._interval)
-            await self.flush()
+    async def step(self) -> None:
+        await self.flush()
 
     async def flush(self) -> None:
         rows = list(self._pending.values())
         self._pending = {}
-        self._wake.clear()
         if not rows:
             return
         try:
-            await self._db.write(lambda conn: writes.upsert_agents(conn, rows))
+            await self._db.write(lambda conn: agents.upsert_agents(conn, rows))
             hub.publish("agents", {"pc_ids": [r["pc_id"] for r in rows]})
         except Exception:
             log.exception("heartbeat flush failed; keeping rows for the next flush", size=len(rows))
             for row in rows:  # a newer heartbeat that arrived meanwhile wins
                 self._pending.setdefault(row["pc_id"], row)
-            self._wake.set()

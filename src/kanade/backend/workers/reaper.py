@@ -16,25 +16,18 @@ injected so tests can stand exactly on a deadline.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
-from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
-from kanade.backend.store import writes
+from kanade.backend.store import executions, results
 from kanade.backend.store.database import Database
-from kanade.backend.store.tables import executions, results
+from kanade.backend.workers.base import Worker
 from kanade.core.execstatus import can_transition
-from kanade.core.lifecycle import (
-    REAPED_EXIT_CODE,
-    pending_exec_cutoff,
-    reaped_note,
-    result_expires_at,
-)
+from kanade.core.lifecycle import pending_exec_cutoff, reaped_note
 
 log = structlog.get_logger(__name__)
 
@@ -54,72 +47,37 @@ class ReapReport:
     def __bool__(self) -> bool:
         return bool(self.reaped or self.expired)
 
-
-def _backfill_expiry(conn: Connection) -> None:
-    """Rows written before expires_at existed (revision 0002) get it computed once."""
-    q = (
-        select(results.c.result_id, results.c.recorded_at, results.c.timeout_s)
-        .where(results.c.state == "in_flight", results.c.expires_at.is_(None))
-        .limit(MAX_PER_TICK)
-    )
-    rows = [
-        {"b_id": rid, "b_exp": result_expires_at(rec, timeout)}
-        for rid, rec, timeout in conn.execute(q)
-    ]
-    if rows:
-        conn.execute(
-            update(results)
-            .where(results.c.result_id == bindparam("b_id"))
-            .values(expires_at=bindparam("b_exp")),
-            rows,
-        )
+    @property
+    def full(self) -> bool:
+        """A full tick means a backlog: the next one should start at once."""
+        return len(self.reaped) >= MAX_PER_TICK or len(self.expired) >= MAX_PER_TICK
 
 
 def reap(conn: Connection, now: datetime) -> ReapReport:
     """One reaper pass at ``now`` inside the caller's transaction."""
-    _backfill_expiry(conn)
-    due = conn.execute(
-        select(results.c.result_id, results.c.exec_id, results.c.expires_at, results.c.timeout_s)
-        .where(results.c.state == "in_flight", results.c.expires_at <= now)
-        .order_by(results.c.expires_at)
-        .limit(MAX_PER_TICK)
-    ).all()
-    if due:
-        conn.execute(
-            update(results)
-            # Guarded by state: only an in_flight row is reaped, never a finished one.
-            .where(results.c.result_id == bindparam("b_id"), results.c.state == "in_flight")
-            .values(state="reaped", exit_code=REAPED_EXIT_CODE, note=bindparam("b_note")),
-            [
-                {"b_id": rid, "b_note": reaped_note(expires_at, timeout)}
-                for rid, _, expires_at, timeout in due
-            ],
-        )
+    results.backfill_expiry(conn, MAX_PER_TICK)
+    due = results.due_in_flight(conn, now, MAX_PER_TICK)
+    results.mark_reaped(
+        conn, [(rid, reaped_note(expires_at, timeout)) for rid, _, expires_at, timeout in due]
+    )
     stale = [
         exec_id
-        for exec_id, status in conn.execute(
-            select(executions.c.exec_id, executions.c.status)
-            .where(
-                executions.c.status == "pending",
-                executions.c.created_at <= pending_exec_cutoff(now),
-            )
-            .limit(MAX_PER_TICK)
+        for exec_id, status in executions.pending_since(
+            conn, pending_exec_cutoff(now), MAX_PER_TICK
         )
         if can_transition(status, "expired")
     ]
-    if stale:
-        conn.execute(
-            update(executions)
-            .where(executions.c.exec_id == bindparam("b_id"), executions.c.status == "pending")
-            .values(status="expired", updated_at=now),
-            [{"b_id": e} for e in stale],
-        )
-    touched = {str(exec_id) for _, exec_id, _, _ in due}
-    writes.refresh_exec_counters(conn, touched, now)
-    return ReapReport([str(r[0]) for r in due], stale)
+    executions.expire_pending(conn, stale, now)
+    touched = {exec_id for _, exec_id, _, _ in due}
+    executions.refresh_exec_counters(conn, touched, now)
+    return ReapReport([rid for rid, _, _, _ in due], stale)
 
 
-class Reaper:
+class Reaper(Worker):
+    """Ticks every ``interval_s``; a failed tick (database busy, gone) backs off and retries."""
+
+    name = "reaper"
+
     def __init__(
         self,
         db: Database,
@@ -128,9 +86,9 @@ class Reaper:
         interval_s: float = DEFAULT_INTERVAL_S,
         on_reap: Callable[[ReapReport], None] | None = None,
     ) -> None:
+        super().__init__(interval=interval_s)
         self._db = db
         self._clock = clock
-        self._interval = interval_s
         self._on_reap = on_reap
 
     async def tick(self) -> ReapReport:
@@ -142,16 +100,5 @@ class Reaper:
                 self._on_reap(report)
         return report
 
-    async def run(self) -> None:
-        """Tick forever; a failed tick (database busy, gone) is retried next interval."""
-        while True:
-            try:
-                report = await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("reaper tick failed")
-                report = ReapReport()
-            # A full tick means a backlog: go again at once rather than in 10 s.
-            full = len(report.reaped) >= MAX_PER_TICK or len(report.expired) >= MAX_PER_TICK
-            await asyncio.sleep(0 if full else self._interval)
+    async def step(self) -> bool:
+        return (await self.tick()).full

@@ -12,7 +12,7 @@ Modules:
 * :mod:`.gates` — active / window / skip_dates / freeze / starting_deadline / catchup and
   :func:`decide_tick`; :mod:`.decisions` — :class:`Fire`, :class:`Skip`, :class:`Missed`;
 * :mod:`.ahead` — deciding a fire ahead of its instant and re-checking it at the instant;
-* :mod:`.freeze` — the fleet freeze window;
+* the fleet freeze window (:class:`Freeze`) is re-exported from :mod:`kanade.core.freeze`;
 * :mod:`.dedup` — per-pc / per-target decisions and dispatch marks;
 * :mod:`.claims` — the agent's in-flight claim table; :mod:`.successes` — its
   last-success ledger codec;
@@ -23,6 +23,7 @@ Modules:
 
 from __future__ import annotations
 
+from kanade.core.freeze import Freeze, freeze_from_json, is_frozen
 from kanade.core.scheduling.ahead import AheadFire, decide_ahead, recheck_at_instant
 from kanade.core.scheduling.claims import (
     Claim,
@@ -55,7 +56,6 @@ from kanade.core.scheduling.fires import (
     one_shot_instant,
     prev_fire,
 )
-from kanade.core.scheduling.freeze import Freeze, freeze_from_json, is_frozen
 from kanade.core.scheduling.gates import (
     DEFAULT_LATE_TOLERANCE,
     TickOutcome,

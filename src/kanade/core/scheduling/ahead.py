@@ -3,7 +3,7 @@
 The central scheduler prepares an occurrence a little before it is due — decision, job
 read, command bytes, exec-row claim — so that at the nominal instant only the publish
 is left. Two pure rules make that safe; the backend applies them
-(:mod:`kanade.backend.workers.scheduler.engine`):
+(:mod:`kanade.backend.workers.scheduler.ahead`):
 
 * :func:`decide_ahead` — the decision :func:`~.gates.decide_tick` would make *at* the
   nominal instant, taken early. Only a plain on-time fire qualifies: a gated occurrence
@@ -25,8 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from kanade.core.freeze import Freeze
+from kanade.core.instants import format_instant
 from kanade.core.scheduling.decisions import Fire
-from kanade.core.scheduling.freeze import Freeze
 from kanade.core.scheduling.gates import (
     DEFAULT_LATE_TOLERANCE,
     deadline_at,
@@ -103,7 +104,7 @@ def recheck_at_instant(
     if deadline_passed(plan, fire.nominal, now):
         limit = deadline_at(plan, fire.nominal)
         assert limit is not None
-        return f"starting deadline {limit.isoformat()} passed"
+        return f"starting deadline {format_instant(limit)} passed"
     if freeze is not None and freeze.covers(now):
         return f"now is inside the {freeze.describe()}"
     return None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from kanade.core.instants import format_instant
 from kanade.core.scheduling.dedup import run_horizon
 from kanade.core.scheduling.timezones import to_utc
 
@@ -71,7 +72,8 @@ class ClaimAttempt:
             return None
         return (
             f"schedule {self.claim.schedule_id}: claim of {self.previous.owner} expired at "
-            f"{self.previous.until.isoformat()} without release; taken over by {self.claim.owner}"
+            f"{format_instant(self.previous.until)} without release; "
+            f"taken over by {self.claim.owner}"
         )
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from kanade.core.instants import format_instant
 from kanade.core.scheduling.lowering import DedupMode, Plan
 from kanade.core.scheduling.timezones import to_utc
 
@@ -123,7 +124,7 @@ _OFFLINE_DETAIL: Final = "not alive (no heartbeat within 2 min)"
 
 
 def _iso(moment: datetime) -> str:
-    return to_utc(moment).isoformat().replace("+00:00", "Z")
+    return format_instant(to_utc(moment))
 
 
 @dataclass(frozen=True, slots=True)

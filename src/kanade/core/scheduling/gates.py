@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Final
 
+from kanade.core.freeze import Freeze
+from kanade.core.instants import format_instant
 from kanade.core.scheduling.decisions import (
     QUIET_REASONS,
     Decision,
@@ -41,7 +43,6 @@ from kanade.core.scheduling.decisions import (
     SkipReason,
 )
 from kanade.core.scheduling.fires import fires_between, next_fire
-from kanade.core.scheduling.freeze import Freeze
 from kanade.core.scheduling.lowering import Plan
 from kanade.core.scheduling.occurrence import occurrence_id
 from kanade.core.scheduling.timezones import local_date, local_time, resolve_wall, to_utc
@@ -72,7 +73,7 @@ def active_bounds(plan: Plan, local_tz: tzinfo) -> tuple[datetime | None, dateti
 
 
 def _iso(moment: datetime) -> str:
-    return to_utc(moment).isoformat().replace("+00:00", "Z")
+    return format_instant(to_utc(moment))
 
 
 def gate_reason(

@@ -158,14 +158,18 @@ def lower_when(schedule: Schedule) -> Trigger:
     return CronTrigger(" ".join(when.cron.split()))
 
 
-def lower(schedule: Schedule) -> Plan:
+def lower(schedule: Schedule, *, reconcile_poll: timedelta = RECONCILE_POLL) -> Plan:
     """Lower a validated schedule to its :class:`Plan` (pure; no clock, no zone lookup of
-    ``local``)."""
+    ``local``). ``reconcile_poll`` is how often a reconcile shape polls (the backend's is
+    configurable, one minute unless set; tests shorten it)."""
     constraints = schedule.constraints
     retry = schedule.retry
+    trigger = lower_when(schedule)
+    if isinstance(trigger, ReconcileTrigger) and trigger.poll != reconcile_poll:
+        trigger = ReconcileTrigger(trigger.mode, reconcile_poll)
     return Plan(
         schedule_id=schedule.id,
-        trigger=lower_when(schedule),
+        trigger=trigger,
         tz=schedule.tz,
         enabled=schedule.enabled,
         runs_on=schedule.runs_on,

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from kanade.core.freeze import Freeze
+from kanade.core.instants import format_instant, format_local
 from kanade.core.scheduling.dedup import (
     DispatchMark,
     PcDecision,
@@ -16,7 +18,6 @@ from kanade.core.scheduling.dedup import (
     per_target_decision,
 )
 from kanade.core.scheduling.fires import is_past_one_shot
-from kanade.core.scheduling.freeze import Freeze
 from kanade.core.scheduling.gates import gate_reason, next_gated_fires
 from kanade.core.scheduling.lowering import Plan
 from kanade.core.scheduling.timezones import to_utc, zone_name
@@ -30,8 +31,8 @@ class PreviewFire:
 
     def to_dict(self) -> dict[str, str]:
         return {
-            "utc": self.utc.isoformat().replace("+00:00", "Z"),
-            "local": self.local.isoformat(),
+            "utc": format_instant(self.utc),
+            "local": format_local(self.utc, self.local.tzinfo or UTC),
         }
 
 

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
-from kanade.core.scheduling.timezones import to_utc
+from kanade.core.instants import format_instant, parse_instant, to_utc
 
 LEDGER_VERSION: Final = 1
 
 
 def encode_successes(successes: Mapping[str, datetime]) -> str:
-    body = {
-        key: to_utc(when).isoformat().replace("+00:00", "Z")
-        for key, when in sorted(successes.items())
-    }
+    body = {key: format_instant(to_utc(when)) for key, when in sorted(successes.items())}
     return json.dumps({"version": LEDGER_VERSION, "successes": body}, indent=1, sort_keys=True)
 
 
@@ -38,11 +35,7 @@ def decode_successes(text: str | bytes) -> tuple[dict[str, datetime], list[str]]
     warnings: list[str] = []
     for key, value in data["successes"].items():
         try:
-            if not isinstance(value, str):
-                raise ValueError(value)
-            moment = datetime.fromisoformat(value)
+            out[str(key)] = parse_instant(value)
         except ValueError:
             warnings.append(f"last-success ledger: dropped bad entry {key!r}")
-            continue
-        out[str(key)] = moment.replace(tzinfo=UTC) if moment.tzinfo is None else to_utc(moment)
     return out, warnings

@@ -14,14 +14,34 @@ and it applies the two DST rules everywhere (calendar, cron, ``active`` bounds):
   repeated hour never produces a fire.
 
 ``tz: local`` is whatever zone the caller says "local" means on the firing machine
-(:func:`zone_for`); pass a real :class:`zoneinfo.ZoneInfo` for it, not the fixed offset
-``datetime.now().astimezone().tzinfo``, or DST is invisible.
+(:func:`zone_for`); :func:`local_zone` finds it (an IANA zone, on Windows too), never the
+fixed offset ``datetime.now().astimezone().tzinfo``, for which DST is invisible.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from zoneinfo import ZoneInfo
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from kanade.core.instants import to_utc
+
+
+@cache
+def local_zone() -> ZoneInfo:
+    """This machine's zone as an IANA zone, for ``tz: local`` schedules (agent and backend).
+
+    ``$TZ`` when set, else the system setting (``/etc/localtime`` on Unix, the registry on
+    Windows, mapped to its IANA name), read by ``tzlocal``. Read once per process (a zone
+    change needs a restart; ``local_zone.cache_clear()`` in tests). A machine whose zone
+    cannot be named (e.g. a bogus ``$TZ``) falls back to UTC.
+    """
+    import tzlocal  # not at import: reads the system setting, and only schedulers need it
+
+    try:
+        return tzlocal.reload_localzone()
+    except (ZoneInfoNotFoundError, ValueError, OSError, LookupError):
+        return ZoneInfo("UTC")
 
 
 def zone_for(tz_name: str, local_tz: tzinfo) -> tzinfo:
@@ -40,13 +60,6 @@ def zone_name(tz: tzinfo) -> str:
     if isinstance(key, str):
         return key
     return "UTC" if tz is UTC else str(tz)
-
-
-def to_utc(moment: datetime) -> datetime:
-    """An aware datetime as UTC; ``ValueError`` for a naive one (never guess a zone)."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{moment.isoformat()} has no time zone; pass an aware datetime")
-    return moment.astimezone(UTC)
 
 
 def is_nonexistent(wall: datetime, tz: tzinfo) -> bool:
@@ -136,6 +149,7 @@ __all__ = [
     "is_nonexistent",
     "local_date",
     "local_time",
+    "local_zone",
     "resolve_wall",
     "to_utc",
     "wall_of",

@@ -1,4 +1,4 @@
-"""KANADE_AUDIT → the ``audit`` table (SPEC §4.2, §4.6).
+"""``projector-audit``: KANADE_AUDIT → the ``audit`` table (SPEC §4.2, §4.6).
 
 Keyed by the stream sequence and inserted once, so redelivery never duplicates a
 row and a replay after a wipe writes the same keys with the same ``recorded_at``
@@ -8,39 +8,26 @@ commit, nak on a database failure, log-and-ack poison.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from sqlalchemy import Select, select
-from sqlalchemy.engine import Connection
 
-from kanade.backend.messaging.consumers import (
-    ConsumerSpec,
-    ack_all,
-    consume_in_batches,
-    ensure_consumer,
-    nak_all,
-)
+from kanade.backend.messaging.consumers import AUDIT_CONSUMER, ack_all, nak_all
 from kanade.backend.messaging.records import AuditRecord
+from kanade.backend.store.audit import insert_audit
 from kanade.backend.store.database import Database
-from kanade.backend.store.reads import Page, _page
-from kanade.backend.store.tables import audit
-from kanade.backend.store.writes import _insert
-from kanade.backend.workers.projection.projector import NAK_DELAY_S, is_transient, recorded_at
+from kanade.backend.store.failures import is_transient
+from kanade.backend.workers.projection.worker import (
+    NAK_DELAY_S,
+    OnProjected,
+    ProjectionWorker,
+    recorded_at,
+)
 from kanade.bus.connection import Bus
-from kanade.core import subjects
 from kanade.core.models.wire import WireDecodeError, decode
 
 log = structlog.get_logger(__name__)
-
-AUDIT_CONSUMER = ConsumerSpec(
-    stream=subjects.STREAM_AUDIT,
-    durable="projector-audit",
-    filter_subjects=(subjects.AUDIT_ALL,),
-)
 
 Batch = list[tuple[Msg, dict[str, Any]]]
 
@@ -57,34 +44,16 @@ def audit_row(msg: Msg) -> dict[str, Any]:
     }
 
 
-def insert_audit(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        stmt = _insert(conn, audit).on_conflict_do_nothing(index_elements=["seq"])
-        conn.execute(stmt, rows)
-
-
-class AuditProjector:
+class AuditProjector(ProjectionWorker):
     def __init__(
         self,
         bus: Bus,
         db: Database,
         *,
         batch_max: int = 500,
-        on_projected: Callable[[str, int], None] | None = None,
+        on_projected: OnProjected | None = None,
     ) -> None:
-        self._bus = bus
-        self._db = db
-        self._batch_max = batch_max
-        self._on_projected = on_projected
-
-    async def prepare(self, *, reset: bool) -> None:
-        await ensure_consumer(self._bus.js, AUDIT_CONSUMER, reset=reset)
-
-    async def run(self) -> None:
-        await ensure_consumer(self._bus.js, AUDIT_CONSUMER, reset=False)
-        await consume_in_batches(
-            self._bus.nc, AUDIT_CONSUMER, self.handle, batch_max=self._batch_max
-        )
+        super().__init__(bus, db, AUDIT_CONSUMER, batch_max=batch_max, on_projected=on_projected)
 
     async def handle(self, msgs: list[Msg]) -> None:
         batch: Batch = []
@@ -116,31 +85,4 @@ class AuditProjector:
                 await self._commit([one])
             return
         await ack_all([m for m, _ in batch])
-        if self._on_projected is not None:
-            self._on_projected("audit", len(batch))
-
-
-# --- reads ----------------------------------------------------------------------------
-
-
-def list_audit(
-    conn: Connection,
-    *,
-    actor: str | None,
-    action: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    offset: int,
-) -> Page:
-    q: Select[Any] = select(audit)
-    if actor is not None:
-        q = q.where(audit.c.actor == actor)
-    if action is not None:
-        q = q.where(audit.c.action == action)
-    if since is not None:
-        q = q.where(audit.c.recorded_at >= since)
-    if until is not None:
-        q = q.where(audit.c.recorded_at < until)
-    q = q.order_by(audit.c.seq.desc())
-    return _page(conn, q, limit, offset)
+        self._count("audit", len(batch))

@@ -17,37 +17,15 @@ projected independently and either may come first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, and_, or_, select
 from sqlalchemy.engine import Connection
 
-from kanade.backend.store.tables import checks, executions, inventory, inventory_history, results
-from kanade.backend.store.writes import _insert
+from kanade.backend.store import executions, inventory, results
 from kanade.core.facts import check_outcome, inventory_facts
 
 Row = Mapping[str, Any]
-Hints = dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]]
-
-_CHUNK = 500
-
-
-def _hints(conn: Connection, exec_ids: Iterable[str]) -> Hints:
-    """``exec_id → (inventory_hint, check_hint)`` for the execs that have any hint."""
-    ids = sorted(set(exec_ids))
-    out: Hints = {}
-    for i in range(0, len(ids), _CHUNK):
-        q = select(
-            executions.c.exec_id, executions.c.inventory_hint, executions.c.check_hint
-        ).where(
-            executions.c.exec_id.in_(ids[i : i + _CHUNK]),
-            or_(executions.c.inventory_hint.is_not(None), executions.c.check_hint.is_not(None)),
-        )
-        for exec_id, inv, chk in conn.execute(q):
-            if inv is not None or chk is not None:
-                out[exec_id] = (inv, chk)
-    return out
 
 
 def _order_key(row: Row) -> tuple[Any, str]:
@@ -64,32 +42,12 @@ def _newest(rows: list[dict[str, Any]], key: tuple[str, str]) -> list[dict[str, 
     return list(best.values())
 
 
-def _upsert_if_newer(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    keys = [c.name for c in table.primary_key.columns]
-    stmt = _insert(conn, table)
-    newer = or_(
-        table.c.observed_at < stmt.excluded.observed_at,
-        and_(
-            table.c.observed_at == stmt.excluded.observed_at,
-            table.c.result_id < stmt.excluded.result_id,
-        ),
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=keys,
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
-        where=newer,
-    )
-    conn.execute(stmt, rows)
-
-
 def project_facts(conn: Connection, result_rows: Sequence[Row]) -> None:
     """Derive facts/check statuses from finished result rows (a projector batch)."""
     finished = [r for r in result_rows if r.get("state") == "finished"]
     if not finished:
         return
-    hints = _hints(conn, (str(r["exec_id"]) for r in finished))
+    hints = executions.fact_hints(conn, (str(r["exec_id"]) for r in finished))
     if not hints:
         return
     history: list[dict[str, Any]] = []
@@ -129,19 +87,14 @@ def project_facts(conn: Connection, result_rows: Sequence[Row]) -> None:
                     }
                 )
     if history:
-        stmt = _insert(conn, inventory_history).on_conflict_do_nothing(index_elements=["result_id"])
-        conn.execute(stmt, history)
-        _upsert_if_newer(conn, inventory, _newest(history, ("pc_id", "job_id")))
-    _upsert_if_newer(conn, checks, _newest(statuses, ("pc_id", "name")))
+        inventory.insert_history(conn, history)
+        inventory.upsert_current_facts(conn, _newest(history, ("pc_id", "job_id")))
+    inventory.upsert_check_statuses(conn, _newest(statuses, ("pc_id", "name")))
 
 
 def project_facts_for_execs(conn: Connection, exec_rows: Sequence[Row]) -> None:
     """An exec record with hints arrived: derive facts from results already projected
     for it (a replay may project results before their exec record)."""
     ids = [str(r["exec_id"]) for r in exec_rows if r.get("inventory_hint") or r.get("check_hint")]
-    for i in range(0, len(ids), _CHUNK):
-        q = select(results).where(
-            results.c.exec_id.in_(ids[i : i + _CHUNK]), results.c.state == "finished"
-        )
-        rows = [dict(m) for m in conn.execute(q).mappings()]
-        project_facts(conn, rows)
+    if ids:
+        project_facts(conn, results.finished_of_execs(conn, ids))

@@ -21,7 +21,7 @@ the key's revision:
 The lease is the first of three layers: even two schedulers running at once (a paused
 process waking up after its lease was taken over) cannot fire an occurrence twice,
 because occurrence identity dedups in the broker (``Nats-Msg-Id``) and the exec row
-(insert-if-absent on the deterministic ``exec_id``) — see :mod:`.engine`.
+(insert-if-absent on the deterministic ``exec_id``) — see ``docs/scheduler.md``.
 """
 
 from __future__ import annotations
@@ -35,15 +35,12 @@ import structlog
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from kanade.backend.workers.scheduler.state import LEASE_KEY
+from kanade.backend.catalog.dispatch_state import LEASE_KEY
+from kanade.backend.workers.scheduler.context import iso
 
 log = structlog.get_logger(__name__)
 
 _WRONG_LAST = (10071, 10164)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 class Lease:
@@ -87,8 +84,8 @@ class Lease:
         return json.dumps(
             {
                 "holder": self.holder,
-                "acquired_at": _iso(self._acquired_at),
-                "renewed_at": _iso(now),
+                "acquired_at": iso(self._acquired_at),
+                "renewed_at": iso(now),
                 "ttl_s": self.ttl_s,
             }
         ).encode()

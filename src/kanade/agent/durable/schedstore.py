@@ -1,0 +1,239 @@
+"""On-disk state of the agent's local scheduler (SPEC §3.6), under ``<data_dir>/scheduler/``.
+
+Three small JSON files, each replaced with an atomic write + rename
+(:func:`~kanade.agent.durable.fsutil.atomic_write`), so a crash leaves either the old or the
+new content, never a mix:
+
+* ``successes.json`` — ``{schedule_id: last success}`` (the core's
+  :func:`~kanade.core.scheduling.encode_successes` format). ``per_pc`` dedup reads it, so
+  a ``per_pc: once`` job that succeeded is not re-run after a restart. A corrupt file
+  starts empty with a warning (:func:`~kanade.core.scheduling.decode_successes`).
+* ``state.json`` — each registered schedule's ``last_tick`` (so ``catchup`` sees the
+  occurrences missed while the agent was down) and the in-flight claims (so a run that
+  is still pending or running after a restart is not fired a second time).
+* ``catalog.json`` — the schedules the agent applied, the jobs they use, resolved
+  script-object digests, the fleet freeze and the revoked job ids, as last read from KV.
+  An agent that restarts while the broker is unreachable keeps firing from it until the
+  first successful read of the live catalogs (and never fires a job revoked before).
+
+A damaged ``state.json`` or ``catalog.json`` is reported and ignored (the agent starts
+from nothing for that file); nothing here ever raises on bad content.
+
+Importing this module does not load the scheduling core (:mod:`kanade.core.scheduling`):
+an agent without ``runs_on: agent`` schedules only calls :meth:`SchedulerStore.has_state`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from kanade.agent.durable.fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from kanade.core.scheduling import Claim
+
+log = logging.getLogger("kanade.agent.scheduler")
+
+STORE_DIR: Final = "scheduler"
+SUCCESSES_FILE: Final = "successes.json"
+STATE_FILE: Final = "state.json"
+CATALOG_FILE: Final = "catalog.json"
+FORMAT_VERSION: Final = 1
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_instant(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass
+class CachedCatalog:
+    """What the agent applied, as raw JSON documents (re-parsed on load)."""
+
+    schedules: dict[str, Any] = field(default_factory=dict)
+    jobs: dict[str, Any] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+    freeze: Any = None
+    groups: list[str] = field(default_factory=list)
+    revoked: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "schedules": self.schedules,
+            "jobs": self.jobs,
+            "digests": self.digests,
+            "freeze": self.freeze,
+            "groups": self.groups,
+            "revoked": self.revoked,
+        }
+
+
+class SchedulerStore:
+    """Reads and writes the three files; remembers what it last wrote to skip no-op writes."""
+
+    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
+        self.dir = data_dir / STORE_DIR
+        self.durable = durable
+        self._written: dict[str, bytes] = {}
+
+    # --- low level ----------------------------------------------------------------------------
+    def _read(self, name: str) -> bytes | None:
+        path = self.dir / name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot read %s (%s); starting without it", path, exc)
+            return None
+        self._written[name] = data
+        return data
+
+    def _write(self, name: str, data: bytes) -> None:
+        if self._written.get(name) == data:
+            return
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.dir / name, data, durable=self.durable)
+        except OSError as exc:  # disk full: keep running from memory, say so
+            log.error("cannot write %s (%s)", self.dir / name, exc)
+            return
+        self._written[name] = data
+
+    def _load_json(self, name: str) -> dict[str, Any] | None:
+        raw = self._read(name)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("%s is corrupt (%s); starting without it", self.dir / name, exc)
+            return None
+        if not isinstance(data, dict):
+            log.warning("%s has an unexpected shape; starting without it", self.dir / name)
+            return None
+        return data
+
+    # --- is there anything to pick up? --------------------------------------------------------
+    def has_state(self) -> bool:
+        """Whether an earlier run left something the local scheduler must pick up at start:
+        applied schedules (fired offline from ``catalog.json``), last ticks (``catchup``),
+        claims (results still to come) or last successes (``per_pc`` dedup). Plain JSON
+        reads, without the scheduling core. A file that cannot be read as a JSON object
+        counts as something: the loaders below report it."""
+        wanted = {
+            CATALOG_FILE: ("schedules",),
+            STATE_FILE: ("last_ticks", "claims"),
+            SUCCESSES_FILE: ("successes",),
+        }
+        for name, keys in wanted.items():
+            try:
+                data = json.loads((self.dir / name).read_bytes())
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, UnicodeDecodeError):
+                return True
+            if not isinstance(data, dict) or any(data.get(key) for key in keys):
+                return True
+        return False
+
+    # --- successes ----------------------------------------------------------------------------
+    def load_successes(self) -> dict[str, datetime]:
+        from kanade.core.scheduling import decode_successes
+
+        raw = self._read(SUCCESSES_FILE)
+        if raw is None:
+            return {}
+        successes, warnings = decode_successes(raw)
+        for warning in warnings:
+            log.warning("%s: %s", self.dir / SUCCESSES_FILE, warning)
+        return successes
+
+    def save_successes(self, successes: Mapping[str, datetime]) -> None:
+        from kanade.core.scheduling import encode_successes
+
+        self._write(SUCCESSES_FILE, encode_successes(successes).encode())
+
+    # --- last ticks and claims ----------------------------------------------------------------
+    def load_state(self) -> tuple[dict[str, datetime], list[Claim]]:
+        from kanade.core.scheduling import Claim
+
+        data = self._load_json(STATE_FILE)
+        if data is None:
+            return {}, []
+        ticks: dict[str, datetime] = {}
+        raw_ticks = data.get("last_ticks")
+        if isinstance(raw_ticks, dict):
+            for key, value in raw_ticks.items():
+                moment = parse_instant(value)
+                if moment is not None:
+                    ticks[str(key)] = moment
+        claims: list[Claim] = []
+        raw_claims = data.get("claims")
+        if isinstance(raw_claims, list):
+            for item in raw_claims:
+                if not isinstance(item, dict):
+                    continue
+                claimed_at = parse_instant(item.get("claimed_at"))
+                until = parse_instant(item.get("until"))
+                sid, owner = item.get("schedule_id"), item.get("owner")
+                if claimed_at and until and isinstance(sid, str) and isinstance(owner, str):
+                    claims.append(Claim(sid, owner, claimed_at, until))
+        return ticks, claims
+
+    def save_state(self, last_ticks: Mapping[str, datetime], claims: Iterable[Claim]) -> None:
+        body = {
+            "version": FORMAT_VERSION,
+            "last_ticks": {k: iso(v) for k, v in sorted(last_ticks.items())},
+            "claims": [
+                {
+                    "schedule_id": c.schedule_id,
+                    "owner": c.owner,
+                    "claimed_at": iso(c.claimed_at),
+                    "until": iso(c.until),
+                }
+                for c in claims
+            ],
+        }
+        self._write(STATE_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
+
+    # --- catalog cache ------------------------------------------------------------------------
+    def load_catalog(self) -> CachedCatalog | None:
+        data = self._load_json(CATALOG_FILE)
+        if data is None:
+            return None
+
+        def mapping(key: str) -> dict[str, Any]:
+            value = data.get(key)
+            return value if isinstance(value, dict) else {}
+
+        groups = data.get("groups")
+        revoked = data.get("revoked")
+        return CachedCatalog(
+            schedules=mapping("schedules"),
+            jobs=mapping("jobs"),
+            digests={k: v for k, v in mapping("digests").items() if isinstance(v, str)},
+            freeze=data.get("freeze"),
+            groups=[g for g in groups if isinstance(g, str)] if isinstance(groups, list) else [],
+            revoked=[r for r in revoked if isinstance(r, str)] if isinstance(revoked, list) else [],
+        )
+
+    def save_catalog(self, catalog: CachedCatalog) -> None:
+        text = json.dumps(catalog.to_json(), indent=1, sort_keys=True)
+        self._write(CATALOG_FILE, text.encode())

@@ -1,0 +1,372 @@
+"""Running admitted commands: local concurrency, gates, jitter, the started event, the
+process with its retries, and the result into the ledger and the outbox (SPEC §3.3-3.5).
+
+Also the crash recovery of the ledger's entries: a command that was launching when the
+agent died is reported as "outcome unknown", never re-run; a pending one runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from nats.aio.client import Client
+
+from kanade import __version__
+from kanade.agent.control import KillMemory
+from kanade.agent.durable.fsutil import remove
+from kanade.agent.durable.ledger import Ledger
+from kanade.agent.durable.outbox import Attachment, Envelope, Outbox
+from kanade.agent.limiter import FifoLimiter
+from kanade.agent.process import ProcessOutcome, run_process
+from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
+from kanade.agent.shells import shell_argv
+from kanade.core import exitcodes, subjects
+from kanade.core.gates import KvView, check_deadline, evaluate_gates
+from kanade.core.ids import result_id_for
+from kanade.core.models.wire import Command, Result, decode, encode
+from kanade.core.results import (
+    event_started,
+    run_result,
+    skipped_result,
+    unknown_outcome_result,
+)
+
+log = logging.getLogger("kanade.agent")
+
+# How a script is executed. Real agents run subprocesses; the swarm simulator
+# swaps in an instant stub with the same signature.
+Runner = Callable[[Command, list[str], "RunContext"], Awaitable[ProcessOutcome]]
+
+
+@dataclass
+class RunContext:
+    kill: asyncio.Event
+    spool_dir: Path
+    spool_name: str
+    cap_bytes: int
+
+
+@dataclass
+class Tracked:
+    """A command admitted and not finished yet: queued for a slot, or running."""
+
+    cmd: Command
+    kill: asyncio.Event = field(default_factory=asyncio.Event)
+    started: bool = False
+    # Why the kill event was set: a remote kill, or the agent stopping.
+    kill_reason: str = "killed by remote request"
+
+
+async def subprocess_runner(cmd: Command, argv: list[str], ctx: RunContext) -> ProcessOutcome:
+    return await run_process(
+        argv,
+        timeout_s=cmd.timeout_s,
+        cap_bytes=ctx.cap_bytes,
+        spool_dir=ctx.spool_dir,
+        spool_name=ctx.spool_name,
+        kill=ctx.kill,
+        env=cmd.env,
+        cwd=cmd.cwd,
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _interruptible_wait(seconds: float, kill: asyncio.Event) -> bool:
+    """Wait ``seconds``; True if a kill arrived meanwhile."""
+    if seconds <= 0:
+        return kill.is_set()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(kill.wait(), timeout=seconds)
+    return kill.is_set()
+
+
+class Executor:
+    """Runs each admitted command once and records its result (ledger, then outbox)."""
+
+    def __init__(
+        self,
+        *,
+        pc_id: str,
+        ledger: Ledger,
+        outbox: Outbox,
+        scripts: ScriptCache,
+        spool_dir: Path,
+        max_output_bytes: int,
+        max_local_concurrent: int,
+        runner: Runner,
+        kv_view: Callable[[], KvView],
+        connection: Callable[[], Client | None],
+        spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
+    ) -> None:
+        self.pc_id = pc_id
+        self.ledger = ledger
+        self.outbox = outbox
+        self.scripts = scripts
+        self.spool_dir = spool_dir
+        self._max_output_bytes = max_output_bytes
+        self._runner = runner
+        self._kv_view = kv_view
+        self._connection = connection
+        self._spawn = spawn
+        self.limiter = FifoLimiter(max_local_concurrent)
+        self.kills = KillMemory()
+        self._tracked: dict[str, Tracked] = {}
+        self._by_exec: dict[str, set[str]] = defaultdict(set)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Told of every result the agent records, as (command, result), after it is queued.
+        self.on_finished: list[Callable[[Command, Result], None]] = []
+
+    # --- load ---------------------------------------------------------------------------------
+    @property
+    def queue_length(self) -> int:
+        return sum(1 for t in self._tracked.values() if not t.started)
+
+    @property
+    def running(self) -> int:
+        return sum(1 for t in self._tracked.values() if t.started)
+
+    def in_flight(self, request_id: str) -> bool:
+        return request_id in self._tracked
+
+    # --- crash recovery -----------------------------------------------------------------------
+    def recover(self) -> None:
+        """Settle what the ledger holds from an earlier run (see the module docstring)."""
+        now = _utcnow()
+        # Output spooled by a run that died with the agent (kill -9) and never
+        # reached the outbox: nothing will ever upload it.
+        keep = self.outbox.attachment_paths()
+        for spooled in self.spool_dir.iterdir():
+            if str(spooled) not in keep:
+                remove(spooled)
+        for entry in self.ledger.in_state("launching"):
+            cmd = decode(Command, entry.command.encode())
+            launched = datetime.fromtimestamp(entry.updated_at, UTC)
+            log.warning(
+                "command %s was running when the agent stopped: outcome unknown", entry.request_id
+            )
+            self.finish(
+                cmd,
+                unknown_outcome_result(
+                    cmd, self.pc_id, launched_at=launched, now=now, agent_version=__version__
+                ),
+            )
+        for entry in self.ledger.in_state("finished"):
+            if not entry.queued and entry.result is not None:
+                result_id = result_id_for(entry.request_id, self.pc_id)
+                if not self.outbox.contains_msg_id(result_id):
+                    self.outbox.put(
+                        Envelope(
+                            subjects.result_subject(self.pc_id), result_id, entry.result.encode()
+                        )
+                    )
+                self.ledger.mark_queued(entry.request_id)
+        for entry in self.ledger.in_state("pending"):
+            self.start(decode(Command, entry.command.encode()))
+
+    # --- kills --------------------------------------------------------------------------------
+    def kill_exec(self, exec_id: str) -> None:
+        """End every running or queued command of ``exec_id`` on this agent.
+
+        The exec id is also remembered for a while: a command of that exec that was
+        already on its way (fetched, not yet admitted) must not start after the kill.
+        """
+        self.kills.remember(exec_id)
+        for request_id in list(self._by_exec.get(exec_id, ())):
+            tracked = self._tracked.get(request_id)
+            if tracked is not None:
+                log.info("killing %s (exec %s) by remote request", request_id, exec_id)
+                tracked.kill.set()
+
+    async def stop(self, timeout: float) -> None:
+        """End every script still running and wait (up to ``timeout``) for their results."""
+        for tracked in self._tracked.values():
+            tracked.kill_reason = "killed because the agent was stopped"
+            tracked.kill.set()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    # --- running ------------------------------------------------------------------------------
+    def start(self, cmd: Command) -> None:
+        """Run an admitted command (in its own task)."""
+        tracked = Tracked(cmd)
+        if cmd.exec_id in self.kills:
+            tracked.kill.set()  # killed before it got here: reported as cancelled
+        self._tracked[cmd.request_id] = tracked
+        self._by_exec[cmd.exec_id].add(cmd.request_id)
+        task = self._spawn(self._execute(tracked))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, tracked: Tracked) -> None:
+        cmd = tracked.cmd
+        try:
+            if cmd.urgent:
+                await self._execute_admitted(tracked)
+            elif await self._wait_for_slot(tracked):
+                try:
+                    await self._execute_admitted(tracked)
+                finally:
+                    self.limiter.release()
+            else:
+                self.skip(cmd, exitcodes.KILLED, "cancelled by remote kill while queued")
+        finally:
+            self._tracked.pop(cmd.request_id, None)
+            ids = self._by_exec.get(cmd.exec_id)
+            if ids is not None:
+                ids.discard(cmd.request_id)
+                if not ids:
+                    self._by_exec.pop(cmd.exec_id, None)
+
+    async def _wait_for_slot(self, tracked: Tracked) -> bool:
+        """Queue for a slot under max_local_concurrent. False when a kill arrives first:
+        a queued command is cancelled at once, not when it reaches the front."""
+        if self.limiter.try_acquire():
+            return True  # a free slot: no queueing, no futures
+        acquire = asyncio.ensure_future(self.limiter.acquire())
+        killed = asyncio.ensure_future(tracked.kill.wait())
+        try:
+            await asyncio.wait({acquire, killed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            killed.cancel()
+            if not acquire.done():
+                acquire.cancel()  # FifoLimiter gives back a slot granted meanwhile
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+        return not acquire.cancelled() and acquire.exception() is None
+
+    def skip(self, cmd: Command, code: int, reason: str) -> None:
+        self.finish(
+            cmd,
+            skipped_result(
+                cmd,
+                self.pc_id,
+                exit_code=code,
+                reason=reason,
+                now=_utcnow(),
+                agent_version=__version__,
+            ),
+        )
+
+    async def _execute_admitted(self, tracked: Tracked) -> None:
+        cmd = tracked.cmd
+        script = cmd.script or ""
+        argv = shell_argv(cmd.shell, script)
+        skip = evaluate_gates(
+            cmd, now=_utcnow(), view=self._kv_view(), shell_available=argv is not None
+        )
+        if skip is not None:
+            self.skip(cmd, skip.exit_code, skip.reason)
+            return
+        if cmd.script_object:
+            try:
+                script = await self.scripts.resolve(
+                    self._connection(), cmd.script_object, cmd.script_sha256
+                )
+            except ScriptRejected as exc:
+                self.skip(cmd, exitcodes.REFUSED, f"refused: {exc}")
+                return
+            except ScriptUnavailable as exc:
+                self.skip(cmd, exitcodes.UNSUPPORTED, str(exc))
+                return
+            argv = shell_argv(cmd.shell, script)
+        assert argv is not None
+        jitter = random.uniform(0, cmd.jitter_s) if cmd.jitter_s > 0 else 0.0
+        if await _interruptible_wait(jitter, tracked.kill):
+            self.skip(cmd, exitcodes.KILLED, "cancelled by remote kill before it started")
+            return
+        late = check_deadline(cmd.deadline_at, _utcnow())
+        if late is not None:
+            self.skip(cmd, late.exit_code, late.reason)
+            return
+        # From here the script may run: a crash now must never lead to a re-run.
+        self.ledger.mark_launching(cmd.request_id, time.time())
+        tracked.started = True
+        result_id = result_id_for(cmd.request_id, self.pc_id)
+        started_at = _utcnow()
+        started = event_started(cmd, self.pc_id, started_at)
+        self.outbox.put(
+            Envelope(subjects.started_subject(self.pc_id), f"{result_id}.started", encode(started))
+        )
+        ctx = RunContext(
+            tracked.kill,
+            self.spool_dir,
+            result_id,
+            min(cmd.max_output_bytes, self._max_output_bytes),
+        )
+        retry_max = cmd.retry.max if cmd.retry else 0
+        attempts = 0
+        notes: list[str] = []
+        while True:
+            attempts += 1
+            outcome = await self._runner(cmd, argv, ctx)
+            if outcome.exit_code == 0 or outcome.killed or attempts > retry_max:
+                break
+            backoff = cmd.retry.backoff_s if cmd.retry else 0.0
+            notes.append(f"attempt {attempts} exited {outcome.exit_code}")
+            if await _interruptible_wait(backoff, tracked.kill):
+                notes.append("retry interrupted by remote kill")
+                break
+        if outcome.killed:
+            outcome.note = tracked.kill_reason
+        if outcome.note:
+            notes.append(outcome.note)
+        if attempts > 1:
+            notes.append(f"final attempt {attempts} of {retry_max + 1} reported")
+        attachments: list[Attachment] = []
+        refs: dict[str, str | None] = {"stdout": None, "stderr": None}
+        for stream, cap in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+            if cap.spool is not None:
+                name = f"{result_id}/{stream}"
+                refs[stream] = name
+                attachments.append(Attachment(name, str(cap.spool)))
+        result = run_result(
+            cmd,
+            self.pc_id,
+            exit_code=outcome.exit_code,
+            stdout=outcome.stdout.head,
+            stderr=outcome.stderr.head,
+            stdout_total=outcome.stdout.total,
+            stderr_total=outcome.stderr.total,
+            stdout_ref=refs["stdout"],
+            stderr_ref=refs["stderr"],
+            started_at=started_at,
+            finished_at=outcome.finished_at,
+            attempts=attempts,
+            note="; ".join(notes) or None,
+            agent_version=__version__,
+        )
+        self.finish(cmd, result, attachments)
+
+    # --- results ------------------------------------------------------------------------------
+    def finish(
+        self, cmd: Command, result: Result, attachments: list[Attachment] | None = None
+    ) -> None:
+        """Record a result: in the ledger, then in the outbox, then tell the listeners."""
+        payload = encode(result)
+        if self.ledger.get(cmd.request_id) is not None:
+            self.ledger.mark_finished(cmd.request_id, payload.decode(), time.time())
+        self.outbox.put(
+            Envelope(
+                subjects.result_subject(self.pc_id), result.result_id, payload, attachments or []
+            )
+        )
+        if self.ledger.get(cmd.request_id) is not None:
+            self.ledger.mark_queued(cmd.request_id)
+        for callback in self.on_finished:
+            try:
+                callback(cmd, result)
+            except Exception:
+                log.exception("on_finished callback failed for %s", cmd.request_id)

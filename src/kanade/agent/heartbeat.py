@@ -1,0 +1,174 @@
+"""Heartbeats (SPEC §2.7): who this agent is and how much it costs the machine, sent on an
+interval (changed live from KV config) and as the reply to a ping.
+
+CPU time comes from :func:`os.times` everywhere. On Linux the resident memory and the boot
+time are read from ``/proc`` (where psutil reads them too); other systems ask psutil, imported
+only there: on Linux its modules would add about half a MB to every agent's resident memory
+(SPEC §10.2) for two numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from kanade import __version__
+from kanade.core import subjects
+from kanade.core.models.wire import Heartbeat, encode
+
+_LINUX = sys.platform.startswith("linux")
+
+
+def _psutil() -> Any:
+    import psutil
+
+    return psutil
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def rss_bytes() -> int:
+    """This process's resident set size, in bytes."""
+    if _LINUX:
+        try:
+            with open("/proc/self/statm", "rb") as fh:
+                resident_pages = int(fh.read().split()[1])
+            return resident_pages * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            pass
+    return int(_psutil().Process().memory_info().rss)
+
+
+@functools.cache  # once per process: a swarm builds thousands of Telemetry objects
+def boot_time() -> float:
+    """When the machine booted, in seconds since the epoch."""
+    if _LINUX:
+        try:
+            with open("/proc/stat", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"btime"):
+                        return float(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return float(_psutil().boot_time())
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        # CPU% is measured from one heartbeat to the next (the first covers start-up).
+        self._cpu_at = (time.monotonic(), _cpu_seconds())
+        self._boot = datetime.fromtimestamp(boot_time(), UTC)
+
+    def cpu_percent(self) -> float:
+        """CPU used since the previous call, in % of one core (psutil's definition)."""
+        wall0, cpu0 = self._cpu_at
+        wall, cpu = time.monotonic(), _cpu_seconds()
+        self._cpu_at = (wall, cpu)
+        if wall <= wall0:
+            return 0.0
+        return round(max(0.0, cpu - cpu0) / (wall - wall0) * 100, 1)
+
+    def heartbeat(
+        self,
+        *,
+        pc_id: str,
+        groups: list[str],
+        last_command_at: datetime | None,
+        queue_length: int,
+        running: int,
+        schedule_set_version: str | None = None,
+    ) -> Heartbeat:
+        return Heartbeat(
+            pc_id=pc_id,
+            agent_version=__version__,
+            hostname=socket.gethostname(),
+            os_family=platform.system().lower() or "unknown",
+            os_version=platform.release(),
+            boot_time=self._boot,
+            cpu_percent=self.cpu_percent(),
+            rss_bytes=rss_bytes(),
+            groups=sorted(groups),
+            schedule_set_version=schedule_set_version,
+            last_command_at=last_command_at,
+            queue_length=queue_length,
+            running=running,
+            sent_at=datetime.now(UTC),
+        )
+
+
+class Heartbeats:
+    """Builds and sends this agent's heartbeats."""
+
+    def __init__(
+        self,
+        *,
+        pc_id: str,
+        interval: float,
+        connection: Callable[[], Client | None],
+        groups: Callable[[], list[str]],
+        last_command_at: Callable[[], datetime | None],
+        load: Callable[[], tuple[int, int]],
+        schedule_set_version: Callable[[], str | None],
+    ) -> None:
+        """``load`` says (queue length, running)."""
+        self.pc_id = pc_id
+        self.interval = interval
+        self._connection = connection
+        self._groups = groups
+        self._last_command_at = last_command_at
+        self._load = load
+        self._schedule_set_version = schedule_set_version
+        self._telemetry = Telemetry()
+        self._wake = asyncio.Event()
+
+    def build(self) -> Heartbeat:
+        queue_length, running = self._load()
+        return self._telemetry.heartbeat(
+            pc_id=self.pc_id,
+            groups=self._groups(),
+            last_command_at=self._last_command_at(),
+            queue_length=queue_length,
+            running=running,
+            schedule_set_version=self._schedule_set_version(),
+        )
+
+    def set_interval(self, interval: float) -> None:
+        self.interval = interval
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Send the next heartbeat now (e.g. the applied schedule set changed)."""
+        self._wake.set()
+
+    async def send(self) -> None:
+        nc = self._connection()
+        if nc is not None and nc.is_connected:
+            with contextlib.suppress(Exception):
+                await nc.publish(subjects.heartbeat_subject(self.pc_id), encode(self.build()))
+
+    async def on_ping(self, msg: Msg) -> None:
+        if msg.reply:
+            await msg.respond(encode(self.build()))
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                # Woken early when the interval is changed live.
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            await self.send()

@@ -1,0 +1,135 @@
+"""Group membership kept in KV (SPEC §3.7): bucket ``kanade_groups``, key = pc id, value =
+JSON list of group names, merged by the agent with its static ``--group`` flags.
+
+Changes are compare-and-sets on the key's revision, so two operators changing one pc's
+membership at once never lose an update. Every change is audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from kanade.backend.errors import Invalid
+from kanade.backend.messaging.audit import publish_audit
+from kanade.backend.services import kvwrite
+from kanade.backend.services.clock import Clock, utcnow
+from kanade.backend.services.slugs import require_slug
+from kanade.backend.store import agents
+from kanade.backend.store.database import Database
+from kanade.bus import kvcas
+from kanade.bus.connection import Bus
+from kanade.core import subjects
+
+log = structlog.get_logger(__name__)
+
+
+def group_list(raw: bytes | None) -> list[str]:
+    """A stored membership value as a sorted list of names (anything else: empty)."""
+    value = kvcas.json_or(raw, [])
+    return sorted({g for g in value if isinstance(g, str)}) if isinstance(value, list) else []
+
+
+async def kv_groups_of(bus: Bus, pc_id: str) -> list[str]:
+    """The pc's membership in KV."""
+    return group_list((await kvcas.read(await bus.kv(subjects.KV_GROUPS), pc_id)).value)
+
+
+class GroupService:
+    def __init__(self, db: Database, bus: Callable[[], Bus], *, clock: Clock = utcnow) -> None:
+        self._db = db
+        self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
+        self._clock = clock
+
+    async def groups(self) -> dict[str, Any]:
+        """Membership from KV, and every group agents report in their heartbeats."""
+        bus = self._bus()
+        kv = await bus.kv(subjects.KV_GROUPS)
+        membership: dict[str, list[str]] = {}
+        for key in await kvcas.keys(kv):
+            groups = group_list((await kvcas.read(kv, key)).value)
+            if groups:
+                membership[key] = groups
+        rows = await self._db.read(agents.list_agents)
+        reported = {str(a["pc_id"]): list(a.get("groups") or []) for a in rows}
+        names = {g for gs in membership.values() for g in gs} | {
+            g for gs in reported.values() for g in gs
+        }
+        items = []
+        for g in sorted(names):
+            items.append(
+                {
+                    "group": g,
+                    "members": sorted(pc for pc, gs in membership.items() if g in gs),
+                    "reported": sorted(pc for pc, gs in reported.items() if g in gs),
+                }
+            )
+        return {"items": items, "total": len(items), "membership": membership}
+
+    async def set_groups(self, pc_id: str, groups: list[str], *, actor: str) -> dict[str, Any]:
+        require_slug(pc_id, "pc_id")
+        for g in groups:
+            require_slug(g, "group")
+        wanted = sorted(set(groups))
+        return await self._change_membership(
+            pc_id, lambda _old: wanted, actor=actor, action={"set": wanted}
+        )
+
+    async def add_members(self, group: str, pcs: list[str], *, actor: str) -> dict[str, Any]:
+        require_slug(group, "group")
+        if not pcs:
+            raise Invalid.at("pcs", "list at least one pc")
+        out = []
+        for pc in pcs:
+            require_slug(pc, "pc_id")
+        for pc in pcs:
+            out.append(
+                await self._change_membership(
+                    pc, lambda old: sorted({*old, group}), actor=actor, action={"add": group}
+                )
+            )
+        return {"group": group, "items": out}
+
+    async def remove_member(self, group: str, pc_id: str, *, actor: str) -> dict[str, Any]:
+        require_slug(group, "group")
+        require_slug(pc_id, "pc_id")
+        return await self._change_membership(
+            pc_id,
+            lambda old: [g for g in old if g != group],
+            actor=actor,
+            action={"remove": group},
+        )
+
+    async def _change_membership(
+        self,
+        pc_id: str,
+        change: Callable[[list[str]], list[str]],
+        *,
+        actor: str,
+        action: dict[str, Any],
+    ) -> dict[str, Any]:
+        bus = self._bus()
+        kv = await bus.kv(subjects.KV_GROUPS)
+
+        def mutate(raw: bytes | None) -> bytes | None:
+            new = sorted(set(change(group_list(raw))))
+            if not new:
+                return None
+            encoded = kvcas.dumps(new)
+            # Keep the stored bytes when nothing changed (no needless KV write).
+            return raw if raw is not None and group_list(raw) == new else encoded
+
+        done = await kvwrite.change(kv, pc_id, mutate)
+        before, after = group_list(done.old), group_list(done.new)
+        if before != after:
+            await publish_audit(
+                self._bus,
+                "group_set",
+                actor,
+                {"pc_id": pc_id, "before": before, "after": after, **action},
+                at=self._clock(),
+            )
+            log.info("group membership changed", pc_id=pc_id, before=before, after=after)
+        return {"pc_id": pc_id, "groups": after, "previous": before, "changed": before != after}

@@ -1,0 +1,243 @@
+"""The ``executions`` table: one row per dispatch, its status and its counters.
+
+Status moves only through :data:`kanade.core.execstatus.TRANSITIONS`; counters are
+recomputed from the ``results`` rows (never incremented), so redelivery is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, false, func, or_, select, true, update
+from sqlalchemy.engine import Connection
+
+from kanade.backend.store.paging import Page, Record, page
+from kanade.backend.store.tables import executions, results
+from kanade.backend.store.upsert import chunks, insert
+from kanade.core.execstatus import TRANSITIONS, progressed_status
+
+Row = Mapping[str, Any]
+Hints = dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]]
+
+# --- reads -----------------------------------------------------------------------------
+
+
+def list_executions(
+    conn: Connection,
+    *,
+    job_id: str | None,
+    status: str | None,
+    limit: int,
+    offset: int,
+    initiated_by: str | None = None,
+    since: datetime | None = None,
+) -> Page:
+    # expected_pcs can hold thousands of names per exec: the list leaves it out
+    # (expected_count says how many); the detail view has it.
+    q = select(*[c for c in executions.c if c.name != "expected_pcs"])
+    if job_id is not None:
+        q = q.where(executions.c.job_id == job_id)
+    if status is not None:
+        q = q.where(executions.c.status == status)
+    if initiated_by is not None:
+        q = q.where(executions.c.initiated_by == initiated_by)
+    if since is not None:
+        q = q.where(executions.c.created_at >= since)
+    q = q.order_by(executions.c.created_at.desc(), executions.c.exec_id.desc())
+    return page(conn, q, limit, offset)
+
+
+def get_execution(conn: Connection, exec_id: str) -> Record | None:
+    row = conn.execute(select(executions).where(executions.c.exec_id == exec_id)).mappings()
+    first = row.first()
+    return None if first is None else dict(first)
+
+
+def fact_hints(conn: Connection, exec_ids: Iterable[str]) -> Hints:
+    """``exec_id → (inventory_hint, check_hint)`` for the execs that have any hint."""
+    out: Hints = {}
+    for chunk in chunks(sorted(set(exec_ids))):
+        q = select(
+            executions.c.exec_id, executions.c.inventory_hint, executions.c.check_hint
+        ).where(
+            executions.c.exec_id.in_(chunk),
+            or_(executions.c.inventory_hint.is_not(None), executions.c.check_hint.is_not(None)),
+        )
+        for exec_id, inv, chk in conn.execute(q):
+            if inv is not None or chk is not None:
+                out[exec_id] = (inv, chk)
+    return out
+
+
+def count_by_status(conn: Connection, *, since: datetime | None = None) -> dict[str, int]:
+    """Executions per status (created at or after ``since`` when given)."""
+    q = select(executions.c.status, func.count()).group_by(executions.c.status)
+    if since is not None:
+        q = q.where(executions.c.created_at >= since)
+    return {str(status): int(n) for status, n in conn.execute(q)}
+
+
+def count_with_failures(conn: Connection, *, since: datetime) -> int:
+    """Executions created at or after ``since`` with at least one failed result."""
+    q = (
+        select(func.count())
+        .select_from(executions)
+        .where(executions.c.created_at >= since, executions.c.failed_count > 0)
+    )
+    return int(conn.execute(q).scalar_one())
+
+
+def pending_since(conn: Connection, cutoff: datetime, limit: int) -> list[tuple[str, str]]:
+    """``(exec_id, status)`` of up to ``limit`` execs still pending, created at or
+    before ``cutoff``."""
+    q = (
+        select(executions.c.exec_id, executions.c.status)
+        .where(executions.c.status == "pending", executions.c.created_at <= cutoff)
+        .limit(limit)
+    )
+    return [(str(e), str(s)) for e, s in conn.execute(q)]
+
+
+# --- writes ----------------------------------------------------------------------------
+
+_EXEC_RECORD_COLUMNS = (
+    "kind", "job_id", "version", "target", "expected_pcs", "expected_count",
+    "initiated_by", "schedule_id", "nominal_time", "created_at", "request_id",
+    "inventory_hint", "check_hint",
+)  # fmt: skip
+
+
+def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> None:
+    """Create or refresh execution rows from their creation records.
+
+    The one implementation behind both the API (read-your-own-write) and the
+    ``projector-execs`` consumer (rebuild from the stream). Status and counters are
+    not taken from the record — they are the projector's, derived from the results —
+    so re-projecting an old record never resets a running exec to pending.
+    """
+    if not rows:
+        return
+    full = [
+        {
+            **row,
+            "updated_at": now,
+            "started_count": 0,
+            "finished_count": 0,
+            "failed_count": 0,
+            "skipped_count": 0,
+        }
+        for row in rows
+    ]
+    stmt = insert(conn, executions)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["exec_id"],
+        set_={c: stmt.excluded[c] for c in _EXEC_RECORD_COLUMNS},
+    )
+    conn.execute(stmt, full)
+    # Results may have been projected before the record (replay order, or a slow API
+    # write): count them now.
+    refresh_exec_counters(conn, [str(r["exec_id"]) for r in rows], now)
+
+
+def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: datetime) -> None:
+    """Recompute counters of ``exec_ids`` from their results rows and advance their status.
+
+    Counting (instead of incrementing) is what makes redelivery harmless. ``finished``
+    includes reaped rows — a reaped pc will not report any more, so it must not hold the
+    exec open; it also counts as failed. Skipped results are finished, not failed.
+    """
+    ids = sorted(set(exec_ids))
+    if not ids:
+        return
+    done = results.c.state.in_(("finished", "reaped"))
+    failed = or_(
+        results.c.state == "reaped",
+        and_(
+            results.c.state == "finished",
+            results.c.skipped == false(),
+            results.c.exit_code != 0,
+        ),
+    )
+    skipped = and_(results.c.state == "finished", results.c.skipped == true())
+    counts: dict[str, tuple[int, int, int, int]] = {}
+    current: dict[str, tuple[str, int]] = {}
+    for chunk in chunks(ids):
+        q = (
+            select(
+                results.c.exec_id,
+                func.count(),
+                func.sum(case((done, 1), else_=0)),
+                func.sum(case((failed, 1), else_=0)),
+                func.sum(case((skipped, 1), else_=0)),
+            )
+            .where(results.c.exec_id.in_(chunk))
+            .group_by(results.c.exec_id)
+        )
+        for exec_id, n_started, n_finished, n_failed, n_skipped in conn.execute(q):
+            counts[exec_id] = (int(n_started), int(n_finished), int(n_failed), int(n_skipped))
+        q2 = select(executions.c.exec_id, executions.c.status, executions.c.expected_count).where(
+            executions.c.exec_id.in_(chunk)
+        )
+        for exec_id, status, expected in conn.execute(q2):
+            current[exec_id] = (status, expected)
+
+    updates = []
+    for exec_id, (status, expected) in current.items():
+        n_started, n_finished, n_failed, n_skipped = counts.get(exec_id, (0, 0, 0, 0))
+        updates.append(
+            {
+                "b_exec_id": exec_id,
+                "b_status": progressed_status(
+                    status, started=n_started, finished=n_finished, expected=expected
+                ),
+                "b_started": n_started,
+                "b_finished": n_finished,
+                "b_failed": n_failed,
+                "b_skipped": n_skipped,
+                "b_now": now,
+            }
+        )
+    if updates:
+        stmt = (
+            update(executions)
+            .where(executions.c.exec_id == bindparam("b_exec_id"))
+            .values(
+                status=bindparam("b_status"),
+                started_count=bindparam("b_started"),
+                finished_count=bindparam("b_finished"),
+                failed_count=bindparam("b_failed"),
+                skipped_count=bindparam("b_skipped"),
+                updated_at=bindparam("b_now"),
+            )
+        )
+        conn.execute(stmt, updates)
+
+
+def apply_exec_status(conn: Connection, exec_id: str, status: str, now: datetime) -> bool:
+    """Move one exec to ``status`` if the transition table allows it; True if it moved.
+
+    The table is the only authority: a record replayed after the exec already went
+    further (or a status it may not enter) changes nothing.
+    """
+    allowed_from = [s for s, nxt in TRANSITIONS.items() if status in nxt]
+    if not allowed_from:
+        return False
+    res = conn.execute(
+        update(executions)
+        .where(executions.c.exec_id == exec_id, executions.c.status.in_(allowed_from))
+        .values(status=status, updated_at=now)
+    )
+    return bool(res.rowcount)
+
+
+def expire_pending(conn: Connection, exec_ids: Sequence[str], now: datetime) -> None:
+    """``pending`` → ``expired`` for ``exec_ids`` (guarded: only rows still pending)."""
+    if exec_ids:
+        conn.execute(
+            update(executions)
+            .where(executions.c.exec_id == bindparam("b_id"), executions.c.status == "pending")
+            .values(status="expired", updated_at=now),
+            [{"b_id": e} for e in exec_ids],
+        )

@@ -1,0 +1,185 @@
+"""The ``results`` table: one row per (exec, pc) — in flight, finished or reaped.
+
+Rows are keyed by ``result_id`` and written with UPSERTs, so arrival order and
+redelivery never duplicate or lose anything; the first finished result wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, and_, bindparam, case, cast, func, select, update
+from sqlalchemy.engine import Connection
+
+from kanade.backend.store.paging import Page, Record, page
+from kanade.backend.store.tables import results
+from kanade.backend.store.upsert import chunks, insert
+from kanade.core.lifecycle import REAPED_EXIT_CODE, result_expires_at
+
+Row = Mapping[str, Any]
+
+# --- reads -----------------------------------------------------------------------------
+
+
+def results_of_exec(conn: Connection, exec_id: str) -> list[Record]:
+    q = select(results).where(results.c.exec_id == exec_id).order_by(results.c.pc_id)
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def list_results(
+    conn: Connection,
+    *,
+    exec_id: str | None,
+    pc_id: str | None,
+    job_id: str | None,
+    limit: int,
+    offset: int,
+    exit_code: int | None = None,
+    state: str | None = None,
+) -> Page:
+    q = select(results)
+    if exec_id is not None:
+        q = q.where(results.c.exec_id == exec_id)
+    if pc_id is not None:
+        q = q.where(results.c.pc_id == pc_id)
+    if job_id is not None:
+        q = q.where(results.c.job_id == job_id)
+    if exit_code is not None:
+        q = q.where(results.c.exit_code == exit_code)
+    if state == "skipped":  # a flag on finished rows, shown as a state in the views
+        q = q.where(results.c.skipped.is_(True))
+    elif state is not None:
+        q = q.where(results.c.state == state)
+    q = q.order_by(results.c.recorded_at.desc(), results.c.result_id.desc())
+    return page(conn, q, limit, offset)
+
+
+def get_result(conn: Connection, result_id: str) -> Record | None:
+    row = conn.execute(select(results).where(results.c.result_id == result_id)).mappings()
+    first = row.first()
+    return None if first is None else dict(first)
+
+
+def finished_of_execs(conn: Connection, exec_ids: Sequence[str]) -> list[Record]:
+    """Every finished row of ``exec_ids``."""
+    out: list[Record] = []
+    for chunk in chunks(exec_ids):
+        q = select(results).where(results.c.exec_id.in_(chunk), results.c.state == "finished")
+        out.extend(dict(m) for m in conn.execute(q).mappings())
+    return out
+
+
+def _hour_bucket(conn: Connection) -> Any:
+    col = results.c.recorded_at
+    if conn.dialect.name == "sqlite":  # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)
+        return func.substr(cast(col, String), 1, 13)
+    return func.to_char(func.timezone("UTC", col), "YYYY-MM-DD HH24")
+
+
+def count_by_hour(conn: Connection, since: datetime) -> dict[str, dict[str, int]]:
+    """``{"YYYY-MM-DD HH": {kind: n}}`` of rows recorded at or after ``since`` (UTC
+    hours), kind one of ok / failed / skipped / running."""
+    bucket = _hour_bucket(conn).label("hour")
+    kind = case(
+        (results.c.state == "in_flight", "running"),
+        (results.c.skipped.is_(True), "skipped"),
+        (and_(results.c.state == "finished", results.c.exit_code == 0), "ok"),
+        else_="failed",
+    ).label("kind")
+    rows = conn.execute(
+        select(bucket, kind, func.count())
+        .where(results.c.recorded_at >= since)
+        .group_by(bucket, kind)
+    ).all()
+    by_hour: dict[str, dict[str, int]] = {}
+    for hour, k, n in rows:
+        by_hour.setdefault(str(hour), {})[k] = int(n)
+    return by_hour
+
+
+# --- writes ----------------------------------------------------------------------------
+
+
+def insert_started(conn: Connection, rows: Sequence[Row]) -> None:
+    """EventStarted rows: create ``in_flight`` rows; a row that already exists (started,
+    finished or reaped) is left alone — an EventStarted after its result changes nothing."""
+    if rows:
+        stmt = insert(conn, results).on_conflict_do_nothing(index_elements=["result_id"])
+        conn.execute(stmt, list(rows))
+
+
+_RESULT_UPDATE_COLUMNS = (
+    "state", "exit_code", "skipped", "stdout", "stderr", "stdout_bytes", "stderr_bytes",
+    "stdout_ref", "stderr_ref", "started_at", "finished_at", "attempts", "note",
+    "schedule_id", "nominal_time", "recorded_at",
+)  # fmt: skip
+
+
+def upsert_finished(conn: Connection, rows: Sequence[Row]) -> None:
+    """Result rows: insert as ``finished``, or complete an ``in_flight``/``reaped`` row.
+
+    A row that is already finished is kept as it is: the first finished result of a
+    ``result_id`` wins, so a redelivery (or the agent re-sending from its outbox) is a
+    no-op rather than a rewrite of ``recorded_at``.
+    """
+    if not rows:
+        return
+    stmt = insert(conn, results)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["result_id"],
+        set_={c: stmt.excluded[c] for c in _RESULT_UPDATE_COLUMNS},
+        where=results.c.state != "finished",
+    )
+    conn.execute(stmt, list(rows))
+
+
+# --- reaping ---------------------------------------------------------------------------
+
+
+def backfill_expiry(conn: Connection, limit: int) -> None:
+    """Rows written before expires_at existed (revision 0002) get it computed once."""
+    q = (
+        select(results.c.result_id, results.c.recorded_at, results.c.timeout_s)
+        .where(results.c.state == "in_flight", results.c.expires_at.is_(None))
+        .limit(limit)
+    )
+    rows = [
+        {"b_id": rid, "b_exp": result_expires_at(rec, timeout)}
+        for rid, rec, timeout in conn.execute(q)
+    ]
+    if rows:
+        conn.execute(
+            update(results)
+            .where(results.c.result_id == bindparam("b_id"))
+            .values(expires_at=bindparam("b_exp")),
+            rows,
+        )
+
+
+def due_in_flight(
+    conn: Connection, now: datetime, limit: int
+) -> list[tuple[str, str, datetime, float | None]]:
+    """``(result_id, exec_id, expires_at, timeout_s)`` of up to ``limit`` in-flight rows
+    whose ``expires_at`` has come (inclusive), earliest first."""
+    q = (
+        select(results.c.result_id, results.c.exec_id, results.c.expires_at, results.c.timeout_s)
+        .where(results.c.state == "in_flight", results.c.expires_at <= now)
+        .order_by(results.c.expires_at)
+        .limit(limit)
+    )
+    return [(str(r), str(e), x, t) for r, e, x, t in conn.execute(q)]
+
+
+def mark_reaped(conn: Connection, notes: Iterable[tuple[str, str]]) -> None:
+    """``(result_id, note)``: those rows become ``reaped`` (exit -1) if still in flight."""
+    params = [{"b_id": rid, "b_note": note} for rid, note in notes]
+    if params:
+        conn.execute(
+            update(results)
+            # Guarded by state: only an in_flight row is reaped, never a finished one.
+            .where(results.c.result_id == bindparam("b_id"), results.c.state == "in_flight")
+            .values(state="reaped", exit_code=REAPED_EXIT_CODE, note=bindparam("b_note")),
+            params,
+        )

@@ -1,0 +1,158 @@
+"""The shape every projector shares: one durable consumer, one batch per worker step.
+
+A batch is written in ONE transaction and acked only after the commit. The database
+failing (transient) naks the batch for redelivery, never losing it; a row the database
+refuses is isolated and skipped, so poison never blocks the stream.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from nats.aio.msg import Msg
+
+from kanade.backend.messaging.consumers import (
+    BatchSource,
+    ConsumerSpec,
+    ack_all,
+    ensure_consumer,
+    nak_all,
+)
+from kanade.backend.messaging.live import hub
+from kanade.backend.store.database import Database
+from kanade.backend.store.failures import is_transient
+from kanade.backend.workers.base import Worker
+from kanade.bus.connection import Bus
+
+log = structlog.get_logger(__name__)
+
+# Redelivery delay after a failed commit: long enough not to spin on a broken DB.
+NAK_DELAY_S = 2.0
+
+Clock = Callable[[], datetime]
+OnProjected = Callable[[str, int], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def recorded_at(msg: Msg) -> datetime:
+    """The stream's publish time of ``msg`` (not our clock: replays must reproduce it)."""
+    return msg.metadata.timestamp
+
+
+@dataclass(frozen=True)
+class Item:
+    """One decoded message: the row it writes, and which kind of write."""
+
+    msg: Msg
+    row: dict[str, Any]
+    started: bool = False
+    status_only: bool = False  # an exec status record, not a whole row
+
+
+Writer = Callable[..., None]  # (conn, items, now)
+
+
+class ProjectionWorker(Worker):
+    """Consume ``spec`` in batches; subclasses say how a batch is written."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        db: Database,
+        spec: ConsumerSpec,
+        *,
+        batch_max: int = 500,
+        clock: Clock = utcnow,
+        on_projected: OnProjected | None = None,
+    ) -> None:
+        # A step waits for its batch, and asks for the next one at once.
+        super().__init__(interval=0.0)
+        self.name = spec.durable
+        self._bus = bus
+        self._db = db
+        self._spec = spec
+        self._clock = clock
+        self._on_projected = on_projected
+        self._source = BatchSource(bus, spec, batch_max=batch_max)
+
+    async def prepare(self, *, reset: bool) -> None:
+        """Create the durable consumer (``reset``: replay from the start, for a wiped DB)."""
+        await ensure_consumer(self._bus.js, self._spec, reset=reset)
+
+    async def step(self) -> bool:
+        batch = await self._source.next_batch()
+        try:
+            await self.handle(batch)
+        except BaseException:
+            await self._source.close()  # as a fresh start: unacked messages come again
+            raise
+        return True
+
+    async def teardown(self) -> None:
+        await self._source.close()
+
+    @abstractmethod
+    async def handle(self, msgs: list[Msg]) -> None:
+        """Decode, write and ack one batch."""
+
+    def _count(self, kind: str, n: int) -> None:
+        if self._on_projected is not None:
+            self._on_projected(kind, n)
+
+    async def commit(self, kind: str, items: list[Item], write: Writer) -> None:
+        """Write ``items`` in one transaction, then ack them; never lose, never block.
+
+        * the database failing (transient): nak the whole batch for redelivery;
+        * a row the database refuses (e.g. an integer beyond 64 bits): the batch is
+          retried one message per transaction so the good ones still land, and the
+          refused one is logged and acked like any other poison message.
+        """
+        if not items:
+            return
+        now = self._clock()
+        try:
+            await self._db.write(lambda conn: write(conn, items, now))
+        except Exception as exc:
+            if is_transient(exc):
+                log.error(
+                    "batch not committed; redelivering", kind=kind, size=len(items), error=str(exc)
+                )
+                await nak_all([i.msg for i in items], NAK_DELAY_S)
+                return
+            log.warning("batch refused; isolating the bad message", kind=kind, error=str(exc))
+            await self._commit_one_by_one(kind, items, write, now)
+            return
+        await ack_all([i.msg for i in items])
+        self._count(kind, len(items))
+        hub.publish(kind, {"exec_ids": [i.row["exec_id"] for i in items]})
+
+    async def _commit_one_by_one(
+        self, kind: str, items: list[Item], write: Writer, now: datetime
+    ) -> None:
+        for item in items:
+            try:
+                await self._db.write(functools.partial(write, items=[item], now=now))
+            except Exception as exc:
+                if is_transient(exc):
+                    await nak_all([item.msg], NAK_DELAY_S)
+                    continue
+                log.error(
+                    "message refused by the database; skipped",
+                    kind=kind,
+                    subject=item.msg.subject,
+                    error=str(exc),
+                )
+                await ack_all([item.msg])
+                continue
+            await ack_all([item.msg])
+            self._count(kind, 1)
+            hub.publish(kind, {"exec_ids": [item.row["exec_id"]]})

@@ -1,0 +1,228 @@
+"""The rollout runner (SPEC §4.7): sends every running rollout's waves, one step at a time.
+
+Nothing about a rollout lives in memory: each step reads the running rollouts from the
+database (:mod:`kanade.backend.store.rollouts`) and moves each current wave one step.
+
+**No wave is ever sent twice.** Dispatch is claim → publish → mark:
+
+1. *claim*: one transaction flips the wave ``waiting → dispatching`` (a compare-and-set
+   that also requires the rollout to be ``running`` with this wave current) and stores
+   the exact command bytes (issued_at = claim time). Only one claimer can win, in this
+   process or another replica on the same database; a wave past ``dispatching`` is never
+   published again by anyone;
+2. *publish* those bytes to each pc's command subject with ``Nats-Msg-Id =
+   <request_id>:<subject>``;
+3. *mark* ``dispatched`` after every publish was acked.
+
+A crash between 1 and 3 leaves the wave ``dispatching``; once the claim is older than
+``redispatch_after`` (10 s) the runner takes it over and publishes the **stored bytes**
+again: inside the command stream's 2-minute duplicate window the broker drops each
+copy (same msg id), and beyond it the agent's admission ledger recognises the request id
+with identical content as a duplicate and does not run it. The command stream keeps one
+message per subject, so a copy never queues behind itself either.
+
+Wave timing: a wave is due ``delay`` after the previous wave *settled* (every pc
+finished, or the settle horizon passed); ``settled_at`` is taken from the data, so a
+backend restart neither shifts nor repeats anything, and a wave whose due time passed
+while the backend was down is sent at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import structlog
+from sqlalchemy.engine import Connection
+
+from kanade.backend.messaging.exec_events import publish_audit_once, publish_exact
+from kanade.backend.messaging.live import hub
+from kanade.backend.store import rollouts as store
+from kanade.backend.store.database import Database
+from kanade.backend.workers.base import Worker
+from kanade.bus.connection import Bus
+from kanade.core import subjects
+from kanade.core.approvals import restamp
+from kanade.core.models.wire import Command, decode, encode
+from kanade.core.rollout import WaveProgress
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_INTERVAL_S: Final = 0.5
+REDISPATCH_AFTER: Final = timedelta(seconds=10)
+"""A ``dispatching`` claim older than this is taken over and re-published (idempotent)."""
+RUNNER_ACTOR: Final = "system:rollout"
+
+
+class RolloutRunner(Worker):
+    """Drives every running rollout's current wave; all state is in the database.
+    :meth:`wake` (after an approval, a resume or an abort) starts the next pass at once."""
+
+    name = "rollouts"
+
+    def __init__(
+        self,
+        db: Database,
+        bus: Callable[[], Bus],
+        *,
+        clock: Callable[[], datetime],
+        interval_s: float = DEFAULT_INTERVAL_S,
+        redispatch_after: timedelta = REDISPATCH_AFTER,
+    ) -> None:
+        super().__init__(interval=interval_s)
+        self._db = db
+        self._bus = bus
+        self._clock = clock
+        self._redispatch_after = redispatch_after
+
+    async def step(self) -> bool:
+        moved = await self.tick()
+        if moved:
+            hub.publish("rollouts")  # dashboard: a wave went out or settled
+        return moved  # a wave settled or went out: the next step may be due now
+
+    async def tick(self) -> bool:
+        """One pass over every running rollout; True when anything moved."""
+        active = await self._db.read(store.active)
+        moved = False
+        for rollout, wave in active:
+            try:
+                moved |= await self._step(rollout, wave)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "rollout step failed; retrying next tick",
+                    rollout_id=rollout["rollout_id"],
+                    wave=wave["idx"],
+                    error=str(exc),
+                )
+        return moved
+
+    async def _step(self, rollout: dict[str, Any], wave: dict[str, Any]) -> bool:
+        now = self._clock()
+        state = wave["state"]
+        if state == "waiting":
+            due = wave["due_at"]
+            if due is None or due > now:
+                return False
+            return await self._dispatch(rollout, wave, now, takeover=False)
+        if state == "dispatching":
+            if wave["claimed_at"] is not None and wave["claimed_at"] > now - self._redispatch_after:
+                return False  # someone is sending it right now
+            return await self._dispatch(rollout, wave, now, takeover=True)
+        if state == "dispatched":
+            return await self._maybe_settle(rollout, wave, now)
+        return False
+
+    def _wave_command(
+        self, rollout: Mapping[str, Any], wave: Mapping[str, Any], now: datetime
+    ) -> str:
+        template = decode(Command, str(rollout["command"]).encode())
+        cmd = restamp(template, now, rollout["starting_deadline_s"])
+        return encode(cmd.model_copy(update={"request_id": str(wave["request_id"])})).decode()
+
+    async def _dispatch(
+        self, rollout: dict[str, Any], wave: dict[str, Any], now: datetime, *, takeover: bool
+    ) -> bool:
+        rollout_id, idx = str(rollout["rollout_id"]), int(wave["idx"])
+        bus = self._bus()  # raises while the broker is away: nothing claimed then
+        raw = self._wave_command(rollout, wave, now)
+        before = now - self._redispatch_after if takeover else None
+        won = await self._db.write(
+            lambda conn: store.claim(conn, rollout_id, idx, raw, now, takeover_before=before)
+        )
+        if not won:
+            return False
+        if takeover:
+            raw = await self._db.read(lambda conn: store.stored_command(conn, rollout_id, idx))
+            log.warning(
+                "re-publishing a wave whose dispatch was interrupted (broker and agents "
+                "deduplicate it)",
+                rollout_id=rollout_id,
+                wave=idx,
+            )
+        pcs = list(wave["pcs"])
+        job_id = str(rollout["job_id"])
+        subs = [subjects.command_subject("pc", pc, job_id) for pc in pcs]
+        await publish_exact(bus, raw.encode(), str(wave["request_id"]), subs)
+        sent_at = self._clock()
+        await self._db.write(lambda conn: store.mark_dispatched(conn, rollout_id, idx, sent_at))
+        log.info(
+            "rollout wave dispatched",
+            rollout_id=rollout_id,
+            wave=idx,
+            label=wave["label"],
+            pcs=len(pcs),
+            takeover=takeover,
+        )
+        await publish_audit_once(
+            bus,
+            "rollout_wave",
+            RUNNER_ACTOR,
+            {
+                "rollout_id": rollout_id,
+                "exec_id": rollout["exec_id"],
+                "job_id": job_id,
+                "wave": idx,
+                "label": wave["label"],
+                "pcs": len(pcs),
+                "request_id": wave["request_id"],
+            },
+            f"audit:rollout_wave:{wave['request_id']}",
+            sent_at,
+        )
+        return True
+
+    async def _maybe_settle(
+        self, rollout: dict[str, Any], wave: dict[str, Any], now: datetime
+    ) -> bool:
+        exec_id = str(rollout["exec_id"])
+        request_id = str(wave["request_id"])
+
+        def work(conn: Connection) -> tuple[str | None, WaveProgress | None]:
+            rows = store.rows_by_wave(conn, exec_id).get(request_id, {})
+            progress = store.progress_of(wave, rollout, rows, now)
+            if progress is None or not progress.settled:
+                return None, progress
+            return store.settle(conn, rollout, wave, progress, now), progress
+
+        decision, progress = await self._db.write(work)
+        if decision is None or progress is None:
+            return False
+        rollout_id = str(rollout["rollout_id"])
+        idx = int(wave["idx"])
+        log.info(
+            "rollout wave settled",
+            rollout_id=rollout_id,
+            wave=idx,
+            decision=decision,
+            failure_rate=round(progress.failure_rate, 3),
+        )
+        if decision in ("halt", "complete"):
+            with_bus = self._bus_or_none()
+            if with_bus is not None:
+                await publish_audit_once(
+                    with_bus,
+                    "rollout_halted" if decision == "halt" else "rollout_completed",
+                    RUNNER_ACTOR,
+                    {
+                        "rollout_id": rollout_id,
+                        "exec_id": exec_id,
+                        "wave": idx,
+                        "failure_rate": progress.failure_rate,
+                        "failed_pcs": list(progress.failed_pcs)[:100],
+                        "threshold": rollout["halt_on_failure_rate"],
+                    },
+                    f"audit:rollout_{decision}:{request_id}",
+                    now,
+                )
+        return True
+
+    def _bus_or_none(self) -> Bus | None:
+        try:
+            return self._bus()
+        except Exception:
+            return None

@@ -1,0 +1,86 @@
+"""What the agent derives from its mirrored fleet state: gate view, groups, config."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from kanade.agent.fleet.state import FleetState
+from kanade.agent.fleet.view import FleetView
+
+
+class Rig:
+    def __init__(self, tmp_path: Path) -> None:
+        self.fleet = FleetState(pc_id="pc-1", groups=["web"])
+        self.group_changes = 0
+        self.configs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.view = FleetView(
+            pc_id="pc-1",
+            fleet=self.fleet,
+            owns_fleet=True,
+            static_groups=["web"],
+            local_config={"heartbeat_interval": 30.0},
+            state_file=tmp_path / "fleet-state.json",
+            durable=False,
+            on_groups_changed=self._groups_changed,
+            on_config=lambda old, new: self.configs.append((old, new)),
+        )
+
+    def _groups_changed(self) -> None:
+        self.group_changes += 1
+
+
+def test_pins_and_revocations_make_the_gate_view(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.fleet.pins.values = {"deploy": b"7"}
+    rig.fleet.pins._notify()
+    rig.fleet.revocations.values = {"wipe": b"{}"}
+    rig.fleet.revocations._notify()
+    view = rig.view.kv_view()
+    assert view.pins == {"deploy": "7"} and view.revoked == frozenset({"wipe"})
+    assert view.age_s == float("inf")  # never synced
+
+
+def test_staleness_counts_from_the_disconnect(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.view.connected()
+    assert rig.view.kv_view().age_s == 0.0
+    rig.view.disconnected()
+    assert rig.view.in_sync_at is not None and rig.view.in_sync_at <= time.time()
+
+
+def test_kv_membership_adds_to_the_static_groups(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.fleet.membership.values = {"pc-1": json.dumps(["db", 3, "web"]).encode()}
+    rig.fleet.membership._notify()
+    assert rig.view.groups == ["db", "web"] and rig.group_changes == 1
+    rig.fleet.membership._notify()  # same groups: nothing to follow
+    assert rig.group_changes == 1
+    rig.fleet.membership.values = {"pc-1": b"{ torn"}
+    rig.fleet.membership._notify()
+    assert rig.view.groups == ["web"] and rig.group_changes == 2
+
+
+def test_config_layers_over_the_local_settings(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.fleet.config.values = {
+        "global": json.dumps({"heartbeat_interval": 10}).encode(),
+        "pc.pc-1": b"{ torn",
+    }
+    rig.fleet.config._notify()
+    old, new = rig.configs[-1]
+    assert old == {} and new["heartbeat_interval"] == 10
+    assert rig.view.config.values == new
+
+
+def test_the_fleet_state_file_round_trips(tmp_path: Path) -> None:
+    seen = Rig(tmp_path)
+    seen.fleet.revocations.values = {"wipe": b"{}"}
+    in_sync_at = time.time() - 60
+    (tmp_path / "fleet-state.json").write_bytes(seen.fleet.snapshot(in_sync_at))
+    fresh = Rig(tmp_path)
+    fresh.view.restore()
+    assert fresh.view.kv_view().revoked == frozenset({"wipe"})
+    assert fresh.view.in_sync_at == in_sync_at

@@ -1,0 +1,67 @@
+"""The agents table: heartbeat UPSERTs and liveness in SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+from store_rows import T0
+
+from kanade.backend.store import agents
+from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW, agent_status
+
+TICK = timedelta(microseconds=1)
+# Ages on and around both window edges, plus the future (a receiver clock stepped back).
+AGES = [
+    -timedelta(minutes=1), timedelta(0), ALIVE_WINDOW - TICK, ALIVE_WINDOW, ALIVE_WINDOW + TICK,
+    STALE_WINDOW - TICK, STALE_WINDOW, STALE_WINDOW + TICK, timedelta(days=3),
+]  # fmt: skip
+
+
+def heartbeat(pc_id: str, seen: datetime) -> dict[str, Any]:
+    return {
+        "pc_id": pc_id, "hostname": pc_id, "agent_version": "1", "os_family": "linux",
+        "os_version": "", "boot_time": None, "cpu_percent": 0.0, "rss_bytes": 1,
+        "groups": [], "schedule_set_version": None, "last_command_at": None,
+        "queue_length": 0, "running": 0, "last_seen": seen, "first_seen": seen,
+    }  # fmt: skip
+
+
+def test_sql_liveness_is_the_python_rule_at_every_edge(engine: Engine) -> None:
+    now = T0 + timedelta(days=1)
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, [heartbeat(f"pc{i}", now - age) for i, age in enumerate(AGES)])
+    expected = {f"pc{i}": agent_status(now - age, now) for i, age in enumerate(AGES)}
+    with engine.connect() as conn:
+        by_status = {
+            status: {r["pc_id"] for r in agents.page_agents(conn, now=now, status=status).items}
+            for status in agents.LIVENESS
+        }
+        counts = agents.count_by_liveness(conn, now)
+        alive = {pc for pc, _ in agents.alive_agents(conn, now)}
+    for status in agents.LIVENESS:
+        assert by_status[status] == {pc for pc, s in expected.items() if s == status}
+        assert counts[status] == len(by_status[status])
+    assert alive == by_status["alive"]
+    assert sum(counts.values()) == len(AGES)
+
+
+def test_agents_upsert_keeps_first_seen(engine: Engine) -> None:
+    def hb(at: datetime, version: str) -> dict[str, Any]:
+        return {
+            "pc_id": "pc1", "hostname": "h", "agent_version": version, "os_family": "linux",
+            "os_version": "", "boot_time": None, "cpu_percent": 0.5, "rss_bytes": 1,
+            "groups": ["web"], "schedule_set_version": None, "last_command_at": None,
+            "queue_length": 0, "running": 0, "last_seen": at, "first_seen": at,
+        }  # fmt: skip
+
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, [hb(T0, "0.1")])
+        agents.upsert_agents(conn, [hb(T0 + timedelta(minutes=1), "0.2")])
+    with engine.connect() as conn:
+        (agent,) = agents.list_agents(conn)
+        alive = agents.alive_agents(conn, T0 + timedelta(minutes=2, seconds=30))
+    assert (agent["first_seen"], agent["last_seen"]) == (T0, T0 + timedelta(minutes=1))
+    assert agent["agent_version"] == "0.2"
+    assert alive == [("pc1", ["web"])]

@@ -1,0 +1,76 @@
+"""Result rows and their UPSERT semantics, on a real SQLite file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, select
+from store_rows import T0, row
+
+from kanade.backend.store import results
+from kanade.backend.store.tables import results as results_table
+
+
+def get(engine: Engine, result_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        found = results.get_result(conn, result_id)
+    assert found is not None
+    return found
+
+
+def test_started_then_result_completes_the_row(engine: Engine) -> None:
+    with engine.begin() as conn:
+        results.insert_started(
+            conn, [row("r1", "e1", "pc1", state="in_flight", at=T0, timeout_s=30.0)]
+        )
+    assert get(engine, "r1")["state"] == "in_flight"
+    later = T0 + timedelta(seconds=5)
+    with engine.begin() as conn:
+        results.upsert_finished(conn, [row("r1", "e1", "pc1", state="finished", at=later)])
+    got = get(engine, "r1")
+    assert (got["state"], got["exit_code"], got["stdout"]) == ("finished", 0, "hi\n")
+    assert got["recorded_at"] == later
+    assert got["timeout_s"] == 30.0  # kept from the EventStarted
+
+
+def test_started_after_result_changes_nothing(engine: Engine) -> None:
+    with engine.begin() as conn:
+        results.upsert_finished(conn, [row("r1", "e1", "pc1", state="finished", at=T0)])
+    before = get(engine, "r1")
+    with engine.begin() as conn:
+        results.insert_started(
+            conn, [row("r1", "e1", "pc1", state="in_flight", at=T0 + timedelta(hours=1))]
+        )
+    assert get(engine, "r1") == before
+
+
+def test_first_finished_result_wins_but_a_reaped_row_is_overwritten(engine: Engine) -> None:
+    first = row("r1", "e1", "pc1", state="finished", at=T0)
+    dup = row("r1", "e1", "pc1", state="finished", at=T0 + timedelta(minutes=1), stdout="other")
+    with engine.begin() as conn:
+        results.upsert_finished(conn, [first, dup])  # same batch
+        results.upsert_finished(conn, [dup])  # and a later one
+    assert get(engine, "r1")["recorded_at"] == T0
+
+    reaped = row("r2", "e1", "pc2", state="reaped", at=T0, exit_code=-1)
+    with engine.begin() as conn:
+        results.insert_started(conn, [reaped])
+        results.upsert_finished(conn, [row("r2", "e1", "pc2", state="finished", at=T0)])
+    assert get(engine, "r2")["state"] == "finished"
+
+
+def test_list_results_newest_first(engine: Engine) -> None:
+    with engine.begin() as conn:
+        results.upsert_finished(
+            conn,
+            [
+                row(f"r{i}", "e1", f"pc{i}", state="finished", at=T0 + timedelta(seconds=i))
+                for i in range(5)
+            ],
+        )
+    with engine.connect() as conn:
+        page = results.list_results(conn, exec_id="e1", pc_id=None, job_id=None, limit=2, offset=1)
+        count = conn.execute(select(results_table.c.result_id)).all()
+    assert [r["result_id"] for r in page.items] == ["r3", "r2"]
+    assert (page.total, len(count)) == (5, 5)
