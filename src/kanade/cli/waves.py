@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from kanade.cli.client import CliError
-from kanade.core.durations import parse_duration
 
 WAVE_HELP = (
     "A rollout wave (repeatable, in order): 10% (of the pcs still remaining), rest, "
@@ -16,6 +15,10 @@ WAVE_GRAMMAR = "use 10%, rest, group:NAME or pcs:A,B, optionally followed by @DE
 
 
 def _delay_text(text: str, what: str) -> str:
+    # Imported here: the durations grammar pulls in pydantic, which `kanade --help` and
+    # most verbs never need (start-up time).
+    from kanade.core.durations import parse_duration
+
     try:
         parse_duration(text)
     except ValueError as exc:

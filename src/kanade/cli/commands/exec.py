@@ -13,7 +13,6 @@ from kanade.cli.client import ApiClient, CliError
 from kanade.cli.common import AllOpt, GroupOpt, JsonOpt, PcOpt, UrlOpt, guard, page_items
 from kanade.cli.waiting import print_results, result_state, target_body, wait_for_exec
 from kanade.cli.waves import WAVE_HELP, rollout_body
-from kanade.core.durations import parse_duration
 
 
 def run(
@@ -38,6 +37,8 @@ def run(
     """
 
     def go() -> None:
+        from kanade.core.durations import parse_duration  # pydantic: only for verbs using it
+
         try:
             parse_duration(timeout)
         except ValueError as exc:

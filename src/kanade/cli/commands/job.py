@@ -11,7 +11,6 @@ import typer
 from kanade.cli import output
 from kanade.cli.client import ApiClient
 from kanade.cli.common import JsonOpt, UrlOpt, guard, page_items
-from kanade.cli.documents import read_job_file
 
 app = typer.Typer(no_args_is_help=True, help="Job manifests: validate, create, list, show.")
 
@@ -27,6 +26,8 @@ def job_validate(
     """
 
     def go() -> None:
+        from kanade.cli.documents import read_job_file  # core models: only when reading one
+
         job = read_job_file(file)
         if json_:
             output.json_line({"ok": True, "id": job.id, "version": job.version})
@@ -48,6 +49,8 @@ def job_create(
     """
 
     def go() -> None:
+        from kanade.cli.documents import read_job_file  # core models: only when reading one
+
         job = read_job_file(file)
         with ApiClient(url) as api:
             stored = api.post("/api/jobs", job.model_dump(mode="json", exclude_none=True))

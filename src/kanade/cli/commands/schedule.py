@@ -12,7 +12,6 @@ import typer
 from kanade.cli import output
 from kanade.cli.client import ApiClient
 from kanade.cli.common import JsonOpt, UrlOpt, guard, page_items
-from kanade.cli.documents import read_schedule_file
 
 FileArg = Annotated[Path, typer.Argument(help="Schedule (YAML or JSON).")]
 IdArg = Annotated[str, typer.Argument(help="The schedule id.")]
@@ -86,6 +85,8 @@ def schedule_validate(
     """
 
     def go() -> None:
+        from kanade.cli.documents import read_schedule_file  # core models: only when reading
+
         data, schedule = read_schedule_file(file)
         if remote:
             with ApiClient(url) as api:
@@ -117,6 +118,8 @@ def schedule_create(
     """
 
     def go() -> None:
+        from kanade.cli.documents import read_schedule_file  # core models: only when reading
+
         data, schedule = read_schedule_file(file)
         with ApiClient(url) as api:
             if replace:
