@@ -1,10 +1,8 @@
-"""Role table, JWTs, password hashes and the CLI's credentials file."""
+"""Role table, JWTs and password hashes (the CLI's credentials file: tests/unit/cli)."""
 
 from __future__ import annotations
 
-import stat
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import jwt
 import pytest
@@ -12,7 +10,6 @@ import pytest
 from kanade.backend.api.policy import allows, required_role
 from kanade.backend.services.auth import tokens
 from kanade.backend.services.auth.passwords import hash_password, verify_password
-from kanade.cli import credentials
 
 SECRET = "s" * 40
 
@@ -99,36 +96,3 @@ def test_password_hashes() -> None:
     assert not verify_password(h, "wrong horse")
     assert not verify_password(None, "kanade-no-such-user")  # unknown user never matches
     assert not verify_password("garbage", "x")
-
-
-def test_credentials_file_is_private_and_per_url(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "cfg" / "credentials.json"
-    monkeypatch.setenv("KANADE_CREDENTIALS", str(path))
-    credentials.store("http://a:8080/", {"token": "ta"})
-    credentials.store("http://b:8080", {"token": "tb"})
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert credentials.stored_token("http://a:8080") == "ta"
-    assert credentials.stored_token("http://b:8080/") == "tb"
-    assert credentials.stored_token("http://c:8080") is None
-    assert credentials.forget("http://a:8080") and not credentials.forget("http://a:8080")
-    assert credentials.stored_token("http://a:8080") is None
-    assert credentials.stored_token("http://b:8080") == "tb"
-
-
-def test_api_client_token_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kanade.cli.client import ApiClient
-
-    monkeypatch.setenv("KANADE_CREDENTIALS", str(tmp_path / "c.json"))
-    monkeypatch.delenv("KANADE_TOKEN", raising=False)
-    credentials.store("http://h:1", {"token": "stored"})
-
-    def auth_of(**kw: str) -> str | None:
-        with ApiClient("http://h:1", **kw) as api:
-            return api._http.headers.get("authorization")
-
-    assert auth_of() == "Bearer stored"
-    monkeypatch.setenv("KANADE_TOKEN", "env")
-    assert auth_of() == "Bearer env"
-    assert auth_of(token="explicit") == "Bearer explicit"
