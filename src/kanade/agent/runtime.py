@@ -36,7 +36,7 @@ from kanade.agent.intake import CommandIntake, load_enrollment
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
 from kanade.agent.settings import AgentSettings
-from kanade.bus.connection import connect
+from kanade.bus.connection import Bus, connect
 from kanade.core import subjects
 from kanade.core.gates import KvView
 from kanade.core.models.wire import Command, Heartbeat
@@ -71,7 +71,7 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self.nc: Client | None = None
-        self._js: Any = None
+        self._bus: Bus | None = None  # JetStream publishing on self.nc, made on first use
         self._owns_nc = connector is None
         self._connector = connector
         # Fleet state mirrored from KV (SPEC §3.3 gates, §3.7 config and groups).
@@ -251,9 +251,9 @@ class Agent:
 
     async def _publish(self, subject: str, data: bytes, msg_id: str) -> None:
         assert self.nc is not None
-        if self._js is None:
-            self._js = self.nc.jetstream()
-        await self._js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=5.0)
+        if self._bus is None:
+            self._bus = Bus(self.nc)
+        await self._bus.publish_js(subject, data, msg_id=msg_id, timeout=5.0)
 
     async def _upload(self, name: str, path: Path) -> None:
         assert self.nc is not None

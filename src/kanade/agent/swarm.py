@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ from kanade.agent.runtime import Agent
 from kanade.agent.settings import AgentSettings
 from kanade.bus.connection import connect
 from kanade.core import subjects
+from kanade.core.instants import system_clock
 from kanade.core.models.wire import Command
 
 log = logging.getLogger("kanade.swarm")
@@ -42,7 +42,7 @@ ExecMode = Literal["stub", "real"]
 
 async def stub_runner(cmd: Command, argv: list[str], ctx: RunContext) -> ProcessOutcome:
     """An instant, successful "script": exercises everything around the process."""
-    now = datetime.now(UTC)
+    now = system_clock()
     out = b"ok\n"
     return ProcessOutcome(
         exit_code=0,

@@ -55,7 +55,8 @@ LAZY = [
     "kanade.core.dispatch",
     "kanade.agent.scheduling.catalog",
     "kanade.agent.scheduling.firing",
-    "kanade.agent.scheduling.localzone",
+    "kanade.core.scheduling.timezones",
+    "tzlocal",
     "yaml",
 ]
 NEVER = ["typer", "rich", "structlog", "click"]
