@@ -39,6 +39,7 @@ from kanade.agent.settings import AgentSettings
 from kanade.bus.connection import Bus, connect
 from kanade.core import subjects
 from kanade.core.gates import KvView
+from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Command, Heartbeat
 
 log = logging.getLogger("kanade.agent")
@@ -58,6 +59,7 @@ class Agent:
         runner: Runner = subprocess_runner,
         fleet: FleetState | None = None,
         connector: Connector | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.s = settings
         self.pc_id = settings.pc_id
@@ -106,19 +108,21 @@ class Agent:
             kv_view=self.fleet_view.kv_view,
             connection=lambda: self.nc,
             spawn=self._spawn,
+            clock=clock,
         )
         self.intake = CommandIntake(
             pc_id=self.pc_id,
             ledger=self.ledger,
             outbox=self.outbox,
             executor=self.executor,
-            enrolled_at=load_enrollment(data / "enrolled_at"),
+            enrolled_at=load_enrollment(data / "enrolled_at", clock),
             groups=lambda: self.groups,
             connection=lambda: self.nc,
             connected=self._ready,
             spawn=self._spawn,
             pull_expires=settings.pull_expires,
             pull_idle_heartbeat=settings.pull_idle_heartbeat,
+            clock=clock,
         )
         # Set once the command consumer is open: the agent can receive commands.
         self.ready = self.intake.ready
@@ -132,6 +136,7 @@ class Agent:
             last_command_at=lambda: self.intake.last_command_at,
             load=lambda: (self.executor.queue_length, self.executor.running),
             schedule_set_version=lambda: self.scheduler.version,
+            clock=clock,
         )
         self.scheduler = LocalScheduler(
             pc_id=self.pc_id,
@@ -143,6 +148,7 @@ class Agent:
             in_flight=self.executor.in_flight,
             on_applied=lambda _version: self.heartbeats.wake(),
             durable=settings.durable,
+            clock=clock,
         )
         self.executor.on_finished.append(self.scheduler.on_finished)
 
