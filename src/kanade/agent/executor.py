@@ -56,6 +56,7 @@ class RunContext:
     spool_dir: Path
     spool_name: str
     cap_bytes: int
+    clock: Clock = system_clock
 
 
 @dataclass
@@ -79,6 +80,7 @@ async def subprocess_runner(cmd: Command, argv: list[str], ctx: RunContext) -> P
         kill=ctx.kill,
         env=cmd.env,
         cwd=cmd.cwd,
+        clock=ctx.clock,
     )
 
 
@@ -306,6 +308,7 @@ class Executor:
             self.spool_dir,
             result_id,
             min(cmd.max_output_bytes, self._max_output_bytes),
+            self._clock,
         )
         retry_max = cmd.retry.max if cmd.retry else 0
         attempts = 0

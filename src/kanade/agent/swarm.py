@@ -32,7 +32,6 @@ from kanade.agent.runtime import Agent
 from kanade.agent.settings import AgentSettings
 from kanade.bus.connection import connect
 from kanade.core import subjects
-from kanade.core.instants import system_clock
 from kanade.core.models.wire import Command
 
 log = logging.getLogger("kanade.swarm")
@@ -42,7 +41,7 @@ ExecMode = Literal["stub", "real"]
 
 async def stub_runner(cmd: Command, argv: list[str], ctx: RunContext) -> ProcessOutcome:
     """An instant, successful "script": exercises everything around the process."""
-    now = system_clock()
+    now = ctx.clock()
     out = b"ok\n"
     return ProcessOutcome(
         exit_code=0,
