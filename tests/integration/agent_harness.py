@@ -24,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from nats.js.errors import NotFoundError
 from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.ids import new_id
+from kanade.core.instants import system_clock
 from kanade.core.models.wire import (
     Command,
     CommandAddress,
@@ -311,7 +311,7 @@ def build_command(
                              pcs=[target] if scope == "pc" and target else [])
     values: dict[str, Any] = {
         "request_id": new_id(), "exec_id": new_id(), "job_id": job_id, "version": version,
-        "script": script, "timeout_s": timeout_s, "issued_at": datetime.now(UTC),
+        "script": script, "timeout_s": timeout_s, "issued_at": system_clock(),
         "address": address,
     }
     values.update(fields)
