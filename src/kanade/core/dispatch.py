@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from kanade.core.models.constraints import Retry
 from kanade.core.models.job import Execute, JobManifest
-from kanade.core.models.schedule import Retry
 from kanade.core.models.target import Target
 from kanade.core.models.wire import (
     CheckHint,

@@ -40,7 +40,7 @@ from fractions import Fraction
 from typing import Final, Literal
 
 from kanade.core.lifecycle import result_ttl_s
-from kanade.core.models.schedule import Wave
+from kanade.core.models.waves import Wave
 from kanade.core.statuses import RolloutStatus
 
 WaveKind = Literal["group", "pcs", "percent", "rest"]

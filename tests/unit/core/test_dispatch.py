@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from kanade.core.dispatch import adhoc_job, build_command
-from kanade.core.models.schedule import Retry
+from kanade.core.models.constraints import Retry
 from kanade.core.models.target import Target
 from kanade.core.models.wire import Command, decode, encode
 from kanade.core.validation import parse_job

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kanade.core.models.schedule import Wave
+from kanade.core.models.waves import Wave
 from kanade.core.rollout import (
     ResultView,
     decide_after_wave,

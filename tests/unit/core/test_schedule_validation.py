@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kanade.core.models.schedule import DaySpec, Schedule, TimeWindow, parse_day
+from kanade.core.models.constraints import TimeWindow
+from kanade.core.models.schedule import Schedule
+from kanade.core.models.when import DaySpec, parse_day
 from kanade.core.validation import DocumentInvalid, load_document, parse_schedule
 
 VALID: dict[str, Any] = {

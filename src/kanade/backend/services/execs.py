@@ -40,8 +40,8 @@ from kanade.core.approvals import DEFAULT_TTL
 from kanade.core.dispatch import Budgets, adhoc_job, build_command
 from kanade.core.ids import new_id
 from kanade.core.models.job import JobManifest
-from kanade.core.models.schedule import Rollout
 from kanade.core.models.target import Target
+from kanade.core.models.waves import Rollout
 from kanade.core.models.wire import Command, Shell
 from kanade.core.targeting import command_subjects, expected_pcs
 from kanade.core.validation import field_errors

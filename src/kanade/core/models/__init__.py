@@ -13,22 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kanade.core.models.base import DocModel, WireModel
-    from kanade.core.models.job import Check, Execute, Inventory, JobManifest, Staleness
-    from kanade.core.models.schedule import (
+    from kanade.core.models.constraints import (
         ActiveRange,
-        Calendar,
         Constraints,
-        DaySpec,
         OnFailure,
-        Reconcile,
         Retry,
-        Rollout,
-        Schedule,
         TimeWindow,
-        Wave,
-        When,
     )
+    from kanade.core.models.job import Check, Execute, Inventory, JobManifest, Staleness
+    from kanade.core.models.schedule import Schedule
     from kanade.core.models.target import Target
+    from kanade.core.models.waves import Rollout, Wave
+    from kanade.core.models.when import Calendar, DaySpec, Reconcile, When
     from kanade.core.models.wire import (
         CheckHint,
         Command,
@@ -48,22 +44,11 @@ _SUBMODULE: dict[str, str] = {
     **dict.fromkeys(("DocModel", "WireModel"), "base"),
     **dict.fromkeys(("Check", "Execute", "Inventory", "JobManifest", "Staleness"), "job"),
     **dict.fromkeys(
-        (
-            "ActiveRange",
-            "Calendar",
-            "Constraints",
-            "DaySpec",
-            "OnFailure",
-            "Reconcile",
-            "Retry",
-            "Rollout",
-            "Schedule",
-            "TimeWindow",
-            "Wave",
-            "When",
-        ),
-        "schedule",
+        ("ActiveRange", "Constraints", "OnFailure", "Retry", "TimeWindow"), "constraints"
     ),
+    **dict.fromkeys(("Calendar", "DaySpec", "Reconcile", "When"), "when"),
+    **dict.fromkeys(("Rollout", "Wave"), "waves"),
+    "Schedule": "schedule",
     "Target": "target",
     **dict.fromkeys(
         (

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Final, Literal
 
-from kanade.core.models.schedule import Catchup, DaySpec, RunsOn, Schedule, TimeWindow
+from kanade.core.models.constraints import TimeWindow
+from kanade.core.models.schedule import Catchup, RunsOn, Schedule
+from kanade.core.models.when import DaySpec
 from kanade.core.scheduling.timezones import zone_for
 
 RECONCILE_POLL: Final = timedelta(minutes=1)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kanade.core.models.schedule import DaySpec
+from kanade.core.models.when import DaySpec
 from kanade.core.scheduling import (
     RECONCILE_POLL,
     CalendarTrigger,

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kanade.core.models.schedule import DaySpec, TimeWindow
+from kanade.core.models.constraints import TimeWindow
+from kanade.core.models.when import DaySpec
 from kanade.core.scheduling import (
     CalendarTrigger,
     ClaimTable,

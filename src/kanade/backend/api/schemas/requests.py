@@ -10,8 +10,8 @@ from kanade.backend.api.policy import Role
 from kanade.backend.services.auth.passwords import password_problem
 from kanade.backend.store.users import USERNAME_RE, USERNAME_RULE
 from kanade.core.durations import Duration
-from kanade.core.models.schedule import Rollout, Wave
 from kanade.core.models.target import Target
+from kanade.core.models.waves import Rollout, Wave
 from kanade.core.models.wire import Shell
 
 
