@@ -41,9 +41,11 @@ test: venv browser-deps
 test-all: venv browser-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## lint: ruff, the import contracts (docs/ARCHITECTURE.md) and mypy --strict on the whole package.
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src/kanade/core
+	$(BIN)/lint-imports
+	$(BIN)/mypy --strict src/kanade
 
 ## bench: the standard benchmark set; each prints JSON lines (SPEC §10). The full set with
 ## 10 000 simulated agents and 50 real ones is in docs/performance.md.

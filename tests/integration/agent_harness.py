@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -24,7 +25,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,11 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+import polling
 from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.ids import new_id
+from kanade.core.instants import system_clock
 from kanade.core.models.wire import (
     Command,
     CommandAddress,
@@ -58,37 +60,15 @@ DEFAULT_TIMEOUT = 20.0
 POLL_S = 0.05
 
 
-class HarnessError(AssertionError):
+class HarnessError(polling.Fatal):
     """A wait ran past its deadline (an AssertionError so pytest reports it as a failure)."""
 
 
-async def eventually(
-    check: Callable[[], Any],
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-    what: str = "condition",
-    diagnostics: Callable[[], str] | None = None,
-) -> Any:
-    """Poll ``check`` (sync or async) until it returns a truthy value; return that value."""
-    give_up = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-        except HarnessError:
-            raise
-        except Exception as exc:  # e.g. broker restarting: simply not true yet
-            last_exc = exc
-        if time.monotonic() >= give_up:
-            extra = f"\nlast error: {last_exc!r}" if last_exc else ""
-            if diagnostics is not None:
-                extra += "\n" + diagnostics()
-            raise HarnessError(f"{what}: not true within {timeout:.1f}s{extra}")
-        await asyncio.sleep(POLL_S)
+# The suites' one poll helper, with the harness's defaults: any error means "not yet"
+# (e.g. the broker restarting), a HarnessError raised inside a check stops at once.
+eventually = functools.partial(
+    polling.eventually, timeout=DEFAULT_TIMEOUT, interval=POLL_S, tolerate_errors=True
+)
 
 
 def process_gone(pid: int) -> bool:
@@ -311,7 +291,7 @@ def build_command(
                              pcs=[target] if scope == "pc" and target else [])
     values: dict[str, Any] = {
         "request_id": new_id(), "exec_id": new_id(), "job_id": job_id, "version": version,
-        "script": script, "timeout_s": timeout_s, "issued_at": datetime.now(UTC),
+        "script": script, "timeout_s": timeout_s, "issued_at": system_clock(),
         "address": address,
     }
     values.update(fields)

@@ -12,7 +12,7 @@ import itertools
 import json
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from agent_harness import (
 
 from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import exitcodes, subjects
+from kanade.core.instants import system_clock
 from kanade.core.models.schedule import Schedule
 from kanade.core.models.wire import Result
 from kanade.core.scheduling import expected_version
@@ -94,10 +95,6 @@ def assert_each_once(collector: ResultsCollector, schedule_id: str) -> None:
     assert all(c == 1 for c in rids.values()), collector.summary()
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 async def wait_down(agent: AgentProcess, seconds: float) -> None:
     since = time.monotonic()
 
@@ -120,9 +117,9 @@ async def test_cron_keeps_firing_while_the_broker_is_down(
     await collector.wait(of("each-second"), 2, diagnostics=agent.log_tail)
 
     nats_server.kill()
-    down_from = utcnow()
+    down_from = system_clock()
     await wait_down(agent, 5.0)
-    down_until = utcnow()
+    down_until = system_clock()
     nats_server.start()
 
     # Every second of the outage fired locally; the results arrive once the broker is back.
@@ -162,7 +159,7 @@ async def test_agent_restarted_while_broker_is_down_keeps_firing_from_its_cache(
     nats_server.kill()
     await agent.stop()
     agent.start()  # no broker: only the on-disk catalog cache knows the schedule
-    restarted_at = utcnow()
+    restarted_at = system_clock()
     await wait_down(agent, 4.0)
     nats_server.start()
 
@@ -350,7 +347,7 @@ async def test_deleted_schedule_stops_and_edited_one_applies_the_new_definition(
         return (await ping(bus.nc, "pc-1")).schedule_set_version == only_clock
 
     await eventually(applied, timeout=10, what="set without 'subject'", diagnostics=agent.log_tail)
-    applied_at = utcnow()
+    applied_at = system_clock()
     # The clock schedule keeps firing: once its later occurrences are in, everything the
     # agent queued before them is too (the outbox publishes in order).
     await collector.wait(

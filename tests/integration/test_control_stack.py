@@ -12,13 +12,12 @@ every process is stopped on teardown, scripts and grandchildren included.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 from agent_harness import AgentFleet, AgentProcess
 
+import polling
 from kanade.bus import EmbeddedBroker, free_port
 
 BIN = Path(sys.executable).parent
@@ -33,29 +33,13 @@ DEADLINE = 30.0
 POLL_S = 0.05
 
 
-def wait_until(
-    check: Callable[[], Any],
-    *,
-    timeout: float = DEADLINE,
-    what: str = "condition",
-    diagnostics: Callable[[], str] | None = None,
-) -> Any:
-    """Poll ``check`` until it returns something truthy (returned); fail at the deadline."""
-    give_up = time.monotonic() + timeout
-    last: BaseException | None = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except (httpx.HTTPError, KeyError, ValueError, OSError) as exc:
-            last = exc
-        if time.monotonic() >= give_up:
-            extra = f"\nlast error: {last!r}" if last else ""
-            if diagnostics is not None:
-                extra += "\n" + diagnostics()
-            raise AssertionError(f"{what}: not true within {timeout:.1f}s{extra}")
-        time.sleep(POLL_S)
+# The suites' one poll helper, with this stack's defaults and the errors that mean "not yet".
+wait_until = functools.partial(
+    polling.wait_until,
+    timeout=DEADLINE,
+    interval=POLL_S,
+    tolerate=(httpx.HTTPError, KeyError, ValueError, OSError),
+)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -3,11 +3,12 @@ of a killed exec that was already on its way (fetched, not yet admitted) never s
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Final
+
+from kanade.core.models.wire import WireDecodeError, decode
 
 log = logging.getLogger("kanade.agent")
 
@@ -17,10 +18,14 @@ KILL_MEMORY_S: Final = 600.0
 
 def kill_request_exec_id(data: bytes) -> str | None:
     """The exec id a kill request names; None (with a warning) when it is malformed."""
+    # Not at import: the backend's record models (~150 KB) would stay resident in every
+    # idle agent (SPEC §10.2) for a message that rarely comes.
+    from kanade.core.models.records import KillRequest
+
     try:
-        return str(json.loads(data)["exec_id"])
-    except (ValueError, KeyError, TypeError):
-        log.warning("ignored a malformed kill request")
+        return decode(KillRequest, data).exec_id
+    except WireDecodeError as exc:
+        log.warning("ignored a malformed kill request: %s", exc)
         return None
 
 

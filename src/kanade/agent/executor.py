@@ -33,7 +33,9 @@ from kanade.agent.shells import shell_argv
 from kanade.core import exitcodes, subjects
 from kanade.core.gates import KvView, check_deadline, evaluate_gates
 from kanade.core.ids import result_id_for
+from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Command, Result, decode, encode
+from kanade.core.msgids import result_msg_id, started_msg_id
 from kanade.core.results import (
     event_started,
     run_result,
@@ -54,6 +56,7 @@ class RunContext:
     spool_dir: Path
     spool_name: str
     cap_bytes: int
+    clock: Clock = system_clock
 
 
 @dataclass
@@ -77,11 +80,8 @@ async def subprocess_runner(cmd: Command, argv: list[str], ctx: RunContext) -> P
         kill=ctx.kill,
         env=cmd.env,
         cwd=cmd.cwd,
+        clock=ctx.clock,
     )
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 async def _interruptible_wait(seconds: float, kill: asyncio.Event) -> bool:
@@ -110,8 +110,10 @@ class Executor:
         kv_view: Callable[[], KvView],
         connection: Callable[[], Client | None],
         spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
+        clock: Clock = system_clock,
     ) -> None:
         self.pc_id = pc_id
+        self._clock = clock
         self.ledger = ledger
         self.outbox = outbox
         self.scripts = scripts
@@ -144,7 +146,7 @@ class Executor:
     # --- crash recovery -----------------------------------------------------------------------
     def recover(self) -> None:
         """Settle what the ledger holds from an earlier run (see the module docstring)."""
-        now = _utcnow()
+        now = self._clock()
         # Output spooled by a run that died with the agent (kill -9) and never
         # reached the outbox: nothing will ever upload it.
         keep = self.outbox.attachment_paths()
@@ -166,11 +168,10 @@ class Executor:
         for entry in self.ledger.in_state("finished"):
             if not entry.queued and entry.result is not None:
                 result_id = result_id_for(entry.request_id, self.pc_id)
-                if not self.outbox.contains_msg_id(result_id):
+                msg_id = result_msg_id(result_id)
+                if not self.outbox.contains_msg_id(msg_id):
                     self.outbox.put(
-                        Envelope(
-                            subjects.result_subject(self.pc_id), result_id, entry.result.encode()
-                        )
+                        Envelope(subjects.result_subject(self.pc_id), msg_id, entry.result.encode())
                     )
                 self.ledger.mark_queued(entry.request_id)
         for entry in self.ledger.in_state("pending"):
@@ -255,7 +256,7 @@ class Executor:
                 self.pc_id,
                 exit_code=code,
                 reason=reason,
-                now=_utcnow(),
+                now=self._clock(),
                 agent_version=__version__,
             ),
         )
@@ -265,7 +266,7 @@ class Executor:
         script = cmd.script or ""
         argv = shell_argv(cmd.shell, script)
         skip = evaluate_gates(
-            cmd, now=_utcnow(), view=self._kv_view(), shell_available=argv is not None
+            cmd, now=self._clock(), view=self._kv_view(), shell_available=argv is not None
         )
         if skip is not None:
             self.skip(cmd, skip.exit_code, skip.reason)
@@ -287,7 +288,7 @@ class Executor:
         if await _interruptible_wait(jitter, tracked.kill):
             self.skip(cmd, exitcodes.KILLED, "cancelled by remote kill before it started")
             return
-        late = check_deadline(cmd.deadline_at, _utcnow())
+        late = check_deadline(cmd.deadline_at, self._clock())
         if late is not None:
             self.skip(cmd, late.exit_code, late.reason)
             return
@@ -295,16 +296,19 @@ class Executor:
         self.ledger.mark_launching(cmd.request_id, time.time())
         tracked.started = True
         result_id = result_id_for(cmd.request_id, self.pc_id)
-        started_at = _utcnow()
+        started_at = self._clock()
         started = event_started(cmd, self.pc_id, started_at)
         self.outbox.put(
-            Envelope(subjects.started_subject(self.pc_id), f"{result_id}.started", encode(started))
+            Envelope(
+                subjects.started_subject(self.pc_id), started_msg_id(result_id), encode(started)
+            )
         )
         ctx = RunContext(
             tracked.kill,
             self.spool_dir,
             result_id,
             min(cmd.max_output_bytes, self._max_output_bytes),
+            self._clock,
         )
         retry_max = cmd.retry.max if cmd.retry else 0
         attempts = 0
@@ -360,7 +364,10 @@ class Executor:
             self.ledger.mark_finished(cmd.request_id, payload.decode(), time.time())
         self.outbox.put(
             Envelope(
-                subjects.result_subject(self.pc_id), result.result_id, payload, attachments or []
+                subjects.result_subject(self.pc_id),
+                result_msg_id(result.result_id),
+                payload,
+                attachments or [],
             )
         )
         if self.ledger.get(cmd.request_id) is not None:

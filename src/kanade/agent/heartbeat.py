@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 
 from kanade import __version__
 from kanade.core import subjects
+from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Heartbeat, encode
 
 _LINUX = sys.platform.startswith("linux")
@@ -69,7 +70,8 @@ def boot_time() -> float:
 
 
 class Telemetry:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = system_clock) -> None:
+        self._clock = clock
         # CPU% is measured from one heartbeat to the next (the first covers start-up).
         self._cpu_at = (time.monotonic(), _cpu_seconds())
         self._boot = datetime.fromtimestamp(boot_time(), UTC)
@@ -107,7 +109,7 @@ class Telemetry:
             last_command_at=last_command_at,
             queue_length=queue_length,
             running=running,
-            sent_at=datetime.now(UTC),
+            sent_at=self._clock(),
         )
 
 
@@ -124,6 +126,7 @@ class Heartbeats:
         last_command_at: Callable[[], datetime | None],
         load: Callable[[], tuple[int, int]],
         schedule_set_version: Callable[[], str | None],
+        clock: Clock = system_clock,
     ) -> None:
         """``load`` says (queue length, running)."""
         self.pc_id = pc_id
@@ -133,7 +136,7 @@ class Heartbeats:
         self._last_command_at = last_command_at
         self._load = load
         self._schedule_set_version = schedule_set_version
-        self._telemetry = Telemetry()
+        self._telemetry = Telemetry(clock)
         self._wake = asyncio.Event()
 
     def build(self) -> Heartbeat:

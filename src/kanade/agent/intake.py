@@ -9,44 +9,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError, NotFoundError
 
 from kanade import __version__
 from kanade.agent.durable.ledger import Admission, Ledger, command_digest
 from kanade.agent.durable.outbox import Envelope, Outbox
 from kanade.agent.executor import Executor
+from kanade.bus.consumers import add_or_replace_consumer
 from kanade.bus.pull import PullConsumer
+from kanade.bus.retry import retry
 from kanade.core import exitcodes, subjects
+from kanade.core.instants import Clock, format_instant, parse_instant, system_clock
 from kanade.core.models.wire import Command, WireDecodeError, decode, encode
+from kanade.core.msgids import result_msg_id
 from kanade.core.results import skipped_result
 
 log = logging.getLogger("kanade.agent")
 
-# JetStream's error code for "storage type can not be updated" (consumer create/update).
-_STORAGE_TYPE_IMMUTABLE = 10012
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def load_enrollment(path: Path) -> datetime:
+def load_enrollment(path: Path, clock: Clock = system_clock) -> datetime:
     """When this agent identity first started. Broadcast commands (all / group)
     issued before it are not for this machine; pc-addressed ones still are."""
     with contextlib.suppress(OSError, ValueError):
-        return datetime.fromisoformat(path.read_text().strip())
-    now = _utcnow()
-    path.write_text(now.isoformat())
+        return parse_instant(path.read_text())
+    now = clock()
+    path.write_text(format_instant(now))
     return now
 
 
@@ -68,8 +63,10 @@ class CommandIntake:
         spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
         pull_expires: float,
         pull_idle_heartbeat: float,
+        clock: Clock = system_clock,
     ) -> None:
         self.pc_id = pc_id
+        self._clock = clock
         self.ledger = ledger
         self.outbox = outbox
         self.executor = executor
@@ -108,7 +105,8 @@ class CommandIntake:
         the consumer, it is re-created (on reconnect, or when a pull is answered
         "no such consumer"), the retained commands for this pc are replayed — at most
         one per job per address, the stream keeps only the newest — and the ledger
-        acks each replay as a duplicate without running it.
+        acks each replay as a duplicate without running it. For the same reason a
+        file-backed consumer left by an older agent is simply replaced.
         """
         js = self._nc().jetstream()
         name = subjects.agent_consumer_name(self.pc_id)
@@ -124,26 +122,16 @@ class CommandIntake:
             inactive_threshold=30 * 86400.0,
             mem_storage=True,
         )
-        delay = 0.2
-        while True:
-            try:
-                await js.add_consumer(subjects.STREAM_COMMANDS, config)
-                return
-            except APIError as exc:
-                if exc.err_code != _STORAGE_TYPE_IMMUTABLE:
-                    log.warning("cannot open the command consumer yet (%s); retrying", exc)
-                    await asyncio.sleep(delay + random.uniform(0, delay))
-                    delay = min(delay * 2, 5.0)
-                    continue
-                # A file-backed consumer left by an older agent: the broker cannot
-                # change storage in place. Replace it; the ledger absorbs the replay.
-                log.info("moving the command consumer to memory storage")
-                with contextlib.suppress(NotFoundError):
-                    await js.delete_consumer(subjects.STREAM_COMMANDS, name)
-            except Exception as exc:
-                log.warning("cannot open the command consumer yet (%s); retrying", exc)
-                await asyncio.sleep(delay + random.uniform(0, delay))
-                delay = min(delay * 2, 5.0)
+
+        def warn(_attempt: int, exc: BaseException, _delay: float) -> None:
+            log.warning("cannot open the command consumer yet (%s); retrying", exc)
+
+        await retry(
+            lambda: add_or_replace_consumer(js, subjects.STREAM_COMMANDS, config),
+            base=0.2,
+            cap=5.0,
+            on_retry=warn,
+        )
 
     async def serve(self) -> None:
         """Pull and admit commands until cancelled."""
@@ -209,7 +197,7 @@ class CommandIntake:
             log.debug("ignored command %s: %s", cmd.request_id, why)
             await msg.ack()
             return
-        self.last_command_at = _utcnow()
+        self.last_command_at = self._clock()
         admission = self.ledger.admit(
             cmd.request_id, command_digest(raw), raw.decode(), time.time()
         )
@@ -247,10 +235,12 @@ class CommandIntake:
             alias,
             self.pc_id,
             exit_code=exitcodes.REFUSED,
-            now=_utcnow(),
+            now=self._clock(),
             reason="refused: this request_id was already admitted with different content",
             agent_version=__version__,
         )
         self.outbox.put(
-            Envelope(subjects.result_subject(self.pc_id), result.result_id, encode(result))
+            Envelope(
+                subjects.result_subject(self.pc_id), result_msg_id(result.result_id), encode(result)
+            )
         )

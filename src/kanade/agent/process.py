@@ -14,9 +14,11 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from kanade.core.instants import Clock, system_clock
 
 IS_WINDOWS = sys.platform == "win32"
 _READ_CHUNK = 64 * 1024
@@ -181,6 +183,7 @@ async def run_process(
     env: dict[str, str] | None = None,
     cwd: str | None = None,
     on_started: asyncio.Future[datetime] | None = None,
+    clock: Clock = system_clock,
 ) -> ProcessOutcome:
     """Run ``argv`` to completion, timeout or kill; never raises for script failures."""
     full_env = {**os.environ, **(env or {})}
@@ -189,7 +192,7 @@ async def run_process(
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
     else:
         kwargs["start_new_session"] = True
-    started_at = datetime.now(UTC)
+    started_at = clock()
     try:
         proc, protocol = await _spawn(
             argv,
@@ -201,7 +204,7 @@ async def run_process(
             **kwargs,
         )
     except (OSError, ValueError) as exc:
-        now = datetime.now(UTC)
+        now = clock()
         msg = f"could not start the script: {exc}".encode()
         if on_started is not None and not on_started.done():
             on_started.set_result(started_at)
@@ -276,7 +279,7 @@ async def run_process(
         stdout=stdout,
         stderr=stderr,
         started_at=started_at,
-        finished_at=datetime.now(UTC),
+        finished_at=clock(),
         note=note,
         killed=killed,
         timed_out=timed_out,

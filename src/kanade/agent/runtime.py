@@ -36,9 +36,10 @@ from kanade.agent.intake import CommandIntake, load_enrollment
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
 from kanade.agent.settings import AgentSettings
-from kanade.bus.connection import connect
+from kanade.bus.connection import Bus, connect
 from kanade.core import subjects
 from kanade.core.gates import KvView
+from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Command, Heartbeat
 
 log = logging.getLogger("kanade.agent")
@@ -58,6 +59,7 @@ class Agent:
         runner: Runner = subprocess_runner,
         fleet: FleetState | None = None,
         connector: Connector | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.s = settings
         self.pc_id = settings.pc_id
@@ -71,7 +73,7 @@ class Agent:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self.nc: Client | None = None
-        self._js: Any = None
+        self._bus: Bus | None = None  # JetStream publishing on self.nc, made on first use
         self._owns_nc = connector is None
         self._connector = connector
         # Fleet state mirrored from KV (SPEC §3.3 gates, §3.7 config and groups).
@@ -106,19 +108,21 @@ class Agent:
             kv_view=self.fleet_view.kv_view,
             connection=lambda: self.nc,
             spawn=self._spawn,
+            clock=clock,
         )
         self.intake = CommandIntake(
             pc_id=self.pc_id,
             ledger=self.ledger,
             outbox=self.outbox,
             executor=self.executor,
-            enrolled_at=load_enrollment(data / "enrolled_at"),
+            enrolled_at=load_enrollment(data / "enrolled_at", clock),
             groups=lambda: self.groups,
             connection=lambda: self.nc,
             connected=self._ready,
             spawn=self._spawn,
             pull_expires=settings.pull_expires,
             pull_idle_heartbeat=settings.pull_idle_heartbeat,
+            clock=clock,
         )
         # Set once the command consumer is open: the agent can receive commands.
         self.ready = self.intake.ready
@@ -132,6 +136,7 @@ class Agent:
             last_command_at=lambda: self.intake.last_command_at,
             load=lambda: (self.executor.queue_length, self.executor.running),
             schedule_set_version=lambda: self.scheduler.version,
+            clock=clock,
         )
         self.scheduler = LocalScheduler(
             pc_id=self.pc_id,
@@ -143,6 +148,7 @@ class Agent:
             in_flight=self.executor.in_flight,
             on_applied=lambda _version: self.heartbeats.wake(),
             durable=settings.durable,
+            clock=clock,
         )
         self.executor.on_finished.append(self.scheduler.on_finished)
 
@@ -251,9 +257,9 @@ class Agent:
 
     async def _publish(self, subject: str, data: bytes, msg_id: str) -> None:
         assert self.nc is not None
-        if self._js is None:
-            self._js = self.nc.jetstream()
-        await self._js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=5.0)
+        if self._bus is None:
+            self._bus = Bus(self.nc)
+        await self._bus.publish_js(subject, data, msg_id=msg_id, timeout=5.0)
 
     async def _upload(self, name: str, path: Path) -> None:
         assert self.nc is not None

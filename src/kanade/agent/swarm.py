@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +41,7 @@ ExecMode = Literal["stub", "real"]
 
 async def stub_runner(cmd: Command, argv: list[str], ctx: RunContext) -> ProcessOutcome:
     """An instant, successful "script": exercises everything around the process."""
-    now = datetime.now(UTC)
+    now = ctx.clock()
     out = b"ok\n"
     return ProcessOutcome(
         exit_code=0,

@@ -33,7 +33,9 @@ from kanade.backend.api import jobs as jobs_routes
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
 from kanade.backend.api import ui as ui_routes
+from kanade.backend.api.middleware.audit import AuditMiddleware
 from kanade.backend.api.middleware.auth import AuthMiddleware
+from kanade.backend.api.middleware.live import LiveMiddleware
 from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
 from kanade.backend.observability.metrics import Metrics
 from kanade.backend.services.approvals import ApprovalService
@@ -186,7 +188,11 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     api_errors.install(app)
-    # Every request passes the role table first, whichever router serves it.
+    # The last added runs first: every request passes the role table (auth) before
+    # anything else, whichever router serves it; then, once the response is sent, the
+    # audit guarantee publishes its record before live invalidation tells the dashboard.
+    app.add_middleware(AuditMiddleware)
+    app.add_middleware(LiveMiddleware)
     app.add_middleware(AuthMiddleware)
     app.include_router(health_routes.router)
     app.include_router(jobs_routes.router)

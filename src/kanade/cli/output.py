@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -27,6 +27,27 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
     out.print(t)
+
+
+def listing(
+    items: Iterable[Mapping[str, Any]],
+    *,
+    json_: bool,
+    title: str | None,
+    columns: Sequence[str],
+    row: Callable[[Mapping[str, Any]], Sequence[Any]] | None = None,
+) -> None:
+    """A list answer: one JSON object per item for scripts, else one table.
+
+    ``row`` turns an item into its cells; without it the cells are the item's values
+    for ``columns``.
+    """
+    if json_:
+        for item in items:
+            json_line(item)
+        return
+    cells = row or (lambda item: [item.get(c) for c in columns])
+    table(title, columns, [cells(item) for item in items])
 
 
 def fail(message: str, details: Sequence[str] = ()) -> None:

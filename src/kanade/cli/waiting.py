@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,6 +24,11 @@ def target_body(all_: bool, groups: list[str] | None, pcs: list[str] | None) -> 
 
 def _finished(r: dict[str, Any]) -> bool:
     return r.get("state") in ("finished", "reaped")
+
+
+def result_state(r: Mapping[str, Any]) -> Any:
+    """A result's state as tables show it: ``skipped`` wins over the delivery state."""
+    return "skipped" if r.get("skipped") else r.get("state")
 
 
 def _ok(r: dict[str, Any]) -> bool:

@@ -58,7 +58,6 @@ def evaluate_gates(
     now: datetime,
     view: KvView,
     shell_available: bool,
-    signature_problem: str | None = None,
 ) -> GateSkip | None:
     """The first gate that stops ``cmd``, or None when it may run."""
     policy = cmd.staleness
@@ -83,8 +82,6 @@ def evaluate_gates(
     skip = check_deadline(cmd.deadline_at, now)
     if skip is not None:
         return skip
-    if signature_problem is not None:
-        return GateSkip(exitcodes.REFUSED, f"refused: {signature_problem}")
     if not shell_available:
         return GateSkip(
             exitcodes.UNSUPPORTED, f"shell {cmd.shell!r} is not available on this machine"

@@ -13,7 +13,9 @@ def test_a_kill_request_names_its_exec() -> None:
     assert kill_request_exec_id(json.dumps({"exec_id": "e-1"}).encode()) == "e-1"
 
 
-@pytest.mark.parametrize("raw", [b"{ torn", b"[]", b"{}", b'"e-1"'])
+@pytest.mark.parametrize(
+    "raw", [b"{ torn", b"[]", b"{}", b'"e-1"', b'{"exec_id": null}', b"\xff"]
+)
 def test_a_malformed_kill_request_is_ignored(raw: bytes) -> None:
     assert kill_request_exec_id(raw) is None
 

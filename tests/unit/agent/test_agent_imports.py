@@ -44,7 +44,7 @@ from kanade.core.scheduling import expected_version, schedule_set_version
 from kanade.core.scheduling.version import applies_to_agent
 from kanade.core.validation import DocumentInvalid, parse_schedule
 
-# Loaded only once the local scheduler is active, or never by the agent.
+# Loaded only once the local scheduler is active (records: once a kill request comes), or never.
 LAZY = [
     "cronsim",
     "kanade.core.scheduling",
@@ -53,9 +53,11 @@ LAZY = [
     "kanade.core.models.target",
     "kanade.core.validation",
     "kanade.core.dispatch",
+    "kanade.core.models.records",
     "kanade.agent.scheduling.catalog",
     "kanade.agent.scheduling.firing",
-    "kanade.agent.scheduling.localzone",
+    "kanade.core.scheduling.timezones",
+    "tzlocal",
     "yaml",
 ]
 NEVER = ["typer", "rich", "structlog", "click"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kanade.agent.durable.fsutil import atomic_write, fsync_dir, remove
+from kanade.bus.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -227,17 +228,16 @@ class Outbox:
         agent when the connection comes back) instead of polling, so thousands of
         idle outboxes in one swarm process cost nothing.
         """
-        backoff = 0.05
+        backoff = Backoff(base=0.05, cap=max_backoff)
         while True:
             self._wake.clear()
             failed = 0
             if ready() and self._index:
                 _, failed = await self.drain_once(publish, upload)
             if failed:
-                await asyncio.sleep(backoff)
-                backoff = min(max_backoff, backoff * 2)
+                await asyncio.sleep(backoff.next_delay())
                 continue
-            backoff = 0.05
+            backoff.reset()
             await self._wake.wait()
 
     def wake(self) -> None:

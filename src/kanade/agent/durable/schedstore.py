@@ -29,11 +29,12 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from kanade.agent.durable.fsutil import atomic_write
+from kanade.core.instants import format_instant, parse_instant
 
 if TYPE_CHECKING:
     from kanade.core.scheduling import Claim
@@ -47,18 +48,12 @@ CATALOG_FILE: Final = "catalog.json"
 FORMAT_VERSION: Final = 1
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_instant(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
+def _instant(value: Any) -> datetime | None:
+    """A stored instant (``Z``, an offset, or none: UTC); None when it is not one."""
     try:
-        moment = datetime.fromisoformat(value)
+        return parse_instant(value)
     except ValueError:
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass
@@ -181,7 +176,7 @@ class SchedulerStore:
         raw_ticks = data.get("last_ticks")
         if isinstance(raw_ticks, dict):
             for key, value in raw_ticks.items():
-                moment = parse_instant(value)
+                moment = _instant(value)
                 if moment is not None:
                     ticks[str(key)] = moment
         claims: list[Claim] = []
@@ -190,8 +185,8 @@ class SchedulerStore:
             for item in raw_claims:
                 if not isinstance(item, dict):
                     continue
-                claimed_at = parse_instant(item.get("claimed_at"))
-                until = parse_instant(item.get("until"))
+                claimed_at = _instant(item.get("claimed_at"))
+                until = _instant(item.get("until"))
                 sid, owner = item.get("schedule_id"), item.get("owner")
                 if claimed_at and until and isinstance(sid, str) and isinstance(owner, str):
                     claims.append(Claim(sid, owner, claimed_at, until))
@@ -200,13 +195,13 @@ class SchedulerStore:
     def save_state(self, last_ticks: Mapping[str, datetime], claims: Iterable[Claim]) -> None:
         body = {
             "version": FORMAT_VERSION,
-            "last_ticks": {k: iso(v) for k, v in sorted(last_ticks.items())},
+            "last_ticks": {k: format_instant(v) for k, v in sorted(last_ticks.items())},
             "claims": [
                 {
                     "schedule_id": c.schedule_id,
                     "owner": c.owner,
-                    "claimed_at": iso(c.claimed_at),
-                    "until": iso(c.until),
+                    "claimed_at": format_instant(c.claimed_at),
+                    "until": format_instant(c.until),
                 }
                 for c in claims
             ],

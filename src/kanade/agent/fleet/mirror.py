@@ -1,8 +1,8 @@
 """A local mirror of selected KV keys, kept live without a per-agent consumer.
 
-Every KV write is a message on ``$KV.<bucket>.<key>``; a plain core-NATS
-subscription to those subjects sees each change as it happens, at no cost on
-the broker beyond the interest itself. Consumers are only used briefly, to
+Every KV write is a message on the key's subject; a plain core-NATS subscription to
+those subjects (:func:`kanade.bus.kv.subscribe_changes`) sees each change as it happens,
+at no cost on the broker beyond the interest itself. Consumers are only used briefly, to
 read a fresh snapshot after each (re)connect.
 
 Re-sync rules (SPEC §3.6): the snapshot is built into a *fresh* copy and only
@@ -21,14 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
+from kanade.bus.kv import KvChange, subscribe_changes
 from kanade.bus.kvsnapshot import kv_snapshot
 
 log = logging.getLogger(__name__)
-
-_OP_HEADER = "KV-Operation"
-_DELETES = ("DEL", "PURGE")
 
 
 class KvMirror:
@@ -43,7 +40,6 @@ class KvMirror:
         self.key_filters = key_filters
         self.values: dict[str, bytes] = {}
         self.synced = False
-        self._prefix = f"$KV.{bucket}."
         self._on_change = on_change
         self._subs: list[Any] = []
         self._buffer: list[tuple[str, bytes | None]] | None = None
@@ -61,13 +57,10 @@ class KvMirror:
         else:
             self.values[key] = value
 
-    async def _on_msg(self, msg: Msg) -> None:
-        key = msg.subject[len(self._prefix) :]
-        op = msg.headers.get(_OP_HEADER) if msg.headers else None
-        value = None if op in _DELETES else msg.data
+    async def _on_kv_change(self, change: KvChange) -> None:
         if self._buffer is not None:
-            self._buffer.append((key, value))
-        self._apply(key, value)
+            self._buffer.append((change.key, change.value))
+        self._apply(change.key, change.value)
         self._notify()
 
     async def set_filters(self, nc: Client, key_filters: list[str]) -> None:
@@ -81,7 +74,8 @@ class KvMirror:
             with contextlib.suppress(Exception):  # connection already gone
                 await sub.unsubscribe()
         self._subs = [
-            await nc.subscribe(f"{self._prefix}{f}", cb=self._on_msg) for f in self.key_filters
+            await subscribe_changes(nc, self.bucket, self._on_kv_change, key_filter)
+            for key_filter in self.key_filters
         ]
         self._buffer = []
         try:

@@ -15,7 +15,6 @@ from kanade.agent.durable.schedstore import CachedCatalog
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.scheduling.documents import (
     json_doc,
-    parse_freeze,
     parse_jobs,
     parse_schedules,
     raw_doc,
@@ -47,10 +46,14 @@ class Catalogs:
     live: bool  # read from synced mirrors (not from the cache)
 
 
+def _freeze_unreadable(exc: Exception) -> None:
+    log.error("unreadable fleet freeze record (%s); treating the fleet as frozen", exc)
+
+
 def read_catalogs(
     fleet: FleetState, cache: CachedCatalog, pc_id: str, groups: list[str]
 ) -> Catalogs:
-    from kanade.core.freeze import FREEZE_KEY
+    from kanade.core.freeze import FREEZE_KEY, decode_freeze
     from kanade.core.scheduling import agent_schedule_set
 
     live = fleet.schedules.synced and fleet.membership.synced
@@ -66,9 +69,10 @@ def read_catalogs(
     else:
         jobs = parse_jobs({k: raw_doc(v) for k, v in cache.jobs.items()})
     if fleet.freeze.synced:
-        freeze = parse_freeze(fleet.freeze.values.get(FREEZE_KEY))
+        freeze = decode_freeze(fleet.freeze.values.get(FREEZE_KEY), _freeze_unreadable)
     else:
-        freeze = None if cache.freeze is None else parse_freeze(raw_doc(cache.freeze))
+        cached_freeze = None if cache.freeze is None else raw_doc(cache.freeze)
+        freeze = decode_freeze(cached_freeze, _freeze_unreadable)
     return Catalogs(everything, list(wanted), jobs, freeze, live)
 
 

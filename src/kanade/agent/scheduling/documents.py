@@ -1,5 +1,5 @@
 """Reading the catalogs' raw KV documents for the local scheduler: tolerant, cached parsing
-of schedules, jobs and the fleet freeze, and :func:`might_apply`, the cheap look at a raw
+of schedules and jobs, and :func:`might_apply`, the cheap look at a raw
 schedule that decides whether the scheduling core must be loaded at all (see "Loaded on
 demand" in ``docs/agent-local-scheduler.md``).
 """
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from kanade.core.models.job import JobManifest
     from kanade.core.models.schedule import Schedule
-    from kanade.core.scheduling import Freeze
 
 log = logging.getLogger("kanade.agent.scheduler")
 
@@ -91,23 +90,6 @@ def parse_jobs(values: dict[str, bytes]) -> dict[str, JobManifest]:
         if isinstance(job, JobManifest):
             out[job.id] = job
     return out
-
-
-def parse_freeze(raw: bytes | None) -> Freeze | None:
-    """The fleet freeze from its KV value; an unreadable record freezes (the safe side,
-    like the backend)."""
-    from kanade.core.scheduling import Freeze, freeze_from_json
-
-    if raw is None or not raw.strip():
-        return None
-    try:
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        return freeze_from_json(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        log.error("unreadable fleet freeze record (%s); treating the fleet as frozen", exc)
-        return Freeze()
 
 
 def json_doc(raw: bytes) -> Any:

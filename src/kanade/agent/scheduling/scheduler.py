@@ -13,17 +13,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kanade.agent.durable.ledger import Admission
-from kanade.agent.durable.schedstore import CachedCatalog, SchedulerStore, iso
+from kanade.agent.durable.schedstore import CachedCatalog, SchedulerStore
 from kanade.agent.fleet.mirror import KvMirror
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.scheduling.documents import might_apply
 from kanade.agent.scheduling.registry import Registered, Registry
 from kanade.core.digests import EMPTY_SET_VERSION
+from kanade.core.instants import Clock, format_instant, system_clock
 
 # The scheduling core (and the sibling modules that only an active scheduler uses) is
 # imported where it is used, once the scheduler is active (see "Loaded on demand" in
@@ -40,10 +41,6 @@ log = logging.getLogger("kanade.agent.scheduler")
 
 
 Submit = Callable[["Command"], Admission]
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- the scheduler -----------------------------------------------------------------------------
@@ -68,7 +65,7 @@ class LocalScheduler:
         in_flight: Callable[[str], bool] = lambda _request_id: False,
         on_applied: Callable[[str], None] | None = None,
         durable: bool = True,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = system_clock,
         local_tz: tzinfo | None = None,
     ) -> None:
         self.pc_id = pc_id
@@ -105,8 +102,8 @@ class LocalScheduler:
         """Load the scheduling core and this scheduler's files (once; later calls do nothing)."""
         if self.active:
             return
-        from kanade.agent.scheduling.localzone import local_zone
         from kanade.core.scheduling import ClaimTable
+        from kanade.core.scheduling.timezones import local_zone
 
         self.local_tz = self._local_tz or local_zone()
         self.successes = self.store.load_successes()
@@ -279,8 +276,8 @@ class LocalScheduler:
                         reg.plan.schedule_id,
                         len(decision.nominals),
                         more,
-                        iso(decision.nominals[0]),
-                        iso(decision.nominals[-1]),
+                        format_instant(decision.nominals[0]),
+                        format_instant(decision.nominals[-1]),
                         reg.plan.catchup,
                     )
         if changed:
@@ -298,7 +295,7 @@ class LocalScheduler:
             level,
             "schedule %s: occurrence %s skipped: %s",
             skip.schedule_id,
-            iso(skip.nominal),
+            format_instant(skip.nominal),
             skip.detail,
         )
 
@@ -318,21 +315,21 @@ class LocalScheduler:
                 log.debug(
                     "schedule %s: poll %s: not firing: %s",
                     reg.plan.schedule_id,
-                    iso(fire.nominal),
+                    format_instant(fire.nominal),
                     decision.detail,
                 )
                 return
             log.info(
                 "schedule %s: poll %s fires: %s",
                 reg.plan.schedule_id,
-                iso(fire.nominal),
+                format_instant(fire.nominal),
                 decision.detail,
             )
         elif fire.caught_up:
             log.info(
                 "schedule %s: catching up occurrence %s (%s late)",
                 reg.plan.schedule_id,
-                iso(fire.nominal),
+                format_instant(fire.nominal),
                 fire.late,
             )
         self._dispatch(reg, fire.nominal, now, claim=True)
@@ -388,9 +385,9 @@ class LocalScheduler:
                     "schedule %s: occurrence %s skipped: the previous run (%s) still holds "
                     "the claim until %s",
                     sid,
-                    iso(nominal),
+                    format_instant(nominal),
                     attempt.claim.owner,
-                    iso(attempt.claim.until),
+                    format_instant(attempt.claim.until),
                 )
                 return
             if attempt.warning:
@@ -399,12 +396,17 @@ class LocalScheduler:
         admission = self._submit(cmd)
         if admission is Admission.NEW:
             self.fired += 1
-            log.info("schedule %s: fired occurrence %s (request %s)", sid, iso(nominal), request_id)
+            log.info(
+                "schedule %s: fired occurrence %s (request %s)",
+                sid,
+                format_instant(nominal),
+                request_id,
+            )
             return
         log.info(
             "schedule %s: occurrence %s was already admitted (%s); not run again",
             sid,
-            iso(nominal),
+            format_instant(nominal),
             admission.value,
         )
         if claim and not self._in_flight(request_id) and self.claims.release(sid, request_id):
@@ -450,7 +452,7 @@ class LocalScheduler:
             if previous is None or when > previous:
                 self.successes[sid] = when
                 self.store.save_successes(self.successes)
-                log.info("schedule %s: success recorded (%s)", sid, iso(when))
+                log.info("schedule %s: success recorded (%s)", sid, format_instant(when))
         elif not finish.record_success and not result.skipped:
             log.info(
                 "schedule %s: run %s exited %s (not a success)",

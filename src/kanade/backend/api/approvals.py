@@ -10,6 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
+from kanade.backend.api.schemas.approvals import (
+    Approval,
+    ApprovalPage,
+    Decided,
+    UnattendedCreated,
+    UnattendedList,
+    UnattendedRevoked,
+)
 
 router = APIRouter(prefix="/api", tags=["approvals"])
 
@@ -23,7 +31,7 @@ class RejectBody(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-@router.post("/executions/{exec_id}/approve")
+@router.post("/executions/{exec_id}/approve", response_model=Decided)
 async def approve_execution(exec_id: str, services: ServicesDep) -> dict[str, Any]:
     """Approve an exec waiting for approval (a different operator than the requester);
     it is published at once (or its rollout starts)."""
@@ -31,7 +39,7 @@ async def approve_execution(exec_id: str, services: ServicesDep) -> dict[str, An
     return decided.to_dict()
 
 
-@router.post("/executions/{exec_id}/reject")
+@router.post("/executions/{exec_id}/reject", response_model=Decided)
 async def reject_execution(
     exec_id: str, services: ServicesDep, body: RejectBody | None = None
 ) -> dict[str, Any]:
@@ -41,7 +49,7 @@ async def reject_execution(
     return decided.to_dict()
 
 
-@router.get("/approvals")
+@router.get("/approvals", response_model=ApprovalPage)
 async def list_approvals(
     services: ServicesDep,
     state: Literal["pending", "approved", "rejected"] | None = None,
@@ -52,25 +60,31 @@ async def list_approvals(
     return await services.approvals.list_approvals(state=state, limit=limit, offset=offset)
 
 
-@router.get("/approvals/{exec_id}")
+@router.get("/approvals/{exec_id}", response_model=Approval)
 async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
     return await services.approvals.get_approval(exec_id)
 
 
-@router.post("/jobs/{job_id}/versions/{version}/approve-unattended", status_code=201)
+@router.post(
+    "/jobs/{job_id}/versions/{version}/approve-unattended",
+    status_code=201,
+    response_model=UnattendedCreated,
+)
 async def approve_unattended(job_id: str, version: str, services: ServicesDep) -> dict[str, Any]:
     """Let schedules fire this version of a ``require_approval`` job without a person."""
     return await services.approvals.approve_unattended(job_id, version, current_actor())
 
 
-@router.delete("/jobs/{job_id}/versions/{version}/approve-unattended")
+@router.delete(
+    "/jobs/{job_id}/versions/{version}/approve-unattended", response_model=UnattendedRevoked
+)
 async def revoke_unattended(job_id: str, version: str, services: ServicesDep) -> dict[str, Any]:
     """Withdraw an unattended-run approval: schedules skip the job again."""
     await services.approvals.revoke_unattended(job_id, version, current_actor())
     return {"job_id": job_id, "version": version, "approved": False}
 
 
-@router.get("/unattended-approvals")
+@router.get("/unattended-approvals", response_model=UnattendedList)
 async def list_unattended(services: ServicesDep, job_id: str | None = None) -> dict[str, Any]:
     """Job versions approved for unattended runs."""
     items = await services.approvals.list_unattended(job_id)

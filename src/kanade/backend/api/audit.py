@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.audit import AuditPage
 from kanade.backend.store.audit import list_audit
 
 router = APIRouter(prefix="/api", tags=["audit"])
@@ -17,7 +18,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=AuditPage)
 async def audit_log(
     services: ServicesDep,
     actor: str | None = None,

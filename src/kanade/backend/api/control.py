@@ -13,6 +13,21 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.control import (
+    ConfigLayer,
+    ConfigLayers,
+    ConfigUnset,
+    EffectiveConfig,
+    GroupList,
+    JobDeleted,
+    Killed,
+    MembersAdded,
+    Membership,
+    Pong,
+    RevocationList,
+    Revoked,
+    Unrevoked,
+)
 
 router = APIRouter(prefix="/api", tags=["control"])
 
@@ -52,7 +67,7 @@ Keys = Annotated[list[str] | None, Query(description="keys to remove; none = the
 
 
 # --- revocations and job delete -----------------------------------------------------------
-@router.post("/jobs/{job_id}/revoke")
+@router.post("/jobs/{job_id}/revoke", response_model=Revoked)
 async def revoke_job(
     job_id: str, request: Request, services: ServicesDep, body: RevokeBody | None = None
 ) -> dict[str, Any]:
@@ -62,32 +77,32 @@ async def revoke_job(
     )
 
 
-@router.post("/jobs/{job_id}/unrevoke")
+@router.post("/jobs/{job_id}/unrevoke", response_model=Unrevoked)
 async def unrevoke_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Lift a revocation (idempotent: ``was_revoked`` tells whether there was one)."""
     return await services.revocations.unrevoke(job_id, actor=_actor(request))
 
 
-@router.get("/revocations")
+@router.get("/revocations", response_model=RevocationList)
 async def list_revocations(services: ServicesDep) -> dict[str, Any]:
     items = await services.revocations.revocations()
     return {"items": items, "total": len(items)}
 
 
-@router.delete("/jobs/{job_id}")
+@router.delete("/jobs/{job_id}", response_model=JobDeleted)
 async def delete_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Delete a job from the catalog; it is revoked first (SPEC §4.5)."""
     return await services.revocations.delete_job(job_id, actor=_actor(request))
 
 
 # --- kill and ping ------------------------------------------------------------------------
-@router.post("/executions/{exec_id}/kill")
+@router.post("/executions/{exec_id}/kill", response_model=Killed)
 async def kill_execution(exec_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """End the exec's running scripts (exit -1), cancel its queued copies, mark it cancelled."""
     return await services.kills.kill(exec_id, actor=_actor(request))
 
 
-@router.post("/agents/{pc_id}/ping")
+@router.post("/agents/{pc_id}/ping", response_model=Pong)
 async def ping_agent(
     pc_id: str,
     services: ServicesDep,
@@ -98,24 +113,24 @@ async def ping_agent(
 
 
 # --- config layers ------------------------------------------------------------------------
-@router.get("/config")
+@router.get("/config", response_model=ConfigLayers)
 async def list_config(services: ServicesDep) -> dict[str, Any]:
     """Every config layer in KV (``global``, ``group.<g>``, ``pc.<pc_id>``)."""
     layers = await services.agent_config.layers()
     return {"layers": layers, "total": len(layers)}
 
 
-@router.get("/config/{scope}")
+@router.get("/config/{scope}", response_model=ConfigLayer)
 async def get_config(scope: str, services: ServicesDep) -> dict[str, Any]:
     return await services.agent_config.get_layer(scope, None)
 
 
-@router.get("/config/{scope}/{name}")
+@router.get("/config/{scope}/{name}", response_model=ConfigLayer)
 async def get_named_config(scope: str, name: str, services: ServicesDep) -> dict[str, Any]:
     return await services.agent_config.get_layer(scope, name)
 
 
-@router.put("/config/{scope}")
+@router.put("/config/{scope}", response_model=ConfigLayer)
 async def put_config(
     scope: str, settings: SettingsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
@@ -123,41 +138,41 @@ async def put_config(
     return await services.agent_config.set_layer(scope, None, settings, actor=_actor(request))
 
 
-@router.put("/config/{scope}/{name}")
+@router.put("/config/{scope}/{name}", response_model=ConfigLayer)
 async def put_named_config(
     scope: str, name: str, settings: SettingsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     return await services.agent_config.set_layer(scope, name, settings, actor=_actor(request))
 
 
-@router.delete("/config/{scope}")
+@router.delete("/config/{scope}", response_model=ConfigUnset)
 async def delete_config(
     scope: str, request: Request, services: ServicesDep, key: Keys = None
 ) -> dict[str, Any]:
     return await services.agent_config.unset(scope, None, key or [], actor=_actor(request))
 
 
-@router.delete("/config/{scope}/{name}")
+@router.delete("/config/{scope}/{name}", response_model=ConfigUnset)
 async def delete_named_config(
     scope: str, name: str, request: Request, services: ServicesDep, key: Keys = None
 ) -> dict[str, Any]:
     return await services.agent_config.unset(scope, name, key or [], actor=_actor(request))
 
 
-@router.get("/agents/{pc_id}/config")
+@router.get("/agents/{pc_id}/config", response_model=EffectiveConfig)
 async def agent_config(pc_id: str, services: ServicesDep) -> dict[str, Any]:
     """The effective config of one agent, with the layer each value comes from."""
     return await services.agent_config.effective(pc_id)
 
 
 # --- groups -------------------------------------------------------------------------------
-@router.get("/groups")
+@router.get("/groups", response_model=GroupList)
 async def list_groups(services: ServicesDep) -> dict[str, Any]:
     """Groups with their KV ``members`` and the agents that ``reported`` them."""
     return await services.groups.groups()
 
 
-@router.put("/groups/{pc_id}")
+@router.put("/groups/{pc_id}", response_model=Membership)
 async def set_groups(
     pc_id: str, body: GroupsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
@@ -165,14 +180,14 @@ async def set_groups(
     return await services.groups.set_groups(pc_id, body.groups, actor=_actor(request))
 
 
-@router.post("/groups/{group}/members")
+@router.post("/groups/{group}/members", response_model=MembersAdded)
 async def add_group_members(
     group: str, body: MembersBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     return await services.groups.add_members(group, body.pcs, actor=_actor(request))
 
 
-@router.delete("/groups/{group}/members/{pc_id}")
+@router.delete("/groups/{group}/members/{pc_id}", response_model=Membership)
 async def remove_group_member(
     group: str, pc_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:

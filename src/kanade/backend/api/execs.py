@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from kanade.backend.api.bodies import ExecBody, RunBody
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
-from kanade.backend.errors import Forbidden, NotFound
+from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
+from kanade.backend.api.schemas.requests import ExecBody, RunBody
+from kanade.backend.errors import Forbidden
+from kanade.backend.services.execution_detail import execution_detail
 from kanade.backend.store import executions
-from kanade.backend.store import results as result_rows
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
@@ -21,7 +22,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-@router.post("/exec/{job_id}", status_code=201)
+@router.post("/exec/{job_id}", status_code=201, response_model=ExecCreated)
 async def exec_job(
     job_id: str, body: ExecBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
@@ -43,7 +44,7 @@ async def exec_job(
     return created.to_dict()
 
 
-@router.post("/run", status_code=201)
+@router.post("/run", status_code=201, response_model=ExecCreated)
 async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
     """Run an ad-hoc script on a target (an exec of a one-off job)."""
     created = await services.execs.run_adhoc(
@@ -59,7 +60,7 @@ async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
     return created.to_dict()
 
 
-@router.get("/executions")
+@router.get("/executions", response_model=ExecutionPage)
 async def list_executions(
     services: ServicesDep,
     job_id: str | None = None,
@@ -83,7 +84,11 @@ async def list_executions(
     return page.to_dict()
 
 
-@router.get("/executions/{exec_id}")
+@router.get(
+    "/executions/{exec_id}",
+    response_model=ExecutionDetail,
+    response_model_exclude_unset=True,  # no results key with results=false
+)
 async def get_execution(
     exec_id: str,
     services: ServicesDep,
@@ -93,21 +98,4 @@ async def get_execution(
 ) -> dict[str, Any]:
     """The exec row plus one entry per pc: its result row, or ``pending`` for each
     expected pc that has not reported yet."""
-
-    def load(conn: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-        row = executions.get_execution(conn, exec_id)
-        with_results = row is not None and results
-        return row, (result_rows.results_of_exec(conn, exec_id) if with_results else [])
-
-    row, rows = await services.db.read(load)
-    if row is None:
-        raise NotFound(f"execution {exec_id!r} not found", exec_id=exec_id)
-    if not results:
-        return row
-    reported = {r["pc_id"] for r in rows}
-    pending = [
-        {"pc_id": pc, "exec_id": exec_id, "state": "pending"}
-        for pc in row["expected_pcs"]
-        if pc not in reported
-    ]
-    return {**row, "results": sorted([*rows, *pending], key=lambda r: str(r["pc_id"]))}
+    return await execution_detail(services.db, exec_id, results=results)

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.execs import ResultRow
+from kanade.backend.api.schemas.fleet import Agent, AgentPage, JsonSchema, ResultPage
 from kanade.backend.errors import NotFound
 from kanade.backend.store import agents, results
 from kanade.core.fleet import agent_status
@@ -20,7 +22,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-@router.get("/results")
+@router.get("/results", response_model=ResultPage)
 async def list_results(
     services: ServicesDep,
     exec_id: str | None = None,
@@ -47,7 +49,7 @@ async def list_results(
     return page.to_dict()
 
 
-@router.get("/results/{result_id}")
+@router.get("/results/{result_id}", response_model=ResultRow)
 async def get_result(result_id: str, services: ServicesDep) -> dict[str, Any]:
     row = await services.db.read(lambda conn: results.get_result(conn, result_id))
     if row is None:
@@ -59,7 +61,7 @@ def _with_status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
     return {**row, "status": agent_status(row["last_seen"], now)}
 
 
-@router.get("/agents")
+@router.get("/agents", response_model=AgentPage)
 async def list_agents(
     services: ServicesDep,
     status: Literal["alive", "stale", "offline"] | None = None,
@@ -88,7 +90,7 @@ async def list_agents(
     return page.to_dict()
 
 
-@router.get("/agents/{pc_id}")
+@router.get("/agents/{pc_id}", response_model=Agent)
 async def get_agent(pc_id: str, services: ServicesDep) -> dict[str, Any]:
     row = await services.db.read(lambda conn: agents.get_agent(conn, pc_id))
     if row is None:
@@ -96,11 +98,11 @@ async def get_agent(pc_id: str, services: ServicesDep) -> dict[str, Any]:
     return _with_status(row, datetime.now(UTC))
 
 
-@router.get("/schemas/job")
+@router.get("/schemas/job", response_model=JsonSchema)
 async def job_schema() -> dict[str, Any]:
     return job_json_schema()
 
 
-@router.get("/schemas/schedule")
+@router.get("/schemas/schedule", response_model=JsonSchema)
 async def schedule_schema() -> dict[str, Any]:
     return schedule_json_schema()

@@ -2,73 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.catalog.freeze import clear_freeze, get_freeze, set_freeze
-from kanade.backend.errors import Invalid
-from kanade.backend.messaging.audit import publish_audit
-from kanade.core.freeze import FleetFreeze, is_frozen
+from kanade.backend.api.schemas.freeze import FreezeCleared, FreezeStatus
+from kanade.backend.api.schemas.requests import FreezeBody
+from kanade.backend.services import freeze
 
 router = APIRouter(prefix="/api", tags=["freeze"])
 
 
-class FreezeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    from_: AwareDatetime | None = Field(
-        default=None, alias="from", description="frozen from (inclusive); default now"
-    )
-    until: AwareDatetime | None = Field(
-        default=None, description="frozen until (exclusive); default until cleared"
-    )
-    reason: str = Field(default="", max_length=1000)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> FreezeBody:
-        if self.from_ is not None and self.until is not None and self.from_ >= self.until:
-            raise ValueError("from must be before until")
-        return self
+def _actor(request: Request) -> str:
+    return str(getattr(request.state, "actor", "anonymous"))
 
 
-def _view(freeze: FleetFreeze | None, now: datetime) -> dict[str, Any]:
-    return {
-        "frozen": is_frozen(freeze, now),
-        "freeze": None if freeze is None else freeze.to_dict(),
-    }
-
-
-@router.get("/freeze")
+@router.get("/freeze", response_model=FreezeStatus)
 async def freeze_status(services: ServicesDep) -> dict[str, Any]:
     """Whether scheduled fires are frozen now, and the stored freeze window if any."""
-    freeze = await get_freeze(services.link.bus())
-    return _view(freeze, datetime.now(UTC))
+    return await freeze.status(services.link.bus)
 
 
-@router.put("/freeze")
+@router.put("/freeze", response_model=FreezeStatus)
 async def freeze_set(body: FreezeBody, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Freeze scheduled fires fleet-wide (manual execs are not gated)."""
-    now = datetime.now(UTC)
-    if body.until is not None and body.until <= now:
-        raise Invalid.at("until", "is in the past; a freeze must end in the future")
-    actor = str(getattr(request.state, "actor", "anonymous"))
-    freeze = FleetFreeze(
-        from_=body.from_, until=body.until, by=actor, reason=body.reason, set_at=now
+    return await freeze.freeze(
+        services.link.bus,
+        from_=body.from_,
+        until=body.until,
+        reason=body.reason,
+        actor=_actor(request),
     )
-    await set_freeze(services.link.bus(), freeze)
-    await publish_audit(services.link.bus, "freeze_set", actor, freeze.to_dict())
-    return _view(freeze, now)
 
 
-@router.delete("/freeze")
+@router.delete("/freeze", response_model=FreezeCleared)
 async def freeze_clear(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Lift the freeze (idempotent: clearing an unfrozen fleet is a success)."""
-    actor = str(getattr(request.state, "actor", "anonymous"))
-    cleared = await clear_freeze(services.link.bus())
-    if cleared:
-        await publish_audit(services.link.bus, "freeze_clear", actor, {})
-    return {**_view(None, datetime.now(UTC)), "cleared": cleared}
+    return await freeze.thaw(services.link.bus, actor=_actor(request))

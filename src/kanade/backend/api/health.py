@@ -9,12 +9,17 @@ from fastapi.responses import Response
 
 from kanade import __version__
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.health import Health
 from kanade.backend.services import fleet_metrics
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    response_model=Health,
+    response_model_exclude_unset=True,  # broker_error only when there is one
+)
 async def health(services: ServicesDep) -> dict[str, Any]:
     """Always 200 while the process serves HTTP; ``status`` says whether all is well."""
     broker = services.link.connected

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.inventory import CheckPage, InventoryPage, PcInventory
 from kanade.backend.store.inventory import inventory_history_of, list_checks, list_inventory
 from kanade.core.facts import CheckStatus
 
@@ -17,7 +18,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-@router.get("/inventory")
+@router.get("/inventory", response_model=InventoryPage)
 async def inventory(
     services: ServicesDep,
     pc_id: str | None = None,
@@ -32,7 +33,7 @@ async def inventory(
     return page.to_dict()
 
 
-@router.get("/inventory/{pc_id}")
+@router.get("/inventory/{pc_id}", response_model=PcInventory)
 async def inventory_of_pc(
     pc_id: str,
     services: ServicesDep,
@@ -57,7 +58,7 @@ async def inventory_of_pc(
     return await services.db.read(load)
 
 
-@router.get("/checks")
+@router.get("/checks", response_model=CheckPage)
 async def checks(
     services: ServicesDep,
     status: CheckStatus | None = None,

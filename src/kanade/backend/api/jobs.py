@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.jobs import JobDocument, JobList
 from kanade.backend.catalog.jobs import job_document
 from kanade.backend.errors import UnsupportedFormat
 from kanade.core.validation import load_document, parse_job
@@ -35,7 +36,13 @@ _DOCUMENT_BODY = {
 }
 
 
-@router.post("", status_code=201, openapi_extra=_DOCUMENT_BODY)
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobDocument,
+    responses={200: {"model": JobDocument, "description": "identical to the stored job"}},
+    openapi_extra=_DOCUMENT_BODY,
+)
 async def put_job(request: Request, services: ServicesDep) -> JSONResponse:
     """Create or replace a job. 201 when stored, 200 when identical to the stored one;
     400 lists every invalid field; 409 when the same version exists with other content."""
@@ -50,13 +57,13 @@ async def put_job(request: Request, services: ServicesDep) -> JSONResponse:
     return JSONResponse(job_document(job), status_code=201 if changed else 200)
 
 
-@router.get("")
+@router.get("", response_model=JobList)
 async def list_jobs(services: ServicesDep) -> dict[str, Any]:
     jobs = [job_document(j) for j in await services.catalog().list()]
     return {"items": jobs, "total": len(jobs)}
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", response_model=JobDocument)
 async def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
     job = await services.catalog().require(job_id)
     return job_document(job)

@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import current_actor
+from kanade.backend.api.schemas.rollouts import (
+    Rollout,
+    RolloutAborted,
+    RolloutPage,
+    RolloutResumed,
+)
 
 router = APIRouter(prefix="/api/rollouts", tags=["rollouts"])
 
@@ -24,7 +30,7 @@ class AbortBody(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-@router.get("")
+@router.get("", response_model=RolloutPage)
 async def list_rollouts(
     services: ServicesDep,
     status: Status | None = None,
@@ -38,20 +44,20 @@ async def list_rollouts(
     )
 
 
-@router.get("/{rollout_id}")
+@router.get("/{rollout_id}", response_model=Rollout)
 async def get_rollout(rollout_id: str, services: ServicesDep) -> dict[str, Any]:
     """One rollout (its id is the exec id) with per-wave pcs, state, due time and
     progress (pending / running / succeeded / failed / skipped / missing, failure rate)."""
     return await services.rollouts.get_rollout(rollout_id)
 
 
-@router.post("/{rollout_id}/resume")
+@router.post("/{rollout_id}/resume", response_model=RolloutResumed)
 async def resume_rollout(rollout_id: str, services: ServicesDep) -> dict[str, Any]:
     """Continue a halted rollout: its next wave is sent at once."""
     return await services.rollouts.resume(rollout_id, current_actor())
 
 
-@router.post("/{rollout_id}/abort")
+@router.post("/{rollout_id}/abort", response_model=RolloutAborted)
 async def abort_rollout(
     rollout_id: str, services: ServicesDep, body: AbortBody | None = None
 ) -> dict[str, Any]:

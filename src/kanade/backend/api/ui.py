@@ -14,20 +14,20 @@ import asyncio
 import json
 import mimetypes
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
-from sqlalchemy.engine import Connection
 from sse_starlette import EventSourceResponse
 
 from kanade import __version__
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.schemas.dashboard import DashboardSummary
 from kanade.backend.errors import NotFound
 from kanade.backend.messaging.live import hub
-from kanade.backend.store import agents, executions, results
+from kanade.backend.services.dashboard import summary
 
 router = APIRouter(tags=["dashboard"])
 
@@ -66,7 +66,7 @@ def _event(topic: str, payload: dict[str, Any]) -> dict[str, Any]:
     return {"data": json.dumps({"topic": topic, **payload}, separators=(",", ":"))}
 
 
-@router.get("/api/events")
+@router.get("/api/events", response_class=EventSourceResponse)
 async def events(request: Request) -> EventSourceResponse:
     """Server-sent events: ``{"topic": "results"|"execs"|"agents"|…, ids…}`` per change.
 
@@ -90,43 +90,7 @@ async def events(request: Request) -> EventSourceResponse:
     )
 
 
-# --- overview aggregates -----------------------------------------------------------------
-# The overview's charts need counts, not rows: fetching 10 000 results to draw 24 bars
-# would make the page slow exactly when the fleet is large.
-
-HOURS = 24
-
-
-def summary(conn: Connection, now: datetime) -> dict[str, Any]:
-    fleet = agents.count_by_liveness(conn, now)
-
-    start = (now - timedelta(hours=HOURS - 1)).replace(minute=0, second=0, microsecond=0)
-    by_hour = results.count_by_hour(conn, start)
-    hours = []
-    for i in range(HOURS):
-        t = start + timedelta(hours=i)
-        counts = by_hour.get(t.strftime("%Y-%m-%d %H"), {})
-        hours.append({"hour": t.isoformat(), **{k: counts.get(k, 0) for k in _KINDS}})
-
-    since = now - timedelta(hours=HOURS)
-    by_status = executions.count_by_status(conn, since=since)
-    with_failures = executions.count_with_failures(conn, since=since)
-    return {
-        "now": now.isoformat(),
-        "agents": {**fleet, "total": sum(fleet.values())},
-        "results_by_hour": hours,
-        "executions_24h": {
-            "by_status": by_status,
-            "total": sum(by_status.values()),
-            "with_failures": with_failures,
-        },
-    }
-
-
-_KINDS = ("ok", "failed", "skipped", "running")
-
-
-@router.get("/api/dashboard/summary", tags=["dashboard"])
+@router.get("/api/dashboard/summary", tags=["dashboard"], response_model=DashboardSummary)
 async def dashboard_summary(services: ServicesDep) -> dict[str, Any]:
     """Counts for the overview: agents by liveness, results per hour over the last 24 h
     (ok / failed / skipped / running, by the time the stream recorded them), executions

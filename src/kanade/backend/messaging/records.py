@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from kanade.backend.api.request_context import mark_audited
+from kanade.backend.messaging.audit_mark import mark_audited
 from kanade.core.models.base import WireModel
 
 ExecKind = Literal["job", "adhoc"]
@@ -52,6 +52,6 @@ class AuditRecord(WireModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
     def model_post_init(self, context: Any, /) -> None:
-        # A request that builds its own record is audited: the auth middleware then
-        # skips its generic one (kanade.backend.api.middleware.auth), whoever wrote the route.
+        # A request that builds its own record is audited: the audit middleware then
+        # skips its generic one (kanade.backend.api.middleware.audit), whoever wrote the route.
         mark_audited()

@@ -36,7 +36,7 @@ def database_url(db: str) -> str:
     if "://" in db:
         return db
     path = Path(db).expanduser().resolve()
-    return f"sqlite+aiosqlite:///{path}"
+    return f"sqlite:///{path}"
 
 
 def sync_url(url: str) -> str:

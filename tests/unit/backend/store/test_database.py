@@ -27,7 +27,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def test_db_arg_is_a_path_or_a_url(tmp_path: Path) -> None:
-    assert database_url(str(tmp_path / "x.db")) == f"sqlite+aiosqlite:///{tmp_path}/x.db"
+    assert database_url(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path}/x.db"
     assert database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
     assert sync_url("sqlite+aiosqlite:////a/b.db") == "sqlite+pysqlite:////a/b.db"
 

@@ -1,4 +1,4 @@
-"""The ASGI layer in front of every route: authenticate, authorise, guarantee an audit.
+"""The ASGI layer in front of every route: authenticate and authorise by the role table.
 
 For each HTTP request:
 
@@ -7,9 +7,10 @@ For each HTTP request:
    ones added later by anyone);
 2. the bearer token is resolved to a :class:`Principal` (401 when missing/invalid,
    403 when the role is too low); ``request.state.actor`` / ``.role`` are set, and
-   the actor is also put in a context variable for code below the routes;
-3. after a *successful* (< 400) mutating request that did not build its own
-   :class:`~kanade.backend.messaging.records.AuditRecord`, a generic record is published.
+   the actor is also put in a context variable for code below the routes.
+
+The audit guarantee (:mod:`.audit`) and live invalidation (:mod:`.live`) run inside this
+one, so a denied request is neither audited nor announced.
 
 A pure ASGI middleware rather than ``BaseHTTPMiddleware``: it neither buffers nor
 re-wraps streaming responses (the dashboard's server-sent events) and keeps the
@@ -23,12 +24,10 @@ from urllib.parse import parse_qs
 
 import structlog
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from kanade.backend.api.policy import MUTATING_METHODS, allows, required_role
-from kanade.backend.api.request_context import begin_request, end_request
-from kanade.backend.messaging.audit import generic_details, publish_audit
-from kanade.backend.messaging.live import hub, topics_for
+from kanade.backend.api.policy import allows, required_role
+from kanade.backend.api.request_context import enter_actor, leave_actor
 from kanade.backend.services.auth.authenticator import PUBLIC, Principal, Unauthenticated, bearer
 
 log = structlog.get_logger(__name__)
@@ -94,24 +93,11 @@ class AuthMiddleware:
         state = scope.setdefault("state", {})
         state["actor"] = principal.actor
         state["role"] = principal.role
-        status: list[int] = []
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(int(message["status"]))
-            await send(message)
-
-        ctx = begin_request(principal.actor)
+        token_ctx = enter_actor(principal.actor)
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, receive, send)
         finally:
-            mark = ctx[0]
-            end_request(ctx)
-        if method in MUTATING_METHODS and status and status[0] < 400:
-            if not mark.audited:
-                await self._generic_audit(services, scope, method, path, principal, status[0])
-            for topic in topics_for(path):
-                hub.publish(topic)
+            leave_actor(token_ctx)
 
     @staticmethod
     async def _optional(auth: Any, token: str | None) -> Principal:
@@ -123,15 +109,6 @@ class AuthMiddleware:
         except Unauthenticated:
             return PUBLIC
         return principal
-
-    @staticmethod
-    async def _generic_audit(
-        services: Any, scope: Scope, method: str, path: str, principal: Principal, status: int
-    ) -> None:
-        route = scope.get("route")
-        action = getattr(route, "name", None) or f"{method.lower()}_{path}"
-        details = generic_details(method, path, dict(scope.get("path_params") or {}), status)
-        await publish_audit(services.link.bus, str(action), principal.actor, details)
 
 
 async def _deny(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:

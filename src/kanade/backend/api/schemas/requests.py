@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kanade.backend.api.policy import Role
+from kanade.backend.services.auth.passwords import password_problem
+from kanade.backend.store.users import USERNAME_RE, USERNAME_RULE
 from kanade.core.durations import Duration
 from kanade.core.models.schedule import Rollout, Wave
 from kanade.core.models.target import Target
@@ -65,3 +68,51 @@ class RunBody(BaseModel):
         if v <= timedelta(0):
             raise ValueError("must be longer than 0s")
         return v
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class NewUserBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(description=USERNAME_RULE)
+    password: str = Field(min_length=1, max_length=1024)
+    role: Role = "viewer"
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str) -> str:
+        if not USERNAME_RE.match(v):
+            raise ValueError(USERNAME_RULE)
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str) -> str:
+        problem = password_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
+class FreezeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: AwareDatetime | None = Field(
+        default=None, alias="from", description="frozen from (inclusive); default now"
+    )
+    until: AwareDatetime | None = Field(
+        default=None, description="frozen until (exclusive); default until cleared"
+    )
+    reason: str = Field(default="", max_length=1000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreezeBody:
+        if self.from_ is not None and self.until is not None and self.from_ >= self.until:
+            raise ValueError("from must be before until")
+        return self

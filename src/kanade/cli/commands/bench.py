@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-bench_app = typer.Typer(
+app = typer.Typer(
     no_args_is_help=True,
     help="Benchmarks on loopback (real broker, backend, agents); JSON lines on stdout.",
 )
 
 
-@bench_app.command("fanout")
+@app.command("fanout")
 def fanout(
     agents: Annotated[int, typer.Option("--agents", "-n")] = 1000,
     exec_mode: Annotated[str, typer.Option("--exec", help="stub or real")] = "stub",
@@ -29,7 +29,7 @@ def fanout(
     mod.run(agents, exec_mode, runs)
 
 
-@bench_app.command("run-latency")
+@app.command("run-latency")
 def run_latency(
     agents: Annotated[list[int] | None, typer.Option("--agents", "-n")] = None,
     runs: Annotated[int, typer.Option("--runs")] = 10,
@@ -44,7 +44,7 @@ def run_latency(
     latency.run(agents or [3], runs, starts)
 
 
-@bench_app.command("ingest")
+@app.command("ingest")
 def ingest(
     results: Annotated[int, typer.Option("--results")] = 20000,
     runs: Annotated[int, typer.Option("--runs")] = 3,
@@ -55,7 +55,7 @@ def ingest(
     mod.run(results, runs)
 
 
-@bench_app.command("footprint")
+@app.command("footprint")
 def footprint(
     seconds: Annotated[float, typer.Option("--seconds")] = 60.0,
     swarm: Annotated[int, typer.Option("--swarm", help="simulated agents for the backend")] = 1000,
@@ -66,7 +66,7 @@ def footprint(
     mod.run(seconds, swarm)
 
 
-@bench_app.command("throughput")
+@app.command("throughput")
 def throughput(
     agents: Annotated[int, typer.Option("--agents", "-n")] = 25,
     jobs: Annotated[int, typer.Option("--jobs")] = 50,
@@ -77,7 +77,7 @@ def throughput(
     mod.run(agents, jobs)
 
 
-@bench_app.command("scheduler")
+@app.command("scheduler")
 def scheduler(
     schedules: Annotated[int, typer.Option("--schedules")] = 1000,
     runs: Annotated[int, typer.Option("--runs", help="consecutive minutes to measure")] = 1,
@@ -88,7 +88,7 @@ def scheduler(
     scheduler_lateness.main(["--schedules", str(schedules), "--runs", str(runs)])
 
 
-@bench_app.command("tick")
+@app.command("tick")
 def tick(
     agents: Annotated[int, typer.Option("--agents")] = 10_000,
     schedules: Annotated[int, typer.Option("--schedules")] = 100,
@@ -99,7 +99,3 @@ def tick(
 
     scheduler_tick.main(["--agents", str(agents), "--schedules", str(schedules),
                          "--runs", str(runs)])
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(bench_app, name="bench")

@@ -1,47 +1,29 @@
-"""``kanade schedule create|validate|list|show|preview|enable|disable|delete``.
-
-Registered on the main app by :func:`register` (called at the end of ``cli/main.py``),
-with the conventions of every verb: rich for people, ``--json`` (one object per line) for
-scripts, one-line errors naming every field path, non-zero exit on failure.
-"""
+"""``kanade schedule``: when and where a job runs (validate, create, list, show, preview,
+enable, disable, delete)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from kanade.cli import output
-from kanade.cli.client import ApiClient, CliError
+from kanade.cli.client import ApiClient
 from kanade.cli.common import JsonOpt, UrlOpt, guard, page_items
-from kanade.core.models.schedule import Schedule
-from kanade.core.validation import DocumentInvalid, load_document, parse_schedule
 
 FileArg = Annotated[Path, typer.Argument(help="Schedule (YAML or JSON).")]
 IdArg = Annotated[str, typer.Argument(help="The schedule id.")]
 
-schedule_app = typer.Typer(
+app = typer.Typer(
     no_args_is_help=True,
     help="Schedules: when and where a job runs (validate, create, list, show, preview, "
     "enable, disable, delete).",
 )
 
 
-def read_schedule_file(path: Path) -> tuple[bytes, Schedule]:
-    """Load and validate strictly (job ids are checked by the backend)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        data = load_document(raw, kind="schedule")
-        return raw, parse_schedule(data, strict=True)
-    except DocumentInvalid as exc:
-        raise CliError(f"{path}: invalid {exc.kind}", details=[str(e) for e in exc.errors]) from exc
-
-
-def _when(item: dict[str, Any]) -> str:
+def _when(item: Mapping[str, Any]) -> str:
     when = item.get("when") or {}
     for shape, value in when.items():
         if shape == "calendar" and isinstance(value, dict):
@@ -53,12 +35,29 @@ def _when(item: dict[str, Any]) -> str:
     return "?"
 
 
-def _target(item: dict[str, Any]) -> str:
+def _target(item: Mapping[str, Any]) -> str:
     t = item.get("target") or {}
     parts = ["all"] if t.get("all") else []
     parts += [f"group:{g}" for g in t.get("groups") or []]
     parts += [f"pc:{p}" for p in t.get("pcs") or []]
     return ",".join(parts) or "-"
+
+
+def _list_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
+    st = s.get("status") or {}
+    return (
+        s["id"],
+        s.get("job_id"),
+        _when(s),
+        _target(s),
+        s.get("runs_on"),
+        "yes" if s.get("enabled", True) else "no",
+        st.get("next_fire"),
+        st.get("last_fire"),
+        "{}/{}/{}".format(
+            st.get("fired_count", 0), st.get("skipped_count", 0), st.get("missed_count", 0)
+        ),
+    )
 
 
 def _print_summary(item: dict[str, Any], verb: str) -> None:
@@ -71,7 +70,7 @@ def _print_summary(item: dict[str, Any], verb: str) -> None:
     )
 
 
-@schedule_app.command("validate")
+@app.command("validate")
 def schedule_validate(
     file: FileArg,
     remote: Annotated[
@@ -86,6 +85,8 @@ def schedule_validate(
     """
 
     def go() -> None:
+        from kanade.cli.documents import read_schedule_file  # core models: only when reading
+
         data, schedule = read_schedule_file(file)
         if remote:
             with ApiClient(url) as api:
@@ -102,7 +103,7 @@ def schedule_validate(
     guard(go)
 
 
-@schedule_app.command("create")
+@app.command("create")
 def schedule_create(
     file: FileArg,
     replace: Annotated[
@@ -117,6 +118,8 @@ def schedule_create(
     """
 
     def go() -> None:
+        from kanade.cli.documents import read_schedule_file  # core models: only when reading
+
         data, schedule = read_schedule_file(file)
         with ApiClient(url) as api:
             if replace:
@@ -131,45 +134,26 @@ def schedule_create(
     guard(go)
 
 
-@schedule_app.command("list")
+@app.command("list")
 def schedule_list(json_: JsonOpt = False, url: UrlOpt = None) -> None:
     """List schedules with next fire, last fire and fired/skipped/missed counts."""
 
     def go() -> None:
         with ApiClient(url) as api:
             page = api.get("/api/schedules")
-        items = page_items(page)
-        if json_:
-            for s in items:
-                output.json_line(s)
-            return
-        output.table(
-            "schedules",
-            ["id", "job", "when", "target", "runs on", "on", "next fire", "last fire", "f/s/m"],
-            [
-                (
-                    s["id"],
-                    s.get("job_id"),
-                    _when(s),
-                    _target(s),
-                    s.get("runs_on"),
-                    "yes" if s.get("enabled", True) else "no",
-                    (s.get("status") or {}).get("next_fire"),
-                    (s.get("status") or {}).get("last_fire"),
-                    "{}/{}/{}".format(
-                        (s.get("status") or {}).get("fired_count", 0),
-                        (s.get("status") or {}).get("skipped_count", 0),
-                        (s.get("status") or {}).get("missed_count", 0),
-                    ),
-                )
-                for s in items
-            ],
+        output.listing(
+            page_items(page),
+            json_=json_,
+            title="schedules",
+            columns=["id", "job", "when", "target", "runs on", "on", "next fire", "last fire",
+                     "f/s/m"],
+            row=_list_row,
         )
 
     guard(go)
 
 
-@schedule_app.command("show")
+@app.command("show")
 def schedule_show(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None) -> None:
     """Show one schedule, its status and its recent decisions (with skip reasons)."""
 
@@ -211,7 +195,7 @@ def schedule_show(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None
     guard(go)
 
 
-@schedule_app.command("preview")
+@app.command("preview")
 def schedule_preview(
     schedule_id: IdArg,
     n: Annotated[int, typer.Option("--n", "-n", help="How many fire times.")] = 10,
@@ -254,7 +238,7 @@ def schedule_preview(
     guard(go)
 
 
-@schedule_app.command("enable")
+@app.command("enable")
 def schedule_enable(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None) -> None:
     """Enable a schedule (it fires from its next occurrence; nothing missed is caught up)."""
 
@@ -269,7 +253,7 @@ def schedule_enable(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = No
     guard(go)
 
 
-@schedule_app.command("disable")
+@app.command("disable")
 def schedule_disable(
     schedule_id: IdArg,
     cascade: Annotated[
@@ -307,7 +291,7 @@ def schedule_disable(
     guard(go)
 
 
-@schedule_app.command("delete")
+@app.command("delete")
 def schedule_delete(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None) -> None:
     """Delete a schedule (its past executions and decisions are kept)."""
 
@@ -320,7 +304,3 @@ def schedule_delete(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = No
             output.out.print(f"schedule {schedule_id} deleted", markup=False)
 
     guard(go)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(schedule_app, name="schedule")

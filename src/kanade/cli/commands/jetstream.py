@@ -18,7 +18,7 @@ from kanade.cli import output
 from kanade.cli.client import CliError
 from kanade.cli.common import JsonOpt, guard
 
-jetstream_app = typer.Typer(no_args_is_help=True, help="The broker's streams and buckets.")
+app = typer.Typer(no_args_is_help=True, help="The broker's streams and buckets.")
 
 NatsOpt = Annotated[
     str | None,
@@ -45,7 +45,7 @@ async def _with_js(url: str, work: Any) -> Any:
         await nc.close()
 
 
-@jetstream_app.command("setup")
+@app.command("setup")
 def setup(url: NatsOpt = None) -> None:
     """Create or update every stream, KV bucket and object store kanade uses (idempotent).
 
@@ -57,7 +57,7 @@ def setup(url: NatsOpt = None) -> None:
     output.out.print("streams, KV buckets and object stores are in place")
 
 
-@jetstream_app.command("status")
+@app.command("status")
 def status(url: NatsOpt = None, json_: JsonOpt = False) -> None:
     """Every stream with its messages, bytes, consumers and limits.
 
@@ -82,18 +82,13 @@ def status(url: NatsOpt = None, json_: JsonOpt = False) -> None:
 
     def go() -> None:
         rows = asyncio.run(_with_js(_url(url), collect))
-        if json_:
-            for r in rows:
-                output.json_line(r)
-            return
-        output.table("jetstream", ["stream", "messages", "bytes", "of max", "consumers"], [
-            (r["stream"], r["messages"], r["bytes"],
-             "-" if r["used"] is None else f"{r['used']:.1%}", r["consumers"])
-            for r in rows
-        ])
+        output.listing(
+            rows,
+            json_=json_,
+            title="jetstream",
+            columns=["stream", "messages", "bytes", "of max", "consumers"],
+            row=lambda r: (r["stream"], r["messages"], r["bytes"],
+                           "-" if r["used"] is None else f"{r['used']:.1%}", r["consumers"]),
+        )
 
     guard(go)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(jetstream_app, name="jetstream")

@@ -1,0 +1,116 @@
+"""Responses of ``/api/exec``, ``/api/run`` and ``/api/executions``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kanade.backend.api.schemas.common import Instant, Schema
+
+
+class ExecCreated(Schema):
+    """An exec just created (or waiting in ``awaiting_approval``)."""
+
+    exec_id: str
+    kind: str
+    job_id: str
+    version: str
+    expected_count: int
+    expected_pcs: list[str]
+    status: str
+    rollout_id: str | None
+
+
+class ExecutionSummary(Schema):
+    """An executions row as listed (without ``expected_pcs``; ``expected_count`` says how
+    many)."""
+
+    exec_id: str
+    kind: str
+    job_id: str
+    version: str
+    target: dict[str, Any]
+    expected_count: int
+    status: str
+    initiated_by: str
+    schedule_id: str | None
+    nominal_time: Instant | None
+    created_at: Instant
+    updated_at: Instant
+    started_count: int
+    finished_count: int
+    failed_count: int
+    skipped_count: int
+    request_id: str
+    inventory_hint: dict[str, Any] | None
+    check_hint: dict[str, Any] | None
+
+
+class ExecutionPage(Schema):
+    items: list[ExecutionSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class ResultRow(Schema):
+    """One pc's result of one exec (stdout/stderr hold a capped head)."""
+
+    result_id: str
+    exec_id: str
+    request_id: str
+    pc_id: str
+    job_id: str
+    version: str
+    state: str
+    exit_code: int | None
+    skipped: bool
+    stdout: str
+    stderr: str
+    stdout_bytes: int
+    stderr_bytes: int
+    stdout_ref: str | None
+    stderr_ref: str | None
+    started_at: Instant | None
+    finished_at: Instant | None
+    attempts: int
+    note: str | None
+    schedule_id: str | None
+    nominal_time: Instant | None
+    recorded_at: Instant
+    timeout_s: float | None
+    expires_at: Instant | None
+
+
+class PendingResult(Schema):
+    """An expected pc that has not reported yet."""
+
+    pc_id: str
+    exec_id: str
+    state: str
+
+
+class ExecutionDetail(Schema):
+    """The exec row and, unless ``results=false``, one entry per expected pc."""
+
+    exec_id: str
+    kind: str
+    job_id: str
+    version: str
+    target: dict[str, Any]
+    expected_pcs: list[str]
+    expected_count: int
+    status: str
+    initiated_by: str
+    schedule_id: str | None
+    nominal_time: Instant | None
+    created_at: Instant
+    updated_at: Instant
+    started_count: int
+    finished_count: int
+    failed_count: int
+    skipped_count: int
+    request_id: str
+    inventory_hint: dict[str, Any] | None
+    check_hint: dict[str, Any] | None
+    results: list[ResultRow | PendingResult] | None = None
+    """Absent (not null) with ``results=false``."""

@@ -1,0 +1,91 @@
+"""Users and login (auth mode ``jwt``): exchange a password for a token, add and delete
+users — the last admin cannot be deleted. Each change is audited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from kanade.backend.errors import Conflict, Invalid, NotFound, Unauthenticated
+from kanade.backend.messaging.audit import publish_audit
+from kanade.backend.services.auth import tokens
+from kanade.backend.services.auth.authenticator import Authenticator
+from kanade.backend.services.auth.passwords import hash_password, verify_password
+from kanade.backend.store import users
+from kanade.backend.store.database import Database
+from kanade.bus.connection import Bus
+
+
+async def login(
+    auth: Authenticator, db: Database, bus: Callable[[], Bus], username: str, password: str
+) -> dict[str, Any]:
+    """A bearer token for ``username``; the same error whether the user or the password
+    is wrong (no user enumeration)."""
+    if auth.mode != "jwt" or auth.jwt_secret is None:
+        raise Invalid(
+            f"login is not available: the backend runs with auth {auth.mode}"
+            + ("; use the static token" if auth.mode == "token" else "")
+        )
+    user = await db.read(lambda conn: users.get_user(conn, username))
+    stored = None if user is None else str(user["password_hash"])
+    ok = await asyncio.to_thread(verify_password, stored, password)
+    if not ok or user is None:
+        raise Unauthenticated("wrong username or password")
+    now = datetime.now(UTC)
+    issued = tokens.issue(auth.jwt_secret, username, str(user["role"]), now=now, ttl=auth.token_ttl)
+    await publish_audit(bus, "login", username, {"role": user["role"]})
+    return {
+        "token": issued.token,
+        "expires_at": issued.expires_at,
+        "username": username,
+        "role": user["role"],
+    }
+
+
+async def add_user(
+    db: Database, bus: Callable[[], Bus], *, username: str, password: str, role: str, actor: str
+) -> dict[str, Any]:
+    password_hash = await asyncio.to_thread(hash_password, password)
+    now = datetime.now(UTC)
+    try:
+        await db.write(
+            lambda conn: users.add_user(
+                conn,
+                username=username,
+                password_hash=password_hash,
+                role=role,
+                now=now,
+                created_by=actor,
+            )
+        )
+    except users.UserExists:
+        raise Conflict(f"user {username!r} already exists", username=username) from None
+    await publish_audit(bus, "user_add", actor, {"username": username, "role": role})
+    return {"username": username, "role": role, "created_at": now, "created_by": actor}
+
+
+async def delete_user(
+    db: Database, bus: Callable[[], Bus], username: str, *, actor: str
+) -> dict[str, Any]:
+    """Delete a user; refused (409) for the last admin, who could not be replaced."""
+
+    def remove(conn: Connection) -> str | None:
+        user = users.get_user(conn, username)
+        if user is None:
+            return "missing"
+        if user["role"] == "admin" and users.count_admins(conn) <= 1:
+            return "last-admin"
+        users.delete_user(conn, username)
+        return None
+
+    problem = await db.write(remove)
+    if problem == "missing":
+        raise NotFound(f"user {username!r} not found", username=username)
+    if problem == "last-admin":
+        raise Conflict(f"{username!r} is the last admin; add another admin first")
+    await publish_audit(bus, "user_delete", actor, {"username": username})
+    return {"deleted": username}

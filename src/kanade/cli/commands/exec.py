@@ -1,0 +1,308 @@
+"""Executions: ``kanade run`` (ad hoc), ``exec`` (a catalog job), ``kill``, ``executions``
+(list, show, watch) and ``results`` (list, output)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from kanade.cli import output
+from kanade.cli.client import ApiClient, CliError
+from kanade.cli.common import AllOpt, GroupOpt, JsonOpt, PcOpt, UrlOpt, guard, page_items
+from kanade.cli.waiting import print_results, result_state, target_body, wait_for_exec
+from kanade.cli.waves import WAVE_HELP, rollout_body
+
+
+def run(
+    script: Annotated[list[str], typer.Argument(help="The script, after `--`.")],
+    all_: AllOpt = False,
+    group: GroupOpt = None,
+    pc: PcOpt = None,
+    shell: Annotated[
+        str, typer.Option("--shell", help="sh, bash, pwsh, powershell, cmd, python.")
+    ] = "sh",
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="Script timeout, e.g. 30s, 10m.")
+    ] = "60s",
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Run an ad-hoc script and wait for every expected agent.
+
+    Prints each pc's exit code and output; exits 0 only if all succeeded.
+
+    Example: kanade run --group web -- 'df -h /'
+    """
+
+    def go() -> None:
+        from kanade.core.durations import parse_duration  # pydantic: only for verbs using it
+
+        try:
+            parse_duration(timeout)
+        except ValueError as exc:
+            raise CliError(f"--timeout: {exc}") from exc
+        body = {
+            "script": " ".join(script),
+            "shell": shell,
+            "timeout": timeout,
+            "target": target_body(all_, group, pc),
+        }
+        with ApiClient(url) as api:
+            created = api.post("/api/run", body)
+            ok = wait_for_exec(
+                api, created, json_mode=json_, timeout_s=parse_duration(timeout).total_seconds()
+            )
+        if not ok:
+            raise typer.Exit(1)
+
+    guard(go)
+
+
+def exec_(
+    job_id: Annotated[str, typer.Argument(help="The job to run.")],
+    all_: AllOpt = False,
+    group: GroupOpt = None,
+    pc: PcOpt = None,
+    jitter: Annotated[
+        str | None, typer.Option("--jitter", help="Random delay before start.")
+    ] = None,
+    starting_deadline: Annotated[
+        str | None, typer.Option("--starting-deadline", help="Skip if not started within this.")
+    ] = None,
+    wave: Annotated[list[str] | None, typer.Option("--wave", help=WAVE_HELP)] = None,
+    wave_delay: Annotated[
+        str | None,
+        typer.Option("--wave-delay", help="Delay before each wave after the first, e.g. 5m."),
+    ] = None,
+    halt_on_failure_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--halt-on-failure-rate",
+            help="Halt when a wave's failed share exceeds this (0.2 = 20 %).",
+        ),
+    ] = None,
+    urgent: Annotated[
+        bool, typer.Option("--urgent", help="Bypass agents' local concurrency cap (admin).")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the results.")] = False,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Run a catalog job on a target, at once or in rollout waves.
+
+    Example: kanade exec disk-usage --all --wait
+
+    Rollout: 10 % of the target, then 40 % of the rest, then the rest, 5 minutes after
+    each wave settled; halt if more than 20 % of a wave fails (see `kanade rollout`):
+
+      kanade exec patch --all --wave 10% --wave 40% --wave rest --wave-delay 5m
+      --halt-on-failure-rate 0.2
+
+    A wave may also be group:NAME or pcs:A,B, and carry its own delay: --wave 40%@1h.
+    """
+
+    def go() -> None:
+        body: dict[str, Any] = {"target": target_body(all_, group, pc)}
+        if jitter:
+            body["jitter"] = jitter
+        if starting_deadline:
+            body["starting_deadline"] = starting_deadline
+        rollout = rollout_body(wave, wave_delay, halt_on_failure_rate)
+        if rollout is not None:
+            body["rollout"] = rollout
+        if urgent:
+            body["urgent"] = True
+        with ApiClient(url) as api:
+            created = api.post(f"/api/exec/{job_id}", body)
+            if created.get("status") == "awaiting_approval":
+                if json_:
+                    output.json_line(created)
+                else:
+                    output.out.print(
+                        f"exec {created['exec_id']}: job {created['job_id']} "
+                        f"v{created['version']} requires approval; another operator runs "
+                        f"`kanade approve {created['exec_id']}`"
+                    )
+                return
+            if wait:
+                if not wait_for_exec(api, created, json_mode=json_):
+                    raise typer.Exit(1)
+                return
+        if json_:
+            output.json_line(created)
+        elif created.get("rollout_id"):
+            output.out.print(
+                f"exec {created['exec_id']}: job {created['job_id']} v{created['version']} "
+                f"rolling out to {created['expected_count']} agent(s) in waves; "
+                f"watch with `kanade rollout show {created['rollout_id']}`"
+            )
+        else:
+            output.out.print(
+                f"exec {created['exec_id']}: job {created['job_id']} v{created['version']} "
+                f"sent to {created['expected_count']} agent(s); "
+                f"watch with `kanade executions show {created['exec_id']}`"
+            )
+
+    guard(go)
+
+
+def kill(
+    exec_id: Annotated[str, typer.Argument(help="The execution to kill.")],
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Kill an execution: running scripts end (exit -1), queued copies are cancelled.
+
+    Example: kanade kill 01J9Z8X4K2M7
+    """
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            res = api.post(f"/api/executions/{exec_id}/kill")
+        if json_:
+            output.json_line(res)
+            return
+        output.out.print(
+            f"exec {exec_id}: kill sent to the fleet; {res.get('cancelled_queued', 0)} queued "
+            f"cop{'y' if res.get('cancelled_queued') == 1 else 'ies'} cancelled; "
+            f"status {res.get('status')}",
+            markup=False,
+        )
+
+    guard(go)
+
+
+# --- results ----------------------------------------------------------------------------
+# A group (so `results output ID` exists) that still lists results without a sub-command.
+results_app = typer.Typer(help="Results: list recent ones (no sub-command), or show full output.")
+
+
+@results_app.callback(invoke_without_command=True)
+def results(
+    ctx: typer.Context,
+    exec_id: Annotated[str | None, typer.Option("--exec", help="Only this exec.")] = None,
+    pc: Annotated[str | None, typer.Option("--pc", help="Only this pc.")] = None,
+    job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """List recent results, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            page = api.get("/api/results", exec_id=exec_id, pc_id=pc, job_id=job, limit=limit)
+        output.listing(
+            page_items(page),
+            json_=json_,
+            title="results",
+            columns=["finished", "pc", "job", "exit", "state", "exec"],
+            row=lambda r: (
+                r.get("finished_at"),
+                r.get("pc_id"),
+                r.get("job_id"),
+                r.get("exit_code"),
+                result_state(r),
+                r.get("exec_id"),
+            ),
+        )
+
+    guard(go)
+
+
+@results_app.command("output")
+def results_output(
+    result_id: Annotated[str, typer.Argument(help="The result id.")],
+    stderr: Annotated[bool, typer.Option("--stderr", help="stderr instead of stdout.")] = False,
+    url: UrlOpt = None,
+) -> None:
+    """Print a result's FULL stdout (or --stderr), byte for byte, however large.
+
+    Example: kanade results output 01J9Z8X4K2M7-local-1 > out.txt
+    """
+
+    def go() -> None:
+        stream = "stderr" if stderr else "stdout"
+        with ApiClient(url) as api:
+            data = api.get_bytes(f"/api/results/{result_id}/output/{stream}")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+    guard(go)
+
+
+# --- executions -------------------------------------------------------------------------
+executions_app = typer.Typer(no_args_is_help=False, help="Executions: list and show.")
+
+
+@executions_app.callback(invoke_without_command=True)
+def executions_list(
+    ctx: typer.Context,
+    job: Annotated[str | None, typer.Option("--job")] = None,
+    status: Annotated[str | None, typer.Option("--status")] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 50,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """List executions (newest first)."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            page = api.get("/api/executions", job_id=job, status=status, limit=limit)
+        output.listing(
+            page_items(page),
+            json_=json_,
+            title="executions",
+            columns=["exec_id", "job", "status", "expected", "finished", "failed", "created"],
+            row=lambda e: (
+                e["exec_id"],
+                e.get("job_id"),
+                e.get("status"),
+                e.get("expected_count"),
+                e.get("finished_count"),
+                e.get("failed_count"),
+                e.get("created_at"),
+            ),
+        )
+
+    guard(go)
+
+
+@executions_app.command("show")
+def executions_show(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Show one execution with every pc's result."""
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            ex = api.get(f"/api/executions/{exec_id}")
+        if json_:
+            output.json_line(ex)
+            return
+        output.out.print(
+            f"exec {ex['exec_id']}  job {ex.get('job_id')} v{ex.get('version')}  "
+            f"status {ex.get('status')}  {ex.get('finished_count', 0)}/{ex.get('expected_count')}"
+            " finished",
+            markup=False,
+        )
+        print_results(ex.get("results", []))
+
+    guard(go)
+
+
+@executions_app.command("watch")
+def executions_watch(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Follow an execution live until every expected pc has reported."""
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            ex = api.get(f"/api/executions/{exec_id}")
+            if not wait_for_exec(api, ex, json_mode=json_):
+                raise typer.Exit(1)
+
+    guard(go)

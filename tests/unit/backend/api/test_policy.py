@@ -1,0 +1,45 @@
+"""The role table (kanade.backend.api.policy): which role each method and path needs."""
+
+from __future__ import annotations
+
+import pytest
+
+from kanade.backend.api.policy import allows, required_role
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "role"),
+    [
+        ("GET", "/health", None),
+        ("GET", "/metrics", None),
+        ("POST", "/api/auth/login", None),
+        ("GET", "/api/openapi.json", None),
+        ("GET", "/api/docs", None),
+        ("GET", "/", None),
+        ("GET", "/ui/app.js", None),
+        ("POST", "/ui/app.js", "operator"),
+        ("GET", "/api/auth/me", "viewer"),
+        ("GET", "/api/executions", "viewer"),
+        ("HEAD", "/api/agents", "viewer"),
+        ("POST", "/api/exec/hello", "operator"),
+        ("PUT", "/api/freeze", "operator"),
+        ("DELETE", "/api/freeze", "operator"),
+        ("PATCH", "/api/anything/new", "operator"),
+        ("GET", "/api/users", "admin"),
+        ("POST", "/api/users", "admin"),
+        ("DELETE", "/api/users/bob", "admin"),
+        ("PUT", "/api/settings/x", "admin"),
+        ("GET", "/api/usersx", "viewer"),  # a prefix match is per path segment
+        ("GET", "/api/", "viewer"),
+        ("POST", "/api/auth/login/", None),
+    ],
+)
+def test_role_table(method: str, path: str, role: str | None) -> None:
+    assert required_role(method, path) == role
+
+
+def test_role_order() -> None:
+    assert allows("admin", "operator") and allows("operator", "operator")
+    assert not allows("viewer", "operator") and not allows("", "viewer")
+    assert not allows("root", "viewer")  # an unknown role has no rights
+

@@ -1,0 +1,41 @@
+"""The root app: every verb and noun registered once, in the order help lists them."""
+
+from __future__ import annotations
+
+import typer.core
+import typer.main
+
+from kanade.cli.main import build_app
+
+VERBS = ["run", "exec", "up", "revoke", "unrevoke", "revocations", "kill", "ping", "login",
+         "logout", "whoami", "audit", "inventory", "checks", "approve", "reject", "approvals"]
+NOUNS = {
+    "job": ["validate", "create", "list", "show", "delete", "approve-unattended"],
+    "agents": ["list", "show"],
+    "executions": ["show", "watch"],
+    "config": ["get", "set", "unset", "effective"],
+    "group": ["add", "rm", "set", "list"],
+    "results": ["output"],
+    "freeze": ["set", "clear", "status"],
+    "user": ["list", "add", "rm"],
+    "schedule": ["validate", "create", "list", "show", "preview", "enable", "disable",
+                 "delete"],
+    "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick"],
+    "jetstream": ["setup", "status"],
+    "rollout": ["list", "show", "resume", "abort"],
+}
+
+
+def test_build_app_registers_verbs_then_nouns_in_help_order() -> None:
+    root = typer.main.get_command(build_app())
+    assert isinstance(root, typer.core.TyperGroup)
+    commands = root.commands
+    assert list(commands) == [*VERBS, *NOUNS]
+    for noun, subcommands in NOUNS.items():
+        group = commands[noun]
+        assert isinstance(group, typer.core.TyperGroup)
+        assert list(group.commands) == subcommands, noun
+
+
+def test_each_build_is_a_fresh_app() -> None:
+    assert build_app() is not build_app()
