@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
@@ -59,14 +59,11 @@ from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus.connection import Bus
 from kanade.core.dispatch import Budgets
+from kanade.core.instants import system_clock
 
 log = structlog.get_logger(__name__)
 
 DB_ID_KEY = "db_id"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 async def _is_new_database(db: Database) -> bool:
@@ -75,7 +72,7 @@ async def _is_new_database(db: Database) -> bool:
     The id is written once; a DB that lacks it has lost everything the consumers
     already delivered, so they must replay their streams from the start (SPEC §4.2).
     """
-    now = _utcnow()
+    now = system_clock()
     return await db.write(
         lambda conn: projection_state.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
     )
@@ -93,10 +90,10 @@ def create_app(settings: Settings) -> FastAPI:
         metrics = Metrics()
         # Rollouts and approvals live in the database; these workers drive them (SPEC §4.7-8).
         rollout_runner = RolloutRunner(
-            db, link.bus, clock=_utcnow, interval_s=settings.rollout_interval_s
+            db, link.bus, clock=system_clock, interval_s=settings.rollout_interval_s
         )
         approval_sweeper = ApprovalSweeper(
-            db, link.bus, clock=_utcnow, sweep_s=settings.approval_sweep_s
+            db, link.bus, clock=system_clock, sweep_s=settings.approval_sweep_s
         )
         services = Services(
             settings=settings,
@@ -106,15 +103,17 @@ def create_app(settings: Settings) -> FastAPI:
                 db,
                 link.bus,
                 budgets=Budgets(settings.max_timeout_s, settings.max_output_bytes),
-                clock=_utcnow,
+                clock=system_clock,
                 approval_ttl=timedelta(seconds=settings.approval_ttl_s),
             ),
-            rollouts=RolloutService(db, link.bus, clock=_utcnow, on_change=rollout_runner.wake),
+            rollouts=RolloutService(
+                db, link.bus, clock=system_clock, on_change=rollout_runner.wake
+            ),
             approvals=ApprovalService(
                 db,
                 link.bus,
                 auth_enabled=settings.auth_mode != "disabled",
-                clock=_utcnow,
+                clock=system_clock,
                 on_rollout_started=rollout_runner.wake,
             ),
             metrics=metrics,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import sys
-from datetime import UTC, datetime
 
 import typer
 
@@ -25,6 +24,7 @@ from kanade.backend.store.users import (
     delete_user,
     list_users,
 )
+from kanade.core.instants import system_clock
 
 users_cli = typer.Typer(no_args_is_help=True, help="Users of the API (auth mode jwt).")
 
@@ -71,7 +71,7 @@ def user_add(
                 username=name,
                 password_hash=hash_password(password),
                 role=role,
-                now=datetime.now(UTC),
+                now=system_clock(),
                 created_by="kanade-backend user add",
                 replace=replace,
             )

@@ -16,10 +16,11 @@ from sqlalchemy.engine import Connection
 from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.store import rollouts
 from kanade.backend.store.database import Database
-from kanade.backend.store.exec_status import set_exec_status
+from kanade.backend.store.executions import set_exec_status
 from kanade.backend.store.tables import approvals, executions, unattended_approvals
 from kanade.core.approvals import approval_expires_at
 from kanade.core.models.wire import Command, encode
+from kanade.core.statuses import APPROVAL_TRANSITIONS, ApprovalState, ExecStatus, sources
 
 # --- creation (called by the exec service inside its transaction) ----------------------------
 
@@ -46,7 +47,7 @@ def create_request(
                 exec_id=record.exec_id,
                 job_id=record.job_id,
                 version=record.version,
-                state="pending",
+                state=ApprovalState.PENDING,
                 requested_by=record.initiated_by,
                 requested_at=now,
                 expires_at=expires_at,
@@ -173,7 +174,10 @@ def decide(
     require_unexpired: bool = True,
 ) -> bool:
     """Compare-and-set ``pending → state`` and move the exec (and its rollout) along."""
-    cond = [approvals.c.exec_id == exec_id, approvals.c.state == "pending"]
+    cond = [
+        approvals.c.exec_id == exec_id,
+        approvals.c.state.in_(sources(APPROVAL_TRANSITIONS, ApprovalState(state))),
+    ]
     if require_unexpired:
         cond.append(approvals.c.expires_at > now)
     values: dict[str, Any] = {
@@ -186,11 +190,11 @@ def decide(
         values["command"] = command
     if conn.execute(update(approvals).where(and_(*cond)).values(**values)).rowcount != 1:
         return False
-    if state == "approved":
-        set_exec_status(conn, exec_id, "pending", now)
+    if state == ApprovalState.APPROVED:
+        set_exec_status(conn, exec_id, ExecStatus.PENDING, now)
         rollouts.start_approved(conn, exec_id, now)
     else:
-        set_exec_status(conn, exec_id, "rejected", now)
+        set_exec_status(conn, exec_id, ExecStatus.REJECTED, now)
         rollouts.reject_pending(conn, exec_id, reason or "rejected", now)
     return True
 
@@ -210,7 +214,7 @@ def expire_due(
     """Reject every pending request whose time is up; (exec_id, job_id, version) of each."""
     due = conn.execute(
         select(approvals.c.exec_id, approvals.c.job_id, approvals.c.version).where(
-            approvals.c.state == "pending", approvals.c.expires_at <= now
+            approvals.c.state == ApprovalState.PENDING, approvals.c.expires_at <= now
         )
     ).all()
     out = []
@@ -218,7 +222,7 @@ def expire_due(
         if decide(
             conn,
             str(exec_id),
-            state="rejected",
+            state=ApprovalState.REJECTED,
             actor=actor,
             reason=reason,
             now=now,
@@ -237,14 +241,14 @@ def reject_orphans(conn: Connection, now: datetime, *, older_than: timedelta) ->
         select(executions.c.exec_id)
         .outerjoin(approvals, approvals.c.exec_id == executions.c.exec_id)
         .where(
-            executions.c.status == "awaiting_approval",
+            executions.c.status == ExecStatus.AWAITING_APPROVAL,
             executions.c.created_at <= now - older_than,
             approvals.c.exec_id.is_(None),
         )
         .limit(500)
     ).all()
     for (exec_id,) in orphans:
-        set_exec_status(conn, str(exec_id), "rejected", now)
+        set_exec_status(conn, str(exec_id), ExecStatus.REJECTED, now)
 
 
 def undispatched(conn: Connection, decided_before: datetime) -> list[dict[str, Any]]:
@@ -254,7 +258,7 @@ def undispatched(conn: Connection, decided_before: datetime) -> list[dict[str, A
         dict(r)
         for r in conn.execute(
             select(approvals).where(
-                approvals.c.state == "approved",
+                approvals.c.state == ApprovalState.APPROVED,
                 approvals.c.rollout.is_(False),
                 approvals.c.dispatched_at.is_(None),
                 approvals.c.decided_at <= decided_before,

@@ -1,6 +1,6 @@
 """The ``executions`` table: one row per dispatch, its status and its counters.
 
-Status moves only through :data:`kanade.core.execstatus.TRANSITIONS`; counters are
+Status moves only through :data:`kanade.core.statuses.EXEC_TRANSITIONS`; counters are
 recomputed from the ``results`` rows (never incremented), so redelivery is harmless.
 """
 
@@ -16,7 +16,8 @@ from sqlalchemy.engine import Connection
 from kanade.backend.store.paging import Page, Record, page
 from kanade.backend.store.tables import executions, results
 from kanade.backend.store.upsert import chunks, insert
-from kanade.core.execstatus import TRANSITIONS, progressed_status
+from kanade.core.execstatus import progressed_status
+from kanade.core.statuses import EXEC_TRANSITIONS, ExecStatus, can_transition, sources
 
 Row = Mapping[str, Any]
 Hints = dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]]
@@ -94,7 +95,7 @@ def pending_since(conn: Connection, cutoff: datetime, limit: int) -> list[tuple[
     before ``cutoff``."""
     q = (
         select(executions.c.exec_id, executions.c.status)
-        .where(executions.c.status == "pending", executions.c.created_at <= cutoff)
+        .where(executions.c.status == ExecStatus.PENDING, executions.c.created_at <= cutoff)
         .limit(limit)
     )
     return [(str(e), str(s)) for e, s in conn.execute(q)]
@@ -221,7 +222,10 @@ def apply_exec_status(conn: Connection, exec_id: str, status: str, now: datetime
     The table is the only authority: a record replayed after the exec already went
     further (or a status it may not enter) changes nothing.
     """
-    allowed_from = [s for s, nxt in TRANSITIONS.items() if status in nxt]
+    try:
+        allowed_from = sources(EXEC_TRANSITIONS, ExecStatus(status))
+    except ValueError:  # not a status at all
+        return False
     if not allowed_from:
         return False
     res = conn.execute(
@@ -237,7 +241,26 @@ def expire_pending(conn: Connection, exec_ids: Sequence[str], now: datetime) -> 
     if exec_ids:
         conn.execute(
             update(executions)
-            .where(executions.c.exec_id == bindparam("b_id"), executions.c.status == "pending")
-            .values(status="expired", updated_at=now),
+            .where(
+                executions.c.exec_id == bindparam("b_id"),
+                executions.c.status == ExecStatus.PENDING,
+            )
+            .values(status=ExecStatus.EXPIRED, updated_at=now),
             [{"b_id": e} for e in exec_ids],
         )
+
+
+def set_exec_status(conn: Connection, exec_id: str, new: str, now: datetime) -> bool:
+    """Move an exec to ``new`` if the status table allows it from where it is now (an
+    operator's decision: approved, rejected, cancelled by an abort)."""
+    current = conn.execute(
+        select(executions.c.status).where(executions.c.exec_id == exec_id)
+    ).scalar_one_or_none()
+    if current is None or current == new or not can_transition(str(current), new):
+        return False
+    res = conn.execute(
+        update(executions)
+        .where(executions.c.exec_id == exec_id, executions.c.status == current)
+        .values(status=new, updated_at=now)
+    )
+    return bool(res.rowcount)

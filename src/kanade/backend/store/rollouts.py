@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.store.database import Database
@@ -29,8 +30,15 @@ from kanade.core.rollout import (
     wave_progress,
     wave_request_id,
 )
+from kanade.core.statuses import WAVE_TRANSITIONS, RolloutStatus, WaveState, sources
 
-ACTIVE: Final = ("running",)
+ACTIVE: Final = (RolloutStatus.RUNNING,)
+
+
+def _wave_may_become(state: WaveState) -> ColumnElement[bool]:
+    """``WHERE`` a wave's state is one the transition table lets move to ``state``."""
+    return rollout_waves.c.state.in_(sources(WAVE_TRANSITIONS, state))
+
 
 # --- creation ---------------------------------------------------------------------------------
 
@@ -69,7 +77,7 @@ def create_rollout(
     if starting_deadline_s is None and command.deadline_at is not None:
         starting_deadline_s = max(0.0, (command.deadline_at - command.issued_at).total_seconds())
     plans = split_waves(rollout.waves, record.expected_pcs, groups_of)
-    status = "awaiting_approval" if awaiting_approval else "running"
+    status = RolloutStatus.AWAITING_APPROVAL if awaiting_approval else RolloutStatus.RUNNING
     conn.execute(
         rollouts.insert().values(
             rollout_id=record.exec_id,
@@ -99,7 +107,7 @@ def create_rollout(
                 "label": p.label,
                 "pcs": list(p.pcs),
                 "delay_s": p.delay_s,
-                "state": "waiting",
+                "state": WaveState.WAITING,
                 "due_at": None
                 if awaiting_approval or p.index > 0
                 else now + timedelta(seconds=p.delay_s),
@@ -140,8 +148,11 @@ def start_approved(conn: Connection, rollout_id: str, now: datetime) -> bool:
     """``awaiting_approval → running``: the first wave is due its delay after approval."""
     res = conn.execute(
         update(rollouts)
-        .where(rollouts.c.rollout_id == rollout_id, rollouts.c.status == "awaiting_approval")
-        .values(status="running", updated_at=now)
+        .where(
+            rollouts.c.rollout_id == rollout_id,
+            rollouts.c.status == RolloutStatus.AWAITING_APPROVAL,
+        )
+        .values(status=RolloutStatus.RUNNING, updated_at=now)
     )
     if res.rowcount != 1:
         return False
@@ -163,14 +174,17 @@ def reject_pending(conn: Connection, rollout_id: str, reason: str, now: datetime
     """An exec whose approval was rejected (or expired): its rollout never starts."""
     res = conn.execute(
         update(rollouts)
-        .where(rollouts.c.rollout_id == rollout_id, rollouts.c.status == "awaiting_approval")
-        .values(status="rejected", reason=reason, updated_at=now, finished_at=now)
+        .where(
+            rollouts.c.rollout_id == rollout_id,
+            rollouts.c.status == RolloutStatus.AWAITING_APPROVAL,
+        )
+        .values(status=RolloutStatus.REJECTED, reason=reason, updated_at=now, finished_at=now)
     )
     if res.rowcount:
         conn.execute(
             update(rollout_waves)
-            .where(rollout_waves.c.rollout_id == rollout_id, rollout_waves.c.state == "waiting")
-            .values(state="cancelled")
+            .where(rollout_waves.c.rollout_id == rollout_id, _wave_may_become(WaveState.CANCELLED))
+            .values(state=WaveState.CANCELLED)
         )
 
 
@@ -254,8 +268,8 @@ def resume_halted(conn: Connection, rollout_id: str, idx: int, now: datetime) ->
     False when the rollout was not halted any more."""
     res = conn.execute(
         update(rollouts)
-        .where(rollouts.c.rollout_id == rollout_id, rollouts.c.status == "halted")
-        .values(status="running", reason=None, updated_at=now)
+        .where(rollouts.c.rollout_id == rollout_id, rollouts.c.status == RolloutStatus.HALTED)
+        .values(status=RolloutStatus.RUNNING, reason=None, updated_at=now)
     )
     if res.rowcount != 1:
         return False
@@ -264,7 +278,7 @@ def resume_halted(conn: Connection, rollout_id: str, idx: int, now: datetime) ->
         .where(
             rollout_waves.c.rollout_id == rollout_id,
             rollout_waves.c.idx == idx,
-            rollout_waves.c.state == "waiting",
+            rollout_waves.c.state == WaveState.WAITING,
         )
         .values(due_at=now)
     )
@@ -280,7 +294,7 @@ def abort_from(
     res = conn.execute(
         update(rollouts)
         .where(rollouts.c.rollout_id == rollout_id, rollouts.c.status == status)
-        .values(status="aborted", reason=reason, updated_at=now, finished_at=now)
+        .values(status=RolloutStatus.ABORTED, reason=reason, updated_at=now, finished_at=now)
     )
     if res.rowcount != 1:
         return None
@@ -288,18 +302,19 @@ def abort_from(
         int(i)
         for (i,) in conn.execute(
             select(rollout_waves.c.idx).where(
-                rollout_waves.c.rollout_id == rollout_id, rollout_waves.c.state == "waiting"
+                rollout_waves.c.rollout_id == rollout_id, rollout_waves.c.state == WaveState.WAITING
             )
         )
     ]
     conn.execute(
         update(rollout_waves)
-        .where(rollout_waves.c.rollout_id == rollout_id, rollout_waves.c.state == "waiting")
-        .values(state="cancelled")
+        .where(rollout_waves.c.rollout_id == rollout_id, _wave_may_become(WaveState.CANCELLED))
+        .values(state=WaveState.CANCELLED)
     )
     dispatching = conn.execute(
         select(rollout_waves.c.idx).where(
-            rollout_waves.c.rollout_id == rollout_id, rollout_waves.c.state == "dispatching"
+            rollout_waves.c.rollout_id == rollout_id,
+            rollout_waves.c.state == WaveState.DISPATCHING,
         )
     ).scalar_one_or_none()
     return sorted(waiting), None if dispatching is None else int(dispatching)
@@ -344,7 +359,7 @@ def claim(
         select(rollouts.c.rollout_id)
         .where(
             rollouts.c.rollout_id == rollout_id,
-            rollouts.c.status == "running",
+            rollouts.c.status == RolloutStatus.RUNNING,
             rollouts.c.current_wave == idx,
         )
         .exists()
@@ -353,12 +368,13 @@ def claim(
         rollout_waves.c.rollout_id == rollout_id, rollout_waves.c.idx == idx, current
     )
     if takeover_before is None:
-        stmt = stmt.where(rollout_waves.c.state == "waiting", rollout_waves.c.due_at <= now)
-        stmt = stmt.values(state="dispatching", claimed_at=now, command=raw)
+        stmt = stmt.where(_wave_may_become(WaveState.DISPATCHING), rollout_waves.c.due_at <= now)
+        stmt = stmt.values(state=WaveState.DISPATCHING, claimed_at=now, command=raw)
     else:
         # The stored bytes are kept: a takeover publishes exactly what may have gone out.
         stmt = stmt.where(
-            rollout_waves.c.state == "dispatching", rollout_waves.c.claimed_at <= takeover_before
+            rollout_waves.c.state == WaveState.DISPATCHING,
+            rollout_waves.c.claimed_at <= takeover_before,
         ).values(claimed_at=now)
     return bool(conn.execute(stmt).rowcount == 1)
 
@@ -380,9 +396,9 @@ def mark_dispatched(conn: Connection, rollout_id: str, idx: int, now: datetime) 
         .where(
             rollout_waves.c.rollout_id == rollout_id,
             rollout_waves.c.idx == idx,
-            rollout_waves.c.state == "dispatching",
+            _wave_may_become(WaveState.DISPATCHED),
         )
-        .values(state="dispatched", dispatched_at=now)
+        .values(state=WaveState.DISPATCHED, dispatched_at=now)
     )
     return bool(res.rowcount == 1)
 
@@ -405,10 +421,10 @@ def settle(
         .where(
             rollout_waves.c.rollout_id == rollout_id,
             rollout_waves.c.idx == idx,
-            rollout_waves.c.state == "dispatched",
+            _wave_may_become(WaveState.SETTLED),
         )
         .values(
-            state="settled",
+            state=WaveState.SETTLED,
             settled_at=progress.settled_at,
             succeeded=progress.succeeded,
             failed=progress.failed,
@@ -423,20 +439,20 @@ def settle(
     decision = decide_after_wave(idx, int(rollout["wave_count"]), rate, threshold)
     guard = and_(
         rollouts.c.rollout_id == rollout_id,
-        rollouts.c.status == "running",
+        rollouts.c.status == RolloutStatus.RUNNING,
         rollouts.c.current_wave == idx,
     )
     if decision == "complete":
         conn.execute(
             update(rollouts)
             .where(guard)
-            .values(status="completed", updated_at=now, finished_at=now)
+            .values(status=RolloutStatus.COMPLETED, updated_at=now, finished_at=now)
         )
         return decision
     values: dict[str, Any] = {"current_wave": idx + 1, "updated_at": now}
     if decision == "halt":
         values |= {
-            "status": "halted",
+            "status": RolloutStatus.HALTED,
             "reason": (
                 f"wave {idx} ({wave['label']}): failure rate {rate:.0%} "
                 f"({progress.failed} failed, {progress.missing} missing of {progress.size}) "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, delete, false, func, select, update
@@ -13,9 +13,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.tables import executions, results, schedule_decisions, schedule_stats
+from kanade.core.instants import as_utc, parse_instant
+from kanade.core.statuses import ExecStatus
 
 _CHUNK = 200
-IN_FLIGHT_STATUSES = ("pending", "running")
+IN_FLIGHT_STATUSES = (ExecStatus.PENDING, ExecStatus.RUNNING)
+"""Dispatched and not finished (awaiting approval is not dispatched yet)."""
 DECISIONS_KEPT = 200
 """Recent decisions kept per schedule (older rows are pruned)."""
 
@@ -98,7 +101,7 @@ def release_executions(conn: Connection, exec_ids: Iterable[str], now: datetime)
         chunk = ids[i : i + _CHUNK]
         untouched = and_(
             executions.c.exec_id.in_(chunk),
-            executions.c.status == "pending",
+            executions.c.status == ExecStatus.PENDING,
             executions.c.started_count == 0,
             executions.c.finished_count == 0,
         )
@@ -286,10 +289,7 @@ def reconcile_facts(conn: Connection, schedule_ids: Iterable[str]) -> dict[str, 
 
 def _aware(value: Any) -> datetime:
     # max() over a UtcDateTime column comes back as the raw type on SQLite (naive text).
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    moment: datetime = value
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return parse_instant(value) if isinstance(value, str) else as_utc(value)
 
 
 def in_flight_by_job(conn: Connection, job_ids: Iterable[str]) -> dict[str, int]:

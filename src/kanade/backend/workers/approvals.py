@@ -22,7 +22,10 @@ from kanade.backend.store.database import Database
 from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 from kanade.core.approvals import EXPIRED_REASON
+from kanade.core.instants import Clock
 from kanade.core.models.wire import Command, decode
+from kanade.core.msgids import audit_msg_id
+from kanade.core.statuses import ExecStatus
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +45,7 @@ class ApprovalSweeper(Worker):
         db: Database,
         bus: Callable[[], Bus],
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         sweep_s: float = DEFAULT_SWEEP_S,
     ) -> None:
         super().__init__(interval=sweep_s)
@@ -69,13 +72,13 @@ class ApprovalSweeper(Worker):
             for exec_id, job_id, version in expired:
                 log.info("approval request expired", exec_id=exec_id)
                 if bus is not None:
-                    await publish_exec_status(bus, exec_id, "rejected", SYSTEM_ACTOR, now)
+                    await publish_exec_status(bus, exec_id, ExecStatus.REJECTED, SYSTEM_ACTOR, now)
                     await publish_audit_once(
                         bus,
                         "approval_expired",
                         SYSTEM_ACTOR,
                         {"exec_id": exec_id, "job_id": job_id, "version": version},
-                        f"audit:approval_expired:{exec_id}",
+                        audit_msg_id("approval_expired", exec_id),
                         now,
                     )
         await self._redrive(now)

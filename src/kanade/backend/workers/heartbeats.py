@@ -9,8 +9,7 @@ small batched UPSERTs per second.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,6 +22,7 @@ from kanade.backend.store.database import Database
 from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Heartbeat, WireDecodeError, decode
 
 log = structlog.get_logger(__name__)
@@ -64,7 +64,7 @@ class HeartbeatSink(Worker):
         db: Database,
         *,
         flush_interval_s: float = FLUSH_INTERVAL_S,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
     ) -> None:
         super().__init__(interval=flush_interval_s)
         self._db = db

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
 from sqlalchemy.engine import Connection
@@ -26,12 +26,11 @@ from sqlalchemy.engine import Connection
 from kanade.backend.store import executions, results
 from kanade.backend.store.database import Database
 from kanade.backend.workers.base import Worker
-from kanade.core.execstatus import can_transition
+from kanade.core.instants import Clock, system_clock
 from kanade.core.lifecycle import pending_exec_cutoff, reaped_note
+from kanade.core.statuses import ExecStatus, can_transition
 
 log = structlog.get_logger(__name__)
-
-Clock = Callable[[], datetime]
 
 # Rows closed per transaction at most: a huge backlog (backend down for a day) is
 # worked off over a few ticks instead of one long write that stalls the projector.
@@ -65,7 +64,7 @@ def reap(conn: Connection, now: datetime) -> ReapReport:
         for exec_id, status in executions.pending_since(
             conn, pending_exec_cutoff(now), MAX_PER_TICK
         )
-        if can_transition(status, "expired")
+        if can_transition(status, ExecStatus.EXPIRED)
     ]
     executions.expire_pending(conn, stale, now)
     touched = {exec_id for _, exec_id, _, _ in due}
@@ -82,7 +81,7 @@ class Reaper(Worker):
         self,
         db: Database,
         *,
-        clock: Clock = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
         interval_s: float = DEFAULT_INTERVAL_S,
         on_reap: Callable[[ReapReport], None] | None = None,
     ) -> None:

@@ -45,8 +45,11 @@ from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.approvals import restamp
+from kanade.core.instants import Clock
 from kanade.core.models.wire import Command, decode, encode
+from kanade.core.msgids import audit_msg_id
 from kanade.core.rollout import WaveProgress
+from kanade.core.statuses import WaveState
 
 log = structlog.get_logger(__name__)
 
@@ -67,7 +70,7 @@ class RolloutRunner(Worker):
         db: Database,
         bus: Callable[[], Bus],
         *,
-        clock: Callable[[], datetime],
+        clock: Clock,
         interval_s: float = DEFAULT_INTERVAL_S,
         redispatch_after: timedelta = REDISPATCH_AFTER,
     ) -> None:
@@ -104,16 +107,16 @@ class RolloutRunner(Worker):
     async def _step(self, rollout: dict[str, Any], wave: dict[str, Any]) -> bool:
         now = self._clock()
         state = wave["state"]
-        if state == "waiting":
+        if state == WaveState.WAITING:
             due = wave["due_at"]
             if due is None or due > now:
                 return False
             return await self._dispatch(rollout, wave, now, takeover=False)
-        if state == "dispatching":
+        if state == WaveState.DISPATCHING:
             if wave["claimed_at"] is not None and wave["claimed_at"] > now - self._redispatch_after:
                 return False  # someone is sending it right now
             return await self._dispatch(rollout, wave, now, takeover=True)
-        if state == "dispatched":
+        if state == WaveState.DISPATCHED:
             return await self._maybe_settle(rollout, wave, now)
         return False
 
@@ -171,7 +174,7 @@ class RolloutRunner(Worker):
                 "pcs": len(pcs),
                 "request_id": wave["request_id"],
             },
-            f"audit:rollout_wave:{wave['request_id']}",
+            audit_msg_id("rollout_wave", str(wave["request_id"])),
             sent_at,
         )
         return True
@@ -216,7 +219,7 @@ class RolloutRunner(Worker):
                         "failed_pcs": list(progress.failed_pcs)[:100],
                         "threshold": rollout["halt_on_failure_rate"],
                     },
-                    f"audit:rollout_{decision}:{request_id}",
+                    audit_msg_id(f"rollout_{decision}", request_id),
                     now,
                 )
         return True

@@ -14,14 +14,9 @@ from kanade.backend.store import executions
 from kanade.backend.store.database import Database
 from kanade.backend.workers.projection.facts import project_facts_for_execs
 from kanade.backend.workers.projection.rows import decode_exec_records
-from kanade.backend.workers.projection.worker import (
-    Clock,
-    Item,
-    OnProjected,
-    ProjectionWorker,
-    utcnow,
-)
+from kanade.backend.workers.projection.worker import Item, OnProjected, ProjectionWorker
 from kanade.bus.connection import Bus
+from kanade.core.instants import Clock, system_clock
 
 
 def write_exec_records(conn: Connection, items: list[Item], now: datetime) -> None:
@@ -42,7 +37,7 @@ class ExecsProjector(ProjectionWorker):
         db: Database,
         *,
         batch_max: int = 500,
-        clock: Clock = utcnow,
+        clock: Clock = system_clock,
         on_projected: OnProjected | None = None,
     ) -> None:
         super().__init__(

@@ -13,14 +13,9 @@ from kanade.backend.store import executions, results
 from kanade.backend.store.database import Database
 from kanade.backend.workers.projection.facts import project_facts
 from kanade.backend.workers.projection.rows import decode_results
-from kanade.backend.workers.projection.worker import (
-    Clock,
-    Item,
-    OnProjected,
-    ProjectionWorker,
-    utcnow,
-)
+from kanade.backend.workers.projection.worker import Item, OnProjected, ProjectionWorker
 from kanade.bus.connection import Bus
+from kanade.core.instants import Clock, system_clock
 
 
 def write_results(conn: Connection, items: list[Item], now: datetime) -> None:
@@ -39,7 +34,7 @@ class ResultsProjector(ProjectionWorker):
         db: Database,
         *,
         batch_max: int = 500,
-        clock: Clock = utcnow,
+        clock: Clock = system_clock,
         on_projected: OnProjected | None = None,
     ) -> None:
         super().__init__(

@@ -16,9 +16,9 @@ from nats.aio.msg import Msg
 from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.workers.projection.worker import Item, recorded_at
 from kanade.core import subjects
-from kanade.core.execstatus import TRANSITIONS
 from kanade.core.lifecycle import result_expires_at
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
+from kanade.core.statuses import EXEC_TRANSITIONS
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +119,7 @@ def decode_exec_records(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
                 continue
             data = json.loads(msg.data)
             status, exec_id = data["status"], data["exec_id"]
-            if status not in TRANSITIONS or not isinstance(exec_id, str):
+            if status not in EXEC_TRANSITIONS or not isinstance(exec_id, str):
                 raise ValueError(f"unknown status {status!r}")
             items.append(Item(msg, {"exec_id": exec_id, "status": status}, status_only=True))
         except (WireDecodeError, ValueError, KeyError, TypeError) as exc:

@@ -11,7 +11,7 @@ import functools
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -29,18 +29,14 @@ from kanade.backend.store.database import Database
 from kanade.backend.store.failures import is_transient
 from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
+from kanade.core.instants import Clock, system_clock
 
 log = structlog.get_logger(__name__)
 
 # Redelivery delay after a failed commit: long enough not to spin on a broken DB.
 NAK_DELAY_S = 2.0
 
-Clock = Callable[[], datetime]
 OnProjected = Callable[[str, int], None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def recorded_at(msg: Msg) -> datetime:
@@ -71,7 +67,7 @@ class ProjectionWorker(Worker):
         spec: ConsumerSpec,
         *,
         batch_max: int = 500,
-        clock: Clock = utcnow,
+        clock: Clock = system_clock,
         on_projected: OnProjected | None = None,
     ) -> None:
         # A step waits for its batch, and asks for the next one at once.

@@ -16,11 +16,12 @@ import structlog
 from kanade.backend.catalog import dispatch_state
 from kanade.backend.workers.scheduler.building import Planned
 from kanade.backend.workers.scheduler.catalog_watch import CatalogWatch, Entry
-from kanade.backend.workers.scheduler.context import SchedulerContext, iso
+from kanade.backend.workers.scheduler.context import SchedulerContext
 from kanade.backend.workers.scheduler.dispatch import Dispatcher
 from kanade.backend.workers.scheduler.lease import Lease
 from kanade.backend.workers.scheduler.planning import Planner
 from kanade.bus.connection import Bus
+from kanade.core.instants import format_instant
 from kanade.core.scheduling import AheadFire, Freeze, decide_ahead, recheck_at_instant
 
 log = structlog.get_logger(__name__)
@@ -170,7 +171,7 @@ class Ahead:
             "scheduled fires prepared",
             fires=len(planned),
             claimed=len(claimed),
-            first_nominal=iso(min(p.fire.nominal for p in planned)),
+            first_nominal=format_instant(min(p.fire.nominal for p in planned)),
             plan_ms=round((t1 - t0) * 1000, 1),
             claim_ms=round((time.perf_counter() - t1) * 1000, 1),
         )
@@ -224,7 +225,7 @@ class Ahead:
             log.info(
                 "prepared fire withdrawn",
                 schedule_id=p.schedule_id,
-                nominal=iso(p.nominal),
+                nominal=format_instant(p.nominal),
                 reason=why,
             )
         # A row found claimed (republish) belongs to an earlier fire of the occurrence

@@ -22,6 +22,7 @@ from kanade.core.scheduling import (
     make_dispatch_mark,
     request_id_for,
 )
+from kanade.core.statuses import ExecStatus
 from kanade.core.targeting import command_subjects
 
 
@@ -112,7 +113,7 @@ def build(
         target=recorded_target.model_dump(mode="json", include={"all", "groups", "pcs"}),
         expected_pcs=pcs,
         expected_count=len(pcs),
-        status="pending",
+        status=ExecStatus.PENDING.value,
         initiated_by=f"schedule:{schedule.id}",
         schedule_id=schedule.id,
         nominal_time=fire.nominal,

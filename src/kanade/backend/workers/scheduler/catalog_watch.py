@@ -13,15 +13,16 @@ from datetime import datetime, timedelta
 from typing import Final
 
 import structlog
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from kanade.backend.catalog import dispatch_state
 from kanade.backend.catalog.schedules import decode_schedule
-from kanade.backend.workers.scheduler.context import SchedulerContext, iso
+from kanade.backend.workers.scheduler.context import SchedulerContext
 from kanade.bus.connection import Bus
+from kanade.bus.kv import KvChange, subscribe_changes
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
+from kanade.core.instants import format_instant
 from kanade.core.models.schedule import Schedule
 from kanade.core.scheduling import Plan, lower, next_fire
 
@@ -72,30 +73,24 @@ class CatalogWatch:
 
     # --- notifications -----------------------------------------------------------------
     async def subscribe(self, bus: Bus) -> None:
-        prefix = f"$KV.{subjects.KV_SCHEDULES}."
-        jobs_prefix = f"$KV.{subjects.KV_JOBS}."
-
-        async def on_change(msg: Msg) -> None:
-            op = (msg.headers or {}).get("KV-Operation")
-            self._changes[msg.subject[len(prefix) :]] = (
-                None if op in ("DEL", "PURGE") else bytes(msg.data)
-            )
+        async def on_schedule(change: KvChange) -> None:
+            self._changes[change.key] = change.value
             self._wake()
 
         # Jobs and the freeze are read when a fire is decided; these notifications tell
         # when a fire prepared ahead was decided on what is no longer true.
-        async def on_job(msg: Msg) -> None:
-            self._job_changes.add(msg.subject[len(jobs_prefix) :])
+        async def on_job(change: KvChange) -> None:
+            self._job_changes.add(change.key)
             self._wake()
 
-        async def on_freeze(msg: Msg) -> None:
+        async def on_freeze(change: KvChange) -> None:
             self._freeze_changed = True
             self._wake()
 
         self._subs = [
-            await bus.nc.subscribe(prefix + ">", cb=on_change),
-            await bus.nc.subscribe(jobs_prefix + ">", cb=on_job),
-            await bus.nc.subscribe(f"$KV.{subjects.KV_FREEZE}.>", cb=on_freeze),
+            await subscribe_changes(bus.nc, subjects.KV_SCHEDULES, on_schedule),
+            await subscribe_changes(bus.nc, subjects.KV_JOBS, on_job),
+            await subscribe_changes(bus.nc, subjects.KV_FREEZE, on_freeze),
         ]
 
     async def unsubscribe(self) -> None:
@@ -190,8 +185,8 @@ class CatalogWatch:
                 "schedule registered",
                 schedule_id=schedule.id,
                 shape=schedule.when.shape,
-                last_tick=iso(last_tick),
-                next_due=None if entry.next_due is None else iso(entry.next_due),
+                last_tick=format_instant(last_tick),
+                next_due=None if entry.next_due is None else format_instant(entry.next_due),
             )
         self.entries[schedule.id] = entry
 

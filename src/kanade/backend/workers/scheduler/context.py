@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 
 from kanade.backend.store.database import Database
 from kanade.backend.workers.scheduler.metrics import SchedulerMetrics
 from kanade.bus.connection import Bus
 from kanade.core.dispatch import Budgets
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+from kanade.core.instants import Clock
 
 
 @dataclass
@@ -23,7 +20,7 @@ class SchedulerContext:
     bus: Callable[[], Bus]
     budgets: Budgets
     metrics: SchedulerMetrics
-    clock: Callable[[], datetime]
+    clock: Clock
     local_tz: tzinfo
     reconcile_poll: timedelta
     late_tolerance: timedelta

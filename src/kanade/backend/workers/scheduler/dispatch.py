@@ -21,10 +21,12 @@ from kanade.backend.store import rollouts
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.scheduling import DecisionRow
 from kanade.backend.workers.scheduler.building import Planned
-from kanade.backend.workers.scheduler.context import SchedulerContext, iso
+from kanade.backend.workers.scheduler.context import SchedulerContext
 from kanade.bus.connection import Bus
 from kanade.bus.publish import Outgoing, publish_one, send_pipelined, settle
+from kanade.bus.retry import retry
 from kanade.core import subjects
+from kanade.core.instants import format_instant
 from kanade.core.scheduling import DispatchMark
 
 log = structlog.get_logger(__name__)
@@ -34,6 +36,8 @@ REPUBLISH_WINDOW: Final = timedelta(seconds=60)
 well inside the command stream's 2-min duplicate window, the broker drops a copy)."""
 _FIRE_CONCURRENCY: Final = 512
 _PUBLISH_ATTEMPTS: Final = 3
+_RETRY_BASE_S: Final = 0.2
+_RETRY_CAP_S: Final = 1.0
 
 
 class Dispatcher:
@@ -246,7 +250,7 @@ class Dispatcher:
                 "scheduled fire dispatched",
                 schedule_id=p.entry.schedule.id,
                 exec_id=p.record.exec_id,
-                nominal=iso(p.fire.nominal),
+                nominal=format_instant(p.fire.nominal),
                 pcs=len(p.pcs),
                 late_ms=round(late * 1000, 1),
                 caught_up=p.fire.caught_up,
@@ -337,25 +341,20 @@ async def _publish_each(bus: Bus, messages: list[Outgoing]) -> None:
 
 
 async def _retried(p: Planned, what: str, step: Callable[[], Any], *, attempts: int) -> bool:
-    """``step`` until it succeeds, at most ``attempts`` times (with a short backoff)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            await step()
-            return True
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if attempt == attempts:
-                log.error(
-                    "scheduled fire not published",
-                    step=what,
-                    exec_id=p.record.exec_id,
-                    schedule_id=p.entry.schedule.id,
-                    error=str(exc),
-                )
-                return False
-            await asyncio.sleep(0.2 * attempt)
-    return False
+    """``step`` until it succeeds, at most ``attempts`` times (with a short backoff);
+    False, logged, when the last attempt failed too."""
+    try:
+        await retry(step, attempts=attempts, base=_RETRY_BASE_S, cap=_RETRY_CAP_S)
+    except Exception as exc:
+        log.error(
+            "scheduled fire not published",
+            step=what,
+            exec_id=p.record.exec_id,
+            schedule_id=p.entry.schedule.id,
+            error=str(exc),
+        )
+        return False
+    return True
 
 
 async def _gather_bounded(coros: list[Any], limit: int = _FIRE_CONCURRENCY) -> list[Any]:

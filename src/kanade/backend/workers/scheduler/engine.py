@@ -12,7 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import structlog
@@ -26,12 +26,13 @@ from kanade.backend.workers.scheduler.context import SchedulerContext
 from kanade.backend.workers.scheduler.leadership import Leadership
 from kanade.backend.workers.scheduler.lease import Lease
 from kanade.backend.workers.scheduler.metrics import SchedulerMetrics
-from kanade.backend.workers.scheduler.plans import backend_local_zone
 from kanade.backend.workers.scheduler.term import Term
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.dispatch import Budgets
+from kanade.core.instants import Clock, system_clock
 from kanade.core.scheduling import DEFAULT_LATE_TOLERANCE, RECONCILE_POLL
+from kanade.core.scheduling.timezones import local_zone
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +49,7 @@ class Scheduler:
         lease_ttl_s: float = 10.0,
         lease_key: str = dispatch_state.LEASE_KEY,
         late_tolerance: timedelta = DEFAULT_LATE_TOLERANCE,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
         local_tz: tzinfo | None = None,
         holder: str | None = None,
         prepare_ahead: timedelta = PREPARE_AHEAD,
@@ -61,7 +62,7 @@ class Scheduler:
             budgets=budgets,
             metrics=self.metrics,
             clock=clock,
-            local_tz=local_tz or backend_local_zone(),
+            local_tz=local_tz or local_zone(),
             reconcile_poll=reconcile_poll,
             late_tolerance=late_tolerance,
             prepare_ahead=prepare_ahead,

@@ -26,21 +26,20 @@ because occurrence identity dedups in the broker (``Nats-Msg-Id``) and the exec 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import structlog
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError
 from nats.js.kv import KeyValue
 
 from kanade.backend.catalog.dispatch_state import LEASE_KEY
-from kanade.backend.workers.scheduler.context import iso
+from kanade.bus.kvcas import is_wrong_last_sequence, read
+from kanade.core.instants import Clock, system_clock
+from kanade.core.models.schedstate import LeaseRecord
 
 log = structlog.get_logger(__name__)
-
-_WRONG_LAST = (10071, 10164)
 
 
 class Lease:
@@ -52,11 +51,13 @@ class Lease:
         ttl_s: float = 10.0,
         monotonic: Callable[[], float] = time.monotonic,
         key: str = LEASE_KEY,
+        clock: Clock = system_clock,
     ) -> None:
         self._kv = kv
         self.holder = holder
         self.ttl_s = ttl_s
         self._mono = monotonic
+        self._clock = clock  # only for the stored timestamps people read; never compared
         self._key = key
         self._revision: int | None = None  # ours while held
         self._renewed: float | None = None  # monotonic time of the last good write
@@ -78,16 +79,11 @@ class Lease:
         )
 
     def _value(self) -> bytes:
-        now = datetime.now(UTC)
+        now = self._clock()
         if self._acquired_at is None:
             self._acquired_at = now
-        return json.dumps(
-            {
-                "holder": self.holder,
-                "acquired_at": iso(self._acquired_at),
-                "renewed_at": iso(now),
-                "ttl_s": self.ttl_s,
-            }
+        return LeaseRecord(
+            holder=self.holder, acquired_at=self._acquired_at, renewed_at=now, ttl_s=self.ttl_s
         ).encode()
 
     def _won(self, revision: int) -> None:
@@ -101,37 +97,28 @@ class Lease:
         self._renewed = None
         self._acquired_at = None
 
-    async def _read(self, kv: KeyValue) -> tuple[int | None, dict[str, object] | None]:
-        try:
-            entry = await kv.get(self._key)
-        except KeyNotFoundError:
-            return None, None
-        try:
-            data = json.loads(entry.value or b"{}")
-        except ValueError:
-            data = {}
-        return entry.revision, data if isinstance(data, dict) else {}
+    async def _read(self, kv: KeyValue) -> tuple[int | None, LeaseRecord]:
+        """The key's revision (None: nobody holds it) and who holds it."""
+        current = await read(kv, self._key)
+        return current.revision, LeaseRecord.decode(current.value)
 
     async def try_acquire(self) -> bool:
         """One attempt; True when we hold the lease afterwards."""
         if self.held:
             return await self.renew()
         kv = await self._kv()
-        revision, data = await self._read(kv)
+        revision, record = await self._read(kv)
         if revision is None:
             self._acquired_at = None
             try:
                 self._won(await kv.create(self._key, self._value()))
-            except KeyWrongLastSequenceError:
-                return False
-            except APIError as exc:
-                if exc.err_code in _WRONG_LAST:
+            except APIError as exc:  # KeyWrongLastSequenceError is one
+                if is_wrong_last_sequence(exc):
                     return False
                 raise
             log.info("scheduler lease acquired", holder=self.holder)
             return True
-        assert data is not None
-        holder = str(data.get("holder", ""))
+        holder = record.holder
         if holder == self.holder:  # ours (a renew whose ack was lost): adopt it
             self._won(revision)
             return True
@@ -145,10 +132,8 @@ class Lease:
         self._acquired_at = None
         try:
             self._won(await kv.update(self._key, self._value(), last=revision))
-        except KeyWrongLastSequenceError:
-            return False
-        except APIError as exc:
-            if exc.err_code in _WRONG_LAST:
+        except APIError as exc:  # KeyWrongLastSequenceError is one
+            if is_wrong_last_sequence(exc):
                 return False
             raise
         log.warning(
@@ -168,10 +153,10 @@ class Lease:
             self._won(await kv.update(self._key, self._value(), last=self._revision))
             return True
         except APIError as exc:  # KeyWrongLastSequenceError is one
-            if not isinstance(exc, KeyWrongLastSequenceError) and exc.err_code not in _WRONG_LAST:
+            if not is_wrong_last_sequence(exc):
                 raise
-            revision, data = await self._read(kv)
-            if revision is not None and data is not None and data.get("holder") == self.holder:
+            revision, record = await self._read(kv)
+            if revision is not None and record.holder == self.holder:
                 self._won(revision)  # our previous write landed; its ack was lost
                 return True
             log.warning("scheduler lease lost to another holder", holder=self.holder)

@@ -19,8 +19,9 @@ from kanade.backend.store import scheduling as store
 from kanade.backend.store.scheduling import DecisionRow
 from kanade.backend.workers.scheduler.building import Planned, build
 from kanade.backend.workers.scheduler.catalog_watch import Entry
-from kanade.backend.workers.scheduler.context import SchedulerContext, iso
+from kanade.backend.workers.scheduler.context import SchedulerContext
 from kanade.bus.connection import Bus
+from kanade.core.instants import format_instant
 from kanade.core.models.target import Target
 from kanade.core.scheduling import (
     DispatchMark,
@@ -102,7 +103,7 @@ class Planner:
                     log.info(
                         "fire skipped",
                         schedule_id=decision.schedule_id,
-                        nominal=iso(decision.nominal),
+                        nominal=format_instant(decision.nominal),
                         reason=decision.reason,
                         detail=decision.detail,
                     )
@@ -112,8 +113,8 @@ class Planner:
                         "fires missed",
                         schedule_id=decision.schedule_id,
                         count=len(decision.nominals),
-                        first=iso(decision.nominals[0]),
-                        last=iso(decision.nominals[-1]),
+                        first=format_instant(decision.nominals[0]),
+                        last=format_instant(decision.nominals[-1]),
                     )
         return out
 
@@ -206,7 +207,7 @@ class Planner:
                 log.info(
                     "fire skipped",
                     schedule_id=entry.schedule.id,
-                    nominal=iso(fire.nominal),
+                    nominal=format_instant(fire.nominal),
                     reason=reason,
                     detail=detail,
                 )
@@ -290,8 +291,8 @@ def missed_row(decision: Missed, entry: Entry) -> DecisionRow:
     first, last = decision.nominals[0], decision.nominals[-1]
     detail = (
         f"{len(decision.nominals)}{'+' if decision.more else ''} occurrence(s) "
-        f"from {iso(first)} to {iso(last)} came due while the scheduler could not fire "
-        f"them (catchup: {entry.schedule.catchup})"
+        f"from {format_instant(first)} to {format_instant(last)} came due while the "
+        f"scheduler could not fire them (catchup: {entry.schedule.catchup})"
     )
     return DecisionRow(
         decision.schedule_id,

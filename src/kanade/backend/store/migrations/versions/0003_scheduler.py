@@ -57,9 +57,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_schedule_decisions_schedule_id_id", "schedule_decisions", ["schedule_id", "id"]
     )
-    op.create_index(
-        "ix_executions_schedule_id_status", "executions", ["schedule_id", "status"]
-    )
+    op.create_index("ix_executions_schedule_id_status", "executions", ["schedule_id", "status"])
     op.create_index("ix_results_schedule_id_pc_id", "results", ["schedule_id", "pc_id"])
 
 
