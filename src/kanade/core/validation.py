@@ -91,7 +91,7 @@ class DocumentInvalid(ValueError):
 
 
 # --- paths ---------------------------------------------------------------------------------
-_WORD_RE: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+_WORD_RE: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def format_path(parts: Sequence[PathPart]) -> str:
@@ -100,7 +100,7 @@ def format_path(parts: Sequence[PathPart]) -> str:
     for part in parts:
         if isinstance(part, int) and not isinstance(part, bool):
             out += f"[{part}]"
-        elif isinstance(part, str) and _WORD_RE.match(part):
+        elif isinstance(part, str) and _WORD_RE.fullmatch(part):
             out += f".{part}" if out else part
         else:
             out += "[" + json.dumps(str(part)) + "]"

@@ -33,9 +33,9 @@ from kanade.backend.errors import NotFound, UnsupportedFormat
 from kanade.backend.services.container import Services
 from kanade.backend.services.schedules import ScheduleService
 from kanade.backend.workers.scheduler import Scheduler
-from kanade.backend.workers.scheduler.plans import backend_local_zone
 from kanade.core.models.schedule import Schedule
 from kanade.core.scheduling import RECONCILE_POLL
+from kanade.core.scheduling.timezones import local_zone
 from kanade.core.validation import load_document
 
 router = APIRouter(prefix="/api", tags=["schedules"])
@@ -81,7 +81,7 @@ def _poll(request: Request) -> timedelta:
 
 def _zone(request: Request) -> tzinfo:
     scheduler = _scheduler(request)
-    return backend_local_zone() if scheduler is None else scheduler.local_tz
+    return local_zone() if scheduler is None else scheduler.local_tz
 
 
 def _service(request: Request, services: Services) -> ScheduleService:
