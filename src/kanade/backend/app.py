@@ -48,7 +48,6 @@ from kanade.backend.store import projection_state
 from kanade.backend.store.database import Database
 from kanade.backend.store.migrate import upgrade
 from kanade.backend.workers.approvals import ApprovalSweeper
-from kanade.backend.workers.base import Worker
 from kanade.backend.workers.heartbeats import HeartbeatSink
 from kanade.backend.workers.projection.audit import AuditProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
@@ -60,6 +59,7 @@ from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus.connection import Bus
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock
+from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 

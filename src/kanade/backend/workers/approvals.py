@@ -19,13 +19,13 @@ from kanade.backend.messaging.exec_events import (
 )
 from kanade.backend.store import approvals as store
 from kanade.backend.store.database import Database
-from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 from kanade.core.approvals import EXPIRED_REASON
 from kanade.core.instants import Clock
 from kanade.core.models.wire import Command, decode
 from kanade.core.msgids import audit_msg_id
 from kanade.core.statuses import ExecStatus
+from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 

@@ -19,11 +19,11 @@ from nats.aio.subscription import Subscription
 from kanade.backend.messaging.live import hub
 from kanade.backend.store import agents
 from kanade.backend.store.database import Database
-from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Heartbeat, WireDecodeError, decode
+from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 

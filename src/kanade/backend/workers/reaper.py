@@ -25,10 +25,10 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.store import executions, results
 from kanade.backend.store.database import Database
-from kanade.backend.workers.base import Worker
 from kanade.core.instants import Clock, system_clock
 from kanade.core.lifecycle import pending_exec_cutoff, reaped_note
 from kanade.core.statuses import ExecStatus, can_transition
+from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 

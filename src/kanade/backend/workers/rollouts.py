@@ -41,7 +41,6 @@ from kanade.backend.messaging.exec_events import publish_audit_once, publish_exa
 from kanade.backend.messaging.live import hub
 from kanade.backend.store import rollouts as store
 from kanade.backend.store.database import Database
-from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.approvals import restamp
@@ -50,6 +49,7 @@ from kanade.core.models.wire import Command, decode, encode
 from kanade.core.msgids import audit_msg_id
 from kanade.core.rollout import WaveProgress
 from kanade.core.statuses import WaveState
+from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 

@@ -27,9 +27,9 @@ from kanade.backend.messaging.consumers import (
 from kanade.backend.messaging.live import hub
 from kanade.backend.store.database import Database
 from kanade.backend.store.failures import is_transient
-from kanade.backend.workers.base import Worker
 from kanade.bus.connection import Bus
 from kanade.core.instants import Clock, system_clock
+from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import structlog
 from prometheus_client import Gauge
 
-from kanade.backend.workers.base import Worker
 from kanade.backend.workers.scheduler.lease import Lease
+from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 

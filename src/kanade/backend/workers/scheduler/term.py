@@ -11,7 +11,6 @@ from typing import Final
 import structlog
 
 from kanade.backend.catalog import dispatch_state
-from kanade.backend.workers.base import Worker
 from kanade.backend.workers.scheduler.ahead import PREPARE_GUARD_S, Ahead
 from kanade.backend.workers.scheduler.catalog_watch import RESYNC_S, CatalogWatch, Entry
 from kanade.backend.workers.scheduler.context import SchedulerContext
@@ -20,6 +19,7 @@ from kanade.backend.workers.scheduler.lease import Lease
 from kanade.backend.workers.scheduler.planning import Planner
 from kanade.bus.connection import Bus
 from kanade.core.scheduling import DispatchMark, exec_id_for, occurrence_id
+from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from kanade.backend.workers import base
-from kanade.backend.workers.base import Worker
+from kanade import worker as base
+from kanade.worker import Worker
 from polling import eventually
 
 

@@ -1,4 +1,4 @@
-"""The one shape of every background loop in the backend.
+"""The one shape of every background loop, in the agent and the backend.
 
 A :class:`Worker` runs :meth:`Worker.step` forever: after each step it waits for its interval
 or an explicit :meth:`Worker.wake`, whichever comes first; a step that raises is logged and
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from abc import ABC, abstractmethod
 
-import structlog
-
-log = structlog.get_logger(__name__)
+log = logging.getLogger(__name__)
 
 # Backoff after a failed step: doubles from BACKOFF_MIN_S up to BACKOFF_MAX_S; a successful
 # step resets it. Long enough not to hammer a broken database, short enough that a transient
@@ -81,7 +80,9 @@ class Worker(ABC):
                 except Exception:
                     failed = True
                     self._failures += 1
-                    log.exception("worker step failed", worker=self.label, failures=self._failures)
+                    log.exception(
+                        "worker %s: step failed (%d in a row)", self.label, self._failures
+                    )
                 await self._pause(self.next_delay(more, failed), backing_off=failed)
         finally:
             await self.teardown()
