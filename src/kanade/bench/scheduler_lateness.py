@@ -1,17 +1,7 @@
-"""Fire lateness of the central scheduler (SPEC §10.1): N calendar schedules all due at the
-same minute, fired by a real ``kanade-backend`` process against a real nats-server.
+"""Fire lateness of the central scheduler (SPEC §10.1): N calendar schedules due at the
+same minute, fired by a real ``kanade-backend`` against a real nats-server.
 
-Each schedule is a dated calendar one-shot (``at: "YYYY-MM-DD HH:MM"``) for the same
-minute, targeting its own pc (so every command stays in the command stream: one message
-per subject). A core-NATS subscriber on ``kanade.cmd.>`` timestamps every command as it
-arrives; lateness = arrival - the command's ``nominal_time`` — what an online agent
-would see. With ``--runs k`` the measurement repeats on k consecutive minutes.
-
-Prints one JSON line like ``kanade bench`` (p50 as the median of the runs' p50s, plus
-p50/p99/max over all fires, and how many arrived before their nominal time — none
-should)::
-
-    kanade bench scheduler [--schedules 1000] [--runs 1]
+How lateness is measured: docs/performance.md, "How fire lateness is measured".
 """
 
 from __future__ import annotations

@@ -1,21 +1,7 @@
-"""Connect to NATS and stay connected: retry the first connect, reconnect forever after.
+"""Connect to NATS and stay connected: retry the first connect, reconnect forever after;
+the :class:`Bus` wrapper.
 
-An agent may boot before the broker does, and a fleet of thousands reconnects at once
-after a broker restart. So the first connect is retried with exponential backoff and
-*full jitter* (random delay in ``[0, min(cap, base * 2**n)]``) and, once connected,
-nats-py's own reconnect loop runs forever with a per-process jittered wait, so agents
-never hammer the broker in lockstep.
-
-nats-py 2.16 notes (read from the installed source):
-
-* ``Client.connect`` does loop on a failed first connect when ``allow_reconnect`` is
-  true, but with a fixed ``reconnect_time_wait`` and only until
-  ``max_reconnect_attempts`` (default 60) is exhausted; it never returns while the
-  broker is down. We therefore probe TCP ourselves with our own backoff and hand the
-  connect to nats-py only once a server answers, bounded by a timeout.
-* ``reconnect_time_wait`` is annotated ``int`` but is only passed to
-  ``asyncio.sleep``: a float works.
-* Every callback must be a coroutine function (checked by ``connect``).
+Why full jitter and an endless reconnect: docs/bus.md, "Connecting and staying connected".
 """
 
 from __future__ import annotations

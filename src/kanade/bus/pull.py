@@ -1,21 +1,7 @@
-"""Continuous pull from a durable JetStream consumer.
+"""Continuous pull from a durable JetStream consumer: a window of requested messages kept
+open, each handed over the moment it arrives.
 
-nats-py's ``fetch(n)`` returns only when *n* messages arrived or the request
-expired, so a batch fetch on a quiet stream adds up to its whole timeout to the
-latency of the first message. Here we keep a window of messages requested from
-the server at all times and hand each message to the caller the moment it
-arrives; the window is topped up as messages are consumed. That gives the
-latency of a push consumer with the flow control of a pull consumer.
-
-Pull requests are lost when the connection drops. The server sends an idle
-heartbeat (status 100) on every open request; if neither a message nor a
-heartbeat arrives for two heartbeat intervals, or a request expires (408) or is
-cancelled (409), the window is reset and re-requested.
-
-A consumer can also vanish: a memory-storage consumer does not survive a broker
-restart, and an operator may delete one. The server then answers a pull with
-503 (no responders) or 409 "Consumer Deleted"; ``on_gone`` tells the owner, who
-re-creates the consumer and calls :meth:`reset`.
+Why not ``fetch(n)``: docs/bus.md, "Continuous pull".
 """
 
 from __future__ import annotations

@@ -1,17 +1,7 @@
-"""Create or update every stream, KV bucket and object store kanade uses (SPEC §1.2).
+"""Create or update every stream, KV bucket and object store kanade uses (SPEC §1.2),
+from one table of limits; idempotent and safe from several processes at once.
 
-One table holds every limit. ``ensure_topology`` is idempotent and safe to run from
-several processes at once (JetStream's create is itself idempotent for an identical
-config), and it never crashes start-up on config drift: a stream that exists with
-different settings is updated, and if the broker refuses an update (immutable field,
-overlapping subjects, not enough storage) a warning names the stream and the fields,
-and the existing stream is used as it is.
-
-Budget: the file-storage ``max_bytes`` of everything below adds up to ~3.6 GiB, within
-the embedded broker's default ``max_file_store`` of 4GB (nats-server reserves each
-stream's max_bytes up front and refuses a stream that does not fit). Deployments with
-more disk pass ``scale`` (all byte limits are multiplied) and size the broker with
-:func:`required_file_store`.
+How config drift is handled: docs/bus.md, "Topology".
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""kanade.cli."""
+"""kanade.cli: the ``kanade`` operator CLI — one module per noun under
+:mod:`kanade.cli.commands`, registered by :mod:`kanade.cli.main`."""

@@ -1,19 +1,7 @@
-"""The one duration grammar of every user-authored document (SPEC §2.1).
+"""The one duration grammar of every user-authored document (SPEC §2.1): ``30s``,
+``1h30m``, ``1.5h`` … parsed to seconds.
 
-Grammar: one or more ``<number><unit>`` terms; spaces are allowed between terms and
-between a number and its unit::
-
-    500ms   30s   10m   6h   1d   2w   1h30m   1h 30m   1.5h
-
-* units: ``w`` (7 days), ``d``, ``h``, ``m`` (minutes), ``s``, ``ms``; lower case only, so
-  ``10M`` is never mistaken for months;
-* numbers are plain decimals (``1``, ``1.5``); no sign, no exponent, no leading ``.``;
-* units go from largest to smallest and each appears at most once: ``30m1h`` and ``1h1h``
-  are rejected because they are far more often a typo than an intent;
-* ``0s`` is valid and explicit. Anything else that does not match is a ``ValueError`` —
-  never a silent zero.
-
-Documents use this grammar; the wire uses plain seconds (``kanade.core.models.wire``).
+The grammar and its edge cases: docs/documents.md, "The duration grammar".
 """
 
 from __future__ import annotations

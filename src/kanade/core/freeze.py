@@ -1,17 +1,8 @@
-"""Fleet freeze (SPEC §4.5): the one model of a fleet-wide stop for *scheduled* fires. Pure.
+"""Fleet freeze (SPEC §4.5): the one model of a fleet-wide stop for scheduled fires, and
+:func:`is_frozen`. Pure.
 
-The record lives in KV bucket ``kanade_freeze`` under key ``fleet`` so both schedulers
-(backend and agents, online or not) read the same thing. Manual execs are deliberately not
-gated: during an incident the operator still needs to act.
-
-The window is half-open like ``active`` on schedules: frozen from ``from`` (inclusive) until
-``until`` (exclusive); a missing bound is open-ended (``{}`` freezes until cleared). Bounds
-are absolute instants, read by :func:`kanade.core.instants.parse_instant` (no offset: UTC).
-
-* :class:`Freeze` — the window the schedulers gate on;
-* :class:`FleetFreeze` — the stored record (window plus who, why, when);
-* :func:`decode_freeze` / :func:`decode_fleet_freeze` — the KV value → model, an
-  unreadable record reading as frozen (the safe side).
+The record, its window and why manual execs are not gated: docs/documents.md, "The fleet
+freeze model".
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
-"""When in-flight work is given up on (SPEC §4.3). Pure: the clock is an argument.
+"""When in-flight work is given up on (SPEC §4.3): result and exec expiry. Pure: the clock
+is an argument.
 
-Two deadlines, both measured on the *backend's* clock (the stream time a row was
-recorded at, or the exec's creation time), so an agent with a skewed clock can
-neither close a row early nor keep it open forever:
-
-* a result row that started but never finished is **reaped** at
-  ``recorded_at + timeout + max(2 min, timeout / 2)``; the grace covers jitter-free
-  queueing on the agent, outbox latency and a slow kill. With no timeout known the
-  row gets 24 h. The sum is clamped to the largest representable time, so an absurd
-  timeout never raises.
-* an exec still ``pending`` (nobody started or reported) is **expired** one hour
-  after it was created.
-
-A deadline is inclusive: at exactly ``expires_at`` the row is due, a microsecond
-before it is not.
+The two deadlines and why they use the backend's clock: docs/backend.md, "When in-flight
+work is given up on".
 """
 
 from __future__ import annotations

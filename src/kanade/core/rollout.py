@@ -1,32 +1,8 @@
-"""Rollout wave maths (SPEC §4.7). Pure: no I/O, the clock is an argument.
+"""Rollout wave maths (SPEC §4.7): split, wave progress, failure thresholds, next due time.
+Pure: the clock is an argument.
 
-A rollout sends one exec to its target in waves. Everything here is decided from data
-the backend persists, so a restarted backend recomputes exactly the same answers:
-
-* :func:`split_waves` — which pcs each wave gets. Waves are taken in order from the
-  *remaining* target (pcs no earlier wave took), in sorted pc order:
-
-  - ``group: g`` — every remaining pc that is a member of ``g``;
-  - ``pcs: [..]`` — the listed pcs that are still remaining (listed pcs outside the
-    target are reported as ``not_in_target`` and get nothing);
-  - ``percent: p`` — ``ceil(p% x remaining)`` pcs (at least one while any remain), the
-    first ones in sorted order; ``percent: 100`` is "the rest". 10 % / 40 % / 100 % of
-    20 pcs → 2 / 8 / 10 (40 % of the 18 remaining is 7.2 → 8).
-
-  No pc is in two waves. Pcs that no wave took form one more, *implicit* wave ("rest")
-  with the last wave's delay, so none is missed.
-* :func:`wave_progress` — a dispatched wave's state from its result rows: each pc is
-  pending (no row), running, succeeded, failed (non-zero exit, or reaped) or skipped
-  (a synthetic skip: pin mismatch, revoked, deadline, unsupported shell …). A wave is
-  *settled* when every pc finished, or at ``dispatched_at + settle_after`` (the reaper's
-  horizon for the job's timeout plus jitter); pcs still unfinished then are *missing*.
-  ``settled_at`` comes from the data (the last result's stream time, or the horizon), not
-  from when the backend noticed, so a restart does not shift the next wave's due time.
-* :func:`failure_rate` — ``(failed + missing) / pcs``. Skipped pcs are *not* failures
-  (nothing ran; the same rule as the exec counters) but stay in the denominator.
-* :func:`decide_after_wave` — next wave, halt (the rate *exceeds* the threshold: strictly
-  greater; ``None`` never halts) or complete. The last wave never halts (nothing is left
-  to hold back); its verdict is still recorded.
+Each rule and why a restarted backend recomputes the same answers:
+docs/rollouts-approvals.md, "Wave maths".
 """
 
 from __future__ import annotations

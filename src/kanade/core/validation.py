@@ -1,21 +1,7 @@
-"""The write boundary for user-authored documents (SPEC §2.3).
+"""The write boundary for user-authored documents (SPEC §2.3): :func:`load_document`,
+:func:`parse_job`, :func:`parse_schedule` → a model or every problem as ``path: reason``.
 
-Every writer — the CLI (``job validate``, ``schedule create``…) and the API — goes
-through :func:`load_document` and :func:`parse_job` / :func:`parse_schedule`. They turn
-*any* input into either a model or a :class:`DocumentInvalid` listing every problem,
-each as ``path: reason`` for a human (``when.calendar.at: "25:00" is not a time``).
-
-Two modes:
-
-* strict (writers, the default): unknown fields are errors. They are found by walking
-  the raw data against the models' declared fields, so they are reported together
-  with every other error even when those errors prevent building the model.
-* tolerant (``strict=False``, readers of stored documents): unknown fields are dropped
-  before validation (so mixed versions coexist); everything else is still validated.
-
-Paths are dotted, with list indexes in brackets: ``rollout.waves[0].delay``. Mapping
-keys that are not plain words are quoted: ``env["MY VAR"]``. Problems with the document
-as a whole use the path ``(document)``.
+Strict writer vs tolerant reader: docs/documents.md, "The write boundary".
 """
 
 from __future__ import annotations

@@ -1,25 +1,7 @@
 """The durable admission ledger (SPEC §3.2): every command admitted exactly once per pc.
 
-Each request_id moves through:
-
-* ``pending``   — admitted, not started: after a crash it runs;
-* ``launching`` — the script may have started: after a crash it is reported as
-  "outcome unknown" and never re-run (running it twice is worse than not knowing);
-* ``finished``  — the result is recorded in the entry; ``queued`` tells whether it
-  already reached the outbox. After a crash an unqueued result is re-queued.
-
-Storage is an append-only journal of JSON lines, one line per transition,
-flushed (and fsync'd when ``durable``) before the call returns — the caller
-acknowledges the broker only afterwards. Appending is ~100 times cheaper than
-rewriting a file per transition (replacing an existing file makes ext4 flush
-its data). On start the journal is replayed, last line per request wins; a torn
-last line from a crash is skipped with a warning. When most lines describe dead
-states the journal is compacted: live entries are written to a new file that
-atomically replaces the old one.
-
-Entries are kept for ``retention_s`` (longer than the command stream's max age,
-so a replayed command is still recognised as a duplicate) and at most
-``max_entries`` finished entries, oldest pruned first.
+An fsync'd journal of each request_id's moves (pending → launching → finished), replayed at
+start. Why each state and the crash rules: docs/agent.md, "The admission ledger".
 """
 
 from __future__ import annotations

@@ -1,26 +1,8 @@
-"""On-disk state of the agent's local scheduler (SPEC §3.6), under ``<data_dir>/scheduler/``.
+"""On-disk state of the agent's local scheduler (SPEC §3.6), under ``<data_dir>/scheduler/``:
+last successes, ticks and claims, and the catalog cache — each replaced atomically.
 
-Three small JSON files, each replaced with an atomic write + rename
-(:func:`~kanade.agent.durable.fsutil.atomic_write`), so a crash leaves either the old or the
-new content, never a mix:
-
-* ``successes.json`` — ``{schedule_id: last success}`` (the core's
-  :func:`~kanade.core.scheduling.encode_successes` format). ``per_pc`` dedup reads it, so
-  a ``per_pc: once`` job that succeeded is not re-run after a restart. A corrupt file
-  starts empty with a warning (:func:`~kanade.core.scheduling.decode_successes`).
-* ``state.json`` — each registered schedule's ``last_tick`` (so ``catchup`` sees the
-  occurrences missed while the agent was down) and the in-flight claims (so a run that
-  is still pending or running after a restart is not fired a second time).
-* ``catalog.json`` — the schedules the agent applied, the jobs they use, resolved
-  script-object digests, the fleet freeze and the revoked job ids, as last read from KV.
-  An agent that restarts while the broker is unreachable keeps firing from it until the
-  first successful read of the live catalogs (and never fires a job revoked before).
-
-A damaged ``state.json`` or ``catalog.json`` is reported and ignored (the agent starts
-from nothing for that file); nothing here ever raises on bad content.
-
-Importing this module does not load the scheduling core (:mod:`kanade.core.scheduling`):
-an agent without ``runs_on: agent`` schedules only calls :meth:`SchedulerStore.has_state`.
+The files and their crash rules: docs/agent-local-scheduler.md, "On-disk state of the local
+scheduler".
 """
 
 from __future__ import annotations

@@ -1,25 +1,8 @@
 """The role table: which role a request needs, from its method and path alone.
 
-Decided before routing, so a route added anywhere (by any team, in any router)
-is covered the moment it exists; nobody has to remember a decorator. First match
-wins:
-
-=====================================================  ==========  ==========
-path                                                   method      role
-=====================================================  ==========  ==========
-``/health``, ``/metrics``                              any         public
-``/api/auth/login``                                    any         public
-``/api/openapi.json``, ``/api/docs*``                  GET/HEAD    public
-``/api/users*``, ``/api/settings*``                    any         admin
-``/api/*``                                             GET/HEAD    viewer
-``/api/*``                                             other       operator
-anything else (dashboard page and assets)              GET/HEAD    public
-anything else                                          other       operator
-=====================================================  ==========  ==========
-
-``/metrics`` is public so a Prometheus scraper needs no credentials; it exposes
-counts, never names or outputs. The dashboard's files are public (the login page
-must load); the data they show comes through ``/api`` and is checked there.
+Decided before routing, so every route is covered the moment it exists. The table (first
+match wins) and why ``/metrics`` and the dashboard files are public:
+docs/backend-auth-audit.md, "The role table".
 """
 
 from __future__ import annotations

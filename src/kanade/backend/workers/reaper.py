@@ -1,17 +1,8 @@
-"""The reaper (SPEC §4.3): closes what will never report, so nothing stays open forever.
+"""The reaper (SPEC §4.3): closes what will never report — expired in-flight results and
+pending execs — in one write transaction per step.
 
-Each tick, in ONE write transaction (the projector's writer thread, so it never
-races a batch):
-
-* in_flight result rows whose ``expires_at`` has come (inclusive) become ``reaped``
-  (exit -1, a note saying why); a late real result still replaces them, because the
-  projector's UPSERT only refuses to overwrite ``finished`` rows;
-* execs still ``pending`` an hour after creation become ``expired``;
-* the counters of every touched exec are recomputed from its rows (never
-  incremented), so a reap followed by the late result cannot count twice.
-
-The deadlines are the pure functions of :mod:`kanade.core.lifecycle`; the clock is
-injected so tests can stand exactly on a deadline.
+The deadlines are :mod:`kanade.core.lifecycle`'s; what each step does: docs/backend.md,
+"The reaper".
 """
 
 from __future__ import annotations

@@ -1,30 +1,8 @@
-"""The rollout runner (SPEC §4.7): sends every running rollout's waves, one step at a time.
+"""The rollout runner (SPEC §4.7): moves every running rollout's current wave one step,
+reading all state from the database.
 
-Nothing about a rollout lives in memory: each step reads the running rollouts from the
-database (:mod:`kanade.backend.store.rollouts`) and moves each current wave one step.
-
-**No wave is ever sent twice.** Dispatch is claim → publish → mark:
-
-1. *claim*: one transaction flips the wave ``waiting → dispatching`` (a compare-and-set
-   that also requires the rollout to be ``running`` with this wave current) and stores
-   the exact command bytes (issued_at = claim time). Only one claimer can win, in this
-   process or another replica on the same database; a wave past ``dispatching`` is never
-   published again by anyone;
-2. *publish* those bytes to each pc's command subject with ``Nats-Msg-Id =
-   <request_id>:<subject>``;
-3. *mark* ``dispatched`` after every publish was acked.
-
-A crash between 1 and 3 leaves the wave ``dispatching``; once the claim is older than
-``redispatch_after`` (10 s) the runner takes it over and publishes the **stored bytes**
-again: inside the command stream's 2-minute duplicate window the broker drops each
-copy (same msg id), and beyond it the agent's admission ledger recognises the request id
-with identical content as a duplicate and does not run it. The command stream keeps one
-message per subject, so a copy never queues behind itself either.
-
-Wave timing: a wave is due ``delay`` after the previous wave *settled* (every pc
-finished, or the settle horizon passed); ``settled_at`` is taken from the data, so a
-backend restart neither shifts nor repeats anything, and a wave whose due time passed
-while the backend was down is sent at once.
+Why no wave is ever sent twice (claim → publish → mark): docs/rollouts-approvals.md, "The
+rollout runner".
 """
 
 from __future__ import annotations

@@ -1,24 +1,7 @@
-"""The one scheduling core (SPEC §3.6, §4.4), shared by the backend's central scheduler and
-the agent's local scheduler. Pure: no I/O, no asyncio, no clock reads (``now`` is always a
-parameter).
+"""The one scheduling core (SPEC §3.6, §4.4), shared by the backend's central scheduler
+and the agent's local one. Pure: no I/O, no asyncio, no clock reads.
 
-Modules:
-
-* :mod:`.timezones` — wall clock → instant with the DST rules (gap → first valid instant
-  after; overlap → first occurrence);
-* :mod:`.lowering` — :func:`lower`: every ``when`` shape → a :class:`Plan`;
-* :mod:`.calendar`, :mod:`.cron` — occurrences of each trigger (cron normalised to our DST
-  rules); :mod:`.fires` — :func:`next_fire`, :func:`prev_fire`, :func:`next_fires` …;
-* :mod:`.gates` — active / window / skip_dates / freeze / starting_deadline / catchup and
-  :func:`decide_tick`; :mod:`.decisions` — :class:`Fire`, :class:`Skip`, :class:`Missed`;
-* :mod:`.ahead` — deciding a fire ahead of its instant and re-checking it at the instant;
-* the fleet freeze window (:class:`Freeze`) is re-exported from :mod:`kanade.core.freeze`;
-* :mod:`.dedup` — per-pc / per-target decisions and dispatch marks;
-* :mod:`.claims` — the agent's in-flight claim table; :mod:`.successes` — its
-  last-success ledger codec;
-* :mod:`.occurrence` — occurrence ids and the request/exec ids derived from them;
-* :mod:`.version` — the schedule-set version hash;
-* :mod:`.preview` — next fires and per-pc reasons for previews.
+What each module holds: docs/ARCHITECTURE.md; the rules and why: docs/scheduling-core.md.
 """
 
 from __future__ import annotations

@@ -1,23 +1,8 @@
-"""Fires decided ahead of their nominal instant (SPEC §4.4, §10.2 fire lateness).
+"""Fires decided ahead of their nominal instant (SPEC §4.4, §10.2), and what is looked at
+again when the instant comes.
 
-The central scheduler prepares an occurrence a little before it is due — decision, job
-read, command bytes, exec-row claim — so that at the nominal instant only the publish
-is left. Two pure rules make that safe; the backend applies them
-(:mod:`kanade.backend.workers.scheduler.ahead`):
-
-* :func:`decide_ahead` — the decision :func:`~.gates.decide_tick` would make *at* the
-  nominal instant, taken early. Only a plain on-time fire qualifies: a gated occurrence
-  (window, skip date, freeze), a deadline skip, missed occurrences or a catch-up are left
-  to the ordinary tick at the instant, which decides and records them exactly as without
-  preparation (they publish nothing, so preparing them would gain nothing);
-* :func:`recheck_at_instant` — what must be looked at again when the instant comes,
-  because it depends on *when* the fire actually goes out rather than on state that
-  might have changed (the caller watches state changes — schedule, job, freeze — itself):
-  late beyond the late tolerance (a stalled process or a clock step forward: the ordinary
-  tick then applies ``catchup``), past the starting deadline (→ reported skip), or a
-  freeze that covers the actual moment though not the nominal one (gate 4 checks both).
-  Any reason returned sends the occurrence back to the ordinary tick, which re-decides
-  it from scratch.
+What may be decided early and what may not: docs/scheduling-core.md, "Deciding a fire
+ahead"; the scheduler side: docs/scheduler.md, "Prepared ahead".
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
-"""The agent's in-flight claims for local fires (SPEC §3.6), as a pure state machine.
+"""The agent's in-flight claims for local fires (SPEC §3.6), as a pure state machine
+(:func:`claim_until`).
 
-A local fire first *claims* its schedule until :func:`claim_until` (``now + jitter +
-timeout + retry.max x (timeout + backoff) + 60 s``, the latest its run can finish):
-
-* a tick that finds a **live** claim (``now < until``) is skipped — one run at a time per
-  schedule, whatever the tick rate; the same owner claiming twice is a duplicate, skipped too;
-* an **expired** claim (``now >= until``) is taken over, and the attempt says so
-  (``taken_over``) so the agent logs a warning: the previous run is presumed lost;
-* a finishing run **releases** the claim only if it still holds it (owner token), so a late
-  finisher never clears the claim of the run that took over;
-* success is recorded only when the script ran and exited 0: a skipped run (any gate,
-  deadline, refusal) never counts, whoever holds the claim.
-
-Owner tokens are opaque strings; the occurrence id (plus the pc for per-pc fires) is a good
-one since it is unique per fire. The table is an in-memory value the agent persists if it
-wants; every method takes ``now`` and does no I/O.
+The claim's length and its moves: docs/scheduling-core.md, "The agent's in-flight claims".
 """
 
 from __future__ import annotations

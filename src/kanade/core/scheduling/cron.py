@@ -1,27 +1,8 @@
 """Cron occurrences (5 fields, or 6 with seconds first) via cronsim, normalised to
 kanade's DST rules.
 
-What cronsim does on its own with an aware start time (cronsim 2.8):
-
-* a 5-field expression whose minute *and* hour fields are fixed (``30 2 * * *``) is walked
-  in naive wall-clock time (Debian cron style): a time in a spring-forward gap is moved to
-  the first valid minute after it (02:30 → 03:00) and a repeated time fires once, with
-  ``fold=0``. That matches our rule, except that when the start instant is in the
-  *second* pass of a repeated hour it can return an instant *before* the start;
-* every other expression (``0 * * * *``, ``*/15 * * * *``, any 6-field one) is walked by
-  ticking UTC and reading the wall clock: times in a gap are silently dropped (no 02:30
-  fire at all on a spring-forward day), and repeated times fire twice (01:00 EDT and
-  01:00 EST).
-
-Normalisation: we never hand cronsim a zone. It only enumerates *naive wall-clock* matches
-(a pure calendar walk, no DST at all), and each match goes through
-:func:`~.timezones.resolve_wall` like a calendar time: gap → the transition instant,
-overlap → first occurrence. Several gap times resolve to the same instant (``*/15`` at
-02:00, 02:15, 02:30, 02:45 and 03:00 on a New York spring-forward day are all 07:00 UTC);
-callers only ever ask for instants strictly after the last one, so that instant fires
-once. An hourly ``0 * * * *`` therefore fires at 01:00 EST and 03:00 EDT on spring-forward
-day, and at 01:00 EDT then 02:00 EST on fall-back day (the repeated 01:00 EST does not
-fire).
+What cronsim does on its own and what is corrected: docs/scheduling-core.md, "Cron and
+cronsim".
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """Who fires at a reconcile poll (SPEC §3.6, §4.4): per-pc dedup and dispatch marks.
 
-Calendar and cron fire the whole target at every occurrence (no dedup here). Reconcile
-modes decide per pc, in this order (the first that says no is the reason shown by preview):
-
-1. **alive?** — only alive pcs are dispatched (heartbeat within 2 min, ``kanade.core.fleet``;
-   the agent's local scheduler passes ``alive=True`` for itself);
-2. **dispatched?** — a pc already dispatched and not yet reported is not fired again until
-   :func:`dispatch_mark_until` (``dispatched_at + jitter + timeout + retry.max x (timeout +
-   backoff) + 60 s``), the latest its run could have reported. At exactly that instant the
-   mark no longer blocks. A result received at or after ``dispatched_at`` means "reported"
-   (callers usually delete the mark then);
-3. **last success?** — ``per_pc once``: fires if the pc never succeeded; ``per_pc every``:
-   fires if the last success is missing or *at least* ``every`` ago (exactly ``every`` ago
-   re-arms).
-
-``per_target`` is decided for the target as a whole: it fires when no member succeeded
-(``once``: ever; ``every``: less than ``every`` ago) and at least one member is alive; it
-then dispatches every alive member that has no live dispatch mark.
+The per-pc rules in order: docs/scheduling-core.md, "Reconcile polls: per-pc dedup and
+dispatch marks".
 """
 
 from __future__ import annotations

@@ -1,29 +1,8 @@
-"""Schedule gates and the per-tick fire decision (SPEC §2.2, §3.6, §4.4).
+"""Schedule gates and the per-tick fire decision, :func:`decide_tick` (SPEC §2.2, §3.6,
+§4.4), used by both schedulers.
 
-One implementation, used by the backend's central scheduler and the agent's local one.
-Gates, in the order of §4.4, each evaluated at the occurrence's **nominal** time:
-
-1. ``enabled`` / ``active`` — half-open ``[from, until)``; outside it the schedule is
-   dormant (quiet skip). Naive bounds are wall-clock in the schedule's zone and resolve with
-   the DST rules of :mod:`.timezones`; a date means midnight.
-2. ``constraints.window`` — ``"HH:MM-HH:MM"`` half-open, may cross midnight (``22:00-02:00``
-   allows 22:00…01:59), read on the wall clock of the schedule's zone.
-3. ``constraints.skip_dates`` — the local date (in the schedule's zone) of the nominal time.
-4. freeze — ``[from, until)`` (:mod:`.freeze`). Checked at the nominal time *and* at
-   ``now``: an occurrence from before a freeze is not run late during it.
-5. (the caller reads the job at fire time)
-6. ``starting_deadline`` — an occurrence that cannot start by ``nominal + deadline`` is
-   skipped and reported (exit 125). ``now == nominal + deadline`` still fires (like the
-   agent's §3.3 gate).
-7. ``catchup`` — when several occurrences came due since the last tick, at most one fires
-   per tick (the latest eligible one); the earlier ones are :class:`Missed`. An occurrence
-   older than ``late_tolerance`` at decision time was missed by downtime: with
-   ``catchup: once`` the latest such one still runs (if within ``starting_deadline`` when
-   set); with ``catchup: skip`` it is recorded as missed too.
-
-Reconcile plans (``per_pc``/``per_target``) poll each minute: gates 1-4 apply to the poll
-(a gated poll is a quiet skip); deadline and catchup do not (a poll is never late: the
-latest one is always current). Which pcs fire at a poll is :mod:`.dedup`'s job.
+The gates in order, each at the nominal time, and catch-up: docs/scheduling-core.md,
+"Gates and the per-tick decision".
 """
 
 from __future__ import annotations

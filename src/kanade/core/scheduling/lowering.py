@@ -1,20 +1,7 @@
-"""Lowering (SPEC §4.4): one function turns every ``when`` shape into a :class:`Plan`.
+"""Lowering (SPEC §4.4): :func:`lower` turns every ``when`` shape into a :class:`Plan`,
+the only thing both schedulers look at afterwards.
 
-Both schedulers (the backend's central one and the agent's local one) lower a
-:class:`~kanade.core.models.schedule.Schedule` with :func:`lower` and then only look at the
-plan, so they cannot disagree on what a schedule means:
-
-* ``per_pc`` / ``per_target`` → :class:`ReconcileTrigger`: a poll every
-  :data:`RECONCILE_POLL` (1 minute, on the UTC minute) with a :class:`DedupMode`
-  (``per_pc_once``, ``per_pc_every``, ``per_target_once``, ``per_target_every``) that
-  decides which pcs fire at each poll (:mod:`.dedup`).
-* ``calendar`` → :class:`CalendarTrigger` (repeating ``at`` on ``days``, or a dated one-shot);
-* ``cron`` → :class:`CronTrigger`.
-
-Calendar and cron plans fire at their times (:mod:`.fires`) and fire the whole target at
-every occurrence (no per-pc dedup). The plan also carries every gate input (``active``,
-``window``, ``skip_dates``, ``starting_deadline``, ``catchup``) and the run-length inputs
-(``jitter``, ``retry``) the dispatch marks and claims need.
+The shapes and their plans: docs/scheduling-core.md, "Lowering".
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
-"""Occurrence identity (SPEC §4.4): ``(schedule_id, nominal time)`` → stable ids.
+"""Occurrence identity (SPEC §4.4): ``(schedule_id, nominal time)`` → stable occurrence,
+request and exec ids.
 
-One occurrence of a schedule is named ``sched:<schedule_id>:<nominal UTC>`` (e.g.
-``sched:nightly:2025-03-09T07:00:00Z``; microseconds are appended only when non-zero, which
-no calendar, cron or reconcile nominal has). Everything a fire publishes derives from it
-deterministically, so a restart, a second replica or a clock step that re-decides the same
-occurrence produces byte-identical ids and the broker's dedup (``Nats-Msg-Id`` = the
-request id) and the agent's admission ledger drop the duplicate:
-
-* :func:`request_id_for` — the command's ``request_id`` (and ``Nats-Msg-Id``): one per
-  occurrence for a whole-target publish, one per pc for per-pc dispatch (reconcile shapes,
-  the agent's local fires);
-* :func:`exec_id_for` — the ``exec_id`` grouping the results of the occurrence.
-
-Ids are 32 lower-case hex characters, like the random ones minted by ``kanade.core.ids``.
-Schedule ids are slugs (no ``:``), so :func:`parse_occurrence_id` is unambiguous.
+Why these ids make an occurrence fire once: docs/scheduling-core.md, "Occurrence identity".
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
-"""Wall-clock ↔ instant conversion with kanade's DST rules (SPEC §4.4).
+"""Wall-clock ↔ instant conversion with kanade's DST rules (SPEC §4.4), and
+:func:`local_zone`, the IANA zone ``tz: local`` means on this machine.
 
-Schedules are written in wall-clock time of their ``tz``; the schedulers do arithmetic on
-UTC instants. This module is the one place where a wall-clock time becomes an instant,
-and it applies the two DST rules everywhere (calendar, cron, ``active`` bounds):
-
-* **Gap (spring forward).** A wall-clock time that does not exist fires at the *first valid
-  instant after it*: the transition instant itself. In America/New_York on 2025-03-09 the
-  clocks jump from 02:00 EST to 03:00 EDT, so 02:00, 02:30 and 02:59 all resolve to
-  03:00 EDT (07:00 UTC). Note this is *not* what ``datetime.replace(tzinfo=...)`` gives:
-  with ``fold=0`` zoneinfo reads 02:30 with the old offset, i.e. 03:30 EDT.
-* **Overlap (fall back).** A wall-clock time that happens twice resolves to its *first*
-  occurrence (``fold=0``, the pre-transition offset). The second pass through the
-  repeated hour never produces a fire.
-
-``tz: local`` is whatever zone the caller says "local" means on the firing machine
-(:func:`zone_for`); :func:`local_zone` finds it (an IANA zone, on Windows too), never the
-fixed offset ``datetime.now().astimezone().tzinfo``, for which DST is invisible.
+Gap → first valid instant after; overlap → first occurrence: docs/scheduling-core.md,
+"Wall clock → instant: the DST rules".
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
-"""The ASGI layer in front of every route: authenticate and authorise by the role table.
+"""The ASGI layer in front of every route: authenticate, then authorise by the role table
+(:func:`kanade.backend.api.policy.required_role`), before routing.
 
-For each HTTP request:
-
-1. the role it needs comes from :func:`kanade.backend.api.policy.required_role`
-   (method + path; decided before routing, so every route is covered, including
-   ones added later by anyone);
-2. the bearer token is resolved to a :class:`Principal` (401 when missing/invalid,
-   403 when the role is too low); ``request.state.actor`` / ``.role`` are set, and
-   the actor is also put in a context variable for code below the routes.
-
-The audit guarantee (:mod:`.audit`) and live invalidation (:mod:`.live`) run inside this
-one, so a denied request is neither audited nor announced.
-
-A pure ASGI middleware rather than ``BaseHTTPMiddleware``: it neither buffers nor
-re-wraps streaming responses (the dashboard's server-sent events) and keeps the
-request in the same task, so context variables set here reach the route.
+Step by step, and why a pure ASGI middleware: docs/backend-auth-audit.md, "The auth
+middleware, step by step".
 """
 
 from __future__ import annotations

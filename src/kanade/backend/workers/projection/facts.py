@@ -1,18 +1,7 @@
 """Inventory facts and check statuses, derived from finished results (SPEC §2.1, §4.2).
 
-The exec row carries the job's hints (``inventory_hint`` / ``check_hint``); a finished
-result of such an exec is turned into:
-
-* ``inventory_history`` — every accepted report, keyed by ``result_id`` (insert-once);
-* ``inventory`` — the newest report per (pc, job);
-* ``checks`` — the newest status per (pc, check name).
-
-"Newest" is ordered by the agent's ``finished_at`` (when the facts were true on that
-machine), ties broken by ``result_id``, and only a strictly newer report replaces the
-stored one. So the outcome does not depend on arrival order, and redelivery or a
-replay after a wipe reproduces the same rows. Both entry points are needed for that:
-results usually arrive after their exec record, but on a replay the two streams are
-projected independently and either may come first.
+Why "newest" is by the agent's ``finished_at`` and both entry points are needed:
+docs/backend.md, "Inventory facts and check statuses".
 """
 
 from __future__ import annotations

@@ -1,27 +1,8 @@
 """The scheduler lease (SPEC §9): exactly one backend process runs the central scheduler.
 
-The lease is one KV key, ``kanade_dispatch`` / ``scheduler.lease``, holding
-``{"holder", "acquired_at", "renewed_at", "ttl_s"}``. Every write is a compare-and-set on
-the key's revision:
-
-* **acquire** — ``create`` (key absent or deleted): of several contenders exactly one
-  create succeeds;
-* **renew** — every ``ttl/4``, ``update(last=<my revision>)``; it fails when anybody else
-  wrote the key meanwhile, and the holder steps down at once. A renew whose ack was lost
-  is recognised on the next attempt (the stored holder is still us) and adopted;
-* **take over** — a contender remembers the revision it sees and when (its own *monotonic*
-  clock). A revision unchanged for a full ``ttl`` means the holder stopped renewing
-  (crashed, partitioned, stopped); the contender then ``update``s with that revision. No
-  wall clocks are compared, so clock skew between replicas cannot split the lease;
-* **step down** — a holder whose last successful renew is older than ``ttl/2`` (its
-  monotonic clock) stops scheduling by itself, well before any contender may take over;
-* **release** — on shutdown the holder deletes the key (``last=<my revision>``) so a
-  standby takes over within one poll instead of a ``ttl``.
-
-The lease is the first of three layers: even two schedulers running at once (a paused
-process waking up after its lease was taken over) cannot fire an occurrence twice,
-because occurrence identity dedups in the broker (``Nats-Msg-Id``) and the exec row
-(insert-if-absent on the deterministic ``exec_id``) — see ``docs/scheduler.md``.
+One KV key (``kanade_dispatch`` / ``scheduler.lease``) written only by compare-and-set.
+Acquire, renew, lose, and why a stale leader cannot double-fire: docs/scheduler.md, "The
+lease".
 """
 
 from __future__ import annotations
