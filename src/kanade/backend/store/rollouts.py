@@ -12,9 +12,9 @@ from typing import Any, Final
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
-from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.store.database import Database
 from kanade.backend.store.tables import agents, results, rollout_waves, rollouts
+from kanade.core.models.records import ExecRecord
 from kanade.core.models.schedule import Rollout
 from kanade.core.models.wire import Command, encode
 from kanade.core.rollout import (

@@ -8,8 +8,9 @@ For each HTTP request:
 2. the bearer token is resolved to a :class:`Principal` (401 when missing/invalid,
    403 when the role is too low); ``request.state.actor`` / ``.role`` are set, and
    the actor is also put in a context variable for code below the routes;
-3. after a *successful* (< 400) mutating request that did not build its own
-   :class:`~kanade.backend.messaging.records.AuditRecord`, a generic record is published.
+3. after a *successful* (< 400) mutating request that did not publish its own
+   audit record (:func:`~kanade.backend.api.request_context.mark_audited`), a generic
+   record is published.
 
 A pure ASGI middleware rather than ``BaseHTTPMiddleware``: it neither buffers nor
 re-wraps streaming responses (the dashboard's server-sent events) and keeps the
