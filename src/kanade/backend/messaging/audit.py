@@ -25,6 +25,16 @@ from kanade.core.msgids import fresh_audit_msg_id
 log = structlog.get_logger(__name__)
 
 
+def audit_record(
+    action: str, actor: str, at: datetime, details: dict[str, Any] | None = None
+) -> AuditRecord:
+    """A record about to be published. Building it marks the current request (if any) as
+    audited, so the auth middleware skips its generic record
+    (kanade.backend.api.middleware.auth), whoever wrote the route."""
+    mark_audited()
+    return AuditRecord(action=action, actor=actor, at=at, details=details or {})
+
+
 def _subject_token(action: str) -> str:
     # The action becomes a subject token: keep it one token of safe characters.
     return "".join(c if c.isalnum() or c in "_-" else "_" for c in action) or "unknown"
@@ -44,10 +54,7 @@ async def publish_audit(
     Never raises: the change it records has already happened, and failing the
     request would only invite a retry that does it twice.
     """
-    record = AuditRecord(action=action, actor=actor, at=at or clock(), details=details)
-    # The request publishes its own record: the auth middleware skips its generic one
-    # (kanade.backend.api.middleware.auth), whoever wrote the route.
-    mark_audited()
+    record = audit_record(action, actor, at or clock(), details)
     try:
         await bus().publish_js(
             subjects.audit_subject(_subject_token(action)),

@@ -14,11 +14,11 @@ from typing import Any, Final
 
 import structlog
 
-from kanade.backend.api.request_context import mark_audited
+from kanade.backend.messaging.audit import audit_record
 from kanade.bus.connection import Bus
 from kanade.bus.publish import Outgoing, publish_one
 from kanade.core import subjects
-from kanade.core.models.records import AuditRecord, ExecStatusRecord
+from kanade.core.models.records import ExecStatusRecord
 from kanade.core.models.wire import encode
 from kanade.core.msgids import command_msg_id
 
@@ -68,8 +68,7 @@ async def publish_audit_once(
     bus: Bus, action: str, actor: str, details: dict[str, Any], msg_id: str, at: datetime
 ) -> None:
     """An audit record with a deterministic msg id (a repeated step is recorded once)."""
-    record = AuditRecord(action=action, actor=actor, at=at, details=details)
-    mark_audited()  # the request (if any) wrote its own record: no generic one
+    record = audit_record(action, actor, at, details)
     try:
         await bus.publish_js(subjects.audit_subject(action), encode(record), msg_id=msg_id)
     except Exception as exc:

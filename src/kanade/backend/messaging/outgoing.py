@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from kanade.backend.api.request_context import mark_audited
+from kanade.backend.messaging import audit
 from kanade.bus.publish import Outgoing
 from kanade.core import subjects
 from kanade.core.models.records import AuditRecord, ExecRecord
@@ -47,12 +47,11 @@ def audit_message(record: ExecRecord, command: Command) -> Outgoing:
 
 
 def audit_record(record: ExecRecord, command: Command, now: datetime) -> AuditRecord:
-    mark_audited()  # the request (if any) writes its own record: no generic one
-    return AuditRecord(
-        action="exec",
-        actor=record.initiated_by,
-        at=now,
-        details={
+    return audit.audit_record(
+        "exec",
+        record.initiated_by,
+        now,
+        {
             "exec_id": record.exec_id,
             "kind": record.kind,
             "job_id": record.job_id,
