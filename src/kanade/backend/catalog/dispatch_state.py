@@ -15,7 +15,6 @@ KV, not SQL: every replica sees the same state, and it survives a wiped database
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
@@ -24,12 +23,13 @@ import structlog
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from kanade.backend.catalog.freeze import get_freeze
 from kanade.bus.connection import Bus
+from kanade.bus.kv import kv_subject
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.bus.publish import Outgoing, send_pipelined, settle
 from kanade.core import subjects
-from kanade.core.scheduling import DispatchMark, Freeze
+from kanade.core.models.schedstate import decode_mark, decode_tick, encode_tick
+from kanade.core.scheduling import DispatchMark
 
 log = structlog.get_logger(__name__)
 
@@ -38,53 +38,12 @@ TICK_PREFIX: Final = "tick."
 MARK_PREFIX: Final = "mark."
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
 def tick_key(schedule_id: str) -> str:
     return TICK_PREFIX + schedule_id
 
 
 def mark_key(schedule_id: str, pc_id: str) -> str:
     return f"{MARK_PREFIX}{schedule_id}.{pc_id}"
-
-
-def encode_tick(moment: datetime) -> bytes:
-    return json.dumps({"last_tick": _iso(moment)}).encode()
-
-
-def decode_tick(raw: bytes) -> datetime | None:
-    try:
-        value = json.loads(raw)["last_tick"]
-        moment = datetime.fromisoformat(str(value))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def encode_mark(mark: DispatchMark) -> bytes:
-    return json.dumps(
-        {
-            "pc_id": mark.pc_id,
-            "dispatched_at": _iso(mark.dispatched_at),
-            "until": _iso(mark.until),
-            "occurrence_id": mark.occurrence_id,
-        }
-    ).encode()
-
-
-def decode_mark(raw: bytes) -> DispatchMark | None:
-    try:
-        data = json.loads(raw)
-        return DispatchMark(
-            pc_id=str(data["pc_id"]),
-            dispatched_at=datetime.fromisoformat(str(data["dispatched_at"])),
-            until=datetime.fromisoformat(str(data["until"])),
-            occurrence_id=data.get("occurrence_id"),
-        )
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 async def get_tick(kv: KeyValue, schedule_id: str) -> datetime | None:
@@ -102,7 +61,7 @@ async def put_tick(kv: KeyValue, schedule_id: str, moment: datetime) -> None:
 def tick_subject(schedule_id: str) -> str:
     """The subject a KV put of ``tick.<schedule_id>`` is published on (what
     ``KeyValue.put`` does), for writing many ticks pipelined."""
-    return f"$KV.{subjects.KV_DISPATCH}.{tick_key(schedule_id)}"
+    return kv_subject(subjects.KV_DISPATCH, tick_key(schedule_id))
 
 
 async def put_ticks(bus: Bus, ticks: Sequence[tuple[str, datetime]]) -> list[BaseException | None]:
@@ -136,8 +95,3 @@ async def load_marks(
     return out
 
 
-async def read_freeze(bus: Bus) -> Freeze | None:
-    """The fleet freeze as the scheduling core's :class:`Freeze` (one reader of the KV
-    record, :func:`kanade.backend.catalog.freeze.get_freeze`; unreadable reads as frozen)."""
-    record = await get_freeze(bus)
-    return None if record is None else Freeze(record.from_, record.until)

@@ -1,21 +1,20 @@
 """The fleet freeze record in KV (``kanade_freeze`` / ``fleet``; SPEC §4.5).
 
-The record is JSON so agents and both schedulers read it without kanade's models;
-:func:`kanade.core.freeze.is_frozen` decides. Clearing deletes the key: "no key"
+The record is JSON so agents and both schedulers read it without kanade's models; the one
+model and its decoder are :mod:`kanade.core.freeze`. Clearing deletes the key: "no key"
 is the one unambiguous "not frozen" every reader understands.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import structlog
 from nats.js.errors import KeyNotFoundError
 
 from kanade.bus.connection import Bus
 from kanade.core import subjects
-from kanade.core.freeze import FREEZE_KEY, FleetFreeze
+from kanade.core.freeze import FREEZE_KEY, FleetFreeze, Freeze, decode_fleet_freeze
 
 log = structlog.get_logger(__name__)
 
@@ -26,16 +25,18 @@ async def get_freeze(bus: Bus) -> FleetFreeze | None:
         entry = await kv.get(FREEZE_KEY)
     except KeyNotFoundError:
         return None
-    if not entry.value:
-        return None
-    try:
-        return FleetFreeze.model_validate(json.loads(entry.value))
-    except ValueError as exc:
-        # A damaged record must not read as "not frozen": freezing is the safe side.
-        log.error("unreadable freeze record; treating the fleet as frozen", error=str(exc))
-        return FleetFreeze(
-            by="unknown", reason="unreadable freeze record", set_at=datetime.min.replace(tzinfo=UTC)
-        )
+    return decode_fleet_freeze(entry.value, _log_unreadable)
+
+
+def _log_unreadable(exc: Exception) -> None:
+    # A damaged record must not read as "not frozen": freezing is the safe side.
+    log.error("unreadable freeze record; treating the fleet as frozen", error=str(exc))
+
+
+async def read_freeze(bus: Bus) -> Freeze | None:
+    """The fleet freeze as the window the schedulers gate on (unreadable reads as frozen)."""
+    record = await get_freeze(bus)
+    return None if record is None else record.window
 
 
 async def set_freeze(bus: Bus, freeze: FleetFreeze) -> None:

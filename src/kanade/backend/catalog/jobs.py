@@ -10,10 +10,11 @@ import json
 from typing import Any
 
 import structlog
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError
 
 from kanade.backend.errors import Conflict, Corrupt, NotFound
 from kanade.bus.connection import Bus
+from kanade.bus.kvcas import CasConflict, compare_and_set
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.ids import is_slug
@@ -28,8 +29,24 @@ def job_document(job: JobManifest) -> dict[str, Any]:
     return job.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+PUT_ATTEMPTS = 5
+"""Compare-and-set attempts of an upload before a concurrent writer wins."""
+
+
 def _encode(job: JobManifest) -> bytes:
     return json.dumps(job_document(job), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _decode(job_id: str, raw: bytes) -> JobManifest:
+    # Tolerant read: a manifest stored by a newer backend may carry fields we
+    # do not know yet; they are dropped, not rejected.
+    try:
+        return parse_job(json.loads(raw), strict=False)
+    except ValueError as exc:  # DocumentInvalid and JSONDecodeError are ValueErrors
+        raise Corrupt(
+            f"the stored job {job_id!r} cannot be read: {exc}; upload it again",
+            job_id=job_id,
+        ) from None
 
 
 class JobCatalog:
@@ -37,28 +54,14 @@ class JobCatalog:
         self._bus = bus
 
     async def get(self, job_id: str) -> JobManifest | None:
-        job, _ = await self._get_with_revision(job_id)
-        return job
-
-    async def _get_with_revision(self, job_id: str) -> tuple[JobManifest | None, int | None]:
         if not is_slug(job_id):
-            return None, None  # cannot be a stored id (and is not a valid KV key)
+            return None  # cannot be a stored id (and is not a valid KV key)
         kv = await self._bus.kv(subjects.KV_JOBS)
         try:
             entry = await kv.get(job_id)
         except KeyNotFoundError:
-            return None, None
-        if entry.value is None:
-            return None, entry.revision
-        # Tolerant read: a manifest stored by a newer backend may carry fields we
-        # do not know yet; they are dropped, not rejected.
-        try:
-            return parse_job(json.loads(entry.value), strict=False), entry.revision
-        except ValueError as exc:  # DocumentInvalid and JSONDecodeError are ValueErrors
-            raise Corrupt(
-                f"the stored job {job_id!r} cannot be read: {exc}; upload it again",
-                job_id=job_id,
-            ) from None
+            return None
+        return None if entry.value is None else _decode(job_id, entry.value)
 
     async def require(self, job_id: str) -> JobManifest:
         job = await self.get(job_id)
@@ -89,23 +92,24 @@ class JobCatalog:
         cannot both pass the check.
         """
         kv = await self._bus.kv(subjects.KV_JOBS)
-        for _ in range(5):
-            existing, revision = await self._get_with_revision(job.id)
+
+        def upload(raw: bytes | None) -> bytes | None:
+            existing = None if raw is None else _decode(job.id, raw)
             if existing is not None and existing.version == job.version:
                 if _encode(existing) == _encode(job):
-                    return False
+                    return raw  # already stored: nothing to write
                 raise Conflict(
                     f"job {job.id!r} version {job.version!r} already exists with different "
                     "content; bump the version to change it",
                     job_id=job.id,
                     version=job.version,
                 )
-            try:
-                if revision is None:
-                    await kv.create(job.id, _encode(job))
-                else:
-                    await kv.update(job.id, _encode(job), last=revision)
-            except KeyWrongLastSequenceError:
-                continue  # someone wrote in between: re-check against their version
-            return True
-        raise Conflict(f"job {job.id!r} is being changed concurrently; retry", job_id=job.id)
+            return _encode(job)
+
+        try:
+            result = await compare_and_set(kv, job.id, upload, attempts=PUT_ATTEMPTS)
+        except CasConflict:
+            raise Conflict(
+                f"job {job.id!r} is being changed concurrently; retry", job_id=job.id
+            ) from None
+        return result.new != result.old

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from kanade.backend.errors import Conflict, NotFound
 from kanade.bus.connection import Bus
+from kanade.bus.kvcas import CasConflict, compare_and_set, is_wrong_last_sequence
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.ids import is_slug
@@ -28,9 +29,6 @@ from kanade.core.models.schedule import Schedule
 from kanade.core.validation import parse_schedule
 
 log = structlog.get_logger(__name__)
-
-_CAS_ATTEMPTS = 10
-_DELETES = ("DEL", "PURGE")
 
 
 def schedule_document(schedule: Schedule) -> dict[str, Any]:
@@ -45,6 +43,16 @@ def encode_schedule(schedule: Schedule) -> bytes:
 def decode_schedule(raw: bytes) -> Schedule:
     """Tolerant read of a stored schedule; ``ValueError`` when it cannot be read at all."""
     return parse_schedule(json.loads(raw), strict=False)
+
+
+def _decode_stored(schedule_id: str, raw: bytes) -> Schedule:
+    try:
+        return decode_schedule(raw)
+    except ValueError as exc:
+        raise Conflict(
+            f"the stored schedule {schedule_id!r} cannot be read: {exc}; upload it again",
+            schedule_id=schedule_id,
+        ) from None
 
 
 async def kv_keys(bus: Bus, bucket: str) -> set[str]:
@@ -69,13 +77,7 @@ class ScheduleCatalog:
             return None, None
         if entry.value is None:
             return None, entry.revision
-        try:
-            return decode_schedule(entry.value), entry.revision
-        except ValueError as exc:
-            raise Conflict(
-                f"the stored schedule {schedule_id!r} cannot be read: {exc}; upload it again",
-                schedule_id=schedule_id,
-            ) from None
+        return _decode_stored(schedule_id, entry.value), entry.revision
 
     async def get(self, schedule_id: str) -> Schedule | None:
         schedule, _ = await self.get_with_revision(schedule_id)
@@ -119,20 +121,27 @@ class ScheduleCatalog:
         self, schedule_id: str, mutate: Callable[[Schedule], Schedule]
     ) -> tuple[Schedule, Schedule]:
         """``(old, new)`` after a compare-and-set of ``mutate(old)``; 404 when missing."""
-        kv = await self._kv()
-        for _ in range(_CAS_ATTEMPTS):
-            current, revision = await self.get_with_revision(schedule_id)
-            if current is None or revision is None:
+        if not is_slug(schedule_id):
+            raise NotFound(f"schedule {schedule_id!r} not found", schedule_id=schedule_id)
+        applied: list[tuple[Schedule, Schedule]] = []
+
+        def change(raw: bytes | None) -> bytes | None:
+            if raw is None:
                 raise NotFound(f"schedule {schedule_id!r} not found", schedule_id=schedule_id)
+            current = _decode_stored(schedule_id, raw)
             new = mutate(current)
+            applied.append((current, new))
             if encode_schedule(new) == encode_schedule(current):
-                return current, new
-            try:
-                await kv.update(schedule_id, encode_schedule(new), last=revision)
-            except KeyWrongLastSequenceError:
-                continue
-            return current, new
-        raise Conflict(f"schedule {schedule_id!r} is being changed concurrently; retry")
+                return raw  # no change: nothing to write
+            return encode_schedule(new)
+
+        try:
+            await compare_and_set(await self._kv(), schedule_id, change)
+        except CasConflict:
+            raise Conflict(
+                f"schedule {schedule_id!r} is being changed concurrently; retry"
+            ) from None
+        return applied[-1]
 
     async def replace(self, schedule: Schedule) -> tuple[Schedule, Schedule]:
         return await self._cas(schedule.id, lambda _old: schedule)
@@ -152,6 +161,8 @@ class ScheduleCatalog:
             raise NotFound(f"schedule {schedule_id!r} not found", schedule_id=schedule_id)
         try:
             await kv.delete(schedule_id, last=revision)
-        except KeyWrongLastSequenceError:
+        except APIError as exc:  # nats-py reports a refused delete(last=…) as a plain APIError
+            if not is_wrong_last_sequence(exc):
+                raise
             raise Conflict(f"schedule {schedule_id!r} changed meanwhile; retry") from None
         return current

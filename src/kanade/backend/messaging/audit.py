@@ -9,18 +9,30 @@ the path parameters, never the body (bodies carry scripts, env and secrets).
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
 
-from kanade.backend.messaging.records import AuditRecord
+from kanade.backend.messaging.audit_mark import mark_audited
 from kanade.bus.connection import Bus
 from kanade.core import subjects
-from kanade.core.ids import new_id
+from kanade.core.instants import Clock, system_clock
+from kanade.core.models.records import AuditRecord
 from kanade.core.models.wire import encode
+from kanade.core.msgids import fresh_audit_msg_id
 
 log = structlog.get_logger(__name__)
+
+
+def audit_record(
+    action: str, actor: str, at: datetime, details: dict[str, Any] | None = None
+) -> AuditRecord:
+    """A record about to be published. Building it marks the current request (if any) as
+    audited, so the auth middleware skips its generic record
+    (kanade.backend.api.middleware.auth), whoever wrote the route."""
+    mark_audited()
+    return AuditRecord(action=action, actor=actor, at=at, details=details or {})
 
 
 def _subject_token(action: str) -> str:
@@ -35,18 +47,19 @@ async def publish_audit(
     details: dict[str, Any],
     *,
     at: datetime | None = None,
+    clock: Clock = system_clock,
 ) -> bool:
     """Publish one record; False (and a loud log) when the broker did not take it.
 
     Never raises: the change it records has already happened, and failing the
     request would only invite a retry that does it twice.
     """
-    record = AuditRecord(action=action, actor=actor, at=at or datetime.now(UTC), details=details)
+    record = audit_record(action, actor, at or clock(), details)
     try:
         await bus().publish_js(
             subjects.audit_subject(_subject_token(action)),
             encode(record),
-            msg_id=f"audit:{_subject_token(action)}:{new_id()}",
+            msg_id=fresh_audit_msg_id(_subject_token(action)),
         )
     except Exception as exc:
         log.error("audit record not written", action=action, actor=actor, error=str(exc))

@@ -1,7 +1,7 @@
 """Whether the request being served already wrote its own audit record.
 
 A context variable, not a function argument, because the code that builds an
-:class:`~kanade.backend.messaging.records.AuditRecord` (a service deep below a route,
+:class:`~kanade.core.models.records.AuditRecord` (a service deep below a route,
 possibly in code another team owns) should not need the request threaded through to it.
 The mark is a mutable object held in the variable: a context copied into a task or worker
 thread shares it, so a record built anywhere while serving the request marks it audited.

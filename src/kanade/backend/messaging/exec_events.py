@@ -7,26 +7,25 @@ within the stream's duplicate window is dropped by the broker.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
 import structlog
 
-from kanade.backend.messaging.records import AuditRecord
+from kanade.backend.messaging.audit import audit_record
 from kanade.bus.connection import Bus
 from kanade.bus.publish import Outgoing, publish_one
 from kanade.core import subjects
+from kanade.core.models.records import ExecStatusRecord
 from kanade.core.models.wire import encode
+from kanade.core.msgids import command_msg_id
 
 log = structlog.get_logger(__name__)
 
 # Concurrent command publishes (each waits for its JetStream ack): a target listing
 # hundreds of pcs is published in a few round trips, not hundreds.
 PUBLISH_CONCURRENCY: Final = 128
-
-_STATUS_EVENTS: Final = {"pending": "approved", "rejected": "rejected", "cancelled": "cancelled"}
 
 
 async def publish_all(bus: Bus, messages: Sequence[Outgoing]) -> None:
@@ -44,7 +43,7 @@ async def publish_all(bus: Bus, messages: Sequence[Outgoing]) -> None:
 async def publish_exact(bus: Bus, raw: bytes, request_id: str, subs: list[str]) -> None:
     """Publish the same bytes to each subject with ``Nats-Msg-Id = <request_id>:<subject>``
     (the exec service's scheme), so a repeat within the duplicate window is dropped."""
-    await publish_all(bus, [Outgoing(s, raw, f"{request_id}:{s}") for s in subs])
+    await publish_all(bus, [Outgoing(s, raw, command_msg_id(request_id, s)) for s in subs])
 
 
 async def publish_exec_status(
@@ -53,14 +52,9 @@ async def publish_exec_status(
     """An exec status record on KANADE_EXECS (``kanade.exec.<event>.<exec_id>``), which the
     projector applies through the transition table: an operator's decision (approved →
     pending, rejected, cancelled by an abort) survives a rebuild of the database."""
-    event = _STATUS_EVENTS[status]
-    payload = {"exec_id": exec_id, "status": status, "at": at.isoformat(), "by": actor}
+    record = ExecStatusRecord(exec_id=exec_id, status=status, at=at, by=actor)
     try:
-        await bus.publish_js(
-            subjects.exec_subject(event, exec_id),
-            json.dumps(payload).encode(),
-            msg_id=f"exec-{event}:{exec_id}",
-        )
+        await bus.publish_js(record.subject(), record.encode(), msg_id=record.msg_id())
     except Exception as exc:
         log.error("exec status record not written", exec_id=exec_id, status=status, error=str(exc))
 
@@ -69,7 +63,7 @@ async def publish_audit_once(
     bus: Bus, action: str, actor: str, details: dict[str, Any], msg_id: str, at: datetime
 ) -> None:
     """An audit record with a deterministic msg id (a repeated step is recorded once)."""
-    record = AuditRecord(action=action, actor=actor, at=at, details=details)
+    record = audit_record(action, actor, at, details)
     try:
         await bus.publish_js(subjects.audit_subject(action), encode(record), msg_id=msg_id)
     except Exception as exc:

@@ -15,6 +15,7 @@ import structlog
 
 from kanade.backend.errors import Unavailable
 from kanade.bus.connection import Bus
+from kanade.bus.retry import retry
 from kanade.bus.topology import ensure_topology
 
 log = structlog.get_logger(__name__)
@@ -59,21 +60,18 @@ class BrokerLink:
     async def _bring_up(self, on_ready: OnReady) -> None:
         bus = await Bus.connect(self.url, name=self._name, retry_forever=True)
         self._bus = bus
-        delay = 0.2
-        while True:
-            # Topology and consumers need a live broker; a failure here (broker
-            # restarting, JetStream still recovering) is retried, never fatal.
-            try:
-                await ensure_topology(bus.js)
-                self._workers = await on_ready(bus)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.last_error = str(exc)
-                log.warning("broker setup failed; retrying", error=str(exc), delay_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        async def setup() -> list[asyncio.Task[None]]:
+            await ensure_topology(bus.js)
+            return await on_ready(bus)
+
+        def failed(_attempt: int, exc: BaseException, delay: float) -> None:
+            self.last_error = str(exc)
+            log.warning("broker setup failed; retrying", error=str(exc), delay_s=delay)
+
+        # Topology and consumers need a live broker; a failure here (broker restarting,
+        # JetStream still recovering) is retried without limit, never fatal.
+        self._workers = await retry(setup, base=0.2, cap=5.0, on_retry=failed)
         self.last_error = None
         self._ready.set()
         log.info("broker ready", url=self.url)

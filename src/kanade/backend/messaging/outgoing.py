@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from kanade.backend.messaging.records import AuditRecord, ExecRecord
+from kanade.backend.messaging import audit
 from kanade.bus.publish import Outgoing
 from kanade.core import subjects
+from kanade.core.models.records import AuditRecord, ExecRecord
 from kanade.core.models.wire import Command, encode
+from kanade.core.msgids import audit_msg_id, command_msg_id, exec_created_msg_id
 
 
 # Steps 3-5 of _dispatch for an exec whose row the scheduler already claimed (insert-if-
@@ -25,14 +27,14 @@ from kanade.core.models.wire import Command, encode
 # occurrence again is dropped by the broker.
 def command_messages(command: Command, subs: list[str]) -> list[Outgoing]:
     payload = encode(command)  # encoded once for every address
-    return [Outgoing(s, payload, f"{command.request_id}:{s}") for s in subs]
+    return [Outgoing(s, payload, command_msg_id(command.request_id, s)) for s in subs]
 
 
 def record_message(record: ExecRecord) -> Outgoing:
     return Outgoing(
         subjects.exec_subject("created", record.exec_id),
         encode(record),
-        f"exec:{record.exec_id}",
+        exec_created_msg_id(record.exec_id),
     )
 
 
@@ -40,16 +42,16 @@ def audit_message(record: ExecRecord, command: Command) -> Outgoing:
     return Outgoing(
         subjects.audit_subject("exec"),
         encode(audit_record(record, command, record.created_at)),
-        f"audit:exec:{record.exec_id}",
+        audit_msg_id("exec", record.exec_id),
     )
 
 
 def audit_record(record: ExecRecord, command: Command, now: datetime) -> AuditRecord:
-    return AuditRecord(
-        action="exec",
-        actor=record.initiated_by,
-        at=now,
-        details={
+    return audit.audit_record(
+        "exec",
+        record.initiated_by,
+        now,
+        {
             "exec_id": record.exec_id,
             "kind": record.kind,
             "job_id": record.job_id,

@@ -16,7 +16,6 @@ import structlog
 from kanade.backend.errors import Invalid
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import kvwrite
-from kanade.backend.services.clock import Clock, utcnow
 from kanade.backend.services.groups import kv_groups_of
 from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
@@ -25,6 +24,7 @@ from kanade.bus import kvcas
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.agentconfig import effective_config, layer_key, validate_setting
+from kanade.core.instants import Clock, system_clock
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +51,9 @@ def _as_layer(raw: bytes | None) -> dict[str, Any]:
 
 
 class AgentConfigService:
-    def __init__(self, db: Database, bus: Callable[[], Bus], *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, db: Database, bus: Callable[[], Bus], *, clock: Clock = system_clock
+    ) -> None:
         self._db = db
         self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
         self._clock = clock

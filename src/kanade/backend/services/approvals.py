@@ -50,6 +50,8 @@ from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core.approvals import is_expired, may_approve, restamp
 from kanade.core.models.wire import Command, decode, encode
+from kanade.core.msgids import audit_msg_id
+from kanade.core.statuses import ApprovalState, ExecStatus
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +149,13 @@ class ApprovalService:
         raw = None if row["rollout"] else self._stamped(row, now)
         won = await self._db.write(
             lambda conn: store.decide(
-                conn, exec_id, state="approved", actor=actor, reason=None, now=now, command=raw
+                conn,
+                exec_id,
+                state=ApprovalState.APPROVED,
+                actor=actor,
+                reason=None,
+                now=now,
+                command=raw,
             )
         )
         if not won:
@@ -155,7 +163,7 @@ class ApprovalService:
             self._check_pending(fresh, now)  # raises with the real reason
             raise Conflict(f"execution {exec_id!r} was decided concurrently", exec_id=exec_id)
         # Before the commands: a rebuilt database replays the decision (§4.2).
-        await publish_exec_status(bus, exec_id, "pending", actor, now)
+        await publish_exec_status(bus, exec_id, ExecStatus.PENDING, actor, now)
         dispatched = False
         if row["rollout"]:
             if self._on_rollout_started is not None:
@@ -177,11 +185,11 @@ class ApprovalService:
                 "rollout": bool(row["rollout"]),
                 **({"self_approved": True} if self_approved else {}),
             },
-            f"audit:approve:{exec_id}",
+            audit_msg_id("approve", exec_id),
             now,
         )
         log.info("execution approved", exec_id=exec_id, actor=actor, rollout=bool(row["rollout"]))
-        return Decided(exec_id, "approved", bool(row["rollout"]), dispatched)
+        return Decided(exec_id, ApprovalState.APPROVED, bool(row["rollout"]), dispatched)
 
     async def reject(self, exec_id: str, actor: str, reason: str | None) -> Decided:
         now = self._clock()
@@ -190,14 +198,14 @@ class ApprovalService:
         text = reason or "rejected"
         won = await self._db.write(
             lambda conn: store.decide(
-                conn, exec_id, state="rejected", actor=actor, reason=text, now=now
+                conn, exec_id, state=ApprovalState.REJECTED, actor=actor, reason=text, now=now
             )
         )
         if not won:
             fresh = await self._load(exec_id)
             self._check_pending(fresh, now)
             raise Conflict(f"execution {exec_id!r} was decided concurrently", exec_id=exec_id)
-        await publish_exec_status(self._bus(), exec_id, "rejected", actor, now)
+        await publish_exec_status(self._bus(), exec_id, ExecStatus.REJECTED, actor, now)
         await publish_audit_once(
             self._bus(),
             "reject",
@@ -208,15 +216,15 @@ class ApprovalService:
                 "version": row["version"],
                 "reason": text,
             },
-            f"audit:reject:{exec_id}",
+            audit_msg_id("reject", exec_id),
             now,
         )
         log.info("execution rejected", exec_id=exec_id, actor=actor, reason=text)
-        return Decided(exec_id, "rejected", bool(row["rollout"]), False)
+        return Decided(exec_id, ApprovalState.REJECTED, bool(row["rollout"]), False)
 
     def _check_pending(self, row: dict[str, Any], now: datetime) -> None:
         exec_id = row["exec_id"]
-        if row["state"] != "pending":
+        if row["state"] != ApprovalState.PENDING:
             why = f" ({row['reason']})" if row.get("reason") else ""
             raise Conflict(
                 f"execution {exec_id!r} is already {row['state']}{why}",
@@ -228,7 +236,7 @@ class ApprovalService:
                 f"the approval request for {exec_id!r} expired at "
                 f"{row['expires_at'].isoformat()}; request the exec again",
                 exec_id=exec_id,
-                state="expired",
+                state=ApprovalState.EXPIRED,
             )
 
     @staticmethod
@@ -262,7 +270,7 @@ class ApprovalService:
             "approve_unattended",
             actor,
             {"job_id": job_id, "version": version, "created": out["created"]},
-            f"audit:approve_unattended:{job_id}:{version}:{now.timestamp()}",
+            audit_msg_id("approve_unattended", job_id, version, now),
             now,
         )
         return out
@@ -281,7 +289,7 @@ class ApprovalService:
             "revoke_unattended",
             actor,
             {"job_id": job_id, "version": version},
-            f"audit:revoke_unattended:{job_id}:{version}:{now.timestamp()}",
+            audit_msg_id("revoke_unattended", job_id, version, now),
             now,
         )
         return True

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -29,7 +29,6 @@ from kanade.backend.catalog.jobs import JobCatalog
 from kanade.backend.errors import Conflict, Invalid
 from kanade.backend.messaging.exec_events import publish_all
 from kanade.backend.messaging.outgoing import audit_message, command_messages, record_message
-from kanade.backend.messaging.records import ExecKind, ExecRecord
 from kanade.backend.store import agents, executions
 from kanade.backend.store import approvals as approval_store
 from kanade.backend.store import rollouts as rollout_store
@@ -39,10 +38,13 @@ from kanade.bus.publish import publish_one
 from kanade.core.approvals import DEFAULT_TTL
 from kanade.core.dispatch import Budgets, adhoc_job, build_command
 from kanade.core.ids import new_id
+from kanade.core.instants import Clock, system_clock
 from kanade.core.models.job import JobManifest
+from kanade.core.models.records import ExecKind, ExecRecord
 from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout
 from kanade.core.models.wire import Command, Shell
+from kanade.core.statuses import ExecStatus
 from kanade.core.targeting import command_subjects, expected_pcs
 from kanade.core.validation import field_errors
 
@@ -59,7 +61,7 @@ class ExecCreated:
     expected_pcs: list[str]
     subjects: list[str]
     # awaiting_approval for a require_approval job; rollout_id when sent in waves.
-    status: str = "pending"
+    status: str = ExecStatus.PENDING
     rollout_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,7 +84,7 @@ class ExecService:
         bus: Callable[[], Bus],
         *,
         budgets: Budgets | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = system_clock,
         approval_ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         self._db = db
@@ -207,7 +209,7 @@ class ExecService:
             target=target.model_dump(mode="json", include={"all", "groups", "pcs"}),
             expected_pcs=pcs,
             expected_count=len(pcs),
-            status="awaiting_approval" if awaiting_approval else "pending",
+            status=ExecStatus.AWAITING_APPROVAL if awaiting_approval else ExecStatus.PENDING,
             initiated_by=actor,
             created_at=now,
             request_id=request_id,

@@ -8,24 +8,27 @@ A broker that is away only leaves the lag gauges at their last values.
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
 from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS
 from kanade.backend.services.container import Services
 from kanade.backend.store import agents, executions
+from kanade.core.instants import Clock, system_clock
+from kanade.core.statuses import ExecStatus
 
 
 def _db_counts(conn: Connection, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
     return executions.count_by_status(conn), agents.count_by_liveness(conn, now)
 
 
-async def refresh(services: Services) -> None:
+async def refresh(services: Services, *, clock: Clock = system_clock) -> None:
     m = services.metrics
-    execs, fleet = await services.db.read(lambda conn: _db_counts(conn, datetime.now(UTC)))
-    for status in ("awaiting_approval", "pending", "running", "completed", "expired",
-                   "cancelled", "rejected", *execs):  # fmt: skip
+    now = clock()
+    execs, fleet = await services.db.read(lambda conn: _db_counts(conn, now))
+    # Every status gets a gauge (0 included), then any unknown one found in the table.
+    for status in (*ExecStatus, *execs):
         m.execs_by_status.labels(status=status).set(execs.get(status, 0))
     for status in ("alive", "stale", "offline"):
         m.agents_by_status.labels(status=status).set(fleet.get(status, 0))

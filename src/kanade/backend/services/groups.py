@@ -15,13 +15,13 @@ import structlog
 from kanade.backend.errors import Invalid
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import kvwrite
-from kanade.backend.services.clock import Clock, utcnow
 from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
 from kanade.backend.store.database import Database
 from kanade.bus import kvcas
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.instants import Clock, system_clock
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +38,9 @@ async def kv_groups_of(bus: Bus, pc_id: str) -> list[str]:
 
 
 class GroupService:
-    def __init__(self, db: Database, bus: Callable[[], Bus], *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, db: Database, bus: Callable[[], Bus], *, clock: Clock = system_clock
+    ) -> None:
         self._db = db
         self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
         self._clock = clock

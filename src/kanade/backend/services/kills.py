@@ -12,22 +12,24 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 
 from kanade.backend.errors import NotFound
 from kanade.backend.messaging.audit import publish_audit
-from kanade.backend.services.clock import Clock, iso_z, utcnow
 from kanade.backend.store import executions
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
-from kanade.bus.kvcas import dumps
 from kanade.core import subjects
-from kanade.core.execstatus import can_transition
+from kanade.core.instants import Clock, system_clock
+from kanade.core.models.records import ExecStatusRecord, KillRequest
 from kanade.core.models.target import Target
 from kanade.core.models.wire import Command, WireDecodeError, decode
+from kanade.core.statuses import ExecStatus, can_transition
 from kanade.core.targeting import command_subjects
 
 log = structlog.get_logger(__name__)
 
 
 class KillService:
-    def __init__(self, db: Database, bus: Callable[[], Bus], *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self, db: Database, bus: Callable[[], Bus], *, clock: Clock = system_clock
+    ) -> None:
         self._db = db
         self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
         self._clock = clock
@@ -52,18 +54,14 @@ class KillService:
         now = self._clock()
         previous = str(row["status"])
         status = await self._mark_cancelled(exec_id, previous, now)
-        if status == "cancelled":
-            record = {"exec_id": exec_id, "status": "cancelled", "at": iso_z(now), "by": actor}
+        if status == ExecStatus.CANCELLED:
+            record = ExecStatusRecord(exec_id=exec_id, status=status, at=now, by=actor)
             try:
-                await bus.publish_js(
-                    subjects.exec_subject("cancelled", exec_id),
-                    dumps(record),
-                    msg_id=f"exec-cancelled:{exec_id}",
-                )
+                await bus.publish_js(record.subject(), record.encode(), msg_id=record.msg_id())
             except Exception:
                 log.exception("cancel record not written", exec_id=exec_id)
 
-        await bus.nc.publish(subjects.KILL_SUBJECT, dumps({"exec_id": exec_id}))
+        await bus.nc.publish(subjects.KILL_SUBJECT, KillRequest(exec_id=exec_id).encode())
         await bus.nc.flush(timeout=5)
 
         target = Target.model_validate(row["target"])
@@ -97,14 +95,14 @@ class KillService:
 
     async def _mark_cancelled(self, exec_id: str, current: str, now: datetime) -> str:
         """Move the exec to ``cancelled`` if the table allows it; the status it has after."""
-        if current == "cancelled":
+        if current == ExecStatus.CANCELLED:
             return current
-        if not can_transition(current, "cancelled"):
+        if not can_transition(current, ExecStatus.CANCELLED):
             return current
         if await self._db.write(
-            lambda conn: executions.apply_exec_status(conn, exec_id, "cancelled", now)
+            lambda conn: executions.apply_exec_status(conn, exec_id, ExecStatus.CANCELLED, now)
         ):
-            return "cancelled"
+            return ExecStatus.CANCELLED
         # It moved on meanwhile (e.g. completed): report what it is now.
         fresh = await self._db.read(lambda conn: executions.get_execution(conn, exec_id))
         return str(fresh["status"]) if fresh else current

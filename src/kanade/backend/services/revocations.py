@@ -15,17 +15,18 @@ import structlog
 
 from kanade.backend.catalog.jobs import JobCatalog
 from kanade.backend.messaging.audit import publish_audit
-from kanade.backend.services.clock import Clock, iso_z, utcnow
 from kanade.backend.services.slugs import require_slug
 from kanade.bus import kvcas
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.instants import Clock, system_clock
+from kanade.core.models.records import Revocation
 
 log = structlog.get_logger(__name__)
 
 
 class RevocationService:
-    def __init__(self, bus: Callable[[], Bus], *, clock: Clock = utcnow) -> None:
+    def __init__(self, bus: Callable[[], Bus], *, clock: Clock = system_clock) -> None:
         self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
         self._clock = clock
 
@@ -34,9 +35,10 @@ class RevocationService:
         bus = self._bus()
         kv = await bus.kv(subjects.KV_REVOCATIONS)
         now = self._clock()
-        record = {"revoked_at": iso_z(now), "by": actor, "reason": reason or ""}
+        revocation = Revocation(revoked_at=now, by=actor, reason=reason or "")
+        record = revocation.fields()
         previous = await kvcas.read(kv, job_id)
-        await kv.put(job_id, kvcas.dumps(record))
+        await kv.put(job_id, revocation.encode())
         await publish_audit(
             self._bus, "revoke", actor, {"job_id": job_id, "reason": record["reason"]}, at=now
         )

@@ -20,8 +20,10 @@ from kanade.backend.errors import Conflict, NotFound
 from kanade.backend.messaging.exec_events import publish_audit_once, publish_exec_status
 from kanade.backend.store import rollouts as store
 from kanade.backend.store.database import Database
-from kanade.backend.store.exec_status import set_exec_status
+from kanade.backend.store.executions import set_exec_status
 from kanade.bus.connection import Bus
+from kanade.core.msgids import audit_msg_id
+from kanade.core.statuses import ROLLOUT_TRANSITIONS, ExecStatus, RolloutStatus, sources
 
 _WAVE_VIEW = (
     "idx", "kind", "label", "pcs", "delay_s", "state", "due_at", "request_id", "claimed_at",
@@ -66,7 +68,7 @@ def resume(conn: Connection, rollout_id: str, now: datetime) -> int:
     """``halted → running``; the next wave is due at once (the operator decided). Returns
     its index."""
     row = _require(conn, rollout_id)
-    if row["status"] != "halted":
+    if row["status"] != RolloutStatus.HALTED:
         raise Conflict(
             f"rollout {rollout_id!r} is {row['status']}; only a halted rollout can be resumed",
             rollout_id=rollout_id,
@@ -90,7 +92,7 @@ def abort(conn: Connection, rollout_id: str, reason: str | None, now: datetime) 
     the exec becomes ``cancelled``. Waves already sent keep running (``kanade kill``
     stops them)."""
     row = _require(conn, rollout_id)
-    if row["status"] not in ("running", "halted"):
+    if row["status"] not in sources(ROLLOUT_TRANSITIONS, RolloutStatus.ABORTED):
         raise Conflict(
             f"rollout {rollout_id!r} is {row['status']}; only a running or halted rollout "
             "can be aborted",
@@ -103,7 +105,7 @@ def abort(conn: Connection, rollout_id: str, reason: str | None, now: datetime) 
     if moved is None:
         raise Conflict(f"rollout {rollout_id!r} changed concurrently; retry")
     waiting, dispatching = moved
-    cancelled = set_exec_status(conn, str(row["exec_id"]), "cancelled", now)
+    cancelled = set_exec_status(conn, str(row["exec_id"]), ExecStatus.CANCELLED, now)
     return Aborted(waiting, dispatching, cancelled)
 
 
@@ -151,7 +153,7 @@ class RolloutService:
         idx: int = await self._db.write(lambda conn: resume(conn, rollout_id, now))
         await self._audit("rollout_resume", actor, rollout_id, {"next_wave": idx}, now)
         self._changed()
-        return {"rollout_id": rollout_id, "status": "running", "next_wave": idx}
+        return {"rollout_id": rollout_id, "status": RolloutStatus.RUNNING, "next_wave": idx}
 
     async def abort(self, rollout_id: str, actor: str, reason: str | None) -> dict[str, Any]:
         """End a running or halted rollout (see :func:`abort`)."""
@@ -164,12 +166,12 @@ class RolloutService:
         }
         if out.exec_cancelled:
             with contextlib.suppress(Exception):
-                await publish_exec_status(self._bus(), rollout_id, "cancelled", actor, now)
+                await publish_exec_status(self._bus(), rollout_id, ExecStatus.CANCELLED, actor, now)
         await self._audit("rollout_abort", actor, rollout_id, details, now)
         self._changed()
         return {
             "rollout_id": rollout_id,
-            "status": "aborted",
+            "status": RolloutStatus.ABORTED,
             "exec_cancelled": out.exec_cancelled,
             **details,
         }
@@ -186,7 +188,7 @@ class RolloutService:
             action,
             actor,
             {"rollout_id": rollout_id, **details},
-            f"audit:{action}:{rollout_id}:{at.timestamp()}",
+            audit_msg_id(action, rollout_id, at),
             at,
         )
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from kanade.backend.store.scheduling import ReconcileFacts
 from kanade.core.fleet import ALIVE_WINDOW
+from kanade.core.instants import format_instant, format_local, format_optional
 from kanade.core.models.schedule import Schedule
 from kanade.core.scheduling import (
     RECONCILE_POLL,
@@ -22,11 +23,6 @@ from kanade.core.scheduling import (
     schedule_set_version,
 )
 from kanade.core.scheduling.timezones import zone_name
-
-
-def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
 
 STATUS_SCAN = 2_000
 """Raw fires examined for a "next fire" column (gates like windows and skip dates rarely
@@ -76,10 +72,10 @@ def schedule_status(
         "runs_on": schedule.runs_on,
         "tz": zone_name(tz),
         "frozen": freeze is not None and freeze.covers(now),
-        "next_fire": iso(nxt),
-        "next_fire_local": None if nxt is None else nxt.astimezone(tz).isoformat(),
-        "last_fire": iso(stats.get("last_fire_at")),
-        "last_nominal": iso(stats.get("last_nominal")),
+        "next_fire": format_optional(nxt),
+        "next_fire_local": None if nxt is None else format_local(nxt, tz),
+        "last_fire": format_optional(stats.get("last_fire_at")),
+        "last_nominal": format_optional(stats.get("last_nominal")),
         "last_exec_id": stats.get("last_exec_id"),
         "fired_count": int(stats.get("fired") or 0),
         "skipped_count": int(stats.get("skipped") or 0),
@@ -89,8 +85,8 @@ def schedule_status(
 
 def decision_view(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "decided_at": iso(row.get("decided_at")),
-        "nominal_time": iso(row.get("nominal_time")),
+        "decided_at": format_optional(row.get("decided_at")),
+        "nominal_time": format_optional(row.get("nominal_time")),
         "occurrence_id": row.get("occurrence_id"),
         "result": row.get("result"),
         "reason": row.get("reason"),
@@ -142,21 +138,21 @@ def schedule_preview(
     body = result.to_dict()
     tz = plan.zone(local_tz)
     body["fires"] = [
-        {"utc": iso(t), "local": t.astimezone(tz).isoformat()}
+        {"utc": format_instant(t), "local": format_local(t, tz)}
         for t in next_gated(plan, now, local_tz, n, freeze, max_scan=max(STATUS_SCAN, 50 * n))
     ]
     body["frozen"] = freeze is not None and freeze.covers(now)
     body["shape"] = schedule.when.shape
     body["runs_on"] = schedule.runs_on
     body["enabled"] = schedule.enabled
-    body["now"] = iso(now)
+    body["now"] = format_optional(now)
     for pc in body["pcs"]:
         pid = pc["pc_id"]
         mark = marks.get(pid)
         pc["alive"] = pid in alive
-        pc["last_success"] = iso(facts.last_success.get(pid))
+        pc["last_success"] = format_optional(facts.last_success.get(pid))
         pc["dispatched_until"] = (
-            iso(mark.until)
+            format_optional(mark.until)
             if mark is not None and mark.blocks(now, facts.last_result.get(pid))
             else None
         )

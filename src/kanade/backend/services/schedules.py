@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from kanade.backend.catalog import dispatch_state as state
+from kanade.backend.catalog.freeze import read_freeze
 from kanade.backend.catalog.schedules import ScheduleCatalog, kv_keys, schedule_document
 from kanade.backend.errors import Invalid, NotFound
 from kanade.backend.messaging.audit import publish_audit
@@ -68,7 +69,7 @@ class ScheduleService:
         """Each schedule's document with its ``status`` (and recent ``decisions``)."""
         bus = self._bus()
         now = datetime.now(UTC)
-        freeze = await state.read_freeze(bus)
+        freeze = await read_freeze(bus)
         ids = [s.id for s in schedules]
         stats = await self._db.read(lambda conn: store.stats(conn, ids))
         out: list[dict[str, Any]] = []
@@ -214,7 +215,7 @@ class ScheduleService:
             now=now,
             local_tz=self._local_tz,
             n=n,
-            freeze=await state.read_freeze(bus),
+            freeze=await read_freeze(bus),
             agents=agents,
             facts=f,
             marks=marks,

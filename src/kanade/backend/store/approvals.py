@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.engine import Connection
 
-from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.store import rollouts
 from kanade.backend.store.database import Database
 from kanade.backend.store.executions import set_exec_status
 from kanade.backend.store.tables import approvals, executions, unattended_approvals
 from kanade.core.approvals import approval_expires_at
+from kanade.core.models.records import ExecRecord
 from kanade.core.models.wire import Command, encode
 from kanade.core.statuses import APPROVAL_TRANSITIONS, ApprovalState, ExecStatus, sources
 

@@ -13,9 +13,9 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.store.database import Database
 from kanade.backend.store.tables import agents, results, rollout_waves, rollouts
+from kanade.core.models.records import ExecRecord
 from kanade.core.models.waves import Rollout
 from kanade.core.models.wire import Command, encode
 from kanade.core.rollout import (

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.store import approvals as store
 from kanade.backend.store import executions
 from kanade.backend.store.database import create_engine, database_url
 from kanade.backend.store.migrate import upgrade_sync
+from kanade.core.models.records import ExecRecord
 from kanade.core.models.wire import Command
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.store import rollouts as store
 from kanade.backend.store.database import create_engine, database_url
 from kanade.backend.store.migrate import upgrade_sync
+from kanade.core.models.records import ExecRecord
 from kanade.core.models.waves import Rollout
 from kanade.core.models.wire import Command
 from kanade.core.rollout import ResultView, wave_progress

@@ -14,7 +14,6 @@ import structlog
 from nats.aio.msg import Msg
 
 from kanade.backend.messaging.consumers import AUDIT_CONSUMER, ack_all, nak_all
-from kanade.backend.messaging.records import AuditRecord
 from kanade.backend.store.audit import insert_audit
 from kanade.backend.store.database import Database
 from kanade.backend.store.failures import is_transient
@@ -25,6 +24,7 @@ from kanade.backend.workers.projection.worker import (
     recorded_at,
 )
 from kanade.bus.connection import Bus
+from kanade.core.models.records import AuditRecord
 from kanade.core.models.wire import WireDecodeError, decode
 
 log = structlog.get_logger(__name__)

@@ -13,10 +13,10 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 
-from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.workers.projection.worker import Item, recorded_at
 from kanade.core import subjects
 from kanade.core.lifecycle import result_expires_at
+from kanade.core.models.records import ExecRecord
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
 from kanade.core.statuses import EXEC_TRANSITIONS
 

@@ -13,7 +13,7 @@ from typing import Final
 
 import structlog
 
-from kanade.backend.catalog import dispatch_state
+from kanade.backend.catalog.freeze import read_freeze
 from kanade.backend.workers.scheduler.building import Planned
 from kanade.backend.workers.scheduler.catalog_watch import CatalogWatch, Entry
 from kanade.backend.workers.scheduler.context import SchedulerContext
@@ -127,7 +127,7 @@ class Ahead:
         # from now on is processed after this preparation and withdraws what it affects;
         # a reconnect (notifications possibly lost) sends them to the ordinary tick.
         seen_reconnects = reconnects(bus)
-        freeze = await dispatch_state.read_freeze(bus)
+        freeze = await read_freeze(bus)
         fires: list[tuple[Entry, AheadFire]] = []
         for entry in candidates:
             assert entry.next_due is not None

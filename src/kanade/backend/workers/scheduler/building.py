@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from kanade.backend.messaging.outgoing import command_messages, record_message
-from kanade.backend.messaging.records import ExecRecord
 from kanade.backend.workers.scheduler.catalog_watch import Entry
 from kanade.bus.publish import Outgoing
 from kanade.core import subjects
 from kanade.core.dispatch import Budgets, build_command
 from kanade.core.models.job import JobManifest
+from kanade.core.models.records import ExecRecord
 from kanade.core.models.target import Target
 from kanade.core.models.wire import Command
 from kanade.core.scheduling import (

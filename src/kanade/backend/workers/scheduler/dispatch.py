@@ -27,6 +27,7 @@ from kanade.bus.publish import Outgoing, publish_one, send_pipelined, settle
 from kanade.bus.retry import retry
 from kanade.core import subjects
 from kanade.core.instants import format_instant
+from kanade.core.models.schedstate import encode_mark
 from kanade.core.scheduling import DispatchMark
 
 log = structlog.get_logger(__name__)
@@ -192,7 +193,7 @@ class Dispatcher:
                 self._marks.setdefault(p.entry.schedule.id, {})[mark.pc_id] = mark
                 await kv.put(
                     dispatch_state.mark_key(p.entry.schedule.id, mark.pc_id),
-                    dispatch_state.encode_mark(mark),
+                    encode_mark(mark),
                 )
 
         if any(p.marks for p in planned):

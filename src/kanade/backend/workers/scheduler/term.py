@@ -11,6 +11,7 @@ from typing import Final
 import structlog
 
 from kanade.backend.catalog import dispatch_state
+from kanade.backend.catalog.freeze import read_freeze
 from kanade.backend.workers.scheduler.ahead import PREPARE_GUARD_S, Ahead
 from kanade.backend.workers.scheduler.catalog_watch import RESYNC_S, CatalogWatch, Entry
 from kanade.backend.workers.scheduler.context import SchedulerContext
@@ -134,7 +135,7 @@ class Term(Worker):
         ctx = self._ctx
         ctx.ticks += 1
         t_start = time.perf_counter()
-        freeze = await dispatch_state.read_freeze(bus)
+        freeze = await read_freeze(bus)
         decided = self.planner.decide(due, now, freeze)
         rows = decided.rows
         t0 = time.perf_counter()
