@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
 from kanade.bench.common import BIN, Proc, emit
 from kanade.bus.broker import EmbeddedBroker, free_port
-from kanade.bus.connection import connect
+from kanade.bus.connection import MSG_ID_HEADER, connect
 from kanade.bus.topology import ensure_topology
 from kanade.core import subjects
 from kanade.core.ids import new_id, result_id_for
+from kanade.core.instants import system_clock
 from kanade.core.models.wire import EventStarted, Result, encode
+from kanade.core.msgids import result_msg_id, started_msg_id
 
 
 async def publish_backlog(nats_url: str, n: int, pcs: int = 1000) -> None:
@@ -31,7 +33,7 @@ async def publish_backlog(nats_url: str, n: int, pcs: int = 1000) -> None:
         js = nc.jetstream()
         await ensure_topology(js)
         exec_id, request_id = new_id(), new_id()
-        now = datetime.now(UTC)
+        now = system_clock()
         pending: list[asyncio.Future[object]] = []
         for i in range(n):
             pc = f"sim-{i % pcs}-{i // pcs}"
@@ -45,9 +47,10 @@ async def publish_backlog(nats_url: str, n: int, pcs: int = 1000) -> None:
                             finished_at=now + timedelta(milliseconds=5))
             pending.append(asyncio.ensure_future(js.publish(
                 subjects.started_subject(pc), encode(started),
-                headers={"Nats-Msg-Id": f"{rid}.started"})))
+                headers={MSG_ID_HEADER: started_msg_id(rid)})))
             pending.append(asyncio.ensure_future(js.publish(
-                subjects.result_subject(pc), encode(result), headers={"Nats-Msg-Id": rid})))
+                subjects.result_subject(pc), encode(result),
+                headers={MSG_ID_HEADER: result_msg_id(rid)})))
             if len(pending) >= 2000:
                 await asyncio.gather(*pending)
                 pending.clear()

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from kanade.bus import Bus, EmbeddedBroker, free_port
 from kanade.core import subjects
+from kanade.core.instants import system_clock
 from kanade.core.models.wire import Command, decode
 
 BIN = Path(sys.executable).parent
@@ -65,7 +66,7 @@ async def measure(nats_url: str, url: str, n: int, runs: int) -> dict[str, objec
     nominal: dict[str, datetime] = {}
 
     async def on(msg) -> None:  # type: ignore[no-untyped-def]
-        got = datetime.now(UTC)
+        got = system_clock()
         cmd = decode(Command, msg.data)
         if cmd.schedule_id and cmd.nominal_time and cmd.exec_id not in arrivals:
             arrivals[cmd.exec_id] = (got - cmd.nominal_time).total_seconds()
@@ -75,7 +76,7 @@ async def measure(nats_url: str, url: str, n: int, runs: int) -> dict[str, objec
     per_run: list[list[float]] = []
     try:
         for run in range(runs):
-            now = datetime.now(UTC)
+            now = system_clock()
             # The first minute boundary that leaves time to create every schedule.
             at = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
             while (at - now).total_seconds() < 10 + n * 0.02:
@@ -83,7 +84,7 @@ async def measure(nats_url: str, url: str, n: int, runs: int) -> dict[str, objec
             t0 = time.monotonic()
             await create_all(url, n, at, f"r{run}")
             created_s = time.monotonic() - t0
-            if datetime.now(UTC) > at - timedelta(seconds=2):
+            if system_clock() > at - timedelta(seconds=2):
                 raise SystemExit("creating the schedules took too long; use fewer --schedules")
             print(
                 f"# run {run + 1}: {n} schedules created in {created_s:.1f}s; due {at:%H:%M}Z",
@@ -91,7 +92,7 @@ async def measure(nats_url: str, url: str, n: int, runs: int) -> dict[str, objec
                 flush=True,
             )
             before = len(arrivals)
-            give_up = time.monotonic() + (at - datetime.now(UTC)).total_seconds() + 60
+            give_up = time.monotonic() + (at - system_clock()).total_seconds() + 60
             while len(arrivals) - before < n and time.monotonic() < give_up:
                 await asyncio.sleep(0.2)
             lates = [v for k, v in arrivals.items() if nominal[k] == at]

@@ -37,7 +37,6 @@ class GateSkip:
     reason: str
 
 
-_iso = format_instant
 
 
 def check_deadline(deadline_at: datetime | None, now: datetime) -> GateSkip | None:
@@ -48,7 +47,7 @@ def check_deadline(deadline_at: datetime | None, now: datetime) -> GateSkip | No
     return GateSkip(
         exitcodes.DEADLINE_PASSED,
         f"starting deadline passed: {late:.3f}s late "
-        f"(deadline {_iso(deadline_at)}, now {_iso(now)})",
+        f"(deadline {format_instant(deadline_at)}, now {format_instant(now)})",
     )
 
 

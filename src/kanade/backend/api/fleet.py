@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -13,6 +13,7 @@ from kanade.backend.api.schemas.fleet import Agent, AgentPage, JsonSchema, Resul
 from kanade.backend.errors import NotFound
 from kanade.backend.store import agents, results
 from kanade.core.fleet import agent_status
+from kanade.core.instants import system_clock
 from kanade.core.schemas import job_json_schema, schedule_json_schema
 
 router = APIRouter(prefix="/api", tags=["fleet"])
@@ -73,7 +74,7 @@ async def list_agents(
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Agents with ``status`` alive (heartbeat ≤ 2 min), stale (≤ 10 min) or offline."""
-    now = datetime.now(UTC)
+    now = system_clock()
     page = await services.db.read(
         lambda conn: agents.page_agents(
             conn,
@@ -95,7 +96,7 @@ async def get_agent(pc_id: str, services: ServicesDep) -> dict[str, Any]:
     row = await services.db.read(lambda conn: agents.get_agent(conn, pc_id))
     if row is None:
         raise NotFound(f"agent {pc_id!r} has never sent a heartbeat", pc_id=pc_id)
-    return _with_status(row, datetime.now(UTC))
+    return _with_status(row, system_clock())
 
 
 @router.get("/schemas/job", response_model=JsonSchema)

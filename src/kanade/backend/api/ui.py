@@ -14,7 +14,6 @@ import asyncio
 import json
 import mimetypes
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from kanade.backend.api.schemas.dashboard import DashboardSummary
 from kanade.backend.errors import NotFound
 from kanade.backend.messaging.live import hub
 from kanade.backend.services.dashboard import summary
+from kanade.core.instants import system_clock
 
 router = APIRouter(tags=["dashboard"])
 
@@ -95,5 +95,5 @@ async def dashboard_summary(services: ServicesDep) -> dict[str, Any]:
     """Counts for the overview: agents by liveness, results per hour over the last 24 h
     (ok / failed / skipped / running, by the time the stream recorded them), executions
     of the last 24 h by status."""
-    now = datetime.now(UTC)
+    now = system_clock()
     return await services.db.read(lambda conn: summary(conn, now))

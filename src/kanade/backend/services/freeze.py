@@ -4,7 +4,7 @@ Manual execs are never gated; setting and lifting are audited."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kanade.backend.catalog.freeze import clear_freeze, get_freeze, set_freeze
@@ -12,6 +12,7 @@ from kanade.backend.errors import Invalid
 from kanade.backend.messaging.audit import publish_audit
 from kanade.bus.connection import Bus
 from kanade.core.freeze import FleetFreeze, is_frozen
+from kanade.core.instants import system_clock
 
 
 def view(freeze: FleetFreeze | None, now: datetime) -> dict[str, Any]:
@@ -23,7 +24,7 @@ def view(freeze: FleetFreeze | None, now: datetime) -> dict[str, Any]:
 
 async def status(bus: Callable[[], Bus]) -> dict[str, Any]:
     """Whether scheduled fires are frozen now, and the stored window if any."""
-    return view(await get_freeze(bus()), datetime.now(UTC))
+    return view(await get_freeze(bus()), system_clock())
 
 
 async def freeze(
@@ -34,7 +35,7 @@ async def freeze(
     reason: str,
     actor: str,
 ) -> dict[str, Any]:
-    now = datetime.now(UTC)
+    now = system_clock()
     if until is not None and until <= now:
         raise Invalid.at("until", "is in the past; a freeze must end in the future")
     window = FleetFreeze(from_=from_, until=until, by=actor, reason=reason, set_at=now)
@@ -48,4 +49,4 @@ async def thaw(bus: Callable[[], Bus], *, actor: str) -> dict[str, Any]:
     cleared = await clear_freeze(bus())
     if cleared:
         await publish_audit(bus, "freeze_clear", actor, {})
-    return {**view(None, datetime.now(UTC)), "cleared": cleared}
+    return {**view(None, system_clock()), "cleared": cleared}

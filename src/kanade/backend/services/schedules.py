@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -27,6 +27,7 @@ from kanade.backend.store import scheduling as store
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.instants import system_clock
 from kanade.core.models.schedule import Schedule
 from kanade.core.validation import parse_schedule
 
@@ -60,7 +61,7 @@ class ScheduleService:
 
     async def _reset_tick(self, schedule_id: str) -> None:
         kv = await self._bus().kv(subjects.KV_DISPATCH)
-        await state.put_tick(kv, schedule_id, datetime.now(UTC))
+        await state.put_tick(kv, schedule_id, system_clock())
 
     async def _audit(self, action: str, actor: str, details: dict[str, Any]) -> None:
         await publish_audit(self._bus, action, actor, details)
@@ -68,7 +69,7 @@ class ScheduleService:
     async def view(self, schedules: list[Schedule], *, decisions: int = 0) -> list[dict[str, Any]]:
         """Each schedule's document with its ``status`` (and recent ``decisions``)."""
         bus = self._bus()
-        now = datetime.now(UTC)
+        now = system_clock()
         freeze = await read_freeze(bus)
         ids = [s.id for s in schedules]
         stats = await self._db.read(lambda conn: store.stats(conn, ids))
@@ -197,7 +198,7 @@ class ScheduleService:
         ``would_fire`` and why."""
         bus = self._bus()
         schedule = await ScheduleCatalog(bus).require(schedule_id)
-        now = datetime.now(UTC)
+        now = system_clock()
         reconcile = schedule.when.shape in ("per_pc", "per_target")
 
         def facts(conn: Connection) -> tuple[Any, Any]:

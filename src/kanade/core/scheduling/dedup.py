@@ -108,9 +108,6 @@ PcReason = Literal[
 _OFFLINE_DETAIL: Final = "not alive (no heartbeat within 2 min)"
 
 
-def _iso(moment: datetime) -> str:
-    return format_instant(to_utc(moment))
-
 
 @dataclass(frozen=True, slots=True)
 class PcDecision:
@@ -131,8 +128,8 @@ class PcDecision:
 
     @property
     def detail(self) -> str:
-        at = "" if self.at is None else _iso(self.at)
-        until = "" if self.until is None else _iso(self.until)
+        at = "" if self.at is None else format_instant(self.at)
+        until = "" if self.until is None else format_instant(self.until)
         within = "" if self.every is None else f" (within {self.every})"
         texts: dict[str, str] = {
             "never_succeeded": "never succeeded",

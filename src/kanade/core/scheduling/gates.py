@@ -51,9 +51,6 @@ def active_bounds(plan: Plan, local_tz: tzinfo) -> tuple[datetime | None, dateti
     return _bound(plan.active_from, tz), _bound(plan.active_until, tz)
 
 
-def _iso(moment: datetime) -> str:
-    return format_instant(to_utc(moment))
-
 
 def gate_reason(
     plan: Plan,
@@ -71,9 +68,9 @@ def gate_reason(
         return "disabled", "schedule is disabled"
     start, end = active_bounds(plan, local_tz)
     if start is not None and nominal < start:
-        return "inactive", f"dormant: active from {_iso(start)}"
+        return "inactive", f"dormant: active from {format_instant(start)}"
     if end is not None and nominal >= end:
-        return "inactive", f"dormant: active until {_iso(end)} (exclusive)"
+        return "inactive", f"dormant: active until {format_instant(end)} (exclusive)"
     if plan.window is not None:
         wall = local_time(nominal, tz)
         if not plan.window.contains(wall):
@@ -209,7 +206,8 @@ def decide_tick(
             latest,
             "deadline_passed",
             f"starting deadline passed: {(now - limit).total_seconds():.3f}s late "
-            f"(nominal {_iso(latest)}, deadline {_iso(limit)}, now {_iso(now)})",
+            f"(nominal {format_instant(latest)}, deadline {format_instant(limit)}, "
+            f"now {format_instant(now)})",
             quiet=False,
         )
     else:

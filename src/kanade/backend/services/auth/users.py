@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -18,6 +17,7 @@ from kanade.backend.services.auth.passwords import hash_password, verify_passwor
 from kanade.backend.store import users
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
+from kanade.core.instants import system_clock
 
 
 async def login(
@@ -35,7 +35,7 @@ async def login(
     ok = await asyncio.to_thread(verify_password, stored, password)
     if not ok or user is None:
         raise Unauthenticated("wrong username or password")
-    now = datetime.now(UTC)
+    now = system_clock()
     issued = tokens.issue(auth.jwt_secret, username, str(user["role"]), now=now, ttl=auth.token_ttl)
     await publish_audit(bus, "login", username, {"role": user["role"]})
     return {
@@ -50,7 +50,7 @@ async def add_user(
     db: Database, bus: Callable[[], Bus], *, username: str, password: str, role: str, actor: str
 ) -> dict[str, Any]:
     password_hash = await asyncio.to_thread(hash_password, password)
-    now = datetime.now(UTC)
+    now = system_clock()
     try:
         await db.write(
             lambda conn: users.add_user(
