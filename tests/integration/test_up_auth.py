@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import psutil
+
 from stack import BIN, start_up, stop_up
 
 
@@ -24,6 +26,12 @@ def test_up_with_jwt_auth_login_roles_and_restart(tmp_path: Path) -> None:
         assert denied.returncode == 1 and "kanade login" in denied.stderr
         password_file = tmp_path / "data" / "admin-password"
         assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+        secret = (tmp_path / "data" / "jwt-secret").read_text().strip()
+        assert oct((tmp_path / "data" / "jwt-secret").stat().st_mode & 0o777) == "0o600"
+        # No secret on any command line: every local user can read /proc/<pid>/cmdline.
+        tree = psutil.Process(stack.proc.pid)
+        for proc in [tree, *tree.children(recursive=True)]:
+            assert secret not in " ".join(proc.cmdline()), proc.cmdline()
         wrong = kanade("login", "--username", "admin", "--password-stdin", stdin="nope\n")
         assert wrong.returncode == 1
         ok = kanade("login", "--username", "admin", "--password-stdin",

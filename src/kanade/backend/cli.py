@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -65,6 +66,19 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
+
+def _read_secret(path: Path, option: str) -> str:
+    """A secret from a file: its first line, stripped. A secret passed as an argument would be
+    readable by every local user in ``/proc/<pid>/cmdline``; a file can be 0600."""
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint=option) from None
+    if not value:
+        raise typer.BadParameter(f"{path} is empty", param_hint=option)
+    return value
+
+
 @cli.command()
 def run(
     nats_url: str = typer.Option("nats://127.0.0.1:4222", "--nats-url", help="NATS server URL"),
@@ -92,6 +106,18 @@ def run(
     jwt_secret: str | None = typer.Option(
         None, "--jwt-secret", envvar="KANADE_JWT_SECRET", help="HS256 signing secret (jwt mode)"
     ),
+    auth_token_file: Path | None = typer.Option(
+        None,
+        "--auth-token-file",
+        envvar="KANADE_AUTH_TOKEN_FILE",
+        help="read the static bearer token from this file (keeps it off the command line)",
+    ),
+    jwt_secret_file: Path | None = typer.Option(
+        None,
+        "--jwt-secret-file",
+        envvar="KANADE_JWT_SECRET_FILE",
+        help="read the HS256 signing secret from this file (keeps it off the command line)",
+    ),
     scheduler: bool = typer.Option(
         True, "--scheduler/--no-scheduler", help="compete for the central scheduler's lease"
     ),
@@ -116,6 +142,10 @@ def run(
         raise typer.BadParameter(str(exc), param_hint="--approval-ttl") from None
     if approval_ttl_s <= 0:
         raise typer.BadParameter("must be longer than 0s", param_hint="--approval-ttl")
+    if auth_token_file is not None:
+        auth_token = _read_secret(auth_token_file, "--auth-token-file")
+    if jwt_secret_file is not None:
+        jwt_secret = _read_secret(jwt_secret_file, "--jwt-secret-file")
     settings = Settings.from_db_arg(
         nats_url=nats_url,
         db=db,
@@ -169,3 +199,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -9,6 +9,7 @@ that dies unexpectedly is restarted, like a service manager would.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import signal
 import socket
@@ -126,8 +127,10 @@ def _secret_file(path: Path, nbytes: int) -> str:
     if path.exists():
         return path.read_text().strip()
     value = secrets.token_urlsafe(nbytes)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    # Created 0600 from the start (no window in which it is world-readable).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
     return value
 
 
@@ -137,7 +140,8 @@ def _jwt_setup(data_dir: Path, db: Path) -> tuple[list[str], str, str]:
     The admin user is created once (``kanade-backend user add``); its password and the
     signing secret live in the data dir, readable by the owner only.
     """
-    secret = _secret_file(data_dir / "jwt-secret", 48)
+    secret_path = data_dir / "jwt-secret"
+    _secret_file(secret_path, 48)
     password_file = data_dir / "admin-password"
     fresh = not password_file.exists()
     password = _secret_file(password_file, 18)
@@ -150,7 +154,9 @@ def _jwt_setup(data_dir: Path, db: Path) -> tuple[list[str], str, str]:
         if res.returncode != 0:
             password_file.unlink(missing_ok=True)
             raise CliError(f"could not create the admin user: {res.stderr.strip()}")
-    return ["--auth", "jwt", "--jwt-secret", secret], "admin", password
+    # The backend reads the secret from the file: on its command line it would be readable
+    # by every local user (/proc/<pid>/cmdline).
+    return ["--auth", "jwt", "--jwt-secret-file", str(secret_path)], "admin", password
 
 
 def run_up(
