@@ -28,6 +28,11 @@ def test_up_with_jwt_auth_login_roles_and_restart(tmp_path: Path) -> None:
         assert oct(password_file.stat().st_mode & 0o777) == "0o600"
         secret = (tmp_path / "data" / "jwt-secret").read_text().strip()
         assert oct((tmp_path / "data" / "jwt-secret").stat().st_mode & 0o777) == "0o600"
+        data = tmp_path / "data"
+        assert oct(data.stat().st_mode & 0o777) == "0o700"
+        assert oct((data / "logs").stat().st_mode & 0o777) == "0o700"
+        for private in (data / "kanade.db", data / "logs" / "backend.log"):
+            assert oct(private.stat().st_mode & 0o777) == "0o600", private
         # No secret on any command line: every local user can read /proc/<pid>/cmdline.
         tree = psutil.Process(stack.proc.pid)
         for proc in [tree, *tree.children(recursive=True)]:

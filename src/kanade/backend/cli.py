@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from types import FrameType
@@ -191,6 +192,10 @@ cli.add_typer(users_cli, name="user")
 @cli.callback()
 def _root() -> None:
     """kanade-backend: REST API, projectors and the central scheduler."""
+    # Everything a backend command creates (the SQLite database with all output and password
+    # hashes, its WAL) is for its owner only (SPEC §8.3). The backend runs no scripts, so a
+    # strict umask cannot leak into anything else.
+    os.umask(0o077)
 
 
 def main() -> None:

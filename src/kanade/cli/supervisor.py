@@ -52,7 +52,8 @@ class Child:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._log = os.fdopen(fd, "ab")  # closed in stop()
         self.proc = subprocess.Popen(
             self.argv,
             stdout=self._log,
@@ -178,7 +179,11 @@ def run_up(
             )
     data_dir = data_dir.resolve()
     logs = data_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    # The data dir holds the database (all output, password hashes), secrets, logs and the
+    # agents' ledgers (full commands): owner only, whatever the umask (SPEC §8.3).
+    for private in (data_dir, logs):
+        private.mkdir(parents=True, exist_ok=True)
+        private.chmod(0o700)
 
     if auth not in ("disabled", "jwt"):
         raise CliError("--auth must be disabled or jwt")
