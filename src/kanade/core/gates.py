@@ -37,8 +37,6 @@ class GateSkip:
     reason: str
 
 
-
-
 def check_deadline(deadline_at: datetime | None, now: datetime) -> GateSkip | None:
     """``now > deadline`` skips; ``now == deadline`` still runs."""
     if deadline_at is None or now <= deadline_at:
@@ -81,6 +79,14 @@ def evaluate_gates(
     skip = check_deadline(cmd.deadline_at, now)
     if skip is not None:
         return skip
+    if cmd.run_as == "user":
+        # Running as another user is not built yet. Running the script as the agent's own
+        # user (often root) instead would be a silent privilege change: refuse and say so.
+        return GateSkip(
+            exitcodes.UNSUPPORTED,
+            "run_as: user is not supported by this agent yet; the script was not run "
+            "(it is never run as the agent's own user instead)",
+        )
     if not shell_available:
         return GateSkip(
             exitcodes.UNSUPPORTED, f"shell {cmd.shell!r} is not available on this machine"
