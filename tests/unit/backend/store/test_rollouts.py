@@ -4,16 +4,11 @@ succeed once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 from kanade.backend.store import rollouts as store
-from kanade.backend.store.database import create_engine, database_url
-from kanade.backend.store.migrate import upgrade_sync
 from kanade.core.models.records import ExecRecord
 from kanade.core.models.waves import Rollout
 from kanade.core.models.wire import Command
@@ -21,17 +16,6 @@ from kanade.core.rollout import ResultView, wave_progress
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PCS = ["pc-0", "pc-1", "pc-2", "pc-3"]
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = database_url(str(tmp_path / "kanade.db"))
-    upgrade_sync(url)
-    eng = create_engine(url)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def _create(engine: Engine, rid: str = "r1") -> int:
