@@ -1,5 +1,5 @@
-"""Fixtures shared by the agent integration tests: real agent processes and a results
-collector reading the results stream (see agent_harness.py)."""
+"""Fixtures shared by the integration tests: an in-process backend; real agent processes
+and a results collector reading the results stream (see agent_harness.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,20 @@ import pytest
 from agent_harness import AgentFleet, ResultsCollector
 from rollout_stack import Stack
 
+from kanade.backend.inprocess import InProcessBackend, in_process_backend
+from kanade.backend.settings import Settings
 from kanade.bus.connection import Bus
+
+
+@pytest.fixture
+async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
+    """The whole backend in this process on the session broker and a fresh SQLite file
+    (heartbeats flushed every 50 ms); a test module needing other settings overrides it."""
+    settings = Settings.from_db_arg(
+        nats_url=nats_url, db=str(tmp_path / "kanade.db"), heartbeat_flush_s=0.05
+    )
+    async with in_process_backend(settings) as b:
+        yield b
 
 
 @pytest.fixture

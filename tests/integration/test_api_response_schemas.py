@@ -9,12 +9,9 @@ must read back through its schema unchanged — every key declared, no key lost,
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import pytest
 from pydantic import BaseModel
 
 from kanade.backend.api.schemas.audit import AuditPage
@@ -24,8 +21,7 @@ from kanade.backend.api.schemas.fleet import Agent, AgentPage
 from kanade.backend.api.schemas.freeze import FreezeCleared, FreezeStatus
 from kanade.backend.api.schemas.health import Health
 from kanade.backend.api.schemas.jobs import JobDocument, JobList
-from kanade.backend.inprocess import InProcessBackend, in_process_backend
-from kanade.backend.settings import Settings
+from kanade.backend.inprocess import InProcessBackend
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Heartbeat, encode
@@ -38,15 +34,6 @@ HELLO = {
     "version": "1",
     "execute": {"shell": "sh", "script": "echo hello", "timeout": "30s"},
 }
-
-
-@pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
-    settings = Settings.from_db_arg(
-        nats_url=nats_url, db=str(tmp_path / "kanade.db"), heartbeat_flush_s=0.05
-    )
-    async with in_process_backend(settings) as b:
-        yield b
 
 
 def reads_back(schema: type[BaseModel], body: Any) -> None:

@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kanade.backend.catalog.freeze import get_freeze
-from kanade.backend.inprocess import InProcessBackend, in_process_backend
-from kanade.backend.settings import Settings
+from kanade.backend.inprocess import InProcessBackend
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.freeze import is_frozen
@@ -24,15 +21,6 @@ DEADLINE = 15.0
 
 
 eventually = functools.partial(shared_eventually, timeout=DEADLINE)
-
-
-@pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
-    settings = Settings.from_db_arg(
-        nats_url=nats_url, db=str(tmp_path / "k.db"), heartbeat_flush_s=0.05
-    )
-    async with in_process_backend(settings) as b:
-        yield b
 
 
 def paths(r: Any) -> set[str]:

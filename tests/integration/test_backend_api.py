@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,15 +38,6 @@ execute:
 
 
 eventually = functools.partial(shared_eventually, timeout=DEADLINE)
-
-
-@pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
-    settings = Settings.from_db_arg(
-        nats_url=nats_url, db=str(tmp_path / "kanade.db"), heartbeat_flush_s=0.05
-    )
-    async with in_process_backend(settings) as b:
-        yield b
 
 
 def heartbeat(pc_id: str, groups: list[str]) -> Heartbeat:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import typer
 
 from kanade.cli import output
-from kanade.cli.client import CliError
+from kanade.cli.client import ApiClient, CliError
 
 UrlOpt = Annotated[
     str | None,
@@ -35,3 +35,20 @@ def page_items(page: Any) -> list[dict[str, Any]]:
     if isinstance(page, dict):
         return list(page.get("items", []))
     return list(page or [])
+
+
+def list_from_api(
+    url: str | None,
+    path: str,
+    params: Mapping[str, Any],
+    *,
+    json_: bool,
+    title: str,
+    columns: Sequence[str],
+    row: Callable[[Mapping[str, Any]], Sequence[Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """GET a list answer and print its rows (:func:`output.listing`); returns the rows."""
+    with ApiClient(url) as api:
+        items = page_items(api.get(path, **params))
+    output.listing(items, json_=json_, title=title, columns=columns, row=row)
+    return items

@@ -3,12 +3,12 @@ rejected, with the exact path reported."""
 
 from __future__ import annotations
 
-import copy
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from core.documents import changed, field_errors
 from kanade.core.models.job import JobManifest
 from kanade.core.validation import DocumentInvalid, FieldError, load_document, parse_job
 
@@ -23,24 +23,11 @@ VALID: dict[str, Any] = {
 
 def job(**changes: Any) -> dict[str, Any]:
     """VALID with dotted-path changes applied (value ``...`` deletes the key)."""
-    data = copy.deepcopy(VALID)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        node = data
-        for p in parents:
-            node = node.setdefault(p, {})
-        if value is ...:
-            node.pop(last, None)
-        else:
-            node[last] = value
-    return data
+    return changed(VALID, **changes)
 
 
 def errors(data: object, **kw: Any) -> dict[str, str]:
-    with pytest.raises(DocumentInvalid) as exc:
-        parse_job(data, **kw)
-    assert exc.value.kind == "job"
-    return {e.path: e.reason for e in exc.value.errors}
+    return field_errors(parse_job, "job", data, **kw)
 
 
 def test_minimal_valid_manifest() -> None:

@@ -3,17 +3,17 @@ rejected, with the exact path; plus the parsed forms a scheduler uses."""
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.documents import changed, field_errors
 from kanade.core.models.constraints import TimeWindow
 from kanade.core.models.schedule import Schedule
 from kanade.core.models.when import DaySpec, parse_day
-from kanade.core.validation import DocumentInvalid, load_document, parse_schedule
+from kanade.core.validation import load_document, parse_schedule
 
 VALID: dict[str, Any] = {
     "id": "nightly-report",
@@ -25,24 +25,11 @@ VALID: dict[str, Any] = {
 
 def sched(**changes: Any) -> dict[str, Any]:
     """VALID with ``a__b`` path changes applied (value ``...`` deletes the key)."""
-    data = copy.deepcopy(VALID)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        node = data
-        for p in parents:
-            node = node.setdefault(p, {})
-        if value is ...:
-            node.pop(last, None)
-        else:
-            node[last] = value
-    return data
+    return changed(VALID, **changes)
 
 
 def errors(data: object, **kw: Any) -> dict[str, str]:
-    with pytest.raises(DocumentInvalid) as exc:
-        parse_schedule(data, **kw)
-    assert exc.value.kind == "schedule"
-    return {e.path: e.reason for e in exc.value.errors}
+    return field_errors(parse_schedule, "schedule", data, **kw)
 
 
 def only_error(data: object, **kw: Any) -> tuple[str, str]:

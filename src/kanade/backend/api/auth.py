@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.auth import LoginResult, Me, User, UserDeleted, UserPage
 from kanade.backend.api.schemas.requests import LoginBody, NewUserBody
 from kanade.backend.services.auth import users
@@ -20,10 +21,6 @@ router = APIRouter(prefix="/api", tags=["auth"])
 def _auth(services: Services) -> Authenticator:
     assert services.auth is not None  # set by the app's lifespan
     return services.auth
-
-
-def _actor(request: Request) -> str:
-    return str(getattr(request.state, "actor", "anonymous"))
 
 
 @router.post("/auth/login", response_model=LoginResult)
@@ -58,10 +55,12 @@ async def users_add(body: NewUserBody, request: Request, services: ServicesDep) 
         username=body.username,
         password=body.password,
         role=body.role,
-        actor=_actor(request),
+        actor=request_actor(request),
     )
 
 
 @router.delete("/users/{username}", response_model=UserDeleted)
 async def users_delete(username: str, request: Request, services: ServicesDep) -> dict[str, Any]:
-    return await users.delete_user(services.db, services.link.bus, username, actor=_actor(request))
+    return await users.delete_user(
+        services.db, services.link.bus, username, actor=request_actor(request)
+    )

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.control import (
     ConfigLayer,
     ConfigLayers,
@@ -30,11 +31,6 @@ from kanade.backend.api.schemas.control import (
 )
 
 router = APIRouter(prefix="/api", tags=["control"])
-
-
-def _actor(request: Request) -> str:
-    actor = getattr(request.state, "actor", None)
-    return str(actor) if actor else "anonymous"
 
 
 class RevokeBody(BaseModel):
@@ -73,14 +69,14 @@ async def revoke_job(
 ) -> dict[str, Any]:
     """Revoke a job: every agent skips it (exit 126), even offline ones once they return."""
     return await services.revocations.revoke(
-        job_id, reason=body.reason if body else None, actor=_actor(request)
+        job_id, reason=body.reason if body else None, actor=request_actor(request)
     )
 
 
 @router.post("/jobs/{job_id}/unrevoke", response_model=Unrevoked)
 async def unrevoke_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Lift a revocation (idempotent: ``was_revoked`` tells whether there was one)."""
-    return await services.revocations.unrevoke(job_id, actor=_actor(request))
+    return await services.revocations.unrevoke(job_id, actor=request_actor(request))
 
 
 @router.get("/revocations", response_model=RevocationList)
@@ -92,14 +88,14 @@ async def list_revocations(services: ServicesDep) -> dict[str, Any]:
 @router.delete("/jobs/{job_id}", response_model=JobDeleted)
 async def delete_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Delete a job from the catalog; it is revoked first (SPEC §4.5)."""
-    return await services.revocations.delete_job(job_id, actor=_actor(request))
+    return await services.revocations.delete_job(job_id, actor=request_actor(request))
 
 
 # --- kill and ping ------------------------------------------------------------------------
 @router.post("/executions/{exec_id}/kill", response_model=Killed)
 async def kill_execution(exec_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     """End the exec's running scripts (exit -1), cancel its queued copies, mark it cancelled."""
-    return await services.kills.kill(exec_id, actor=_actor(request))
+    return await services.kills.kill(exec_id, actor=request_actor(request))
 
 
 @router.post("/agents/{pc_id}/ping", response_model=Pong)
@@ -135,28 +131,32 @@ async def put_config(
     scope: str, settings: SettingsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Merge settings into a layer; 400 names each invalid key and the reason."""
-    return await services.agent_config.set_layer(scope, None, settings, actor=_actor(request))
+    return await services.agent_config.set_layer(
+        scope, None, settings, actor=request_actor(request)
+    )
 
 
 @router.put("/config/{scope}/{name}", response_model=ConfigLayer)
 async def put_named_config(
     scope: str, name: str, settings: SettingsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    return await services.agent_config.set_layer(scope, name, settings, actor=_actor(request))
+    return await services.agent_config.set_layer(
+        scope, name, settings, actor=request_actor(request)
+    )
 
 
 @router.delete("/config/{scope}", response_model=ConfigUnset)
 async def delete_config(
     scope: str, request: Request, services: ServicesDep, key: Keys = None
 ) -> dict[str, Any]:
-    return await services.agent_config.unset(scope, None, key or [], actor=_actor(request))
+    return await services.agent_config.unset(scope, None, key or [], actor=request_actor(request))
 
 
 @router.delete("/config/{scope}/{name}", response_model=ConfigUnset)
 async def delete_named_config(
     scope: str, name: str, request: Request, services: ServicesDep, key: Keys = None
 ) -> dict[str, Any]:
-    return await services.agent_config.unset(scope, name, key or [], actor=_actor(request))
+    return await services.agent_config.unset(scope, name, key or [], actor=request_actor(request))
 
 
 @router.get("/agents/{pc_id}/config", response_model=EffectiveConfig)
@@ -177,21 +177,21 @@ async def set_groups(
     pc_id: str, body: GroupsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Set a pc's whole KV membership (static ``--group`` flags of the agent stay)."""
-    return await services.groups.set_groups(pc_id, body.groups, actor=_actor(request))
+    return await services.groups.set_groups(pc_id, body.groups, actor=request_actor(request))
 
 
 @router.post("/groups/{group}/members", response_model=MembersAdded)
 async def add_group_members(
     group: str, body: MembersBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    return await services.groups.add_members(group, body.pcs, actor=_actor(request))
+    return await services.groups.add_members(group, body.pcs, actor=request_actor(request))
 
 
 @router.delete("/groups/{group}/members/{pc_id}", response_model=Membership)
 async def remove_group_member(
     group: str, pc_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    return await services.groups.remove_member(group, pc_id, actor=_actor(request))
+    return await services.groups.remove_member(group, pc_id, actor=request_actor(request))
 
 
 # --- full output --------------------------------------------------------------------------

@@ -7,15 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.freeze import FreezeCleared, FreezeStatus
 from kanade.backend.api.schemas.requests import FreezeBody
 from kanade.backend.services import freeze
 
 router = APIRouter(prefix="/api", tags=["freeze"])
-
-
-def _actor(request: Request) -> str:
-    return str(getattr(request.state, "actor", "anonymous"))
 
 
 @router.get("/freeze", response_model=FreezeStatus)
@@ -32,11 +29,11 @@ async def freeze_set(body: FreezeBody, request: Request, services: ServicesDep) 
         from_=body.from_,
         until=body.until,
         reason=body.reason,
-        actor=_actor(request),
+        actor=request_actor(request),
     )
 
 
 @router.delete("/freeze", response_model=FreezeCleared)
 async def freeze_clear(request: Request, services: ServicesDep) -> dict[str, Any]:
     """Lift the freeze (idempotent: clearing an unfrozen fleet is a success)."""
-    return await freeze.thaw(services.link.bus, actor=_actor(request))
+    return await freeze.thaw(services.link.bus, actor=request_actor(request))

@@ -1,5 +1,6 @@
 """Who is making the request being served: set by the auth middleware, read by routes
-(:func:`current_actor`) without threading the request through every call.
+(:func:`request_actor`, or :func:`current_actor` without threading the request through
+every call).
 
 Whether the request wrote its own audit record lives one layer down, in
 :mod:`kanade.backend.messaging.audit_mark`, where the records are built.
@@ -8,6 +9,8 @@ Whether the request wrote its own audit record lives one layer down, in
 from __future__ import annotations
 
 import contextvars
+
+from starlette.requests import Request
 
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("kanade_actor", default="anonymous")
 
@@ -24,3 +27,9 @@ def enter_actor(actor: str) -> contextvars.Token[str]:
 
 def leave_actor(token: contextvars.Token[str]) -> None:
     _actor.reset(token)
+
+
+def request_actor(request: Request) -> str:
+    """The actor the auth middleware put on ``request`` (``anonymous`` if none)."""
+    actor = getattr(request.state, "actor", None)
+    return str(actor) if actor else "anonymous"

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.schedules import (
     Drift,
     DriftList,
@@ -65,11 +66,6 @@ _DOCUMENT_BODY = {
 }
 
 
-def _actor(request: Request) -> str:
-    actor = getattr(request.state, "actor", None)
-    return str(actor) if actor else "anonymous"
-
-
 def _scheduler(request: Request) -> Scheduler | None:
     return getattr(request.app.state, "scheduler", None)
 
@@ -113,7 +109,7 @@ async def create_schedule(request: Request, services: ServicesDep) -> JSONRespon
     every invalid field (unknown job_id included); 409 when the id holds another schedule."""
     schedules = _service(request, services)
     schedule = await _parse_body(request, schedules)
-    item, created = await schedules.create(schedule, actor=_actor(request))
+    item, created = await schedules.create(schedule, actor=request_actor(request))
     return JSONResponse(item, status_code=201 if created else 200)
 
 
@@ -159,14 +155,14 @@ async def replace_schedule(
     """Replace a schedule (the body's id must match). Edits apply from the next tick."""
     schedules = _service(request, services)
     schedule = await _parse_body(request, schedules)
-    return await schedules.replace(schedule_id, schedule, actor=_actor(request))
+    return await schedules.replace(schedule_id, schedule, actor=request_actor(request))
 
 
 @router.delete("/schedules/{schedule_id}", response_model=ScheduleDeleted)
 async def delete_schedule(
     schedule_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
-    return await _service(request, services).delete(schedule_id, actor=_actor(request))
+    return await _service(request, services).delete(schedule_id, actor=request_actor(request))
 
 
 @router.post(
@@ -178,7 +174,7 @@ async def enable_schedule(
     schedule_id: str, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Enable: it fires from its next occurrence after now (nothing missed is caught up)."""
-    return await _service(request, services).enable(schedule_id, actor=_actor(request))
+    return await _service(request, services).enable(schedule_id, actor=request_actor(request))
 
 
 @router.post(
@@ -199,7 +195,7 @@ async def disable_schedule(
     the job (agents skip it, 126, even offline ones with cached state); ``cascade_kill``
     does that and kills every in-flight exec of this schedule."""
     schedules = _service(request, services)
-    actor = _actor(request)
+    actor = request_actor(request)
     old, new = await schedules.disable(schedule_id)
     revoked = None
     if cascade or cascade_kill:

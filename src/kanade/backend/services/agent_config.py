@@ -8,7 +8,6 @@ operators); every change is audited.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import structlog
@@ -16,15 +15,13 @@ import structlog
 from kanade.backend.errors import Invalid
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import kvwrite
+from kanade.backend.services.base import Service
 from kanade.backend.services.groups import kv_groups_of
 from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
-from kanade.backend.store.database import Database
 from kanade.bus import kvcas
-from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.agentconfig import effective_config, layer_key, validate_setting
-from kanade.core.instants import Clock, system_clock
 
 log = structlog.get_logger(__name__)
 
@@ -50,14 +47,7 @@ def _as_layer(raw: bytes | None) -> dict[str, Any]:
     return dict(layer) if isinstance(layer, dict) else {}
 
 
-class AgentConfigService:
-    def __init__(
-        self, db: Database, bus: Callable[[], Bus], *, clock: Clock = system_clock
-    ) -> None:
-        self._db = db
-        self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
-        self._clock = clock
-
+class AgentConfigService(Service):
     async def layers(self) -> dict[str, dict[str, Any]]:
         kv = await self._bus().kv(subjects.KV_CONFIG)
         out: dict[str, dict[str, Any]] = {}

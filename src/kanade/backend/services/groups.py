@@ -15,13 +15,12 @@ import structlog
 from kanade.backend.errors import Invalid
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import kvwrite
+from kanade.backend.services.base import Service
 from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
-from kanade.backend.store.database import Database
 from kanade.bus import kvcas
 from kanade.bus.connection import Bus
 from kanade.core import subjects
-from kanade.core.instants import Clock, system_clock
 
 log = structlog.get_logger(__name__)
 
@@ -37,14 +36,7 @@ async def kv_groups_of(bus: Bus, pc_id: str) -> list[str]:
     return group_list((await kvcas.read(await bus.kv(subjects.KV_GROUPS), pc_id)).value)
 
 
-class GroupService:
-    def __init__(
-        self, db: Database, bus: Callable[[], Bus], *, clock: Clock = system_clock
-    ) -> None:
-        self._db = db
-        self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
-        self._clock = clock
-
+class GroupService(Service):
     async def groups(self) -> dict[str, Any]:
         """Membership from KV, and every group agents report in their heartbeats."""
         bus = self._bus()

@@ -3,7 +3,6 @@ the copies still queued for offline agents."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -12,11 +11,10 @@ from nats.js.errors import NotFoundError as JsNotFoundError
 
 from kanade.backend.errors import NotFound
 from kanade.backend.messaging.audit import publish_audit
+from kanade.backend.services.base import Service
 from kanade.backend.store import executions
-from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core import subjects
-from kanade.core.instants import Clock, system_clock
 from kanade.core.models.records import ExecStatusRecord, KillRequest
 from kanade.core.models.target import Target
 from kanade.core.models.wire import Command, WireDecodeError, decode
@@ -26,14 +24,7 @@ from kanade.core.targeting import command_subjects
 log = structlog.get_logger(__name__)
 
 
-class KillService:
-    def __init__(
-        self, db: Database, bus: Callable[[], Bus], *, clock: Clock = system_clock
-    ) -> None:
-        self._db = db
-        self._bus = bus  # a getter: raises Unavailable (503) while the broker is away
-        self._clock = clock
-
+class KillService(Service):
     async def kill(self, exec_id: str, *, actor: str) -> dict[str, Any]:
         """End the exec's running scripts and cancel its queued copies (SPEC §4.5).
 

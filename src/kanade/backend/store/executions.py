@@ -110,17 +110,9 @@ _EXEC_RECORD_COLUMNS = (
 )  # fmt: skip
 
 
-def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> None:
-    """Create or refresh execution rows from their creation records.
-
-    The one implementation behind both the API (read-your-own-write) and the
-    ``projector-execs`` consumer (rebuild from the stream). Status and counters are
-    not taken from the record — they are the projector's, derived from the results —
-    so re-projecting an old record never resets a running exec to pending.
-    """
-    if not rows:
-        return
-    full = [
+def new_exec_rows(rows: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Creation records as whole rows: updated ``now``, every counter at zero."""
+    return [
         {
             **row,
             "updated_at": now,
@@ -131,6 +123,19 @@ def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> N
         }
         for row in rows
     ]
+
+
+def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> None:
+    """Create or refresh execution rows from their creation records.
+
+    The one implementation behind both the API (read-your-own-write) and the
+    ``projector-execs`` consumer (rebuild from the stream). Status and counters are
+    not taken from the record — they are the projector's, derived from the results —
+    so re-projecting an old record never resets a running exec to pending.
+    """
+    if not rows:
+        return
+    full = new_exec_rows(rows, now)
     stmt = insert(conn, executions)
     stmt = stmt.on_conflict_do_update(
         index_elements=["exec_id"],

@@ -12,6 +12,7 @@ from sqlalchemy import and_, case, delete, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from kanade.backend.store.executions import new_exec_rows
 from kanade.backend.store.tables import executions, results, schedule_decisions, schedule_stats
 from kanade.core.instants import as_utc, parse_instant
 from kanade.core.statuses import ExecStatus
@@ -58,17 +59,7 @@ def claim_executions(
     backend): the caller must not publish it as a new fire.
     """
     claimed: set[str] = set()
-    full = [
-        {
-            **row,
-            "updated_at": now,
-            "started_count": 0,
-            "finished_count": 0,
-            "failed_count": 0,
-            "skipped_count": 0,
-        }
-        for row in rows
-    ]
+    full = new_exec_rows(rows, now)
     if not full:
         return claimed
     # executemany + RETURNING: SQLAlchemy batches it as "insertmanyvalues" with a cached

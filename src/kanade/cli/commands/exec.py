@@ -10,7 +10,15 @@ import typer
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
-from kanade.cli.common import AllOpt, GroupOpt, JsonOpt, PcOpt, UrlOpt, guard, page_items
+from kanade.cli.common import (
+    AllOpt,
+    GroupOpt,
+    JsonOpt,
+    PcOpt,
+    UrlOpt,
+    guard,
+    list_from_api,
+)
 from kanade.cli.waiting import print_results, result_state, target_body, wait_for_exec
 from kanade.cli.waves import WAVE_HELP, rollout_body
 
@@ -194,10 +202,10 @@ def results(
         return
 
     def go() -> None:
-        with ApiClient(url) as api:
-            page = api.get("/api/results", exec_id=exec_id, pc_id=pc, job_id=job, limit=limit)
-        output.listing(
-            page_items(page),
+        list_from_api(
+            url,
+            "/api/results",
+            {"exec_id": exec_id, "pc_id": pc, "job_id": job, "limit": limit},
             json_=json_,
             title="results",
             columns=["finished", "pc", "job", "exit", "state", "exec"],
@@ -253,10 +261,10 @@ def executions_list(
         return
 
     def go() -> None:
-        with ApiClient(url) as api:
-            page = api.get("/api/executions", job_id=job, status=status, limit=limit)
-        output.listing(
-            page_items(page),
+        list_from_api(
+            url,
+            "/api/executions",
+            {"job_id": job, "status": status, "limit": limit},
             json_=json_,
             title="executions",
             columns=["exec_id", "job", "status", "expected", "finished", "failed", "created"],

@@ -9,7 +9,7 @@ import typer
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
-from kanade.cli.common import JsonOpt, LimitOpt, UrlOpt, guard, page_items
+from kanade.cli.common import JsonOpt, LimitOpt, UrlOpt, guard, list_from_api, page_items
 from kanade.cli.waiting import result_state
 
 agents_app = typer.Typer(no_args_is_help=False, help="Agents: list (default) and show.")
@@ -191,10 +191,9 @@ def inventory(
     """Latest inventory facts per pc and job."""
 
     def go() -> None:
-        with ApiClient(url) as api:
-            items = page_items(api.get("/api/inventory", pc_id=pc, job_id=job, limit=limit))
-        output.listing(items, json_=json_, title="inventory",
-                       columns=["pc_id", "job_id", "observed_at", "facts"])
+        list_from_api(url, "/api/inventory", {"pc_id": pc, "job_id": job, "limit": limit},
+                      json_=json_, title="inventory",
+                      columns=["pc_id", "job_id", "observed_at", "facts"])
 
     guard(go)
 
@@ -210,11 +209,10 @@ def checks(
     """Latest check status per pc (compliance view); exits 1 if any shown check fails."""
 
     def go() -> None:
-        with ApiClient(url) as api:
-            page = api.get("/api/checks", status=status, pc_id=pc, name=name, limit=limit)
-        items = page_items(page)
-        output.listing(items, json_=json_, title="checks",
-                       columns=["name", "pc_id", "status", "detail", "observed_at"])
+        items = list_from_api(
+            url, "/api/checks", {"status": status, "pc_id": pc, "name": name, "limit": limit},
+            json_=json_, title="checks",
+            columns=["name", "pc_id", "status", "detail", "observed_at"])
         if any(i.get("status") == "fail" for i in items):
             raise typer.Exit(1)
 

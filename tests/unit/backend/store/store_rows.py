@@ -1,9 +1,11 @@
-"""Row builders shared by the store tests (an exec record, a result row)."""
+"""Row builders shared by the store tests (an exec record, a result row, a command)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+
+from kanade.core.models.wire import Command
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -58,3 +60,20 @@ def row(
         base.update(exit_code=0, finished_at=at, stdout="hi\n", stdout_bytes=3)
     base.update(kw)
     return base
+
+
+def job_command(exec_id: str, at: datetime) -> Command:
+    """The command of job ``j`` v1 (``true``, 60 s) to every pc, issued ``at``."""
+    return Command.model_validate(
+        {
+            "exec_id": exec_id,
+            "request_id": "q",
+            "job_id": "j",
+            "version": "1",
+            "address": {"all": True},
+            "issued_at": at.isoformat(),
+            "shell": "sh",
+            "script": "true",
+            "timeout_s": 60,
+        }
+    )

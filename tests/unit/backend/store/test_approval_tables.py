@@ -3,33 +3,17 @@ decided once, expiry rejects only what is due, unattended approvals are insert-i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
+from store_rows import job_command
 
 from kanade.backend.store import approvals as store
 from kanade.backend.store import executions
-from kanade.backend.store.database import create_engine, database_url
-from kanade.backend.store.migrate import upgrade_sync
 from kanade.core.models.records import ExecRecord
-from kanade.core.models.wire import Command
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TTL = timedelta(hours=1)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = database_url(str(tmp_path / "kanade.db"))
-    upgrade_sync(url)
-    eng = create_engine(url)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def _request(engine: Engine, exec_id: str, at: datetime = T0) -> datetime:
@@ -44,19 +28,7 @@ def _request(engine: Engine, exec_id: str, at: datetime = T0) -> datetime:
         created_at=at,
         request_id="q",
     )
-    command = Command.model_validate(
-        {
-            "exec_id": exec_id,
-            "request_id": "q",
-            "job_id": "j",
-            "version": "1",
-            "address": {"all": True},
-            "issued_at": at.isoformat(),
-            "shell": "sh",
-            "script": "true",
-            "timeout_s": 60,
-        }
-    )
+    command = job_command(exec_id, at)
     with engine.begin() as conn:
         executions.upsert_executions(conn, [record.row()], at)
         return store.create_request(

@@ -4,34 +4,18 @@ succeed once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
+from store_rows import job_command
 
 from kanade.backend.store import rollouts as store
-from kanade.backend.store.database import create_engine, database_url
-from kanade.backend.store.migrate import upgrade_sync
 from kanade.core.models.records import ExecRecord
 from kanade.core.models.waves import Rollout
-from kanade.core.models.wire import Command
 from kanade.core.rollout import ResultView, wave_progress
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PCS = ["pc-0", "pc-1", "pc-2", "pc-3"]
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = database_url(str(tmp_path / "kanade.db"))
-    upgrade_sync(url)
-    eng = create_engine(url)
-    try:
-        yield eng
-    finally:
-        eng.dispose()
 
 
 def _create(engine: Engine, rid: str = "r1") -> int:
@@ -46,19 +30,7 @@ def _create(engine: Engine, rid: str = "r1") -> int:
         created_at=T0,
         request_id="q",
     )
-    command = Command.model_validate(
-        {
-            "exec_id": rid,
-            "request_id": "q",
-            "job_id": "j",
-            "version": "1",
-            "address": {"all": True},
-            "issued_at": T0.isoformat(),
-            "shell": "sh",
-            "script": "true",
-            "timeout_s": 60,
-        }
-    )
+    command = job_command(rid, T0)
     rollout = Rollout.model_validate(
         {"waves": [{"percent": 50}, {"percent": 100}], "halt_on_failure_rate": 0.2}
     )

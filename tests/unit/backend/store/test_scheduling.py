@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
+from store_rows import row as result_row
 
 from kanade.backend.store import executions as exec_store
 from kanade.backend.store import results
@@ -108,33 +109,10 @@ def test_decisions_are_pruned_per_schedule(engine: Engine) -> None:
 
 
 def _result(result_id: str, exec_id: str, pc: str, schedule_id: str | None, **over: Any) -> dict:
-    row: dict[str, Any] = {
-        "result_id": result_id,
-        "exec_id": exec_id,
-        "request_id": "r",
-        "pc_id": pc,
-        "job_id": "hello",
-        "version": "1",
-        "state": "finished",
-        "exit_code": 0,
-        "skipped": False,
-        "stdout": "",
-        "stderr": "",
-        "stdout_bytes": 0,
-        "stderr_bytes": 0,
-        "stdout_ref": None,
-        "stderr_ref": None,
-        "started_at": T0,
-        "finished_at": T0,
-        "attempts": 1,
-        "note": None,
-        "schedule_id": schedule_id,
-        "nominal_time": None,
-        "recorded_at": T0,
-        "timeout_s": 30.0,
-    }
-    row.update(over)
-    return row
+    """A finished result row of ``schedule_id``'s exec (empty output, a 30 s timeout)."""
+    fields: dict[str, Any] = {"request_id": "r", "stdout": "", "stdout_bytes": 0}
+    fields.update(schedule_id=schedule_id, timeout_s=30.0, **over)
+    return result_row(result_id, exec_id, pc, state="finished", at=T0, **fields)
 
 
 def test_reconcile_facts_and_in_flight(engine: Engine) -> None:

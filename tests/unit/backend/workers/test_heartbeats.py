@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-
-import pytest
 
 from kanade.backend.store import agents
-from kanade.backend.store.database import Database, database_url
-from kanade.backend.store.migrate import upgrade_sync
+from kanade.backend.store.database import Database
 from kanade.backend.workers.heartbeats import HeartbeatSink
 from kanade.bus import Bus
 from kanade.core import subjects
@@ -21,17 +16,6 @@ from kanade.core.models.wire import Heartbeat, encode
 from polling import eventually
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = database_url(str(tmp_path / "hb.db"))
-    upgrade_sync(url)
-    database = Database(url)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def heartbeat(pc_id: str, version: str) -> bytes:

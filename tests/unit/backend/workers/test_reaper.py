@@ -6,17 +6,13 @@ result replaces a reaped row, and counters are recomputed so nothing counts twic
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import update
 
 from kanade.backend.store import executions, results
-from kanade.backend.store.database import Database, database_url
-from kanade.backend.store.migrate import upgrade_sync
+from kanade.backend.store.database import Database
 from kanade.backend.store.tables import results as results_table
 from kanade.backend.workers.projection.rows import finished_row, started_row
 from kanade.backend.workers.reaper import MAX_PER_TICK, Reaper, ReapReport
@@ -33,17 +29,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    url = database_url(str(tmp_path / "reaper.db"))
-    upgrade_sync(url)
-    database = Database(url)
-    try:
-        yield database
-    finally:
-        database.close()
 
 
 def exec_row(exec_id: str, pcs: list[str], created: datetime = T0) -> dict[str, Any]:

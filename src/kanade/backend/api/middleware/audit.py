@@ -11,22 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from kanade.backend.api.middleware.base import HttpMiddleware
 from kanade.backend.api.middleware.status import StatusCapture
 from kanade.backend.api.policy import MUTATING_METHODS
 from kanade.backend.messaging.audit import generic_details, publish_audit
 from kanade.backend.messaging.audit_mark import begin_audit, end_audit
 
 
-class AuditMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class AuditMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         capture = StatusCapture(send)
         watch = begin_audit()
         try:

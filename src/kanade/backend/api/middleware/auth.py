@@ -12,8 +12,9 @@ from urllib.parse import parse_qs
 
 import structlog
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from kanade.backend.api.middleware.base import HttpMiddleware
 from kanade.backend.api.policy import allows, required_role
 from kanade.backend.api.request_context import enter_actor, leave_actor
 from kanade.backend.services.auth.authenticator import PUBLIC, Principal, Unauthenticated, bearer
@@ -38,14 +39,8 @@ def _query_token(scope: Scope) -> str | None:
     return values[0] if values else None
 
 
-class AuthMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class AuthMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = getattr(scope["app"].state, "services", None)
         if services is None or services.auth is None:
             # Fail closed: without the lifespan's set-up nobody can be authenticated.

@@ -7,19 +7,17 @@ that feeds ``GET /api/events``; open dashboards refetch those views.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from kanade.backend.api.middleware.base import HttpMiddleware
 from kanade.backend.api.middleware.status import StatusCapture
 from kanade.backend.api.policy import MUTATING_METHODS
 from kanade.backend.messaging.live import hub, topics_for
 
 
-class LiveMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or str(scope["method"]).upper() not in MUTATING_METHODS:
+class LiveMiddleware(HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if str(scope["method"]).upper() not in MUTATING_METHODS:
             await self.app(scope, receive, send)
             return
         capture = StatusCapture(send)

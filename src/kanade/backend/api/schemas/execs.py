@@ -20,15 +20,18 @@ class ExecCreated(Schema):
     rollout_id: str | None
 
 
-class ExecutionSummary(Schema):
-    """An executions row as listed (without ``expected_pcs``; ``expected_count`` says how
-    many)."""
-
+# The executions row, as two halves: a model lists its bases last-first, so
+# ``class X(_ExecRowTail, _ExecRowHead)`` serialises the head's keys, then the tail's —
+# the order the row's columns always had (``expected_pcs`` sits between, in the detail).
+class _ExecRowHead(Schema):
     exec_id: str
     kind: str
     job_id: str
     version: str
     target: dict[str, Any]
+
+
+class _ExecRowTail(Schema):
     expected_count: int
     status: str
     initiated_by: str
@@ -43,6 +46,15 @@ class ExecutionSummary(Schema):
     request_id: str
     inventory_hint: dict[str, Any] | None
     check_hint: dict[str, Any] | None
+
+
+class _ExecRowHeadWithPcs(_ExecRowHead):
+    expected_pcs: list[str]
+
+
+class ExecutionSummary(_ExecRowTail, _ExecRowHead):
+    """An executions row as listed (without ``expected_pcs``; ``expected_count`` says how
+    many)."""
 
 
 class ExecutionPage(Schema):
@@ -89,28 +101,8 @@ class PendingResult(Schema):
     state: str
 
 
-class ExecutionDetail(Schema):
+class ExecutionDetail(_ExecRowTail, _ExecRowHeadWithPcs):
     """The exec row and, unless ``results=false``, one entry per expected pc."""
 
-    exec_id: str
-    kind: str
-    job_id: str
-    version: str
-    target: dict[str, Any]
-    expected_pcs: list[str]
-    expected_count: int
-    status: str
-    initiated_by: str
-    schedule_id: str | None
-    nominal_time: Instant | None
-    created_at: Instant
-    updated_at: Instant
-    started_count: int
-    finished_count: int
-    failed_count: int
-    skipped_count: int
-    request_id: str
-    inventory_hint: dict[str, Any] | None
-    check_hint: dict[str, Any] | None
     results: list[ResultRow | PendingResult] | None = None
     """Absent (not null) with ``results=false``."""

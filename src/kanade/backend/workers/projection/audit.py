@@ -15,15 +15,12 @@ from nats.aio.msg import Msg
 
 from kanade.backend.messaging.consumers import AUDIT_CONSUMER, ack_all, nak_all
 from kanade.backend.store.audit import insert_audit
-from kanade.backend.store.database import Database
 from kanade.backend.store.failures import is_transient
 from kanade.backend.workers.projection.worker import (
     NAK_DELAY_S,
-    OnProjected,
     ProjectionWorker,
     recorded_at,
 )
-from kanade.bus.connection import Bus
 from kanade.core.models.records import AuditRecord
 from kanade.core.models.wire import WireDecodeError, decode
 
@@ -45,15 +42,7 @@ def audit_row(msg: Msg) -> dict[str, Any]:
 
 
 class AuditProjector(ProjectionWorker):
-    def __init__(
-        self,
-        bus: Bus,
-        db: Database,
-        *,
-        batch_max: int = 500,
-        on_projected: OnProjected | None = None,
-    ) -> None:
-        super().__init__(bus, db, AUDIT_CONSUMER, batch_max=batch_max, on_projected=on_projected)
+    spec = AUDIT_CONSUMER
 
     async def handle(self, msgs: list[Msg]) -> None:
         batch: Batch = []

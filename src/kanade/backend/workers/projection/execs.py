@@ -6,17 +6,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from nats.aio.msg import Msg
 from sqlalchemy.engine import Connection
 
-from kanade.backend.messaging.consumers import EXECS_CONSUMER, ack_all
+from kanade.backend.messaging.consumers import EXECS_CONSUMER
 from kanade.backend.store import executions
-from kanade.backend.store.database import Database
 from kanade.backend.workers.projection.facts import project_facts_for_execs
 from kanade.backend.workers.projection.rows import decode_exec_records
-from kanade.backend.workers.projection.worker import Item, OnProjected, ProjectionWorker
-from kanade.bus.connection import Bus
-from kanade.core.instants import Clock, system_clock
+from kanade.backend.workers.projection.worker import Item, ItemProjector
 
 
 def write_exec_records(conn: Connection, items: list[Item], now: datetime) -> None:
@@ -30,21 +26,8 @@ def write_exec_records(conn: Connection, items: list[Item], now: datetime) -> No
             executions.apply_exec_status(conn, item.row["exec_id"], item.row["status"], now)
 
 
-class ExecsProjector(ProjectionWorker):
-    def __init__(
-        self,
-        bus: Bus,
-        db: Database,
-        *,
-        batch_max: int = 500,
-        clock: Clock = system_clock,
-        on_projected: OnProjected | None = None,
-    ) -> None:
-        super().__init__(
-            bus, db, EXECS_CONSUMER, batch_max=batch_max, clock=clock, on_projected=on_projected
-        )
-
-    async def handle(self, msgs: list[Msg]) -> None:
-        items, poison = decode_exec_records(msgs)
-        await ack_all(poison)
-        await self.commit("execs", items, write_exec_records)
+class ExecsProjector(ItemProjector):
+    spec = EXECS_CONSUMER
+    kind = "execs"
+    decode = decode_exec_records
+    write = write_exec_records

@@ -12,7 +12,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from nats.aio.msg import Msg
@@ -55,16 +55,18 @@ class Item:
 
 
 Writer = Callable[..., None]  # (conn, items, now)
+Decoder = Callable[[list[Msg]], tuple[list[Item], list[Msg]]]  # -> (items, poison)
 
 
 class ProjectionWorker(Worker):
-    """Consume ``spec`` in batches; subclasses say how a batch is written."""
+    """Consume ``spec`` in batches; subclasses say which consumer, and how a batch is written."""
+
+    spec: ClassVar[ConsumerSpec]
 
     def __init__(
         self,
         bus: Bus,
         db: Database,
-        spec: ConsumerSpec,
         *,
         batch_max: int = 500,
         clock: Clock = system_clock,
@@ -72,17 +74,16 @@ class ProjectionWorker(Worker):
     ) -> None:
         # A step waits for its batch, and asks for the next one at once.
         super().__init__(interval=0.0)
-        self.name = spec.durable
+        self.name = self.spec.durable
         self._bus = bus
         self._db = db
-        self._spec = spec
         self._clock = clock
         self._on_projected = on_projected
-        self._source = BatchSource(bus, spec, batch_max=batch_max)
+        self._source = BatchSource(bus, self.spec, batch_max=batch_max)
 
     async def prepare(self, *, reset: bool) -> None:
         """Create the durable consumer (``reset``: replay from the start, for a wiped DB)."""
-        await ensure_consumer(self._bus.js, self._spec, reset=reset)
+        await ensure_consumer(self._bus.js, self.spec, reset=reset)
 
     async def step(self) -> bool:
         batch = await self._source.next_batch()
@@ -152,3 +153,17 @@ class ProjectionWorker(Worker):
             await ack_all([item.msg])
             self._count(kind, 1)
             hub.publish(kind, {"exec_ids": [item.row["exec_id"]]})
+
+
+class ItemProjector(ProjectionWorker):
+    """A projector whose batch decodes into :class:`Item` rows written by one function:
+    poison is acked at once, the rest goes through :meth:`ProjectionWorker.commit`."""
+
+    kind: ClassVar[str]
+    decode: ClassVar[Decoder]
+    write: ClassVar[Writer]
+
+    async def handle(self, msgs: list[Msg]) -> None:
+        items, poison = type(self).decode(msgs)
+        await ack_all(poison)
+        await self.commit(self.kind, items, type(self).write)
