@@ -238,14 +238,15 @@ class OutboxDrain(Worker):
         upload: Upload,
         *,
         ready: Callable[[], bool],
-        max_backoff: float = 5.0,
+        backoff: Backoff | None = None,
     ) -> None:
+        """``backoff``: the waits after failed passes (default: jittered, 50 ms to 5 s)."""
         super().__init__(interval=math.inf)
         self.outbox = outbox
         self._publish = publish
         self._upload = upload
         self._ready = ready
-        self._backoff = Backoff(base=0.05, cap=max_backoff)
+        self._backoff = backoff or Backoff(base=0.05, cap=5.0)
         # Monotonic time of the retry after a failed pass (None: nothing to retry).
         self._retry_at: float | None = None
         outbox.on_put = self.wake
