@@ -192,7 +192,7 @@ class Agent:
         self.ledger.load()
         self.fleet_view.restore()  # before recovery: pending commands meet the gates
         self.executor.recover()
-        if self.fleet_view.owns_fleet:  # a swarm persists its shared state itself
+        if self.fleet_view.owns_fleet:  # a swarm's shared state is not persisted per identity
             self._spawn(self.fleet_view.state_file.run())
         self._spawn(self.outbox_drain.run())
         self._spawn(self._connect_and_serve())

@@ -1,11 +1,10 @@
 """The on-disk outbox (SPEC §3.5): nothing is published that was not first on disk.
 
-Each outgoing message (result, EventStarted) is one file, written atomically
-(temp file, then rename), named so that a directory listing is publish order. A drain worker
-(:class:`OutboxDrain`) publishes each file to JetStream and deletes it only after the broker's
-ack. Large
-outputs travel as attachments: files uploaded to the object store before the
-message that references them is published.
+Each outgoing message (result, EventStarted) is one file, written atomically (temp file,
+then rename), named so that a directory listing is publish order. A drain worker
+(:class:`OutboxDrain`) publishes each file to JetStream and deletes it only after the
+broker's ack. Large outputs travel as attachments: files uploaded to the object store before
+the message that references them is published.
 
 A file that cannot be parsed is moved to ``bad/`` (never retried, never
 blocking); a publish that fails is retried later without holding up the
