@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from abc import ABC, abstractmethod
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,9 @@ class Worker(ABC):
         if delay <= 0:
             await asyncio.sleep(0)  # let other tasks run between back-to-back steps
             return
+        # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that meets
+        # the wake-up, and the loop then outlives the shutdown that cancelled it.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+            async with asyncio.timeout(None if math.isinf(delay) else delay):
+                await self._wake.wait()
         self._wake.clear()

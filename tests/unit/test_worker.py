@@ -97,3 +97,16 @@ async def test_stop_ends_the_loop_and_tears_down() -> None:
     w.stop()
     await asyncio.wait_for(task, 5)
     assert w.torn_down
+
+
+async def test_cancellation_at_the_moment_of_a_wake_up_ends_the_loop() -> None:
+    """asyncio.wait_for (3.11) swallows a cancellation that meets its inner wait's
+    completion; the pause must not, or the agent's shutdown waits forever for the loop."""
+    w = Recorder(interval=3600, plan=[None, None, None])
+    task = asyncio.create_task(w.run())
+    await eventually(_ran(w), "first step")
+    w.wake()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert w.steps == 1 and w.torn_down

@@ -9,7 +9,6 @@ only there: on Linux its modules would add about half a MB to every agent's resi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import os
@@ -28,6 +27,7 @@ from kanade import __version__
 from kanade.core import subjects
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Heartbeat, encode
+from kanade.worker import Worker
 
 _LINUX = sys.platform.startswith("linux")
 
@@ -113,8 +113,11 @@ class Telemetry:
         )
 
 
-class Heartbeats:
-    """Builds and sends this agent's heartbeats."""
+class Heartbeats(Worker):
+    """Builds and sends this agent's heartbeats: one every ``interval`` seconds, and one at
+    once on :meth:`wake` or a live interval change."""
+
+    name = "heartbeats"
 
     def __init__(
         self,
@@ -129,15 +132,17 @@ class Heartbeats:
         clock: Clock = system_clock,
     ) -> None:
         """``load`` says (queue length, running)."""
+        super().__init__(interval=interval)
         self.pc_id = pc_id
-        self.interval = interval
         self._connection = connection
         self._groups = groups
         self._last_command_at = last_command_at
         self._load = load
         self._schedule_set_version = schedule_set_version
         self._telemetry = Telemetry(clock)
-        self._wake = asyncio.Event()
+        # The first heartbeat goes out once connected and re-synced (the agent sends it);
+        # the loop's first one is due an interval later.
+        self._first = True
 
     def build(self) -> Heartbeat:
         queue_length, running = self._load()
@@ -151,12 +156,9 @@ class Heartbeats:
         )
 
     def set_interval(self, interval: float) -> None:
+        """Change the interval live: a heartbeat goes out now, the next one ``interval`` later."""
         self.interval = interval
-        self._wake.set()
-
-    def wake(self) -> None:
-        """Send the next heartbeat now (e.g. the applied schedule set changed)."""
-        self._wake.set()
+        self.wake()
 
     async def send(self) -> None:
         nc = self._connection()
@@ -168,10 +170,8 @@ class Heartbeats:
         if msg.reply:
             await msg.respond(encode(self.build()))
 
-    async def run(self) -> None:
-        while True:
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                # Woken early when the interval is changed live.
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            await self.send()
+    async def step(self) -> None:
+        if self._first:
+            self._first = False
+            return
+        await self.send()

@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 
 from kanade.agent.control import kill_request_exec_id
 from kanade.agent.durable.ledger import Admission, Ledger
-from kanade.agent.durable.outbox import Outbox
+from kanade.agent.durable.outbox import Outbox, OutboxDrain
 from kanade.agent.executor import Executor, RunContext, Runner, subprocess_runner
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.fleet.view import FleetView
@@ -41,6 +41,7 @@ from kanade.core import subjects
 from kanade.core.gates import KvView
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Command, Heartbeat
+from kanade.worker import Worker
 
 log = logging.getLogger("kanade.agent")
 
@@ -67,6 +68,7 @@ class Agent:
         data.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(data / "ledger", durable=settings.durable)
         self.outbox = Outbox(data / "outbox", durable=settings.durable)
+        self.outbox_drain = OutboxDrain(self.outbox, self._publish, self._upload, ready=self._ready)
         spool_dir = data / "spool"
         spool_dir.mkdir(exist_ok=True)
         self.scripts = ScriptCache(data / "scripts")
@@ -190,12 +192,13 @@ class Agent:
         self.ledger.load()
         self.fleet_view.restore()  # before recovery: pending commands meet the gates
         self.executor.recover()
-        self._spawn(self.fleet_view.persist_forever())
-        self._spawn(self.outbox.drain_forever(self._publish, self._upload, ready=self._ready))
+        if self.fleet_view.owns_fleet:  # a swarm's shared state is not persisted per identity
+            self._spawn(self.fleet_view.state_file.run())
+        self._spawn(self.outbox_drain.run())
         self._spawn(self._connect_and_serve())
         self._spawn(self.scheduler.run())
         self._spawn(self.heartbeats.run())
-        self._spawn(self._prune_loop())
+        self._spawn(LedgerPruner(self.ledger).run())
         await self._stop.wait()
         await self._shutdown()
 
@@ -232,13 +235,6 @@ class Agent:
         self.ledger.close()
         log.info("agent %s stopped", self.pc_id)
 
-    async def _prune_loop(self) -> None:
-        while True:
-            pruned = self.ledger.prune(time.time())
-            if pruned:
-                log.info("pruned %d old ledger entries", pruned)
-            await asyncio.sleep(3600)
-
     # --- bus ----------------------------------------------------------------------------------
     def _ready(self) -> bool:
         return self.nc is not None and self.nc.is_connected
@@ -246,7 +242,7 @@ class Agent:
     def _on_state(self, state: str) -> None:
         if state in ("connected", "reconnected"):
             self.fleet_view.connected()
-            self.outbox.wake()
+            self.outbox_drain.wake()
             if state == "reconnected":
                 self._spawn(self._resync())
                 self._spawn(self.heartbeats.send())
@@ -318,3 +314,18 @@ class Agent:
         await self.intake.ensure_consumer()
         await self.fleet.follow_groups(self.nc, self.pc_id, self.groups)
         await self.heartbeats.send()
+
+
+class LedgerPruner(Worker):
+    """Forgets ledger entries past their retention, hourly."""
+
+    name = "ledger prune"
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(interval=3600)
+        self.ledger = ledger
+
+    async def step(self) -> None:
+        pruned = self.ledger.prune(time.time())
+        if pruned:
+            log.info("pruned %d old ledger entries", pruned)

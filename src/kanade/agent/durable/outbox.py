@@ -1,10 +1,10 @@
 """The on-disk outbox (SPEC §3.5): nothing is published that was not first on disk.
 
-Each outgoing message (result, EventStarted) is one file, written atomically
-(temp file, then rename), named so that a directory listing is publish order. A drain task publishes
-each file to JetStream and deletes it only after the broker's ack. Large
-outputs travel as attachments: files uploaded to the object store before the
-message that references them is published.
+Each outgoing message (result, EventStarted) is one file, written atomically (temp file,
+then rename), named so that a directory listing is publish order. A drain worker
+(:class:`OutboxDrain`) publishes each file to JetStream and deletes it only after the
+broker's ack. Large outputs travel as attachments: files uploaded to the object store before
+the message that references them is published.
 
 A file that cannot be parsed is moved to ``bad/`` (never retried, never
 blocking); a publish that fails is retried later without holding up the
@@ -13,12 +13,12 @@ files behind it.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from kanade.agent.durable.fsutil import atomic_write, fsync_dir, remove
 from kanade.bus.retry import Backoff
+from kanade.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class Outbox:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.durable = durable
         self._seq = itertools.count()
-        self._wake = asyncio.Event()
+        # Told after every put (the drain's wake-up).
+        self.on_put: Callable[[], None] = lambda: None
         self.published = 0
         self._index: dict[Path, Envelope | None] = dict.fromkeys(sorted(self.dir.glob("*.msg")))
         self._spares: list[Path] = sorted(self.dir.glob(".spare-*"))
@@ -110,7 +112,7 @@ class Outbox:
         if spare is None or not self._overwrite(spare, path, data):
             atomic_write(path, data, durable=self.durable)
         self._index[path] = envelope
-        self._wake.set()
+        self.on_put()
         return path
 
     def _overwrite(self, spare: Path, path: Path, data: bytes) -> bool:
@@ -214,31 +216,53 @@ class Outbox:
             self.published += 1
         return sent, failed
 
-    async def drain_forever(
+
+class OutboxDrain(Worker):
+    """Publishes whatever is pending whenever there is something and the bus is up.
+
+    Event-driven, with no interval: it sleeps until :meth:`Outbox.put` or :meth:`wake`
+    (called by the agent when the connection comes back) instead of polling, so thousands
+    of idle outboxes in one swarm process cost nothing. After a pass in which a publish
+    failed it retries after a jittered :class:`~kanade.bus.retry.Backoff`, which wake-ups
+    do not shorten: a busy agent putting results during a broker outage must not turn the
+    backoff into a retry per result.
+    """
+
+    name = "outbox drain"
+
+    def __init__(
         self,
+        outbox: Outbox,
         publish: Publish,
         upload: Upload,
         *,
         ready: Callable[[], bool],
-        max_backoff: float = 5.0,
+        backoff: Backoff | None = None,
     ) -> None:
-        """Publish whatever is pending whenever there is something and the bus is up.
+        """``backoff``: the waits after failed passes (default: jittered, 50 ms to 5 s)."""
+        super().__init__(interval=math.inf)
+        self.outbox = outbox
+        self._publish = publish
+        self._upload = upload
+        self._ready = ready
+        self._backoff = backoff or Backoff(base=0.05, cap=5.0)
+        # Monotonic time of the retry after a failed pass (None: nothing to retry).
+        self._retry_at: float | None = None
+        outbox.on_put = self.wake
 
-        Event-driven: it sleeps until :meth:`put` or :meth:`wake` (called by the
-        agent when the connection comes back) instead of polling, so thousands of
-        idle outboxes in one swarm process cost nothing.
-        """
-        backoff = Backoff(base=0.05, cap=max_backoff)
-        while True:
-            self._wake.clear()
-            failed = 0
-            if ready() and self._index:
-                _, failed = await self.drain_once(publish, upload)
-            if failed:
-                await asyncio.sleep(backoff.next_delay())
-                continue
-            backoff.reset()
-            await self._wake.wait()
+    async def step(self) -> None:
+        if self._retry_at is not None and time.monotonic() < self._retry_at:
+            return  # woken during the backoff: the retry stays where it is
+        failed = 0
+        if self._ready() and len(self.outbox):
+            _, failed = await self.outbox.drain_once(self._publish, self._upload)
+        if failed:
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
+        else:
+            self._retry_at = None
+            self._backoff.reset()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def next_delay(self, more: bool | None, failed: bool) -> float:
+        if failed or self._retry_at is None:
+            return super().next_delay(more, failed)
+        return max(0.0, self._retry_at - time.monotonic())

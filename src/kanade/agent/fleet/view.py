@@ -5,10 +5,10 @@ config. Also the fleet-state file that lets a restarted agent keep honouring wha
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +19,7 @@ from kanade.agent.fleet.mirror import KvMirror
 from kanade.agent.fleet.state import FleetState
 from kanade.core.agentconfig import Effective, effective_config
 from kanade.core.gates import KvView
+from kanade.worker import Worker
 
 log = logging.getLogger("kanade.agent")
 
@@ -66,7 +67,7 @@ class FleetView:
         # None while connected and synced; the disconnect time (or the persisted
         # snapshot's time after a restart) otherwise; -inf when never synced.
         self.in_sync_at: float | None = float("-inf")
-        self._state_dirty = asyncio.Event()
+        self.state_file = StateFileWriter(self.write_state)
         fleet.listen(self._on_fleet_state)
 
     def kv_view(self) -> KvView:
@@ -81,7 +82,7 @@ class FleetView:
     def disconnected(self) -> None:
         if self.in_sync_at is None:
             self.in_sync_at = time.time()
-            self._state_dirty.set()  # record how long we were in sync
+            self.state_file.mark_dirty()  # record how long we were in sync
 
     # --- the fleet-state file -----------------------------------------------------------------
     def restore(self) -> None:
@@ -95,23 +96,16 @@ class FleetView:
             elif self.in_sync_at is not None:
                 self.in_sync_at = in_sync_at
 
-    async def persist_forever(self) -> None:
-        """Write the mirrored state to disk after changes, at most once a second."""
-        if not self.owns_fleet:
-            return
-        while True:
-            await self._state_dirty.wait()
-            self._state_dirty.clear()
-            in_sync_at = time.time() if self.in_sync_at is None else self.in_sync_at
-            if in_sync_at != float("-inf"):
-                atomic_write(self._state_file, self.fleet.snapshot(in_sync_at),
-                             durable=self._durable)
-            await asyncio.sleep(1.0)
+    def write_state(self) -> None:
+        """Write the mirrored state to the fleet-state file (once it was ever in sync)."""
+        in_sync_at = time.time() if self.in_sync_at is None else self.in_sync_at
+        if in_sync_at != float("-inf"):
+            atomic_write(self._state_file, self.fleet.snapshot(in_sync_at), durable=self._durable)
 
     # --- derived state ------------------------------------------------------------------------
     def _on_fleet_state(self, mirror: KvMirror) -> None:
         """Recompute what depends on KV: gate view, group membership, effective config."""
-        self._state_dirty.set()
+        self.state_file.mark_dirty()
         fleet = self.fleet
         if mirror is fleet.pins or mirror is fleet.revocations:
             pins = {k: v.decode(errors="replace") for k, v in fleet.pins.values.items()}
@@ -146,3 +140,36 @@ class FleetView:
         old = self.config.values
         self.config = eff
         self._on_config(old, eff.values)
+
+
+class StateFileWriter(Worker):
+    """Writes the fleet-state file after changes, at most once a second.
+
+    No interval: it sleeps until :meth:`mark_dirty`. A change within a second of the last
+    write is written when that second is over, not at once (wake-ups do not shorten it).
+    """
+
+    name = "fleet-state file"
+    MIN_GAP_S = 1.0
+
+    def __init__(self, write: Callable[[], None]) -> None:
+        super().__init__(interval=math.inf)
+        self._write = write
+        self._dirty = False
+        self._next_write_at = 0.0  # monotonic
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+        self.wake()
+
+    async def step(self) -> None:
+        if not self._dirty or time.monotonic() < self._next_write_at:
+            return
+        self._write()
+        self._dirty = False  # only once written: a failed write is retried (with backoff)
+        self._next_write_at = time.monotonic() + self.MIN_GAP_S
+
+    def next_delay(self, more: bool | None, failed: bool) -> float:
+        if failed or not self._dirty:
+            return super().next_delay(more, failed)
+        return max(0.0, self._next_write_at - time.monotonic())

@@ -9,9 +9,8 @@ the on-demand loading of the scheduling core are described rule by rule in
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -25,6 +24,7 @@ from kanade.agent.scheduling.documents import might_apply
 from kanade.agent.scheduling.registry import Registered, Registry
 from kanade.core.digests import EMPTY_SET_VERSION
 from kanade.core.instants import Clock, format_instant, system_clock
+from kanade.worker import Worker
 
 # The scheduling core (and the sibling modules that only an active scheduler uses) is
 # imported where it is used, once the scheduler is active (see "Loaded on demand" in
@@ -44,11 +44,16 @@ Submit = Callable[["Command"], Admission]
 
 
 # --- the scheduler -----------------------------------------------------------------------------
-class LocalScheduler:
+class LocalScheduler(Worker):
     """One agent identity's local scheduler. Created by the agent (which wires
     :meth:`on_finished` into its result path and :attr:`version` into its heartbeats) and
     run as one task with :meth:`run`. Inactive (the scheduling core not loaded) until
-    :meth:`activate`: see "Loaded on demand" in ``docs/agent-local-scheduler.md``."""
+    :meth:`activate`: see "Loaded on demand" in ``docs/agent-local-scheduler.md``.
+
+    Each step re-evaluates the catalogs when they changed and decides what is due; it then
+    sleeps until the next fire or a wake-up (a catalog, group or result change)."""
+
+    name = "local scheduler"
 
     local_tz: tzinfo
     claims: ClaimTable
@@ -68,6 +73,7 @@ class LocalScheduler:
         clock: Clock = system_clock,
         local_tz: tzinfo | None = None,
     ) -> None:
+        super().__init__(interval=math.inf)  # unused: next_delay is the time to the next fire
         self.pc_id = pc_id
         self.fleet = fleet
         self._submit = submit
@@ -88,8 +94,6 @@ class LocalScheduler:
         self._cache: CachedCatalog | None = None
         self.active = False
         self._dirty = True
-        self._wake = asyncio.Event()
-        self._stopped = False
         self._warned: set[tuple[str, str]] = set()
         # Counters, for logs and tests.
         self.fired = 0
@@ -138,11 +142,7 @@ class LocalScheduler:
     def mark_dirty(self) -> None:
         """Re-evaluate every schedule at the next wake-up (now)."""
         self._dirty = True
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._wake.set()
+        self.wake()
 
     @property
     def applied(self) -> list[Schedule]:
@@ -153,30 +153,32 @@ class LocalScheduler:
         return self.registry.registered
 
     # --- the loop -----------------------------------------------------------------------------
-    async def run(self) -> None:
+    async def setup(self) -> None:
         if self.active:
             log.info("local scheduler started (zone for tz: local = %s)", self.local_tz)
         else:
             log.info("local scheduler started (inactive: no runs_on: agent schedule for it yet)")
-        while not self._stopped:
-            self._wake.clear()
-            if self._dirty:
-                self._dirty = False
-                try:
-                    await self.refresh()
-                except Exception:
-                    log.exception("local scheduler: re-evaluating the catalogs failed")
-            if self._stopped:
-                break
-            now = self._clock()
-            try:
-                self.tick(now)
-            except Exception:
-                log.exception("local scheduler: tick failed")
-            delay = self.seconds_until_next(self._clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def teardown(self) -> None:
         log.info("local scheduler stopped")
+
+    async def step(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            try:
+                await self.refresh()
+            except Exception:
+                # Logged, not retried: the tick below must still run, and the next catalog
+                # change marks it dirty again.
+                log.exception("local scheduler: re-evaluating the catalogs failed")
+        if self._stopping:
+            return  # stopped during the refresh: no new fires while the agent shuts down
+        self.tick(self._clock())
+
+    def next_delay(self, more: bool | None, failed: bool) -> float:
+        if failed:  # a tick that raised: backed off, or a due schedule would spin the loop
+            return super().next_delay(more, failed)
+        return self.seconds_until_next(self._clock())
 
     def seconds_until_next(self, now: datetime) -> float:
         return self.registry.seconds_until_next(now)
@@ -241,7 +243,7 @@ class LocalScheduler:
             log.info("applied schedule set %s (%d schedule(s))", version, len(self.registered))
             if self._on_applied is not None:
                 self._on_applied(version)
-        self._wake.set()
+        self.wake()
 
     # --- ticks --------------------------------------------------------------------------------
     def tick(self, now: datetime) -> None:
@@ -460,7 +462,7 @@ class LocalScheduler:
                 cmd.request_id,
                 result.exit_code,
             )
-        self._wake.set()
+        self.wake()
 
     # --- persistence --------------------------------------------------------------------------
     def _save_state(self) -> None:

@@ -1,4 +1,4 @@
-"""The agent's on-disk outbox: order, recycling of sent files, restart and bad files."""
+"""The agent's on-disk outbox: order, recycling of sent files, restart and bad files; its drain."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kanade.agent.durable.outbox import Attachment, Envelope, Outbox
+from kanade.agent.durable.outbox import Attachment, Envelope, Outbox, OutboxDrain
+from kanade.bus.retry import Backoff
+from polling import eventually
 
 
 class Sink:
@@ -128,3 +130,53 @@ def test_many_rounds_keep_the_directory_small(tmp_path: Path, durable: bool) -> 
         drain(box, sink)
     assert len(sink.sent) == 60
     assert len(list((tmp_path / "o").iterdir())) <= Outbox.SPARES
+
+
+# --- the drain worker ---------------------------------------------------------------------------
+class FixedBackoff(Backoff):
+    """Waits ``delay`` after every failed pass (no jitter, so a test can reason about it)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def next_delay(self) -> float:
+        self.attempt += 1
+        return self.delay
+
+
+async def test_the_drain_publishes_what_is_put_while_the_bus_is_up(tmp_path: Path) -> None:
+    box, sink = Outbox(tmp_path / "o", durable=False), Sink()
+    up = False
+    drain = OutboxDrain(box, sink.publish, sink.upload, ready=lambda: up)
+    task = asyncio.create_task(drain.run())
+    try:
+        box.put(env(1))
+        up = True
+        drain.wake()  # what the agent does on (re)connect
+        await eventually(lambda: [m for _, _, m in sink.sent] == ["m1"], "first message sent")
+        box.put(env(2))  # the put itself wakes the drain
+        await eventually(lambda: len(box) == 0 and len(sink.sent) == 2, "second message sent")
+    finally:
+        drain.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_failed_publish_waits_out_its_backoff_even_when_woken(tmp_path: Path) -> None:
+    box, sink = Outbox(tmp_path / "o", durable=False), Sink(fail_on={"m1"})
+    backoff = FixedBackoff(3600)
+    drain = OutboxDrain(box, sink.publish, sink.upload, ready=lambda: True, backoff=backoff)
+    box.put(env(1))
+    await drain.step()
+    assert backoff.attempt == 1 and len(box) == 1
+    assert 3500 < drain.next_delay(None, failed=False) <= 3600
+    sink.fail_on.clear()
+    box.put(env(2))  # a wake-up during the backoff: the retry stays where it was
+    await drain.step()
+    assert not sink.sent and len(box) == 2
+    backoff.delay = 0.0
+    drain._retry_at = 0.0  # the backoff is over
+    await drain.step()
+    assert [m for _, _, m in sink.sent] == ["m1", "m2"]
+    assert backoff.attempt == 0  # reset by the successful pass
+    assert drain.next_delay(None, failed=False) == drain.interval  # idle: wait for a put

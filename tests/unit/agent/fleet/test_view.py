@@ -1,14 +1,17 @@
-"""What the agent derives from its mirrored fleet state: gate view, groups, config."""
+"""What the agent derives from its mirrored fleet state: gate view, groups, config; the
+fleet-state file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 from kanade.agent.fleet.state import FleetState
-from kanade.agent.fleet.view import FleetView
+from kanade.agent.fleet.view import FleetView, StateFileWriter
+from polling import eventually
 
 
 class Rig:
@@ -84,3 +87,38 @@ def test_the_fleet_state_file_round_trips(tmp_path: Path) -> None:
     fresh.view.restore()
     assert fresh.view.kv_view().revoked == frozenset({"wipe"})
     assert fresh.view.in_sync_at == in_sync_at
+
+
+# --- the fleet-state file ------------------------------------------------------------------------
+async def test_the_state_file_is_written_after_a_change_at_most_once_a_second(
+    tmp_path: Path,
+) -> None:
+    writes: list[float] = []
+    writer = StateFileWriter(lambda: writes.append(time.monotonic()))
+    await writer.step()
+    assert writes == []  # nothing changed: nothing to write
+    writer.mark_dirty()
+    await writer.step()
+    assert len(writes) == 1
+    assert writer.next_delay(None, failed=False) == writer.interval  # clean: wait for a change
+    writer.mark_dirty()
+    await writer.step()  # woken within the second: not written yet
+    assert len(writes) == 1
+    assert 0 < writer.next_delay(None, failed=False) <= writer.MIN_GAP_S
+
+
+async def test_the_running_writer_writes_the_mirrored_state(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    state_file = tmp_path / "fleet-state.json"
+    task = asyncio.create_task(rig.view.state_file.run())
+    try:
+        rig.view.connected()
+        rig.fleet.pins.values = {"deploy": b"7"}
+        rig.fleet.pins._notify()
+        await eventually(state_file.exists, "fleet-state file written")
+        restored = FleetState(pc_id="pc-1", groups=["web"])
+        assert restored.restore(state_file.read_bytes()) is not None
+        assert restored.pins.values == {"deploy": b"7"}
+    finally:
+        rig.view.state_file.stop()
+        await asyncio.wait_for(task, 5)

@@ -454,3 +454,34 @@ async def test_offline_restart_never_fires_a_job_revoked_before(
     second.fleet.revocations.synced = True
     await second.sync()
     assert len(second.tick(seconds=1)) == 1
+
+
+# --- the loop -----------------------------------------------------------------------------------
+async def test_a_step_refreshes_a_changed_catalog_ticks_and_sleeps_until_the_next_fire(
+    rig: Rig,
+) -> None:
+    rig.catalogs([sched("five", {"cron": "*/5 * * * * *"})])
+    rig.s.mark_dirty()
+    await rig.s.step()
+    assert list(rig.s.registered) == ["five"]
+    assert rig.s.next_delay(None, failed=False) == 5.0  # 10:00:30 → 10:00:35
+    rig.clock.advance(seconds=5)
+    await rig.s.step()  # nothing changed: no refresh, only the tick
+    assert [c.schedule_id for c in rig.host.commands] == ["five"]
+    assert rig.s.next_delay(None, failed=False) == 5.0
+
+
+async def test_a_scheduler_stopped_during_its_refresh_fires_nothing(rig: Rig) -> None:
+    rig.catalogs([sched("each", EVERY_SECOND)])
+    await rig.sync()
+    rig.clock.advance(seconds=1)  # an occurrence is due
+    rig.s.mark_dirty()
+    refresh = rig.s.refresh
+
+    async def refresh_then_stop() -> None:
+        await refresh()
+        rig.s.stop()  # the agent shuts down while the catalogs are re-read
+
+    rig.s.refresh = refresh_then_stop  # type: ignore[method-assign]
+    await rig.s.step()
+    assert rig.host.commands == []
