@@ -31,6 +31,7 @@ def test_up_with_jwt_auth_login_roles_and_restart(tmp_path: Path) -> None:
         data = tmp_path / "data"
         assert oct(data.stat().st_mode & 0o777) == "0o700"
         assert oct((data / "logs").stat().st_mode & 0o777) == "0o700"
+        assert oct((data / "agents" / "local-1").stat().st_mode & 0o777) == "0o700"
         for private in (data / "kanade.db", data / "logs" / "backend.log"):
             assert oct(private.stat().st_mode & 0o777) == "0o600", private
         # No secret on any command line: every local user can read /proc/<pid>/cmdline.
@@ -44,6 +45,9 @@ def test_up_with_jwt_auth_login_roles_and_restart(tmp_path: Path) -> None:
         assert ok.returncode == 0, ok.stderr
         res = kanade("run", "--all", "--json", "--", "echo authed")
         assert res.returncode == 0 and '"stdout": "authed\\n"' in res.stdout, res.stderr
+        # The agent's ledger now holds that command's text: owner only.
+        ledger = tmp_path / "data" / "agents" / "local-1" / "ledger" / "journal.jsonl"
+        assert oct(ledger.stat().st_mode & 0o777) == "0o600"
         assert kanade("freeze", "set", "--reason", "auth test").returncode == 0
         assert kanade("freeze", "clear").returncode == 0
         audit = kanade("audit", "--json")

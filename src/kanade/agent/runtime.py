@@ -26,6 +26,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from kanade.agent.control import kill_request_exec_id
+from kanade.agent.durable.fsutil import private_dir
 from kanade.agent.durable.ledger import Admission, Ledger
 from kanade.agent.durable.outbox import Outbox, OutboxDrain
 from kanade.agent.executor import Executor, RunContext, Runner, subprocess_runner
@@ -64,8 +65,7 @@ class Agent:
     ) -> None:
         self.s = settings
         self.pc_id = settings.pc_id
-        data = settings.data_dir
-        data.mkdir(parents=True, exist_ok=True)
+        data = private_dir(settings.data_dir)  # ledger, outbox, scripts: owner only
         self.ledger = Ledger(data / "ledger", durable=settings.durable)
         self.outbox = Outbox(data / "outbox", durable=settings.durable)
         self.outbox_drain = OutboxDrain(self.outbox, self._publish, self._upload, ready=self._ready)

@@ -1,4 +1,8 @@
-"""Crash-safe file writes: the agent's durability rests on these two functions."""
+"""Crash-safe, owner-only file writes: the agent's durability rests on these functions.
+
+Everything the agent keeps (ledger, outbox, scheduler state, cached scripts) holds command
+text or output: files are created 0600 inside a 0700 data dir (SPEC §8.3), whatever the umask.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,22 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) and make it owner-only."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(PRIVATE_DIR)
+    return path
+
+
+def open_private(path: Path, flags: int) -> int:
+    """``os.open`` with owner-only permissions for a file it creates."""
+    return os.open(path, flags | os.O_CREAT, PRIVATE_FILE)
+
+
 def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write ``data`` so that ``path`` holds either the old or the new content, never a mix.
 
@@ -28,7 +48,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     target, then fsync the directory so the rename itself survives power loss.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
         fh.write(data)
         if durable:
             fh.flush()

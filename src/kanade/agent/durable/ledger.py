@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from kanade.agent.durable.fsutil import fsync_dir
+from kanade.agent.durable.fsutil import fsync_dir, open_private
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,8 @@ class Ledger:
     # --- journal -------------------------------------------------------------------
     def _append(self, record: dict[str, Any], *, durable: bool | None = None) -> None:
         if self._fh is None:
-            self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for appends
+            # kept open for appends; owner-only: the journal holds full commands (env too)
+            self._fh = os.fdopen(open_private(self.path, os.O_WRONLY | os.O_APPEND), "ab")
         self._fh.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self._fh.flush()
         if self.durable if durable is None else durable:
@@ -115,7 +116,7 @@ class Ledger:
             return
         self.close()
         tmp = self.path.with_suffix(".compact")
-        with open(tmp, "wb") as fh:
+        with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
             for entry in self._entries.values():
                 fh.write(json.dumps(asdict(entry), separators=(",", ":")).encode() + b"\n")
             fh.flush()
