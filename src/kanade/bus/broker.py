@@ -21,11 +21,13 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 __all__ = [
     "BrokerError",
+    "BrokerSecurity",
     "EmbeddedBroker",
     "find_nats_server",
     "free_port",
@@ -48,6 +50,23 @@ _RUN_MARKER = "--- kanade: starting nats-server"
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be found, started or stopped."""
+
+
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """Authentication and TLS for a broker (SPEC §8.1), from ``kanade.security.authority``.
+
+    Decentralized JWT auth: the broker trusts the operator JWT; account JWTs are preloaded
+    and later updated (revocations) through the system account. Files, read at every
+    (re)start: a restart must preload the *latest* account JWT, revocations included.
+    ``cert_file``/``key_file``: every client connection is TLS.
+    """
+
+    operator_jwt_file: Path
+    system_account: str
+    account_jwt_files: dict[str, Path]
+    cert_file: Path
+    key_file: Path
 
 
 def find_nats_server() -> Path:
@@ -121,9 +140,11 @@ class EmbeddedBroker:
         log_file: Path | None = None,
         server_name: str = "kanade",
         extra_config: str = "",
+        security: BrokerSecurity | None = None,
     ) -> None:
-        """``extra_config`` is appended verbatim to the generated config (e.g. an
-        ``authorization`` block for role users, SPEC §8.1)."""
+        """``security``: JWT auth + TLS (every real deployment and test; without it the
+        broker accepts anonymous clients, which only the broker's own unit tests use).
+        ``extra_config`` is appended verbatim to the generated config."""
         self.store_dir = Path(store_dir)
         self.host = host
         self._auto_port = port is None
@@ -135,13 +156,15 @@ class EmbeddedBroker:
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
         self.server_name = server_name
         self.extra_config = extra_config
+        self.security = security
         self.config_file = self.store_dir / "nats-server.conf"
         self._proc: subprocess.Popen[bytes] | None = None
 
     # --- public API ----------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        scheme = "tls" if self.security is not None else "nats"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def monitor_url(self) -> str:
@@ -251,12 +274,44 @@ jetstream {{
   max_file_store: {self.js_max_file}
 }}
 """
+        if self.security is not None:
+            conf += self._security_config(self.security)
         if self.extra_config:
             conf += "\n" + self.extra_config.rstrip() + "\n"
         return conf
 
+    def _security_config(self, sec: BrokerSecurity) -> str:
+        q = json.dumps
+        preload = "\n".join(
+            f"    {key}: {q(path.read_text(encoding='utf-8').strip())}"
+            for key, path in sec.account_jwt_files.items()
+        )
+        return f"""
+# Decentralized JWT auth: no anonymous client is accepted (SPEC §8.1). A client's
+# CONNECT line carries its JWT, and an agent's JWT lists its permissions (~6 KB).
+max_control_line: 65536
+operator: {q(sec.operator_jwt_file.read_text(encoding="utf-8").strip())}
+system_account: {q(sec.system_account)}
+resolver: {{
+  type: full
+  dir: {q(str((self.store_dir / "accounts").resolve()))}
+  allow_delete: false
+  interval: "2m"
+}}
+resolver_preload: {{
+{preload}
+}}
+
+tls {{
+  cert_file: {q(str(sec.cert_file.resolve()))}
+  key_file: {q(str(sec.key_file.resolve()))}
+  timeout: 5
+}}
+"""
+
     def _start_once(self, timeout: float) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.chmod(0o700)  # the store holds commands (env values) and outputs
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.render_config(), encoding="utf-8")
         binary = find_nats_server()

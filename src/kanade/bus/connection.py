@@ -23,6 +23,7 @@ from nats.js.api import Header, PubAck
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from kanade.bus.credentials import BusCredentials
 from kanade.bus.retry import Backoff, retry
 
 __all__ = [
@@ -69,6 +70,7 @@ async def connect(
     retry_forever: bool = True,
     deadline: float | None = None,
     on_state: StateCallback | None = None,
+    credentials: BusCredentials | None = None,
     **opts: Any,
 ) -> Client:
     """Connect to NATS, waiting for a broker to appear if none is reachable yet.
@@ -86,6 +88,8 @@ async def connect(
     server_list = [servers] if isinstance(servers, str) else list(servers)
     if not server_list:
         raise ValueError("connect() needs at least one server URL")
+    if credentials is not None:
+        opts = {**credentials.connect_options(), **opts}
     give_up_at = None if deadline is None else time.monotonic() + deadline
     one_shot = not retry_forever and deadline is None
     attempt = 0
@@ -151,10 +155,13 @@ async def _connect_once(
     user_cbs = {key: settings.pop(key, None) for key in _CALLBACK_OPTS}
     errors_seen: list[BaseException] = []
     connected = False
+    refused = asyncio.Event()
 
     async def error_cb(exc: Exception) -> None:
         if not connected:
             errors_seen.append(exc)
+            if _is_refusal(exc):
+                refused.set()
         _log_connection_error(exc)
         await _chain(user_cbs["error_cb"], exc)
 
@@ -191,7 +198,7 @@ async def _connect_once(
     if remaining is not None:
         bound = min(bound, remaining)
     try:
-        await asyncio.wait_for(
+        await _until_connected_or_refused(
             nc.connect(
                 servers,
                 name=name,
@@ -201,7 +208,8 @@ async def _connect_once(
                 closed_cb=closed_cb,
                 **settings,
             ),
-            timeout=bound,
+            refused,
+            bound,
         )
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -211,6 +219,37 @@ async def _connect_once(
         raise
     connected = True
     return nc
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """The broker answered but will not have us (credentials refused or revoked, or it
+    is not the broker our CA vouches for): retrying at once cannot help."""
+    text = str(exc).lower()
+    return "authorization violation" in text or "certificate verify failed" in text or (
+        "authentication" in text and "expired" in text
+    )
+
+
+async def _until_connected_or_refused(
+    handshake: Awaitable[None], refused: asyncio.Event, bound: float
+) -> None:
+    """Await ``handshake`` for at most ``bound`` seconds; a refusal ends it early
+    (nats-py alone would keep retrying a refusing server until the bound)."""
+    connecting = asyncio.ensure_future(handshake)
+    watching = asyncio.ensure_future(refused.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {connecting, watching}, timeout=bound, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        watching.cancel()
+    if connecting in done:
+        connecting.result()
+        return
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await connecting
+    raise TimeoutError("refused by the broker" if refused.is_set() else "handshake timed out")
 
 
 async def _any_reachable(servers: list[str], timeout: float) -> bool:

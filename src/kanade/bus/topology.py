@@ -246,6 +246,7 @@ KV_SPECS: Final[tuple[KvSpec, ...]] = (
     KvSpec(s.KV_CONFIG, "agent config layers", max_bytes=16 * MiB, max_value_size=1 * MiB),
     KvSpec(s.KV_GROUPS, "group membership", max_bytes=32 * MiB, max_value_size=1 * MiB),
     KvSpec(s.KV_FREEZE, "fleet freeze", max_bytes=8 * MiB, max_value_size=1 * MiB),
+    KvSpec(s.KV_TRUST, "command-signing keys", max_bytes=1 * MiB, max_value_size=64 * KiB),
     # Scheduler dispatch marks ("occurrence X of schedule Y was fired"): one key per
     # occurrence, so the bucket would grow forever; marks older than any catch-up
     # window are useless, hence a 30-day TTL. (KV streams created by nats-py 2.16 also

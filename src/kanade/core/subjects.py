@@ -36,6 +36,9 @@ KV_CONFIG: Final = "kanade_config"
 KV_GROUPS: Final = "kanade_groups"
 KV_FREEZE: Final = "kanade_freeze"
 KV_DISPATCH: Final = "kanade_dispatch"
+# The command-signing public keys agents trust (SPEC §8.2 rotation), signed by a key
+# they already trust.
+KV_TRUST: Final = "kanade_trust"
 KV_BUCKETS: Final = (
     KV_JOBS,
     KV_SCHEDULES,
@@ -45,6 +48,7 @@ KV_BUCKETS: Final = (
     KV_GROUPS,
     KV_FREEZE,
     KV_DISPATCH,
+    KV_TRUST,
 )
 
 OBJ_SCRIPTS: Final = "kanade_scripts"
@@ -92,6 +96,16 @@ def agent_consumer_name(pc_id: str) -> str:
 # --- result plane ----------------------------------------------------------------
 def result_subject(pc_id: str) -> str:
     return f"{PREFIX}.result.{pc_id}"
+
+
+def consumer_request_subject(pc_id: str) -> str:
+    """An agent asks the backend to (re)create its command consumer here (request/reply):
+    agents may not create consumers themselves, since a consumer's filter decides which
+    commands it reads (SPEC §8.1)."""
+    return f"{PREFIX}.agent.{pc_id}.consumer"
+
+
+CONSUMER_REQUESTS_ALL: Final = f"{PREFIX}.agent.*.consumer"
 
 
 def started_subject(pc_id: str) -> str:

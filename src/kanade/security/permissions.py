@@ -1,0 +1,159 @@
+"""Who may publish and subscribe to what on the broker: the permission matrix (SPEC §8.1).
+
+Pure functions of a role (and, for an agent, its pc_id) returning allow lists; the JWT
+minting in :mod:`kanade.security.nats_jwt` turns them into user claims. The table in
+docs/security.md is this module in prose: change both together.
+
+Every list is an *allow* list: anything not listed is refused by the broker. JetStream is
+driven through ``$JS.API.*`` request subjects, so "may read bucket X" means "may call the
+info/get API of stream ``KV_X``" — never create, delete or purge anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from kanade.core import subjects as s
+
+__all__ = [
+    "AGENT_KV_READ",
+    "OPERATOR_INBOX_PREFIX",
+    "Permissions",
+    "agent_inbox_prefix",
+    "agent_permissions",
+    "backend_permissions",
+    "operator_permissions",
+    "swarm_permissions",
+]
+
+JS_API: Final = "$JS.API"
+# Outside _INBOX, so no pc_id can ever collide with it.
+OPERATOR_INBOX_PREFIX: Final = "_KANADE_OPERATOR"
+
+# The buckets an agent mirrors (agent/fleet/state.py) and may therefore read whole.
+# Group membership is read only for the agent's own key (below).
+AGENT_KV_READ: Final = (
+    s.KV_JOBS,
+    s.KV_SCHEDULES,
+    s.KV_PINS,
+    s.KV_REVOCATIONS,
+    s.KV_CONFIG,
+    s.KV_FREEZE,
+    s.KV_TRUST,
+)
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """Allow lists; ``None`` = unrestricted (the backend only)."""
+
+    pub: tuple[str, ...] | None
+    sub: tuple[str, ...] | None
+    allow_responses: bool = False
+
+
+def agent_inbox_prefix(pc_id: str) -> str:
+    """Reply subjects of one agent: it may subscribe there and nowhere else under _INBOX,
+    so it never sees the replies other clients receive."""
+    return f"_INBOX.{pc_id}"
+
+
+def _stream_read(stream: str) -> list[str]:
+    """Read one stream: info, direct/last-message gets, and the short-lived ordered
+    consumers a watcher or an object download uses (create + delete of *ephemeral*
+    consumers — the create subject without a durable name)."""
+    return [
+        f"{JS_API}.STREAM.INFO.{stream}",
+        f"{JS_API}.STREAM.MSG.GET.{stream}",
+        f"{JS_API}.DIRECT.GET.{stream}",
+        f"{JS_API}.DIRECT.GET.{stream}.>",
+        f"{JS_API}.CONSUMER.CREATE.{stream}",
+        f"{JS_API}.CONSUMER.CREATE.{stream}.*.>",
+        f"{JS_API}.CONSUMER.DELETE.{stream}.*",
+        f"{JS_API}.CONSUMER.INFO.{stream}.*",
+    ]
+
+
+def _kv_read(bucket: str, key: str = ">") -> tuple[list[str], list[str]]:
+    stream = f"KV_{bucket}"
+    pub = [
+        f"{JS_API}.STREAM.INFO.{stream}",
+        f"{JS_API}.STREAM.MSG.GET.{stream}",
+        f"{JS_API}.DIRECT.GET.{stream}.$KV.{bucket}.{key}",
+    ]
+    if key == ">":
+        pub = _stream_read(stream)
+    return pub, [f"$KV.{bucket}.{key}"]
+
+
+def agent_permissions(pc_id: str) -> Permissions:
+    """One agent: its own command consumer, its own result/event/heartbeat subjects, the
+    buckets it obeys (read-only), script downloads and output uploads."""
+    consumer = s.agent_consumer_name(pc_id)
+    pub = [
+        # its command consumer, which the backend provisions: pull, ack, look at it
+        f"{JS_API}.CONSUMER.MSG.NEXT.{s.STREAM_COMMANDS}.{consumer}",
+        f"{JS_API}.CONSUMER.INFO.{s.STREAM_COMMANDS}.{consumer}",
+        f"$JS.ACK.{s.STREAM_COMMANDS}.{consumer}.>",
+        s.consumer_request_subject(pc_id),
+        # what it reports, under its own pc_id only
+        s.result_subject(pc_id),
+        s.started_subject(pc_id),
+        s.heartbeat_subject(pc_id),
+        # scripts by digest (read) and large outputs (write chunks + metadata, no purge)
+        *_stream_read(f"OBJ_{s.OBJ_SCRIPTS}"),
+        f"{JS_API}.STREAM.INFO.OBJ_{s.OBJ_OUTPUTS}",
+        f"{JS_API}.STREAM.MSG.GET.OBJ_{s.OBJ_OUTPUTS}",
+        f"{JS_API}.DIRECT.GET.OBJ_{s.OBJ_OUTPUTS}.>",
+        f"$O.{s.OBJ_OUTPUTS}.C.>",
+        f"$O.{s.OBJ_OUTPUTS}.M.>",
+    ]
+    sub = [
+        f"{agent_inbox_prefix(pc_id)}.>",
+        f"{s.PREFIX}.ctl.{pc_id}.>",
+        s.KILL_SUBJECT,
+    ]
+    for bucket in AGENT_KV_READ:
+        kv_pub, kv_sub = _kv_read(bucket)
+        pub += kv_pub
+        sub += kv_sub
+    kv_pub, kv_sub = _kv_read(s.KV_GROUPS, pc_id)
+    pub += kv_pub
+    sub += kv_sub
+    return Permissions(pub=tuple(dict.fromkeys(pub)), sub=tuple(sub), allow_responses=True)
+
+
+def backend_permissions() -> Permissions:
+    """The backend is the control plane: it creates the topology, provisions consumers,
+    signs and publishes commands. Its credential is the deployment's crown jewel."""
+    return Permissions(pub=None, sub=None)
+
+
+def operator_permissions() -> Permissions:
+    """``kanade jetstream setup|status``: manage streams and buckets, see their state —
+    but never publish a command, a result or a record (those go through the API, audited)."""
+    return Permissions(
+        pub=(f"{JS_API}.>",),
+        sub=(f"{OPERATOR_INBOX_PREFIX}.>",),
+    )
+
+
+def swarm_permissions() -> Permissions:
+    """A benchmark swarm (many simulated agents in one process, SPEC §10.1): every agent
+    right for any pc_id, and creating its own command consumers. Never issued by
+    ``kanade up`` or enrolment; only ``kanade bench`` mints it, on its own throw-away
+    broker."""
+    return Permissions(
+        pub=(
+            f"{JS_API}.>",
+            f"$JS.ACK.{s.STREAM_COMMANDS}.>",
+            s.result_subject("*"),
+            s.started_subject("*"),
+            s.heartbeat_subject("*"),
+            s.consumer_request_subject("*"),
+            f"$O.{s.OBJ_OUTPUTS}.>",
+        ),
+        sub=("_INBOX.>", f"{s.PREFIX}.ctl.>", "$KV.>"),
+        allow_responses=True,
+    )
