@@ -28,13 +28,17 @@ from kanade.security.nats_jwt import Identity
 from kanade.security.permissions import (
     OPERATOR_INBOX_PREFIX,
     Permissions,
+    agent_permissions,
     backend_permissions,
     operator_permissions,
 )
 
-__all__ = ["Authority", "AuthorityError"]
+__all__ = ["AGENT_CA", "AGENT_CREDS", "Authority", "AuthorityError"]
 
 ACCOUNT_NAME: Final = "KANADE"
+# An agent's trust dir (``<agent data_dir>/trust``, 0700) holds these (SPEC §8.1-8.2).
+AGENT_CREDS: Final = "agent.creds"
+AGENT_CA: Final = "ca.pem"
 SYSTEM_ACCOUNT_NAME: Final = "SYS"
 
 
@@ -158,6 +162,20 @@ class Authority:
         token = self.mint_user(name, permissions, public_key=user.public_key)
         write_private(path, nats_jwt.creds_text(token, user.seed))
         return path
+
+    def issue_agent(self, pc_id: str, trust_dir: Path) -> str:
+        """Credentials for one agent written into its trust dir (``agent.creds`` 0600,
+        ``ca.pem``), as enrolment does but without the round trip — for agents this
+        machine starts itself (``kanade up``, tests). Returns the user's public key (what
+        a revocation names)."""
+        private_dir(trust_dir)
+        user = nats_jwt.new_identity("user")
+        token = self.mint_user(
+            f"agent:{pc_id}", agent_permissions(pc_id), public_key=user.public_key
+        )
+        write_private(trust_dir / AGENT_CREDS, nats_jwt.creds_text(token, user.seed))
+        write_public(trust_dir / AGENT_CA, self.ca_file.read_bytes())
+        return user.public_key
 
     # --- revocation ---------------------------------------------------------------------
     def revocations(self) -> dict[str, int]:
