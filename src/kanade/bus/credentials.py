@@ -13,10 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["CA_ENV", "CREDS_ENV", "BusCredentials", "CredentialsError"]
+__all__ = ["AGENT_CA", "AGENT_CREDS", "CA_ENV", "CREDS_ENV", "BusCredentials", "CredentialsError"]
 
 CREDS_ENV: Final = "KANADE_NATS_CREDS"
 CA_ENV: Final = "KANADE_NATS_CA"
+# An agent's trust dir (``<agent data_dir>/trust``, 0700) holds its credential and the CA
+# it pins (SPEC §8.1), written by enrolment (or by ``kanade up`` for its local agents).
+AGENT_CREDS: Final = "agent.creds"
+AGENT_CA: Final = "ca.pem"
 
 
 class CredentialsError(ValueError):
@@ -42,6 +46,12 @@ class BusCredentials:
                 f"${missing} is not set (both {CREDS_ENV} and {CA_ENV} are needed)"
             )
         return cls(Path(creds), Path(ca), inbox_prefix)
+
+    @classmethod
+    def for_agent(cls, trust_dir: Path, pc_id: str) -> BusCredentials:
+        """An agent's identity, from its trust dir; replies under its own inbox prefix
+        (the only ``_INBOX`` subjects its permissions let it read)."""
+        return cls(trust_dir / AGENT_CREDS, trust_dir / AGENT_CA, f"_INBOX.{pc_id}")
 
     def check(self) -> None:
         """Fail early with the file's path, instead of a TLS/auth error from deep inside."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from kanade.bus.broker import BrokerSecurity
+from kanade.bus.credentials import AGENT_CA, AGENT_CREDS
 from kanade.security import nats_jwt, pki
 from kanade.security.files import private_dir, write_private, write_public
 from kanade.security.nats_jwt import Identity
@@ -33,12 +34,10 @@ from kanade.security.permissions import (
     operator_permissions,
 )
 
-__all__ = ["AGENT_CA", "AGENT_CREDS", "Authority", "AuthorityError"]
+__all__ = ["Authority", "AuthorityError"]
 
 ACCOUNT_NAME: Final = "KANADE"
-# An agent's trust dir (``<agent data_dir>/trust``, 0700) holds these (SPEC §8.1-8.2).
-AGENT_CREDS: Final = "agent.creds"
-AGENT_CA: Final = "ca.pem"
+
 SYSTEM_ACCOUNT_NAME: Final = "SYS"
 
 
