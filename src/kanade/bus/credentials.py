@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from kanade.core.subjects import agent_inbox_prefix
+
 __all__ = ["AGENT_CA", "AGENT_CREDS", "CA_ENV", "CREDS_ENV", "BusCredentials", "CredentialsError"]
 
 CREDS_ENV: Final = "KANADE_NATS_CREDS"
@@ -51,7 +53,7 @@ class BusCredentials:
     def for_agent(cls, trust_dir: Path, pc_id: str) -> BusCredentials:
         """An agent's identity, from its trust dir; replies under its own inbox prefix
         (the only ``_INBOX`` subjects its permissions let it read)."""
-        return cls(trust_dir / AGENT_CREDS, trust_dir / AGENT_CA, f"_INBOX.{pc_id}")
+        return cls(trust_dir / AGENT_CREDS, trust_dir / AGENT_CA, agent_inbox_prefix(pc_id))
 
     def check(self) -> None:
         """Fail early with the file's path, instead of a TLS/auth error from deep inside."""

@@ -105,6 +105,12 @@ def consumer_request_subject(pc_id: str) -> str:
     return f"{PREFIX}.agent.{pc_id}.consumer"
 
 
+def agent_inbox_prefix(pc_id: str) -> str:
+    """Reply subjects of one agent: the only ``_INBOX`` subjects it may read, so it never
+    sees the replies other clients receive (SPEC §8.1)."""
+    return f"_INBOX.{pc_id}"
+
+
 CONSUMER_REQUESTS_ALL: Final = f"{PREFIX}.agent.*.consumer"
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from kanade.core import subjects as s
+from kanade.core.subjects import agent_inbox_prefix
 
 __all__ = [
     "AGENT_KV_READ",
@@ -51,12 +52,6 @@ class Permissions:
     pub: tuple[str, ...] | None
     sub: tuple[str, ...] | None
     allow_responses: bool = False
-
-
-def agent_inbox_prefix(pc_id: str) -> str:
-    """Reply subjects of one agent: it may subscribe there and nowhere else under _INBOX,
-    so it never sees the replies other clients receive."""
-    return f"_INBOX.{pc_id}"
 
 
 def _stream_read(stream: str) -> list[str]:
