@@ -183,3 +183,26 @@ async def test_revoked_agent_is_cut_off_within_seconds_and_cannot_reconnect(
         await connect(
             secure_broker.url, name="pc-r after restart", retry_forever=False, credentials=creds
         )
+
+
+async def test_operator_tools_set_up_and_inspect_but_cannot_purge_or_read(
+    secure_broker: EmbeddedBroker, authority: Authority
+) -> None:
+    creds = BusCredentials(
+        authority.operator_creds, authority.ca_file, Authority.operator_inbox_prefix()
+    )
+    nc = await connect(secure_broker.url, name="operator", retry_forever=False, credentials=creds)
+    try:
+        js = nc.jetstream(timeout=2)
+        await ensure_topology(js)  # `kanade jetstream setup`
+        await ensure_topology(js)  # idempotent: the update path is allowed too
+        names = {info.config.name for info in await js.streams_info()}  # `status`
+        assert s.STREAM_AUDIT in names
+        with pytest.raises((TimeoutError, nats.errors.TimeoutError)):
+            await js.purge_stream(s.STREAM_AUDIT)
+        with pytest.raises((TimeoutError, nats.errors.TimeoutError)):
+            await js.delete_stream(s.STREAM_AUDIT)
+        with pytest.raises((TimeoutError, nats.errors.TimeoutError)):
+            await js.get_msg(s.STREAM_COMMANDS, seq=1)
+    finally:
+        await nc.close()

@@ -126,10 +126,20 @@ def backend_permissions() -> Permissions:
 
 
 def operator_permissions() -> Permissions:
-    """``kanade jetstream setup|status``: manage streams and buckets, see their state —
-    but never publish a command, a result or a record (those go through the API, audited)."""
+    """``kanade jetstream setup|status``: create/update streams and buckets and see their
+    state — but never purge or delete anything, read a message, open a consumer, or publish
+    a command, result or record (those go through the API, audited)."""
     return Permissions(
-        pub=(f"{JS_API}.>",),
+        pub=(
+            f"{JS_API}.INFO",
+            f"{JS_API}.STREAM.NAMES",
+            f"{JS_API}.STREAM.LIST",
+            f"{JS_API}.STREAM.INFO.*",
+            f"{JS_API}.STREAM.CREATE.*",
+            f"{JS_API}.STREAM.UPDATE.*",
+            f"{JS_API}.CONSUMER.NAMES.*",
+            f"{JS_API}.CONSUMER.LIST.*",
+        ),
         sub=(f"{OPERATOR_INBOX_PREFIX}.>",),
     )
 
