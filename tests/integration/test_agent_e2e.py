@@ -9,6 +9,7 @@ as synchronisation (see ``agent_harness``); every process is reaped on teardown.
 from __future__ import annotations
 
 import asyncio
+import os
 import platform
 import re
 import socket
@@ -428,6 +429,28 @@ async def test_windows_shells_are_unsupported_on_linux(
         assert (r.exit_code, r.skipped) == (exitcodes.UNSUPPORTED, True)
         assert out.command.shell in r.stderr and "not available" in r.stderr
     assert agent.is_running()
+
+
+async def test_run_as_user_runs_as_that_user_or_says_why(
+    bus: Bus, fleet: AgentFleet, collector: ResultsCollector
+) -> None:
+    """SPEC §8.3: never silently as the agent's own user (root here)."""
+    agent = fleet.add("pc-1")
+    await wait_agent_ready(bus.nc, agent)
+    named = build_command("as-nobody", "id -un", target="pc-1", run_as="user",
+                          run_as_user="nobody")
+    ghost = build_command("as-ghost", "id -un", target="pc-1", run_as="user",
+                          run_as_user="no-such-user-kanade")
+    for out in (named, ghost):
+        await publish(bus.js, out)
+    r = await collector.wait_for_request(named, "pc-1", diagnostics=agent.log_tail)
+    if os.geteuid() == 0:
+        assert (r.exit_code, r.stdout) == (0, "nobody\n"), r.stderr
+    else:  # an unprivileged agent cannot switch: it says so instead
+        assert r.skipped and "needs an agent running as root" in r.stderr
+    r = await collector.wait_for_request(ghost, "pc-1", diagnostics=agent.log_tail)
+    assert (r.exit_code, r.skipped) == (exitcodes.UNSUPPORTED, True)
+    assert "never run as the agent's own user" in r.stderr
 
 
 # --- 10. ping ---

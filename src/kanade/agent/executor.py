@@ -22,6 +22,7 @@ from typing import Any
 from nats.aio.client import Client
 
 from kanade import __version__
+from kanade.agent import accounts
 from kanade.agent.control import KillMemory
 from kanade.agent.durable.fsutil import remove
 from kanade.agent.durable.ledger import Ledger
@@ -31,7 +32,7 @@ from kanade.agent.process import ProcessOutcome, run_process
 from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
 from kanade.agent.shells import shell_argv
 from kanade.core import exitcodes, subjects
-from kanade.core.gates import KvView, check_deadline, evaluate_gates
+from kanade.core.gates import GateSkip, KvView, check_deadline, evaluate_gates
 from kanade.core.ids import result_id_for
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Command, Result, decode, encode
@@ -42,6 +43,7 @@ from kanade.core.results import (
     skipped_result,
     unknown_outcome_result,
 )
+from kanade.core.runas import choose_account
 
 log = logging.getLogger("kanade.agent")
 
@@ -57,6 +59,7 @@ class RunContext:
     spool_name: str
     cap_bytes: int
     clock: Clock = system_clock
+    account: accounts.Account | None = None  # run_as: user — start the script as this one
 
 
 @dataclass
@@ -81,6 +84,7 @@ async def subprocess_runner(cmd: Command, argv: list[str], ctx: RunContext) -> P
         env=cmd.env,
         cwd=cmd.cwd,
         clock=ctx.clock,
+        account=ctx.account,
     )
 
 
@@ -271,6 +275,10 @@ class Executor:
         if skip is not None:
             self.skip(cmd, skip.exit_code, skip.reason)
             return
+        chosen = choose_account(cmd, accounts.facts(), accounts.exists)
+        if isinstance(chosen, GateSkip):
+            self.skip(cmd, chosen.exit_code, chosen.reason)
+            return
         if cmd.script_object:
             try:
                 script = await self.scripts.resolve(
@@ -309,6 +317,7 @@ class Executor:
             result_id,
             min(cmd.max_output_bytes, self._max_output_bytes),
             self._clock,
+            accounts.account(chosen) if chosen is not None else None,
         )
         retry_max = cmd.retry.max if cmd.retry else 0
         attempts = 0

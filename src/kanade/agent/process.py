@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from kanade.agent.accounts import Account
 from kanade.core.instants import Clock, system_clock
 
 IS_WINDOWS = sys.platform == "win32"
@@ -184,10 +185,16 @@ async def run_process(
     cwd: str | None = None,
     on_started: asyncio.Future[datetime] | None = None,
     clock: Clock = system_clock,
+    account: Account | None = None,
 ) -> ProcessOutcome:
-    """Run ``argv`` to completion, timeout or kill; never raises for script failures."""
+    """Run ``argv`` to completion, timeout or kill; never raises for script failures.
+    ``account``: start it as that user (run_as: user), in its home unless ``cwd`` says."""
     full_env = {**os.environ, **(env or {})}
     kwargs: dict[str, object] = {}
+    if account is not None:
+        full_env = {**os.environ, **account.environment(), **(env or {})}
+        kwargs.update(account.spawn_options())
+        cwd = cwd or account.workdir
     if IS_WINDOWS:
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
     else:

@@ -93,6 +93,7 @@ def build_command(
         timeout_s=timeout_s,
         jitter_s=jitter_s,
         run_as=ex.run_as,
+        run_as_user=ex.user,
         cwd=ex.cwd,
         env=dict(ex.env),
         issued_at=issued_at,

@@ -79,14 +79,6 @@ def evaluate_gates(
     skip = check_deadline(cmd.deadline_at, now)
     if skip is not None:
         return skip
-    if cmd.run_as == "user":
-        # Running as another user is not built yet. Running the script as the agent's own
-        # user (often root) instead would be a silent privilege change: refuse and say so.
-        return GateSkip(
-            exitcodes.UNSUPPORTED,
-            "run_as: user is not supported by this agent yet; the script was not run "
-            "(it is never run as the agent's own user instead)",
-        )
     if not shell_available:
         return GateSkip(
             exitcodes.UNSUPPORTED, f"shell {cmd.shell!r} is not available on this machine"

@@ -43,9 +43,3 @@ def test_gates_in_order_pin_then_revocation_then_deadline_then_shell() -> None:
     skip = evaluate_gates(command(), now=NOW, view=KvView(), shell_available=False)
     assert skip is not None and skip.exit_code == exitcodes.UNSUPPORTED
 
-
-def test_run_as_user_is_refused_never_run_as_the_agents_own_user() -> None:
-    skip = evaluate_gates(command(run_as="user"), now=NOW, view=KvView(), shell_available=True)
-    assert skip is not None
-    assert skip.exit_code == exitcodes.UNSUPPORTED
-    assert "run_as: user" in skip.reason and "never run as the agent's own user" in skip.reason

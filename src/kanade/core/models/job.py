@@ -75,6 +75,9 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 _SCRIPT_OBJECT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}/[^/\s]{1,128}$")
 
 _SCRIPT_FIELDS: Final = ("script", "script_file", "script_object")
+# POSIX portable user names (what useradd accepts by default). Windows DOMAIN\name is
+# not accepted: run_as: user is not supported on Windows yet.
+USER_NAME_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
 
 
 class Execute(DocModel):
@@ -87,8 +90,23 @@ class Execute(DocModel):
     script_object: str | None = None
     timeout: Duration
     run_as: RunAs = "system"
+    # With run_as: user, the named account; without it, the user at the console.
+    user: str | None = None
     cwd: NonEmptyStr | None = None
     env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("user")
+    @classmethod
+    def _user_name(cls, v: str | None) -> str | None:
+        if v is not None and not USER_NAME_RE.match(v):
+            raise ValueError(f"{v!r:.60} is not a user name (letters, digits, _ . -; max 32)")
+        return v
+
+    @model_validator(mode="after")
+    def _user_needs_run_as_user(self) -> Execute:
+        if self.user is not None and self.run_as != "user":
+            raise ValueError("user is only allowed with run_as: user")
+        return self
 
     @field_validator("script_object")
     @classmethod

@@ -64,6 +64,7 @@ class Command(WireModel):
     timeout_s: float
     jitter_s: float = 0.0
     run_as: RunAs = "system"
+    run_as_user: str | None = None
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     issued_at: datetime
