@@ -56,7 +56,7 @@ async def test_sigkill_after_wave_one_resumes_once(
     runs.mkdir()
     script = f'echo run >> "{runs}/$KANADE_TEST_PC"'
     assert b.post("/api/jobs", job("touch", script)).status_code == 201
-    nc = await nats.connect(stack.broker.url)
+    nc = await nats.connect(stack.broker.url, **stack.nats_options())
     log = await CommandLog(nc).start()
     try:
         created = b.post_ok("/api/exec/touch", {"target": {"all": True}, "rollout": WAVES})
@@ -133,7 +133,7 @@ async def test_interrupted_dispatch_is_republished_but_never_runs_twice(
             "/api/jobs", json=job("touch", f'echo run >> "{runs}/$KANADE_TEST_PC"')
         )
         assert r.status_code == 201
-        nc = await nats.connect(stack.broker.url)
+        nc = await nats.connect(stack.broker.url, **stack.nats_options())
         log = await CommandLog(nc).start()
         try:
             created = (
