@@ -21,7 +21,7 @@ import pytest
 
 from kanade.bus import Bus, EmbeddedBroker, ensure_topology
 from kanade.security.authority import Authority
-from secured import backend_credentials
+from secured import backend_credentials, session_authority
 
 BROKER_START_TIMEOUT = 15.0
 BROKER_STOP_TIMEOUT = 10.0
@@ -30,8 +30,8 @@ TOPOLOGY_TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="session")
-def authority(tmp_path_factory: pytest.TempPathFactory) -> Authority:
-    return Authority.create(tmp_path_factory.mktemp("authority"))
+def authority() -> Authority:
+    return session_authority()
 
 
 @pytest.fixture

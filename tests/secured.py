@@ -6,7 +6,11 @@ identity per agent (issued into its trust dir, as ``kanade up`` does for its own
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import json
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -18,6 +22,20 @@ from kanade.core import subjects
 from kanade.security.authority import Authority
 
 REGISTER_TIMEOUT_S = 20.0
+
+
+@functools.cache
+def session_authority() -> Authority:
+    """One trust root for the whole test session (the ``authority`` fixture), also for
+    helpers that build settings outside any fixture. Removed at exit."""
+    root = Path(tempfile.mkdtemp(prefix="kanade-test-authority-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return Authority.create(root / "security")
+
+
+def authority_dir() -> Path:
+    """What a backend under test gets as ``--authority``."""
+    return session_authority().root
 
 
 def backend_credentials(authority: Authority) -> BusCredentials:

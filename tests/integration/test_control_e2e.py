@@ -22,6 +22,7 @@ from test_control_stack import ControlStack, json_lines, start_stack, stop_stack
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Heartbeat, decode
+from secured import connect_backend, session_authority
 
 INLINE_CAP = 256 * 1024
 
@@ -39,7 +40,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlStack]:
 
 @pytest.fixture
 async def bus(stack: ControlStack) -> AsyncIterator[Bus]:
-    b = await Bus.connect(stack.broker.url, name="pytest-control", deadline=10)
+    b = await connect_backend(stack.broker.url, session_authority(), name="pytest-control")
     try:
         yield b
     finally:

@@ -27,6 +27,7 @@ from kanade.backend.store.tables import rollout_waves
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from secured import authority_dir
 
 WAVES = {
     "waves": [
@@ -119,7 +120,10 @@ async def test_interrupted_dispatch_is_republished_but_never_runs_twice(
     # The app's own runner ticks once at start-up and then sleeps: the test drives a
     # runner of its own, step by step.
     settings = Settings.from_db_arg(
-        nats_url=stack.broker.url, db=str(tmp_path / "inproc.db"), rollout_interval_s=3600.0
+        authority_dir=authority_dir(),
+        nats_url=stack.broker.url,
+        db=str(tmp_path / "inproc.db"),
+        rollout_interval_s=3600.0,
     )
     async with in_process_backend(settings) as backend:
         client, db = backend.client, backend.services.db
