@@ -333,8 +333,9 @@ def _agent_groups(stack: ControlStack, pc: str) -> list[str]:
 
 async def test_group_membership_is_followed_live(stack: ControlStack, bus: Bus) -> None:
     res = await asyncio.to_thread(stack.ok, "group", "add", "web", "local-2")
-    assert "local-2: local, web" not in res.stdout  # KV membership, not the static flags
-    assert "local-2: web (changed)" in res.stdout
+    # KV membership: the harness registered the agent's "local" there (the backend
+    # provisions command consumers from KV only, never from what an agent claims).
+    assert "local-2: local, web (changed)" in res.stdout
     await asyncio.to_thread(
         wait_until, lambda: "web" in _agent_groups(stack, "local-2"), what="local-2 in web"
     )
@@ -356,10 +357,10 @@ async def test_group_membership_is_followed_live(stack: ControlStack, bus: Bus) 
     }
     assert groups["web"]["members"] == ["local-2"] and groups["web"]["reported"] == ["local-2"]
     audit = await last_audit(bus, "group_set")
-    assert audit["details"]["after"] == ["web"]  # type: ignore[index]
+    assert audit["details"]["after"] == ["local", "web"]  # type: ignore[index]
 
     res = await asyncio.to_thread(stack.ok, "group", "rm", "web", "local-2")
-    assert "local-2: (none) (changed)" in res.stdout
+    assert "local-2: local (changed)" in res.stdout
     await asyncio.to_thread(
         wait_until, lambda: "web" not in _agent_groups(stack, "local-2"), what="local-2 left web"
     )
