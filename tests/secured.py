@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
