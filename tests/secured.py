@@ -56,7 +56,7 @@ def issue_agent(authority: Authority, pc_id: str, data_dir: Path) -> str:
 
 
 async def connect_backend(
-    url: str, authority: Authority, *, name: str = "pytest", deadline: float = 10.0, **opts: object
+    url: str, authority: Authority, *, name: str = "pytest", deadline: float = 10.0, **opts: Any
 ) -> Bus:
     return await Bus.connect(
         url, name=name, deadline=deadline, credentials=backend_credentials(authority), **opts
