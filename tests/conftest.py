@@ -1,10 +1,12 @@
 """Fixtures shared by every test suite: a real nats-server and a connected Bus.
 
+* ``authority``: one deployment trust root for the session (kanade.security.authority).
 * ``nats_server``: a fresh :class:`EmbeddedBroker` per test (free ports, own store dir),
-  started before the test and stopped after it, even when the test fails. Tests may
+  secured by that authority (JWT auth + TLS: no anonymous connection, SPEC §8.1), started
+  before the test and stopped after it, even when the test fails. Tests may
   ``restart()``/``kill()``/``start()`` it; teardown copes with any state.
 * ``nats_url``: its client URL.
-* ``bus``: a :class:`Bus` connected to it with the whole topology ensured.
+* ``bus``: a :class:`Bus` connected to it as the backend, with the whole topology ensured.
 
 Everything is bounded in time so a broken broker fails the test instead of hanging.
 """
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from kanade.bus import Bus, EmbeddedBroker, ensure_topology
+from kanade.security.authority import Authority
+from secured import backend_credentials, session_authority
 
 BROKER_START_TIMEOUT = 15.0
 BROKER_STOP_TIMEOUT = 10.0
@@ -25,9 +29,14 @@ BUS_CONNECT_DEADLINE = 10.0
 TOPOLOGY_TIMEOUT = 30.0
 
 
+@pytest.fixture(scope="session")
+def authority() -> Authority:
+    return session_authority()
+
+
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(tmp_path / "nats")
+def nats_server(tmp_path: Path, authority: Authority) -> Iterator[EmbeddedBroker]:
+    broker = EmbeddedBroker(tmp_path / "nats", security=authority.broker_security())
     broker.start(timeout=BROKER_START_TIMEOUT)
     try:
         yield broker
@@ -41,10 +50,14 @@ def nats_url(nats_server: EmbeddedBroker) -> str:
 
 
 @pytest.fixture
-async def bus(nats_url: str) -> AsyncIterator[Bus]:
+async def bus(nats_url: str, authority: Authority) -> AsyncIterator[Bus]:
     # A short reconnect wait keeps tests that restart the broker fast.
     b = await Bus.connect(
-        nats_url, name="pytest", deadline=BUS_CONNECT_DEADLINE, reconnect_time_wait=0.2
+        nats_url,
+        name="pytest",
+        deadline=BUS_CONNECT_DEADLINE,
+        reconnect_time_wait=0.2,
+        credentials=backend_credentials(authority),
     )
     try:
         await asyncio.wait_for(ensure_topology(b.js), TOPOLOGY_TIMEOUT)

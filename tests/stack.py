@@ -25,6 +25,7 @@ import httpx
 import psutil
 
 from kanade.bus.broker import EmbeddedBroker, free_port
+from secured import authority_dir, issue_agent, register_groups, session_authority
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -136,6 +137,9 @@ class BackendStack:
         base = self.log.parent / "agents" / pc_id
         base.mkdir(parents=True, exist_ok=True)
         fh = open(base / "agent.log", "w")  # noqa: SIM115 - handed to the child
+        # Its own identity, and its groups in KV (where the backend provisions from).
+        issue_agent(session_authority(), pc_id, base)
+        register_groups(self.broker.url, session_authority(), pc_id, groups)
         argv = [str(BIN / "kanade-agent"), "run", "--pc-id", pc_id, "--nats-url", self.broker.url]
         for g in groups:
             argv += ["--group", g]
@@ -150,7 +154,7 @@ class BackendStack:
 def start_backend(base: Path, *backend_args: str) -> BackendStack:
     """A broker and one ``kanade-backend run`` with ``backend_args``; waits for /health."""
     base.mkdir(parents=True, exist_ok=True)
-    broker = EmbeddedBroker(base / "nats")
+    broker = EmbeddedBroker(base / "nats", security=session_authority().broker_security())
     broker.start(timeout=15)
     http_port = free_port()
     log = base / "backend.log"
@@ -161,6 +165,8 @@ def start_backend(base: Path, *backend_args: str) -> BackendStack:
             "run",
             "--nats-url",
             broker.url,
+            "--authority",
+            str(authority_dir()),
             "--db",
             str(base / "kanade.db"),
             "--http-port",

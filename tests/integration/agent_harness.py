@@ -51,6 +51,8 @@ from kanade.core.models.wire import (
     decode,
     encode,
 )
+from kanade.security.authority import Authority
+from secured import issue_agent, register_groups
 
 AGENT_EXE = Path(sys.executable).parent / "kanade-agent"
 TAG_ENV = "KANADE_TEST_TAG"
@@ -91,6 +93,7 @@ class AgentProcess:
         nats_url: str,
         root: Path,
         tag: str,
+        authority: Authority,
         heartbeat_interval: float = 1.0,
         log_level: str = "debug",
         extra_args: Iterable[str] = (),
@@ -102,6 +105,7 @@ class AgentProcess:
         self.log_path = root / pc_id / "agent.log"
         self.config_path = root / pc_id / "agent.yaml"
         self.tag = tag
+        self.authority = authority
         self.heartbeat_interval = heartbeat_interval
         self.log_level = log_level
         self.extra_args = list(extra_args)
@@ -127,11 +131,15 @@ class AgentProcess:
     def is_running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self) -> AgentProcess:
+    def start(self, *, enrol: bool = True) -> AgentProcess:
+        """Start the process; on the first start, ``enrol`` gives it its identity first."""
         if self.is_running():
             raise RuntimeError(f"agent {self.pc_id} is already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text("{}\n")
+        if self.starts == 0 and enrol:  # its identity, and groups where the backend reads them
+            issue_agent(self.authority, self.pc_id, self.data_dir)
+            register_groups(self.nats_url, self.authority, self.pc_id, self.groups)
         env = {**os.environ, TAG_ENV: self.tag, PC_ENV: self.pc_id}
         self.starts += 1
         with open(self.log_path, "ab") as log:
@@ -191,16 +199,17 @@ class AgentProcess:
 class AgentFleet:
     """Starts agents under one directory and guarantees they and their scripts die."""
 
-    def __init__(self, root: Path, nats_url: str) -> None:
+    def __init__(self, root: Path, nats_url: str, authority: Authority) -> None:
         self.root = root
         self.nats_url = nats_url
+        self.authority = authority
         self.tag = f"kanade-test-{uuid.uuid4().hex}"
         self.agents: dict[str, AgentProcess] = {}
 
     def add(self, pc_id: str, groups: Iterable[str] = (), *, start: bool = True,
             **kwargs: Any) -> AgentProcess:
         agent = AgentProcess(pc_id, groups, nats_url=self.nats_url, root=self.root,
-                             tag=self.tag, **kwargs)
+                             tag=self.tag, authority=self.authority, **kwargs)
         self.agents[pc_id] = agent
         if start:
             agent.start()

@@ -1,5 +1,6 @@
 """Fixtures shared by the integration tests: an in-process backend; real agent processes
-and a results collector reading the results stream (see agent_harness.py)."""
+and a results collector reading the results stream (see agent_harness.py); the command-
+consumer provisioning agents need when a test runs them without a backend."""
 
 from __future__ import annotations
 
@@ -12,24 +13,35 @@ from rollout_stack import Stack
 
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
+from kanade.backend.workers.provisioning import ConsumerProvisioner
 from kanade.bus.connection import Bus
+from kanade.security.authority import Authority
+from secured import connect_backend
+
+# A test using one of these has a backend answering agents' consumer requests.
+_BACKENDS = ("backend", "stack")
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
+async def backend(
+    nats_url: str, tmp_path: Path, authority: Authority
+) -> AsyncIterator[InProcessBackend]:
     """The whole backend in this process on the session broker and a fresh SQLite file
     (heartbeats flushed every 50 ms); a test module needing other settings overrides it."""
     settings = Settings.from_db_arg(
-        nats_url=nats_url, db=str(tmp_path / "kanade.db"), heartbeat_flush_s=0.05
+        nats_url=nats_url,
+        db=str(tmp_path / "kanade.db"),
+        authority_dir=authority.root,
+        heartbeat_flush_s=0.05,
     )
     async with in_process_backend(settings) as b:
         yield b
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_path: Path, authority: Authority) -> Iterator[Stack]:
     """Broker + backend processes under tmp_path (rollout_stack.Stack), closed afterwards."""
-    s = Stack(tmp_path)
+    s = Stack(tmp_path, authority)
     try:
         yield s
     finally:
@@ -37,14 +49,26 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture
-async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AgentFleet]:
+async def fleet(
+    request: pytest.FixtureRequest, tmp_path: Path, authority: Authority
+) -> AsyncIterator[AgentFleet]:
     """Agents started under tmp_path, on the test's ``stack`` broker if it uses one, else on
-    ``nats_url``; they and every script they started die afterwards."""
+    ``nats_url``; each with its own broker identity; they and every script they started
+    die afterwards. Without a backend, the fixture answers their consumer requests itself
+    (the backend's :class:`ConsumerProvisioner`, on its own connection)."""
     if "stack" in request.fixturenames:
         url = request.getfixturevalue("stack").broker.url
     else:
         url = request.getfixturevalue("nats_url")
-    f = AgentFleet(tmp_path / "agents", url)
+    provisioner: ConsumerProvisioner | None = None
+    provisioner_bus: Bus | None = None
+    if not any(name in request.fixturenames for name in _BACKENDS):
+        provisioner_bus = await connect_backend(
+            url, authority, name="pytest-provisioner", reconnect_time_wait=0.2
+        )
+        provisioner = ConsumerProvisioner()
+        await provisioner.subscribe(provisioner_bus)
+    f = AgentFleet(tmp_path / "agents", url, authority)
     try:
         yield f
     finally:
@@ -52,6 +76,10 @@ async def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await f.aclose()
         finally:
             f.close()
+            if provisioner is not None:
+                await provisioner.close()
+            if provisioner_bus is not None:
+                await provisioner_bus.close()
 
 
 @pytest.fixture

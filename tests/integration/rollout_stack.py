@@ -33,7 +33,9 @@ from kanade.bus import EmbeddedBroker, free_port
 from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
+from kanade.security.authority import Authority
 from polling import wait_until
+from secured import backend_credentials, swarm_credentials
 from stack import kill9, terminate
 
 BIN = Path(sys.executable).parent
@@ -90,15 +92,20 @@ class Backend:
 @dataclass
 class Stack:
     base: Path
+    authority: Authority
     broker: EmbeddedBroker = field(init=False)
     db: Path = field(init=False)
     backends: list[Backend] = field(default_factory=list)
     others: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.broker = EmbeddedBroker(self.base / "nats")
+        self.broker = EmbeddedBroker(self.base / "nats", security=self.authority.broker_security())
         self.broker.start(timeout=15)
         self.db = self.base / "kanade.db"
+
+    def nats_options(self) -> dict[str, Any]:
+        """``nats.connect`` options for a test driver (the backend's identity)."""
+        return backend_credentials(self.authority).connect_options()
 
     def add_user(self, name: str, role: str) -> None:
         r = subprocess.run(
@@ -117,6 +124,8 @@ class Stack:
             "run",
             "--nats-url",
             self.broker.url,
+            "--authority",
+            str(self.authority.root),
             "--db",
             str(self.db),
             "--http-port",
@@ -144,6 +153,7 @@ class Stack:
 
     def swarm(self, n: int, *, prefix: str = "sim-", groups: int = 0) -> None:
         log = self.base / f"swarm-{prefix}.log"
+        creds = swarm_credentials(self.authority, self.base / f"swarm-{prefix}-trust")
         fh = open(log, "w")  # noqa: SIM115 - handed to the child
         argv = [
             str(BIN / "kanade-agent"),
@@ -158,6 +168,10 @@ class Stack:
             self.broker.url,
             "--data-dir",
             str(self.base / f"swarm-{prefix}"),
+            "--creds",
+            str(creds.creds_file),
+            "--ca",
+            str(creds.ca_file),
             "--heartbeat-interval",
             "1",
         ]

@@ -37,9 +37,12 @@ from agent_harness import (
 )
 
 from kanade import __version__
+from kanade.backend.workers.provisioning import ConsumerProvisioner
 from kanade.bus import Bus, EmbeddedBroker, ensure_topology
 from kanade.core import exitcodes, subjects
 from kanade.core.models.wire import Result
+from kanade.security.authority import Authority
+from secured import connect_backend, issue_agent
 
 MiB = 1024 * 1024
 INLINE_CAP = 256 * 1024
@@ -130,11 +133,13 @@ async def test_timeout_nonzero_exit_and_stderr(
 
 
 # --- 3. agent before broker ----------------------------------------------------------------------
-async def test_agent_started_before_the_broker(tmp_path: Path) -> None:
-    broker = EmbeddedBroker(tmp_path / "late-nats")  # ports chosen, nothing listening yet
-    fleet = AgentFleet(tmp_path / "agents", broker.url)
+async def test_agent_started_before_the_broker(tmp_path: Path, authority: Authority) -> None:
+    # ports chosen, nothing listening yet
+    broker = EmbeddedBroker(tmp_path / "late-nats", security=authority.broker_security())
+    fleet = AgentFleet(tmp_path / "agents", broker.url, authority)
     b: Bus | None = None
     collector: ResultsCollector | None = None
+    provisioner = ConsumerProvisioner()
     try:
         agent = fleet.add("early-1")
         # The agent is up and has already failed to reach the broker at least once.
@@ -145,8 +150,9 @@ async def test_agent_started_before_the_broker(tmp_path: Path) -> None:
         )
         assert agent.is_running()
         broker.start()
-        b = await Bus.connect(broker.url, name="pytest-late", deadline=10)
+        b = await connect_backend(broker.url, authority, name="pytest-late")
         await asyncio.wait_for(ensure_topology(b.js), 30)
+        await provisioner.subscribe(b)
         collector = await ResultsCollector(b.nc).start()
         await wait_agent_ready(b.nc, agent, timeout=30)
         out = build_command("hello", "echo hello", target="early-1")
@@ -160,9 +166,30 @@ async def test_agent_started_before_the_broker(tmp_path: Path) -> None:
             fleet.close()
             if collector is not None:
                 await collector.close()
+            await provisioner.close()
             if b is not None:
                 await b.close()
             broker.stop()
+
+
+async def test_agent_without_credentials_stays_up_until_enrolled(
+    bus: Bus, fleet: AgentFleet, collector: ResultsCollector, authority: Authority
+) -> None:
+    agent = fleet.add("late-enrol", start=False)
+    agent.start(enrol=False)
+    creds = agent.data_dir / "trust" / "agent.creds"
+    await eventually(
+        lambda: all(s in agent.log_text() for s in (str(creds), "kanade-agent enroll URL TOKEN")),
+        what="the agent naming the missing credential and how to get one",
+        diagnostics=agent.log_tail,
+    )
+    assert agent.is_running()
+    issue_agent(authority, agent.pc_id, agent.data_dir)  # enrolled: it connects on its own
+    await wait_agent_ready(bus.nc, agent, timeout=30)
+    out = build_command("hello", "echo enrolled", target="late-enrol")
+    await publish(bus.js, out)
+    r = await collector.wait_for_request(out, "late-enrol", diagnostics=agent.log_tail)
+    assert (r.exit_code, r.stdout) == (0, "enrolled\n")
 
 
 # --- 4. offline queue, superseding, ledger dedup ------------------------------------------------

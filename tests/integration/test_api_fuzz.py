@@ -32,6 +32,7 @@ from kanade.backend.app import create_app
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
 from kanade.bus import EmbeddedBroker
+from secured import authority_dir, session_authority
 
 # Streams never end, so a request would hang: not fuzzable as a request/response.
 SKIP = {("GET", "/api/events")}
@@ -47,7 +48,9 @@ ANY_JSON = st.recursive(
 
 
 def _spec() -> dict[str, Any]:
-    app = create_app(Settings(nats_url="nats://127.0.0.1:1", db_url="sqlite://"))
+    app = create_app(
+        Settings(nats_url="nats://127.0.0.1:1", db_url="sqlite://", authority_dir=authority_dir())
+    )
     return app.openapi()
 
 
@@ -229,11 +232,13 @@ class BackendThread:
 @pytest.fixture(scope="module")
 def fuzz_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendThread]:
     root: Path = tmp_path_factory.mktemp("fuzz")
-    broker = EmbeddedBroker(root / "nats")
+    broker = EmbeddedBroker(root / "nats", security=session_authority().broker_security())
     broker.start(timeout=15)
     thread = None
     try:
-        settings = Settings.from_db_arg(nats_url=broker.url, db=str(root / "fuzz.db"))
+        settings = Settings.from_db_arg(
+            authority_dir=authority_dir(), nats_url=broker.url, db=str(root / "fuzz.db")
+        )
         thread = BackendThread(settings)
         # Something to find: a job, so routes taking a job id reach their real logic.
         job = {

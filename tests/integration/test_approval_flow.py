@@ -55,7 +55,7 @@ async def test_two_person_approval_expiry_unattended_and_urgent(stack: Stack) ->
     )
     assert b.post("/api/jobs", GATED, alice).status_code == 201
     assert b.post("/api/jobs", job("hello", "echo hi"), alice).status_code == 201
-    nc = await nats.connect(stack.broker.url)
+    nc = await nats.connect(stack.broker.url, **stack.nats_options())
     log = await CommandLog(nc).start()
     try:
         target = {"target": {"all": True}}

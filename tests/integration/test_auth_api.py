@@ -29,6 +29,7 @@ from kanade.backend.services.auth.setup import AuthConfigError
 from kanade.backend.settings import Settings
 from kanade.backend.store.users import add_user
 from polling import eventually as shared_eventually
+from secured import authority_dir
 
 SECRET = "test-secret-" + "x" * 32
 STATIC = "static-token-0123456789"
@@ -47,6 +48,7 @@ eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 def jwt_settings(nats_url: str, db: Path, **kw: Any) -> Settings:
     return Settings.from_db_arg(
+        authority_dir=authority_dir(),
         nats_url=nats_url,
         db=str(db),
         auth_mode="jwt",
@@ -249,7 +251,11 @@ async def test_health_says_which_auth_mode(backend: InProcessBackend) -> None:
 
 async def test_token_mode_and_config_errors(nats_url: str, tmp_path: Path) -> None:
     settings = Settings.from_db_arg(
-        nats_url=nats_url, db=str(tmp_path / "t.db"), auth_mode="token", auth_token=STATIC
+        authority_dir=authority_dir(),
+        nats_url=nats_url,
+        db=str(tmp_path / "t.db"),
+        auth_mode="token",
+        auth_token=STATIC,
     )
     async with in_process_backend(settings) as b:
         assert (await b.client.get("/health")).json()["auth"] == "token"
@@ -265,11 +271,20 @@ async def test_token_mode_and_config_errors(nats_url: str, tmp_path: Path) -> No
         {"auth_mode": "ldap"},
     ):
         with pytest.raises(AuthConfigError):
-            create_app(Settings.from_db_arg(nats_url=nats_url, db=str(tmp_path / "x.db"), **bad))
+            create_app(
+                Settings.from_db_arg(
+                    authority_dir=authority_dir(),
+                    nats_url=nats_url,
+                    db=str(tmp_path / "x.db"),
+                    **bad,
+                )
+            )
 
 
 async def test_disabled_mode_is_open_and_says_so(nats_url: str, tmp_path: Path) -> None:
-    settings = Settings.from_db_arg(nats_url=nats_url, db=str(tmp_path / "d.db"))
+    settings = Settings.from_db_arg(
+        authority_dir=authority_dir(), nats_url=nats_url, db=str(tmp_path / "d.db")
+    )
     async with in_process_backend(settings) as b:
         assert (await b.client.get("/health")).json()["auth"] == "disabled"
         me = (await b.client.get("/api/auth/me")).json()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from kanade.bus import EmbeddedBroker, free_port
+from secured import authority_dir
 
 BIN = Path(sys.executable).parent
 SECRET = "cli-e2e-secret-" + "z" * 32
@@ -76,7 +77,7 @@ def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path)
     url = f"http://127.0.0.1:{port}"
     backend = subprocess.Popen(
         [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url, "--db", str(db),
-         "--http-port", str(port), "--auth", "jwt"],
+         "--http-port", str(port), "--auth", "jwt", "--authority", str(authority_dir())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -125,7 +126,8 @@ def test_unsafe_auth_configuration_refuses_to_start(
     env = {k: v for k, v in os.environ.items() if not k.startswith("KANADE_")}
     proc = run(
         [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url,
-         "--db", str(tmp_path / "k.db"), "--http-port", str(free_port()), "--auth", "token"],
+         "--db", str(tmp_path / "k.db"), "--http-port", str(free_port()), "--auth", "token",
+         "--authority", str(authority_dir())],
         env,
         check=False,
     )  # fmt: skip

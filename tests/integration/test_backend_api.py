@@ -23,6 +23,7 @@ from kanade.bus import Bus, EmbeddedBroker, free_port
 from kanade.core import subjects
 from kanade.core.models.wire import Command, Heartbeat, decode, encode
 from polling import eventually as shared_eventually
+from secured import authority_dir, session_authority
 
 DEADLINE = 15.0
 
@@ -106,8 +107,12 @@ async def test_404s_are_json_with_a_message(backend: InProcessBackend, path: str
 async def test_backend_starts_before_the_broker_and_serves_503_until_it_is_up(
     tmp_path: Path,
 ) -> None:
-    broker = EmbeddedBroker(tmp_path / "nats", port=free_port())
-    settings = Settings.from_db_arg(nats_url=broker.url, db=str(tmp_path / "k.db"))
+    broker = EmbeddedBroker(
+        tmp_path / "nats", port=free_port(), security=session_authority().broker_security()
+    )
+    settings = Settings.from_db_arg(
+        authority_dir=authority_dir(), nats_url=broker.url, db=str(tmp_path / "k.db")
+    )
     async with in_process_backend(settings, wait_for_broker=None) as b:
         health = (await b.client.get("/health")).json()
         assert (health["status"], health["broker"], health["db"]) == ("degraded", False, True)

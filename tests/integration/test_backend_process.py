@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,14 +13,18 @@ import httpx
 import pytest
 
 from kanade.bus import EmbeddedBroker, free_port
+from secured import authority_dir
 
 DEADLINE = 30.0
 
 
-def start_backend(nats_url: str, db: Path, port: int) -> subprocess.Popen[str]:
+def start_backend(
+    nats_url: str, db: Path, port: int, *, authority: Path | None = None
+) -> subprocess.Popen[str]:
     cmd = [
         sys.executable, "-m", "kanade.backend.cli", "run",
         "--nats-url", nats_url, "--db", str(db), "--http-port", str(port),
+        "--authority", str(authority or authority_dir()),
     ]  # fmt: skip
     return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
 
@@ -75,3 +80,22 @@ def test_start_failure_exits_non_zero(nats_server: EmbeddedBroker, tmp_path: Pat
     finally:
         first.terminate()
         first.wait(timeout=DEADLINE)
+
+
+def test_refuses_to_start_without_an_authority(tmp_path: Path) -> None:
+    """No anonymous connection, ever (SPEC §8.1): the flag is required and named."""
+    env = {k: v for k, v in os.environ.items() if k != "KANADE_AUTHORITY_DIR"}
+    argv = [sys.executable, "-m", "kanade.backend.cli", "run", "--db", str(tmp_path / "k.db"),
+            "--http-port", str(free_port())]  # fmt: skip
+    missing = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=DEADLINE)
+    assert missing.returncode == 2
+    assert "--authority DIR" in missing.stderr and "KANADE_AUTHORITY_DIR" in missing.stderr
+    # A directory that is not a trust directory is named with what is missing in it.
+    empty = tmp_path / "not-an-authority"
+    empty.mkdir()
+    wrong = subprocess.run(
+        [*argv, "--authority", str(empty)], env=env, capture_output=True, text=True,
+        timeout=DEADLINE,
+    )  # fmt: skip
+    assert wrong.returncode == 2
+    assert str(empty / "ca.pem") in wrong.stderr and "not a kanade trust directory" in wrong.stderr

@@ -23,6 +23,7 @@ from kanade.core import subjects
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import EventStarted, Result, encode
 from polling import eventually as shared_eventually
+from secured import authority_dir
 
 DEADLINE = 15.0
 
@@ -37,7 +38,9 @@ eventually = functools.partial(shared_eventually, timeout=DEADLINE, interval=0.0
 
 
 def settings_for(nats_url: str, db: Path) -> Settings:
-    return Settings.from_db_arg(nats_url=nats_url, db=str(db), heartbeat_flush_s=0.05)
+    return Settings.from_db_arg(
+        authority_dir=authority_dir(), nats_url=nats_url, db=str(db), heartbeat_flush_s=0.05
+    )
 
 
 @pytest.fixture

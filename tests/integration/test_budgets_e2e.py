@@ -17,6 +17,7 @@ from agent_harness import AgentFleet, eventually, wait_agent_ready
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
 from kanade.bus import Bus
+from secured import authority_dir
 
 OUTPUT_CAP = 64
 
@@ -24,6 +25,7 @@ OUTPUT_CAP = 64
 @pytest.fixture
 async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
+        authority_dir=authority_dir(),
         nats_url=nats_url,
         db=str(tmp_path / "k.db"),
         heartbeat_flush_s=0.05,

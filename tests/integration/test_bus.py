@@ -29,6 +29,7 @@ from kanade.bus import (
     find_nats_server,
     required_file_store,
 )
+from kanade.bus.credentials import BusCredentials
 from kanade.bus.kv import (
     KvChange,
     is_delete,
@@ -42,6 +43,7 @@ from kanade.bus.kv import (
 from kanade.bus.topology import KV_SPECS, OBJECT_SPECS, STREAM_SPECS
 from kanade.core import subjects
 from polling import eventually as shared_eventually
+from secured import backend_credentials, session_authority
 
 DEADLINE = 15.0
 
@@ -50,6 +52,10 @@ eventually = functools.partial(
     shared_eventually, timeout=DEADLINE, interval=0.05, tolerate_errors=True
 )
 
+
+
+def _creds() -> BusCredentials:
+    return backend_credentials(session_authority())
 
 def port_open(host: str, port: int) -> bool:
     try:
@@ -79,6 +85,8 @@ def test_find_nats_server_is_the_wheel_binary() -> None:
     assert path.name.startswith("nats-server")
 
 
+# The three tests below are about the broker process itself (start, stop, restart, config),
+# not about clients: no client ever connects, so their brokers may stay anonymous.
 def test_broker_starts_ready_and_stops(tmp_path: Path) -> None:
     broker = EmbeddedBroker(tmp_path / "store")
     try:
@@ -196,8 +204,8 @@ async def test_topology_limits(bus: Bus) -> None:
 
 
 async def test_topology_idempotent_sequential_and_concurrent(nats_url: str) -> None:
-    a = await Bus.connect(nats_url, name="proc-a", deadline=10)
-    b = await Bus.connect(nats_url, name="proc-b", deadline=10)
+    a = await Bus.connect(nats_url, credentials=_creds(), name="proc-a", deadline=10)
+    b = await Bus.connect(nats_url, credentials=_creds(), name="proc-b", deadline=10)
     try:
         # Two "processes" racing on an empty broker, then again on a complete one.
         await asyncio.wait_for(asyncio.gather(ensure_topology(a.js), ensure_topology(b.js)), 30)
@@ -213,7 +221,7 @@ async def test_topology_idempotent_sequential_and_concurrent(nats_url: str) -> N
 
 
 async def test_topology_survives_drift(nats_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    bus = await Bus.connect(nats_url, name="drift", deadline=10)
+    bus = await Bus.connect(nats_url, credentials=_creds(), name="drift", deadline=10)
     try:
         # Immutable drift: memory instead of file storage, other limits wrong too.
         await bus.js.add_stream(
@@ -253,7 +261,7 @@ async def test_topology_survives_drift(nats_url: str, caplog: pytest.LogCaptureF
 
 
 async def test_topology_scale(nats_url: str) -> None:
-    bus = await Bus.connect(nats_url, name="scaled", deadline=10)
+    bus = await Bus.connect(nats_url, credentials=_creds(), name="scaled", deadline=10)
     try:
         await ensure_topology(bus.js, scale=0.5)
         cfg = (await bus.js.stream_info(subjects.STREAM_RESULTS)).config
@@ -362,11 +370,18 @@ def test_backoff_is_jittered_and_capped() -> None:
 async def test_connect_waits_for_a_broker_started_later(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broker = EmbeddedBroker(tmp_path / "late")  # ports chosen, not started
+    # ports chosen, not started
+    broker = EmbeddedBroker(tmp_path / "late", security=session_authority().broker_security())
     states: list[str] = []
     caplog.set_level(logging.DEBUG, logger="kanade.bus.connection")
     task = asyncio.create_task(
-        connect(broker.url, name="early-bird", on_state=states.append, reconnect_time_wait=0.2)
+        connect(
+            broker.url,
+            name="early-bird",
+            on_state=states.append,
+            reconnect_time_wait=0.2,
+            credentials=_creds(),
+        )
     )
     try:
 
@@ -395,10 +410,10 @@ async def test_connect_gives_up_at_deadline(tmp_path: Path) -> None:
     url = EmbeddedBroker(tmp_path / "never").url  # nothing listens there
     started = time.monotonic()
     with pytest.raises(BusConnectError):
-        await connect(url, name="impatient", deadline=0.5)
+        await connect(url, name="impatient", deadline=0.5, credentials=_creds())
     assert time.monotonic() - started < 5
     with pytest.raises(BusConnectError):
-        await connect(url, name="one-shot", retry_forever=False)
+        await connect(url, name="one-shot", retry_forever=False, credentials=_creds())
 
 
 async def test_reconnect_after_broker_restart(nats_server: EmbeddedBroker) -> None:
@@ -411,7 +426,9 @@ async def test_reconnect_after_broker_restart(nats_server: EmbeddedBroker) -> No
             reconnected.set()
 
     bus = await Bus.connect(
-        nats_server.url, name="survivor", deadline=10, on_state=on_state, reconnect_time_wait=0.2
+        nats_server.url,
+        credentials=_creds(),
+        name="survivor", deadline=10, on_state=on_state, reconnect_time_wait=0.2
     )
     try:
         await ensure_topology(bus.js)

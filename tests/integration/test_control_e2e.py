@@ -22,6 +22,7 @@ from test_control_stack import ControlStack, json_lines, start_stack, stop_stack
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Heartbeat, decode
+from secured import connect_backend, session_authority
 
 INLINE_CAP = 256 * 1024
 
@@ -39,7 +40,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlStack]:
 
 @pytest.fixture
 async def bus(stack: ControlStack) -> AsyncIterator[Bus]:
-    b = await Bus.connect(stack.broker.url, name="pytest-control", deadline=10)
+    b = await connect_backend(stack.broker.url, session_authority(), name="pytest-control")
     try:
         yield b
     finally:
@@ -332,8 +333,9 @@ def _agent_groups(stack: ControlStack, pc: str) -> list[str]:
 
 async def test_group_membership_is_followed_live(stack: ControlStack, bus: Bus) -> None:
     res = await asyncio.to_thread(stack.ok, "group", "add", "web", "local-2")
-    assert "local-2: local, web" not in res.stdout  # KV membership, not the static flags
-    assert "local-2: web (changed)" in res.stdout
+    # KV membership: the harness registered the agent's "local" there (the backend
+    # provisions command consumers from KV only, never from what an agent claims).
+    assert "local-2: local, web (changed)" in res.stdout
     await asyncio.to_thread(
         wait_until, lambda: "web" in _agent_groups(stack, "local-2"), what="local-2 in web"
     )
@@ -355,10 +357,10 @@ async def test_group_membership_is_followed_live(stack: ControlStack, bus: Bus) 
     }
     assert groups["web"]["members"] == ["local-2"] and groups["web"]["reported"] == ["local-2"]
     audit = await last_audit(bus, "group_set")
-    assert audit["details"]["after"] == ["web"]  # type: ignore[index]
+    assert audit["details"]["after"] == ["local", "web"]  # type: ignore[index]
 
     res = await asyncio.to_thread(stack.ok, "group", "rm", "web", "local-2")
-    assert "local-2: (none) (changed)" in res.stdout
+    assert "local-2: local (changed)" in res.stdout
     await asyncio.to_thread(
         wait_until, lambda: "web" not in _agent_groups(stack, "local-2"), what="local-2 left web"
     )

@@ -27,6 +27,7 @@ from agent_harness import AgentFleet, AgentProcess
 
 import polling
 from kanade.bus import EmbeddedBroker, free_port
+from secured import authority_dir, session_authority
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0
@@ -64,6 +65,7 @@ class ControlStack:
         argv = [
             sys.executable, "-m", "kanade.backend.cli", "run",
             "--nats-url", self.broker.url, "--db", str(self.root / "kanade.db"),
+            "--authority", str(authority_dir()),
             "--http-port", str(self.http_port),
         ]  # fmt: skip
         with open(self.backend_log, "ab") as log:
@@ -201,7 +203,7 @@ class ControlStack:
 
 def start_stack(root: Path) -> ControlStack:
     root.mkdir(parents=True, exist_ok=True)
-    broker = EmbeddedBroker(root / "nats")
+    broker = EmbeddedBroker(root / "nats", security=session_authority().broker_security())
     broker.start()
     http_port = free_port()
     stack = ControlStack(
@@ -209,7 +211,7 @@ def start_stack(root: Path) -> ControlStack:
         broker=broker,
         url=f"http://127.0.0.1:{http_port}",
         http_port=http_port,
-        fleet=AgentFleet(root / "agents", broker.url),
+        fleet=AgentFleet(root / "agents", broker.url, session_authority()),
     )
     try:
         stack.start_backend()

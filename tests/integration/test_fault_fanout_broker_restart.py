@@ -22,6 +22,8 @@ from kanade.agent.swarm import Swarm, SwarmSpec
 from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
+from kanade.security.authority import Authority
+from secured import swarm_credentials
 
 N = 1000
 
@@ -29,9 +31,20 @@ pytestmark = pytest.mark.slow
 
 
 async def test_broker_kill9_during_a_1000_agent_fanout_loses_and_duplicates_nothing(
-    tmp_path: Path, nats_server: EmbeddedBroker, bus: Bus, collector: ResultsCollector
+    tmp_path: Path,
+    nats_server: EmbeddedBroker,
+    bus: Bus,
+    collector: ResultsCollector,
+    authority: Authority,
 ) -> None:
-    swarm = Swarm(SwarmSpec(agents=N, nats_urls=[nats_server.url], data_dir=tmp_path / "swarm"))
+    swarm = Swarm(
+        SwarmSpec(
+            agents=N,
+            nats_urls=[nats_server.url],
+            data_dir=tmp_path / "swarm",
+            credentials=swarm_credentials(authority, tmp_path / "swarm-trust"),
+        )
+    )
     ready = asyncio.Event()
     task = asyncio.ensure_future(swarm.run(on_ready=lambda _: ready.set()))
     try:

@@ -18,6 +18,7 @@ from kanade.core import subjects
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import Result, encode
 from polling import eventually as shared_eventually
+from secured import authority_dir
 
 DEADLINE = 20.0
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -40,7 +41,9 @@ eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
 def settings_for(nats_url: str, db: Path) -> Settings:
-    return Settings.from_db_arg(nats_url=nats_url, db=str(db), heartbeat_flush_s=0.05)
+    return Settings.from_db_arg(
+        authority_dir=authority_dir(), nats_url=nats_url, db=str(db), heartbeat_flush_s=0.05
+    )
 
 
 async def exec_job(

@@ -44,7 +44,7 @@ async def test_halt_then_abort_and_halt_then_resume(stack: Stack, fleet: AgentFl
         fleet.add(pc, heartbeat_interval=1.0)
     await eventually(lambda: alive(b, 12, "pc-"), timeout=40, what="12 agents alive")
     assert b.post("/api/jobs", job("flaky", SCRIPT)).status_code == 201
-    nc = await nats.connect(stack.broker.url)
+    nc = await nats.connect(stack.broker.url, **stack.nats_options())
     log = await CommandLog(nc).start()
     try:
 

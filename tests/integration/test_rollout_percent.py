@@ -30,7 +30,7 @@ async def test_ten_forty_rest_over_twenty_agents(stack: Stack) -> None:
     stack.swarm(20, prefix="sim-")
     await eventually(lambda: alive(b, 20, "sim-"), what="20 agents alive")
     assert b.post("/api/jobs", job("hello", "echo hi")).status_code == 201
-    nc = await nats.connect(stack.broker.url)
+    nc = await nats.connect(stack.broker.url, **stack.nats_options())
     log = await CommandLog(nc).start()
     try:
         cli = kanade(

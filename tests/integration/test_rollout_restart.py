@@ -27,6 +27,7 @@ from kanade.backend.store.tables import rollout_waves
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from secured import authority_dir
 
 WAVES = {
     "waves": [
@@ -56,7 +57,7 @@ async def test_sigkill_after_wave_one_resumes_once(
     runs.mkdir()
     script = f'echo run >> "{runs}/$KANADE_TEST_PC"'
     assert b.post("/api/jobs", job("touch", script)).status_code == 201
-    nc = await nats.connect(stack.broker.url)
+    nc = await nats.connect(stack.broker.url, **stack.nats_options())
     log = await CommandLog(nc).start()
     try:
         created = b.post_ok("/api/exec/touch", {"target": {"all": True}, "rollout": WAVES})
@@ -119,7 +120,10 @@ async def test_interrupted_dispatch_is_republished_but_never_runs_twice(
     # The app's own runner ticks once at start-up and then sleeps: the test drives a
     # runner of its own, step by step.
     settings = Settings.from_db_arg(
-        nats_url=stack.broker.url, db=str(tmp_path / "inproc.db"), rollout_interval_s=3600.0
+        authority_dir=authority_dir(),
+        nats_url=stack.broker.url,
+        db=str(tmp_path / "inproc.db"),
+        rollout_interval_s=3600.0,
     )
     async with in_process_backend(settings) as backend:
         client, db = backend.client, backend.services.db
@@ -133,7 +137,7 @@ async def test_interrupted_dispatch_is_republished_but_never_runs_twice(
             "/api/jobs", json=job("touch", f'echo run >> "{runs}/$KANADE_TEST_PC"')
         )
         assert r.status_code == 201
-        nc = await nats.connect(stack.broker.url)
+        nc = await nats.connect(stack.broker.url, **stack.nats_options())
         log = await CommandLog(nc).start()
         try:
             created = (

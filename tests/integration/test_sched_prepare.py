@@ -34,6 +34,7 @@ from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
 from kanade.core.scheduling import exec_id_for, occurrence_id, request_id_for
 from polling import eventually as shared_eventually
+from secured import authority_dir
 
 DEADLINE = 20.0
 AHEAD = timedelta(seconds=4)
@@ -68,6 +69,7 @@ async def clock_past(moment: datetime) -> None:
 @pytest.fixture
 async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
+        authority_dir=authority_dir(),
         nats_url=nats_url,
         db=str(tmp_path / "kanade.db"),
         heartbeat_flush_s=0.05,

@@ -34,6 +34,7 @@ from kanade.core.scheduling import (
 )
 from kanade.core.validation import parse_schedule
 from polling import eventually as shared_eventually
+from secured import authority_dir
 
 DEADLINE = 20.0
 
@@ -69,6 +70,7 @@ def soon(seconds: float = 2.0) -> datetime:
 @pytest.fixture
 async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
+        authority_dir=authority_dir(),
         nats_url=nats_url,
         db=str(tmp_path / "kanade.db"),
         heartbeat_flush_s=0.05,

@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 import pytest
 
-from kanade.bus import Bus, EmbeddedBroker, free_port
+from kanade.bus import EmbeddedBroker, free_port
 from kanade.core import subjects
 from kanade.core.scheduling import exec_id_for, occurrence_id
+from secured import authority_dir, connect_backend, session_authority, swarm_credentials
 from stack import kill9, terminate
 
 BIN = Path(sys.executable).parent
@@ -102,7 +103,7 @@ class Backend:
 class Stack:
     def __init__(self, base: Path) -> None:
         self.base = base
-        self.broker = EmbeddedBroker(base / "nats")
+        self.broker = EmbeddedBroker(base / "nats", security=session_authority().broker_security())
         self.broker.start(timeout=15)
         self.db = base / "kanade.db"
         self.backends: list[Backend] = []
@@ -118,6 +119,8 @@ class Stack:
                 "run",
                 "--nats-url",
                 self.broker.url,
+                "--authority",
+                str(authority_dir()),
                 "--db",
                 str(self.db),
                 "--http-port",
@@ -146,6 +149,7 @@ class Stack:
 
     def swarm(self, n: int, *, prefix: str = "sim-") -> None:
         log = self.base / "swarm.log"
+        creds = swarm_credentials(session_authority(), self.base / "swarm-trust")
         fh = open(log, "w")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [
@@ -161,6 +165,10 @@ class Stack:
                 self.broker.url,
                 "--data-dir",
                 str(self.base / "swarm"),
+                "--creds",
+                str(creds.creds_file),
+                "--ca",
+                str(creds.ca_file),
                 "--heartbeat-interval",
                 "2",
             ],
@@ -375,7 +383,7 @@ def test_two_backends_one_broker_every_occurrence_dispatched_once(stack: Stack) 
 
 def _command_seq(stack: Stack) -> int:
     async def go() -> int:
-        bus = await Bus.connect(stack.broker.url, name="pytest", deadline=10)
+        bus = await connect_backend(stack.broker.url, session_authority())
         try:
             info = await bus.js.stream_info(subjects.STREAM_COMMANDS)
             return int(info.state.last_seq)

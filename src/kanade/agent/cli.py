@@ -13,9 +13,12 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kanade.logsetup import configure_stdlib_logging
+
+if TYPE_CHECKING:
+    from kanade.bus.credentials import BusCredentials
 
 _EPILOG_RUN = """example:
   kanade-agent run --pc-id web-1 --group web \\
@@ -43,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--nats-url", dest="nats_urls", metavar="URL",
                      help="broker URL(s), comma separated (env: KANADE_NATS_URL)")
     run.add_argument("--data-dir", type=Path, help="ledger, outbox and spool directory")
+    run.add_argument("--trust-dir", type=Path,
+                     help="broker credential and CA (default: <data-dir>/trust; "
+                          "env: KANADE_AGENT_TRUST_DIR)")
     run.add_argument("--config", type=Path,
                      help="config file, YAML (env: KANADE_AGENT_CONFIG)")
     run.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
@@ -66,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="spread identities over this many groups")
     swarm.add_argument("--group", "-g", action="append", dest="extra_groups", metavar="GROUP",
                        help="a group for every identity (repeatable)")
+    swarm.add_argument("--creds", type=Path, default=None,
+                       help="the swarm's NATS credential (env: KANADE_NATS_CREDS)")
+    swarm.add_argument("--ca", type=Path, default=None,
+                       help="the broker's CA certificate (env: KANADE_NATS_CA)")
     swarm.add_argument("--heartbeat-interval", type=float, default=30.0)
     swarm.add_argument("--fsync", action="store_true", help="fsync ledger/outbox writes")
     swarm.add_argument("--log-level", default="warning",
@@ -91,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
         "groups": args.groups,
         "nats_urls": args.nats_urls or os.environ.get("KANADE_NATS_URL"),
         "data_dir": args.data_dir,
+        "trust_dir": args.trust_dir or os.environ.get("KANADE_AGENT_TRUST_DIR"),
         "heartbeat_interval": args.heartbeat_interval,
         "max_local_concurrent": args.max_local_concurrent,
         "startup_delay_max": args.startup_delay_max,
@@ -112,19 +123,45 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _swarm_credentials(creds: Path | None, ca: Path | None) -> BusCredentials:
+    """The swarm's one broad identity: flags, else the environment; never anonymous."""
+    from kanade.bus.credentials import BusCredentials, CredentialsError
+
+    if creds is not None or ca is not None:
+        if creds is None or ca is None:
+            raise CredentialsError("--creds and --ca go together")
+        found: BusCredentials | None = BusCredentials(creds, ca)
+    else:
+        found = BusCredentials.from_env()
+    if found is None:
+        raise CredentialsError(
+            "a credential is required (--creds FILE --ca FILE, or $KANADE_NATS_CREDS and "
+            "$KANADE_NATS_CA): the broker accepts no anonymous connection"
+        )
+    found.check()
+    return found
+
+
 def _swarm(args: argparse.Namespace) -> int:
     import os
 
     from kanade.agent.swarm import Swarm, SwarmSpec
+    from kanade.bus.credentials import CredentialsError
 
     if args.agents < 1:
         print("kanade-agent swarm: --agents must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        credentials = _swarm_credentials(args.creds, args.ca)
+    except CredentialsError as exc:
+        print(f"kanade-agent swarm: {exc}", file=sys.stderr)
         return 2
     configure_stdlib_logging(args.log_level)
     urls = args.nats_url or os.environ.get("KANADE_NATS_URL") or "nats://127.0.0.1:4222"
     spec = SwarmSpec(
         agents=args.agents, prefix=args.prefix,
         nats_urls=[u for u in urls.split(",") if u], data_dir=args.data_dir,
+        credentials=credentials,
         exec_mode=args.exec_mode, groups=args.groups, extra_groups=args.extra_groups or [],
         heartbeat_interval=args.heartbeat_interval, durable=args.fsync,
     )

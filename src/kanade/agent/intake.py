@@ -17,22 +17,47 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kanade import __version__
 from kanade.agent.durable.ledger import Admission, Ledger, command_digest
 from kanade.agent.durable.outbox import Envelope, Outbox
 from kanade.agent.executor import Executor
-from kanade.bus.consumers import add_or_replace_consumer
+from kanade.bus.consumers import add_or_replace_consumer, agent_command_consumer
 from kanade.bus.pull import PullConsumer
 from kanade.bus.retry import retry
 from kanade.core import exitcodes, subjects
 from kanade.core.instants import Clock, format_instant, parse_instant, system_clock
-from kanade.core.models.wire import Command, WireDecodeError, decode, encode
+from kanade.core.models.wire import Command, ConsumerReply, WireDecodeError, decode, encode
 from kanade.core.msgids import result_msg_id
 from kanade.core.results import skipped_result
 
 log = logging.getLogger("kanade.agent")
+
+ConsumerProvisioning = Callable[[Client, str, list[str]], Awaitable[None]]
+"""Makes sure ``agent-<pc_id>`` exists reading ``groups``; raises to be retried."""
+
+REQUEST_TIMEOUT_S = 10.0
+
+
+class ConsumerRefused(RuntimeError):
+    """The backend answered a consumer request with an error."""
+
+
+async def request_consumer(nc: Client, pc_id: str, _groups: list[str]) -> None:
+    """Ask the backend for the consumer (SPEC §8.1). The groups are not sent: the
+    backend reads them from KV, and takes the pc from the subject only this agent's
+    identity may publish on."""
+    msg = await nc.request(subjects.consumer_request_subject(pc_id), b"", timeout=REQUEST_TIMEOUT_S)
+    reply = decode(ConsumerReply, msg.data)
+    if not reply.ok:
+        raise ConsumerRefused(f"the backend refused: {reply.error}")
+
+
+async def create_consumer(nc: Client, pc_id: str, groups: list[str]) -> None:
+    """Create the consumer directly: only for an identity whose credential allows it
+    (the benchmark swarm, on its own throw-away broker)."""
+    config = agent_command_consumer(pc_id, groups)
+    await add_or_replace_consumer(nc.jetstream(), subjects.STREAM_COMMANDS, config)
 
 
 def load_enrollment(path: Path, clock: Clock = system_clock) -> datetime:
@@ -63,6 +88,7 @@ class CommandIntake:
         spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
         pull_expires: float,
         pull_idle_heartbeat: float,
+        provisioning: ConsumerProvisioning = request_consumer,
         clock: Clock = system_clock,
     ) -> None:
         self.pc_id = pc_id
@@ -77,6 +103,7 @@ class CommandIntake:
         self._spawn = spawn
         self._pull_expires = pull_expires
         self._pull_idle_heartbeat = pull_idle_heartbeat
+        self._provision = provisioning
         self.consumer: PullConsumer | None = None
         self._reopening: asyncio.Task[Any] | None = None
         self.last_command_at: datetime | None = None
@@ -90,48 +117,34 @@ class CommandIntake:
 
     # --- the consumer -------------------------------------------------------------------------
     async def ensure_consumer(self) -> None:
-        """Create or update this agent's one durable command consumer.
+        """Make sure this agent's one durable command consumer exists and reads its
+        current groups (``bus.consumers.agent_command_consumer`` explains why it lives in
+        broker memory and why losing it is harmless: the ledger absorbs the replay).
 
-        Retried until the command stream exists (the backend creates it; an agent
-        has no right to create streams).
-
-        The consumer keeps its state (delivered/acked positions) in the broker's
-        memory, not on its disk: with one consumer per agent, a file-backed state
-        costs the broker a file rewrite per agent per command (at 10 000 agents that
-        disk traffic, not CPU, bounded a fan-out; see docs/performance.md). Nothing
-        depends on that state surviving: the commands themselves stay in the
-        file-backed stream, and "already admitted" is decided by this agent's fsync'd
-        ledger, which outlives the stream's max age. So when a broker restart drops
-        the consumer, it is re-created (on reconnect, or when a pull is answered
-        "no such consumer"), the retained commands for this pc are replayed — at most
-        one per job per address, the stream keeps only the newest — and the ledger
-        acks each replay as a duplicate without running it. For the same reason a
-        file-backed consumer left by an older agent is simply replaced.
+        Retried with capped backoff until it succeeds: the backend provisions it (an
+        agent may not create consumers, SPEC §8.1), and the backend — or the command
+        stream — may not be there yet.
         """
-        js = self._nc().jetstream()
-        name = subjects.agent_consumer_name(self.pc_id)
-        config = ConsumerConfig(
-            name=name,
-            durable_name=name,
-            filter_subjects=subjects.agent_command_filters(self.pc_id, self._groups()),
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=30.0,
-            max_ack_pending=1000,
-            # An agent that never comes back stops costing the broker after 30 days.
-            inactive_threshold=30 * 86400.0,
-            mem_storage=True,
-        )
+        attempts = 0
 
-        def warn(_attempt: int, exc: BaseException, _delay: float) -> None:
-            log.warning("cannot open the command consumer yet (%s); retrying", exc)
+        def warn(attempt: int, exc: BaseException, delay: float) -> None:
+            nonlocal attempts
+            attempts = attempt
+            # Once, then about every minute: a fleet waiting for its backend must not
+            # flood its logs.
+            if attempt == 1 or attempt % 12 == 0:
+                log.warning(
+                    "cannot open the command consumer yet (%s); retrying in %.1fs", exc, delay
+                )
 
         await retry(
-            lambda: add_or_replace_consumer(js, subjects.STREAM_COMMANDS, config),
+            lambda: self._provision(self._nc(), self.pc_id, self._groups()),
             base=0.2,
             cap=5.0,
             on_retry=warn,
         )
+        if attempts:
+            log.info("command consumer ready after %d attempt(s)", attempts + 1)
 
     async def serve(self) -> None:
         """Pull and admit commands until cancelled."""

@@ -33,11 +33,18 @@ from kanade.agent.executor import Executor, RunContext, Runner, subprocess_runne
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.fleet.view import FleetView
 from kanade.agent.heartbeat import Heartbeats
-from kanade.agent.intake import CommandIntake, load_enrollment
+from kanade.agent.intake import (
+    CommandIntake,
+    ConsumerProvisioning,
+    load_enrollment,
+    request_consumer,
+)
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
 from kanade.agent.settings import AgentSettings
 from kanade.bus.connection import Bus, connect
+from kanade.bus.credentials import BusCredentials, CredentialsError
+from kanade.bus.retry import retry
 from kanade.core import subjects
 from kanade.core.gates import KvView
 from kanade.core.instants import Clock, system_clock
@@ -61,6 +68,7 @@ class Agent:
         runner: Runner = subprocess_runner,
         fleet: FleetState | None = None,
         connector: Connector | None = None,
+        provisioning: ConsumerProvisioning = request_consumer,
         clock: Clock = system_clock,
     ) -> None:
         self.s = settings
@@ -124,6 +132,7 @@ class Agent:
             spawn=self._spawn,
             pull_expires=settings.pull_expires,
             pull_idle_heartbeat=settings.pull_idle_heartbeat,
+            provisioning=provisioning,
             clock=clock,
         )
         # Set once the command consumer is open: the agent can receive commands.
@@ -270,7 +279,10 @@ class Agent:
             self.nc = await self._connector(self._on_state)
         else:
             self.nc = await connect(
-                self.s.nats_urls, name=f"kanade-agent:{self.pc_id}", on_state=self._on_state
+                self.s.nats_urls,
+                name=f"kanade-agent:{self.pc_id}",
+                on_state=self._on_state,
+                credentials=await self._credentials(),
             )
         self._on_state("connected")
         await self.nc.subscribe(subjects.ping_subject(self.pc_id), cb=self.heartbeats.on_ping)
@@ -281,6 +293,25 @@ class Agent:
         await self.heartbeats.send()
         await self.intake.ensure_consumer()
         await self.intake.serve()
+
+    async def _credentials(self) -> BusCredentials:
+        """This agent's broker identity, waiting (and saying why) until its files exist:
+        an agent installed before it was enrolled stays up and connects once enrolled."""
+        credentials = BusCredentials.for_agent(self.s.trust_path, self.pc_id)
+
+        def missing(attempt: int, exc: BaseException, _delay: float) -> None:
+            if attempt == 1 or attempt % 12 == 0:  # once, then about every minute
+                log.error(
+                    "%s; this agent has no broker credential: run `kanade-agent enroll "
+                    "URL TOKEN` (still waiting for it)",
+                    exc,
+                )
+
+        async def present() -> None:
+            credentials.check()
+
+        await retry(present, base=0.5, cap=5.0, retry_on=(CredentialsError,), on_retry=missing)
+        return credentials
 
     async def _resync(self) -> None:
         """Re-read every mirrored bucket after a (re)connect (SPEC §3.6 re-sync rules)."""

@@ -33,6 +33,9 @@ class AgentSettings:
     pc_id: str = field(default_factory=lambda: slugify_hostname(socket.gethostname()))
     nats_urls: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
     data_dir: Path = field(default_factory=default_data_dir)
+    # The broker credential and the CA this agent pins (agent.creds, ca.pem; written by
+    # `kanade-agent enroll`). None = <data_dir>/trust.
+    trust_dir: Path | None = None
     groups: list[str] = field(default_factory=list)
     heartbeat_interval: float = 30.0
     max_local_concurrent: int = 4
@@ -48,6 +51,10 @@ class AgentSettings:
     pull_expires: float = 30.0
     pull_idle_heartbeat: float = 5.0
     log_level: str = "info"
+
+    @property
+    def trust_path(self) -> Path:
+        return self.trust_dir if self.trust_dir is not None else self.data_dir / "trust"
 
     def validate(self) -> None:
         if not is_slug(self.pc_id):
@@ -85,8 +92,9 @@ def load_settings(config: Path | None, overrides: dict[str, Any]) -> AgentSettin
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("nats_urls"), str):
         values["nats_urls"] = [u.strip() for u in values["nats_urls"].split(",") if u.strip()]
-    if "data_dir" in values:
-        values["data_dir"] = Path(values["data_dir"])
+    for key in ("data_dir", "trust_dir"):
+        if key in values:
+            values[key] = Path(values[key])
     settings = AgentSettings(**values)
     settings.validate()
     return settings

@@ -27,10 +27,12 @@ from nats.aio.msg import Msg
 from kanade.agent.control import kill_request_exec_id
 from kanade.agent.executor import RunContext, Runner, subprocess_runner
 from kanade.agent.fleet.state import FleetState
+from kanade.agent.intake import create_consumer
 from kanade.agent.process import Capture, ProcessOutcome
 from kanade.agent.runtime import Agent
 from kanade.agent.settings import AgentSettings
 from kanade.bus.connection import connect
+from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects
 from kanade.core.models.wire import Command
 
@@ -74,6 +76,9 @@ class SwarmSpec:
     agents: int
     nats_urls: list[str]
     data_dir: Path
+    # One broad identity for every simulated agent (security.permissions
+    # swarm_permissions): it may create the identities' command consumers itself.
+    credentials: BusCredentials
     prefix: str = "sim-"
     exec_mode: ExecMode = "stub"
     # Identity i is in group "<prefix>g<i % groups>" when groups > 0, plus every
@@ -157,6 +162,7 @@ class Swarm:
                 name=f"kanade-swarm:{spec.prefix}:{index}",
                 on_state=self._state_fanout(index),
                 pending_size=64 * 1024 * 1024,
+                credentials=spec.credentials,
             )
             self.connections.append(nc)
         self.nc = self.connections[0]
@@ -180,6 +186,9 @@ class Swarm:
                     runner=runner,
                     fleet=self.fleet,
                     connector=self._connector_for(i),
+                    # The swarm's credential may create consumers; asking a backend for
+                    # thousands at start-up would only measure the request round trips.
+                    provisioning=create_consumer,
                 )
                 for i in range(start, min(spec.agents, start + spec.start_batch))
             ]

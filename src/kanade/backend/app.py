@@ -53,12 +53,15 @@ from kanade.backend.workers.projection.audit import AuditProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
 from kanade.backend.workers.projection.results import ResultsProjector
 from kanade.backend.workers.projection.worker import ProjectionWorker
+from kanade.backend.workers.provisioning import ConsumerProvisioner
 from kanade.backend.workers.reaper import Reaper
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus.connection import Bus
+from kanade.bus.credentials import BusCredentials
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock
+from kanade.security.authority import Authority
 from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -78,15 +81,26 @@ async def _is_new_database(db: Database) -> bool:
     )
 
 
+def bus_credentials(settings: Settings) -> BusCredentials:
+    """The backend's broker identity from the deployment's trust directory; raises
+    :class:`~kanade.security.authority.AuthorityError` or
+    :class:`~kanade.bus.credentials.CredentialsError` naming the missing file."""
+    authority = Authority.load(settings.authority_dir)
+    credentials = BusCredentials(authority.backend_creds, authority.ca_file)
+    credentials.check()
+    return credentials
+
+
 def create_app(settings: Settings) -> FastAPI:
     check_auth_settings(settings)  # refuse an unsafe auth configuration before serving
+    credentials = bus_credentials(settings)  # no anonymous connection, ever (SPEC §8.1)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade(settings.db_url)
         db = Database(settings.db_url)
         new_db = await _is_new_database(db)
-        link = BrokerLink(settings.nats_url)
+        link = BrokerLink(settings.nats_url, credentials=credentials)
         metrics = Metrics()
         # Rollouts and approvals live in the database; these workers drive them (SPEC §4.7-8).
         rollout_runner = RolloutRunner(
@@ -121,6 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.services = services
         heartbeats = HeartbeatSink(db, flush_interval_s=settings.heartbeat_flush_s)
+        provisioner = ConsumerProvisioner()
         reset_pending = [new_db]
 
         async def on_ready(bus: Bus) -> list[asyncio.Task[None]]:
@@ -139,6 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await projector.prepare(reset=reset_pending[0])
             reset_pending[0] = False  # only the first successful set-up replays
             await heartbeats.subscribe(bus)
+            await provisioner.subscribe(bus)
             workers: list[Worker] = [*projectors, heartbeats]
             return [asyncio.create_task(w.run(), name=w.label) for w in workers]
 
@@ -173,6 +189,7 @@ def create_app(settings: Settings) -> FastAPI:
             if scheduler_tasks:
                 await scheduler.stop()  # releases the lease: a standby takes over at once
             await heartbeats.unsubscribe()
+            await provisioner.close()
             await link.close()
             with contextlib.suppress(Exception):
                 await heartbeats.flush()  # the last coalesced heartbeats

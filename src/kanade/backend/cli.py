@@ -16,7 +16,9 @@ from kanade.backend.app import create_app
 from kanade.backend.services.auth.setup import AuthConfigError
 from kanade.backend.settings import Settings
 from kanade.backend.users_cli import users_cli
+from kanade.bus.credentials import CredentialsError
 from kanade.core.durations import parse_duration
+from kanade.security.authority import AuthorityError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The kanade backend.")
 
@@ -67,7 +69,6 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
-
 def _read_secret(path: Path, option: str) -> str:
     """A secret from a file: its first line, stripped. A secret passed as an argument would be
     readable by every local user in ``/proc/<pid>/cmdline``; a file can be 0600."""
@@ -83,6 +84,12 @@ def _read_secret(path: Path, option: str) -> str:
 @cli.command()
 def run(
     nats_url: str = typer.Option("nats://127.0.0.1:4222", "--nats-url", help="NATS server URL"),
+    authority: Path | None = typer.Option(
+        None,
+        "--authority",
+        envvar="KANADE_AUTHORITY_DIR",
+        help="the deployment's trust directory (backend.creds, ca.pem); required",
+    ),
     db: str = typer.Option(
         "kanade.db", "--db", help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL)"
     ),
@@ -137,6 +144,14 @@ def run(
 ) -> None:
     """Serve the API and run the projectors until SIGTERM/SIGINT."""
     configure_logging(log_level)
+    if authority is None:
+        typer.echo(
+            "kanade-backend: --authority DIR (or $KANADE_AUTHORITY_DIR) is required: the "
+            "deployment's trust directory holding backend.creds and ca.pem (`kanade up` "
+            "makes one in <data_dir>/security). The backend never connects anonymously.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     try:
         approval_ttl_s = parse_duration(approval_ttl).total_seconds()
     except ValueError as exc:
@@ -150,6 +165,7 @@ def run(
     settings = Settings.from_db_arg(
         nats_url=nats_url,
         db=db,
+        authority_dir=authority,
         host=host,
         http_port=http_port,
         log_level=log_level,
@@ -169,7 +185,7 @@ def run(
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).
     try:
         api = create_app(settings)
-    except AuthConfigError as exc:
+    except (AuthConfigError, AuthorityError, CredentialsError) as exc:
         typer.echo(f"kanade-backend: {exc}", err=True)
         raise typer.Exit(code=2) from None
     config = uvicorn.Config(
@@ -204,4 +220,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

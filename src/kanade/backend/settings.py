@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from kanade.backend.store.database import database_url
 
@@ -11,6 +12,9 @@ from kanade.backend.store.database import database_url
 class Settings:
     nats_url: str
     db_url: str
+    # The deployment's trust directory (kanade.security.authority): the backend connects
+    # with its backend.creds and pins its ca.pem. Required: no anonymous connection, ever.
+    authority_dir: Path
     host: str = "127.0.0.1"
     http_port: int = 8080
     log_level: str = "info"
@@ -48,6 +52,13 @@ class Settings:
     rollout_interval_s: float = 0.5
 
     @classmethod
-    def from_db_arg(cls, *, nats_url: str, db: str, **kwargs: object) -> Settings:
+    def from_db_arg(
+        cls, *, nats_url: str, db: str, authority_dir: Path, **kwargs: object
+    ) -> Settings:
         """``db`` is a file path (SQLite) or a full SQLAlchemy URL."""
-        return cls(nats_url=nats_url, db_url=database_url(db), **kwargs)  # type: ignore[arg-type]
+        return cls(
+            nats_url=nats_url,
+            db_url=database_url(db),
+            authority_dir=authority_dir,
+            **kwargs,  # type: ignore[arg-type]
+        )

@@ -12,8 +12,10 @@ import logging
 from typing import Final
 
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
+
+from kanade.core import subjects
 
 log = logging.getLogger(__name__)
 
@@ -46,4 +48,34 @@ async def add_or_replace_consumer(
     await js.add_consumer(stream, config)
 
 
-__all__ = ["STORAGE_TYPE_IMMUTABLE", "add_or_replace_consumer", "is_storage_type_immutable"]
+def agent_command_consumer(pc_id: str, groups: list[str] | tuple[str, ...]) -> ConsumerConfig:
+    """The one durable command consumer of agent ``pc_id``: all, its groups, its pc.
+
+    Its state (delivered/acked positions) lives in the broker's memory, not on its disk:
+    with one consumer per agent, a file-backed state costs the broker a file rewrite per
+    agent per command (at 10 000 agents that disk traffic, not CPU, bounded a fan-out; see
+    docs/performance.md). Nothing depends on that state surviving: the commands stay in the
+    file-backed stream and "already admitted" is decided by the agent's fsync'd ledger, so a
+    consumer dropped by a broker restart is re-created and its replays acked as duplicates.
+    """
+    name = subjects.agent_consumer_name(pc_id)
+    return ConsumerConfig(
+        name=name,
+        durable_name=name,
+        filter_subjects=subjects.agent_command_filters(pc_id, groups),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=30.0,
+        max_ack_pending=1000,
+        # An agent that never comes back stops costing the broker after 30 days.
+        inactive_threshold=30 * 86400.0,
+        mem_storage=True,
+    )
+
+
+__all__ = [
+    "STORAGE_TYPE_IMMUTABLE",
+    "add_or_replace_consumer",
+    "agent_command_consumer",
+    "is_storage_type_immutable",
+]

@@ -96,7 +96,9 @@ def agent_permissions(pc_id: str) -> Permissions:
         s.result_subject(pc_id),
         s.started_subject(pc_id),
         s.heartbeat_subject(pc_id),
-        # scripts by digest (read) and large outputs (write chunks + metadata, no purge)
+        # scripts by digest (read) and large outputs (write chunks + metadata, no purge);
+        # nats-py's object-store get finds the chunk stream by subject (names only)
+        f"{JS_API}.STREAM.NAMES",
         *_stream_read(f"OBJ_{s.OBJ_SCRIPTS}"),
         f"{JS_API}.STREAM.INFO.OBJ_{s.OBJ_OUTPUTS}",
         f"{JS_API}.STREAM.MSG.GET.OBJ_{s.OBJ_OUTPUTS}",

@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from kanade.backend.catalog.groups import group_list, kv_groups_of
 from kanade.backend.errors import Invalid
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import kvwrite
@@ -19,21 +20,11 @@ from kanade.backend.services.base import Service
 from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
 from kanade.bus import kvcas
-from kanade.bus.connection import Bus
 from kanade.core import subjects
 
 log = structlog.get_logger(__name__)
 
-
-def group_list(raw: bytes | None) -> list[str]:
-    """A stored membership value as a sorted list of names (anything else: empty)."""
-    value = kvcas.json_or(raw, [])
-    return sorted({g for g in value if isinstance(g, str)}) if isinstance(value, list) else []
-
-
-async def kv_groups_of(bus: Bus, pc_id: str) -> list[str]:
-    """The pc's membership in KV."""
-    return group_list((await kvcas.read(await bus.kv(subjects.KV_GROUPS), pc_id)).value)
+__all__ = ["GroupService", "group_list", "kv_groups_of"]
 
 
 class GroupService(Service):

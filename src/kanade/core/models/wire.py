@@ -138,6 +138,15 @@ class Heartbeat(WireModel):
     sent_at: datetime
 
 
+class ConsumerReply(WireModel):
+    """The backend's answer to an agent asking for its command consumer (SPEC §8.1):
+    ``ok`` with the filters it now reads, or the reason it was refused."""
+
+    ok: bool
+    filters: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
 class WireDecodeError(ValueError):
     """A message that is not valid JSON or not the expected shape."""
 

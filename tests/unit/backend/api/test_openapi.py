@@ -3,12 +3,15 @@ has a schema (a response model), so clients and fuzzers can check what they get 
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kanade.backend.app import create_app
 from kanade.backend.settings import Settings
+from kanade.security.authority import Authority
 
 # Not JSON: Prometheus text, a server-sent event stream, raw script output.
 NOT_JSON = {
@@ -19,8 +22,14 @@ NOT_JSON = {
 
 
 def _spec() -> dict[str, Any]:
-    app = create_app(Settings(nats_url="nats://127.0.0.1:1", db_url="sqlite://"))
-    return app.openapi()
+    with tempfile.TemporaryDirectory() as tmp:
+        authority = Authority.create(Path(tmp) / "security")
+        app = create_app(
+            Settings(
+                nats_url="nats://127.0.0.1:1", db_url="sqlite://", authority_dir=authority.root
+            )
+        )
+        return app.openapi()
 
 
 SPEC = _spec()
