@@ -23,6 +23,7 @@ from kanade.backend.api import approvals as approvals_routes
 from kanade.backend.api import audit as audit_routes
 from kanade.backend.api import auth as auth_routes
 from kanade.backend.api import control as control_routes
+from kanade.backend.api import enrolment as enrolment_routes
 from kanade.backend.api import errors as api_errors
 from kanade.backend.api import execs as execs_routes
 from kanade.backend.api import fleet as fleet_routes
@@ -57,6 +58,7 @@ from kanade.backend.workers.reaper import Reaper
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.bus.connection import Bus
+from kanade.bus.credentials import BusCredentials
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock
 from kanade.worker import Worker
@@ -78,6 +80,14 @@ async def _is_new_database(db: Database) -> bool:
     )
 
 
+def _backend_credentials(settings: Settings) -> BusCredentials | None:
+    """The backend's broker identity from the trust dir (SPEC §8.1)."""
+    if settings.authority_dir is None:
+        return None
+    root = settings.authority_dir
+    return BusCredentials(root / "backend.creds", root / "ca.pem")
+
+
 def create_app(settings: Settings) -> FastAPI:
     check_auth_settings(settings)  # refuse an unsafe auth configuration before serving
 
@@ -86,7 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         await upgrade(settings.db_url)
         db = Database(settings.db_url)
         new_db = await _is_new_database(db)
-        link = BrokerLink(settings.nats_url)
+        link = BrokerLink(settings.nats_url, credentials=_backend_credentials(settings))
         metrics = Metrics()
         # Rollouts and approvals live in the database; these workers drive them (SPEC §4.7-8).
         rollout_runner = RolloutRunner(
@@ -120,13 +130,21 @@ def create_app(settings: Settings) -> FastAPI:
             auth=make_authenticator(settings, db),
         )
         app.state.services = services
-        heartbeats = HeartbeatSink(db, flush_interval_s=settings.heartbeat_flush_s)
+        heartbeats = HeartbeatSink(
+            db,
+            flush_interval_s=settings.heartbeat_flush_s,
+            on_identity_mismatch=metrics.on_identity_mismatch,
+        )
         reset_pending = [new_db]
 
         async def on_ready(bus: Bus) -> list[asyncio.Task[None]]:
             projectors: list[ProjectionWorker] = [
                 ResultsProjector(
-                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_identity_mismatch=metrics.on_identity_mismatch,
                 ),
                 ExecsProjector(
                     bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
@@ -198,6 +216,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs_routes.router)
     app.include_router(execs_routes.router)
     app.include_router(schedules_routes.router)  # before fleet: /api/agents/drift
+    app.include_router(enrolment_routes.router)  # before fleet: /api/agents/enrolled
     app.include_router(fleet_routes.router)
     app.include_router(ui_routes.router)
     app.include_router(control_routes.router)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from kanade.backend.store.database import database_url
 
@@ -46,6 +47,14 @@ class Settings:
     approval_ttl_s: float = 24 * 3600
     approval_sweep_s: float = 5.0
     rollout_interval_s: float = 0.5
+    # The deployment's trust dir (kanade.security.authority, SPEC §8.1): the backend mints
+    # agent credentials at enrolment and pushes revocations with it.
+    authority_dir: Path | None = None
+    # The broker URLs enrolled agents are told to use (default: this backend's nats_url).
+    agent_nats_urls: tuple[str, ...] = ()
+
+    def agent_broker_urls(self) -> list[str]:
+        return list(self.agent_nats_urls) or [self.nats_url]
 
     @classmethod
     def from_db_arg(cls, *, nats_url: str, db: str, **kwargs: object) -> Settings:

@@ -46,4 +46,17 @@ async def add_or_replace_consumer(
     await js.add_consumer(stream, config)
 
 
-__all__ = ["STORAGE_TYPE_IMMUTABLE", "add_or_replace_consumer", "is_storage_type_immutable"]
+async def delete_consumer(js: JetStreamContext, stream: str, name: str) -> bool:
+    """Delete the durable consumer ``name`` of ``stream``; False when there was none."""
+    try:
+        return bool(await js.delete_consumer(stream, name))
+    except NotFoundError:
+        return False
+
+
+__all__ = [
+    "STORAGE_TYPE_IMMUTABLE",
+    "add_or_replace_consumer",
+    "delete_consumer",
+    "is_storage_type_immutable",
+]

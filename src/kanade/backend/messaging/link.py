@@ -15,6 +15,7 @@ import structlog
 
 from kanade.backend.errors import Unavailable
 from kanade.bus.connection import Bus
+from kanade.bus.credentials import BusCredentials
 from kanade.bus.retry import retry
 from kanade.bus.topology import ensure_topology
 
@@ -24,9 +25,16 @@ OnReady = Callable[[Bus], Awaitable[list[asyncio.Task[None]]]]
 
 
 class BrokerLink:
-    def __init__(self, url: str, *, name: str = "kanade-backend") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "kanade-backend",
+        credentials: BusCredentials | None = None,
+    ) -> None:
         self.url = url
         self._name = name
+        self._credentials = credentials
         self._bus: Bus | None = None
         self._ready = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
@@ -58,7 +66,9 @@ class BrokerLink:
         self._main = asyncio.create_task(self._bring_up(on_ready), name="broker-link")
 
     async def _bring_up(self, on_ready: OnReady) -> None:
-        bus = await Bus.connect(self.url, name=self._name, retry_forever=True)
+        bus = await Bus.connect(
+            self.url, name=self._name, retry_forever=True, credentials=self._credentials
+        )
         self._bus = bus
 
         async def setup() -> list[asyncio.Task[None]]:
