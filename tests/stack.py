@@ -147,10 +147,19 @@ class BackendStack:
         )
 
 
-def start_backend(base: Path, *backend_args: str) -> BackendStack:
-    """A broker and one ``kanade-backend run`` with ``backend_args``; waits for /health."""
+def start_backend(base: Path, *backend_args: str, authority: Path | None = None) -> BackendStack:
+    """A broker and one ``kanade-backend run`` with ``backend_args``; waits for /health.
+
+    With ``authority`` (a trust dir, created if missing) the broker is secured by it and
+    the backend runs with ``--authority`` (enrolment, revocation)."""
     base.mkdir(parents=True, exist_ok=True)
-    broker = EmbeddedBroker(base / "nats")
+    security = None
+    if authority is not None:
+        from kanade.security.authority import Authority
+
+        security = Authority.create(authority).broker_security()
+        backend_args = (*backend_args, "--authority", str(authority))
+    broker = EmbeddedBroker(base / "nats", security=security)
     broker.start(timeout=15)
     http_port = free_port()
     log = base / "backend.log"
