@@ -8,7 +8,7 @@ which drops the agent's connection at once and refuses its reconnects.
 
 Tokens are stored as a sha256 only; using one is a single conditional UPDATE, so of two
 concurrent uses exactly one wins. Every enrolment, refused enrolment and revocation is
-audited. Why these choices: docs/security.md, "Enrolling an agent".
+audited. Why these choices: docs/enrolment.md.
 """
 
 from __future__ import annotations

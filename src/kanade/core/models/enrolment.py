@@ -2,7 +2,7 @@
 ``POST /api/enroll`` and what it gets back.
 
 The agent generates its nkey pair itself and sends only the public key; the grant is what
-it stores in its trust dir (docs/security.md, "Enrolling an agent").
+it stores in its trust dir (docs/enrolment.md).
 """
 
 from __future__ import annotations
