@@ -25,7 +25,8 @@ import httpx
 import psutil
 
 from kanade.bus.broker import EmbeddedBroker, free_port
-from secured import authority_dir, issue_agent, register_groups, session_authority
+from kanade.security.authority import Authority
+from secured import issue_agent, register_groups, session_authority
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -130,6 +131,7 @@ class BackendStack:
     proc: subprocess.Popen[str]
     url: str
     log: Path
+    authority: Authority
     agents: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def start_agent(self, pc_id: str, *groups: str) -> None:
@@ -138,8 +140,8 @@ class BackendStack:
         base.mkdir(parents=True, exist_ok=True)
         fh = open(base / "agent.log", "w")  # noqa: SIM115 - handed to the child
         # Its own identity, and its groups in KV (where the backend provisions from).
-        issue_agent(session_authority(), pc_id, base)
-        register_groups(self.broker.url, session_authority(), pc_id, groups)
+        issue_agent(self.authority, pc_id, base)
+        register_groups(self.broker.url, self.authority, pc_id, groups)
         argv = [str(BIN / "kanade-agent"), "run", "--pc-id", pc_id, "--nats-url", self.broker.url]
         for g in groups:
             argv += ["--group", g]
@@ -151,10 +153,15 @@ class BackendStack:
         )
 
 
-def start_backend(base: Path, *backend_args: str) -> BackendStack:
-    """A broker and one ``kanade-backend run`` with ``backend_args``; waits for /health."""
+def start_backend(base: Path, *backend_args: str, authority: Path | None = None) -> BackendStack:
+    """A broker and one ``kanade-backend run`` with ``backend_args``; waits for /health.
+
+    Secured by the session's authority, or by ``authority`` (a trust dir, created if
+    missing) when the test needs one of its own (enrolment, revocation)."""
     base.mkdir(parents=True, exist_ok=True)
-    broker = EmbeddedBroker(base / "nats", security=session_authority().broker_security())
+    # The session's trust root unless the test brings its own (enrolment, revocation).
+    trust = session_authority() if authority is None else Authority.create(authority)
+    broker = EmbeddedBroker(base / "nats", security=trust.broker_security())
     broker.start(timeout=15)
     http_port = free_port()
     log = base / "backend.log"
@@ -166,7 +173,7 @@ def start_backend(base: Path, *backend_args: str) -> BackendStack:
             "--nats-url",
             broker.url,
             "--authority",
-            str(authority_dir()),
+            str(trust.root),
             "--db",
             str(base / "kanade.db"),
             "--http-port",
@@ -187,7 +194,7 @@ def start_backend(base: Path, *backend_args: str) -> BackendStack:
                 raise StackError(f"backend exited early:\n{log.read_text()}")
             with contextlib.suppress(httpx.HTTPError):
                 if http.get("/health").json().get("broker"):
-                    return BackendStack(broker, proc, url, log)
+                    return BackendStack(broker, proc, url, log, trust)
             time.sleep(0.1)
     proc.kill()
     broker.stop()

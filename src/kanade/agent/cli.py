@@ -24,6 +24,10 @@ _EPILOG_RUN = """example:
   kanade-agent run --pc-id web-1 --group web \\
       --nats-url nats://10.0.0.5:4222 --data-dir /var/lib/kanade/agent
 """
+_EPILOG_ENROLL = """example (the line `kanade agent enroll-token` printed):
+  kanade-agent enroll https://kanade.example:8080 TOKEN --pc-id web-1
+then start the agent as usual: kanade-agent run
+"""
 _EPILOG_SWARM = """example:
   kanade-agent swarm --agents 1000 --prefix sim- --exec stub
 """
@@ -34,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="kanade-agent",
         description="kanade agent: runs scripts sent through NATS on this machine.",
     )
-    sub = root.add_subparsers(dest="verb", required=True, metavar="{run,swarm}")
+    sub = root.add_subparsers(dest="verb", required=True, metavar="{run,enroll,swarm}")
 
     run = sub.add_parser(
         "run", help="run one agent in the foreground until SIGTERM / Ctrl-C",
@@ -56,6 +60,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--startup-delay-max", type=float,
                      help="random delay (s) before the first connect")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    enroll = sub.add_parser(
+        "enroll", help="obtain this machine's broker identity with a one-time token",
+        epilog=_EPILOG_ENROLL, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    enroll.add_argument("url", help="the backend URL, http(s)://HOST:PORT")
+    enroll.add_argument("token", help="the one-time enrolment token ('-' reads it from stdin)")
+    enroll.add_argument("--pc-id", help="this machine's id (default: config, else hostname)")
+    enroll.add_argument("--data-dir", type=Path, help="the agent's data directory")
+    enroll.add_argument("--config", type=Path,
+                        help="config file to write (env: KANADE_AGENT_CONFIG)")
+    enroll.add_argument("--backend-ca", type=Path, metavar="FILE",
+                        help="CA certificate of an https backend (default: the system's)")
 
     swarm = sub.add_parser(
         "swarm", help="run N simulated agents in one process (scale tests)",
@@ -176,9 +193,32 @@ def _swarm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _enroll(args: argparse.Namespace) -> int:
+    from kanade.agent.enrol import EnrolError, enrol, read_token
+
+    try:
+        done = enrol(
+            args.url, read_token(args.token), pc_id=args.pc_id, data_dir=args.data_dir,
+            config=args.config, backend_ca=args.backend_ca,
+        )
+    except EnrolError as exc:
+        print(f"kanade-agent enroll: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"kanade-agent enroll: cannot write {exc.filename}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    print(f"enrolled as {done.pc_id}: credentials in {done.trust_dir}, "
+          f"brokers {', '.join(done.nats_urls)} in {done.config}")
+    print("start the agent with: kanade-agent run"
+          + (f" --config {done.config}" if args.config else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return _run(args) if args.verb == "run" else _swarm(args)
+    verbs = {"run": _run, "enroll": _enroll, "swarm": _swarm}
+    return verbs[args.verb](args)
 
 
 if __name__ == "__main__":

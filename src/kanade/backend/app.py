@@ -23,6 +23,7 @@ from kanade.backend.api import approvals as approvals_routes
 from kanade.backend.api import audit as audit_routes
 from kanade.backend.api import auth as auth_routes
 from kanade.backend.api import control as control_routes
+from kanade.backend.api import enrolment as enrolment_routes
 from kanade.backend.api import errors as api_errors
 from kanade.backend.api import execs as execs_routes
 from kanade.backend.api import fleet as fleet_routes
@@ -134,14 +135,22 @@ def create_app(settings: Settings) -> FastAPI:
             auth=make_authenticator(settings, db),
         )
         app.state.services = services
-        heartbeats = HeartbeatSink(db, flush_interval_s=settings.heartbeat_flush_s)
+        heartbeats = HeartbeatSink(
+            db,
+            flush_interval_s=settings.heartbeat_flush_s,
+            on_identity_mismatch=metrics.on_identity_mismatch,
+        )
         provisioner = ConsumerProvisioner()
         reset_pending = [new_db]
 
         async def on_ready(bus: Bus) -> list[asyncio.Task[None]]:
             projectors: list[ProjectionWorker] = [
                 ResultsProjector(
-                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_identity_mismatch=metrics.on_identity_mismatch,
                 ),
                 ExecsProjector(
                     bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
@@ -215,6 +224,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(jobs_routes.router)
     app.include_router(execs_routes.router)
     app.include_router(schedules_routes.router)  # before fleet: /api/agents/drift
+    app.include_router(enrolment_routes.router)  # before fleet: /api/agents/enrolled
     app.include_router(fleet_routes.router)
     app.include_router(ui_routes.router)
     app.include_router(control_routes.router)

@@ -88,7 +88,7 @@ def run(
         None,
         "--authority",
         envvar="KANADE_AUTHORITY_DIR",
-        help="the deployment's trust directory (backend.creds, ca.pem); required",
+        help="the deployment's trust directory (backend.creds, ca.pem, enrolment); required",
     ),
     db: str = typer.Option(
         "kanade.db", "--db", help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL)"
@@ -141,6 +141,12 @@ def run(
     approval_ttl: str = typer.Option(
         "24h", "--approval-ttl", help="approval requests expire after this (e.g. 24h, 30m)"
     ),
+    agent_nats_url: list[str] = typer.Option(
+        [],
+        "--agent-nats-url",
+        envvar="KANADE_AGENT_NATS_URLS",
+        help="broker URL enrolled agents are told to use (repeatable; default --nats-url)",
+    ),
 ) -> None:
     """Serve the API and run the projectors until SIGTERM/SIGINT."""
     configure_logging(log_level)
@@ -180,6 +186,7 @@ def run(
         scheduler_late_tolerance_s=late_tolerance,
         approval_ttl_s=approval_ttl_s,
         approval_sweep_s=min(5.0, max(0.2, approval_ttl_s / 4)),
+        agent_nats_urls=tuple(u for arg in agent_nats_url for u in arg.split(",") if u),
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).

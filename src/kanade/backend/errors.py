@@ -51,6 +51,10 @@ class Conflict(DomainError):
     """The thing exists but is in a state that does not allow this."""
 
 
+class Gone(DomainError):
+    """The thing existed but can never be used again (a used, expired or cancelled token)."""
+
+
 class UnsupportedFormat(DomainError):
     """The document arrived in a format this operation does not read."""
 

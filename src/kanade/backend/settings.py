@@ -13,7 +13,8 @@ class Settings:
     nats_url: str
     db_url: str
     # The deployment's trust directory (kanade.security.authority): the backend connects
-    # with its backend.creds and pins its ca.pem. Required: no anonymous connection, ever.
+    # with its backend.creds and pins its ca.pem, mints agent credentials at enrolment and
+    # pushes revocations with it (SPEC §8.1). Required: no anonymous connection, ever.
     authority_dir: Path
     host: str = "127.0.0.1"
     http_port: int = 8080
@@ -50,6 +51,11 @@ class Settings:
     approval_ttl_s: float = 24 * 3600
     approval_sweep_s: float = 5.0
     rollout_interval_s: float = 0.5
+    # The broker URLs enrolled agents are told to use (default: this backend's nats_url).
+    agent_nats_urls: tuple[str, ...] = ()
+
+    def agent_broker_urls(self) -> list[str]:
+        return list(self.agent_nats_urls) or [self.nats_url]
 
     @classmethod
     def from_db_arg(

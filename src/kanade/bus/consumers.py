@@ -73,9 +73,18 @@ def agent_command_consumer(pc_id: str, groups: list[str] | tuple[str, ...]) -> C
     )
 
 
+async def delete_consumer(js: JetStreamContext, stream: str, name: str) -> bool:
+    """Delete the durable consumer ``name`` of ``stream``; False when there was none."""
+    try:
+        return bool(await js.delete_consumer(stream, name))
+    except NotFoundError:
+        return False
+
+
 __all__ = [
     "STORAGE_TYPE_IMMUTABLE",
     "add_or_replace_consumer",
     "agent_command_consumer",
+    "delete_consumer",
     "is_storage_type_immutable",
 ]

@@ -13,6 +13,7 @@ import typer
 
 from kanade.cli.commands import (
     admin,
+    agent,
     bench,
     config,
     fleet,
@@ -61,6 +62,7 @@ def build_app() -> typer.Typer:
     # nouns
     app.add_typer(job.app, name="job")
     app.add_typer(fleet.agents_app, name="agents")
+    app.add_typer(agent.app, name="agent")
     app.add_typer(execs.executions_app, name="executions")
     app.add_typer(config.app, name="config")
     app.add_typer(group.app, name="group")

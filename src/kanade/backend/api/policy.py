@@ -17,8 +17,23 @@ READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 MUTATING_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _PUBLIC_PATHS: Final = frozenset({"/health", "/metrics", "/api/auth/login"})
+# The enrolment token in the body is the credential (services/enrolment.py).
+_PUBLIC_POSTS: Final = frozenset({"/api/enroll"})
 _PUBLIC_READS: Final = ("/api/openapi.json", "/api/docs")
-_ADMIN_PREFIXES: Final = ("/api/users", "/api/settings")
+_ADMIN_PREFIXES: Final = (
+    "/api/users",
+    "/api/settings",
+    "/api/agents/enroll-tokens",
+    "/api/agents/enrolled",
+)
+
+
+def _admin_path(path: str) -> bool:
+    if any(_under(path, p) for p in _ADMIN_PREFIXES):
+        return True
+    # /api/agents/<pc>/revoke: revoking an agent's identity
+    parts = path.split("/")
+    return len(parts) == 5 and parts[1:3] == ["api", "agents"] and parts[4] == "revoke"
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -29,11 +44,11 @@ def required_role(method: str, path: str) -> Role | None:
     """The least role allowed to make this request; None = public."""
     method = method.upper()
     path = path.rstrip("/") or "/"
-    if path in _PUBLIC_PATHS:
+    if path in _PUBLIC_PATHS or (method == "POST" and path in _PUBLIC_POSTS):
         return None
     if method in READ_METHODS and any(_under(path, p) for p in _PUBLIC_READS):
         return None
-    if any(_under(path, p) for p in _ADMIN_PREFIXES):
+    if _admin_path(path):
         return "admin"
     if _under(path, "/api"):
         return "viewer" if method in READ_METHODS else "operator"

@@ -147,6 +147,9 @@ _TOPICS_BY_PREFIX: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/api/run", ("execs",)),
     ("/api/rollouts", ("rollouts", "execs")),
     ("/api/approvals", ("execs",)),
+    # enrol tokens, revoke (and ping, which brings a fresh heartbeat)
+    ("/api/agents", ("enrolment", "agents")),
+    ("/api/enroll", ("enrolment", "agents")),
 )
 
 

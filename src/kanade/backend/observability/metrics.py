@@ -7,6 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+IDENTITY_KINDS = ("result", "started", "heartbeat")
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -23,6 +25,17 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        # SPEC §8.1: the broker lets an agent publish only under its own pc_id; a payload
+        # naming another pc is a forgery attempt (or a bug), dropped and counted here.
+        self.identity_mismatch = Counter(
+            "kanade_identity_mismatch",
+            "Results, started events and heartbeats dropped: payload pc_id is not the "
+            "subject's (the identity the broker authenticated)",
+            ["kind"],
+            registry=self.registry,
+        )
+        for kind in IDENTITY_KINDS:
+            self.identity_mismatch.labels(kind=kind)  # exported as 0 from the start
         self.broker_connected = Gauge(
             "kanade_broker_connected",
             "1 while the backend is connected to the broker",
@@ -71,6 +84,9 @@ class Metrics:
     def on_reap(self, report: Any) -> None:
         self.reaped.inc(len(report.reaped))
         self.expired.inc(len(report.expired))
+
+    def on_identity_mismatch(self, kind: str) -> None:
+        self.identity_mismatch.labels(kind=kind).inc()
 
     def on_projected(self, consumer: str, n: int) -> None:
         self.projected.labels(consumer=consumer).inc(n)

@@ -10,6 +10,7 @@ from kanade.backend.observability.metrics import Metrics
 from kanade.backend.services.agent_config import AgentConfigService
 from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.authenticator import Authenticator
+from kanade.backend.services.enrolment import EnrolmentService, PublicKeys, no_signing_keys
 from kanade.backend.services.execs import ExecService
 from kanade.backend.services.groups import GroupService
 from kanade.backend.services.kills import KillService
@@ -32,6 +33,8 @@ class Services:
     metrics: Metrics
     # Set by the app at start-up; None only when a Services is built by hand.
     auth: Authenticator | None = None
+    # The command-signing public keys enrolling agents pin (kanade.security.signing_keys).
+    signing_keys: PublicKeys = no_signing_keys
     # The stop controls and fleet state: built from db and link, nothing else.
     revocations: RevocationService = field(init=False)
     kills: KillService = field(init=False)
@@ -39,6 +42,7 @@ class Services:
     agent_config: AgentConfigService = field(init=False)
     groups: GroupService = field(init=False)
     outputs: OutputService = field(init=False)
+    enrolment: EnrolmentService = field(init=False)
 
     def __post_init__(self) -> None:
         bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
@@ -48,6 +52,15 @@ class Services:
         self.agent_config = AgentConfigService(self.db, bus)
         self.groups = GroupService(self.db, bus)
         self.outputs = OutputService(self.db, bus)
+        self.enrolment = EnrolmentService(
+            self.db,
+            bus,
+            groups=self.groups,
+            authority_dir=self.settings.authority_dir,
+            broker_urls=[self.settings.nats_url],
+            agent_nats_urls=self.settings.agent_broker_urls(),
+            signing_keys=self.signing_keys,
+        )
 
     def catalog(self) -> JobCatalog:
         """The job catalog; raises BrokerUnavailable (503) while the broker is away."""

@@ -335,3 +335,32 @@ unattended_approvals = Table(
     Column("approved_by", String(128), nullable=False),
     Column("approved_at", UtcDateTime, nullable=False),
 )
+
+# Enrolment (SPEC §8.1): one-time tokens an admin hands to a machine, and the identity
+# each enrolled pc got. Not a projection: this is the backend's own record of which
+# broker credential belongs to which pc (what `kanade agent revoke` names).
+enroll_tokens = Table(
+    "enroll_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    # sha256 of the secret: the token itself is shown once and never stored.
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("groups", JSON, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("used_by_pc", ID, nullable=True),
+    Column("cancelled", Boolean, nullable=False, default=False),
+)
+
+enrolled_agents = Table(
+    "enrolled_agents",
+    metadata,
+    Column("pc_id", ID, primary_key=True),
+    Column("public_key", String(64), nullable=False),  # the nkey user key ('U…')
+    Column("enrolled_at", UtcDateTime, nullable=False),
+    Column("token_id", String(32), nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("revoked_by", String(128), nullable=True),
+)

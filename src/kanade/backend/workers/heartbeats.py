@@ -9,6 +9,7 @@ small batched UPSERTs per second.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -65,9 +66,11 @@ class HeartbeatSink(Worker):
         *,
         flush_interval_s: float = FLUSH_INTERVAL_S,
         clock: Clock = system_clock,
+        on_identity_mismatch: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(interval=flush_interval_s)
         self._db = db
+        self._on_identity_mismatch = on_identity_mismatch
         self._clock = clock
         self._pending: dict[str, dict[str, Any]] = {}
         self._sub: Subscription | None = None
@@ -92,10 +95,12 @@ class HeartbeatSink(Worker):
             return
         if msg.subject != _HB_PREFIX + hb.pc_id:
             # With broker auth an agent may publish only on its own subject; a
-            # payload claiming another pc is not trusted.
+            # payload claiming another pc is not trusted (SPEC §8.1).
             log.warning(
                 "heartbeat pc_id does not match subject", subject=msg.subject, pc_id=hb.pc_id
             )
+            if self._on_identity_mismatch is not None:
+                self._on_identity_mismatch("heartbeat")
             return
         # No wake-up: heartbeats gather until the next step, one write per interval.
         self._pending[hb.pc_id] = heartbeat_row(hb, self._clock())

@@ -32,6 +32,16 @@ from kanade.backend.api.policy import allows, required_role
         ("GET", "/api/usersx", "viewer"),  # a prefix match is per path segment
         ("GET", "/api/", "viewer"),
         ("POST", "/api/auth/login/", None),
+        # enrolment (SPEC §8.1): the token is the credential; the rest is admin-only
+        ("POST", "/api/enroll", None),
+        ("GET", "/api/enroll", "viewer"),
+        ("POST", "/api/agents/enroll-tokens", "admin"),
+        ("GET", "/api/agents/enroll-tokens", "admin"),
+        ("DELETE", "/api/agents/enroll-tokens/abc", "admin"),
+        ("GET", "/api/agents/enrolled", "admin"),
+        ("POST", "/api/agents/pc-1/revoke", "admin"),
+        ("POST", "/api/agents/pc-1/ping", "operator"),
+        ("GET", "/api/agents/pc-1", "viewer"),
     ],
 )
 def test_role_table(method: str, path: str, role: str | None) -> None:

@@ -18,6 +18,7 @@ import rollouts from "./pages/rollouts.js";
 import rolloutDetail from "./pages/rollout.js";
 import approvals from "./pages/approvals.js";
 import login from "./pages/login.js";
+import enrolment from "./pages/enrolment.js";
 
 const ROUTES = [
   [/^$/, overview, "overview"],
@@ -35,6 +36,7 @@ const ROUTES = [
   [/^approvals$/, approvals, "approvals"],
   [/^run$/, run, "run"],
   [/^audit$/, audit, "audit"],
+  [/^enrolment$/, enrolment, "enrolment"],
   [/^login$/, login, "login"],
 ];
 

@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 
-from kanade.backend.workers.projection.worker import Item, recorded_at
+from kanade.backend.workers.projection.worker import Decoded, Item, recorded_at
 from kanade.core import subjects
 from kanade.core.lifecycle import result_expires_at
 from kanade.core.models.records import ExecRecord
@@ -86,26 +86,42 @@ def finished_row(res: Result, at: datetime) -> dict[str, Any]:
     }
 
 
-def decode_results(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
-    """Decoded items, and the undecodable messages (poison: logged, to be acked)."""
-    items: list[Item] = []
-    poison: list[Msg] = []
+def decode_results(msgs: list[Msg]) -> Decoded:
+    """Decoded items; the undecodable messages (poison: logged, to be acked); and the
+    forgeries: a result or EventStarted whose ``pc_id`` is not the pc of its subject.
+    The broker lets an agent publish only on its own ``kanade.result.<pc>`` and
+    ``kanade.started.<pc>`` (SPEC §8.1), so the subject is the authenticated identity
+    and a payload naming another pc must not become that pc's row."""
+    out = Decoded()
     for msg in msgs:
         try:
             at = recorded_at(msg)
             if msg.subject.startswith(_STARTED_PREFIX):
-                items.append(Item(msg, started_row(decode(EventStarted, msg.data), at), True))
+                kind, prefix = "started", _STARTED_PREFIX
+                row = started_row(decode(EventStarted, msg.data), at)
             elif msg.subject.startswith(_RESULT_PREFIX):
-                items.append(Item(msg, finished_row(decode(Result, msg.data), at)))
+                kind, prefix = "result", _RESULT_PREFIX
+                row = finished_row(decode(Result, msg.data), at)
             else:
                 raise WireDecodeError(f"unexpected subject {msg.subject}")
         except (WireDecodeError, ValueError) as exc:
             log.warning("poison message skipped", subject=msg.subject, error=str(exc))
-            poison.append(msg)
-    return items, poison
+            out.poison.append(msg)
+            continue
+        if msg.subject != prefix + row["pc_id"]:
+            log.warning(
+                "message dropped: its pc_id is not the sender's",
+                kind=kind,
+                subject=msg.subject,
+                pc_id=row["pc_id"],
+            )
+            out.forged.append((kind, msg))
+            continue
+        out.items.append(Item(msg, row, kind == "started"))
+    return out
 
 
-def decode_exec_records(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
+def decode_exec_records(msgs: list[Msg]) -> Decoded:
     """``kanade.exec.created.<id>`` carries the whole row; any other event
     (``kanade.exec.cancelled.<id>``, …) carries ``{"exec_id", "status"}``."""
     items: list[Item] = []
@@ -125,4 +141,4 @@ def decode_exec_records(msgs: list[Msg]) -> tuple[list[Item], list[Msg]]:
         except (WireDecodeError, ValueError, KeyError, TypeError) as exc:
             log.warning("poison exec record skipped", subject=msg.subject, error=str(exc))
             poison.append(msg)
-    return items, poison
+    return Decoded(items, poison)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -54,8 +54,19 @@ class Item:
     status_only: bool = False  # an exec status record, not a whole row
 
 
+@dataclass
+class Decoded:
+    """A batch decoded: rows to write, poison to ack, and forgeries to ack and count."""
+
+    items: list[Item] = field(default_factory=list)
+    poison: list[Msg] = field(default_factory=list)
+    forged: list[tuple[str, Msg]] = field(default_factory=list)
+    """(kind, message) whose payload names another pc than its subject (SPEC §8.1)."""
+
+
 Writer = Callable[..., None]  # (conn, items, now)
-Decoder = Callable[[list[Msg]], tuple[list[Item], list[Msg]]]  # -> (items, poison)
+Decoder = Callable[[list[Msg]], Decoded]
+OnIdentityMismatch = Callable[[str], None]
 
 
 class ProjectionWorker(Worker):
@@ -71,6 +82,7 @@ class ProjectionWorker(Worker):
         batch_max: int = 500,
         clock: Clock = system_clock,
         on_projected: OnProjected | None = None,
+        on_identity_mismatch: OnIdentityMismatch | None = None,
     ) -> None:
         # A step waits for its batch, and asks for the next one at once.
         super().__init__(interval=0.0)
@@ -79,6 +91,7 @@ class ProjectionWorker(Worker):
         self._db = db
         self._clock = clock
         self._on_projected = on_projected
+        self._on_identity_mismatch = on_identity_mismatch
         self._source = BatchSource(bus, self.spec, batch_max=batch_max)
 
     async def prepare(self, *, reset: bool) -> None:
@@ -157,13 +170,17 @@ class ProjectionWorker(Worker):
 
 class ItemProjector(ProjectionWorker):
     """A projector whose batch decodes into :class:`Item` rows written by one function:
-    poison is acked at once, the rest goes through :meth:`ProjectionWorker.commit`."""
+    poison and forgeries are acked at once (and forgeries counted), the rest goes through
+    :meth:`ProjectionWorker.commit`."""
 
     kind: ClassVar[str]
     decode: ClassVar[Decoder]
     write: ClassVar[Writer]
 
     async def handle(self, msgs: list[Msg]) -> None:
-        items, poison = type(self).decode(msgs)
-        await ack_all(poison)
-        await self.commit(self.kind, items, type(self).write)
+        decoded = type(self).decode(msgs)
+        await ack_all([*decoded.poison, *(msg for _, msg in decoded.forged)])
+        if self._on_identity_mismatch is not None:
+            for kind, _ in decoded.forged:
+                self._on_identity_mismatch(kind)
+        await self.commit(self.kind, decoded.items, type(self).write)

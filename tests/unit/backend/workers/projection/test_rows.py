@@ -1,0 +1,64 @@
+"""kanade.backend.workers.projection.rows: a result or started event whose pc_id is not its
+subject's pc is a forgery (SPEC §8.1), kept apart from rows and poison."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+from kanade.backend.workers.projection.rows import decode_results
+from kanade.core import subjects as s
+from kanade.core.models.wire import EventStarted, Result, encode
+
+NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
+
+
+def _msg(subject: str, data: bytes) -> Any:
+    return SimpleNamespace(subject=subject, data=data, metadata=SimpleNamespace(timestamp=NOW))
+
+
+def _result(pc_id: str) -> bytes:
+    return encode(
+        Result(
+            result_id=f"r-{pc_id}",
+            request_id="q",
+            exec_id="e",
+            pc_id=pc_id,
+            job_id="j",
+            version="1",
+            exit_code=0,
+            finished_at=NOW,
+        )
+    )
+
+
+def _started(pc_id: str) -> bytes:
+    return encode(
+        EventStarted(
+            result_id=f"s-{pc_id}",
+            request_id="q",
+            exec_id="e",
+            pc_id=pc_id,
+            job_id="j",
+            version="1",
+            started_at=NOW,
+        )
+    )
+
+
+def test_payloads_naming_another_pc_are_forgeries() -> None:
+    msgs = [
+        _msg(s.result_subject("pc-a"), _result("pc-a")),
+        _msg(s.result_subject("pc-a"), _result("pc-b")),
+        _msg(s.started_subject("pc-a"), _started("pc-b")),
+        _msg(s.started_subject("pc-a"), _started("pc-a")),
+        _msg(s.result_subject("pc-a"), b"not json"),
+    ]
+    decoded = decode_results(msgs)
+    assert [(i.row["result_id"], i.started) for i in decoded.items] == [
+        ("r-pc-a", False),
+        ("s-pc-a", True),
+    ]
+    assert [(kind, m) for kind, m in decoded.forged] == [("result", msgs[1]), ("started", msgs[2])]
+    assert decoded.poison == [msgs[4]]
