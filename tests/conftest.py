@@ -4,7 +4,10 @@
   started before the test and stopped after it, even when the test fails. Tests may
   ``restart()``/``kill()``/``start()`` it; teardown copes with any state.
 * ``nats_url``: its client URL.
-* ``bus``: a :class:`Bus` connected to it with the whole topology ensured.
+* ``bus``: a :class:`Bus` connected to it with the whole topology ensured, signing with
+  the session's key like a backend (every command and agent-obeyed KV write it makes).
+
+Every backend and agent of the session trusts one signing key (:mod:`trust`).
 
 Everything is bounded in time so a broken broker fails the test instead of hanging.
 """
@@ -17,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+import trust
 from kanade.bus import Bus, EmbeddedBroker, ensure_topology
+
+trust.install()
 
 BROKER_START_TIMEOUT = 15.0
 BROKER_STOP_TIMEOUT = 10.0
@@ -44,7 +50,11 @@ def nats_url(nats_server: EmbeddedBroker) -> str:
 async def bus(nats_url: str) -> AsyncIterator[Bus]:
     # A short reconnect wait keeps tests that restart the broker fast.
     b = await Bus.connect(
-        nats_url, name="pytest", deadline=BUS_CONNECT_DEADLINE, reconnect_time_wait=0.2
+        nats_url,
+        name="pytest",
+        deadline=BUS_CONNECT_DEADLINE,
+        reconnect_time_wait=0.2,
+        signer=trust.signer(),
     )
     try:
         await asyncio.wait_for(ensure_topology(b.js), TOPOLOGY_TIMEOUT)

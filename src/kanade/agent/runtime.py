@@ -37,6 +37,7 @@ from kanade.agent.intake import CommandIntake, load_enrollment
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
 from kanade.agent.settings import AgentSettings
+from kanade.agent.trust import Trust
 from kanade.bus.connection import Bus, connect
 from kanade.core import subjects
 from kanade.core.gates import KvView
@@ -61,6 +62,7 @@ class Agent:
         runner: Runner = subprocess_runner,
         fleet: FleetState | None = None,
         connector: Connector | None = None,
+        trust: Trust | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.s = settings
@@ -81,7 +83,11 @@ class Agent:
         # Fleet state mirrored from KV (SPEC §3.3 gates, §3.7 config and groups).
         # A swarm passes one shared FleetState and one shared connection; it then
         # owns re-syncing them, not each identity.
-        self.fleet = fleet or FleetState(pc_id=self.pc_id, groups=sorted(set(settings.groups)))
+        # The pinned keyring (SPEC §8.2); a swarm shares one between its identities.
+        self.trust = trust or Trust(settings.keyring_path, clock=clock)
+        self.fleet = fleet or FleetState(
+            pc_id=self.pc_id, groups=sorted(set(settings.groups)), trust=self.trust
+        )
         self.fleet_view = FleetView(
             pc_id=self.pc_id,
             fleet=self.fleet,
@@ -117,6 +123,7 @@ class Agent:
             ledger=self.ledger,
             outbox=self.outbox,
             executor=self.executor,
+            trust=self.trust,
             enrolled_at=load_enrollment(data / "enrolled_at", clock),
             groups=lambda: self.groups,
             connection=lambda: self.nc,

@@ -30,6 +30,7 @@ from kanade.agent.fleet.state import FleetState
 from kanade.agent.process import Capture, ProcessOutcome
 from kanade.agent.runtime import Agent
 from kanade.agent.settings import AgentSettings
+from kanade.agent.trust import Trust, default_keyring_path
 from kanade.bus.connection import connect
 from kanade.core import subjects
 from kanade.core.models.wire import Command
@@ -88,6 +89,8 @@ class SwarmSpec:
     # cut by the broker as a slow consumer (write deadline) when the process is
     # busy; several smaller ones each stay under it.
     per_connection: int = 500
+    # The pinned keyring every identity trusts; None: <data_dir>/trust/keyring.json.
+    keyring: Path | None = None
 
 
 class Swarm:
@@ -95,7 +98,10 @@ class Swarm:
         self.spec = spec
         self.nc: Client | None = None  # connection 0: fleet state and control
         self.connections: list[Client] = []
-        self.fleet = FleetState()  # whole buckets, shared by every identity
+        # One keyring for every identity; verdicts cached by exact bytes, so a fleet-wide
+        # command reaching 10 000 identities is verified once.
+        self.trust = Trust(spec.keyring or default_keyring_path(spec.data_dir), cache=True)
+        self.fleet = FleetState(trust=self.trust)  # whole buckets, shared by every identity
         self.agents: list[Agent] = []
         self._state_listeners: dict[int, list[Callable[[str], None]]] = {}
         self._stop = asyncio.Event()
@@ -180,6 +186,7 @@ class Swarm:
                     runner=runner,
                     fleet=self.fleet,
                     connector=self._connector_for(i),
+                    trust=self.trust,
                 )
                 for i in range(start, min(spec.agents, start + spec.start_batch))
             ]

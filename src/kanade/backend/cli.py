@@ -17,6 +17,7 @@ from kanade.backend.services.auth.setup import AuthConfigError
 from kanade.backend.settings import Settings
 from kanade.backend.users_cli import users_cli
 from kanade.core.durations import parse_duration
+from kanade.security.signing_keys import SigningKeysError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The kanade backend.")
 
@@ -65,7 +66,6 @@ class _Server(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         self._captured_signals.clear()
-
 
 
 def _read_secret(path: Path, option: str) -> str:
@@ -134,6 +134,12 @@ def run(
     approval_ttl: str = typer.Option(
         "24h", "--approval-ttl", help="approval requests expire after this (e.g. 24h, 30m)"
     ),
+    signing_keys: Path | None = typer.Option(
+        None,
+        "--signing-keys",
+        envvar="KANADE_SIGNING_KEYS",
+        help="command-signing key directory (default: <dir of the DB>/keys; created if empty)",
+    ),
 ) -> None:
     """Serve the API and run the projectors until SIGTERM/SIGINT."""
     configure_logging(log_level)
@@ -164,12 +170,13 @@ def run(
         scheduler_late_tolerance_s=late_tolerance,
         approval_ttl_s=approval_ttl_s,
         approval_sweep_s=min(5.0, max(0.2, approval_ttl_s / 4)),
+        signing_keys_dir=None if signing_keys is None else str(signing_keys),
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).
     try:
         api = create_app(settings)
-    except AuthConfigError as exc:
+    except (AuthConfigError, SigningKeysError) as exc:
         typer.echo(f"kanade-backend: {exc}", err=True)
         raise typer.Exit(code=2) from None
     config = uvicorn.Config(
@@ -204,4 +211,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -46,6 +46,9 @@ class Settings:
     approval_ttl_s: float = 24 * 3600
     approval_sweep_s: float = 5.0
     rollout_interval_s: float = 0.5
+    # The command-signing key directory (SPEC §8.2); None: $KANADE_SIGNING_KEYS, else
+    # <dir of the DB file>/keys. Created with a fresh key when empty.
+    signing_keys_dir: str | None = None
 
     @classmethod
     def from_db_arg(cls, *, nats_url: str, db: str, **kwargs: object) -> Settings:

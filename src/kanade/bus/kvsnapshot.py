@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from kanade.bus.kv import is_delete_operation, kv_prefix, kv_stream
+from kanade.bus.kv import KvChange, is_delete_operation, kv_prefix, kv_stream, operation_of
 
 _DIRECT_GETS = 32
 """Up to this many keys a snapshot reads each key directly (no consumer is created)."""
@@ -58,3 +58,28 @@ async def kv_snapshot(
     for i in range(0, len(missing), _DIRECT_GETS):
         await asyncio.gather(*(direct(k) for k in missing[i : i + _DIRECT_GETS]))
     return out
+
+
+async def kv_changes(js: JetStreamContext, bucket: str, key_filter: str = ">") -> list[KvChange]:
+    """The last message of every key of ``bucket`` matching ``key_filter``, delete markers
+    included, with its headers: what a reader that checks signatures re-syncs from (a
+    ``KeyValue`` entry drops the headers). Each key is read directly, no consumer."""
+    prefix = kv_prefix(bucket)
+    stream = kv_stream(bucket)
+    info = await js.stream_info(stream, subjects_filter=prefix + key_filter)
+    keys = sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
+    out: list[KvChange] = []
+
+    async def last(key: str) -> None:
+        try:
+            msg = await js.get_last_msg(stream, prefix + key)
+        except NotFoundError:  # purged between the listing and the read
+            return
+        headers = dict(msg.headers) if msg.headers else None
+        operation = operation_of(headers)
+        value = None if is_delete_operation(operation) else bytes(msg.data or b"")
+        out.append(KvChange(key, value, operation, headers, msg.seq))
+
+    for i in range(0, len(keys), _DIRECT_GETS):
+        await asyncio.gather(*(last(k) for k in keys[i : i + _DIRECT_GETS]))
+    return sorted(out, key=lambda c: c.key)

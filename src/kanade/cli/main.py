@@ -20,6 +20,7 @@ from kanade.cli.commands import (
     group,
     jetstream,
     job,
+    keys,
     rollout,
     schedule,
     up,
@@ -71,6 +72,7 @@ def build_app() -> typer.Typer:
     app.add_typer(bench.app, name="bench")
     app.add_typer(jetstream.app, name="jetstream")
     app.add_typer(rollout.app, name="rollout")
+    app.add_typer(keys.app, name="keys")
     return app
 
 

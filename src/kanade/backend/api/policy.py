@@ -18,7 +18,7 @@ MUTATING_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _PUBLIC_PATHS: Final = frozenset({"/health", "/metrics", "/api/auth/login"})
 _PUBLIC_READS: Final = ("/api/openapi.json", "/api/docs")
-_ADMIN_PREFIXES: Final = ("/api/users", "/api/settings")
+_ADMIN_PREFIXES: Final = ("/api/users", "/api/settings", "/api/keys")
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -17,6 +17,7 @@ from kanade.backend.errors import Unavailable
 from kanade.bus.connection import Bus
 from kanade.bus.retry import retry
 from kanade.bus.topology import ensure_topology
+from kanade.core.signing import Signer
 
 log = structlog.get_logger(__name__)
 
@@ -24,8 +25,11 @@ OnReady = Callable[[Bus], Awaitable[list[asyncio.Task[None]]]]
 
 
 class BrokerLink:
-    def __init__(self, url: str, *, name: str = "kanade-backend") -> None:
+    def __init__(
+        self, url: str, *, name: str = "kanade-backend", signer: Signer | None = None
+    ) -> None:
         self.url = url
+        self.signer = signer
         self._name = name
         self._bus: Bus | None = None
         self._ready = asyncio.Event()
@@ -58,7 +62,7 @@ class BrokerLink:
         self._main = asyncio.create_task(self._bring_up(on_ready), name="broker-link")
 
     async def _bring_up(self, on_ready: OnReady) -> None:
-        bus = await Bus.connect(self.url, name=self._name, retry_forever=True)
+        bus = await Bus.connect(self.url, name=self._name, retry_forever=True, signer=self.signer)
         self._bus = bus
 
         async def setup() -> list[asyncio.Task[None]]:

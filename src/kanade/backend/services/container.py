@@ -12,6 +12,7 @@ from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.authenticator import Authenticator
 from kanade.backend.services.execs import ExecService
 from kanade.backend.services.groups import GroupService
+from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.kills import KillService
 from kanade.backend.services.outputs import OutputService
 from kanade.backend.services.ping import PingService
@@ -32,6 +33,7 @@ class Services:
     metrics: Metrics
     # Set by the app at start-up; None only when a Services is built by hand.
     auth: Authenticator | None = None
+    keys: SigningKeyService | None = None
     # The stop controls and fleet state: built from db and link, nothing else.
     revocations: RevocationService = field(init=False)
     kills: KillService = field(init=False)

@@ -1,0 +1,112 @@
+"""KV writes that carry the backend's signature (SPEC §8.2).
+
+nats-py's ``KeyValue`` publishes puts, updates, deletes and purges without headers of
+ours; this subclass publishes the same messages (same subjects, the same
+``KV-Operation``, expected-last-sequence and roll-up headers, the same errors) plus the
+``Kanade-Signature`` of bucket, key, operation and value. Reads are nats-py's own. The
+``Bus`` hands it out for the buckets agents obey when it holds a signer, so every writer
+of those buckets (plain puts, compare-and-set, deletes) signs without knowing it.
+"""
+
+from __future__ import annotations
+
+from nats.js import api
+from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, MSG_ROLLUP_SUBJECT, KeyValue, _is_key_valid
+
+from kanade.bus.kv import KvChange
+from kanade.bus.kvcas import WRONG_LAST_SEQUENCE_CODES
+from kanade.core.signing import KV_PUT, Signer, header_of, parse_header
+
+
+class SignedKeyValue(KeyValue):
+    def __init__(self, kv: KeyValue, signer: Signer) -> None:
+        super().__init__(
+            name=kv._name, stream=kv._stream, pre=kv._pre, js=kv._js, direct=kv._direct
+        )
+        self._signer = signer
+
+    def _signed(self, key: str, operation: str, value: bytes) -> dict[str, str]:
+        return self._signer.kv_headers(self._name, key, operation, value)
+
+    async def put(self, key: str, value: bytes, validate_keys: bool = True) -> int:
+        if validate_keys and not _is_key_valid(key):
+            raise InvalidKeyError(key)
+        pa = await self._js.publish(
+            f"{self._pre}{key}", value, headers=self._signed(key, KV_PUT, value)
+        )
+        return pa.seq
+
+    async def _update(
+        self,
+        key: str,
+        value: bytes,
+        last: int | None = None,
+        validate_keys: bool = True,
+        msg_ttl: float | None = None,
+    ) -> int:
+        # create() and update() both end here, as in nats-py.
+        if validate_keys and not _is_key_valid(key):
+            raise InvalidKeyError(key)
+        headers = self._signed(key, KV_PUT, value)
+        headers[api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(last or 0)
+        try:
+            pa = await self._js.publish(
+                f"{self._pre}{key}", value, headers=headers, msg_ttl=msg_ttl
+            )
+        except APIError as err:
+            if err.err_code in WRONG_LAST_SEQUENCE_CODES:
+                raise KeyWrongLastSequenceError(description=err.description) from err
+            raise
+        return pa.seq
+
+    async def delete(
+        self,
+        key: str,
+        last: int | None = None,
+        validate_keys: bool = True,
+        msg_ttl: float | None = None,
+    ) -> bool:
+        if validate_keys and not _is_key_valid(key):
+            raise InvalidKeyError(key)
+        headers = self._signed(key, KV_DEL, b"")
+        headers[KV_OP] = KV_DEL
+        if last and last > 0:
+            headers[api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(last)
+        await self._js.publish(f"{self._pre}{key}", headers=headers)
+        return True
+
+    async def purge(self, key: str, msg_ttl: float | None = None) -> bool:
+        headers = self._signed(key, KV_PURGE, b"")
+        headers[KV_OP] = KV_PURGE
+        headers[api.Header.ROLLUP] = MSG_ROLLUP_SUBJECT
+        await self._js.publish(f"{self._pre}{key}", headers=headers, msg_ttl=msg_ttl)
+        return True
+
+
+async def resign(kv: SignedKeyValue, changes: list[KvChange], active_kid: str) -> int:
+    """Write again, signed by the active key, every key (value or delete marker) in
+    ``changes`` that another key signed — after a rotation, before the old key retires,
+    so no document an agent obeys depends on a retired key. Each rewrite is a
+    compare-and-set on the revision read: a key changed meanwhile (and so signed by the
+    active key already) is left alone. Returns how many were rewritten."""
+    rewritten = 0
+    for change in changes:
+        parsed = parse_header(header_of(change.headers))
+        if parsed is not None and parsed[0] == active_kid:
+            continue
+        try:
+            if change.operation == KV_PURGE:
+                await kv.purge(change.key)
+            elif change.value is None:
+                await kv.delete(change.key, last=change.revision)
+            else:
+                await kv.update(change.key, change.value, last=change.revision)
+        except KeyWrongLastSequenceError:
+            continue
+        except APIError as exc:
+            if exc.err_code in WRONG_LAST_SEQUENCE_CODES:
+                continue
+            raise
+        rewritten += 1
+    return rewritten
