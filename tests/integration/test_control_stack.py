@@ -54,6 +54,7 @@ class ControlStack:
     http_port: int
     fleet: AgentFleet
     backend: subprocess.Popen[bytes] | None = None
+    backend_args: tuple[str, ...] = ()
 
     # --- processes ------------------------------------------------------------------------
     @property
@@ -64,7 +65,7 @@ class ControlStack:
         argv = [
             sys.executable, "-m", "kanade.backend.cli", "run",
             "--nats-url", self.broker.url, "--db", str(self.root / "kanade.db"),
-            "--http-port", str(self.http_port),
+            "--http-port", str(self.http_port), *self.backend_args,
         ]  # fmt: skip
         with open(self.backend_log, "ab") as log:
             self.backend = subprocess.Popen(
@@ -199,7 +200,7 @@ class ControlStack:
         self.ok("job", "create", str(path))
 
 
-def start_stack(root: Path) -> ControlStack:
+def start_stack(root: Path, backend_args: tuple[str, ...] = ()) -> ControlStack:
     root.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(root / "nats")
     broker.start()
@@ -210,6 +211,7 @@ def start_stack(root: Path) -> ControlStack:
         url=f"http://127.0.0.1:{http_port}",
         http_port=http_port,
         fleet=AgentFleet(root / "agents", broker.url),
+        backend_args=backend_args,
     )
     try:
         stack.start_backend()
