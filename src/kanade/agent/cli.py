@@ -34,83 +34,48 @@ def _parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="verb", required=True, metavar="{run,swarm}")
 
     run = sub.add_parser(
-        "run",
-        help="run one agent in the foreground until SIGTERM / Ctrl-C",
-        epilog=_EPILOG_RUN,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run", help="run one agent in the foreground until SIGTERM / Ctrl-C",
+        epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("--pc-id", help="this machine's id (default: the short hostname)")
-    run.add_argument(
-        "--group",
-        "-g",
-        action="append",
-        dest="groups",
-        metavar="GROUP",
-        help="group membership (repeatable)",
-    )
-    run.add_argument(
-        "--nats-url",
-        dest="nats_urls",
-        metavar="URL",
-        help="broker URL(s), comma separated (env: KANADE_NATS_URL)",
-    )
+    run.add_argument("--group", "-g", action="append", dest="groups", metavar="GROUP",
+                     help="group membership (repeatable)")
+    run.add_argument("--nats-url", dest="nats_urls", metavar="URL",
+                     help="broker URL(s), comma separated (env: KANADE_NATS_URL)")
     run.add_argument("--data-dir", type=Path, help="ledger, outbox and spool directory")
-    run.add_argument("--config", type=Path, help="config file, YAML (env: KANADE_AGENT_CONFIG)")
-    run.add_argument(
-        "--keyring",
-        type=Path,
-        help="pinned command-signing keys (env: KANADE_AGENT_KEYRING; "
-        "default: <data-dir>/trust/keyring.json)",
-    )
+    run.add_argument("--config", type=Path,
+                     help="config file, YAML (env: KANADE_AGENT_CONFIG)")
+    run.add_argument("--keyring", type=Path,
+                     help="pinned command-signing keys (env: KANADE_AGENT_KEYRING; "
+                          "default: <data-dir>/trust/keyring.json)")
     run.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
     run.add_argument("--max-local-concurrent", type=int, help="scripts run at once")
-    run.add_argument(
-        "--startup-delay-max", type=float, help="random delay (s) before the first connect"
-    )
+    run.add_argument("--startup-delay-max", type=float,
+                     help="random delay (s) before the first connect")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
     swarm = sub.add_parser(
-        "swarm",
-        help="run N simulated agents in one process (scale tests)",
-        epilog=_EPILOG_SWARM,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "swarm", help="run N simulated agents in one process (scale tests)",
+        epilog=_EPILOG_SWARM, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     swarm.add_argument("--agents", "-n", type=int, default=100, help="how many identities")
     swarm.add_argument("--prefix", default="sim-", help="pc_id prefix")
     swarm.add_argument("--nats-url", default=None, help="broker URL(s), comma separated")
-    swarm.add_argument(
-        "--data-dir", type=Path, default=Path(".kanade/swarm"), help="one sub-folder per identity"
-    )
-    swarm.add_argument(
-        "--exec",
-        dest="exec_mode",
-        choices=["stub", "real"],
-        default="stub",
-        help="stub: instant success; real: run the script",
-    )
-    swarm.add_argument(
-        "--groups", type=int, default=0, help="spread identities over this many groups"
-    )
-    swarm.add_argument(
-        "--group",
-        "-g",
-        action="append",
-        dest="extra_groups",
-        metavar="GROUP",
-        help="a group for every identity (repeatable)",
-    )
+    swarm.add_argument("--data-dir", type=Path, default=Path(".kanade/swarm"),
+                       help="one sub-folder per identity")
+    swarm.add_argument("--exec", dest="exec_mode", choices=["stub", "real"], default="stub",
+                       help="stub: instant success; real: run the script")
+    swarm.add_argument("--groups", type=int, default=0,
+                       help="spread identities over this many groups")
+    swarm.add_argument("--group", "-g", action="append", dest="extra_groups", metavar="GROUP",
+                       help="a group for every identity (repeatable)")
     swarm.add_argument("--heartbeat-interval", type=float, default=30.0)
-    swarm.add_argument(
-        "--keyring",
-        type=Path,
-        default=None,
-        help="pinned command-signing keys, shared by every identity "
-        "(env: KANADE_AGENT_KEYRING; default: <data-dir>/trust/keyring.json)",
-    )
+    swarm.add_argument("--keyring", type=Path, default=None,
+                       help="pinned command-signing keys, shared by every identity "
+                            "(env: KANADE_AGENT_KEYRING; default: <data-dir>/trust/keyring.json)")
     swarm.add_argument("--fsync", action="store_true", help="fsync ledger/outbox writes")
-    swarm.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
-    )
+    swarm.add_argument("--log-level", default="warning",
+                       choices=["debug", "info", "warning", "error"])
     return root
 
 
@@ -157,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
 def _swarm(args: argparse.Namespace) -> int:
     import os
 
+    from kanade.agent.settings import env_keyring
     from kanade.agent.swarm import Swarm, SwarmSpec
 
     if args.agents < 1:
@@ -165,31 +131,18 @@ def _swarm(args: argparse.Namespace) -> int:
     configure_stdlib_logging(args.log_level)
     urls = args.nats_url or os.environ.get("KANADE_NATS_URL") or "nats://127.0.0.1:4222"
     spec = SwarmSpec(
-        agents=args.agents,
-        prefix=args.prefix,
-        nats_urls=[u for u in urls.split(",") if u],
-        data_dir=args.data_dir,
-        exec_mode=args.exec_mode,
-        groups=args.groups,
-        extra_groups=args.extra_groups or [],
-        heartbeat_interval=args.heartbeat_interval,
-        durable=args.fsync,
-        keyring=args.keyring
-        or (
-            Path(os.environ["KANADE_AGENT_KEYRING"])
-            if os.environ.get("KANADE_AGENT_KEYRING")
-            else None
-        ),
+        agents=args.agents, prefix=args.prefix,
+        nats_urls=[u for u in urls.split(",") if u], data_dir=args.data_dir,
+        exec_mode=args.exec_mode, groups=args.groups, extra_groups=args.extra_groups or [],
+        heartbeat_interval=args.heartbeat_interval, durable=args.fsync,
+        keyring=args.keyring or env_keyring(),
     )
 
     async def go() -> None:
         sw = Swarm(spec)
         _install_stop(sw.stop)
-        await sw.run(
-            on_ready=lambda s: print(
-                f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True
-            )
-        )
+        await sw.run(on_ready=lambda s: print(
+            f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True))
 
     asyncio.run(go())
     return 0

@@ -28,7 +28,7 @@ def default_data_dir() -> Path:
     return Path("/var/lib/kanade/agent")
 
 
-def _env_keyring() -> Path | None:
+def env_keyring() -> Path | None:
     value = os.environ.get("KANADE_AGENT_KEYRING")
     return Path(value) if value else None
 
@@ -55,7 +55,7 @@ class AgentSettings:
     log_level: str = "info"
     # The pinned command-signing keys (SPEC §8.2): $KANADE_AGENT_KEYRING, else
     # <data_dir>/trust/keyring.json.
-    keyring: Path | None = field(default_factory=_env_keyring)
+    keyring: Path | None = field(default_factory=env_keyring)
 
     @property
     def keyring_path(self) -> Path:

@@ -29,7 +29,7 @@ from kanade.agent.executor import RunContext, Runner, subprocess_runner
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.process import Capture, ProcessOutcome
 from kanade.agent.runtime import Agent
-from kanade.agent.settings import AgentSettings
+from kanade.agent.settings import AgentSettings, env_keyring
 from kanade.agent.trust import Trust, default_keyring_path
 from kanade.bus.connection import connect
 from kanade.core import subjects
@@ -89,8 +89,9 @@ class SwarmSpec:
     # cut by the broker as a slow consumer (write deadline) when the process is
     # busy; several smaller ones each stay under it.
     per_connection: int = 500
-    # The pinned keyring every identity trusts; None: <data_dir>/trust/keyring.json.
-    keyring: Path | None = None
+    # The pinned keyring every identity trusts: $KANADE_AGENT_KEYRING, else
+    # <data_dir>/trust/keyring.json.
+    keyring: Path | None = field(default_factory=env_keyring)
 
 
 class Swarm:

@@ -68,6 +68,7 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
+
 def _read_secret(path: Path, option: str) -> str:
     """A secret from a file: its first line, stripped. A secret passed as an argument would be
     readable by every local user in ``/proc/<pid>/cmdline``; a file can be 0600."""
@@ -211,3 +212,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

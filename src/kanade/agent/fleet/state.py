@@ -78,15 +78,13 @@ class FleetState:
     def snapshot(self, in_sync_at: float) -> bytes:
         """Everything mirrored, for the disk: an agent restarted while the broker is
         away must still honour revocations and pins it had seen (SPEC §4.5)."""
-        return json.dumps(
-            {
-                "in_sync_at": in_sync_at,
-                "buckets": {
-                    m.bucket: {k: base64.b64encode(v).decode() for k, v in m.values.items()}
-                    for m in self.mirrors
-                },
-            }
-        ).encode()
+        return json.dumps({
+            "in_sync_at": in_sync_at,
+            "buckets": {
+                m.bucket: {k: base64.b64encode(v).decode() for k, v in m.values.items()}
+                for m in self.mirrors
+            },
+        }).encode()
 
     def restore(self, raw: bytes) -> float | None:
         """Load a snapshot into mirrors that have not synced yet; returns when it was
