@@ -10,6 +10,7 @@ future, re-addressed to another pc or group, and replayed.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from agent_harness import Outgoing, build_command, publish
 from nats.aio.client import Client
 from test_control_stack import ControlStack, start_stack, stop_stack, wait_until
 
+from kanade.bus.kv import kv_subject
 from kanade.core import exitcodes, subjects
 from kanade.core.instants import system_clock
 from kanade.core.signing import KeyPair, Signer
@@ -191,3 +193,24 @@ def _session_pair() -> KeyPair:
 
     return trust.signer().active
 
+
+
+async def test_an_exec_of_a_job_rewritten_in_kv_by_anyone_else_is_refused(
+    stack: ControlStack, nc: Client, tmp_path: Path
+) -> None:
+    """The issue's attack: the job catalog rewritten behind the backend's back, then an
+    operator's ordinary exec. The backend signs only jobs it signed itself."""
+    marker, job_id = tmp_path / "ran", job("kvjob")
+    stack.create_job(
+        f"id: {job_id}\nversion: '1'\nexecute:\n  shell: sh\n  script: 'true'\n"
+        "  timeout: 30s\n",
+        tmp_path / "job.yaml",
+    )
+    evil = json.dumps({"id": job_id, "version": "1", "execute": {
+        "shell": "sh", "script": f"echo ran >> {marker}", "timeout": "30s"}}).encode()
+    await nc.jetstream().publish(kv_subject(subjects.KV_JOBS, job_id), evil)
+    r = stack.http().post(f"/api/exec/{job_id}", json={"target": {"pcs": [PC]}})
+    assert r.status_code == 500, r.text
+    assert "not signed by this backend" in r.text
+    barrier(stack)
+    assert rows(stack, job_id) == [] and not marker.exists()

@@ -10,13 +10,19 @@ of those buckets (plain puts, compare-and-set, deletes) signs without knowing it
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from nats.js import api
-from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, MSG_ROLLUP_SUBJECT, KeyValue, _is_key_valid
 
-from kanade.bus.kv import KvChange
+from kanade.bus.kv import KvChange, operation_of
 from kanade.bus.kvcas import WRONG_LAST_SEQUENCE_CODES
 from kanade.core.signing import KV_PUT, Signer, header_of, parse_header
+
+
+class UnsignedDocument(ValueError):
+    """A stored value this backend did not sign (the reason in the message)."""
 
 
 class SignedKeyValue(KeyValue):
@@ -25,6 +31,26 @@ class SignedKeyValue(KeyValue):
             name=kv._name, stream=kv._stream, pre=kv._pre, js=kv._js, direct=kv._direct
         )
         self._signer = signer
+
+    async def verified(self, key: str, now: datetime) -> bytes | None:
+        """The key's live value, only if it carries a signature by a key the backend
+        trusts (``None``: absent or deleted); :class:`UnsignedDocument` otherwise. What
+        the backend turns into signed commands must itself be signed (SPEC §8.2)."""
+        try:
+            msg = await self._js.get_last_msg(self._stream, f"{self._pre}{key}")
+        except NotFoundError:
+            return None
+        headers = dict(msg.headers) if msg.headers else None
+        operation = operation_of(headers)
+        if operation != KV_PUT:
+            return None
+        value = bytes(msg.data or b"")
+        verification = self._signer.verify_kv(
+            self._name, key, operation, value, header_of(headers), now
+        )
+        if not verification.ok:
+            raise UnsignedDocument(f"{self._name}/{key}: {verification.reason}")
+        return value
 
     def _signed(self, key: str, operation: str, value: bytes) -> dict[str, str]:
         return self._signer.kv_headers(self._name, key, operation, value)

@@ -240,16 +240,34 @@ def header_of(headers: Mapping[str, str] | None) -> str | None:
 
 
 class Signer:
-    """The backend's signer: the active key, and the headers for what it publishes."""
+    """The backend's signer: the active key, the headers for what it publishes, and the
+    keys it still accepts on documents it reads back (the active one and those in their
+    rotation overlap)."""
 
-    def __init__(self, active: KeyPair) -> None:
+    def __init__(self, active: KeyPair, trusted: Keyring | None = None) -> None:
         self.active = active
+        self.trusted = trusted or Keyring.of([TrustedKey(active.kid, active.public_key)])
+
+    def switch(self, active: KeyPair, trusted: Keyring) -> None:
+        """Sign with ``active`` from now on (a rotation)."""
+        self.active, self.trusted = active, trusted
 
     def command_headers(self, subject: str, body: bytes) -> dict[str, str]:
         return {SIGNATURE_HEADER: self.active.header(command_message(subject, body))}
 
     def kv_headers(self, bucket: str, key: str, operation: str, value: bytes) -> dict[str, str]:
         return {SIGNATURE_HEADER: self.active.header(kv_message(bucket, key, operation, value))}
+
+    def verify_kv(
+        self,
+        bucket: str,
+        key: str,
+        operation: str,
+        value: bytes,
+        header: str | None,
+        now: datetime,
+    ) -> Verification:
+        return verify(self.trusted, kv_message(bucket, key, operation, value), header, now)
 
 
 # --- command lifetime (SPEC §8.2) ------------------------------------------------------------

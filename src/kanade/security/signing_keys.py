@@ -48,7 +48,7 @@ class KeySet:
         return next(k.pair for k in self.keys if k.pair.kid == self.active)
 
     def signer(self) -> Signer:
-        return Signer(self.pair())
+        return Signer(self.pair(), self.keyring())
 
     def keyring(self, issued_at: datetime | None = None) -> Keyring:
         """The public side, as agents pin it (retired keys left out)."""

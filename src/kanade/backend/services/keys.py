@@ -74,7 +74,7 @@ class SigningKeyService:
         trust = await bus.kv(subjects.KV_TRUST)
         await trust.put(subjects.SIGNING_KEYS_KEY, announcement)
         save_key_dir(self.key_dir, after)
-        self.signer.active = after.pair()
+        self.signer.switch(after.pair(), after.keyring())
         rewritten = 0
         for bucket in sorted(subjects.SIGNED_BUCKETS - {subjects.KV_TRUST}):
             kv = await bus.kv(bucket)
