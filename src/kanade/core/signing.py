@@ -5,7 +5,7 @@ signed message is its subject and body, a KV write's is bucket, key, operation a
 value. The signature travels in the ``Kanade-Signature`` header as ``<kid> <base64>``,
 so a body is never re-encoded between signing and verifying. Verification never raises
 on bad input: it returns a typed :class:`Verification`. Why a header and why these
-messages: docs/security.md, "Signed commands".
+messages: docs/signing.md.
 
 PyNaCl only: the agent imports this module, and ``cryptography`` would cost it 9 MB RSS.
 """
