@@ -22,9 +22,11 @@ from agent_harness import Outgoing, build_command, publish
 from nats.aio.client import Client
 from test_control_stack import ControlStack, start_stack, stop_stack, wait_until
 
+import trust
 from kanade.bus.kv import kv_subject
 from kanade.core import exitcodes, subjects
 from kanade.core.instants import system_clock
+from kanade.core.models.wire import encode
 from kanade.core.signing import KeyPair, Signer
 
 PC = "sg-1"
@@ -189,8 +191,6 @@ async def test_a_replayed_command_runs_once_and_the_replay_gets_one_123_result(
 
 
 def _session_pair() -> KeyPair:
-    import trust
-
     return trust.signer().active
 
 
@@ -214,3 +214,28 @@ async def test_an_exec_of_a_job_rewritten_in_kv_by_anyone_else_is_refused(
     assert "not signed by this backend" in r.text
     barrier(stack)
     assert rows(stack, job_id) == [] and not marker.exists()
+
+
+async def test_one_command_reaching_a_pc_on_two_of_its_addresses_runs_once_without_refusal(
+    stack: ControlStack, nc: Client, tmp_path: Path
+) -> None:
+    """Not a replay: the backend publishes one command on each address subject, and a pc
+    in a targeted group that is also listed by name receives both."""
+    marker, job_id = tmp_path / "ran", job("twoaddr")
+    out = build_command(job_id, f"echo ran >> {marker}", target=PC)
+    cmd = out.command.model_copy(
+        update={"address": out.command.address.model_copy(update={"groups": [GROUP]})}
+    )
+    raw = encode(cmd)
+    js = nc.jetstream()
+    for subject in (subjects.command_subject("group", GROUP, job_id), out.subject):
+        await js.publish(subject, raw, headers=trust_headers(subject, raw))
+    wait_until(lambda: rows(stack, job_id), what="the run", diagnostics=stack.diagnostics)
+    barrier(stack)
+    found = rows(stack, job_id)
+    assert [(r["exit_code"], r["skipped"]) for r in found] == [(0, False)], found
+    assert marker.read_text() == "ran\n"
+
+
+def trust_headers(subject: str, raw: bytes) -> dict[str, str]:
+    return trust.command_headers(subject, raw)

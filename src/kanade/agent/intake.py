@@ -261,7 +261,7 @@ class CommandIntake:
             extra = {"refused": refusal}
         else:
             text = raw.decode()
-            extra = {} if seq is None else {"seq": str(seq)}
+            extra = {} if seq is None else {"seq": str(seq), "subject": msg.subject}
         admission = self.ledger.admit(cmd.request_id, digest, text, time.time(), extra=extra)
         await msg.ack()
         if admission is Admission.NEW:
@@ -269,14 +269,18 @@ class CommandIntake:
         elif admission is Admission.CONFLICT:
             self._report_conflict(cmd, raw)
         elif refusal is None and seq is not None:
-            self._maybe_report_replay(cmd, seq)
+            self._maybe_report_replay(cmd, msg.subject, seq)
 
-    def _maybe_report_replay(self, cmd: Command, seq: int) -> None:
-        """An admitted command seen again as a *different* stream message: the same bytes
-        published again (a replay), not a redelivery of the message that was admitted
-        (same sequence: a consumer re-created after a broker restart replays those)."""
+    def _maybe_report_replay(self, cmd: Command, subject: str, seq: int) -> None:
+        """An admitted command seen again as a *different* message on the *same* subject:
+        the same bytes published again (a replay). Not a redelivery of the admitted
+        message (same sequence: a consumer re-created after a broker restart replays
+        those), nor the same command on another of its addresses (a pc in two targeted
+        groups receives it twice)."""
         entry = self.ledger.get(cmd.request_id)
-        first = None if entry is None else entry.extra.get("seq")
+        if entry is None or entry.extra.get("subject") != subject:
+            return
+        first = entry.extra.get("seq")
         if first is None or first == str(seq):
             return
         reason = (
