@@ -252,11 +252,17 @@ class CommandIntake:
         digest = command_digest(raw)
         seq = _stream_sequence(msg)
         if refusal is not None:
-            # Admitted under its own id: a forged command never takes the request_id of a
-            # real one (which would then be refused as a conflict), and a redelivery of the
-            # same forgery is a ledger duplicate, reported once.
+            # Admitted under its own ids: a forged command never takes the request_id of a
+            # real one (which would then be refused as a conflict), its result never counts
+            # in the exec it names, and a redelivery of the same forgery is a ledger
+            # duplicate, reported once.
             log.warning("refusing command %s on %s: %s", cmd.request_id, msg.subject, refusal)
-            cmd = cmd.model_copy(update={"request_id": f"{cmd.request_id}:refused:{digest[:12]}"})
+            cmd = cmd.model_copy(
+                update={
+                    "request_id": f"{cmd.request_id}:refused:{digest[:12]}",
+                    "exec_id": f"{cmd.exec_id}:refused",
+                }
+            )
             text = encode(cmd).decode()
             extra = {"refused": refusal}
         else:
@@ -288,9 +294,9 @@ class CommandIntake:
             f"(stream message {first}; this copy is message {seq})"
         )
         log.warning("refused command %s: %s", cmd.request_id, reason)
-        self._report_refused(
-            cmd.model_copy(update={"request_id": f"{cmd.request_id}:replay:{seq}"}), reason
-        )
+        # Under ids of its own: the exec it repeats keeps exactly one result from this pc.
+        alias = {"request_id": f"{cmd.request_id}:replay:{seq}", "exec_id": f"{cmd.exec_id}:replay"}
+        self._report_refused(cmd.model_copy(update=alias), reason)
 
     def submit(self, cmd: Command) -> Admission:
         """Admit a command fired on this agent (its local scheduler, SPEC §3.6) exactly like
