@@ -10,6 +10,7 @@ of those buckets (plain puts, compare-and-set, deletes) signs without knowing it
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from nats.js import api
@@ -19,6 +20,8 @@ from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, MSG_ROLLUP_SUBJECT, KeyValue, _i
 from kanade.bus.kv import KvChange, operation_of
 from kanade.bus.kvcas import WRONG_LAST_SEQUENCE_CODES
 from kanade.core.signing import KV_PUT, Signer, header_of, parse_header
+
+log = logging.getLogger(__name__)
 
 
 class UnsignedDocument(ValueError):
@@ -136,3 +139,17 @@ async def resign(kv: SignedKeyValue, changes: list[KvChange], active_kid: str) -
             raise
         rewritten += 1
     return rewritten
+
+
+def signed_by(signer: Signer | None, bucket: str, change: KvChange, now: datetime) -> bool:
+    """Whether ``change`` of ``bucket`` carries a signature ``signer`` trusts: what the
+    backend reads back before acting on it. Without a signer (a tool, a test's plain bus)
+    nothing is checked."""
+    if signer is None:
+        return True
+    verification = signer.verify_kv(
+        bucket, change.key, change.operation, change.value or b"", header_of(change.headers), now
+    )
+    if not verification.ok:
+        log.warning("ignored KV %s/%s: %s", bucket, change.key, verification.reason)
+    return verification.ok
