@@ -141,3 +141,28 @@ async def test_a_signing_key_set_signed_by_a_trusted_key_is_pinned(
     await polling.eventually(lambda: new.kid in fleet.trust.keyring.keys, "the new key")  # type: ignore[union-attr]
     assert new.kid in read_keyring(fleet.trust.path).keys
     assert fleet.trust.path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_resync_of_many_keys_reads_headers_through_a_consumer_and_checks_each(
+    bus: Bus, fleet: FleetState, attacker: Client
+) -> None:
+    """Past the direct-read threshold a re-sync reads through one consumer: it still sees
+    each key's headers (delete markers included) and still refuses what is unsigned."""
+    pins = await bus.kv(subjects.KV_PINS)
+    for i in range(50):
+        await pins.put(f"job-{i}", b"1")
+    await pins.delete("job-0")
+    await attacker.jetstream().publish(kv_subject(subjects.KV_PINS, "job-1"), b"666")
+    await attacker.jetstream().publish(
+        kv_subject(subjects.KV_PINS, "job-2"), b"", headers={KV_OP: KV_DEL}
+    )
+    await fleet.resync(fleet.nc)  # type: ignore[attr-defined]
+    assert "job-0" not in fleet.pins.values
+    assert fleet.pins.values["job-1"] == b"1" and fleet.pins.values["job-2"] == b"1"
+    assert len(fleet.pins.values) == 49
+    fresh = FleetState(
+        pc_id="pc-2", groups=[], trust=Trust(trust.write_keyring(fleet.trust.path))  # type: ignore[union-attr]
+    )
+    await fresh.resync(fleet.nc)  # type: ignore[attr-defined]
+    # Nothing to keep for the keys whose last write is unsigned: they are simply unknown.
+    assert set(fresh.pins.values) == {f"job-{i}" for i in range(3, 50)}
