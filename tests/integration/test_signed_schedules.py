@@ -19,6 +19,7 @@ from kanade.backend.settings import Settings
 from kanade.bus import Bus
 from kanade.bus.kv import kv_subject
 from kanade.core import subjects
+from kanade.core.freeze import FREEZE_KEY
 from kanade.core.models.wire import Command, decode
 from polling import eventually as shared_eventually
 
@@ -102,3 +103,22 @@ async def test_an_unsigned_schedule_never_fires_and_an_unsigned_delete_changes_n
     assert seen == ["real"]
     r = await backend.client.get("/api/executions", params={"limit": 100})
     assert [e["schedule_id"] for e in r.json()["items"]] == ["real"]
+
+
+async def test_an_unsigned_delete_of_the_freeze_never_unfreezes(
+    backend: InProcessBackend, nats_url: str
+) -> None:
+    r = await backend.client.put("/api/freeze", json={"reason": "change window"})
+    assert r.status_code == 200 and r.json()["frozen"], r.text
+    attacker = await nats.connect(nats_url, name="pytest-attacker")
+    try:
+        await attacker.jetstream().publish(
+            kv_subject(subjects.KV_FREEZE, FREEZE_KEY), b"", headers={KV_OP: KV_DEL}
+        )
+    finally:
+        await attacker.close()
+    status = (await backend.client.get("/api/freeze")).json()
+    assert status["frozen"] is True, status
+    # The operator's own (signed) clear is obeyed.
+    assert (await backend.client.delete("/api/freeze")).status_code == 200
+    assert (await backend.client.get("/api/freeze")).json()["frozen"] is False

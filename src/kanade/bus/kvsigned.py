@@ -35,25 +35,31 @@ class SignedKeyValue(KeyValue):
         )
         self._signer = signer
 
-    async def verified(self, key: str, now: datetime) -> bytes | None:
-        """The key's live value, only if it carries a signature by a key the backend
-        trusts (``None``: absent or deleted); :class:`UnsignedDocument` otherwise. What
-        the backend turns into signed commands must itself be signed (SPEC §8.2)."""
+    async def last(self, key: str) -> KvChange | None:
+        """The key's last message (a value or a delete marker) with its headers; None
+        when the key has none."""
         try:
             msg = await self._js.get_last_msg(self._stream, f"{self._pre}{key}")
         except NotFoundError:
             return None
         headers = dict(msg.headers) if msg.headers else None
         operation = operation_of(headers)
-        if operation != KV_PUT:
+        value = bytes(msg.data or b"") if operation == KV_PUT else None
+        return KvChange(key, value, operation, headers, msg.seq)
+
+    async def verified(self, key: str, now: datetime) -> bytes | None:
+        """The key's live value, only if it carries a signature by a key the backend
+        trusts (``None``: absent or deleted); :class:`UnsignedDocument` otherwise. What
+        the backend turns into signed commands must itself be signed (SPEC §8.2)."""
+        change = await self.last(key)
+        if change is None or change.value is None:
             return None
-        value = bytes(msg.data or b"")
         verification = self._signer.verify_kv(
-            self._name, key, operation, value, header_of(headers), now
+            self._name, key, change.operation, change.value, header_of(change.headers), now
         )
         if not verification.ok:
             raise UnsignedDocument(f"{self._name}/{key}: {verification.reason}")
-        return value
+        return change.value
 
     def _signed(self, key: str, operation: str, value: bytes) -> dict[str, str]:
         return self._signer.kv_headers(self._name, key, operation, value)
