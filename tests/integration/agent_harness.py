@@ -43,7 +43,6 @@ from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.ids import new_id
 from kanade.core.instants import system_clock
-from kanade.core.signing import command_expiry
 from kanade.core.models.wire import (
     Command,
     CommandAddress,
@@ -53,6 +52,7 @@ from kanade.core.models.wire import (
     decode,
     encode,
 )
+from kanade.core.signing import command_expiry
 
 AGENT_EXE = Path(sys.executable).parent / "kanade-agent"
 TAG_ENV = "KANADE_TEST_TAG"

@@ -194,7 +194,6 @@ def _session_pair() -> KeyPair:
     return trust.signer().active
 
 
-
 async def test_an_exec_of_a_job_rewritten_in_kv_by_anyone_else_is_refused(
     stack: ControlStack, nc: Client, tmp_path: Path
 ) -> None:
@@ -202,12 +201,16 @@ async def test_an_exec_of_a_job_rewritten_in_kv_by_anyone_else_is_refused(
     operator's ordinary exec. The backend signs only jobs it signed itself."""
     marker, job_id = tmp_path / "ran", job("kvjob")
     stack.create_job(
-        f"id: {job_id}\nversion: '1'\nexecute:\n  shell: sh\n  script: 'true'\n"
-        "  timeout: 30s\n",
+        f"id: {job_id}\nversion: '1'\nexecute:\n  shell: sh\n  script: 'true'\n  timeout: 30s\n",
         tmp_path / "job.yaml",
     )
-    evil = json.dumps({"id": job_id, "version": "1", "execute": {
-        "shell": "sh", "script": f"echo ran >> {marker}", "timeout": "30s"}}).encode()
+    evil = json.dumps(
+        {
+            "id": job_id,
+            "version": "1",
+            "execute": {"shell": "sh", "script": f"echo ran >> {marker}", "timeout": "30s"},
+        }
+    ).encode()
     await nc.jetstream().publish(kv_subject(subjects.KV_JOBS, job_id), evil)
     r = stack.http().post(f"/api/exec/{job_id}", json={"target": {"pcs": [PC]}})
     assert r.status_code == 500, r.text

@@ -69,9 +69,7 @@ async def test_an_unsigned_job_rewrite_is_ignored_live_and_on_resync(
     jobs = await bus.kv(subjects.KV_JOBS)
     await jobs.put("hello", b'{"script":"echo hi"}')
     await polling.eventually(lambda: fleet.jobs.values.get("hello"), "the signed job")
-    await attacker.jetstream().publish(
-        kv_subject(subjects.KV_JOBS, "hello"), b'{"script":"id"}'
-    )
+    await attacker.jetstream().publish(kv_subject(subjects.KV_JOBS, "hello"), b'{"script":"id"}')
     await barrier(bus, fleet, subjects.KV_JOBS)
     assert fleet.jobs.values["hello"] == b'{"script":"echo hi"}'
     assert fleet.trust is not None and fleet.trust.rejected_docs == 1
@@ -85,9 +83,7 @@ async def test_a_job_signed_by_another_key_is_ignored(
 ) -> None:
     value = b'{"script":"id"}'
     headers = Signer(KeyPair.generate()).kv_headers(subjects.KV_JOBS, "evil", "PUT", value)
-    await attacker.jetstream().publish(
-        kv_subject(subjects.KV_JOBS, "evil"), value, headers=headers
-    )
+    await attacker.jetstream().publish(kv_subject(subjects.KV_JOBS, "evil"), value, headers=headers)
     await barrier(bus, fleet, subjects.KV_JOBS)
     assert "evil" not in fleet.jobs.values
 
@@ -161,7 +157,9 @@ async def test_a_resync_of_many_keys_reads_headers_through_a_consumer_and_checks
     assert fleet.pins.values["job-1"] == b"1" and fleet.pins.values["job-2"] == b"1"
     assert len(fleet.pins.values) == 49
     fresh = FleetState(
-        pc_id="pc-2", groups=[], trust=Trust(trust.write_keyring(fleet.trust.path))  # type: ignore[union-attr]
+        pc_id="pc-2",
+        groups=[],
+        trust=Trust(trust.write_keyring(fleet.trust.path)),  # type: ignore[union-attr]
     )
     await fresh.resync(fleet.nc)  # type: ignore[attr-defined]
     # Nothing to keep for the keys whose last write is unsigned: they are simply unknown.
