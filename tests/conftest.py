@@ -6,7 +6,10 @@
   before the test and stopped after it, even when the test fails. Tests may
   ``restart()``/``kill()``/``start()`` it; teardown copes with any state.
 * ``nats_url``: its client URL.
-* ``bus``: a :class:`Bus` connected to it as the backend, with the whole topology ensured.
+* ``bus``: a :class:`Bus` connected to it as the backend, with the whole topology ensured,
+  signing with the session's key like a backend (every command and agent-obeyed KV write).
+
+Every backend and agent of the session trusts one signing key (:mod:`trust`).
 
 Everything is bounded in time so a broken broker fails the test instead of hanging.
 """
@@ -19,9 +22,12 @@ from pathlib import Path
 
 import pytest
 
+import trust
 from kanade.bus import Bus, EmbeddedBroker, ensure_topology
 from kanade.security.authority import Authority
 from secured import backend_credentials, session_authority
+
+trust.install()
 
 BROKER_START_TIMEOUT = 15.0
 BROKER_STOP_TIMEOUT = 10.0
@@ -58,6 +64,7 @@ async def bus(nats_url: str, authority: Authority) -> AsyncIterator[Bus]:
         deadline=BUS_CONNECT_DEADLINE,
         reconnect_time_wait=0.2,
         credentials=backend_credentials(authority),
+        signer=trust.signer(),
     )
     try:
         await asyncio.wait_for(ensure_topology(b.js), TOPOLOGY_TIMEOUT)

@@ -38,6 +38,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 import polling
+import trust
 from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.ids import new_id
@@ -51,6 +52,7 @@ from kanade.core.models.wire import (
     decode,
     encode,
 )
+from kanade.core.signing import command_expiry
 from kanade.security.authority import Authority
 from secured import issue_agent, register_groups
 
@@ -290,7 +292,8 @@ def build_command(
     timeout_s: float = 15.0,
     **fields: Any,
 ) -> Outgoing:
-    """A command with fresh ids and ``issued_at`` = now, addressed like the backend does.
+    """A command with fresh ids, ``issued_at`` = now and the backend's expiry, addressed
+    like the backend does.
 
     Broadcasts (all / group) issued before an agent first started are ignored by that
     agent, so build them after the agents' data dirs exist.
@@ -303,14 +306,24 @@ def build_command(
         "script": script, "timeout_s": timeout_s, "issued_at": system_clock(),
         "address": address,
     }
+    values["expires_at"] = command_expiry(fields.get("issued_at", values["issued_at"]))
     values.update(fields)
     cmd = Command.model_validate(values)
     return Outgoing(subjects.command_subject(scope, target, job_id), cmd)
 
 
-async def publish(js: JetStreamContext, out: Outgoing) -> int:
-    """Publish to the command stream; returns the stream sequence."""
-    ack = await js.publish(out.subject, out.raw, timeout=5.0)
+async def publish(
+    js: JetStreamContext,
+    out: Outgoing,
+    *,
+    signed: bool = True,
+    headers: dict[str, str] | None = None,
+) -> int:
+    """Publish to the command stream, signed like the backend signs (``signed=False``:
+    as an attacker without the key would); returns the stream sequence."""
+    hdrs = trust.command_headers(out.subject, out.raw) if signed else {}
+    hdrs.update(headers or {})
+    ack = await js.publish(out.subject, out.raw, timeout=5.0, headers=hdrs or None)
     return ack.seq
 
 

@@ -42,6 +42,7 @@ from kanade.bus.kv import (
 )
 from kanade.bus.topology import KV_SPECS, OBJECT_SPECS, STREAM_SPECS
 from kanade.core import subjects
+from kanade.core.signing import SIGNATURE_HEADER
 from polling import eventually as shared_eventually
 from secured import backend_credentials, session_authority
 
@@ -338,13 +339,15 @@ async def test_kv_changes_decode_puts_deletes_and_purges(bus: Bus) -> None:
         await eventually(all_seen)
     finally:
         await sub.unsubscribe()
-    assert seen == [
-        KvChange("a.b", b"1"),
-        KvChange("a.b", None),
-        KvChange("c", b"2"),
-        KvChange("c", None),
+    assert [(c.key, c.value, c.operation) for c in seen] == [
+        ("a.b", b"1", "PUT"),
+        ("a.b", None, "DEL"),
+        ("c", b"2", "PUT"),
+        ("c", None, "PURGE"),
     ]
     assert [c.deleted for c in seen] == [False, True, False, True]
+    # The fixture's bus signs like a backend: every change carries its signature header.
+    assert all(c.headers and SIGNATURE_HEADER in c.headers for c in seen)
 
 
 def test_kv_key_of_a_subject() -> None:

@@ -55,6 +55,7 @@ class ControlStack:
     http_port: int
     fleet: AgentFleet
     backend: subprocess.Popen[bytes] | None = None
+    backend_args: tuple[str, ...] = ()
 
     # --- processes ------------------------------------------------------------------------
     @property
@@ -66,7 +67,7 @@ class ControlStack:
             sys.executable, "-m", "kanade.backend.cli", "run",
             "--nats-url", self.broker.url, "--db", str(self.root / "kanade.db"),
             "--authority", str(authority_dir()),
-            "--http-port", str(self.http_port),
+            "--http-port", str(self.http_port), *self.backend_args,
         ]  # fmt: skip
         with open(self.backend_log, "ab") as log:
             self.backend = subprocess.Popen(
@@ -201,7 +202,7 @@ class ControlStack:
         self.ok("job", "create", str(path))
 
 
-def start_stack(root: Path) -> ControlStack:
+def start_stack(root: Path, backend_args: tuple[str, ...] = ()) -> ControlStack:
     root.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(root / "nats", security=session_authority().broker_security())
     broker.start()
@@ -212,6 +213,7 @@ def start_stack(root: Path) -> ControlStack:
         url=f"http://127.0.0.1:{http_port}",
         http_port=http_port,
         fleet=AgentFleet(root / "agents", broker.url, session_authority()),
+        backend_args=backend_args,
     )
     try:
         stack.start_backend()

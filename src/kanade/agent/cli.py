@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                           "env: KANADE_AGENT_TRUST_DIR)")
     run.add_argument("--config", type=Path,
                      help="config file, YAML (env: KANADE_AGENT_CONFIG)")
+    run.add_argument("--keyring", type=Path,
+                     help="pinned command-signing keys (env: KANADE_AGENT_KEYRING; "
+                          "default: <data-dir>/trust/keyring.json)")
     run.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
     run.add_argument("--max-local-concurrent", type=int, help="scripts run at once")
     run.add_argument("--startup-delay-max", type=float,
@@ -94,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
     swarm.add_argument("--ca", type=Path, default=None,
                        help="the broker's CA certificate (env: KANADE_NATS_CA)")
     swarm.add_argument("--heartbeat-interval", type=float, default=30.0)
+    swarm.add_argument("--keyring", type=Path, default=None,
+                       help="pinned command-signing keys, shared by every identity "
+                            "(env: KANADE_AGENT_KEYRING; default: <data-dir>/trust/keyring.json)")
     swarm.add_argument("--fsync", action="store_true", help="fsync ledger/outbox writes")
     swarm.add_argument("--log-level", default="warning",
                        choices=["debug", "info", "warning", "error"])
@@ -123,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
         "max_local_concurrent": args.max_local_concurrent,
         "startup_delay_max": args.startup_delay_max,
         "log_level": args.log_level,
+        "keyring": args.keyring,
     }
     try:
         settings = load_settings(args.config, overrides)
@@ -162,6 +169,7 @@ def _swarm_credentials(creds: Path | None, ca: Path | None) -> BusCredentials:
 def _swarm(args: argparse.Namespace) -> int:
     import os
 
+    from kanade.agent.settings import env_keyring
     from kanade.agent.swarm import Swarm, SwarmSpec
     from kanade.bus.credentials import CredentialsError
 
@@ -181,6 +189,7 @@ def _swarm(args: argparse.Namespace) -> int:
         credentials=credentials,
         exec_mode=args.exec_mode, groups=args.groups, extra_groups=args.extra_groups or [],
         heartbeat_interval=args.heartbeat_interval, durable=args.fsync,
+        keyring=args.keyring or env_keyring(),
     )
 
     async def go() -> None:

@@ -67,6 +67,7 @@ class Tracked:
     """A command admitted and not finished yet: queued for a slot, or running."""
 
     cmd: Command
+    refusal: str | None = None  # why intake refused it (SPEC §8.2 gate 5), if it did
     kill: asyncio.Event = field(default_factory=asyncio.Event)
     started: bool = False
     # Why the kill event was set: a remote kill, or the agent stopping.
@@ -179,7 +180,7 @@ class Executor:
                     )
                 self.ledger.mark_queued(entry.request_id)
         for entry in self.ledger.in_state("pending"):
-            self.start(decode(Command, entry.command.encode()))
+            self.start(decode(Command, entry.command.encode()), refusal=entry.extra.get("refused"))
 
     # --- kills --------------------------------------------------------------------------------
     def kill_exec(self, exec_id: str) -> None:
@@ -204,9 +205,10 @@ class Executor:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
     # --- running ------------------------------------------------------------------------------
-    def start(self, cmd: Command) -> None:
-        """Run an admitted command (in its own task)."""
-        tracked = Tracked(cmd)
+    def start(self, cmd: Command, *, refusal: str | None = None) -> None:
+        """Run an admitted command (in its own task); ``refusal``: intake found its signature
+        or recipient wrong, so the gates end it with a 123 result."""
+        tracked = Tracked(cmd, refusal)
         if cmd.exec_id in self.kills:
             tracked.kill.set()  # killed before it got here: reported as cancelled
         self._tracked[cmd.request_id] = tracked
@@ -270,7 +272,11 @@ class Executor:
         script = cmd.script or ""
         argv = shell_argv(cmd.shell, script)
         skip = evaluate_gates(
-            cmd, now=self._clock(), view=self._kv_view(), shell_available=argv is not None
+            cmd,
+            now=self._clock(),
+            view=self._kv_view(),
+            shell_available=argv is not None,
+            refusal=tracked.refusal,
         )
         if skip is not None:
             self.skip(cmd, skip.exit_code, skip.reason)

@@ -22,6 +22,7 @@ from kanade import __version__
 from kanade.agent.durable.ledger import Admission, Ledger, command_digest
 from kanade.agent.durable.outbox import Envelope, Outbox
 from kanade.agent.executor import Executor
+from kanade.agent.trust import Trust
 from kanade.bus.consumers import add_or_replace_consumer, agent_command_consumer
 from kanade.bus.pull import PullConsumer
 from kanade.bus.retry import retry
@@ -30,6 +31,7 @@ from kanade.core.instants import Clock, format_instant, parse_instant, system_cl
 from kanade.core.models.wire import Command, ConsumerReply, WireDecodeError, decode, encode
 from kanade.core.msgids import result_msg_id
 from kanade.core.results import skipped_result
+from kanade.core.signing import header_of
 
 log = logging.getLogger("kanade.agent")
 
@@ -70,6 +72,30 @@ def load_enrollment(path: Path, clock: Clock = system_clock) -> datetime:
     return now
 
 
+class _Ignore(Exception):
+    """A genuine command that is not for this pc: acked without a result."""
+
+
+_MAX_ADDRESS_PROBES = 64
+
+
+def subjects_of_address(cmd: Command) -> list[str]:
+    """The subjects the backend publishes ``cmd`` on, from its ``address`` (the first few:
+    this only names the reason of a refusal, and the body may be forged)."""
+    address = cmd.address
+    out = [subjects.command_subject("all", None, cmd.job_id)] if address.all else []
+    out += [subjects.command_subject("group", g, cmd.job_id) for g in address.groups if g]
+    out += [subjects.command_subject("pc", p, cmd.job_id) for p in address.pcs if p]
+    return out[:_MAX_ADDRESS_PROBES]
+
+
+def _stream_sequence(msg: Msg) -> int | None:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream message (a test's plain publish)
+        return None
+
+
 class CommandIntake:
     """Pulls this agent's commands and admits each one exactly once (then hands it to the
     :class:`~kanade.agent.executor.Executor`)."""
@@ -81,6 +107,7 @@ class CommandIntake:
         ledger: Ledger,
         outbox: Outbox,
         executor: Executor,
+        trust: Trust,
         enrolled_at: datetime,
         groups: Callable[[], list[str]],
         connection: Callable[[], Client | None],
@@ -96,6 +123,7 @@ class CommandIntake:
         self.ledger = ledger
         self.outbox = outbox
         self.executor = executor
+        self.trust = trust
         self.enrolled_at = enrolled_at
         self._groups = groups
         self._connection = connection
@@ -182,20 +210,42 @@ class CommandIntake:
             await self.consumer.close()
 
     # --- admission ----------------------------------------------------------------------------
-    def _addressed_to_me(self, cmd: Command, subject: str) -> tuple[bool, str]:
+    def _addressed_to_me(self, cmd: Command, subject: str) -> tuple[bool | None, str]:
+        """Whether a verified command is for this pc: True, None (not for it, but
+        legitimately here: ignore quietly) or False (refuse, with the reason)."""
         parsed = subjects.parse_command_subject(subject)
         if parsed is None:
-            return False, "not a command subject"
+            return False, f"{subject} is not a command subject"
         scope, target, job_id = parsed
         if job_id != cmd.job_id:
             return False, f"subject job {job_id} != command job {cmd.job_id}"
         if scope == "pc":
-            return target == self.pc_id, "pc"
+            return (True, "pc") if target == self.pc_id else (False, f"addressed to pc {target}")
         if cmd.issued_at < self.enrolled_at:
-            return False, "broadcast issued before this agent enrolled"
+            return None, "broadcast issued before this agent enrolled"
         if scope == "group":
-            return target in self._groups(), "group"
+            # Left the group after the command was queued: not for us, nothing forged.
+            return (True, "group") if target in self._groups() else (None, "not in group")
         return True, "all"
+
+    def _refusal(self, cmd: Command, subject: str, raw: bytes, header: str | None) -> str | None:
+        """Why this pc must refuse the command (SPEC §8.2), None when it may go on to the
+        gates; raises :class:`_Ignore` for a genuine command that is simply not for us."""
+        verification = self.trust.verify_command(subject, raw, header)
+        if verification.ok:
+            ok, why = self._addressed_to_me(cmd, subject)
+            if ok is None:
+                raise _Ignore(why)
+            return None if ok else f"refused: not addressed to this pc ({why}, on {subject})"
+        # A genuine command re-published on another subject (another pc, another group)
+        # verifies against the subject it was signed for: say so rather than "bad signature".
+        for signed_for in subjects_of_address(cmd):
+            if signed_for != subject and self.trust.verify_command(signed_for, raw, header).ok:
+                return (
+                    f"refused: not addressed to this pc (signed for {signed_for}, "
+                    f"received on {subject})"
+                )
+        return f"refused: {verification.reason}"
 
     async def _on_command(self, msg: Msg) -> None:
         raw = msg.data
@@ -205,20 +255,61 @@ class CommandIntake:
             log.warning("dropped a malformed command on %s: %s", msg.subject, exc)
             await msg.term()
             return
-        ok, why = self._addressed_to_me(cmd, msg.subject)
-        if not ok:
+        try:
+            refusal = self._refusal(cmd, msg.subject, raw, header_of(msg.headers))
+        except _Ignore as why:
             log.debug("ignored command %s: %s", cmd.request_id, why)
             await msg.ack()
             return
         self.last_command_at = self._clock()
-        admission = self.ledger.admit(
-            cmd.request_id, command_digest(raw), raw.decode(), time.time()
-        )
+        digest = command_digest(raw)
+        seq = _stream_sequence(msg)
+        if refusal is not None:
+            # Admitted under its own ids: a forged command never takes the request_id of a
+            # real one (which would then be refused as a conflict), its result never counts
+            # in the exec it names, and a redelivery of the same forgery is a ledger
+            # duplicate, reported once.
+            log.warning("refusing command %s on %s: %s", cmd.request_id, msg.subject, refusal)
+            cmd = cmd.model_copy(
+                update={
+                    "request_id": f"{cmd.request_id}:refused:{digest[:12]}",
+                    "exec_id": f"{cmd.exec_id}:refused",
+                }
+            )
+            text = encode(cmd).decode()
+            extra = {"refused": refusal}
+        else:
+            text = raw.decode()
+            extra = {} if seq is None else {"seq": str(seq), "subject": msg.subject}
+        admission = self.ledger.admit(cmd.request_id, digest, text, time.time(), extra=extra)
         await msg.ack()
         if admission is Admission.NEW:
-            self.executor.start(cmd)
+            self.executor.start(cmd, refusal=refusal)
         elif admission is Admission.CONFLICT:
             self._report_conflict(cmd, raw)
+        elif refusal is None and seq is not None:
+            self._maybe_report_replay(cmd, msg.subject, seq)
+
+    def _maybe_report_replay(self, cmd: Command, subject: str, seq: int) -> None:
+        """An admitted command seen again as a *different* message on the *same* subject:
+        the same bytes published again (a replay). Not a redelivery of the admitted
+        message (same sequence: a consumer re-created after a broker restart replays
+        those), nor the same command on another of its addresses (a pc in two targeted
+        groups receives it twice)."""
+        entry = self.ledger.get(cmd.request_id)
+        if entry is None or entry.extra.get("subject") != subject:
+            return
+        first = entry.extra.get("seq")
+        if first is None or first == str(seq):
+            return
+        reason = (
+            f"refused: replay of request_id {cmd.request_id}, already admitted "
+            f"(stream message {first}; this copy is message {seq})"
+        )
+        log.warning("refused command %s: %s", cmd.request_id, reason)
+        # Under ids of its own: the exec it repeats keeps exactly one result from this pc.
+        alias = {"request_id": f"{cmd.request_id}:replay:{seq}", "exec_id": f"{cmd.exec_id}:replay"}
+        self._report_refused(cmd.model_copy(update=alias), reason)
 
     def submit(self, cmd: Command) -> Admission:
         """Admit a command fired on this agent (its local scheduler, SPEC §3.6) exactly like
@@ -244,12 +335,18 @@ class CommandIntake:
         alias = cmd.model_copy(
             update={"request_id": f"{cmd.request_id}:conflict:{command_digest(raw)[:12]}"}
         )
+        self._report_refused(
+            alias, "refused: this request_id was already admitted with different content"
+        )
+
+    def _report_refused(self, alias: Command, reason: str) -> None:
+        """A 123 result straight to the outbox, under ``alias``'s own request id."""
         result = skipped_result(
             alias,
             self.pc_id,
             exit_code=exitcodes.REFUSED,
             now=self._clock(),
-            reason="refused: this request_id was already admitted with different content",
+            reason=reason,
             agent_version=__version__,
         )
         self.outbox.put(

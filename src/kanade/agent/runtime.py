@@ -42,6 +42,7 @@ from kanade.agent.intake import (
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
 from kanade.agent.settings import AgentSettings
+from kanade.agent.trust import Trust
 from kanade.bus.connection import Bus, connect
 from kanade.bus.credentials import BusCredentials, CredentialsError
 from kanade.bus.retry import retry
@@ -69,6 +70,7 @@ class Agent:
         fleet: FleetState | None = None,
         connector: Connector | None = None,
         provisioning: ConsumerProvisioning = request_consumer,
+        trust: Trust | None = None,
         clock: Clock = system_clock,
     ) -> None:
         self.s = settings
@@ -89,7 +91,11 @@ class Agent:
         # Fleet state mirrored from KV (SPEC §3.3 gates, §3.7 config and groups).
         # A swarm passes one shared FleetState and one shared connection; it then
         # owns re-syncing them, not each identity.
-        self.fleet = fleet or FleetState(pc_id=self.pc_id, groups=sorted(set(settings.groups)))
+        # The pinned keyring (SPEC §8.2); a swarm shares one between its identities.
+        self.trust = trust or Trust(settings.keyring_path, clock=clock)
+        self.fleet = fleet or FleetState(
+            pc_id=self.pc_id, groups=sorted(set(settings.groups)), trust=self.trust
+        )
         self.fleet_view = FleetView(
             pc_id=self.pc_id,
             fleet=self.fleet,
@@ -125,6 +131,7 @@ class Agent:
             ledger=self.ledger,
             outbox=self.outbox,
             executor=self.executor,
+            trust=self.trust,
             enrolled_at=load_enrollment(data / "enrolled_at", clock),
             groups=lambda: self.groups,
             connection=lambda: self.nc,

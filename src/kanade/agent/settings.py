@@ -28,6 +28,11 @@ def default_data_dir() -> Path:
     return Path("/var/lib/kanade/agent")
 
 
+def env_keyring() -> Path | None:
+    value = os.environ.get("KANADE_AGENT_KEYRING")
+    return Path(value) if value else None
+
+
 @dataclass
 class AgentSettings:
     pc_id: str = field(default_factory=lambda: slugify_hostname(socket.gethostname()))
@@ -51,6 +56,15 @@ class AgentSettings:
     pull_expires: float = 30.0
     pull_idle_heartbeat: float = 5.0
     log_level: str = "info"
+    # The pinned command-signing keys (SPEC §8.2): $KANADE_AGENT_KEYRING, else
+    # <data_dir>/trust/keyring.json.
+    keyring: Path | None = field(default_factory=env_keyring)
+
+    @property
+    def keyring_path(self) -> Path:
+        return (
+            self.keyring if self.keyring is not None else self.data_dir / "trust" / "keyring.json"
+        )
 
     @property
     def trust_path(self) -> Path:
@@ -92,8 +106,8 @@ def load_settings(config: Path | None, overrides: dict[str, Any]) -> AgentSettin
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("nats_urls"), str):
         values["nats_urls"] = [u.strip() for u in values["nats_urls"].split(",") if u.strip()]
-    for key in ("data_dir", "trust_dir"):
-        if key in values:
+    for key in ("data_dir", "trust_dir", "keyring"):
+        if values.get(key) is not None:
             values[key] = Path(values[key])
     settings = AgentSettings(**values)
     settings.validate()

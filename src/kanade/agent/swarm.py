@@ -30,7 +30,8 @@ from kanade.agent.fleet.state import FleetState
 from kanade.agent.intake import create_consumer
 from kanade.agent.process import Capture, ProcessOutcome
 from kanade.agent.runtime import Agent
-from kanade.agent.settings import AgentSettings
+from kanade.agent.settings import AgentSettings, env_keyring
+from kanade.agent.trust import Trust, default_keyring_path
 from kanade.bus.connection import connect
 from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects
@@ -93,6 +94,9 @@ class SwarmSpec:
     # cut by the broker as a slow consumer (write deadline) when the process is
     # busy; several smaller ones each stay under it.
     per_connection: int = 500
+    # The pinned keyring every identity trusts: $KANADE_AGENT_KEYRING, else
+    # <data_dir>/trust/keyring.json.
+    keyring: Path | None = field(default_factory=env_keyring)
 
 
 class Swarm:
@@ -100,7 +104,10 @@ class Swarm:
         self.spec = spec
         self.nc: Client | None = None  # connection 0: fleet state and control
         self.connections: list[Client] = []
-        self.fleet = FleetState()  # whole buckets, shared by every identity
+        # One keyring for every identity; verdicts cached by exact bytes, so a fleet-wide
+        # command reaching 10 000 identities is verified once.
+        self.trust = Trust(spec.keyring or default_keyring_path(spec.data_dir), cache=True)
+        self.fleet = FleetState(trust=self.trust)  # whole buckets, shared by every identity
         self.agents: list[Agent] = []
         self._state_listeners: dict[int, list[Callable[[str], None]]] = {}
         self._stop = asyncio.Event()
@@ -189,6 +196,7 @@ class Swarm:
                     # The swarm's credential may create consumers; asking a backend for
                     # thousands at start-up would only measure the request round trips.
                     provisioning=create_consumer,
+                    trust=self.trust,
                 )
                 for i in range(start, min(spec.agents, start + spec.start_batch))
             ]

@@ -31,6 +31,7 @@ from kanade.backend.api import freeze as freeze_routes
 from kanade.backend.api import health as health_routes
 from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
+from kanade.backend.api import keys as keys_routes
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
 from kanade.backend.api import ui as ui_routes
@@ -43,6 +44,7 @@ from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.setup import check_auth_settings, make_authenticator
 from kanade.backend.services.container import Services
 from kanade.backend.services.execs import ExecService
+from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.rollouts import RolloutService
 from kanade.backend.settings import Settings
 from kanade.backend.store import projection_state
@@ -63,6 +65,7 @@ from kanade.bus.credentials import BusCredentials
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock
 from kanade.security.authority import Authority
+from kanade.security.signing_keys import ensure_key_dir, resolve_key_dir
 from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -95,13 +98,19 @@ def bus_credentials(settings: Settings) -> BusCredentials:
 def create_app(settings: Settings) -> FastAPI:
     check_auth_settings(settings)  # refuse an unsafe auth configuration before serving
     credentials = bus_credentials(settings)  # no anonymous connection, ever (SPEC §8.1)
+    # Every command and every document agents obey is signed (SPEC §8.2): no key, no start.
+    key_dir = resolve_key_dir(settings.signing_keys_dir, settings.db_url)
+    key_set, created = ensure_key_dir(key_dir)
+    signer = key_set.signer()
+    if created:
+        log.warning("created a command-signing key", key_dir=str(key_dir), kid=signer.active.kid)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade(settings.db_url)
         db = Database(settings.db_url)
         new_db = await _is_new_database(db)
-        link = BrokerLink(settings.nats_url, credentials=credentials)
+        link = BrokerLink(settings.nats_url, credentials=credentials, signer=signer)
         metrics = Metrics()
         # Rollouts and approvals live in the database; these workers drive them (SPEC §4.7-8).
         rollout_runner = RolloutRunner(
@@ -133,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
             ),
             metrics=metrics,
             auth=make_authenticator(settings, db),
+            keys=SigningKeyService(key_dir, signer, link.bus, clock=system_clock),
         )
         app.state.services = services
         heartbeats = HeartbeatSink(
@@ -234,4 +244,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(inventory_routes.router)
     app.include_router(rollouts_routes.router)
     app.include_router(approvals_routes.router)
+    app.include_router(keys_routes.router)
     return app

@@ -19,6 +19,7 @@ from kanade.backend.users_cli import users_cli
 from kanade.bus.credentials import CredentialsError
 from kanade.core.durations import parse_duration
 from kanade.security.authority import AuthorityError
+from kanade.security.signing_keys import SigningKeysError
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The kanade backend.")
 
@@ -147,6 +148,12 @@ def run(
         envvar="KANADE_AGENT_NATS_URLS",
         help="broker URL enrolled agents are told to use (repeatable; default --nats-url)",
     ),
+    signing_keys: Path | None = typer.Option(
+        None,
+        "--signing-keys",
+        envvar="KANADE_SIGNING_KEYS",
+        help="command-signing key directory (default: <dir of the DB>/keys; created if empty)",
+    ),
 ) -> None:
     """Serve the API and run the projectors until SIGTERM/SIGINT."""
     configure_logging(log_level)
@@ -187,12 +194,13 @@ def run(
         approval_ttl_s=approval_ttl_s,
         approval_sweep_s=min(5.0, max(0.2, approval_ttl_s / 4)),
         agent_nats_urls=tuple(u for arg in agent_nats_url for u in arg.split(",") if u),
+        signing_keys_dir=None if signing_keys is None else str(signing_keys),
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).
     try:
         api = create_app(settings)
-    except (AuthConfigError, AuthorityError, CredentialsError) as exc:
+    except (AuthConfigError, AuthorityError, CredentialsError, SigningKeysError) as exc:
         typer.echo(f"kanade-backend: {exc}", err=True)
         raise typer.Exit(code=2) from None
     config = uvicorn.Config(

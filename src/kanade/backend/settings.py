@@ -56,6 +56,9 @@ class Settings:
 
     def agent_broker_urls(self) -> list[str]:
         return list(self.agent_nats_urls) or [self.nats_url]
+    # The command-signing key directory (SPEC §8.2); None: $KANADE_SIGNING_KEYS, else
+    # <dir of the DB file>/keys. Created with a fresh key when empty.
+    signing_keys_dir: str | None = None
 
     @classmethod
     def from_db_arg(

@@ -16,6 +16,7 @@ from typing import IO
 import httpx
 
 from kanade.bus.broker import free_port
+from kanade.security.signing_keys import load_key_dir, write_keyring_file
 
 BIN = Path(sys.executable).parent
 
@@ -94,9 +95,12 @@ class Stack:
         self.extra: list[Proc] = []
 
     def swarm(self, n: int, exec_mode: str = "stub", prefix: str = "sim-") -> Proc:
+        # The swarm pins the keys `kanade up` created, as its own agents do (SPEC §8.2).
+        keyring = self.workdir / "swarm-trust" / "keyring.json"
+        write_keyring_file(keyring, load_key_dir(self.workdir / "data" / "keys").keyring())
         sw = Proc([str(BIN / "kanade-agent"), "swarm", "--agents", str(n), "--prefix", prefix,
                    "--nats-url", self.nats_url, "--data-dir", str(self.workdir / "swarm"),
-                   "--exec", exec_mode], self.workdir / "swarm.log")
+                   "--exec", exec_mode, "--keyring", str(keyring)], self.workdir / "swarm.log")
         self.extra.append(sw)
         sw.wait_for("swarm ready", 900)
         self.wait_alive(n + self.agents)

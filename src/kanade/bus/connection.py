@@ -24,7 +24,10 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from kanade.bus.credentials import BusCredentials
+from kanade.bus.kvsigned import SignedKeyValue
 from kanade.bus.retry import Backoff, retry
+from kanade.core.signing import Signer
+from kanade.core.subjects import COMMANDS_ALL, SIGNED_BUCKETS
 
 __all__ = [
     "MSG_ID_HEADER",
@@ -54,6 +57,7 @@ _DEFAULT_OPTS: dict[str, Any] = {
     # least one max_payload (8MB) message or a large result cannot wait out a restart.
     "pending_size": 16 * 1024 * 1024,
 }
+COMMAND_PREFIX: Final = COMMANDS_ALL.removesuffix(">")
 _CONNECT_ERRORS = (OSError, TimeoutError, nats.errors.Error)
 _CALLBACK_OPTS = ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
 _WARN_EVERY_S = 30.0
@@ -316,11 +320,17 @@ async def _chain(cb: Callable[..., Awaitable[None]] | None, *args: Any) -> None:
 class Bus:
     """A connected NATS client, its JetStream context and cached KV / object handles."""
 
-    def __init__(self, nc: Client, *, js_timeout: float = 5.0) -> None:
+    def __init__(
+        self, nc: Client, *, js_timeout: float = 5.0, signer: Signer | None = None
+    ) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=js_timeout)
         self._kv: dict[str, KeyValue] = {}
         self._obj: dict[str, ObjectStore] = {}
+        self.signer = signer
+        """The backend's signer (SPEC §8.2): with one, every command this bus publishes
+        and every write to a bucket agents obey carries its signature. Agents and
+        read-only tools have none."""
 
     @classmethod
     async def connect(
@@ -329,10 +339,13 @@ class Bus:
         *,
         name: str,
         js_timeout: float = 5.0,
+        signer: Signer | None = None,
         **kwargs: Any,
     ) -> Bus:
         """:func:`connect` then wrap; ``kwargs`` as for :func:`connect`."""
-        return cls(await connect(servers, name=name, **kwargs), js_timeout=js_timeout)
+        return cls(
+            await connect(servers, name=name, **kwargs), js_timeout=js_timeout, signer=signer
+        )
 
     @property
     def nc(self) -> Client:
@@ -343,12 +356,23 @@ class Bus:
         return self._js
 
     async def kv(self, name: str) -> KeyValue:
-        """The KV bucket ``name`` (must exist: see ``ensure_topology``), cached."""
+        """The KV bucket ``name`` (must exist: see ``ensure_topology``), cached. A bucket
+        agents obey is written through :class:`~kanade.bus.kvsigned.SignedKeyValue` when
+        this bus has a signer: every put, update, delete and purge is signed."""
         bucket = self._kv.get(name)
         if bucket is None:
             bucket = await self._js.key_value(name)
+            if self.signer is not None and name in SIGNED_BUCKETS:
+                bucket = SignedKeyValue(bucket, self.signer)
             self._kv[name] = bucket
         return bucket
+
+    def signed(self, subject: str, payload: bytes, headers: dict[str, str]) -> dict[str, str]:
+        """``headers`` plus the command signature when ``subject`` is a command subject
+        and this bus signs: every command the backend publishes goes through here."""
+        if self.signer is not None and subject.startswith(COMMAND_PREFIX):
+            headers.update(self.signer.command_headers(subject, payload))
+        return headers
 
     async def obj(self, name: str) -> ObjectStore:
         """The object store ``name`` (must exist: see ``ensure_topology``), cached."""
@@ -373,7 +397,7 @@ class Bus:
         window the broker stores a message id once, so a publish retried after a lost
         ack (timeout, reconnect) is harmless; ``PubAck.duplicate`` tells it was one.
         """
-        hdrs = dict(headers) if headers else {}
+        hdrs = self.signed(subject, payload, dict(headers) if headers else {})
         if msg_id is not None:
             hdrs[MSG_ID_HEADER] = msg_id
         return await self._js.publish(subject, payload, timeout=timeout, headers=hdrs or None)

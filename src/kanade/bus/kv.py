@@ -19,6 +19,8 @@ from nats.aio.subscription import Subscription
 from nats.js.client import KV_PRE_TEMPLATE, KV_STREAM_TEMPLATE
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
 
+from kanade.core.signing import KV_PUT as SIGNED_KV_PUT
+
 DELETE_OPERATIONS: Final = frozenset({KV_DEL, KV_PURGE})
 """``KV-Operation`` values (and ``KeyValue.Entry.operation`` values) that remove a key."""
 
@@ -59,12 +61,26 @@ def is_delete(headers: Mapping[str, str] | None) -> bool:
     return headers is not None and is_delete_operation(headers.get(KV_OP))
 
 
+# The operation of a value write (nats-py sends no ``KV-Operation`` header for one).
+KV_PUT: Final = SIGNED_KV_PUT
+
+
+def operation_of(headers: Mapping[str, str] | None) -> str:
+    """A KV message's operation: ``PUT``, ``DEL`` or ``PURGE``."""
+    op = None if headers is None else headers.get(KV_OP)
+    return op if op in DELETE_OPERATIONS else KV_PUT
+
+
 @dataclass(frozen=True)
 class KvChange:
-    """One change of a key seen live: its new value, or None when it was removed."""
+    """One change of a key seen live: its new value, or None when it was removed; the
+    operation and headers let a reader check who wrote it (SPEC §8.2)."""
 
     key: str
     value: bytes | None
+    operation: str = KV_PUT
+    headers: Mapping[str, str] | None = None
+    revision: int | None = None
 
     @property
     def deleted(self) -> bool:
@@ -73,8 +89,9 @@ class KvChange:
 
 def decode_change(bucket: str, msg: Msg) -> KvChange:
     """A message of ``bucket``'s stream (seen by a subscription) as a :class:`KvChange`."""
-    value = None if is_delete(msg.headers) else bytes(msg.data)
-    return KvChange(kv_key(bucket, msg.subject), value)
+    operation = operation_of(msg.headers)
+    value = None if operation in DELETE_OPERATIONS else bytes(msg.data)
+    return KvChange(kv_key(bucket, msg.subject), value, operation, msg.headers)
 
 
 async def subscribe_changes(
@@ -96,6 +113,7 @@ async def subscribe_changes(
 
 __all__ = [
     "DELETE_OPERATIONS",
+    "KV_PUT",
     "KvChange",
     "decode_change",
     "is_delete",
@@ -104,5 +122,6 @@ __all__ = [
     "kv_prefix",
     "kv_stream",
     "kv_subject",
+    "operation_of",
     "subscribe_changes",
 ]

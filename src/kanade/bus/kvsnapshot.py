@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
+from nats.js.api import DeliverPolicy
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from kanade.bus.kv import is_delete_operation, kv_prefix, kv_stream
+from kanade.bus.kv import KvChange, is_delete_operation, kv_prefix, kv_stream, operation_of
 
 _DIRECT_GETS = 32
 """Up to this many keys a snapshot reads each key directly (no consumer is created)."""
@@ -58,3 +59,53 @@ async def kv_snapshot(
     for i in range(0, len(missing), _DIRECT_GETS):
         await asyncio.gather(*(direct(k) for k in missing[i : i + _DIRECT_GETS]))
     return out
+
+
+async def kv_changes(js: JetStreamContext, bucket: str, key_filter: str = ">") -> list[KvChange]:
+    """The last message of every key of ``bucket`` matching ``key_filter``, delete markers
+    included, with its headers: what a reader that checks signatures re-syncs from (a
+    ``KeyValue`` entry drops the headers). Like :func:`kv_snapshot`, the stream's subject
+    list is the authority: small sets are read key by key, large ones through one
+    short-lived ordered consumer (last message per subject), then any key it missed
+    directly."""
+    prefix = kv_prefix(bucket)
+    stream = kv_stream(bucket)
+    info = await js.stream_info(stream, subjects_filter=prefix + key_filter)
+    keys = sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
+    out: dict[str, KvChange] = {}
+
+    def keep(subject: str, data: bytes | None, headers: dict[str, str] | None, seq: int) -> None:
+        operation = operation_of(headers)
+        value = None if is_delete_operation(operation) else bytes(data or b"")
+        key = subject[len(prefix) :]
+        out[key] = KvChange(key, value, operation, headers, seq)
+
+    if len(keys) > _DIRECT_GETS:
+        sub = await js.subscribe(
+            prefix + key_filter,
+            stream=stream,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            inactive_threshold=2.0,
+        )
+        try:
+            while len(out) < len(keys):
+                msg = await sub.next_msg(timeout=10.0)
+                meta = msg.metadata
+                keep(msg.subject, msg.data, dict(msg.headers or {}) or None, meta.sequence.stream)
+                if meta.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+
+    async def last(key: str) -> None:
+        try:
+            msg = await js.get_last_msg(stream, prefix + key)
+        except NotFoundError:  # purged between the listing and the read
+            return
+        keep(prefix + key, msg.data, dict(msg.headers) if msg.headers else None, int(msg.seq or 0))
+
+    missing = [k for k in keys if k not in out]
+    for i in range(0, len(missing), _DIRECT_GETS):
+        await asyncio.gather(*(last(k) for k in missing[i : i + _DIRECT_GETS]))
+    return sorted(out.values(), key=lambda c: c.key)

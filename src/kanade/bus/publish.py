@@ -61,10 +61,12 @@ async def send_pipelined(
             out.append(TimeoutError("the broker stopped acknowledging publishes"))
             continue
         try:
-            headers = None if msg.msg_id is None else {MSG_ID_HEADER: msg.msg_id}
+            headers = bus.signed(msg.subject, msg.payload, {})
+            if msg.msg_id is not None:
+                headers[MSG_ID_HEADER] = msg.msg_id
             # No wait_stall: with one, nats-py wraps every publish in a wait_for task,
             # which costs more than the publish; the cap is kept by the check above.
-            out.append(await js.publish_async(msg.subject, msg.payload, headers=headers))
+            out.append(await js.publish_async(msg.subject, msg.payload, headers=headers or None))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # closed, reconnect buffer full: retried by the caller

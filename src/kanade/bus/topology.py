@@ -25,6 +25,7 @@ from nats.js.api import (
 from nats.js.errors import APIError, NotFoundError
 
 from kanade.core import subjects as s
+from kanade.core.signing import COMMAND_LIFETIME
 
 __all__ = [
     "KV_SPECS",
@@ -189,8 +190,9 @@ STREAM_SPECS: Final[tuple[StreamSpec, ...]] = (
         # One durable consumer per agent: this bounds how many agents one broker
         # (or cluster) serves. 100 000 is well past what a 2-core broker can feed.
         max_consumers=100_000,
-        # Commands expire: an agent offline for more than a week gets nothing stale.
-        max_age=7 * DAY,
+        # Commands expire: an agent offline for more than a week gets nothing stale. The
+        # signed expiry of every command (core.signing.COMMAND_LIFETIME) is this long.
+        max_age=COMMAND_LIFETIME.total_seconds(),
         # Commands are small (inline scripts; big ones live in the scripts store).
         max_bytes=384 * MiB,
         max_msg_size=1 * MiB,
@@ -246,7 +248,7 @@ KV_SPECS: Final[tuple[KvSpec, ...]] = (
     KvSpec(s.KV_CONFIG, "agent config layers", max_bytes=16 * MiB, max_value_size=1 * MiB),
     KvSpec(s.KV_GROUPS, "group membership", max_bytes=32 * MiB, max_value_size=1 * MiB),
     KvSpec(s.KV_FREEZE, "fleet freeze", max_bytes=8 * MiB, max_value_size=1 * MiB),
-    KvSpec(s.KV_TRUST, "command-signing keys", max_bytes=1 * MiB, max_value_size=64 * KiB),
+    KvSpec(s.KV_TRUST, "command-signing key set", max_bytes=1 * MiB, max_value_size=64 * KiB),
     # Scheduler dispatch marks ("occurrence X of schedule Y was fired"): one key per
     # occurrence, so the bucket would grow forever; marks older than any catch-up
     # window are useless, hence a 30-day TTL. (KV streams created by nats-py 2.16 also

@@ -21,6 +21,7 @@ from kanade.cli.commands import (
     group,
     jetstream,
     job,
+    keys,
     rollout,
     schedule,
     up,
@@ -73,6 +74,7 @@ def build_app() -> typer.Typer:
     app.add_typer(bench.app, name="bench")
     app.add_typer(jetstream.app, name="jetstream")
     app.add_typer(rollout.app, name="rollout")
+    app.add_typer(keys.app, name="keys")
     return app
 
 

@@ -26,6 +26,7 @@ from kanade.bus.broker import EmbeddedBroker, free_port
 from kanade.cli import output
 from kanade.cli.client import CliError
 from kanade.cli.documents import read_job_file
+from kanade.security.signing_keys import ensure_key_dir, write_keyring_file
 
 _READY_TIMEOUT_S = 60.0
 
@@ -203,6 +204,13 @@ def run_up(
     output.err.print(f"starting broker on {broker.url} …")
     broker.start()
     url = f"http://127.0.0.1:{http_port}"
+    # `kanade keys init`, then each local agent pins the public keys (SPEC §8.2).
+    key_dir = data_dir / "keys"
+    keys, _ = ensure_key_dir(key_dir)
+    keyrings = {i: data_dir / "agents" / f"local-{i}" / "trust" / "keyring.json"
+                for i in range(1, agents_n + 1)}
+    for path in keyrings.values():
+        write_keyring_file(path, keys.keyring())
     backend = Child(
         "backend",
         _python_module(
@@ -214,6 +222,8 @@ def run_up(
             str(data_dir / "kanade.db"),
             "--http-port",
             str(http_port),
+            "--signing-keys",
+            str(key_dir),
             *auth_flags,
         ),
         logs / "backend.log",
@@ -233,6 +243,8 @@ def run_up(
                 broker.url,
                 "--data-dir",
                 str(data_dir / "agents" / f"local-{i}"),
+                "--keyring",
+                str(keyrings[i]),
                 "--heartbeat-interval",
                 "5",
             ),

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from kanade.core.models.wire import Command
+from kanade.core.signing import command_expiry
 
 DEFAULT_TTL: Final = timedelta(hours=24)
 EXPIRED_REASON: Final = "expired"
@@ -36,6 +37,7 @@ def restamp(command: Command, now: datetime, starting_deadline_s: float | None) 
     return command.model_copy(
         update={
             "issued_at": now,
+            "expires_at": command_expiry(now),
             "deadline_at": None
             if starting_deadline_s is None
             else now + timedelta(seconds=starting_deadline_s),

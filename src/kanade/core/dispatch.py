@@ -22,6 +22,7 @@ from kanade.core.models.wire import (
     Shell,
     StalenessWire,
 )
+from kanade.core.signing import command_expiry
 
 DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024
 ADHOC_PREFIX = "adhoc-"
@@ -97,6 +98,7 @@ def build_command(
         cwd=ex.cwd,
         env=dict(ex.env),
         issued_at=issued_at,
+        expires_at=command_expiry(issued_at),
         deadline_at=deadline_at,
         staleness=StalenessWire(
             mode=job.staleness.mode, max_cache_age_s=job.staleness.max_cache_age_seconds

@@ -16,6 +16,7 @@ from datetime import datetime
 from kanade.core import exitcodes
 from kanade.core.instants import format_instant
 from kanade.core.models.wire import Command
+from kanade.core.signing import lifetime_refusal
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,24 @@ def check_deadline(deadline_at: datetime | None, now: datetime) -> GateSkip | No
     )
 
 
+def check_authenticity(cmd: Command, refusal: str | None, now: datetime) -> GateSkip | None:
+    """Gate 5 (SPEC §8.2): ``refusal`` is what intake found wrong with the command's
+    signature or recipient (None: signed by a trusted key, addressed to this pc, or fired
+    by this agent's own scheduler from verified documents); the signed lifetime is
+    checked here, against ``now``."""
+    if refusal is not None:
+        return GateSkip(exitcodes.REFUSED, refusal)
+    outside = lifetime_refusal(cmd.issued_at, cmd.expires_at, now)
+    return None if outside is None else GateSkip(exitcodes.REFUSED, outside)
+
+
 def evaluate_gates(
     cmd: Command,
     *,
     now: datetime,
     view: KvView,
     shell_available: bool,
+    refusal: str | None = None,
 ) -> GateSkip | None:
     """The first gate that stops ``cmd``, or None when it may run."""
     policy = cmd.staleness
@@ -76,7 +89,7 @@ def evaluate_gates(
             )
         if cmd.job_id in view.revoked:
             return GateSkip(exitcodes.REVOKED, f"job {cmd.job_id} is revoked")
-    skip = check_deadline(cmd.deadline_at, now)
+    skip = check_deadline(cmd.deadline_at, now) or check_authenticity(cmd, refusal, now)
     if skip is not None:
         return skip
     if not shell_available:

@@ -39,6 +39,8 @@ KV_DISPATCH: Final = "kanade_dispatch"
 # The command-signing public keys agents trust (SPEC §8.2 rotation), signed by a key
 # they already trust.
 KV_TRUST: Final = "kanade_trust"
+SIGNING_KEYS_KEY: Final = "signing_keys"
+"""The key of the backend's signing-key set in :data:`KV_TRUST` (rotation, SPEC §8.2)."""
 KV_BUCKETS: Final = (
     KV_JOBS,
     KV_SCHEDULES,
@@ -50,6 +52,19 @@ KV_BUCKETS: Final = (
     KV_DISPATCH,
     KV_TRUST,
 )
+SIGNED_BUCKETS: Final = frozenset(
+    {
+        KV_JOBS,
+        KV_SCHEDULES,
+        KV_PINS,
+        KV_REVOCATIONS,
+        KV_CONFIG,
+        KV_GROUPS,
+        KV_FREEZE,
+        KV_TRUST,
+    }
+)
+"""The buckets agents obey: every write to them carries the backend's signature (SPEC §8.2)."""
 
 OBJ_SCRIPTS: Final = "kanade_scripts"
 OBJ_OUTPUTS: Final = "kanade_outputs"

@@ -60,7 +60,8 @@ LAZY = [
     "tzlocal",
     "yaml",
 ]
-NEVER = ["typer", "rich", "structlog", "click"]
+# cryptography costs 9 MB RSS: signatures are checked with PyNaCl (SPEC §8.2, §10.2).
+NEVER = ["typer", "rich", "structlog", "click", "cryptography", "kanade.security"]
 if sys.platform.startswith("linux"):
     NEVER.append("psutil")  # /proc is read directly there
 

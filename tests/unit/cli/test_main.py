@@ -24,6 +24,7 @@ NOUNS = {
     "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick"],
     "jetstream": ["setup", "status"],
     "rollout": ["list", "show", "resume", "abort"],
+    "keys": ["init", "show", "rotate"],
 }
 
 

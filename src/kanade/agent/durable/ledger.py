@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from kanade.agent.durable.fsutil import fsync_dir, open_private
+from kanade.core.signing import COMMAND_LIFETIME, MAX_FUTURE_SKEW
 
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
 # Compact when the journal holds this many more lines than live entries.
 _COMPACT_SLACK = 2000
+REPLAY_HORIZON_S = (COMMAND_LIFETIME + MAX_FUTURE_SKEW).total_seconds()
+"""How long an admitted request_id must be remembered: a command is accepted until its
+signed expiry, at most this long after it was admitted, so a replay always meets it."""
 
 
 class Admission(StrEnum):
@@ -56,6 +60,11 @@ class Ledger:
         max_entries: int = 50_000,
         durable: bool = True,
     ) -> None:
+        if retention_s < REPLAY_HORIZON_S:
+            raise ValueError(
+                f"ledger retention {retention_s:g}s is shorter than the command lifetime "
+                f"({REPLAY_HORIZON_S:g}s): a replayed command could run twice"
+            )
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.path = directory / JOURNAL
@@ -126,11 +135,19 @@ class Ledger:
         self._lines = len(self._entries)
 
     # --- transitions ---------------------------------------------------------------
-    def admit(self, request_id: str, digest: str, command: str, now: float) -> Admission:
+    def admit(
+        self,
+        request_id: str,
+        digest: str,
+        command: str,
+        now: float,
+        *,
+        extra: dict[str, str] | None = None,
+    ) -> Admission:
         existing = self._entries.get(request_id)
         if existing is not None:
             return Admission.DUPLICATE if existing.digest == digest else Admission.CONFLICT
-        entry = Entry(request_id, digest, "pending", now, now, command)
+        entry = Entry(request_id, digest, "pending", now, now, command, extra=dict(extra or {}))
         self._write_entry(entry)
         self._entries[request_id] = entry
         return Admission.NEW
@@ -166,13 +183,21 @@ class Ledger:
         return len(self._entries)
 
     def prune(self, now: float) -> int:
-        """Drop finished, queued entries past retention, then the oldest beyond the bound."""
+        """Drop finished, queued entries past retention, then the oldest beyond the bound —
+        never one a replay could still match (admitted within the replay horizon)."""
         done = [e for e in self._entries.values() if e.state == "finished" and e.queued]
         victims = [e for e in done if now - e.updated_at > self.retention_s]
         overflow = len(self._entries) - len(victims) - self.max_entries
         if overflow > 0:
             gone = {e.request_id for e in victims}
-            rest = sorted((e for e in done if e.request_id not in gone), key=lambda e: e.updated_at)
+            rest = sorted(
+                (
+                    e
+                    for e in done
+                    if e.request_id not in gone and now - e.admitted_at > REPLAY_HORIZON_S
+                ),
+                key=lambda e: e.updated_at,
+            )
             victims += rest[:overflow]
         for e in victims:
             self._entries.pop(e.request_id, None)

@@ -10,6 +10,10 @@ swapped in when complete; a failed read keeps the previous state, because a
 transient error must never make the agent forget revocations or pins. Live
 updates that arrive while the snapshot is read are applied on top of it
 (they are newer than anything the snapshot can contain).
+
+Every change, live or re-read, must carry the backend's signature (SPEC §8.2): one that
+does not is ignored and the key keeps its previous value — an unsigned delete never
+un-revokes or un-freezes anything.
 """
 
 from __future__ import annotations
@@ -23,9 +27,16 @@ from typing import Any
 from nats.aio.client import Client
 
 from kanade.bus.kv import KvChange, subscribe_changes
-from kanade.bus.kvsnapshot import kv_snapshot
+from kanade.bus.kvsnapshot import kv_changes
 
 log = logging.getLogger(__name__)
+
+Accept = Callable[[str, KvChange], bool]
+"""``accept(bucket, change)``: whether a change is signed by a trusted key."""
+
+
+def reject_all(_bucket: str, _change: KvChange) -> bool:
+    return False
 
 
 class KvMirror:
@@ -35,8 +46,10 @@ class KvMirror:
         key_filters: list[str],
         *,
         on_change: Callable[[KvMirror], None] | None = None,
+        accept: Accept = reject_all,
     ) -> None:
         self.bucket = bucket
+        self._accept = accept
         self.key_filters = key_filters
         self.values: dict[str, bytes] = {}
         self.synced = False
@@ -58,6 +71,8 @@ class KvMirror:
             self.values[key] = value
 
     async def _on_kv_change(self, change: KvChange) -> None:
+        if not self._accept(self.bucket, change):
+            return
         if self._buffer is not None:
             self._buffer.append((change.key, change.value))
         self._apply(change.key, change.value)
@@ -98,12 +113,17 @@ class KvMirror:
         return True
 
     async def _snapshot(self, nc: Client) -> dict[str, bytes]:
-        # kv_snapshot checks the stream's own subject list, so a snapshot is never
-        # short (a bare watcher's "initial values done" marker can come early), and
-        # reads small key sets directly, without creating any consumer.
+        # kv_changes lists the stream's own subjects, so a snapshot is never short, and
+        # reads each key's last message with its headers, delete markers included, so
+        # each can be checked; no consumer is created.
         js = nc.jetstream()
         fresh: dict[str, bytes] = {}
         for key_filter in self.key_filters:
-            for key, (value, _rev) in (await kv_snapshot(js, self.bucket, key_filter)).items():
-                fresh[key] = value
+            for change in await kv_changes(js, self.bucket, key_filter):
+                if not self._accept(self.bucket, change):
+                    previous = self.values.get(change.key)
+                    if previous is not None:
+                        fresh[change.key] = previous
+                elif change.value is not None:
+                    fresh[change.key] = change.value
         return fresh

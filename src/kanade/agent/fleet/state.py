@@ -17,8 +17,11 @@ from collections.abc import Callable
 
 from nats.aio.client import Client
 
-from kanade.agent.fleet.mirror import KvMirror
+from kanade.agent.fleet.mirror import KvMirror, reject_all
+from kanade.agent.trust import Trust
+from kanade.bus.kv import KvChange
 from kanade.core import subjects
+from kanade.core.signing import header_of
 
 Listener = Callable[[KvMirror], None]
 
@@ -29,27 +32,39 @@ def config_keys(pc_id: str, groups: list[str]) -> list[str]:
 
 
 class FleetState:
-    def __init__(self, *, pc_id: str | None = None, groups: list[str] | None = None) -> None:
-        """``pc_id`` given: mirror only that agent's keys; None: mirror whole buckets."""
+    def __init__(
+        self,
+        *,
+        pc_id: str | None = None,
+        groups: list[str] | None = None,
+        trust: Trust | None = None,
+    ) -> None:
+        """``pc_id`` given: mirror only that agent's keys; None: mirror whole buckets.
+        ``trust`` checks every change's signature; without it nothing from KV is believed."""
         self.shared = pc_id is None
+        self.trust = trust
         self._listeners: list[Listener] = []
         everything = [">"]
-        self.pins = KvMirror(subjects.KV_PINS, everything, on_change=self._changed)
-        self.revocations = KvMirror(subjects.KV_REVOCATIONS, everything, on_change=self._changed)
-        self.membership = KvMirror(
-            subjects.KV_GROUPS, everything if pc_id is None else [pc_id], on_change=self._changed
-        )
-        self.config = KvMirror(
-            subjects.KV_CONFIG,
-            everything if pc_id is None else config_keys(pc_id, groups or []),
-            on_change=self._changed,
+        accept = self._accept if trust is not None else reject_all
+
+        def mirror(bucket: str, keys: list[str]) -> KvMirror:
+            return KvMirror(bucket, keys, on_change=self._changed, accept=accept)
+
+        # First: a re-sync learns a rotated key before it reads documents signed with it.
+        self.signing_keys = mirror(subjects.KV_TRUST, [subjects.SIGNING_KEYS_KEY])
+        self.pins = mirror(subjects.KV_PINS, everything)
+        self.revocations = mirror(subjects.KV_REVOCATIONS, everything)
+        self.membership = mirror(subjects.KV_GROUPS, everything if pc_id is None else [pc_id])
+        self.config = mirror(
+            subjects.KV_CONFIG, everything if pc_id is None else config_keys(pc_id, groups or [])
         )
         # The local scheduler's catalogs (SPEC §3.6): whole buckets, read after the gate
         # state so a re-sync brings pins/revocations/membership up to date first.
-        self.schedules = KvMirror(subjects.KV_SCHEDULES, everything, on_change=self._changed)
-        self.jobs = KvMirror(subjects.KV_JOBS, everything, on_change=self._changed)
-        self.freeze = KvMirror(subjects.KV_FREEZE, everything, on_change=self._changed)
+        self.schedules = mirror(subjects.KV_SCHEDULES, everything)
+        self.jobs = mirror(subjects.KV_JOBS, everything)
+        self.freeze = mirror(subjects.KV_FREEZE, everything)
         self.mirrors = (
+            self.signing_keys,
             self.pins,
             self.revocations,
             self.membership,
@@ -81,13 +96,25 @@ class FleetState:
             for mirror in self.mirrors:
                 if mirror.synced or mirror.bucket not in buckets:
                     continue
-                mirror.values = {
-                    k: base64.b64decode(v) for k, v in buckets[mirror.bucket].items()
-                }
+                mirror.values = {k: base64.b64decode(v) for k, v in buckets[mirror.bucket].items()}
                 self._changed(mirror)
         except (ValueError, KeyError, TypeError):
             return None
         return in_sync_at
+
+    def _accept(self, bucket: str, change: KvChange) -> bool:
+        """Whether a KV change carries a signature by a trusted key (SPEC §8.2); a
+        verified signing-key set is applied at once (rotation)."""
+        assert self.trust is not None
+        verification = self.trust.verify_kv(
+            bucket, change.key, change.operation, change.value or b"", header_of(change.headers)
+        )
+        if not verification.ok:
+            self.trust.reject_doc(bucket, change.key, verification)
+            return False
+        if bucket == subjects.KV_TRUST and change.value is not None:
+            self.trust.announce(change.value)
+        return True
 
     def listen(self, listener: Listener) -> None:
         self._listeners.append(listener)

@@ -25,6 +25,7 @@ _ADMIN_PREFIXES: Final = (
     "/api/settings",
     "/api/agents/enroll-tokens",
     "/api/agents/enrolled",
+    "/api/keys",
 )
 
 

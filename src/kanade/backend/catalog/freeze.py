@@ -13,14 +13,32 @@ import structlog
 from nats.js.errors import KeyNotFoundError
 
 from kanade.bus.connection import Bus
+from kanade.bus.kvsigned import SignedKeyValue, signed_by
 from kanade.core import subjects
-from kanade.core.freeze import FREEZE_KEY, FleetFreeze, Freeze, decode_fleet_freeze
+from kanade.core.freeze import (
+    FREEZE_KEY,
+    FleetFreeze,
+    Freeze,
+    decode_fleet_freeze,
+    unreadable_freeze,
+)
+from kanade.core.instants import system_clock
 
 log = structlog.get_logger(__name__)
 
 
 async def get_freeze(bus: Bus) -> FleetFreeze | None:
     kv = await bus.kv(subjects.KV_FREEZE)
+    if isinstance(kv, SignedKeyValue):
+        # The record's last write, set or clear, must be this backend's (SPEC §8.2): an
+        # unsigned one reads as frozen, so an unsigned delete never un-freezes.
+        change = await kv.last(FREEZE_KEY)
+        if change is None:
+            return None
+        if not signed_by(bus.signer, subjects.KV_FREEZE, change, system_clock()):
+            _log_unreadable(ValueError("the freeze record is not signed by this backend"))
+            return unreadable_freeze()
+        return decode_fleet_freeze(change.value, _log_unreadable)
     try:
         entry = await kv.get(FREEZE_KEY)
     except KeyNotFoundError:

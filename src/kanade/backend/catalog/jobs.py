@@ -15,9 +15,11 @@ from nats.js.errors import KeyNotFoundError
 from kanade.backend.errors import Conflict, Corrupt, NotFound
 from kanade.bus.connection import Bus
 from kanade.bus.kvcas import CasConflict, compare_and_set
+from kanade.bus.kvsigned import SignedKeyValue, UnsignedDocument
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.ids import is_slug
+from kanade.core.instants import Clock, system_clock
 from kanade.core.models.job import JobManifest
 from kanade.core.validation import parse_job
 
@@ -50,13 +52,26 @@ def _decode(job_id: str, raw: bytes) -> JobManifest:
 
 
 class JobCatalog:
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, *, clock: Clock = system_clock) -> None:
         self._bus = bus
+        self._clock = clock
 
     async def get(self, job_id: str) -> JobManifest | None:
         if not is_slug(job_id):
             return None  # cannot be a stored id (and is not a valid KV key)
         kv = await self._bus.kv(subjects.KV_JOBS)
+        if isinstance(kv, SignedKeyValue):
+            # A job is turned into signed commands: only one this backend signed (a
+            # manifest written into KV by anyone else would run under its signature).
+            try:
+                raw = await kv.verified(job_id, self._clock())
+            except UnsignedDocument as exc:
+                raise Corrupt(
+                    f"the stored job {job_id!r} is not signed by this backend ({exc}); "
+                    "upload it again",
+                    job_id=job_id,
+                ) from None
+            return None if raw is None else _decode(job_id, raw)
         try:
             entry = await kv.get(job_id)
         except KeyNotFoundError:

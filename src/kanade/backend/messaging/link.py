@@ -18,6 +18,7 @@ from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
 from kanade.bus.retry import retry
 from kanade.bus.topology import ensure_topology
+from kanade.core.signing import Signer
 
 log = structlog.get_logger(__name__)
 
@@ -26,10 +27,16 @@ OnReady = Callable[[Bus], Awaitable[list[asyncio.Task[None]]]]
 
 class BrokerLink:
     def __init__(
-        self, url: str, *, credentials: BusCredentials, name: str = "kanade-backend"
+        self,
+        url: str,
+        *,
+        credentials: BusCredentials,
+        name: str = "kanade-backend",
+        signer: Signer | None = None,
     ) -> None:
         self.url = url
         self._credentials = credentials
+        self.signer = signer
         self._name = name
         self._bus: Bus | None = None
         self._ready = asyncio.Event()
@@ -63,7 +70,11 @@ class BrokerLink:
 
     async def _bring_up(self, on_ready: OnReady) -> None:
         bus = await Bus.connect(
-            self.url, name=self._name, retry_forever=True, credentials=self._credentials
+            self.url,
+            name=self._name,
+            retry_forever=True,
+            credentials=self._credentials,
+            signer=self.signer,
         )
         self._bus = bus
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from kanade.backend.catalog.jobs import JobCatalog
+from kanade.backend.errors import Unavailable
 from kanade.backend.messaging.link import BrokerLink
 from kanade.backend.observability.metrics import Metrics
 from kanade.backend.services.agent_config import AgentConfigService
 from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.authenticator import Authenticator
-from kanade.backend.services.enrolment import EnrolmentService, PublicKeys, no_signing_keys
+from kanade.backend.services.enrolment import EnrolmentService
 from kanade.backend.services.execs import ExecService
 from kanade.backend.services.groups import GroupService
+from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.kills import KillService
 from kanade.backend.services.outputs import OutputService
 from kanade.backend.services.ping import PingService
@@ -33,8 +36,7 @@ class Services:
     metrics: Metrics
     # Set by the app at start-up; None only when a Services is built by hand.
     auth: Authenticator | None = None
-    # The command-signing public keys enrolling agents pin (kanade.security.signing_keys).
-    signing_keys: PublicKeys = no_signing_keys
+    keys: SigningKeyService | None = None
     # The stop controls and fleet state: built from db and link, nothing else.
     revocations: RevocationService = field(init=False)
     kills: KillService = field(init=False)
@@ -59,8 +61,14 @@ class Services:
             authority_dir=self.settings.authority_dir,
             broker_urls=[self.settings.nats_url],
             agent_nats_urls=self.settings.agent_broker_urls(),
-            signing_keys=self.signing_keys,
+            signing_keys=self._public_keys,
         )
+
+    def _public_keys(self) -> list[dict[str, Any]]:
+        """The command-signing keys an enrolling agent pins (SPEC §8.2)."""
+        if self.keys is None:
+            raise Unavailable("this backend has no command-signing keys configured")
+        return self.keys.public_keys()
 
     def catalog(self) -> JobCatalog:
         """The job catalog; raises BrokerUnavailable (503) while the broker is away."""

@@ -84,11 +84,6 @@ def enrolled_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def no_signing_keys() -> list[dict[str, Any]]:
-    """Stand-in until the backend's signing keys are wired (kanade.security.signing_keys)."""
-    return []
-
-
 class EnrolmentService(Service):
     def __init__(
         self,
@@ -99,7 +94,7 @@ class EnrolmentService(Service):
         authority_dir: Path | None,
         broker_urls: list[str],
         agent_nats_urls: list[str],
-        signing_keys: PublicKeys = no_signing_keys,
+        signing_keys: PublicKeys,
         clock: Clock = system_clock,
     ) -> None:
         super().__init__(db, bus, clock=clock)

@@ -68,6 +68,8 @@ class Command(WireModel):
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     issued_at: datetime
+    expires_at: datetime | None = None
+    """Signed end of validity (SPEC §8.2): the agent refuses the command after it."""
     deadline_at: datetime | None = None
     staleness: StalenessWire = Field(default_factory=StalenessWire)
     retry: RetryWire | None = None
@@ -79,7 +81,6 @@ class Command(WireModel):
     urgent: bool = False
     max_output_bytes: int = 256 * 1024
     notes: list[str] = Field(default_factory=list)
-    signature: str | None = None
 
 
 class Result(WireModel):

@@ -29,6 +29,8 @@ from kanade.backend.api.policy import allows, required_role
         ("POST", "/api/users", "admin"),
         ("DELETE", "/api/users/bob", "admin"),
         ("PUT", "/api/settings/x", "admin"),
+        ("GET", "/api/keys", "admin"),
+        ("POST", "/api/keys/rotate", "admin"),
         ("GET", "/api/usersx", "viewer"),  # a prefix match is per path segment
         ("GET", "/api/", "viewer"),
         ("POST", "/api/auth/login/", None),

@@ -116,3 +116,12 @@ class FreezeBody(BaseModel):
         if self.from_ is not None and self.until is not None and self.from_ >= self.until:
             raise ValueError("from must be before until")
         return self
+
+
+class RotateKeysBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overlap: Duration = Field(
+        default=timedelta(hours=24),
+        description="how long agents keep trusting the previous key (e.g. 24h, 0s)",
+    )

@@ -20,7 +20,8 @@ from kanade.backend.catalog.schedules import decode_schedule
 from kanade.backend.workers.scheduler.context import SchedulerContext
 from kanade.bus.connection import Bus
 from kanade.bus.kv import KvChange, subscribe_changes
-from kanade.bus.kvsnapshot import kv_snapshot
+from kanade.bus.kvsigned import signed_by
+from kanade.bus.kvsnapshot import kv_changes
 from kanade.core import subjects
 from kanade.core.instants import format_instant
 from kanade.core.models.schedule import Schedule
@@ -74,8 +75,10 @@ class CatalogWatch:
     # --- notifications -----------------------------------------------------------------
     async def subscribe(self, bus: Bus) -> None:
         async def on_schedule(change: KvChange) -> None:
-            self._changes[change.key] = change.value
-            self._wake()
+            # Only what this backend signed becomes signed commands (SPEC §8.2).
+            if signed_by(bus.signer, subjects.KV_SCHEDULES, change, self._ctx.clock()):
+                self._changes[change.key] = change.value
+                self._wake()
 
         # Jobs and the freeze are read when a fire is decided; these notifications tell
         # when a fire prepared ahead was decided on what is no longer true.
@@ -118,11 +121,18 @@ class CatalogWatch:
     async def resync(self, bus: Bus) -> None:
         """Read every schedule and stored ``last_tick`` again."""
         self._changes.clear()
-        snapshot = await kv_snapshot(bus.js, subjects.KV_SCHEDULES)
+        snapshot = await kv_changes(bus.js, subjects.KV_SCHEDULES)
         ticks = await dispatch_state.load_ticks(bus)
         now = self._ctx.clock()
         seen: set[str] = set()
-        for key, (raw, _rev) in snapshot.items():
+        for change in snapshot:
+            key, raw = change.key, change.value
+            if not signed_by(bus.signer, subjects.KV_SCHEDULES, change, now):
+                if key in self.entries:
+                    seen.add(key)  # keeps what it had: an unsigned write changes nothing
+                continue
+            if raw is None:
+                continue
             try:
                 schedule = decode_schedule(raw)
             except ValueError as exc:
