@@ -60,7 +60,20 @@ LAZY = [
     "tzlocal",
     "yaml",
 ]
-NEVER = ["typer", "rich", "structlog", "click"]
+NEVER = [
+    "typer",
+    "rich",
+    "structlog",
+    "click",
+    # The broker launcher and the topology are for the backend and the CLI (the launcher
+    # pulls in urllib.request); the PKI's cryptography costs ~9 MB (SPEC §8.1, §10.2).
+    "kanade.bus.broker",
+    "kanade.bus.topology",
+    "urllib.request",
+    "cryptography",
+    "kanade.security.pki",
+    "kanade.security.authority",
+]
 if sys.platform.startswith("linux"):
     NEVER.append("psutil")  # /proc is read directly there
 
