@@ -83,6 +83,10 @@ def _install_stop(stop: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     import os
 
+    from kanade.agent.leanimport import import_lean
+
+    import_lean()  # before anything imports nats-py or pydantic: idle RSS (SPEC §10.2)
+
     from kanade.agent.runtime import Agent
     from kanade.agent.settings import load_settings
 

@@ -73,6 +73,9 @@ NEVER = [
     "cryptography",
     "kanade.security.pki",
     "kanade.security.authority",
+    # nats-py's and pydantic's metadata look-ups are answered without it (leanimport).
+    "importlib.metadata",
+    "zipfile",
 ]
 if sys.platform.startswith("linux"):
     NEVER.append("psutil")  # /proc is read directly there
@@ -80,6 +83,9 @@ if sys.platform.startswith("linux"):
 IDLE_AGENT = """
 import asyncio, json, sys, tempfile
 from pathlib import Path
+
+from kanade.agent.leanimport import import_lean
+import_lean()  # as kanade-agent run does first
 
 from kanade.agent.cli import _parser
 from kanade.agent.runtime import Agent
