@@ -34,7 +34,7 @@ from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
 from polling import wait_until
-from stack import kill9, terminate
+from stack import kill9, secret_file, terminate
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0
@@ -126,7 +126,8 @@ class Stack:
             *args,
         ]
         if jwt:
-            argv += ["--auth", "jwt", "--jwt-secret", JWT_SECRET]
+            argv += ["--auth", "jwt", "--jwt-secret-file",
+                     str(secret_file(self.base / "jwt-secret", JWT_SECRET))]
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)  # fmt: skip
         b = Backend(proc, f"http://127.0.0.1:{port}", log)
