@@ -135,9 +135,18 @@ def _swarm(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         sw = Swarm(spec)
-        _install_stop(sw.stop)
-        await sw.run(on_ready=lambda s: print(
-            f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True))
+        main = asyncio.current_task()
+
+        def stop() -> None:
+            # Still connecting (e.g. a broker that refuses it): nothing to drain, stop now.
+            if not sw.agents and main is not None:
+                main.cancel()
+            sw.stop()
+
+        _install_stop(stop)
+        with contextlib.suppress(asyncio.CancelledError):
+            await sw.run(on_ready=lambda s: print(
+                f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True))
 
     asyncio.run(go())
     return 0

@@ -15,7 +15,10 @@ from typing import IO
 
 import httpx
 
+from kanade.bench.security import SECURITY_DIR, probe_credentials, write_swarm_trust
 from kanade.bus.broker import free_port
+from kanade.bus.credentials import BusCredentials
+from kanade.security.authority import Authority
 
 BIN = Path(sys.executable).parent
 
@@ -79,7 +82,7 @@ class Stack:
     def __init__(self, workdir: Path, agents: int = 0, examples: Path | None = None) -> None:
         self.http_port, self.nats_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        self.nats_url = f"tls://127.0.0.1:{self.nats_port}"
         self.workdir = workdir
         self.agents = agents
         self.t0 = time.monotonic()
@@ -92,10 +95,19 @@ class Stack:
         self.up.wait_for("kanade is up", 180)
         self.ready_s = time.monotonic() - self.t0
         self.extra: list[Proc] = []
+        # kanade up is secure by default: its trust root is in <data>/security.
+        self.authority = Authority.load(workdir / "data" / SECURITY_DIR)
+
+    @property
+    def credentials(self) -> BusCredentials:
+        """What the benchmark's own NATS probes connect with."""
+        return probe_credentials(self.authority)
 
     def swarm(self, n: int, exec_mode: str = "stub", prefix: str = "sim-") -> Proc:
+        data = self.workdir / "swarm"
+        write_swarm_trust(self.authority, data)
         sw = Proc([str(BIN / "kanade-agent"), "swarm", "--agents", str(n), "--prefix", prefix,
-                   "--nats-url", self.nats_url, "--data-dir", str(self.workdir / "swarm"),
+                   "--nats-url", self.nats_url, "--data-dir", str(data),
                    "--exec", exec_mode], self.workdir / "swarm.log")
         self.extra.append(sw)
         sw.wait_for("swarm ready", 900)

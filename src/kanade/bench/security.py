@@ -1,0 +1,59 @@
+"""Benchmarks run secured, exactly like a deployment (SPEC §8, §10.2: security costs little).
+
+Every broker a benchmark starts has an :class:`Authority` (JWT auth + TLS), every backend
+gets ``--authority`` and ``--signing-keys``, the swarm connects with a credential of its
+own, and the benchmark's own probes connect with the backend's credential (they read
+results and command subjects no narrower identity may read; the broker is throw-away).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from kanade.bus.broker import EmbeddedBroker
+from kanade.bus.credentials import AGENT_CA, AGENT_CREDS, BusCredentials
+from kanade.security.authority import Authority
+from kanade.security.files import private_dir, write_public
+from kanade.security.permissions import swarm_permissions
+
+__all__ = [
+    "SECURITY_DIR",
+    "SIGNING_KEYS_DIR",
+    "SWARM_TRUST_DIR",
+    "backend_args",
+    "probe_credentials",
+    "secure_broker",
+    "write_swarm_trust",
+]
+
+# The layout ``kanade up`` uses under its data dir (cli/supervisor.py).
+SECURITY_DIR: Final = "security"
+SIGNING_KEYS_DIR: Final = "keys"
+# ``kanade-agent swarm --data-dir D`` connects with D/trust/agent.creds + D/trust/ca.pem.
+SWARM_TRUST_DIR: Final = "trust"
+
+
+def secure_broker(base: Path) -> tuple[EmbeddedBroker, Authority]:
+    """A broker under ``base`` with its own trust root in ``base/security`` (not started)."""
+    authority = Authority.create(base / SECURITY_DIR)
+    return EmbeddedBroker(base / "nats", security=authority.broker_security()), authority
+
+
+def backend_args(authority: Authority, base: Path) -> list[str]:
+    """``kanade-backend run`` flags for a backend of this authority (keys under ``base``)."""
+    return ["--authority", str(authority.root), "--signing-keys", str(base / SIGNING_KEYS_DIR)]
+
+
+def probe_credentials(authority: Authority) -> BusCredentials:
+    """What a benchmark's own NATS client connects with."""
+    return BusCredentials(authority.backend_creds, authority.ca_file)
+
+
+def write_swarm_trust(authority: Authority, swarm_data_dir: Path) -> Path:
+    """The swarm's credential (every agent right for any pc_id: bench only, never issued by
+    ``kanade up`` or enrolment) and the CA, where the swarm looks for them."""
+    trust = private_dir(swarm_data_dir / SWARM_TRUST_DIR)
+    authority.write_creds(trust / AGENT_CREDS, "bench-swarm", swarm_permissions())
+    write_public(trust / AGENT_CA, authority.ca_file.read_bytes())
+    return trust
