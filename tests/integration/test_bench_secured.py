@@ -9,7 +9,12 @@ import json
 from pathlib import Path
 
 from kanade.bench.common import BIN, Proc
-from kanade.bench.security import probe_credentials, secure_broker, write_swarm_trust
+from kanade.bench.security import (
+    probe_credentials,
+    secure_broker,
+    swarm_args,
+    write_swarm_trust,
+)
 from kanade.bus.connection import MSG_ID_HEADER, connect
 from kanade.bus.topology import ensure_topology
 from kanade.core import subjects
@@ -39,7 +44,7 @@ def test_swarm_connects_with_its_credential_and_runs_commands(tmp_path: Path) ->
         asyncio.run(prepare())
         swarm = Proc(
             [str(BIN / "kanade-agent"), "swarm", "--agents", str(N), "--nats-url", broker.url,
-             "--data-dir", str(tmp_path / "swarm"), "--exec", "stub"],
+             "--data-dir", str(tmp_path / "swarm"), *swarm_args(trust), "--exec", "stub"],
             tmp_path / "swarm.log",
         )  # fmt: skip
         swarm.wait_for("swarm ready", 60)
@@ -78,20 +83,21 @@ def test_swarm_connects_with_its_credential_and_runs_commands(tmp_path: Path) ->
         broker.stop()
 
 
-def test_swarm_without_its_credential_is_refused_by_a_secured_broker(tmp_path: Path) -> None:
-    broker, _ = secure_broker(tmp_path)
+def test_swarm_with_another_deployments_credential_is_refused(tmp_path: Path) -> None:
+    broker, authority = secure_broker(tmp_path)
     broker.start(timeout=15)
+    _, other = secure_broker(tmp_path / "elsewhere")
+    trust = write_swarm_trust(other, tmp_path / "swarm")
+    (trust / "ca.pem").write_bytes(authority.ca_file.read_bytes())  # it trusts our broker
     swarm = Proc(
         [str(BIN / "kanade-agent"), "swarm", "--agents", "1", "--nats-url", broker.url,
-         "--data-dir", str(tmp_path / "swarm")],
+         "--data-dir", str(tmp_path / "swarm"), *swarm_args(trust)],
         tmp_path / "swarm.log",
     )  # fmt: skip
     try:
-        # Without the CA it does not even trust the broker (and the broker admits nobody
-        # without a credential of its own authority).
         wait_until(
-            lambda: "CERTIFICATE_VERIFY_FAILED" in swarm.log.read_text(errors="replace"),
-            what="the swarm refusing an unverified broker",
+            lambda: "Authorization Violation" in swarm.log.read_text(errors="replace"),
+            what="the broker refusing the swarm",
         )
         assert "swarm ready" not in swarm.log.read_text()
     finally:

@@ -31,7 +31,6 @@ from kanade.agent.process import Capture, ProcessOutcome
 from kanade.agent.runtime import Agent
 from kanade.agent.settings import AgentSettings
 from kanade.bus.connection import connect
-from kanade.bus.credentials import AGENT_CA, AGENT_CREDS, BusCredentials
 from kanade.core import subjects
 from kanade.core.models.wire import Command
 
@@ -89,19 +88,6 @@ class SwarmSpec:
     # cut by the broker as a slow consumer (write deadline) when the process is
     # busy; several smaller ones each stay under it.
     per_connection: int = 500
-    # Where the swarm's broker credential and CA are (default <data_dir>/trust), as for
-    # an agent: agent.creds + ca.pem. It is one identity for every simulated pc_id
-    # (security.permissions.swarm_permissions), minted only by `kanade bench`.
-    trust_dir: Path | None = None
-
-    def credentials(self) -> BusCredentials | None:
-        """The swarm's identity; None when its trust dir holds no credential (a broker
-        without auth, in tests that predate it — a secured broker refuses it)."""
-        trust = self.trust_dir or self.data_dir / "trust"
-        if not (trust / AGENT_CREDS).is_file():
-            return None
-        # No inbox prefix: its replies come back on _INBOX, like any client's.
-        return BusCredentials(trust / AGENT_CREDS, trust / AGENT_CA)
 
 
 class Swarm:
@@ -164,14 +150,12 @@ class Swarm:
     async def run(self, *, on_ready: Callable[[Swarm], None] | None = None) -> None:
         t0 = time.monotonic()
         spec = self.spec
-        credentials = spec.credentials()
         # Many identities share this one connection: give it a large buffer.
         for index in range(max(1, -(-spec.agents // spec.per_connection))):
             nc = await connect(
                 spec.nats_urls,
                 name=f"kanade-swarm:{spec.prefix}:{index}",
                 on_state=self._state_fanout(index),
-                credentials=credentials,
                 pending_size=64 * 1024 * 1024,
             )
             self.connections.append(nc)

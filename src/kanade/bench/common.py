@@ -15,7 +15,12 @@ from typing import IO
 
 import httpx
 
-from kanade.bench.security import SECURITY_DIR, probe_credentials, write_swarm_trust
+from kanade.bench.security import (
+    SECURITY_DIR,
+    probe_credentials,
+    swarm_args,
+    write_swarm_trust,
+)
 from kanade.bus.broker import free_port
 from kanade.bus.credentials import BusCredentials
 from kanade.security.authority import Authority
@@ -105,10 +110,10 @@ class Stack:
 
     def swarm(self, n: int, exec_mode: str = "stub", prefix: str = "sim-") -> Proc:
         data = self.workdir / "swarm"
-        write_swarm_trust(self.authority, data)
+        trust = write_swarm_trust(self.authority, data)
         sw = Proc([str(BIN / "kanade-agent"), "swarm", "--agents", str(n), "--prefix", prefix,
                    "--nats-url", self.nats_url, "--data-dir", str(data),
-                   "--exec", exec_mode], self.workdir / "swarm.log")
+                   *swarm_args(trust), "--exec", exec_mode], self.workdir / "swarm.log")
         self.extra.append(sw)
         sw.wait_for("swarm ready", 900)
         self.wait_alive(n + self.agents)

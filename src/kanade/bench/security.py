@@ -24,13 +24,14 @@ __all__ = [
     "backend_args",
     "probe_credentials",
     "secure_broker",
+    "swarm_args",
     "write_swarm_trust",
 ]
 
 # The layout ``kanade up`` uses under its data dir (cli/supervisor.py).
 SECURITY_DIR: Final = "security"
 SIGNING_KEYS_DIR: Final = "keys"
-# ``kanade-agent swarm --data-dir D`` connects with D/trust/agent.creds + D/trust/ca.pem.
+# The swarm's credential and CA go in <swarm data dir>/trust, as an agent's do.
 SWARM_TRUST_DIR: Final = "trust"
 
 
@@ -57,3 +58,8 @@ def write_swarm_trust(authority: Authority, swarm_data_dir: Path) -> Path:
     authority.write_creds(trust / AGENT_CREDS, "bench-swarm", swarm_permissions())
     write_public(trust / AGENT_CA, authority.ca_file.read_bytes())
     return trust
+
+
+def swarm_args(trust: Path) -> list[str]:
+    """``kanade-agent swarm`` flags for the credential :func:`write_swarm_trust` wrote."""
+    return ["--creds", str(trust / AGENT_CREDS), "--ca", str(trust / AGENT_CA)]
