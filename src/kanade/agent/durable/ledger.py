@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from kanade.agent.durable.fsutil import fsync_dir, open_private
+from kanade.agent.durable.fsutil import fsync_dir, open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Ledger:
         durable: bool = True,
     ) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.path = directory / JOURNAL
         self.retention_s = retention_s
         self.max_entries = max_entries
