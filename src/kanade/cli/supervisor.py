@@ -188,6 +188,20 @@ def _write_agent_trust(authority: Authority, pc_id: str, trust_dir: Path, keys_d
     # The command-signing keyring (keys_dir -> trust_dir/keyring.json) joins here.
 
 
+def _add_group_members(http: httpx.Client, groups_of: dict[str, list[str]]) -> None:
+    """Register the local agents' groups in KV, where the backend reads membership from
+    when it provisions an agent's command consumer (an agent's own claim counts for
+    nothing). Adds only: memberships an operator set stay across restarts."""
+    members: dict[str, list[str]] = {}
+    for pc, groups in groups_of.items():
+        for group in groups:
+            members.setdefault(group, []).append(pc)
+    for group, pcs in members.items():
+        resp = http.post(f"/api/groups/{group}/members", json={"pcs": pcs})
+        if resp.status_code >= 400:
+            raise CliError(f"adding {pcs} to group {group} failed: {resp.text}")
+
+
 def run_up(
     *,
     agents_n: int,
@@ -253,28 +267,28 @@ def run_up(
         ),
         logs / "backend.log",
     )
-    agent_dirs = {f"local-{i}": data_dir / "agents" / f"local-{i}" for i in range(1, agents_n + 1)}
+    names = [f"local-{i}" for i in range(1, agents_n + 1)]
+    agent_dirs = {pc: data_dir / "agents" / pc for pc in names}
+    agent_groups = {pc: ["local", *(["canary"] if pc == "local-1" else [])] for pc in names}
     agents = [
         Child(
-            f"local-{i}",
+            pc,
             _python_module(
                 "kanade.agent.cli",
                 "run",
                 "--pc-id",
-                f"local-{i}",
-                "--group",
-                "local",
-                *(["--group", "canary"] if i == 1 else []),
+                pc,
+                *[arg for g in agent_groups[pc] for arg in ("--group", g)],
                 "--nats-url",
                 broker.url,
                 "--data-dir",
-                str(agent_dirs[f"local-{i}"]),
+                str(agent_dirs[pc]),
                 "--heartbeat-interval",
                 "5",
             ),
-            logs / f"local-{i}.log",
+            logs / f"{pc}.log",
         )
-        for i in range(1, agents_n + 1)
+        for pc in names
     ]
     children = [backend, *agents]
     stop = threading.Event()
@@ -300,6 +314,7 @@ def run_up(
                 if resp.status_code != 200:
                     raise CliError(f"admin login failed: {resp.text}")
                 http.headers["Authorization"] = f"Bearer {resp.json()['token']}"
+            _add_group_members(http, agent_groups)
             for a in agents:
                 _write_agent_trust(
                     authority, a.name, agent_dirs[a.name] / AGENT_TRUST_DIR, keys_dir
