@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -26,8 +27,21 @@ _EPILOG_SWARM = """example:
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help laid out for the terminal, measured with ``os``: argparse would measure it with
+    shutil, which loads bz2 and lzma into every agent for good (SPEC §10.2: idle RSS)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            columns = 80
+        super().__init__(prog, width=max(40, columns - 2))
+
+
 def _parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
+        formatter_class=_Formatter,
         prog="kanade-agent",
         description="kanade agent: runs scripts sent through NATS on this machine.",
     )
@@ -35,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="run one agent in the foreground until SIGTERM / Ctrl-C",
-        epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG_RUN, formatter_class=_Formatter,
     )
     run.add_argument("--pc-id", help="this machine's id (default: the short hostname)")
     run.add_argument("--group", "-g", action="append", dest="groups", metavar="GROUP",
@@ -53,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     swarm = sub.add_parser(
         "swarm", help="run N simulated agents in one process (scale tests)",
-        epilog=_EPILOG_SWARM, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG_SWARM, formatter_class=_Formatter,
     )
     swarm.add_argument("--agents", "-n", type=int, default=100, help="how many identities")
     swarm.add_argument("--prefix", default="sim-", help="pc_id prefix")
@@ -81,8 +95,6 @@ def _install_stop(stop: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import os
-
     from kanade.agent.leanimport import import_lean
 
     import_lean()  # before anything imports nats-py or pydantic: idle RSS (SPEC §10.2)
@@ -117,8 +129,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _swarm(args: argparse.Namespace) -> int:
-    import os
-
     from kanade.agent.swarm import Swarm, SwarmSpec
 
     if args.agents < 1:

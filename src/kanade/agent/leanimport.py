@@ -12,6 +12,10 @@ whose idle RSS budget is 40 MB (SPEC §10.2). What they want from it:
 
 :func:`import_lean` imports both with a stand-in ``importlib.metadata`` that answers just
 those two look-ups, visible only while they import. ``kanade-agent`` calls it first thing.
+
+Likewise nats-py's JetStream client builds an ``email.parser.BytesParser`` (0.6 MB of
+modules) that only its non-direct ``get_msg`` ever uses: it gets one that imports the real
+parser on first use.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 import types
 from collections.abc import Iterator
 from importlib.machinery import PathFinder
+from typing import Any
 
 __all__ = ["import_lean", "installed_nats_version"]
 
@@ -44,10 +49,38 @@ def installed_nats_version() -> str:
     return _UNKNOWN
 
 
+class _LazyBytesParser:
+    """``email.parser.BytesParser``, imported when first used rather than at start."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args, self._kwargs = args, kwargs
+        self._real: Any = None
+
+    def __getattr__(self, name: str) -> Any:  # parsebytes, parse, ...
+        if self._real is None:
+            from email.parser import BytesParser
+
+            self._real = BytesParser(*self._args, **self._kwargs)
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def _stand_in(name: str, **attributes: Any) -> Iterator[None]:
+    """``sys.modules[name]`` is a module with just ``attributes`` while the block runs."""
+    module = types.ModuleType(name)
+    for attr, value in attributes.items():
+        setattr(module, attr, value)
+    sys.modules[name] = module
+    try:
+        yield
+    finally:
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+
+
 @contextlib.contextmanager
 def _stand_in_metadata() -> Iterator[None]:
     nats_version = installed_nats_version()
-    stand_in = types.ModuleType("importlib.metadata")
 
     def version(distribution: str) -> str:
         if distribution != _NATS_DIST:
@@ -57,14 +90,8 @@ def _stand_in_metadata() -> Iterator[None]:
     def entry_points(**_selection: object) -> tuple[()]:
         return ()
 
-    stand_in.version = version  # type: ignore[attr-defined]
-    stand_in.entry_points = entry_points  # type: ignore[attr-defined]
-    sys.modules["importlib.metadata"] = stand_in
-    try:
+    with _stand_in("importlib.metadata", version=version, entry_points=entry_points):
         yield
-    finally:
-        if sys.modules.get("importlib.metadata") is stand_in:
-            del sys.modules["importlib.metadata"]
 
 
 def import_lean() -> None:
@@ -77,6 +104,12 @@ def import_lean() -> None:
         m in sys.modules for m in ("importlib.metadata", "nats.aio.client", "pydantic.plugin")
     ):
         return
-    with _stand_in_metadata():
+    lazy_email = "email.parser" not in sys.modules
+    with (
+        _stand_in_metadata(),
+        _stand_in("email.parser", BytesParser=_LazyBytesParser)
+        if lazy_email
+        else contextlib.nullcontext(),
+    ):
         import nats.aio.client  # noqa: F401 - imported for its place in sys.modules
         import pydantic.plugin._loader  # noqa: F401 - binds the stand-in's entry_points

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 from datetime import UTC
 from pathlib import Path
@@ -76,12 +77,14 @@ NEVER = [
     # nats-py's and pydantic's metadata look-ups are answered without it (leanimport).
     "importlib.metadata",
     "zipfile",
+    "email.parser",  # nats-py's JetStream header parser, loaded on first use
+    "shutil",  # (and bz2, lzma) loaded by the first PATH look-up of a shell
 ]
 if sys.platform.startswith("linux"):
     NEVER.append("psutil")  # /proc is read directly there
 
 IDLE_AGENT = """
-import asyncio, json, sys, tempfile
+import asyncio, json, sys
 from pathlib import Path
 
 from kanade.agent.leanimport import import_lean
@@ -93,7 +96,7 @@ from kanade.agent.settings import load_settings
 from kanade.core.models.wire import encode
 
 _parser().parse_args(["run", "--pc-id", "pc-1"])
-data = Path(tempfile.mkdtemp())
+data = Path(sys.argv[2])  # made by the test: tempfile would load shutil here
 settings = load_settings(None, {"pc_id": "pc-1", "groups": ["web"], "data_dir": data})
 fleet_docs = json.loads(sys.argv[1])
 
@@ -131,7 +134,7 @@ def _doc(schedule_id: str, **fields: Any) -> dict[str, Any]:
 def _idle_agent(schedules: dict[str, dict[str, Any]]) -> dict[str, Any]:
     docs = {k: json.dumps(v) for k, v in schedules.items()}
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(IDLE_AGENT), json.dumps(docs)],
+        [sys.executable, "-c", textwrap.dedent(IDLE_AGENT), json.dumps(docs), tempfile.mkdtemp()],
         check=True,
         capture_output=True,
         text=True,

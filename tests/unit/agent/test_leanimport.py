@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from kanade.agent.leanimport import installed_nats_version
+from kanade.agent.leanimport import _LazyBytesParser, installed_nats_version
 
 PROBE = """
 import json, sys
@@ -50,3 +50,12 @@ def test_the_version_comes_from_the_dist_info_name() -> None:
     import importlib.metadata
 
     assert installed_nats_version() == importlib.metadata.version("nats-py")
+
+
+def test_the_lazy_header_parser_parses_like_the_real_one() -> None:
+    from email.parser import BytesParser
+
+    raw = b"Nats-Msg-Id: abc\r\nKV-Operation: DEL\r\n\r\n"
+    lazy = _LazyBytesParser().parsebytes(raw, headersonly=True)
+    real = BytesParser().parsebytes(raw, headersonly=True)
+    assert dict(lazy.items()) == dict(real.items()) == {"Nats-Msg-Id": "abc", "KV-Operation": "DEL"}
