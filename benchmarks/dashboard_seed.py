@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import nats
 
+from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects
 from kanade.core.models.wire import EventStarted, Heartbeat, Result, encode
 
@@ -144,9 +145,14 @@ async def seed(
     running_last: bool = False,
     headers: dict[str, str] | None = None,
     timeout: float = 120.0,
+    credentials: BusCredentials | None = None,
 ) -> dict[str, int]:
-    """Seed and wait until the API shows all of it. Returns counts."""
-    nc = await nats.connect(nats_url)
+    """Seed and wait until the API shows all of it. Returns counts.
+
+    It speaks for many pcs at once, so it needs the backend's credential (``credentials``,
+    else ``$KANADE_NATS_CREDS``/``$KANADE_NATS_CA``): the broker admits no anonymous client."""
+    creds = credentials or BusCredentials.from_env()
+    nc = await nats.connect(nats_url, **(creds.connect_options() if creds else {}))
     try:
         await publish_heartbeats(nc, agents)
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:

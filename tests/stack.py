@@ -153,6 +153,16 @@ class BackendStack:
         )
 
 
+def secret_file(path: Path, value: str) -> Path:
+    """A secret for ``--jwt-secret-file``/``--auth-token-file``, owner-only: secrets never
+    go on a command line (every local user can read /proc/<pid>/cmdline)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return path
+
+
 def start_backend(base: Path, *backend_args: str, authority: Path | None = None) -> BackendStack:
     """A broker and one ``kanade-backend run`` with ``backend_args``; waits for /health.
 

@@ -19,7 +19,7 @@ import pytest
 from browser_pages import ConsoleWatch, new_page
 from playwright.sync_api import Browser, Page, expect
 
-from stack import BackendStack, start_backend, stop_backend
+from stack import BackendStack, secret_file, start_backend, stop_backend
 
 ADMIN_TOKEN = "browser-test-static-token-" + uuid.uuid4().hex
 JWT_SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -36,10 +36,10 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendStack]:
         base,
         "--auth",
         "jwt",
-        "--jwt-secret",
-        JWT_SECRET,
-        "--auth-token",
-        ADMIN_TOKEN,
+        "--jwt-secret-file",
+        str(secret_file(base / "jwt-secret", JWT_SECRET)),
+        "--auth-token-file",
+        str(secret_file(base / "admin-token", ADMIN_TOKEN)),
         "--max-output-bytes",
         "256",
     )

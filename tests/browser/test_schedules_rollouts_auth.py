@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page, expect
 from test_auth import EXPECTED_401, PASSWORD, login
 
 from polling import wait_until
-from stack import BackendStack, start_backend, stop_backend
+from stack import BackendStack, secret_file, start_backend, stop_backend
 
 ADMIN_TOKEN = "browser-test-static-token-" + uuid.uuid4().hex
 JWT_SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -45,7 +45,13 @@ ACTIONS = [
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     base: Path = tmp_path_factory.mktemp("browser-approvals")
     stack = start_backend(
-        base, "--auth", "jwt", "--jwt-secret", JWT_SECRET, "--auth-token", ADMIN_TOKEN
+        base,
+        "--auth",
+        "jwt",
+        "--jwt-secret-file",
+        str(secret_file(base / "jwt-secret", JWT_SECRET)),
+        "--auth-token-file",
+        str(secret_file(base / "admin-token", ADMIN_TOKEN)),
     )
     try:
         stack.start_agent("web-1", "web")

@@ -36,7 +36,7 @@ from kanade.core.models.wire import Command, decode
 from kanade.security.authority import Authority
 from polling import wait_until
 from secured import backend_credentials, swarm_credentials
-from stack import kill9, terminate
+from stack import kill9, secret_file, terminate
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0
@@ -135,7 +135,8 @@ class Stack:
             *args,
         ]
         if jwt:
-            argv += ["--auth", "jwt", "--jwt-secret", JWT_SECRET]
+            argv += ["--auth", "jwt", "--jwt-secret-file",
+                     str(secret_file(self.base / "jwt-secret", JWT_SECRET))]
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)  # fmt: skip
         b = Backend(proc, f"http://127.0.0.1:{port}", log)

@@ -25,7 +25,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
 
 
 def _nats_url(stack: UpStack) -> str:
-    match = re.search(r"broker\s*:\s*(nats://\S+)", stack.log.read_text())
+    match = re.search(r"broker\s*:\s*(tls://\S+)", stack.log.read_text())
     assert match, stack.log.read_text()
     return match.group(1)
 
@@ -55,7 +55,13 @@ def test_agents_list_filters_and_show(stack: UpStack) -> None:
 
 
 def test_jetstream_setup_and_status(stack: UpStack) -> None:
-    env = {**os.environ, "KANADE_NATS_URL": _nats_url(stack)}
+    security = stack.data_dir / "security"  # where `kanade up` keeps the trust root
+    env = {
+        **os.environ,
+        "KANADE_NATS_URL": _nats_url(stack),
+        "KANADE_NATS_CREDS": str(security / "operator.creds"),
+        "KANADE_NATS_CA": str(security / "ca.pem"),
+    }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "kanade"), "jetstream", *args], capture_output=True,
@@ -67,7 +73,7 @@ def test_jetstream_setup_and_status(stack: UpStack) -> None:
     streams = {s["stream"]: s for s in _lines(res.stdout)}
     assert streams["KANADE_COMMANDS"]["consumers"] == 2  # one per connected agent
     assert {"KANADE_RESULTS", "KV_kanade_jobs", "OBJ_kanade_outputs"} <= set(streams)
-    env["KANADE_NATS_URL"] = f"nats://127.0.0.1:{free_port()}"
+    env["KANADE_NATS_URL"] = f"tls://127.0.0.1:{free_port()}"
     down = run("status")
     assert down.returncode == 1 and "broker running" in down.stderr
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -33,8 +34,21 @@ _EPILOG_SWARM = """example:
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help laid out for the terminal, measured with ``os``: argparse would measure it with
+    shutil, which loads bz2 and lzma into every agent for good (SPEC §10.2: idle RSS)."""
+
+    def __init__(self, prog: str) -> None:
+        try:
+            columns = os.get_terminal_size(sys.stdout.fileno()).columns
+        except (OSError, ValueError):
+            columns = 80
+        super().__init__(prog, width=max(40, columns - 2))
+
+
 def _parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
+        formatter_class=_Formatter,
         prog="kanade-agent",
         description="kanade agent: runs scripts sent through NATS on this machine.",
     )
@@ -42,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run", help="run one agent in the foreground until SIGTERM / Ctrl-C",
-        epilog=_EPILOG_RUN, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG_RUN, formatter_class=_Formatter,
     )
     run.add_argument("--pc-id", help="this machine's id (default: the short hostname)")
     run.add_argument("--group", "-g", action="append", dest="groups", metavar="GROUP",
@@ -79,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
 
     swarm = sub.add_parser(
         "swarm", help="run N simulated agents in one process (scale tests)",
-        epilog=_EPILOG_SWARM, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG_SWARM, formatter_class=_Formatter,
     )
     swarm.add_argument("--agents", "-n", type=int, default=100, help="how many identities")
     swarm.add_argument("--prefix", default="sim-", help="pc_id prefix")
@@ -114,7 +128,9 @@ def _install_stop(stop: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import os
+    from kanade.agent.leanimport import import_lean
+
+    import_lean()  # before anything imports nats-py or pydantic: idle RSS (SPEC §10.2)
 
     from kanade.agent.runtime import Agent
     from kanade.agent.settings import load_settings
@@ -167,8 +183,6 @@ def _swarm_credentials(creds: Path | None, ca: Path | None) -> BusCredentials:
 
 
 def _swarm(args: argparse.Namespace) -> int:
-    import os
-
     from kanade.agent.settings import env_keyring
     from kanade.agent.swarm import Swarm, SwarmSpec
     from kanade.bus.credentials import CredentialsError
@@ -194,9 +208,18 @@ def _swarm(args: argparse.Namespace) -> int:
 
     async def go() -> None:
         sw = Swarm(spec)
-        _install_stop(sw.stop)
-        await sw.run(on_ready=lambda s: print(
-            f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True))
+        main = asyncio.current_task()
+
+        def stop() -> None:
+            # Still connecting (e.g. a broker that refuses it): nothing to drain, stop now.
+            if not sw.agents and main is not None:
+                main.cancel()
+            sw.stop()
+
+        _install_stop(stop)
+        with contextlib.suppress(asyncio.CancelledError):
+            await sw.run(on_ready=lambda s: print(
+                f"swarm ready: {len(s.agents)} identities in {s.started_in:.1f}s", flush=True))
 
     asyncio.run(go())
     return 0

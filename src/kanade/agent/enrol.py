@@ -18,15 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kanade.agent.settings import AgentSettings, default_config_path, load_settings
-from kanade.bus.credentials import AGENT_CA, AGENT_CREDS
+from kanade.bus.credentials import AGENT_CA, AGENT_CREDS, AGENT_KEYRING, AGENT_TRUST_DIR
 from kanade.core.ids import SLUG_RULE, is_slug
 from kanade.core.models.enrolment import EnrolGrant, EnrolRequest
 from kanade.core.models.wire import WireDecodeError, decode
 from kanade.security import nats_jwt
 from kanade.security.files import private_dir, write_private, write_public
 
-KEYRING = "keyring.json"
-TRUST_DIR = "trust"
 TIMEOUT_S = 30.0
 
 
@@ -130,10 +128,10 @@ def enrol(
         grant = decode(EnrolGrant, raw)
     except WireDecodeError as exc:
         raise EnrolError(f"the backend's answer is not an enrolment grant: {exc}") from None
-    trust = private_dir(private_dir(settings.data_dir) / TRUST_DIR)
+    trust = private_dir(private_dir(settings.data_dir) / AGENT_TRUST_DIR)
     write_private(trust / AGENT_CREDS, nats_jwt.creds_text(grant.user_jwt, user.seed))
     write_public(trust / AGENT_CA, grant.ca_pem)
-    write_private(trust / KEYRING, json.dumps({"keys": grant.signing_keys}, indent=2) + "\n")
+    write_private(trust / AGENT_KEYRING, json.dumps({"keys": grant.signing_keys}, indent=2) + "\n")
     _write_config(config_path, settings.pc_id, settings.data_dir, grant.nats_urls)
     return Enrolled(settings.pc_id, trust, config_path, list(grant.nats_urls))
 

@@ -80,7 +80,7 @@ class Agent:
         self.outbox = Outbox(data / "outbox", durable=settings.durable)
         self.outbox_drain = OutboxDrain(self.outbox, self._publish, self._upload, ready=self._ready)
         spool_dir = data / "spool"
-        spool_dir.mkdir(exist_ok=True)
+        private_dir(spool_dir)
         self.scripts = ScriptCache(data / "scripts")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from kanade.agent.durable.fsutil import atomic_write
+from kanade.agent.durable.fsutil import atomic_write, private_dir
 from kanade.core import subjects
 from kanade.core.digests import sha256_hex
 
@@ -31,7 +31,7 @@ class ScriptRejected(Exception):
 class ScriptCache:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
 
     def _path(self, sha256: str) -> Path:
         return self.dir / f"{sha256}.script"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kanade.bus.credentials import AGENT_KEYRING, AGENT_TRUST_DIR
 from kanade.core.ids import SLUG_RULE, is_slug, slugify_hostname
 
 
@@ -57,18 +58,16 @@ class AgentSettings:
     pull_idle_heartbeat: float = 5.0
     log_level: str = "info"
     # The pinned command-signing keys (SPEC §8.2): $KANADE_AGENT_KEYRING, else
-    # <data_dir>/trust/keyring.json.
+    # <trust dir>/keyring.json.
     keyring: Path | None = field(default_factory=env_keyring)
 
     @property
     def keyring_path(self) -> Path:
-        return (
-            self.keyring if self.keyring is not None else self.data_dir / "trust" / "keyring.json"
-        )
+        return self.keyring if self.keyring is not None else self.trust_path / AGENT_KEYRING
 
     @property
     def trust_path(self) -> Path:
-        return self.trust_dir if self.trust_dir is not None else self.data_dir / "trust"
+        return self.trust_dir if self.trust_dir is not None else self.data_dir / AGENT_TRUST_DIR
 
     def validate(self) -> None:
         if not is_slug(self.pc_id):

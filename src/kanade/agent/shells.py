@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 
@@ -21,6 +20,8 @@ def _which(name: str) -> str | None:
     hit = _which_cache.get(name)
     if hit is not None and now - hit[0] < _WHICH_TTL_S:
         return hit[1]
+    import shutil  # here: it loads bz2 and lzma, which an idle agent never needs (§10.2)
+
     found = shutil.which(name)
     _which_cache[name] = (now, found)
     return found

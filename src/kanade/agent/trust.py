@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from kanade.agent.durable.fsutil import atomic_write, private_dir
+from kanade.bus.credentials import AGENT_KEYRING, AGENT_TRUST_DIR
 from kanade.core import subjects
 from kanade.core.instants import Clock, format_instant, system_clock
 from kanade.core.signing import (
@@ -32,14 +33,12 @@ from kanade.core.signing import (
 
 log = logging.getLogger("kanade.agent.trust")
 
-KEYRING_FILE: Final = "keyring.json"
-TRUST_DIR: Final = "trust"
 SIGNING_KEYS_KEY: Final = subjects.SIGNING_KEYS_KEY
 _CACHE_MAX: Final = 4096
 
 
 def default_keyring_path(data_dir: Path) -> Path:
-    return data_dir / TRUST_DIR / KEYRING_FILE
+    return data_dir / AGENT_TRUST_DIR / AGENT_KEYRING
 
 
 def write_keyring(path: Path, keyring: Keyring) -> None:

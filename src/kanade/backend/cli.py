@@ -21,6 +21,9 @@ from kanade.core.durations import parse_duration
 from kanade.security.authority import AuthorityError
 from kanade.security.signing_keys import SigningKeysError
 
+AUTH_TOKEN_ENV = "KANADE_AUTH_TOKEN"
+JWT_SECRET_ENV = "KANADE_JWT_SECRET"
+
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="The kanade backend.")
 
 
@@ -109,23 +112,19 @@ def run(
     auth: str = typer.Option(
         "disabled", "--auth", envvar="KANADE_AUTH", help="disabled (dev only), token or jwt"
     ),
-    auth_token: str | None = typer.Option(
-        None, "--auth-token", envvar="KANADE_AUTH_TOKEN", help="static bearer token (admin)"
-    ),
-    jwt_secret: str | None = typer.Option(
-        None, "--jwt-secret", envvar="KANADE_JWT_SECRET", help="HS256 signing secret (jwt mode)"
-    ),
+    # Secrets come from a file or the environment, never from an argument: every local
+    # user can read a process's arguments (/proc/<pid>/cmdline).
     auth_token_file: Path | None = typer.Option(
         None,
         "--auth-token-file",
         envvar="KANADE_AUTH_TOKEN_FILE",
-        help="read the static bearer token from this file (keeps it off the command line)",
+        help=f"read the static bearer token (admin) from this file (or set ${AUTH_TOKEN_ENV})",
     ),
     jwt_secret_file: Path | None = typer.Option(
         None,
         "--jwt-secret-file",
         envvar="KANADE_JWT_SECRET_FILE",
-        help="read the HS256 signing secret from this file (keeps it off the command line)",
+        help=f"read the HS256 signing secret (jwt mode) from this file (or set ${JWT_SECRET_ENV})",
     ),
     scheduler: bool = typer.Option(
         True, "--scheduler/--no-scheduler", help="compete for the central scheduler's lease"
@@ -171,6 +170,8 @@ def run(
         raise typer.BadParameter(str(exc), param_hint="--approval-ttl") from None
     if approval_ttl_s <= 0:
         raise typer.BadParameter("must be longer than 0s", param_hint="--approval-ttl")
+    auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
+    jwt_secret = os.environ.get(JWT_SECRET_ENV) or None
     if auth_token_file is not None:
         auth_token = _read_secret(auth_token_file, "--auth-token-file")
     if jwt_secret_file is not None:

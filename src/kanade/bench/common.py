@@ -15,8 +15,16 @@ from typing import IO
 
 import httpx
 
+from kanade.bench.security import (
+    SECURITY_DIR,
+    SIGNING_KEYS_DIR,
+    probe_credentials,
+    swarm_args,
+    write_swarm_trust,
+)
 from kanade.bus.broker import free_port
-from kanade.security.signing_keys import load_key_dir, write_keyring_file
+from kanade.bus.credentials import BusCredentials
+from kanade.security.authority import Authority
 
 BIN = Path(sys.executable).parent
 
@@ -80,7 +88,7 @@ class Stack:
     def __init__(self, workdir: Path, agents: int = 0, examples: Path | None = None) -> None:
         self.http_port, self.nats_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.nats_url = f"nats://127.0.0.1:{self.nats_port}"
+        self.nats_url = f"tls://127.0.0.1:{self.nats_port}"
         self.workdir = workdir
         self.agents = agents
         self.t0 = time.monotonic()
@@ -93,14 +101,20 @@ class Stack:
         self.up.wait_for("kanade is up", 180)
         self.ready_s = time.monotonic() - self.t0
         self.extra: list[Proc] = []
+        # kanade up is secure by default: its trust root is in <data>/security.
+        self.authority = Authority.load(workdir / "data" / SECURITY_DIR)
+
+    @property
+    def credentials(self) -> BusCredentials:
+        """What the benchmark's own NATS probes connect with."""
+        return probe_credentials(self.authority)
 
     def swarm(self, n: int, exec_mode: str = "stub", prefix: str = "sim-") -> Proc:
-        # The swarm pins the keys `kanade up` created, as its own agents do (SPEC §8.2).
-        keyring = self.workdir / "swarm-trust" / "keyring.json"
-        write_keyring_file(keyring, load_key_dir(self.workdir / "data" / "keys").keyring())
+        data = self.workdir / "swarm"
+        trust = write_swarm_trust(self.authority, data, self.workdir / "data" / SIGNING_KEYS_DIR)
         sw = Proc([str(BIN / "kanade-agent"), "swarm", "--agents", str(n), "--prefix", prefix,
-                   "--nats-url", self.nats_url, "--data-dir", str(self.workdir / "swarm"),
-                   "--exec", exec_mode, "--keyring", str(keyring)], self.workdir / "swarm.log")
+                   "--nats-url", self.nats_url, "--data-dir", str(data),
+                   *swarm_args(trust), "--exec", exec_mode], self.workdir / "swarm.log")
         self.extra.append(sw)
         sw.wait_for("swarm ready", 900)
         self.wait_alive(n + self.agents)

@@ -19,11 +19,13 @@ import httpx
 
 from kanade.bench.common import Stack, emit, ensure_job
 from kanade.bus.connection import connect
+from kanade.bus.credentials import BusCredentials
 
 
-async def one_run(http: httpx.AsyncClient, nats_url: str, job: str, n: int
-                  ) -> tuple[float, float, float]:
-    nc = await connect(nats_url, name="bench-fanout", retry_forever=False)
+async def one_run(http: httpx.AsyncClient, nats_url: str, credentials: BusCredentials,
+                  job: str, n: int) -> tuple[float, float, float]:
+    nc = await connect(nats_url, name="bench-fanout", retry_forever=False,
+                       credentials=credentials)
     # pcs with a result, per exec: results can arrive before the exec call returns its id.
     seen: dict[str, set[str]] = defaultdict(set)
     done = asyncio.Event()
@@ -64,13 +66,15 @@ async def one_run(http: httpx.AsyncClient, nats_url: str, job: str, n: int
         await nc.close()
 
 
-async def _runs(url: str, nats_url: str, n: int, runs: int, script: str
+async def _runs(stack: Stack, n: int, runs: int, script: str
                 ) -> list[tuple[float, float, float]]:
-    with httpx.Client(base_url=url, timeout=60) as sync_http:
+    with httpx.Client(base_url=stack.url, timeout=60) as sync_http:
         ensure_job(sync_http, "bench-fanout", script)
-    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
-        await one_run(http, nats_url, "bench-fanout", n)  # warm-up
-        return [await one_run(http, nats_url, "bench-fanout", n) for _ in range(runs)]
+    creds = stack.credentials
+    async with httpx.AsyncClient(base_url=stack.url, timeout=120) as http:
+        await one_run(http, stack.nats_url, creds, "bench-fanout", n)  # warm-up
+        return [await one_run(http, stack.nats_url, creds, "bench-fanout", n)
+                for _ in range(runs)]
 
 
 def run(agents: int, exec_mode: str = "stub", runs: int = 5) -> None:
@@ -79,7 +83,7 @@ def run(agents: int, exec_mode: str = "stub", runs: int = 5) -> None:
         stack = Stack(Path(tmp))
         try:
             stack.swarm(agents, exec_mode)
-            samples = asyncio.run(_runs(stack.url, stack.nats_url, agents, runs, "echo ok"))
+            samples = asyncio.run(_runs(stack, agents, runs, "echo ok"))
         finally:
             stack.stop()
     emit("fanout.dispatch", params, [s[0] for s in samples])

@@ -17,8 +17,10 @@ from pathlib import Path
 import httpx
 
 from kanade.bench.common import BIN, Proc, emit
-from kanade.bus.broker import EmbeddedBroker, free_port
+from kanade.bench.security import backend_args, probe_credentials, secure_broker
+from kanade.bus.broker import free_port
 from kanade.bus.connection import MSG_ID_HEADER, connect
+from kanade.bus.credentials import BusCredentials
 from kanade.bus.topology import ensure_topology
 from kanade.core import subjects
 from kanade.core.ids import new_id, result_id_for
@@ -27,8 +29,10 @@ from kanade.core.models.wire import EventStarted, Result, encode
 from kanade.core.msgids import result_msg_id, started_msg_id
 
 
-async def publish_backlog(nats_url: str, n: int, pcs: int = 1000) -> None:
-    nc = await connect(nats_url, name="bench-ingest", retry_forever=False)
+async def publish_backlog(nats_url: str, credentials: BusCredentials, n: int,
+                          pcs: int = 1000) -> None:
+    nc = await connect(nats_url, name="bench-ingest", retry_forever=False,
+                       credentials=credentials)
     try:
         js = nc.jetstream()
         await ensure_topology(js)
@@ -64,15 +68,16 @@ def run(results: int = 20000, runs: int = 3) -> None:
     for _ in range(runs):
         with tempfile.TemporaryDirectory(prefix="kanade-bench-") as tmp_s:
             tmp = Path(tmp_s)
-            broker = EmbeddedBroker(tmp / "nats")
+            broker, authority = secure_broker(tmp)
             broker.start()
             backend = None
             try:
-                asyncio.run(publish_backlog(broker.url, results))
+                asyncio.run(publish_backlog(broker.url, probe_credentials(authority), results))
                 port = free_port()
                 t0 = time.perf_counter()
                 backend = Proc([str(BIN / "kanade-backend"), "run", "--nats-url", broker.url,
-                                "--db", str(tmp / "kanade.db"), "--http-port", str(port)],
+                                "--db", str(tmp / "kanade.db"), "--http-port", str(port),
+                                *backend_args(authority, tmp)],
                                tmp / "backend.log")
                 url = f"http://127.0.0.1:{port}"
                 deadline = time.monotonic() + 600

@@ -18,6 +18,7 @@ import httpx
 
 from kanade.bench.common import BIN, Stack, emit
 from kanade.bus.connection import connect
+from kanade.bus.credentials import BusCredentials
 
 
 def api_round_trip(http: httpx.Client, expected: int) -> float:
@@ -43,8 +44,9 @@ def cli_round_trip(url: str, expected: int) -> float:
     return elapsed
 
 
-async def consumers(nats_url: str) -> dict[str, int]:
-    nc = await connect(nats_url, name="bench-consumers", retry_forever=False)
+async def consumers(nats_url: str, credentials: BusCredentials) -> dict[str, int]:
+    nc = await connect(nats_url, name="bench-consumers", retry_forever=False,
+                       credentials=credentials)
     try:
         infos = await nc.jetstream().streams_info()
         return {str(i.config.name): i.state.consumer_count for i in infos}
@@ -78,7 +80,7 @@ def run(agents: list[int], runs: int = 10, starts: int = 3) -> None:
                 remaining = stack.t0 + stack.ready_s + 5 - time.monotonic()
                 if remaining > 0:
                     time.sleep(remaining)
-                counts = asyncio.run(consumers(stack.nats_url))
+                counts = asyncio.run(consumers(stack.nats_url, stack.credentials))
                 print(json.dumps({
                     "name": "broker.consumers", "params": params,
                     "per_agent": round(counts.get("KANADE_COMMANDS", 0) / max(1, n), 3),

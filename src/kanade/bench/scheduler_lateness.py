@@ -21,7 +21,9 @@ from pathlib import Path
 
 import httpx
 
-from kanade.bus import Bus, EmbeddedBroker, free_port
+from kanade.bench.security import backend_args, probe_credentials, secure_broker
+from kanade.bus import Bus, free_port
+from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects
 from kanade.core.instants import system_clock
 from kanade.core.models.wire import Command, decode
@@ -60,8 +62,10 @@ async def create_all(url: str, n: int, at: datetime, tag: str) -> None:
         await asyncio.gather(*(one(i) for i in range(n)))
 
 
-async def measure(nats_url: str, url: str, n: int, runs: int) -> dict[str, object]:
-    bus = await Bus.connect(nats_url, name="bench-lateness", deadline=10)
+async def measure(
+    nats_url: str, credentials: BusCredentials, url: str, n: int, runs: int
+) -> dict[str, object]:
+    bus = await Bus.connect(nats_url, name="bench-lateness", deadline=10, credentials=credentials)
     arrivals: dict[str, float] = {}
     nominal: dict[str, datetime] = {}
 
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="kanade-bench-sched-"))
     print(f"# logs in {base}", file=sys.stderr)
-    broker = EmbeddedBroker(base / "nats")
+    broker, authority = secure_broker(base)
     broker.start(timeout=15)
     port = free_port()
     log = open(base / "backend.log", "w")  # noqa: SIM115 - closed at exit
@@ -149,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             str(port),
             "--log-level",
             os.environ.get("BENCH_LOG", "warning"),
+            *backend_args(authority, base),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -168,7 +173,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"backend not ready:\n{(base / 'backend.log').read_text()}")
             time.sleep(0.1)
         httpx.post(url + "/api/jobs", json=JOB, timeout=10).raise_for_status()
-        line = asyncio.run(measure(broker.url, url, args.schedules, args.runs))
+        line = asyncio.run(
+            measure(broker.url, probe_credentials(authority), url, args.schedules, args.runs)
+        )
         print(json.dumps(line), flush=True)
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -322,7 +322,10 @@ tls {{
         # (which stops the broker gracefully) instead of hitting the broker directly,
         # and stop() can signal the whole group.
         argv = [str(binary), "-c", str(self.config_file)]
-        with open(self.log_file, "ab") as log:
+        # Owner-only: a broker log can name subjects, users and clients (SPEC §8.3).
+        log_fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.chmod(self.log_file, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             log.write(f"{_RUN_MARKER} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
             log.flush()
             if sys.platform == "win32":
@@ -340,6 +343,9 @@ tls {{
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    # nats-server creates its store files 0640 and directories 0750; they
+                    # hold every command (env values) and output: owner only (SPEC §8.3).
+                    umask=0o077,
                 )
         _LIVE.add(self)
         try:

@@ -245,6 +245,11 @@ async def _until_connected_or_refused(
         done, _ = await asyncio.wait(
             {connecting, watching}, timeout=bound, return_when=asyncio.FIRST_COMPLETED
         )
+    except asyncio.CancelledError:
+        # Our caller is being stopped: the handshake must not outlive it (nats-py's own
+        # connect loop keeps retrying a refusing server, and asyncio.run would wait on it).
+        connecting.cancel()
+        raise
     finally:
         watching.cancel()
     if connecting in done:

@@ -15,14 +15,25 @@ from typing import Any, Final
 
 from kanade.core.subjects import agent_inbox_prefix
 
-__all__ = ["AGENT_CA", "AGENT_CREDS", "CA_ENV", "CREDS_ENV", "BusCredentials", "CredentialsError"]
+__all__ = [
+    "AGENT_CA",
+    "AGENT_CREDS",
+    "AGENT_KEYRING",
+    "AGENT_TRUST_DIR",
+    "CA_ENV",
+    "CREDS_ENV",
+    "BusCredentials",
+    "CredentialsError",
+]
 
 CREDS_ENV: Final = "KANADE_NATS_CREDS"
 CA_ENV: Final = "KANADE_NATS_CA"
 # An agent's trust dir (``<agent data_dir>/trust``, 0700) holds its credential and the CA
 # it pins (SPEC §8.1), written by enrolment (or by ``kanade up`` for its local agents).
+AGENT_TRUST_DIR: Final = "trust"
 AGENT_CREDS: Final = "agent.creds"
 AGENT_CA: Final = "ca.pem"
+AGENT_KEYRING: Final = "keyring.json"  # the command-signing keys it obeys (SPEC §8.2)
 
 
 class CredentialsError(ValueError):

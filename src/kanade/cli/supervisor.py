@@ -4,6 +4,11 @@ Every part runs as its own process (exactly as in production, just on
 loopback), in its own session so that Ctrl-C reaches only this supervisor,
 which then stops the agents, the backend and the broker in that order. A part
 that dies unexpectedly is restarted, like a service manager would.
+
+Secure by default (SPEC §8): the deployment's trust root lives in
+``<data_dir>/security`` (created once, reused on every start), the broker takes only
+TLS connections with a credential from it, and each local agent is enrolled — its
+credential and the CA written into its trust dir — before it starts.
 """
 
 from __future__ import annotations
@@ -23,12 +28,19 @@ from typing import IO, Any
 import httpx
 
 from kanade.bus.broker import EmbeddedBroker, free_port
+from kanade.bus.credentials import AGENT_CA, AGENT_CREDS, AGENT_KEYRING, AGENT_TRUST_DIR
 from kanade.cli import output
 from kanade.cli.client import CliError
 from kanade.cli.documents import read_job_file
-from kanade.security.signing_keys import ensure_key_dir, write_keyring_file
+from kanade.security.authority import Authority
+from kanade.security.files import private_dir
+from kanade.security.signing_keys import ensure_key_dir, load_key_dir, write_keyring_file
 
 _READY_TIMEOUT_S = 60.0
+
+# Under the data dir (docs/security.md, "kanade up").
+SECURITY_DIR = "security"
+SIGNING_KEYS_DIR = "keys"
 
 
 def _port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -161,6 +173,37 @@ def _jwt_setup(data_dir: Path, db: Path) -> tuple[list[str], str, str]:
     return ["--auth", "jwt", "--jwt-secret-file", str(secret_path)], "admin", password
 
 
+def _write_agent_trust(authority: Authority, pc_id: str, trust_dir: Path, keys_dir: Path) -> None:
+    """Enrol a local agent the way ``kanade-agent enroll`` would, without the round trip:
+    its NATS credential and the broker's CA (and, with command signing, the pinned
+    keyring of the keys in ``keys_dir``) in its trust dir, before it starts.
+
+    Issued once and kept across restarts; issued again when the credential is missing or
+    the CA it pins is no longer this deployment's (the security dir was re-created)."""
+    private_dir(trust_dir.parent)  # the agent's data dir: it holds its ledger (command text)
+    creds, ca = trust_dir / AGENT_CREDS, trust_dir / AGENT_CA
+    pinned = ca.read_bytes() if ca.is_file() else None
+    if not creds.is_file() or pinned != authority.ca_file.read_bytes():
+        authority.issue_agent(pc_id, trust_dir)
+    # The keys it obeys: pinned now, changed later only by a rotation announcement signed
+    # by one of them (SPEC §8.2). Re-pinned on every start, like enrolment would.
+    write_keyring_file(trust_dir / AGENT_KEYRING, load_key_dir(keys_dir).keyring())
+
+
+def _add_group_members(http: httpx.Client, groups_of: dict[str, list[str]]) -> None:
+    """Register the local agents' groups in KV, where the backend reads membership from
+    when it provisions an agent's command consumer (an agent's own claim counts for
+    nothing). Adds only: memberships an operator set stay across restarts."""
+    members: dict[str, list[str]] = {}
+    for pc, groups in groups_of.items():
+        for group in groups:
+            members.setdefault(group, []).append(pc)
+    for group, pcs in members.items():
+        resp = http.post(f"/api/groups/{group}/members", json={"pcs": pcs})
+        if resp.status_code >= 400:
+            raise CliError(f"adding {pcs} to group {group} failed: {resp.text}")
+
+
 def run_up(
     *,
     agents_n: int,
@@ -182,9 +225,8 @@ def run_up(
     logs = data_dir / "logs"
     # The data dir holds the database (all output, password hashes), secrets, logs and the
     # agents' ledgers (full commands): owner only, whatever the umask (SPEC §8.3).
-    for private in (data_dir, logs):
-        private.mkdir(parents=True, exist_ok=True)
-        private.chmod(0o700)
+    for private in (data_dir, logs, data_dir / "agents"):
+        private_dir(private)
 
     if auth not in ("disabled", "jwt"):
         raise CliError("--auth must be disabled or jwt")
@@ -199,18 +241,16 @@ def run_up(
     monitor_port = free_port()
     while monitor_port in (http_port, nats_port):
         monitor_port = free_port()
+    security_dir = data_dir / SECURITY_DIR
+    keys_dir = data_dir / SIGNING_KEYS_DIR
+    authority = Authority.create(security_dir)  # idempotent: a restart keeps every identity
     broker = EmbeddedBroker(data_dir / "nats", port=nats_port, http_port=monitor_port,
-                            log_file=logs / "nats-server.log")
+                            log_file=logs / "nats-server.log",
+                            security=authority.broker_security())
     output.err.print(f"starting broker on {broker.url} …")
     broker.start()
     url = f"http://127.0.0.1:{http_port}"
-    # `kanade keys init`, then each local agent pins the public keys (SPEC §8.2).
-    key_dir = data_dir / "keys"
-    keys, _ = ensure_key_dir(key_dir)
-    keyrings = {i: data_dir / "agents" / f"local-{i}" / "trust" / "keyring.json"
-                for i in range(1, agents_n + 1)}
-    for path in keyrings.values():
-        write_keyring_file(path, keys.keyring())
+    ensure_key_dir(keys_dir)  # `kanade keys init`: the backend signs with it (SPEC §8.2)
     backend = Child(
         "backend",
         _python_module(
@@ -222,35 +262,36 @@ def run_up(
             str(data_dir / "kanade.db"),
             "--http-port",
             str(http_port),
+            "--authority",
+            str(security_dir),
             "--signing-keys",
-            str(key_dir),
+            str(keys_dir),
             *auth_flags,
         ),
         logs / "backend.log",
     )
+    names = [f"local-{i}" for i in range(1, agents_n + 1)]
+    agent_dirs = {pc: data_dir / "agents" / pc for pc in names}
+    agent_groups = {pc: ["local", *(["canary"] if pc == "local-1" else [])] for pc in names}
     agents = [
         Child(
-            f"local-{i}",
+            pc,
             _python_module(
                 "kanade.agent.cli",
                 "run",
                 "--pc-id",
-                f"local-{i}",
-                "--group",
-                "local",
-                *(["--group", "canary"] if i == 1 else []),
+                pc,
+                *[arg for g in agent_groups[pc] for arg in ("--group", g)],
                 "--nats-url",
                 broker.url,
                 "--data-dir",
-                str(data_dir / "agents" / f"local-{i}"),
-                "--keyring",
-                str(keyrings[i]),
+                str(agent_dirs[pc]),
                 "--heartbeat-interval",
                 "5",
             ),
-            logs / f"local-{i}.log",
+            logs / f"{pc}.log",
         )
-        for i in range(1, agents_n + 1)
+        for pc in names
     ]
     children = [backend, *agents]
     stop = threading.Event()
@@ -276,7 +317,11 @@ def run_up(
                 if resp.status_code != 200:
                     raise CliError(f"admin login failed: {resp.text}")
                 http.headers["Authorization"] = f"Bearer {resp.json()['token']}"
+            _add_group_members(http, agent_groups)
             for a in agents:
+                _write_agent_trust(
+                    authority, a.name, agent_dirs[a.name] / AGENT_TRUST_DIR, keys_dir
+                )
                 a.start()
 
             def all_alive() -> bool:
@@ -289,7 +334,11 @@ def run_up(
         ready_s = time.monotonic() - t0
         output.out.print(f"\n[bold green]kanade is up[/] in {ready_s:.1f}s")
         output.out.print(f"  dashboard & API : {url}   (OpenAPI: {url}/api/openapi.json)")
-        output.out.print(f"  broker          : {broker.url}")
+        output.out.print(f"  broker          : {broker.url}   (TLS; CA {authority.ca_file})")
+        output.out.print(
+            f"  broker admin    : KANADE_NATS_CREDS={authority.operator_creds} "
+            f"KANADE_NATS_CA={authority.ca_file} kanade jetstream status --nats-url {broker.url}"
+        )
         output.out.print(f"  agents          : {', '.join(a.name for a in agents) or 'none'}")
         output.out.print(f"  example jobs    : {', '.join(loaded) or 'none'}")
         output.out.print(f"  data & logs     : {data_dir}")

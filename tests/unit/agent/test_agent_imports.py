@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import textwrap
 from datetime import UTC
 from pathlib import Path
@@ -60,14 +61,33 @@ LAZY = [
     "tzlocal",
     "yaml",
 ]
-# cryptography costs 9 MB RSS: signatures are checked with PyNaCl (SPEC §8.2, §10.2).
-NEVER = ["typer", "rich", "structlog", "click", "cryptography", "kanade.security"]
+NEVER = [
+    "typer",
+    "rich",
+    "structlog",
+    "click",
+    # The broker launcher and the topology are for the backend and the CLI (the launcher
+    # pulls in urllib.request); the PKI's cryptography costs ~9 MB (SPEC §8.1, §10.2).
+    "kanade.bus.broker",
+    "kanade.bus.topology",
+    "urllib.request",
+    "cryptography",
+    "kanade.security",  # nothing of it at idle (pki/authority would pull in cryptography)
+    # nats-py's and pydantic's metadata look-ups are answered without it (leanimport).
+    "importlib.metadata",
+    "zipfile",
+    "email.parser",  # nats-py's JetStream header parser, loaded on first use
+    "shutil",  # (and bz2, lzma) loaded by the first PATH look-up of a shell
+]
 if sys.platform.startswith("linux"):
     NEVER.append("psutil")  # /proc is read directly there
 
 IDLE_AGENT = """
-import asyncio, json, sys, tempfile
+import asyncio, json, sys
 from pathlib import Path
+
+from kanade.agent.leanimport import import_lean
+import_lean()  # as kanade-agent run does first
 
 from kanade.agent.cli import _parser
 from kanade.agent.runtime import Agent
@@ -75,7 +95,7 @@ from kanade.agent.settings import load_settings
 from kanade.core.models.wire import encode
 
 _parser().parse_args(["run", "--pc-id", "pc-1"])
-data = Path(tempfile.mkdtemp())
+data = Path(sys.argv[2])  # made by the test: tempfile would load shutil here
 settings = load_settings(None, {"pc_id": "pc-1", "groups": ["web"], "data_dir": data})
 fleet_docs = json.loads(sys.argv[1])
 
@@ -113,7 +133,7 @@ def _doc(schedule_id: str, **fields: Any) -> dict[str, Any]:
 def _idle_agent(schedules: dict[str, dict[str, Any]]) -> dict[str, Any]:
     docs = {k: json.dumps(v) for k, v in schedules.items()}
     out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(IDLE_AGENT), json.dumps(docs)],
+        [sys.executable, "-c", textwrap.dedent(IDLE_AGENT), json.dumps(docs), tempfile.mkdtemp()],
         check=True,
         capture_output=True,
         text=True,

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from kanade.agent.durable.fsutil import fsync_dir, open_private
+from kanade.agent.durable.fsutil import fsync_dir, open_private, private_dir
 from kanade.core.signing import COMMAND_LIFETIME, MAX_FUTURE_SKEW
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Ledger:
                 f"({REPLAY_HORIZON_S:g}s): a replayed command could run twice"
             )
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.path = directory / JOURNAL
         self.retention_s = retention_s
         self.max_entries = max_entries

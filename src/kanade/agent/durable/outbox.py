@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kanade.agent.durable.fsutil import atomic_write, fsync_dir, remove
+from kanade.agent.durable.fsutil import atomic_write, fsync_dir, private_dir, remove
 from kanade.bus.retry import Backoff
 from kanade.worker import Worker
 
@@ -91,7 +91,7 @@ class Outbox:
     def __init__(self, directory: Path, *, durable: bool = True) -> None:
         self.dir = directory
         self.bad_dir = directory / "bad"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         self.durable = durable
         self._seq = itertools.count()
         # Told after every put (the drain's wake-up).
@@ -181,7 +181,7 @@ class Outbox:
 
     def _quarantine(self, path: Path, why: str) -> None:
         self._index.pop(path, None)
-        self.bad_dir.mkdir(exist_ok=True)
+        private_dir(self.bad_dir)
         log.error("outbox file %s is unreadable (%s); moved to %s", path.name, why, self.bad_dir)
         with contextlib.suppress(OSError):
             path.replace(self.bad_dir / path.name)

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from kanade.agent.durable.fsutil import atomic_write
+from kanade.agent.durable.fsutil import atomic_write, private_dir
 from kanade.core.instants import format_instant, parse_instant
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class SchedulerStore:
         if self._written.get(name) == data:
             return
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.dir)
             atomic_write(self.dir / name, data, durable=self.durable)
         except OSError as exc:  # disk full: keep running from memory, say so
             log.error("cannot write %s (%s)", self.dir / name, exc)

@@ -4,13 +4,18 @@ The backend creates every stream, bucket and object store at start-up; `setup`
 does the same without a backend (e.g. before the first agents connect, or to
 repair a drifted config), and `status` shows what the broker holds and how close
 each stream is to its limits.
+
+The broker admits no anonymous client (SPEC §8.1): these verbs connect with the
+operator credential (manage streams and buckets; never publish a command) and the
+deployment's CA, both written by ``kanade up`` into ``<data_dir>/security``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,27 +23,72 @@ from kanade.cli import output
 from kanade.cli.client import CliError
 from kanade.cli.common import JsonOpt, guard
 
+if TYPE_CHECKING:
+    from kanade.bus.credentials import BusCredentials
+
 app = typer.Typer(no_args_is_help=True, help="The broker's streams and buckets.")
+
+DEFAULT_URL = "tls://127.0.0.1:4222"
 
 NatsOpt = Annotated[
     str | None,
     typer.Option("--nats-url", envvar="KANADE_NATS_URL",
-                 help="Broker URL (default nats://127.0.0.1:4222)."),
+                 help=f"Broker URL (default {DEFAULT_URL})."),
 ]
+CredsOpt = Annotated[
+    Path | None,
+    typer.Option("--creds", help="NATS creds file of the operator identity "
+                 "(or $KANADE_NATS_CREDS; kanade up: <data_dir>/security/operator.creds)."),
+]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option("--ca", help="The broker's CA certificate "
+                 "(or $KANADE_NATS_CA; kanade up: <data_dir>/security/ca.pem)."),
+]
+
+_HOW = (
+    "set --creds and --ca (or $KANADE_NATS_CREDS and $KANADE_NATS_CA); "
+    "`kanade up` writes them as <data_dir>/security/operator.creds and "
+    "<data_dir>/security/ca.pem"
+)
 
 
 def _url(url: str | None) -> str:
-    return url or os.environ.get("KANADE_NATS_URL") or "nats://127.0.0.1:4222"
+    return url or os.environ.get("KANADE_NATS_URL") or DEFAULT_URL
 
 
-async def _with_js(url: str, work: Any) -> Any:
+def operator_credentials(creds: Path | None, ca: Path | None) -> BusCredentials:
+    """The operator identity from the flags, else from the environment; never anonymous."""
+    from kanade.bus.credentials import BusCredentials, CredentialsError
+    from kanade.security.permissions import OPERATOR_INBOX_PREFIX
+
+    try:
+        if creds is None and ca is None:
+            found = BusCredentials.from_env(inbox_prefix=OPERATOR_INBOX_PREFIX)
+        elif creds is None or ca is None:
+            raise CredentialsError(f"{'--creds' if creds is None else '--ca'} is missing")
+        else:
+            found = BusCredentials(creds, ca, OPERATOR_INBOX_PREFIX)
+        if found is None:
+            raise CredentialsError("the broker admits no anonymous client")
+        found.check()
+    except CredentialsError as exc:
+        raise CliError(f"{exc}: {_HOW}") from None
+    return found
+
+
+async def _with_js(url: str, credentials: BusCredentials, work: Any) -> Any:
     from kanade.bus.connection import BusConnectError, connect
 
     try:
-        nc = await connect(url, name="kanade-cli", retry_forever=False, deadline=5.0)
+        nc = await connect(url, name="kanade-cli", retry_forever=False, deadline=5.0,
+                           credentials=credentials)
     except BusConnectError as exc:
-        raise CliError(f"{exc}; is the broker running? set --nats-url or $KANADE_NATS_URL"
-                       ) from exc
+        raise CliError(
+            f"{exc}; is the broker running (--nats-url or $KANADE_NATS_URL), and are "
+            f"{credentials.creds_file} and {credentials.ca_file} this deployment's "
+            "operator credential and CA?"
+        ) from exc
     try:
         return await work(nc.jetstream())
     finally:
@@ -46,19 +96,24 @@ async def _with_js(url: str, work: Any) -> Any:
 
 
 @app.command("setup")
-def setup(url: NatsOpt = None) -> None:
+def setup(url: NatsOpt = None, creds: CredsOpt = None, ca: CaOpt = None) -> None:
     """Create or update every stream, KV bucket and object store kanade uses (idempotent).
 
-    Example: kanade jetstream setup --nats-url nats://broker:4222
+    Example: kanade jetstream setup --nats-url tls://broker:4222 --creds operator.creds --ca ca.pem
     """
     from kanade.bus.topology import ensure_topology
 
-    guard(lambda: asyncio.run(_with_js(_url(url), ensure_topology)))
-    output.out.print("streams, KV buckets and object stores are in place")
+    def go() -> None:
+        asyncio.run(_with_js(_url(url), operator_credentials(creds, ca), ensure_topology))
+        output.out.print("streams, KV buckets and object stores are in place")
+
+    guard(go)
 
 
 @app.command("status")
-def status(url: NatsOpt = None, json_: JsonOpt = False) -> None:
+def status(
+    url: NatsOpt = None, creds: CredsOpt = None, ca: CaOpt = None, json_: JsonOpt = False
+) -> None:
     """Every stream with its messages, bytes, consumers and limits.
 
     Example: kanade jetstream status
@@ -81,7 +136,7 @@ def status(url: NatsOpt = None, json_: JsonOpt = False) -> None:
         return sorted(rows, key=lambda r: r["stream"])
 
     def go() -> None:
-        rows = asyncio.run(_with_js(_url(url), collect))
+        rows = asyncio.run(_with_js(_url(url), operator_credentials(creds, ca), collect))
         output.listing(
             rows,
             json_=json_,

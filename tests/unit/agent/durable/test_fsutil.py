@@ -11,6 +11,7 @@ import pytest
 
 from kanade.agent.durable.fsutil import atomic_write, private_dir
 from kanade.agent.durable.ledger import Ledger
+from kanade.agent.durable.outbox import Outbox
 
 
 @pytest.fixture
@@ -43,3 +44,8 @@ def test_the_ledger_journal_is_owner_only(tmp_path: Path, lax_umask: None) -> No
     ledger.admit("r1", "d1", '{"script": "secret"}', now=1.0)
     ledger.close()
     assert mode(ledger.path) == "0o600"
+    assert mode(ledger.path.parent) == "0o700"
+
+
+def test_the_outbox_dir_is_owner_only(tmp_path: Path, lax_umask: None) -> None:
+    assert mode(Outbox(tmp_path / "outbox").dir) == "0o700"

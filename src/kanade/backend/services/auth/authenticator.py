@@ -1,7 +1,8 @@
 """Who is calling: the request's credentials → a :class:`Principal`, per auth mode.
 
 * ``disabled``: everyone is ``anonymous`` with every right (development, ``kanade up``);
-* ``token``: one static bearer token (``--auth-token``), acting as ``token``, role admin;
+* ``token``: one static bearer token (``--auth-token-file`` or ``$KANADE_AUTH_TOKEN``),
+  acting as ``token``, role admin;
 * ``jwt``: users in the database log in for an HS256 token; the static token, when
   also configured, still works (automation, break-glass).
 """

@@ -28,7 +28,7 @@ def check_auth_settings(settings: Settings) -> None:
         raise AuthConfigError(f"--auth must be one of {', '.join(AUTH_MODES)} (got {mode!r})")
     token = settings.auth_token
     if mode == "token" and not token:
-        raise AuthConfigError("--auth token needs --auth-token or $KANADE_AUTH_TOKEN")
+        raise AuthConfigError("--auth token needs --auth-token-file or $KANADE_AUTH_TOKEN")
     if token and len(token) < MIN_STATIC_TOKEN_CHARS:
         raise AuthConfigError(f"the static token must be at least {MIN_STATIC_TOKEN_CHARS} chars")
     if mode == "jwt":

@@ -64,7 +64,7 @@ def verify(secret: str, token: str) -> str:
 
 def secret_problem(secret: str | None) -> str | None:
     if not secret:
-        return "jwt mode needs a signing secret (--jwt-secret or $KANADE_JWT_SECRET)"
+        return "jwt mode needs a signing secret (--jwt-secret-file or $KANADE_JWT_SECRET)"
     if len(secret.encode()) < MIN_SECRET_BYTES:
         return f"the JWT secret must be at least {MIN_SECRET_BYTES} bytes"
     return None
