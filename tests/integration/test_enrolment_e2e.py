@@ -127,7 +127,9 @@ def test_enroll_token_then_agent_enroll_then_revoke(backend: Backend, tmp_path: 
     assert trust.stat().st_mode & 0o777 == 0o700
     for private in ("agent.creds", "keyring.json"):
         assert (trust / private).stat().st_mode & 0o777 == 0o600, private
-    assert json.loads((trust / "keyring.json").read_text()) == {"keys": []}
+    # the backend's command-signing public keys, pinned (SPEC §8.2)
+    pinned = json.loads((trust / "keyring.json").read_text())["keys"]
+    assert pinned and all(k["kid"] and k["public_key"] for k in pinned), pinned
     written = yaml.safe_load(config.read_text())
     assert written == {
         "heartbeat_interval": 5,
@@ -210,11 +212,6 @@ async def _connect_heartbeat_revoke(backend: Backend, trust: Path) -> None:
         await nc.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs branch `wiring`: kanade-agent run connects with <data_dir>/trust/agent.creds "
-    "and gets its consumer provisioned (remove this mark at merge)",
-)
 def test_a_plain_agent_start_after_enrolment_uses_the_enrolled_identity(
     backend: Backend, tmp_path: Path
 ) -> None:
@@ -247,6 +244,9 @@ def test_a_plain_agent_start_after_enrolment_uses_the_enrolled_identity(
             timeout=20,
             diagnostics=log.read_text,
         )
+        # a signed command reaches it through the consumer the backend provisioned
+        ran = backend.kanade("run", "--pc", "e2e-run", "--json", "--", "echo enrolled")
+        assert ran.returncode == 0 and "enrolled" in ran.stdout, ran.stdout + ran.stderr
         assert backend.kanade("agent", "revoke", "e2e-run").returncode == 0
         # cut off: the agent logs its disconnection and no longer reaches the broker
         wait_until(

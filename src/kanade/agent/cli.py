@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     enroll = sub.add_parser(
         "enroll", help="obtain this machine's broker identity with a one-time token",
-        epilog=_EPILOG_ENROLL, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG_ENROLL, formatter_class=_Formatter,
     )
     enroll.add_argument("url", help="the backend URL, http(s)://HOST:PORT")
     enroll.add_argument("token", help="the one-time enrolment token ('-' reads it from stdin)")
