@@ -250,7 +250,7 @@ def test_a_plain_agent_start_after_enrolment_uses_the_enrolled_identity(
         assert backend.kanade("agent", "revoke", "e2e-run").returncode == 0
         # cut off: the agent logs its disconnection and no longer reaches the broker
         wait_until(
-            lambda: "disconnected" in log.read_text(),
+            lambda: any(m in log.read_text() for m in ("disconnected", "connection closed")),
             "the agent disconnected",
             timeout=5,
             diagnostics=log.read_text,

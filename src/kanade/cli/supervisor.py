@@ -286,6 +286,9 @@ def run_up(
                 broker.url,
                 "--data-dir",
                 str(agent_dirs[pc]),
+                # explicit, so a $KANADE_AGENT_KEYRING in our environment is not inherited
+                "--keyring",
+                str(agent_dirs[pc] / AGENT_TRUST_DIR / AGENT_KEYRING),
                 "--heartbeat-interval",
                 "5",
             ),
