@@ -34,7 +34,7 @@ from kanade.cli.client import CliError
 from kanade.cli.documents import read_job_file
 from kanade.security.authority import Authority
 from kanade.security.files import private_dir
-from kanade.security.signing_keys import ensure_key_dir, load_key_dir, write_keyring_file
+from kanade.security.signing_keys import ensure_key_dir
 
 _READY_TIMEOUT_S = 60.0
 
@@ -173,21 +173,37 @@ def _jwt_setup(data_dir: Path, db: Path) -> tuple[list[str], str, str]:
     return ["--auth", "jwt", "--jwt-secret-file", str(secret_path)], "admin", password
 
 
-def _write_agent_trust(authority: Authority, pc_id: str, trust_dir: Path, keys_dir: Path) -> None:
-    """Enrol a local agent the way ``kanade-agent enroll`` would, without the round trip:
-    its NATS credential and the broker's CA (and, with command signing, the pinned
-    keyring of the keys in ``keys_dir``) in its trust dir, before it starts.
+def _enrol_agent(
+    http: httpx.Client, url: str, pc_id: str, groups: list[str], data_dir: Path, ca: Path
+) -> None:
+    """Enrol a local agent exactly as an operator enrols a remote one (SPEC §8.1): a
+    single-use token from the API, then ``kanade-agent enroll`` (the agent makes its key
+    pair; the token goes through stdin, never on a command line). The agent is then listed
+    as enrolled and ``kanade agent revoke`` cuts it off like any other.
 
-    Issued once and kept across restarts; issued again when the credential is missing or
-    the CA it pins is no longer this deployment's (the security dir was re-created)."""
-    private_dir(trust_dir.parent)  # the agent's data dir: it holds its ledger (command text)
-    creds, ca = trust_dir / AGENT_CREDS, trust_dir / AGENT_CA
-    pinned = ca.read_bytes() if ca.is_file() else None
-    if not creds.is_file() or pinned != authority.ca_file.read_bytes():
-        authority.issue_agent(pc_id, trust_dir)
-    # The keys it obeys: pinned now, changed later only by a rotation announcement signed
-    # by one of them (SPEC §8.2). Re-pinned on every start, like enrolment would.
-    write_keyring_file(trust_dir / AGENT_KEYRING, load_key_dir(keys_dir).keyring())
+    Done once and kept across restarts; again when the credential is missing or pins a CA
+    that is no longer this deployment's (the security dir was re-created)."""
+    private_dir(data_dir)  # the agent's data dir: it holds its ledger (command text)
+    trust = data_dir / AGENT_TRUST_DIR
+    creds, pinned = trust / AGENT_CREDS, trust / AGENT_CA
+    if creds.is_file() and pinned.is_file() and pinned.read_bytes() == ca.read_bytes():
+        return
+    resp = http.post("/api/agents/enroll-tokens", json={"groups": groups, "expires": "10m"})
+    if resp.status_code >= 400:
+        raise CliError(f"could not make an enrolment token for {pc_id}: {resp.text}")
+    done = subprocess.run(
+        _python_module(
+            "kanade.agent.cli", "enroll", url, "-", "--pc-id", pc_id,
+            "--data-dir", str(data_dir), "--config", str(data_dir / "agent.yaml"),
+        ),
+        input=resp.json()["token"] + "\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise CliError(f"enrolling {pc_id} failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
 def _add_group_members(http: httpx.Client, groups_of: dict[str, list[str]]) -> None:
@@ -322,8 +338,8 @@ def run_up(
                 http.headers["Authorization"] = f"Bearer {resp.json()['token']}"
             _add_group_members(http, agent_groups)
             for a in agents:
-                _write_agent_trust(
-                    authority, a.name, agent_dirs[a.name] / AGENT_TRUST_DIR, keys_dir
+                _enrol_agent(
+                    http, url, a.name, agent_groups[a.name], agent_dirs[a.name], authority.ca_file
                 )
                 a.start()
 

@@ -107,9 +107,19 @@ class JobCatalog:
         cannot both pass the check.
         """
         kv = await self._bus.kv(subjects.KV_JOBS)
+        # A stored document this backend did not sign (written around it, with a stolen
+        # broker credential) is not a version to protect: the operator's upload repairs it.
+        tampered = False
+        if isinstance(kv, SignedKeyValue):
+            try:
+                await kv.verified(job.id, self._clock())
+            except UnsignedDocument as exc:
+                tampered = True
+                log.warning("replacing a job document not signed by this backend",
+                            job_id=job.id, reason=str(exc))
 
         def upload(raw: bytes | None) -> bytes | None:
-            existing = None if raw is None else _decode(job.id, raw)
+            existing = None if raw is None or tampered else _decode(job.id, raw)
             if existing is not None and existing.version == job.version:
                 if _encode(existing) == _encode(job):
                     return raw  # already stored: nothing to write
