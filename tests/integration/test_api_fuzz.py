@@ -32,7 +32,8 @@ from kanade.backend.app import create_app
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
 from kanade.bus import EmbeddedBroker
-from secured import authority_dir, session_authority
+from kanade.security.authority import Authority
+from secured import authority_dir
 
 # Streams never end, so a request would hang: not fuzzable as a request/response.
 SKIP = {("GET", "/api/events")}
@@ -232,12 +233,19 @@ class BackendThread:
 @pytest.fixture(scope="module")
 def fuzz_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendThread]:
     root: Path = tmp_path_factory.mktemp("fuzz")
-    broker = EmbeddedBroker(root / "nats", security=session_authority().broker_security())
+    # Its own trust root and signing keys: the fuzzer reaches /api/keys/rotate and
+    # /api/agents/{pc}/revoke, which must not change the keys or the account the rest of
+    # the session's backends and agents share.
+    authority = Authority.create(root / "security")
+    broker = EmbeddedBroker(root / "nats", security=authority.broker_security())
     broker.start(timeout=15)
     thread = None
     try:
         settings = Settings.from_db_arg(
-            authority_dir=authority_dir(), nats_url=broker.url, db=str(root / "fuzz.db")
+            authority_dir=authority.root,
+            nats_url=broker.url,
+            db=str(root / "fuzz.db"),
+            signing_keys_dir=str(root / "keys"),
         )
         thread = BackendThread(settings)
         # Something to find: a job, so routes taking a job id reach their real logic.

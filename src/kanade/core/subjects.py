@@ -52,18 +52,8 @@ KV_BUCKETS: Final = (
     KV_DISPATCH,
     KV_TRUST,
 )
-SIGNED_BUCKETS: Final = frozenset(
-    {
-        KV_JOBS,
-        KV_SCHEDULES,
-        KV_PINS,
-        KV_REVOCATIONS,
-        KV_CONFIG,
-        KV_GROUPS,
-        KV_FREEZE,
-        KV_TRUST,
-    }
-)
+# Every bucket an agent obeys is signed; only the scheduler's own dispatch marks are not.
+SIGNED_BUCKETS: Final = frozenset(KV_BUCKETS) - {KV_DISPATCH}
 """The buckets agents obey: every write to them carries the backend's signature (SPEC §8.2)."""
 
 OBJ_SCRIPTS: Final = "kanade_scripts"
