@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import trust
 from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects
@@ -58,6 +59,9 @@ def issue_agent(authority: Authority, pc_id: str, data_dir: Path) -> str:
 async def connect_backend(
     url: str, authority: Authority, *, name: str = "pytest", deadline: float = 10.0, **opts: Any
 ) -> Bus:
+    # Signing like a backend: the KV documents a test writes (group membership) are
+    # obeyed by agents only when signed (SPEC §8.2).
+    opts.setdefault("signer", trust.signer())
     return await Bus.connect(
         url, name=name, deadline=deadline, credentials=backend_credentials(authority), **opts
     )

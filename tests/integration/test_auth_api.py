@@ -47,6 +47,9 @@ eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
 def jwt_settings(nats_url: str, db: Path, **kw: Any) -> Settings:
+    # Its own signing keys: the RBAC matrix calls POST /api/keys/rotate as an admin, which
+    # must not rotate the keys every other backend and agent of the session share.
+    kw.setdefault("signing_keys_dir", str(db.parent / "keys"))
     return Settings.from_db_arg(
         authority_dir=authority_dir(),
         nats_url=nats_url,
