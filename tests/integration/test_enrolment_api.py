@@ -262,13 +262,3 @@ async def test_re_enrolling_replaces_the_key_and_revokes_the_old_one(
         ("pc-k", new.public_key, "active")
     ]
 
-
-async def test_enrolment_needs_the_trust_dir(tmp_path: Path, nats_url: str) -> None:
-    from kanade.backend.inprocess import in_process_backend
-    from kanade.backend.settings import Settings
-
-    settings = Settings.from_db_arg(nats_url=nats_url, db=str(tmp_path / "k.db"), scheduler=False)
-    async with in_process_backend(settings) as b:
-        made = await _token(b.client)
-        res = await _enroll(b.client, made["token"], "pc-1")
-        assert res.status_code == 503 and "--authority" in res.json()["error"]
