@@ -9,7 +9,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import nats
 import pytest
 from agent_harness import build_command
 from test_control_stack import ControlStack, start_stack, stop_stack, wait_until
@@ -18,6 +17,7 @@ from kanade.agent.trust import read_keyring
 from kanade.core import exitcodes
 from kanade.core.signing import Signer
 from kanade.security.signing_keys import load_key_dir, write_keyring_file
+from secured import connect_backend, session_authority
 
 PC = "rk-1"
 
@@ -48,12 +48,13 @@ def pinned(stack: ControlStack) -> set[str]:
 
 async def publish_signed_by(stack: ControlStack, signer: Signer, job_id: str) -> None:
     out = build_command(job_id, "true", target=PC)
-    nc = await nats.connect(stack.broker.url)
+    # the backend's NATS identity, but this test's signer (not the bus's)
+    bus = await connect_backend(stack.broker.url, session_authority(), signer=None)
     try:
         headers = signer.command_headers(out.subject, out.raw)
-        await nc.jetstream().publish(out.subject, out.raw, headers=headers)
+        await bus.nc.jetstream().publish(out.subject, out.raw, headers=headers)
     finally:
-        await nc.close()
+        await bus.close()
 
 
 def result_for(stack: ControlStack, job_id: str) -> dict[str, object]:

@@ -28,6 +28,7 @@ from kanade.core import exitcodes, subjects
 from kanade.core.instants import system_clock
 from kanade.core.models.wire import encode
 from kanade.core.signing import KeyPair, Signer
+from secured import backend_credentials, session_authority
 
 PC = "sg-1"
 OTHER_PC = "sg-2"
@@ -48,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlStack]:
 
 @pytest.fixture
 async def nc(stack: ControlStack) -> AsyncIterator[Client]:
-    client = await nats.connect(stack.broker.url, name="pytest-attacker")
+    client = await nats.connect(stack.broker.url, name="pytest-attacker", **_broker_identity())
     try:
         yield client
     finally:
@@ -242,3 +243,9 @@ async def test_one_command_reaching_a_pc_on_two_of_its_addresses_runs_once_witho
 
 def trust_headers(subject: str, raw: bytes) -> dict[str, str]:
     return trust.command_headers(subject, raw)
+
+
+def _broker_identity() -> dict[str, object]:
+    """The backend's NATS credential without its signing key: what an attacker who stole
+    the broker credential holds (every broker in the suite is secured, SPEC §8.1)."""
+    return backend_credentials(session_authority()).connect_options()

@@ -26,11 +26,12 @@ from kanade.bus.kv import kv_subject
 from kanade.core import subjects
 from kanade.core.instants import system_clock
 from kanade.core.signing import KeyPair, Keyring, Signer, TrustedKey
+from secured import backend_credentials, session_authority
 
 
 @pytest.fixture
 async def attacker(nats_url: str) -> AsyncIterator[Client]:
-    client = await nats.connect(nats_url, name="pytest-attacker")
+    client = await nats.connect(nats_url, name="pytest-attacker", **_broker_identity())
     try:
         yield client
     finally:
@@ -43,7 +44,7 @@ async def fleet(bus: Bus, nats_url: str, tmp_path: Path) -> AsyncIterator[FleetS
     state = FleetState(
         pc_id="pc-1", groups=[], trust=Trust(trust.write_keyring(tmp_path / "keyring.json"))
     )
-    client = await nats.connect(nats_url, name="pytest-agent")
+    client = await nats.connect(nats_url, name="pytest-agent", **_broker_identity())
     try:
         await state.resync(client)
         state.nc = client  # type: ignore[attr-defined]
@@ -164,3 +165,9 @@ async def test_a_resync_of_many_keys_reads_headers_through_a_consumer_and_checks
     await fresh.resync(fleet.nc)  # type: ignore[attr-defined]
     # Nothing to keep for the keys whose last write is unsigned: they are simply unknown.
     assert set(fresh.pins.values) == {f"job-{i}" for i in range(3, 50)}
+
+
+def _broker_identity() -> dict[str, object]:
+    """The backend's NATS credential without its signing key: what an attacker who stole
+    the broker credential holds (every broker in the suite is secured, SPEC §8.1)."""
+    return backend_credentials(session_authority()).connect_options()

@@ -14,6 +14,7 @@ from test_agent_scheduler_e2e import EVERY_SECOND, make_schedule, of, put_job, p
 from kanade.bus import Bus
 from kanade.bus.kv import kv_subject
 from kanade.core import subjects
+from secured import backend_credentials, session_authority
 
 
 async def test_an_unsigned_job_rewrite_or_schedule_delete_changes_nothing_the_agent_fires(
@@ -27,7 +28,7 @@ async def test_an_unsigned_job_rewrite_or_schedule_delete_changes_nothing_the_ag
 
     evil = json.loads((await (await bus.kv(subjects.KV_JOBS)).get("tick")).value or b"{}")
     evil["execute"]["script"] = "echo forged"
-    attacker = await nats.connect(nats_url, name="pytest-attacker")
+    attacker = await nats.connect(nats_url, name="pytest-attacker", **_broker_identity())
     try:
         js = attacker.jetstream()
         await js.publish(kv_subject(subjects.KV_JOBS, "tick"), json.dumps(evil).encode())
@@ -43,3 +44,9 @@ async def test_an_unsigned_job_rewrite_or_schedule_delete_changes_nothing_the_ag
     outputs = {r.stdout for r in collector.results_for(pc="pc-1", job="tick")}
     assert outputs == {"signed pc-1\n"}, outputs
     assert "ignored KV kanade_jobs/tick" in agent.log_text()
+
+
+def _broker_identity() -> dict[str, object]:
+    """The backend's NATS credential without its signing key: what an attacker who stole
+    the broker credential holds (every broker in the suite is secured, SPEC §8.1)."""
+    return backend_credentials(session_authority()).connect_options()

@@ -22,6 +22,7 @@ from kanade.core import subjects
 from kanade.core.freeze import FREEZE_KEY
 from kanade.core.models.wire import Command, decode
 from polling import eventually as shared_eventually
+from secured import backend_credentials, session_authority
 
 eventually = functools.partial(shared_eventually, timeout=20.0)
 HELLO = {
@@ -43,7 +44,10 @@ def cron_at(t: datetime) -> str:
 @pytest.fixture
 async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
-        nats_url=nats_url, db=str(tmp_path / "kanade.db"), scheduler_lease_ttl_s=2.0
+        nats_url=nats_url,
+        db=str(tmp_path / "kanade.db"),
+        authority_dir=session_authority().root,
+        scheduler_lease_ttl_s=2.0,
     )
     async with in_process_backend(settings) as b:
         assert (await b.client.post("/api/jobs", json=HELLO)).status_code == 201
@@ -81,7 +85,7 @@ async def test_an_unsigned_schedule_never_fires_and_an_unsigned_delete_changes_n
     kv = await bus.kv(subjects.KV_SCHEDULES)
     stored = (await kv.get("real")).value
     assert stored is not None
-    attacker = await nats.connect(nats_url, name="pytest-attacker")
+    attacker = await nats.connect(nats_url, name="pytest-attacker", **_broker_identity())
     try:
         js = attacker.jetstream()
         forged = stored.replace(b'"real"', b'"forged"')
@@ -110,7 +114,7 @@ async def test_an_unsigned_delete_of_the_freeze_never_unfreezes(
 ) -> None:
     r = await backend.client.put("/api/freeze", json={"reason": "change window"})
     assert r.status_code == 200 and r.json()["frozen"], r.text
-    attacker = await nats.connect(nats_url, name="pytest-attacker")
+    attacker = await nats.connect(nats_url, name="pytest-attacker", **_broker_identity())
     try:
         await attacker.jetstream().publish(
             kv_subject(subjects.KV_FREEZE, FREEZE_KEY), b"", headers={KV_OP: KV_DEL}
@@ -122,3 +126,9 @@ async def test_an_unsigned_delete_of_the_freeze_never_unfreezes(
     # The operator's own (signed) clear is obeyed.
     assert (await backend.client.delete("/api/freeze")).status_code == 200
     assert (await backend.client.get("/api/freeze")).json()["frozen"] is False
+
+
+def _broker_identity() -> dict[str, object]:
+    """The backend's NATS credential without its signing key: what an attacker who stole
+    the broker credential holds (every broker in the suite is secured, SPEC §8.1)."""
+    return backend_credentials(session_authority()).connect_options()
