@@ -9,6 +9,7 @@ as synchronisation (see ``agent_harness``); every process is reaped on teardown.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import platform
 import re
@@ -367,7 +368,7 @@ async def test_big_stdout_is_capped_inline_and_stored_whole(
     assert r.exit_code == 0
     assert r.stdout_bytes == 5 * MiB
     assert r.stdout.encode() == expected[:INLINE_CAP]
-    assert r.stdout_ref == f"{r.result_id}/stdout"
+    assert r.stdout_ref == f"{r.result_id}/stdout.{hashlib.sha256(expected).hexdigest()}"
     assert r.stderr_ref is None
     store = await bus.obj(subjects.OBJ_OUTPUTS)
     obj = await store.get(r.stdout_ref)

@@ -68,6 +68,8 @@ async def test_a_token_enrols_one_pc_once_and_its_credential_works(
     api = backend.client
     made = await _token(api, groups=["web", "canary"], expires="2h")
     assert len(made["token"]) >= 43 and made["groups"] == ["canary", "web"]
+    # never mistaken for an option on the printed `kanade-agent enroll URL TOKEN` line
+    assert made["token"].startswith("kanade-enrol-")
     listed = (await api.get("/api/agents/enroll-tokens")).json()
     assert [t["token_id"] for t in listed["items"]] == [made["token_id"]]
     assert "token" not in listed["items"][0] and "token_sha256" not in listed["items"][0]

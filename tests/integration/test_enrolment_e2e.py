@@ -255,5 +255,23 @@ def test_a_plain_agent_start_after_enrolment_uses_the_enrolled_identity(
             timeout=5,
             diagnostics=log.read_text,
         )
+        # Re-enrolled while it runs: the same process comes back with its new identity
+        # (nats-py gives a refused connection up for good; the agent connects again).
+        again = json.loads(backend.kanade("agent", "enroll-token", "--json").stdout)
+        command = shlex.split(again["command"])
+        redone = agent_cli(
+            *command[1:], "--pc-id", "e2e-run", "--data-dir", str(data_dir),
+            "--config", str(config),
+        )
+        assert redone.returncode == 0, redone.stderr
+        wait_until(
+            lambda: log.read_text().count("connected to NATS") >= 2,
+            "the running agent reconnected with its new credential",
+            timeout=20,
+            diagnostics=log.read_text,
+        )
+        back = backend.kanade("run", "--pc", "e2e-run", "--json", "--", "echo back")
+        assert back.returncode == 0 and "back" in back.stdout, back.stdout + back.stderr
+        assert agent.poll() is None, "the agent was never restarted"
     finally:
         terminate(agent)

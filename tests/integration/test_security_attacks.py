@@ -14,6 +14,7 @@ legitimate command that every agent finished — published after the attack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import ssl
@@ -430,6 +431,40 @@ async def test_results_and_heartbeats_claiming_another_pc_are_dropped(up: UpStac
     assert [r["exit_code"] for r in rows] == [3], rows
     agents = {a["pc_id"] for a in _api(up, "GET", "/agents")["items"]}
     assert "ghost" not in agents
+
+
+async def test_an_output_overwritten_by_another_agent_is_never_served(up: UpStack) -> None:
+    """Every agent may write to the outputs store (object names cannot be scoped per pc),
+    so agent B can overwrite agent A's spilled output; A's result names the sha256 of
+    what it uploaded, and the backend refuses content that does not match it."""
+    big = "python3 -c \"print('x' * 400000)\""
+    exec_id = _run(up, big, pcs=[AGENT_A])["exec_id"]
+    row = await eventually(
+        lambda: next((r for r in _results(up, exec_id) if r["state"] == "finished"), None),
+        "the big output's result",
+        timeout=RESULT_WAIT_S,
+    )
+    assert row["exit_code"] == 0, row
+    ref = row["stdout_ref"]
+    assert ref and ref.startswith(f"{row['result_id']}/stdout.")
+    async with httpx.AsyncClient(base_url=up.url, timeout=30) as http:
+        path = f"/api/results/{row['result_id']}/output/stdout"
+        assert (await http.get(path)).content == b"x" * 400000 + b"\n"
+        nc = await connect(
+            _tls_url(up), name="agent-b", retry_forever=False,
+            credentials=_credentials(up, "agent-b"),
+        )  # fmt: skip
+        try:
+            store = await nc.jetstream().object_store(s.OBJ_OUTPUTS)
+            # The new chunks and metadata land; only the put's last step, purging the old
+            # chunks, is refused (an agent may not purge), so nats-py times out on it.
+            with contextlib.suppress(nats.errors.TimeoutError):
+                await store.put(ref, b"all good, nothing to see")
+        finally:
+            await nc.close()
+        served = await http.get(path)
+    assert served.status_code == 409, served.text
+    assert "does not match the sha256" in served.json()["error"]
 
 
 # --- the host ---------------------------------------------------------------------------------

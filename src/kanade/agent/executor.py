@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -39,6 +40,7 @@ from kanade.core.models.wire import Command, Result, decode, encode
 from kanade.core.msgids import result_msg_id, started_msg_id
 from kanade.core.results import (
     event_started,
+    output_object_name,
     run_result,
     skipped_result,
     unknown_outcome_result,
@@ -348,7 +350,8 @@ class Executor:
         refs: dict[str, str | None] = {"stdout": None, "stderr": None}
         for stream, cap in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
             if cap.spool is not None:
-                name = f"{result_id}/{stream}"
+                digest = await asyncio.to_thread(_file_sha256, cap.spool)
+                name = output_object_name(result_id, stream, digest)
                 refs[stream] = name
                 attachments.append(Attachment(name, str(cap.spool)))
         result = run_result(
@@ -392,3 +395,11 @@ class Executor:
                 callback(cmd, result)
             except Exception:
                 log.exception("on_finished callback failed for %s", cmd.request_id)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

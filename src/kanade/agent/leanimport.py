@@ -13,9 +13,11 @@ whose idle RSS budget is 40 MB (SPEC §10.2). What they want from it:
 :func:`import_lean` imports both with a stand-in ``importlib.metadata`` that answers just
 those two look-ups, visible only while they import. ``kanade-agent`` calls it first thing.
 
-Likewise nats-py's JetStream client builds an ``email.parser.BytesParser`` (0.6 MB of
-modules) that only its non-direct ``get_msg`` ever uses: it gets one that imports the real
-parser on first use.
+Likewise nats-py's JetStream client builds an ``email.parser.BytesParser`` (about 1 MB of
+modules) that only its non-direct ``get_msg`` uses — which the agent calls for every signed
+KV document it reads (the signature is a header, SPEC §8.2). It gets a parser of NATS
+header lines instead: the one nats-py's core client itself uses for every message (NATS
+headers are not e-mail headers: no folding, no encoded words).
 """
 
 from __future__ import annotations
@@ -49,19 +51,18 @@ def installed_nats_version() -> str:
     return _UNKNOWN
 
 
-class _LazyBytesParser:
-    """``email.parser.BytesParser``, imported when first used rather than at start."""
+class _NatsHeaderParser:
+    """Stands in for ``email.parser.BytesParser`` in nats-py's JetStream manager."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._args, self._kwargs = args, kwargs
-        self._real: Any = None
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        pass
 
-    def __getattr__(self, name: str) -> Any:  # parsebytes, parse, ...
-        if self._real is None:
-            from email.parser import BytesParser
+    @staticmethod
+    def parsebytes(data: bytes, headersonly: bool = False) -> dict[str, str]:
+        from nats.aio.client import Client
 
-            self._real = BytesParser(*self._args, **self._kwargs)
-        return getattr(self._real, name)
+        headers: dict[str, str] = Client._parse_header_lines(data)
+        return headers
 
 
 @contextlib.contextmanager
@@ -107,7 +108,7 @@ def import_lean() -> None:
     lazy_email = "email.parser" not in sys.modules
     with (
         _stand_in_metadata(),
-        _stand_in("email.parser", BytesParser=_LazyBytesParser)
+        _stand_in("email.parser", BytesParser=_NatsHeaderParser)
         if lazy_email
         else contextlib.nullcontext(),
     ):

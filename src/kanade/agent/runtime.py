@@ -43,7 +43,7 @@ from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
 from kanade.agent.settings import AgentSettings
 from kanade.agent.trust import Trust
-from kanade.bus.connection import Bus, connect
+from kanade.bus.connection import Bus, connect, until_closed
 from kanade.bus.credentials import BusCredentials, CredentialsError
 from kanade.bus.retry import retry
 from kanade.core import subjects
@@ -283,14 +283,41 @@ class Agent:
         if self.s.startup_delay_max > 0:
             await asyncio.sleep(random.uniform(0, self.s.startup_delay_max))
         if self._connector is not None:
+            # A swarm's shared connection: its owner keeps it up.
             self.nc = await self._connector(self._on_state)
-        else:
+            await self._serve_connection()
+            return
+        while True:
+            closed = asyncio.Event()
+
+            def on_state(state: str, closed: asyncio.Event = closed) -> None:
+                self._on_state(state)
+                if state == "closed":
+                    closed.set()
+
             self.nc = await connect(
                 self.s.nats_urls,
                 name=f"kanade-agent:{self.pc_id}",
-                on_state=self._on_state,
+                on_state=on_state,
                 credentials=await self._credentials(),
             )
+            self._bus = None
+            await until_closed(self._serve_connection(), closed)
+            await closed.wait()
+            # The broker gave this connection up for good (bus.connection.until_closed): a
+            # machine agent must never stay offline until someone restarts it, so it
+            # connects again — re-reading its credentials, which a re-enrolment may have
+            # replaced — with the usual backoff while it is refused.
+            log.warning(
+                "the broker closed this agent's connection (%s); connecting again",
+                self.nc.last_error or "no reason given",
+            )
+            await self.intake.close()
+            await asyncio.sleep(random.uniform(1.0, 3.0))
+
+    async def _serve_connection(self) -> None:
+        """Everything that runs on one broker connection, until cancelled."""
+        assert self.nc is not None
         self._on_state("connected")
         await self.nc.subscribe(subjects.ping_subject(self.pc_id), cb=self.heartbeats.on_ping)
         if self._owns_nc:

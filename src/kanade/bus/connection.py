@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import nats.errors
@@ -39,6 +39,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _not_nats_tls_noise(record: logging.LogRecord) -> bool:
+    # nats-py's protocol answers end-of-stream with True, which asyncio's TLS transport
+    # ignores and warns about on every closed TLS connection (every connection is TLS:
+    # SPEC §8.1); the close itself is reported by our callbacks.
+    return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_not_nats_tls_noise)
 
 StateCallback = Callable[[str], None]
 """Receives "connected", "disconnected", "reconnected" or "closed"."""
@@ -139,6 +150,28 @@ async def connect(
     log.info("connected to NATS %s as %r (attempt %d)", _where(nc), name, attempt)
     _notify(on_state, "connected")
     return nc
+
+
+async def until_closed(work: Awaitable[T], closed: asyncio.Event) -> T | None:
+    """Run ``work`` until it ends (its result) or ``closed`` is set first (None).
+
+    nats-py gives a connection up for good when the broker answers with an error
+    (credentials refused or revoked, authentication expired, a protocol violation), and
+    work bound to that connection would then wait forever: long-lived processes run
+    their per-connection work through this and connect again. An error in ``work``
+    propagates; ``work`` is cancelled when ``closed`` wins.
+    """
+    doing = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(closed.wait())
+    try:
+        await asyncio.wait({doing, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (doing, watching):
+            task.cancel()
+        await asyncio.gather(doing, watching, return_exceptions=True)
+    if doing.cancelled():
+        return None
+    return doing.result()
 
 
 async def _connect_once(

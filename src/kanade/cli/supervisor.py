@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,6 +38,7 @@ from kanade.security.files import private_dir
 from kanade.security.signing_keys import ensure_key_dir
 
 _READY_TIMEOUT_S = 60.0
+_ENROL_PARALLEL = 4  # agents enrolled at once by `kanade up` (each is a short process)
 
 # Under the data dir (docs/security.md, "kanade up").
 SECURITY_DIR = "security"
@@ -337,11 +339,19 @@ def run_up(
                     raise CliError(f"admin login failed: {resp.text}")
                 http.headers["Authorization"] = f"Bearer {resp.json()['token']}"
             _add_group_members(http, agent_groups)
-            for a in agents:
-                _enrol_agent(
-                    http, url, a.name, agent_groups[a.name], agent_dirs[a.name], authority.ca_file
-                )
-                a.start()
+            # Enrolment is a process start per agent, mostly waiting: a few at a time, and
+            # each agent starts as soon as its own credential is there.
+            with ThreadPoolExecutor(max_workers=_ENROL_PARALLEL) as pool:
+                enrolling = {
+                    pool.submit(
+                        _enrol_agent, http, url, a.name, agent_groups[a.name],
+                        agent_dirs[a.name], authority.ca_file,
+                    ): a
+                    for a in agents
+                }  # fmt: skip
+                for done in as_completed(enrolling):
+                    done.result()
+                    enrolling[done].start()
 
             def all_alive() -> bool:
                 items = http.get("/api/agents", params={"limit": 1000}).json().get("items", [])

@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import Command, EventStarted, Result
+
+_OUTPUT_DIGEST = re.compile(r"\.([0-9a-f]{64})$")
+
+
+def output_object_name(result_id: str, stream: str, sha256: str) -> str:
+    """The outputs-store name of a result's full ``stream``, carrying its content's sha256.
+
+    Every agent may write to the outputs store (the broker cannot scope object names per
+    pc), so a name alone proves nothing; the digest travels inside the result, which only
+    the pc's own identity can publish, and the backend checks it on every read: another
+    agent can destroy an output it should not touch, but never pass off its own as it.
+    """
+    return f"{result_id}/{stream}.{sha256}"
+
+
+def output_object_digest(name: str) -> str | None:
+    """The sha256 an output object's name promises, None for a name without one."""
+    found = _OUTPUT_DIGEST.search(name)
+    return found.group(1) if found else None
 
 
 def _decode_capped(data: bytes) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from kanade.backend.errors import Unavailable
-from kanade.bus.connection import Bus
+from kanade.bus.connection import Bus, until_closed
 from kanade.bus.credentials import BusCredentials
 from kanade.bus.retry import retry
 from kanade.bus.topology import ensure_topology
@@ -69,15 +69,35 @@ class BrokerLink:
         self._main = asyncio.create_task(self._bring_up(on_ready), name="broker-link")
 
     async def _bring_up(self, on_ready: OnReady) -> None:
-        bus = await Bus.connect(
-            self.url,
-            name=self._name,
-            retry_forever=True,
-            credentials=self._credentials,
-            signer=self.signer,
-        )
-        self._bus = bus
+        while True:
+            closed = asyncio.Event()
 
+            def on_state(state: str, closed: asyncio.Event = closed) -> None:
+                if state == "closed":
+                    closed.set()
+
+            bus = await Bus.connect(
+                self.url,
+                name=self._name,
+                retry_forever=True,
+                credentials=self._credentials,
+                signer=self.signer,
+                on_state=on_state,
+            )
+            self._bus = bus
+            await until_closed(self._set_up(bus, on_ready), closed)
+            await closed.wait()
+            # The broker gave this connection up for good (see bus.connection.until_closed):
+            # stop what ran on it and connect again; routes answer 503 meanwhile.
+            self._ready.clear()
+            self.last_error = str(bus.nc.last_error or "connection closed by the broker")
+            log.error("the broker closed the backend's connection; connecting again",
+                      error=self.last_error)
+            await cancel_and_wait(self._workers)
+            self._workers = []
+            await asyncio.sleep(1.0)  # a broker that keeps closing us is not hammered
+
+    async def _set_up(self, bus: Bus, on_ready: OnReady) -> None:
         async def setup() -> list[asyncio.Task[None]]:
             await ensure_topology(bus.js)
             return await on_ready(bus)

@@ -52,6 +52,9 @@ MAX_TOKEN_TTL: Final = timedelta(days=7)
 TOKEN_BYTES: Final = 32
 MAX_TOKEN_LENGTH: Final = 256
 ASK_AGAIN: Final = "ask an admin for a new one (kanade agent enroll-token)"
+TOKEN_PREFIX: Final = "kanade-enrol-"
+"""Every token starts with it: it never begins with "-" (which a command line would take
+for an option), and a secret scanner can recognise a leaked one."""
 
 
 def token_digest(token: str) -> str:
@@ -115,7 +118,7 @@ class EnrolmentService(Service):
             require_slug(g, f"groups[{i}]")
         ttl = self._ttl(expires)
         now = self._clock()
-        token = secrets.token_urlsafe(TOKEN_BYTES)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
         token_id = secrets.token_hex(8)
         wanted = sorted(set(groups))
         await self._db.write(

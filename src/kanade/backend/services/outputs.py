@@ -5,13 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+import structlog
 from nats.js.errors import NotFoundError as JsNotFoundError
 
-from kanade.backend.errors import NotFound
+from kanade.backend.errors import Conflict, NotFound
 from kanade.backend.store import results
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.digests import sha256_hex
+from kanade.core.results import output_object_digest
+
+log = structlog.get_logger(__name__)
 
 OutputStream = Literal["stdout", "stderr"]
 
@@ -38,4 +43,18 @@ class OutputService:
                 result_id=result_id,
                 ref=ref,
             ) from None
-        return bytes(obj.data or b"")
+        data = bytes(obj.data or b"")
+        promised = output_object_digest(str(ref))
+        if promised is not None and sha256_hex(data) != promised:
+            # Another identity overwrote it (every agent may write to the store):
+            # never serve content that is not what the pc reported.
+            log.warning("output object does not match its digest", result_id=result_id,
+                        ref=ref)
+            raise Conflict(
+                f"the full {stream} of result {result_id!r} ({ref}) in the outputs store "
+                "does not match the sha256 its agent reported: it was overwritten; the "
+                f"inline head is in GET /api/results/{result_id}",
+                result_id=result_id,
+                ref=ref,
+            )
+        return data
