@@ -4,14 +4,20 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The stamp changes with pyproject.toml, so `make venv` is a no-op until deps change.
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# The stamps change with pyproject.toml, so `make venv` is a no-op until deps change. The
+# runtime (what `make up` needs) and the test/lint tools (Playwright alone is ~165 MB) are
+# installed separately: running kanade never pulls the test toolset.
+SUM       := $(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP     := $(VENV)/.runtime-$(SUM)
+DEV_STAMP := $(VENV)/.dev-$(SUM)
 AGENTS ?= 3
 PYTEST_ARGS ?=
 
-.PHONY: venv up test test-all lint bench clean browser-deps
+.PHONY: venv venv-dev up test test-all lint bench clean browser-deps
 
 venv: $(STAMP)
+
+venv-dev: $(DEV_STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kanade needs Python >= 3.11")'
@@ -19,8 +25,13 @@ $(STAMP): pyproject.toml
 	  echo "python3 -m venv failed; installing python3-venv with apt"; rm -rf $(VENV); \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@rm -f $(VENV)/.runtime-* $(VENV)/.installed-*
+	@touch $@
+
+$(DEV_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	@rm -f $(VENV)/.installed-*
+	@rm -f $(VENV)/.dev-*
 	@touch $@
 
 ## up: broker + backend + $(AGENTS) agents on this machine; prints the dashboard URL.
@@ -34,15 +45,15 @@ browser-deps:
 	@test -x /usr/bin/chromium || { echo "browser-deps: /usr/bin/chromium still missing" >&2; exit 1; }
 
 ## test: the fast suite (unit + integration against real nats-server / SQLite / processes).
-test: venv browser-deps
+test: venv-dev browser-deps
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 ## test-all: everything, including the slow scale and fault suites.
-test-all: venv browser-deps
+test-all: venv-dev browser-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## lint: ruff, the import contracts (docs/ARCHITECTURE.md) and mypy --strict on the whole package.
-lint: venv
+lint: venv-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/mypy --strict src/kanade

@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -141,10 +142,12 @@ class EmbeddedBroker:
         server_name: str = "kanade",
         extra_config: str = "",
         security: BrokerSecurity | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         """``security``: JWT auth + TLS (every real deployment and test; without it the
         broker accepts anonymous clients, which only the broker's own unit tests use).
-        ``extra_config`` is appended verbatim to the generated config."""
+        ``extra_config`` is appended verbatim to the generated config. ``preexec`` runs
+        in the child before ``nats-server`` (POSIX), e.g. to tie its life to ours."""
         self.store_dir = Path(store_dir)
         self.host = host
         self._auto_port = port is None
@@ -157,6 +160,7 @@ class EmbeddedBroker:
         self.server_name = server_name
         self.extra_config = extra_config
         self.security = security
+        self._preexec = preexec
         self.config_file = self.store_dir / "nats-server.conf"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -343,6 +347,7 @@ tls {{
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=self._preexec,
                     # nats-server creates its store files 0640 and directories 0750; they
                     # hold every command (env values) and output: owner only (SPEC §8.3).
                     umask=0o077,

@@ -28,16 +28,21 @@ from typing import IO, Any
 
 import httpx
 
-from kanade.bus.broker import EmbeddedBroker, free_port
+from kanade.bus.broker import BrokerError, EmbeddedBroker, free_port
 from kanade.bus.credentials import AGENT_CA, AGENT_CREDS, AGENT_KEYRING, AGENT_TRUST_DIR
 from kanade.cli import output
 from kanade.cli.client import CliError
 from kanade.cli.documents import read_job_file
+from kanade.cli.lifeline import DataDirBusy, die_with_parent, lock_data_dir, release
 from kanade.security.authority import Authority
 from kanade.security.files import private_dir
 from kanade.security.signing_keys import ensure_key_dir
 
 _READY_TIMEOUT_S = 60.0
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+_DIE_WITH_US = die_with_parent()  # resolved once, in the parent (see lifeline)
 _ENROL_PARALLEL = 4  # agents enrolled at once by `kanade up` (each is a short process)
 
 # Under the data dir (docs/security.md, "kanade up").
@@ -75,6 +80,7 @@ class Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_DIE_WITH_US,
         )
 
     def alive(self) -> bool:
@@ -234,17 +240,41 @@ def run_up(
     t0 = time.monotonic()
     if agents_n < 0:
         raise CliError("--agents must be >= 0")
-    for port, flag in ((nats_port, "--nats-port"), (http_port, "--http-port")):
-        if not _port_free(port):
-            raise CliError(
-                f"port {port} is already in use; pass a free {flag} (or stop the other kanade up)"
-            )
     data_dir = data_dir.resolve()
     logs = data_dir / "logs"
     # The data dir holds the database (all output, password hashes), secrets, logs and the
     # agents' ledgers (full commands): owner only, whatever the umask (SPEC §8.3).
     for private in (data_dir, logs, data_dir / "agents"):
         private_dir(private)
+    try:
+        lock = lock_data_dir(data_dir)
+    except DataDirBusy as exc:
+        raise CliError(str(exc)) from None
+    try:
+        _run_locked(
+            t0, agents_n=agents_n, http_port=http_port, nats_port=nats_port,
+            data_dir=data_dir, logs=logs, examples=examples, auth=auth,
+        )  # fmt: skip
+    finally:
+        release(lock)
+
+
+def _run_locked(
+    t0: float,
+    *,
+    agents_n: int,
+    http_port: int,
+    nats_port: int,
+    data_dir: Path,
+    logs: Path,
+    examples: Path | None,
+    auth: str,
+) -> None:
+    for port, flag in ((nats_port, "--nats-port"), (http_port, "--http-port")):
+        if not _port_free(port):
+            raise CliError(
+                f"port {port} is already in use; pass a free {flag} (or stop the other kanade up)"
+            )
 
     if auth not in ("disabled", "jwt"):
         raise CliError("--auth must be disabled or jwt")
@@ -264,7 +294,7 @@ def run_up(
     authority = Authority.create(security_dir)  # idempotent: a restart keeps every identity
     broker = EmbeddedBroker(data_dir / "nats", port=nats_port, http_port=monitor_port,
                             log_file=logs / "nats-server.log",
-                            security=authority.broker_security())
+                            security=authority.broker_security(), preexec=_DIE_WITH_US)
     output.err.print(f"starting broker on {broker.url} …")
     broker.start()
     url = f"http://127.0.0.1:{http_port}"
@@ -320,7 +350,8 @@ def run_up(
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: closing the terminal `kanade up` runs in stops everything cleanly.
+    old = {s: signal.signal(s, on_signal) for s in _STOP_SIGNALS}
     try:
         backend.start()
         with httpx.Client(base_url=url, timeout=2.0) as http:
@@ -381,7 +412,7 @@ def run_up(
         output.out.print(f"  try             : KANADE_URL={url} kanade run --all -- 'echo hi'")
         output.out.print("Press Ctrl-C to stop everything.")
         sys.stdout.flush()
-        _supervise(children, stop)
+        _supervise(children, stop, broker)
     finally:
         output.err.print("stopping agents, backend and broker …")
         for c in agents:
@@ -395,8 +426,19 @@ def run_up(
         output.err.print("stopped.")
 
 
-def _supervise(children: list[Child], stop: threading.Event) -> None:
+def _supervise(children: list[Child], stop: threading.Event, broker: EmbeddedBroker) -> None:
+    """Restart whatever dies, saying so: the broker first (everything needs it)."""
     while not stop.wait(0.5):
+        if not broker.is_running():
+            output.err.print(
+                "[yellow]the broker (nats-server) exited; restarting it on the same port "
+                f"and store; log: {broker.log_file}[/]"
+            )
+            try:
+                broker.start()
+            except BrokerError as exc:
+                output.err.print(f"[red]the broker did not restart: {exc}[/]")
+                continue
         for c in children:
             if not c.alive():
                 code = c.proc.returncode if c.proc else None
