@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.fsutil import atomic_write
 from kanade.agent.fleet.mirror import KvMirror
 from kanade.agent.fleet.state import FleetState
@@ -47,8 +48,10 @@ class FleetView:
         durable: bool,
         on_groups_changed: Callable[[], None],
         on_config: Callable[[dict[str, Any], dict[str, Any]], None],
+        disk: DiskHealth | None = None,
     ) -> None:
         self.pc_id = pc_id
+        self._disk = disk
         self.fleet = fleet
         # A swarm shares one FleetState between its identities and owns re-syncing
         # and persisting it, not each identity.
@@ -96,11 +99,22 @@ class FleetView:
             elif self.in_sync_at is not None:
                 self.in_sync_at = in_sync_at
 
-    def write_state(self) -> None:
-        """Write the mirrored state to the fleet-state file (once it was ever in sync)."""
+    def write_state(self) -> bool:
+        """Write the mirrored state to the fleet-state file (once it was ever in sync).
+        False when the disk refused it (reported, not raised: it is retried)."""
         in_sync_at = time.time() if self.in_sync_at is None else self.in_sync_at
-        if in_sync_at != float("-inf"):
+        if in_sync_at == float("-inf"):
+            return True
+        try:
             atomic_write(self._state_file, self.fleet.snapshot(in_sync_at), durable=self._durable)
+        except OSError as exc:
+            if self._disk is None:
+                raise
+            self._disk.failed(exc, "the fleet-state file")
+            return False
+        if self._disk is not None:
+            self._disk.wrote()
+        return True
 
     # --- derived state ------------------------------------------------------------------------
     def _on_fleet_state(self, mirror: KvMirror) -> None:
@@ -152,7 +166,7 @@ class StateFileWriter(Worker):
     name = "fleet-state file"
     MIN_GAP_S = 1.0
 
-    def __init__(self, write: Callable[[], None]) -> None:
+    def __init__(self, write: Callable[[], bool]) -> None:
         super().__init__(interval=math.inf)
         self._write = write
         self._dirty = False
@@ -165,8 +179,10 @@ class StateFileWriter(Worker):
     async def step(self) -> None:
         if not self._dirty or time.monotonic() < self._next_write_at:
             return
-        self._write()
-        self._dirty = False  # only once written: a failed write is retried (with backoff)
+        # Only once written: a write that raised is retried with backoff, one the full
+        # disk refused (already reported) a second later.
+        if self._write():
+            self._dirty = False
         self._next_write_at = time.monotonic() + self.MIN_GAP_S
 
     def next_delay(self, more: bool | None, failed: bool) -> float:

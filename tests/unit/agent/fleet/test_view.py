@@ -94,7 +94,7 @@ async def test_the_state_file_is_written_after_a_change_at_most_once_a_second(
     tmp_path: Path,
 ) -> None:
     writes: list[float] = []
-    writer = StateFileWriter(lambda: writes.append(time.monotonic()))
+    writer = StateFileWriter(lambda: writes.append(time.monotonic()) or True)
     await writer.step()
     assert writes == []  # nothing changed: nothing to write
     writer.mark_dirty()
