@@ -137,12 +137,16 @@ async def test_kill_ends_a_running_tree_grandchild_included(
 ) -> None:
     d = tmp_path / "kill"
     d.mkdir()
+    # gc: a grandchild in the script's process group; daemon: one that left it with setsid
+    # (and whose parent exited at once, so it is nobody's descendant any more).
     script = (
-        f"echo $$ > {d}/sh.pid; (sleep 300; true) & echo $! > {d}/gc.pid; touch {d}/ready; wait"
+        f"echo $$ > {d}/sh.pid; (sleep 300; true) & echo $! > {d}/gc.pid; "
+        f"setsid -f sh -c 'echo $$ > {d}/daemon.pid; exec sleep 300'; "
+        f"while [ ! -s {d}/daemon.pid ]; do sleep 0.05; done; touch {d}/ready; wait"
     )
     created = stack.run_adhoc("local-1", script, timeout="120s")
     wait_until(lambda: (d / "ready").exists(), what="script started")
-    pids = [int((d / n).read_text()) for n in ("sh.pid", "gc.pid")]
+    pids = [int((d / n).read_text()) for n in ("sh.pid", "gc.pid", "daemon.pid")]
     assert not any(process_gone(p) for p in pids)
 
     res = stack.ok("kill", created["exec_id"])

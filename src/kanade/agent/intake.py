@@ -2,6 +2,8 @@
 addressing each command, and its admission into the ledger before the broker's ack.
 
 A command fired by the local scheduler is admitted the same way (:meth:`CommandIntake.submit`).
+While the data directory is full a new command is refused at once with a skipped result
+(docs/agent.md, "A full disk").
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from kanade import __version__
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.ledger import Admission, Ledger, command_digest
 from kanade.agent.durable.outbox import Envelope, Outbox
 from kanade.agent.executor import Executor
@@ -68,7 +71,10 @@ def load_enrollment(path: Path, clock: Clock = system_clock) -> datetime:
     with contextlib.suppress(OSError, ValueError):
         return parse_instant(path.read_text())
     now = clock()
-    path.write_text(format_instant(now))
+    try:
+        path.write_text(format_instant(now))
+    except OSError as exc:  # a full disk at the very first start: recorded at the next one
+        log.error("cannot record the enrolment time in %s (%s)", path, exc)
     return now
 
 
@@ -117,8 +123,10 @@ class CommandIntake:
         pull_idle_heartbeat: float,
         provisioning: ConsumerProvisioning = request_consumer,
         clock: Clock = system_clock,
+        disk: DiskHealth | None = None,
     ) -> None:
         self.pc_id = pc_id
+        self.disk = disk
         self._clock = clock
         self.ledger = ledger
         self.outbox = outbox
@@ -281,14 +289,46 @@ class CommandIntake:
         else:
             text = raw.decode()
             extra = {} if seq is None else {"seq": str(seq), "subject": msg.subject}
-        admission = self.ledger.admit(cmd.request_id, digest, text, time.time(), extra=extra)
+        admission = self._admit(cmd, digest, text, extra, refusal)
         await msg.ack()
+        if admission is None:
+            return  # refused for a full disk: its skipped result is on its way
         if admission is Admission.NEW:
             self.executor.start(cmd, refusal=refusal)
         elif admission is Admission.CONFLICT:
             self._report_conflict(cmd, raw)
         elif refusal is None and seq is not None:
             self._maybe_report_replay(cmd, msg.subject, seq)
+
+    def _admit(
+        self,
+        cmd: Command,
+        digest: str,
+        text: str,
+        extra: dict[str, str] | None = None,
+        refusal: str | None = None,
+    ) -> Admission | None:
+        """Admit ``cmd`` in the ledger before the broker's ack. None: it is new but the data
+        directory is full, so it was refused at once (SPEC §7) — admitted in memory (a
+        redelivery is still a duplicate; written once the disk has room) and reported."""
+        known = self.ledger.seen(cmd.request_id, digest)
+        if known is not None:
+            return known
+        if self.disk is None or not self.disk.full:
+            try:
+                return self.ledger.admit(cmd.request_id, digest, text, time.time(), extra=extra)
+            except OSError:
+                if self.disk is None:
+                    raise
+        self.ledger.admit(
+            cmd.request_id, digest, text, time.time(), extra=extra, must_write=False
+        )
+        log.info("refused command %s: no room in the data directory", cmd.request_id)
+        if refusal is not None:
+            self.executor.skip(cmd, exitcodes.REFUSED, refusal)
+        else:
+            self.executor.skip_disk_full(cmd)
+        return None
 
     def _maybe_report_replay(self, cmd: Command, subject: str, seq: int) -> None:
         """An admitted command seen again as a *different* message on the *same* subject:
@@ -316,9 +356,9 @@ class CommandIntake:
         a received one: ledger admission (a re-fired occurrence is a DUPLICATE and never
         runs twice), then gates (§3.3) → execution → outbox (§3.4-3.5)."""
         raw = encode(cmd)
-        admission = self.ledger.admit(
-            cmd.request_id, command_digest(raw), raw.decode(), time.time()
-        )
+        admission = self._admit(cmd, command_digest(raw), raw.decode())
+        if admission is None:
+            return Admission.NEW  # refused for a full disk, and reported
         if admission is Admission.NEW:
             self.executor.start(cmd)
         elif admission is Admission.CONFLICT:

@@ -25,7 +25,10 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from kanade.agent.containment import Containment
 from kanade.agent.control import kill_request_exec_id
+from kanade.agent.durable.diskhealth import DiskHealth
+from kanade.agent.durable.diskwatch import DiskWatch
 from kanade.agent.durable.fsutil import private_dir
 from kanade.agent.durable.ledger import Admission, Ledger
 from kanade.agent.durable.outbox import Outbox, OutboxDrain
@@ -76,8 +79,12 @@ class Agent:
         self.s = settings
         self.pc_id = settings.pc_id
         data = private_dir(settings.data_dir)  # ledger, outbox, scripts: owner only
-        self.ledger = Ledger(data / "ledger", durable=settings.durable)
-        self.outbox = Outbox(data / "outbox", durable=settings.durable)
+        # Told by every durable writer whether the disk took its write (SPEC §7).
+        self.disk = DiskHealth(data)
+        self.ledger = Ledger(data / "ledger", durable=settings.durable, disk=self.disk)
+        self.outbox = Outbox(data / "outbox", durable=settings.durable, disk=self.disk)
+        self.disk_watch = DiskWatch(self.disk, self.ledger, self.outbox)
+        self.containment = Containment(data, self.pc_id, settings.containment)
         self.outbox_drain = OutboxDrain(self.outbox, self._publish, self._upload, ready=self._ready)
         spool_dir = data / "spool"
         private_dir(spool_dir)
@@ -111,6 +118,7 @@ class Agent:
             durable=settings.durable,
             on_groups_changed=self._groups_changed,
             on_config=self._apply_config,
+            disk=self.disk,
         )
         self.executor = Executor(
             pc_id=self.pc_id,
@@ -125,6 +133,8 @@ class Agent:
             connection=lambda: self.nc,
             spawn=self._spawn,
             clock=clock,
+            disk=self.disk,
+            containment=self.containment,
         )
         self.intake = CommandIntake(
             pc_id=self.pc_id,
@@ -141,6 +151,7 @@ class Agent:
             pull_idle_heartbeat=settings.pull_idle_heartbeat,
             provisioning=provisioning,
             clock=clock,
+            disk=self.disk,
         )
         # Set once the command consumer is open: the agent can receive commands.
         self.ready = self.intake.ready
@@ -155,7 +166,11 @@ class Agent:
             load=lambda: (self.executor.queue_length, self.executor.running),
             schedule_set_version=lambda: self.scheduler.version,
             clock=clock,
+            disk=self.disk,
+            held_messages=lambda: self.outbox.held,
         )
+        # The fleet learns at once when the disk fills up or has room again.
+        self.disk.on_change.append(lambda _full: self.heartbeats.wake())
         self.scheduler = LocalScheduler(
             pc_id=self.pc_id,
             data_dir=data,
@@ -205,12 +220,14 @@ class Agent:
     # --- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
         log.info("agent %s starting (groups: %s)", self.pc_id, ",".join(self.groups) or "-")
+        log.info(self.containment.describe())
         self.ledger.load()
         self.fleet_view.restore()  # before recovery: pending commands meet the gates
         self.executor.recover()
         if self.fleet_view.owns_fleet:  # a swarm's shared state is not persisted per identity
             self._spawn(self.fleet_view.state_file.run())
         self._spawn(self.outbox_drain.run())
+        self._spawn(self.disk_watch.run())
         self._spawn(self._connect_and_serve())
         self._spawn(self.scheduler.run())
         self._spawn(self.heartbeats.run())
@@ -248,7 +265,17 @@ class Agent:
         if self._owns_nc and self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
+        self.ledger.flush_backlog()  # a last chance for what the disk refused
+        self.outbox.persist()
+        if self.ledger.backlog or self.outbox.held:
+            log.error(
+                "stopping with %d result message(s) and %d ledger line(s) the full disk never "
+                "took: they are lost",
+                self.outbox.held,
+                self.ledger.backlog,
+            )
         self.ledger.close()
+        self.containment.close()
         log.info("agent %s stopped", self.pc_id)
 
     # --- bus ----------------------------------------------------------------------------------

@@ -70,6 +70,16 @@ class Metrics:
         self.agents_by_status = Gauge(
             "kanade_agents", "Known agents, by liveness", ["status"], registry=self.registry
         )
+        self.agents_disk_full = Gauge(
+            "kanade_agents_disk_full",
+            "Alive agents whose data directory is full (they refuse new work)",
+            registry=self.registry,
+        )
+        self.agents_held_messages = Gauge(
+            "kanade_agents_held_messages",
+            "Results and events alive agents hold in memory because their disk is full",
+            registry=self.registry,
+        )
         self.reaped = Counter(
             "kanade_reaped_results",
             "Result rows reaped (no result by their deadline)",

@@ -19,19 +19,27 @@ from kanade.core.instants import Clock, system_clock
 from kanade.core.statuses import ExecStatus
 
 
-def _db_counts(conn: Connection, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
-    return executions.count_by_status(conn), agents.count_by_liveness(conn, now)
+def _db_counts(
+    conn: Connection, now: datetime
+) -> tuple[dict[str, int], dict[str, int], tuple[int, int]]:
+    return (
+        executions.count_by_status(conn),
+        agents.count_by_liveness(conn, now),
+        agents.disk_trouble(conn, now),
+    )
 
 
 async def refresh(services: Services, *, clock: Clock = system_clock) -> None:
     m = services.metrics
     now = clock()
-    execs, fleet = await services.db.read(lambda conn: _db_counts(conn, now))
+    execs, fleet, (disk_full, held) = await services.db.read(lambda conn: _db_counts(conn, now))
     # Every status gets a gauge (0 included), then any unknown one found in the table.
     for status in (*ExecStatus, *execs):
         m.execs_by_status.labels(status=status).set(execs.get(status, 0))
     for status in ("alive", "stale", "offline"):
         m.agents_by_status.labels(status=status).set(fleet.get(status, 0))
+    m.agents_disk_full.set(disk_full)
+    m.agents_held_messages.set(held)
     if not services.link.connected:
         return
     with contextlib.suppress(Exception):  # a scrape must never fail on the broker

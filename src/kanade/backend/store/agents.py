@@ -49,6 +49,17 @@ def count_by_liveness(conn: Connection, now: datetime) -> dict[str, int]:
     return {s: found.get(s, 0) for s in LIVENESS}
 
 
+def disk_trouble(conn: Connection, now: datetime) -> tuple[int, int]:
+    """Among alive agents: how many report a full disk, and how many messages they hold
+    in memory for it (an offline agent's last word is not news)."""
+    q = select(
+        func.count().filter(agents.c.disk_full.is_(True)),
+        func.coalesce(func.sum(agents.c.held_messages), 0),
+    ).where(liveness_is("alive", now))
+    full, held = conn.execute(q).one()
+    return int(full or 0), int(held or 0)
+
+
 def alive_agents(conn: Connection, now: datetime) -> list[tuple[str, list[str]]]:
     """``(pc_id, groups)`` of every agent alive at ``now``."""
     q = select(agents.c.pc_id, agents.c.groups).where(liveness_is("alive", now))
@@ -94,7 +105,7 @@ def get_agent(conn: Connection, pc_id: str) -> Record | None:
 _AGENT_UPDATE_COLUMNS = (
     "hostname", "agent_version", "os_family", "os_version", "boot_time", "cpu_percent",
     "rss_bytes", "groups", "schedule_set_version", "last_command_at", "queue_length",
-    "running", "last_seen",
+    "running", "disk_full", "disk_error", "disk_free_bytes", "held_messages", "last_seen",
 )  # fmt: skip
 
 

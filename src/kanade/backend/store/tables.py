@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from kanade.backend.store.types import UtcDateTime
@@ -53,6 +54,12 @@ agents = Table(
     Column("last_command_at", UtcDateTime, nullable=True),
     Column("queue_length", Integer, nullable=False, default=0),
     Column("running", Integer, nullable=False, default=0),
+    # The agent's data directory (SPEC §7): full = it refuses new work; held = messages it
+    # keeps in memory because the disk would not take them.
+    Column("disk_full", Boolean, nullable=False, default=False, server_default=false()),
+    Column("disk_error", String(200), nullable=True),
+    Column("disk_free_bytes", BigInteger, nullable=True),
+    Column("held_messages", Integer, nullable=False, default=0, server_default="0"),
     # Backend clock, not the agent's: liveness must be immune to agent clock skew.
     Column("last_seen", UtcDateTime, nullable=False),
     Column("first_seen", UtcDateTime, nullable=False),

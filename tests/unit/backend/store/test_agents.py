@@ -25,6 +25,7 @@ def heartbeat(pc_id: str, seen: datetime) -> dict[str, Any]:
         "os_version": "", "boot_time": None, "cpu_percent": 0.0, "rss_bytes": 1,
         "groups": [], "schedule_set_version": None, "last_command_at": None,
         "queue_length": 0, "running": 0, "last_seen": seen, "first_seen": seen,
+        "disk_full": False, "disk_error": None, "disk_free_bytes": None, "held_messages": 0,
     }  # fmt: skip
 
 
@@ -65,3 +66,24 @@ def test_agents_upsert_keeps_first_seen(engine: Engine) -> None:
     assert (agent["first_seen"], agent["last_seen"]) == (T0, T0 + timedelta(minutes=1))
     assert agent["agent_version"] == "0.2"
     assert alive == [("pc1", ["web"])]
+
+
+def test_disk_trouble_counts_alive_agents_only(engine: Engine) -> None:
+    now = T0 + timedelta(days=1)
+    rows = [
+        {**heartbeat("full-alive", now), "disk_full": True, "disk_error": "No space left on device",
+         "disk_free_bytes": 0, "held_messages": 3},
+        {**heartbeat("full-offline", now - STALE_WINDOW - TICK), "disk_full": True,
+         "held_messages": 7},
+        {**heartbeat("fine", now), "disk_free_bytes": 10**9},
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, rows)
+    with engine.connect() as conn:
+        assert agents.disk_trouble(conn, now) == (1, 3)
+        row = agents.get_agent(conn, "full-alive")
+        fine = agents.get_agent(conn, "fine")
+    assert row is not None and fine is not None
+    assert (row["disk_full"], row["disk_error"], row["disk_free_bytes"]) == (
+        True, "No space left on device", 0)  # fmt: skip
+    assert (fine["disk_full"], fine["held_messages"], fine["disk_free_bytes"]) == (False, 0, 10**9)
