@@ -193,6 +193,15 @@ async def test_a_full_disk_at_intake_refuses_new_work_and_says_so(
     assert "Traceback" not in log, agent.log_tail()
     assert len([ln for ln in log.splitlines() if "is full" in ln]) == 1, agent.log_tail()
 
+    # A crash and a start on the still-full disk: it comes up, and still refuses.
+    await agent.kill9()
+    agent.start()
+    await wait_agent_ready(bus.nc, agent)
+    still = await _run(backend, "full-2", 'touch "$MARK"', {"MARK": str(marker)})
+    row = await _finished(backend, still, "full-2", diagnostics=agent.log_tail)
+    assert row["skipped"] is True and row["exit_code"] == exitcodes.UNSUPPORTED, row
+    assert not marker.exists() and "Traceback" not in agent.log_text()
+
     disk.free()
     await eventually(
         lambda: _full_view(backend, "full-2", False), what="API shows room again",

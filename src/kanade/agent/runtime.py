@@ -183,6 +183,7 @@ class Agent:
             durable=settings.durable,
             clock=clock,
         )
+        self.scheduler.store.disk = self.disk
         self.executor.on_finished.append(self.scheduler.on_finished)
 
     # --- what other parts read ----------------------------------------------------------------

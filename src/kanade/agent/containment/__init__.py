@@ -35,7 +35,9 @@ class Containment:
     """Makes each run's :class:`ProcessTree` and ends what a dead agent's runs left."""
 
     def __init__(self, data_dir: Path, pc_id: str, mode: Mode = "auto") -> None:
-        self.records = private_dir(data_dir / RECORDS_DIR)
+        self.records = data_dir / RECORDS_DIR
+        with contextlib.suppress(OSError):  # a full disk at start: records are best effort
+            private_dir(self.records)
         self.root: Path | None = None  # the agent's parent cgroup of script groups
         self.why = ""
         if sys.platform == "win32":
@@ -62,7 +64,7 @@ class Containment:
         if self.root is not None:
             from kanade.agent.containment.cgroup import CgroupTree
 
-            return CgroupTree(run_id, self.root / run_id)
+            return CgroupTree(run_id, self.root / run_id, self.records / f"{run_id}.json")
         if sys.platform == "win32":
             from kanade.agent.containment.jobobject import JobTree
 
@@ -79,7 +81,8 @@ class Containment:
 
             killed += end_group(self.root / run_id)
         record = self.records / f"{run_id}.json"
-        if self.root is None and sys.platform != "win32":
+        # Also with cgroups: a run whose move into its group failed was tracked.
+        if sys.platform != "win32" and (self.root is None or record.exists()):
             from kanade.agent.containment.tracking import end_leftovers
 
             killed += end_leftovers(run_id, record)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kanade.agent.containment.tracking import TrackedTree
 from kanade.agent.containment.tree import ProcessTree
 
 log = logging.getLogger("kanade.agent")
@@ -150,11 +151,14 @@ def end_group(group: Path, wait_s: float = 2.0) -> int:
     return killed
 
 
-class CgroupTree(ProcessTree):
+class CgroupTree(TrackedTree):
+    """The script in its own group; should moving it there fail (a host that allowed the
+    probe but not this), it is tracked instead, like on a host without cgroups."""
+
     kind = "cgroup v2"
 
-    def __init__(self, run_id: str, group: Path) -> None:
-        super().__init__(run_id)
+    def __init__(self, run_id: str, group: Path, record: Path) -> None:
+        super().__init__(run_id, record)
         self.group = group
         self.contained = False
 
@@ -165,14 +169,19 @@ class CgroupTree(ProcessTree):
         return asyncio.subprocess.PIPE
 
     async def started(self, proc: asyncio.subprocess.Process) -> None:
-        await super().started(proc)
+        self.pid = proc.pid
         try:
             self.group.mkdir(parents=True, exist_ok=True)
             (self.group / "cgroup.procs").write_text(str(proc.pid))
             self.contained = True
         except OSError as exc:
-            # Still contained by its process group; said once per run, not a failure.
-            log.warning("could not put %s into cgroup %s (%s)", self.run_id, self.group, exc)
+            log.warning(
+                "could not put %s into cgroup %s (%s): tracking its processes instead",
+                self.run_id,
+                self.group,
+                exc,
+            )
+            await super().started(proc)
         stdin = proc.stdin
         if stdin is not None:  # let it go
             with contextlib.suppress(OSError, ConnectionError):
@@ -181,21 +190,28 @@ class CgroupTree(ProcessTree):
             stdin.close()
 
     def signal(self, sig: int) -> None:
-        super().signal(sig)
-        if self.contained:
-            for pid in _procs(self.group):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, sig)
+        if not self.contained:
+            super().signal(sig)
+            return
+        ProcessTree.signal(self, sig)  # the group leader's process group, then the cgroup
+        for pid in _procs(self.group):
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
 
     def kill(self) -> None:
-        super().kill()
-        if self.contained:
-            kill_group(self.group)
+        if not self.contained:
+            super().kill()
+            return
+        ProcessTree.kill(self)
+        kill_group(self.group)
 
     def empty(self) -> bool:
-        return super().empty() and not (self.contained and populated(self.group))
+        if not self.contained:
+            return super().empty()
+        return ProcessTree.empty(self) and not populated(self.group)
 
     def close(self) -> None:
+        super().close()
         # A daemon the script left on purpose keeps the group; the next start removes it
         # once it is empty.
         if self.contained:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kanade.agent.containment.tree import RUN_ID_ENV, ProcessTree
-from kanade.agent.durable.fsutil import atomic_write, remove
+from kanade.agent.durable.fsutil import atomic_write
 
 log = logging.getLogger("kanade.agent")
 
@@ -137,7 +137,8 @@ class TrackedTree(ProcessTree):
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        remove(self.record)
+        with contextlib.suppress(OSError):
+            self.record.unlink()
 
 
 def end_leftovers(run_id: str, record: Path) -> int:
@@ -146,5 +147,6 @@ def end_leftovers(run_id: str, record: Path) -> int:
     known = read_record(record)
     known.update(marked(run_id))
     killed = kill_known(known)
-    remove(record)
+    with contextlib.suppress(OSError):
+        record.unlink()
     return killed

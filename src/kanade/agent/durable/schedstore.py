@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.fsutil import atomic_write, private_dir
 from kanade.core.instants import format_instant, parse_instant
 
@@ -64,9 +65,13 @@ class CachedCatalog:
 class SchedulerStore:
     """Reads and writes the three files; remembers what it last wrote to skip no-op writes."""
 
-    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, *, durable: bool = True, disk: DiskHealth | None = None
+    ) -> None:
         self.dir = data_dir / STORE_DIR
         self.durable = durable
+        # Told of every write (the agent's one view of a full disk, which says it once).
+        self.disk = disk
         self._written: dict[str, bytes] = {}
 
     # --- low level ----------------------------------------------------------------------------
@@ -88,9 +93,14 @@ class SchedulerStore:
         try:
             private_dir(self.dir)
             atomic_write(self.dir / name, data, durable=self.durable)
-        except OSError as exc:  # disk full: keep running from memory, say so
-            log.error("cannot write %s (%s)", self.dir / name, exc)
+        except OSError as exc:  # disk full: keep running from memory, say so (once)
+            if self.disk is not None:
+                self.disk.failed(exc, f"the local scheduler's {name}")
+            else:
+                log.error("cannot write %s (%s)", self.dir / name, exc)
             return
+        if self.disk is not None:
+            self.disk.wrote()
         self._written[name] = data
 
     def _load_json(self, name: str) -> dict[str, Any] | None:

@@ -81,6 +81,15 @@ async def test_a_cgroup_holds_what_left_the_process_group(tmp_path: Path) -> Non
     assert containment.root is not None and not containment.root.exists()
 
 
+async def test_a_script_that_cannot_be_put_in_its_cgroup_is_tracked_instead(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "not-a-cgroup").write_text("")  # mkdir of its group fails
+    tree = CgroupTree("run-3", tmp_path / "not-a-cgroup" / "run-3", tmp_path / "run-3.json")
+    code, daemon = await _kill_daemon_script(tmp_path, tree)
+    assert code == -1 and not tree.contained and gone(daemon)
+
+
 def _sleeper(run_id: str | None) -> subprocess.Popen[bytes]:
     env = {**os.environ}
     if run_id is not None:
