@@ -4,7 +4,7 @@ it reports "outcome unknown".
 
 * Linux: a cgroup v2 per script where this process may make one (:mod:`.cgroup`), else
   tracking (:mod:`.tracking`); the script's first process also dies with the agent
-  (:mod:`.deathsig`);
+  (:mod:`kanade.deathsig`);
 * macOS: process group + tracked descendants (:mod:`.tracking`);
 * Windows: a job object per script, killed when the agent dies (:mod:`.jobobject`).
 

@@ -48,9 +48,9 @@ class ProcessTree:
             return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
         options: dict[str, Any] = {"start_new_session": True}
         if sys.platform.startswith("linux"):
-            from kanade.agent.containment.deathsig import die_with_parent
+            from kanade.deathsig import die_with_parent
 
-            options["preexec_fn"] = die_with_parent()
+            options["preexec_fn"] = die_with_parent(signal.SIGKILL)
         return options
 
     def environment(self) -> dict[str, str]:
