@@ -24,13 +24,15 @@ LIVENESS: tuple[AgentStatus, ...] = ("alive", "stale", "offline")
 
 
 def liveness_is(status: AgentStatus, now: datetime) -> ColumnElement[bool]:
-    """``agent_status(last_seen, now) == status`` as a SQL condition (index-friendly)."""
+    """``agent_status(last_seen, now, stopped=...) == status`` as a SQL condition
+    (index-friendly): an agent that said it was stopping is offline at once."""
     seen = agents.c.last_seen
+    running = agents.c.stopped_at.is_(None)
     if status == "alive":
-        return seen >= now - ALIVE_WINDOW
+        return (seen >= now - ALIVE_WINDOW) & running
     if status == "stale":
-        return (seen < now - ALIVE_WINDOW) & (seen >= now - STALE_WINDOW)
-    return seen < now - STALE_WINDOW
+        return (seen < now - ALIVE_WINDOW) & (seen >= now - STALE_WINDOW) & running
+    return (seen < now - STALE_WINDOW) | agents.c.stopped_at.is_not(None)
 
 
 def liveness(now: datetime) -> ColumnElement[str]:
@@ -94,7 +96,7 @@ def get_agent(conn: Connection, pc_id: str) -> Record | None:
 _AGENT_UPDATE_COLUMNS = (
     "hostname", "agent_version", "os_family", "os_version", "boot_time", "cpu_percent",
     "rss_bytes", "groups", "schedule_set_version", "last_command_at", "queue_length",
-    "running", "last_seen",
+    "running", "last_seen", "stopped_at",
 )  # fmt: skip
 
 

@@ -137,6 +137,9 @@ class Heartbeat(WireModel):
     queue_length: int = 0
     running: int = 0
     sent_at: datetime
+    # The agent's last word on a clean stop (SIGTERM, service stop): it is offline from
+    # now on, not alive until its heartbeats are missed (SPEC §4.3).
+    stopping: bool = False
 
 
 class ConsumerReply(WireModel):

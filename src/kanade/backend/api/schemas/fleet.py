@@ -33,6 +33,8 @@ class Agent(Schema):
     running: int
     last_seen: Instant
     first_seen: Instant
+    stopped_at: Instant | None = None
+    """When the agent said it was stopping (a clean stop): offline since then."""
     status: str
 
 
