@@ -16,7 +16,9 @@ from sqlalchemy.engine import Connection
 from kanade.backend.store.paging import Page, Record, page
 from kanade.backend.store.tables import executions, results
 from kanade.backend.store.upsert import chunks, insert
-from kanade.core.execstatus import progressed_status
+from kanade.core.execends import NO_RESULT
+from kanade.core.execstatus import ended_status, progressed_status
+from kanade.core.lifecycle import fallback_created_cutoff
 from kanade.core.statuses import EXEC_TRANSITIONS, ExecStatus, can_transition, sources
 
 Row = Mapping[str, Any]
@@ -101,6 +103,77 @@ def pending_since(conn: Connection, cutoff: datetime, limit: int) -> list[tuple[
     return [(str(e), str(s)) for e, s in conn.execute(q)]
 
 
+LIVE_STATUSES: tuple[ExecStatus, ...] = (
+    ExecStatus.PENDING,
+    ExecStatus.RUNNING,
+    ExecStatus.EXPIRED,
+)
+"""Statuses an exec leaves by itself once its deadline has passed (SPEC §4.3)."""
+CLOSED_EARLY: tuple[ExecStatus, ...] = (ExecStatus.REJECTED, ExecStatus.CANCELLED)
+"""Statuses whose unstarted pcs are closed at once: nothing reaches them any more."""
+
+
+_ENDING_COLUMNS = tuple(
+    executions.c[name]
+    for name in (
+        "exec_id", "job_id", "version", "status", "request_id", "target", "expected_pcs",
+        "expected_count", "finished_count", "deadline_at", "created_at",
+    )
+)  # fmt: skip
+
+
+def ending_row(conn: Connection, exec_id: str) -> Record | None:
+    """The columns closing an exec's unstarted pcs needs (see :func:`ending_candidates`)."""
+    q = select(*_ENDING_COLUMNS).where(executions.c.exec_id == exec_id)
+    row = conn.execute(q).mappings().first()
+    return None if row is None else dict(row)
+
+
+def ending_candidates(conn: Connection, due_before: datetime, limit: int) -> list[Record]:
+    """Up to ``limit`` execs that may have expected pcs to close (SPEC §4.3): live ones whose
+    deadline is at or before ``due_before`` (``now - grace``; a row without a deadline uses
+    the command lifetime from its creation), and rejected or cancelled ones not yet
+    accounted for. Earliest deadline first."""
+    cutoff_created = fallback_created_cutoff(due_before)
+    live = and_(
+        executions.c.status.in_(LIVE_STATUSES),
+        or_(
+            executions.c.deadline_at <= due_before,
+            and_(executions.c.deadline_at.is_(None), executions.c.created_at <= cutoff_created),
+        ),
+    )
+    early = and_(
+        executions.c.status.in_(CLOSED_EARLY),
+        executions.c.finished_count < executions.c.expected_count,
+    )
+    q = (
+        select(*_ENDING_COLUMNS)
+        .where(or_(live, early))
+        .order_by(executions.c.deadline_at, executions.c.created_at)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def newer_of_job(
+    conn: Connection, job_id: str, *, after: datetime, until: datetime, limit: int = 50
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(exec_id, target)`` of up to ``limit`` execs of ``job_id`` created after ``after``
+    and at or before ``until``, oldest first: those that may have superseded an older
+    exec's command in the queue."""
+    q = (
+        select(executions.c.exec_id, executions.c.target)
+        .where(
+            executions.c.job_id == job_id,
+            executions.c.created_at > after,
+            executions.c.created_at <= until,
+        )
+        .order_by(executions.c.created_at, executions.c.exec_id)
+        .limit(limit)
+    )
+    return [(str(e), dict(t or {})) for e, t in conn.execute(q)]
+
+
 # --- writes ----------------------------------------------------------------------------
 
 _EXEC_RECORD_COLUMNS = (
@@ -139,7 +212,12 @@ def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> N
     stmt = insert(conn, executions)
     stmt = stmt.on_conflict_do_update(
         index_elements=["exec_id"],
-        set_={c: stmt.excluded[c] for c in _EXEC_RECORD_COLUMNS},
+        set_={
+            **{c: stmt.excluded[c] for c in _EXEC_RECORD_COLUMNS},
+            # A deadline known already (set by an approval or a rollout wave after the
+            # record) is kept: a replayed creation record never forgets it.
+            "deadline_at": func.coalesce(executions.c.deadline_at, stmt.excluded.deadline_at),
+        },
     )
     conn.execute(stmt, full)
     # Results may have been projected before the record (replay order, or a slow API
@@ -151,15 +229,18 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
     """Recompute counters of ``exec_ids`` from their results rows and advance their status.
 
     Counting (instead of incrementing) is what makes redelivery harmless. ``finished``
-    includes reaped rows — a reaped pc will not report any more, so it must not hold the
-    exec open; it also counts as failed. Skipped results are finished, not failed.
+    includes reaped and no_result rows — such a pc will not report any more, so it must not
+    hold the exec open; they also count as failed. Skipped results are finished, not failed.
     """
     ids = sorted(set(exec_ids))
     if not ids:
         return
-    done = results.c.state.in_(("finished", "reaped"))
+    # A no_result row (an expected pc that never started, closed at the exec's deadline)
+    # is finished and failed like a reaped one, but it never started.
+    done = results.c.state.in_(("finished", "reaped", NO_RESULT))
+    began = results.c.state != NO_RESULT
     failed = or_(
-        results.c.state == "reaped",
+        results.c.state.in_(("reaped", NO_RESULT)),
         and_(
             results.c.state == "finished",
             results.c.skipped == false(),
@@ -173,7 +254,7 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
         q = (
             select(
                 results.c.exec_id,
-                func.count(),
+                func.sum(case((began, 1), else_=0)),
                 func.sum(case((done, 1), else_=0)),
                 func.sum(case((failed, 1), else_=0)),
                 func.sum(case((skipped, 1), else_=0)),
@@ -262,6 +343,38 @@ def set_exec_status(conn: Connection, exec_id: str, new: str, now: datetime) -> 
         select(executions.c.status).where(executions.c.exec_id == exec_id)
     ).scalar_one_or_none()
     if current is None or current == new or not can_transition(str(current), new):
+        return False
+    res = conn.execute(
+        update(executions)
+        .where(executions.c.exec_id == exec_id, executions.c.status == current)
+        .values(status=new, updated_at=now)
+    )
+    return bool(res.rowcount)
+
+
+def extend_deadline(conn: Connection, exec_id: str, deadline: datetime) -> None:
+    """The exec's deadline becomes ``deadline`` unless it already is later: an approval
+    sends the commands, or another rollout wave goes out (SPEC §4.3)."""
+    conn.execute(
+        update(executions)
+        .where(
+            executions.c.exec_id == exec_id,
+            or_(executions.c.deadline_at.is_(None), executions.c.deadline_at < deadline),
+        )
+        .values(deadline_at=deadline)
+    )
+
+
+def end_exec(conn: Connection, exec_id: str, now: datetime) -> bool:
+    """Its deadline passed and no expected pc is left waiting: a live exec completes (also
+    one that expected nobody). True if it moved."""
+    cols = (executions.c.status, executions.c.finished_count, executions.c.expected_count)
+    row = conn.execute(select(*cols).where(executions.c.exec_id == exec_id)).first()
+    if row is None:
+        return False
+    current, finished, expected = str(row[0]), int(row[1]), int(row[2])
+    new = ended_status(current, finished=finished, expected=expected)
+    if new == current:
         return False
     res = conn.execute(
         update(executions)
