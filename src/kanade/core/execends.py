@@ -72,8 +72,9 @@ class NoResult:
 @dataclass(frozen=True)
 class Closing:
     rows: list[NoResult] = field(default_factory=list)
-    # The deadline (plus grace) has passed and no expected pc is left waiting: every one
-    # has a row or gets one now. A live exec may then complete.
+    # No expected pc is left waiting (every one has a row or gets one now) and none can
+    # start any more (the deadline plus grace has passed, or the exec was rejected or
+    # cancelled): the exec has ended for good; a live one completes.
     ended: bool = False
     # The earliest instant a still-open pc is due (None: nothing due, or not known yet).
     next_due: datetime | None = None
@@ -153,9 +154,12 @@ def close_unstarted(
             open_due.append(at)
             continue
         rows.append(NoResult(pc, request_id, at, note))
+    # Rejected or cancelled: it ends once nothing is left open. Otherwise its deadline
+    # must have passed too — until then a pc may still start.
+    stopped = ex.status in (ExecStatus.REJECTED, ExecStatus.CANCELLED)
     return Closing(
         rows=rows,
-        ended=not open_due and not unknown and now >= due_at,
+        ended=not open_due and not unknown and (stopped or now >= due_at),
         next_due=min(open_due) if open_due else None,
     )
 

@@ -77,6 +77,7 @@ def test_a_rejected_exec_closes_every_pc_at_once() -> None:
     closing = close_unstarted(view("rejected"), set(), now, grace=GRACE)
     assert [r.pc_id for r in closing.rows] == ["a", "b", "c"]
     assert all(r.at == now and "rejected in approval" in r.note for r in closing.rows)
+    assert closing.ended  # nothing can start any more: it ended, long before its deadline
 
 
 def test_a_killed_exec_closes_its_unstarted_pcs_at_once_but_not_the_running_ones() -> None:

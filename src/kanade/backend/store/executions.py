@@ -130,25 +130,25 @@ def ending_row(conn: Connection, exec_id: str) -> Record | None:
 
 
 def ending_candidates(conn: Connection, due_before: datetime, limit: int) -> list[Record]:
-    """Up to ``limit`` execs that may have expected pcs to close (SPEC §4.3): live ones whose
-    deadline is at or before ``due_before`` (``now - grace``; a row without a deadline uses
-    the command lifetime from its creation), and rejected or cancelled ones not yet
-    accounted for. Earliest deadline first."""
-    cutoff_created = fallback_created_cutoff(due_before)
-    live = and_(
-        executions.c.status.in_(LIVE_STATUSES),
-        or_(
-            executions.c.deadline_at <= due_before,
-            and_(executions.c.deadline_at.is_(None), executions.c.created_at <= cutoff_created),
+    """Up to ``limit`` execs that have not ended yet and may have expected pcs to close
+    (SPEC §4.3): those whose deadline is at or before ``due_before`` (``now - grace``; a
+    row without a deadline uses the command lifetime from its creation) — completed ones
+    too: an unexpected pc's result can complete an exec an expected pc never answered —
+    and rejected or cancelled ones at once. Earliest deadline first."""
+    due = or_(
+        executions.c.deadline_at <= due_before,
+        and_(
+            executions.c.deadline_at.is_(None),
+            executions.c.created_at <= fallback_created_cutoff(due_before),
         ),
-    )
-    early = and_(
-        executions.c.status.in_(CLOSED_EARLY),
-        executions.c.finished_count < executions.c.expected_count,
     )
     q = (
         select(*_ENDING_COLUMNS)
-        .where(or_(live, early))
+        .where(
+            executions.c.ended_at.is_(None),
+            executions.c.status != ExecStatus.AWAITING_APPROVAL,
+            or_(due, executions.c.status.in_(CLOSED_EARLY)),
+        )
         .order_by(executions.c.deadline_at, executions.c.created_at)
         .limit(limit)
     )
@@ -382,3 +382,13 @@ def end_exec(conn: Connection, exec_id: str, now: datetime) -> bool:
         .values(status=new, updated_at=now)
     )
     return bool(res.rowcount)
+
+
+def mark_ended(conn: Connection, exec_id: str, now: datetime) -> None:
+    """The exec has ended for good (every expected pc accounted for, none can start any
+    more): the reaper's closing pass need not look at it again."""
+    conn.execute(
+        update(executions)
+        .where(executions.c.exec_id == exec_id, executions.c.ended_at.is_(None))
+        .values(ended_at=now)
+    )

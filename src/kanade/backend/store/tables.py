@@ -93,6 +93,9 @@ executions = Table(
     # and expected pcs that never did are closed as no_result. Null until known (awaiting
     # approval, a rollout's first wave) or for rows written before the revision.
     Column("deadline_at", UtcDateTime, nullable=True),
+    # When it ended for good (revision 0006): every expected pc has a row (a result or
+    # no_result) and none can start any more. Null while the reaper still has to look.
+    Column("ended_at", UtcDateTime, nullable=True),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_job_id_created_at", "job_id", "created_at"),
     Index("ix_executions_status_created_at", "status", "created_at"),
@@ -374,5 +377,5 @@ enrolled_agents = Table(
 )
 
 # --- revision 0006: every exec ends (SPEC §4.3) -------------------------------------------
-# The reaper's closing pass looks for live execs whose deadline has come.
-Index("ix_executions_status_deadline_at", executions.c.status, executions.c.deadline_at)
+# The reaper's closing pass looks for execs not yet ended whose deadline has come.
+Index("ix_executions_ended_at_deadline_at", executions.c.ended_at, executions.c.deadline_at)

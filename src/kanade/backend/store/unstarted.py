@@ -111,9 +111,10 @@ def _close_one(
     expected = tuple(str(pc) for pc in row["expected_pcs"] or [])
     missing = sorted(set(expected) - reported)
     live = row["status"] in executions.LIVE_STATUSES
+    by_deadline = row["status"] not in executions.CLOSED_EARLY
     superseded = (
         _superseded(conn, row, deadline, missing)
-        if live and rollout is None and now >= no_start_due(deadline, grace)
+        if by_deadline and rollout is None and now >= no_start_due(deadline, grace)
         else {}
     )
     view = ExecView(
@@ -144,8 +145,10 @@ def _close_one(
         )
         out.rows[exec_id] = len(closing.rows)
         executions.refresh_exec_counters(conn, [exec_id], now)
-    if live and closing.ended and executions.end_exec(conn, exec_id, now):
-        out.ended.append(exec_id)
+    if closing.ended:
+        if live and executions.end_exec(conn, exec_id, now):
+            out.ended.append(exec_id)
+        executions.mark_ended(conn, exec_id, now)
 
 
 def close_due(

@@ -380,7 +380,10 @@ _WAITING: frozenset[str] = frozenset({"awaiting_approval", "pending", "running",
 def ends_by(ex: Mapping[str, Any]) -> str:
     """When an exec still waiting for pcs ends by itself (SPEC §4.3): its deadline (plus
     the backend's grace), or why it is not known yet; empty once it has ended."""
-    if ex.get("status") not in _WAITING:
+    waiting = ex.get("status") in _WAITING or any(
+        r.get("state") in ("pending", "in_flight") for r in ex.get("results") or []
+    )
+    if ex.get("ended_at") or ex.get("status") in ("rejected", "cancelled") or not waiting:
         return ""
     if ex.get("status") == "awaiting_approval":
         return "approval (expires)"

@@ -74,6 +74,33 @@ def test_unstarted_pcs_are_closed_at_the_deadline_and_the_exec_completes(engine:
         assert not unstarted.close_due(conn, DUE + timedelta(hours=1), grace=GRACE)
 
 
+def test_an_exec_completed_by_an_unexpected_pc_still_closes_the_expected_one(
+    engine: Engine,
+) -> None:
+    # An agent offline at dispatch gets a fleet-wide command when it is back (it was
+    # enrolled when it was issued): its result counts, and the exec is "completed" while an
+    # expected pc never answered. That pc must not stay pending for good either.
+    with engine.begin() as conn:
+        create(conn, "e8", ["a", "b"])
+        report(conn, "e8", "a")
+        report(conn, "e8", "late-comer")
+        assert state(conn, "e8")[0]["status"] == "completed"
+        closed = unstarted.close_due(conn, DUE, grace=GRACE)
+        ex, rows = state(conn, "e8")
+    assert closed.rows == {"e8": 1} and rows["b"]["state"] == "no_result"
+    assert ex["ended_at"] == DUE
+
+
+def test_an_ended_exec_is_not_looked_at_again(engine: Engine) -> None:
+    with engine.begin() as conn:
+        create(conn, "e9", ["a"])
+        report(conn, "e9", "a")
+        assert executions.ending_candidates(conn, DEADLINE, 10)  # due, not yet marked
+        unstarted.close_due(conn, DUE, grace=GRACE)
+        assert state(conn, "e9")[0]["ended_at"] == DUE
+        assert executions.ending_candidates(conn, DUE + timedelta(days=30), 10) == []
+
+
 def test_a_late_report_replaces_the_no_result_row(engine: Engine) -> None:
     with engine.begin() as conn:
         create(conn, "e2", ["a", "b"])
@@ -237,12 +264,14 @@ def test_an_aborted_rollout_closes_its_unsent_pcs_at_once(engine: Engine) -> Non
     assert "pc-1" not in rows  # sent before the abort: it may still start until the deadline
 
 
-def test_candidates_are_bounded_and_skip_ended_execs(engine: Engine) -> None:
+def test_candidates_are_bounded_and_skip_ended_or_undecided_execs(engine: Engine) -> None:
     with engine.begin() as conn:
         for i in range(5):
             create(conn, f"b{i}", ["a"])
         create(conn, "done", ["a"])
-        report(conn, "done", "a")
+        executions.mark_ended(conn, "done", T0)
+        create(conn, "asked", ["a"], status="awaiting_approval")
         conn.execute(update(executions_table).values(deadline_at=DEADLINE))
         ids = [r["exec_id"] for r in executions.ending_candidates(conn, DEADLINE, limit=3)]
-    assert len(ids) == 3 and "done" not in ids
+        every = [r["exec_id"] for r in executions.ending_candidates(conn, DEADLINE, limit=99)]
+    assert len(ids) == 3 and sorted(every) == [f"b{i}" for i in range(5)]

@@ -55,6 +55,9 @@ class _ExecRowTail(Schema):
     """The exec's deadline (SPEC §4.3): expected pcs that never started are closed as
     ``no_result`` once it has passed (plus a grace), and a live exec then completes. Null
     until known (awaiting approval, a rollout not yet sent)."""
+    ended_at: Instant | None = None
+    """When it ended for good: every expected pc has a result or a ``no_result`` row and
+    none can start any more (null until then)."""
 
 
 class _ExecRowHeadWithPcs(_ExecRowHead):

@@ -2,7 +2,7 @@
 
 * ``executions.deadline_at``: the exec's deadline; expected pcs that never started are
   closed as ``no_result`` once it has passed (``results.state`` gains that value, a string
-  column: no schema change);
+  column: no schema change); ``executions.ended_at``: when that was done for good;
 * ``agents.stopped_at``: set by the heartbeat of an agent that stops cleanly (offline at
   once), cleared by its next heartbeat.
 
@@ -27,7 +27,10 @@ TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     with op.batch_alter_table("executions") as batch:
         batch.add_column(sa.Column("deadline_at", TS, nullable=True))
-    op.create_index("ix_executions_status_deadline_at", "executions", ["status", "deadline_at"])
+        batch.add_column(sa.Column("ended_at", TS, nullable=True))
+    op.create_index(
+        "ix_executions_ended_at_deadline_at", "executions", ["ended_at", "deadline_at"]
+    )
     with op.batch_alter_table("agents") as batch:
         batch.add_column(sa.Column("stopped_at", TS, nullable=True))
 
@@ -35,6 +38,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("agents") as batch:
         batch.drop_column("stopped_at")
-    op.drop_index("ix_executions_status_deadline_at", table_name="executions")
+    op.drop_index("ix_executions_ended_at_deadline_at", table_name="executions")
     with op.batch_alter_table("executions") as batch:
+        batch.drop_column("ended_at")
         batch.drop_column("deadline_at")
