@@ -63,7 +63,9 @@ def wait_limit_s(
 
 
 def _seconds(s: float) -> str:
-    return f"{s:.0f}s" if s < 120 else f"{s / 60:.0f}m{s % 60:02.0f}s"
+    if s < 120:
+        return f"{s:.1f}".rstrip("0").rstrip(".") + "s"
+    return f"{s // 60:.0f}m{s % 60:02.0f}s"
 
 
 def _result_json(r: Mapping[str, Any]) -> dict[str, Any]:
