@@ -193,6 +193,7 @@ def new_exec_rows(rows: Iterable[Mapping[str, Any]], now: datetime) -> list[dict
             "finished_count": 0,
             "failed_count": 0,
             "skipped_count": 0,
+            "no_result_count": 0,
         }
         for row in rows
     ]
@@ -248,7 +249,7 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
         ),
     )
     skipped = and_(results.c.state == "finished", results.c.skipped == true())
-    counts: dict[str, tuple[int, int, int, int]] = {}
+    counts: dict[str, tuple[int, int, int, int, int]] = {}
     current: dict[str, tuple[str, int]] = {}
     for chunk in chunks(ids):
         q = (
@@ -258,12 +259,14 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
                 func.sum(case((done, 1), else_=0)),
                 func.sum(case((failed, 1), else_=0)),
                 func.sum(case((skipped, 1), else_=0)),
+                func.sum(case((results.c.state == NO_RESULT, 1), else_=0)),
             )
             .where(results.c.exec_id.in_(chunk))
             .group_by(results.c.exec_id)
         )
-        for exec_id, n_started, n_finished, n_failed, n_skipped in conn.execute(q):
-            counts[exec_id] = (int(n_started), int(n_finished), int(n_failed), int(n_skipped))
+        for exec_id, *numbers in conn.execute(q):
+            n_started, n_finished, n_failed, n_skipped, n_closed = (int(n) for n in numbers)
+            counts[exec_id] = (n_started, n_finished, n_failed, n_skipped, n_closed)
         q2 = select(executions.c.exec_id, executions.c.status, executions.c.expected_count).where(
             executions.c.exec_id.in_(chunk)
         )
@@ -272,7 +275,9 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
 
     updates = []
     for exec_id, (status, expected) in current.items():
-        n_started, n_finished, n_failed, n_skipped = counts.get(exec_id, (0, 0, 0, 0))
+        n_started, n_finished, n_failed, n_skipped, n_closed = counts.get(
+            exec_id, (0, 0, 0, 0, 0)
+        )
         updates.append(
             {
                 "b_exec_id": exec_id,
@@ -283,6 +288,7 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
                 "b_finished": n_finished,
                 "b_failed": n_failed,
                 "b_skipped": n_skipped,
+                "b_closed": n_closed,
                 "b_now": now,
             }
         )
@@ -296,6 +302,7 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
                 finished_count=bindparam("b_finished"),
                 failed_count=bindparam("b_failed"),
                 skipped_count=bindparam("b_skipped"),
+                no_result_count=bindparam("b_closed"),
                 updated_at=bindparam("b_now"),
             )
         )

@@ -16,7 +16,7 @@ from sqlalchemy import String, and_, bindparam, case, cast, delete, func, select
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.paging import Page, Record, page
-from kanade.backend.store.tables import results
+from kanade.backend.store.tables import executions, results
 from kanade.backend.store.upsert import chunks, insert
 from kanade.core.execends import NO_RESULT
 from kanade.core.ids import no_result_id
@@ -144,8 +144,18 @@ def upsert_finished(conn: Connection, rows: Sequence[Row]) -> None:
 
 def drop_no_results(conn: Connection, rows: Iterable[Row]) -> None:
     """Delete the ``no_result`` rows of the (exec, pc) pairs ``rows`` report on: a late
-    report is the truth and replaces the closing row (primary-key lookups only)."""
-    ids = sorted({no_result_id(str(r["exec_id"]), str(r["pc_id"])) for r in rows})
+    report is the truth and replaces the closing row.
+
+    Called for every projected batch, so the common case — none of its execs has a
+    ``no_result`` row — costs one primary-key read of those execs' counters."""
+    pairs = {(str(r["exec_id"]), str(r["pc_id"])) for r in rows}
+    closed: set[str] = set()
+    for chunk in chunks(sorted({e for e, _ in pairs})):
+        q = select(executions.c.exec_id).where(
+            executions.c.exec_id.in_(chunk), executions.c.no_result_count > 0
+        )
+        closed.update(str(e) for (e,) in conn.execute(q))
+    ids = sorted(no_result_id(e, p) for e, p in pairs if e in closed)
     for chunk in chunks(ids):
         conn.execute(
             delete(results).where(results.c.result_id.in_(chunk), results.c.state == NO_RESULT)

@@ -84,6 +84,8 @@ executions = Table(
     Column("finished_count", Integer, nullable=False, default=0),
     Column("failed_count", Integer, nullable=False, default=0),
     Column("skipped_count", Integer, nullable=False, default=0),
+    # Expected pcs closed as no_result (revision 0006), also among finished and failed.
+    Column("no_result_count", Integer, nullable=False, default=0, server_default="0"),
     Column("request_id", String(64), nullable=False),
     # The job's inventory/check hints as dispatched (revision 0002): the projector
     # turns results into facts and check statuses in the same batch transaction.

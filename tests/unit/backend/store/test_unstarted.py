@@ -63,7 +63,7 @@ def test_unstarted_pcs_are_closed_at_the_deadline_and_the_exec_completes(engine:
         assert closed.rows == {"e1": 2}
         ex, rows = state(conn, "e1")
     # b and c never started: finished (they will not report) and failed, not started
-    assert counts(ex) == ("completed", 1, 3, 2)
+    assert counts(ex) == ("completed", 1, 3, 2) and ex["no_result_count"] == 2
     for pc in ("b", "c"):
         r = rows[pc]
         assert r["state"] == "no_result" and r["exit_code"] is None
@@ -115,7 +115,7 @@ def test_a_late_report_replaces_the_no_result_row(engine: Engine) -> None:
         report(conn, "e2", "b")
         ex, rows = state(conn, "e2")
     assert rows["b"]["state"] == "finished" and len(rows) == 2
-    assert counts(ex) == ("completed", 1, 2, 1)
+    assert counts(ex) == ("completed", 1, 2, 1) and ex["no_result_count"] == 1
 
 
 def test_a_superseded_exec_names_the_newer_one(engine: Engine) -> None:

@@ -51,6 +51,9 @@ class _ExecRowTail(Schema):
     request_id: str
     inventory_hint: dict[str, Any] | None
     check_hint: dict[str, Any] | None
+    no_result_count: int = 0
+    """Expected pcs closed as ``no_result`` (never started; counted as finished and failed
+    too)."""
     deadline_at: Instant | None = None
     """The exec's deadline (SPEC §4.3): expected pcs that never started are closed as
     ``no_result`` once it has passed (plus a grace), and a live exec then completes. Null

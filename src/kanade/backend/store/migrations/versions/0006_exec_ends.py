@@ -2,7 +2,8 @@
 
 * ``executions.deadline_at``: the exec's deadline; expected pcs that never started are
   closed as ``no_result`` once it has passed (``results.state`` gains that value, a string
-  column: no schema change); ``executions.ended_at``: when that was done for good;
+  column: no schema change; ``executions.no_result_count`` counts them);
+  ``executions.ended_at``: when that was done for good;
 * ``agents.stopped_at``: set by the heartbeat of an agent that stops cleanly (offline at
   once), cleared by its next heartbeat.
 
@@ -28,6 +29,9 @@ def upgrade() -> None:
     with op.batch_alter_table("executions") as batch:
         batch.add_column(sa.Column("deadline_at", TS, nullable=True))
         batch.add_column(sa.Column("ended_at", TS, nullable=True))
+        batch.add_column(
+            sa.Column("no_result_count", sa.Integer(), nullable=False, server_default="0")
+        )
     op.create_index(
         "ix_executions_ended_at_deadline_at", "executions", ["ended_at", "deadline_at"]
     )
@@ -40,5 +44,6 @@ def downgrade() -> None:
         batch.drop_column("stopped_at")
     op.drop_index("ix_executions_ended_at_deadline_at", table_name="executions")
     with op.batch_alter_table("executions") as batch:
+        batch.drop_column("no_result_count")
         batch.drop_column("ended_at")
         batch.drop_column("deadline_at")
