@@ -180,7 +180,9 @@ def test_kill_cancels_a_copy_queued_for_a_stopped_agent(
     assert not marker.exists()
     ex = stack.execution(created["exec_id"])
     assert ex["status"] == "cancelled"
-    assert [r["state"] for r in ex["results"]] == ["pending"]  # it never ran there
+    # It never ran there, and says so (SPEC §4.3: no pc stays pending for good).
+    assert [r["state"] for r in ex["results"]] == ["no_result"]
+    assert "cancelled before this pc started" in ex["results"][0]["note"]
     # A second kill is harmless and finds nothing left to cancel.
     (again,) = json_lines(stack.ok("kill", created["exec_id"], "--json").stdout)
     assert again["cancelled_queued"] == 0 and again["status"] == "cancelled"

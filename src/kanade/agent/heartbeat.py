@@ -97,6 +97,7 @@ class Telemetry:
         schedule_set_version: str | None = None,
         disk: DiskHealth | None = None,
         held_messages: int = 0,
+        stopping: bool = False,
     ) -> Heartbeat:
         free = disk.free() if disk is not None else None
         error = disk.error if disk is not None else None
@@ -120,6 +121,7 @@ class Telemetry:
             disk_free_bytes=None if free is None else max(0, min(free, MAX_BYTES)),
             held_messages=max(0, min(held_messages, MAX_HELD)),
             sent_at=self._clock(),
+            stopping=stopping,
         )
 
 
@@ -159,7 +161,7 @@ class Heartbeats(Worker):
         # the loop's first one is due an interval later.
         self._first = True
 
-    def build(self) -> Heartbeat:
+    def build(self, *, stopping: bool = False) -> Heartbeat:
         queue_length, running = self._load()
         return self._telemetry.heartbeat(
             pc_id=self.pc_id,
@@ -170,6 +172,7 @@ class Heartbeats(Worker):
             schedule_set_version=self._schedule_set_version(),
             disk=self._disk,
             held_messages=self._held_messages(),
+            stopping=stopping,
         )
 
     def set_interval(self, interval: float) -> None:
@@ -178,10 +181,30 @@ class Heartbeats(Worker):
         self.wake()
 
     async def send(self) -> None:
+        if self._stopping:
+            return  # after the goodbye, a heartbeat would make a stopping agent look alive
         nc = self._connection()
         if nc is not None and nc.is_connected:
             with contextlib.suppress(Exception):
                 await nc.publish(subjects.heartbeat_subject(self.pc_id), encode(self.build()))
+
+    async def goodbye(self, timeout: int = 2) -> bool:
+        """A clean stop's last heartbeat (``stopping``): the backend shows this agent offline
+        at once and no new exec expects it (SPEC §4.3). The loop is stopped first, so no
+        ordinary heartbeat follows to make it look alive again. Flushed, so it is on the
+        wire before the connection closes; True if it was sent."""
+        self.stop()
+        nc = self._connection()
+        if nc is None or not nc.is_connected:
+            return False
+        try:
+            await nc.publish(
+                subjects.heartbeat_subject(self.pc_id), encode(self.build(stopping=True))
+            )
+            await nc.flush(timeout=timeout)
+        except Exception:
+            return False
+        return True
 
     async def on_ping(self, msg: Msg) -> None:
         if msg.reply:

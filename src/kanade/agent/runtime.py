@@ -251,6 +251,10 @@ class Agent:
             log.error("agent task failed", exc_info=task.exception())
 
     async def _shutdown(self) -> None:
+        # First the goodbye: from now on the backend shows this agent offline and no new
+        # exec expects a result from it (a stopped agent is not "alive" for 2 more minutes).
+        if await self.heartbeats.goodbye():
+            log.info("agent %s told the backend it is stopping", self.pc_id)
         self.scheduler.stop()  # no new local fires while shutting down
         # Scripts still running are ended; their ledger entries stay "launching"
         # only if we die before reporting, otherwise they report -1 as killed.

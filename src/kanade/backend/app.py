@@ -180,7 +180,12 @@ def create_app(settings: Settings) -> FastAPI:
         link.start(on_ready)
         # The reaper needs only the database: it keeps closing overdue rows while the
         # broker is away (that is exactly when results stop arriving).
-        reaper = Reaper(db, interval_s=settings.reaper_interval_s, on_reap=metrics.on_reap)
+        reaper = Reaper(
+            db,
+            interval_s=settings.reaper_interval_s,
+            grace=timedelta(seconds=settings.no_result_grace_s),
+            on_reap=metrics.on_reap,
+        )
         reaper_task = asyncio.create_task(reaper.run(), name="reaper")
         rollout_tasks = [
             asyncio.create_task(rollout_runner.run(), name="rollouts"),

@@ -36,6 +36,9 @@ class Settings:
     token_ttl_s: float = 12 * 3600
     # How often the reaper closes overdue rows and expires stale execs (SPEC §4.3).
     reaper_interval_s: float = 10.0
+    # How long past an exec's deadline an expected pc that never started is closed as
+    # no_result (SPEC §4.3: agent clocks may run behind; tests shorten it).
+    no_result_grace_s: float = 120.0
     # Central scheduler (SPEC §4.4): off = this process never competes for the lease.
     scheduler: bool = True
     # How often per_pc / per_target schedules are reconciled (the spec's 1 minute;

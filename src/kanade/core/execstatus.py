@@ -35,4 +35,14 @@ def progressed_status(current: str, *, started: int, finished: int, expected: in
     return current
 
 
-__all__ = ["TRANSITIONS", "ExecStatus", "can_transition", "progressed_status"]
+def ended_status(current: str, *, finished: int, expected: int) -> str:
+    """The status once the exec's deadline has passed and no expected pc is left waiting
+    (SPEC §4.3, every exec ends): completed when finished rows cover the expected count —
+    also when nobody was expected, which :func:`progressed_status` leaves alone — and the
+    table allows it; otherwise unchanged (rejected and cancelled stay what they are)."""
+    if finished >= expected and can_transition(current, ExecStatus.COMPLETED):
+        return ExecStatus.COMPLETED.value
+    return current
+
+
+__all__ = ["TRANSITIONS", "ExecStatus", "can_transition", "ended_status", "progressed_status"]

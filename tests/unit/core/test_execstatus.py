@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kanade.core.execstatus import TRANSITIONS, can_transition, progressed_status
+from kanade.core.execstatus import TRANSITIONS, can_transition, ended_status, progressed_status
 from kanade.core.fleet import ALIVE_WINDOW, STALE_WINDOW, agent_status
 
 
@@ -72,3 +72,25 @@ def test_agent_status(age: timedelta, want: str) -> None:
 
 def test_alive_window_is_two_minutes() -> None:
     assert timedelta(minutes=2) == ALIVE_WINDOW
+
+
+@pytest.mark.parametrize(
+    ("current", "finished", "expected", "want"),
+    [
+        ("pending", 0, 0, "completed"),  # expected nobody: ends at its deadline
+        ("pending", 3, 3, "completed"),
+        ("expired", 2, 2, "completed"),
+        ("running", 2, 3, "running"),  # a pc still runs (in flight): not yet
+        ("rejected", 3, 3, "rejected"),  # an operator's end stays
+        ("cancelled", 3, 3, "cancelled"),
+        ("awaiting_approval", 0, 0, "awaiting_approval"),  # not reachable from there
+        ("completed", 3, 3, "completed"),
+    ],
+)
+def test_ended_status(current: str, finished: int, expected: int, want: str) -> None:
+    assert ended_status(current, finished=finished, expected=expected) == want
+
+
+def test_a_cleanly_stopped_agent_is_offline_at_once() -> None:
+    assert agent_status(NOW, NOW, stopped=True) == "offline"
+    assert agent_status(NOW, NOW, stopped=False) == "alive"

@@ -90,10 +90,17 @@ class Metrics:
             "Executions expired (still pending an hour after creation)",
             registry=self.registry,
         )
+        self.no_result = Counter(
+            "kanade_no_result_pcs",
+            "Expected pcs closed as no_result: never started by their exec's deadline, or "
+            "never sent (rejected, aborted)",
+            registry=self.registry,
+        )
 
     def on_reap(self, report: Any) -> None:
         self.reaped.inc(len(report.reaped))
         self.expired.inc(len(report.expired))
+        self.no_result.inc(report.no_result)
 
     def on_identity_mismatch(self, kind: str) -> None:
         self.identity_mismatch.labels(kind=kind).inc()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from kanade.backend.store.scheduling import ReconcileFacts
-from kanade.core.fleet import ALIVE_WINDOW
+from kanade.core.fleet import agent_status
 from kanade.core.instants import format_instant, format_local, format_optional
 from kanade.core.models.schedule import Schedule
 from kanade.core.scheduling import (
@@ -116,7 +116,11 @@ def schedule_preview(
     target = schedule.target
     known = {str(a["pc_id"]): a for a in agents}
     alive = {
-        pc for pc, a in known.items() if a.get("last_seen") and now - a["last_seen"] <= ALIVE_WINDOW
+        pc
+        for pc, a in known.items()
+        if a.get("last_seen")
+        and agent_status(a["last_seen"], now, stopped=a.get("stopped_at") is not None)
+        == "alive"
     }
     pcs = sorted(
         {pc for pc, a in known.items() if target.matches(pc, a.get("groups") or [])}

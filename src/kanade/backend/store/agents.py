@@ -24,13 +24,15 @@ LIVENESS: tuple[AgentStatus, ...] = ("alive", "stale", "offline")
 
 
 def liveness_is(status: AgentStatus, now: datetime) -> ColumnElement[bool]:
-    """``agent_status(last_seen, now) == status`` as a SQL condition (index-friendly)."""
+    """``agent_status(last_seen, now, stopped=...) == status`` as a SQL condition
+    (index-friendly): an agent that said it was stopping is offline at once."""
     seen = agents.c.last_seen
+    running = agents.c.stopped_at.is_(None)
     if status == "alive":
-        return seen >= now - ALIVE_WINDOW
+        return (seen >= now - ALIVE_WINDOW) & running
     if status == "stale":
-        return (seen < now - ALIVE_WINDOW) & (seen >= now - STALE_WINDOW)
-    return seen < now - STALE_WINDOW
+        return (seen < now - ALIVE_WINDOW) & (seen >= now - STALE_WINDOW) & running
+    return (seen < now - STALE_WINDOW) | agents.c.stopped_at.is_not(None)
 
 
 def liveness(now: datetime) -> ColumnElement[str]:
@@ -106,6 +108,7 @@ _AGENT_UPDATE_COLUMNS = (
     "hostname", "agent_version", "os_family", "os_version", "boot_time", "cpu_percent",
     "rss_bytes", "groups", "schedule_set_version", "last_command_at", "queue_length",
     "running", "disk_full", "disk_error", "disk_free_bytes", "held_messages", "last_seen",
+    "stopped_at",
 )  # fmt: skip
 
 

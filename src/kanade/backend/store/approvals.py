@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.engine import Connection
 
-from kanade.backend.store import rollouts
+from kanade.backend.store import rollouts, unstarted
 from kanade.backend.store.database import Database
-from kanade.backend.store.executions import set_exec_status
+from kanade.backend.store.executions import extend_deadline, set_exec_status
 from kanade.backend.store.tables import approvals, executions, unattended_approvals
 from kanade.core.approvals import approval_expires_at
 from kanade.core.models.records import ExecRecord
@@ -171,9 +171,14 @@ def decide(
     reason: str | None,
     now: datetime,
     command: str | None = None,
+    deadline_at: datetime | None = None,
     require_unexpired: bool = True,
 ) -> bool:
-    """Compare-and-set ``pending → state`` and move the exec (and its rollout) along."""
+    """Compare-and-set ``pending → state`` and move the exec (and its rollout) along.
+
+    Approved with the stamped ``command``: ``deadline_at`` is its deadline, now the exec's.
+    Rejected (or expired): its expected pcs, never to be sent anything, are closed as
+    ``no_result`` at once (SPEC §4.3)."""
     cond = [
         approvals.c.exec_id == exec_id,
         approvals.c.state.in_(sources(APPROVAL_TRANSITIONS, ApprovalState(state))),
@@ -192,10 +197,13 @@ def decide(
         return False
     if state == ApprovalState.APPROVED:
         set_exec_status(conn, exec_id, ExecStatus.PENDING, now)
+        if deadline_at is not None:
+            extend_deadline(conn, exec_id, deadline_at)
         rollouts.start_approved(conn, exec_id, now)
     else:
         set_exec_status(conn, exec_id, ExecStatus.REJECTED, now)
         rollouts.reject_pending(conn, exec_id, reason or "rejected", now)
+        unstarted.close_exec(conn, exec_id, now)
     return True
 
 
@@ -249,6 +257,7 @@ def reject_orphans(conn: Connection, now: datetime, *, older_than: timedelta) ->
     ).all()
     for (exec_id,) in orphans:
         set_exec_status(conn, str(exec_id), ExecStatus.REJECTED, now)
+        unstarted.close_exec(conn, str(exec_id), now)
 
 
 def undispatched(conn: Connection, decided_before: datetime) -> list[dict[str, Any]]:

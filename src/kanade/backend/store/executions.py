@@ -16,7 +16,9 @@ from sqlalchemy.engine import Connection
 from kanade.backend.store.paging import Page, Record, page
 from kanade.backend.store.tables import executions, results
 from kanade.backend.store.upsert import chunks, insert
-from kanade.core.execstatus import progressed_status
+from kanade.core.execends import NO_RESULT
+from kanade.core.execstatus import ended_status, progressed_status
+from kanade.core.lifecycle import fallback_created_cutoff
 from kanade.core.statuses import EXEC_TRANSITIONS, ExecStatus, can_transition, sources
 
 Row = Mapping[str, Any]
@@ -101,6 +103,77 @@ def pending_since(conn: Connection, cutoff: datetime, limit: int) -> list[tuple[
     return [(str(e), str(s)) for e, s in conn.execute(q)]
 
 
+LIVE_STATUSES: tuple[ExecStatus, ...] = (
+    ExecStatus.PENDING,
+    ExecStatus.RUNNING,
+    ExecStatus.EXPIRED,
+)
+"""Statuses an exec leaves by itself once its deadline has passed (SPEC §4.3)."""
+CLOSED_EARLY: tuple[ExecStatus, ...] = (ExecStatus.REJECTED, ExecStatus.CANCELLED)
+"""Statuses whose unstarted pcs are closed at once: nothing reaches them any more."""
+
+
+_ENDING_COLUMNS = tuple(
+    executions.c[name]
+    for name in (
+        "exec_id", "job_id", "version", "status", "request_id", "target", "expected_pcs",
+        "expected_count", "finished_count", "deadline_at", "created_at",
+    )
+)  # fmt: skip
+
+
+def ending_row(conn: Connection, exec_id: str) -> Record | None:
+    """The columns closing an exec's unstarted pcs needs (see :func:`ending_candidates`)."""
+    q = select(*_ENDING_COLUMNS).where(executions.c.exec_id == exec_id)
+    row = conn.execute(q).mappings().first()
+    return None if row is None else dict(row)
+
+
+def ending_candidates(conn: Connection, due_before: datetime, limit: int) -> list[Record]:
+    """Up to ``limit`` execs that have not ended yet and may have expected pcs to close
+    (SPEC §4.3): those whose deadline is at or before ``due_before`` (``now - grace``; a
+    row without a deadline uses the command lifetime from its creation) — completed ones
+    too: an unexpected pc's result can complete an exec an expected pc never answered —
+    and rejected or cancelled ones at once. Earliest deadline first."""
+    due = or_(
+        executions.c.deadline_at <= due_before,
+        and_(
+            executions.c.deadline_at.is_(None),
+            executions.c.created_at <= fallback_created_cutoff(due_before),
+        ),
+    )
+    q = (
+        select(*_ENDING_COLUMNS)
+        .where(
+            executions.c.ended_at.is_(None),
+            executions.c.status != ExecStatus.AWAITING_APPROVAL,
+            or_(due, executions.c.status.in_(CLOSED_EARLY)),
+        )
+        .order_by(executions.c.deadline_at, executions.c.created_at)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def newer_of_job(
+    conn: Connection, job_id: str, *, after: datetime, until: datetime, limit: int = 50
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(exec_id, target)`` of up to ``limit`` execs of ``job_id`` created after ``after``
+    and at or before ``until``, oldest first: those that may have superseded an older
+    exec's command in the queue."""
+    q = (
+        select(executions.c.exec_id, executions.c.target)
+        .where(
+            executions.c.job_id == job_id,
+            executions.c.created_at > after,
+            executions.c.created_at <= until,
+        )
+        .order_by(executions.c.created_at, executions.c.exec_id)
+        .limit(limit)
+    )
+    return [(str(e), dict(t or {})) for e, t in conn.execute(q)]
+
+
 # --- writes ----------------------------------------------------------------------------
 
 _EXEC_RECORD_COLUMNS = (
@@ -120,6 +193,7 @@ def new_exec_rows(rows: Iterable[Mapping[str, Any]], now: datetime) -> list[dict
             "finished_count": 0,
             "failed_count": 0,
             "skipped_count": 0,
+            "no_result_count": 0,
         }
         for row in rows
     ]
@@ -139,7 +213,12 @@ def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> N
     stmt = insert(conn, executions)
     stmt = stmt.on_conflict_do_update(
         index_elements=["exec_id"],
-        set_={c: stmt.excluded[c] for c in _EXEC_RECORD_COLUMNS},
+        set_={
+            **{c: stmt.excluded[c] for c in _EXEC_RECORD_COLUMNS},
+            # A deadline known already (set by an approval or a rollout wave after the
+            # record) is kept: a replayed creation record never forgets it.
+            "deadline_at": func.coalesce(executions.c.deadline_at, stmt.excluded.deadline_at),
+        },
     )
     conn.execute(stmt, full)
     # Results may have been projected before the record (replay order, or a slow API
@@ -151,15 +230,18 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
     """Recompute counters of ``exec_ids`` from their results rows and advance their status.
 
     Counting (instead of incrementing) is what makes redelivery harmless. ``finished``
-    includes reaped rows — a reaped pc will not report any more, so it must not hold the
-    exec open; it also counts as failed. Skipped results are finished, not failed.
+    includes reaped and no_result rows — such a pc will not report any more, so it must not
+    hold the exec open; they also count as failed. Skipped results are finished, not failed.
     """
     ids = sorted(set(exec_ids))
     if not ids:
         return
-    done = results.c.state.in_(("finished", "reaped"))
+    # A no_result row (an expected pc that never started, closed at the exec's deadline)
+    # is finished and failed like a reaped one, but it never started.
+    done = results.c.state.in_(("finished", "reaped", NO_RESULT))
+    began = results.c.state != NO_RESULT
     failed = or_(
-        results.c.state == "reaped",
+        results.c.state.in_(("reaped", NO_RESULT)),
         and_(
             results.c.state == "finished",
             results.c.skipped == false(),
@@ -167,22 +249,24 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
         ),
     )
     skipped = and_(results.c.state == "finished", results.c.skipped == true())
-    counts: dict[str, tuple[int, int, int, int]] = {}
+    counts: dict[str, tuple[int, int, int, int, int]] = {}
     current: dict[str, tuple[str, int]] = {}
     for chunk in chunks(ids):
         q = (
             select(
                 results.c.exec_id,
-                func.count(),
+                func.sum(case((began, 1), else_=0)),
                 func.sum(case((done, 1), else_=0)),
                 func.sum(case((failed, 1), else_=0)),
                 func.sum(case((skipped, 1), else_=0)),
+                func.sum(case((results.c.state == NO_RESULT, 1), else_=0)),
             )
             .where(results.c.exec_id.in_(chunk))
             .group_by(results.c.exec_id)
         )
-        for exec_id, n_started, n_finished, n_failed, n_skipped in conn.execute(q):
-            counts[exec_id] = (int(n_started), int(n_finished), int(n_failed), int(n_skipped))
+        for exec_id, *numbers in conn.execute(q):
+            n_started, n_finished, n_failed, n_skipped, n_closed = (int(n) for n in numbers)
+            counts[exec_id] = (n_started, n_finished, n_failed, n_skipped, n_closed)
         q2 = select(executions.c.exec_id, executions.c.status, executions.c.expected_count).where(
             executions.c.exec_id.in_(chunk)
         )
@@ -191,7 +275,9 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
 
     updates = []
     for exec_id, (status, expected) in current.items():
-        n_started, n_finished, n_failed, n_skipped = counts.get(exec_id, (0, 0, 0, 0))
+        n_started, n_finished, n_failed, n_skipped, n_closed = counts.get(
+            exec_id, (0, 0, 0, 0, 0)
+        )
         updates.append(
             {
                 "b_exec_id": exec_id,
@@ -202,6 +288,7 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
                 "b_finished": n_finished,
                 "b_failed": n_failed,
                 "b_skipped": n_skipped,
+                "b_closed": n_closed,
                 "b_now": now,
             }
         )
@@ -215,6 +302,7 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
                 finished_count=bindparam("b_finished"),
                 failed_count=bindparam("b_failed"),
                 skipped_count=bindparam("b_skipped"),
+                no_result_count=bindparam("b_closed"),
                 updated_at=bindparam("b_now"),
             )
         )
@@ -269,3 +357,45 @@ def set_exec_status(conn: Connection, exec_id: str, new: str, now: datetime) -> 
         .values(status=new, updated_at=now)
     )
     return bool(res.rowcount)
+
+
+def extend_deadline(conn: Connection, exec_id: str, deadline: datetime) -> None:
+    """The exec's deadline becomes ``deadline`` unless it already is later: an approval
+    sends the commands, or another rollout wave goes out (SPEC §4.3)."""
+    conn.execute(
+        update(executions)
+        .where(
+            executions.c.exec_id == exec_id,
+            or_(executions.c.deadline_at.is_(None), executions.c.deadline_at < deadline),
+        )
+        .values(deadline_at=deadline)
+    )
+
+
+def end_exec(conn: Connection, exec_id: str, now: datetime) -> bool:
+    """Its deadline passed and no expected pc is left waiting: a live exec completes (also
+    one that expected nobody). True if it moved."""
+    cols = (executions.c.status, executions.c.finished_count, executions.c.expected_count)
+    row = conn.execute(select(*cols).where(executions.c.exec_id == exec_id)).first()
+    if row is None:
+        return False
+    current, finished, expected = str(row[0]), int(row[1]), int(row[2])
+    new = ended_status(current, finished=finished, expected=expected)
+    if new == current:
+        return False
+    res = conn.execute(
+        update(executions)
+        .where(executions.c.exec_id == exec_id, executions.c.status == current)
+        .values(status=new, updated_at=now)
+    )
+    return bool(res.rowcount)
+
+
+def mark_ended(conn: Connection, exec_id: str, now: datetime) -> None:
+    """The exec has ended for good (every expected pc accounted for, none can start any
+    more): the reaper's closing pass need not look at it again."""
+    conn.execute(
+        update(executions)
+        .where(executions.c.exec_id == exec_id, executions.c.ended_at.is_(None))
+        .values(ended_at=now)
+    )

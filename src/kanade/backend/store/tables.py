@@ -63,6 +63,9 @@ agents = Table(
     # Backend clock, not the agent's: liveness must be immune to agent clock skew.
     Column("last_seen", UtcDateTime, nullable=False),
     Column("first_seen", UtcDateTime, nullable=False),
+    # Set by the heartbeat an agent sends when it stops cleanly (revision 0006): it is
+    # offline at once; cleared by its next heartbeat.
+    Column("stopped_at", UtcDateTime, nullable=True),
     Index("ix_agents_last_seen", "last_seen"),
 )
 
@@ -88,11 +91,20 @@ executions = Table(
     Column("finished_count", Integer, nullable=False, default=0),
     Column("failed_count", Integer, nullable=False, default=0),
     Column("skipped_count", Integer, nullable=False, default=0),
+    # Expected pcs closed as no_result (revision 0006), also among finished and failed.
+    Column("no_result_count", Integer, nullable=False, default=0, server_default="0"),
     Column("request_id", String(64), nullable=False),
     # The job's inventory/check hints as dispatched (revision 0002): the projector
     # turns results into facts and check statuses in the same batch transaction.
     Column("inventory_hint", JSON, nullable=True),
     Column("check_hint", JSON, nullable=True),
+    # The exec's deadline (revision 0006, SPEC §4.3): no pc starts its command after it,
+    # and expected pcs that never did are closed as no_result. Null until known (awaiting
+    # approval, a rollout's first wave) or for rows written before the revision.
+    Column("deadline_at", UtcDateTime, nullable=True),
+    # When it ended for good (revision 0006): every expected pc has a row (a result or
+    # no_result) and none can start any more. Null while the reaper still has to look.
+    Column("ended_at", UtcDateTime, nullable=True),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_job_id_created_at", "job_id", "created_at"),
     Index("ix_executions_status_created_at", "status", "created_at"),
@@ -107,7 +119,8 @@ results = Table(
     Column("pc_id", ID, nullable=False),
     Column("job_id", ID, nullable=False),
     Column("version", String(128), nullable=False),
-    Column("state", String(16), nullable=False),  # in_flight | finished | reaped
+    # in_flight | finished | reaped | no_result (an expected pc that never started)
+    Column("state", String(16), nullable=False),
     Column("exit_code", Integer, nullable=True),
     Column("skipped", Boolean, nullable=False, default=False),
     Column("stdout", Text, nullable=False, default=""),
@@ -371,3 +384,7 @@ enrolled_agents = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revoked_by", String(128), nullable=True),
 )
+
+# --- revision 0006: every exec ends (SPEC §4.3) -------------------------------------------
+# The reaper's closing pass looks for execs not yet ended whose deadline has come.
+Index("ix_executions_ended_at_deadline_at", executions.c.ended_at, executions.c.deadline_at)

@@ -55,6 +55,8 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
         # The backend's clock: liveness must not depend on the agent's clock.
         "last_seen": received_at,
         "first_seen": received_at,
+        # A clean stop's last heartbeat: offline from now on (any other one clears it).
+        "stopped_at": received_at if hb.stopping else None,
     }
 
 

@@ -17,11 +17,13 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.messaging.exec_events import publish_audit_once, publish_exact
 from kanade.backend.messaging.live import hub
+from kanade.backend.store import executions
 from kanade.backend.store import rollouts as store
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.approvals import restamp
+from kanade.core.dispatch import command_deadline
 from kanade.core.instants import Clock
 from kanade.core.models.wire import Command, decode, encode
 from kanade.core.msgids import audit_msg_id
@@ -130,7 +132,15 @@ class RolloutRunner(Worker):
         subs = [subjects.command_subject("pc", pc, job_id) for pc in pcs]
         await publish_exact(bus, raw.encode(), str(wave["request_id"]), subs)
         sent_at = self._clock()
-        await self._db.write(lambda conn: store.mark_dispatched(conn, rollout_id, idx, sent_at))
+        # The exec's deadline (SPEC §4.3) reaches as far as this wave's command.
+        deadline = command_deadline(decode(Command, raw.encode()))
+        exec_id = str(rollout["exec_id"])
+
+        def mark(conn: Connection) -> None:
+            store.mark_dispatched(conn, rollout_id, idx, sent_at)
+            executions.extend_deadline(conn, exec_id, deadline)
+
+        await self._db.write(mark)
         log.info(
             "rollout wave dispatched",
             rollout_id=rollout_id,

@@ -147,6 +147,9 @@ class Heartbeat(WireModel):
     disk_free_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     held_messages: int = Field(default=0, ge=0, le=MAX_HELD)
     sent_at: datetime
+    # The agent's last word on a clean stop (SIGTERM, service stop): it is offline from
+    # now on, not alive until its heartbeats are missed (SPEC §4.3).
+    stopping: bool = False
 
 
 class ConsumerReply(WireModel):

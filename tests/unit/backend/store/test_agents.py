@@ -48,6 +48,33 @@ def test_sql_liveness_is_the_python_rule_at_every_edge(engine: Engine) -> None:
     assert sum(counts.values()) == len(AGES)
 
 
+def test_a_cleanly_stopped_agent_is_offline_at_once_in_sql_too(engine: Engine) -> None:
+    now = T0 + timedelta(days=1)
+    rows = [
+        {**heartbeat(f"pc{i}", now - age), "stopped_at": None if i % 2 else now - age}
+        for i, age in enumerate(AGES)
+    ]
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, rows)
+    expected = {
+        r["pc_id"]: agent_status(r["last_seen"], now, stopped=r["stopped_at"] is not None)
+        for r in rows
+    }
+    with engine.connect() as conn:
+        by_status = {
+            status: {r["pc_id"] for r in agents.page_agents(conn, now=now, status=status).items}
+            for status in agents.LIVENESS
+        }
+        alive = {pc for pc, _ in agents.alive_agents(conn, now)}
+    for status in agents.LIVENESS:
+        assert by_status[status] == {pc for pc, s in expected.items() if s == status}
+    assert alive == by_status["alive"] and "pc0" not in alive  # stopped a moment ago
+    # its next heartbeat (no stopping flag) makes it alive again
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, [{**heartbeat("pc0", now), "stopped_at": None}])
+        assert "pc0" in {pc for pc, _ in agents.alive_agents(conn, now)}
+
+
 def test_agents_upsert_keeps_first_seen(engine: Engine) -> None:
     def hb(at: datetime, version: str) -> dict[str, Any]:
         return {

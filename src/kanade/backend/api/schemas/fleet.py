@@ -41,6 +41,8 @@ class Agent(Schema):
     )
     last_seen: Instant
     first_seen: Instant
+    stopped_at: Instant | None = None
+    """When the agent said it was stopping (a clean stop): offline since then."""
     status: str
 
 

@@ -134,6 +134,7 @@ export function resultKind(r) {
   if (r.state === "in_flight") return "running";
   if (r.skipped) return "skipped";
   if (r.state === "reaped") return "failed";
+  if (r.state === "no_result") return "no_result"; // never started by the exec's deadline
   return r.exit_code === 0 ? "ok" : "failed";
 }
 

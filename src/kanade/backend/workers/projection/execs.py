@@ -24,6 +24,8 @@ def write_exec_records(conn: Connection, items: list[Item], now: datetime) -> No
     for item in items:
         if item.status_only:
             executions.apply_exec_status(conn, item.row["exec_id"], item.row["status"], now)
+            if item.row.get("deadline_at") is not None:
+                executions.extend_deadline(conn, item.row["exec_id"], item.row["deadline_at"])
 
 
 class ExecsProjector(ItemProjector):

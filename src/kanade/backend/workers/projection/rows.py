@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 
 from kanade.backend.workers.projection.worker import Decoded, Item, recorded_at
 from kanade.core import subjects
+from kanade.core.instants import parse_instant
 from kanade.core.lifecycle import result_expires_at
 from kanade.core.models.records import ExecRecord
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
@@ -137,7 +138,10 @@ def decode_exec_records(msgs: list[Msg]) -> Decoded:
             status, exec_id = data["status"], data["exec_id"]
             if status not in EXEC_TRANSITIONS or not isinstance(exec_id, str):
                 raise ValueError(f"unknown status {status!r}")
-            items.append(Item(msg, {"exec_id": exec_id, "status": status}, status_only=True))
+            row: dict[str, Any] = {"exec_id": exec_id, "status": status}
+            if data.get("deadline_at") is not None:  # an approval that sent the commands
+                row["deadline_at"] = parse_instant(str(data["deadline_at"]))
+            items.append(Item(msg, row, status_only=True))
         except (WireDecodeError, ValueError, KeyError, TypeError) as exc:
             log.warning("poison exec record skipped", subject=msg.subject, error=str(exc))
             poison.append(msg)

@@ -184,7 +184,7 @@ export function resultsTable(items, label, { showPc = true, showJob = true } = {
         ...(showPc ? [h("td", {}, h("a", { href: `#/agents/${encodeURIComponent(r.pc_id)}` }, r.pc_id))] : []),
         h("td", {}, link),
         ...(showJob ? [h("td", { class: "hide-sm" }, r.job_id || "")] : []),
-        h("td", {}, pill(kind, kind === "ok" ? "finished" : kind)),
+        h("td", {}, pill(kind, kind === "ok" ? "finished" : kind.replace("_", " "))),
         h("td", { class: "mono" }, r.exit_code ?? "—"),
         h("td", { class: "hide-sm" }, durationOf(r)),
         h("td", {}, time(r.finished_at)));
