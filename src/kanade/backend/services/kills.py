@@ -44,7 +44,7 @@ class KillService(Service):
         bus = self._bus()
         now = self._clock()
         previous = str(row["status"])
-        status = await self._mark_cancelled(exec_id, previous, now)
+        status = await self._mark_cancelled(exec_id, previous, now, actor)
         if status == ExecStatus.CANCELLED:
             record = ExecStatusRecord(exec_id=exec_id, status=status, at=now, by=actor)
             try:
@@ -84,14 +84,16 @@ class KillService(Service):
             "cancelled_subjects": cancelled,
         }
 
-    async def _mark_cancelled(self, exec_id: str, current: str, now: datetime) -> str:
+    async def _mark_cancelled(self, exec_id: str, current: str, now: datetime, actor: str) -> str:
         """Move the exec to ``cancelled`` if the table allows it; the status it has after."""
         if current == ExecStatus.CANCELLED:
             return current
         if not can_transition(current, ExecStatus.CANCELLED):
             return current
         if await self._db.write(
-            lambda conn: executions.apply_exec_status(conn, exec_id, ExecStatus.CANCELLED, now)
+            lambda conn: executions.set_exec_status(
+                conn, exec_id, ExecStatus.CANCELLED, now, by=actor
+            )
         ):
             return ExecStatus.CANCELLED
         # It moved on meanwhile (e.g. completed): report what it is now.

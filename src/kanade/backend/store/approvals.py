@@ -191,10 +191,10 @@ def decide(
     if conn.execute(update(approvals).where(and_(*cond)).values(**values)).rowcount != 1:
         return False
     if state == ApprovalState.APPROVED:
-        set_exec_status(conn, exec_id, ExecStatus.PENDING, now)
+        set_exec_status(conn, exec_id, ExecStatus.PENDING, now, by=actor)
         rollouts.start_approved(conn, exec_id, now)
     else:
-        set_exec_status(conn, exec_id, ExecStatus.REJECTED, now)
+        set_exec_status(conn, exec_id, ExecStatus.REJECTED, now, by=actor)
         rollouts.reject_pending(conn, exec_id, reason or "rejected", now)
     return True
 

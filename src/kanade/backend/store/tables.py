@@ -93,9 +93,25 @@ executions = Table(
     # turns results into facts and check statuses in the same batch transaction.
     Column("inventory_hint", JSON, nullable=True),
     Column("check_hint", JSON, nullable=True),
+    # The status of the creation record, pending or awaiting_approval (revision 0006): what
+    # the status is derived from, with the decisions and the results (core.execstatus).
+    Column("created_status", String(32), nullable=True),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_job_id_created_at", "job_id", "created_at"),
     Index("ix_executions_status_created_at", "status", "created_at"),
+)
+
+# Decisions recorded for an exec (revision 0006): approved (status ``pending``), rejected,
+# cancelled — from the status records of KANADE_EXECS — and expired, by the reaper. Facts,
+# never overwritten: the exec's status is derived from them, its creation and its results,
+# so the order they are (re-)projected in cannot change it (SPEC §4.3).
+exec_decisions = Table(
+    "exec_decisions",
+    metadata,
+    Column("exec_id", ID, primary_key=True),
+    Column("status", String(32), primary_key=True),
+    Column("at", UtcDateTime, nullable=True),
+    Column("by", String(128), nullable=True),
 )
 
 results = Table(
