@@ -41,6 +41,10 @@ KV_DISPATCH: Final = "kanade_dispatch"
 KV_TRUST: Final = "kanade_trust"
 SIGNING_KEYS_KEY: Final = "signing_keys"
 """The key of the backend's signing-key set in :data:`KV_TRUST` (rotation, SPEC §8.2)."""
+# Operator state the database is rebuilt from after a wipe (SPEC §1.3): users (with their
+# password hashes), approvals, rollouts, schedule counters. The backend's alone: no agent
+# may read it (security/permissions.py).
+KV_STATE: Final = "kanade_state"
 KV_BUCKETS: Final = (
     KV_JOBS,
     KV_SCHEDULES,
@@ -51,9 +55,11 @@ KV_BUCKETS: Final = (
     KV_FREEZE,
     KV_DISPATCH,
     KV_TRUST,
+    KV_STATE,
 )
-# Every bucket an agent obeys is signed; only the scheduler's own dispatch marks are not.
-SIGNED_BUCKETS: Final = frozenset(KV_BUCKETS) - {KV_DISPATCH}
+# Every bucket an agent obeys is signed; the scheduler's own dispatch marks and the
+# backend's operator state are not (no agent reads them).
+SIGNED_BUCKETS: Final = frozenset(KV_BUCKETS) - {KV_DISPATCH, KV_STATE}
 """The buckets agents obey: every write to them carries the backend's signature (SPEC §8.2)."""
 
 OBJ_SCRIPTS: Final = "kanade_scripts"

@@ -69,6 +69,21 @@ def test_an_agent_reads_only_its_own_control_and_inbox() -> None:
     assert perms.allow_responses
 
 
+def test_an_agent_cannot_read_the_operator_state() -> None:
+    # KV kanade_state holds users with their password hashes (SPEC §1.3, §8.1).
+    perms = agent_permissions("pc-a")
+    stream = f"KV_{s.KV_STATE}"
+    assert not _allowed(perms.sub, f"$KV.{s.KV_STATE}.user.x")
+    for subject in (
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.$KV.{s.KV_STATE}.user.x",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$KV.{s.KV_STATE}.user.x",
+    ):
+        assert not _allowed(perms.pub, subject), subject
+
+
 def test_operator_tools_cannot_publish_commands_or_records() -> None:
     perms = operator_permissions()
     for subject in (

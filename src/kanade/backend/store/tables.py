@@ -359,6 +359,22 @@ unattended_approvals = Table(
     Column("approved_at", UtcDateTime, nullable=False),
 )
 
+# --- revision 0006: a wiped database comes back whole (SPEC §1.3) ---------------------------
+# Keys of operator-state rows (users, approvals, rollouts, schedule counters) changed since
+# their document was last written to KV ``kanade_state``, in the transaction that changed
+# them; the state publisher drains it (kanade.backend.workers.state_sync).
+state_outbox = Table(
+    "state_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(512), nullable=False),  # the document's KV key
+    Column("kind", String(32), nullable=False),
+    Column("ref", JSON, nullable=False),  # the row's key parts
+    Index("ix_state_outbox_key", "key"),
+    # Ids never reused, also once the table is empty again: an id is a document's ``seq``.
+    sqlite_autoincrement=True,
+)
+
 # Enrolment (SPEC §8.1): one-time tokens an admin hands to a machine, and the identity
 # each enrolled pc got. Not a projection: this is the backend's own record of which
 # broker credential belongs to which pc (what `kanade agent revoke` names).

@@ -8,7 +8,7 @@ rollout runner".
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -51,12 +51,16 @@ class RolloutRunner(Worker):
         clock: Clock,
         interval_s: float = DEFAULT_INTERVAL_S,
         redispatch_after: timedelta = REDISPATCH_AFTER,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(interval=interval_s)
         self._db = db
         self._bus = bus
         self._clock = clock
         self._redispatch_after = redispatch_after
+        # Writes the rollout's state to the broker (KV kanade_state) before a wave goes
+        # out: a database wiped right after still knows the wave was claimed (SPEC §1.3).
+        self._flush = flush
 
     async def step(self) -> bool:
         moved = await self.tick()
@@ -117,6 +121,8 @@ class RolloutRunner(Worker):
         )
         if not won:
             return False
+        if self._flush is not None:
+            await self._flush()
         if takeover:
             raw = await self._db.read(lambda conn: store.stored_command(conn, rollout_id, idx))
             log.warning(

@@ -3,6 +3,8 @@
 * ``exec_decisions`` and ``executions.created_status``: an exec's status is derived from
   its creation, its recorded decisions and its results, so re-projection in any order gives
   the same row. Existing rows are backfilled from their current status.
+* ``state_outbox``: keys of operator-state rows changed since their document was last
+  written to KV ``kanade_state`` (what a wiped database is rebuilt from).
 
 Revision ID: 0006_rebuild_whole
 Revises: 0005_enrolment
@@ -46,7 +48,21 @@ def upgrade() -> None:
     )
 
 
+    op.create_table(
+        "state_outbox",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("key", sa.String(512), nullable=False),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("ref", sa.JSON(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_state_outbox"),
+        sqlite_autoincrement=True,  # ids are never reused: each is a document's seq
+    )
+    op.create_index("ix_state_outbox_key", "state_outbox", ["key"])
+
+
 def downgrade() -> None:
+    op.drop_index("ix_state_outbox_key", table_name="state_outbox")
+    op.drop_table("state_outbox")
     with op.batch_alter_table("executions") as batch:
         batch.drop_column("created_status")
     op.drop_table("exec_decisions")

@@ -1,0 +1,28 @@
+"""The state publisher: writes changed operator state to KV ``kanade_state`` (SPEC §1.3).
+
+Woken by every committed write that touched operator state (``Database.listen``), and on
+an interval as a safety net (a broker that was away); the work itself is
+:meth:`kanade.backend.workers.state_sync.StateSync.publish_pending`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from kanade.backend.workers.state_sync import StateSync
+from kanade.worker import Worker
+
+DEFAULT_INTERVAL_S: Final = 5.0
+
+
+class StatePublisher(Worker):
+    name = "state-publisher"
+
+    def __init__(self, sync: StateSync, *, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+        super().__init__(interval=interval_s)
+        self._sync = sync
+
+    async def step(self) -> bool:
+        if self._sync.gen is None:
+            return False  # not started: the generation of what it would write is unknown
+        return await self._sync.publish_pending() > 0
