@@ -59,6 +59,7 @@ from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
 from kanade.backend.workers.heartbeats import HeartbeatSink
 from kanade.backend.workers.projection.audit import AuditProjector
+from kanade.backend.workers.projection.decisions import DecisionsProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
 from kanade.backend.workers.projection.results import ResultsProjector
 from kanade.backend.workers.projection.worker import ProjectionWorker
@@ -225,6 +226,13 @@ def create_app(settings: Settings) -> FastAPI:
                 ),
                 AuditProjector(
                     bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                ),
+                DecisionsProjector(
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_identity_mismatch=metrics.on_identity_mismatch,
                 ),
             ]
             for projector in projectors:

@@ -227,6 +227,19 @@ STREAM_SPECS: Final[tuple[StreamSpec, ...]] = (
         duplicate_window=2 * MINUTE,
     ),
     StreamSpec(
+        name=s.STREAM_DECISIONS,
+        subjects=(s.DECISIONS_ALL,),
+        description="agents -> backend decisions of local (runs_on: agent) schedules",
+        # One subject per pc and schedule; each report carries that pc's running totals,
+        # so the newest ones are all the counters need: keep those, a year at most.
+        max_msgs_per_subject=100,
+        max_age=365 * DAY,
+        max_bytes=128 * MiB,
+        max_msg_size=64 * KiB,
+        # Reports come through the agent's outbox, replayed after a long disconnection.
+        duplicate_window=10 * MINUTE,
+    ),
+    StreamSpec(
         name=s.STREAM_AUDIT,
         subjects=(s.AUDIT_ALL,),
         description="audit trail of operator and system actions",

@@ -20,12 +20,14 @@ STREAM_COMMANDS: Final = "KANADE_COMMANDS"
 STREAM_RESULTS: Final = "KANADE_RESULTS"
 STREAM_EXECS: Final = "KANADE_EXECS"
 STREAM_AUDIT: Final = "KANADE_AUDIT"
+STREAM_DECISIONS: Final = "KANADE_DECISIONS"
 
 COMMANDS_ALL: Final = f"{PREFIX}.cmd.>"
 RESULTS_ALL: Final = f"{PREFIX}.result.>"
 STARTED_ALL: Final = f"{PREFIX}.started.>"
 EXECS_ALL: Final = f"{PREFIX}.exec.>"
 AUDIT_ALL: Final = f"{PREFIX}.audit.>"
+DECISIONS_ALL: Final = f"{PREFIX}.decision.>"
 
 # --- KV buckets and object stores ----------------------------------------------
 KV_JOBS: Final = "kanade_jobs"
@@ -127,6 +129,18 @@ CONSUMER_REQUESTS_ALL: Final = f"{PREFIX}.agent.*.consumer"
 
 def started_subject(pc_id: str) -> str:
     return f"{PREFIX}.started.{pc_id}"
+
+
+def decision_subject(pc_id: str, schedule_id: str) -> str:
+    """What an agent's local scheduler decided about an occurrence of ``schedule_id``
+    (SPEC §3.6): one subject per pc and schedule, so the stream keeps the newest reports
+    of each."""
+    return f"{PREFIX}.decision.{pc_id}.{schedule_id}"
+
+
+def agent_decisions(pc_id: str) -> str:
+    """Every decision subject of one pc: what its credential may publish."""
+    return f"{PREFIX}.decision.{pc_id}.*"
 
 
 # --- backend records ---------------------------------------------------------------

@@ -86,7 +86,17 @@ AUDIT_CONSUMER = ConsumerSpec(
     durable="projector-audit",
     filter_subjects=(subjects.AUDIT_ALL,),
 )
-PROJECTION_CONSUMERS: tuple[ConsumerSpec, ...] = (RESULTS_CONSUMER, EXECS_CONSUMER, AUDIT_CONSUMER)
+DECISIONS_CONSUMER = ConsumerSpec(
+    stream=subjects.STREAM_DECISIONS,
+    durable="projector-decisions",
+    filter_subjects=(subjects.DECISIONS_ALL,),
+)
+PROJECTION_CONSUMERS: tuple[ConsumerSpec, ...] = (
+    RESULTS_CONSUMER,
+    EXECS_CONSUMER,
+    AUDIT_CONSUMER,
+    DECISIONS_CONSUMER,
+)
 
 
 async def replayed(js: JetStreamContext, specs: tuple[ConsumerSpec, ...], *, poll_s: float) -> None:

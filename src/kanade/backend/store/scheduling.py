@@ -330,6 +330,13 @@ def stats(conn: Connection, schedule_ids: Iterable[str] | None = None) -> dict[s
     return {str(r["schedule_id"]): dict(r) for r in conn.execute(q).mappings()}
 
 
+def totals(conn: Connection) -> dict[str, int]:
+    """The central scheduler's counters added up, per result (``/metrics``)."""
+    t = schedule_stats.c
+    row = conn.execute(select(func.sum(t.fired), func.sum(t.skipped), func.sum(t.missed))).one()
+    return {k: int(v or 0) for k, v in zip(("fired", "skipped", "missed"), row, strict=True)}
+
+
 def recent_decisions(conn: Connection, schedule_id: str, limit: int = 20) -> list[dict[str, Any]]:
     q = (
         select(schedule_decisions)

@@ -375,6 +375,41 @@ state_outbox = Table(
     sqlite_autoincrement=True,
 )
 
+# Decisions of agents' local schedulers (``runs_on: agent``; SPEC §3.6, §4.4), projected
+# from KANADE_DECISIONS: a short log per schedule, and each pc's running totals (the newest
+# a report carried, per epoch of the pc's decision file), which the counters add up.
+agent_schedule_decisions = Table(
+    "agent_schedule_decisions",
+    metadata,
+    Column("decision_id", String(512), primary_key=True),  # pc:occurrence:result
+    Column("schedule_id", ID, nullable=False),
+    Column("pc_id", ID, nullable=False),
+    Column("occurrence_id", String(255), nullable=False),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    Column("decided_at", UtcDateTime, nullable=False),  # the agent's clock
+    Column("result", String(16), nullable=False),  # fired | skipped | missed
+    Column("reason", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("count", Integer, nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("recorded_at", UtcDateTime, nullable=False),  # the stream's time
+    Index("ix_agent_schedule_decisions_schedule_id_recorded_at", "schedule_id", "recorded_at"),
+)
+
+agent_schedule_stats = Table(
+    "agent_schedule_stats",
+    metadata,
+    Column("schedule_id", ID, primary_key=True),
+    Column("pc_id", ID, primary_key=True),
+    Column("epoch", String(64), primary_key=True),
+    Column("fired", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+    Column("missed", BigInteger, nullable=False, default=0),
+    Column("last_fire_at", UtcDateTime, nullable=True),
+    Column("last_nominal", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # Enrolment (SPEC §8.1): one-time tokens an admin hands to a machine, and the identity
 # each enrolled pc got. Not a projection: this is the backend's own record of which
 # broker credential belongs to which pc (what `kanade agent revoke` names).
