@@ -15,18 +15,22 @@ from sqlalchemy import create_engine, select
 
 from kanade.backend.store import tables as t
 
-TABLES = (
-    t.users,
-    t.approvals,
-    t.unattended_approvals,
-    t.rollouts,
-    t.rollout_waves,
-    t.schedule_stats,
-    t.schedule_decisions,
-    t.executions,
-    t.exec_decisions,
-    t.results,
+NAMES = (
+    "users",
+    "approvals",
+    "unattended_approvals",
+    "rollouts",
+    "rollout_waves",
+    "schedule_stats",
+    "schedule_decisions",
+    "executions",
+    "exec_decisions",
+    "results",
+    "agent_schedule_decisions",
+    "agent_schedule_stats",
 )
+# (A schema without some of them — an older tree — compares the ones it has.)
+TABLES = tuple(getattr(t, n) for n in NAMES if hasattr(t, n))
 VOLATILE = {"executions": {"updated_at"}, "schedule_decisions": {"id"}}
 
 

@@ -126,8 +126,11 @@ class LocalScheduler(Worker):
         if self._cache is not None:
             self.digests = dict(self._cache.digests)
         epoch, totals = self.store.load_decisions()
-        self.decision_epoch = epoch or uuid.uuid4().hex[:16]
         self.decision_totals = totals
+        if epoch is None:  # a new decision file: its totals count from zero
+            epoch = uuid.uuid4().hex[:16]
+            self.store.save_decisions(epoch, totals)
+        self.decision_epoch = epoch
         self.active = True
         log.info("local scheduler active (zone for tz: local = %s)", self.local_tz)
 
