@@ -1,6 +1,6 @@
 """Operator state survives a wiped database (SPEC §1.3), in-process against a real broker:
-users, an approval request, an unattended-run approval, a rollout waiting for its next
-wave, a schedule's counters and decisions all come back row for row from KV
+users, an approval request, an unattended-run approval, enrolment tokens, a rollout waiting
+for its next wave, a schedule's counters and decisions all come back row for row from KV
 ``kanade_state`` (agents cannot read that bucket: test_security_attacks.py)."""
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ async def _write_operator_state(b: InProcessBackend) -> dict[str, str]:
     assert waiting["status"] == "awaiting_approval"
     r = await c.post("/api/jobs/gated/versions/1/approve-unattended")
     assert r.status_code == 201, r.text
+    for _ in range(2):  # enrolment tokens: one stays open, one is cancelled
+        r = await c.post("/api/agents/enroll-tokens", json={"groups": ["web"]})
+        assert r.status_code == 200, r.text
+    r = await c.delete(f"/api/agents/enroll-tokens/{r.json()['token_id']}")
+    assert r.status_code == 200, r.text
     waves = {"waves": [{"pcs": ["ghost-1"]}, {"pcs": ["ghost-2"], "delay": "1h"}]}
     rollout = (
         await c.post("/api/exec/hello", json={"target": {"pcs": ["ghost-1", "ghost-2"]},
@@ -76,6 +81,7 @@ async def test_operator_state_comes_back_row_for_row(
         ids = await _write_operator_state(first)
     before = dump(db_file)
     assert before["users"] and before["approvals"] and before["rollout_waves"]
+    assert len(before.get("enroll_tokens", [])) == 2
     wipe(db_file)
 
     async with in_process_backend(settings_for(nats_url, db_file)) as second:

@@ -28,6 +28,8 @@ NAMES = (
     "results",
     "agent_schedule_decisions",
     "agent_schedule_stats",
+    "enrolled_agents",
+    "enroll_tokens",
 )
 # (A schema without some of them — an older tree — compares the ones it has.)
 TABLES = tuple(getattr(t, n) for n in NAMES if hasattr(t, n))

@@ -19,8 +19,11 @@ from sqlalchemy import Table, and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from kanade.backend.store.scheduling import DECISIONS_KEPT
 from kanade.backend.store.tables import (
     approvals,
+    enroll_tokens,
+    enrolled_agents,
     rollout_waves,
     rollouts,
     schedule_decisions,
@@ -44,6 +47,8 @@ class _Kind:
     """(table, column holding ``ref[0]``, order-by column) of the rows that go with it."""
     fresh: frozenset[str] = frozenset()
     """Child columns not carried (a surrogate id the database assigns again)."""
+    newest: int | None = None
+    """Carry only this many children, the newest (a log the database prunes to as many)."""
 
 
 KINDS: Final[Mapping[str, _Kind]] = {
@@ -58,7 +63,10 @@ KINDS: Final[Mapping[str, _Kind]] = {
         ("schedule_id",),
         ((schedule_decisions, "schedule_id", "id"),),
         fresh=frozenset({"id"}),
+        newest=DECISIONS_KEPT,
     ),
+    "enrolled": _Kind(enrolled_agents, ("pc_id",)),
+    "enroll_token": _Kind(enroll_tokens, ("token_id",)),
 }
 
 
@@ -100,8 +108,12 @@ def snapshot(conn: Connection, kind_name: str, ref: Sequence[str]) -> Rows | Non
         return None
     rows: Rows = {kind.main.name: [_encode(kind.main, dict(main), frozenset())]}
     for table, col, order in kind.children:
-        q = select(table).where(table.c[col] == ref[0]).order_by(table.c[order])
-        found = conn.execute(q).mappings()
+        q = select(table).where(table.c[col] == ref[0])
+        if kind.newest is None:
+            found = list(conn.execute(q.order_by(table.c[order])).mappings())
+        else:
+            q = q.order_by(table.c[order].desc()).limit(kind.newest)
+            found = list(conn.execute(q).mappings())[::-1]
         rows[table.name] = [_encode(table, dict(r), kind.fresh) for r in found]
     return rows
 

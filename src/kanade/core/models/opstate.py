@@ -2,10 +2,11 @@
 
 The database holds some rows no stream carries: users, approvals, unattended-run
 approvals, rollouts with their waves, the central scheduler's counters and recent
-decisions. Each such row (or aggregate: a rollout and its waves) is mirrored as one
-:class:`StateDoc`, so a wiped database is rebuilt from the bucket. Which rows a document
-holds and how they are read back is the backend store's (``backend/store/state_docs.py``);
-this module is the value's shape, its key and the one ordering rule. Why and how:
+decisions, enrolled agents and enrolment tokens. Each such row (or aggregate: a rollout and
+its waves) is mirrored as one :class:`StateDoc`, so a wiped database is rebuilt from the
+bucket. Which rows a document holds and how they are read back is the backend store's
+(``backend/store/state_docs.py``); this module is the value's shape, its key and the one
+ordering rule. Why and how:
 docs/backend.md, "A wiped database comes back whole".
 """
 
@@ -19,8 +20,12 @@ from pydantic import Field
 
 from kanade.core.models.base import WireModel
 
-StateKind = Literal["user", "approval", "unattended", "rollout", "schedule"]
-STATE_KINDS: Final[tuple[str, ...]] = ("user", "approval", "unattended", "rollout", "schedule")
+StateKind = Literal[
+    "user", "approval", "unattended", "rollout", "schedule", "enrolled", "enroll_token"
+]
+STATE_KINDS: Final[tuple[str, ...]] = (
+    "user", "approval", "unattended", "rollout", "schedule", "enrolled", "enroll_token"
+)
 
 
 def state_key(kind: str, ref: tuple[str, ...] | list[str]) -> str:

@@ -13,7 +13,15 @@ from sqlalchemy import Engine, select
 from store_rows import job_command
 from test_rollouts import _create
 
-from kanade.backend.store import approvals, rollouts, scheduling, state_docs, state_outbox, users
+from kanade.backend.store import (
+    approvals,
+    enrolment,
+    rollouts,
+    scheduling,
+    state_docs,
+    state_outbox,
+    users,
+)
 from kanade.backend.store.database import create_engine, database_url
 from kanade.backend.store.migrate import upgrade_sync
 from kanade.backend.store.scheduling import DecisionRow
@@ -47,6 +55,12 @@ def _write_everything(engine: Engine) -> None:
         )  # fmt: skip
         approvals.add_unattended(conn, "j", "1.0+b", "ops", T0)
         rollouts.claim(conn, "r1", 0, "{}", T0 + timedelta(seconds=1), takeover_before=None)
+        enrolment.insert_token(conn, token_id="t1", token_sha256="ab" * 32, groups=["web"],
+                               created_by="ops", created_at=T0,
+                               expires_at=T0 + timedelta(hours=1))  # fmt: skip
+        enrolment.put_enrolled(conn, pc_id="pc-1", public_key="U" + "A" * 55, token_id="t1",
+                               now=T0)  # fmt: skip
+        enrolment.mark_revoked(conn, "pc-1", now=T0, by="ops")
         scheduling.record_decisions(
             conn,
             [DecisionRow("s1", "s1@1", T0, "fired", None, "ok", exec_id="x", pcs=1),
@@ -78,8 +92,8 @@ def test_a_document_restores_the_same_rows_into_an_empty_database(
 ) -> None:
     _write_everything(engine)
     docs = _docs(engine)
-    assert sorted(d.kind for d in docs) == ["approval", "rollout", "schedule", "unattended",
-                                            "user"]  # fmt: skip
+    assert sorted(d.kind for d in docs) == ["approval", "enroll_token", "enrolled", "rollout",
+                                            "schedule", "unattended", "user"]  # fmt: skip
     assert all(d.key == d.key.strip() and " " not in d.key for d in docs)
     other = _fresh(tmp_path, "other.db")
     with other.begin() as conn:
