@@ -122,7 +122,17 @@ class RolloutRunner(Worker):
         if not won:
             return False
         if self._flush is not None:
-            await self._flush()
+            try:
+                await self._flush()
+            except Exception as exc:
+                # Sending matters more: a wipe right now could publish this wave's request
+                # again (the agents' ledgers never run a request twice).
+                log.warning(
+                    "rollout state not written to the broker before its wave",
+                    rollout_id=rollout_id,
+                    wave=idx,
+                    error=str(exc),
+                )
         if takeover:
             raw = await self._db.read(lambda conn: store.stored_command(conn, rollout_id, idx))
             log.warning(
