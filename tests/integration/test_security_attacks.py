@@ -392,7 +392,8 @@ async def test_an_agent_speaks_only_for_itself(attacker: Attacker, up: UpStack) 
         pytest.skip("agent identities only")
     me = AGENT_A if attacker.identity == "agent-a" else AGENT_B
     other = AGENT_B if me == AGENT_A else AGENT_A
-    for subject in (s.result_subject(other), s.started_subject(other), s.heartbeat_subject(other)):
+    for subject in (s.result_subject(other), s.started_subject(other), s.heartbeat_subject(other),
+                    s.decision_subject(other, "hello")):  # fmt: skip
         await attacker.refused_publish(subject)
     await attacker.refused_publish(s.heartbeat_subject("ghost"))
     await attacker.refused_publish(s.consumer_request_subject(other))

@@ -26,11 +26,14 @@ def test_an_agent_publishes_only_under_its_own_pc() -> None:
         s.result_subject("pc-a"),
         s.started_subject("pc-a"),
         s.heartbeat_subject("pc-a"),
+        s.decision_subject("pc-a", "nightly"),
     ):
         assert _allowed(perms.pub, subject)
     for subject in (
         s.result_subject("pc-b"),
         s.heartbeat_subject("pc-b"),
+        s.decision_subject("pc-b", "nightly"),
+        "kanade.decision.pc-a.nightly.extra",
         s.command_subject("all", None, "hello"),
         s.command_subject("pc", "pc-a", "hello"),
         s.audit_subject("exec.created"),
