@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, select
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.database import tag_commit
@@ -41,31 +41,37 @@ def touch(conn: Connection, kind: str, *ref: str) -> None:
 
 
 def pending(conn: Connection, limit: int) -> list[Pending]:
-    """Up to ``limit`` keys with changes not yet written, oldest first."""
-    newest = func.max(state_outbox.c.id)
-    q = (
-        select(state_outbox.c.key, newest)
+    """Up to ``limit`` keys with changes not yet written, oldest change first; each with its
+    newest change (what a document written now covers)."""
+    newest = (
+        select(func.max(state_outbox.c.id).label("seq"))
         .group_by(state_outbox.c.key)
-        .order_by(func.min(state_outbox.c.id))
+        .scalar_subquery()
+    )
+    q = (
+        select(state_outbox.c.key, state_outbox.c.kind, state_outbox.c.ref, state_outbox.c.id)
+        .where(state_outbox.c.id.in_(newest))
+        .order_by(state_outbox.c.id)
         .limit(limit)
     )
-    heads = [(str(k), int(n)) for k, n in conn.execute(q)]
-    out: list[Pending] = []
-    for key, seq in heads:
-        kind, ref = conn.execute(
-            select(state_outbox.c.kind, state_outbox.c.ref).where(state_outbox.c.id == seq)
-        ).one()
-        out.append(Pending(key, str(kind), tuple(str(p) for p in ref), seq))
-    return out
+    return [
+        Pending(str(key), str(kind), tuple(str(p) for p in ref), int(seq))
+        for key, kind, ref, seq in conn.execute(q)
+    ]
 
 
 def done(conn: Connection, written: Iterable[Pending]) -> None:
     """Drop the entries a written document covered (a change made since stays)."""
-    for p in written:
+    params = [{"b_key": p.key, "b_seq": p.seq} for p in written]
+    if params:
         conn.execute(
             delete(state_outbox).where(
-                and_(state_outbox.c.key == p.key, state_outbox.c.id <= p.seq)
-            )
+                and_(
+                    state_outbox.c.key == bindparam("b_key"),
+                    state_outbox.c.id <= bindparam("b_seq"),
+                )
+            ),
+            params,
         )
 
 

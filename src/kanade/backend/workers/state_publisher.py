@@ -32,9 +32,12 @@ class StatePublisher(Worker):
         super().__init__(interval=interval_s)
         self._sync = sync
         self._coalesce_s = coalesce_s
+        self._backlog = False
 
     async def step(self) -> bool:
         if self._sync.gen is None:
             return False  # not started: the generation of what it would write is unknown
-        await asyncio.sleep(self._coalesce_s)
-        return await self._sync.publish_pending() > 0
+        if not self._backlog:  # a fresh wake-up: let the burst that caused it complete
+            await asyncio.sleep(self._coalesce_s)
+        self._backlog = await self._sync.publish_pending() >= self._sync.batch
+        return self._backlog

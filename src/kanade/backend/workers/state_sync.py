@@ -40,9 +40,9 @@ log = structlog.get_logger(__name__)
 
 GEN_KEY: Final = "state_gen"
 """``projection_state`` key: this database's generation (documents it writes carry it)."""
-BATCH: Final = 200
+BATCH: Final = 500
 """Documents written per pass at most."""
-_CONCURRENCY: Final = 32
+_CONCURRENCY: Final = 64
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class StateSync:
     def __init__(self, db: Database, bus: Callable[[], Bus], *, batch: int = BATCH) -> None:
         self._db = db
         self._bus = bus
-        self._batch = batch
+        self.batch = batch
         self._lock = asyncio.Lock()
         self.gen: int | None = None
         """None until :meth:`start` ran: nothing is published before the generation is known."""
@@ -197,7 +197,7 @@ class StateSync:
         """The next changed keys and their rows, read in one snapshot."""
         return [
             (p, state_docs.snapshot(conn, p.kind, p.ref))
-            for p in state_outbox.pending(conn, self._batch)
+            for p in state_outbox.pending(conn, self.batch)
         ]
 
     async def flush(self, *, rounds: int = 50) -> None:
