@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
+import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -128,7 +128,7 @@ class LocalScheduler(Worker):
         epoch, totals = self.store.load_decisions()
         self.decision_totals = totals
         if epoch is None:  # a new decision file: its totals count from zero
-            epoch = uuid.uuid4().hex[:16]
+            epoch = os.urandom(8).hex()
             self.store.save_decisions(epoch, totals)
         self.decision_epoch = epoch
         self.active = True
