@@ -1,5 +1,6 @@
-"""Gauges read at scrape time: projector lag per consumer, execs and agents by status,
-schedule decisions (the central scheduler's and the agents') and the operator-state backlog.
+"""Gauges read at scrape time: projector lag per consumer, execs and agents by status, agents
+with a full disk, schedule decisions (the central scheduler's and the agents') and the
+operator-state backlog.
 
 Computed when ``/metrics`` is scraped instead of maintained on every write: they are
 states, a scrape every few seconds is cheap, and nothing on the hot path pays for them.

@@ -93,7 +93,7 @@ executions = Table(
     # turns results into facts and check statuses in the same batch transaction.
     Column("inventory_hint", JSON, nullable=True),
     Column("check_hint", JSON, nullable=True),
-    # The status of the creation record, pending or awaiting_approval (revision 0006): what
+    # The status of the creation record, pending or awaiting_approval (revision 0007): what
     # the status is derived from, with the decisions and the results (core.execstatus).
     Column("created_status", String(32), nullable=True),
     Index("ix_executions_created_at", "created_at"),
@@ -101,7 +101,7 @@ executions = Table(
     Index("ix_executions_status_created_at", "status", "created_at"),
 )
 
-# Decisions recorded for an exec (revision 0006): approved (status ``pending``), rejected,
+# Decisions recorded for an exec (revision 0007): approved (status ``pending``), rejected,
 # cancelled — from the status records of KANADE_EXECS — and expired, by the reaper. Facts,
 # never overwritten: the exec's status is derived from them, its creation and its results,
 # so the order they are (re-)projected in cannot change it (SPEC §4.3).
@@ -359,7 +359,7 @@ unattended_approvals = Table(
     Column("approved_at", UtcDateTime, nullable=False),
 )
 
-# --- revision 0006: a wiped database comes back whole (SPEC §1.3) ---------------------------
+# --- revision 0007: a wiped database comes back whole (SPEC §1.3) ---------------------------
 # Keys of operator-state rows (users, approvals, rollouts, schedule counters) changed since
 # their document was last written to KV ``kanade_state``, in the transaction that changed
 # them; the state publisher drains it (kanade.backend.workers.state_sync).

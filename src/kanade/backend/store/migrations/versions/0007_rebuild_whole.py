@@ -8,8 +8,8 @@
 * ``agent_schedule_decisions`` / ``agent_schedule_stats``: what agents' local schedulers
   decided (fired, skipped, missed), projected from KANADE_DECISIONS.
 
-Revision ID: 0006_rebuild_whole
-Revises: 0005_enrolment
+Revision ID: 0007_rebuild_whole
+Revises: 0006_agent_disk
 Create Date: 2026-02-02
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_rebuild_whole"
-down_revision = "0005_enrolment"
+revision = "0007_rebuild_whole"
+down_revision = "0006_agent_disk"
 branch_labels = None
 depends_on = None
 
