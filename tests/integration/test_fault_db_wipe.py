@@ -32,7 +32,7 @@ PCS = [f"w-{i}" for i in range(N_AGENTS)]
 
 def wave_delay_s(wipes: int) -> int:
     """How long the second wave waits: every rebuild happens meanwhile."""
-    return 10 + 8 * wipes
+    return 15 + 10 * wipes
 
 
 def _written(b: Backend, token: str) -> bool:
@@ -130,6 +130,22 @@ def _tokens(b: Backend) -> dict[str, str]:
     return tokens
 
 
+def _settled_part(rows: dict[str, list[dict[str, Any]]], rid: str) -> dict[str, Any]:
+    """The rows that cannot move once wave 1 is due: everything but the rollout's own exec,
+    its results and the waves after the settled first one."""
+    out: dict[str, Any] = {}
+    for name, table in rows.items():
+        if name == "rollouts":
+            continue
+        if name == "rollout_waves":
+            out[name] = [w for w in table if w["rollout_id"] != rid or w["idx"] == 0]
+        elif name in ("executions", "exec_decisions", "results"):
+            out[name] = [r for r in table if r.get("exec_id") != rid]
+        else:
+            out[name] = table
+    return out
+
+
 async def _wipe_and_compare(stack: Stack, b: Backend, before: dict[str, Any], rid: str,
                             due: datetime) -> Backend:  # fmt: skip
     fresh = await _rebuild(stack, b)
@@ -137,15 +153,19 @@ async def _wipe_and_compare(stack: Stack, b: Backend, before: dict[str, Any], ri
     tokens = await eventually(lambda: _tokens(fresh), what="users back", timeout=30)
 
     def same() -> bool:
-        return not differences(before, dump(stack.db))
+        if datetime.now(UTC) < due:  # nothing can have moved yet: every row, exactly
+            return not differences(before, dump(stack.db))
+        # A loaded machine took longer than the wave's delay: wave 1 may be under way by
+        # now (what follows checks it goes out once); every other row, exactly.
+        return not differences(_settled_part(before, rid), _settled_part(dump(stack.db), rid))
 
     try:
         await eventually(same, what="every row of interest equal to before", timeout=30)
     except BaseException:
         pytest.fail("\n".join(differences(before, dump(stack.db))))
-    assert datetime.now(UTC) < due, "the rebuild outlasted the wave delay: compare came late"
     rollout = fresh.get(f"/api/rollouts/{rid}", tokens["alice"])
-    assert [w["state"] for w in rollout["waves"]] == ["settled", "waiting"]
+    assert rollout["waves"][0]["state"] == "settled"  # never sent again
+    assert rollout["status"] in ("running", "completed")
     return fresh
 
 
