@@ -374,6 +374,12 @@ async def test_untrusted_identities_cannot_read_commands_or_outputs(attacker: At
     await attacker.refused_publish(f"$JS.API.CONSUMER.CREATE.{s.STREAM_RESULTS}")
     await attacker.refused_publish(f"$JS.API.STREAM.MSG.GET.{s.STREAM_COMMANDS}")
     await attacker.refused_publish(f"$JS.API.DIRECT.GET.{s.STREAM_RESULTS}")
+    # nor the operator state (users with their password hashes, approvals, rollouts)
+    state = f"KV_{s.KV_STATE}"
+    await attacker.refused_subscribe(f"$KV.{s.KV_STATE}.>")
+    await attacker.refused_publish(f"$JS.API.DIRECT.GET.{state}.$KV.{s.KV_STATE}.user.x")
+    await attacker.refused_publish(f"$JS.API.STREAM.MSG.GET.{state}")
+    await attacker.refused_publish(f"$JS.API.CONSUMER.CREATE.{state}")
     # nor steal another agent's commands from its durable consumer
     other = AGENT_B if attacker.identity == "agent-a" else AGENT_A
     await attacker.refused_publish(
@@ -386,7 +392,8 @@ async def test_an_agent_speaks_only_for_itself(attacker: Attacker, up: UpStack) 
         pytest.skip("agent identities only")
     me = AGENT_A if attacker.identity == "agent-a" else AGENT_B
     other = AGENT_B if me == AGENT_A else AGENT_A
-    for subject in (s.result_subject(other), s.started_subject(other), s.heartbeat_subject(other)):
+    for subject in (s.result_subject(other), s.started_subject(other), s.heartbeat_subject(other),
+                    s.decision_subject(other, "hello")):  # fmt: skip
         await attacker.refused_publish(subject)
     await attacker.refused_publish(s.heartbeat_subject("ghost"))
     await attacker.refused_publish(s.consumer_request_subject(other))

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -31,7 +31,7 @@ from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.diskwatch import DiskWatch
 from kanade.agent.durable.fsutil import private_dir
 from kanade.agent.durable.ledger import Admission, Ledger
-from kanade.agent.durable.outbox import Outbox, OutboxDrain
+from kanade.agent.durable.outbox import Envelope, Outbox, OutboxDrain
 from kanade.agent.executor import Executor, RunContext, Runner, subprocess_runner
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.fleet.view import FleetView
@@ -53,7 +53,11 @@ from kanade.core import subjects
 from kanade.core.gates import KvView
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Command, Heartbeat
+from kanade.core.msgids import decision_msg_id
 from kanade.worker import Worker
+
+if TYPE_CHECKING:  # loaded by the local scheduler only once it is active (idle RSS)
+    from kanade.core.models.decisions import ScheduleDecisionReport
 
 log = logging.getLogger("kanade.agent")
 
@@ -180,6 +184,7 @@ class Agent:
             connection=lambda: self.nc,
             in_flight=self.executor.in_flight,
             on_applied=lambda _version: self.heartbeats.wake(),
+            report=self._report_decision,
             durable=settings.durable,
             clock=clock,
         )
@@ -209,6 +214,16 @@ class Agent:
 
     def heartbeat(self) -> Heartbeat:
         return self.heartbeats.build()
+
+    def _report_decision(self, report: ScheduleDecisionReport) -> None:
+        """A local schedule decision, through the outbox like a result (SPEC §3.5)."""
+        self.outbox.put(
+            Envelope(
+                subjects.decision_subject(self.pc_id, report.schedule_id),
+                decision_msg_id(report.decision_id),
+                report.encode(),
+            )
+        )
 
     def submit_local(self, cmd: Command) -> Admission:
         """Admit a command fired on this agent (see :meth:`CommandIntake.submit`)."""

@@ -1,5 +1,6 @@
 """On-disk state of the agent's local scheduler (SPEC §3.6), under ``<data_dir>/scheduler/``:
-last successes, ticks and claims, and the catalog cache — each replaced atomically.
+last successes, ticks and claims, the catalog cache and the decision totals — each replaced
+atomically.
 
 The files and their crash rules: docs/agent-local-scheduler.md, "On-disk state of the local
 scheduler".
@@ -28,6 +29,8 @@ STORE_DIR: Final = "scheduler"
 SUCCESSES_FILE: Final = "successes.json"
 STATE_FILE: Final = "state.json"
 CATALOG_FILE: Final = "catalog.json"
+DECISIONS_FILE: Final = "decisions.json"
+RESULTS: Final = ("fired", "skipped", "missed")
 FORMAT_VERSION: Final = 1
 
 
@@ -199,6 +202,29 @@ class SchedulerStore:
             ],
         }
         self._write(STATE_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
+
+    # --- decision totals ----------------------------------------------------------------------
+    def load_decisions(self) -> tuple[str | None, dict[str, dict[str, int]]]:
+        """``(epoch, {schedule_id: {fired, skipped, missed}})``: what every report carries.
+        No file (or a corrupt one): no epoch, and the caller starts a new one — the backend
+        adds the totals of each epoch, so a fresh count never hides an old one."""
+        data = self._load_json(DECISIONS_FILE)
+        if data is None or not isinstance(data.get("epoch"), str):
+            return None, {}
+        totals: dict[str, dict[str, int]] = {}
+        raw = data.get("totals")
+        if isinstance(raw, dict):
+            for sid, counts in raw.items():
+                if isinstance(counts, dict):
+                    totals[str(sid)] = {
+                        k: v if isinstance(v := counts.get(k), int) and v >= 0 else 0
+                        for k in RESULTS
+                    }
+        return str(data["epoch"])[:64], totals
+
+    def save_decisions(self, epoch: str, totals: Mapping[str, Mapping[str, int]]) -> None:
+        body = {"version": FORMAT_VERSION, "epoch": epoch, "totals": totals}
+        self._write(DECISIONS_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
 
     # --- catalog cache ------------------------------------------------------------------------
     def load_catalog(self) -> CachedCatalog | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-IDENTITY_KINDS = ("result", "started", "heartbeat")
+IDENTITY_KINDS = ("result", "started", "heartbeat", "decision")
 
 
 class Metrics:
@@ -29,8 +29,8 @@ class Metrics:
         # naming another pc is a forgery attempt (or a bug), dropped and counted here.
         self.identity_mismatch = Counter(
             "kanade_identity_mismatch",
-            "Results, started events and heartbeats dropped: payload pc_id is not the "
-            "subject's (the identity the broker authenticated)",
+            "Results, started events, heartbeats and schedule decisions dropped: payload "
+            "pc_id is not the subject's (the identity the broker authenticated)",
             ["kind"],
             registry=self.registry,
         )
@@ -43,6 +43,18 @@ class Metrics:
         )
 
         # Refreshed on each scrape (kanade.backend.services.fleet_metrics): state, not events.
+        self.schedule_decisions = Gauge(
+            "kanade_schedule_decisions",
+            "Schedule occurrences by where they were decided (runs_on: backend = the central "
+            "scheduler, agent = the agents' local schedulers) and result, from the database",
+            ["runs_on", "result"],
+            registry=self.registry,
+        )
+        self.state_backlog = Gauge(
+            "kanade_state_backlog",
+            "Operator-state changes not yet written to the broker (KV kanade_state)",
+            registry=self.registry,
+        )
         self.projector_lag = Gauge(
             "kanade_projector_lag_messages",
             "Messages of a consumer's stream not yet projected (pending + unacked)",

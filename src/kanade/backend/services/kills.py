@@ -45,7 +45,7 @@ class KillService(Service):
         bus = self._bus()
         now = self._clock()
         previous = str(row["status"])
-        status = await self._mark_cancelled(exec_id, previous, now)
+        status = await self._mark_cancelled(exec_id, previous, now, actor)
         if status == ExecStatus.CANCELLED:
             record = ExecStatusRecord(exec_id=exec_id, status=status, at=now, by=actor)
             try:
@@ -85,14 +85,14 @@ class KillService(Service):
             "cancelled_subjects": cancelled,
         }
 
-    async def _mark_cancelled(self, exec_id: str, current: str, now: datetime) -> str:
+    async def _mark_cancelled(self, exec_id: str, current: str, now: datetime, actor: str) -> str:
         """Move the exec to ``cancelled`` if the table allows it; the status it has after."""
         if current == ExecStatus.CANCELLED:
             return current
         if not can_transition(current, ExecStatus.CANCELLED):
             return current
         def cancel(conn: Connection) -> bool:
-            if not executions.apply_exec_status(conn, exec_id, ExecStatus.CANCELLED, now):
+            if not executions.set_exec_status(conn, exec_id, ExecStatus.CANCELLED, now, by=actor):
                 return False
             # Its queued copies are deleted below: a pc that has not started it never will
             # and says so at once as no_result (a killed script still reports -1).

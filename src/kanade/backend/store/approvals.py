@@ -2,7 +2,9 @@
 ``pending → approved|rejected`` compare-and-set (which moves the exec and its rollout along),
 expiry and re-drive queries, and the job versions approved for unattended runs.
 
-These tables are operator decisions, not projections: a wiped database forgets them.
+These tables are operator decisions, not projections: every change is noted for its
+document in KV ``kanade_state`` (:mod:`kanade.backend.store.state_outbox`), which a wiped
+database is rebuilt from.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy.engine import Connection
 from kanade.backend.store import rollouts, unstarted
 from kanade.backend.store.database import Database
 from kanade.backend.store.executions import extend_deadline, set_exec_status
+from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import approvals, executions, unattended_approvals
 from kanade.core.approvals import approval_expires_at
 from kanade.core.models.records import ExecRecord
@@ -57,6 +60,7 @@ def create_request(
                 rollout=rollout,
             )
         )
+        touch(conn, "approval", record.exec_id)
     return expires_at
 
 
@@ -145,6 +149,7 @@ def add_unattended(
         return {**dict(existing), "created": False}
     row = {"job_id": job_id, "version": version, "approved_by": actor, "approved_at": now}
     conn.execute(unattended_approvals.insert().values(**row))
+    touch(conn, "unattended", job_id, version)
     return {**row, "created": True}
 
 
@@ -156,7 +161,10 @@ def remove_unattended(conn: Connection, job_id: str, version: str) -> bool:
             unattended_approvals.c.version == version,
         )
     )
-    return bool(res.rowcount > 0)
+    if res.rowcount > 0:
+        touch(conn, "unattended", job_id, version)
+        return True
+    return False
 
 
 # --- state changes ----------------------------------------------------------------------------
@@ -195,13 +203,14 @@ def decide(
         values["command"] = command
     if conn.execute(update(approvals).where(and_(*cond)).values(**values)).rowcount != 1:
         return False
+    touch(conn, "approval", exec_id)
     if state == ApprovalState.APPROVED:
-        set_exec_status(conn, exec_id, ExecStatus.PENDING, now)
+        set_exec_status(conn, exec_id, ExecStatus.PENDING, now, by=actor)
         if deadline_at is not None:
             extend_deadline(conn, exec_id, deadline_at)
         rollouts.start_approved(conn, exec_id, now)
     else:
-        set_exec_status(conn, exec_id, ExecStatus.REJECTED, now)
+        set_exec_status(conn, exec_id, ExecStatus.REJECTED, now, by=actor)
         rollouts.reject_pending(conn, exec_id, reason or "rejected", now)
         unstarted.close_exec(conn, exec_id, now)
     return True
@@ -209,11 +218,13 @@ def decide(
 
 def mark_dispatched(conn: Connection, exec_id: str, now: datetime) -> None:
     """Every command of an approved exec was acked (the first time only)."""
-    conn.execute(
+    res = conn.execute(
         update(approvals)
         .where(approvals.c.exec_id == exec_id, approvals.c.dispatched_at.is_(None))
         .values(dispatched_at=now)
     )
+    if res.rowcount:
+        touch(conn, "approval", exec_id)
 
 
 def expire_due(

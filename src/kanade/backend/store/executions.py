@@ -1,7 +1,11 @@
 """The ``executions`` table: one row per dispatch, its status and its counters.
 
-Status moves only through :data:`kanade.core.statuses.EXEC_TRANSITIONS`; counters are
-recomputed from the ``results`` rows (never incremented), so redelivery is harmless.
+Counters are recomputed from the ``results`` rows (never incremented), so redelivery is
+harmless. The status is *derived* (:func:`kanade.core.execstatus.derive_status`) from the
+row's creation status, its recorded decisions (``exec_decisions``) and those counters, so
+the order facts are projected in never changes it (SPEC §4.3). A live decision (a kill, an
+approval, a rejection) is recorded only if :data:`kanade.core.statuses.EXEC_TRANSITIONS`
+allows it from the status the exec has at that moment.
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ from sqlalchemy import and_, bindparam, case, false, func, or_, select, true, up
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.paging import Page, Record, page
-from kanade.backend.store.tables import executions, results
+from kanade.backend.store.tables import exec_decisions, executions, results
 from kanade.backend.store.upsert import chunks, insert
 from kanade.core.execends import NO_RESULT
-from kanade.core.execstatus import ended_status, progressed_status
+from kanade.core.execstatus import DECISIONS, derive_status
 from kanade.core.lifecycle import fallback_created_cutoff
 from kanade.core.statuses import EXEC_TRANSITIONS, ExecStatus, can_transition, sources
 
@@ -25,6 +29,10 @@ Row = Mapping[str, Any]
 Hints = dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]]
 
 # --- reads -----------------------------------------------------------------------------
+
+# What the status is derived from, not something a view shows (the status is).
+_INTERNAL = frozenset({"created_status"})
+_VIEW = [c for c in executions.c if c.name not in _INTERNAL]
 
 
 def list_executions(
@@ -39,7 +47,7 @@ def list_executions(
 ) -> Page:
     # expected_pcs can hold thousands of names per exec: the list leaves it out
     # (expected_count says how many); the detail view has it.
-    q = select(*[c for c in executions.c if c.name != "expected_pcs"])
+    q = select(*[c for c in _VIEW if c.name != "expected_pcs"])
     if job_id is not None:
         q = q.where(executions.c.job_id == job_id)
     if status is not None:
@@ -53,7 +61,7 @@ def list_executions(
 
 
 def get_execution(conn: Connection, exec_id: str) -> Record | None:
-    row = conn.execute(select(executions).where(executions.c.exec_id == exec_id)).mappings()
+    row = conn.execute(select(*_VIEW).where(executions.c.exec_id == exec_id)).mappings()
     first = row.first()
     return None if first is None else dict(first)
 
@@ -179,15 +187,17 @@ def newer_of_job(
 _EXEC_RECORD_COLUMNS = (
     "kind", "job_id", "version", "target", "expected_pcs", "expected_count",
     "initiated_by", "schedule_id", "nominal_time", "created_at", "request_id",
-    "inventory_hint", "check_hint",
+    "inventory_hint", "check_hint", "created_status",
 )  # fmt: skip
 
 
 def new_exec_rows(rows: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """Creation records as whole rows: updated ``now``, every counter at zero."""
+    """Creation records as whole rows: updated ``now``, every counter at zero; the record's
+    status is also the status the row was created with (what the status derives from)."""
     return [
         {
             **row,
+            "created_status": row.get("created_status") or row["status"],
             "updated_at": now,
             "started_count": 0,
             "finished_count": 0,
@@ -227,7 +237,7 @@ def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> N
 
 
 def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: datetime) -> None:
-    """Recompute counters of ``exec_ids`` from their results rows and advance their status.
+    """Recompute counters of ``exec_ids`` from their results rows and derive their status.
 
     Counting (instead of incrementing) is what makes redelivery harmless. ``finished``
     includes reaped and no_result rows — such a pc will not report any more, so it must not
@@ -250,7 +260,8 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
     )
     skipped = and_(results.c.state == "finished", results.c.skipped == true())
     counts: dict[str, tuple[int, int, int, int, int]] = {}
-    current: dict[str, tuple[str, int]] = {}
+    current: dict[str, tuple[str, int, bool]] = {}
+    decided: dict[str, dict[str, datetime | None]] = {}
     for chunk in chunks(ids):
         q = (
             select(
@@ -267,23 +278,37 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
         for exec_id, *numbers in conn.execute(q):
             n_started, n_finished, n_failed, n_skipped, n_closed = (int(n) for n in numbers)
             counts[exec_id] = (n_started, n_finished, n_failed, n_skipped, n_closed)
-        q2 = select(executions.c.exec_id, executions.c.status, executions.c.expected_count).where(
-            executions.c.exec_id.in_(chunk)
+        q2 = select(
+            executions.c.exec_id,
+            executions.c.status,
+            executions.c.created_status,
+            executions.c.expected_count,
+            executions.c.ended_at,
+        ).where(executions.c.exec_id.in_(chunk))
+        for exec_id, status, created, expected, ended_at in conn.execute(q2):
+            current[exec_id] = (created or status, expected, ended_at is not None)
+        q3 = select(exec_decisions.c.exec_id, exec_decisions.c.status, exec_decisions.c.at).where(
+            exec_decisions.c.exec_id.in_(chunk)
         )
-        for exec_id, status, expected in conn.execute(q2):
-            current[exec_id] = (status, expected)
+        for exec_id, status, at in conn.execute(q3):
+            decided.setdefault(exec_id, {})[str(status)] = at
 
     updates = []
-    for exec_id, (status, expected) in current.items():
+    for exec_id, (created, expected, ended) in current.items():
         n_started, n_finished, n_failed, n_skipped, n_closed = counts.get(
             exec_id, (0, 0, 0, 0, 0)
         )
         updates.append(
             {
                 "b_exec_id": exec_id,
-                "b_status": progressed_status(
-                    status, started=n_started, finished=n_finished, expected=expected
-                ),
+                "b_status": derive_status(
+                    created,
+                    decided.get(exec_id, {}),
+                    started=n_started,
+                    finished=n_finished,
+                    expected=expected,
+                    ended=ended,
+                ).value,
                 "b_started": n_started,
                 "b_finished": n_finished,
                 "b_failed": n_failed,
@@ -309,54 +334,84 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
         conn.execute(stmt, updates)
 
 
-def apply_exec_status(conn: Connection, exec_id: str, status: str, now: datetime) -> bool:
-    """Move one exec to ``status`` if the transition table allows it; True if it moved.
+def record_decisions(
+    conn: Connection,
+    decisions: Iterable[tuple[str, str, datetime | None, str | None]],
+    now: datetime,
+) -> None:
+    """Record ``(exec_id, status, at, by)`` decisions as facts and re-derive those execs.
 
-    The table is the only authority: a record replayed after the exec already went
-    further (or a status it may not enter) changes nothing.
+    Insert-if-absent: a redelivered record (or the record of a decision this backend
+    already made live) changes nothing. A decision for an exec whose row does not exist
+    yet is kept and counts once the row arrives.
     """
-    try:
-        allowed_from = sources(EXEC_TRANSITIONS, ExecStatus(status))
-    except ValueError:  # not a status at all
-        return False
-    if not allowed_from:
-        return False
-    res = conn.execute(
-        update(executions)
-        .where(executions.c.exec_id == exec_id, executions.c.status.in_(allowed_from))
-        .values(status=status, updated_at=now)
+    kept = [(e, str(s), at, by) for e, s, at, by in decisions if s in DECISIONS]
+    if not kept:
+        return
+    stmt = insert(conn, exec_decisions).on_conflict_do_nothing(
+        index_elements=["exec_id", "status"]
     )
-    return bool(res.rowcount)
+    conn.execute(stmt, [{"exec_id": e, "status": s, "at": at, "by": by} for e, s, at, by in kept])
+    refresh_exec_counters(conn, [e for e, _, _, _ in kept], now)
+
+
+def apply_exec_status(
+    conn: Connection,
+    exec_id: str,
+    status: str,
+    now: datetime,
+    *,
+    at: datetime | None = None,
+    by: str | None = None,
+) -> bool:
+    """Project a decision record (``kanade.exec.<event>.<exec_id>``): record it as a fact
+    and re-derive the exec; True when its status changed.
+
+    No transition check here: a record exists only because the decision was allowed when
+    it was made (:func:`set_exec_status`), whatever the row looks like during a replay.
+    """
+    if status not in DECISIONS:
+        return False
+    before = _status_of(conn, exec_id)
+    record_decisions(conn, [(exec_id, status, at, by)], now)
+    return _status_of(conn, exec_id) != before
 
 
 def expire_pending(conn: Connection, exec_ids: Sequence[str], now: datetime) -> None:
-    """``pending`` → ``expired`` for ``exec_ids`` (guarded: only rows still pending)."""
-    if exec_ids:
-        conn.execute(
-            update(executions)
-            .where(
-                executions.c.exec_id == bindparam("b_id"),
-                executions.c.status == ExecStatus.PENDING,
+    """``pending`` → ``expired`` for ``exec_ids`` (only rows still pending): the reaper's
+    decision, recorded as a fact (a late result still moves the exec on)."""
+    if not exec_ids:
+        return
+    still = [
+        str(e)
+        for chunk in chunks(sorted(set(exec_ids)))
+        for (e,) in conn.execute(
+            select(executions.c.exec_id).where(
+                executions.c.exec_id.in_(chunk), executions.c.status == ExecStatus.PENDING
             )
-            .values(status=ExecStatus.EXPIRED, updated_at=now),
-            [{"b_id": e} for e in exec_ids],
         )
+    ]
+    record_decisions(conn, [(e, ExecStatus.EXPIRED, now, None) for e in still], now)
 
 
-def set_exec_status(conn: Connection, exec_id: str, new: str, now: datetime) -> bool:
-    """Move an exec to ``new`` if the status table allows it from where it is now (an
-    operator's decision: approved, rejected, cancelled by an abort)."""
-    current = conn.execute(
+def set_exec_status(
+    conn: Connection, exec_id: str, new: str, now: datetime, *, by: str | None = None
+) -> bool:
+    """A live decision (approved → ``pending``, rejected, cancelled by a kill or an abort):
+    recorded only if the status table allows it from where the exec is now; True when the
+    exec moved."""
+    current = _status_of(conn, exec_id)
+    if current is None or current == new or not can_transition(current, new):
+        return False
+    record_decisions(conn, [(exec_id, new, now, by)], now)
+    return _status_of(conn, exec_id) != current
+
+
+def _status_of(conn: Connection, exec_id: str) -> str | None:
+    status = conn.execute(
         select(executions.c.status).where(executions.c.exec_id == exec_id)
     ).scalar_one_or_none()
-    if current is None or current == new or not can_transition(str(current), new):
-        return False
-    res = conn.execute(
-        update(executions)
-        .where(executions.c.exec_id == exec_id, executions.c.status == current)
-        .values(status=new, updated_at=now)
-    )
-    return bool(res.rowcount)
+    return None if status is None else str(status)
 
 
 def extend_deadline(conn: Connection, exec_id: str, deadline: datetime) -> None:
@@ -373,22 +428,15 @@ def extend_deadline(conn: Connection, exec_id: str, deadline: datetime) -> None:
 
 
 def end_exec(conn: Connection, exec_id: str, now: datetime) -> bool:
-    """Its deadline passed and no expected pc is left waiting: a live exec completes (also
-    one that expected nobody). True if it moved."""
-    cols = (executions.c.status, executions.c.finished_count, executions.c.expected_count)
-    row = conn.execute(select(*cols).where(executions.c.exec_id == exec_id)).first()
-    if row is None:
+    """Its deadline passed and no expected pc is left waiting: the exec has ended, a fact
+    its status is derived from (a live one completes, also one that expected nobody).
+    True if its status moved."""
+    before = _status_of(conn, exec_id)
+    if before is None:
         return False
-    current, finished, expected = str(row[0]), int(row[1]), int(row[2])
-    new = ended_status(current, finished=finished, expected=expected)
-    if new == current:
-        return False
-    res = conn.execute(
-        update(executions)
-        .where(executions.c.exec_id == exec_id, executions.c.status == current)
-        .values(status=new, updated_at=now)
-    )
-    return bool(res.rowcount)
+    mark_ended(conn, exec_id, now)
+    refresh_exec_counters(conn, [exec_id], now)
+    return _status_of(conn, exec_id) != before
 
 
 def mark_ended(conn: Connection, exec_id: str, now: datetime) -> None:

@@ -1,6 +1,9 @@
 """The rollout tables (``rollouts``, ``rollout_waves``; SPEC §4.7): creation, the approval
 hand-over, operator moves (resume, abort), reads, and the runner's claim → mark → settle
 compare-and-sets. Why dispatch is claim → publish → mark: :mod:`kanade.backend.workers.rollouts`.
+Every change is noted for the rollout's document in KV ``kanade_state``
+(:mod:`kanade.backend.store.state_outbox`): a wiped database gets the rollout back, waves and
+all, and it continues where it was.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from kanade.backend.store.database import Database
+from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import agents, results, rollout_waves, rollouts
 from kanade.core.models.records import ExecRecord
 from kanade.core.models.waves import Rollout
@@ -116,6 +120,7 @@ def create_rollout(
             for p in plans
         ],
     )
+    touch(conn, "rollout", record.exec_id)
     return plans
 
 
@@ -156,6 +161,7 @@ def start_approved(conn: Connection, rollout_id: str, now: datetime) -> bool:
     )
     if res.rowcount != 1:
         return False
+    touch(conn, "rollout", rollout_id)
     first = conn.execute(
         select(rollout_waves.c.delay_s).where(
             rollout_waves.c.rollout_id == rollout_id, rollout_waves.c.idx == 0
@@ -181,6 +187,7 @@ def reject_pending(conn: Connection, rollout_id: str, reason: str, now: datetime
         .values(status=RolloutStatus.REJECTED, reason=reason, updated_at=now, finished_at=now)
     )
     if res.rowcount:
+        touch(conn, "rollout", rollout_id)
         conn.execute(
             update(rollout_waves)
             .where(rollout_waves.c.rollout_id == rollout_id, _wave_may_become(WaveState.CANCELLED))
@@ -273,6 +280,7 @@ def resume_halted(conn: Connection, rollout_id: str, idx: int, now: datetime) ->
     )
     if res.rowcount != 1:
         return False
+    touch(conn, "rollout", rollout_id)
     conn.execute(
         update(rollout_waves)
         .where(
@@ -298,6 +306,7 @@ def abort_from(
     )
     if res.rowcount != 1:
         return None
+    touch(conn, "rollout", rollout_id)
     waiting = [
         int(i)
         for (i,) in conn.execute(
@@ -376,7 +385,10 @@ def claim(
             rollout_waves.c.state == WaveState.DISPATCHING,
             rollout_waves.c.claimed_at <= takeover_before,
         ).values(claimed_at=now)
-    return bool(conn.execute(stmt).rowcount == 1)
+    if conn.execute(stmt).rowcount != 1:
+        return False
+    touch(conn, "rollout", rollout_id)
+    return True
 
 
 def stored_command(conn: Connection, rollout_id: str, idx: int) -> str:
@@ -400,7 +412,10 @@ def mark_dispatched(conn: Connection, rollout_id: str, idx: int, now: datetime) 
         )
         .values(state=WaveState.DISPATCHED, dispatched_at=now)
     )
-    return bool(res.rowcount == 1)
+    if res.rowcount != 1:
+        return False
+    touch(conn, "rollout", rollout_id)
+    return True
 
 
 def settle(
@@ -436,6 +451,7 @@ def settle(
     )
     if res.rowcount != 1:
         return None
+    touch(conn, "rollout", rollout_id)
     decision = decide_after_wave(idx, int(rollout["wave_count"]), rate, threshold)
     guard = and_(
         rollouts.c.rollout_id == rollout_id,

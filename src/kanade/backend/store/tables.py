@@ -105,9 +105,25 @@ executions = Table(
     # When it ended for good (revision 0006): every expected pc has a row (a result or
     # no_result) and none can start any more. Null while the reaper still has to look.
     Column("ended_at", UtcDateTime, nullable=True),
+    # The status of the creation record, pending or awaiting_approval (revision 0007): what
+    # the status is derived from, with the decisions and the results (core.execstatus).
+    Column("created_status", String(32), nullable=True),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_job_id_created_at", "job_id", "created_at"),
     Index("ix_executions_status_created_at", "status", "created_at"),
+)
+
+# Decisions recorded for an exec (revision 0007): approved (status ``pending``), rejected,
+# cancelled — from the status records of KANADE_EXECS — and expired, by the reaper. Facts,
+# never overwritten: the exec's status is derived from them, its creation and its results,
+# so the order they are (re-)projected in cannot change it (SPEC §4.3).
+exec_decisions = Table(
+    "exec_decisions",
+    metadata,
+    Column("exec_id", ID, primary_key=True),
+    Column("status", String(32), primary_key=True),
+    Column("at", UtcDateTime, nullable=True),
+    Column("by", String(128), nullable=True),
 )
 
 results = Table(
@@ -354,6 +370,57 @@ unattended_approvals = Table(
     Column("version", String(128), primary_key=True),
     Column("approved_by", String(128), nullable=False),
     Column("approved_at", UtcDateTime, nullable=False),
+)
+
+# --- revision 0007: a wiped database comes back whole (SPEC §1.3) ---------------------------
+# Keys of operator-state rows (users, approvals, rollouts, schedule counters) changed since
+# their document was last written to KV ``kanade_state``, in the transaction that changed
+# them; the state publisher drains it (kanade.backend.workers.state_sync).
+state_outbox = Table(
+    "state_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(512), nullable=False),  # the document's KV key
+    Column("kind", String(32), nullable=False),
+    Column("ref", JSON, nullable=False),  # the row's key parts
+    Index("ix_state_outbox_key", "key"),
+    # Ids never reused, also once the table is empty again: an id is a document's ``seq``.
+    sqlite_autoincrement=True,
+)
+
+# Decisions of agents' local schedulers (``runs_on: agent``; SPEC §3.6, §4.4), projected
+# from KANADE_DECISIONS: a short log per schedule, and each pc's running totals (the newest
+# a report carried, per epoch of the pc's decision file), which the counters add up.
+agent_schedule_decisions = Table(
+    "agent_schedule_decisions",
+    metadata,
+    Column("decision_id", String(512), primary_key=True),  # pc:occurrence:result
+    Column("schedule_id", ID, nullable=False),
+    Column("pc_id", ID, nullable=False),
+    Column("occurrence_id", String(255), nullable=False),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    Column("decided_at", UtcDateTime, nullable=False),  # the agent's clock
+    Column("result", String(16), nullable=False),  # fired | skipped | missed
+    Column("reason", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("count", Integer, nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("recorded_at", UtcDateTime, nullable=False),  # the stream's time
+    Index("ix_agent_schedule_decisions_schedule_id_recorded_at", "schedule_id", "recorded_at"),
+)
+
+agent_schedule_stats = Table(
+    "agent_schedule_stats",
+    metadata,
+    Column("schedule_id", ID, primary_key=True),
+    Column("pc_id", ID, primary_key=True),
+    Column("epoch", String(64), primary_key=True),
+    Column("fired", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+    Column("missed", BigInteger, nullable=False, default=0),
+    Column("last_fire_at", UtcDateTime, nullable=True),
+    Column("last_nominal", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 # Enrolment (SPEC §8.1): one-time tokens an admin hands to a machine, and the identity

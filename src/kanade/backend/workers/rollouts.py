@@ -8,7 +8,7 @@ rollout runner".
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -53,12 +53,16 @@ class RolloutRunner(Worker):
         clock: Clock,
         interval_s: float = DEFAULT_INTERVAL_S,
         redispatch_after: timedelta = REDISPATCH_AFTER,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(interval=interval_s)
         self._db = db
         self._bus = bus
         self._clock = clock
         self._redispatch_after = redispatch_after
+        # Writes the rollout's state to the broker (KV kanade_state) before a wave goes
+        # out: a database wiped right after still knows the wave was claimed (SPEC §1.3).
+        self._flush = flush
 
     async def step(self) -> bool:
         moved = await self.tick()
@@ -119,6 +123,18 @@ class RolloutRunner(Worker):
         )
         if not won:
             return False
+        if self._flush is not None:
+            try:
+                await self._flush()
+            except Exception as exc:
+                # Sending matters more: a wipe right now could publish this wave's request
+                # again (the agents' ledgers never run a request twice).
+                log.warning(
+                    "rollout state not written to the broker before its wave",
+                    rollout_id=rollout_id,
+                    wave=idx,
+                    error=str(exc),
+                )
         if takeover:
             raw = await self._db.read(lambda conn: store.stored_command(conn, rollout_id, idx))
             log.warning(
