@@ -44,14 +44,17 @@ def derive_status(
 ) -> ExecStatus:
     """The status of an exec created as ``created`` (``pending`` or ``awaiting_approval``)
     with ``decisions`` (status → when it was decided) and these result counts; ``ended``:
-    its deadline passed and every expected pc has a row (a result or ``no_result``).
+    nothing more will start (its deadline passed; pcs that never started have ``no_result``
+    rows).
 
     * a cancel or a rejection ends it, whatever else arrives (results of scripts already
       running included); when both were recorded, the earlier one (a tie: cancelled);
     * created awaiting approval and not approved: it waits (nothing was sent);
     * then progress: completed when finished results reach the expected count (and at
       least one exists), running at the first started or finished row;
-    * ended (SPEC §4.3, every exec ends): completed — also one that expected nobody;
+    * ended (SPEC §4.3, every exec ends) with every expected pc finished: completed — also
+      one that expected nobody; a pc still in flight keeps it running until its own row
+      finishes or is reaped;
     * no result at all: ``expired`` once the reaper recorded that, else ``pending``.
     """
     ends = [s for s in _ENDS if s in decisions]
@@ -59,7 +62,7 @@ def derive_status(
         return min(ends, key=lambda s: _when(decisions[s], _ENDS.index(s)))
     if created == ExecStatus.AWAITING_APPROVAL and ExecStatus.PENDING not in decisions:
         return ExecStatus.AWAITING_APPROVAL
-    if ended or (finished > 0 and finished >= expected):
+    if finished >= expected and (ended or finished > 0):
         return ExecStatus.COMPLETED
     if started > 0 or finished > 0:
         return ExecStatus.RUNNING

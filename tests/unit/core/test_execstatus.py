@@ -190,18 +190,19 @@ def test_alive_window_is_two_minutes() -> None:
         ("pending", (), 0, 0, "completed"),  # expected nobody: ends at its deadline
         ("pending", (), 3, 3, "completed"),
         ("pending", ("expired",), 2, 2, "completed"),
-        ("pending", ("expired",), 0, 2, "completed"),  # closed as no_result rows
         ("pending", ("rejected",), 3, 3, "rejected"),  # an operator's end stays
         ("pending", ("cancelled",), 3, 3, "cancelled"),
         ("awaiting_approval", (), 0, 0, "awaiting_approval"),  # never sent
+        ("pending", (), 1, 2, "running"),  # one pc still in flight
     ],
 )
 def test_an_ended_exec_completes(
     created: str, decided: tuple[str, ...], finished: int, expected: int, want: str
 ) -> None:
     decisions = {d: NOW for d in decided}
+    started = expected - finished if want == "running" else 0
     got = derive_status(
-        created, decisions, started=0, finished=finished, expected=expected, ended=True
+        created, decisions, started=started, finished=finished, expected=expected, ended=True
     )
     assert got == want
 

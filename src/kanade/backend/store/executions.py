@@ -23,7 +23,7 @@ from kanade.backend.store.upsert import chunks, insert
 from kanade.core.execends import NO_RESULT
 from kanade.core.execstatus import DECISIONS, derive_status
 from kanade.core.lifecycle import fallback_created_cutoff
-from kanade.core.statuses import EXEC_TRANSITIONS, ExecStatus, can_transition, sources
+from kanade.core.statuses import ExecStatus, can_transition
 
 Row = Mapping[str, Any]
 Hints = dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]]

@@ -98,14 +98,14 @@ executions = Table(
     # turns results into facts and check statuses in the same batch transaction.
     Column("inventory_hint", JSON, nullable=True),
     Column("check_hint", JSON, nullable=True),
-    # The exec's deadline (revision 0006, SPEC §4.3): no pc starts its command after it,
+    # The exec's deadline (revision 0007, SPEC §4.3): no pc starts its command after it,
     # and expected pcs that never did are closed as no_result. Null until known (awaiting
     # approval, a rollout's first wave) or for rows written before the revision.
     Column("deadline_at", UtcDateTime, nullable=True),
-    # When it ended for good (revision 0006): every expected pc has a row (a result or
+    # When it ended for good (revision 0007): every expected pc has a row (a result or
     # no_result) and none can start any more. Null while the reaper still has to look.
     Column("ended_at", UtcDateTime, nullable=True),
-    # The status of the creation record, pending or awaiting_approval (revision 0007): what
+    # The status of the creation record, pending or awaiting_approval (revision 0008): what
     # the status is derived from, with the decisions and the results (core.execstatus).
     Column("created_status", String(32), nullable=True),
     Index("ix_executions_created_at", "created_at"),
@@ -113,7 +113,7 @@ executions = Table(
     Index("ix_executions_status_created_at", "status", "created_at"),
 )
 
-# Decisions recorded for an exec (revision 0007): approved (status ``pending``), rejected,
+# Decisions recorded for an exec (revision 0008): approved (status ``pending``), rejected,
 # cancelled — from the status records of KANADE_EXECS — and expired, by the reaper. Facts,
 # never overwritten: the exec's status is derived from them, its creation and its results,
 # so the order they are (re-)projected in cannot change it (SPEC §4.3).
@@ -372,7 +372,7 @@ unattended_approvals = Table(
     Column("approved_at", UtcDateTime, nullable=False),
 )
 
-# --- revision 0007: a wiped database comes back whole (SPEC §1.3) ---------------------------
+# --- revision 0008: a wiped database comes back whole (SPEC §1.3) ---------------------------
 # Keys of operator-state rows (users, approvals, rollouts, schedule counters) changed since
 # their document was last written to KV ``kanade_state``, in the transaction that changed
 # them; the state publisher drains it (kanade.backend.workers.state_sync).

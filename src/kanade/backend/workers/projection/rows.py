@@ -14,7 +14,6 @@ from nats.aio.msg import Msg
 
 from kanade.backend.workers.projection.worker import Decoded, Item, recorded_at
 from kanade.core import subjects
-from kanade.core.instants import parse_instant
 from kanade.core.lifecycle import result_expires_at
 from kanade.core.models.records import ExecRecord, ExecStatusRecord
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode

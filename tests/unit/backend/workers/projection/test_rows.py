@@ -72,7 +72,7 @@ def test_an_approved_record_brings_the_exec_deadline_along() -> None:
     ).encode()
     (item,) = decode_exec_records([_msg(s.exec_subject("approved", "e1"), raw)]).items
     assert item.status_only and item.row == {
-        "exec_id": "e1", "status": "pending", "deadline_at": NOW
+        "exec_id": "e1", "status": "pending", "at": NOW, "by": None, "deadline_at": NOW
     }
     plain = ExecStatusRecord(exec_id="e1", status=ExecStatus.CANCELLED).encode()
     (item,) = decode_exec_records([_msg(s.exec_subject("cancelled", "e1"), plain)]).items
