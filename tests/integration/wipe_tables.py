@@ -2,7 +2,7 @@
 
 :func:`dump` reads every table of interest in a stable order, leaving out only what is
 the database's own bookkeeping: ``executions.updated_at`` (when this database last wrote
-the row) and the surrogate ``id`` of ``schedule_decisions`` (the log is compared in
+the row; ``ended_at`` is compared by presence) and the surrogate ``id`` of ``schedule_decisions`` (the log is compared in
 order).
 """
 
@@ -34,6 +34,9 @@ NAMES = (
 # (A schema without some of them — an older tree — compares the ones it has.)
 TABLES = tuple(getattr(t, n) for n in NAMES if hasattr(t, n))
 VOLATILE = {"executions": {"updated_at"}, "schedule_decisions": {"id"}}
+# Compared by presence only: ``executions.ended_at`` is when the reaper found the exec had
+# ended (its own pass, on its own clock); that it has ended is the fact that must come back.
+PRESENCE = {"executions": {"ended_at"}}
 
 
 def dump(db_file: Path) -> dict[str, list[dict[str, Any]]]:
@@ -44,9 +47,12 @@ def dump(db_file: Path) -> dict[str, list[dict[str, Any]]]:
             for table in TABLES:
                 order = [*table.primary_key.columns] or list(table.c)
                 skip = VOLATILE.get(table.name, set())
+                present = PRESENCE.get(table.name, set())
                 rows = conn.execute(select(table).order_by(*order)).mappings()
                 out[table.name] = [
-                    {k: v for k, v in r.items() if k not in skip} for r in rows
+                    {k: (v is not None if k in present else v) for k, v in r.items()
+                     if k not in skip}
+                    for r in rows
                 ]
     finally:
         engine.dispose()

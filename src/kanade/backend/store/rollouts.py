@@ -19,9 +19,10 @@ from sqlalchemy.sql.elements import ColumnElement
 from kanade.backend.store.database import Database
 from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import agents, results, rollout_waves, rollouts
+from kanade.core.dispatch import command_deadline
 from kanade.core.models.records import ExecRecord
 from kanade.core.models.waves import Rollout
-from kanade.core.models.wire import Command, encode
+from kanade.core.models.wire import Command, WireDecodeError, decode, encode
 from kanade.core.rollout import (
     ResultView,
     WavePlan,
@@ -489,3 +490,31 @@ def settle(
             .values(due_at=next_due_at(progress.settled_at, float(delay)))
         )
     return decision
+
+
+def wave_deadlines(conn: Connection, exec_ids: Iterable[str]) -> dict[str, datetime]:
+    """The deadline each rollout exec's sent waves give it (SPEC §4.3: the latest command's):
+    the runner sets it when a wave goes out, but no stream carries it, so an exec row
+    rebuilt after a wipe takes it from the restored waves' stored command bytes."""
+    wanted = sorted(set(exec_ids))
+    out: dict[str, datetime] = {}
+    if not wanted:
+        return out
+    q = (
+        select(rollouts.c.exec_id, rollout_waves.c.command)
+        .join(rollout_waves, rollout_waves.c.rollout_id == rollouts.c.rollout_id)
+        .where(
+            rollouts.c.exec_id.in_(wanted),
+            rollout_waves.c.dispatched_at.is_not(None),
+            rollout_waves.c.command.is_not(None),
+        )
+    )
+    for exec_id, raw in conn.execute(q):
+        try:
+            deadline = command_deadline(decode(Command, str(raw).encode()))
+        except WireDecodeError:
+            continue  # a stored command that no longer reads: the fallback deadline holds
+        key = str(exec_id)
+        if key not in out or deadline > out[key]:
+            out[key] = deadline
+    return out

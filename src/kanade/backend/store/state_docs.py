@@ -19,6 +19,8 @@ from sqlalchemy import Table, and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from kanade.backend.store.executions import extend_deadline
+from kanade.backend.store.rollouts import wave_deadlines
 from kanade.backend.store.scheduling import DECISIONS_KEPT
 from kanade.backend.store.tables import (
     approvals,
@@ -135,6 +137,12 @@ def restore(conn: Connection, doc: StateDoc) -> bool:
         children = [_decode(table, r, kind.fresh) for r in doc.rows.get(table.name) or []]
         if children:
             conn.execute(table.insert(), children)
+    if kind.main is rollouts:
+        # The exec row may already be back (the streams replay meanwhile): its deadline
+        # comes from the sent waves (SPEC §4.3); the exec projector does the same otherwise.
+        exec_id = str(mains[0]["exec_id"])
+        for found, deadline in wave_deadlines(conn, [exec_id]).items():
+            extend_deadline(conn, found, deadline)
     return True
 
 
