@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from kanade.bus.consumers import add_or_replace_consumer, agent_command_consumer
 from kanade.bus.pull import PullConsumer
 from kanade.bus.retry import retry
 from kanade.core import exitcodes, subjects
+from kanade.core.admission import broadcast_refusal
 from kanade.core.instants import Clock, format_instant, parse_instant, system_clock
 from kanade.core.models.wire import Command, ConsumerReply, WireDecodeError, decode, encode
 from kanade.core.msgids import result_msg_id
@@ -39,6 +40,13 @@ ConsumerProvisioning = Callable[[Client, str, list[str]], Awaitable[None]]
 """Makes sure ``agent-<pc_id>`` exists reading ``groups``; raises to be retried."""
 
 REQUEST_TIMEOUT_S = 10.0
+MEMBERSHIP_RETRY_S = 5.0
+"""A group command met while the membership could not be re-read after a reconnect is
+handed back to the broker for this long, then decided again."""
+
+
+async def _always_current() -> bool:
+    return True
 
 
 class ConsumerRefused(RuntimeError):
@@ -64,7 +72,8 @@ async def create_consumer(nc: Client, pc_id: str, groups: list[str]) -> None:
 
 def load_enrollment(path: Path, clock: Clock = system_clock) -> datetime:
     """When this agent identity first started. Broadcast commands (all / group)
-    issued before it are not for this machine; pc-addressed ones still are."""
+    issued before it are not for this machine; pc-addressed ones still are
+    (:func:`kanade.core.admission.broadcast_refusal`)."""
     with contextlib.suppress(OSError, ValueError):
         return parse_instant(path.read_text())
     now = clock()
@@ -77,6 +86,7 @@ class _Ignore(Exception):
 
 
 _MAX_ADDRESS_PROBES = 64
+_GROUP_PREFIX = subjects.command_subject("group", "\0", "\0").split("\0")[0]
 
 
 def subjects_of_address(cmd: Command) -> list[str]:
@@ -110,6 +120,8 @@ class CommandIntake:
         trust: Trust,
         enrolled_at: datetime,
         groups: Callable[[], list[str]],
+        joined: Callable[[], Mapping[str, datetime | None]] | None = None,
+        membership_current: Callable[[], Awaitable[bool]] = _always_current,
         connection: Callable[[], Client | None],
         connected: Callable[[], bool],
         spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
@@ -126,6 +138,10 @@ class CommandIntake:
         self.trust = trust
         self.enrolled_at = enrolled_at
         self._groups = groups
+        # Each current group → when this pc joined it (None: unknown); without it, the
+        # groups count from the enrolment.
+        self._joined = joined or (lambda: dict.fromkeys(self._groups()))
+        self._membership_current = membership_current
         self._connection = connection
         self._connected = connected
         self._spawn = spawn
@@ -221,12 +237,14 @@ class CommandIntake:
             return False, f"subject job {job_id} != command job {cmd.job_id}"
         if scope == "pc":
             return (True, "pc") if target == self.pc_id else (False, f"addressed to pc {target}")
-        if cmd.issued_at < self.enrolled_at:
-            return None, "broadcast issued before this agent enrolled"
-        if scope == "group":
-            # Left the group after the command was queued: not for us, nothing forged.
-            return (True, "group") if target in self._groups() else (None, "not in group")
-        return True, "all"
+        # A group or fleet command is for this pc only if it was a member (enrolled) when
+        # the command was issued (SPEC §3.2): a consumer re-created after a broker restart
+        # or a join replays the group's retained commands, and those are not for it. Not
+        # a member (joined later, or left since): nothing forged, ignored quietly.
+        why_not = broadcast_refusal(
+            scope, target, cmd.issued_at, enrolled_at=self.enrolled_at, joined=self._joined()
+        )
+        return (None, why_not) if why_not is not None else (True, scope)
 
     def _refusal(self, cmd: Command, subject: str, raw: bytes, header: str | None) -> str | None:
         """Why this pc must refuse the command (SPEC §8.2), None when it may go on to the
@@ -255,10 +273,23 @@ class CommandIntake:
             log.warning("dropped a malformed command on %s: %s", msg.subject, exc)
             await msg.term()
             return
+        if msg.subject.startswith(_GROUP_PREFIX) and not await self._membership_current():
+            # Membership changes made while the connection was down are not known yet
+            # (the re-read failed): deciding now could run a command of a group this pc
+            # left and joined again meanwhile. The broker redelivers it later.
+            log.warning(
+                "group membership not re-read since the reconnect; command %s on %s "
+                "deferred %.0fs",
+                cmd.request_id,
+                msg.subject,
+                MEMBERSHIP_RETRY_S,
+            )
+            await msg.nak(delay=MEMBERSHIP_RETRY_S)
+            return
         try:
             refusal = self._refusal(cmd, msg.subject, raw, header_of(msg.headers))
         except _Ignore as why:
-            log.debug("ignored command %s: %s", cmd.request_id, why)
+            log.info("ignored command %s on %s: %s", cmd.request_id, msg.subject, why)
             await msg.ack()
             return
         self.last_command_at = self._clock()
