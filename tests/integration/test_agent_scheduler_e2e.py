@@ -384,7 +384,7 @@ async def test_an_occurrence_the_agent_was_down_for_is_missed_under_skip_however
     agent = fleet.add("pc-1")
     await wait_agent_ready(bus.nc, agent)
     await put_job(bus, "tick", "echo tick")
-    t = (system_clock() + timedelta(seconds=4)).replace(microsecond=0) + timedelta(seconds=1)
+    t = (system_clock() + timedelta(seconds=5)).replace(microsecond=0) + timedelta(seconds=1)
     catalog = [
         make_schedule("short-skip", "tick", {"cron": _cron_at(t)}, catchup="skip"),
         make_schedule("short-once", "tick", {"cron": _cron_at(t)}, catchup="once"),
