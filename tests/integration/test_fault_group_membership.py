@@ -120,15 +120,19 @@ async def until_dealt_with(
     ``seq`` 0: only reading the group. Returns the consumer's creation time."""
     name = subjects.agent_consumer_name(agent.pc_id)
 
+    last: list[object] = [None]  # the consumer last seen, for the failure message
+
     async def check() -> object:
         info = await bus.js.consumer_info(subjects.STREAM_COMMANDS, name)
+        last[0] = info
         filters = info.config.filter_subjects or []
         reads = group is None or subjects.command_subject("group", group, "*") in filters
         fresh = replaced is None or info.created != replaced
         done = info.delivered.stream_seq >= seq and info.num_ack_pending == 0
         return info.created if reads and fresh and done else None
 
-    return await eventually(check, timeout=30, diagnostics=agent.log_tail,
+    return await eventually(check, timeout=30,
+                            diagnostics=lambda: f"{agent.log_tail()}\nconsumer: {last[0]}",
                             what=f"{agent.pc_id}'s consumer dealt with message {seq}")  # fmt: skip
 
 

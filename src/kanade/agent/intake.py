@@ -28,6 +28,7 @@ from kanade.bus.pull import PullConsumer
 from kanade.bus.retry import retry
 from kanade.core import exitcodes, subjects
 from kanade.core.admission import broadcast_refusal
+from kanade.core.ids import is_slug
 from kanade.core.instants import Clock, format_instant, parse_instant, system_clock
 from kanade.core.models.wire import Command, ConsumerReply, WireDecodeError, decode, encode
 from kanade.core.msgids import result_msg_id
@@ -36,11 +37,15 @@ from kanade.core.signing import header_of
 
 log = logging.getLogger("kanade.agent")
 
-ConsumerProvisioning = Callable[[Client, str, list[str]], Awaitable[None]]
-"""Makes sure ``agent-<pc_id>`` exists reading ``groups``; raises to be retried."""
+ConsumerProvisioning = Callable[[Client, str, list[str]], Awaitable[list[str] | None]]
+"""Makes sure ``agent-<pc_id>`` exists reading ``groups``; returns the filter subjects it
+got (None: not known); raises to be retried."""
 
 REQUEST_TIMEOUT_S = 10.0
 MEMBERSHIP_RETRY_S = 5.0
+STALE_PROVISIONING_ATTEMPTS = 8
+"""How often a consumer whose filters miss a group change this agent has seen is asked
+for again before the agent goes on with it (warned)."""
 """A group command met while the membership could not be re-read after a reconnect is
 handed back to the broker for this long, then decided again."""
 
@@ -53,7 +58,11 @@ class ConsumerRefused(RuntimeError):
     """The backend answered a consumer request with an error."""
 
 
-async def request_consumer(nc: Client, pc_id: str, _groups: list[str]) -> None:
+class StaleProvisioning(RuntimeError):
+    """The consumer's filters miss a membership change this agent has already seen."""
+
+
+async def request_consumer(nc: Client, pc_id: str, _groups: list[str]) -> list[str] | None:
     """Ask the backend for the consumer (SPEC §8.1). The groups are not sent: the
     backend reads them from KV, and takes the pc from the subject only this agent's
     identity may publish on."""
@@ -61,13 +70,15 @@ async def request_consumer(nc: Client, pc_id: str, _groups: list[str]) -> None:
     reply = decode(ConsumerReply, msg.data)
     if not reply.ok:
         raise ConsumerRefused(f"the backend refused: {reply.error}")
+    return list(reply.filters)
 
 
-async def create_consumer(nc: Client, pc_id: str, groups: list[str]) -> None:
+async def create_consumer(nc: Client, pc_id: str, groups: list[str]) -> list[str] | None:
     """Create the consumer directly: only for an identity whose credential allows it
     (the benchmark swarm, on its own throw-away broker)."""
     config = agent_command_consumer(pc_id, groups)
     await add_or_replace_consumer(nc.jetstream(), subjects.STREAM_COMMANDS, config)
+    return None
 
 
 def load_enrollment(path: Path, clock: Clock = system_clock) -> datetime:
@@ -121,6 +132,7 @@ class CommandIntake:
         enrolled_at: datetime,
         groups: Callable[[], list[str]],
         joined: Callable[[], Mapping[str, datetime | None]] | None = None,
+        kv_groups: Callable[[], list[str]] | None = None,
         membership_current: Callable[[], Awaitable[bool]] = _always_current,
         connection: Callable[[], Client | None],
         connected: Callable[[], bool],
@@ -142,6 +154,9 @@ class CommandIntake:
         # groups count from the enrolment.
         self._joined = joined or (lambda: dict.fromkeys(self._groups()))
         self._membership_current = membership_current
+        # The groups KV lists for this pc (what the backend provisions from); None: the
+        # consumer's filters are not checked against them.
+        self._kv_groups = kv_groups
         self._connection = connection
         self._connected = connected
         self._spawn = spawn
@@ -170,25 +185,49 @@ class CommandIntake:
         stream — may not be there yet.
         """
         attempts = 0
+        stale_left = STALE_PROVISIONING_ATTEMPTS
 
         def warn(attempt: int, exc: BaseException, delay: float) -> None:
             nonlocal attempts
             attempts = attempt
+            if isinstance(exc, StaleProvisioning):
+                log.info("%s; asking again in %.1fs", exc, delay)
             # Once, then about every minute: a fleet waiting for its backend must not
             # flood its logs.
-            if attempt == 1 or attempt % 12 == 0:
+            elif attempt == 1 or attempt % 12 == 0:
                 log.warning(
                     "cannot open the command consumer yet (%s); retrying in %.1fs", exc, delay
                 )
 
-        await retry(
-            lambda: self._provision(self._nc(), self.pc_id, self._groups()),
-            base=0.2,
-            cap=5.0,
-            on_retry=warn,
-        )
+        async def provision() -> None:
+            nonlocal stale_left
+            got = await self._provision(self._nc(), self.pc_id, self._groups())
+            wanted = self._wanted_filters()
+            if got is None or wanted is None or sorted(got) == wanted:
+                return
+            # The backend read the membership before the change this agent saw had been
+            # stored (the agent sees a KV write as it is published): ask again, or the
+            # consumer would miss a group joined — bounded, the difference may also be
+            # the agent's own stale view.
+            if stale_left > 0:
+                stale_left -= 1
+                raise StaleProvisioning(
+                    f"the command consumer reads {sorted(got)}, this agent's membership "
+                    f"says {wanted}"
+                )
+            log.warning("command consumer reads %s, not %s; going on with it", sorted(got), wanted)
+
+        await retry(provision, base=0.2, cap=5.0, on_retry=warn)
         if attempts:
             log.info("command consumer ready after %d attempt(s)", attempts + 1)
+
+    def _wanted_filters(self) -> list[str] | None:
+        """The filters the backend provisions for this pc's KV groups (slugs only, as it
+        does), None when unchecked."""
+        if self._kv_groups is None:
+            return None
+        groups = [g for g in self._kv_groups() if is_slug(g)]
+        return sorted(subjects.agent_command_filters(self.pc_id, groups))
 
     async def serve(self) -> None:
         """Pull and admit commands until cancelled."""

@@ -135,6 +135,7 @@ class Agent:
             enrolled_at=load_enrollment(data / "enrolled_at", clock),
             groups=lambda: self.groups,
             joined=lambda: self.fleet_view.joined,
+            kv_groups=lambda: self.fleet_view.kv_groups,
             membership_current=self._membership_current,
             connection=lambda: self.nc,
             connected=self._ready,

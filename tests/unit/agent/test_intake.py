@@ -7,9 +7,10 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from nats.aio.client import Client
 
 import trust
 from kanade.agent.durable.ledger import Ledger
@@ -58,7 +59,7 @@ class FakeExecutor:
 
 
 class Rig:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, provisioning: Any = None) -> None:
         self.ledger = Ledger(tmp_path / "ledger", durable=False)
         self.ledger.load()
         self.executor = FakeExecutor()
@@ -79,12 +80,14 @@ class Rig:
             enrolled_at=ENROLLED,
             groups=lambda: sorted(self.joined),
             joined=lambda: self.joined,
+            kv_groups=lambda: sorted(self.joined),
             membership_current=membership_current,
-            connection=lambda: None,
+            connection=lambda: cast(Client, object()),
             connected=lambda: True,
             spawn=asyncio.ensure_future,
             pull_expires=30.0,
             pull_idle_heartbeat=5.0,
+            **({} if provisioning is None else {"provisioning": provisioning}),
         )
 
     async def deliver(self, scope: subjects.Scope, target: str | None, issued: datetime) -> FakeMsg:
@@ -142,3 +145,24 @@ async def test_without_a_recorded_join_the_enrolment_bounds_it(rig: Rig) -> None
     fleet_old = await rig.deliver("all", None, ENROLLED - S)
     assert {m.answers[0][0] for m in (old, new, fleet_old)} == {"ack"}
     assert [c.issued_at for c in rig.executor.started] == [ENROLLED + S]
+
+
+async def test_a_consumer_provisioned_from_a_membership_not_yet_stored_is_asked_for_again(
+    tmp_path: Path,
+) -> None:
+    """The agent sees a KV write as it is published; the backend may read the bucket
+    before it is stored and provision the old groups. The agent asks again until the
+    consumer reads the groups it knows (bounded)."""
+    answers = [["kanade.cmd.all.*", "kanade.cmd.pc.pc-1.*"]] * 2
+    asked: list[int] = []
+
+    async def provisioning(_nc: Any, _pc: str, _groups: list[str]) -> list[str] | None:
+        asked.append(1)
+        if len(asked) <= len(answers):
+            return answers[len(asked) - 1]
+        return subjects.agent_command_filters("pc-1", ["ops"])
+
+    rig = Rig(tmp_path, provisioning)
+    rig.joined = {"ops": ENROLLED}
+    await asyncio.wait_for(rig.intake.ensure_consumer(), 10)
+    assert len(asked) == 3

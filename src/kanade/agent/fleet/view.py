@@ -60,6 +60,8 @@ class FleetView:
         # Each group → when this pc joined it (backend clock, signed KV), None if unknown:
         # what the intake checks a group command's issued_at against (SPEC §3.2).
         self.joined: dict[str, datetime | None] = dict.fromkeys(self.groups)
+        # The groups KV lists for this pc: what the backend provisions its consumer from.
+        self.kv_groups: list[str] = []
         # The settings this agent was started with: the base under the KV layers.
         self._local_config = local_config
         self._state_file = state_file
@@ -123,6 +125,7 @@ class FleetView:
             return
         if mirror is fleet.membership:
             kv = Membership.decode(fleet.membership.values.get(self.pc_id)).groups
+            self.kv_groups = sorted(kv)
             groups = sorted(set(self.static_groups) | set(kv))
             # A group only the --group flags name has no recorded join: None.
             self.joined = {g: kv.get(g) for g in groups}
