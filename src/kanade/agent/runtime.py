@@ -148,6 +148,9 @@ class Agent:
             trust=self.trust,
             enrolled_at=load_enrollment(data / "enrolled_at", clock),
             groups=lambda: self.groups,
+            joined=lambda: self.fleet_view.joined,
+            kv_groups=lambda: self.fleet_view.kv_groups,
+            membership_current=self._membership_current,
             connection=lambda: self.nc,
             connected=self._ready,
             spawn=self._spawn,
@@ -398,6 +401,14 @@ class Agent:
         """Re-read every mirrored bucket after a (re)connect (SPEC §3.6 re-sync rules)."""
         if self.nc is not None and self.fleet_view.owns_fleet:
             await self.fleet.resync(self.nc)
+
+    async def _membership_current(self) -> bool:
+        """Whether this agent's group membership is known up to now (re-read first when a
+        disconnect left it stale). A swarm's shared state is its owner's to re-read."""
+        if not self.fleet_view.owns_fleet:
+            return True
+        nc = self.nc
+        return nc is not None and nc.is_connected and await self.fleet.current_membership(nc)
 
     async def _on_kill(self, msg: Msg) -> None:
         exec_id = kill_request_exec_id(msg.data)

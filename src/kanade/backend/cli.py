@@ -136,7 +136,10 @@ def run(
         10.0, "--lease-ttl", min=1.0, help="scheduler lease TTL in seconds (failover time)"
     ),
     late_tolerance: float = typer.Option(
-        60.0, "--late-tolerance", min=0.0, help="seconds late a fire is still on time"
+        60.0,
+        "--late-tolerance",
+        min=0.0,
+        help="seconds late a running scheduler's fire is still on time (never across a restart)",
     ),
     approval_ttl: str = typer.Option(
         "24h", "--approval-ttl", help="approval requests expire after this (e.g. 24h, 30m)"

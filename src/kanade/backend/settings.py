@@ -45,7 +45,8 @@ class Settings:
     # tests shorten it).
     reconcile_poll_s: float = 60.0
     # The scheduler lease's TTL (a standby takes over after this long of silence) and
-    # how late an occurrence may be decided and still count as on time (catchup beyond).
+    # how late a running scheduler may decide an occurrence and still count it on time
+    # (catchup beyond, and for any occurrence due before the scheduler came up).
     scheduler_lease_ttl_s: float = 10.0
     scheduler_late_tolerance_s: float = 60.0
     # Approvals (SPEC §4.8): a request not decided within this long is rejected

@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from kanade.agent.fleet.mirror import KvMirror
 from kanade.agent.fleet.state import FleetState
 from kanade.core.agentconfig import Effective, effective_config
 from kanade.core.gates import KvView
+from kanade.core.models.membership import Membership
 from kanade.worker import Worker
 
 log = logging.getLogger("kanade.agent")
@@ -58,6 +60,11 @@ class FleetView:
         self.owns_fleet = owns_fleet
         self.static_groups = list(static_groups)
         self.groups: list[str] = list(static_groups)
+        # Each group → when this pc joined it (backend clock, signed KV), None if unknown:
+        # what the intake checks a group command's issued_at against (SPEC §3.2).
+        self.joined: dict[str, datetime | None] = dict.fromkeys(self.groups)
+        # The groups KV lists for this pc: what the backend provisions its consumer from.
+        self.kv_groups: list[str] = []
         # The settings this agent was started with: the base under the KV layers.
         self._local_config = local_config
         self._state_file = state_file
@@ -83,6 +90,10 @@ class FleetView:
         self.in_sync_at = None
 
     def disconnected(self) -> None:
+        if self.owns_fleet:
+            # Changes made while away are not seen until the re-sync after the reconnect:
+            # until then the membership may not be believed for group commands.
+            self.fleet.membership.mark_stale()
         if self.in_sync_at is None:
             self.in_sync_at = time.time()
             self.state_file.mark_dirty()  # record how long we were in sync
@@ -127,12 +138,11 @@ class FleetView:
             self.view = KvView(pins=pins, revoked=revoked)
             return
         if mirror is fleet.membership:
-            raw = fleet.membership.values.get(self.pc_id)
-            listed = _decode_json(raw, "group membership") if raw else []
-            kv_groups = (
-                [g for g in listed if isinstance(g, str)] if isinstance(listed, list) else []
-            )
-            groups = sorted(set(self.static_groups) | set(kv_groups))
+            kv = Membership.decode(fleet.membership.values.get(self.pc_id)).groups
+            self.kv_groups = sorted(kv)
+            groups = sorted(set(self.static_groups) | set(kv))
+            # A group only the --group flags name has no recorded join: None.
+            self.joined = {g: kv.get(g) for g in groups}
             if groups != self.groups:
                 log.info("group membership changed: %s -> %s", self.groups, groups)
                 self.groups = groups

@@ -98,6 +98,9 @@ class LocalScheduler(Worker):
         self.successes: dict[str, datetime] = {}
         self._cache: CachedCatalog | None = None
         self.active = False
+        # When this process's scheduler loop started: an occurrence due before it was
+        # due while the agent was down, so `catchup` decides it (core `was_down_for`).
+        self.up_since: datetime | None = None
         self._dirty = True
         self._warned: set[tuple[str, str]] = set()
         # Counters, for logs and tests.
@@ -168,6 +171,7 @@ class LocalScheduler(Worker):
 
     # --- the loop -----------------------------------------------------------------------------
     async def setup(self) -> None:
+        self.up_since = self._clock()
         if self.active:
             log.info("local scheduler started (zone for tz: local = %s)", self.local_tz)
         else:
@@ -276,6 +280,7 @@ class LocalScheduler(Worker):
                 now=now,
                 local_tz=self.local_tz,
                 freeze=self.freeze,
+                up_since=self.up_since,
             )
             changed = changed or outcome.last_tick != reg.last_tick
             reg.last_tick = outcome.last_tick
