@@ -2,8 +2,8 @@
 
 :func:`dump` reads every table of interest in a stable order, leaving out only what is
 the database's own bookkeeping: ``executions.updated_at`` (when this database last wrote
-the row; ``ended_at`` is compared by presence) and the surrogate ``id`` of ``schedule_decisions`` (the log is compared in
-order).
+the row; ``ended_at`` is compared by presence) and the surrogate ``id`` of
+``schedule_decisions`` (the log is compared in order).
 """
 
 from __future__ import annotations
