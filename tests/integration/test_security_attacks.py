@@ -149,8 +149,11 @@ def _run(up: UpStack, script: str, **target: Any) -> dict[str, Any]:
 
 
 async def _finished(up: UpStack, exec_id: str, count: int) -> list[dict[str, Any]]:
+    # A started event makes an in-flight row first: wait for finished ones.
     rows: list[dict[str, Any]] = await eventually(
-        lambda: (r := _results(up, exec_id)) and len(r) >= count and r,
+        lambda: (r := [x for x in _results(up, exec_id) if x.get("state") != "in_flight"])
+        and len(r) >= count
+        and r,
         f"{count} result(s) of {exec_id}",
         timeout=RESULT_WAIT_S,
         tolerate_errors=True,
