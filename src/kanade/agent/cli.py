@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--startup-delay-max", type=float,
                      help="random delay (s) before the first connect")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--live-output-bytes-per-s", type=int, metavar="N",
+                     help="cap on live output published while watched (0 = none)")
+    run.add_argument("--live-output-msgs-per-s", type=float, metavar="N",
+                     help="cap on live-output messages per second")
     run.add_argument("--containment", choices=["auto", "tracking"],
                      help="how a script's process tree is held: auto = a cgroup v2 per "
                           "script where allowed (Linux), else process group + tracked "
@@ -151,6 +155,8 @@ def _run(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "keyring": args.keyring,
         "containment": args.containment,
+        "live_output_bytes_per_s": args.live_output_bytes_per_s,
+        "live_output_msgs_per_s": args.live_output_msgs_per_s,
     }
     try:
         settings = load_settings(args.config, overrides)

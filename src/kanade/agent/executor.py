@@ -34,6 +34,7 @@ from kanade.agent.durable.fsutil import remove
 from kanade.agent.durable.ledger import Ledger
 from kanade.agent.durable.outbox import Attachment, Envelope, Outbox
 from kanade.agent.limiter import FifoLimiter
+from kanade.agent.liveout.publisher import LiveOutput, LiveTap
 from kanade.agent.process import ProcessOutcome, run_process
 from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
 from kanade.agent.shells import shell_argv
@@ -68,6 +69,7 @@ class RunContext:
     clock: Clock = system_clock
     account: accounts.Account | None = None  # run_as: user — start the script as this one
     tree: ProcessTree | None = None  # what holds this attempt's processes (a fresh one each)
+    live: LiveTap | None = None  # where its output goes as it is written (SPEC §4.12)
 
 
 @dataclass
@@ -95,6 +97,7 @@ async def subprocess_runner(cmd: Command, argv: list[str], ctx: RunContext) -> P
         clock=ctx.clock,
         account=ctx.account,
         tree=ctx.tree,
+        live=ctx.live.feed if ctx.live is not None else None,
     )
 
 
@@ -127,10 +130,12 @@ class Executor:
         clock: Clock = system_clock,
         disk: DiskHealth | None = None,
         containment: Containment | None = None,
+        live: LiveOutput | None = None,
     ) -> None:
         self.pc_id = pc_id
         self.disk = disk
         self.containment = containment
+        self.live = live
         self._clock = clock
         self.ledger = ledger
         self.outbox = outbox
@@ -379,18 +384,25 @@ class Executor:
         retry_max = cmd.retry.max if cmd.retry else 0
         attempts = 0
         notes: list[str] = []
-        while True:
-            attempts += 1
-            if self.containment is not None:
-                ctx.tree = self.containment.tree(result_id)
-            outcome = await self._runner(cmd, argv, ctx)
-            if outcome.exit_code == 0 or outcome.killed or attempts > retry_max:
-                break
-            backoff = cmd.retry.backoff_s if cmd.retry else 0.0
-            notes.append(f"attempt {attempts} exited {outcome.exit_code}")
-            if await _interruptible_wait(backoff, tracked.kill):
-                notes.append("retry interrupted by remote kill")
-                break
+        ctx.live = self.live.open(cmd.exec_id) if self.live is not None else None
+        try:
+            while True:
+                attempts += 1
+                if self.containment is not None:
+                    ctx.tree = self.containment.tree(result_id)
+                if ctx.live is not None:
+                    ctx.live.attempt = attempts
+                outcome = await self._runner(cmd, argv, ctx)
+                if outcome.exit_code == 0 or outcome.killed or attempts > retry_max:
+                    break
+                backoff = cmd.retry.backoff_s if cmd.retry else 0.0
+                notes.append(f"attempt {attempts} exited {outcome.exit_code}")
+                if await _interruptible_wait(backoff, tracked.kill):
+                    notes.append("retry interrupted by remote kill")
+                    break
+        finally:
+            if ctx.live is not None:
+                ctx.live.close()
         if outcome.killed:
             outcome.note = tracked.kill_reason
         if outcome.note:

@@ -42,6 +42,7 @@ from kanade.agent.intake import (
     load_enrollment,
     request_consumer,
 )
+from kanade.agent.liveout.publisher import LiveOutput
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
 from kanade.agent.settings import AgentSettings
@@ -52,7 +53,7 @@ from kanade.bus.retry import retry
 from kanade.core import subjects
 from kanade.core.gates import KvView
 from kanade.core.instants import Clock, system_clock
-from kanade.core.models.wire import Command, Heartbeat
+from kanade.core.models.wire import Command, Heartbeat, LiveWatch, WireDecodeError, decode
 from kanade.core.msgids import decision_msg_id
 from kanade.worker import Worker
 
@@ -117,12 +118,21 @@ class Agent:
                 "max_local_concurrent": settings.max_local_concurrent,
                 "log_level": settings.log_level,
                 "max_output_bytes": settings.max_output_bytes,
+                "live_output_bytes_per_s": settings.live_output_bytes_per_s,
+                "live_output_msgs_per_s": settings.live_output_msgs_per_s,
             },
             state_file=data / "fleet-state.json",
             durable=settings.durable,
             on_groups_changed=self._groups_changed,
             on_config=self._apply_config,
             disk=self.disk,
+        )
+        # A running script's output, published while someone watches (SPEC §4.12).
+        self.live = LiveOutput(
+            self.pc_id,
+            self._publish_live,
+            bytes_per_s=settings.live_output_bytes_per_s,
+            msgs_per_s=settings.live_output_msgs_per_s,
         )
         self.executor = Executor(
             pc_id=self.pc_id,
@@ -139,6 +149,7 @@ class Agent:
             clock=clock,
             disk=self.disk,
             containment=self.containment,
+            live=self.live,
         )
         self.intake = CommandIntake(
             pc_id=self.pc_id,
@@ -281,6 +292,7 @@ class Agent:
         if self._ready():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.outbox.drain_once(self._publish, self._upload), 5)
+        self.live.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -322,6 +334,12 @@ class Agent:
         if self._bus is None:
             self._bus = Bus(self.nc)
         await self._bus.publish_js(subject, data, msg_id=msg_id, timeout=5.0)
+
+    async def _publish_live(self, subject: str, data: bytes) -> None:
+        """Live output: core NATS, best effort — dropped while disconnected."""
+        nc = self.nc
+        if nc is not None and nc.is_connected:
+            await nc.publish(subject, data)
 
     async def _upload(self, name: str, path: Path) -> None:
         assert self.nc is not None
@@ -373,6 +391,7 @@ class Agent:
         if self._owns_nc:
             # A swarm subscribes once for all its identities and calls kill_exec().
             await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
+            await self.nc.subscribe(subjects.LIVE_WATCH_SUBJECT, cb=self._on_live_watch)
         await self._resync()
         await self.heartbeats.send()
         await self.intake.ensure_consumer()
@@ -415,6 +434,14 @@ class Agent:
         if exec_id is not None:
             self.kill_exec(exec_id)
 
+    async def _on_live_watch(self, msg: Msg) -> None:
+        try:
+            watch = decode(LiveWatch, msg.data)
+        except WireDecodeError as exc:
+            log.warning("ignored a malformed live-output watch: %s", exc)
+            return
+        self.live.watch(watch.exec_ids, watch.for_s)
+
     # --- fleet state from KV ------------------------------------------------------------------
     def _apply_config(self, old: dict[str, Any], values: dict[str, Any]) -> None:
         """Apply a new effective config (SPEC §3.7) to the parts it tunes, live."""
@@ -422,6 +449,11 @@ class Agent:
             self.heartbeats.set_interval(float(values["heartbeat_interval"]))
         if values.get("max_local_concurrent") != old.get("max_local_concurrent"):
             self.executor.limiter.set_limit(int(values["max_local_concurrent"]))
+        live = ("live_output_bytes_per_s", "live_output_msgs_per_s")
+        if any(values.get(k) != old.get(k) for k in live):
+            self.live.retune(
+                int(values["live_output_bytes_per_s"]), float(values["live_output_msgs_per_s"])
+            )
         if values.get("log_level") != old.get("log_level"):
             logging.getLogger().setLevel(str(values["log_level"]).upper())
         if values != old:

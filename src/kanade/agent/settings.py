@@ -11,6 +11,7 @@ from typing import Any
 
 from kanade.agent.containment import MODES, Mode
 from kanade.bus.credentials import AGENT_KEYRING, AGENT_TRUST_DIR
+from kanade.core.agentconfig import DEFAULTS, validate_setting
 from kanade.core.ids import SLUG_RULE, is_slug, slugify_hostname
 
 
@@ -65,6 +66,10 @@ class AgentSettings:
     # this host allows it (Linux), else process group + tracked descendants; "tracking"
     # forces the latter. Windows always uses a job object.
     containment: Mode = "auto"
+    # Live output (SPEC §4.12), published only while someone watches the exec: the cap,
+    # until the fleet's config (KV) says otherwise.
+    live_output_bytes_per_s: int = DEFAULTS["live_output_bytes_per_s"]
+    live_output_msgs_per_s: float = DEFAULTS["live_output_msgs_per_s"]
 
     @property
     def keyring_path(self) -> Path:
@@ -84,6 +89,8 @@ class AgentSettings:
             raise ValueError("heartbeat_interval must be > 0")
         if self.max_local_concurrent < 1:
             raise ValueError("max_local_concurrent must be >= 1")
+        for key in ("live_output_bytes_per_s", "live_output_msgs_per_s"):
+            validate_setting(key, getattr(self, key))
         if self.containment not in MODES:
             raise ValueError(
                 f"containment {self.containment!r} must be one of {', '.join(MODES)}"

@@ -22,7 +22,12 @@ DEFAULTS: dict[str, Any] = {
     "max_output_bytes": 256 * 1024,
     "target_version": None,
     "target_version_jitter": 0.0,
+    # Live output (SPEC §4.12): what one agent publishes while someone watches an exec.
+    "live_output_bytes_per_s": 16 * 1024,
+    "live_output_msgs_per_s": 10.0,
 }
+MAX_LIVE_BYTES_PER_S = 1024 * 1024
+MAX_LIVE_MSGS_PER_S = 100.0
 
 
 def _positive_number(key: str, value: Any) -> float:
@@ -51,6 +56,27 @@ def validate_setting(key: str, value: Any) -> Any:
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ValueError(f"{key}: must be a version string, got {value!r}")
         return value
+    if key == "live_output_bytes_per_s":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 0 <= value <= MAX_LIVE_BYTES_PER_S
+        ):
+            raise ValueError(
+                f"{key}: must be an integer from 0 (no live output) to "
+                f"{MAX_LIVE_BYTES_PER_S}, got {value!r}"
+            )
+        return value
+    if key == "live_output_msgs_per_s":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value <= MAX_LIVE_MSGS_PER_S
+        ):
+            raise ValueError(
+                f"{key}: must be a number > 0 and <= {MAX_LIVE_MSGS_PER_S:g}, got {value!r}"
+            )
+        return float(value)
     if key == "target_version_jitter":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"{key}: must be a number of seconds >= 0, got {value!r}")

@@ -1,4 +1,5 @@
-"""Messages on the wire (SPEC §2.4-§2.7): command, result, EventStarted, heartbeat.
+"""Messages on the wire (SPEC §2.4-§2.7, §4.12): command, result, EventStarted, heartbeat,
+live output.
 
 All are JSON. Readers are tolerant (unknown fields dropped, missing optional
 fields defaulted) so agents and backends of different versions interoperate;
@@ -9,7 +10,7 @@ wire are plain seconds (floats): the human grammar lives only in documents.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 
@@ -24,6 +25,13 @@ WIRE_SCHEMA = 1
 MAX_DISK_ERROR = 200
 MAX_BYTES = 2**63 - 1
 MAX_HELD = 10**9
+MAX_ID = 128  # the slug grammar's length (kanade.core.ids)
+MAX_LIVE_TEXT = 16 * 1024
+"""Characters of one stream in one live-output chunk (an agent sends at most this many
+bytes, which decode to at most as many characters)."""
+MAX_LIVE_WATCH = 256
+"""Exec ids in one watch message."""
+MAX_LIVE_LEASE_S = 120.0
 
 
 class StalenessWire(WireModel):
@@ -150,6 +158,35 @@ class Heartbeat(WireModel):
     # The agent's last word on a clean stop (SIGTERM, service stop): it is offline from
     # now on, not alive until its heartbeats are missed (SPEC §4.3).
     stopping: bool = False
+
+
+class LiveChunk(WireModel):
+    """A piece of one pc's running script's output, sent while someone watches the exec
+    (SPEC §4.12). Best effort: core NATS, rate-capped at the agent, never stored; the full
+    output still arrives in the :class:`Result`. ``*_elided``: bytes of that stream the cap
+    (or a watch that began late) dropped just before this chunk's text. ``seq`` counts the
+    chunks of one run from 0, so a reader sees a lost one; ``final``: the run's last."""
+
+    schema_: int = Field(default=WIRE_SCHEMA, alias="schema")
+    exec_id: str = Field(min_length=1, max_length=MAX_ID)
+    pc_id: str = Field(min_length=1, max_length=MAX_ID)
+    seq: int = Field(ge=0, le=MAX_HELD)
+    attempt: int = Field(default=1, ge=1, le=MAX_HELD)
+    stdout: str = Field(default="", max_length=MAX_LIVE_TEXT)
+    stderr: str = Field(default="", max_length=MAX_LIVE_TEXT)
+    stdout_elided: int = Field(default=0, ge=0, le=MAX_BYTES)
+    stderr_elided: int = Field(default=0, ge=0, le=MAX_BYTES)
+    final: bool = False
+
+
+class LiveWatch(WireModel):
+    """Backend → agents: someone watches these execs' live output for ``for_s`` more
+    seconds (a lease the backend renews while they watch)."""
+
+    exec_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_ID)]] = Field(
+        max_length=MAX_LIVE_WATCH
+    )
+    for_s: float = Field(gt=0, le=MAX_LIVE_LEASE_S)
 
 
 class ConsumerReply(WireModel):
