@@ -36,6 +36,7 @@ from kanade.backend.api import health as health_routes
 from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
 from kanade.backend.api import keys as keys_routes
+from kanade.backend.api import live_output as live_output_routes
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
 from kanade.backend.api import ui as ui_routes
@@ -58,6 +59,7 @@ from kanade.backend.store.migrate import upgrade
 from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
 from kanade.backend.workers.heartbeats import HeartbeatSink
+from kanade.backend.workers.live_watch import LiveWatchRenewer
 from kanade.backend.workers.projection.audit import AuditProjector
 from kanade.backend.workers.projection.decisions import DecisionsProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
@@ -240,7 +242,8 @@ def create_app(settings: Settings) -> FastAPI:
             reset_pending[0] = False  # only the first successful set-up replays
             await heartbeats.subscribe(bus)
             await provisioner.subscribe(bus)
-            workers: list[Worker] = [*projectors, heartbeats, publisher]
+            live_watches = LiveWatchRenewer(services.live)
+            workers: list[Worker] = [*projectors, heartbeats, publisher, live_watches]
             tasks = [asyncio.create_task(w.run(), name=w.label) for w in workers]
             if not settled.is_set():
                 tasks.append(asyncio.create_task(caught_up(bus), name="replay"))
@@ -315,6 +318,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(jobs_routes.router)
     app.include_router(execs_routes.router)
+    app.include_router(live_output_routes.router)
     app.include_router(schedules_routes.router)  # before fleet: /api/agents/drift
     app.include_router(enrolment_routes.router)  # before fleet: /api/agents/enrolled
     app.include_router(fleet_routes.router)

@@ -7,7 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-IDENTITY_KINDS = ("result", "started", "heartbeat", "decision")
+IDENTITY_KINDS = ("result", "started", "heartbeat", "decision", "live")
+LIVE_OUTCOMES = ("relayed", "refused", "dropped")
 
 
 class Metrics:
@@ -29,13 +30,29 @@ class Metrics:
         # naming another pc is a forgery attempt (or a bug), dropped and counted here.
         self.identity_mismatch = Counter(
             "kanade_identity_mismatch",
-            "Results, started events, heartbeats and schedule decisions dropped: payload "
-            "pc_id is not the subject's (the identity the broker authenticated)",
+            "Results, started events, heartbeats, schedule decisions and live-output chunks "
+            "dropped: payload pc_id is not the subject's (the identity the broker "
+            "authenticated)",
             ["kind"],
             registry=self.registry,
         )
         for kind in IDENTITY_KINDS:
             self.identity_mismatch.labels(kind=kind)  # exported as 0 from the start
+        # Live output (SPEC §4.12): chunks relayed to watchers, refused (too large, malformed,
+        # not the subject's pc or exec), dropped for a watcher that read too slowly.
+        self.live_chunks = Counter(
+            "kanade_live_chunks",
+            "Live-output chunks: relayed to watchers, refused, or dropped for a slow watcher",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in LIVE_OUTCOMES:
+            self.live_chunks.labels(outcome=outcome)
+        self.live_watchers = Gauge(
+            "kanade_live_watchers",
+            "Live-output streams open on this backend",
+            registry=self.registry,
+        )
         self.broker_connected = Gauge(
             "kanade_broker_connected",
             "1 while the backend is connected to the broker",
@@ -116,6 +133,9 @@ class Metrics:
 
     def on_identity_mismatch(self, kind: str) -> None:
         self.identity_mismatch.labels(kind=kind).inc()
+
+    def on_live(self, outcome: str, n: int) -> None:
+        self.live_chunks.labels(outcome=outcome).inc(n)
 
     def on_projected(self, consumer: str, n: int) -> None:
         self.projected.labels(consumer=consumer).inc(n)
