@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,11 +17,19 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 class CliError(Exception):
     """An error to print as one line (plus optional detail lines) and exit non-zero."""
 
-    def __init__(self, message: str, *, details: list[str] | None = None, code: int = 1) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[str] | None = None,
+        code: int = 1,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
         self.code = code
+        self.status = status  # the HTTP status, when the backend answered with an error
 
 
 def resolve_url(url: str | None) -> str:
@@ -45,8 +55,13 @@ class ApiClient:
         self.url = resolve_url(url)
         # Explicit token, then $KANADE_TOKEN, then what `kanade login` stored for this URL.
         token = token or os.environ.get("KANADE_TOKEN") or stored_token(self.url)
+        self._token = token
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+
+    def clone(self) -> ApiClient:
+        """Another client to the same backend as the same caller (one per thread)."""
+        return ApiClient(self.url, token=self._token, timeout=self._http.timeout.connect or 15.0)
 
     def close(self) -> None:
         self._http.close()
@@ -85,6 +100,22 @@ class ApiClient:
         """A raw (non-JSON) answer, e.g. a full script output."""
         return self._send("GET", path, timeout=timeout).content
 
+    @contextlib.contextmanager
+    def stream_lines(self, path: str, **params: Any) -> Iterator[Iterator[str]]:
+        """The lines of a streamed answer (server-sent events), read as they come: no read
+        timeout, the stream ends when the backend ends it; errors as :meth:`request`."""
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        try:
+            with self._http.stream("GET", path, params=_clean(params), timeout=timeout) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_for(resp)
+                yield resp.iter_lines()
+        except httpx.ConnectError as exc:
+            raise CliError(f"cannot reach the kanade backend at {self.url} ({exc})") from exc
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.url}{path} failed: {exc}") from exc
+
     def post(self, path: str, json: Any = None, **params: Any) -> Any:
         return self.request("POST", path, json=json, params=_clean(params))
 
@@ -117,4 +148,4 @@ def _error_for(resp: httpx.Response) -> CliError:
         message = f"{message} — your role does not allow this"
     elif resp.status_code == 503:
         message = f"{message} — the backend is up but not ready (is the broker running?)"
-    return CliError(message, details=_error_details(body))
+    return CliError(message, details=_error_details(body), status=resp.status_code)

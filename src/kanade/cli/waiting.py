@@ -1,5 +1,6 @@
 """Waiting for an execution's results: a live progress bar on a terminal, one line per
-result as it arrives otherwise, and never past the wait's deadline (SPEC §4.3).
+result as it arrives otherwise, and never past the wait's deadline (SPEC §4.3). With
+``live``, the scripts' output is printed as they write it (SPEC §4.12, cli/liveview.py).
 
 At the deadline the pcs still awaited are named and the wait fails; a pc the backend closed
 as ``no_result`` (it never started by the exec's deadline) counts as done, not awaited.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from rich.markup import escape
@@ -16,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
+from kanade.cli.liveview import LiveFeed, LivePrinter, wait_for_finals
 
 _POLL_S: Final = 0.05
 GRACE_S: Final = 30.0
@@ -25,6 +28,9 @@ _REQUEST_TIMEOUT_S: Final = 15.0
 _STILL_WAITING_EVERY_S: Final = 10.0
 _DONE_STATES: Final = frozenset({"finished", "reaped", "no_result"})
 _ENDED_EXEC: Final = frozenset({"rejected"})  # nothing was ever sent: nothing to wait for
+LIVE_GRACE_S: Final = 3.0
+"""How long a finished pc's last live chunks may lag behind its result before the result is
+printed anyway (with its output)."""
 
 
 def target_body(all_: bool, groups: list[str] | None, pcs: list[str] | None) -> dict[str, Any]:
@@ -80,6 +86,14 @@ def _result_json(r: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Followed:
+    """How a wait ended: ``ok`` when every expected pc ran and exited 0; the last rows."""
+
+    ok: bool
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
 def wait_for_exec(
     api: ApiClient,
     created: Mapping[str, Any],
@@ -88,13 +102,38 @@ def wait_for_exec(
     timeout_s: float | None = None,
     starting_deadline_s: float | None = None,
     max_wait_s: float | None = None,
+    live: bool = False,
 ) -> bool:
+    """:func:`follow_exec`; True if every expected pc ran and exited 0."""
+    return follow_exec(
+        api,
+        created,
+        json_mode=json_mode,
+        timeout_s=timeout_s,
+        starting_deadline_s=starting_deadline_s,
+        max_wait_s=max_wait_s,
+        live=live,
+    ).ok
+
+
+def follow_exec(
+    api: ApiClient,
+    created: Mapping[str, Any],
+    *,
+    json_mode: bool,
+    timeout_s: float | None = None,
+    starting_deadline_s: float | None = None,
+    max_wait_s: float | None = None,
+    live: bool = False,
+) -> Followed:
     """Poll until every expected pc reported or was closed (or the wait's deadline, see
-    :func:`wait_limit_s`); print the results; True if all ran and exited 0.
+    :func:`wait_limit_s`); print the results.
 
     On a terminal a progress bar, then every result. Otherwise (a pipe, a log, ``--json``)
     each result is printed as it arrives, so an interrupted wait has said what it knew.
     At the deadline the pcs still awaited are named (``error: …``) and the wait fails.
+    ``live``: the scripts' output is printed as they write it (JSON lines with
+    ``--json``); a result whose whole output was shown is then announced by its status line.
     """
     exec_id = str(created["exec_id"])
     expected = int(created.get("expected_count") or 0)
@@ -119,6 +158,9 @@ def wait_for_exec(
     printed: set[str] = set()
     last_error: CliError | None = None
     next_note = started + _STILL_WAITING_EVERY_S
+    feed = LiveFeed(api, exec_id).start() if live else None
+    printer = LivePrinter(prefix=expected > 1, json_mode=json_mode) if feed else None
+    done_at: dict[str, float] = {}  # when each pc's row was first seen finished
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -130,6 +172,8 @@ def wait_for_exec(
     ) as progress:
         task = progress.add_task(f"exec {exec_id[:12]}", total=expected)
         while True:
+            if feed is not None and printer is not None:
+                printer.handle(feed.drain())
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -148,12 +192,21 @@ def wait_for_exec(
             done = [r for r in rows if _finished(r)]
             progress.update(task, completed=len(done))
             if stream:
+                now = time.monotonic()
                 for r in done:
                     key = str(r.get("pc_id"))
-                    if key not in printed:
-                        printed.add(key)
-                        _emit(r, json_mode)
+                    if key in printed:
+                        continue
+                    # Its last live chunks may still be on their way: shown before its status.
+                    lagging = printer is not None and printer.awaiting_final(key)
+                    if lagging and now - done_at.setdefault(key, now) < LIVE_GRACE_S:
+                        continue
+                    printed.add(key)
+                    _emit(r, json_mode, printer)
             if len(done) >= max(expected, len(rows)) or ex.get("status") in _ENDED_EXEC:
+                if feed is not None and printer is not None:
+                    wait_for_finals(feed, printer, [str(r.get("pc_id")) for r in rows],
+                                    LIVE_GRACE_S)  # fmt: skip
                 break
             now = time.monotonic()
             if stream and not json_mode and now >= next_note:
@@ -165,21 +218,26 @@ def wait_for_exec(
                     markup=False,
                 )
             time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+    if feed is not None and printer is not None:
+        feed.close()
+        printer.handle(feed.drain())
+        printer.finish()
     rows = ex.get("results", [])
     for r in rows:
         if not stream or str(r.get("pc_id")) not in printed:
-            _emit(r, json_mode)
+            _emit(r, json_mode, printer)
     missing = [str(r.get("pc_id")) for r in rows if not _finished(r)]
     if not rows and last_error is not None:
         output.fail(f"gave up after {_seconds(limit)}: {last_error.message}")
-        return False
+        return Followed(False)
     if missing:
         output.fail(
             f"deadline reached after {_seconds(limit)}: still waiting for {len(missing)} of "
             f"{max(expected, len(rows))} pc(s): {_names(missing)}; the exec goes on — see "
             f"`kanade executions show {exec_id}`"
         )
-    return not missing and all(_ok(r) for r in rows) and len(rows) >= expected
+    ok = not missing and all(_ok(r) for r in rows) and len(rows) >= expected
+    return Followed(ok, [dict(r) for r in rows])
 
 
 def _names(pcs: list[str], limit: int = 20) -> str:
@@ -187,14 +245,17 @@ def _names(pcs: list[str], limit: int = 20) -> str:
     return ", ".join(pcs[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
-def _emit(r: Mapping[str, Any], json_mode: bool) -> None:
+def _emit(r: Mapping[str, Any], json_mode: bool, printer: LivePrinter | None = None) -> None:
     if json_mode:
         output.json_line(_result_json(r))
     else:
-        print_results([dict(r)])
+        shown = printer is not None and printer.complete(str(r.get("pc_id")))
+        print_results([dict(r)], with_output=not shown)
 
 
-def print_results(rows: list[dict[str, Any]]) -> None:
+def print_results(rows: list[dict[str, Any]], *, with_output: bool = True) -> None:
+    """Each row's status line, its output (unless ``with_output`` is False: it was shown
+    live) and its note."""
     for r in rows:
         code = r.get("exit_code")
         state = r.get("state")
@@ -209,7 +270,7 @@ def print_results(rows: list[dict[str, Any]]) -> None:
         else:
             status = f"[red]exit {code}[/]"
         output.out.print(f"[bold]{escape(str(r.get('pc_id')))}[/]  {status}")
-        for key in ("stdout", "stderr"):
+        for key in ("stdout", "stderr") if with_output else ():
             text = (r.get(key) or "").rstrip("\n")
             if text:
                 for line in text.splitlines():

@@ -13,7 +13,7 @@ NOUNS = {
     "job": ["validate", "create", "list", "show", "delete", "approve-unattended"],
     "agents": ["list", "show"],
     "agent": ["enroll-token", "tokens", "cancel-token", "enrolled", "revoke"],
-    "executions": ["show", "watch"],
+    "executions": ["show", "watch", "tail"],
     "config": ["get", "set", "unset", "effective"],
     "group": ["add", "rm", "set", "list"],
     "results": ["output"],
