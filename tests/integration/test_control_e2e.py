@@ -286,6 +286,8 @@ def test_effective_config_layers_groups_and_warns_on_conflicts(stack: ControlSta
             "max_output_bytes": "global",
             "target_version": "default",
             "target_version_jitter": "default",
+            "live_output_bytes_per_s": "default",
+            "live_output_msgs_per_s": "default",
         }
         assert any("group.cfg-b wins" in w for w in eff["warnings"]), eff["warnings"]
         layers = {x["layer"] for x in json_lines(stack.ok("config", "get", "--json").stdout)}

@@ -2,6 +2,10 @@
 its chunks (core NATS, never stored), check each one, and hand it to every watcher's own
 bounded queue; announce the watch to the agents as a lease, renewed while it lasts.
 
+Chunks an agent sent are not sent again, so the relay keeps an exec's recent ones (bounded)
+while it is watched and for a lease after its last watcher left: a second watcher, or a
+page reloaded, starts with them instead of missing what came before it.
+
 Chunks are untrusted input: the size is bounded before decoding, the wire model bounds every
 field, and a chunk whose ``pc_id`` or ``exec_id`` is not its subject's (the only pc the
 broker let publish there) is dropped and counted. A slow watcher loses its *oldest* chunks
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -51,6 +56,11 @@ CLIENT_MAX_BYTES: Final = 1024 * 1024
 """One watcher's queue: beyond either bound its oldest chunks are dropped."""
 MAX_WATCHERS: Final = 200
 """Live-output streams one backend serves at once."""
+HISTORY_CHUNKS: Final = 256
+HISTORY_BYTES: Final = 256 * 1024
+"""An exec's recent chunks kept for the next watcher: beyond either bound, the oldest go."""
+MAX_EXECS: Final = 256
+"""Execs followed at once, with and without watchers (those without are let go first)."""
 # What the subscription of one exec may hold for the relay (nats-py drops beyond it).
 _SUB_PENDING_MSGS: Final = 4096
 _SUB_PENDING_BYTES: Final = 32 * 1024 * 1024
@@ -119,6 +129,16 @@ class _Watched:
     watchers: set[LiveWatcher] = field(default_factory=set)
     sub: Subscription | None = None
     nc: Client | None = None  # the connection ``sub`` lives on
+    history: deque[tuple[LiveChunk, int]] = field(default_factory=deque)
+    history_bytes: int = 0
+    idle_since: float | None = None  # when its last watcher left (monotonic)
+
+    def remember(self, chunk: LiveChunk, size: int) -> None:
+        self.history.append((chunk, size))
+        self.history_bytes += size
+        while len(self.history) > HISTORY_CHUNKS or self.history_bytes > HISTORY_BYTES:
+            _, gone = self.history.popleft()
+            self.history_bytes -= gone
 
 
 Outcome = Callable[[str, int], None]
@@ -134,6 +154,7 @@ class LiveRelay:
         *,
         lease_s: float = LEASE_S,
         max_watchers: int = MAX_WATCHERS,
+        clock: Callable[[], float] = time.monotonic,
         on_identity_mismatch: Callable[[str], None] | None = None,
         on_outcome: Outcome | None = None,
     ) -> None:
@@ -141,6 +162,7 @@ class LiveRelay:
         self._bus = bus
         self.lease_s = lease_s
         self.max_watchers = max_watchers
+        self._clock = clock
         self._on_identity_mismatch = on_identity_mismatch
         self._on_outcome = on_outcome
         self._execs: dict[str, _Watched] = {}
@@ -151,6 +173,11 @@ class LiveRelay:
         return sum(len(w.watchers) for w in self._execs.values())
 
     def watched(self) -> list[str]:
+        """The execs someone watches now."""
+        return sorted(e for e, w in self._execs.items() if w.watchers)
+
+    def followed(self) -> list[str]:
+        """The execs subscribed to: watched, or left within a lease."""
         return sorted(self._execs)
 
     def check(self) -> None:
@@ -175,20 +202,35 @@ class LiveRelay:
             bus = self._bus()
             watched = self._execs.get(exec_id)
             if watched is None:
+                await self._make_room()
                 watched = self._execs[exec_id] = _Watched()
+            # What came before, then (nothing awaited in between) whatever arrives next.
+            for chunk, size in watched.history:
+                if watcher.wants(chunk):
+                    watcher.offer(chunk, size)
             watched.watchers.add(watcher)
+            watched.idle_since = None
             try:
                 fresh = await self._subscribe(exec_id, watched, bus)
             except BaseException:
-                await self._leave(exec_id, watcher)
+                self._leave(exec_id, watcher)
                 raise
         if fresh:
             await self.announce([exec_id])
         try:
             yield watcher
         finally:
-            async with self._lock:
-                await self._leave(exec_id, watcher)
+            self._leave(exec_id, watcher)
+
+    async def _make_room(self) -> None:
+        """Let go of the execs nobody watches (oldest first) while at :data:`MAX_EXECS`."""
+        idle = sorted(
+            (w.idle_since, e) for e, w in self._execs.items() if w.idle_since is not None
+        )
+        while len(self._execs) >= MAX_EXECS and idle:
+            await self._drop(idle.pop(0)[1])
+        if len(self._execs) >= MAX_EXECS:
+            raise Unavailable(f"this backend already follows {MAX_EXECS} execs; retry later")
 
     async def _subscribe(self, exec_id: str, watched: _Watched, bus: Bus) -> bool:
         """Subscribe on ``bus`` unless already subscribed there; True if it was needed."""
@@ -203,25 +245,33 @@ class LiveRelay:
         watched.nc = bus.nc
         return True
 
-    async def _leave(self, exec_id: str, watcher: LiveWatcher) -> None:
+    def _leave(self, exec_id: str, watcher: LiveWatcher) -> None:
+        """The watcher is gone; the exec stays followed for a lease (see the module doc)."""
         watched = self._execs.get(exec_id)
         if watched is None:
             return
         watched.watchers.discard(watcher)
-        if watched.watchers:
-            return
-        del self._execs[exec_id]
-        if watched.sub is not None:
+        if not watched.watchers:
+            watched.idle_since = self._clock()
+
+    async def _drop(self, exec_id: str) -> None:
+        watched = self._execs.pop(exec_id, None)
+        if watched is not None and watched.sub is not None:
             with contextlib.suppress(Exception):
                 await watched.sub.unsubscribe()
 
     async def renew(self) -> None:
-        """Re-subscribe what a new broker connection lost, then renew every lease."""
-        try:
-            bus = self._bus()
-        except Unavailable:
-            return
+        """Let go of execs nobody watched for a lease, subscribe again what a new broker
+        connection lost, then renew the leases of the watched ones."""
         async with self._lock:
+            now = self._clock()
+            for exec_id, watched in list(self._execs.items()):
+                if watched.idle_since is not None and now - watched.idle_since >= self.lease_s:
+                    await self._drop(exec_id)
+            try:
+                bus = self._bus()
+            except Unavailable:
+                return
             for exec_id, watched in list(self._execs.items()):
                 await self._subscribe(exec_id, watched, bus)
         await self.announce(self.watched())
@@ -271,7 +321,8 @@ class LiveRelay:
             return
         watched = self._execs.get(chunk.exec_id)
         if watched is None:
-            return  # its last watcher just left
+            return  # let go of a moment ago
+        watched.remember(chunk, len(data))
         dropped = 0
         for watcher in list(watched.watchers):
             if watcher.wants(chunk):
@@ -283,3 +334,4 @@ class LiveRelay:
     def _count(self, outcome: str, n: int = 1) -> None:
         if self._on_outcome is not None:
             self._on_outcome(outcome, n)
+

@@ -105,7 +105,8 @@ def config_set(
     """Set one setting in a layer; agents apply it live. Exit 1 names a bad key/value.
 
     Settings: heartbeat_interval (s), max_local_concurrent, log_level, max_output_bytes,
-    target_version, target_version_jitter (s).
+    target_version, target_version_jitter (s), live_output_bytes_per_s (0 = none),
+    live_output_msgs_per_s.
 
     Example: kanade config set --pc local-1 heartbeat_interval 1
     """

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from kanade.backend.errors import Unavailable
+from kanade.backend.messaging import liveout
 from kanade.backend.messaging.liveout import MAX_CHUNK_BYTES, LiveRelay, LiveWatcher
 from kanade.core import subjects
 from kanade.core.models.wire import LiveChunk, LiveWatch, decode, encode
@@ -55,18 +56,27 @@ class Counts:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
 
 
-def _relay(bus: FakeBus, counts: Counts, **kw: Any) -> LiveRelay:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _relay(bus: FakeBus, counts: Counts, clock: Clock | None = None, **kw: Any) -> LiveRelay:
     return LiveRelay(
         lambda: bus,  # type: ignore[arg-type,return-value]
         on_identity_mismatch=counts.mismatch.append,
         on_outcome=counts.outcome,
+        clock=clock or Clock(),
         **kw,
     )
 
 
-async def test_a_watched_exec_is_subscribed_announced_and_dropped_after_its_last_watcher() -> None:
-    bus, counts = FakeBus(), Counts()
-    relay = _relay(bus, counts)
+async def test_a_watched_exec_is_subscribed_announced_and_let_go_a_lease_after() -> None:
+    bus, counts, clock = FakeBus(), Counts(), Clock()
+    relay = _relay(bus, counts, clock)
     async with relay.watch("e1") as one, relay.watch("e1", ["pc-a"]) as two:
         assert bus.nc.subs == [subjects.live_exec_subjects("e1")]  # once for both
         (subject, data), = bus.nc.published  # fmt: skip
@@ -78,7 +88,28 @@ async def test_a_watched_exec_is_subscribed_announced_and_dropped_after_its_last
         assert [c.stdout for c in two.take()[0]] == ["a\n"]  # narrowed to pc-a
         await relay.renew()
         assert len(bus.nc.published) == 2  # the lease renewed
-    assert bus.nc.subs == [] and relay.watched() == []
+    # nobody watches: still followed for a lease (a reload comes back to it), not renewed
+    assert relay.watched() == [] and relay.followed() == ["e1"]
+    clock.now = relay.lease_s - 1
+    await relay.renew()
+    assert len(bus.nc.published) == 2 and bus.nc.subs
+    clock.now = relay.lease_s
+    await relay.renew()
+    assert bus.nc.subs == [] and relay.followed() == []
+
+
+async def test_a_later_watcher_starts_with_what_came_before_it() -> None:
+    bus, counts = FakeBus(), Counts()
+    relay = _relay(bus, counts)
+    async with relay.watch("e1"):
+        for seq in range(3):
+            relay.relay(subjects.live_subject("pc-a", "e1"), _chunk(seq=seq, stdout=f"{seq}\n"))
+    # the first watcher is gone; the exec is still followed
+    relay.relay(subjects.live_subject("pc-a", "e1"), _chunk(seq=3, stdout="3\n"))
+    async with relay.watch("e1") as late:
+        relay.relay(subjects.live_subject("pc-a", "e1"), _chunk(seq=4, stdout="4\n"))
+        assert [c.seq for c in late.take()[0]] == [0, 1, 2, 3, 4]
+    assert len(bus.nc.published) == 1  # subscribed and announced once
 
 
 async def test_a_chunk_for_another_pc_or_exec_than_its_subject_is_refused_and_counted() -> None:
@@ -117,7 +148,7 @@ async def test_no_broker_or_too_many_watchers_is_unavailable() -> None:
         with pytest.raises(Unavailable, match="already serves 1 live-output"):
             async with relay.watch("e2"):
                 pass
-    assert relay.watched() == [] and bus.nc.subs == []
+    assert relay.followed() == ["e1"]
 
     def away() -> FakeBus:
         raise Unavailable("the broker is not connected yet")
@@ -126,7 +157,7 @@ async def test_no_broker_or_too_many_watchers_is_unavailable() -> None:
     with pytest.raises(Unavailable):
         async with relay.watch("e1"):
             pass
-    assert relay.watched() == []
+    assert relay.followed() == []
     await relay.renew()  # nothing to do, no error
 
 
@@ -139,3 +170,19 @@ async def test_a_new_connection_is_subscribed_again_on_renewal() -> None:
         await relay.renew()
         assert bus.nc.subs == [subjects.live_exec_subjects("e1")]
         assert old.subs == [subjects.live_exec_subjects("e1")]
+
+
+async def test_at_the_most_execs_followed_the_unwatched_are_let_go_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(liveout, "MAX_EXECS", 2)
+    bus, counts = FakeBus(), Counts()
+    relay = _relay(bus, counts)
+    async with relay.watch("e1"):
+        async with relay.watch("e2"):
+            pass  # e2: followed, nobody watches
+        async with relay.watch("e3"):
+            assert relay.followed() == ["e1", "e3"]
+            with pytest.raises(Unavailable, match="already follows 2 execs"):
+                async with relay.watch("e4"):
+                    pass
