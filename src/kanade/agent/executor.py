@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 
@@ -34,7 +34,6 @@ from kanade.agent.durable.fsutil import remove
 from kanade.agent.durable.ledger import Ledger
 from kanade.agent.durable.outbox import Attachment, Envelope, Outbox
 from kanade.agent.limiter import FifoLimiter
-from kanade.agent.liveout.publisher import LiveOutput, LiveTap
 from kanade.agent.process import ProcessOutcome, run_process
 from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
 from kanade.agent.shells import shell_argv
@@ -52,6 +51,9 @@ from kanade.core.results import (
     unknown_outcome_result,
 )
 from kanade.core.runas import choose_account
+
+if TYPE_CHECKING:  # loaded when a script first runs (idle RSS)
+    from kanade.agent.liveout.publisher import LiveTap
 
 log = logging.getLogger("kanade.agent")
 
@@ -130,8 +132,9 @@ class Executor:
         clock: Clock = system_clock,
         disk: DiskHealth | None = None,
         containment: Containment | None = None,
-        live: LiveOutput | None = None,
+        live: Callable[[str], LiveTap | None] | None = None,
     ) -> None:
+        """``live``: a tap for one run of an exec, its output published while watched."""
         self.pc_id = pc_id
         self.disk = disk
         self.containment = containment
@@ -384,7 +387,7 @@ class Executor:
         retry_max = cmd.retry.max if cmd.retry else 0
         attempts = 0
         notes: list[str] = []
-        ctx.live = self.live.open(cmd.exec_id) if self.live is not None else None
+        ctx.live = self.live(cmd.exec_id) if self.live is not None else None
         try:
             while True:
                 attempts += 1

@@ -42,7 +42,7 @@ from kanade.agent.intake import (
     load_enrollment,
     request_consumer,
 )
-from kanade.agent.liveout.publisher import LiveOutput
+from kanade.agent.liveout.leases import WatchLeases
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
 from kanade.agent.settings import AgentSettings
@@ -58,6 +58,7 @@ from kanade.core.msgids import decision_msg_id
 from kanade.worker import Worker
 
 if TYPE_CHECKING:  # loaded by the local scheduler only once it is active (idle RSS)
+    from kanade.agent.liveout.publisher import LiveOutput, LiveTap
     from kanade.core.models.decisions import ScheduleDecisionReport
 
 log = logging.getLogger("kanade.agent")
@@ -127,13 +128,11 @@ class Agent:
             on_config=self._apply_config,
             disk=self.disk,
         )
-        # A running script's output, published while someone watches (SPEC §4.12).
-        self.live = LiveOutput(
-            self.pc_id,
-            self._publish_live,
-            bytes_per_s=settings.live_output_bytes_per_s,
-            msgs_per_s=settings.live_output_msgs_per_s,
-        )
+        # A running script's output, published while someone watches (SPEC §4.12): the
+        # leases from the start, the publisher once a script first runs (idle RSS).
+        self.live_leases = WatchLeases()
+        self._live: LiveOutput | None = None
+        self._live_cap = (settings.live_output_bytes_per_s, settings.live_output_msgs_per_s)
         self.executor = Executor(
             pc_id=self.pc_id,
             ledger=self.ledger,
@@ -149,7 +148,7 @@ class Agent:
             clock=clock,
             disk=self.disk,
             containment=self.containment,
-            live=self.live,
+            live=self._open_live,
         )
         self.intake = CommandIntake(
             pc_id=self.pc_id,
@@ -292,7 +291,8 @@ class Agent:
         if self._ready():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.outbox.drain_once(self._publish, self._upload), 5)
-        self.live.stop()
+        if self._live is not None:
+            self._live.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -334,6 +334,21 @@ class Agent:
         if self._bus is None:
             self._bus = Bus(self.nc)
         await self._bus.publish_js(subject, data, msg_id=msg_id, timeout=5.0)
+
+    def _open_live(self, exec_id: str) -> LiveTap | None:
+        """A tap for one run of ``exec_id`` (the publisher is made on first use)."""
+        if self._live is None:
+            from kanade.agent.liveout.publisher import LiveOutput
+
+            bytes_per_s, msgs_per_s = self._live_cap
+            self._live = LiveOutput(
+                self.pc_id,
+                self._publish_live,
+                bytes_per_s=bytes_per_s,
+                msgs_per_s=msgs_per_s,
+                leases=self.live_leases,
+            )
+        return self._live.open(exec_id)
 
     async def _publish_live(self, subject: str, data: bytes) -> None:
         """Live output: core NATS, best effort — dropped while disconnected."""
@@ -440,7 +455,9 @@ class Agent:
         except WireDecodeError as exc:
             log.warning("ignored a malformed live-output watch: %s", exc)
             return
-        self.live.watch(watch.exec_ids, watch.for_s)
+        self.live_leases.watch(watch.exec_ids, watch.for_s)
+        if self._live is not None:
+            self._live.watched(set(watch.exec_ids))
 
     # --- fleet state from KV ------------------------------------------------------------------
     def _apply_config(self, old: dict[str, Any], values: dict[str, Any]) -> None:
@@ -451,9 +468,12 @@ class Agent:
             self.executor.limiter.set_limit(int(values["max_local_concurrent"]))
         live = ("live_output_bytes_per_s", "live_output_msgs_per_s")
         if any(values.get(k) != old.get(k) for k in live):
-            self.live.retune(
-                int(values["live_output_bytes_per_s"]), float(values["live_output_msgs_per_s"])
+            self._live_cap = (
+                int(values["live_output_bytes_per_s"]),
+                float(values["live_output_msgs_per_s"]),
             )
+            if self._live is not None:
+                self._live.retune(*self._live_cap)
         if values.get("log_level") != old.get("log_level"):
             logging.getLogger().setLevel(str(values["log_level"]).upper())
         if values != old:

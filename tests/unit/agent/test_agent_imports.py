@@ -60,6 +60,10 @@ LAZY = [
     "kanade.core.scheduling.timezones",
     "tzlocal",
     "yaml",
+    # live output: the watch leases at idle, the publisher once a script first runs
+    "kanade.agent.liveout.publisher",
+    "kanade.agent.liveout.budget",
+    "kanade.agent.liveout.buffer",
 ]
 NEVER = [
     "typer",

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from kanade.agent.liveout.budget import Budget
 from kanade.agent.liveout.buffer import TailBuffer
+from kanade.agent.liveout.leases import WatchLeases
 from kanade.core import subjects
 from kanade.core.ids import is_slug
 from kanade.core.models.wire import LiveChunk, encode
@@ -33,8 +34,6 @@ MAX_MSG_BYTES: Final = 12 * 1024
 """Output bytes in one message (under the wire model's bound whatever the decoder holds)."""
 LINGER_S: Final = 0.05
 """Output written within this long goes out as one message."""
-MAX_WATCHED: Final = 4096
-"""Watch leases remembered at once (each a few dozen bytes)."""
 
 Publish = Callable[[str, bytes], Awaitable[None]]
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None] | None"]
@@ -141,19 +140,21 @@ class LiveOutput:
         *,
         bytes_per_s: int = DEFAULT_BYTES_PER_S,
         msgs_per_s: float = DEFAULT_MSGS_PER_S,
+        leases: WatchLeases | None = None,
         clock: Callable[[], float] = time.monotonic,
         spawn: Spawn = in_running_loop,
     ) -> None:
-        """``spawn`` starts the sender when there is something to send (a test driving
-        :meth:`step` itself passes one that starts nothing)."""
+        """``leases``: the agent's watch leases (kept before this object exists); ``spawn``
+        starts the sender when there is something to send (a test driving :meth:`step`
+        itself passes one that starts nothing)."""
         self.pc_id = pc_id
         self._spawn = spawn
         self._publish = publish
         self._clock = clock
+        self.leases = leases if leases is not None else WatchLeases(clock)
         self.budget = Budget(max(1, bytes_per_s), msgs_per_s, clock())
         self.enabled = bytes_per_s > 0
         self._taps: list[LiveTap] = []
-        self._watched: dict[str, float] = {}  # exec_id -> end of its lease (clock)
         self._task: asyncio.Task[None] | None = None
         self._next = 0  # round robin: the tap served first in the next step
         self.published = 0
@@ -171,23 +172,17 @@ class LiveOutput:
 
     def watch(self, exec_ids: Iterable[str], for_s: float) -> None:
         """Someone watches these execs for ``for_s`` more seconds (a renewed lease)."""
-        now = self._clock()
-        until = now + for_s
         ids = set(exec_ids)
-        for exec_id in ids:
-            self._watched[exec_id] = max(self._watched.get(exec_id, until), until)
-        self._forget(now)
-        if len(self._watched) > MAX_WATCHED:
-            for exec_id in sorted(self._watched, key=self._watched.__getitem__)[
-                : len(self._watched) - MAX_WATCHED
-            ]:
-                del self._watched[exec_id]
-        if any(t.exec_id in ids for t in self._taps):
+        self.leases.watch(ids, for_s)
+        self.watched(ids)
+
+    def watched(self, exec_ids: set[str]) -> None:
+        """The leases of these execs were just renewed: send what their runs hold."""
+        if any(t.exec_id in exec_ids for t in self._taps):
             self._start()
 
     def watching(self, exec_id: str, now: float) -> bool:
-        until = self._watched.get(exec_id)
-        return until is not None and until > now
+        return self.leases.watching(exec_id, now)
 
     def retune(self, bytes_per_s: int, msgs_per_s: float) -> None:
         """A new cap from the effective config (0 bytes/s: no live output)."""
@@ -238,9 +233,8 @@ class LiveOutput:
 
     def _forget(self, now: float) -> None:
         """Leases that ran out; the taps of finished runs no one watches any more."""
-        for exec_id in [e for e, until in self._watched.items() if until <= now]:
-            del self._watched[exec_id]
-        self._taps = [t for t in self._taps if not t.closed or t.exec_id in self._watched]
+        self.leases.forget(now)
+        self._taps = [t for t in self._taps if not t.closed or self.leases.watching(t.exec_id, now)]
 
     def _busy(self) -> bool:
         now = self._clock()
