@@ -11,10 +11,10 @@ announced by its status line alone; otherwise the result's output is printed as 
 from __future__ import annotations
 
 import json
-import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
@@ -64,7 +64,7 @@ class LiveFeed:
     def __init__(self, api: ApiClient, exec_id: str) -> None:
         self._api = api.clone()
         self._path = f"/api/executions/{exec_id}/live"
-        self._queue: queue.Queue[Event] = queue.Queue(MAX_QUEUED)
+        self._queue: deque[Event] = deque()  # one writer, one reader: deque ops are atomic
         self._stop = threading.Event()
         self.ended = threading.Event()
         self.lost = 0
@@ -83,13 +83,24 @@ class LiveFeed:
         events: list[Event] = []
         while True:
             try:
-                events.append(self._queue.get_nowait())
-            except queue.Empty:
+                events.append(self._queue.popleft())
+            except IndexError:
                 break
         if self.lost:
             events.append(("dropped", {"chunks": self.lost, "where": "cli"}))
             self.lost = 0
         return events
+
+    def wait_for_finals(self, printer: LivePrinter, pcs: Iterable[str], grace_s: float) -> None:
+        """Give pcs that were sending live output up to ``grace_s`` for their last chunks
+        (the result can arrive before them), printing what comes meanwhile."""
+        give_up = time.monotonic() + grace_s
+        waiting = [pc for pc in pcs if printer.awaiting_final(pc)]
+        while waiting and time.monotonic() < give_up and not self.ended.is_set():
+            printer.handle(self.drain())
+            waiting = [pc for pc in waiting if printer.awaiting_final(pc)]
+            time.sleep(0.05)
+        printer.handle(self.drain())
 
     def _read(self) -> None:
         while not self._stop.is_set() and not self.ended.is_set():
@@ -100,9 +111,9 @@ class LiveFeed:
                             return
                         if name == "end":
                             self.ended.set()
-                        try:
-                            self._queue.put_nowait((name, data))
-                        except queue.Full:
+                        if len(self._queue) < MAX_QUEUED:
+                            self._queue.append((name, data))
+                        else:
                             self.lost += 1
             except CliError as exc:
                 self.error = exc.message
@@ -252,17 +263,3 @@ class LivePrinter:
         fh = (self._out or sys.stdout) if stream == "stdout" else (self._err or sys.stderr)
         fh.write(f"{lead}{line}\n")
         fh.flush()
-
-
-def wait_for_finals(
-    feed: LiveFeed, printer: LivePrinter, pcs: Iterable[str], grace_s: float
-) -> None:
-    """Give pcs that were sending live output up to ``grace_s`` for their last chunks (the
-    result can arrive before them), printing what comes meanwhile."""
-    give_up = time.monotonic() + grace_s
-    waiting = [pc for pc in pcs if printer.awaiting_final(pc)]
-    while waiting and time.monotonic() < give_up and not feed.ended.is_set():
-        printer.handle(feed.drain())
-        waiting = [pc for pc in waiting if printer.awaiting_final(pc)]
-        time.sleep(0.05)
-    printer.handle(feed.drain())

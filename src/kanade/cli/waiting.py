@@ -11,14 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
-from kanade.cli.liveview import LiveFeed, LivePrinter, wait_for_finals
+
+if TYPE_CHECKING:  # imported by the waits that show live output (CLI start-up)
+    from kanade.cli.liveview import LivePrinter
 
 _POLL_S: Final = 0.05
 GRACE_S: Final = 30.0
@@ -158,8 +160,12 @@ def follow_exec(
     printed: set[str] = set()
     last_error: CliError | None = None
     next_note = started + _STILL_WAITING_EVERY_S
-    feed = LiveFeed(api, exec_id).start() if live else None
-    printer = LivePrinter(prefix=expected > 1, json_mode=json_mode) if feed else None
+    feed = printer = None
+    if live:
+        from kanade.cli.liveview import LiveFeed, LivePrinter
+
+        feed = LiveFeed(api, exec_id).start()
+        printer = LivePrinter(prefix=expected > 1, json_mode=json_mode)
     done_at: dict[str, float] = {}  # when each pc's row was first seen finished
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -205,8 +211,8 @@ def follow_exec(
                     _emit(r, json_mode, printer)
             if len(done) >= max(expected, len(rows)) or ex.get("status") in _ENDED_EXEC:
                 if feed is not None and printer is not None:
-                    wait_for_finals(feed, printer, [str(r.get("pc_id")) for r in rows],
-                                    LIVE_GRACE_S)  # fmt: skip
+                    feed.wait_for_finals(printer, [str(r.get("pc_id")) for r in rows],
+                                         LIVE_GRACE_S)  # fmt: skip
                 break
             now = time.monotonic()
             if stream and not json_mode and now >= next_note:
