@@ -17,10 +17,13 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 MAX_QUEUED: Final = 10_000
 """Events held for the printer; beyond, the feed drops them (and says so)."""
@@ -160,6 +163,8 @@ class LivePrinter:
         self._pcs: dict[str, _Pc] = {}
         self._partial: dict[tuple[str, str], str] = {}
         self._styled = out is None and output.out.is_terminal
+        # Set while a progress bar is drawn on the same screen: lines go above it.
+        self.screen: Console | None = None
 
     # --- what the wait asks ---------------------------------------------------------------
     def seen(self, pc: str) -> bool:
@@ -255,7 +260,7 @@ class LivePrinter:
         if self._styled:
             from rich.text import Text
 
-            console = output.out if stream == "stdout" else output.err
+            console = self.screen or (output.out if stream == "stdout" else output.err)
             text = Text(lead, style="bold cyan") if lead else Text()
             text.append(line, style="dim" if note else ("" if stream == "stdout" else "yellow"))
             console.print(text, soft_wrap=True)

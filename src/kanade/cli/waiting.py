@@ -177,6 +177,8 @@ def follow_exec(
         disable=not live_bar,
     ) as progress:
         task = progress.add_task(f"exec {exec_id[:12]}", total=expected)
+        if printer is not None and live_bar and output.out.is_terminal:
+            printer.screen = progress.console  # one screen: the lines go above the bar
         while True:
             if feed is not None and printer is not None:
                 printer.handle(feed.drain())
