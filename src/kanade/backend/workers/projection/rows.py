@@ -6,7 +6,6 @@ the same rows; a message that does not decode is poison (logged, then acked).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +15,7 @@ from nats.aio.msg import Msg
 from kanade.backend.workers.projection.worker import Decoded, Item, recorded_at
 from kanade.core import subjects
 from kanade.core.lifecycle import result_expires_at
-from kanade.core.models.records import ExecRecord
+from kanade.core.models.records import ExecRecord, ExecStatusRecord
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
 from kanade.core.statuses import EXEC_TRANSITIONS
 
@@ -133,11 +132,11 @@ def decode_exec_records(msgs: list[Msg]) -> Decoded:
             if event == "created":
                 items.append(Item(msg, decode(ExecRecord, msg.data).row()))
                 continue
-            data = json.loads(msg.data)
-            status, exec_id = data["status"], data["exec_id"]
-            if status not in EXEC_TRANSITIONS or not isinstance(exec_id, str):
-                raise ValueError(f"unknown status {status!r}")
-            items.append(Item(msg, {"exec_id": exec_id, "status": status}, status_only=True))
+            record = decode(ExecStatusRecord, msg.data)
+            if record.status not in EXEC_TRANSITIONS:
+                raise ValueError(f"unknown status {record.status!r}")
+            row = {"exec_id": record.exec_id, "status": record.status.value}
+            items.append(Item(msg, row, status_only=True))
         except (WireDecodeError, ValueError, KeyError, TypeError) as exc:
             log.warning("poison exec record skipped", subject=msg.subject, error=str(exc))
             poison.append(msg)
