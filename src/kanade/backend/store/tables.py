@@ -371,3 +371,23 @@ enrolled_agents = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revoked_by", String(128), nullable=True),
 )
+
+# --- revision 0008: session revocation (SPEC §4.10, issue #15) -----------------------------
+# Not a projection: a logged-out token (by its jti) until it would have expired anyway, and
+# per user the instant before which every token is void ("log out everywhere", a password
+# or role change by an admin). Both are small: revoked tokens are pruned at their expiry.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("username", String(128), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_revoked_tokens_expires_at", "expires_at"),
+)
+
+session_cutoffs = Table(
+    "session_cutoffs",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("not_before", UtcDateTime, nullable=False),
+)
