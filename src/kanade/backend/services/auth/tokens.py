@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import jwt
 
+from kanade.core.durations import format_duration
+
 ALGORITHM = "HS256"
 ISSUER = "kanade"
 # PyJWT warns below this for HS256 (RFC 7518 §3.2): refuse weak secrets at start-up.
@@ -49,7 +51,10 @@ class Claims:
 
 def ttl_problem(ttl: timedelta) -> str | None:
     if not MIN_TTL <= ttl <= MAX_TTL:
-        return f"the token lifetime must be between {MIN_TTL} and {MAX_TTL.days} days (got {ttl})"
+        return (
+            f"the token lifetime must be between {format_duration(MIN_TTL)} and "
+            f"{format_duration(MAX_TTL)} (got {format_duration(abs(ttl))})"
+        )
     return None
 
 

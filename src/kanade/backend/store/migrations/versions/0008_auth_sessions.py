@@ -2,7 +2,7 @@
 expiry) and ``session_cutoffs`` (per user, tokens issued before this instant are void).
 
 Revision ID: 0008_auth_sessions
-Revises: 0005_enrolment
+Revises: 0006_agent_disk
 Create Date: 2026-02-10
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_auth_sessions"
-down_revision = "0005_enrolment"
+down_revision = "0006_agent_disk"
 branch_labels = None
 depends_on = None
 
