@@ -10,9 +10,10 @@ made every later heartbeat write fail). Why each limit is what it is: docs/bound
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, Field, StringConstraints
 
@@ -130,6 +131,21 @@ def cut(text: str, limit: int) -> tuple[str, bool]:
     return text, cutting
 
 
+# --- JSON from outside ----------------------------------------------------------------------
+def loads(data: bytes | str) -> Any:
+    """``json.loads`` whose every failure is a ``ValueError``.
+
+    A document nested deeper than the interpreter's recursion limit makes ``json`` raise
+    ``RecursionError``, which readers catching ``ValueError`` let through: a script printing
+    ``[[[[…]]]]`` as inventory once cost its whole result (the projector refused the row),
+    and a nested value in the scheduler's KV stopped the scheduler.
+    """
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply to be read") from None
+
+
 # --- durations in documents ----------------------------------------------------------------
 def _duration_text(seconds: float) -> str:
     # Not kanade.core.durations.format_duration: that module imports this one.
@@ -203,4 +219,5 @@ __all__ = [
     "cut",
     "duration_at_most",
     "finite_in",
+    "loads",
 ]

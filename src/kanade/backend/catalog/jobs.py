@@ -20,6 +20,7 @@ from kanade.bus.kvsigned import SignedKeyValue, UnsignedDocument
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.approvals import lowers_approval
+from kanade.core.bounds import loads as json_loads
 from kanade.core.ids import is_slug
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.job import JobManifest
@@ -54,7 +55,7 @@ def _decode(job_id: str, raw: bytes) -> JobManifest:
     # Tolerant read: a manifest stored by a newer backend may carry fields we
     # do not know yet; they are dropped, not rejected.
     try:
-        return parse_job(json.loads(raw), strict=False)
+        return parse_job(json_loads(raw), strict=False)
     except ValueError as exc:  # DocumentInvalid and JSONDecodeError are ValueErrors
         raise Corrupt(
             f"the stored job {job_id!r} cannot be read: {exc}; upload it again",
