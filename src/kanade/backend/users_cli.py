@@ -54,7 +54,7 @@ def user_add(
     db: str = DbOpt,
 ) -> None:
     """Create a user (prompts for the password twice unless --password-stdin)."""
-    if not USERNAME_RE.match(name):
+    if not USERNAME_RE.fullmatch(name):
         raise typer.BadParameter(USERNAME_RULE, param_hint="NAME")
     if role not in ROLES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="--role")

@@ -99,7 +99,7 @@ class Execute(DocModel):
     @field_validator("user")
     @classmethod
     def _user_name(cls, v: str | None) -> str | None:
-        if v is not None and not USER_NAME_RE.match(v):
+        if v is not None and not USER_NAME_RE.fullmatch(v):
             raise ValueError(f"{v!r:.60} is not a user name (letters, digits, _ . -; max 32)")
         return v
 
@@ -112,7 +112,7 @@ class Execute(DocModel):
     @field_validator("script_object")
     @classmethod
     def _script_object_shape(cls, v: str | None) -> str | None:
-        if v is not None and not _SCRIPT_OBJECT_RE.match(v):
+        if v is not None and not _SCRIPT_OBJECT_RE.fullmatch(v):
             raise ValueError(f"{v!r:.80} is not name/version (e.g. disk-report/3)")
         return v
 

@@ -88,7 +88,7 @@ class NewUserBody(BaseModel):
     @field_validator("username")
     @classmethod
     def _username(cls, v: str) -> str:
-        if not USERNAME_RE.match(v):
+        if not USERNAME_RE.fullmatch(v):
             raise ValueError(USERNAME_RULE)
         return v
 
