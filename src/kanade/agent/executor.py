@@ -41,7 +41,7 @@ from kanade.core import exitcodes, subjects
 from kanade.core.gates import GateSkip, KvView, check_deadline, evaluate_gates
 from kanade.core.ids import result_id_for
 from kanade.core.instants import Clock, system_clock
-from kanade.core.models.wire import Command, Result, decode, encode
+from kanade.core.models.wire import Command, Result, WireDecodeError, decode_command, encode
 from kanade.core.msgids import result_msg_id, started_msg_id
 from kanade.core.results import (
     event_started,
@@ -76,6 +76,7 @@ class Tracked:
 
     cmd: Command
     refusal: str | None = None  # why intake refused it (SPEC §8.2 gate 5), if it did
+    invalid: str | None = None  # which field is out of bounds (cmd is then a stand-in)
     kill: asyncio.Event = field(default_factory=asyncio.Event)
     started: bool = False
     # Why the kill event was set: a remote kill, or the agent stopping.
@@ -172,7 +173,11 @@ class Executor:
             if str(spooled) not in keep:
                 remove(spooled)
         for entry in self.ledger.in_state("launching"):
-            cmd = decode(Command, entry.command.encode())
+            try:
+                cmd, _ = decode_command(entry.command.encode())
+            except WireDecodeError as exc:
+                self._settle_unreadable(entry.request_id, exc)
+                continue
             result_id = result_id_for(entry.request_id, self.pc_id)
             if self.containment is not None:
                 # "Outcome unknown" must be the truth: nothing of the script runs on.
@@ -218,7 +223,19 @@ class Executor:
                 else:
                     self.ledger.mark_queued(entry.request_id)
         for entry in self.ledger.in_state("pending"):
-            self.start(decode(Command, entry.command.encode()), refusal=entry.extra.get("refused"))
+            try:
+                cmd, invalid = decode_command(entry.command.encode())
+            except WireDecodeError as exc:
+                self._settle_unreadable(entry.request_id, exc)
+                continue
+            self.start(cmd, refusal=entry.extra.get("refused"), invalid=invalid)
+
+    def _settle_unreadable(self, request_id: str, exc: Exception) -> None:
+        """A ledger entry whose command no longer decodes (not even its ids): nothing can
+        be reported for it, but its request_id stays admitted, so it never runs."""
+        log.error("ledger entry %s is unreadable; settled without a result: %s", request_id, exc)
+        self.ledger.mark_finished(request_id, "", time.time())
+        self.ledger.mark_queued(request_id)
 
     # --- kills --------------------------------------------------------------------------------
     def kill_exec(self, exec_id: str) -> None:
@@ -243,10 +260,13 @@ class Executor:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
     # --- running ------------------------------------------------------------------------------
-    def start(self, cmd: Command, *, refusal: str | None = None) -> None:
+    def start(
+        self, cmd: Command, *, refusal: str | None = None, invalid: str | None = None
+    ) -> None:
         """Run an admitted command (in its own task); ``refusal``: intake found its signature
-        or recipient wrong, so the gates end it with a 123 result."""
-        tracked = Tracked(cmd, refusal)
+        or recipient wrong, so the gates end it with a 123 result; ``invalid``: a field of
+        it is out of bounds (``cmd`` is a stand-in), so they end it with a 122 result."""
+        tracked = Tracked(cmd, refusal, invalid)
         if cmd.exec_id in self.kills:
             tracked.kill.set()  # killed before it got here: reported as cancelled
         self._tracked[cmd.request_id] = tracked
@@ -321,6 +341,7 @@ class Executor:
             view=self._kv_view(),
             shell_available=argv is not None,
             refusal=tracked.refusal,
+            invalid=tracked.invalid,
         )
         if skip is not None:
             self.skip(cmd, skip.exit_code, skip.reason)

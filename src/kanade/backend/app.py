@@ -191,6 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
             db,
             flush_interval_s=settings.heartbeat_flush_s,
             on_identity_mismatch=metrics.on_identity_mismatch,
+            on_dropped=metrics.on_dropped,
         )
         provisioner = ConsumerProvisioner()
         reset_pending = [new_db]
@@ -220,12 +221,21 @@ def create_app(settings: Settings) -> FastAPI:
                     batch_max=settings.projector_batch,
                     on_projected=metrics.on_projected,
                     on_identity_mismatch=metrics.on_identity_mismatch,
+                    on_dropped=metrics.on_dropped,
                 ),
                 ExecsProjector(
-                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_dropped=metrics.on_dropped,
                 ),
                 AuditProjector(
-                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_dropped=metrics.on_dropped,
                 ),
                 DecisionsProjector(
                     bus,

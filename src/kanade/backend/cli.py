@@ -17,6 +17,7 @@ from kanade.backend.services.auth.setup import AuthConfigError
 from kanade.backend.settings import Settings
 from kanade.backend.users_cli import users_cli
 from kanade.bus.credentials import CredentialsError
+from kanade.core.bounds import MAX_INLINE_OUTPUT_BYTES, MAX_TIMEOUT_S
 from kanade.core.durations import parse_duration
 from kanade.security.authority import AuthorityError
 from kanade.security.signing_keys import SigningKeysError
@@ -101,13 +102,36 @@ def run(
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP bind address"),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error"),
     max_timeout: float = typer.Option(
-        0.0, "--max-timeout", help="cap on job timeouts in seconds (0 = unlimited)"
+        0.0,
+        "--max-timeout",
+        min=0.0,
+        max=MAX_TIMEOUT_S,
+        help="cap on job timeouts in seconds (0 = no cap below the 7-day limit)",
     ),
     max_output_bytes: int = typer.Option(
         256 * 1024,
         "--max-output-bytes",
         min=1,
+        max=MAX_INLINE_OUTPUT_BYTES,
         help="cap on each result's inline stdout/stderr; the rest goes to the object store",
+    ),
+    token_ttl: str = typer.Option(
+        "12h", "--token-ttl", help="session token lifetime (jwt mode; 1m to 7d)"
+    ),
+    login_failures_per_user: int = typer.Option(
+        5, "--login-failures-per-user", min=1, help="failed logins per user per window"
+    ),
+    login_failures_per_address: int = typer.Option(
+        20, "--login-failures-per-address", min=1, help="failed logins per address per window"
+    ),
+    login_window: str = typer.Option(
+        "5m", "--login-window", help="window of the failed-login limits (then 429 Retry-After)"
+    ),
+    adhoc_run_role: str = typer.Option(
+        "operator",
+        "--adhoc-run-role",
+        envvar="KANADE_ADHOC_RUN_ROLE",
+        help="least role allowed to run ad-hoc scripts (operator or admin)",
     ),
     auth: str = typer.Option(
         "disabled", "--auth", envvar="KANADE_AUTH", help="disabled (dev only), token or jwt"
@@ -185,6 +209,11 @@ def run(
         no_result_grace_s = parse_duration(no_result_grace).total_seconds()
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--no-result-grace") from None
+    try:
+        token_ttl_s = parse_duration(token_ttl).total_seconds()
+        login_window_s = parse_duration(login_window).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--token-ttl/--login-window") from None
     auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
     jwt_secret = os.environ.get(JWT_SECRET_ENV) or None
     if auth_token_file is not None:
@@ -200,6 +229,11 @@ def run(
         log_level=log_level,
         max_timeout_s=max_timeout or None,
         max_output_bytes=max_output_bytes,
+        token_ttl_s=token_ttl_s,
+        login_failures_per_user=login_failures_per_user,
+        login_failures_per_address=login_failures_per_address,
+        login_window_s=login_window_s,
+        adhoc_run_role=adhoc_run_role,
         auth_mode=auth,
         auth_token=auth_token,
         jwt_secret=jwt_secret,

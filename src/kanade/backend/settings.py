@@ -33,7 +33,15 @@ class Settings:
     auth_mode: str = "disabled"
     auth_token: str | None = None
     jwt_secret: str | None = None
-    token_ttl_s: float = 12 * 3600
+    token_ttl_s: float = 12 * 3600  # at most 7 days (services.auth.tokens.MAX_TTL)
+    # Failed logins (SPEC §8.3): past this many in login_window_s, per user or per client
+    # address, further attempts get 429 + Retry-After until the window frees up.
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 20
+    login_window_s: float = 300.0
+    # The least role that may run ad-hoc scripts (POST /api/run): "admin" keeps operators
+    # to catalog jobs, whose approval requirement they cannot lower (SPEC §4.8).
+    adhoc_run_role: str = "operator"
     # How often the reaper closes overdue rows and expires stale execs (SPEC §4.3).
     reaper_interval_s: float = 10.0
     # How long past an exec's deadline an expected pc that never started is closed as

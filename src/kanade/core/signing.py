@@ -26,6 +26,7 @@ from typing import Any, Final
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
+from kanade.core.bounds import loads as json_loads
 from kanade.core.instants import format_instant, parse_instant
 
 SIGNATURE_HEADER: Final = "Kanade-Signature"
@@ -150,7 +151,7 @@ class Keyring:
     @classmethod
     def decode(cls, raw: bytes) -> Keyring:
         try:
-            doc = json.loads(raw)
+            doc = json_loads(raw)
         except ValueError as exc:
             raise KeyringError(f"(document): not JSON ({exc})") from exc
         return cls.from_json(doc)

@@ -18,7 +18,7 @@ NOUNS = {
     "group": ["add", "rm", "set", "list"],
     "results": ["output"],
     "freeze": ["set", "clear", "status"],
-    "user": ["list", "add", "rm"],
+    "user": ["list", "add", "rm", "logout"],
     "schedule": ["validate", "create", "list", "show", "preview", "enable", "disable",
                  "delete"],
     "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick"],

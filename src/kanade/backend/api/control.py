@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.api.request_context import request_actor
+from kanade.backend.api.request_context import is_admin, request_actor
 from kanade.backend.api.schemas.control import (
     ConfigLayer,
     ConfigLayers,
@@ -87,8 +87,11 @@ async def list_revocations(services: ServicesDep) -> dict[str, Any]:
 
 @router.delete("/jobs/{job_id}", response_model=JobDeleted)
 async def delete_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
-    """Delete a job from the catalog; it is revoked first (SPEC §4.5)."""
-    return await services.revocations.delete_job(job_id, actor=request_actor(request))
+    """Delete a job from the catalog; it is revoked first (SPEC §4.5). A job that requires
+    approval may only be deleted by an admin (else re-creating it would drop the gate)."""
+    return await services.revocations.delete_job(
+        job_id, actor=request_actor(request), is_admin=is_admin(request)
+    )
 
 
 # --- kill and ping ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from kanade.backend.errors import (
     Gone,
     Invalid,
     NotFound,
+    RateLimited,
     TimedOut,
     Unauthenticated,
     Unavailable,
@@ -44,6 +45,7 @@ STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     Gone: 410,
     UnsupportedFormat: 415,
+    RateLimited: 429,
     Corrupt: 500,
     Unavailable: 503,
     TimedOut: 504,
@@ -95,6 +97,8 @@ def install(app: FastAPI) -> None:
     async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
         challenge = isinstance(exc, Unauthenticated)
         headers = {"WWW-Authenticate": 'Bearer realm="kanade"'} if challenge else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(exc.body(), status_code=status_of(exc), headers=headers)
 
     @app.exception_handler(DocumentInvalid)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.api.request_context import current_actor
+from kanade.backend.api.request_context import current_actor, is_admin
 from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
 from kanade.backend.errors import Forbidden
@@ -45,8 +45,15 @@ async def exec_job(
 
 
 @router.post("/run", status_code=201, response_model=ExecCreated)
-async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
-    """Run an ad-hoc script on a target (an exec of a one-off job)."""
+async def run_script(body: RunBody, request: Request, services: ServicesDep) -> dict[str, Any]:
+    """Run an ad-hoc script on a target (an exec of a one-off job). The least role allowed
+    is the ``adhoc_run_role`` setting (``--adhoc-run-role``; default operator)."""
+    needed = services.settings.adhoc_run_role
+    if needed == "admin" and not is_admin(request):
+        raise Forbidden(
+            "ad-hoc runs need role admin on this backend (--adhoc-run-role admin); "
+            "run a catalog job instead (kanade exec)"
+        )
     created = await services.execs.run_adhoc(
         body.script,
         body.target,

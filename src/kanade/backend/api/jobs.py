@@ -8,9 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.request_context import is_admin, request_actor
 from kanade.backend.api.schemas.jobs import JobDocument, JobList
 from kanade.backend.catalog.jobs import job_document
 from kanade.backend.errors import UnsupportedFormat
+from kanade.backend.services.jobs import put_job as store_job
 from kanade.core.validation import load_document, parse_job
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -40,12 +42,16 @@ _DOCUMENT_BODY = {
     "",
     status_code=201,
     response_model=JobDocument,
-    responses={200: {"model": JobDocument, "description": "identical to the stored job"}},
+    responses={
+        200: {"model": JobDocument, "description": "identical to the stored job"},
+        403: {"description": "only an admin may remove a job's require_approval"},
+    },
     openapi_extra=_DOCUMENT_BODY,
 )
 async def put_job(request: Request, services: ServicesDep) -> JSONResponse:
     """Create or replace a job. 201 when stored, 200 when identical to the stored one;
-    400 lists every invalid field; 409 when the same version exists with other content."""
+    400 lists every invalid field; 409 when the same version exists with other content;
+    403 when a non-admin would remove the stored version's ``require_approval``."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media and media not in ACCEPTED_TYPES:
         raise UnsupportedFormat(
@@ -53,7 +59,9 @@ async def put_job(request: Request, services: ServicesDep) -> JSONResponse:
             + ", ".join(ACCEPTED_TYPES)
         )
     job = parse_job(load_document(await request.body(), kind="job"), strict=True)
-    changed = await services.catalog().put(job)
+    changed = await store_job(
+        services.link.bus, job, actor=request_actor(request), is_admin=is_admin(request)
+    )
     return JSONResponse(job_document(job), status_code=201 if changed else 200)
 
 

@@ -20,6 +20,8 @@ _PUBLIC_PATHS: Final = frozenset({"/health", "/metrics", "/api/auth/login"})
 # The enrolment token in the body is the credential (services/enrolment.py).
 _PUBLIC_POSTS: Final = frozenset({"/api/enroll"})
 _PUBLIC_READS: Final = ("/api/openapi.json", "/api/docs")
+# Any authenticated caller may end its own session(s).
+_SELF_POSTS: Final = frozenset({"/api/auth/logout"})
 _ADMIN_PREFIXES: Final = (
     "/api/users",
     "/api/settings",
@@ -49,6 +51,8 @@ def required_role(method: str, path: str) -> Role | None:
         return None
     if method in READ_METHODS and any(_under(path, p) for p in _PUBLIC_READS):
         return None
+    if method == "POST" and path in _SELF_POSTS:
+        return "viewer"
     if _admin_path(path):
         return "admin"
     if _under(path, "/api"):

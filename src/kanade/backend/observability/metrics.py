@@ -8,6 +8,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 IDENTITY_KINDS = ("result", "started", "heartbeat", "decision")
+DROPPED_KINDS = ("results", "execs", "audit", "heartbeat")
+DROP_REASONS = ("invalid", "unwritable")
 
 
 class Metrics:
@@ -36,6 +38,18 @@ class Metrics:
         )
         for kind in IDENTITY_KINDS:
             self.identity_mismatch.labels(kind=kind)  # exported as 0 from the start
+        # A message that does not decode (a field out of bounds, the wrong type, not JSON)
+        # or whose row the database refuses is acked and dropped, never retried: counted.
+        self.dropped = Counter(
+            "kanade_dropped_messages",
+            "Bus messages dropped by the backend, by kind and reason (invalid: does not "
+            "decode; unwritable: the database refused its row)",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
+        for kind in DROPPED_KINDS:
+            for reason in DROP_REASONS:
+                self.dropped.labels(kind=kind, reason=reason)
         self.broker_connected = Gauge(
             "kanade_broker_connected",
             "1 while the backend is connected to the broker",
@@ -116,6 +130,9 @@ class Metrics:
 
     def on_identity_mismatch(self, kind: str) -> None:
         self.identity_mismatch.labels(kind=kind).inc()
+
+    def on_dropped(self, kind: str, reason: str) -> None:
+        self.dropped.labels(kind=kind, reason=reason).inc()
 
     def on_projected(self, consumer: str, n: int) -> None:
         self.projected.labels(consumer=consumer).inc(n)

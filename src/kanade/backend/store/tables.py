@@ -455,3 +455,22 @@ enrolled_agents = Table(
 # --- revision 0006: every exec ends (SPEC §4.3) -------------------------------------------
 # The reaper's closing pass looks for execs not yet ended whose deadline has come.
 Index("ix_executions_ended_at_deadline_at", executions.c.ended_at, executions.c.deadline_at)
+# --- revision 0009: session revocation (SPEC §4.10, issue #15) -----------------------------
+# Not a projection: a logged-out token (by its jti) until it would have expired anyway, and
+# per user the instant before which every token is void ("log out everywhere", a password
+# or role change by an admin). Both are small: revoked tokens are pruned at their expiry.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("username", String(128), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_revoked_tokens_expires_at", "expires_at"),
+)
+
+session_cutoffs = Table(
+    "session_cutoffs",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("not_before", UtcDateTime, nullable=False),
+)

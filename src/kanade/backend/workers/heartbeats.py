@@ -4,11 +4,16 @@ Heartbeats are telemetry, not records: only the newest per agent matters, so
 between two flushes a pc that beat several times costs one row write. With
 10 000 agents at a 30 s interval that is ~330 heartbeats/s folded into five
 small batched UPSERTs per second.
+
+A heartbeat is bounded at decode (:mod:`kanade.core.bounds`); one the database still
+refuses is dropped and counted, alone: it must never hold back the rows of the other
+agents (a single 2^64 field once made every later flush fail, and the fleet went stale).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -16,10 +21,12 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from sqlalchemy.engine import Connection
 
 from kanade.backend.messaging.live import hub
 from kanade.backend.store import agents
 from kanade.backend.store.database import Database
+from kanade.backend.store.failures import is_transient
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.instants import Clock, system_clock
@@ -60,6 +67,10 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
     }
 
 
+def _upsert_one(conn: Connection, *, row: dict[str, Any]) -> None:
+    agents.upsert_agents(conn, [row])
+
+
 class HeartbeatSink(Worker):
     """Subscribe to ``kanade.hb.*``; each step upserts the latest heartbeat of each pc
     that beat since the last one (a step with nothing pending touches nothing)."""
@@ -73,10 +84,12 @@ class HeartbeatSink(Worker):
         flush_interval_s: float = FLUSH_INTERVAL_S,
         clock: Clock = system_clock,
         on_identity_mismatch: Callable[[str], None] | None = None,
+        on_dropped: Callable[[str, str], None] | None = None,
     ) -> None:
         super().__init__(interval=flush_interval_s)
         self._db = db
         self._on_identity_mismatch = on_identity_mismatch
+        self._on_dropped = on_dropped
         self._clock = clock
         self._pending: dict[str, dict[str, Any]] = {}
         self._sub: Subscription | None = None
@@ -98,6 +111,7 @@ class HeartbeatSink(Worker):
             hb = decode(Heartbeat, msg.data)
         except WireDecodeError as exc:
             log.warning("bad heartbeat dropped", subject=msg.subject, error=str(exc))
+            self._dropped("invalid")
             return
         if msg.subject != _HB_PREFIX + hb.pc_id:
             # With broker auth an agent may publish only on its own subject; a
@@ -114,6 +128,10 @@ class HeartbeatSink(Worker):
     async def step(self) -> None:
         await self.flush()
 
+    def _dropped(self, reason: str) -> None:
+        if self._on_dropped is not None:
+            self._on_dropped("heartbeat", reason)
+
     async def flush(self) -> None:
         rows = list(self._pending.values())
         self._pending = {}
@@ -121,8 +139,34 @@ class HeartbeatSink(Worker):
             return
         try:
             await self._db.write(lambda conn: agents.upsert_agents(conn, rows))
-            hub.publish("agents", {"pc_ids": [r["pc_id"] for r in rows]})
-        except Exception:
-            log.exception("heartbeat flush failed; keeping rows for the next flush", size=len(rows))
-            for row in rows:  # a newer heartbeat that arrived meanwhile wins
-                self._pending.setdefault(row["pc_id"], row)
+        except Exception as exc:
+            if not is_transient(exc):
+                await self._flush_one_by_one(rows)
+                return
+            log.error("heartbeat flush failed; keeping rows for the next flush", size=len(rows),
+                      error=str(exc))
+            self._keep(rows)
+            return
+        hub.publish("agents", {"pc_ids": [r["pc_id"] for r in rows]})
+
+    def _keep(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:  # a newer heartbeat that arrived meanwhile wins
+            self._pending.setdefault(row["pc_id"], row)
+
+    async def _flush_one_by_one(self, rows: list[dict[str, Any]]) -> None:
+        """A row the database refuses: isolate it; the others are written, it is dropped."""
+        written: list[str] = []
+        for row in rows:
+            try:
+                await self._db.write(functools.partial(_upsert_one, row=row))
+            except Exception as exc:
+                if is_transient(exc):
+                    self._keep([row])
+                    continue
+                log.error("heartbeat refused by the database; dropped", pc_id=row["pc_id"],
+                          error=str(exc))
+                self._dropped("unwritable")
+                continue
+            written.append(str(row["pc_id"]))
+        if written:
+            hub.publish("agents", {"pc_ids": written})

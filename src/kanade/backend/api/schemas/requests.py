@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from kanade.backend.api.policy import Role
 from kanade.backend.services.auth.passwords import password_problem
 from kanade.backend.store.users import USERNAME_RE, USERNAME_RULE
-from kanade.core.durations import Duration
+from kanade.core.durations import Duration, Jitter, StartingDeadline, Timeout
 from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout, Wave
 from kanade.core.models.wire import Shell
@@ -44,11 +44,12 @@ class ExecBody(BaseModel):
     urgent: bool = Field(
         default=False, description="bypass the agents' max_local_concurrent queue (admin only)"
     )
-    jitter: Duration | None = Field(
-        default=None, description="random delay before the script starts, e.g. 5s"
+    jitter: Jitter | None = Field(
+        default=None, description="random delay before the script starts, e.g. 5s (at most 1d)"
     )
-    starting_deadline: Duration | None = Field(
-        default=None, description="skip (exit 125) if the script cannot start within this"
+    starting_deadline: StartingDeadline | None = Field(
+        default=None,
+        description="skip (exit 125) if the script cannot start within this (at most 7d)",
     )
 
 
@@ -57,7 +58,7 @@ class RunBody(BaseModel):
 
     script: str = Field(min_length=1)
     shell: Shell = "sh"
-    timeout: Duration = timedelta(seconds=60)
+    timeout: Timeout = Field(default=timedelta(seconds=60), description="at most 7d")
     target: StrictTarget
     env: dict[str, str] | None = None
     cwd: str | None = Field(default=None, min_length=1)
@@ -92,7 +93,7 @@ class NewUserBody(BaseModel):
     @field_validator("username")
     @classmethod
     def _username(cls, v: str) -> str:
-        if not USERNAME_RE.match(v):
+        if not USERNAME_RE.fullmatch(v):
             raise ValueError(USERNAME_RULE)
         return v
 

@@ -132,6 +132,8 @@ def decode_exec_records(msgs: list[Msg]) -> Decoded:
                 items.append(Item(msg, decode(ExecRecord, msg.data).row()))
                 continue
             record = decode(ExecStatusRecord, msg.data)
+            if record.status not in EXEC_TRANSITIONS:
+                raise ValueError(f"unknown status {record.status!r}")
             row = {
                 "exec_id": record.exec_id,
                 "status": record.status.value,
