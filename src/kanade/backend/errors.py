@@ -59,6 +59,11 @@ class UnsupportedFormat(DomainError):
     """The document arrived in a format this operation does not read."""
 
 
+class TooLarge(DomainError):
+    """The request, or a message it would produce, is over a size limit; the message
+    names the limit and what to do instead."""
+
+
 class Unavailable(DomainError):
     """A part the operation needs (the broker, a worker) is not there right now; retry."""
 

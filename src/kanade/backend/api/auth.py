@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import Username
 from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.auth import LoginResult, Me, User, UserDeleted, UserPage
 from kanade.backend.api.schemas.requests import LoginBody, NewUserBody
@@ -60,7 +61,9 @@ async def users_add(body: NewUserBody, request: Request, services: ServicesDep) 
 
 
 @router.delete("/users/{username}", response_model=UserDeleted)
-async def users_delete(username: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def users_delete(
+    username: Username, request: Request, services: ServicesDep
+) -> dict[str, Any]:
     return await users.delete_user(
         services.db, services.link.bus, username, actor=request_actor(request)
     )

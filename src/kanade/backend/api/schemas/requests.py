@@ -15,10 +15,26 @@ from kanade.core.models.waves import Rollout, Wave
 from kanade.core.models.wire import Shell
 
 
+MAX_TARGET_PCS = 10_000
+"""Pcs a request may list by name. Each is a command subject and twice a name in the exec
+record (target and expected pcs), which must fit the broker's message limit; a fleet that
+size is a group."""
+
+
 class StrictTarget(Target):
     """A target as a writer sends it: the core model, with unknown fields rejected."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("pcs", mode="before")
+    @classmethod
+    def _few_enough_pcs(cls, v: object) -> object:
+        if isinstance(v, list) and len(v) > MAX_TARGET_PCS:
+            raise ValueError(
+                f"lists {len(v)} pcs, more than {MAX_TARGET_PCS}; put them in a group "
+                "(kanade group add GROUP PC...) and target the group"
+            )
+        return v
 
 
 class StrictWave(Wave):
