@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.params import ExecId, GroupName, JobId, LayerName, PcId, ResultId, Scope
@@ -60,7 +60,10 @@ SettingsBody = Annotated[
         examples=[{"heartbeat_interval": 10, "max_local_concurrent": 2}],
     ),
 ]
-Keys = Annotated[list[str] | None, Query(description="keys to remove; none = the whole layer")]
+SettingName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Keys = Annotated[
+    list[SettingName] | None, Query(description="keys to remove; none = the whole layer")
+]
 
 
 # --- revocations and job delete -----------------------------------------------------------

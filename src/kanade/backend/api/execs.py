@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.api.params import ExecId, JobId
+from kanade.backend.api.params import ExecId, IsoInstant, JobId
 from kanade.backend.api.request_context import current_actor
 from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
@@ -67,7 +66,7 @@ async def list_executions(
     job_id: str | None = None,
     status: str | None = None,
     initiated_by: str | None = None,
-    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    since: Annotated[IsoInstant | None, Query(description="created at or after (ISO 8601)")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:

@@ -54,7 +54,11 @@ SPECIFIC: Final[dict[tuple[str, str], dict[str, str]]] = {
     ("post", "/api/schedules"): {"415": "the body is neither YAML nor JSON"},
     ("put", "/api/schedules/{schedule_id}"): {"415": "the body is neither YAML nor JSON"},
     ("post", "/api/schedules/validate"): {"415": "the body is neither YAML nor JSON"},
-    ("post", "/api/enroll"): {"410": "the enrolment token was used, expired or cancelled"},
+    ("post", "/api/enroll"): {
+        "401": "the enrolment token is not recognised",
+        "410": "the enrolment token was used, expired or cancelled",
+    },
+    ("post", "/api/auth/login"): {"401": "wrong user name or password"},
     ("post", "/api/agents/{pc_id}/ping"): {"504": "the agent did not answer in time"},
 }
 

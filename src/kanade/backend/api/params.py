@@ -7,9 +7,11 @@ as hex but carry suffixes (``<exec>:refused``), hence the looser :data:`ID_PATTE
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Final
 
 from fastapi import Path
+from pydantic import BeforeValidator
 
 from kanade.backend.store.users import USERNAME_RE
 from kanade.core.ids import SLUG_RE
@@ -34,3 +36,14 @@ Version = Annotated[str, Path(pattern=VERSION_PATTERN, description="a job versio
 Scope = Annotated[
     str, Path(pattern=r"^(global|group|pc)$", description="global, group or pc")
 ]
+
+
+def _iso_only(value: object) -> object:
+    # pydantic reads a bare number as a Unix time; the document promises ISO 8601 text.
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+IsoInstant = Annotated[datetime, BeforeValidator(_iso_only)]
+"""A query-string instant: ISO 8601 text only."""

@@ -15,7 +15,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from kanade.backend.api.middleware.base import HttpMiddleware
 
-
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 

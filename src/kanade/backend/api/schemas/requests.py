@@ -14,7 +14,6 @@ from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout, Wave
 from kanade.core.models.wire import Shell
 
-
 MAX_TARGET_PCS = 10_000
 """Pcs a request may list by name. Each is a command subject and twice a name in the exec
 record (target and expected pcs), which must fit the broker's message limit; a fleet that
