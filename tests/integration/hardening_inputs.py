@@ -139,18 +139,21 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _many(client: httpx.Client, path: str, n: int) -> httpx.Response:
-    """``n`` GETs; the first answer that is not 200, else the last."""
+def _many(client: httpx.Client, path: str, n: int) -> tuple[httpx.Response, int]:
+    """``n`` GETs; ``(the first answer that is not 200, else the last; how many were sent)``."""
     r = client.get(path)
-    for _ in range(n - 1):
-        if r.status_code != 200:
-            return r
+    sent = 1
+    while sent < n and r.status_code == 200:
         r = client.get(path)
-    return r
+        sent += 1
+    return r, sent
 
 
-def run(url: str, viewer: str, operator: str, pid: int, reads: int = 1100) -> dict[str, Any]:
-    """Reads as ``viewer`` (the issue: a viewer token is enough), writes as ``operator``."""
+def run(
+    url: str, viewer: str, operator: str, pid: int, reads: int = 1100, only: str = ""
+) -> dict[str, Any]:
+    """Reads as ``viewer`` (the issue: a viewer token is enough), writes as ``operator``;
+    ``only``: the inputs whose name starts with it."""
     process = psutil.Process(pid)
     rss_before = process.memory_info().rss
     answers: list[Answer] = []
@@ -169,10 +172,15 @@ def run(url: str, viewer: str, operator: str, pid: int, reads: int = 1100) -> di
         httpx.Client(base_url=url, headers=_bearer(operator), timeout=120) as writer,
     ):
         for name, send in inputs(reads):
+            if not name.startswith(only):
+                continue
             client = reader if name.startswith(("1.", "9.")) else writer
             started = time.perf_counter()
+            n = 1
             try:
                 r = send(client)
+                if isinstance(r, tuple):
+                    r, n = r
                 status, text = r.status_code, r.text
             except httpx.HTTPError as exc:  # a connection the server cut short
                 status, text = 0, repr(exc)
@@ -181,7 +189,6 @@ def run(url: str, viewer: str, operator: str, pid: int, reads: int = 1100) -> di
                 error = str(json.loads(text).get("error", ""))
             except (ValueError, AttributeError):
                 error = text[:200]
-            n = reads if name.startswith("1.") else 1
             answers.append(Answer(name, status, round(elapsed, 4), error[:300], n))
     done.set()
     sampler.join()
