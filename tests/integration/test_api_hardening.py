@@ -259,9 +259,10 @@ async def test_the_openapi_document_says_400_and_patterns(backend: InProcessBack
                 if p["in"] == "path":
                     schema = p["schema"]
                     assert schema.get("pattern") or schema.get("enum"), (method, path, p)
-    login = spec["paths"]["/api/auth/login"]["post"]["responses"]
-    assert "401" not in login  # public: the role table never answers it 401
-    assert "401" in spec["paths"]["/api/jobs"]["get"]["responses"]
+    health = spec["paths"]["/health"]["get"]["responses"]
+    assert "401" not in health and "403" not in health  # public: the role table never denies
+    assert {"401", "403"} <= set(spec["paths"]["/api/jobs"]["get"]["responses"])
+    assert "401" in spec["paths"]["/api/auth/login"]["post"]["responses"]  # a wrong password
 
 
 async def test_options_answers_allow_and_a_405_names_the_methods(
@@ -287,3 +288,20 @@ async def test_every_response_carries_the_security_headers(
     assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["referrer-policy"] == "no-referrer"
+
+
+async def test_a_key_overlap_of_centuries_is_400_not_500(
+    nats_url: str, tmp_path: Path, authority: Authority
+) -> None:
+    # Found by schemathesis: an overlap of 11 000 years overflowed the retirement date (500).
+    # Its own signing keys: a rotation must not touch the keys the session's agents trust.
+    settings = Settings.from_db_arg(
+        nats_url=nats_url,
+        db=str(tmp_path / "kanade.db"),
+        authority_dir=authority.root,
+        signing_keys_dir=str(tmp_path / "keys"),
+    )
+    async with in_process_backend(settings) as b:
+        r = await b.client.post("/api/keys/rotate", json={"overlap": "4000000d"})
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"][0]["path"] == "overlap"

@@ -78,6 +78,10 @@ class Fuzzed:
             "identities": sorted({who for who, _ in self.requests}),
             "requests": sum(per_operation),
             "min_requests_per_operation": min(per_operation, default=0),
+            # Operations with little to vary (no parameters, no body) are exhausted early.
+            "operations_under_50": sorted(
+                {op for (_, op), n in self.requests.items() if n < 50}
+            ),
             "server_errors": self.failures["ServerError"],
             "schema_violations": self.failures["JsonSchemaError"]
             + self.failures["MalformedJson"],
@@ -152,7 +156,7 @@ def _fuzz(fuzzed: Fuzzed, case: Any, identity: str) -> None:
     checks = CHECKS
     if (case.method, case.path) in REMOTE_SILENCE:
         checks = [c for c in CHECKS if c is not st_checks.not_a_server_error]
-    fuzzed.requests[(identity, f"{case.method} {case.path}")] += 1
+    fuzzed.requests[(identity, case.operation.label)] += 1
     try:
         case.call_and_validate(
             base_url=fuzzed.stack.url,

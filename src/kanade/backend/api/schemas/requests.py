@@ -133,10 +133,22 @@ class FreezeBody(BaseModel):
         return self
 
 
+MAX_KEY_OVERLAP = timedelta(days=90)
+
+
 class RotateKeysBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     overlap: Duration = Field(
         default=timedelta(hours=24),
-        description="how long agents keep trusting the previous key (e.g. 24h, 0s)",
+        description="how long agents keep trusting the previous key (e.g. 24h, 0s; "
+        "at most 90d)",
     )
+
+    @field_validator("overlap")
+    @classmethod
+    def _bounded_overlap(cls, v: timedelta) -> timedelta:
+        # A retired key trusted for centuries is no rotation (and overflows a date).
+        if not timedelta(0) <= v <= MAX_KEY_OVERLAP:
+            raise ValueError("must be between 0s and 90d")
+        return v
