@@ -106,6 +106,15 @@ def _command(pc: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _decision(pc: str) -> dict[str, Any]:
+    return {
+        "pc_id": pc, "schedule_id": "fuzz", "occurrence_id": "fuzz:2026-01-01T10:00:00Z",
+        "nominal_time": NOW, "decided_at": NOW, "result": "fired", "reason": None,
+        "detail": "", "count": 1, "request_id": "r" * 32, "epoch": "e1",
+        "totals": {"fired": 1, "skipped": 0, "missed": 0},
+    }  # fmt: skip
+
+
 def _exec_record() -> dict[str, Any]:
     return {
         "exec_id": "e" * 32, "kind": "job", "job_id": "fuzz", "version": "1",
@@ -128,6 +137,9 @@ def families(pc: str, group: str) -> list[Family]:
         Family("result", (subjects.result_subject(pc), subjects.result_subject("other-pc")),
                _result(pc), "js", 8 * mib),
         Family("started", (subjects.started_subject(pc),), _started(pc), "js", 8 * mib),
+        Family("decision", (subjects.decision_subject(pc, "fuzz"),
+                            subjects.decision_subject("other-pc", "fuzz")),
+               _decision(pc), "js", 8 * mib),
         Family("heartbeat", (subjects.heartbeat_subject(pc), subjects.heartbeat_subject("ghost")),
                _heartbeat(pc), "core", 8 * mib),
         Family("exec-created", (subjects.exec_subject("created", "e" * 32),), _exec_record(),

@@ -195,7 +195,7 @@ def test_control_errors_are_one_line_and_non_zero(stack: ControlStack) -> None:
         r = http.post("/api/executions/nope/kill")
         assert r.status_code == 404 and "not found" in r.json()["error"]
         r = http.put("/api/config/bogus/x", json={"heartbeat_interval": 3})
-        assert r.status_code == 400 and r.json()["errors"][0]["path"] == "scope"
+        assert r.status_code == 400 and r.json()["errors"][0]["path"] == "path.scope"
         r = http.post("/api/agents/nobody/ping", params={"timeout": 0.5})
         assert r.status_code == 504 and r.json()["error"] == "no answer from nobody in 0.5 s"
         r = http.get("/api/results/none/output/stdout")

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import random
 import time
 from collections import defaultdict
@@ -36,7 +37,7 @@ from kanade.agent.durable.outbox import Attachment, Envelope, Outbox
 from kanade.agent.limiter import FifoLimiter
 from kanade.agent.process import ProcessOutcome, run_process
 from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
-from kanade.agent.shells import shell_argv
+from kanade.agent.shells import ARGV_SCRIPT_MAX, FILE_SUFFIX, file_argv, shell_argv
 from kanade.core import exitcodes, subjects
 from kanade.core.gates import GateSkip, KvView, check_deadline, evaluate_gates
 from kanade.core.ids import result_id_for
@@ -374,6 +375,30 @@ class Executor:
         if self.disk is not None and self.disk.full:
             self.skip_disk_full(cmd)
             return
+        script_file: Path | None = None
+        if len(script.encode()) > ARGV_SCRIPT_MAX:
+            # Too long for a command line: the shell reads it from a file only the
+            # account that runs it can read, removed when the run ends.
+            try:
+                script_file, argv = _script_file(
+                    cmd, script, accounts.account(chosen) if chosen is not None else None
+                )
+            except OSError as exc:  # a full or read-only temp dir: say so, never run half
+                self.skip(cmd, exitcodes.UNSUPPORTED, f"cannot write the script file: {exc}")
+                return
+            if argv is None:  # cannot happen: the shell was found above
+                self.skip(cmd, exitcodes.UNSUPPORTED, f"shell {cmd.shell!r} not found")
+                return
+        try:
+            await self._run_admitted(tracked, argv, chosen)
+        finally:
+            if script_file is not None:
+                with contextlib.suppress(OSError):
+                    script_file.unlink()
+                    script_file.parent.rmdir()
+
+    async def _run_admitted(self, tracked: Tracked, argv: list[str], chosen: Any) -> None:
+        cmd = tracked.cmd
         # From here the script may run: a crash now must never lead to a re-run.
         try:
             self.ledger.mark_launching(cmd.request_id, time.time())
@@ -482,3 +507,21 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _script_file(
+    cmd: Command, script: str, account: accounts.Account | None
+) -> tuple[Path, list[str] | None]:
+    """Write ``script`` to a fresh private directory (0700, the file 0600; owned by
+    ``account`` when it runs as another user) and the argv that runs it from there."""
+    base = Path(os.environ.get("TMPDIR") or os.environ.get("TEMP") or "/tmp")
+    directory = base / f"kanade-script-{os.urandom(8).hex()}"
+    directory.mkdir(mode=0o700)  # a new name: never an existing (planted) directory
+    path = directory / f"script{FILE_SUFFIX.get(cmd.shell, '')}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        fh.write(script)
+    if account is not None:
+        os.chown(directory, account.uid, account.gid)
+        os.chown(path, account.uid, account.gid)
+    return path, file_argv(cmd.shell, str(path))

@@ -36,12 +36,17 @@ from kanade.backend.api import health as health_routes
 from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
 from kanade.backend.api import keys as keys_routes
+from kanade.backend.api import openapi as api_openapi
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
+from kanade.backend.api import scripts as scripts_routes
 from kanade.backend.api import ui as ui_routes
 from kanade.backend.api.middleware.audit import AuditMiddleware
 from kanade.backend.api.middleware.auth import AuthMiddleware
+from kanade.backend.api.middleware.body_limit import BodyLimitMiddleware
+from kanade.backend.api.middleware.headers import SecurityHeadersMiddleware
 from kanade.backend.api.middleware.live import LiveMiddleware
+from kanade.backend.api.middleware.options import OptionsMiddleware
 from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS, replayed
 from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
 from kanade.backend.observability.metrics import Metrics
@@ -316,12 +321,22 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     api_errors.install(app)
+    api_openapi.install(app)
     # The last added runs first: every request passes the role table (auth) before
     # anything else, whichever router serves it; then, once the response is sent, the
     # audit guarantee publishes its record before live invalidation tells the dashboard.
     app.add_middleware(AuditMiddleware)
     app.add_middleware(LiveMiddleware)
     app.add_middleware(AuthMiddleware)
+    # Outside authentication: OPTIONS and the security headers concern every response,
+    # and an oversized body is refused before anyone reads it (issue #15).
+    app.add_middleware(OptionsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_script_bytes=settings.max_script_bytes,
+    )
     app.include_router(health_routes.router)
     app.include_router(jobs_routes.router)
     app.include_router(execs_routes.router)
@@ -337,4 +352,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(rollouts_routes.router)
     app.include_router(approvals_routes.router)
     app.include_router(keys_routes.router)
+    app.include_router(scripts_routes.router)
     return app

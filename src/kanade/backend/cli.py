@@ -182,6 +182,18 @@ def run(
         envvar="KANADE_AGENT_NATS_URLS",
         help="broker URL enrolled agents are told to use (repeatable; default --nats-url)",
     ),
+    max_body_bytes: int = typer.Option(
+        4 * 1024 * 1024,
+        "--max-body-bytes",
+        min=1024,
+        help="largest request body accepted (413 above it)",
+    ),
+    max_script_bytes: int = typer.Option(
+        16 * 1024 * 1024,
+        "--max-script-bytes",
+        min=1024,
+        help="largest script object accepted by PUT /api/scripts/NAME/VERSION",
+    ),
     signing_keys: Path | None = typer.Option(
         None,
         "--signing-keys",
@@ -247,6 +259,8 @@ def run(
         no_result_grace_s=no_result_grace_s,
         agent_nats_urls=tuple(u for arg in agent_nats_url for u in arg.split(",") if u),
         signing_keys_dir=None if signing_keys is None else str(signing_keys),
+        max_body_bytes=max_body_bytes,
+        max_script_bytes=max_script_bytes,
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).

@@ -67,6 +67,11 @@ class RateLimited(DomainError):
         self.retry_after_s = max(1, round(retry_after_s))
 
 
+class TooLarge(DomainError):
+    """The request, or a message it would produce, is over a size limit; the message
+    names the limit and what to do instead."""
+
+
 class Unavailable(DomainError):
     """A part the operation needs (the broker, a worker) is not there right now; retry."""
 

@@ -63,6 +63,10 @@ class Settings:
     approval_ttl_s: float = 24 * 3600
     approval_sweep_s: float = 5.0
     rollout_interval_s: float = 0.5
+    # Request bodies (SPEC §8.3): larger ones are answered 413 before they are read. Script
+    # objects (PUT /api/scripts/…) are the one place a big body belongs.
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_script_bytes: int = 16 * 1024 * 1024
     # The broker URLs enrolled agents are told to use (default: this backend's nats_url).
     agent_nats_urls: tuple[str, ...] = ()
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import Username
 from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.auth import (
     LoggedOut,
@@ -112,7 +113,9 @@ async def users_revoke_sessions(
 
 
 @router.delete("/users/{username}", response_model=UserDeleted)
-async def users_delete(username: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def users_delete(
+    username: Username, request: Request, services: ServicesDep
+) -> dict[str, Any]:
     return await users.delete_user(
         services.db, services.link.bus, username, actor=request_actor(request)
     )

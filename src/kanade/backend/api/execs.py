@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import ExecId, IsoInstant, JobId
 from kanade.backend.api.request_context import current_actor, is_admin
 from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
@@ -24,7 +24,7 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 @router.post("/exec/{job_id}", status_code=201, response_model=ExecCreated)
 async def exec_job(
-    job_id: str, body: ExecBody, request: Request, services: ServicesDep
+    job_id: JobId, body: ExecBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Dispatch a catalog job: pins its version, then publishes the commands — or, with
     ``rollout``, sends it in waves (``GET /api/rollouts/{exec_id}``); a job with
@@ -74,7 +74,7 @@ async def list_executions(
     job_id: str | None = None,
     status: str | None = None,
     initiated_by: str | None = None,
-    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    since: Annotated[IsoInstant | None, Query(description="created at or after (ISO 8601)")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
@@ -98,7 +98,7 @@ async def list_executions(
     response_model_exclude_unset=True,  # no results key with results=false
 )
 async def get_execution(
-    exec_id: str,
+    exec_id: ExecId,
     services: ServicesDep,
     results: Annotated[
         bool, Query(description="include per-pc results (false: counters only, cheap to poll)")

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 from nats.js.errors import KeyNotFoundError
 
+from kanade.backend.catalog.limits import JOB_BYTES, USE_SCRIPT_OBJECT, require_fits
 from kanade.backend.errors import Conflict, Corrupt, Forbidden, NotFound
 from kanade.bus.connection import Bus
 from kanade.bus.kvcas import CasConflict, compare_and_set
@@ -120,6 +121,7 @@ class JobCatalog:
         write is a compare-and-set on the KV revision, so two concurrent uploads
         cannot both pass the check.
         """
+        require_fits(f"job {job.id!r}", len(_encode(job)), JOB_BYTES, USE_SCRIPT_OBJECT)
         kv = await self._bus.kv(subjects.KV_JOBS)
         # A stored document this backend did not sign (written around it, with a stolen
         # broker credential) is not a version to protect: the operator's upload repairs it.

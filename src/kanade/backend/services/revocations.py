@@ -19,6 +19,7 @@ from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services.slugs import require_slug
 from kanade.bus import kvcas
 from kanade.bus.connection import Bus
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.approvals import lowers_approval
 from kanade.core.instants import Clock, system_clock
@@ -64,13 +65,11 @@ class RevocationService:
         return {"job_id": job_id, "revoked": False, "was_revoked": previous.value is not None}
 
     async def revocations(self) -> list[dict[str, Any]]:
-        kv = await self._bus().kv(subjects.KV_REVOCATIONS)
+        # A snapshot, not kv.keys(): that is a KV watcher, a broker consumer per read.
+        snapshot = await kv_snapshot(self._bus().js, subjects.KV_REVOCATIONS)
         out = []
-        for key in await kvcas.keys(kv):
-            current = await kvcas.read(kv, key)
-            if current.value is None:
-                continue
-            record = kvcas.json_or(current.value, {})
+        for key, (raw, _) in sorted(snapshot.items()):
+            record = kvcas.json_or(raw, {})
             if not isinstance(record, dict):
                 record = {}
             out.append(

@@ -75,6 +75,18 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 # object-store key), the version anything printable without '/' or spaces.
 _SCRIPT_OBJECT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}/[^/\s]{1,128}$")
 
+SCRIPT_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+SCRIPT_VERSION_PATTERN: Final = r"^[^/\s]{1,128}$"
+"""The two halves of a script object reference, for path parameters (the upload route)."""
+
+
+def script_object_problem(ref: str) -> str | None:
+    """Why ``ref`` is not a script object reference ``name/version``; None when it is."""
+    if _SCRIPT_OBJECT_RE.match(ref):
+        return None
+    return f"{ref!r:.80} is not name/version (e.g. disk-report/3)"
+
+
 _SCRIPT_FIELDS: Final = ("script", "script_file", "script_object")
 # POSIX portable user names (what useradd accepts by default). Windows DOMAIN\name is
 # not accepted: run_as: user is not supported on Windows yet.
@@ -112,8 +124,9 @@ class Execute(DocModel):
     @field_validator("script_object")
     @classmethod
     def _script_object_shape(cls, v: str | None) -> str | None:
-        if v is not None and not _SCRIPT_OBJECT_RE.fullmatch(v):
-            raise ValueError(f"{v!r:.80} is not name/version (e.g. disk-report/3)")
+        problem = None if v is None else script_object_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v
 
     @field_validator("script_file")

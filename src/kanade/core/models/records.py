@@ -62,7 +62,7 @@ class ExecRecord(WireModel):
     # The exec's deadline (SPEC §4.3): after it no pc starts its command, and an expected
     # pc that never did is closed as no_result. None while commands are still to be sent
     # (awaiting approval, a rollout); the approval or each wave sets it then.
-    deadline_at: datetime | None = None
+    deadline_at: Instant | None = None
 
     def row(self) -> dict[str, Any]:
         """The ``executions`` columns this record sets (status only on first insert)."""

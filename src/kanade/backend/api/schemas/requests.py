@@ -14,11 +14,26 @@ from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout, Wave
 from kanade.core.models.wire import Shell
 
+MAX_TARGET_PCS = 10_000
+"""Pcs a request may list by name. Each is a command subject and twice a name in the exec
+record (target and expected pcs), which must fit the broker's message limit; a fleet that
+size is a group."""
+
 
 class StrictTarget(Target):
     """A target as a writer sends it: the core model, with unknown fields rejected."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("pcs", mode="before")
+    @classmethod
+    def _few_enough_pcs(cls, v: object) -> object:
+        if isinstance(v, list) and len(v) > MAX_TARGET_PCS:
+            raise ValueError(
+                f"lists {len(v)} pcs, more than {MAX_TARGET_PCS}; put them in a group "
+                "(kanade group add GROUP PC...) and target the group"
+            )
+        return v
 
 
 class StrictWave(Wave):
@@ -124,10 +139,22 @@ class FreezeBody(BaseModel):
         return self
 
 
+MAX_KEY_OVERLAP = timedelta(days=90)
+
+
 class RotateKeysBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     overlap: Duration = Field(
         default=timedelta(hours=24),
-        description="how long agents keep trusting the previous key (e.g. 24h, 0s)",
+        description="how long agents keep trusting the previous key (e.g. 24h, 0s; "
+        "at most 90d)",
     )
+
+    @field_validator("overlap")
+    @classmethod
+    def _bounded_overlap(cls, v: timedelta) -> timedelta:
+        # A retired key trusted for centuries is no rotation (and overflows a date).
+        if not timedelta(0) <= v <= MAX_KEY_OVERLAP:
+            raise ValueError("must be between 0s and 90d")
+        return v

@@ -17,6 +17,7 @@ from kanade.core import subjects
 from kanade.core.lifecycle import result_expires_at
 from kanade.core.models.records import ExecRecord, ExecStatusRecord
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
+from kanade.core.statuses import EXEC_TRANSITIONS
 
 log = structlog.get_logger(__name__)
 
