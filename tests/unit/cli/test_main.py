@@ -21,6 +21,7 @@ NOUNS = {
     "user": ["list", "add", "rm", "logout"],
     "schedule": ["validate", "create", "list", "show", "preview", "enable", "disable",
                  "delete"],
+    "script": ["upload", "show"],
     "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick"],
     "jetstream": ["setup", "status"],
     "rollout": ["list", "show", "resume", "abort"],

@@ -104,7 +104,7 @@ async def users_add(body: NewUserBody, request: Request, services: ServicesDep) 
 
 @router.delete("/users/{username}/sessions", response_model=LoggedOut)
 async def users_revoke_sessions(
-    username: str, request: Request, services: ServicesDep
+    username: Username, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Void every session token of ``username`` (admin)."""
     return await users.revoke_sessions(
