@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="kanade-agent",
         description="kanade agent: runs scripts sent through NATS on this machine.",
     )
+    from kanade import __version__
+
+    root.add_argument("--version", action="version", version=f"kanade-agent {__version__}")
     sub = root.add_subparsers(dest="verb", required=True, metavar="{run,enroll,swarm}")
 
     run = sub.add_parser(

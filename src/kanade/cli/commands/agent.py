@@ -4,6 +4,7 @@ identity (SPEC §8.1). Admin-only on the backend."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +21,8 @@ app = typer.Typer(
         "  kanade agent enroll-token --group web --expires 2h\n\n"
         "  kanade agent tokens\n\n"
         "  kanade agent enrolled\n\n"
-        "  kanade agent revoke web-3"
+        "  kanade agent revoke web-3\n\n"
+        "  kanade agent build -o dist/kanade-agent.pyz"
     ),
 )
 
@@ -156,3 +158,56 @@ def revoke(
             output.out.print(f"{pc_id}: revoked{note}", markup=False)
 
     guard(go)
+
+
+@app.command("build")
+def build(
+    output_file: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the artefact.")
+    ] = Path("dist/kanade-agent.pyz"),
+    wheels: Annotated[
+        Path | None,
+        typer.Option(
+            "--wheels",
+            help="Build from every wheel in DIR (e.g. `pip download kanade --only-binary "
+            ":all: --platform win_amd64 --python-version 3.11 -d DIR`) instead of this "
+            "interpreter's installed packages.",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Build the single-file agent: one zipapp a machine with only Python 3.11+ runs.
+
+    It holds the agent's part of kanade and its dependencies (no backend, CLI or test
+    packages) for one platform: this interpreter's OS, machine and CPython minor, or the
+    wheels' with --wheels. Run it there with `python3 kanade-agent.pyz run` or install it
+    as a service with `python3 kanade-agent.pyz install`.
+
+    Example: kanade agent build -o dist/kanade-agent.pyz
+    """
+    from kanade.cli.zipapp import BuildError
+    from kanade.cli.zipapp import build as build_artefact
+
+    try:
+        built = build_artefact(output_file, wheels=wheels)
+    except BuildError as exc:
+        output.fail(str(exc))
+        raise typer.Exit(1) from None
+    summary = {
+        "path": str(built.path),
+        "version": built.version,
+        "platform": built.platform,
+        "sha256": built.sha256,
+        "size_bytes": built.size,
+        "files": built.files,
+        "seconds": round(built.seconds, 2),
+    }
+    if json_:
+        output.json_line(summary)
+        return
+    output.out.print(
+        f"built {built.path}: kanade-agent {built.version} for {built.platform}, "
+        f"{built.size / 1e6:.1f} MB, sha256 {built.sha256} ({built.seconds:.1f}s)",
+        markup=False,
+    )
+    output.out.print(f"on the machine: python3 {built.path.name} run --help", markup=False)
