@@ -143,6 +143,7 @@ class Heartbeats(Worker):
         # The first heartbeat goes out once connected and re-synced (the agent sends it);
         # the loop's first one is due an interval later.
         self._first = True
+        self.last_sent_at: datetime | None = None  # `kanade-agent status` shows it
 
     def build(self) -> Heartbeat:
         queue_length, running = self._load()
@@ -165,6 +166,7 @@ class Heartbeats(Worker):
         if nc is not None and nc.is_connected:
             with contextlib.suppress(Exception):
                 await nc.publish(subjects.heartbeat_subject(self.pc_id), encode(self.build()))
+                self.last_sent_at = self._telemetry._clock()
 
     async def on_ping(self, msg: Msg) -> None:
         if msg.reply:

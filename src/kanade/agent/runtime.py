@@ -41,6 +41,7 @@ from kanade.agent.intake import (
 )
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
+from kanade.agent.service.statusfile import StatusReporter, status_path
 from kanade.agent.settings import AgentSettings
 from kanade.agent.trust import Trust
 from kanade.bus.connection import Bus, connect, until_closed
@@ -169,6 +170,14 @@ class Agent:
             clock=clock,
         )
         self.executor.on_finished.append(self.scheduler.on_finished)
+        # What `kanade-agent status` reads (a machine agent only: not each swarm identity).
+        self.status_file = StatusReporter(
+            status_path(data),
+            pc_id=self.pc_id,
+            connected=self._ready,
+            last_heartbeat=lambda: self.heartbeats.last_sent_at,
+            clock=clock,
+        )
 
     # --- what other parts read ----------------------------------------------------------------
     @property
@@ -215,6 +224,8 @@ class Agent:
         self._spawn(self.scheduler.run())
         self._spawn(self.heartbeats.run())
         self._spawn(LedgerPruner(self.ledger).run())
+        if self._owns_nc:
+            self._spawn(self.status_file.run())
         await self._stop.wait()
         await self._shutdown()
 
@@ -256,6 +267,7 @@ class Agent:
         return self.nc is not None and self.nc.is_connected
 
     def _on_state(self, state: str) -> None:
+        self.status_file.wake()
         if state in ("connected", "reconnected"):
             self.fleet_view.connected()
             self.outbox_drain.wake()

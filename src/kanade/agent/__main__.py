@@ -1,0 +1,7 @@
+"""``python -m kanade.agent``: what an installed service runs (``kanade-agent`` itself)."""
+
+import sys
+
+from kanade.agent.cli import main
+
+sys.exit(main())
