@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--startup-delay-max", type=float,
                      help="random delay (s) before the first connect")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--update-check", action="store_true", help=argparse.SUPPRESS)
 
     enroll = sub.add_parser(
         "enroll", help="obtain this machine's broker identity with a one-time token",
@@ -194,7 +195,6 @@ def _run(args: argparse.Namespace) -> int:
 
     import_lean()  # before anything imports nats-py or pydantic: idle RSS (SPEC §10.2)
 
-    from kanade.agent.runtime import Agent
     from kanade.agent.settings import load_settings
 
     overrides = {
@@ -215,13 +215,73 @@ def _run(args: argparse.Namespace) -> int:
         print(f"kanade-agent: {exc}", file=sys.stderr)
         return 2
     configure_stdlib_logging(settings.log_level)
+    if args.update_check:
+        return _update_check(settings)
+    from kanade import __version__
+    from kanade.agent.update.state import handover
+
+    other = handover(settings.data_dir, __version__)
+    if other is not None:  # a self-update switched this machine to another version
+        return restart_into(other)
+
+    from kanade.agent.runtime import Agent
+
+    agent: Agent | None = None
 
     async def serve() -> None:
+        nonlocal agent
         agent = Agent(settings)
         _install_stop(agent.stop)
         await agent.run()
 
     asyncio.run(serve())
+    if agent is not None and agent.restart_into is not None:
+        return restart_into(agent.restart_into)
+    return 0
+
+
+def restart_into(artefact: Path) -> int:
+    """Become the agent in ``artefact`` (SPEC §3.8), with this process's own arguments: on
+    POSIX by ``exec`` (same pid: the service manager sees one process throughout); on
+    Windows as a child this process waits for (``exec`` there is a new process)."""
+    from kanade.agent.update.state import LAUNCHED_ENV
+
+    argv = [sys.executable, str(artefact), *sys.argv[1:]]
+    env = {**os.environ, LAUNCHED_ENV: artefact.parent.name}
+    env.pop("KANADE_AGENT_ARTEFACT", None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execve(sys.executable, argv, env)
+    import subprocess
+
+    return subprocess.call(argv, env=env)
+
+
+def _update_check(settings: Any) -> int:
+    """``run --update-check``: what a self-update runs on a new version before switching to
+    it: everything imports, the credentials load, the broker accepts the connection."""
+    from kanade import __version__
+    from kanade.agent.runtime import Agent  # noqa: F401 - the import is the check
+    from kanade.bus.connection import BusConnectError, connect
+    from kanade.bus.credentials import BusCredentials, CredentialsError
+
+    async def check() -> None:
+        credentials = BusCredentials.for_agent(settings.trust_path, settings.pc_id)
+        credentials.check()
+        nc = await connect(settings.nats_urls, name=f"kanade-agent-check:{settings.pc_id}",
+                           retry_forever=False, deadline=20.0, credentials=credentials)
+        try:
+            await nc.flush(timeout=10)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(check())
+    except (BusConnectError, CredentialsError, OSError, TimeoutError) as exc:
+        print(f"kanade-agent: update check failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"update-check ok {__version__}", flush=True)
     return 0
 
 

@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from kanade import __version__
 from kanade.core import subjects
 from kanade.core.instants import Clock, system_clock
-from kanade.core.models.wire import Heartbeat, encode
+from kanade.core.models.wire import AgentUpdate, Heartbeat, encode
 from kanade.worker import Worker
 
 _LINUX = sys.platform.startswith("linux")
@@ -94,6 +94,7 @@ class Telemetry:
         queue_length: int,
         running: int,
         schedule_set_version: str | None = None,
+        update: dict[str, Any] | None = None,
     ) -> Heartbeat:
         return Heartbeat(
             pc_id=pc_id,
@@ -109,6 +110,7 @@ class Telemetry:
             last_command_at=last_command_at,
             queue_length=queue_length,
             running=running,
+            update=AgentUpdate(**update) if update else None,
             sent_at=self._clock(),
         )
 
@@ -129,9 +131,10 @@ class Heartbeats(Worker):
         last_command_at: Callable[[], datetime | None],
         load: Callable[[], tuple[int, int]],
         schedule_set_version: Callable[[], str | None],
+        update: Callable[[], dict[str, Any] | None] = lambda: None,
         clock: Clock = system_clock,
     ) -> None:
-        """``load`` says (queue length, running)."""
+        """``load`` says (queue length, running); ``update`` the self-update report."""
         super().__init__(interval=interval)
         self.pc_id = pc_id
         self._connection = connection
@@ -139,6 +142,7 @@ class Heartbeats(Worker):
         self._last_command_at = last_command_at
         self._load = load
         self._schedule_set_version = schedule_set_version
+        self._update = update
         self._telemetry = Telemetry(clock)
         # The first heartbeat goes out once connected and re-synced (the agent sends it);
         # the loop's first one is due an interval later.
@@ -154,6 +158,7 @@ class Heartbeats(Worker):
             queue_length=queue_length,
             running=running,
             schedule_set_version=self._schedule_set_version(),
+            update=self._update(),
         )
 
     def set_interval(self, interval: float) -> None:

@@ -19,6 +19,7 @@ import structlog
 from fastapi import FastAPI
 
 from kanade import __version__
+from kanade.backend.api import agent_releases as agent_releases_routes
 from kanade.backend.api import approvals as approvals_routes
 from kanade.backend.api import audit as audit_routes
 from kanade.backend.api import auth as auth_routes
@@ -245,4 +246,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(rollouts_routes.router)
     app.include_router(approvals_routes.router)
     app.include_router(keys_routes.router)
+    app.include_router(agent_releases_routes.router)
     return app

@@ -53,6 +53,8 @@ agents = Table(
     Column("last_command_at", UtcDateTime, nullable=True),
     Column("queue_length", Integer, nullable=False, default=0),
     Column("running", Integer, nullable=False, default=0),
+    # Self-update (SPEC §3.8): {state, target, quarantined, error}; None: nothing to report.
+    Column("agent_update", JSON, nullable=True),
     # Backend clock, not the agent's: liveness must be immune to agent clock skew.
     Column("last_seen", UtcDateTime, nullable=False),
     Column("first_seen", UtcDateTime, nullable=False),

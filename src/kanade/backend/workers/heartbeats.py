@@ -48,6 +48,7 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
         "last_command_at": hb.last_command_at,
         "queue_length": hb.queue_length,
         "running": hb.running,
+        "agent_update": hb.update.model_dump() if hb.update is not None else None,
         # The backend's clock: liveness must not depend on the agent's clock.
         "last_seen": received_at,
         "first_seen": received_at,

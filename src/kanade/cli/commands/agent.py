@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from kanade.cli import output
-from kanade.cli.client import ApiClient
-from kanade.cli.common import GroupOpt, JsonOpt, UrlOpt, guard, list_from_api
+from kanade.cli.client import ApiClient, CliError
+from kanade.cli.common import AllOpt, GroupOpt, JsonOpt, PcOpt, UrlOpt, guard, list_from_api
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -22,7 +22,10 @@ app = typer.Typer(
         "  kanade agent tokens\n\n"
         "  kanade agent enrolled\n\n"
         "  kanade agent revoke web-3\n\n"
-        "  kanade agent build -o dist/kanade-agent.pyz"
+        "  kanade agent build -o dist/kanade-agent.pyz\n\n"
+        "  kanade agent publish dist/kanade-agent.pyz\n\n"
+        "  kanade agent rollout 0.2.0 --group canary --jitter 1h\n\n"
+        "  kanade agent current"
     ),
 )
 
@@ -211,3 +214,132 @@ def build(
         markup=False,
     )
     output.out.print(f"on the machine: python3 {built.path.name} run --help", markup=False)
+
+
+@app.command("publish")
+def publish(
+    artefact: Annotated[Path, typer.Argument(help="A single-file agent (kanade agent build).")],
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Store a single-file agent as a signed release: its version and platform come from
+    inside it; agents verify the backend's signature and the sha256 before running it.
+
+    Example: kanade agent publish dist/kanade-agent.pyz
+    """
+
+    def go() -> None:
+        try:
+            data = artefact.read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read {artefact}: {exc.strerror or exc}") from None
+        with ApiClient(url) as api:
+            res = api.request("POST", "/api/agent-releases", content=data, timeout=300.0,
+                              headers={"content-type": "application/octet-stream"})
+        if json_:
+            output.json_line(res)
+            return
+        state = "published" if res.get("created") else "already published (same bytes)"
+        output.out.print(
+            f"release {res['name']} {state}: sha256 {res['sha256']}, {res['size']} bytes",
+            markup=False,
+        )
+        output.out.print(
+            f"roll it out with: kanade agent rollout {res['version']} --group G | --all",
+            markup=False,
+        )
+
+    guard(go)
+
+
+@app.command("rollout")
+def rollout(
+    version: Annotated[str, typer.Argument(help="The release to run (kanade agent publish).")],
+    all_: AllOpt = False,
+    group: GroupOpt = None,
+    pc: PcOpt = None,
+    jitter: Annotated[
+        str | None,
+        typer.Option("--jitter", help="Spread the updates over 0..this (e.g. 1h)."),
+    ] = None,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Set target_version (and target_version_jitter) in the config layers: --all (global),
+    each --group G or each --pc P. Agents wait a random 0..jitter, download, verify, check
+    and switch; a version that fails N times is quarantined (kanade agent current).
+
+    Example: kanade agent rollout 0.2.0 --group canary --jitter 1h
+    """
+
+    def go() -> None:
+        from kanade.core.durations import parse_duration
+        from kanade.core.releases import VERSION_RULE, is_version
+
+        if not is_version(version):
+            raise CliError(f"version {version!r} {VERSION_RULE}")
+        layers = (["/api/config/global"] if all_ else []) + [
+            f"/api/config/group/{g}" for g in group or []
+        ] + [f"/api/config/pc/{p}" for p in pc or []]
+        if not layers:
+            raise CliError("say where: --all, --group G or --pc P (repeatable)")
+        settings: dict[str, Any] = {"target_version": version}
+        if jitter is not None:
+            try:
+                settings["target_version_jitter"] = parse_duration(jitter).total_seconds()
+            except ValueError as exc:
+                raise CliError(f"--jitter: {exc}") from None
+        with ApiClient(url) as api:
+            known = {r["version"] for r in api.get("/api/agent-releases")["items"]}
+            if version not in known:
+                raise CliError(
+                    f"no release {version} is published (known: "
+                    f"{', '.join(sorted(known)) or 'none'}); kanade agent publish FILE first"
+                )
+            done = [api.put(path, settings) for path in layers]
+        if json_:
+            for res in done:
+                output.json_line(res)
+            return
+        for res in done:
+            output.out.print(f"{res['layer']}: target_version {version}", markup=False)
+        output.out.print("watch it with: kanade agent current", markup=False)
+
+    guard(go)
+
+
+@app.command("current")
+def current(json_: JsonOpt = False, url: UrlOpt = None) -> None:
+    """Agent versions across the fleet with counts, the rollout targets, quarantined agents.
+
+    Example: kanade agent current
+    """
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            fleet = api.get("/api/agent-versions")
+        if json_:
+            output.json_line(fleet)
+            return
+        output.table(
+            f"agent versions ({fleet['total']} agents)", ["version", "agents"],
+            [(v["version"] or "?", v["count"]) for v in fleet["versions"]],
+        )
+        targets = fleet.get("targets") or {}
+        output.out.print(
+            "targets: " + (", ".join(f"{k} → {v}" for k, v in targets.items()) or "none set"),
+            markup=False,
+        )
+        states = fleet.get("update_states") or {}
+        if states:
+            output.out.print(
+                "updating: " + ", ".join(f"{k} {n}" for k, n in states.items()), markup=False
+            )
+        for q in fleet.get("quarantined") or []:
+            output.out.print(
+                f"quarantined on {q['pc_id']} (running {q.get('running')}): "
+                f"{', '.join(q['versions'])}" + (f" — {q['error']}" if q.get("error") else ""),
+                markup=False,
+            )
+
+    guard(go)

@@ -121,6 +121,19 @@ class EventStarted(WireModel):
     schedule_id: str | None = None
 
 
+class AgentUpdate(WireModel):
+    """Where this agent is with self-updating (SPEC §3.8): ``state`` is one of
+    ``idle`` (running the target, or none set), ``waiting`` (jitter), ``downloading``,
+    ``trying``, ``switching``, ``quarantined`` (the target failed and is not retried until
+    the target changes) or ``failed`` (retried later: no release for this platform, a
+    download or a check that did not pass)."""
+
+    state: str = "idle"
+    target: str | None = None
+    quarantined: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
 class Heartbeat(WireModel):
     schema_: int = Field(default=WIRE_SCHEMA, alias="schema")
     pc_id: str
@@ -136,6 +149,7 @@ class Heartbeat(WireModel):
     last_command_at: datetime | None = None
     queue_length: int = 0
     running: int = 0
+    update: AgentUpdate | None = None
     sent_at: datetime
 
 

@@ -15,6 +15,15 @@ class ResultPage(Schema):
     offset: int
 
 
+class AgentUpdateState(Schema):
+    """Self-update (SPEC §3.8) as the agent last reported it."""
+
+    state: str
+    target: str | None = None
+    quarantined: list[str] = []
+    error: str | None = None
+
+
 class Agent(Schema):
     """An agent as its last heartbeat left it, with ``status`` from ``last_seen``."""
 
@@ -31,6 +40,7 @@ class Agent(Schema):
     last_command_at: Instant | None
     queue_length: int
     running: int
+    agent_update: AgentUpdateState | None = None
     last_seen: Instant
     first_seen: Instant
     status: str
