@@ -33,3 +33,42 @@ def test_bad_versions(bad: str) -> None:
 
 def test_object_name() -> None:
     assert release_object_name("1.2.3", "linux-x86_64-cp311") == "1.2.3/linux-x86_64-cp311"
+
+
+def _doc(**kw: object) -> dict[str, object]:
+    from kanade.core.releases import manifest_document
+
+    base: dict[str, object] = {"version": "1.2.3", "platform": "linux-x86_64-cp311",
+                               "sha256": "a" * 64, "size": 10, "build_id": "abc123"}
+    base.update(kw)
+    return manifest_document(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("version", "../x"), ("platform", "linux"), ("sha256", "A" * 64), ("size", 0),
+     ("build_id", "not hex")],
+)
+def test_a_bad_manifest_names_its_field(field: str, value: object) -> None:
+    from kanade.core.releases import ReleaseError
+
+    with pytest.raises(ReleaseError, match=f"^{field}: "):
+        _doc(**{field: value})
+
+
+def test_the_signed_bytes_do_not_depend_on_key_order() -> None:
+    from kanade.core.releases import canonical_manifest
+
+    doc = _doc()
+    assert canonical_manifest(doc) == canonical_manifest(dict(reversed(list(doc.items()))))
+
+
+def test_update_wanted() -> None:
+    from kanade.core.releases import update_wanted
+
+    assert update_wanted("2.0", "1.0", frozenset()) == "2.0"
+    assert update_wanted("1.0", "1.0", frozenset()) is None
+    assert update_wanted("2.0", "1.0", frozenset({"2.0"})) is None
+    assert update_wanted(None, "1.0", frozenset()) is None
+    assert update_wanted(2.0, "1.0", frozenset()) is None
+    assert update_wanted("a/b", "1.0", frozenset()) is None
