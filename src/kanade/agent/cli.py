@@ -469,20 +469,39 @@ def _service(args: argparse.Namespace) -> int:
         from kanade.agent.leanimport import import_lean
 
         import_lean()
+        from kanade import __version__
         from kanade.agent.runtime import Agent
         from kanade.agent.settings import load_settings
+        from kanade.agent.update.state import LAUNCHED_ENV, handover
 
         settings = load_settings(args.config, {})
         configure_stdlib_logging(settings.log_level)
+        other = handover(settings.data_dir, __version__)
+        if other is not None:
+            # The current release runs as this service's child (Windows has no exec).
+            import subprocess
+
+            env = {**os.environ, LAUNCHED_ENV: other.parent.name}
+            argv = [sys.executable, str(other), "run"]
+            if args.config is not None:
+                argv += ["--config", str(args.config)]
+            child = subprocess.Popen(argv, env=env)
+            on_stop(child.terminate)
+            return child.wait()
+        restart = False
 
         async def serve() -> None:
+            nonlocal restart
             agent = Agent(settings)
             loop = asyncio.get_running_loop()
             on_stop(lambda: loop.call_soon_threadsafe(agent.stop))
             await agent.run()
+            restart = agent.restart_into is not None
 
         asyncio.run(serve())
-        return 0
+        # A self-update switched: a failure exit, so the service's recovery action starts
+        # the service again, and its start hands over to the new release.
+        return 75 if restart else 0
 
     return run_service(body)
 
