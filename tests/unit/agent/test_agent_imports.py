@@ -84,7 +84,6 @@ NEVER = [
     "kanade.agent.service.installer",
     "kanade.agent.service.managers",
     "kanade.agent.service.winhost",
-    "kanade.core.releases",
 ]
 if sys.platform.startswith("linux"):
     NEVER.append("psutil")  # /proc is read directly there
