@@ -5,8 +5,9 @@ A zipapp an operator copies to a machine that has nothing but CPython 3.11+ and 
 
 * ``__main__.py`` — the bootstrap (:data:`BOOTSTRAP`, stdlib only);
 * ``kanade-release.json`` — version, platform tag, build id, the distributions inside;
-* ``lib/`` — the agent's part of kanade (``agent``, ``bus``, ``core``, ``security``, the two
-  shared modules) and every distribution the agent needs, with their ``dist-info``.
+* ``lib/`` — the agent's part of kanade (``agent``, ``bus``, ``core``, ``security``, the
+  top-level modules they import) and every distribution the agent needs, with their
+  ``dist-info``.
 
 Binary modules (pydantic-core, PyNaCl, psutil, PyYAML's loader) cannot be imported from a
 zip, so the bootstrap unpacks ``lib/`` once per build next to the archive and runs from
@@ -58,7 +59,9 @@ AGENT_DISTRIBUTIONS = (
 # The parts of the kanade package an agent imports; the backend, the CLI and the
 # benchmarks stay out (import-linter keeps the agent from importing them).
 KANADE_PARTS = ("agent", "bus", "core", "security")
-KANADE_MODULES = ("__init__.py", "worker.py", "logsetup.py", "extras.py", "py.typed")
+KANADE_MODULES = (
+    "__init__.py", "worker.py", "logsetup.py", "extras.py", "deathsig.py", "py.typed",
+)
 MANIFEST = "kanade-release.json"
 LIB = "lib"
 _EPOCH = (1980, 1, 1, 0, 0, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.tables import projection_state
@@ -22,3 +22,7 @@ def set_state_if_absent(conn: Connection, key: str, value: str, now: datetime) -
     """Store ``key`` unless present; True when this call created it."""
     stmt = insert(conn, projection_state).on_conflict_do_nothing(index_elements=["key"])
     return conn.execute(stmt, {"key": key, "value": value, "updated_at": now}).rowcount == 1
+
+
+def clear_state(conn: Connection, key: str) -> None:
+    conn.execute(delete(projection_state).where(projection_state.c.key == key))

@@ -2,7 +2,7 @@
 // and the agent versions across it: a chart, the release rollout targets, agents updating
 // and quarantined releases (SPEC §3.8, /api/agent-versions).
 import { donut, legend } from "../charts.js";
-import { h, mountInto, notice, pill, section, table, time } from "../dom.js";
+import { diskFull, h, mountInto, notice, pill, section, table, time } from "../dom.js";
 
 // Version colours: distinct, in order of the version list (oldest first).
 const PALETTE = ["#6b7280", "#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2", "#65a30d"];
@@ -77,7 +77,7 @@ export default {
         empty: agents.length ? "No agent matches these filters." : "No agent has sent a heartbeat yet.",
         row: (a) => h("tr", { dataset: { pcId: a.pc_id } },
           h("td", {}, h("a", { href: `#/agents/${encodeURIComponent(a.pc_id)}` }, a.pc_id)),
-          h("td", {}, pill(a.status)),
+          h("td", {}, pill(a.status), a.disk_full ? [" ", diskFull(a)] : null),
           h("td", { class: "hide-sm" }, a.hostname),
           h("td", { class: "hide-sm" }, `${a.os_family} ${a.os_version || ""}`.trim()),
           h("td", {}, a.agent_version),

@@ -1,8 +1,8 @@
 """Self-update (SPEC §3.8): each agent's last reported update state (phase, target,
 quarantined versions, error) from its heartbeat.
 
-Revision ID: 0006_agent_update
-Revises: 0005_enrolment
+Revision ID: 0009_agent_update
+Revises: 0008_rebuild_whole
 Create Date: 2026-12-04
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_agent_update"
-down_revision = "0005_enrolment"
+revision = "0009_agent_update"
+down_revision = "0008_rebuild_whole"
 branch_labels = None
 depends_on = None
 
