@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Connection
 
 from kanade import __version__
+from kanade.backend.api import agent_releases as agent_releases_routes
 from kanade.backend.api import approvals as approvals_routes
 from kanade.backend.api import audit as audit_routes
 from kanade.backend.api import auth as auth_routes
@@ -353,4 +354,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(approvals_routes.router)
     app.include_router(keys_routes.router)
     app.include_router(scripts_routes.router)
+    app.include_router(agent_releases_routes.router)
     return app

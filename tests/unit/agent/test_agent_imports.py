@@ -78,6 +78,12 @@ NEVER = [
     "zipfile",
     "email.parser",  # nats-py's JetStream header parser, loaded on first use
     "shutil",  # (and bz2, lzma) loaded by the first PATH look-up of a shell
+    # Self-update and service installation: only when a target version differs / the
+    # install verbs run (SPEC §3.8, §3.9).
+    "kanade.agent.update.updater",
+    "kanade.agent.service.installer",
+    "kanade.agent.service.managers",
+    "kanade.agent.service.winhost",
 ]
 if sys.platform.startswith("linux"):
     NEVER.append("psutil")  # /proc is read directly there

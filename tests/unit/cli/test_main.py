@@ -12,7 +12,8 @@ VERBS = ["run", "exec", "up", "revoke", "unrevoke", "revocations", "kill", "ping
 NOUNS = {
     "job": ["validate", "create", "list", "show", "delete", "approve-unattended"],
     "agents": ["list", "show"],
-    "agent": ["enroll-token", "tokens", "cancel-token", "enrolled", "revoke"],
+    "agent": ["enroll-token", "tokens", "cancel-token", "enrolled", "revoke", "build", "publish",
+              "rollout", "current"],
     "executions": ["show", "watch"],
     "config": ["get", "set", "unset", "effective"],
     "group": ["add", "rm", "set", "list"],

@@ -28,6 +28,7 @@ _ADMIN_PREFIXES: Final = (
     "/api/agents/enroll-tokens",
     "/api/agents/enrolled",
     "/api/keys",
+    "/api/agent-releases",
 )
 
 

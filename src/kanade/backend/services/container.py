@@ -19,6 +19,7 @@ from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.kills import KillService
 from kanade.backend.services.outputs import OutputService
 from kanade.backend.services.ping import PingService
+from kanade.backend.services.releases import ReleaseService
 from kanade.backend.services.revocations import RevocationService
 from kanade.backend.services.rollouts import RolloutService
 from kanade.backend.services.scripts import ScriptService
@@ -47,6 +48,7 @@ class Services:
     outputs: OutputService = field(init=False)
     enrolment: EnrolmentService = field(init=False)
     scripts: ScriptService = field(init=False)
+    releases: ReleaseService = field(init=False)
 
     def __post_init__(self) -> None:
         bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
@@ -57,6 +59,7 @@ class Services:
         self.groups = GroupService(self.db, bus)
         self.outputs = OutputService(self.db, bus)
         self.scripts = ScriptService(self.db, bus)
+        self.releases = ReleaseService(self.db, bus, self.agent_config)
         self.enrolment = EnrolmentService(
             self.db,
             bus,

@@ -54,6 +54,8 @@ agents = Table(
     Column("last_command_at", UtcDateTime, nullable=True),
     Column("queue_length", Integer, nullable=False, default=0),
     Column("running", Integer, nullable=False, default=0),
+    # Self-update (SPEC §3.8): {state, target, quarantined, error}; None: nothing to report.
+    Column("agent_update", JSON, nullable=True),
     # The agent's data directory (SPEC §7): full = it refuses new work; held = messages it
     # keeps in memory because the disk would not take them.
     Column("disk_full", Boolean, nullable=False, default=False, server_default=false()),

@@ -55,6 +55,7 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
         "last_command_at": hb.last_command_at,
         "queue_length": hb.queue_length,
         "running": hb.running,
+        "agent_update": hb.update.model_dump() if hb.update is not None else None,
         "disk_full": hb.disk_full,
         "disk_error": hb.disk_error,
         "disk_free_bytes": hb.disk_free_bytes,

@@ -13,7 +13,7 @@ answers a command it cannot decode when its identity fields are sane
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -182,6 +182,23 @@ class EventStarted(WireModel):
     schedule_id: Slug | None = None
 
 
+MAX_QUARANTINED: Final = 64
+"""Quarantined versions a heartbeat lists at most (the agent keeps its whole list)."""
+
+
+class AgentUpdate(WireModel):
+    """Where this agent is with self-updating (SPEC §3.8): ``state`` is one of
+    ``idle`` (running the target, or none set), ``waiting`` (jitter), ``downloading``,
+    ``trying``, ``switching``, ``quarantined`` (the target failed and is not retried until
+    the target changes) or ``failed`` (retried later: no release for this platform, a
+    download or a check that did not pass)."""
+
+    state: Name = "idle"
+    target: Name | None = None
+    quarantined: list[Name] = Field(default_factory=list, max_length=MAX_QUARANTINED)
+    error: Text | None = None
+
+
 class Heartbeat(WireModel):
     schema_: int = Field(default=WIRE_SCHEMA, alias="schema")
     pc_id: Slug
@@ -197,6 +214,7 @@ class Heartbeat(WireModel):
     last_command_at: Instant | None = None
     queue_length: Count = 0
     running: Count = 0
+    update: AgentUpdate | None = None
     # The data directory (SPEC §7): full = new work is refused; held = results and events
     # kept in memory because the disk would not take them (sent or written later).
     disk_full: bool = False

@@ -44,6 +44,10 @@ from kanade.backend.api.policy import allows, required_role
         ("POST", "/api/agents/pc-1/revoke", "admin"),
         ("POST", "/api/agents/pc-1/ping", "operator"),
         ("GET", "/api/agents/pc-1", "viewer"),
+        # agent releases (SPEC §3.8): publishing runs code on every machine: admin only
+        ("POST", "/api/agent-releases", "admin"),
+        ("GET", "/api/agent-releases", "admin"),
+        ("GET", "/api/agent-versions", "viewer"),
     ],
 )
 def test_role_table(method: str, path: str, role: str | None) -> None:
