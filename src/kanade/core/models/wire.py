@@ -125,6 +125,19 @@ class EventStarted(WireModel):
     schedule_id: str | None = None
 
 
+class AgentUpdate(WireModel):
+    """Where this agent is with self-updating (SPEC §3.8): ``state`` is one of
+    ``idle`` (running the target, or none set), ``waiting`` (jitter), ``downloading``,
+    ``trying``, ``switching``, ``quarantined`` (the target failed and is not retried until
+    the target changes) or ``failed`` (retried later: no release for this platform, a
+    download or a check that did not pass)."""
+
+    state: str = "idle"
+    target: str | None = None
+    quarantined: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
 class Heartbeat(WireModel):
     schema_: int = Field(default=WIRE_SCHEMA, alias="schema")
     pc_id: str
@@ -140,6 +153,7 @@ class Heartbeat(WireModel):
     last_command_at: datetime | None = None
     queue_length: int = 0
     running: int = 0
+    update: AgentUpdate | None = None
     # The data directory (SPEC §7): full = new work is refused; held = results and events
     # kept in memory because the disk would not take them (sent or written later).
     disk_full: bool = False
