@@ -85,6 +85,17 @@ def _read_secret(path: Path, option: str) -> str:
     return value
 
 
+def _positive(text: str, option: str) -> float:
+    """A duration option (``30s``, ``1h``) in seconds, longer than zero."""
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    if seconds <= 0:
+        raise typer.BadParameter("must be longer than 0s", param_hint=option)
+    return seconds
+
+
 @cli.command()
 def run(
     nats_url: str = typer.Option("nats://127.0.0.1:4222", "--nats-url", help="NATS server URL"),
@@ -158,6 +169,21 @@ def run(
         envvar="KANADE_AGENT_NATS_URLS",
         help="broker URL enrolled agents are told to use (repeatable; default --nats-url)",
     ),
+    notify_scan: float = typer.Option(
+        5.0, "--notify-scan", min=0.1, max=3600.0, help="seconds between notification scans"
+    ),
+    notify_retry: str = typer.Option(
+        "5s", "--notify-retry", help="wait after a failed webhook delivery; doubles each time"
+    ),
+    notify_retry_max: str = typer.Option(
+        "1h", "--notify-retry-max", help="longest wait between two delivery attempts"
+    ),
+    notify_attempts: int = typer.Option(
+        12, "--notify-attempts", min=1, max=100, help="attempts before a delivery is failed"
+    ),
+    notify_timeout: str = typer.Option(
+        "10s", "--notify-timeout", help="time a webhook has to answer one request"
+    ),
     signing_keys: Path | None = typer.Option(
         None,
         "--signing-keys",
@@ -185,6 +211,11 @@ def run(
         no_result_grace_s = parse_duration(no_result_grace).total_seconds()
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--no-result-grace") from None
+    retry_s = _positive(notify_retry, "--notify-retry")
+    retry_max_s = _positive(notify_retry_max, "--notify-retry-max")
+    timeout_s = _positive(notify_timeout, "--notify-timeout")
+    if retry_max_s < retry_s:
+        raise typer.BadParameter("must be at least --notify-retry", param_hint="--notify-retry-max")
     auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
     jwt_secret = os.environ.get(JWT_SECRET_ENV) or None
     if auth_token_file is not None:
@@ -213,6 +244,11 @@ def run(
         no_result_grace_s=no_result_grace_s,
         agent_nats_urls=tuple(u for arg in agent_nats_url for u in arg.split(",") if u),
         signing_keys_dir=None if signing_keys is None else str(signing_keys),
+        notify_scan_s=notify_scan,
+        notify_retry_base_s=retry_s,
+        notify_retry_max_s=retry_max_s,
+        notify_max_attempts=notify_attempts,
+        notify_timeout_s=timeout_s,
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).

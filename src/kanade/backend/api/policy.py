@@ -28,6 +28,10 @@ _ADMIN_PREFIXES: Final = (
     "/api/keys",
 )
 
+# Readable by every role, changed only by admins: webhook secrets and where the fleet's
+# failures are announced are an admin's business (docs/notifications.md).
+_ADMIN_WRITE_PREFIXES: Final = ("/api/notify",)
+
 
 def _admin_path(path: str) -> bool:
     if any(_under(path, p) for p in _ADMIN_PREFIXES):
@@ -50,6 +54,8 @@ def required_role(method: str, path: str) -> Role | None:
     if method in READ_METHODS and any(_under(path, p) for p in _PUBLIC_READS):
         return None
     if _admin_path(path):
+        return "admin"
+    if method not in READ_METHODS and any(_under(path, p) for p in _ADMIN_WRITE_PREFIXES):
         return "admin"
     if _under(path, "/api"):
         return "viewer" if method in READ_METHODS else "operator"

@@ -109,6 +109,19 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.notify_attempts = Counter(
+            "kanade_notify_attempts",
+            "Webhook delivery attempts, by outcome: delivered, retry (due again after its "
+            "backoff) or failed (out of attempts)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("delivered", "retry", "failed"):
+            self.notify_attempts.labels(outcome=outcome)
+
+    def on_notify_attempt(self, outcome: str, n: int = 1) -> None:
+        self.notify_attempts.labels(outcome=outcome).inc(n)
+
     def on_reap(self, report: Any) -> None:
         self.reaped.inc(len(report.reaped))
         self.expired.inc(len(report.expired))

@@ -4,6 +4,9 @@ Heartbeats are telemetry, not records: only the newest per agent matters, so
 between two flushes a pc that beat several times costs one row write. With
 10 000 agents at a 30 s interval that is ~330 heartbeats/s folded into five
 small batched UPSERTs per second.
+
+A heartbeat that reports a quarantined agent version (self-update, SPEC §3.8) also records
+an ``agent.quarantined`` notification event, in the same transaction (each version once).
 """
 
 from __future__ import annotations
@@ -16,21 +19,40 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from sqlalchemy.engine import Connection
 
 from kanade.backend.messaging.live import hub
-from kanade.backend.store import agents
+from kanade.backend.store import agents, notify_events
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Heartbeat, WireDecodeError, decode
+from kanade.core.notify.events import Event, agent_quarantined
 from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 
 FLUSH_INTERVAL_S = 0.2
+QUARANTINES_REPORTED = 20
+"""Quarantined versions read from one heartbeat at most (the list is the agent's)."""
+QUARANTINES_REMEMBERED = 10_000
+"""Quarantine events this process recorded, remembered so a still-quarantined agent's
+every heartbeat does not write again (the store would ignore it anyway)."""
 
 _HB_PREFIX = subjects.heartbeat_subject("")
+
+
+def quarantine_events(hb: Heartbeat, received_at: datetime) -> list[Event]:
+    """An ``agent.quarantined`` event per version the heartbeat reports quarantined. The
+    field arrives with agent self-update (SPEC §3.8); a heartbeat without it has none."""
+    update = hb.update
+    if update is None or not update.quarantined:
+        return []
+    return [
+        agent_quarantined(pc_id=hb.pc_id, version=str(v), error=update.error, at=received_at)
+        for v in update.quarantined[:QUARANTINES_REPORTED]
+    ]
 
 
 def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
@@ -79,6 +101,8 @@ class HeartbeatSink(Worker):
         self._on_identity_mismatch = on_identity_mismatch
         self._clock = clock
         self._pending: dict[str, dict[str, Any]] = {}
+        self._events: dict[str, Event] = {}
+        self._recorded: dict[str, None] = {}  # insertion-ordered: the oldest is dropped first
         self._sub: Subscription | None = None
 
     async def subscribe(self, bus: Bus) -> None:
@@ -109,20 +133,40 @@ class HeartbeatSink(Worker):
                 self._on_identity_mismatch("heartbeat")
             return
         # No wake-up: heartbeats gather until the next step, one write per interval.
-        self._pending[hb.pc_id] = heartbeat_row(hb, self._clock())
+        now = self._clock()
+        self._pending[hb.pc_id] = heartbeat_row(hb, now)
+        for event in quarantine_events(hb, now):
+            if event.id not in self._recorded:
+                self._events.setdefault(event.id, event)
 
     async def step(self) -> None:
         await self.flush()
 
     async def flush(self) -> None:
         rows = list(self._pending.values())
+        events = list(self._events.values())
         self._pending = {}
+        self._events = {}
         if not rows:
             return
+        now = self._clock()
+
+        def write(conn: Connection) -> None:
+            agents.upsert_agents(conn, rows)
+            if events:
+                notify_events.record_events(conn, events, now)
+
         try:
-            await self._db.write(lambda conn: agents.upsert_agents(conn, rows))
+            await self._db.write(write)
             hub.publish("agents", {"pc_ids": [r["pc_id"] for r in rows]})
         except Exception:
             log.exception("heartbeat flush failed; keeping rows for the next flush", size=len(rows))
             for row in rows:  # a newer heartbeat that arrived meanwhile wins
                 self._pending.setdefault(row["pc_id"], row)
+            for event in events:
+                self._events.setdefault(event.id, event)
+            return
+        for event in events:
+            self._recorded[event.id] = None
+        while len(self._recorded) > QUARANTINES_REMEMBERED:
+            del self._recorded[next(iter(self._recorded))]
