@@ -239,7 +239,8 @@ class NotifyService:
         details = _audit_view(result) | {"changed": sorted(given)}
         await publish_audit(self._bus, "webhook.update", actor, details)
         self.on_change()  # re-enabled: its held deliveries are due
-        return webhook_view(result)
+        summary = await self._db.read(deliveries.summary_by_webhook)
+        return webhook_view(result, summary.get(webhook_id))
 
     async def delete(self, webhook_id: str, *, actor: str) -> dict[str, Any]:
         def remove(conn: Connection) -> Record | None:
