@@ -47,7 +47,12 @@ class Cursor:
 
 
 def _after(time_col: Any, key_col: Any, cursor: Cursor) -> ColumnElement[bool]:
-    return or_(time_col > cursor.at, and_(time_col == cursor.at, key_col > cursor.key))
+    # The plain range first: it is what lets the planner use the time index (an OR alone
+    # made SQLite read every completed exec).
+    return and_(
+        time_col >= cursor.at,
+        or_(time_col > cursor.at, and_(time_col == cursor.at, key_col > cursor.key)),
+    )
 
 
 # --- sources ---------------------------------------------------------------------------
@@ -112,6 +117,7 @@ def central_decisions(
         .where(
             schedule_decisions.c.result.in_(("skipped", "missed")),
             schedule_decisions.c.decided_at <= until,
+            schedule_decisions.c.decided_at >= cursor.at,
             or_(
                 schedule_decisions.c.decided_at > cursor.at,
                 and_(
