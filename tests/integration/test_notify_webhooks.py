@@ -161,9 +161,14 @@ async def test_each_event_kind_is_delivered_once_and_signed(
     assert by_kind["rollout.halted"]["details"]["wave"] == 1
     assert by_kind["schedule.skipped"]["details"]["reason"] == "frozen"
 
-    listed = (await backend.client.get("/api/notify/webhooks")).json()["items"]
-    assert listed[0]["deliveries"]["delivered"] == len(ALL) + 1
-    assert listed[0]["last_delivery"]["status_code"] == 200
+    async def recorded() -> dict[str, Any] | None:
+        # The receiver answers before the backend writes the outcome: wait for the write.
+        [hook] = (await backend.client.get("/api/notify/webhooks")).json()["items"]
+        return dict(hook) if hook["deliveries"]["delivered"] == len(ALL) + 1 else None
+
+    hook = await eventually(recorded, what="every delivery recorded as delivered")
+    assert hook["deliveries"] == {"pending": 0, "delivered": len(ALL) + 1, "failed": 0}
+    assert hook["last_delivery"]["status_code"] == 200
 
 
 async def test_a_failing_receiver_gets_it_again_with_backoff_then_a_failed_one_is_retried(
@@ -173,6 +178,12 @@ async def test_a_failing_receiver_gets_it_again_with_backoff_then_a_failed_one_i
     await _add(backend, id="ops", url=receiver.url, events=["exec.failed"])
     await backend.services.db.write(lambda c: failed_exec(c, "e1", system_clock()))
     await eventually(lambda: receiver.accepted(), what="delivered after three failures")
+
+    async def delivered() -> dict[str, Any] | None:
+        items = (await backend.client.get("/api/notify/deliveries?webhook=ops")).json()["items"]
+        return dict(items[0]) if items and items[0]["status"] == "delivered" else None
+
+    d = await eventually(delivered, what="the outcome written")
     tries = receiver.requests
     assert [r.answered for r in tries] == [500, 503, 500, 200]
     assert len({r.key for r in tries}) == 1  # the same delivery, the same idempotency key
@@ -180,10 +191,13 @@ async def test_a_failing_receiver_gets_it_again_with_backoff_then_a_failed_one_i
     gaps = [b.at - a.at for a, b in itertools.pairwise(tries)]
     for n, gap in enumerate(gaps, start=1):  # never sooner than the backoff (0.2, 0.4, 0.8 s)
         assert gap >= BASE_S * 2 ** (n - 1) - 0.05, gaps
-    [d] = (await backend.client.get("/api/notify/deliveries?webhook=ops")).json()["items"]
     assert (d["status"], d["attempts"], d["last_status_code"]) == ("delivered", 4, 200)
     assert [a["status_code"] for a in d["attempt_log"]] == [500, 503, 500, 200]
     assert d["attempt_log"][0]["error"] == "HTTP 500: receiver says no"
+    metrics = (await backend.client.get("/metrics")).text
+    assert 'kanade_notify_attempts_total{outcome="retry"} 3.0' in metrics
+    assert 'kanade_notify_attempts_total{outcome="delivered"} 1.0' in metrics
+    assert "kanade_notify_backlog 0.0" in metrics
 
     # Out of attempts (5, backoff capped at 1 s) against a port nobody listens on: failed.
     await _add(backend, id="dead", url="http://127.0.0.1:9/nobody", events=["exec.failed"])

@@ -55,6 +55,11 @@ class Metrics:
             "Operator-state changes not yet written to the broker (KV kanade_state)",
             registry=self.registry,
         )
+        self.notify_backlog = Gauge(
+            "kanade_notify_backlog",
+            "Webhook deliveries pending (not yet delivered, not failed for good)",
+            registry=self.registry,
+        )
         self.projector_lag = Gauge(
             "kanade_projector_lag_messages",
             "Messages of a consumer's stream not yet projected (pending + unacked)",
