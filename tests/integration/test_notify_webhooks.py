@@ -242,6 +242,8 @@ async def test_bad_configuration_is_refused_naming_the_field(backend: InProcessB
         assert r.status_code == 400, r.text
         assert [e["path"] for e in r.json()["errors"]] == [path], (body, r.json())
     assert (await backend.client.get("/api/notify/webhooks")).json()["items"] == []
+    kinds = (await backend.client.get("/api/notify/kinds")).json()["items"]
+    assert [k["kind"] for k in kinds] == ALL and all(k["description"] for k in kinds)
 
 
 async def test_secrets_are_never_shown_and_every_change_is_audited(

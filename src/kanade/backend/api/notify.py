@@ -20,7 +20,7 @@ from kanade.backend.api.schemas.notify import (
     WebhookPage,
 )
 from kanade.core.notify.config import WebhookPatch, WebhookSpec
-from kanade.core.notify.events import SUBSCRIBABLE
+from kanade.core.notify.events import DESCRIPTIONS, SUBSCRIBABLE
 from kanade.core.statuses import DeliveryStatus
 
 router = APIRouter(prefix="/api/notify", tags=["notify"])
@@ -29,12 +29,7 @@ router = APIRouter(prefix="/api/notify", tags=["notify"])
 @router.get("/kinds", response_model=EventKinds)
 async def event_kinds() -> dict[str, Any]:
     """The event kinds a webhook can subscribe to."""
-    return {
-        "items": [
-            {"kind": k.value, "description": (k.__doc__ or "").strip() or k.value}
-            for k in SUBSCRIBABLE
-        ]
-    }
+    return {"items": [{"kind": k.value, "description": DESCRIPTIONS[k]} for k in SUBSCRIBABLE]}
 
 
 @router.get("/webhooks", response_model=WebhookPage)

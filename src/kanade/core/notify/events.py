@@ -37,6 +37,16 @@ class EventKind(StrEnum):
 
 
 SUBSCRIBABLE: Final[tuple[EventKind, ...]] = tuple(k for k in EventKind if k != EventKind.TEST)
+DESCRIPTIONS: Final[dict[EventKind, str]] = {
+    EventKind.EXEC_FAILED: "an exec completed and at least one pc failed",
+    EventKind.SCHEDULE_SKIPPED: "a schedule's fire was skipped (window, skip date, freeze, …)",
+    EventKind.SCHEDULE_MISSED: "fires came due while nothing could fire them and were not run",
+    EventKind.AGENT_OFFLINE: "no heartbeat from an agent for longer than offline_after",
+    EventKind.ROLLOUT_HALTED: "a rollout wave exceeded its failure threshold",
+    EventKind.AGENT_QUARANTINED: "an agent's self-update quarantined a version",
+    EventKind.TEST: "a test notification",
+}
+"""What each kind means, in a line (the API's list, the dashboard's form)."""
 
 MAX_SUMMARY: Final = 300
 """Characters of an event's one-line summary."""

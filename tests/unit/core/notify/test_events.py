@@ -85,3 +85,4 @@ def test_a_group_summary_counts_the_events() -> None:
     assert ev.group_summary("agent.offline", ["a", "b"], 2) == "2 agents offline"
     assert ev.group_summary("agent.offline", ["only one"], 1) == "only one"
     assert EventKind.TEST not in ev.SUBSCRIBABLE
+    assert set(ev.DESCRIPTIONS) == set(EventKind)
