@@ -80,13 +80,13 @@ def enabled_webhooks(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def offline_thresholds(conn: Connection) -> list[float]:
-    """The distinct ``offline_after`` of enabled webhooks that subscribe to agent.offline
-    (JSON lists are filtered here, not in SQL: there are few webhooks)."""
-    return sorted(
-        {
-            float(w["offline_after_s"])
-            for w in enabled_webhooks(conn)
-            if "agent.offline" in (w["events"] or [])
-        }
-    )
+def subscriptions(conn: Connection) -> tuple[frozenset[str], list[float]]:
+    """What enabled webhooks want: the event kinds, and the distinct ``offline_after`` of
+    those that subscribe to agent.offline (JSON lists are read here, not in SQL: there are
+    few webhooks)."""
+    hooks = enabled_webhooks(conn)
+    kinds = frozenset(k for w in hooks for k in (w["events"] or []))
+    thresholds = {
+        float(w["offline_after_s"]) for w in hooks if "agent.offline" in (w["events"] or [])
+    }
+    return kinds, sorted(thresholds)

@@ -139,3 +139,16 @@ async def test_only_the_leader_detects(db: Database, clock: Clock) -> None:
     leading[0] = True
     await detector.step()
     assert [k for k, _ in await _events(db)] == ["exec.failed"]
+
+
+async def test_only_what_an_enabled_webhook_wants_is_read(db: Database, clock: Clock) -> None:
+    detector = _detector(db, clock)
+    await detector.step()  # the floor: T0
+    await db.write(lambda c: failed_exec(c, "e1", T0 + timedelta(seconds=1)))
+    clock.now = T0 + timedelta(seconds=5)
+    await detector.step()
+    assert await _events(db) == []  # no webhook: nothing is read, nothing recorded
+    await db.write(lambda c: add_webhook(c, "halts", events=["rollout.halted"]))
+    clock.now += timedelta(seconds=5)
+    await detector.step()
+    assert await _events(db) == []  # nobody wants exec.failed

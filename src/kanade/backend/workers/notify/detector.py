@@ -24,10 +24,10 @@ from sqlalchemy.engine import Connection
 from kanade.backend.store import deliveries, notify_events, projection_state
 from kanade.backend.store.database import Database
 from kanade.backend.store.notify_events import Cursor
-from kanade.backend.store.webhooks import offline_thresholds
+from kanade.backend.store.webhooks import subscriptions
 from kanade.core.instants import Clock, format_instant, parse_instant, system_clock
 from kanade.core.notify import events as ev
-from kanade.core.notify.events import Event
+from kanade.core.notify.events import Event, EventKind
 from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
@@ -57,6 +57,8 @@ class _Source:
     read: Callable[[Connection, Cursor, datetime, int], list[dict[str, Any]]]
     position: Callable[[dict[str, Any]], Cursor]
     build: Callable[[Connection, list[dict[str, Any]]], list[Event]]
+    kinds: frozenset[str] = frozenset()
+    """The event kinds it yields: it is read only while an enabled webhook wants one."""
     shift: timedelta = timedelta(0)
     """A cursor is kept in event time; the rows are read at ``time - shift`` (offline)."""
 
@@ -93,19 +95,27 @@ class NotifyDetector(Worker):
         self._batch = batch
         self._floor: datetime | None = None
         self._cursors: dict[str, Cursor] = {}
+        self._in_term = False
         self._pruned_at: datetime | None = None
 
     async def step(self) -> bool | None:
         if not self._leading():
             # A later term starts from the lookback again (another replica may have moved on).
             self._cursors.clear()
+            self._in_term = False
             return None
         now = self._clock()
         if self._floor is None:
             self._floor = await self._db.write(lambda c: notification_floor(c, now))
+        # A new term reads the lookback again; a source someone subscribed to only now starts
+        # at the overlap (a new subscription is not told the last hour).
         start = max(self._floor, now - self._lookback)
-        thresholds = await self._db.read(offline_thresholds)
-        sources = self._sources(thresholds)
+        if self._in_term:
+            start = max(start, now - OVERLAP)
+        self._in_term = True
+        kinds, thresholds = await self._db.read(subscriptions)
+        # Only what an enabled webhook wants is read: with no webhook, nothing is scanned.
+        sources = [s for s in self._sources(thresholds) if s.kinds & kinds]
         more = False
         found: list[Event] = []
         for source in sources:
@@ -145,15 +155,16 @@ class NotifyDetector(Worker):
         return _Scanned(events, Cursor(max(floor, now - OVERLAP)), full=False)
 
     def _sources(self, thresholds: Sequence[float]) -> list[_Source]:
+        fires = frozenset({EventKind.SCHEDULE_SKIPPED.value, EventKind.SCHEDULE_MISSED.value})
         sources = [
             _Source("execs", notify_events.failed_execs, _at("updated_at", "exec_id"),
-                    _failed_execs),
+                    _failed_execs, frozenset({EventKind.EXEC_FAILED.value})),
             _Source("central", notify_events.central_decisions, _at("decided_at", "id"),
-                    _central_decisions),
+                    _central_decisions, fires),
             _Source("agents", notify_events.agent_decisions, _at("recorded_at", "decision_id"),
-                    _agent_decisions),
+                    _agent_decisions, fires),
             _Source("rollouts", notify_events.halted_rollouts, _at("updated_at", "rollout_id"),
-                    _halted_rollouts),
+                    _halted_rollouts, frozenset({EventKind.ROLLOUT_HALTED.value})),
         ]  # fmt: skip
         for t in thresholds:
             threshold = timedelta(seconds=t)
@@ -163,6 +174,7 @@ class NotifyDetector(Worker):
                     notify_events.silent_agents,
                     _at("last_seen", "pc_id"),
                     functools.partial(_offline, threshold=threshold),
+                    frozenset({EventKind.AGENT_OFFLINE.value}),
                     shift=threshold,
                 )
             )
