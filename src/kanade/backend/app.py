@@ -37,6 +37,7 @@ from kanade.backend.api import health as health_routes
 from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
 from kanade.backend.api import keys as keys_routes
+from kanade.backend.api import notify as notify_routes
 from kanade.backend.api import openapi as api_openapi
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
@@ -64,6 +65,8 @@ from kanade.backend.store.migrate import upgrade
 from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
 from kanade.backend.workers.heartbeats import HeartbeatSink
+from kanade.backend.workers.notify.delivery import NotifyDelivery
+from kanade.backend.workers.notify.detector import NotifyDetector
 from kanade.backend.workers.projection.audit import AuditProjector
 from kanade.backend.workers.projection.decisions import DecisionsProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
@@ -79,6 +82,7 @@ from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock
+from kanade.core.notify.retry import RetryPolicy
 from kanade.security.authority import Authority
 from kanade.security.signing_keys import ensure_key_dir, resolve_key_dir
 from kanade.worker import Worker
@@ -292,6 +296,9 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.scheduler
             else []
         )
+        # Notifications: detected and delivered by the lease holder alone, once the
+        # database is settled (a rebuild does not re-announce history).
+        notify_tasks = _notify_workers(settings, db, services, scheduler, settled)
         log.info(
             "backend started",
             db=settings.db_url,
@@ -302,7 +309,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await cancel_and_wait([reaper_task, *rollout_tasks, *scheduler_tasks])
+            await cancel_and_wait([reaper_task, *rollout_tasks, *scheduler_tasks, *notify_tasks])
             if scheduler_tasks:
                 await scheduler.stop()  # releases the lease: a standby takes over at once
             await heartbeats.unsubscribe()
@@ -355,4 +362,45 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(keys_routes.router)
     app.include_router(scripts_routes.router)
     app.include_router(agent_releases_routes.router)
+    app.include_router(notify_routes.router)
     return app
+
+
+def _notify_workers(
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scheduler: Scheduler,
+    settled: asyncio.Event,
+) -> list[asyncio.Task[None]]:
+    """The detector and the sender, running only while this process holds the scheduler
+    lease (a process without a scheduler never delivers: another replica does)."""
+
+    def leading() -> bool:
+        return settings.scheduler and scheduler.is_leader
+
+    delivery = NotifyDelivery(
+        db,
+        leading=leading,
+        policy=RetryPolicy(
+            base_s=settings.notify_retry_base_s,
+            cap_s=settings.notify_retry_max_s,
+            max_attempts=settings.notify_max_attempts,
+        ),
+        timeout_s=settings.notify_timeout_s,
+        concurrency=settings.notify_concurrency,
+        interval_s=min(1.0, settings.notify_retry_base_s),
+        on_attempt=services.metrics.on_notify_attempt,
+    )
+    detector = NotifyDetector(
+        db,
+        leading=leading,
+        interval_s=settings.notify_scan_s,
+        lookback=timedelta(seconds=settings.notify_lookback_s),
+        keep=timedelta(seconds=settings.notify_keep_s),
+        fanned_out=delivery.wake,
+    )
+    services.notify.on_change = delivery.wake
+    return [
+        asyncio.create_task(_after(settled, w.run), name=w.label) for w in (detector, delivery)
+    ]

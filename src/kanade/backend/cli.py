@@ -86,6 +86,17 @@ def _read_secret(path: Path, option: str) -> str:
     return value
 
 
+def _positive(text: str, option: str) -> float:
+    """A duration option (``30s``, ``1h``) in seconds, longer than zero."""
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    if seconds <= 0:
+        raise typer.BadParameter("must be longer than 0s", param_hint=option)
+    return seconds
+
+
 @cli.command()
 def run(
     nats_url: str = typer.Option("nats://127.0.0.1:4222", "--nats-url", help="NATS server URL"),
@@ -194,6 +205,21 @@ def run(
         min=1024,
         help="largest script object accepted by PUT /api/scripts/NAME/VERSION",
     ),
+    notify_scan: float = typer.Option(
+        5.0, "--notify-scan", min=0.1, max=3600.0, help="seconds between notification scans"
+    ),
+    notify_retry: str = typer.Option(
+        "5s", "--notify-retry", help="wait after a failed webhook delivery; doubles each time"
+    ),
+    notify_retry_max: str = typer.Option(
+        "1h", "--notify-retry-max", help="longest wait between two delivery attempts"
+    ),
+    notify_attempts: int = typer.Option(
+        12, "--notify-attempts", min=1, max=100, help="attempts before a delivery is failed"
+    ),
+    notify_timeout: str = typer.Option(
+        "10s", "--notify-timeout", help="time a webhook has to answer one request"
+    ),
     signing_keys: Path | None = typer.Option(
         None,
         "--signing-keys",
@@ -226,6 +252,11 @@ def run(
         login_window_s = parse_duration(login_window).total_seconds()
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--token-ttl/--login-window") from None
+    retry_s = _positive(notify_retry, "--notify-retry")
+    retry_max_s = _positive(notify_retry_max, "--notify-retry-max")
+    timeout_s = _positive(notify_timeout, "--notify-timeout")
+    if retry_max_s < retry_s:
+        raise typer.BadParameter("must be at least --notify-retry", param_hint="--notify-retry-max")
     auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
     jwt_secret = os.environ.get(JWT_SECRET_ENV) or None
     if auth_token_file is not None:
@@ -261,6 +292,11 @@ def run(
         signing_keys_dir=None if signing_keys is None else str(signing_keys),
         max_body_bytes=max_body_bytes,
         max_script_bytes=max_script_bytes,
+        notify_scan_s=notify_scan,
+        notify_retry_base_s=retry_s,
+        notify_retry_max_s=retry_max_s,
+        notify_max_attempts=notify_attempts,
+        notify_timeout_s=timeout_s,
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).

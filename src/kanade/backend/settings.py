@@ -67,6 +67,18 @@ class Settings:
     # objects (PUT /api/scripts/…) are the one place a big body belongs.
     max_body_bytes: int = 4 * 1024 * 1024
     max_script_bytes: int = 16 * 1024 * 1024
+    # Notifications (docs/notifications.md): how often the detector looks for new facts,
+    # how far back it reads again after a restart or a change of leader, and how failed
+    # deliveries are retried (exponential from the base, capped, at most so many attempts);
+    # each request's timeout; how long events and finished deliveries are kept.
+    notify_scan_s: float = 5.0
+    notify_lookback_s: float = 3600.0
+    notify_retry_base_s: float = 5.0
+    notify_retry_max_s: float = 3600.0
+    notify_max_attempts: int = 12
+    notify_timeout_s: float = 10.0
+    notify_concurrency: int = 8
+    notify_keep_s: float = 7 * 86400.0
     # The broker URLs enrolled agents are told to use (default: this backend's nats_url).
     agent_nats_urls: tuple[str, ...] = ()
 

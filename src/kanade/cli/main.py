@@ -22,6 +22,7 @@ from kanade.cli.commands import (
     jetstream,
     job,
     keys,
+    notify,
     rollout,
     schedule,
     script,
@@ -77,6 +78,7 @@ def build_app() -> typer.Typer:
     app.add_typer(jetstream.app, name="jetstream")
     app.add_typer(rollout.app, name="rollout")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(notify.app, name="notify")
     return app
 
 

@@ -27,6 +27,8 @@ NOUNS = {
     "jetstream": ["setup", "status"],
     "rollout": ["list", "show", "resume", "abort"],
     "keys": ["init", "show", "rotate"],
+    "notify": ["add", "list", "show", "set", "enable", "disable", "rm", "test", "deliveries",
+               "retry"],
 }
 
 

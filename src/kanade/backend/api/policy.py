@@ -31,6 +31,10 @@ _ADMIN_PREFIXES: Final = (
     "/api/agent-releases",
 )
 
+# Readable by every role, changed only by admins: webhook secrets and where the fleet's
+# failures are announced are an admin's business (docs/notifications.md).
+_ADMIN_WRITE_PREFIXES: Final = ("/api/notify",)
+
 
 def _admin_path(path: str) -> bool:
     if any(_under(path, p) for p in _ADMIN_PREFIXES):
@@ -55,6 +59,8 @@ def required_role(method: str, path: str) -> Role | None:
     if method == "POST" and path in _SELF_POSTS:
         return "viewer"
     if _admin_path(path):
+        return "admin"
+    if method not in READ_METHODS and any(_under(path, p) for p in _ADMIN_WRITE_PREFIXES):
         return "admin"
     if _under(path, "/api"):
         return "viewer" if method in READ_METHODS else "operator"

@@ -69,6 +69,11 @@ class Metrics:
             "Operator-state changes not yet written to the broker (KV kanade_state)",
             registry=self.registry,
         )
+        self.notify_backlog = Gauge(
+            "kanade_notify_backlog",
+            "Webhook deliveries pending (not yet delivered, not failed for good)",
+            registry=self.registry,
+        )
         self.projector_lag = Gauge(
             "kanade_projector_lag_messages",
             "Messages of a consumer's stream not yet projected (pending + unacked)",
@@ -122,6 +127,19 @@ class Metrics:
             "never sent (rejected, aborted)",
             registry=self.registry,
         )
+
+        self.notify_attempts = Counter(
+            "kanade_notify_attempts",
+            "Webhook delivery attempts, by outcome: delivered, retry (due again after its "
+            "backoff) or failed (out of attempts)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("delivered", "retry", "failed"):
+            self.notify_attempts.labels(outcome=outcome)
+
+    def on_notify_attempt(self, outcome: str, n: int = 1) -> None:
+        self.notify_attempts.labels(outcome=outcome).inc(n)
 
     def on_reap(self, report: Any) -> None:
         self.reaped.inc(len(report.reaped))

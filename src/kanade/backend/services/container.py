@@ -17,6 +17,7 @@ from kanade.backend.services.execs import ExecService
 from kanade.backend.services.groups import GroupService
 from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.kills import KillService
+from kanade.backend.services.notify import NotifyService
 from kanade.backend.services.outputs import OutputService
 from kanade.backend.services.ping import PingService
 from kanade.backend.services.releases import ReleaseService
@@ -49,6 +50,7 @@ class Services:
     enrolment: EnrolmentService = field(init=False)
     scripts: ScriptService = field(init=False)
     releases: ReleaseService = field(init=False)
+    notify: NotifyService = field(init=False)
 
     def __post_init__(self) -> None:
         bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
@@ -69,6 +71,7 @@ class Services:
             agent_nats_urls=self.settings.agent_broker_urls(),
             signing_keys=self._public_keys,
         )
+        self.notify = NotifyService(self.db, bus, timeout_s=self.settings.notify_timeout_s)
 
     def _public_keys(self) -> list[dict[str, Any]]:
         """The command-signing keys an enrolling agent pins (SPEC §8.2)."""

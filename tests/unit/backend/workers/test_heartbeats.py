@@ -12,7 +12,7 @@ from typing import Any
 
 from kanade.backend.store import agents
 from kanade.backend.store.database import Database
-from kanade.backend.workers.heartbeats import HeartbeatSink, heartbeat_row
+from kanade.backend.workers.heartbeats import HeartbeatSink, heartbeat_row, quarantine_events
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Heartbeat, encode
@@ -59,6 +59,8 @@ def test_a_stopping_heartbeat_records_when_the_agent_stopped() -> None:
     assert heartbeat_row(hb, NOW)["stopped_at"] is None
     bye = hb.model_copy(update={"stopping": True})
     assert heartbeat_row(bye, NOW)["stopped_at"] == NOW  # the backend's clock, like last_seen
+
+
 def _drops() -> tuple[list[tuple[str, str]], Any]:
     seen: list[tuple[str, str]] = []
     return seen, lambda kind, reason: seen.append((kind, reason))
@@ -109,3 +111,20 @@ async def test_a_row_the_database_refuses_is_dropped_alone(db: Database) -> None
     assert sink._pending == {}  # nothing kept for a retry that would fail forever
     await sink.flush()
     assert dropped == [("heartbeat", "unwritable")]
+
+
+def test_a_quarantined_version_in_a_heartbeat_is_a_notification_event() -> None:
+    hb = Heartbeat.model_validate(
+        {"pc_id": "pc1", "agent_version": "1", "hostname": "h", "os_family": "linux",
+         "sent_at": NOW.isoformat(),
+         "update": {"state": "quarantined", "target": "2", "quarantined": ["2"],
+                    "error": "failed its start-and-connect check 3 times"}}
+    )  # fmt: skip
+    [event] = quarantine_events(hb, NOW)
+    assert event.kind == "agent.quarantined" and event.occurred_at == NOW
+    assert event.summary == (
+        "agent pc1 quarantined version 2: failed its start-and-connect check 3 times"
+    )
+    plain = Heartbeat(pc_id="pc1", agent_version="1", hostname="h", os_family="linux",
+                      sent_at=NOW)  # fmt: skip
+    assert quarantine_events(plain, NOW) == []
