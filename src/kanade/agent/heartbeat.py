@@ -27,7 +27,14 @@ from kanade import __version__
 from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.core import subjects
 from kanade.core.instants import Clock, system_clock
-from kanade.core.models.wire import MAX_BYTES, MAX_DISK_ERROR, MAX_HELD, Heartbeat, encode
+from kanade.core.models.wire import (
+    MAX_BYTES,
+    MAX_DISK_ERROR,
+    MAX_HELD,
+    AgentUpdate,
+    Heartbeat,
+    encode,
+)
 from kanade.worker import Worker
 
 _LINUX = sys.platform.startswith("linux")
@@ -95,6 +102,7 @@ class Telemetry:
         queue_length: int,
         running: int,
         schedule_set_version: str | None = None,
+        update: dict[str, Any] | None = None,
         disk: DiskHealth | None = None,
         held_messages: int = 0,
         stopping: bool = False,
@@ -115,6 +123,7 @@ class Telemetry:
             last_command_at=last_command_at,
             queue_length=queue_length,
             running=running,
+            update=AgentUpdate(**update) if update else None,
             # Bounded here as the wire model bounds them (a reader drops what it exceeds).
             disk_full=error is not None,
             disk_error=None if error is None else error[:MAX_DISK_ERROR],
@@ -141,12 +150,14 @@ class Heartbeats(Worker):
         last_command_at: Callable[[], datetime | None],
         load: Callable[[], tuple[int, int]],
         schedule_set_version: Callable[[], str | None],
+        update: Callable[[], dict[str, Any] | None] = lambda: None,
         clock: Clock = system_clock,
         disk: DiskHealth | None = None,
         held_messages: Callable[[], int] = lambda: 0,
     ) -> None:
-        """``load`` says (queue length, running); ``held_messages``: results and events
-        kept in memory because the disk would not take them."""
+        """``load`` says (queue length, running); ``update`` the self-update report;
+        ``held_messages``: results and events kept in memory because the disk would not
+        take them."""
         super().__init__(interval=interval)
         self.pc_id = pc_id
         self._connection = connection
@@ -154,12 +165,14 @@ class Heartbeats(Worker):
         self._last_command_at = last_command_at
         self._load = load
         self._schedule_set_version = schedule_set_version
+        self._update = update
         self._disk = disk
         self._held_messages = held_messages
         self._telemetry = Telemetry(clock)
         # The first heartbeat goes out once connected and re-synced (the agent sends it);
         # the loop's first one is due an interval later.
         self._first = True
+        self.last_sent_at: datetime | None = None  # `kanade-agent status` shows it
 
     def build(self, *, stopping: bool = False) -> Heartbeat:
         queue_length, running = self._load()
@@ -170,6 +183,7 @@ class Heartbeats(Worker):
             queue_length=queue_length,
             running=running,
             schedule_set_version=self._schedule_set_version(),
+            update=self._update(),
             disk=self._disk,
             held_messages=self._held_messages(),
             stopping=stopping,
@@ -187,6 +201,7 @@ class Heartbeats(Worker):
         if nc is not None and nc.is_connected:
             with contextlib.suppress(Exception):
                 await nc.publish(subjects.heartbeat_subject(self.pc_id), encode(self.build()))
+                self.last_sent_at = self._telemetry._clock()
 
     async def goodbye(self, timeout: int = 2) -> bool:
         """A clean stop's last heartbeat (``stopping``): the backend shows this agent offline

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from kanade import __version__
 from kanade.agent.containment import Containment
 from kanade.agent.control import kill_request_exec_id
 from kanade.agent.durable.diskhealth import DiskHealth
@@ -45,8 +47,10 @@ from kanade.agent.intake import (
 from kanade.agent.liveout.leases import WatchLeases
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
+from kanade.agent.service.statusfile import StatusReporter, status_path
 from kanade.agent.settings import AgentSettings
 from kanade.agent.trust import Trust
+from kanade.agent.update.state import ReleaseStatus, confirm
 from kanade.bus.connection import Bus, connect, until_closed
 from kanade.bus.credentials import BusCredentials, CredentialsError
 from kanade.bus.retry import retry
@@ -172,6 +176,11 @@ class Agent:
         )
         # Set once the command consumer is open: the agent can receive commands.
         self.ready = self.intake.ready
+        # Self-update (SPEC §3.8): the release state on disk; the updater is imported and
+        # started only when the effective target version differs from this one.
+        self.release = ReleaseStatus(data, __version__)
+        self.restart_into: Path | None = None  # set by a self-update's switch
+        self._update_task: asyncio.Task[Any] | None = None
         # The local scheduler (SPEC §3.6): fires through submit_local, learns outcomes
         # through on_finished, reports its applied set in every heartbeat.
         self.heartbeats = Heartbeats(
@@ -182,6 +191,7 @@ class Agent:
             last_command_at=lambda: self.intake.last_command_at,
             load=lambda: (self.executor.queue_length, self.executor.running),
             schedule_set_version=lambda: self.scheduler.version,
+            update=self.release.report,
             clock=clock,
             disk=self.disk,
             held_messages=lambda: self.outbox.held,
@@ -203,6 +213,14 @@ class Agent:
         )
         self.scheduler.store.disk = self.disk
         self.executor.on_finished.append(self.scheduler.on_finished)
+        # What `kanade-agent status` reads (a machine agent only: not each swarm identity).
+        self.status_file = StatusReporter(
+            status_path(data),
+            pc_id=self.pc_id,
+            connected=self._ready,
+            last_heartbeat=lambda: self.heartbeats.last_sent_at,
+            clock=clock,
+        )
 
     # --- what other parts read ----------------------------------------------------------------
     @property
@@ -261,6 +279,8 @@ class Agent:
         self._spawn(self.scheduler.run())
         self._spawn(self.heartbeats.run())
         self._spawn(LedgerPruner(self.ledger).run())
+        if self._owns_nc:
+            self._spawn(self.status_file.run())
         await self._stop.wait()
         await self._shutdown()
 
@@ -318,6 +338,7 @@ class Agent:
         return self.nc is not None and self.nc.is_connected
 
     def _on_state(self, state: str) -> None:
+        self.status_file.wake()
         if state in ("connected", "reconnected"):
             self.fleet_view.connected()
             self.outbox_drain.wake()
@@ -410,6 +431,8 @@ class Agent:
         await self._resync()
         await self.heartbeats.send()
         await self.intake.ensure_consumer()
+        if self._owns_nc:
+            confirm(self.s.data_dir, __version__)  # a switched-to version: it started for real
         await self.intake.serve()
 
     async def _credentials(self) -> BusCredentials:
@@ -476,8 +499,38 @@ class Agent:
                 self._live.retune(*self._live_cap)
         if values.get("log_level") != old.get("log_level"):
             logging.getLogger().setLevel(str(values["log_level"]).upper())
+        if self._owns_nc:  # a swarm's identities share a process: none updates it
+            self.release.on_target(
+                values.get("target_version"), values.get("target_version_jitter"),
+                self._start_update,
+            )
         if values != old:
             log.info("effective config: %s", values)
+
+    # --- self-update (SPEC §3.8) -----------------------------------------------------------------
+    def _start_update(self, target: str, jitter: float) -> None:
+        from kanade.agent.update.updater import SelfUpdater
+
+        if self._update_task is not None and not self._update_task.done():
+            if getattr(self._update_task, "kanade_target", None) == target:
+                return
+            self._update_task.cancel()
+        updater = SelfUpdater(
+            data_dir=self.s.data_dir, status=self.release, trust=self.trust,
+            connection=lambda: self.nc, argv=sys.argv[1:], switch=self._switch,
+            report=self.heartbeats.wake,
+        )
+        self._update_task = self._spawn(updater.run(target, jitter))
+        self._update_task.kanade_target = target  # type: ignore[attr-defined]
+
+    async def _switch(self, artefact: Path) -> None:
+        """Stop taking commands, let what runs finish, then stop: the process becomes
+        ``artefact`` (kanade.agent.cli). Admitted commands and queued results are on disk."""
+        await self.intake.close()
+        while self.executor.running or self.executor.queue_length:
+            await asyncio.sleep(0.5)
+        self.restart_into = artefact
+        self.stop()
 
     def _groups_changed(self) -> None:
         self._spawn(self._on_groups_changed())

@@ -22,8 +22,10 @@ from kanade.cli.commands import (
     jetstream,
     job,
     keys,
+    notify,
     rollout,
     schedule,
+    script,
     up,
 )
 from kanade.cli.commands import exec as execs
@@ -71,10 +73,12 @@ def build_app() -> typer.Typer:
     app.add_typer(freeze.app, name="freeze")
     app.add_typer(admin.user_app, name="user")
     app.add_typer(schedule.app, name="schedule")
+    app.add_typer(script.app, name="script")
     app.add_typer(bench.app, name="bench")
     app.add_typer(jetstream.app, name="jetstream")
     app.add_typer(rollout.app, name="rollout")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(notify.app, name="notify")
     return app
 
 

@@ -14,6 +14,16 @@ from typing import Annotated, Any, Final
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
+from kanade.core.bounds import (
+    MAX_BACKOFF_S,
+    MAX_CACHE_AGE_S,
+    MAX_DURATION_S,
+    MAX_JITTER_S,
+    MAX_STARTING_DEADLINE_S,
+    MAX_TIMEOUT_S,
+    duration_at_most,
+)
+
 EXAMPLES: Final = "use e.g. 500ms, 30s, 10m, 6h, 1d or 1h30m"
 
 # Longest accepted text. Real durations are a few characters; the cap keeps a hostile
@@ -38,7 +48,9 @@ _TERM: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|w|d|h|m|s)\s*", re.ASCII
 # cannot express compactly); served to editors so they flag typos as you type.
 PATTERN: Final = r"^\s*([0-9]+(\.[0-9]+)?\s*(ms|w|d|h|m|s)\s*)+$"
 
-_MAX_US: Final = timedelta.max // timedelta(microseconds=1)
+# Ten years (kanade.core.bounds.MAX_DURATION_S): no document needs more, and far from the
+# overflow of datetime arithmetic (now + 365000d is past year 9999).
+_MAX_US: Final = int(MAX_DURATION_S) * 1_000_000
 
 
 # A bounded repr: a YAML alias bomb or a deeply nested value must not cost more than
@@ -105,7 +117,9 @@ def parse_duration(text: str) -> timedelta:
     if any_nonzero and micros == 0:
         raise ValueError(f"{quoted(text)} is shorter than one microsecond")
     if micros > _MAX_US:
-        raise ValueError(f"{quoted(text)} is too long a duration")
+        raise ValueError(
+            f"{quoted(text)} is too long a duration (at most {int(MAX_DURATION_S // 86400)}d)"
+        )
     return timedelta(microseconds=micros)
 
 
@@ -146,6 +160,8 @@ def _validate(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise ValueError("a duration cannot be negative")
+        if value > timedelta(microseconds=_MAX_US):
+            raise ValueError(f"too long a duration (at most {int(MAX_DURATION_S // 86400)}d)")
         return value
     if isinstance(value, str):
         return parse_duration(value)
@@ -167,3 +183,12 @@ Duration = Annotated[
     ),
 ]
 """A non-negative duration: accepts the grammar above or a ``timedelta``, never a number."""
+
+# Durations with a tighter bound than any duration (kanade.core.bounds): the same limits
+# the wire applies to the seconds they become, so a writer never accepts what an agent
+# would refuse.
+Timeout = Annotated[Duration, duration_at_most(MAX_TIMEOUT_S)]
+Jitter = Annotated[Duration, duration_at_most(MAX_JITTER_S)]
+Backoff = Annotated[Duration, duration_at_most(MAX_BACKOFF_S)]
+CacheAge = Annotated[Duration, duration_at_most(MAX_CACHE_AGE_S)]
+StartingDeadline = Annotated[Duration, duration_at_most(MAX_STARTING_DEADLINE_S)]

@@ -102,6 +102,8 @@ def agent_permissions(pc_id: str) -> Permissions:
         # nats-py's object-store get finds the chunk stream by subject (names only)
         f"{JS_API}.STREAM.NAMES",
         *_stream_read(f"OBJ_{s.OBJ_SCRIPTS}"),
+        # agent releases (read only): a self-update downloads its target (SPEC §3.8)
+        *_stream_read(f"OBJ_{s.OBJ_RELEASES}"),
         f"{JS_API}.STREAM.INFO.OBJ_{s.OBJ_OUTPUTS}",
         f"{JS_API}.STREAM.MSG.GET.OBJ_{s.OBJ_OUTPUTS}",
         f"{JS_API}.DIRECT.GET.OBJ_{s.OBJ_OUTPUTS}.>",

@@ -19,10 +19,13 @@ from kanade.backend.services.groups import GroupService
 from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.kills import KillService
 from kanade.backend.services.live_output import LiveOutputService
+from kanade.backend.services.notify import NotifyService
 from kanade.backend.services.outputs import OutputService
 from kanade.backend.services.ping import PingService
+from kanade.backend.services.releases import ReleaseService
 from kanade.backend.services.revocations import RevocationService
 from kanade.backend.services.rollouts import RolloutService
+from kanade.backend.services.scripts import ScriptService
 from kanade.backend.settings import Settings
 from kanade.backend.store.database import Database
 
@@ -50,6 +53,9 @@ class Services:
     # Live output (SPEC §4.12): the relay of this backend's watched execs, and following one.
     live: LiveRelay = field(init=False)
     live_output: LiveOutputService = field(init=False)
+    scripts: ScriptService = field(init=False)
+    releases: ReleaseService = field(init=False)
+    notify: NotifyService = field(init=False)
 
     def __post_init__(self) -> None:
         bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
@@ -66,6 +72,8 @@ class Services:
         )
         self.metrics.live_watchers.set_function(lambda: self.live.watchers)
         self.live_output = LiveOutputService(self.db, self.live)
+        self.scripts = ScriptService(self.db, bus)
+        self.releases = ReleaseService(self.db, bus, self.agent_config)
         self.enrolment = EnrolmentService(
             self.db,
             bus,
@@ -75,6 +83,7 @@ class Services:
             agent_nats_urls=self.settings.agent_broker_urls(),
             signing_keys=self._public_keys,
         )
+        self.notify = NotifyService(self.db, bus, timeout_s=self.settings.notify_timeout_s)
 
     def _public_keys(self) -> list[dict[str, Any]]:
         """The command-signing keys an enrolling agent pins (SPEC §8.2)."""

@@ -84,6 +84,7 @@ class AuthMiddleware(HttpMiddleware):
         state = scope.setdefault("state", {})
         state["actor"] = principal.actor
         state["role"] = principal.role
+        state["principal"] = principal  # a session's id and end: what logout revokes
         token_ctx = enter_actor(principal.actor)
         try:
             await self.app(scope, receive, send)
