@@ -18,6 +18,7 @@ from kanade.backend.settings import Settings
 from kanade.backend.users_cli import users_cli
 from kanade.bus.credentials import CredentialsError
 from kanade.core.durations import parse_duration
+from kanade.core.retention import RetentionError, parse_overrides
 from kanade.security.authority import AuthorityError
 from kanade.security.signing_keys import SigningKeysError
 
@@ -158,6 +159,13 @@ def run(
         envvar="KANADE_AGENT_NATS_URLS",
         help="broker URL enrolled agents are told to use (repeatable; default --nats-url)",
     ),
+    retain: list[str] = typer.Option(
+        [],
+        "--retain",
+        metavar="FIELD=VALUE",
+        help="a retention limit (repeatable): results.max_age=60d, audit.max_rows=off, "
+        "interval=1m, batch=2000 … (docs/retention.md)",
+    ),
     signing_keys: Path | None = typer.Option(
         None,
         "--signing-keys",
@@ -185,6 +193,10 @@ def run(
         no_result_grace_s = parse_duration(no_result_grace).total_seconds()
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--no-result-grace") from None
+    try:
+        retention = parse_overrides(retain)
+    except RetentionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--retain") from None
     auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
     jwt_secret = os.environ.get(JWT_SECRET_ENV) or None
     if auth_token_file is not None:
@@ -213,6 +225,7 @@ def run(
         no_result_grace_s=no_result_grace_s,
         agent_nats_urls=tuple(u for arg in agent_nats_url for u in arg.split(",") if u),
         signing_keys_dir=None if signing_keys is None else str(signing_keys),
+        retention=retention,
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).

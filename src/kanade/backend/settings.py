@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kanade.backend.store.database import database_url
+from kanade.core.retention import DEFAULT_POLICY, Policy
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class Settings:
     approval_ttl_s: float = 24 * 3600
     approval_sweep_s: float = 5.0
     rollout_interval_s: float = 0.5
+    # Retention (SPEC §4.12): age and count limits per table, the pass interval and the
+    # batch size (kanade.core.retention; `--retain FIELD=VALUE`, docs/retention.md).
+    retention: Policy = DEFAULT_POLICY
     # The broker URLs enrolled agents are told to use (default: this backend's nats_url).
     agent_nats_urls: tuple[str, ...] = ()
 
