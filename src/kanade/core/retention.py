@@ -99,7 +99,7 @@ class Policy:
 
     limits: Mapping[str, Limit]
     interval: timedelta = timedelta(minutes=5)
-    batch: int = 1000
+    batch: int = 500
 
     def limit(self, table: str) -> Limit:
         return self.limits[table]

@@ -2,9 +2,11 @@
 count limit, in small batches, and deletes the output objects of the results it pruned.
 
 Each batch is one short write transaction (:mod:`kanade.backend.store.retention`) on the one
-writer thread the projectors use too; after each, the worker pauses for three times as long
-as the batch took, so pruning never holds more than a quarter of the writer's time and
-ingest goes on at full pace between batches (measured: docs/performance.md). The narrative:
+writer thread the projectors use too, so a projector's write waits for one batch at most.
+After a batch that made other writes wait, the worker pauses for nine times as long as the
+batch took: under a steady stream of other writes (a backlog being projected) pruning holds
+a tenth of the writer's time at most, and ingest goes on at nearly full pace (measured:
+docs/performance.md); with the writer otherwise idle it goes on at once. The narrative:
 docs/retention.md.
 """
 
@@ -29,9 +31,11 @@ from kanade.worker import Worker
 
 log = structlog.get_logger(__name__)
 
-BUSY_SHARE: Final = 0.25
-"""At most this share of the writer's time goes to pruning (pause = 3 x the batch's time)."""
+SHARE_WHEN_CONTENDED: Final = 0.1
+"""While other writes wait, at most this share of the writer's time goes to pruning (the
+pause after a batch is 9 x the time it took)."""
 MIN_PAUSE_S: Final = 0.005
+"""The least pause between batches: the event loop's other tasks run, and submit."""
 OBJECT_DELETES: Final = 16
 """Output objects deleted at once."""
 
@@ -192,8 +196,11 @@ class RetentionWorker(Worker):
             self._observer.on_retention_batch(took)
         if pruned.objects:
             await self._delete_objects(pruned.objects, report)
-        # Yield the writer: the projectors' batches queued meanwhile run now.
-        await asyncio.sleep(max(MIN_PAUSE_S, took * (1 / BUSY_SHARE - 1)))
+        # Yield the writer: the writes queued meanwhile run now, and if there were any, give
+        # them the writer for a while (they are ingest; pruning can wait).
+        contended = self._db.pending_writes > 0
+        pause = took * (1 / SHARE_WHEN_CONTENDED - 1) if contended else 0.0
+        await asyncio.sleep(max(MIN_PAUSE_S, pause))
         return pruned
 
     async def _delete_objects(self, names: list[str], report: RunReport) -> None:
