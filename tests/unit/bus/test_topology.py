@@ -20,4 +20,5 @@ def test_the_streams_keep_what_the_database_keeps() -> None:
     assert ages[subjects.STREAM_AUDIT] == limits["audit"].max_age
     assert ages[subjects.STREAM_DECISIONS] == limits["agent_schedule_decisions"].max_age
     outputs = next(o for o in OBJECT_SPECS if o.bucket == subjects.OBJ_OUTPUTS)
-    assert outputs.ttl == limits["results"].max_age.total_seconds()  # type: ignore[union-attr]
+    age = limits["results"].max_age
+    assert age is not None and outputs.ttl == age.total_seconds()

@@ -206,7 +206,8 @@ def prune_executions(
     q = select(executions.c.exec_id).where(_prunable_execs())
     if before is not None:
         q = q.where(executions.c.ended_at < before)
-    q = q.order_by(executions.c.ended_at, executions.c.created_at, executions.c.exec_id)
+    # The order of ix_executions_ended_at_deadline_at: no sort, however many rows qualify.
+    q = q.order_by(executions.c.ended_at, executions.c.deadline_at)
     ids = [str(i) for (i,) in conn.execute(q.limit(limit))]
     out = Pruned()
     if not ids:

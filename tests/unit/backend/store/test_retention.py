@@ -28,6 +28,7 @@ from kanade.backend.store.tables import (
 )
 from kanade.backend.store.tables import executions as executions_table
 from kanade.backend.store.tables import results as results_table
+from kanade.backend.store.tables import state_outbox as state_outbox_table
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=40)
@@ -145,7 +146,7 @@ def test_an_old_ended_exec_goes_with_everything_that_belongs_to_it(engine: Engin
         _rollout(conn, "done", "completed")
         exec_with_results(conn, "open", ["a"], at=OLD, ended=False)
         exec_with_results(conn, "new", ["a"], at=RECENT)
-        conn.execute(state_outbox.state_outbox.delete())
+        conn.execute(state_outbox_table.delete())
         first = store.prune_executions(conn, before=CUTOFF, limit=1, now=NOW)
         second = store.prune_executions(conn, before=CUTOFF, limit=10, now=NOW)
         third = store.prune_executions(conn, before=CUTOFF, limit=10, now=NOW)
@@ -192,13 +193,14 @@ def test_execs_over_the_count_go_oldest_ended_first(engine: Engine) -> None:
     assert left == ["e2", "e3"]
 
 
-# --- inventory history, audit --------------------------------------------------------------------
+# --- inventory history, audit ---------------------------------------------------------------
 
 
 def _history(conn: Connection, n: int, at: datetime) -> None:
     conn.execute(inventory_history.insert(), [
         {"result_id": f"h{at:%j}-{i}", "pc_id": "a", "job_id": "inv", "version": "1",
-         "facts": {"i": i}, "exec_id": "e", "observed_at": at, "recorded_at": at + timedelta(seconds=i)}
+         "facts": {"i": i}, "exec_id": "e", "observed_at": at,
+         "recorded_at": at + timedelta(seconds=i)}
         for i in range(n)
     ])  # fmt: skip
 
@@ -236,7 +238,7 @@ def test_the_audit_is_pruned_as_a_prefix(engine: Engine) -> None:
     assert through == 4
 
 
-# --- schedule decisions ----------------------------------------------------------------------------
+# --- schedule decisions -------------------------------------------------------------------
 
 
 def _decisions(conn: Connection, sid: str, n: int, at: datetime) -> None:
@@ -252,12 +254,17 @@ def test_schedule_decisions_by_age_and_per_schedule_count(engine: Engine) -> Non
         _decisions(conn, "s1", 3, OLD)
         _decisions(conn, "s1", 5, RECENT)
         _decisions(conn, "s2", 2, RECENT)
-        conn.execute(state_outbox.state_outbox.delete())
+        conn.execute(state_outbox_table.delete())
         by_age = store.prune_log_by_age(conn, "schedule_decisions", before=CUTOFF, limit=100)
         keys_after_age = outbox_keys(conn)
         by_count = store.prune_log_by_count(conn, "schedule_decisions", keep=2, limit=100)
-        per = dict(conn.execute(select(schedule_decisions.c.schedule_id, func.count())
-                                .group_by(schedule_decisions.c.schedule_id)).all())  # fmt: skip
+        per: dict[str, int] = dict(
+            conn.execute(
+                select(schedule_decisions.c.schedule_id, func.count()).group_by(
+                    schedule_decisions.c.schedule_id
+                )
+            ).all()
+        )
         stats = scheduling.stats(conn)
     assert (by_age.rows, by_age.schedules) == (3, {"s1"})
     assert keys_after_age == {"schedule.czE"}  # the schedule's document is written again
@@ -289,7 +296,7 @@ def test_agent_decisions_by_age_and_per_schedule_count(engine: Engine) -> None:
     assert not keys  # a projection: nothing in KV to follow
 
 
-# --- enrolment tokens -------------------------------------------------------------------------------
+# --- enrolment tokens ---------------------------------------------------------------------
 
 
 def test_only_spent_old_tokens_go(engine: Engine) -> None:
@@ -308,7 +315,7 @@ def test_only_spent_old_tokens_go(engine: Engine) -> None:
         token(conn, "expired", when)
         token(conn, "open", when, expires_at=NOW + timedelta(days=1))
         token(conn, "young", NOW - timedelta(days=2), used_at=NOW)
-        conn.execute(state_outbox.state_outbox.delete())
+        conn.execute(state_outbox_table.delete())
         pruned = store.prune_enroll_tokens(
             conn, before=NOW - timedelta(days=90), limit=100, now=NOW
         )

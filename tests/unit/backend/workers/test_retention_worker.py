@@ -194,7 +194,10 @@ async def test_other_writes_get_in_between_batches(db: Database) -> None:
     pass_ = asyncio.create_task(worker.run_once())
     done_while_pruning = 0
     for i in range(20):
-        await db.write(lambda c, i=i: projection_state.set_state(c, f"probe{i}", "1", NOW))
+        key = f"probe{i}"
+        await db.write(
+            lambda c, key=key: projection_state.set_state(c, key, "1", NOW)  # type: ignore[misc]
+        )
         if not pass_.done():
             done_while_pruning += 1
     report = await pass_
