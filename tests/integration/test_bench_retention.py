@@ -38,6 +38,7 @@ def test_a_small_table_is_pruned_while_results_are_ingested(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # seeding and pruning a million rows on a slow disk
 def test_ingest_keeps_its_pace_while_a_million_rows_are_pruned() -> None:
     lines = _by_name(retention.run(rows=1_000_000, results=100_000, runs=1))
     pruning = float(lines["retention.ingest_while_pruning"]["median"])  # type: ignore[arg-type]
