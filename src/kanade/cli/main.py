@@ -23,6 +23,7 @@ from kanade.cli.commands import (
     job,
     keys,
     notify,
+    retention,
     rollout,
     schedule,
     script,
@@ -62,6 +63,7 @@ def build_app() -> typer.Typer:
     app.command("approve")(rollout.approve)
     app.command("reject")(rollout.reject)
     app.command("approvals")(rollout.approvals_list)
+    app.command("retention")(retention.retention)
     # nouns
     app.add_typer(job.app, name="job")
     app.add_typer(fleet.agents_app, name="agents")
