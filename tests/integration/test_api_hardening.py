@@ -226,6 +226,7 @@ async def small_limits(
         authority_dir=authority.root,
         max_body_bytes=64 * 1024,
         max_script_bytes=128 * 1024,
+        max_release_bytes=256 * 1024,
     )
     async with in_process_backend(settings) as b:
         yield b
@@ -239,6 +240,12 @@ async def test_the_body_limits_are_settings(small_limits: InProcessBackend) -> N
     assert (await c.put("/api/scripts/s/1", content=b"x" * 100_000)).status_code == 201
     r = await c.put("/api/scripts/s/2", content=b"x" * 140_000)
     assert r.status_code == 413 and "--max-script-bytes" in r.json()["error"]
+    # An agent release (the single-file agent is ~7 MB) has a limit of its own: over the
+    # general one it still reaches the route (which refuses it as no artefact, not as size).
+    r = await c.post("/api/agent-releases", content=b"x" * 200_000)
+    assert r.status_code != 413, r.text
+    r = await c.post("/api/agent-releases", content=b"x" * 300_000)
+    assert r.status_code == 413 and "--max-release-bytes" in r.json()["error"]
 
 
 # --- 9: the contract ----------------------------------------------------------------------

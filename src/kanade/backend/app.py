@@ -364,6 +364,7 @@ def create_app(settings: Settings) -> FastAPI:
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_script_bytes=settings.max_script_bytes,
+        max_release_bytes=settings.max_release_bytes,
     )
     app.include_router(health_routes.router)
     app.include_router(jobs_routes.router)

@@ -19,6 +19,7 @@ from kanade.backend.users_cli import users_cli
 from kanade.bus.credentials import CredentialsError
 from kanade.core.bounds import MAX_INLINE_OUTPUT_BYTES, MAX_TIMEOUT_S
 from kanade.core.durations import parse_duration
+from kanade.core.releases import MAX_ARTEFACT_BYTES
 from kanade.core.retention import RetentionError, parse_overrides
 from kanade.security.authority import AuthorityError
 from kanade.security.signing_keys import SigningKeysError
@@ -206,6 +207,13 @@ def run(
         min=1024,
         help="largest script object accepted by PUT /api/scripts/NAME/VERSION",
     ),
+    max_release_bytes: int = typer.Option(
+        64 * 1024 * 1024,
+        "--max-release-bytes",
+        min=1024 * 1024,
+        max=MAX_ARTEFACT_BYTES,
+        help="largest agent release accepted by POST /api/agent-releases",
+    ),
     notify_scan: float = typer.Option(
         5.0, "--notify-scan", min=0.1, max=3600.0, help="seconds between notification scans"
     ),
@@ -304,6 +312,7 @@ def run(
         signing_keys_dir=None if signing_keys is None else str(signing_keys),
         max_body_bytes=max_body_bytes,
         max_script_bytes=max_script_bytes,
+        max_release_bytes=max_release_bytes,
         notify_scan_s=notify_scan,
         notify_retry_base_s=retry_s,
         notify_retry_max_s=retry_max_s,

@@ -68,6 +68,8 @@ class Settings:
     # objects (PUT /api/scripts/…) are the one place a big body belongs.
     max_body_bytes: int = 4 * 1024 * 1024
     max_script_bytes: int = 16 * 1024 * 1024
+    # Agent releases (POST /api/agent-releases, admin): the single-file agent is ~7 MB.
+    max_release_bytes: int = 64 * 1024 * 1024
     # Notifications (docs/notifications.md): how often the detector looks for new facts,
     # how far back it reads again after a restart or a change of leader, and how failed
     # deliveries are retried (exponential from the base, capped, at most so many attempts);

@@ -4,7 +4,9 @@ received pass the limit — so no request, authenticated or not, can make the ba
 more than the limit in memory.
 
 Outermost of the middlewares: a 400 MB body to the public login route must cost nothing.
-The script upload route has its own, larger limit (scripts too big for a command go there).
+The script upload route has its own, larger limit (scripts too big for a command go there),
+and so has publishing an agent release (an artefact of several MB: the single-file agent is
+6.6 MB).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from kanade.backend.api.middleware.base import HttpMiddleware
 from kanade.backend.errors import TooLarge
 
 SCRIPTS_PREFIX = "/api/scripts/"
+RELEASES_PATH = "/api/agent-releases"
 
 
 def too_large(limit: int, option: str, size: int | None = None) -> TooLarge:
     what = "the request body" if size is None else f"the request body ({size} bytes)"
     advice = (
         "send a smaller one"
-        if option == "--max-script-bytes"
+        if option in ("--max-script-bytes", "--max-release-bytes")
         else "send a smaller one; a script that big belongs in a script object "
         "(PUT /api/scripts/NAME/VERSION, limit --max-script-bytes)"
     )
@@ -33,16 +36,28 @@ def too_large(limit: int, option: str, size: int | None = None) -> TooLarge:
 
 
 class BodyLimitMiddleware(HttpMiddleware):
-    def __init__(self, app: object, *, max_body_bytes: int, max_script_bytes: int) -> None:
+    def __init__(
+        self,
+        app: object,
+        *,
+        max_body_bytes: int,
+        max_script_bytes: int,
+        max_release_bytes: int,
+    ) -> None:
         super().__init__(app)  # type: ignore[arg-type]
         self.max_body_bytes = max_body_bytes
         self.max_script_bytes = max_script_bytes
+        self.max_release_bytes = max_release_bytes
+
+    def _limit(self, path: str) -> tuple[int, str]:
+        if path.startswith(SCRIPTS_PREFIX):
+            return self.max_script_bytes, "--max-script-bytes"
+        if path.rstrip("/") == RELEASES_PATH:
+            return self.max_release_bytes, "--max-release-bytes"
+        return self.max_body_bytes, "--max-body-bytes"
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if str(scope["path"]).startswith(SCRIPTS_PREFIX):
-            limit, option = self.max_script_bytes, "--max-script-bytes"
-        else:
-            limit, option = self.max_body_bytes, "--max-body-bytes"
+        limit, option = self._limit(str(scope["path"]))
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             exc = too_large(limit, option, declared)
