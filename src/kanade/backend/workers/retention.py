@@ -36,6 +36,9 @@ SHARE_WHEN_CONTENDED: Final = 0.1
 pause after a batch is 9 x the time it took)."""
 MIN_PAUSE_S: Final = 0.005
 """The least pause between batches: the event loop's other tasks run, and submit."""
+MAX_PAUSE_S: Final = 10.0
+"""The longest: one batch slowed down by a stalled disk says nothing about the next ones (a
+200 s batch must not stop pruning for half an hour)."""
 OBJECT_DELETES: Final = 16
 """Output objects deleted at once."""
 
@@ -205,7 +208,7 @@ class RetentionWorker(Worker):
         # them the writer for a while (they are ingest; pruning can wait).
         contended = self._db.pending_writes > 0
         pause = took * (1 / SHARE_WHEN_CONTENDED - 1) if contended else 0.0
-        await asyncio.sleep(max(MIN_PAUSE_S, pause))
+        await asyncio.sleep(min(MAX_PAUSE_S, max(MIN_PAUSE_S, pause)))
         return pruned
 
     async def _delete_objects(self, names: list[str], report: RunReport) -> None:
