@@ -43,6 +43,13 @@ OBJECT_DELETES: Final = 16
 """Output objects deleted at once."""
 
 
+def pause_after(took: float, *, contended: bool) -> float:
+    """Seconds to wait after a batch that held the writer ``took`` seconds; ``contended``:
+    other writes were waiting for it."""
+    pause = took * (1 / SHARE_WHEN_CONTENDED - 1) if contended else 0.0
+    return min(MAX_PAUSE_S, max(MIN_PAUSE_S, pause))
+
+
 class RetentionObserver(Protocol):
     """What ``/metrics`` learns from the worker (``Metrics`` implements it)."""
 
@@ -206,9 +213,7 @@ class RetentionWorker(Worker):
             await self._delete_objects(pruned.objects, report)
         # Yield the writer: the writes queued meanwhile run now, and if there were any, give
         # them the writer for a while (they are ingest; pruning can wait).
-        contended = self._db.pending_writes > 0
-        pause = took * (1 / SHARE_WHEN_CONTENDED - 1) if contended else 0.0
-        await asyncio.sleep(min(MAX_PAUSE_S, max(MIN_PAUSE_S, pause)))
+        await asyncio.sleep(pause_after(took, contended=self._db.pending_writes > 0))
         return pruned
 
     async def _delete_objects(self, names: list[str], report: RunReport) -> None:
@@ -241,4 +246,4 @@ class RetentionWorker(Worker):
             self._observer.on_objects_deleted(done)
 
 
-__all__ = ["RetentionObserver", "RetentionWorker", "RunReport"]
+__all__ = ["RetentionObserver", "RetentionWorker", "RunReport", "pause_after"]

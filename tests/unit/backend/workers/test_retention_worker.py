@@ -27,7 +27,7 @@ from kanade.backend.store.tables import (
 )
 from kanade.backend.store.tables import executions as executions_table
 from kanade.backend.store.tables import results as results_table
-from kanade.backend.workers.retention import RetentionWorker
+from kanade.backend.workers.retention import MAX_PAUSE_S, MIN_PAUSE_S, RetentionWorker, pause_after
 from kanade.core.retention import parse_overrides
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -203,3 +203,9 @@ async def test_other_writes_get_in_between_batches(db: Database) -> None:
     report = await pass_
     assert report.pruned == {"audit": 4000} and report.batches >= 80
     assert done_while_pruning == 20  # none of them waited for the whole pass
+
+
+def test_pruning_gives_way_to_waiting_writes_within_bounds() -> None:
+    assert pause_after(0.1, contended=False) == MIN_PAUSE_S  # nobody waits: go on
+    assert pause_after(0.1, contended=True) == 0.1 * 9  # a tenth of the writer's time
+    assert pause_after(200.0, contended=True) == MAX_PAUSE_S  # a stalled disk, not a rule
