@@ -125,7 +125,10 @@ def one_run(template: Path, work: Path, *, rows: int, results: int, retain: tupl
     broker.start()
     backend = None
     try:
-        asyncio.run(publish_backlog(broker.url, probe_credentials(authority), results))
+        # One exec per 1 000 results, as a fleet's execs are (one exec of 100 000 would make
+        # every batch recount a growing exec: that, not the table, would bound the rate).
+        asyncio.run(publish_backlog(broker.url, probe_credentials(authority), results,
+                                    per_exec=PER_EXEC))  # fmt: skip
         port = free_port()
         args = [a for r in retain for a in ("--retain", r)]
         backend = Proc([str(BIN / "kanade-backend"), "run", "--nats-url", broker.url,
