@@ -11,9 +11,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, Final
 
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
 
@@ -68,8 +65,9 @@ def _seconds(s: float) -> str:
     return f"{s // 60:.0f}m{s % 60:02.0f}s"
 
 
-def _result_json(r: Mapping[str, Any]) -> dict[str, Any]:
+def _result_json(r: Mapping[str, Any], exec_id: str) -> dict[str, Any]:
     return {
+        "exec_id": exec_id,
         "pc_id": r.get("pc_id"),
         "state": result_state(r),
         "exit_code": r.get("exit_code"),
@@ -93,9 +91,20 @@ def wait_for_exec(
     :func:`wait_limit_s`); print the results; True if all ran and exited 0.
 
     On a terminal a progress bar, then every result. Otherwise (a pipe, a log, ``--json``)
-    each result is printed as it arrives, so an interrupted wait has said what it knew.
-    At the deadline the pcs still awaited are named (``error: …``) and the wait fails.
+    each result is printed as it arrives, so an interrupted wait has said what it knew,
+    with a progress line every few seconds on stderr. Results go to stdout as they arrive
+    whenever stdout is not a terminal, even with a bar on a terminal stderr. Every JSON
+    line and the closing summary name the exec. At the deadline the pcs still awaited are
+    named (``error: …``) and the wait fails.
     """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     exec_id = str(created["exec_id"])
     expected = int(created.get("expected_count") or 0)
     if expected == 0:
@@ -109,7 +118,8 @@ def wait_for_exec(
     started = time.monotonic()
     deadline = started + limit
     live_bar = not json_mode and output.err.is_terminal
-    stream = not live_bar  # no bar to watch: say each result as it arrives
+    # No bar to watch, or results read by a program: say each result as it arrives.
+    stream = not live_bar or not output.out.is_terminal
     if not json_mode:
         output.err.print(
             f"exec {exec_id}: waiting for {expected} pc(s), at most {_seconds(limit)}",
@@ -152,15 +162,16 @@ def wait_for_exec(
                     key = str(r.get("pc_id"))
                     if key not in printed:
                         printed.add(key)
-                        _emit(r, json_mode)
+                        _emit(r, json_mode, exec_id)
             if len(done) >= max(expected, len(rows)) or ex.get("status") in _ENDED_EXEC:
                 break
             now = time.monotonic()
-            if stream and not json_mode and now >= next_note:
+            if not live_bar and not json_mode and now >= next_note:
                 next_note = now + _STILL_WAITING_EVERY_S
                 waiting = [str(r.get("pc_id")) for r in rows if not _finished(r)]
                 output.err.print(
-                    f"still waiting for {len(waiting)} pc(s) after {_seconds(now - started)}: "
+                    f"{len(done)}/{max(expected, len(rows))} finished after "
+                    f"{_seconds(now - started)}; still waiting for {len(waiting)} pc(s): "
                     f"{_names(waiting)}",
                     markup=False,
                 )
@@ -168,7 +179,7 @@ def wait_for_exec(
     rows = ex.get("results", [])
     for r in rows:
         if not stream or str(r.get("pc_id")) not in printed:
-            _emit(r, json_mode)
+            _emit(r, json_mode, exec_id)
     missing = [str(r.get("pc_id")) for r in rows if not _finished(r)]
     if not rows and last_error is not None:
         output.fail(f"gave up after {_seconds(limit)}: {last_error.message}")
@@ -179,7 +190,15 @@ def wait_for_exec(
             f"{max(expected, len(rows))} pc(s): {_names(missing)}; the exec goes on — see "
             f"`kanade executions show {exec_id}`"
         )
-    return not missing and all(_ok(r) for r in rows) and len(rows) >= expected
+    ok = not missing and all(_ok(r) for r in rows) and len(rows) >= expected
+    if not json_mode and rows:
+        good = sum(1 for r in rows if _ok(r))
+        output.out.print(
+            f"exec {exec_id}: {good}/{max(expected, len(rows))} succeeded"
+            + ("" if ok else f"; details: `kanade executions show {exec_id}`"),
+            markup=False,
+        )
+    return ok
 
 
 def _names(pcs: list[str], limit: int = 20) -> str:
@@ -187,14 +206,25 @@ def _names(pcs: list[str], limit: int = 20) -> str:
     return ", ".join(pcs[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
-def _emit(r: Mapping[str, Any], json_mode: bool) -> None:
+def _emit(r: Mapping[str, Any], json_mode: bool, exec_id: str) -> None:
     if json_mode:
-        output.json_line(_result_json(r))
+        output.json_line(_result_json(r, exec_id))
     else:
         print_results([dict(r)])
 
 
+def note_beyond(note: str | None, stderr: str | None) -> str:
+    """The parts of a result's note not already in its stderr: a skipped run carries its
+    reason in both, and it is said once."""
+    if not note:
+        return ""
+    seen = stderr or ""
+    return "; ".join(p for p in note.split("; ") if p.strip() and p.strip() not in seen)
+
+
 def print_results(rows: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
+
     for r in rows:
         code = r.get("exit_code")
         state = r.get("state")
@@ -214,5 +244,6 @@ def print_results(rows: list[dict[str, Any]]) -> None:
             if text:
                 for line in text.splitlines():
                     output.out.print(f"  {'|' if key == 'stdout' else '!'} {line}", markup=False)
-        if r.get("note"):
-            output.out.print(f"  note: {r['note']}", markup=False)
+        note = note_beyond(r.get("note"), r.get("stderr"))
+        if note:
+            output.out.print(f"  note: {note}", markup=False)

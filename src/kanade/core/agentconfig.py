@@ -25,6 +25,24 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+DURATION_KEYS = frozenset({"heartbeat_interval", "target_version_jitter"})
+"""Settings in seconds: a writer also takes them in the duration grammar (``30s``, ``1m``)."""
+
+
+def from_text(key: str, value: Any) -> Any:
+    """A writer's value with a duration (``"30s"``) turned into the seconds every layer
+    stores; anything else unchanged (validated by :func:`validate_setting`)."""
+    if key not in DURATION_KEYS or not isinstance(value, str):
+        return value
+    # Imported here: the agent validates layers too, and must not load pydantic for it.
+    from kanade.core.durations import parse_duration
+
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
 def _positive_number(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValueError(f"{key}: must be a number > 0, got {value!r}")

@@ -17,7 +17,7 @@ def test_api_client_token_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     def auth_of(token: str | None = None) -> str | None:
         with ApiClient("http://h:1", token=token) as api:
-            header: str | None = api._http.headers.get("authorization")
+            header: str | None = api.headers.get("authorization")
             return header
 
     assert auth_of() == "Bearer stored"

@@ -83,8 +83,10 @@ def test_json_lines_come_as_results_arrive(capsys: pytest.CaptureFixture[str]) -
     ok = wait_for_exec(FakeApi(PENDING, done), CREATED, json_mode=True)  # type: ignore[arg-type]
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert ok and [x["pc_id"] for x in lines] == ["a", "b"]
-    assert lines[0] == {"pc_id": "a", "state": "finished", "exit_code": 0, "stdout": "hi\n",
-                        "stderr": None, "skipped": False, "note": None}  # fmt: skip
+    # Every line names its exec: `exec --wait --json` says which exec it started.
+    assert lines[0] == {"exec_id": CREATED["exec_id"], "pc_id": "a", "state": "finished",
+                        "exit_code": 0, "stdout": "hi\n", "stderr": None, "skipped": False,
+                        "note": None}  # fmt: skip
 
 
 def test_a_backend_that_stops_answering_ends_the_wait_at_its_deadline(

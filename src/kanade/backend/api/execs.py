@@ -14,23 +14,32 @@ from kanade.backend.api.schemas.requests import ExecBody, RunBody
 from kanade.backend.errors import Forbidden
 from kanade.backend.services.execution_detail import execution_detail
 from kanade.backend.store import executions
+from kanade.core.statuses import ExecStatus
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 # Bounded: an offset beyond a 64-bit integer must be a 400, not a database overflow.
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+Force = Annotated[
+    bool,
+    Query(description="send even to pcs or groups nothing knows (typos are refused otherwise), "
+          "and an ad-hoc run no alive agent matches"),
+]
 
 
 @router.post("/exec/{job_id}", status_code=201, response_model=ExecCreated)
 async def exec_job(
-    job_id: str, body: ExecBody, request: Request, services: ServicesDep
+    job_id: str, body: ExecBody, request: Request, services: ServicesDep, force: Force = False
 ) -> dict[str, Any]:
     """Dispatch a catalog job: pins its version, then publishes the commands — or, with
     ``rollout``, sends it in waves (``GET /api/rollouts/{exec_id}``); a job with
-    ``require_approval`` waits in ``awaiting_approval`` for another operator."""
+    ``require_approval`` waits in ``awaiting_approval`` for another operator. A pc or group
+    nothing knows is refused with its close matches unless ``force``; a revoked job is
+    refused."""
     if body.urgent and getattr(request.state, "role", None) != "admin":
         raise Forbidden("urgent execs (bypassing max_local_concurrent) need role admin")
+    await services.known.check_target(body.target, rollout=body.rollout, force=force)
     created = await services.execs.exec_job(
         job_id,
         body.target,
@@ -45,8 +54,11 @@ async def exec_job(
 
 
 @router.post("/run", status_code=201, response_model=ExecCreated)
-async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
-    """Run an ad-hoc script on a target (an exec of a one-off job)."""
+async def run_script(body: RunBody, services: ServicesDep, force: Force = False) -> dict[str, Any]:
+    """Run an ad-hoc script on a target (an exec of a one-off job). Refused, with nothing
+    created, when the target names a pc or group nothing knows or no alive agent matches
+    it — unless ``force``."""
+    await services.known.check_target(body.target, force=force)
     created = await services.execs.run_adhoc(
         body.script,
         body.target,
@@ -56,6 +68,7 @@ async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
         cwd=body.cwd,
         actor=current_actor(),
         starting_deadline=body.starting_deadline,
+        force=force,
     )
     services.metrics.execs.labels(kind="adhoc").inc()
     return created.to_dict()
@@ -65,7 +78,7 @@ async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
 async def list_executions(
     services: ServicesDep,
     job_id: str | None = None,
-    status: str | None = None,
+    status: ExecStatus | None = None,
     initiated_by: str | None = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     limit: Limit = 100,

@@ -17,6 +17,7 @@ from kanade.backend.services.execs import ExecService
 from kanade.backend.services.groups import GroupService
 from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.kills import KillService
+from kanade.backend.services.known import KnownNames
 from kanade.backend.services.outputs import OutputService
 from kanade.backend.services.ping import PingService
 from kanade.backend.services.revocations import RevocationService
@@ -45,6 +46,7 @@ class Services:
     groups: GroupService = field(init=False)
     outputs: OutputService = field(init=False)
     enrolment: EnrolmentService = field(init=False)
+    known: KnownNames = field(init=False)
 
     def __post_init__(self) -> None:
         bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
@@ -54,6 +56,7 @@ class Services:
         self.agent_config = AgentConfigService(self.db, bus)
         self.groups = GroupService(self.db, bus)
         self.outputs = OutputService(self.db, bus)
+        self.known = KnownNames(self.db, bus)
         self.enrolment = EnrolmentService(
             self.db,
             bus,

@@ -33,8 +33,10 @@ from kanade.backend.store import agents, executions
 from kanade.backend.store import approvals as approval_store
 from kanade.backend.store import rollouts as rollout_store
 from kanade.backend.store.database import Database
+from kanade.bus import kvcas
 from kanade.bus.connection import Bus
 from kanade.bus.publish import publish_one
+from kanade.core import subjects
 from kanade.core.approvals import DEFAULT_TTL
 from kanade.core.dispatch import Budgets, adhoc_job, build_command, command_deadline
 from kanade.core.ids import new_id
@@ -112,6 +114,7 @@ class ExecService:
     ) -> ExecCreated:
         bus = self._bus()
         job = await JobCatalog(bus).require(job_id)
+        await _refuse_revoked(bus, job_id)
         script_sha256 = await self._script_sha256(bus, job)
         # A require_approval job waits in awaiting_approval (SPEC §4.8); it is pinned when
         # approved (kanade.backend.services.approvals), not before.
@@ -143,7 +146,11 @@ class ExecService:
         cwd: str | None = None,
         actor: str = "anonymous",
         starting_deadline: timedelta | None = None,
+        force: bool = False,
     ) -> ExecCreated:
+        """An exec of a one-off job. Nobody alive to run it is a :class:`Conflict` (the
+        caller waits for results that would never come) unless ``force``: the command
+        then waits in the stream for targeted agents that come back."""
         bus = self._bus()
         exec_id = new_id()
         try:
@@ -162,6 +169,7 @@ class ExecService:
             starting_deadline=starting_deadline,
             actor=actor,
             script_sha256=None,
+            refuse_empty=not force,
         )
 
     async def _script_sha256(self, bus: Bus, job: JobManifest) -> str | None:
@@ -189,11 +197,18 @@ class ExecService:
         rollout: Rollout | None = None,
         urgent: bool = False,
         awaiting_approval: bool = False,
+        refuse_empty: bool = False,
     ) -> ExecCreated:
         now = self._clock()
         request_id = new_id()
         alive = await self._db.read(lambda conn: agents.alive_agents(conn, now))
         pcs = expected_pcs(target, alive)
+        if refuse_empty and not pcs:
+            raise Conflict(
+                f"no alive agent matches the target ({target.describe()}); nothing was sent",
+                target=target.describe(),
+                overridable_by="force",
+            )
         command = build_command(
             job,
             exec_id=exec_id,
@@ -301,3 +316,20 @@ class ExecService:
             # The commands are out: failing the request now would invite a retry that
             # runs the job twice. Log loudly instead.
             log.exception("audit record not written", exec_id=record.exec_id)
+
+
+async def _refuse_revoked(bus: Bus, job_id: str) -> None:
+    """A revoked job is not dispatched: every agent would skip it (126) — say so now, with
+    the way out, instead of sending a command that only produces skips."""
+    kv = await bus.kv(subjects.KV_REVOCATIONS)
+    current = await kvcas.read(kv, job_id)
+    if current.value is None:
+        return
+    record = kvcas.json_or(current.value, {})
+    reason = record.get("reason") if isinstance(record, dict) else None
+    raise Conflict(
+        f"job {job_id!r} is revoked{f' ({reason})' if reason else ''}: every agent would "
+        f"skip it (exit 126); lift the revocation first with `kanade unrevoke {job_id}`",
+        job_id=job_id,
+        revoked=True,
+    )

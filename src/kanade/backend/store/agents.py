@@ -72,6 +72,16 @@ def list_agents(conn: Connection) -> list[Record]:
     return [dict(r) for r in conn.execute(select(agents).order_by(agents.c.pc_id)).mappings()]
 
 
+def names(conn: Connection) -> tuple[set[str], set[str]]:
+    """Every pc that ever reported, and every group one of them reports (typo checks)."""
+    pcs: set[str] = set()
+    groups: set[str] = set()
+    for pc_id, gs in conn.execute(select(agents.c.pc_id, agents.c.groups)):
+        pcs.add(str(pc_id))
+        groups.update(str(g) for g in gs or [])
+    return pcs, groups
+
+
 def page_agents(
     conn: Connection,
     *,
@@ -108,7 +118,7 @@ _AGENT_UPDATE_COLUMNS = (
     "hostname", "agent_version", "os_family", "os_version", "boot_time", "cpu_percent",
     "rss_bytes", "groups", "schedule_set_version", "last_command_at", "queue_length",
     "running", "disk_full", "disk_error", "disk_free_bytes", "held_messages", "last_seen",
-    "stopped_at",
+    "stopped_at", "local_config", "static_groups",
 )  # fmt: skip
 
 

@@ -119,6 +119,11 @@ def get_enrolled(conn: Connection, pc_id: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
+def enrolled_ids(conn: Connection) -> set[str]:
+    """Every enrolled pc id (revoked ones too: they are known names)."""
+    return {str(r) for r in conn.execute(select(enrolled_agents.c.pc_id)).scalars()}
+
+
 def list_enrolled(conn: Connection) -> list[dict[str, Any]]:
     q = select(enrolled_agents).order_by(enrolled_agents.c.pc_id)
     return [dict(r) for r in conn.execute(q).mappings()]

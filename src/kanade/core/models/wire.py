@@ -9,7 +9,7 @@ wire are plain seconds (floats): the human grammar lives only in documents.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 
@@ -24,6 +24,17 @@ WIRE_SCHEMA = 1
 MAX_DISK_ERROR = 200
 MAX_BYTES = 2**63 - 1
 MAX_HELD = 10**9
+MAX_LOCAL_SETTINGS = 16
+MAX_STATIC_GROUPS = 256
+SettingName = Annotated[str, Field(min_length=1, max_length=64)]
+SettingValue = (
+    Annotated[int, Field(strict=True, ge=-MAX_BYTES, le=MAX_BYTES)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, Field(max_length=64)]
+)
+"""A local setting's value on the wire: bounded by the writer (the agent) and the reader
+(the model); what it means is checked where layers are merged
+(:func:`kanade.core.agentconfig.effective_config`)."""
 
 
 class StalenessWire(WireModel):
@@ -147,6 +158,16 @@ class Heartbeat(WireModel):
     disk_free_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     held_messages: int = Field(default=0, ge=0, le=MAX_HELD)
     sent_at: datetime
+    # What the agent was started with (flags, config file) where it differs from the
+    # built-in defaults: the base its KV config layers apply over (SPEC §3.7).
+    local_config: dict[SettingName, SettingValue] | None = Field(
+        default=None, max_length=MAX_LOCAL_SETTINGS
+    )
+    # The groups of its own --group flags / config file (a subset of ``groups``): no KV
+    # change removes them, and the backend says so when asked to.
+    static_groups: list[Annotated[str, Field(max_length=128)]] | None = Field(
+        default=None, max_length=MAX_STATIC_GROUPS
+    )
     # The agent's last word on a clean stop (SIGTERM, service stop): it is offline from
     # now on, not alive until its heartbeats are missed (SPEC §4.3).
     stopping: bool = False

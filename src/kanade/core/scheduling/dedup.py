@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
+from kanade.core.durations import format_duration
 from kanade.core.instants import format_instant
 from kanade.core.scheduling.lowering import DedupMode, Plan
 from kanade.core.scheduling.timezones import to_utc
@@ -130,10 +131,11 @@ class PcDecision:
     def detail(self) -> str:
         at = "" if self.at is None else format_instant(self.at)
         until = "" if self.until is None else format_instant(self.until)
-        within = "" if self.every is None else f" (within {self.every})"
+        every = "" if self.every is None else format_duration(self.every)
+        within = "" if self.every is None else f" (within {every})"
         texts: dict[str, str] = {
             "never_succeeded": "never succeeded",
-            "every_elapsed": f"last success at {at}, at least {self.every} ago",
+            "every_elapsed": f"last success at {at}, at least {every} ago",
             "no_member_succeeded": "no member succeeded",
             "offline": _OFFLINE_DETAIL,
             "dispatched": f"dispatched at {at}, not reported; not fired again before {until}",
