@@ -33,8 +33,9 @@ class PingService:
             # not "no answer in <timeout>" after a fraction of it.
             elapsed = loop.time() - t0
             raise TimedOut(
-                f"{pc_id} is not connected: the broker has no listener for it (answered in "
-                f"{elapsed:.2f} s); see `kanade agents show {pc_id}` for when it was last seen",
+                f"{pc_id} is not connected: the broker answered in {elapsed:.2f} s that "
+                f"nothing listens for it; `kanade agents show {pc_id}` says when it was last "
+                "seen",
                 pc_id=pc_id,
                 timeout=timeout,
                 elapsed_s=round(elapsed, 3),
