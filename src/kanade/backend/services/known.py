@@ -3,13 +3,17 @@ is checked against what the backend knows, and an unknown one is refused with it
 matches (:mod:`kanade.core.names`) unless the caller insists (``force``).
 
 Known pcs: every pc that ever sent a heartbeat (offline ones included), enrolled pcs and
-pcs with a KV group membership. Known groups: those in KV and those agents report (their
-``--group`` flags). Known jobs: the catalog.
+pcs with a KV group membership. Known groups: those agents report (their ``--group`` flags
+and KV membership) and those in KV. Known jobs: the catalog.
+
+Cheap on the dispatch path: the names a request gives are looked up directly (an indexed
+query, a KV get per pc); only a name found nowhere costs a scan — of everything known,
+for the close matches of the refusal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -20,6 +24,7 @@ from kanade.backend.errors import Invalid, UnknownName
 from kanade.backend.services.base import Service
 from kanade.backend.store import agents, enrolment
 from kanade.bus import kvcas
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout
@@ -35,16 +40,8 @@ class Known:
 
 class KnownNames(Service):
     async def fleet(self) -> Known:
-        """The pcs and groups this backend knows of."""
-        bus = self._bus()
-        kv = await bus.kv(subjects.KV_GROUPS)
-        kv_pcs: set[str] = set()
-        kv_groups: set[str] = set()
-        for key in await kvcas.keys(kv):
-            names = group_list((await kvcas.read(kv, key)).value)
-            if names:
-                kv_pcs.add(key)
-                kv_groups.update(names)
+        """Every pc and group this backend knows of (the slow path: a refusal's matches)."""
+        kv_pcs, kv_groups = await self._kv_membership()
 
         def read(conn: Connection) -> tuple[set[str], set[str], set[str]]:
             pcs, groups = agents.names(conn)
@@ -52,6 +49,44 @@ class KnownNames(Service):
 
         pcs, groups, enrolled = await self._db.read(read)
         return Known(frozenset(pcs | enrolled | kv_pcs), frozenset(groups | kv_groups))
+
+    async def _kv_membership(self) -> tuple[set[str], set[str]]:
+        """Pcs with a KV membership, and every group one holds (one pass over the bucket)."""
+        pcs: set[str] = set()
+        groups: set[str] = set()
+        snapshot = await kv_snapshot(self._bus().js, subjects.KV_GROUPS)
+        for key, (raw, _) in snapshot.items():
+            names = group_list(raw)
+            if names:
+                pcs.add(key)
+                groups.update(names)
+        return pcs, groups
+
+    async def _unknown_pcs(self, names: Iterable[str]) -> set[str]:
+        """Those of ``names`` no heartbeat, enrolment or KV membership knows."""
+        wanted = set(names)
+        if not wanted:
+            return set()
+        found = await self._db.read(
+            lambda conn: agents.existing(conn, wanted) | enrolment.existing(conn, wanted)
+        )
+        missing = wanted - found
+        if missing:
+            kv = await self._bus().kv(subjects.KV_GROUPS)
+            for pc in list(missing):
+                if group_list((await kvcas.read(kv, pc)).value):
+                    missing.discard(pc)
+        return missing
+
+    async def _unknown_groups(self, names: Iterable[str]) -> set[str]:
+        """Those of ``names`` no agent reports and no KV membership holds."""
+        wanted = set(names)
+        if not wanted:
+            return set()
+        missing = wanted - await self._db.read(agents.reported_groups)
+        if missing:
+            missing -= (await self._kv_membership())[1]
+        return missing
 
     async def check_target(
         self, target: Target, *, rollout: Rollout | None = None, force: bool = False
@@ -61,7 +96,11 @@ class KnownNames(Service):
         if force:
             return
         waves = rollout.waves if rollout is not None else []
-        if not (target.pcs or target.groups or any(w.group or w.pcs for w in waves)):
+        pcs = [*target.pcs, *(pc for w in waves for pc in w.pcs or [])]
+        groups = [*target.groups, *(w.group for w in waves if w.group)]
+        bad_pcs = await self._unknown_pcs(pcs)
+        bad_groups = await self._unknown_groups(groups)
+        if not (bad_pcs or bad_groups):
             return
         known = await self.fleet()
         found = [
@@ -77,7 +116,7 @@ class KnownNames(Service):
 
     async def check_pcs(self, pcs: Sequence[str], path: str, *, force: bool = False) -> None:
         """Refuse pc ids nothing knows, unless ``force``."""
-        if force or not pcs:
+        if force or not await self._unknown_pcs(pcs):
             return
         known = await self.fleet()
         refuse(unknown_names("pc", path, list(pcs), known.pcs))
@@ -97,11 +136,14 @@ class KnownNames(Service):
         if force:
             return
         if kind == "job":
-            known: frozenset[str] = frozenset(await kv_keys(self._bus(), subjects.KV_JOBS))
+            jobs = await kv_keys(self._bus(), subjects.KV_JOBS)
+            u = unknown_name(kind, path, name, jobs)
         else:
+            lookup = self._unknown_pcs if kind == "pc" else self._unknown_groups
+            if not await lookup([name]):
+                return
             fleet = await self.fleet()
-            known = fleet.pcs if kind == "pc" else fleet.groups
-        u = unknown_name(kind, path, name, known)
+            u = unknown_name(kind, path, name, fleet.pcs if kind == "pc" else fleet.groups)
         refuse([u] if u else [], overridable=overridable)
 
 

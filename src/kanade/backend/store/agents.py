@@ -8,7 +8,7 @@ that filters or counts agents by liveness goes through it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +70,23 @@ def alive_agents(conn: Connection, now: datetime) -> list[tuple[str, list[str]]]
 
 def list_agents(conn: Connection) -> list[Record]:
     return [dict(r) for r in conn.execute(select(agents).order_by(agents.c.pc_id)).mappings()]
+
+
+def existing(conn: Connection, pc_ids: Iterable[str]) -> set[str]:
+    """Those of ``pc_ids`` that ever reported (one indexed query)."""
+    wanted = sorted(set(pc_ids))
+    if not wanted:
+        return set()
+    q = select(agents.c.pc_id).where(agents.c.pc_id.in_(wanted))
+    return {str(r) for r in conn.execute(q).scalars()}
+
+
+def reported_groups(conn: Connection) -> set[str]:
+    """Every group some agent reports in its heartbeats."""
+    out: set[str] = set()
+    for gs in conn.execute(select(agents.c.groups)).scalars():
+        out.update(str(g) for g in gs or [])
+    return out
 
 
 def names(conn: Connection) -> tuple[set[str], set[str]]:
