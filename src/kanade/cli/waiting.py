@@ -20,6 +20,8 @@ GRACE_S: Final = 30.0
 _DEFAULT_TIMEOUT_S: Final = 3600.0
 _REQUEST_TIMEOUT_S: Final = 15.0
 _STILL_WAITING_EVERY_S: Final = 10.0
+_FIRST_NOTE_S: Final = 3.0
+"""Off a terminal, the first progress line comes this soon (then every 10 s)."""
 _DONE_STATES: Final = frozenset({"finished", "reaped", "no_result"})
 _ENDED_EXEC: Final = frozenset({"rejected"})  # nothing was ever sent: nothing to wait for
 
@@ -128,7 +130,7 @@ def wait_for_exec(
     ex: dict[str, Any] = {}
     printed: set[str] = set()
     last_error: CliError | None = None
-    next_note = started + _STILL_WAITING_EVERY_S
+    next_note = started + _FIRST_NOTE_S
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
