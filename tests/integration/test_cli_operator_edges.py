@@ -199,7 +199,11 @@ def test_results_reach_a_piped_stdout_as_they_arrive_with_a_bar_on_a_terminal(
 
         os.set_blocking(main_fd, False)
         wait_until(first_result, "the first result on stdout", timeout=30)
-        assert proc.poll() is None  # printed while the others still run
+        first_at = time.monotonic()
+        wait_until(lambda: first_result() and proc.poll() is not None, "kanade ended",
+                   timeout=30)  # fmt: skip
+        # Printed as it arrived: well before the others, which slept 6 s, ended the run.
+        assert time.monotonic() - first_at > 3, seen
     finally:
         proc.kill()
         proc.wait(10)
