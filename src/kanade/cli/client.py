@@ -224,7 +224,7 @@ class ApiClient:
         except (OSError, http.client.HTTPException) as exc:
             raise CliError(f"request to {self.url}{path} failed: {exc!r}") from None
         if status >= 400:
-            raise _error_for(status, reason, data, self.options)
+            raise error_for(status, reason, data, self.options)
         return status, data
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -263,7 +263,7 @@ def _clean(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _error_for(status: int, reason: str, data: bytes, options: Mapping[str, str]) -> CliError:
+def error_for(status: int, reason: str, data: bytes, options: Mapping[str, str]) -> CliError:
     try:
         body: Any = jsonlib.loads(data)
     except ValueError:

@@ -86,7 +86,8 @@ def reconcile_next_fire(
     if not decisions:
         return NextFire(None, "no targeted pc has reported yet; it fires when one does")
     if any(d.would_fire for d in decisions):
-        return NextFire(_first_poll_from(plan, now, local_tz, freeze))
+        upcoming = next_gated(plan, now, local_tz, 1, freeze)
+        return NextFire(upcoming[0] if upcoming else None)
     due: list[datetime] = []
     for d in decisions:
         if d.reason in ("succeeded_recently", "dispatched") and d.until is not None:
