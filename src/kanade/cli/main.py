@@ -110,6 +110,10 @@ def main() -> None:
     command = typer.main.get_command(app)
     from typer._click.exceptions import ClickException
 
+    from kanade.cli.lean import install
+
+    install()
+
     try:
         code = command.main(args=args, prog_name="kanade", standalone_mode=False)
     except ClickException as exc:  # a usage error: exit 2, in JSON under --json

@@ -72,21 +72,12 @@ def size(n: Any) -> str:
 
 
 def duration(seconds: float) -> str:
-    """Seconds in the duration grammar: ``30.0`` → ``30s``, ``90`` → ``1m30s``,
-    ``0.5`` → ``500ms``. (``kanade.core.durations.format_duration`` says the same but
-    loads pydantic, which most verbs never need: start-up time.)"""
-    if seconds == 0:
-        return "0s"
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    if not float(seconds).is_integer() or seconds < 60:
-        return f"{seconds:g}s"
-    whole, parts = int(seconds), []
-    for unit, length in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        n, whole = divmod(whole, length)
-        if n:
-            parts.append(f"{n}{unit}")
-    return "".join(parts)
+    """Seconds in the duration grammar: ``30.0`` → ``30s``, ``90`` → ``1m30s``."""
+    from datetime import timedelta
+
+    from kanade.core.duration_text import format_duration
+
+    return format_duration(timedelta(seconds=seconds))
 
 
 def cell(value: Any) -> str:

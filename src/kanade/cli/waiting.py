@@ -99,13 +99,6 @@ def wait_for_exec(
     line and the closing summary name the exec. At the deadline the pcs still awaited are
     named (``error: …``) and the wait fails.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
     exec_id = str(created["exec_id"])
     expected = int(created.get("expected_count") or 0)
@@ -131,15 +124,7 @@ def wait_for_exec(
     printed: set[str] = set()
     last_error: CliError | None = None
     next_note = started + _FIRST_NOTE_S
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=output.err,
-        transient=True,
-        disable=not live_bar,
-    ) as progress:
+    with _progress(live_bar) as progress:
         task = progress.add_task(f"exec {exec_id[:12]}", total=expected)
         while True:
             remaining = deadline - time.monotonic()
@@ -201,6 +186,45 @@ def wait_for_exec(
             markup=False,
         )
     return ok
+
+
+class _NoBar:
+    """The bar's interface when there is no bar (and no rich to import for it)."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: int) -> int:
+        return 0
+
+    def update(self, task: int, completed: int) -> None:
+        return None
+
+
+def _progress(live: bool) -> Any:
+    """A live bar on the terminal, else a stand-in: off a terminal (and under --json) rich
+    is never imported (start-up time)."""
+    if not live:
+        return _NoBar()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=output.err,
+        transient=True,
+    )
 
 
 def _names(pcs: list[str], limit: int = 20) -> str:

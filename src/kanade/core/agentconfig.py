@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kanade.core.duration_text import parse_duration
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 DEFAULTS: dict[str, Any] = {
@@ -34,9 +36,6 @@ def from_text(key: str, value: Any) -> Any:
     stores; anything else unchanged (validated by :func:`validate_setting`)."""
     if key not in DURATION_KEYS or not isinstance(value, str):
         return value
-    # Imported here: the agent validates layers too, and must not load pydantic for it.
-    from kanade.core.durations import parse_duration
-
     try:
         return parse_duration(value).total_seconds()
     except ValueError as exc:

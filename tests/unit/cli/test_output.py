@@ -43,7 +43,7 @@ def test_byte_counts_and_durations_for_people() -> None:
     assert output.size(None) == ""
     assert output.duration(30.0) == "30s" and output.duration(90) == "1m30s"
     assert output.duration(3600) == "1h" and output.duration(0.5) == "500ms"
-    assert output.duration(0) == "0s" and output.duration(1.5) == "1.5s"
+    assert output.duration(0) == "0s" and output.duration(1.5) == "1s500ms"
 
 
 def test_a_piped_table_is_not_folded_at_80_columns(

@@ -53,7 +53,7 @@ MaxWaitOpt = Annotated[
 def duration_s(text: str, option: str) -> float:
     """``text`` in the duration grammar (``30s``, ``1h30m``), in seconds; a clear error
     naming ``option`` otherwise."""
-    from kanade.core.durations import parse_duration  # pydantic: only for verbs using it
+    from kanade.core.duration_text import parse_duration
 
     try:
         return parse_duration(text).total_seconds()
