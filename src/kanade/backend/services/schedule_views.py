@@ -23,7 +23,7 @@ from kanade.core.scheduling import (
     preview,
     schedule_set_version,
 )
-from kanade.core.scheduling.dedup import PcDecision
+from kanade.core.scheduling.dedup import NextDue, next_due
 from kanade.core.scheduling.preview import Preview
 from kanade.core.scheduling.timezones import zone_name
 
@@ -71,42 +71,50 @@ def _first_poll_from(
 
 
 def reconcile_next_fire(
-    plan: Plan,
-    decisions: Sequence[PcDecision],
-    *,
-    now: datetime,
-    local_tz: tzinfo,
-    freeze: Freeze | None,
+    plan: Plan, due: NextDue, *, now: datetime, local_tz: tzinfo, freeze: Freeze | None
 ) -> NextFire:
     """When a reconcile schedule really fires next: its next poll only if some targeted
-    pc is due at it; else the poll at which the earliest pc becomes due again (its last
+    pc is due now; else the poll at which the earliest pc becomes due again (its last
     success plus ``every``, or its dispatch mark ending); else none, saying why (every pc
     ran it once, pcs offline, nobody targeted). A bare "next poll" would promise a fire
     every minute that never happens."""
-    if not decisions:
+    if not due.targeted:
         return NextFire(None, "no targeted pc has reported yet; it fires when one does")
-    if any(d.would_fire for d in decisions):
+    if due.now:
         upcoming = next_gated(plan, now, local_tz, 1, freeze)
         return NextFire(upcoming[0] if upcoming else None)
-    due: list[datetime] = []
-    for d in decisions:
-        if d.reason in ("succeeded_recently", "dispatched") and d.until is not None:
-            due.append(d.until)
-        elif d.reason == "member_succeeded" and d.every is not None and d.at is not None:
-            due.append(d.at + d.every)
-    offline = sum(1 for d in decisions if d.reason == "offline")
-    waiting = f"; {offline} offline pc(s) fire when they come back" if offline else ""
-    if due:
-        return NextFire(_first_poll_from(plan, max(now, min(due)), local_tz, freeze),
+    waiting = f"; {due.offline} offline pc(s) fire when they come back" if due.offline else ""
+    if due.at is not None:
+        return NextFire(_first_poll_from(plan, max(now, due.at), local_tz, freeze),
                         f"when the earliest pc is due again{waiting}")
-    if offline:
-        return NextFire(None, f"nothing due now; {offline} offline pc(s) fire when they come "
-                              "back")
+    if due.offline:
+        return NextFire(None, f"nothing due now; {due.offline} offline pc(s) fire when they "
+                              "come back")
     if plan.dedup is not None and plan.dedup.scope == "per_target":
         return NextFire(None, "done: a member succeeded (once); it fires again only if "
                               "the schedule is replaced")
     return NextFire(None, "done: every targeted pc succeeded once; a pc that joins the "
                           "target fires")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every agent's groups, and which agents are alive, read once for many schedules."""
+
+    groups: dict[str, list[str]]
+    alive: frozenset[str]
+
+    @classmethod
+    def of(cls, agents: Iterable[Mapping[str, Any]], now: datetime) -> Fleet:
+        known = {str(a["pc_id"]): a for a in agents}
+        alive = frozenset(
+            pc
+            for pc, a in known.items()
+            if a.get("last_seen")
+            and agent_status(a["last_seen"], now, stopped=a.get("stopped_at") is not None)
+            == "alive"
+        )
+        return cls({pc: list(a.get("groups") or []) for pc, a in known.items()}, alive)
 
 
 def reconcile_decisions(
@@ -116,23 +124,15 @@ def reconcile_decisions(
     now: datetime,
     local_tz: tzinfo,
     freeze: Freeze | None,
-    agents: Iterable[Mapping[str, Any]],
+    fleet: Fleet,
     facts: ReconcileFacts | None,
     marks: Mapping[str, DispatchMark],
-) -> tuple[list[str], set[str], Preview]:
-    """The targeted pcs, the alive ones among them, and the preview at ``now`` without
-    fire times: for reconcile shapes, what a poll decides for each pc."""
+) -> tuple[list[str], Preview]:
+    """The targeted pcs and the preview at ``now`` without fire times: for reconcile shapes,
+    what a poll decides for each pc."""
     target = schedule.target
-    known = {str(a["pc_id"]): a for a in agents}
-    alive = {
-        pc
-        for pc, a in known.items()
-        if a.get("last_seen")
-        and agent_status(a["last_seen"], now, stopped=a.get("stopped_at") is not None)
-        == "alive"
-    }
     pcs = sorted(
-        {pc for pc, a in known.items() if target.matches(pc, a.get("groups") or [])}
+        {pc for pc, groups in fleet.groups.items() if target.matches(pc, groups)}
         | set(target.pcs)
     )
     facts = facts or ReconcileFacts({}, {})
@@ -143,12 +143,36 @@ def reconcile_decisions(
         n=0,
         freeze=freeze,
         pcs=pcs if plan.is_reconcile else (),
-        alive=alive,
+        alive=fleet.alive,
         last_success=facts.last_success,
         marks=marks,
         last_results=facts.last_result,
     )
-    return pcs, alive, result
+    return pcs, result
+
+
+def reconcile_due(
+    schedule: Schedule,
+    plan: Plan,
+    *,
+    now: datetime,
+    fleet: Fleet,
+    facts: ReconcileFacts | None,
+    marks: Mapping[str, DispatchMark],
+) -> NextDue | None:
+    """When a reconcile schedule next has a pc to fire (None for calendar and cron)."""
+    mode = plan.dedup
+    if mode is None:
+        return None
+    target = schedule.target
+    if target.all:
+        pcs = set(fleet.groups)
+    else:
+        pcs = {pc for pc, groups in fleet.groups.items() if target.matches(pc, groups)}
+    facts = facts or ReconcileFacts({}, {})
+    return next_due(mode, pcs | set(target.pcs), now=now, alive=fleet.alive,
+                    last_success=facts.last_success, marks=marks,
+                    last_results=facts.last_result)  # fmt: skip
 
 
 def schedule_status(
@@ -159,16 +183,16 @@ def schedule_status(
     local_tz: tzinfo,
     freeze: Freeze | None,
     reconcile_poll: timedelta = RECONCILE_POLL,
-    decisions: Sequence[PcDecision] | None = None,
+    due: NextDue | None = None,
 ) -> dict[str, Any]:
     """Next fire (gated: window, skip dates, freeze, active), last fire and counters. For a
-    reconcile shape with its per-pc ``decisions``, the next fire is when a pc really is
-    due (:func:`reconcile_next_fire`), not merely the next poll."""
+    reconcile shape with its ``due`` (:func:`reconcile_due`), the next fire is when a pc
+    really is due (:func:`reconcile_next_fire`), not merely the next poll."""
     plan = lower(schedule, reconcile_poll=reconcile_poll)
     tz = plan.zone(local_tz)
     note: str | None = None
-    if plan.is_reconcile and decisions is not None and schedule.enabled:
-        found = reconcile_next_fire(plan, decisions, now=now, local_tz=local_tz, freeze=freeze)
+    if plan.is_reconcile and due is not None and schedule.enabled:
+        found = reconcile_next_fire(plan, due, now=now, local_tz=local_tz, freeze=freeze)
         nxt, note = found.at, found.note
     else:
         upcoming = next_gated(plan, now, local_tz, 1, freeze)
@@ -267,11 +291,12 @@ def schedule_preview(
     the reason (alive, dispatched, last success)."""
     plan = lower(schedule, reconcile_poll=reconcile_poll)
     facts = facts or ReconcileFacts({}, {})
-    pcs, alive, result = reconcile_decisions(
-        schedule, plan, now=now, local_tz=local_tz, freeze=freeze, agents=agents, facts=facts,
+    fleet = Fleet.of(agents, now)
+    alive = fleet.alive
+    pcs, result = reconcile_decisions(
+        schedule, plan, now=now, local_tz=local_tz, freeze=freeze, fleet=fleet, facts=facts,
         marks=marks,
     )
-    decisions = result.pcs
     body = result.to_dict()
     tz = plan.zone(local_tz)
     # A disabled schedule previews the times it would fire once enabled, each marked:
@@ -283,8 +308,9 @@ def schedule_preview(
         {"utc": format_instant(t), "local": format_local(t, tz), "disabled": not schedule.enabled}
         for t in next_gated(timing, now, local_tz, n, freeze, max_scan=max(STATUS_SCAN, 50 * n))
     ]
-    if plan.is_reconcile and schedule.enabled:
-        found = reconcile_next_fire(plan, decisions, now=now, local_tz=local_tz, freeze=freeze)
+    due = reconcile_due(schedule, plan, now=now, fleet=fleet, facts=facts, marks=marks)
+    if due is not None and schedule.enabled:
+        found = reconcile_next_fire(plan, due, now=now, local_tz=local_tz, freeze=freeze)
         body["next_fire"] = format_optional(found.at)
         body["next_fire_note"] = found.note
     body["frozen"] = freeze is not None and freeze.covers(now)

@@ -105,22 +105,20 @@ class ScheduleService:
         marks: dict[str, Any] = {}
         if reconcile:
             marks = await state.load_marks(bus, reconcile[0] if len(reconcile) == 1 else None)
+        fleet = views.Fleet.of(agents, now)
         out: list[dict[str, Any]] = []
         for s in schedules:
             item = schedule_document(s)
-            per_pc = None
+            due = None
             if s.id in facts:
-                _, _, pv = views.reconcile_decisions(
+                due = views.reconcile_due(
                     s,
                     lower(s, reconcile_poll=self._reconcile_poll),
                     now=now,
-                    local_tz=self._local_tz,
-                    freeze=freeze,
-                    agents=agents,
+                    fleet=fleet,
                     facts=facts[s.id],
                     marks=marks.get(s.id, {}),
                 )
-                per_pc = pv.pcs
             item["status"] = views.schedule_status(
                 s,
                 views.combined_stats(stats.get(s.id), local.get(s.id)),
@@ -128,7 +126,7 @@ class ScheduleService:
                 local_tz=self._local_tz,
                 freeze=freeze,
                 reconcile_poll=self._reconcile_poll,
-                decisions=per_pc,
+                due=due,
             )
             item["status"]["job_revoked"] = s.job_id in revoked
             if decisions:

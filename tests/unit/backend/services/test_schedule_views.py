@@ -7,8 +7,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from kanade.backend.services.schedule_views import (
+    Fleet,
     drift_rows,
-    reconcile_decisions,
+    reconcile_due,
     schedule_preview,
     schedule_status,
 )
@@ -142,11 +143,9 @@ def test_drift_compares_expected_and_applied_versions() -> None:
 
 
 def _status_with(schedule: Any, facts: ReconcileFacts, agents: list[dict]) -> dict[str, Any]:
-    plan = lower(schedule)
-    _, _, pv = reconcile_decisions(schedule, plan, now=NOW, local_tz=UTC, freeze=None,
-                                   agents=agents, facts=facts, marks={})  # fmt: skip
-    return schedule_status(schedule, None, now=NOW, local_tz=UTC, freeze=None,
-                           decisions=pv.pcs)  # fmt: skip
+    due = reconcile_due(schedule, lower(schedule), now=NOW, fleet=Fleet.of(agents, NOW),
+                        facts=facts, marks={})  # fmt: skip
+    return schedule_status(schedule, None, now=NOW, local_tz=UTC, freeze=None, due=due)
 
 
 def test_per_pc_once_that_every_pc_ran_has_no_next_fire_but_says_why() -> None:
