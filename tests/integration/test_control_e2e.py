@@ -84,6 +84,11 @@ def test_ping_returns_a_fresh_heartbeat_or_says_no_answer(stack: ControlStack) -
     # Known but not connected: the broker says so at once — not "no answer in 2 s".
     assert res.returncode == 1 and "gone-1 is not connected" in res.stderr
     assert "in 2 s" not in res.stderr and time.monotonic() - t0 < 10
+    # A pc that exists but is offline needs no --force: the command waits for it.
+    with stack.http() as http:
+        r = http.post("/api/run", json={"script": "true", "target": {"pcs": ["gone-1"]}})
+        assert r.status_code == 201, r.text
+        assert http.post(f"/api/executions/{r.json()['exec_id']}/kill").status_code == 200
 
 
 # --- gates: revoked (126), version pin (124) ---------------------------------------------------
