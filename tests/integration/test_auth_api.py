@@ -128,6 +128,8 @@ async def test_rbac_matrix_covers_every_route(backend: InProcessBackend) -> None
             continue  # an endless stream; covered by the policy unit test
         needed = required_role(method, path)
         for who, token in callers.items():
+            if path == "/api/auth/logout" and who in ("viewer", "operator", "admin"):
+                token = await login(backend, who)  # log out a session of its own
             # timeout: a route that waits on an agent (ping) need not wait long here.
             kwargs: dict[str, Any] = {"headers": bearer(token), "params": {"timeout": "0.2"}}
             if method in MUTATING_METHODS:

@@ -209,7 +209,7 @@ def test_control_errors_are_one_line_and_non_zero(stack: ControlStack) -> None:
         r = http.post("/api/executions/nope/kill")
         assert r.status_code == 404 and "not found" in r.json()["error"]
         r = http.put("/api/config/bogus/x", json={"heartbeat_interval": 3})
-        assert r.status_code == 400 and r.json()["errors"][0]["path"] == "scope"
+        assert r.status_code == 400 and r.json()["errors"][0]["path"] == "path.scope"
         r = http.post("/api/agents/nobody/ping", params={"timeout": 0.5})
         assert r.status_code == 400 and r.json()["errors"][0]["path"] == "pc_id"
         r = http.get("/api/results/none/output/stdout")
@@ -269,7 +269,7 @@ async def test_heartbeat_interval_is_applied_live(stack: ControlStack, bus: Bus)
 def test_bad_config_values_name_the_key_and_reason(stack: ControlStack) -> None:
     res = stack.kanade("config", "set", "--pc", "local-1", "heartbeat_interval", "-3")
     assert res.returncode == 1
-    assert "heartbeat_interval: must be a number > 0, got -3" in res.stderr
+    assert "heartbeat_interval: must be a number of seconds in 0.1..86400, got -3" in res.stderr
     res = stack.kanade("config", "set", "--global", "colour", "blue")
     assert res.returncode == 1 and "colour: unknown setting" in res.stderr
     res = stack.kanade("config", "set", "--group", "web", "log_level", "loud", "--force")
@@ -302,6 +302,8 @@ def test_effective_config_layers_groups_and_warns_on_conflicts(stack: ControlSta
             "max_output_bytes": "global",
             "target_version": "default",
             "target_version_jitter": "default",
+            "live_output_bytes_per_s": "default",
+            "live_output_msgs_per_s": "default",
         }
         assert any("group.cfg-b wins" in w for w in eff["warnings"]), eff["warnings"]
         layers = {x["layer"] for x in json_lines(stack.ok("config", "get", "--json").stdout)}

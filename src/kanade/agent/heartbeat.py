@@ -27,13 +27,14 @@ from kanade import __version__
 from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.core import subjects
 from kanade.core.agentconfig import DEFAULTS
+from kanade.core.bounds import MAX_LIST_ITEMS
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import (
     MAX_BYTES,
     MAX_DISK_ERROR,
     MAX_HELD,
     MAX_LOCAL_SETTINGS,
-    MAX_STATIC_GROUPS,
+    AgentUpdate,
     Heartbeat,
     encode,
 )
@@ -104,6 +105,7 @@ class Telemetry:
         queue_length: int,
         running: int,
         schedule_set_version: str | None = None,
+        update: dict[str, Any] | None = None,
         disk: DiskHealth | None = None,
         held_messages: int = 0,
         stopping: bool = False,
@@ -126,6 +128,7 @@ class Telemetry:
             last_command_at=last_command_at,
             queue_length=queue_length,
             running=running,
+            update=AgentUpdate(**update) if update else None,
             # Bounded here as the wire model bounds them (a reader drops what it exceeds).
             disk_full=error is not None,
             disk_error=None if error is None else error[:MAX_DISK_ERROR],
@@ -134,7 +137,7 @@ class Telemetry:
             sent_at=self._clock(),
             stopping=stopping,
             local_config=local_config or None,
-            static_groups=sorted(static_groups)[:MAX_STATIC_GROUPS] if static_groups else None,
+            static_groups=sorted(static_groups)[:MAX_LIST_ITEMS] if static_groups else None,
         )
 
 
@@ -147,7 +150,7 @@ def local_settings(local: Mapping[str, Any]) -> dict[str, int | float | str]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             continue
-        if isinstance(value, str) and len(value) > 64:
+        if isinstance(value, str) and not 0 < len(value) <= 64:
             continue
         out[key[:64]] = value
     return out
@@ -169,17 +172,19 @@ class Heartbeats(Worker):
         last_command_at: Callable[[], datetime | None],
         load: Callable[[], tuple[int, int]],
         schedule_set_version: Callable[[], str | None],
+        update: Callable[[], dict[str, Any] | None] = lambda: None,
         clock: Clock = system_clock,
         disk: DiskHealth | None = None,
         held_messages: Callable[[], int] = lambda: 0,
         local_config: Mapping[str, Any] | None = None,
         static_groups: list[str] | None = None,
     ) -> None:
-        """``load`` says (queue length, running); ``held_messages``: results and events
-        kept in memory because the disk would not take them; ``local_config``: what the
-        agent was started with, sent where it differs from the built-in defaults (the
-        backend's ``config effective`` then shows the values it really applies);
-        ``static_groups``: the groups of its own flags, which no KV change removes."""
+        """``load`` says (queue length, running); ``update`` the self-update report;
+        ``held_messages``: results and events kept in memory because the disk would not
+        take them; ``local_config``: what the agent was started with, sent where it differs
+        from the built-in defaults (the backend's ``config effective`` then shows the values
+        it really applies); ``static_groups``: the groups of its own flags, which no KV
+        change removes."""
         super().__init__(interval=interval)
         self.pc_id = pc_id
         self._connection = connection
@@ -187,6 +192,7 @@ class Heartbeats(Worker):
         self._last_command_at = last_command_at
         self._load = load
         self._schedule_set_version = schedule_set_version
+        self._update = update
         self._disk = disk
         self._held_messages = held_messages
         self._telemetry = Telemetry(clock)
@@ -195,6 +201,7 @@ class Heartbeats(Worker):
         # The first heartbeat goes out once connected and re-synced (the agent sends it);
         # the loop's first one is due an interval later.
         self._first = True
+        self.last_sent_at: datetime | None = None  # `kanade-agent status` shows it
 
     def build(self, *, stopping: bool = False) -> Heartbeat:
         queue_length, running = self._load()
@@ -205,6 +212,7 @@ class Heartbeats(Worker):
             queue_length=queue_length,
             running=running,
             schedule_set_version=self._schedule_set_version(),
+            update=self._update(),
             disk=self._disk,
             held_messages=self._held_messages(),
             stopping=stopping,
@@ -224,6 +232,7 @@ class Heartbeats(Worker):
         if nc is not None and nc.is_connected:
             with contextlib.suppress(Exception):
                 await nc.publish(subjects.heartbeat_subject(self.pc_id), encode(self.build()))
+                self.last_sent_at = self._telemetry._clock()
 
     async def goodbye(self, timeout: int = 2) -> bool:
         """A clean stop's last heartbeat (``stopping``): the backend shows this agent offline

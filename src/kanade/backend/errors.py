@@ -59,6 +59,19 @@ class UnsupportedFormat(DomainError):
     """The document arrived in a format this operation does not read."""
 
 
+class RateLimited(DomainError):
+    """Too many attempts (failed logins): wait ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: float, **extra: Any) -> None:
+        super().__init__(message, retry_after_s=max(1, round(retry_after_s)), **extra)
+        self.retry_after_s = max(1, round(retry_after_s))
+
+
+class TooLarge(DomainError):
+    """The request, or a message it would produce, is over a size limit; the message
+    names the limit and what to do instead."""
+
+
 class Unavailable(DomainError):
     """A part the operation needs (the broker, a worker) is not there right now; retry."""
 

@@ -118,6 +118,10 @@ class KvSpec:
             max_bytes=_scaled(self.max_bytes, scale),
             storage=StorageType.FILE,
             replicas=replicas,
+            # Direct gets: reads of many keys are batched direct gets, which create no
+            # consumer (kanade.bus.kvsnapshot; a consumer per read exhausted the
+            # stream's consumer limit, issue #15).
+            direct=True,
         )
 
     def managed(self, *, scale: float, replicas: int) -> dict[str, Any]:
@@ -129,6 +133,7 @@ class KvSpec:
             "max_msgs_per_subject": self.history,
             "max_age": self.ttl or 0.0,
             "num_replicas": replicas,
+            "allow_direct": True,
         }
 
 

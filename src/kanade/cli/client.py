@@ -7,12 +7,13 @@ plain JSON requests to one host (docs/performance.md, "CLI start-up").
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json as jsonlib
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -125,11 +126,17 @@ class ApiClient:
         self.options: dict[str, str] = {**QUERY_OPTIONS, **(options or {})}
         # Explicit token, then $KANADE_TOKEN, then what `kanade login` stored for this URL.
         token = token or os.environ.get("KANADE_TOKEN") or stored_token(self.url)
+        self._token = token
         self.headers: dict[str, str] = {"accept": "application/json"}
         if token:
             self.headers["authorization"] = f"Bearer {token}"
         self._conn: http.client.HTTPConnection | None = None
         self._last_used = 0.0
+
+    def clone(self) -> ApiClient:
+        """Another client to the same backend as the same caller (one per thread)."""
+        return ApiClient(self.url, token=self._token, timeout=self._timeout,
+                         options=self.options)  # fmt: skip
 
     def close(self) -> None:
         if self._conn is not None:
@@ -151,16 +158,22 @@ class ApiClient:
                 conn.sock.settimeout(timeout)
             return conn, True
         self.close()
+        self._conn = self._new_connection(timeout)
+        return self._conn, False
+
+    def _new_connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._https:
             import ssl  # only for an https backend: it costs start-up
 
-            conn = http.client.HTTPSConnection(
+            return http.client.HTTPSConnection(
                 self._host, self._port, timeout=timeout, context=ssl.create_default_context()
             )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-        self._conn = conn
-        return conn, False
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def _target(self, path: str, params: Mapping[str, Any] | None) -> str:
+        target = self._prefix + quote(path, safe="/:@!$&'()*+,;=-._~")
+        query = urlencode(_clean(params or {}), doseq=True)
+        return f"{target}?{query}" if query else target
 
     def _exchange(
         self, method: str, target: str, body: bytes | None, headers: dict[str, str],
@@ -199,10 +212,7 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> tuple[int, bytes]:
-        target = self._prefix + quote(path, safe="/:@!$&'()*+,;=-._~")
-        query = urlencode(_clean(params or {}), doseq=True)
-        if query:
-            target += "?" + query
+        target = self._target(path, params)
         sent = dict(self.headers)
         if headers:
             sent.update(headers)
@@ -238,6 +248,37 @@ class ApiClient:
     def get_bytes(self, path: str, *, timeout: float = 120.0) -> bytes:
         """A raw (non-JSON) answer, e.g. a full script output."""
         return self._send("GET", path, timeout=timeout)[1]
+
+    @contextlib.contextmanager
+    def stream_lines(self, path: str, **params: Any) -> Iterator[Iterator[str]]:
+        """The lines of a streamed answer (server-sent events), read as they come on a
+        connection of their own: no read timeout, the stream ends when the backend ends
+        it; errors as :meth:`request`."""
+        conn = self._new_connection(self._timeout)
+        try:
+            try:
+                conn.request("GET", self._target(path, params),
+                             headers={**self.headers, "accept": "text/event-stream"})  # fmt: skip
+                resp = conn.getresponse()
+                if resp.status >= 400:
+                    raise error_for(resp.status, resp.reason, resp.read(), self.options)
+                if conn.sock is not None:
+                    conn.sock.settimeout(None)
+            except (ConnectionRefusedError, socket.gaierror) as exc:
+                raise CliError(f"cannot reach the kanade backend at {self.url} ({exc})") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise CliError(f"request to {self.url}{path} failed: {exc!r}") from None
+
+            def lines() -> Iterator[str]:
+                try:
+                    while raw := resp.readline():
+                        yield raw.decode("utf-8", "replace").rstrip("\r\n")
+                except (OSError, http.client.HTTPException) as exc:
+                    raise CliError(f"the stream from {self.url}{path} broke: {exc!r}") from None
+
+            yield lines()
+        finally:
+            conn.close()
 
     def post(self, path: str, json: Any = None, **params: Any) -> Any:
         return self.request("POST", path, json=json, params=params)

@@ -60,10 +60,12 @@ NOUNS: dict[str, tuple[str, str]] = {
     "freeze": ("freeze", "app"),
     "user": ("admin", "user_app"),
     "schedule": ("schedule", "app"),
+    "script": ("script", "app"),
     "bench": ("bench", "app"),
     "jetstream": ("jetstream", "app"),
     "rollout": ("rollout", "app"),
     "keys": ("keys", "app"),
+    "notify": ("notify", "app"),
 }
 
 

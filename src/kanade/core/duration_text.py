@@ -1,8 +1,8 @@
 """The duration grammar itself (SPEC §2.1): ``30s``, ``1h30m``, ``1.5h`` ↔ ``timedelta``.
 
 Standard library only: the CLI and the agent read durations without loading pydantic
-(:mod:`kanade.core.durations` adds the pydantic field type). The grammar and its edge cases:
-docs/documents.md, "The duration grammar".
+(:mod:`kanade.core.durations` adds the pydantic field types). The grammar and its edge
+cases: docs/documents.md, "The duration grammar".
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ _TERM: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|w|d|h|m|s)\s*", re.ASCII
 # cannot express compactly); served to editors so they flag typos as you type.
 PATTERN: Final = r"^\s*([0-9]+(\.[0-9]+)?\s*(ms|w|d|h|m|s)\s*)+$"
 
-_MAX_US: Final = timedelta.max // timedelta(microseconds=1)
+# Ten years: no document needs more, and far from the overflow of datetime arithmetic
+# (now + 365000d is past year 9999). The same as kanade.core.bounds.MAX_DURATION_S, which
+# this module cannot import (bounds loads pydantic); a test keeps them equal.
+MAX_DURATION_S: Final = 3660 * 86_400.0
+MAX_US: Final = int(MAX_DURATION_S) * 1_000_000
 
 
 # A bounded repr: a YAML alias bomb or a deeply nested value must not cost more than
@@ -103,8 +107,10 @@ def parse_duration(text: str) -> timedelta:
     micros = int(total.to_integral_value())  # banker's rounding; fine at 1 µs
     if any_nonzero and micros == 0:
         raise ValueError(f"{quoted(text)} is shorter than one microsecond")
-    if micros > _MAX_US:
-        raise ValueError(f"{quoted(text)} is too long a duration")
+    if micros > MAX_US:
+        raise ValueError(
+            f"{quoted(text)} is too long a duration (at most {int(MAX_DURATION_S // 86400)}d)"
+        )
     return timedelta(microseconds=micros)
 
 

@@ -1,6 +1,6 @@
 """The one duration grammar of every user-authored document (SPEC §2.1): ``30s``,
-``1h30m``, ``1.5h`` … parsed to seconds, and :data:`Duration`, the pydantic field type that
-reads it (the grammar itself, without pydantic: :mod:`kanade.core.duration_text`).
+``1h30m``, ``1.5h`` … parsed to seconds, and the pydantic field types that read it (the
+grammar itself, without pydantic: :mod:`kanade.core.duration_text`).
 
 The grammar and its edge cases: docs/documents.md, "The duration grammar".
 """
@@ -12,9 +12,19 @@ from typing import Annotated, Any
 
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
+from kanade.core.bounds import (
+    MAX_BACKOFF_S,
+    MAX_CACHE_AGE_S,
+    MAX_DURATION_S,
+    MAX_JITTER_S,
+    MAX_STARTING_DEADLINE_S,
+    MAX_TIMEOUT_S,
+    duration_at_most,
+)
 from kanade.core.duration_text import (
     EXAMPLES,
     MAX_LENGTH,
+    MAX_US,
     PATTERN,
     format_duration,
     parse_duration,
@@ -25,7 +35,12 @@ __all__ = [
     "EXAMPLES",
     "MAX_LENGTH",
     "PATTERN",
+    "Backoff",
+    "CacheAge",
     "Duration",
+    "Jitter",
+    "StartingDeadline",
+    "Timeout",
     "format_duration",
     "parse_duration",
     "quoted",
@@ -41,6 +56,8 @@ def _validate(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise ValueError("a duration cannot be negative")
+        if value > timedelta(microseconds=MAX_US):
+            raise ValueError(f"too long a duration (at most {int(MAX_DURATION_S // 86400)}d)")
         return value
     if isinstance(value, str):
         return parse_duration(value)
@@ -62,3 +79,12 @@ Duration = Annotated[
     ),
 ]
 """A non-negative duration: accepts the grammar above or a ``timedelta``, never a number."""
+
+# Durations with a tighter bound than any duration (kanade.core.bounds): the same limits
+# the wire applies to the seconds they become, so a writer never accepts what an agent
+# would refuse.
+Timeout = Annotated[Duration, duration_at_most(MAX_TIMEOUT_S)]
+Jitter = Annotated[Duration, duration_at_most(MAX_JITTER_S)]
+Backoff = Annotated[Duration, duration_at_most(MAX_BACKOFF_S)]
+CacheAge = Annotated[Duration, duration_at_most(MAX_CACHE_AGE_S)]
+StartingDeadline = Annotated[Duration, duration_at_most(MAX_STARTING_DEADLINE_S)]

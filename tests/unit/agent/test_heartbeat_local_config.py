@@ -41,7 +41,7 @@ def test_the_writer_bounds_what_it_sends() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{f"k{i}": 1 for i in range(MAX_LOCAL_SETTINGS + 1)}, {"k": "x" * 65}, {"k": [1]}],
+    [{f"k{i}": 1 for i in range(MAX_LOCAL_SETTINGS + 1)}, {"k": "x" * 129}, {"k": [1]}],
 )
 def test_the_reader_refuses_values_out_of_bounds(value: object) -> None:
     raw = json.loads(encode(beats().build()))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.api.request_context import current_actor
+from kanade.backend.api.params import ExecId, IsoInstant, JobId
+from kanade.backend.api.request_context import current_actor, is_admin
 from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
 from kanade.backend.errors import Forbidden
@@ -30,7 +30,7 @@ Force = Annotated[
 
 @router.post("/exec/{job_id}", status_code=201, response_model=ExecCreated)
 async def exec_job(
-    job_id: str, body: ExecBody, request: Request, services: ServicesDep, force: Force = False
+    job_id: JobId, body: ExecBody, request: Request, services: ServicesDep, force: Force = False
 ) -> dict[str, Any]:
     """Dispatch a catalog job: pins its version, then publishes the commands — or, with
     ``rollout``, sends it in waves (``GET /api/rollouts/{exec_id}``); a job with
@@ -54,10 +54,19 @@ async def exec_job(
 
 
 @router.post("/run", status_code=201, response_model=ExecCreated)
-async def run_script(body: RunBody, services: ServicesDep, force: Force = False) -> dict[str, Any]:
-    """Run an ad-hoc script on a target (an exec of a one-off job). Refused, with nothing
-    created, when the target names a pc or group nothing knows or no alive agent matches
-    it — unless ``force``."""
+async def run_script(
+    body: RunBody, request: Request, services: ServicesDep, force: Force = False
+) -> dict[str, Any]:
+    """Run an ad-hoc script on a target (an exec of a one-off job). The least role allowed
+    is the ``adhoc_run_role`` setting (``--adhoc-run-role``; default operator). Refused,
+    with nothing created, when the target names a pc or group nothing knows or no alive
+    agent matches it — unless ``force``."""
+    needed = services.settings.adhoc_run_role
+    if needed == "admin" and not is_admin(request):
+        raise Forbidden(
+            "ad-hoc runs need role admin on this backend (--adhoc-run-role admin); "
+            "run a catalog job instead (kanade exec)"
+        )
     await services.known.check_target(body.target, force=force)
     created = await services.execs.run_adhoc(
         body.script,
@@ -80,7 +89,7 @@ async def list_executions(
     job_id: str | None = None,
     status: ExecStatus | None = None,
     initiated_by: str | None = None,
-    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    since: Annotated[IsoInstant | None, Query(description="created at or after (ISO 8601)")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
@@ -104,7 +113,7 @@ async def list_executions(
     response_model_exclude_unset=True,  # no results key with results=false
 )
 async def get_execution(
-    exec_id: str,
+    exec_id: ExecId,
     services: ServicesDep,
     results: Annotated[
         bool, Query(description="include per-pc results (false: counters only, cheap to poll)")

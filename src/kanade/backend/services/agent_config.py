@@ -20,6 +20,7 @@ from kanade.backend.services.groups import kv_groups_of
 from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
 from kanade.bus import kvcas
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.agentconfig import effective_config, from_text, layer_key, validate_setting
 
@@ -49,10 +50,11 @@ def _as_layer(raw: bytes | None) -> dict[str, Any]:
 
 class AgentConfigService(Service):
     async def layers(self) -> dict[str, dict[str, Any]]:
-        kv = await self._bus().kv(subjects.KV_CONFIG)
+        # A snapshot, not kv.keys(): that is a KV watcher, a broker consumer per read.
+        snapshot = await kv_snapshot(self._bus().js, subjects.KV_CONFIG)
         out: dict[str, dict[str, Any]] = {}
-        for key in await kvcas.keys(kv):
-            value = kvcas.json_or((await kvcas.read(kv, key)).value, None)
+        for key, (raw, _) in sorted(snapshot.items()):
+            value = kvcas.json_or(raw, None)
             if isinstance(value, dict):
                 out[key] = value
         return out

@@ -26,6 +26,13 @@ from pydantic import ValidationError
 
 from kanade.backend.catalog import pins
 from kanade.backend.catalog.jobs import JobCatalog
+from kanade.backend.catalog.limits import (
+    COMMAND_BYTES,
+    EXEC_RECORD_BYTES,
+    USE_GROUPS,
+    USE_SCRIPT_OBJECT,
+    require_fits,
+)
 from kanade.backend.errors import Conflict, Invalid
 from kanade.backend.messaging.exec_events import publish_all
 from kanade.backend.messaging.outgoing import audit_message, command_messages, record_message
@@ -45,7 +52,7 @@ from kanade.core.models.job import JobManifest
 from kanade.core.models.records import ExecKind, ExecRecord
 from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout
-from kanade.core.models.wire import Command, Shell
+from kanade.core.models.wire import Command, Shell, encode
 from kanade.core.statuses import ExecStatus
 from kanade.core.targeting import command_subjects, expected_pcs
 from kanade.core.validation import field_errors
@@ -223,6 +230,8 @@ class ExecService:
         )
         if urgent:  # admins only (checked by the route): bypasses max_local_concurrent
             command = command.model_copy(update={"urgent": True})
+        # Before anything exists: a message the broker refuses would leave a pending exec.
+        require_fits("the command", len(encode(command)), COMMAND_BYTES, USE_SCRIPT_OBJECT)
         deferred = rollout is not None or awaiting_approval
         # The exec's deadline (SPEC §4.3) is its command's, once the command goes out: a
         # deferred one is stamped again when it does (the approval, each wave).
@@ -245,6 +254,7 @@ class ExecService:
             check_hint=None if command.check is None else command.check.model_dump(mode="json"),
             deadline_at=deadline,
         )
+        require_fits("the exec record", len(encode(record)), EXEC_RECORD_BYTES, USE_GROUPS)
         await publish_one(bus, record_message(record))
         subs = command_subjects(target, job.id)
 

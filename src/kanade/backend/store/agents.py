@@ -134,8 +134,8 @@ def get_agent(conn: Connection, pc_id: str) -> Record | None:
 _AGENT_UPDATE_COLUMNS = (
     "hostname", "agent_version", "os_family", "os_version", "boot_time", "cpu_percent",
     "rss_bytes", "groups", "schedule_set_version", "last_command_at", "queue_length",
-    "running", "disk_full", "disk_error", "disk_free_bytes", "held_messages", "last_seen",
-    "stopped_at", "local_config", "static_groups",
+    "running", "agent_update", "disk_full", "disk_error", "disk_free_bytes", "held_messages",
+    "last_seen", "stopped_at", "local_config", "static_groups",
 )  # fmt: skip
 
 

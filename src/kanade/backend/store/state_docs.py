@@ -32,6 +32,7 @@ from kanade.backend.store.tables import (
     schedule_stats,
     unattended_approvals,
     users,
+    webhooks,
 )
 from kanade.backend.store.types import UtcDateTime
 from kanade.core.instants import format_instant, parse_instant
@@ -69,6 +70,8 @@ KINDS: Final[Mapping[str, _Kind]] = {
     ),
     "enrolled": _Kind(enrolled_agents, ("pc_id",)),
     "enroll_token": _Kind(enroll_tokens, ("token_id",)),
+    # Notification webhooks, secrets included: the bucket is the backend's alone.
+    "webhook": _Kind(webhooks, ("webhook_id",)),
 }
 
 

@@ -119,8 +119,9 @@ def config_set(
     """Set one setting in a layer; agents apply it live. Exit 1 names a bad key/value.
 
     Settings: heartbeat_interval (a duration: 30s, 1m), max_local_concurrent, log_level,
-    max_output_bytes, target_version, target_version_jitter (a duration). A group or pc
-    the backend does not know is refused with the closest names unless --force.
+    max_output_bytes, target_version, target_version_jitter (a duration),
+    live_output_bytes_per_s (0 = none), live_output_msgs_per_s. A group or pc the backend
+    does not know is refused with the closest names unless --force.
 
     Example: kanade config set --pc local-1 heartbeat_interval 10s
     """

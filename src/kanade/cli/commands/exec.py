@@ -1,5 +1,5 @@
 """Executions: ``kanade run`` (ad hoc), ``exec`` (a catalog job), ``kill``, ``executions``
-(list, show, watch) and ``results`` (list, output)."""
+(list, show, watch, tail) and ``results`` (list, output)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,13 @@ from kanade.cli.common import (
     guard,
     list_from_api,
 )
-from kanade.cli.waiting import print_results, result_state, target_body, wait_for_exec
+from kanade.cli.waiting import (
+    follow_exec,
+    print_results,
+    result_state,
+    target_body,
+    wait_for_exec,
+)
 from kanade.cli.waves import WAVE_HELP, rollout_body
 from kanade.core.statuses import ExecStatus
 
@@ -87,9 +93,11 @@ def run(
 ) -> None:
     """Run an ad-hoc script and wait for every expected agent.
 
-    Prints each pc's exit code and output (as they arrive when not on a terminal); exits 0
+    Prints the scripts' output as they write it (each line prefixed by its pc when several
+    run it), then each pc's exit code (as they arrive when not on a terminal); exits 0
     only if all succeeded. Never waits past its deadline (--max-wait, default: starting
-    deadline + timeout + 30s): it then names the pcs still awaited and exits 1.
+    deadline + timeout + 30s): it then names the pcs still awaited and exits 1. With
+    --json: one JSON line per result, no live output.
 
     Example: kanade run --group web -- 'df -h /'
     """
@@ -116,6 +124,7 @@ def run(
                 timeout_s=timeout_s,
                 starting_deadline_s=deadline_s,
                 max_wait_s=wait_s,
+                live=not json_,
             )
         if not ok:
             raise typer.Exit(1)
@@ -408,6 +417,49 @@ def executions_watch(
                 raise typer.Exit(1)
 
     guard(go)
+
+
+@executions_app.command("tail")
+def executions_tail(
+    exec_id: str, max_wait: MaxWaitOpt = None, json_: JsonOpt = False, url: UrlOpt = None
+) -> None:
+    """Follow an execution's output as its scripts write it, until it ends.
+
+    Lines are prefixed by pc when several run it; what the agents' rate cap leaves out is
+    said in place (each result keeps the whole output: `kanade results output ID`). Then
+    each pc's exit code. Exit status: 0 when every pc exited 0; a single pc's own exit code
+    (1-255) when it failed; 1 otherwise. --json: one JSON line per chunk, then per result.
+
+    Example: kanade executions tail 01J9Z8X4K2M7
+    """
+
+    def go() -> None:
+        wait_s = None if max_wait is None else duration_s(max_wait, "--max-wait")
+        with ApiClient(url) as api:
+            ex = api.get(f"/api/executions/{exec_id}")
+            followed = follow_exec(api, ex, json_mode=json_, max_wait_s=wait_s, live=True)
+        code = tail_exit_code(followed.rows, followed.ok)
+        if code:
+            raise typer.Exit(code)
+
+    guard(go)
+
+
+def tail_exit_code(rows: list[dict[str, Any]], ok: bool) -> int:
+    """0 when the exec succeeded; the script's own exit code (1-255) when it ran on one pc
+    and failed; 1 otherwise (several pcs, killed, skipped, no result, …)."""
+    if ok:
+        return 0
+    if len(rows) == 1:
+        code = rows[0].get("exit_code")
+        if (
+            rows[0].get("state") == "finished"
+            and not rows[0].get("skipped")
+            and isinstance(code, int)
+            and 1 <= code <= 255
+        ):
+            return code
+    return 1
 
 
 _WAITING: frozenset[str] = frozenset({"awaiting_approval", "pending", "running", "expired"})
