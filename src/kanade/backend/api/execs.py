@@ -39,7 +39,6 @@ async def exec_job(
     refused."""
     if body.urgent and getattr(request.state, "role", None) != "admin":
         raise Forbidden("urgent execs (bypassing max_local_concurrent) need role admin")
-    await services.known.check_target(body.target, rollout=body.rollout, force=force)
     created = await services.execs.exec_job(
         job_id,
         body.target,
@@ -48,6 +47,7 @@ async def exec_job(
         actor=current_actor(),
         rollout=body.rollout,
         urgent=body.urgent,
+        force=force,
     )
     services.metrics.execs.labels(kind="job").inc()
     return created.to_dict()
@@ -67,7 +67,6 @@ async def run_script(
             "ad-hoc runs need role admin on this backend (--adhoc-run-role admin); "
             "run a catalog job instead (kanade exec)"
         )
-    await services.known.check_target(body.target, force=force)
     created = await services.execs.run_adhoc(
         body.script,
         body.target,

@@ -36,6 +36,7 @@ from kanade.backend.catalog.limits import (
 from kanade.backend.errors import Conflict, Invalid
 from kanade.backend.messaging.exec_events import publish_all
 from kanade.backend.messaging.outgoing import audit_message, command_messages, record_message
+from kanade.backend.services.known import KnownNames
 from kanade.backend.store import agents, executions
 from kanade.backend.store import approvals as approval_store
 from kanade.backend.store import rollouts as rollout_store
@@ -107,6 +108,7 @@ class ExecService:
         self.budgets = budgets or Budgets()
         self._clock = clock
         self._approval_ttl = approval_ttl
+        self._known = KnownNames(db, bus, clock=clock)
 
     async def exec_job(
         self,
@@ -118,10 +120,15 @@ class ExecService:
         actor: str = "anonymous",
         rollout: Rollout | None = None,
         urgent: bool = False,
+        force: bool = False,
     ) -> ExecCreated:
+        """An exec of a catalog job. Refused before anything is pinned or sent: a revoked
+        job, and (unless ``force``) a target or rollout naming a pc or group nothing
+        knows (:mod:`kanade.backend.services.known`)."""
         bus = self._bus()
         job = await JobCatalog(bus).require(job_id)
         await _refuse_revoked(bus, job_id)
+        await self._known.check_target(target, rollout=rollout, force=force)
         script_sha256 = await self._script_sha256(bus, job)
         # A require_approval job waits in awaiting_approval (SPEC §4.8); it is pinned when
         # approved (kanade.backend.services.approvals), not before.
@@ -155,9 +162,10 @@ class ExecService:
         starting_deadline: timedelta | None = None,
         force: bool = False,
     ) -> ExecCreated:
-        """An exec of a one-off job. Nobody alive to run it is a :class:`Conflict` (the
-        caller waits for results that would never come) unless ``force``: the command
-        then waits in the stream for targeted agents that come back."""
+        """An exec of a one-off job. Unless ``force``, refused when the target names a pc or
+        group nothing knows, or when nobody alive matches it (:class:`Conflict`: the
+        caller waits for results that would never come; forced, the command waits in the
+        stream for targeted agents that come back)."""
         bus = self._bus()
         exec_id = new_id()
         try:
@@ -177,6 +185,7 @@ class ExecService:
             actor=actor,
             script_sha256=None,
             refuse_empty=not force,
+            check_names=not force,
         )
 
     async def _script_sha256(self, bus: Bus, job: JobManifest) -> str | None:
@@ -205,17 +214,12 @@ class ExecService:
         urgent: bool = False,
         awaiting_approval: bool = False,
         refuse_empty: bool = False,
+        check_names: bool = False,
     ) -> ExecCreated:
         now = self._clock()
         request_id = new_id()
         alive = await self._db.read(lambda conn: agents.alive_agents(conn, now))
         pcs = expected_pcs(target, alive)
-        if refuse_empty and not pcs:
-            raise Conflict(
-                f"no alive agent matches the target ({target.describe()}); nothing was sent",
-                target=target.describe(),
-                overridable_by="force",
-            )
         command = build_command(
             job,
             exec_id=exec_id,
@@ -255,6 +259,14 @@ class ExecService:
             deadline_at=deadline,
         )
         require_fits("the exec record", len(encode(record)), EXEC_RECORD_BYTES, USE_GROUPS)
+        if check_names:  # after the size checks: a too-big request says so first
+            await self._known.check_target(target)
+        if refuse_empty and not pcs:
+            raise Conflict(
+                f"no alive agent matches the target ({target.describe()}); nothing was sent",
+                target=target.describe(),
+                overridable_by="force",
+            )
         await publish_one(bus, record_message(record))
         subs = command_subjects(target, job.id)
 
