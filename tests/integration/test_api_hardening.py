@@ -127,7 +127,7 @@ async def test_script_objects_upload_and_run(backend: InProcessBackend) -> None:
     assert r.status_code == 400 and r.json()["errors"][0]["path"] == "path.name"
     job = {**JOB, "execute": {"shell": "sh", "script_object": "big-report/1", "timeout": "5s"}}
     assert (await c.post("/api/jobs", json=job)).status_code == 201
-    r = await c.post("/api/exec/hello", json={"target": EVERY_PC})
+    r = await c.post("/api/exec/hello?force=true", json={"target": EVERY_PC})  # pc-1: never seen
     assert r.status_code == 201, r.text
 
     async def audited() -> list[dict[str, Any]]:
