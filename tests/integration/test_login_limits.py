@@ -22,7 +22,7 @@ import httpx
 import jwt
 from rollout_stack import BIN, JWT_SECRET, PASSWORD, Backend, Stack, wait_for
 
-WINDOW_S = 20  # wide enough for argon2 logins on a loaded 2-core CI machine
+WINDOW_S = 30  # wide enough for argon2 logins on a loaded 2-core CI machine
 
 
 def attempt(

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
+from nats.js.object_store import ObjectStore
 from sqlalchemy.engine import Connection
 
 from kanade import __version__
@@ -40,6 +41,7 @@ from kanade.backend.api import keys as keys_routes
 from kanade.backend.api import live_output as live_output_routes
 from kanade.backend.api import notify as notify_routes
 from kanade.backend.api import openapi as api_openapi
+from kanade.backend.api import retention as retention_routes
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
 from kanade.backend.api import scripts as scripts_routes
@@ -76,12 +78,14 @@ from kanade.backend.workers.projection.results import ResultsProjector
 from kanade.backend.workers.projection.worker import ProjectionWorker
 from kanade.backend.workers.provisioning import ConsumerProvisioner
 from kanade.backend.workers.reaper import Reaper
+from kanade.backend.workers.retention import RetentionWorker
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.backend.workers.state_publisher import StatePublisher
 from kanade.backend.workers.state_sync import StateSync
 from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
+from kanade.core import subjects
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock
 from kanade.core.notify.retry import RetryPolicy
@@ -279,7 +283,20 @@ def create_app(settings: Settings) -> FastAPI:
             on_reap=metrics.on_reap,
         )
         reaper_task = asyncio.create_task(_after(settled, reaper.run), name="reaper")
+        # Retention prunes old rows in small batches (SPEC §4.12). After a rebuild it waits
+        # like the reaper: what the replay brings back beyond the limits is pruned again.
+        async def outputs_store() -> ObjectStore:
+            return await link.bus().obj(subjects.OBJ_OUTPUTS)
+
+        retention = RetentionWorker(
+            db,
+            policy=settings.retention,
+            clock=system_clock,
+            outputs=outputs_store,
+            observer=metrics,
+        )
         rollout_tasks = [
+            asyncio.create_task(_after(settled, retention.run), name="retention"),
             asyncio.create_task(_after(settled, rollout_runner.run), name="rollouts"),
             asyncio.create_task(_after(settled, approval_sweeper.run), name="approvals"),
         ]
@@ -367,6 +384,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(scripts_routes.router)
     app.include_router(agent_releases_routes.router)
     app.include_router(notify_routes.router)
+    app.include_router(retention_routes.router)
     return app
 
 

@@ -19,6 +19,7 @@ from kanade.backend.users_cli import users_cli
 from kanade.bus.credentials import CredentialsError
 from kanade.core.bounds import MAX_INLINE_OUTPUT_BYTES, MAX_TIMEOUT_S
 from kanade.core.durations import parse_duration
+from kanade.core.retention import RetentionError, parse_overrides
 from kanade.security.authority import AuthorityError
 from kanade.security.signing_keys import SigningKeysError
 
@@ -220,6 +221,13 @@ def run(
     notify_timeout: str = typer.Option(
         "10s", "--notify-timeout", help="time a webhook has to answer one request"
     ),
+    retain: list[str] = typer.Option(
+        [],
+        "--retain",
+        metavar="FIELD=VALUE",
+        help="a retention limit (repeatable): results.max_age=60d, audit.max_rows=off, "
+        "interval=1m, batch=2000 … (docs/retention.md)",
+    ),
     signing_keys: Path | None = typer.Option(
         None,
         "--signing-keys",
@@ -257,6 +265,10 @@ def run(
     timeout_s = _positive(notify_timeout, "--notify-timeout")
     if retry_max_s < retry_s:
         raise typer.BadParameter("must be at least --notify-retry", param_hint="--notify-retry-max")
+    try:
+        retention = parse_overrides(retain)
+    except RetentionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--retain") from None
     auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
     jwt_secret = os.environ.get(JWT_SECRET_ENV) or None
     if auth_token_file is not None:
@@ -297,6 +309,7 @@ def run(
         notify_retry_max_s=retry_max_s,
         notify_max_attempts=notify_attempts,
         notify_timeout_s=timeout_s,
+        retention=retention,
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).

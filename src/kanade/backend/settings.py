@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kanade.backend.store.database import database_url
+from kanade.core.retention import DEFAULT_POLICY, Policy
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ class Settings:
     notify_timeout_s: float = 10.0
     notify_concurrency: int = 8
     notify_keep_s: float = 7 * 86400.0
+    # Retention (SPEC §4.12): age and count limits per table, the pass interval and the
+    # batch size (kanade.core.retention; `--retain FIELD=VALUE`, docs/retention.md).
+    retention: Policy = DEFAULT_POLICY
     # The broker URLs enrolled agents are told to use (default: this backend's nats_url).
     agent_nats_urls: tuple[str, ...] = ()
 

@@ -48,6 +48,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "approve": ("rollout", "approve"),
     "reject": ("rollout", "reject"),
     "approvals": ("rollout", "approvals_list"),
+    "retention": ("retention", "retention"),
 }
 NOUNS: dict[str, tuple[str, str]] = {
     "job": ("job", "app"),

@@ -8,7 +8,8 @@ import typer.main
 from kanade.cli.main import build_app
 
 VERBS = ["run", "exec", "up", "revoke", "unrevoke", "revocations", "kill", "ping", "login",
-         "logout", "whoami", "audit", "inventory", "checks", "approve", "reject", "approvals"]
+         "logout", "whoami", "audit", "inventory", "checks", "approve", "reject", "approvals",
+         "retention"]
 NOUNS = {
     "job": ["validate", "create", "list", "show", "delete", "approve-unattended"],
     "agents": ["list", "show"],
@@ -23,7 +24,8 @@ NOUNS = {
     "schedule": ["validate", "create", "list", "show", "preview", "enable", "disable",
                  "delete"],
     "script": ["upload", "show"],
-    "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick"],
+    "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick",
+              "retention"],
     "jetstream": ["setup", "status"],
     "rollout": ["list", "show", "resume", "abort"],
     "keys": ["init", "show", "rotate"],

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from sse_starlette import EventSourceResponse
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import ExecId
 from kanade.backend.services.live_output import MAX_PCS
 
 router = APIRouter(prefix="/api", tags=["executions"])
@@ -21,7 +22,7 @@ PING_S: Final = 15
 
 @router.get("/executions/{exec_id}/live", response_class=EventSourceResponse)
 async def live_output(
-    exec_id: str,
+    exec_id: ExecId,
     services: ServicesDep,
     pc: Annotated[list[str] | None, Query(max_length=MAX_PCS)] = None,
 ) -> EventSourceResponse:

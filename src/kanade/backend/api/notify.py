@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import DeliveryId, WebhookId
 from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.notify import (
     DeliveryDetail,
@@ -47,13 +48,13 @@ async def webhook_create(
 
 
 @router.get("/webhooks/{webhook_id}", response_model=WebhookDetail)
-async def webhook_show(webhook_id: str, services: ServicesDep) -> dict[str, Any]:
+async def webhook_show(webhook_id: WebhookId, services: ServicesDep) -> dict[str, Any]:
     return await services.notify.get(webhook_id)
 
 
 @router.patch("/webhooks/{webhook_id}", response_model=Webhook)
 async def webhook_update(
-    webhook_id: str, body: WebhookPatch, request: Request, services: ServicesDep
+    webhook_id: WebhookId, body: WebhookPatch, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Change the fields given (admin); ``"secret": null`` removes the signing key."""
     return await services.notify.update(webhook_id, body, actor=request_actor(request))
@@ -61,14 +62,16 @@ async def webhook_update(
 
 @router.delete("/webhooks/{webhook_id}", response_model=WebhookDeleted)
 async def webhook_delete(
-    webhook_id: str, request: Request, services: ServicesDep
+    webhook_id: WebhookId, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Remove a webhook and its unsent deliveries (admin)."""
     return await services.notify.delete(webhook_id, actor=request_actor(request))
 
 
 @router.post("/webhooks/{webhook_id}/test", response_model=TestResult)
-async def webhook_test(webhook_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def webhook_test(
+    webhook_id: WebhookId, request: Request, services: ServicesDep
+) -> dict[str, Any]:
     """Send a test notification now and say how it went (admin; one attempt)."""
     return await services.notify.test(webhook_id, actor=request_actor(request))
 
@@ -91,13 +94,13 @@ async def deliveries_list(
 
 
 @router.get("/deliveries/{delivery_id}", response_model=DeliveryDetail)
-async def delivery_show(delivery_id: str, services: ServicesDep) -> dict[str, Any]:
+async def delivery_show(delivery_id: DeliveryId, services: ServicesDep) -> dict[str, Any]:
     return await services.notify.delivery(delivery_id)
 
 
 @router.post("/deliveries/{delivery_id}/retry", response_model=DeliveryDetail)
 async def delivery_retry(
-    delivery_id: str, request: Request, services: ServicesDep
+    delivery_id: DeliveryId, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Try a failed delivery again, with a fresh allowance of attempts (admin)."""
     return await services.notify.retry(delivery_id, actor=request_actor(request))

@@ -31,6 +31,8 @@ ExecId = Annotated[str, Path(pattern=ID_PATTERN, description="an exec id")]
 RolloutId = Annotated[str, Path(pattern=ID_PATTERN, description="a rollout id (its exec id)")]
 ResultId = Annotated[str, Path(pattern=ID_PATTERN, description="a result id")]
 TokenId = Annotated[str, Path(pattern=ID_PATTERN, description="an enrolment token id")]
+WebhookId = Annotated[str, Path(pattern=SLUG_PATTERN, description="a webhook name (slug)")]
+DeliveryId = Annotated[str, Path(pattern=ID_PATTERN, description="a webhook delivery id")]
 Username = Annotated[str, Path(pattern=USERNAME_RE.pattern, description="a user name")]
 Version = Annotated[str, Path(pattern=VERSION_PATTERN, description="a job version")]
 Scope = Annotated[

@@ -3,9 +3,12 @@ live in one process — tests — without clashing on metric names)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from kanade.core.retention import TABLES
 
 IDENTITY_KINDS = ("result", "started", "heartbeat", "decision", "live")
 LIVE_OUTCOMES = ("relayed", "refused", "dropped")
@@ -155,8 +158,64 @@ class Metrics:
         for outcome in ("delivered", "retry", "failed"):
             self.notify_attempts.labels(outcome=outcome)
 
+        # Retention (SPEC §4.12, docs/retention.md): what it deleted, when and how long for.
+        self.retention_pruned = Counter(
+            "kanade_retention_pruned_rows",
+            "Rows deleted by retention, by table (an exec's results, decisions, approval and "
+            "rollout count under their own tables)",
+            ["table"],
+            registry=self.registry,
+        )
+        self.retention_objects = Counter(
+            "kanade_retention_deleted_objects",
+            "Output objects (the outputs store) deleted with the results retention pruned",
+            registry=self.registry,
+        )
+        self.retention_runs = Counter(
+            "kanade_retention_runs",
+            "Retention passes, by outcome (ok, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.retention_last_run = Gauge(
+            "kanade_retention_last_run_timestamp_seconds",
+            "When the last retention pass ended (Unix time; 0 = none yet)",
+            registry=self.registry,
+        )
+        self.retention_last_duration = Gauge(
+            "kanade_retention_last_run_duration_seconds",
+            "How long the last retention pass took, pauses between batches included",
+            registry=self.registry,
+        )
+        self.retention_batch = Histogram(
+            "kanade_retention_batch_seconds",
+            "Time each retention batch held the database writer (projector writes wait at "
+            "most this long)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        for outcome in ("ok", "failed"):
+            self.retention_runs.labels(outcome=outcome)
+        for table in TABLES:
+            self.retention_pruned.labels(table=table)  # exported as 0 from the start
+
     def on_notify_attempt(self, outcome: str, n: int = 1) -> None:
         self.notify_attempts.labels(outcome=outcome).inc(n)
+
+    def on_pruned(self, table: str, rows: int) -> None:
+        self.retention_pruned.labels(table=table).inc(rows)
+
+    def on_objects_deleted(self, n: int) -> None:
+        self.retention_objects.inc(n)
+
+    def on_retention_batch(self, seconds: float) -> None:
+        self.retention_batch.observe(seconds)
+
+    def on_retention_run(self, finished_at: datetime, seconds: float, ok: bool) -> None:
+        self.retention_runs.labels(outcome="ok" if ok else "failed").inc()
+        if ok:
+            self.retention_last_run.set(finished_at.timestamp())
+            self.retention_last_duration.set(seconds)
 
     def on_reap(self, report: Any) -> None:
         self.reaped.inc(len(report.reaped))

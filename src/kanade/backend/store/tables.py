@@ -69,9 +69,9 @@ agents = Table(
     # offline at once; cleared by its next heartbeat.
     Column("stopped_at", UtcDateTime, nullable=True),
     # The settings the agent was started with where they differ from the built-in
-    # defaults (revision 0012): the base its KV config layers apply over.
+    # defaults (revision 0013): the base its KV config layers apply over.
     Column("local_config", JSON, nullable=True),
-    # The groups of its own --group flags (a subset of ``groups``; revision 0012).
+    # The groups of its own --group flags (a subset of ``groups``; revision 0013).
     Column("static_groups", JSON, nullable=True),
     Index("ix_agents_last_seen", "last_seen"),
 )
@@ -115,6 +115,9 @@ executions = Table(
     # The status of the creation record, pending or awaiting_approval (revision 0008): what
     # the status is derived from, with the decisions and the results (core.execstatus).
     Column("created_status", String(32), nullable=True),
+    # When retention first pruned some of its results (revision 0012): its counters are
+    # history from then on, never recounted from the rows left (docs/retention.md).
+    Column("results_pruned_at", UtcDateTime, nullable=True),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_job_id_created_at", "job_id", "created_at"),
     Index("ix_executions_status_created_at", "status", "created_at"),
@@ -225,6 +228,8 @@ inventory_history = Table(
     Column("observed_at", UtcDateTime, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
     Index("ix_inventory_history_pc_id_job_id_observed_at", "pc_id", "job_id", "observed_at"),
+    # Retention prunes the oldest first (revision 0012).
+    Index("ix_inventory_history_recorded_at", "recorded_at"),
 )
 
 checks = Table(
@@ -548,3 +553,16 @@ notify_deliveries = Table(
 Index("ix_executions_status_updated_at", executions.c.status, executions.c.updated_at)
 Index("ix_schedule_decisions_decided_at", schedule_decisions.c.decided_at)
 Index("ix_agent_schedule_decisions_recorded_at", agent_schedule_decisions.c.recorded_at)
+
+# --- revision 0012: retention (SPEC §4.12) -----------------------------------------------
+# The newest success and the newest result of each (schedule, pc) among *pruned* results:
+# per_pc / per_target schedules decide from the last success (store.scheduling), which must
+# outlive the rows retention deletes. Read together with what the results table still has.
+schedule_pc_last = Table(
+    "schedule_pc_last",
+    metadata,
+    Column("schedule_id", ID, primary_key=True),
+    Column("pc_id", ID, primary_key=True),
+    Column("last_success_at", UtcDateTime, nullable=True),
+    Column("last_result_at", UtcDateTime, nullable=True),
+)

@@ -4,8 +4,8 @@ from the built-in defaults — so ``config effective`` shows what the agent real
 and ``static_groups`` — the groups of its own ``--group`` flags, which no KV change
 removes (``group rm`` says so).
 
-Revision ID: 0012_cliux_agent_local_config
-Revises: 0011_notify_webhooks
+Revision ID: 0013_cliux_agent_local_config
+Revises: 0012_retention
 Create Date: 2026-12-04
 """
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_cliux_agent_local_config"
-down_revision = "0011_notify_webhooks"
+revision = "0013_cliux_agent_local_config"
+down_revision = "0012_retention"
 branch_labels = None
 depends_on = None
 
