@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # imported by the waits that show live output (CLI start-up)
     from kanade.cli.liveview import LivePrinter
 
 _POLL_S: Final = 0.05
+_FIRST_POLL_S: Final = 0.005
+"""The first polls come quickly (a short run is done in tens of ms), then back off 1.5x
+per poll to :data:`_POLL_S`: a fixed 50 ms added 25 ms on average to every short run."""
 GRACE_S: Final = 30.0
 """Extra wait past the script timeout (and starting deadline) for delivery and reporting."""
 _DEFAULT_TIMEOUT_S: Final = 3600.0
@@ -164,6 +167,7 @@ def follow_exec(
     printed: set[str] = set()
     last_error: CliError | None = None
     next_note = started + _FIRST_NOTE_S
+    poll_s = _FIRST_POLL_S
     feed = printer = None
     if live:
         from kanade.cli.liveview import LiveFeed, LivePrinter
@@ -222,7 +226,8 @@ def follow_exec(
                     f"{_names(waiting)}",
                     markup=False,
                 )
-            time.sleep(min(_POLL_S, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+            poll_s = min(_POLL_S, poll_s * 1.5)
     if feed is not None and printer is not None:
         feed.close()
         printer.handle(feed.drain())
