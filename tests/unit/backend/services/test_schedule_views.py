@@ -31,7 +31,7 @@ def sched(**fields: Any) -> Any:
     return parse_schedule(doc, strict=True, known_job_ids={"hello"})
 
 
-def agent(pc: str, groups: list[str], age_s: float, version: str | None = None) -> dict:
+def agent(pc: str, groups: list[str], age_s: float, version: str | None = None) -> dict[str, Any]:
     return {
         "pc_id": pc,
         "groups": groups,
@@ -142,7 +142,9 @@ def test_drift_compares_expected_and_applied_versions() -> None:
     assert not by_pc["pc-3"]["drift"] and by_pc["pc-3"]["expected_schedules"] == []
 
 
-def _status_with(schedule: Any, facts: ReconcileFacts, agents: list[dict]) -> dict[str, Any]:
+def _status_with(
+    schedule: Any, facts: ReconcileFacts, agents: list[dict[str, Any]]
+) -> dict[str, Any]:
     due = reconcile_due(schedule, lower(schedule), now=NOW, fleet=Fleet.of(agents, NOW),
                         facts=facts, marks={})  # fmt: skip
     return schedule_status(schedule, None, now=NOW, local_tz=UTC, freeze=None, due=due)
