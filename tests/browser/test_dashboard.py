@@ -221,7 +221,9 @@ def test_a_pc_that_never_started_shows_no_result_with_the_reason(page: Page, up:
     # An exec for a pc that is not there, then killed: nothing reaches that pc any more, so
     # it is closed at once as "no result" (SPEC §4.3) instead of staying "pending" for good.
     with httpx.Client(base_url=up.url, timeout=10) as http:
-        r = http.post("/api/run", json={"script": "echo never", "target": {"pcs": ["ghost-pc"]}})
+        r = http.post(  # force: a pc nothing knows is refused otherwise
+            "/api/run?force=true", json={"script": "echo never", "target": {"pcs": ["ghost-pc"]}}
+        )
         assert r.status_code == 201, r.text
         exec_id = r.json()["exec_id"]
         open_page(page, up, f"#/executions/{exec_id}")

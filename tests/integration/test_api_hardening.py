@@ -51,10 +51,12 @@ async def test_reads_of_config_groups_and_revocations_create_no_consumer(
     c = backend.client
     # More keys than one batch of single gets (32): the large-set path is read too.
     for i in range(40):
-        assert (await c.put(f"/api/groups/pc-{i}", json={"groups": ["lab"]})).status_code == 200
+        # force: these pcs and jobs never exist (names nothing knows are refused otherwise)
+        r = await c.put(f"/api/groups/pc-{i}?force=true", json={"groups": ["lab"]})
+        assert r.status_code == 200, r.text
         r = await c.put(f"/api/config/pc/pc-{i}", json={"heartbeat_interval": 10 + i})
         assert r.status_code == 200, r.text
-        assert (await c.post(f"/api/jobs/job-{i}/revoke", json={})).status_code == 200
+        assert (await c.post(f"/api/jobs/job-{i}/revoke?force=true", json={})).status_code == 200
     reads = ["/api/config", "/api/groups", "/api/revocations", "/api/agents/pc-7/config"]
     for _ in range(25):
         for path in reads:
@@ -125,7 +127,7 @@ async def test_script_objects_upload_and_run(backend: InProcessBackend) -> None:
     assert r.status_code == 400 and r.json()["errors"][0]["path"] == "path.name"
     job = {**JOB, "execute": {"shell": "sh", "script_object": "big-report/1", "timeout": "5s"}}
     assert (await c.post("/api/jobs", json=job)).status_code == 201
-    r = await c.post("/api/exec/hello", json={"target": EVERY_PC})
+    r = await c.post("/api/exec/hello?force=true", json={"target": EVERY_PC})  # pc-1: never seen
     assert r.status_code == 201, r.text
 
     async def audited() -> list[dict[str, Any]]:

@@ -305,7 +305,9 @@ async def test_every_successful_mutation_is_audited_once_with_its_actor(
     op = bearer(await login(backend, "operator"))
     admin = bearer(await login(backend, "admin"))
     assert (await backend.client.post("/api/jobs", json=HELLO, headers=op)).status_code == 201
-    r = await backend.client.post("/api/exec/hello", json={"target": {"pcs": ["pc1"]}}, headers=op)
+    r = await backend.client.post(  # force: pc1 never reports
+        "/api/exec/hello?force=true", json={"target": {"pcs": ["pc1"]}}, headers=op
+    )
     assert r.status_code == 201
     exec_id = r.json()["exec_id"]
     r = await backend.client.put("/api/freeze", json={"reason": "test"}, headers=op)

@@ -40,7 +40,10 @@ async def _write_operator_state(b: InProcessBackend) -> dict[str, str]:
     assert r.status_code == 201, r.text
     for doc in (HELLO, GATED):
         assert (await c.post("/api/jobs", json=doc)).status_code in (200, 201)
-    waiting = (await c.post("/api/exec/gated", json={"target": {"pcs": ["ghost-0"]}})).json()
+    # force: the ghost pcs never report
+    waiting = (
+        await c.post("/api/exec/gated?force=true", json={"target": {"pcs": ["ghost-0"]}})
+    ).json()
     assert waiting["status"] == "awaiting_approval"
     r = await c.post("/api/jobs/gated/versions/1/approve-unattended")
     assert r.status_code == 201, r.text
@@ -56,7 +59,7 @@ async def _write_operator_state(b: InProcessBackend) -> dict[str, str]:
     assert r.status_code == 201, r.text
     waves = {"waves": [{"pcs": ["ghost-1"]}, {"pcs": ["ghost-2"], "delay": "1h"}]}
     rollout = (
-        await c.post("/api/exec/hello", json={"target": {"pcs": ["ghost-1", "ghost-2"]},
+        await c.post("/api/exec/hello?force=true", json={"target": {"pcs": ["ghost-1", "ghost-2"]},
                                               "rollout": waves})
     ).json()  # fmt: skip
     decisions = [

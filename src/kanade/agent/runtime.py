@@ -113,19 +113,20 @@ class Agent:
         self.fleet = fleet or FleetState(
             pc_id=self.pc_id, groups=sorted(set(settings.groups)), trust=self.trust
         )
+        local_config: dict[str, Any] = {
+            "heartbeat_interval": settings.heartbeat_interval,
+            "max_local_concurrent": settings.max_local_concurrent,
+            "log_level": settings.log_level,
+            "max_output_bytes": settings.max_output_bytes,
+            "live_output_bytes_per_s": settings.live_output_bytes_per_s,
+            "live_output_msgs_per_s": settings.live_output_msgs_per_s,
+        }
         self.fleet_view = FleetView(
             pc_id=self.pc_id,
             fleet=self.fleet,
             owns_fleet=fleet is None,
             static_groups=sorted(set(settings.groups)),
-            local_config={
-                "heartbeat_interval": settings.heartbeat_interval,
-                "max_local_concurrent": settings.max_local_concurrent,
-                "log_level": settings.log_level,
-                "max_output_bytes": settings.max_output_bytes,
-                "live_output_bytes_per_s": settings.live_output_bytes_per_s,
-                "live_output_msgs_per_s": settings.live_output_msgs_per_s,
-            },
+            local_config=local_config,
             state_file=data / "fleet-state.json",
             durable=settings.durable,
             on_groups_changed=self._groups_changed,
@@ -195,6 +196,8 @@ class Agent:
             clock=clock,
             disk=self.disk,
             held_messages=lambda: self.outbox.held,
+            local_config=local_config,
+            static_groups=sorted(set(settings.groups)),
         )
         # The fleet learns at once when the disk fills up or has room again.
         self.disk.on_change.append(lambda _full: self.heartbeats.wake())

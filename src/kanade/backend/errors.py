@@ -82,3 +82,12 @@ class TimedOut(DomainError):
 
 class Corrupt(DomainError):
     """Stored or received data cannot be read (hand-edited KV entry, bad agent reply)."""
+
+
+class UnknownName(Invalid):
+    """The request names a pc, group or job that nothing knows (a typo?). The caller may
+    insist with ``force`` (e.g. a pc that has not connected yet): the body says so in
+    ``overridable_by`` so clients can name their own flag."""
+
+    def __init__(self, message: str, *, errors: list[dict[str, str]]) -> None:
+        super().__init__(message, errors=errors, overridable_by="force")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from kanade.core.bounds import MAX_INLINE_OUTPUT_BYTES, MAX_NAME_CHARS, MAX_TIMEOUT_S, finite_in
+from kanade.core.duration_text import parse_duration
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -37,6 +38,21 @@ MAX_LOCAL_CONCURRENT: Final = 1024
 MAX_TARGET_VERSION_JITTER_S: Final = MAX_TIMEOUT_S
 MAX_LIVE_BYTES_PER_S: Final = 1024 * 1024
 MAX_LIVE_MSGS_PER_S: Final = 100.0
+
+
+DURATION_KEYS = frozenset({"heartbeat_interval", "target_version_jitter"})
+"""Settings in seconds: a writer also takes them in the duration grammar (``30s``, ``1m``)."""
+
+
+def from_text(key: str, value: Any) -> Any:
+    """A writer's value with a duration (``"30s"``) turned into the seconds every layer
+    stores; anything else unchanged (validated by :func:`validate_setting`)."""
+    if key not in DURATION_KEYS or not isinstance(value, str):
+        return value
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
 
 
 def _number_in(key: str, value: Any, low: float, high: float) -> float:

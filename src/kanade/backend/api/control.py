@@ -64,14 +64,24 @@ SettingName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$"
 Keys = Annotated[
     list[SettingName] | None, Query(description="keys to remove; none = the whole layer")
 ]
+Force = Annotated[
+    bool, Query(description="accept a pc, group or job nothing knows (refused otherwise)")
+]
 
 
 # --- revocations and job delete -----------------------------------------------------------
 @router.post("/jobs/{job_id}/revoke", response_model=Revoked)
 async def revoke_job(
-    job_id: JobId, request: Request, services: ServicesDep, body: RevokeBody | None = None
+    job_id: JobId,
+    request: Request,
+    services: ServicesDep,
+    body: RevokeBody | None = None,
+    force: Force = False,
 ) -> dict[str, Any]:
-    """Revoke a job: every agent skips it (exit 126), even offline ones once they return."""
+    """Revoke a job: every agent skips it (exit 126), even offline ones once they return.
+    A job not in the catalog is refused with its close matches unless ``force`` (revoking
+    ahead of an upload)."""
+    await services.known.check_one("job", job_id, "job_id", force=force)
     return await services.revocations.revoke(
         job_id, reason=body.reason if body else None, actor=request_actor(request)
     )
@@ -113,7 +123,9 @@ async def ping_agent(
     services: ServicesDep,
     timeout: Annotated[float, Query(gt=0, le=60, description="seconds")] = 5.0,
 ) -> dict[str, Any]:
-    """A fresh heartbeat by request/reply; 504 when the agent does not answer in time."""
+    """A fresh heartbeat by request/reply; 504 when the agent does not answer in time (or
+    is not connected at all); 400 with the closest pc ids for a pc nothing knows."""
+    await services.known.check_one("pc", pc_id, "pc_id", overridable=False)
     return await services.pings.ping(pc_id, timeout=timeout)
 
 
@@ -147,8 +159,19 @@ async def put_config(
 
 @router.put("/config/{scope}/{name}", response_model=ConfigLayer)
 async def put_named_config(
-    scope: Scope, name: LayerName, settings: SettingsBody, request: Request, services: ServicesDep
+    scope: Scope,
+    name: LayerName,
+    settings: SettingsBody,
+    request: Request,
+    services: ServicesDep,
+    force: Force = False,
 ) -> dict[str, Any]:
+    """Merge settings into a group's or a pc's layer; a group or pc nothing knows is
+    refused with its close matches unless ``force``."""
+    if scope in ("group", "pc"):
+        await services.known.check_one(
+            "group" if scope == "group" else "pc", name, "name", force=force
+        )
     return await services.agent_config.set_layer(
         scope, name, settings, actor=request_actor(request)
     )
@@ -183,16 +206,25 @@ async def list_groups(services: ServicesDep) -> dict[str, Any]:
 
 @router.put("/groups/{pc_id}", response_model=Membership)
 async def set_groups(
-    pc_id: PcId, body: GroupsBody, request: Request, services: ServicesDep
+    pc_id: PcId, body: GroupsBody, request: Request, services: ServicesDep, force: Force = False
 ) -> dict[str, Any]:
-    """Set a pc's whole KV membership (static ``--group`` flags of the agent stay)."""
+    """Set a pc's whole KV membership (static ``--group`` flags of the agent stay); a pc
+    nothing knows is refused with its close matches unless ``force``."""
+    await services.known.check_one("pc", pc_id, "pc_id", force=force)
     return await services.groups.set_groups(pc_id, body.groups, actor=request_actor(request))
 
 
 @router.post("/groups/{group}/members", response_model=MembersAdded)
 async def add_group_members(
-    group: GroupName, body: MembersBody, request: Request, services: ServicesDep
+    group: GroupName,
+    body: MembersBody,
+    request: Request,
+    services: ServicesDep,
+    force: Force = False,
 ) -> dict[str, Any]:
+    """Add pcs to a group (a new group name is fine); a pc nothing knows is refused with
+    its close matches unless ``force``."""
+    await services.known.check_pcs(body.pcs, "pcs", force=force)
     return await services.groups.add_members(group, body.pcs, actor=request_actor(request))
 
 

@@ -22,7 +22,7 @@ from kanade.backend.store import agents
 from kanade.bus import kvcas
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
-from kanade.core.agentconfig import effective_config, layer_key, validate_setting
+from kanade.core.agentconfig import effective_config, from_text, layer_key, validate_setting
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +80,7 @@ class AgentConfigService(Service):
                 removed.append(k)
                 continue
             try:
-                clean[k] = validate_setting(k, v)
+                clean[k] = validate_setting(k, from_text(k, v))
             except ValueError as exc:
                 path, _, reason = str(exc).partition(": ")
                 errors.append({"path": path or k, "reason": reason or str(exc)})
@@ -149,7 +149,10 @@ class AgentConfigService(Service):
         reported = list(agent.get("groups") or []) if agent else []
         groups = sorted(set(reported) | set(await kv_groups_of(bus, pc_id)))
         layers = await self.layers()
-        eff = effective_config(layers, pc_id=pc_id, groups=groups)
+        local = agent.get("local_config") if agent else None
+        eff = effective_config(
+            layers, pc_id=pc_id, groups=groups, local=local if isinstance(local, dict) else None
+        )
         applied = ["global", *(f"group.{g}" for g in groups), f"pc.{pc_id}"]
         return {
             "pc_id": pc_id,
@@ -159,7 +162,6 @@ class AgentConfigService(Service):
             "sources": eff.sources,
             "warnings": eff.warnings,
             "layers": {k: layers[k] for k in applied if k in layers},
-            # The agent applies its own config file / flags in place of "default".
-            "note": "values from 'default' are replaced by the agent's local config file "
-            "or flags where it sets them",
+            "note": "source 'local': what the agent was started with (a flag or its config "
+            "file), as its heartbeat reports; a KV layer overrides it",
         }

@@ -18,6 +18,7 @@ from kanade.backend.services.execs import ExecService
 from kanade.backend.services.groups import GroupService
 from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.kills import KillService
+from kanade.backend.services.known import KnownNames
 from kanade.backend.services.live_output import LiveOutputService
 from kanade.backend.services.notify import NotifyService
 from kanade.backend.services.outputs import OutputService
@@ -56,6 +57,7 @@ class Services:
     scripts: ScriptService = field(init=False)
     releases: ReleaseService = field(init=False)
     notify: NotifyService = field(init=False)
+    known: KnownNames = field(init=False)
 
     def __post_init__(self) -> None:
         bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
@@ -65,6 +67,7 @@ class Services:
         self.agent_config = AgentConfigService(self.db, bus)
         self.groups = GroupService(self.db, bus)
         self.outputs = OutputService(self.db, bus)
+        self.known = KnownNames(self.db, bus)
         self.live = LiveRelay(
             bus,
             on_identity_mismatch=self.metrics.on_identity_mismatch,

@@ -85,12 +85,17 @@ class GroupService(Service):
     async def remove_member(self, group: str, pc_id: str, *, actor: str) -> dict[str, Any]:
         require_slug(group, "group")
         require_slug(pc_id, "pc_id")
-        return await self._change_membership(
+        done = await self._change_membership(
             pc_id,
             lambda old: [g for g in old if g != group],
             actor=actor,
             action={"remove": group},
         )
+        # A group of the agent's own --group flags stays whatever KV says: say so, or the
+        # removal looks done while the pc stays in the group.
+        agent = await self._db.read(lambda conn: agents.get_agent(conn, pc_id))
+        flags = set((agent or {}).get("static_groups") or [])
+        return {**done, "agent_flag_groups": sorted(flags)}
 
     async def _change_membership(
         self,

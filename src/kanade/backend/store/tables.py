@@ -68,6 +68,11 @@ agents = Table(
     # Set by the heartbeat an agent sends when it stops cleanly (revision 0006): it is
     # offline at once; cleared by its next heartbeat.
     Column("stopped_at", UtcDateTime, nullable=True),
+    # The settings the agent was started with where they differ from the built-in
+    # defaults (revision 0013): the base its KV config layers apply over.
+    Column("local_config", JSON, nullable=True),
+    # The groups of its own --group flags (a subset of ``groups``; revision 0013).
+    Column("static_groups", JSON, nullable=True),
     Index("ix_agents_last_seen", "last_seen"),
 )
 

@@ -81,6 +81,8 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
         "disk_error": hb.disk_error,
         "disk_free_bytes": hb.disk_free_bytes,
         "held_messages": hb.held_messages,
+        "local_config": hb.local_config,
+        "static_groups": hb.static_groups,
         # The backend's clock: liveness must not depend on the agent's clock.
         "last_seen": received_at,
         "first_seen": received_at,

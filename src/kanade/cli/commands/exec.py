@@ -13,6 +13,7 @@ from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
 from kanade.cli.common import (
     AllOpt,
+    ForceOpt,
     GroupOpt,
     JsonOpt,
     PcOpt,
@@ -28,6 +29,22 @@ from kanade.cli.waiting import (
     wait_for_exec,
 )
 from kanade.cli.waves import WAVE_HELP, rollout_body
+from kanade.core.statuses import ExecStatus
+
+TARGET_OPTIONS = {
+    "target.all": "--all",
+    "target.groups": "--group",
+    "target.pcs": "--pc",
+    "target": "--all/--group/--pc",
+    "rollout.waves": "--wave",
+    "rollout.halt_on_failure_rate": "--halt-on-failure-rate",
+    "jitter": "--jitter",
+    "starting_deadline": "--starting-deadline",
+    "timeout": "--timeout",
+    "shell": "--shell",
+    "script": "SCRIPT",
+}
+"""Exec and run body fields and the options that set them (error details)."""
 
 MaxWaitOpt = Annotated[
     str | None,
@@ -42,7 +59,7 @@ MaxWaitOpt = Annotated[
 def duration_s(text: str, option: str) -> float:
     """``text`` in the duration grammar (``30s``, ``1h30m``), in seconds; a clear error
     naming ``option`` otherwise."""
-    from kanade.core.durations import parse_duration  # pydantic: only for verbs using it
+    from kanade.core.duration_text import parse_duration
 
     try:
         return parse_duration(text).total_seconds()
@@ -70,6 +87,7 @@ def run(
         ),
     ] = None,
     max_wait: MaxWaitOpt = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -97,8 +115,8 @@ def run(
             deadline_s = duration_s(starting_deadline, "--starting-deadline")
             body["starting_deadline"] = starting_deadline
         wait_s = None if max_wait is None else duration_s(max_wait, "--max-wait")
-        with ApiClient(url) as api:
-            created = api.post("/api/run", body)
+        with ApiClient(url, options=TARGET_OPTIONS) as api:
+            created = api.post("/api/run", body, force=force or None)
             ok = wait_for_exec(
                 api,
                 created,
@@ -143,6 +161,7 @@ def exec_(
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the results.")] = False,
     max_wait: MaxWaitOpt = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -173,8 +192,8 @@ def exec_(
             body["rollout"] = rollout
         if urgent:
             body["urgent"] = True
-        with ApiClient(url) as api:
-            created = api.post(f"/api/exec/{job_id}", body)
+        with ApiClient(url, options=TARGET_OPTIONS) as api:
+            created = api.post(f"/api/exec/{job_id}", body, force=force or None)
             if created.get("status") == "awaiting_approval":
                 if json_:
                     output.json_line(created)
@@ -221,14 +240,28 @@ def kill(
 ) -> None:
     """Kill an execution: running scripts end (exit -1), queued copies are cancelled.
 
+    Exits 1, saying so, when the exec had already ended (nothing left to kill).
+
     Example: kanade kill 01J9Z8X4K2M7
     """
 
     def go() -> None:
         with ApiClient(url) as api:
             res = api.post(f"/api/executions/{exec_id}/kill")
+        if res.get("status") != ExecStatus.CANCELLED:
+            # It ended before the kill (completed, expired, rejected): nothing was killed.
+            raise CliError(
+                f"exec {exec_id} had already ended ({res.get('status')}); nothing to kill",
+                body=res,
+            )
         if json_:
             output.json_line(res)
+            return
+        if res.get("previous_status") == ExecStatus.CANCELLED:
+            output.out.print(
+                f"exec {exec_id} was already cancelled; kill sent to the fleet again",
+                markup=False,
+            )
             return
         output.out.print(
             f"exec {exec_id}: kill sent to the fleet; {res.get('cancelled_queued', 0)} queued "
@@ -251,11 +284,12 @@ def results(
     exec_id: Annotated[str | None, typer.Option("--exec", help="Only this exec.")] = None,
     pc: Annotated[str | None, typer.Option("--pc", help="Only this pc.")] = None,
     job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
-    """List recent results, newest first."""
+    """List recent results, newest first; `kanade results output RESULT_ID` prints one's
+    full output."""
     if ctx.invoked_subcommand is not None:
         return
 
@@ -266,8 +300,9 @@ def results(
             {"exec_id": exec_id, "pc_id": pc, "job_id": job, "limit": limit},
             json_=json_,
             title="results",
-            columns=["finished", "pc", "job", "exit", "state", "exec"],
+            columns=["result id", "finished", "pc", "job", "exit", "state", "exec"],
             row=lambda r: (
+                r.get("result_id"),
                 r.get("finished_at"),
                 r.get("pc_id"),
                 r.get("job_id"),
@@ -309,8 +344,8 @@ executions_app = typer.Typer(no_args_is_help=False, help="Executions: list and s
 def executions_list(
     ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job")] = None,
-    status: Annotated[str | None, typer.Option("--status")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    status: Annotated[ExecStatus | None, typer.Option("--status")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -322,7 +357,8 @@ def executions_list(
         list_from_api(
             url,
             "/api/executions",
-            {"job_id": job, "status": status, "limit": limit},
+            {"job_id": job, "status": None if status is None else status.value,
+             "limit": limit},
             json_=json_,
             title="executions",
             columns=[

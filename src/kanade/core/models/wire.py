@@ -53,6 +53,13 @@ WIRE_SCHEMA = 1
 MAX_DISK_ERROR = 200
 MAX_BYTES = 2**63 - 1
 MAX_HELD = 10**9
+MAX_LOCAL_SETTINGS = 16
+SettingValue = Annotated[int, Field(strict=True, ge=-MAX_BYTES, le=MAX_BYTES)] | Annotated[
+    float, Field(allow_inf_nan=False)
+] | Name
+"""A local setting's value on the wire: bounded by the writer (the agent) and the reader
+(the model); what it means is checked where layers are merged
+(:func:`kanade.core.agentconfig.effective_config`)."""
 MAX_LIVE_TEXT = 16 * 1024
 """Characters of one stream in one live-output chunk (an agent sends at most this many
 bytes, which decode to at most as many characters)."""
@@ -230,6 +237,14 @@ class Heartbeat(WireModel):
     disk_free_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
     held_messages: int = Field(default=0, ge=0, le=MAX_HELD)
     sent_at: Instant
+    # What the agent was started with (flags, config file) where it differs from the
+    # built-in defaults: the base its KV config layers apply over (SPEC §3.7).
+    local_config: dict[Name, SettingValue] | None = Field(
+        default=None, max_length=MAX_LOCAL_SETTINGS
+    )
+    # The groups of its own --group flags / config file (a subset of ``groups``): no KV
+    # change removes them, and the backend says so when asked to.
+    static_groups: Names | None = None
     # The agent's last word on a clean stop (SIGTERM, service stop): it is offline from
     # now on, not alive until its heartbeats are missed (SPEC §4.3).
     stopping: bool = False

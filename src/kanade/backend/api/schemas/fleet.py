@@ -53,6 +53,11 @@ class Agent(Schema):
     first_seen: Instant
     stopped_at: Instant | None = None
     """When the agent said it was stopping (a clean stop): offline since then."""
+    local_config: dict[str, Any] | None = None
+    """Settings the agent was started with (flags, config file) where they differ from the
+    built-in defaults: the base its KV config layers apply over."""
+    static_groups: list[str] | None = None
+    """The groups of its own ``--group`` flags (no KV change removes them)."""
     status: str
 
 
