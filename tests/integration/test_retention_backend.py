@@ -118,7 +118,7 @@ async def test_a_pass_prunes_shows_itself_and_deletes_output_objects(
 
 async def _reject(b: InProcessBackend) -> str:
     c = b.client
-    r = await c.post("/api/exec/gated", json={"target": {"pcs": ["ghost-1"]}})
+    r = await c.post("/api/exec/gated?force=true", json={"target": {"pcs": ["ghost-1"]}})
     assert r.status_code == 201, r.text
     exec_id = str(r.json()["exec_id"])
     r = await c.post(f"/api/executions/{exec_id}/reject", json={"reason": "no"})
