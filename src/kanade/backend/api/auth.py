@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.auth import LoginResult, Me, User, UserDeleted, UserPage
-from kanade.backend.api.schemas.requests import LoginBody, NewUserBody
+from kanade.backend.api.schemas.requests import LoginBody, NewUserBody, UserChangeBody
 from kanade.backend.services.auth import users
 from kanade.backend.services.auth.authenticator import Authenticator
 from kanade.backend.services.container import Services
@@ -63,4 +63,21 @@ async def users_add(body: NewUserBody, request: Request, services: ServicesDep) 
 async def users_delete(username: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     return await users.delete_user(
         services.db, services.link.bus, username, actor=request_actor(request)
+    )
+
+
+@router.patch("/users/{username}", response_model=User)
+async def users_change(
+    username: str, body: UserChangeBody, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    """Change a user's role, disable or enable them, or reset their password; the change
+    applies to their next request (users are looked up on every request)."""
+    return await users.update_user(
+        services.db,
+        services.link.bus,
+        username,
+        role=body.role,
+        disabled=body.disabled,
+        password=body.password,
+        actor=request_actor(request),
     )

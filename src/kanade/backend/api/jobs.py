@@ -8,9 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.jobs import JobDocument, JobList
 from kanade.backend.catalog.jobs import job_document
 from kanade.backend.errors import UnsupportedFormat
+from kanade.backend.services.jobs import upload_job
 from kanade.core.validation import load_document, parse_job
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
@@ -53,7 +55,7 @@ async def put_job(request: Request, services: ServicesDep) -> JSONResponse:
             + ", ".join(ACCEPTED_TYPES)
         )
     job = parse_job(load_document(await request.body(), kind="job"), strict=True)
-    changed = await services.catalog().put(job)
+    changed = await upload_job(services.link.bus, job, actor=request_actor(request))
     return JSONResponse(job_document(job), status_code=201 if changed else 200)
 
 

@@ -7,6 +7,7 @@ database stays a pure projection of the streams.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -29,6 +30,13 @@ log = structlog.get_logger(__name__)
 def job_document(job: JobManifest) -> dict[str, Any]:
     """The canonical JSON form of a manifest (durations in the human grammar)."""
     return job.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    created: bool
+    """No job had this id (the upload's audit action is ``job.create``, else ``job.update``)."""
+    changed: bool
 
 
 PUT_ATTEMPTS = 5
@@ -98,7 +106,11 @@ class JobCatalog:
         return jobs
 
     async def put(self, job: JobManifest) -> bool:
-        """Store ``job``; True if it was new or changed.
+        """Store ``job``; True if it was new or changed."""
+        return (await self.upload(job)).changed
+
+    async def upload(self, job: JobManifest) -> Uploaded:
+        """Store ``job``: whether it was new, and whether anything was written.
 
         Re-uploading the same version with different content is a conflict: agents
         cache jobs and pins by version, so two contents under one version would run
@@ -137,4 +149,4 @@ class JobCatalog:
             raise Conflict(
                 f"job {job.id!r} is being changed concurrently; retry", job_id=job.id
             ) from None
-        return result.new != result.old
+        return Uploaded(created=result.old is None, changed=result.new != result.old)

@@ -21,6 +21,7 @@ from kanade.backend.services.outputs import OutputService
 from kanade.backend.services.ping import PingService
 from kanade.backend.services.revocations import RevocationService
 from kanade.backend.services.rollouts import RolloutService
+from kanade.backend.services.scripts import ScriptService
 from kanade.backend.settings import Settings
 from kanade.backend.store.database import Database
 
@@ -45,6 +46,7 @@ class Services:
     groups: GroupService = field(init=False)
     outputs: OutputService = field(init=False)
     enrolment: EnrolmentService = field(init=False)
+    scripts: ScriptService = field(init=False)
 
     def __post_init__(self) -> None:
         bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
@@ -54,6 +56,7 @@ class Services:
         self.agent_config = AgentConfigService(self.db, bus)
         self.groups = GroupService(self.db, bus)
         self.outputs = OutputService(self.db, bus)
+        self.scripts = ScriptService(self.db, bus)
         self.enrolment = EnrolmentService(
             self.db,
             bus,

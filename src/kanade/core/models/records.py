@@ -28,6 +28,19 @@ from kanade.core.statuses import ExecStatus
 ExecKind = Literal["job", "adhoc"]
 
 
+class ExecScript(WireModel):
+    """What an exec runs (kanade.core.scripttext): an inline script's text (bounded,
+    ``truncated`` when cut; ``size`` is the whole script's bytes) or a script object's
+    name; the sha256 of the whole script either way."""
+
+    sha256: str
+    shell: str
+    text: str | None = None
+    truncated: bool = False
+    size: int | None = None
+    object: str | None = None
+
+
 class ExecRecord(WireModel):
     """``kanade.exec.created.<exec_id>``: one dispatch of a job to a target."""
 
@@ -52,6 +65,9 @@ class ExecRecord(WireModel):
     # pc that never did is closed as no_result. None while commands are still to be sent
     # (awaiting approval, a rollout); the approval or each wave sets it then.
     deadline_at: datetime | None = None
+    # What it runs (absent in records of older backends). The text is the operators' to
+    # read (GET /api/executions/{id}/script needs role operator); never in audit records.
+    script: ExecScript | None = None
 
     def row(self) -> dict[str, Any]:
         """The ``executions`` columns this record sets (status only on first insert)."""

@@ -88,4 +88,6 @@ class Authenticator:
         user = await self._db.read(lambda conn: get_user(conn, username))
         if user is None:
             raise Unauthenticated(f"user {username!r} no longer exists")
+        if user.get("disabled_at") is not None:
+            raise Unauthenticated(f"user {username!r} is disabled")
         return Principal(username, str(user["role"]), "jwt")
