@@ -8,6 +8,8 @@ import agentDetail from "./pages/agent.js";
 import executions from "./pages/executions.js";
 import executionDetail from "./pages/execution.js";
 import result from "./pages/result.js";
+import results from "./pages/results.js";
+import users from "./pages/users.js";
 import jobs from "./pages/jobs.js";
 import jobDetail from "./pages/job.js";
 import run from "./pages/run.js";
@@ -26,7 +28,8 @@ const ROUTES = [
   [/^agents\/(.+)$/, agentDetail, "agents"],
   [/^executions$/, executions, "executions"],
   [/^executions\/(.+)$/, executionDetail, "executions"],
-  [/^results\/(.+)$/, result, "executions"],
+  [/^results$/, results, "results"],
+  [/^results\/(.+)$/, result, "results"],
   [/^jobs$/, jobs, "jobs"],
   [/^jobs\/(.+)$/, jobDetail, "jobs"],
   [/^schedules$/, schedules, "schedules"],
@@ -37,6 +40,7 @@ const ROUTES = [
   [/^run$/, run, "run"],
   [/^audit$/, audit, "audit"],
   [/^enrolment$/, enrolment, "enrolment"],
+  [/^users$/, users, "users"],
   [/^login$/, login, "login"],
 ];
 
