@@ -19,12 +19,12 @@ def screenshot_dir() -> Path:
 
 
 def shot(page: Page, name: str, element: Locator | None = None) -> Path:
-    """``<name>.png`` of the whole page (or of ``element``)."""
+    """``<name>.png`` of what the viewport shows from the top (or of ``element``): the
+    first screen is what a reader of the docs needs, and keeps the files small."""
     path = screenshot_dir() / f"{name}.png"
-    # At the top: a full-page shot of a scrolled page paints the sticky top bar mid-page.
     page.evaluate("window.scrollTo(0, 0)")
     if element is not None:
         element.screenshot(path=str(path), animations="disabled")
     else:
-        page.screenshot(path=str(path), full_page=True, animations="disabled")
+        page.screenshot(path=str(path), animations="disabled")
     return path

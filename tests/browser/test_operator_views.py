@@ -365,7 +365,7 @@ def test_operators_read_an_adhoc_script_viewers_only_its_digest(
     script.locator("summary").click()
     expect(script.locator("pre.script-text")).to_have_text(f"echo {marker}\n")
     expect(script.locator(".script-meta")).to_contain_text("sha256 ")
-    shot(page, f"execution-script-{tag(size)}")
+    shot(page, f"execution-script-{tag(size)}", page.locator("#exec-script"))
 
     viewer = signed_in(session, secured, "vera", f"#/executions/{exec_id}", size)
     expect(viewer.locator("#exec-script")).to_contain_text("shown to operators only")

@@ -136,16 +136,27 @@ async function render() {
     refresher: (fn, gap) => { const r = refresher(fn, gap); disposers.push(r.stop); return r; },
     onLogin: afterLogin,
   };
+  // Listening from before the mount: an event that arrives while the page loads (the last
+  // result of a fast exec) is handed to the page once it is mounted, not lost.
+  let handle = null;
+  const early = [];
+  const unsub = live.subscribe((ev) => {
+    if (handle) { handle.onEvent?.(ev); return; }
+    early.push(ev);
+    if (early.length > 50) early.splice(0, early.length, { topic: "resync" }); // many: refetch all
+  });
   try {
-    const handle = (await match.page.mount(root, match.params, ctx)) || {};
+    const mounted = (await match.page.mount(root, match.params, ctx)) || {};
     performance.mark(`kanade:rendered:${match.nav}`);
-    if (seq !== renderSeq) { handle.dispose?.(); return; }
+    if (seq !== renderSeq) { unsub(); mounted.dispose?.(); return; }
+    handle = mounted;
+    early.splice(0).forEach((ev) => handle.onEvent?.(ev));
     const timer = setInterval(() => handle.refresh?.(), FALLBACK_REFRESH_MS);
-    const unsub = live.subscribe((ev) => handle.onEvent?.(ev));
     current = {
       dispose: () => { clearInterval(timer); unsub(); disposers.forEach((d) => d()); handle.dispose?.(); },
     };
   } catch (err) {
+    unsub();
     if (seq !== renderSeq) return;
     if (err instanceof ApiError && err.status === 401) return; // handled by onUnauthorized
     console.warn(err);

@@ -108,7 +108,8 @@ export default {
       if (bar.hidden) return;
       if (!barParts.count) buildBar();
       const pcs = [...selected].sort();
-      const hidden = pcs.filter((id) => !shownIds.includes(id)).length;
+      const shown = new Set(shownIds);
+      const hidden = pcs.filter((id) => !shown.has(id)).length;
       barParts.count.textContent = `${pcs.length} selected`;
       barParts.hidden.textContent = hidden ? `${hidden} not shown by the filters` : "";
       barParts.script.href = `#/run?pcs=${encodeURIComponent(pcs.join(","))}`;
