@@ -34,11 +34,21 @@ APPROVED_SCRIPT = "echo patched-by-approval"
 RUNS = 26  # x 2 agents: more results than one page of 50
 DASH = "\u2013"  # the en dash the pages put in "1-50 of 53"
 
-# Cells squeezed to about one character per line (the bug on phones): text of 4+
-# characters in a cell narrower than 40 px.
+# Cells squeezed to a few characters per line (the bug on phones: the audit log's details
+# read 6 to 13 characters a line, rows several screens tall): text of 24+ characters laid
+# out in lines of fewer than 8 characters on average, or of 60+ characters in lines of fewer
+# than 16 (lines counted from the text's own line boxes, not the row's height); or any text
+# of 4+ characters in a cell narrower than 40 px.
 NARROW_CELLS = """() => [...document.querySelectorAll('main td')].filter((td) => {
   const r = td.getBoundingClientRect(); const text = td.innerText.trim();
-  return r.width > 0 && r.height > 0 && text.length >= 4 && r.width < 40;
+  if (!r.width || !r.height || text.length < 4) return false;
+  if (r.width < 40) return true;
+  if (td.querySelector('button, select, input, details')) return false; // controls, not text
+  const range = document.createRange(); range.selectNodeContents(td);
+  const lines = new Set([...range.getClientRects()].filter((b) => b.width > 0)
+    .map((b) => Math.round(b.bottom))).size || 1;
+  const perLine = text.length / lines;
+  return (text.length >= 24 && perLine < 8) || (text.length >= 60 && perLine < 16);
 }).map((td) => td.innerText.trim().slice(0, 40))"""
 PAGE_OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
 
@@ -95,6 +105,11 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                 for _ in range(RUNS)
             ]
             execs.append(http.post("/api/exec/fail3", json={"target": {"pcs": ["web-1"]}}).json())
+            # Audit entries with long action names and long details: what squeezed the
+            # audit log's details to a few characters a line on a phone.
+            assert http.post("/api/agents/web-1/ping").status_code == 200
+            r = http.post("/api/agents/enroll-tokens", json={"groups": ["web", "canary"]})
+            assert r.status_code == 200, r.text
             wait_until(
                 lambda: (
                     http.get("/api/results", params={"limit": 1}).json()["total"] >= 2 * RUNS + 1
@@ -450,8 +465,9 @@ def test_an_approver_sees_the_script_and_can_reject_not_kill(
 
 def test_wide_tables_fit_a_phone(session: Any, secured: dict[str, Any]) -> None:
     page = signed_in(session, secured, "ada", "#/executions", PHONE)
-    for hash_ in ("#/executions", "#/approvals?state=", "#/agents", "#/jobs", "#/results",
-                  "#/audit", "#/users", "#/agents/web-1"):  # fmt: skip
+    # The audit log first: its details column was the one squeezed to a character per line.
+    for hash_ in ("#/audit", "#/executions", "#/approvals?state=", "#/agents", "#/jobs",
+                  "#/results", "#/users", "#/agents/web-1"):  # fmt: skip
         page.goto(f"{secured['url']}/{hash_}")
         expect(page.locator(".page[data-ready]")).to_have_count(1)
         expect(page.locator("main table").first).to_be_visible()

@@ -37,6 +37,14 @@ export default {
       load();
     }
 
+    // Scripts being read stay open when a live refresh draws the list again.
+    const open = new Set();
+    function script(execId) {
+      const panel = scriptPanel(ctx, execId, { label: "Script it sent", open: open.has(execId) });
+      panel.addEventListener("toggle", () => { if (panel.open) open.add(execId); else open.delete(execId); });
+      return panel;
+    }
+
     let seq = 0; // a slower answer to an older filter must not overwrite a newer one
     async function load() {
       const mine = ++seq;
@@ -57,7 +65,7 @@ export default {
             h("td", { class: "mono nowrap" }, e.action),
             h("td", { class: "details" }, details(e.details),
               e.action === "exec.create" && e.details?.exec_id && canReadScripts(ctx)
-                ? scriptPanel(ctx, e.details.exec_id, { label: "Script it sent" }) : null)),
+                ? script(e.details.exec_id) : null)),
         }));
         mountInto(pager,
           h("button", { type: "button", class: "btn-ghost", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - PAGE); load(); } }, "← Newer"),
