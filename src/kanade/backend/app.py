@@ -20,9 +20,11 @@ from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
+from nats.js.object_store import ObjectStore
 from sqlalchemy.engine import Connection
 
 from kanade import __version__
+from kanade.backend.api import agent_releases as agent_releases_routes
 from kanade.backend.api import approvals as approvals_routes
 from kanade.backend.api import audit as audit_routes
 from kanade.backend.api import auth as auth_routes
@@ -36,12 +38,20 @@ from kanade.backend.api import health as health_routes
 from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
 from kanade.backend.api import keys as keys_routes
+from kanade.backend.api import live_output as live_output_routes
+from kanade.backend.api import notify as notify_routes
+from kanade.backend.api import openapi as api_openapi
+from kanade.backend.api import retention as retention_routes
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
+from kanade.backend.api import scripts as scripts_routes
 from kanade.backend.api import ui as ui_routes
 from kanade.backend.api.middleware.audit import AuditMiddleware
 from kanade.backend.api.middleware.auth import AuthMiddleware
+from kanade.backend.api.middleware.body_limit import BodyLimitMiddleware
+from kanade.backend.api.middleware.headers import SecurityHeadersMiddleware
 from kanade.backend.api.middleware.live import LiveMiddleware
+from kanade.backend.api.middleware.options import OptionsMiddleware
 from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS, replayed
 from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
 from kanade.backend.observability.metrics import Metrics
@@ -58,6 +68,9 @@ from kanade.backend.store.migrate import upgrade
 from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
 from kanade.backend.workers.heartbeats import HeartbeatSink
+from kanade.backend.workers.live_watch import LiveWatchRenewer
+from kanade.backend.workers.notify.delivery import NotifyDelivery
+from kanade.backend.workers.notify.detector import NotifyDetector
 from kanade.backend.workers.projection.audit import AuditProjector
 from kanade.backend.workers.projection.decisions import DecisionsProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
@@ -65,14 +78,17 @@ from kanade.backend.workers.projection.results import ResultsProjector
 from kanade.backend.workers.projection.worker import ProjectionWorker
 from kanade.backend.workers.provisioning import ConsumerProvisioner
 from kanade.backend.workers.reaper import Reaper
+from kanade.backend.workers.retention import RetentionWorker
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.backend.workers.state_publisher import StatePublisher
 from kanade.backend.workers.state_sync import StateSync
 from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
+from kanade.core import subjects
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock
+from kanade.core.notify.retry import RetryPolicy
 from kanade.security.authority import Authority
 from kanade.security.signing_keys import ensure_key_dir, resolve_key_dir
 from kanade.worker import Worker
@@ -191,6 +207,7 @@ def create_app(settings: Settings) -> FastAPI:
             db,
             flush_interval_s=settings.heartbeat_flush_s,
             on_identity_mismatch=metrics.on_identity_mismatch,
+            on_dropped=metrics.on_dropped,
         )
         provisioner = ConsumerProvisioner()
         reset_pending = [new_db]
@@ -220,12 +237,21 @@ def create_app(settings: Settings) -> FastAPI:
                     batch_max=settings.projector_batch,
                     on_projected=metrics.on_projected,
                     on_identity_mismatch=metrics.on_identity_mismatch,
+                    on_dropped=metrics.on_dropped,
                 ),
                 ExecsProjector(
-                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_dropped=metrics.on_dropped,
                 ),
                 AuditProjector(
-                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_dropped=metrics.on_dropped,
                 ),
                 DecisionsProjector(
                     bus,
@@ -240,7 +266,8 @@ def create_app(settings: Settings) -> FastAPI:
             reset_pending[0] = False  # only the first successful set-up replays
             await heartbeats.subscribe(bus)
             await provisioner.subscribe(bus)
-            workers: list[Worker] = [*projectors, heartbeats, publisher]
+            live_watches = LiveWatchRenewer(services.live)
+            workers: list[Worker] = [*projectors, heartbeats, publisher, live_watches]
             tasks = [asyncio.create_task(w.run(), name=w.label) for w in workers]
             if not settled.is_set():
                 tasks.append(asyncio.create_task(caught_up(bus), name="replay"))
@@ -256,7 +283,20 @@ def create_app(settings: Settings) -> FastAPI:
             on_reap=metrics.on_reap,
         )
         reaper_task = asyncio.create_task(_after(settled, reaper.run), name="reaper")
+        # Retention prunes old rows in small batches (SPEC §4.12). After a rebuild it waits
+        # like the reaper: what the replay brings back beyond the limits is pruned again.
+        async def outputs_store() -> ObjectStore:
+            return await link.bus().obj(subjects.OBJ_OUTPUTS)
+
+        retention = RetentionWorker(
+            db,
+            policy=settings.retention,
+            clock=system_clock,
+            outputs=outputs_store,
+            observer=metrics,
+        )
         rollout_tasks = [
+            asyncio.create_task(_after(settled, retention.run), name="retention"),
             asyncio.create_task(_after(settled, rollout_runner.run), name="rollouts"),
             asyncio.create_task(_after(settled, approval_sweeper.run), name="approvals"),
         ]
@@ -276,6 +316,9 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.scheduler
             else []
         )
+        # Notifications: detected and delivered by the lease holder alone, once the
+        # database is settled (a rebuild does not re-announce history).
+        notify_tasks = _notify_workers(settings, db, services, scheduler, settled)
         log.info(
             "backend started",
             db=settings.db_url,
@@ -286,7 +329,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await cancel_and_wait([reaper_task, *rollout_tasks, *scheduler_tasks])
+            await cancel_and_wait([reaper_task, *rollout_tasks, *scheduler_tasks, *notify_tasks])
             if scheduler_tasks:
                 await scheduler.stop()  # releases the lease: a standby takes over at once
             await heartbeats.unsubscribe()
@@ -306,15 +349,27 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     api_errors.install(app)
+    api_openapi.install(app)
     # The last added runs first: every request passes the role table (auth) before
     # anything else, whichever router serves it; then, once the response is sent, the
     # audit guarantee publishes its record before live invalidation tells the dashboard.
     app.add_middleware(AuditMiddleware)
     app.add_middleware(LiveMiddleware)
     app.add_middleware(AuthMiddleware)
+    # Outside authentication: OPTIONS and the security headers concern every response,
+    # and an oversized body is refused before anyone reads it (issue #15).
+    app.add_middleware(OptionsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_script_bytes=settings.max_script_bytes,
+        max_release_bytes=settings.max_release_bytes,
+    )
     app.include_router(health_routes.router)
     app.include_router(jobs_routes.router)
     app.include_router(execs_routes.router)
+    app.include_router(live_output_routes.router)
     app.include_router(schedules_routes.router)  # before fleet: /api/agents/drift
     app.include_router(enrolment_routes.router)  # before fleet: /api/agents/enrolled
     app.include_router(fleet_routes.router)
@@ -327,4 +382,48 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(rollouts_routes.router)
     app.include_router(approvals_routes.router)
     app.include_router(keys_routes.router)
+    app.include_router(scripts_routes.router)
+    app.include_router(agent_releases_routes.router)
+    app.include_router(notify_routes.router)
+    app.include_router(retention_routes.router)
     return app
+
+
+def _notify_workers(
+    settings: Settings,
+    db: Database,
+    services: Services,
+    scheduler: Scheduler,
+    settled: asyncio.Event,
+) -> list[asyncio.Task[None]]:
+    """The detector and the sender, running only while this process holds the scheduler
+    lease (a process without a scheduler never delivers: another replica does)."""
+
+    def leading() -> bool:
+        return settings.scheduler and scheduler.is_leader
+
+    delivery = NotifyDelivery(
+        db,
+        leading=leading,
+        policy=RetryPolicy(
+            base_s=settings.notify_retry_base_s,
+            cap_s=settings.notify_retry_max_s,
+            max_attempts=settings.notify_max_attempts,
+        ),
+        timeout_s=settings.notify_timeout_s,
+        concurrency=settings.notify_concurrency,
+        interval_s=min(1.0, settings.notify_retry_base_s),
+        on_attempt=services.metrics.on_notify_attempt,
+    )
+    detector = NotifyDetector(
+        db,
+        leading=leading,
+        interval_s=settings.notify_scan_s,
+        lookback=timedelta(seconds=settings.notify_lookback_s),
+        keep=timedelta(seconds=settings.notify_keep_s),
+        fanned_out=delivery.wake,
+    )
+    services.notify.on_change = delivery.wake
+    return [
+        asyncio.create_task(_after(settled, w.run), name=w.label) for w in (detector, delivery)
+    ]

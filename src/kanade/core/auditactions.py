@@ -30,6 +30,10 @@ ACTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "job.unrevoke": "a job's revocation was lifted",
         "job.approve_unattended": "a job version was approved for scheduled runs",
         "job.revoke_unattended": "a job version's unattended approval was withdrawn",
+        "job.approval_lower": "an admin stored a job version that no longer requires approval",
+        # script objects and agent releases
+        "script.upload": "a script object was uploaded (`changed: false`: the same bytes again)",
+        "release.publish": "an agent release was published",
         # schedules
         "schedule.create": "a schedule was created",
         "schedule.update": "a schedule was replaced",
@@ -59,12 +63,22 @@ ACTIONS: Final[Mapping[str, str]] = MappingProxyType(
         "enrolment.token_cancel": "an enrolment token was cancelled",
         # users
         "user.login": "a user logged in",
+        "user.login_fail": "a login failed (wrong username or password)",
+        "user.logout": "a user logged a session out",
+        "user.logout_everywhere": "a user logged every one of their sessions out",
+        "user.sessions_revoke": "an admin ended every session of a user",
         "user.create": "a user was created",
         "user.delete": "a user was deleted",
         "user.role_set": "a user's role was changed",
         "user.disable": "a user was disabled: their tokens stop working",
         "user.enable": "a disabled user was enabled again",
         "user.password_reset": "a user's password was reset by an admin",
+        # notifications (docs/notifications.md)
+        "webhook.create": "a webhook was added",
+        "webhook.update": "a webhook was changed (enabled, disabled, events, URL …)",
+        "webhook.delete": "a webhook was removed",
+        "webhook.test": "a test notification was sent to a webhook",
+        "webhook.retry": "a failed webhook delivery was retried",
     }
 )
 """Every action name with what it records (``GET /api/audit/actions`` serves it)."""
@@ -116,6 +130,13 @@ LEGACY: Final[Mapping[str, str]] = MappingProxyType(
         "login": "user.login",
         "user_add": "user.create",
         "user_delete": "user.delete",
+        "login_failed": "user.login_fail",
+        "logout": "user.logout",
+        "logout_everywhere": "user.logout_everywhere",
+        "sessions_revoke": "user.sessions_revoke",
+        "job_approval_lowered": "job.approval_lower",
+        "script_upload": "script.upload",
+        "agent_release_publish": "release.publish",
         **ROUTE_ACTIONS,
     }
 )

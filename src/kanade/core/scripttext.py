@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from kanade.core.bounds import MAX_SCRIPT_TEXT_BYTES
 from kanade.core.digests import sha256_hex
 from kanade.core.models.job import Execute
 from kanade.core.models.records import ExecScript
 
-SCRIPT_TEXT_MAX: Final = 256 * 1024
+SCRIPT_TEXT_MAX: Final = MAX_SCRIPT_TEXT_BYTES
 """Bytes of script text kept per script (UTF-8); a longer one is cut and says so."""
 
 

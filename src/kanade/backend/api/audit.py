@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import IsoInstant
 from kanade.backend.api.schemas.audit import AuditActions, AuditPage
 from kanade.backend.store.audit import list_audit
 from kanade.core.auditactions import ACTIONS, LEGACY, canonical
@@ -31,8 +31,10 @@ async def audit_log(
             "a prefix ending in '.' for a whole area, e.g. 'job.'",
         ),
     ] = None,
-    since: Annotated[datetime | None, Query(description="recorded at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="recorded before (ISO 8601)")] = None,
+    since: Annotated[
+        IsoInstant | None, Query(description="recorded at or after (ISO 8601)")
+    ] = None,
+    until: Annotated[IsoInstant | None, Query(description="recorded before (ISO 8601)")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import IsoInstant, PcId, ResultId
 from kanade.backend.api.schemas.execs import ResultRow
 from kanade.backend.api.schemas.fleet import Agent, AgentPage, JsonSchema, ResultPage
 from kanade.backend.errors import Invalid, NotFound
@@ -35,8 +36,10 @@ async def list_results(
         Literal["ok", "failed", "skipped", "running", "no_result"] | None,
         Query(description="as the views show it: failed = non-zero exit or reaped"),
     ] = None,
-    since: Annotated[datetime | None, Query(description="recorded at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="recorded before (ISO 8601)")] = None,
+    since: Annotated[
+        IsoInstant | None, Query(description="recorded at or after (ISO 8601)")
+    ] = None,
+    until: Annotated[IsoInstant | None, Query(description="recorded before (ISO 8601)")] = None,
     q: Annotated[
         str | None,
         Query(min_length=1, max_length=128, description="found in the pc id or the job id"),
@@ -67,7 +70,7 @@ async def list_results(
 
 
 @router.get("/results/{result_id}", response_model=ResultRow)
-async def get_result(result_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_result(result_id: ResultId, services: ServicesDep) -> dict[str, Any]:
     row = await services.db.read(lambda conn: results.get_result(conn, result_id))
     if row is None:
         raise NotFound(f"result {result_id!r} not found", result_id=result_id)
@@ -109,7 +112,7 @@ async def list_agents(
 
 
 @router.get("/agents/{pc_id}", response_model=Agent)
-async def get_agent(pc_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_agent(pc_id: PcId, services: ServicesDep) -> dict[str, Any]:
     row = await services.db.read(lambda conn: agents.get_agent(conn, pc_id))
     if row is None:
         raise NotFound(f"agent {pc_id!r} has never sent a heartbeat", pc_id=pc_id)

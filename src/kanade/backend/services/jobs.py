@@ -1,4 +1,6 @@
-"""Uploading a job to the catalog, audited as ``job.create`` or ``job.update``."""
+"""Storing a job (SPEC §2.1, §4.8): the catalog write, audited as ``job.create`` or
+``job.update``, and the rule that only an admin may remove a job's approval requirement —
+audited (``job.approval_lower``) when one does."""
 
 from __future__ import annotations
 
@@ -10,14 +12,26 @@ from kanade.bus.connection import Bus
 from kanade.core.models.job import JobManifest
 
 
-async def upload_job(bus: Callable[[], Bus], job: JobManifest, *, actor: str) -> bool:
-    """Store ``job``; True if it was new or changed. An identical re-upload is recorded
-    too (``job.update`` with ``changed: false``): someone asked for it."""
-    done = await JobCatalog(bus()).upload(job)
+async def put_job(
+    bus: Callable[[], Bus], job: JobManifest, *, actor: str, is_admin: bool
+) -> bool:
+    """Store ``job`` (True: new or changed). Lowering ``require_approval`` of the stored
+    version is :class:`~kanade.backend.errors.Forbidden` unless ``is_admin``; when an
+    admin does it, a ``job.approval_lower`` audit record says who, from which version.
+    An identical re-upload is recorded too (``job.update`` with ``changed: false``):
+    someone asked for it."""
+    stored = await JobCatalog(bus()).put(job, may_lower_approval=is_admin)
     await publish_audit(
         bus,
-        "job.create" if done.created else "job.update",
+        "job.create" if stored.created else "job.update",
         actor,
-        {"job_id": job.id, "version": job.version, "changed": done.changed},
+        {"job_id": job.id, "version": job.version, "changed": stored.changed},
     )
-    return done.changed
+    if stored.lowered_from is not None:
+        await publish_audit(
+            bus,
+            "job.approval_lower",
+            actor,
+            {"job_id": job.id, "from_version": stored.lowered_from, "version": job.version},
+        )
+    return stored.changed

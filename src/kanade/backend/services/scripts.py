@@ -1,73 +1,92 @@
-"""The script an exec runs, for the operators who read it and the approvers who decide on
-it: an inline script's text from the ``scripts`` table, a script object's from the object
-store, checked against the sha256 pinned at dispatch (docs/dashboard.md, "Script text")."""
+"""Script objects (SPEC §2.1 ``execute.script_object``): upload and look up scripts in the
+object store ``kanade_scripts``, keyed ``NAME/VERSION``.
+
+A script too big to travel inside a command (issue #15: the command stream takes 1 MiB)
+is uploaded once here and referenced by jobs; the backend pins its sha256 into each
+command and the agent verifies it before running (SPEC §8.3). A version is immutable, like
+a job version: agents cache scripts by name, so the same name with two contents would run
+differently on different machines. Every upload is audited (never the script itself).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
 from typing import Any
 
 import structlog
-from nats.js.errors import NotFoundError as JsNotFoundError
+from nats.js.errors import NotFoundError
 
-from kanade.backend.errors import NotFound
-from kanade.backend.store import scripts
-from kanade.backend.store.database import Database
-from kanade.bus.connection import Bus
+from kanade.backend.errors import Conflict, Invalid, NotFound
+from kanade.backend.messaging.audit import publish_audit
+from kanade.backend.services.base import Service
 from kanade.core import subjects
-from kanade.core.digests import sha256_hex
-from kanade.core.scripttext import SCRIPT_TEXT_MAX, bounded_text
+from kanade.core.digests import sha256_hex_from_nats_digest
+from kanade.core.models.job import script_object_problem
 
 log = structlog.get_logger(__name__)
 
 
-class ScriptService:
-    def __init__(self, db: Database, bus: Callable[[], Bus]) -> None:
-        self._db = db
-        self._bus = bus
+def object_name(name: str, version: str) -> str:
+    """``NAME/VERSION`` as a job's ``execute.script_object`` names it; 400 when invalid."""
+    ref = f"{name}/{version}"
+    problem = script_object_problem(ref)
+    if problem is not None:
+        raise Invalid.at("path", problem)
+    return ref
 
-    async def of_exec(self, exec_id: str) -> dict[str, Any]:
-        row = await self._db.read(lambda conn: scripts.exec_script(conn, exec_id))
-        if row is None:
-            raise NotFound(f"execution {exec_id!r} not found", exec_id=exec_id)
-        out: dict[str, Any] = {
-            "exec_id": exec_id,
-            "kind": row["kind"],
-            "job_id": row["job_id"],
-            "version": row["version"],
-            "sha256": row["script_sha256"],
-            "shell": row["script_shell"],
-            "source": "object" if row["script_object"] else "inline",
-            "object": row["script_object"],
-            "text": row["text"],
-            "size": row["size"],
-            "truncated": bool(row["truncated"]),
-            "note": None,
-        }
-        if not row["script_sha256"]:
-            out["note"] = "not recorded: the execution was created before scripts were kept"
-        elif row["script_object"]:
-            out.update(await self._object_text(str(row["script_object"]), row["script_sha256"]))
-        elif row["text"] is None:
-            out["note"] = "the text of this script is no longer stored"
-        return out
 
-    async def _object_text(self, name: str, sha256: str) -> dict[str, Any]:
+class ScriptService(Service):
+    async def info(self, name: str, version: str) -> dict[str, Any]:
+        ref = object_name(name, version)
         store = await self._bus().obj(subjects.OBJ_SCRIPTS)
         try:
-            info = await store.get_info(name)
-        except JsNotFoundError:
-            return {"note": f"script object {name!r} is no longer in the scripts store"}
-        size = int(info.size or 0)
-        if size > SCRIPT_TEXT_MAX:
-            return {"size": size, "note": f"script object {name!r} is too large to show here"}
-        data = bytes((await store.get(name)).data or b"")
-        if sha256_hex(data) != sha256:
-            # Re-uploaded under the same name since: what it holds now is not what ran.
-            log.warning("script object does not match its pinned digest", object=name)
-            return {
-                "size": len(data),
-                "note": f"script object {name!r} has changed since this execution was sent",
-            }
-        text, cut = bounded_text(data.decode(errors="replace"))
-        return {"text": text, "size": len(data), "truncated": cut}
+            info = await store.get_info(ref)
+        except NotFoundError:
+            raise NotFound(f"script object {ref!r} not found; upload it first") from None
+        return _describe(ref, info.size or 0, info.digest)
+
+    async def upload(
+        self, name: str, version: str, data: bytes, *, actor: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Store the script; ``(description, created)``. The same bytes again are a no-op;
+        other bytes under a stored version are a conflict (bump the version)."""
+        ref = object_name(name, version)
+        if not data:
+            raise Invalid.at("(body)", "the script is empty")
+        sha256 = hashlib.sha256(data).hexdigest()
+        store = await self._bus().obj(subjects.OBJ_SCRIPTS)
+        try:
+            existing = await store.get_info(ref)
+        except NotFoundError:
+            existing = None
+        if existing is not None and existing.digest:
+            if sha256_hex_from_nats_digest(existing.digest) == sha256:
+                # Recorded too (``changed: false``), as a job re-upload is: someone asked.
+                await self._audit(actor, ref, sha256, len(data), changed=False)
+                return _describe(ref, existing.size or 0, existing.digest), False
+            raise Conflict(
+                f"script object {ref!r} already exists with different content; upload it "
+                "as a new version (agents cache scripts by name and version)",
+                script_object=ref,
+            )
+        info = await store.put(ref, data)
+        await self._audit(actor, ref, sha256, len(data), changed=True)
+        log.info("script object uploaded", script_object=ref, size=len(data), actor=actor)
+        return _describe(ref, info.size or len(data), info.digest), True
+
+    async def _audit(self, actor: str, ref: str, sha256: str, size: int, *, changed: bool) -> None:
+        await publish_audit(
+            self._bus,
+            "script.upload",
+            actor,
+            {"script_object": ref, "sha256": sha256, "size": size, "changed": changed},
+            at=self._clock(),
+        )
+
+
+def _describe(ref: str, size: int, digest: str | None) -> dict[str, Any]:
+    return {
+        "script_object": ref,
+        "size": size,
+        "sha256": sha256_hex_from_nats_digest(digest) if digest else None,
+    }

@@ -91,6 +91,13 @@ class Database:
         self.dialect = self.engine.dialect.name
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kanade-db-writer")
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._pending = 0
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes submitted and not finished yet (queued for, or on, the writer thread): a
+        background writer that yields to the others looks here (retention)."""
+        return self._pending
 
     def listen(self, tag: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the event loop) after each committed write tagged ``tag``."""
@@ -107,9 +114,13 @@ class Database:
                 # Taken whatever happens: conn.info outlives the transaction in the pool.
                 tags.update(conn.info.pop(COMMIT_TAGS, ()))
 
-        result = await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._in_transaction, tagged
-        )
+        self._pending += 1
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._writer, self._in_transaction, tagged
+            )
+        finally:
+            self._pending -= 1
         for tag in tags:
             for callback in self._listeners.get(tag, ()):
                 callback()

@@ -1,17 +1,18 @@
 """The ``scripts`` table: inline script text by sha256, written with the exec rows that
-name it (``executions.script_sha256``); one row per distinct script, however often it runs."""
+name it (``executions.script_sha256``); one row per distinct script, however often it runs,
+and deleted by retention with the last exec row that names it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.tables import executions, scripts
-from kanade.backend.store.upsert import insert
+from kanade.backend.store.upsert import chunks, insert
 from kanade.core.scripttext import bounded_text
 
 SHA256_LEN = 64
@@ -74,3 +75,27 @@ def exec_script(conn: Connection, exec_id: str) -> dict[str, Any] | None:
     )
     row = conn.execute(q).mappings().first()
     return None if row is None else dict(row)
+
+
+def scripts_of(conn: Connection, exec_ids: Sequence[str]) -> set[str]:
+    """The sha256 of every script the execs ``exec_ids`` name."""
+    found: set[str] = set()
+    for chunk in chunks(list(exec_ids)):
+        q = select(executions.c.script_sha256).where(
+            executions.c.exec_id.in_(chunk), executions.c.script_sha256.is_not(None)
+        )
+        found.update(str(sha) for (sha,) in conn.execute(q.distinct()))
+    return found
+
+
+def delete_unreferenced(conn: Connection, sha256s: Iterable[str]) -> int:
+    """Delete the texts among ``sha256s`` that no exec row names any more (retention, after
+    it deleted exec rows; ``ix_executions_script_sha256`` answers each "names it?")."""
+    still_named = (
+        select(executions.c.exec_id).where(executions.c.script_sha256 == scripts.c.sha256).exists()
+    )
+    deleted = 0
+    for chunk in chunks(sorted(sha256s)):
+        q = delete(scripts).where(scripts.c.sha256.in_(chunk), ~still_named)
+        deleted += int(conn.execute(q).rowcount or 0)
+    return deleted

@@ -1,4 +1,4 @@
-"""Audit rows written under the old names are renamed by revision 0009 (the projector
+"""Audit rows written under the old names are renamed by revision 0014 (the projector
 renames records still in the stream the same way)."""
 
 from __future__ import annotations
@@ -14,7 +14,18 @@ from kanade.backend.store.migrate import alembic_config, upgrade_sync
 from kanade.backend.store.tables import audit
 
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-OLD = ["put_job", "exec", "user_add", "freeze_set", "rollout_halted", "ping_agent", "mystery"]
+OLD = [
+    "put_job",
+    "exec",
+    "user_add",
+    "freeze_set",
+    "rollout_halted",
+    "ping_agent",
+    "login_failed",
+    "script_upload",
+    "job_approval_lowered",
+    "mystery",
+]
 
 
 def test_old_audit_names_become_the_per_verb_names(tmp_path: Path) -> None:
@@ -24,7 +35,7 @@ def test_old_audit_names_become_the_per_verb_names(tmp_path: Path) -> None:
         with engine.begin() as conn:
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0008_rebuild_whole")
+            command.upgrade(cfg, "0013_cliux_agent_local_config")
             conn.execute(
                 audit.insert(),
                 [
@@ -45,5 +56,8 @@ def test_old_audit_names_become_the_per_verb_names(tmp_path: Path) -> None:
         "freeze.set",
         "rollout.halt",
         "agent.ping",
+        "user.login_fail",
+        "script.upload",
+        "job.approval_lower",
         "mystery",  # unknown names are left alone
     ]

@@ -67,6 +67,9 @@ class _ExecRowTail(Schema):
     script_shell: str | None = None
     script_object: str | None = None
     """The script object's ``name/version`` when it runs one (null: an inline script)."""
+    results_pruned_at: Instant | None = None
+    """When retention first pruned some of its results (docs/retention.md): the counters
+    are kept as they were, and a pc whose row is gone shows as ``pruned``."""
 
 
 class _ExecRowHeadWithPcs(_ExecRowHead):
@@ -115,8 +118,9 @@ class ResultRow(Schema):
 
 
 class PendingResult(Schema):
-    """An expected pc that has not reported yet (it is closed as ``no_result`` at the
-    exec's deadline if it never does)."""
+    """An expected pc without a result row: ``pending`` while it has not reported (it is
+    closed as ``no_result`` at the exec's deadline if it never does), ``pruned`` once
+    retention removed its row."""
 
     pc_id: str
     exec_id: str

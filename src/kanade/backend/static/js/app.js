@@ -21,6 +21,7 @@ import rolloutDetail from "./pages/rollout.js";
 import approvals from "./pages/approvals.js";
 import login from "./pages/login.js";
 import enrolment from "./pages/enrolment.js";
+import notifications from "./pages/notifications.js";
 
 const ROUTES = [
   [/^$/, overview, "overview"],
@@ -41,6 +42,7 @@ const ROUTES = [
   [/^audit$/, audit, "audit"],
   [/^enrolment$/, enrolment, "enrolment"],
   [/^users$/, users, "users"],
+  [/^notifications$/, notifications, "notifications"],
   [/^login$/, login, "login"],
 ];
 

@@ -36,8 +36,8 @@ def audit_row(msg: Msg) -> dict[str, Any]:
         "seq": msg.metadata.sequence.stream,
         # Old names (``put_job``, ``exec`` …) are renamed here: a replayed stream gives the
         # rows the names the migration gave the rows already projected.
-        "action": canonical(rec.action)[:128],
-        "actor": rec.actor[:128],
+        "action": canonical(rec.action),
+        "actor": rec.actor,
         "at": rec.at,
         "details": rec.details,
         "recorded_at": recorded_at(msg),
@@ -57,6 +57,7 @@ class AuditProjector(ProjectionWorker):
                 log.warning("poison audit record skipped", subject=msg.subject, error=str(exc))
                 poison.append(msg)
         await ack_all(poison)
+        self._dropped("audit", "invalid", len(poison))
         await self._commit(batch)
 
     async def _commit(self, batch: Batch) -> None:
@@ -72,6 +73,7 @@ class AuditProjector(ProjectionWorker):
                 else:
                     log.error("audit record refused by the database; skipped", error=str(exc))
                     await ack_all([m for m, _ in batch])
+                    self._dropped("audit", "unwritable")
                 return
             for one in batch:  # isolate the row the database refuses
                 await self._commit([one])

@@ -1,8 +1,10 @@
-// Execution detail: live per-pc progress (SSE), a chart of ok/failed/skipped/running/pending.
+// Execution detail: live per-pc progress (SSE), a chart of ok/failed/skipped/running/pending,
+// and the scripts' output as they write it while the exec runs (its own SSE stream).
 import { facts, fullTime, h, mountInto, notice, pill, resultKind, section, time } from "../dom.js";
 import { showError } from "../forms.js";
 import { donut, legend, progressBar } from "../charts.js";
 import { touchesExec } from "../live.js";
+import { followOutput, outputPane } from "../liveout.js";
 import { resultsTable } from "./agent.js";
 import { scriptPanel } from "../script.js";
 
@@ -16,6 +18,7 @@ const ENDS_BY_ITSELF = new Set(["pending", "running", "expired"]);
 // Kill ends what runs or is queued; an exec awaiting approval has neither (nothing was sent):
 // approvers reject it instead (the approval box).
 const KILLABLE = new Set(["pending", "running"]);
+const WRITING = new Set(["pending", "running"]); // scripts may be writing output
 const MAX_ROWS = 500;
 
 export default {
@@ -31,17 +34,21 @@ export default {
     const statusEl = h("span", { id: "exec-status", "aria-label": "Execution status" });
     const approvalSlot = h("div", { class: "slot", id: "approval" });
     const scriptSlot = h("div", { class: "slot", id: "exec-script" });
+    const liveSlot = h("div", { class: "slot", id: "live-slot" });
     mountInto(root,
       h("p", { class: "crumbs" }, h("a", { href: "#/executions" }, "Executions"), " / ", execId),
       h("div", { class: "title-row" }, h("h1", {}, "Execution ", statusEl), actions),
       approvalSlot,
       h("div", { class: "grid grid-2" }, section("Summary", head), section("Progress", chart)),
       scriptSlot,
+      liveSlot,
       section("Per PC", h("div", { class: "filters" },
         h("div", { class: "field" }, h("label", { for: "pc-filter" }, "Show"), filter)), list));
     let last = null;
     let rollout = null; // {rollout_id, wave_count, status} when this exec is sent in waves
     let rolloutAsked = false;
+    let follow = null; // the live-output stream while it is open
+    let liveEnded = false;
     filter.addEventListener("change", () => last && drawList(last));
 
     function drawList(ex) {
@@ -104,6 +111,7 @@ export default {
       drawScript(ex);
       await drawApproval(ex);
       drawList(ex);
+      startLive(ex);
       root.dataset.ready = "true";
     }
 
@@ -115,6 +123,33 @@ export default {
       scriptSlot.dataset.drawn = String(waiting);
       mountInto(scriptSlot, waiting ? null : section("Script",
         scriptPanel(ctx, execId, { sha256: ex.script_sha256, label: ex.kind === "adhoc" ? "Ad-hoc script" : `Script of ${ex.job_id} v${ex.version}` })));
+    }
+
+    /** While scripts may be writing, their output as it comes (SPEC §4.12). */
+    function startLive(ex) {
+      if (follow || liveEnded || !WRITING.has(ex.status) || !ctx.has("GET /api/executions/{exec_id}/live")) return;
+      const pane = outputPane({ prefixed: ex.expected_count > 1 });
+      const state = h("span", { id: "live-state", "data-state": "waiting", role: "status" }, "Waiting for output…");
+      mountInto(liveSlot, section("Live output", h("p", { class: "small muted live-head" }, state,
+        " · best effort, rate-capped per agent; each PC's result keeps its whole output."), pane.el));
+      const say = (key, text) => { state.dataset.state = key; state.textContent = text; };
+      follow = followOutput(execId, {
+        onLine: (line) => {
+          pane.add(line);
+          if (state.dataset.state !== "streaming") say("streaming", "Streaming as the scripts write it");
+        },
+        onState: (s) => {
+          if (s === "reconnecting") say("reconnecting", "Reconnecting…");
+          else if (s === "closed") say("closed", "The live stream was closed; the results below are complete once the exec ends.");
+          else if (s === "open" && state.dataset.state === "reconnecting") say("streaming", "Streaming as the scripts write it");
+        },
+        onEnd: (d) => {
+          follow = null;
+          liveEnded = true;
+          say("ended", pane.lines ? `Ended (${d.status || "done"}).` : `Ended (${d.status || "done"}) without output while this page watched.`);
+          refresh();
+        },
+      });
     }
 
     /** Is this exec a rollout? (Asked once, through the list: a 404 would be noise.) */
@@ -183,6 +218,7 @@ export default {
     return {
       onEvent(ev) { if (touchesExec(ev, execId)) refresh(); },
       refresh,
+      dispose() { follow?.close(); },
     };
   },
 };

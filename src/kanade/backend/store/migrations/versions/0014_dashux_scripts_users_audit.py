@@ -1,14 +1,15 @@
 """Script text, disabled users, audit action names (issue #18 items 4, 5).
 
 * ``scripts`` (inline script text by sha256) and ``executions.script_sha256`` /
-  ``script_shell`` / ``script_object``: what an exec runs, readable by operators;
+  ``script_shell`` / ``script_object`` (indexed ``script_sha256``: retention deletes a text
+  with the last exec naming it): what an exec runs, readable by operators;
 * ``users.disabled_at`` / ``disabled_by``: a disabled user cannot log in;
 * audit rows written before the per-verb names (``put_job``, ``exec``, ``user_add`` …) are
   renamed (kanade.core.auditactions.LEGACY; the projector renames records still in the
   stream the same way), one UPDATE per old name.
 
-Revision ID: 0009_dashux_scripts_users_audit
-Revises: 0008_rebuild_whole
+Revision ID: 0014_dashux_scripts_users_audit
+Revises: 0013_cliux_agent_local_config
 Create Date: 2026-02-10
 """
 
@@ -19,8 +20,8 @@ from alembic import op
 
 from kanade.core.auditactions import LEGACY
 
-revision = "0009_dashux_scripts_users_audit"
-down_revision = "0008_rebuild_whole"
+revision = "0014_dashux_scripts_users_audit"
+down_revision = "0013_cliux_agent_local_config"
 branch_labels = None
 depends_on = None
 
@@ -41,6 +42,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("script_sha256", sa.String(64), nullable=True))
         batch.add_column(sa.Column("script_shell", sa.String(16), nullable=True))
         batch.add_column(sa.Column("script_object", sa.String(300), nullable=True))
+    # Retention deletes a script's text with the last exec that names it.
+    op.create_index("ix_executions_script_sha256", "executions", ["script_sha256"])
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("disabled_at", TS, nullable=True))
         batch.add_column(sa.Column("disabled_by", sa.String(128), nullable=True))
@@ -54,6 +57,7 @@ def downgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.drop_column("disabled_by")
         batch.drop_column("disabled_at")
+    op.drop_index("ix_executions_script_sha256", table_name="executions")
     with op.batch_alter_table("executions") as batch:
         batch.drop_column("script_object")
         batch.drop_column("script_shell")
