@@ -124,7 +124,6 @@ async def test_a_pass_prunes_shows_itself_and_deletes_output_objects(
 
 async def _reject(b: InProcessBackend) -> str:
     c = b.client
-    # force: ghost-1 never reports (names nothing knows are refused otherwise)
     r = await c.post("/api/exec/gated?force=true", json={"target": {"pcs": ["ghost-1"]}})
     assert r.status_code == 201, r.text
     exec_id = str(r.json()["exec_id"])
