@@ -17,9 +17,8 @@ def test_executions_show_script_by_role(stack: Stack) -> None:
     stack.add_user("view", "viewer")
     b = stack.backend(jwt=True)
     ops, view = b.login("ops"), b.login("view")
-    created = b.post_ok(  # force: far-away never reports
-        "/api/run?force=true", {"script": SCRIPT, "shell": "bash", "target": {"pcs": ["far-away"]}}, ops
-    )
+    body = {"script": SCRIPT, "shell": "bash", "target": {"pcs": ["far-away"]}}
+    created = b.post_ok("/api/run?force=true", body, ops)  # force: far-away never reports
     exec_id = created["exec_id"]
 
     as_ops = {"KANADE_TOKEN": ops}
