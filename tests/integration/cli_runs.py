@@ -14,14 +14,17 @@ import pytest
 from rollout_stack import BIN, Backend
 
 
-def kanade(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def kanade(
+    url: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """One CLI run; ``env`` adds to (or overrides) the environment, e.g. ``KANADE_TOKEN``."""
     return subprocess.run(
         [str(BIN / "kanade"), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env=cli_env(url),
+        env={**cli_env(url), **(env or {})},
     )
 
 

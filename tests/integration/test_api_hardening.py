@@ -131,13 +131,15 @@ async def test_script_objects_upload_and_run(backend: InProcessBackend) -> None:
     assert r.status_code == 201, r.text
 
     async def audited() -> list[dict[str, Any]]:
-        r = await c.get("/api/audit", params={"action": "script_upload"})
+        r = await c.get("/api/audit", params={"action": "script.upload"})
         items: list[dict[str, Any]] = r.json()["items"]
-        assert items
+        assert len(items) == 2
         return items
 
-    (record,) = await eventually(audited)
-    assert record["details"]["sha256"] == info["sha256"]
+    # Newest first: the same bytes again are recorded too, as unchanged.
+    again, record = await eventually(audited)
+    assert record["details"]["sha256"] == again["details"]["sha256"] == info["sha256"]
+    assert (record["details"]["changed"], again["details"]["changed"]) == (True, False)
     assert "echo big" not in str(record)  # never the script itself
 
 

@@ -63,7 +63,7 @@ def test_only_an_admin_removes_a_jobs_approval(stack: Stack) -> None:
     assert b.post("/api/jobs", lowered, adm).status_code == 201
 
     def audited() -> list[dict[str, Any]]:
-        return list(b.get("/api/audit", adm, action="job_approval_lowered")["items"])
+        return list(b.get("/api/audit", adm, action="job.approval_lower")["items"])
 
     (entry,) = wait_for(audited, what="the lowering audited")
     assert entry["actor"] == "adm"

@@ -305,6 +305,7 @@ async def test_every_successful_mutation_is_audited_once_with_its_actor(
     op = bearer(await login(backend, "operator"))
     admin = bearer(await login(backend, "admin"))
     assert (await backend.client.post("/api/jobs", json=HELLO, headers=op)).status_code == 201
+    assert (await backend.client.post("/api/jobs", json=HELLO, headers=op)).status_code == 200
     r = await backend.client.post(  # force: pc1 never reports
         "/api/exec/hello?force=true", json={"target": {"pcs": ["pc1"]}}, headers=op
     )
@@ -314,39 +315,55 @@ async def test_every_successful_mutation_is_audited_once_with_its_actor(
     assert r.status_code == 200 and r.json()["frozen"] is True
     r = await backend.client.delete("/api/freeze", headers=op)
     assert r.status_code == 200 and r.json()["cleared"] is True
+    # A route with no record of its own gets the middleware's generic one.
+    schedule = {
+        "id": "s1",
+        "job_id": "hello",
+        "when": {"cron": "0 3 * * *"},
+        "target": {"all": True},
+    }
+    r = await backend.client.post("/api/schedules/validate", json=schedule, headers=op)
+    assert r.status_code == 200, r.text
     # A refused request (400) changes nothing and is not audited.
     r = await backend.client.post("/api/exec/hello", json={"target": {}, "x": 1}, headers=op)
     assert r.status_code == 400
 
+    wanted = {
+        "user.login",
+        "job.create",
+        "job.update",
+        "exec.create",
+        "freeze.set",
+        "freeze.clear",
+        "schedule.validate",
+    }
+
     async def audited() -> list[dict[str, Any]] | None:
         items = (await backend.client.get("/api/audit", headers=admin)).json()["items"]
-        actions = [a["action"] for a in items]
-        wanted = {"login", "put_job", "exec", "freeze_set", "freeze_clear"}
-        return items if wanted <= set(actions) else None
+        return items if wanted <= {a["action"] for a in items} else None
 
     items = await eventually(audited, "audit records projected")
     by_action: dict[str, list[dict[str, Any]]] = {}
     for a in items:
         by_action.setdefault(a["action"], []).append(a)
-    assert [a["actor"] for a in by_action["exec"]] == ["operator"]
-    assert by_action["exec"][0]["details"]["exec_id"] == exec_id
-    # The job upload has no audit of its own: the generic record names route and actor,
-    # and never carries the body (the script).
-    (job,) = by_action["put_job"]
-    assert job["actor"] == "operator" and job["details"]["path"] == "/api/jobs"
-    assert "echo hi" not in str(job["details"])
-    assert [a["actor"] for a in by_action["freeze_set"]] == ["operator"]
-    assert len(by_action["freeze_clear"]) == 1
-    # No generic duplicates of requests that wrote their own record.
-    assert not {"exec_job", "freeze_set_route", "freeze_clear_route"} & set(by_action)
-    assert {a["action"] for a in items} <= {
-        "login",
-        "put_job",
-        "exec",
-        "freeze_set",
-        "freeze_clear",
-    }
+    # One name per verb, never a route name with the method in the details (issue #18).
+    assert {a["action"] for a in items} == wanted
+    assert [a["actor"] for a in by_action["exec.create"]] == ["operator"]
+    assert by_action["exec.create"][0]["details"]["exec_id"] == exec_id
+    # The job upload says whether it created or replaced, and never carries the script.
+    (created,) = by_action["job.create"]
+    assert created["actor"] == "operator"
+    assert created["details"] == {"job_id": "hello", "version": "1", "changed": True}
+    (again,) = by_action["job.update"]
+    assert again["details"]["changed"] is False
+    assert "echo hi" not in str(by_action)
+    (validated,) = by_action["schedule.validate"]
+    assert validated["details"]["path"] == "/api/schedules/validate"
+    assert "method" not in validated["details"]
+    assert [a["actor"] for a in by_action["freeze.set"]] == ["operator"]
+    assert len(by_action["freeze.clear"]) == 1
 
+    # An old name still finds the records it now has ("exec" is exec.create).
     page = (
         await backend.client.get(
             "/api/audit", params={"actor": "operator", "action": "exec", "limit": 1}, headers=admin

@@ -108,7 +108,7 @@ def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path)
             return [json.loads(line) for line in out.splitlines()]
 
         give_up = time.monotonic() + DEADLINE
-        while {"login", "freeze_set"} - {a["action"] for a in audit()}:
+        while {"user.login", "freeze.set"} - {a["action"] for a in audit()}:
             assert time.monotonic() < give_up, audit()
             time.sleep(0.1)
 

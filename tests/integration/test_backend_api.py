@@ -290,7 +290,7 @@ async def test_exec_pins_then_publishes_one_command_per_subject(
         ("pc2", "pending"),
         ("pc9", "pending"),
     ]
-    audit = await bus.js.get_last_msg(subjects.STREAM_AUDIT, subjects.audit_subject("exec"))
+    audit = await bus.js.get_last_msg(subjects.STREAM_AUDIT, subjects.audit_subject("exec.create"))
     audit_body = json.loads(audit.data)
     assert audit_body["actor"] == "anonymous"
     assert audit_body["details"]["exec_id"] == created["exec_id"]

@@ -21,6 +21,7 @@ from test_control_stack import ControlStack, json_lines, start_stack, stop_stack
 
 from kanade.bus import Bus
 from kanade.core import subjects
+from kanade.core.auditactions import subject_token
 from kanade.core.models.wire import Heartbeat, decode
 from secured import connect_backend, session_authority
 
@@ -48,7 +49,9 @@ async def bus(stack: ControlStack) -> AsyncIterator[Bus]:
 
 
 async def last_audit(bus: Bus, action: str) -> dict[str, object]:
-    msg = await bus.js.get_last_msg(subjects.STREAM_AUDIT, subjects.audit_subject(action))
+    msg = await bus.js.get_last_msg(
+        subjects.STREAM_AUDIT, subjects.audit_subject(subject_token(action))
+    )
     record: dict[str, object] = json.loads(msg.data or b"{}")
     return record
 
@@ -104,7 +107,7 @@ async def test_revoked_job_is_skipped_by_an_agent_that_was_offline(
     assert "job rev-job revoked (bad script)" in res.stdout
     listed = {r["job_id"]: r for r in json_lines(stack.ok("revocations", "--json").stdout)}
     assert listed["rev-job"]["reason"] == "bad script" and listed["rev-job"]["by"] == "anonymous"
-    audit = await last_audit(bus, "revoke")
+    audit = await last_audit(bus, "job.revoke")
     assert audit["actor"] == "anonymous" and audit["details"] == {
         "job_id": "rev-job",
         "reason": "bad script",
@@ -167,7 +170,7 @@ async def test_kill_ends_a_running_tree_grandchild_included(
     assert result["exit_code"] == -1 and "killed by remote request" in (result["note"] or "")
     wait_until(lambda: all(process_gone(p) for p in pids), what="script tree gone", timeout=10)
     assert stack.execution(created["exec_id"])["status"] == "cancelled"
-    audit = await last_audit(bus, "kill")
+    audit = await last_audit(bus, "exec.kill")
     assert audit["details"]["exec_id"] == created["exec_id"]  # type: ignore[index]
 
 
@@ -380,7 +383,7 @@ async def test_group_membership_is_followed_live(stack: ControlStack, bus: Bus) 
         for g in json_lines((await asyncio.to_thread(stack.ok, "group", "list", "--json")).stdout)
     }
     assert groups["web"]["members"] == ["local-2"] and groups["web"]["reported"] == ["local-2"]
-    audit = await last_audit(bus, "group_set")
+    audit = await last_audit(bus, "group.set")
     assert audit["details"]["after"] == ["local", "web"]  # type: ignore[index]
 
     res = await asyncio.to_thread(stack.ok, "group", "rm", "web", "local-2")

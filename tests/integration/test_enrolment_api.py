@@ -109,9 +109,9 @@ async def test_a_token_enrols_one_pc_once_and_its_credential_works(
     async def audited() -> bool:
         rows = (await api.get("/api/audit", params={"limit": 100})).json()["items"]
         return {r["action"] for r in rows} >= {
-            "enroll_token_create",
-            "agent_enroll",
-            "agent_enroll_refused",
+            "enrolment.token_create",
+            "agent.enroll",
+            "agent.enroll_refuse",
         }
 
     await eventually(audited, "enrolment audit records", timeout=10)

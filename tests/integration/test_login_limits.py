@@ -78,7 +78,7 @@ def test_failed_logins_are_limited_per_user_and_address_audited_and_logged(stack
 
     # Audited (the admin's token was taken before the address was blocked) and logged.
     def audited() -> list[dict[str, object]]:
-        items = b.get("/api/audit", token=admin, action="login_failed", limit=100)["items"]
+        items = b.get("/api/audit", token=admin, action="user.login_fail", limit=100)["items"]
         return items if len(items) >= 8 else []
 
     items = wait_for(audited, what="failed logins audited")
@@ -130,7 +130,7 @@ def test_sessions_end_on_logout_everywhere_and_by_an_admin(stack: Stack) -> None
     assert me(b, four).status_code == 401
     assert me(b, admin).status_code == 200
     actions = {i["action"] for i in b.get("/api/audit", token=admin, limit=100)["items"]}
-    assert {"logout", "logout_everywhere", "sessions_revoke"} <= actions
+    assert {"user.logout", "user.logout_everywhere", "user.sessions_revoke"} <= actions
 
     # A deleted user's tokens stay void for a user of the same name created later.
     five = b.login("alice")

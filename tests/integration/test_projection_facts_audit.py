@@ -116,8 +116,8 @@ async def test_facts_checks_and_audit_survive_a_wipe(
             done = (
                 v["pc1"]["history"]["total"] == 2
                 and v["checks"]["total"] == 2
-                and {a["action"] for a in v["audit"]["items"]} >= {"exec", "put_job"}
-                and len([a for a in v["audit"]["items"] if a["action"] == "exec"]) == 4
+                and {a["action"] for a in v["audit"]["items"]} >= {"exec.create", "job.create"}
+                and len([a for a in v["audit"]["items"] if a["action"] == "exec.create"]) == 4
             )
             return v if done else None
 

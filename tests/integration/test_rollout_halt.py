@@ -114,8 +114,8 @@ async def test_halt_then_abort_and_halt_then_resume(stack: Stack, fleet: AgentFl
 
         audit = b.get("/api/audit", limit=1000)["items"]
         actions = Counter(a["action"] for a in audit)
-        assert actions["rollout_halted"] == 2
-        assert actions["rollout_abort"] == 1 and actions["rollout_resume"] == 1
+        assert actions["rollout.halt"] == 2
+        assert actions["rollout.abort"] == 1 and actions["rollout.resume"] == 1
     finally:
         await log.close()
         await nc.close()

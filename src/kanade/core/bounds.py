@@ -37,6 +37,8 @@ MAX_NOTE_CHARS: Final = 64 * 1024
 """A result's note (reasons joined); longer is cut, never refused."""
 MAX_LIST_ITEMS: Final = 1000
 """Entries of a small list on the wire (a heartbeat's groups, a hint's fields)."""
+MAX_SCRIPT_TEXT_BYTES: Final = 256 * 1024
+"""Script text an exec record keeps (UTF-8 bytes; kanade.core.scripttext cuts longer ones)."""
 
 
 # --- durations (seconds on the wire; the same limits in documents) -------------------------
@@ -212,6 +214,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_NOTE_CHARS",
     "MAX_RETRIES",
+    "MAX_SCRIPT_TEXT_BYTES",
     "MAX_STARTING_DEADLINE_S",
     "MAX_TEXT_CHARS",
     "MAX_TIMEOUT_S",

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.params import IsoInstant
-from kanade.backend.api.schemas.audit import AuditPage
+from kanade.backend.api.schemas.audit import AuditActions, AuditPage
 from kanade.backend.store.audit import list_audit
+from kanade.core.auditactions import ACTIONS, LEGACY, canonical
 
 router = APIRouter(prefix="/api", tags=["audit"])
 
@@ -21,8 +22,15 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 @router.get("/audit", response_model=AuditPage)
 async def audit_log(
     services: ServicesDep,
-    actor: str | None = None,
-    action: str | None = None,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    action: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="an action (GET /api/audit/actions; an old name is accepted), or "
+            "a prefix ending in '.' for a whole area, e.g. 'job.'",
+        ),
+    ] = None,
     since: Annotated[
         IsoInstant | None, Query(description="recorded at or after (ISO 8601)")
     ] = None,
@@ -34,7 +42,7 @@ async def audit_log(
         lambda conn: list_audit(
             conn,
             actor=actor,
-            action=action,
+            action=None if action is None else canonical(action),
             since=since,
             until=until,
             limit=limit,
@@ -42,3 +50,12 @@ async def audit_log(
         )
     )
     return page.to_dict()
+
+
+@router.get("/audit/actions", response_model=AuditActions)
+async def audit_actions() -> dict[str, Any]:
+    """The action names audit records carry, one per verb."""
+    return {
+        "items": [{"action": a, "description": d} for a, d in ACTIONS.items()],
+        "legacy": dict(LEGACY),
+    }

@@ -17,7 +17,7 @@ from kanade.backend.api.schemas.auth import (
     UserDeleted,
     UserPage,
 )
-from kanade.backend.api.schemas.requests import LoginBody, NewUserBody
+from kanade.backend.api.schemas.requests import LoginBody, NewUserBody, UserChangeBody
 from kanade.backend.services.auth import users
 from kanade.backend.services.auth.authenticator import ANONYMOUS, Authenticator, Principal
 from kanade.backend.services.container import Services
@@ -118,4 +118,21 @@ async def users_delete(
 ) -> dict[str, Any]:
     return await users.delete_user(
         services.db, services.link.bus, username, actor=request_actor(request)
+    )
+
+
+@router.patch("/users/{username}", response_model=User)
+async def users_change(
+    username: Username, body: UserChangeBody, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    """Change a user's role, disable or enable them, or reset their password; the change
+    applies to their next request (users are looked up on every request)."""
+    return await users.update_user(
+        services.db,
+        services.link.bus,
+        username,
+        role=body.role,
+        disabled=body.disabled,
+        password=body.password,
+        actor=request_actor(request),
     )

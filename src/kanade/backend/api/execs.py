@@ -9,7 +9,12 @@ from fastapi import APIRouter, Query, Request
 from kanade.backend.api.deps import ServicesDep
 from kanade.backend.api.params import ExecId, IsoInstant, JobId
 from kanade.backend.api.request_context import current_actor, is_admin
-from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
+from kanade.backend.api.schemas.execs import (
+    ExecCreated,
+    ExecScriptText,
+    ExecutionDetail,
+    ExecutionPage,
+)
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
 from kanade.backend.errors import Forbidden
 from kanade.backend.services.execution_detail import execution_detail
@@ -121,3 +126,11 @@ async def get_execution(
     """The exec row plus one entry per pc: its result row, or ``pending`` for each
     expected pc that has not reported yet."""
     return await execution_detail(services.db, exec_id, results=results)
+
+
+@router.get("/executions/{exec_id}/script", response_model=ExecScriptText)
+async def get_execution_script(exec_id: ExecId, services: ServicesDep) -> dict[str, Any]:
+    """The script the execution runs: its text (inline, or read from the scripts store and
+    checked against the pinned sha256), shell and digest. Role operator — a script may
+    hold a secret, so viewers see only its sha256 (docs/dashboard.md, "Script text")."""
+    return await services.exec_scripts.of_exec(exec_id)

@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.api.params import PcId, ResultId
+from kanade.backend.api.params import IsoInstant, PcId, ResultId
 from kanade.backend.api.schemas.execs import ResultRow
 from kanade.backend.api.schemas.fleet import Agent, AgentPage, JsonSchema, ResultPage
-from kanade.backend.errors import NotFound
+from kanade.backend.errors import Invalid, NotFound
 from kanade.backend.store import agents, results
 from kanade.core.fleet import agent_status
-from kanade.core.instants import system_clock
+from kanade.core.instants import as_utc, system_clock
 from kanade.core.schemas import job_json_schema, schedule_json_schema
 
 router = APIRouter(prefix="/api", tags=["fleet"])
@@ -32,10 +32,24 @@ async def list_results(
     job_id: str | None = None,
     exit_code: Annotated[int | None, Query(ge=-(2**31), le=2**31 - 1)] = None,
     state: Literal["in_flight", "finished", "reaped", "skipped"] | None = None,
+    status: Annotated[
+        Literal["ok", "failed", "skipped", "running", "no_result"] | None,
+        Query(description="as the views show it: failed = non-zero exit or reaped"),
+    ] = None,
+    since: Annotated[
+        IsoInstant | None, Query(description="recorded at or after (ISO 8601)")
+    ] = None,
+    until: Annotated[IsoInstant | None, Query(description="recorded before (ISO 8601)")] = None,
+    q: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, description="found in the pc id or the job id"),
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Results, newest first (by the stream time they were recorded)."""
+    if since is not None and until is not None and as_utc(since) >= as_utc(until):
+        raise Invalid.at("query.until", "must be after since")
     page = await services.db.read(
         lambda conn: results.list_results(
             conn,
@@ -44,6 +58,10 @@ async def list_results(
             job_id=job_id,
             exit_code=exit_code,
             state=state,
+            status=status,
+            since=since,
+            until=until,
+            text=q,
             limit=limit,
             offset=offset,
         )

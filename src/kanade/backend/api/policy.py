@@ -44,6 +44,13 @@ def _admin_path(path: str) -> bool:
     return len(parts) == 5 and parts[1:3] == ["api", "agents"] and parts[4] == "revoke"
 
 
+def _operator_read(path: str) -> bool:
+    # /api/executions/<id>/script: a script's text may hold a secret (docs/dashboard.md,
+    # "Script text"): operators run and approve scripts, viewers see their sha256 only.
+    parts = path.split("/")
+    return len(parts) == 5 and parts[1:3] == ["api", "executions"] and parts[4] == "script"
+
+
 def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
@@ -62,6 +69,8 @@ def required_role(method: str, path: str) -> Role | None:
         return "admin"
     if method not in READ_METHODS and any(_under(path, p) for p in _ADMIN_WRITE_PREFIXES):
         return "admin"
+    if _operator_read(path):
+        return "operator"
     if _under(path, "/api"):
         return "viewer" if method in READ_METHODS else "operator"
     return None if method in READ_METHODS else "operator"

@@ -37,11 +37,13 @@ def job_document(job: JobManifest) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Stored:
-    """What an upload did: ``changed`` (new or different), and the version whose approval
-    requirement it removed, if it did (``lowered_from``)."""
+    """What an upload did: ``changed`` (new or different), the version whose approval
+    requirement it removed, if it did (``lowered_from``), and ``created``: no job had this id
+    (the upload's audit action is ``job.create``, else ``job.update``)."""
 
     changed: bool
     lowered_from: str | None = None
+    created: bool = False
 
 
 PUT_ATTEMPTS = 5
@@ -167,4 +169,6 @@ class JobCatalog:
                 f"job {job.id!r} is being changed concurrently; retry", job_id=job.id
             ) from None
         changed = result.new != result.old
-        return Stored(changed, lowered[0] if lowered and changed else None)
+        return Stored(
+            changed, lowered[0] if lowered and changed else None, created=result.old is None
+        )

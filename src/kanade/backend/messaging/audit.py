@@ -1,9 +1,10 @@
 """Publishing audit records (SPEC §4.10: every mutating call is audited with its actor).
 
-Routes that know what they did publish a specific record (``exec``, ``revoke``,
-``freeze_set`` …). For everything else the auth middleware publishes a generic
-one after a successful mutating request: the route's name as action, the actor and
-the path parameters, never the body (bodies carry scripts, env and secrets).
+Routes that know what they did publish a specific record (``exec.create``,
+``job.revoke``, ``freeze.set`` …: the names are :mod:`kanade.core.auditactions`). For
+everything else the auth middleware publishes a generic one after a successful mutating
+request: the route's action, the actor and the path parameters, never the body (bodies
+carry scripts, env and secrets).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import structlog
 from kanade.backend.messaging.audit_mark import mark_audited
 from kanade.bus.connection import Bus
 from kanade.core import subjects
+from kanade.core.auditactions import subject_token
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.records import AuditRecord
 from kanade.core.models.wire import encode
@@ -33,11 +35,6 @@ def audit_record(
     (kanade.backend.api.middleware.auth), whoever wrote the route."""
     mark_audited()
     return AuditRecord(action=action, actor=actor, at=at, details=details or {})
-
-
-def _subject_token(action: str) -> str:
-    # The action becomes a subject token: keep it one token of safe characters.
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in action) or "unknown"
 
 
 async def publish_audit(
@@ -57,9 +54,9 @@ async def publish_audit(
     record = audit_record(action, actor, at or clock(), details)
     try:
         await bus().publish_js(
-            subjects.audit_subject(_subject_token(action)),
+            subjects.audit_subject(subject_token(action)),
             encode(record),
-            msg_id=fresh_audit_msg_id(_subject_token(action)),
+            msg_id=fresh_audit_msg_id(subject_token(action)),
         )
     except Exception as exc:
         log.error("audit record not written", action=action, actor=actor, error=str(exc))
@@ -67,11 +64,9 @@ async def publish_audit(
     return True
 
 
-def generic_details(
-    method: str, path: str, path_params: dict[str, Any], status: int
-) -> dict[str, Any]:
+def generic_details(path: str, path_params: dict[str, Any], status: int) -> dict[str, Any]:
+    # No method: the action names the verb.
     return {
-        "method": method,
         "path": path,
         "params": {k: str(v) for k, v in path_params.items()},
         "status": status,

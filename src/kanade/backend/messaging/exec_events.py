@@ -17,6 +17,7 @@ from kanade.backend.messaging.audit import audit_record
 from kanade.bus.connection import Bus
 from kanade.bus.publish import Outgoing, publish_one
 from kanade.core import subjects
+from kanade.core.auditactions import subject_token
 from kanade.core.models.records import ExecStatusRecord
 from kanade.core.models.wire import encode
 from kanade.core.msgids import command_msg_id
@@ -73,6 +74,8 @@ async def publish_audit_once(
     """An audit record with a deterministic msg id (a repeated step is recorded once)."""
     record = audit_record(action, actor, at, details)
     try:
-        await bus.publish_js(subjects.audit_subject(action), encode(record), msg_id=msg_id)
+        await bus.publish_js(
+            subjects.audit_subject(subject_token(action)), encode(record), msg_id=msg_id
+        )
     except Exception as exc:
         log.error("audit record not written", action=action, error=str(exc))

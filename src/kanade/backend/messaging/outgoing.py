@@ -14,9 +14,12 @@ from datetime import datetime
 from kanade.backend.messaging import audit
 from kanade.bus.publish import Outgoing
 from kanade.core import subjects
+from kanade.core.auditactions import subject_token
 from kanade.core.models.records import AuditRecord, ExecRecord
 from kanade.core.models.wire import Command, encode
 from kanade.core.msgids import audit_msg_id, command_msg_id, exec_created_msg_id
+
+EXEC_CREATE = "exec.create"
 
 
 # Steps 3-5 of _dispatch for an exec whose row the scheduler already claimed (insert-if-
@@ -40,15 +43,15 @@ def record_message(record: ExecRecord) -> Outgoing:
 
 def audit_message(record: ExecRecord, command: Command) -> Outgoing:
     return Outgoing(
-        subjects.audit_subject("exec"),
+        subjects.audit_subject(subject_token(EXEC_CREATE)),
         encode(audit_record(record, command, record.created_at)),
-        audit_msg_id("exec", record.exec_id),
+        audit_msg_id(EXEC_CREATE, record.exec_id),
     )
 
 
 def audit_record(record: ExecRecord, command: Command, now: datetime) -> AuditRecord:
     return audit.audit_record(
-        "exec",
+        EXEC_CREATE,
         record.initiated_by,
         now,
         {

@@ -98,7 +98,7 @@ class AgentConfigService(Service):
         done = await kvwrite.change(kv, key, mutate)
         await publish_audit(
             self._bus,
-            "config_set",
+            "config.set",
             actor,
             {"layer": key, "settings": clean, "removed": removed},
             at=self._clock(),
@@ -130,7 +130,7 @@ class AgentConfigService(Service):
         )
         await publish_audit(
             self._bus,
-            "config_unset",
+            "config.unset",
             actor,
             {"layer": key, "keys": keys or ["*"]},
             at=self._clock(),

@@ -180,7 +180,7 @@ class ApprovalService:
         self_approved = actor == row["requested_by"]
         await publish_audit_once(
             bus,
-            "approve",
+            "exec.approve",
             actor,
             {
                 "exec_id": exec_id,
@@ -190,7 +190,7 @@ class ApprovalService:
                 "rollout": bool(row["rollout"]),
                 **({"self_approved": True} if self_approved else {}),
             },
-            audit_msg_id("approve", exec_id),
+            audit_msg_id("exec.approve", exec_id),
             now,
         )
         log.info("execution approved", exec_id=exec_id, actor=actor, rollout=bool(row["rollout"]))
@@ -213,7 +213,7 @@ class ApprovalService:
         await publish_exec_status(self._bus(), exec_id, ExecStatus.REJECTED, actor, now)
         await publish_audit_once(
             self._bus(),
-            "reject",
+            "exec.reject",
             actor,
             {
                 "exec_id": exec_id,
@@ -221,7 +221,7 @@ class ApprovalService:
                 "version": row["version"],
                 "reason": text,
             },
-            audit_msg_id("reject", exec_id),
+            audit_msg_id("exec.reject", exec_id),
             now,
         )
         log.info("execution rejected", exec_id=exec_id, actor=actor, reason=text)
@@ -272,10 +272,10 @@ class ApprovalService:
         )
         await publish_audit_once(
             self._bus(),
-            "approve_unattended",
+            "job.approve_unattended",
             actor,
             {"job_id": job_id, "version": version, "created": out["created"]},
-            audit_msg_id("approve_unattended", job_id, version, now),
+            audit_msg_id("job.approve_unattended", job_id, version, now),
             now,
         )
         return out
@@ -291,10 +291,10 @@ class ApprovalService:
             )
         await publish_audit_once(
             self._bus(),
-            "revoke_unattended",
+            "job.revoke_unattended",
             actor,
             {"job_id": job_id, "version": version},
-            audit_msg_id("revoke_unattended", job_id, version, now),
+            audit_msg_id("job.revoke_unattended", job_id, version, now),
             now,
         )
         return True

@@ -14,6 +14,7 @@ from kanade.backend.services.agent_config import AgentConfigService
 from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.authenticator import Authenticator
 from kanade.backend.services.enrolment import EnrolmentService
+from kanade.backend.services.exec_scripts import ExecScriptService
 from kanade.backend.services.execs import ExecService
 from kanade.backend.services.groups import GroupService
 from kanade.backend.services.keys import SigningKeyService
@@ -58,6 +59,8 @@ class Services:
     releases: ReleaseService = field(init=False)
     notify: NotifyService = field(init=False)
     known: KnownNames = field(init=False)
+    # The script each exec ran, for the roles that may read it (not the script objects).
+    exec_scripts: ExecScriptService = field(init=False)
 
     def __post_init__(self) -> None:
         bus = self.link.bus  # a getter: raises Unavailable (503) while the broker is away
@@ -77,6 +80,7 @@ class Services:
         self.live_output = LiveOutputService(self.db, self.live)
         self.scripts = ScriptService(self.db, bus)
         self.releases = ReleaseService(self.db, bus, self.agent_config)
+        self.exec_scripts = ExecScriptService(self.db, bus)
         self.enrolment = EnrolmentService(
             self.db,
             bus,

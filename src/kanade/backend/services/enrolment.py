@@ -134,7 +134,7 @@ class EnrolmentService(Service):
         )
         await publish_audit(
             self._bus,
-            "enroll_token_create",
+            "enrolment.token_create",
             actor,
             {"token_id": token_id, "groups": wanted, "expires": format_duration(ttl)},
             at=now,
@@ -173,7 +173,7 @@ class EnrolmentService(Service):
             raise NotFound(f"enrolment token {token_id!r} not found", token_id=token_id)
         if done:
             await publish_audit(
-                self._bus, "enroll_token_cancel", actor, {"token_id": token_id}, at=self._clock()
+                self._bus, "enrolment.token_cancel", actor, {"token_id": token_id}, at=self._clock()
             )
         return {**token_view(row), "was_open": done}
 
@@ -228,7 +228,7 @@ class EnrolmentService(Service):
             await self._groups.add_members(group, [pc_id], actor=actor)
         await publish_audit(
             self._bus,
-            "agent_enroll",
+            "agent.enroll",
             actor,
             {
                 "pc_id": pc_id,
@@ -265,7 +265,7 @@ class EnrolmentService(Service):
         log.warning("enrolment refused", pc_id=pc_id, token_id=token_id, reason=reason)
         await publish_audit(
             self._bus,
-            "agent_enroll_refused",
+            "agent.enroll_refuse",
             "anonymous",
             {"pc_id": pc_id, "token_id": token_id, "reason": reason},
             at=at,
@@ -290,7 +290,7 @@ class EnrolmentService(Service):
         await self._db.write(lambda conn: store.mark_revoked(conn, pc_id, now=now, by=actor))
         await publish_audit(
             self._bus,
-            "agent_revoke",
+            "agent.revoke",
             actor,
             {"pc_id": pc_id, "public_key": row["public_key"], "was_revoked": was_revoked},
             at=now,

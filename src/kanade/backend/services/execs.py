@@ -54,6 +54,7 @@ from kanade.core.models.records import ExecKind, ExecRecord
 from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout
 from kanade.core.models.wire import Command, Shell, encode
+from kanade.core.scripttext import exec_script
 from kanade.core.statuses import ExecStatus
 from kanade.core.targeting import command_subjects, expected_pcs
 from kanade.core.validation import field_errors
@@ -257,6 +258,7 @@ class ExecService:
             else command.inventory.model_dump(mode="json"),
             check_hint=None if command.check is None else command.check.model_dump(mode="json"),
             deadline_at=deadline,
+            script=exec_script(job.execute, script_sha256),
         )
         require_fits("the exec record", len(encode(record)), EXEC_RECORD_BYTES, USE_GROUPS)
         if check_names:  # after the size checks: a too-big request says so first

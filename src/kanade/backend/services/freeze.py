@@ -40,7 +40,7 @@ async def freeze(
         raise Invalid.at("until", "is in the past; a freeze must end in the future")
     window = FleetFreeze(from_=from_, until=until, by=actor, reason=reason, set_at=now)
     await set_freeze(bus(), window)
-    await publish_audit(bus, "freeze_set", actor, window.to_dict())
+    await publish_audit(bus, "freeze.set", actor, window.to_dict())
     return view(window, now)
 
 
@@ -48,5 +48,5 @@ async def thaw(bus: Callable[[], Bus], *, actor: str) -> dict[str, Any]:
     """Lift the freeze (idempotent: ``cleared`` says whether there was one)."""
     cleared = await clear_freeze(bus())
     if cleared:
-        await publish_audit(bus, "freeze_clear", actor, {})
+        await publish_audit(bus, "freeze.clear", actor, {})
     return {**view(None, system_clock()), "cleared": cleared}

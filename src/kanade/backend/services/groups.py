@@ -125,7 +125,7 @@ class GroupService(Service):
         if before != after:
             await publish_audit(
                 self._bus,
-                "group_set",
+                "group.set",
                 actor,
                 {"pc_id": pc_id, "before": before, "after": after, **action},
                 at=self._clock(),

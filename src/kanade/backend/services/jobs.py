@@ -1,5 +1,6 @@
-"""Storing a job (SPEC §2.1, §4.8): the catalog write, and the rule that only an admin may
-remove a job's approval requirement — audited when one does."""
+"""Storing a job (SPEC §2.1, §4.8): the catalog write, audited as ``job.create`` or
+``job.update``, and the rule that only an admin may remove a job's approval requirement —
+audited (``job.approval_lower``) when one does."""
 
 from __future__ import annotations
 
@@ -16,12 +17,20 @@ async def put_job(
 ) -> bool:
     """Store ``job`` (True: new or changed). Lowering ``require_approval`` of the stored
     version is :class:`~kanade.backend.errors.Forbidden` unless ``is_admin``; when an
-    admin does it, a ``job_approval_lowered`` audit record says who, from which version."""
+    admin does it, a ``job.approval_lower`` audit record says who, from which version.
+    An identical re-upload is recorded too (``job.update`` with ``changed: false``):
+    someone asked for it."""
     stored = await JobCatalog(bus()).put(job, may_lower_approval=is_admin)
+    await publish_audit(
+        bus,
+        "job.create" if stored.created else "job.update",
+        actor,
+        {"job_id": job.id, "version": job.version, "changed": stored.changed},
+    )
     if stored.lowered_from is not None:
         await publish_audit(
             bus,
-            "job_approval_lowered",
+            "job.approval_lower",
             actor,
             {"job_id": job.id, "from_version": stored.lowered_from, "version": job.version},
         )

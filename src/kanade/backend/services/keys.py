@@ -97,5 +97,5 @@ class SigningKeyService:
             "overlap_s": overlap.total_seconds(),
             "resigned": rewritten,
         }
-        await publish_audit(self._bus, "keys_rotate", actor, details, at=now)
+        await publish_audit(self._bus, "keys.rotate", actor, details, at=now)
         return {**describe(after), "previous": before.active, "resigned": rewritten}

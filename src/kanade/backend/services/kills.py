@@ -63,7 +63,7 @@ class KillService(Service):
                 cancelled.append(subject)
         await publish_audit(
             self._bus,
-            "kill",
+            "exec.kill",
             actor,
             {"exec_id": exec_id, "job_id": row["job_id"], "cancelled_queued": cancelled},
             at=self._clock(),

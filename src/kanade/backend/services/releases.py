@@ -118,7 +118,7 @@ class ReleaseService:
             "published_at": now,
         })
         await store.put(name, data, meta=ObjectMeta(name=name, description=description))
-        await publish_audit(self._bus, "agent_release_publish", actor,
+        await publish_audit(self._bus, "release.publish", actor,
                             {"name": name, "sha256": manifest["sha256"], "size": len(data)})
         log.info("agent release published", name=name, sha256=manifest["sha256"])
         return {**manifest, "name": name, "published_by": actor, "published_at": now,

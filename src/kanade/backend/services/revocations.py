@@ -43,7 +43,7 @@ class RevocationService:
         previous = await kvcas.read(kv, job_id)
         await kv.put(job_id, revocation.encode())
         await publish_audit(
-            self._bus, "revoke", actor, {"job_id": job_id, "reason": record["reason"]}, at=now
+            self._bus, "job.revoke", actor, {"job_id": job_id, "reason": record["reason"]}, at=now
         )
         log.info("job revoked", job_id=job_id, actor=actor, reason=record["reason"])
         return {
@@ -60,7 +60,7 @@ class RevocationService:
         previous = await kvcas.read(kv, job_id)
         if previous.value is not None:
             await kv.delete(job_id)
-        await publish_audit(self._bus, "unrevoke", actor, {"job_id": job_id}, at=self._clock())
+        await publish_audit(self._bus, "job.unrevoke", actor, {"job_id": job_id}, at=self._clock())
         log.info("job unrevoked", job_id=job_id, actor=actor)
         return {"job_id": job_id, "revoked": False, "was_revoked": previous.value is not None}
 
@@ -107,7 +107,7 @@ class RevocationService:
         await jobs.delete(job_id)
         await publish_audit(
             self._bus,
-            "job_delete",
+            "job.delete",
             actor,
             {"job_id": job_id, "version": job.version},
             at=self._clock(),

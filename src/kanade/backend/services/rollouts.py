@@ -171,7 +171,7 @@ class RolloutService:
         """Continue a halted rollout: its next wave is sent at once."""
         now = self._clock()
         idx: int = await self._db.write(lambda conn: resume(conn, rollout_id, now))
-        await self._audit("rollout_resume", actor, rollout_id, {"next_wave": idx}, now)
+        await self._audit("rollout.resume", actor, rollout_id, {"next_wave": idx}, now)
         self._changed()
         return {"rollout_id": rollout_id, "status": RolloutStatus.RUNNING, "next_wave": idx}
 
@@ -187,7 +187,7 @@ class RolloutService:
         if out.exec_cancelled:
             with contextlib.suppress(Exception):
                 await publish_exec_status(self._bus(), rollout_id, ExecStatus.CANCELLED, actor, now)
-        await self._audit("rollout_abort", actor, rollout_id, details, now)
+        await self._audit("rollout.abort", actor, rollout_id, details, now)
         self._changed()
         return {
             "rollout_id": rollout_id,

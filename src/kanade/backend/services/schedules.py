@@ -156,7 +156,7 @@ class ScheduleService:
         created = await catalog.create(schedule)
         if created:
             await self._audit(
-                "schedule_create", actor, {"schedule_id": schedule.id, "job_id": schedule.job_id}
+                "schedule.create", actor, {"schedule_id": schedule.id, "job_id": schedule.job_id}
             )
         (item,) = await self.view([schedule])
         return item, created
@@ -171,7 +171,7 @@ class ScheduleService:
             await self._reset_tick(schedule_id)
         await catalog.replace(schedule)
         await self._audit(
-            "schedule_update", actor, {"schedule_id": schedule_id, "job_id": schedule.job_id}
+            "schedule.update", actor, {"schedule_id": schedule_id, "job_id": schedule.job_id}
         )
         (item,) = await self.view([schedule])
         return item
@@ -183,7 +183,7 @@ class ScheduleService:
         with contextlib.suppress(Exception):  # the tick key may not exist: nothing to clean
             await kv.delete(state.tick_key(schedule_id))
         await self._audit(
-            "schedule_delete", actor, {"schedule_id": schedule_id, "job_id": removed.job_id}
+            "schedule.delete", actor, {"schedule_id": schedule_id, "job_id": removed.job_id}
         )
         return {"id": schedule_id, "deleted": True, "job_id": removed.job_id}
 
@@ -195,7 +195,7 @@ class ScheduleService:
             await self._reset_tick(schedule_id)
         old, new = await catalog.set_enabled(schedule_id, True)
         await self._audit(
-            "schedule_enable", actor, {"schedule_id": schedule_id, "was_enabled": old.enabled}
+            "schedule.enable", actor, {"schedule_id": schedule_id, "was_enabled": old.enabled}
         )
         (item,) = await self.view([new])
         return item
@@ -222,7 +222,7 @@ class ScheduleService:
     ) -> dict[str, Any]:
         """Audit a disable (and what its cascade did); the disabled schedule's view."""
         await self._audit(
-            "schedule_disable",
+            "schedule.disable",
             actor,
             {
                 "schedule_id": new.id,

@@ -61,6 +61,8 @@ class ScriptService(Service):
             existing = None
         if existing is not None and existing.digest:
             if sha256_hex_from_nats_digest(existing.digest) == sha256:
+                # Recorded too (``changed: false``), as a job re-upload is: someone asked.
+                await self._audit(actor, ref, sha256, len(data), changed=False)
                 return _describe(ref, existing.size or 0, existing.digest), False
             raise Conflict(
                 f"script object {ref!r} already exists with different content; upload it "
@@ -68,15 +70,18 @@ class ScriptService(Service):
                 script_object=ref,
             )
         info = await store.put(ref, data)
-        await publish_audit(
-            self._bus,
-            "script_upload",
-            actor,
-            {"script_object": ref, "sha256": sha256, "size": len(data)},
-            at=self._clock(),
-        )
+        await self._audit(actor, ref, sha256, len(data), changed=True)
         log.info("script object uploaded", script_object=ref, size=len(data), actor=actor)
         return _describe(ref, info.size or len(data), info.digest), True
+
+    async def _audit(self, actor: str, ref: str, sha256: str, size: int, *, changed: bool) -> None:
+        await publish_audit(
+            self._bus,
+            "script.upload",
+            actor,
+            {"script_object": ref, "sha256": sha256, "size": size, "changed": changed},
+            at=self._clock(),
+        )
 
 
 def _describe(ref: str, size: int, digest: str | None) -> dict[str, Any]:

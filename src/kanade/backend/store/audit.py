@@ -34,7 +34,9 @@ def list_audit(
     q: Select[Any] = select(audit)
     if actor is not None:
         q = q.where(audit.c.actor == actor)
-    if action is not None:
+    if action is not None and action.endswith("."):  # a whole area: "job." → job.*
+        q = q.where(audit.c.action.startswith(action, autoescape=True))
+    elif action is not None:
         q = q.where(audit.c.action == action)
     if since is not None:
         q = q.where(audit.c.recorded_at >= since)

@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, case, false, func, or_, select, true, up
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.paging import Page, Record, page
+from kanade.backend.store.scripts import script_columns, store_scripts
 from kanade.backend.store.tables import exec_decisions, executions, results
 from kanade.backend.store.upsert import chunks, insert
 from kanade.core.execends import NO_RESULT
@@ -188,15 +189,19 @@ _EXEC_RECORD_COLUMNS = (
     "kind", "job_id", "version", "target", "expected_pcs", "expected_count",
     "initiated_by", "schedule_id", "nominal_time", "created_at", "request_id",
     "inventory_hint", "check_hint", "created_status",
+    "script_sha256", "script_shell", "script_object",
 )  # fmt: skip
 
 
 def new_exec_rows(rows: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
     """Creation records as whole rows: updated ``now``, every counter at zero; the record's
-    status is also the status the row was created with (what the status derives from)."""
+    status is also the status the row was created with (what the status derives from).
+    The record's ``script`` part becomes the script columns (its text goes to ``scripts``:
+    :func:`kanade.backend.store.scripts.store_scripts`)."""
     return [
         {
-            **row,
+            **{k: v for k, v in row.items() if k != "script"},
+            **script_columns(row.get("script")),
             "created_status": row.get("created_status") or row["status"],
             "updated_at": now,
             "started_count": 0,
@@ -220,6 +225,7 @@ def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> N
     if not rows:
         return
     full = new_exec_rows(rows, now)
+    store_scripts(conn, rows, now)
     stmt = insert(conn, executions)
     stmt = stmt.on_conflict_do_update(
         index_elements=["exec_id"],

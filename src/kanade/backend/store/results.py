@@ -12,7 +12,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, cast, delete, func, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.paging import Page, Record, page
@@ -32,6 +43,28 @@ def results_of_exec(conn: Connection, exec_id: str) -> list[Record]:
     return [dict(r) for r in conn.execute(q).mappings()]
 
 
+RESULT_STATUSES = ("ok", "failed", "skipped", "running", "no_result")
+"""How a result reads in the views (the dashboard's ``resultKind``): ``failed`` is a
+finished run with a non-zero exit or a reaped one."""
+
+
+def _status_clause(status: str) -> Any:
+    finished_not_skipped = and_(results.c.state == "finished", results.c.skipped.is_(False))
+    return {
+        "ok": and_(finished_not_skipped, results.c.exit_code == 0),
+        "failed": or_(
+            results.c.state == "reaped",
+            and_(
+                finished_not_skipped,
+                or_(results.c.exit_code.is_(None), results.c.exit_code != 0),
+            ),
+        ),
+        "skipped": results.c.skipped.is_(True),
+        "running": results.c.state == "in_flight",
+        "no_result": results.c.state == NO_RESULT,
+    }[status]
+
+
 def list_results(
     conn: Connection,
     *,
@@ -42,7 +75,13 @@ def list_results(
     offset: int,
     exit_code: int | None = None,
     state: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    text: str | None = None,
 ) -> Page:
+    """Newest first; ``since``/``until`` bound ``recorded_at`` (half-open), ``text`` is
+    found in the pc id or the job id (case-insensitive)."""
     q = select(results)
     if exec_id is not None:
         q = q.where(results.c.exec_id == exec_id)
@@ -56,6 +95,20 @@ def list_results(
         q = q.where(results.c.skipped.is_(True))
     elif state is not None:
         q = q.where(results.c.state == state)
+    if status is not None:
+        q = q.where(_status_clause(status))
+    if since is not None:
+        q = q.where(results.c.recorded_at >= since)
+    if until is not None:
+        q = q.where(results.c.recorded_at < until)
+    if text:
+        needle = text.lower()
+        q = q.where(
+            or_(
+                func.lower(results.c.pc_id).contains(needle, autoescape=True),
+                func.lower(results.c.job_id).contains(needle, autoescape=True),
+            )
+        )
     q = q.order_by(results.c.recorded_at.desc(), results.c.result_id.desc())
     return page(conn, q, limit, offset)
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from kanade.backend.store import projection_state
+from kanade.backend.store.scripts import delete_unreferenced, scripts_of
 from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import (
     agent_schedule_decisions,
@@ -202,7 +203,8 @@ def prune_executions(
 ) -> Pruned:
     """Up to ``limit`` of the oldest ended execs (ended before ``before`` when given) with
     everything that belongs to them: results (at most ``limit`` rows per call — an exec
-    goes once its results are gone), decisions, approval, rollout and its waves."""
+    goes once its results are gone), decisions, approval, rollout and its waves, and the
+    text of each inline script no remaining exec ran."""
     q = select(executions.c.exec_id).where(_prunable_execs())
     if before is not None:
         q = q.where(executions.c.ended_at < before)
@@ -232,7 +234,11 @@ def prune_executions(
     out.add("rollouts", _delete_in(conn, rollouts.c.rollout_id, gone_rollouts))
     for rollout_id in gone_rollouts:
         touch(conn, "rollout", rollout_id)
+    named = scripts_of(conn, ids)
     out.rows = _delete_in(conn, executions.c.exec_id, ids)
+    # A script text goes with the last exec that ran it: the approval and the audit views
+    # read it through the exec (GET /api/executions/{id}/script), so nothing else needs it.
+    out.add("scripts", delete_unreferenced(conn, named))
     return out
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.executions import new_exec_rows
+from kanade.backend.store.scripts import store_scripts
 from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import (
     executions,
@@ -71,6 +72,7 @@ def claim_executions(
     full = new_exec_rows(rows, now)
     if not full:
         return claimed
+    store_scripts(conn, rows, now)
     # executemany + RETURNING: SQLAlchemy batches it as "insertmanyvalues" with a cached
     # compiled statement (a .values(list) statement would be recompiled for every batch).
     stmt = (

@@ -115,6 +115,11 @@ executions = Table(
     # The status of the creation record, pending or awaiting_approval (revision 0008): what
     # the status is derived from, with the decisions and the results (core.execstatus).
     Column("created_status", String(32), nullable=True),
+    # What it runs (revision 0014): the whole script's sha256 and shell, and for a script
+    # object its name; an inline script's text is in ``scripts``. Null in older rows.
+    Column("script_sha256", String(64), nullable=True),
+    Column("script_shell", String(16), nullable=True),
+    Column("script_object", String(300), nullable=True),
     # When retention first pruned some of its results (revision 0012): its counters are
     # history from then on, never recounted from the rows left (docs/retention.md).
     Column("results_pruned_at", UtcDateTime, nullable=True),
@@ -259,6 +264,9 @@ users = Table(
     Column("role", String(16), nullable=False),  # viewer | operator | admin
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(128), nullable=False),
+    # A disabled user (revision 0014) cannot log in and their tokens stop working at once.
+    Column("disabled_at", UtcDateTime, nullable=True),
+    Column("disabled_by", String(128), nullable=True),
 )
 
 # --- revision 0003: the central scheduler's bookkeeping ------------------------------------
@@ -467,6 +475,7 @@ enrolled_agents = Table(
 # --- revision 0006: every exec ends (SPEC §4.3) -------------------------------------------
 # The reaper's closing pass looks for execs not yet ended whose deadline has come.
 Index("ix_executions_ended_at_deadline_at", executions.c.ended_at, executions.c.deadline_at)
+
 # --- revision 0009: session revocation (SPEC §4.10, issue #15) -----------------------------
 # Not a projection: a logged-out token (by its jti) until it would have expired anyway, and
 # per user the instant before which every token is void ("log out everywhere", a password
@@ -566,3 +575,19 @@ schedule_pc_last = Table(
     Column("last_success_at", UtcDateTime, nullable=True),
     Column("last_result_at", UtcDateTime, nullable=True),
 )
+
+# --- revision 0014: script text (issue #18) ------------------------------------------------
+# Inline scripts' text, one row per distinct script (``executions.script_sha256`` names it),
+# bounded by kanade.core.scripttext.SCRIPT_TEXT_MAX; projected from the exec records, so a
+# wiped database gets it back. Readable by operators only (the text may hold secrets).
+scripts = Table(
+    "scripts",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),  # bytes of the whole script
+    Column("truncated", Boolean, nullable=False, default=False),
+    Column("first_seen", UtcDateTime, nullable=False),
+)
+# Retention deletes a text once no exec names it: "does one?" is an index probe.
+Index("ix_executions_script_sha256", executions.c.script_sha256)

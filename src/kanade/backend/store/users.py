@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.state_outbox import touch
@@ -20,11 +20,24 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 USERNAME_RULE = "must be 1-64 characters: letters, digits, '.', '_', '@', '-' (not first)"
 
 # What the API shows of a user: never the hash.
-PUBLIC_COLUMNS = (users.c.username, users.c.role, users.c.created_at, users.c.created_by)
+PUBLIC_COLUMNS = (
+    users.c.username,
+    users.c.role,
+    users.c.created_at,
+    users.c.created_by,
+    users.c.disabled_at,
+    users.c.disabled_by,
+)
 
 
 class UserExists(Exception):
     pass
+
+
+def public_user(conn: Connection, username: str) -> dict[str, Any] | None:
+    row = conn.execute(select(*PUBLIC_COLUMNS).where(users.c.username == username)).mappings()
+    first = row.first()
+    return None if first is None else dict(first)
 
 
 def get_user(conn: Connection, username: str) -> dict[str, Any] | None:
@@ -71,6 +84,18 @@ def delete_user(conn: Connection, username: str) -> bool:
     return True
 
 
+def update_user(conn: Connection, username: str, values: dict[str, Any]) -> None:
+    """Set ``values`` (role, password_hash, disabled_at / disabled_by) on an existing user."""
+    if values:
+        conn.execute(update(users).where(users.c.username == username).values(**values))
+        touch(conn, "user", username)
+
+
 def count_admins(conn: Connection) -> int:
-    q = select(func.count()).select_from(users).where(users.c.role == "admin")
+    """Admins who can still sign in (not disabled): the ones who could replace another."""
+    q = (
+        select(func.count())
+        .select_from(users)
+        .where(users.c.role == "admin", users.c.disabled_at.is_(None))
+    )
     return int(conn.execute(q).scalar_one())

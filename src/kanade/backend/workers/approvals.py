@@ -75,10 +75,10 @@ class ApprovalSweeper(Worker):
                     await publish_exec_status(bus, exec_id, ExecStatus.REJECTED, SYSTEM_ACTOR, now)
                     await publish_audit_once(
                         bus,
-                        "approval_expired",
+                        "exec.approval_expire",
                         SYSTEM_ACTOR,
                         {"exec_id": exec_id, "job_id": job_id, "version": version},
-                        audit_msg_id("approval_expired", exec_id),
+                        audit_msg_id("exec.approval_expire", exec_id),
                         now,
                     )
         await self._redrive(now)

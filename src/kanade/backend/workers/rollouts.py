@@ -167,7 +167,7 @@ class RolloutRunner(Worker):
         )
         await publish_audit_once(
             bus,
-            "rollout_wave",
+            "rollout.wave_send",
             RUNNER_ACTOR,
             {
                 "rollout_id": rollout_id,
@@ -178,7 +178,7 @@ class RolloutRunner(Worker):
                 "pcs": len(pcs),
                 "request_id": wave["request_id"],
             },
-            audit_msg_id("rollout_wave", str(wave["request_id"])),
+            audit_msg_id("rollout.wave_send", str(wave["request_id"])),
             sent_at,
         )
         return True
@@ -213,7 +213,7 @@ class RolloutRunner(Worker):
             if with_bus is not None:
                 await publish_audit_once(
                     with_bus,
-                    "rollout_halted" if decision == "halt" else "rollout_completed",
+                    "rollout.halt" if decision == "halt" else "rollout.complete",
                     RUNNER_ACTOR,
                     {
                         "rollout_id": rollout_id,
@@ -223,7 +223,7 @@ class RolloutRunner(Worker):
                         "failed_pcs": list(progress.failed_pcs)[:100],
                         "threshold": rollout["halt_on_failure_rate"],
                     },
-                    audit_msg_id(f"rollout_{decision}", request_id),
+                    audit_msg_id(f"rollout.{decision}", request_id),
                     now,
                 )
         return True

@@ -381,10 +381,23 @@ def executions_list(
 
 
 @executions_app.command("show")
-def executions_show(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
-    """Show one execution with every pc's result."""
+def executions_show(
+    exec_id: str,
+    script: Annotated[
+        bool,
+        typer.Option(
+            "--script", help="Print the script it runs (role operator: it may hold secrets)."
+        ),
+    ] = False,
+    json_: JsonOpt = False,
+    url: UrlOpt = None,
+) -> None:
+    """Show one execution with every pc's result (or, with --script, its script)."""
 
     def go() -> None:
+        if script:
+            show_script(exec_id, json_=json_, url=url)
+            return
         with ApiClient(url) as api:
             ex = api.get(f"/api/executions/{exec_id}")
         if json_:
@@ -400,6 +413,27 @@ def executions_show(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) ->
         print_results(ex.get("results", []))
 
     guard(go)
+
+
+def show_script(exec_id: str, *, json_: bool, url: str | None) -> None:
+    """The script text alone on stdout (pipe it to a file or a diff); where it came from
+    on stderr."""
+    with ApiClient(url) as api:
+        got = api.get(f"/api/executions/{exec_id}/script")
+    if json_:
+        output.json_line(got)
+        return
+    source = got.get("object") or "inline"
+    print(
+        f"# exec {exec_id}: {got.get('shell') or '?'} script ({source}), "
+        f"sha256 {got.get('sha256') or 'not recorded'}",
+        file=sys.stderr,
+    )
+    if got.get("text") is None:
+        raise CliError(f"the script's text cannot be shown: {got.get('note')}")
+    sys.stdout.write(got["text"] if got["text"].endswith("\n") else got["text"] + "\n")
+    if got.get("truncated"):
+        print(f"# cut at 256 KiB of {got.get('size')} bytes", file=sys.stderr)
 
 
 @executions_app.command("watch")

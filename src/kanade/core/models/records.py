@@ -20,7 +20,16 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 
 from kanade.core import msgids, subjects
-from kanade.core.bounds import Instant, Name, Slug, Text, WireId
+from kanade.core.bounds import (
+    MAX_SCRIPT_TEXT_BYTES,
+    ByteCount,
+    Instant,
+    Name,
+    Sha256,
+    Slug,
+    Text,
+    WireId,
+)
 from kanade.core.instants import format_instant
 from kanade.core.models.base import WireModel
 from kanade.core.statuses import ExecStatus
@@ -37,6 +46,19 @@ def _known_status(value: str) -> str:
         raise ValueError(f"not an exec status ({', '.join(s.value for s in ExecStatus)})")
     return value
 
+
+class ExecScript(WireModel):
+    """What an exec runs (kanade.core.scripttext): an inline script's text (bounded,
+    ``truncated`` when cut; ``size`` is the whole script's bytes) or a script object's
+    name; the sha256 of the whole script either way ("" for a script object whose digest
+    was not pinned)."""
+
+    sha256: Sha256 | Literal[""]
+    shell: Name
+    text: Annotated[str, StringConstraints(max_length=MAX_SCRIPT_TEXT_BYTES)] | None = None
+    truncated: bool = False
+    size: ByteCount | None = None
+    object: Text | None = None
 
 
 class ExecRecord(WireModel):
@@ -63,6 +85,9 @@ class ExecRecord(WireModel):
     # pc that never did is closed as no_result. None while commands are still to be sent
     # (awaiting approval, a rollout); the approval or each wave sets it then.
     deadline_at: Instant | None = None
+    # What it runs (absent in records of older backends). The text is the operators' to
+    # read (GET /api/executions/{id}/script needs role operator); never in audit records.
+    script: ExecScript | None = None
 
     def row(self) -> dict[str, Any]:
         """The ``executions`` columns this record sets (status only on first insert)."""

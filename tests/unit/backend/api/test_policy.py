@@ -44,6 +44,12 @@ from kanade.backend.api.policy import allows, required_role
         ("POST", "/api/agents/pc-1/revoke", "admin"),
         ("POST", "/api/agents/pc-1/ping", "operator"),
         ("GET", "/api/agents/pc-1", "viewer"),
+        # a script's text may hold a secret: operators read it, viewers see its sha256
+        ("GET", "/api/executions/e1/script", "operator"),
+        ("GET", "/api/executions/e1/script/", "operator"),
+        ("GET", "/api/executions/e1", "viewer"),
+        ("GET", "/api/executions/script", "viewer"),
+        ("PATCH", "/api/users/bob", "admin"),
         # agent releases (SPEC §3.8): publishing runs code on every machine: admin only
         ("POST", "/api/agent-releases", "admin"),
         ("GET", "/api/agent-releases", "admin"),

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, update
 from store_rows import exec_row, row
 
-from kanade.backend.store import executions, results, scheduling, state_outbox
+from kanade.backend.store import executions, results, scheduling, scripts, state_outbox
 from kanade.backend.store import retention as store
 from kanade.backend.store.audit import insert_audit
 from kanade.backend.store.scheduling import DecisionRow
@@ -28,7 +28,11 @@ from kanade.backend.store.tables import (
 )
 from kanade.backend.store.tables import executions as executions_table
 from kanade.backend.store.tables import results as results_table
+from kanade.backend.store.tables import scripts as scripts_table
 from kanade.backend.store.tables import state_outbox as state_outbox_table
+from kanade.core.digests import sha256_hex
+from kanade.core.models.job import Execute
+from kanade.core.scripttext import exec_script
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 OLD = NOW - timedelta(days=40)
@@ -164,6 +168,31 @@ def test_an_old_ended_exec_goes_with_everything_that_belongs_to_it(engine: Engin
     assert rows == (0, 0, 0, 0, 2)
     # Their operator-state documents become tombstones: a rebuild does not bring them back.
     assert {k.split(".")[0] for k in keys} == {"approval", "rollout"}
+
+
+def _exec_running(conn: Connection, exec_id: str, script: str, *, at: datetime) -> None:
+    """An ended exec, created ``at``, that ran the inline ``script``."""
+    execute = Execute.model_validate({"shell": "sh", "script": script, "timeout": "10s"})
+    record = {**exec_row(exec_id, ["a"]), "created_at": at,
+              "script": exec_script(execute).model_dump()}  # fmt: skip
+    executions.upsert_executions(conn, [record], at)
+    executions.mark_ended(conn, exec_id, at)
+
+
+def test_a_script_text_goes_with_the_last_exec_that_ran_it(engine: Engine) -> None:
+    with engine.begin() as conn:
+        _exec_running(conn, "old-a", "echo only-old\n", at=OLD)
+        _exec_running(conn, "old-b", "echo shared\n", at=OLD)
+        _exec_running(conn, "new-b", "echo shared\n", at=RECENT)
+        assert count(conn, scripts_table) == 2
+        pruned = store.prune_executions(conn, before=CUTOFF, limit=10, now=NOW)
+        left = {sha for (sha,) in conn.execute(select(scripts_table.c.sha256))}
+        shared = scripts.exec_script(conn, "new-b")
+    assert pruned.rows == 2
+    assert pruned.cascaded == {"scripts": 1}
+    # The text still named by a remaining exec stays, readable through that exec.
+    assert left == {sha256_hex(b"echo shared\n")}
+    assert shared is not None and shared["text"] == "echo shared\n"
 
 
 def test_what_live_work_needs_is_kept(engine: Engine) -> None:

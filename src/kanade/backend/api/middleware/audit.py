@@ -3,7 +3,8 @@
 A route (or the service below it) that builds its own
 :class:`~kanade.backend.messaging.records.AuditRecord` raises the request's audit mark;
 after a *successful* (< 400) mutating request whose mark is still down, a generic record
-(action = the route's name, details = method, path, path parameters, status) is published.
+(action = the route's, from :data:`kanade.core.auditactions.ROUTE_ACTIONS`; details = path,
+path parameters, status) is published.
 Runs inside the auth middleware, so the actor is known and denied requests never get here.
 """
 
@@ -18,6 +19,7 @@ from kanade.backend.api.middleware.status import StatusCapture
 from kanade.backend.api.policy import MUTATING_METHODS
 from kanade.backend.messaging.audit import generic_details, publish_audit
 from kanade.backend.messaging.audit_mark import begin_audit, end_audit
+from kanade.core.auditactions import route_action
 
 
 class AuditMiddleware(HttpMiddleware):
@@ -37,6 +39,6 @@ async def _generic_audit(scope: Scope, method: str, path: str, status: int) -> N
     services: Any = scope["app"].state.services
     actor = str(scope.get("state", {}).get("actor", "anonymous"))
     route = scope.get("route")
-    action = getattr(route, "name", None) or f"{method.lower()}_{path}"
-    details = generic_details(method, path, dict(scope.get("path_params") or {}), status)
-    await publish_audit(services.link.bus, str(action), actor, details)
+    name = getattr(route, "name", None) or f"{method.lower()}_{path}"
+    details = generic_details(path, dict(scope.get("path_params") or {}), status)
+    await publish_audit(services.link.bus, route_action(str(name)), actor, details)

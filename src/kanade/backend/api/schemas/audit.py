@@ -21,3 +21,16 @@ class AuditPage(Schema):
     total: int
     limit: int
     offset: int
+
+
+class AuditAction(Schema):
+    action: str
+    description: str
+
+
+class AuditActions(Schema):
+    """Every audit action name (kanade.core.auditactions), with what it records."""
+
+    items: list[AuditAction]
+    legacy: dict[str, str]
+    """Names older records had → the name they are shown (and filtered) by now."""

@@ -23,6 +23,9 @@ class User(Schema):
     role: str
     created_at: Instant
     created_by: str
+    disabled_at: Instant | None = None
+    """Set while the user is disabled: they cannot log in, their tokens are refused."""
+    disabled_by: str | None = None
 
 
 class UserPage(Schema):

@@ -61,6 +61,12 @@ class _ExecRowTail(Schema):
     ended_at: Instant | None = None
     """When it ended for good: every expected pc has a result or a ``no_result`` row and
     none can start any more (null until then)."""
+    script_sha256: str | None = None
+    """The sha256 of the script it runs (null for executions older than this field); the
+    text: ``GET /api/executions/{exec_id}/script`` (role operator)."""
+    script_shell: str | None = None
+    script_object: str | None = None
+    """The script object's ``name/version`` when it runs one (null: an inline script)."""
     results_pruned_at: Instant | None = None
     """When retention first pruned some of its results (docs/retention.md): the counters
     are kept as they were, and a pc whose row is gone shows as ``pruned``."""
@@ -126,3 +132,25 @@ class ExecutionDetail(_ExecRowTail, _ExecRowHeadWithPcs):
 
     results: list[ResultRow | PendingResult] | None = None
     """Absent (not null) with ``results=false``."""
+
+
+class ExecScriptText(Schema):
+    """The script an execution runs (role operator: a script may hold secrets)."""
+
+    exec_id: str
+    kind: str
+    job_id: str
+    version: str
+    sha256: str | None
+    """The whole script's sha256 (what the audit records); null when not recorded."""
+    shell: str | None
+    source: str
+    """``inline`` (the text travelled with the command) or ``object`` (the scripts store)."""
+    object: str | None
+    text: str | None
+    """The text, at most 256 KiB of it (``truncated`` says when cut); null when it cannot
+    be shown (``note`` says why)."""
+    size: int | None
+    """Bytes of the whole script."""
+    truncated: bool
+    note: str | None

@@ -121,6 +121,34 @@ class NewUserBody(BaseModel):
         return v
 
 
+class UserChangeBody(BaseModel):
+    """``PATCH /api/users/{username}``: what to change (what is absent stays)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    disabled: bool | None = Field(
+        default=None, description="true: cannot log in, tokens refused at once"
+    )
+    password: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="a new password (reset)"
+    )
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, v: str | None) -> str | None:
+        problem = None if v is None else password_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> UserChangeBody:
+        if self.role is None and self.disabled is None and self.password is None:
+            raise ValueError("nothing to change: set role, disabled and/or password")
+        return self
+
+
 class FreezeBody(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

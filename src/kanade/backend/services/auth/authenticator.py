@@ -108,6 +108,8 @@ class Authenticator:
         user, revoked = await self._db.read(look_up)
         if user is None:
             raise Unauthenticated(f"user {claims.username!r} no longer exists")
+        if user.get("disabled_at") is not None:
+            raise Unauthenticated(f"user {claims.username!r} is disabled")
         if revoked:
             raise Unauthenticated("this session was logged out; log in again")
         return Principal(

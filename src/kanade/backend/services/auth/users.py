@@ -1,6 +1,7 @@
 """Users and sessions (auth mode ``jwt``): exchange a password for a token (failed attempts
-limited, audited and logged), log a session or all of a user's sessions out, add and delete
-users — the last admin cannot be deleted. Each change is audited."""
+limited, audited and logged), log a session or all of a user's sessions out, add, change
+(role, disabled, password) and delete users — the last admin who can sign in can be neither
+deleted, demoted nor disabled. Each change is audited."""
 
 from __future__ import annotations
 
@@ -56,12 +57,14 @@ async def login(
     if not ok or user is None:
         auth.limiter.failed(username, address)
         log.warning("failed login", username=username, address=address)
-        await publish_audit(bus, "login_failed", username, {"address": address})
+        await publish_audit(bus, "user.login_fail", username, {"address": address})
         raise Unauthenticated("wrong username or password")
     auth.limiter.succeeded(username)
+    if user.get("disabled_at") is not None:  # told only to whoever knows the password
+        raise Unauthenticated(f"user {username!r} is disabled; ask an admin")
     now = system_clock()
     issued = tokens.issue(auth.jwt_secret, username, str(user["role"]), now=now, ttl=auth.token_ttl)
-    await publish_audit(bus, "login", username, {"role": user["role"], "address": address})
+    await publish_audit(bus, "user.login", username, {"role": user["role"], "address": address})
     return {
         "token": issued.token,
         "expires_at": issued.expires_at,
@@ -88,7 +91,7 @@ async def add_user(
         )
     except users.UserExists:
         raise Conflict(f"user {username!r} already exists", username=username) from None
-    await publish_audit(bus, "user_add", actor, {"username": username, "role": role})
+    await publish_audit(bus, "user.create", actor, {"username": username, "role": role})
     return {"username": username, "role": role, "created_at": now, "created_by": actor}
 
 
@@ -103,7 +106,7 @@ async def delete_user(
         user = users.get_user(conn, username)
         if user is None:
             return "missing"
-        if user["role"] == "admin" and users.count_admins(conn) <= 1:
+        if _sole_admin(conn, user):
             return "last-admin"
         users.delete_user(conn, username)
         sessions.revoke_all(conn, username, now)
@@ -114,8 +117,67 @@ async def delete_user(
         raise NotFound(f"user {username!r} not found", username=username)
     if problem == "last-admin":
         raise Conflict(f"{username!r} is the last admin; add another admin first")
-    await publish_audit(bus, "user_delete", actor, {"username": username})
+    await publish_audit(bus, "user.delete", actor, {"username": username})
     return {"deleted": username}
+
+
+def _sole_admin(conn: Connection, user: dict[str, Any]) -> bool:
+    """Is ``user`` the only admin who can sign in (nobody could replace them)?"""
+    active = user["role"] == "admin" and user.get("disabled_at") is None
+    return active and users.count_admins(conn) <= 1
+
+
+async def update_user(
+    db: Database,
+    bus: Callable[[], Bus],
+    username: str,
+    *,
+    role: str | None = None,
+    disabled: bool | None = None,
+    password: str | None = None,
+    actor: str,
+) -> dict[str, Any]:
+    """Change a user's role, disabled state or password (what is None stays). Refused
+    (409) when it would leave no admin who can sign in. One audit record per change:
+    ``user.role_set``, ``user.disable`` / ``user.enable``, ``user.password_reset``."""
+    password_hash = None if password is None else await asyncio.to_thread(hash_password, password)
+    now = system_clock()
+
+    def change(conn: Connection) -> tuple[dict[str, Any] | None, list[tuple[str, dict[str, Any]]]]:
+        user = users.get_user(conn, username)
+        if user is None:
+            return None, []
+        values: dict[str, Any] = {}
+        done: list[tuple[str, dict[str, Any]]] = []
+        if role is not None and role != user["role"]:
+            values["role"] = role
+            done.append(("user.role_set", {"from": user["role"], "to": role}))
+        was_disabled = user.get("disabled_at") is not None
+        if disabled is not None and disabled != was_disabled:
+            values.update(
+                disabled_at=now if disabled else None, disabled_by=actor if disabled else None
+            )
+            done.append(("user.disable" if disabled else "user.enable", {}))
+        if password_hash is not None:
+            values["password_hash"] = password_hash
+            done.append(("user.password_reset", {}))
+        losing_admin = (values.get("role", user["role"]) != "admin") or bool(
+            values.get("disabled_at", user.get("disabled_at"))
+        )
+        if losing_admin and _sole_admin(conn, user):
+            raise Conflict(
+                f"{username!r} is the last admin who can sign in; make another user admin first",
+                username=username,
+            )
+        users.update_user(conn, username, values)
+        return users.public_user(conn, username), done
+
+    updated, done = await db.write(change)
+    if updated is None:
+        raise NotFound(f"user {username!r} not found", username=username)
+    for action, details in done:
+        await publish_audit(bus, action, actor, {"username": username, **details})
+    return updated
 
 
 def _session_of(principal: Principal) -> tuple[str, Any]:
@@ -142,7 +204,7 @@ async def logout(
             sessions.revoke_token(conn, jti=jti, username=principal.actor, expires_at=expires_at)
 
     await db.write(void)
-    action = "logout_everywhere" if everywhere else "logout"
+    action = "user.logout_everywhere" if everywhere else "user.logout"
     await publish_audit(bus, action, principal.actor, {})
     return {"username": principal.actor, "everywhere": everywhere, "revoked_at": now}
 
@@ -161,5 +223,5 @@ async def revoke_sessions(
 
     if not await db.write(void):
         raise NotFound(f"user {username!r} not found", username=username)
-    await publish_audit(bus, "sessions_revoke", actor, {"username": username})
+    await publish_audit(bus, "user.sessions_revoke", actor, {"username": username})
     return {"username": username, "everywhere": True, "revoked_at": now}

@@ -8,6 +8,8 @@ import agentDetail from "./pages/agent.js";
 import executions from "./pages/executions.js";
 import executionDetail from "./pages/execution.js";
 import result from "./pages/result.js";
+import results from "./pages/results.js";
+import users from "./pages/users.js";
 import jobs from "./pages/jobs.js";
 import jobDetail from "./pages/job.js";
 import run from "./pages/run.js";
@@ -27,7 +29,8 @@ const ROUTES = [
   [/^agents\/(.+)$/, agentDetail, "agents"],
   [/^executions$/, executions, "executions"],
   [/^executions\/(.+)$/, executionDetail, "executions"],
-  [/^results\/(.+)$/, result, "executions"],
+  [/^results$/, results, "results"],
+  [/^results\/(.+)$/, result, "results"],
   [/^jobs$/, jobs, "jobs"],
   [/^jobs\/(.+)$/, jobDetail, "jobs"],
   [/^schedules$/, schedules, "schedules"],
@@ -38,6 +41,7 @@ const ROUTES = [
   [/^run$/, run, "run"],
   [/^audit$/, audit, "audit"],
   [/^enrolment$/, enrolment, "enrolment"],
+  [/^users$/, users, "users"],
   [/^notifications$/, notifications, "notifications"],
   [/^login$/, login, "login"],
 ];
@@ -134,16 +138,27 @@ async function render() {
     refresher: (fn, gap) => { const r = refresher(fn, gap); disposers.push(r.stop); return r; },
     onLogin: afterLogin,
   };
+  // Listening from before the mount: an event that arrives while the page loads (the last
+  // result of a fast exec) is handed to the page once it is mounted, not lost.
+  let handle = null;
+  const early = [];
+  const unsub = live.subscribe((ev) => {
+    if (handle) { handle.onEvent?.(ev); return; }
+    early.push(ev);
+    if (early.length > 50) early.splice(0, early.length, { topic: "resync" }); // many: refetch all
+  });
   try {
-    const handle = (await match.page.mount(root, match.params, ctx)) || {};
+    const mounted = (await match.page.mount(root, match.params, ctx)) || {};
     performance.mark(`kanade:rendered:${match.nav}`);
-    if (seq !== renderSeq) { handle.dispose?.(); return; }
+    if (seq !== renderSeq) { unsub(); mounted.dispose?.(); return; }
+    handle = mounted;
+    early.splice(0).forEach((ev) => handle.onEvent?.(ev));
     const timer = setInterval(() => handle.refresh?.(), FALLBACK_REFRESH_MS);
-    const unsub = live.subscribe((ev) => handle.onEvent?.(ev));
     current = {
       dispose: () => { clearInterval(timer); unsub(); disposers.forEach((d) => d()); handle.dispose?.(); },
     };
   } catch (err) {
+    unsub();
     if (seq !== renderSeq) return;
     if (err instanceof ApiError && err.status === 401) return; // handled by onUnauthorized
     console.warn(err);

@@ -1,6 +1,7 @@
 // Inline SVG charts, generated here (no library). Every chart has role="img", an
 // aria-label that states its numbers, and a <title> per mark for hover tooltips.
 import { h } from "./dom.js";
+import { countTicks } from "./ticks.js";
 
 export const COLORS = {
   ok: "var(--c-ok)", failed: "var(--c-failed)", skipped: "var(--c-skipped)",
@@ -50,26 +51,28 @@ export function legend(segments, { onPick } = {}) {
 }
 
 /**
- * Stacked bars over time. buckets: [{label, tip, values: {key: n}}]; keys: [{key, label}].
+ * Stacked bars over time. buckets: [{label, tip, values: {key: n}}]; keys: [{key, label}];
+ * `labelAt`: the indices of the buckets whose label is drawn (ticks.evenTimeTicks).
  */
-export function stackedBars(buckets, keys, { label, height = 160, tickEvery = 6 } = {}) {
+export function stackedBars(buckets, keys, { label, height = 160, labelAt = null } = {}) {
   const w = 24 * 20;
   const padL = 34; const padB = 22; const padT = 8;
   const innerH = height - padB - padT;
   const bw = (w - padL) / Math.max(1, buckets.length);
-  const max = Math.max(1, ...buckets.map((b) => keys.reduce((a, k) => a + (b.values[k.key] || 0), 0)));
-  const top = niceMax(max);
+  const max = Math.max(0, ...buckets.map((b) => keys.reduce((a, k) => a + (b.values[k.key] || 0), 0)));
+  const yTicks = countTicks(max);
+  const top = yTicks[yTicks.length - 1];
+  const labelled = new Set(labelAt ?? buckets.map((_, i) => i));
   const total = buckets.reduce((a, b) => a + keys.reduce((x, k) => x + (b.values[k.key] || 0), 0), 0);
   const svg = h("svg", {
     viewBox: `0 0 ${w} ${height}`, role: "img", class: "chart bars",
     "aria-label": `${label}: ${total} in total; ${keys.map((k) =>
       `${buckets.reduce((a, b) => a + (b.values[k.key] || 0), 0)} ${k.label}`).join(", ")}`,
   });
-  for (const frac of [0, 0.5, 1]) {
-    const y = padT + innerH * (1 - frac);
+  for (const v of yTicks) {
+    const y = padT + innerH * (1 - v / top);
     svg.append(h("line", { x1: padL, x2: w, y1: y, y2: y, class: "grid" }));
-    svg.append(h("text", { x: padL - 4, y: y + 3, "text-anchor": "end", class: "axis" },
-      String(Math.round(top * frac))));
+    svg.append(h("text", { x: padL - 4, y: y + 3, "text-anchor": "end", class: "axis y-tick" }, String(v)));
   }
   buckets.forEach((b, i) => {
     let y = padT + innerH;
@@ -87,10 +90,9 @@ export function stackedBars(buckets, keys, { label, height = 160, tickEvery = 6 
     g.append(h("rect", { x: padL + i * bw, y: padT, width: bw, height: innerH, class: "hit" },
       h("title", {}, `${b.tip}: ${parts.join(", ") || "none"}`)));
     svg.append(g);
-    if (i % tickEvery === 0 || i === buckets.length - 1) {
-      const last = i === buckets.length - 1;
+    if (labelled.has(i)) {
       svg.append(h("text", {
-        x: last ? w : padL + i * bw + bw / 2, y: height - 6, "text-anchor": last ? "end" : "middle", class: "axis",
+        x: padL + i * bw + bw / 2, y: height - 6, "text-anchor": "middle", class: "axis x-tick",
       }, b.label));
     }
   });
@@ -202,10 +204,4 @@ export function waveKind(wave) {
   if (wave.state === "dispatched" || wave.state === "dispatching") return "running";
   if (wave.state === "cancelled") return "pending";
   return "track";
-}
-
-function niceMax(v) {
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
 }

@@ -104,15 +104,26 @@ export function shortId(id) {
   return id && id.length > 12 ? `${id.slice(0, 10)}…` : id;
 }
 
-/** A table whose rows come from `rows.map(row)`; wrapped so wide tables scroll by themselves. */
-export function table({ label, columns, rows, row, empty = "Nothing here yet." }) {
+/**
+ * A table whose rows come from `rows.map(row)`; wrapped so wide tables scroll by themselves.
+ * `stack`: on a phone each row becomes a card of "label: value" lines (each cell gets its
+ * column's label as data-label).
+ */
+export function table({ label, columns, rows, row, empty = "Nothing here yet.", stack = false }) {
   const head = h("tr", {}, columns.map((c) =>
     h("th", { scope: "col", class: c.cls || null }, c.label)));
   const body = rows.length
     ? rows.map(row)
     : [h("tr", {}, h("td", { colspan: columns.length, class: "empty" }, empty))];
+  if (stack) {
+    for (const tr of body) {
+      [...tr.children].forEach((td, i) => {
+        if (columns[i] && !td.dataset.label) td.dataset.label = columns[i].label;
+      });
+    }
+  }
   return h("div", { class: "table-wrap" },
-    h("table", { "aria-label": label }, h("thead", {}, head), h("tbody", {}, body)));
+    h("table", { "aria-label": label, class: stack ? "stack" : null }, h("thead", {}, head), h("tbody", {}, body)));
 }
 
 /** Notice box: kind = info | warn | error | na (not available). */

@@ -3,13 +3,13 @@ import { h } from "./dom.js";
 
 let seq = 0;
 
-/** Target fieldset: all agents | groups | pcs. Returns {el, value(), error()}. */
-export function targetFieldset(ctx, { prefix = "target" } = {}) {
+/** Target fieldset: all agents | groups | pcs (`pcs`: filled in). Returns {el, value(), error()}. */
+export function targetFieldset(ctx, { prefix = "target", pcs: initialPcs = [] } = {}) {
   const id = (s) => `${prefix}-${s}-${++seq}`;
   const allId = id("all"); const gId = id("groups"); const pId = id("pcs"); const dl = id("list");
   const all = h("input", { type: "checkbox", id: allId, name: "all" });
   const groups = h("input", { type: "text", id: gId, name: "groups", placeholder: "e.g. canary, web", list: `${dl}-g`, autocomplete: "off" });
-  const pcs = h("input", { type: "text", id: pId, name: "pcs", placeholder: "e.g. local-1, local-2", list: `${dl}-p`, autocomplete: "off" });
+  const pcs = h("input", { type: "text", id: pId, name: "pcs", placeholder: "e.g. local-1, local-2", list: `${dl}-p`, autocomplete: "off", value: initialPcs.join(", ") || null });
   const gList = h("datalist", { id: `${dl}-g` });
   const pList = h("datalist", { id: `${dl}-p` });
   all.addEventListener("change", () => { groups.disabled = all.checked; pcs.disabled = all.checked; });

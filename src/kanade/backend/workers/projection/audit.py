@@ -21,6 +21,7 @@ from kanade.backend.workers.projection.worker import (
     ProjectionWorker,
     recorded_at,
 )
+from kanade.core.auditactions import canonical
 from kanade.core.models.records import AuditRecord
 from kanade.core.models.wire import WireDecodeError, decode
 
@@ -33,7 +34,9 @@ def audit_row(msg: Msg) -> dict[str, Any]:
     rec = decode(AuditRecord, msg.data)
     return {
         "seq": msg.metadata.sequence.stream,
-        "action": rec.action,
+        # Old names (``put_job``, ``exec`` …) are renamed here: a replayed stream gives the
+        # rows the names the migration gave the rows already projected.
+        "action": canonical(rec.action),
         "actor": rec.actor,
         "at": rec.at,
         "details": rec.details,

@@ -23,6 +23,7 @@ from kanade.core.scheduling import (
     make_dispatch_mark,
     request_id_for,
 )
+from kanade.core.scripttext import exec_script
 from kanade.core.statuses import ExecStatus
 from kanade.core.targeting import command_subjects
 
@@ -134,6 +135,7 @@ def build(
         if first is None or first.check is None
         else first.check.model_dump(mode="json"),
         deadline_at=deadline,
+        script=exec_script(job.execute, script_sha256),
     )
     # Encoded here, so that publishing is all that is left at the instant.
     messages = [m for c, subs in commands for m in command_messages(c, subs)]

@@ -1,8 +1,10 @@
 // Agents: the fleet, filterable by status, group, OS and version (filters live in the URL),
 // and the agent versions across it: a chart, the release rollout targets, agents updating
-// and quarantined releases (SPEC §3.8, /api/agent-versions).
+// and quarantined releases (SPEC §3.8, /api/agent-versions). Operators select agents (one by
+// one, or every one shown) and run a script or a job on them.
 import { donut, legend } from "../charts.js";
 import { diskFull, h, mountInto, notice, pill, section, table, time } from "../dom.js";
+import { showError } from "../forms.js";
 
 // Version colours: distinct, in order of the version list (oldest first).
 const PALETTE = ["#6b7280", "#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2", "#65a30d"];
@@ -30,10 +32,14 @@ export default {
       ...Object.values(selects).map((s) => s.wrap),
       h("div", { class: "field" }, h("label", { for: "filter-text" }, "Search"), search),
       h("button", { type: "button", class: "btn-ghost", onclick: () => { for (const k of Object.keys(filters)) filters[k] = ""; sync(true); } }, "Clear filters"));
+    const selected = new Set();
+    const canRun = ctx.can("operate");
+    const bar = h("div", { class: "bulk-bar", id: "bulk-bar", role: "region", "aria-label": "Selected agents", hidden: true });
     const versionsSlot = h("div", { class: "slot", id: "agent-versions", "aria-live": "polite" });
-    mountInto(root, h("h1", {}, "Agents"), versionsSlot, form, count, listSlot);
+    mountInto(root, h("h1", {}, "Agents"), versionsSlot, form, count, bar, listSlot);
 
     let agents = [];
+    let shownIds = [];
     for (const [k, s] of Object.entries(selects)) {
       s.el.addEventListener("change", () => { filters[k] = s.el.value; sync(); });
     }
@@ -65,17 +71,29 @@ export default {
         && (!filters.version || a.agent_version === filters.version)
         && (!text || a.pc_id.toLowerCase().includes(text) || (a.hostname || "").toLowerCase().includes(text)));
       const shown = rows.slice(0, 500);
+      shownIds = shown.map((a) => a.pc_id);
       count.textContent = `${rows.length} of ${agents.length} agents`
         + (shown.length < rows.length ? ` (first ${shown.length} shown; narrow the filter)` : "");
+      const all = h("input", {
+        type: "checkbox", id: "select-all", "aria-label": "Select every agent shown",
+        onchange: (e) => { for (const id of shownIds) { if (e.target.checked) selected.add(id); else selected.delete(id); } draw(); },
+      });
+      all.checked = shownIds.length > 0 && shownIds.every((id) => selected.has(id));
+      all.indeterminate = !all.checked && shownIds.some((id) => selected.has(id));
       mountInto(listSlot, table({
         label: "Agents",
         columns: [
+          ...(canRun ? [{ label: all, cls: "col-check" }] : []),
           { label: "PC" }, { label: "Status" }, { label: "Hostname", cls: "hide-sm" }, { label: "OS", cls: "hide-sm" },
           { label: "Version" }, { label: "Update", cls: "hide-sm" }, { label: "Groups", cls: "hide-sm" }, { label: "Running", cls: "hide-sm" }, { label: "Last seen" },
         ],
         rows: shown,
         empty: agents.length ? "No agent matches these filters." : "No agent has sent a heartbeat yet.",
-        row: (a) => h("tr", { dataset: { pcId: a.pc_id } },
+        row: (a) => h("tr", { dataset: { pcId: a.pc_id }, class: selected.has(a.pc_id) ? "selected" : null },
+          canRun ? h("td", { class: "col-check" }, h("input", {
+            type: "checkbox", checked: selected.has(a.pc_id) || null, "aria-label": `Select ${a.pc_id}`,
+            onchange: (e) => { if (e.target.checked) selected.add(a.pc_id); else selected.delete(a.pc_id); draw(); },
+          })) : null,
           h("td", {}, h("a", { href: `#/agents/${encodeURIComponent(a.pc_id)}` }, a.pc_id)),
           h("td", {}, pill(a.status), a.disk_full ? [" ", diskFull(a)] : null),
           h("td", { class: "hide-sm" }, a.hostname),
@@ -86,6 +104,49 @@ export default {
           h("td", { class: "hide-sm" }, String(a.running ?? 0)),
           h("td", {}, time(a.last_seen))),
       }));
+      drawBar();
+    }
+
+    /** The selection and what to do with it: run a script (the run page, pcs filled in)
+     *  or a catalog job (POST /api/exec/{job} with the pcs as the target). Built once; a
+     *  refresh of the list only updates the count, never a choice being made. */
+    const barParts = {};
+    function drawBar() {
+      bar.hidden = !canRun || selected.size === 0;
+      if (bar.hidden) return;
+      if (!barParts.count) buildBar();
+      const pcs = [...selected].sort();
+      const shown = new Set(shownIds);
+      const hidden = pcs.filter((id) => !shown.has(id)).length;
+      barParts.count.textContent = `${pcs.length} selected`;
+      barParts.hidden.textContent = hidden ? `${hidden} not shown by the filters` : "";
+      barParts.script.href = `#/run?pcs=${encodeURIComponent(pcs.join(","))}`;
+    }
+
+    function buildBar() {
+      const job = h("select", { id: "bulk-job", "aria-label": "Job to run" }, h("option", { value: "" }, "a job…"));
+      const out = h("span", { class: "form-out small", "aria-live": "polite" });
+      const runJob = h("button", {
+        type: "button", class: "btn", disabled: true,
+        onclick: async () => {
+          runJob.disabled = true;
+          try {
+            const target = { pcs: [...selected].sort() };
+            const created = await ctx.api.post(`/api/exec/${encodeURIComponent(job.value)}`, { target });
+            ctx.navigate(`executions/${encodeURIComponent(created.exec_id)}`);
+          } catch (err) { showError(out, err); runJob.disabled = false; }
+        },
+      }, "Run job");
+      job.addEventListener("change", () => { runJob.disabled = !job.value; });
+      ctx.api.get("/api/jobs").then((d) => {
+        job.append(...d.items.map((j) => h("option", { value: j.id }, j.id)));
+      }).catch((err) => out.replaceChildren(notice("error", err.message)));
+      barParts.count = h("strong", { id: "selected-count" });
+      barParts.hidden = h("span", { class: "muted small" });
+      barParts.script = h("a", { class: "btn btn-primary", id: "bulk-run-script" }, "Run script…");
+      mountInto(bar, barParts.count, barParts.script, h("span", { class: "bulk-job" }, job, runJob),
+        h("button", { type: "button", class: "btn-ghost", onclick: () => { selected.clear(); draw(); } }, "Clear selection"),
+        barParts.hidden, out);
     }
 
     async function load() {

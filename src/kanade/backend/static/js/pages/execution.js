@@ -6,6 +6,7 @@ import { donut, legend, progressBar } from "../charts.js";
 import { touchesExec } from "../live.js";
 import { followOutput, outputPane } from "../liveout.js";
 import { resultsTable } from "./agent.js";
+import { scriptPanel } from "../script.js";
 
 const KINDS = [
   { key: "ok", label: "ok" }, { key: "failed", label: "failed" }, { key: "skipped", label: "skipped" },
@@ -14,7 +15,9 @@ const KINDS = [
 ];
 // Statuses an exec leaves by itself at its deadline (SPEC §4.3): shown with that deadline.
 const ENDS_BY_ITSELF = new Set(["pending", "running", "expired"]);
-const LIVE = new Set(["awaiting_approval", "pending", "running"]);
+// Kill ends what runs or is queued; an exec awaiting approval has neither (nothing was sent):
+// approvers reject it instead (the approval box).
+const KILLABLE = new Set(["pending", "running"]);
 const WRITING = new Set(["pending", "running"]); // scripts may be writing output
 const MAX_ROWS = 500;
 
@@ -30,12 +33,14 @@ export default {
       KINDS.map((k) => h("option", { value: k.key }, k.label)));
     const statusEl = h("span", { id: "exec-status", "aria-label": "Execution status" });
     const approvalSlot = h("div", { class: "slot", id: "approval" });
+    const scriptSlot = h("div", { class: "slot", id: "exec-script" });
     const liveSlot = h("div", { class: "slot", id: "live-slot" });
     mountInto(root,
       h("p", { class: "crumbs" }, h("a", { href: "#/executions" }, "Executions"), " / ", execId),
       h("div", { class: "title-row" }, h("h1", {}, "Execution ", statusEl), actions),
       approvalSlot,
       h("div", { class: "grid grid-2" }, section("Summary", head), section("Progress", chart)),
+      scriptSlot,
       liveSlot,
       section("Per PC", h("div", { class: "filters" },
         h("div", { class: "field" }, h("label", { for: "pc-filter" }, "Show"), filter)), list));
@@ -54,7 +59,7 @@ export default {
 
     function drawActions(ex) {
       actions.replaceChildren();
-      if (ctx.can("operate") && LIVE.has(ex.status) && ctx.has("POST /api/executions/{exec_id}/kill")) {
+      if (ctx.can("operate") && KILLABLE.has(ex.status) && ctx.has("POST /api/executions/{exec_id}/kill")) {
         const out = h("span", { class: "small muted", role: "status" });
         const btn = h("button", {
           type: "button", class: "btn btn-danger",
@@ -103,10 +108,21 @@ export default {
         h("p", { class: "small muted", id: "exec-counts" },
           `${done} of ${ex.expected_count} finished · ${counts.failed} failed · ${counts.skipped} skipped · ${counts.no_result} no result · ${counts.running} running · ${counts.pending} pending`));
       drawActions(ex);
+      drawScript(ex);
       await drawApproval(ex);
       drawList(ex);
       startLive(ex);
       root.dataset.ready = "true";
+    }
+
+    /** What it runs, once (the script of an exec never changes); in the approval box while
+     *  it awaits approval, where approvers decide on it. */
+    function drawScript(ex) {
+      const waiting = ex.status === "awaiting_approval";
+      if (scriptSlot.dataset.drawn === String(waiting)) return;
+      scriptSlot.dataset.drawn = String(waiting);
+      mountInto(scriptSlot, waiting ? null : section("Script",
+        scriptPanel(ctx, execId, { sha256: ex.script_sha256, label: ex.kind === "adhoc" ? "Ad-hoc script" : `Script of ${ex.job_id} v${ex.version}` })));
     }
 
     /** While scripts may be writing, their output as it comes (SPEC §4.12). */
@@ -150,15 +166,20 @@ export default {
     async function drawApproval(ex) {
       if (!["awaiting_approval", "rejected"].includes(ex.status) || !ctx.has("GET /api/approvals/{exec_id}")) {
         approvalSlot.replaceChildren();
+        approvalSlot.dataset.pending = "";
         return;
       }
       let a;
       try { a = await ctx.api.get(`/api/approvals/${enc}`); } catch (err) { mountInto(approvalSlot, ctx.errorView(err)); return; }
       if (a.state !== "pending") {
+        approvalSlot.dataset.pending = "";
         mountInto(approvalSlot, notice("info", `${a.state === "rejected" ? "Rejected" : "Approved"} by ${a.decided_by || "?"}`
           + `${a.decided_at ? ` (${fullTime(a.decided_at)})` : ""}${a.reason ? `: ${a.reason}` : ""}. Requested by ${a.requested_by}.`));
         return;
       }
+      // Drawn once while pending: a refresh must not close the script being read.
+      if (approvalSlot.dataset.pending === "1") return;
+      approvalSlot.dataset.pending = "1";
       const expired = new Date(a.expires_at) <= Date.now();
       const out = h("div", { class: "form-out", "aria-live": "polite" });
       const parts = [h("p", {}, h("strong", {}, "Waiting for approval. "),
@@ -188,6 +209,7 @@ export default {
           }, h("label", { for: "reject-reason", class: "sr-only" }, "Reason"), reason, reject)));
         if (own) parts.push(h("p", { class: "muted small" }, "You requested this execution: a different operator must approve it (you may still reject it)."));
       }
+      parts.push(scriptPanel(ctx, execId, { open: true, sha256: ex.script_sha256, label: `What you approve: ${ex.job_id} v${ex.version}` }));
       mountInto(approvalSlot, h("div", { class: "notice notice-warn approval-box", role: "region", "aria-label": "Approval" }, parts, out));
     }
 

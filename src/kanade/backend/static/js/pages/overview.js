@@ -3,6 +3,7 @@
 import { ago, fullTime, h, mountInto, notice, pill, section, shortId, table, time, zonedTime } from "../dom.js";
 import { donut, legend, progressBar, stackedBars } from "../charts.js";
 import { freezePanel } from "../freeze.js";
+import { clockLabel, evenTimeTicks } from "../ticks.js";
 import { whenText } from "./schedules.js";
 
 export default {
@@ -46,14 +47,15 @@ export default {
       const buckets = s.results_by_hour.map((b) => {
         const d = new Date(b.hour);
         return {
-          label: `${String(d.getHours()).padStart(2, "0")}:00`,
+          label: clockLabel(d.getTime()),
           tip: d.toLocaleString(undefined, { weekday: "short", hour: "2-digit", minute: "2-digit" }),
           values: b,
         };
       });
+      const labelAt = evenTimeTicks(s.results_by_hour.map((b) => new Date(b.hour).getTime()));
       const ex = s.executions_24h;
       mountInto(chart,
-        stackedBars(buckets, keys, { label: "Results per hour, last 24 hours" }),
+        stackedBars(buckets, keys, { label: "Results per hour, last 24 hours", labelAt }),
         legend(keys.map((k) => ({ ...k, value: s.results_by_hour.reduce((x, b) => x + b[k.key], 0) }))),
         h("p", { class: "muted small" },
           `${ex.total} executions in the last 24 h`,

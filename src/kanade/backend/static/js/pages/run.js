@@ -8,16 +8,20 @@ export default {
   title: "Run a script",
   async mount(root, _params, ctx) {
     if (!ctx.can("operate")) {
-      mountInto(root, h("h1", {}, "Run a script"), notice("info", "Your role can read results but not run scripts."));
+      mountInto(root, h("h1", {}, "Run a script"),
+      preset.length ? notice("info", `On the ${preset.length} agent(s) selected on the agents page (PCs below).`) : null, notice("info", "Your role can read results but not run scripts."));
       return {};
     }
     const script = h("textarea", { id: "run-script", name: "script", rows: 8, spellcheck: "false", class: "mono", required: true, placeholder: "echo hello from $(hostname)" });
     const shell = h("select", { id: "run-shell", name: "shell" }, SHELLS.map((s) => h("option", { value: s }, s)));
     const timeout = h("input", { id: "run-timeout", name: "timeout", type: "text", value: "60s" });
-    const target = targetFieldset(ctx, { prefix: "run" });
+    // From the agents page: the pcs selected there (#/run?pcs=a,b).
+    const preset = (ctx.query.get("pcs") || "").split(",").map((x) => x.trim()).filter(Boolean);
+    const target = targetFieldset(ctx, { prefix: "run", pcs: preset });
     const out = h("div", { class: "form-out", "aria-live": "polite" });
     const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Run script");
     mountInto(root, h("h1", {}, "Run a script"),
+      preset.length ? notice("info", `On the ${preset.length} agent(s) selected on the agents page (PCs below).`) : null,
       section("Ad-hoc script", h("form", {
         "aria-label": "Run a script",
         onsubmit: async (e) => {
