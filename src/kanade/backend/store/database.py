@@ -23,10 +23,13 @@ from sqlalchemy.engine import Connection, make_url
 
 T = TypeVar("T")
 
-# Async driver names people may pass out of habit, mapped to the sync driver
-# this module drives (same database, same URL otherwise).
+# Async driver names people may pass out of habit (and the bare scheme), mapped to the
+# sync driver this module drives (same database, same URL otherwise). PostgreSQL goes
+# through psycopg 3: measured against asyncpg on ingest (docs/performance.md).
 _SYNC_DRIVERS = {
     "sqlite+aiosqlite": "sqlite+pysqlite",
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
     "postgresql+asyncpg": "postgresql+psycopg",
 }
 
@@ -80,6 +83,15 @@ class Database:
         self.engine = create_engine(url)
         self.dialect = self.engine.dialect.name
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kanade-db-writer")
+        # PostgreSQL's default READ COMMITTED gives each SELECT its own snapshot; a read is
+        # several SELECTs that must agree (an exec's counters and its result rows), so
+        # reads run REPEATABLE READ: one snapshot, and a read-only transaction at that
+        # level never fails with a serialisation error.
+        self._reader = (
+            self.engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.dialect == "postgresql"
+            else self.engine
+        )
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction on the writer thread; commit, or roll back on error."""
@@ -92,7 +104,7 @@ class Database:
         return await asyncio.to_thread(self._in_transaction, work, True)
 
     def _in_transaction(self, work: Callable[[Connection], T], snapshot: bool = False) -> T:
-        with self.engine.begin() as conn:
+        with (self._reader if snapshot else self.engine).begin() as conn:
             if snapshot and self.dialect == "sqlite":
                 # pysqlite opens a transaction only before DML, so each SELECT of a read
                 # would see its own moment (an exec's counters from before a commit next

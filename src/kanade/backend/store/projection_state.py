@@ -20,5 +20,12 @@ def get_state(conn: Connection, key: str) -> str | None:
 
 def set_state_if_absent(conn: Connection, key: str, value: str, now: datetime) -> bool:
     """Store ``key`` unless present; True when this call created it."""
-    stmt = insert(conn, projection_state).on_conflict_do_nothing(index_elements=["key"])
-    return conn.execute(stmt, {"key": key, "value": value, "updated_at": now}).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports no rowcount for an INSERT once SQLAlchemy
+    # has closed its cursor, while a returned row means the same on every dialect.
+    stmt = (
+        insert(conn, projection_state)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(projection_state.c.key)
+    )
+    row = conn.execute(stmt, {"key": key, "value": value, "updated_at": now}).first()
+    return row is not None
