@@ -19,8 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from kanade.backend.store.database import database_url
+from kanade.backend.store.database import create_engine, database_url
 from kanade.backend.store.migrate import upgrade_sync
 from kanade.pgserver import EmbeddedPostgres
 
@@ -93,3 +95,21 @@ def fresh_store(request: pytest.FixtureRequest, tmp_path: Path, *, migrated: boo
         yield url
     finally:
         dbs.drop(name)
+
+
+def wipe_store(url: str) -> None:
+    """Wipe a test database as an operator would lose it: SQLite's files removed, or every
+    table of the PostgreSQL database dropped (the database itself, and its URL, stay)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == SQLITE:
+        path = Path(str(parsed.database))
+        for leftover in path.parent.glob(path.name + "*"):
+            leftover.unlink()
+        return
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()

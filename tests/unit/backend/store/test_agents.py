@@ -65,3 +65,15 @@ def test_agents_upsert_keeps_first_seen(engine: Engine) -> None:
     assert (agent["first_seen"], agent["last_seen"]) == (T0, T0 + timedelta(minutes=1))
     assert agent["agent_version"] == "0.2"
     assert alive == [("pc1", ["web"])]
+
+
+def test_descriptive_text_is_cut_to_its_column_not_refused(engine: Engine) -> None:
+    # PostgreSQL enforces VARCHAR lengths (SQLite never does): a long hostname or OS
+    # version must not make the heartbeat batch fail.
+    hb = heartbeat("pc1", T0) | {"hostname": "h" * 300, "os_version": "v\x00" * 200}
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, [hb])
+        got = agents.get_agent(conn, "pc1")
+    assert got is not None
+    assert got["hostname"] == "h" * 255
+    assert got["os_version"] == ("v\ufffd" * 200)[:255]
