@@ -40,9 +40,10 @@ async def backend(
 
 
 @pytest.fixture
-def stack(tmp_path: Path, authority: Authority) -> Iterator[Stack]:
-    """Broker + backend processes under tmp_path (rollout_stack.Stack), closed afterwards."""
-    s = Stack(tmp_path, authority)
+def stack(tmp_path: Path, authority: Authority, store_url: str) -> Iterator[Stack]:
+    """Broker + backend processes under tmp_path (rollout_stack.Stack) on ``store_url``,
+    closed afterwards."""
+    s = Stack(tmp_path, authority, store_url)
     try:
         yield s
     finally:
