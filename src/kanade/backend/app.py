@@ -73,6 +73,25 @@ log = structlog.get_logger(__name__)
 DB_ID_KEY = "db_id"
 
 
+class ForeignDatabaseError(RuntimeError):
+    """The database was claimed by another deployment (SPEC §9: replicas share one
+    database; a backend of another deployment must not write into it)."""
+
+
+async def _claim_database(db: Database, deployment: str) -> None:
+    """Refuse a database another deployment owns; claim an unowned (new, wiped) one."""
+    now = system_clock()
+    owner = await db.write(lambda conn: projection_state.claim_deployment(conn, deployment, now))
+    if owner is not None:
+        message = (
+            f"refusing to start: the database belongs to another deployment (authority "
+            f"account {owner}, this backend's is {deployment}); point --db at this "
+            f"deployment's database, or --authority at that deployment's trust directory"
+        )
+        log.error(message)
+        raise ForeignDatabaseError(message)
+
+
 async def _is_new_database(db: Database) -> bool:
     """True when this database has never been projected into (first run, or wiped).
 
@@ -98,6 +117,7 @@ def bus_credentials(settings: Settings) -> BusCredentials:
 def create_app(settings: Settings) -> FastAPI:
     check_auth_settings(settings)  # refuse an unsafe auth configuration before serving
     credentials = bus_credentials(settings)  # no anonymous connection, ever (SPEC §8.1)
+    deployment = Authority.load(settings.authority_dir).account_public_key()
     # Every command and every document agents obey is signed (SPEC §8.2): no key, no start.
     key_dir = resolve_key_dir(settings.signing_keys_dir, settings.db_url)
     key_set, created = ensure_key_dir(key_dir)
@@ -109,6 +129,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade(settings.db_url)
         db = Database(settings.db_url)
+        try:
+            await _claim_database(db, deployment)
+        except ForeignDatabaseError:
+            db.close()
+            raise
         new_db = await _is_new_database(db)
         link = BrokerLink(settings.nats_url, credentials=credentials, signer=signer)
         metrics = Metrics()

@@ -10,6 +10,9 @@ from sqlalchemy.engine import Connection
 from kanade.backend.store.tables import projection_state
 from kanade.backend.store.upsert import insert
 
+DEPLOYMENT_KEY = "deployment"
+"""The deployment that owns this database (its authority's account key)."""
+
 
 def get_state(conn: Connection, key: str) -> str | None:
     value = conn.execute(
@@ -29,3 +32,12 @@ def set_state_if_absent(conn: Connection, key: str, value: str, now: datetime) -
     )
     row = conn.execute(stmt, {"key": key, "value": value, "updated_at": now}).first()
     return row is not None
+
+
+def claim_deployment(conn: Connection, deployment: str, now: datetime) -> str | None:
+    """Record ``deployment`` as this database's owner unless one is recorded already;
+    the other owner if it is not ``deployment``, else None."""
+    if set_state_if_absent(conn, DEPLOYMENT_KEY, deployment, now):
+        return None
+    owner = get_state(conn, DEPLOYMENT_KEY)
+    return owner if owner is not None and owner != deployment else None

@@ -90,5 +90,9 @@ class CleanString(TypeDecorator[str]):
     impl = String
     cache_ok = True
 
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        return None if value is None else _clean(str(value), self.impl_instance.length)
+        return None if value is None else _clean(str(value), self.length)

@@ -48,11 +48,18 @@ def run_latency(
 def ingest(
     results: Annotated[int, typer.Option("--results")] = 20000,
     runs: Annotated[int, typer.Option("--runs")] = 3,
+    store: Annotated[
+        str,
+        typer.Option("--store", help="sqlite, or postgresql (a throwaway local server)"),
+    ] = "sqlite",
 ) -> None:
-    """Sustained results/s projected into SQLite from a backlog in the stream."""
+    """Sustained results/s projected into SQLite or PostgreSQL from a backlog in the stream.
+
+    Example: kanade bench ingest --results 20000 --store postgresql
+    """
     from kanade.bench import ingest as mod
 
-    mod.run(results, runs)
+    mod.run(results, runs, store)
 
 
 @app.command("footprint")
