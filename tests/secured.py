@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import functools
-import json
 import shutil
 import tempfile
 import threading
@@ -21,6 +20,8 @@ import trust
 from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects
+from kanade.core.instants import system_clock
+from kanade.core.models.membership import Membership
 from kanade.security.authority import Authority
 
 REGISTER_TIMEOUT_S = 20.0
@@ -69,11 +70,12 @@ async def connect_backend(
 
 async def put_groups(bus: Bus, pc_id: str, groups: Iterable[str]) -> None:
     """Group membership lives in KV (SPEC §3.7): the backend provisions an agent's command
-    consumer from it, never from what the agent claims."""
+    consumer from it, never from what the agent claims. Written as the backend writes it:
+    each group joined now (SPEC §3.2)."""
     wanted = sorted(set(groups))
     if wanted:
         kv = await bus.kv(subjects.KV_GROUPS)
-        await kv.put(pc_id, json.dumps(wanted).encode())
+        await kv.put(pc_id, Membership().with_groups(wanted, system_clock()).encode())
 
 
 async def _register(url: str, authority: Authority, pc_id: str, groups: list[str]) -> None:

@@ -198,3 +198,23 @@ def test_phone_width_has_no_horizontal_overflow(browser, up: UpStack) -> None:  
     finally:
         page.context.close()
     assert watch.unexpected() == []
+
+
+def test_a_pc_that_never_started_shows_no_result_with_the_reason(page: Page, up: UpStack) -> None:
+    # An exec for a pc that is not there, then killed: nothing reaches that pc any more, so
+    # it is closed at once as "no result" (SPEC §4.3) instead of staying "pending" for good.
+    with httpx.Client(base_url=up.url, timeout=10) as http:
+        r = http.post("/api/run", json={"script": "echo never", "target": {"pcs": ["ghost-pc"]}})
+        assert r.status_code == 201, r.text
+        exec_id = r.json()["exec_id"]
+        open_page(page, up, f"#/executions/{exec_id}")
+        expect(page.locator("#exec-deadline")).to_be_visible()  # a pending exec: ends by…
+        mark_window(page)
+        assert http.post(f"/api/executions/{exec_id}/kill").status_code == 200
+    expect(page.locator("#exec-status")).to_have_text("cancelled", timeout=10_000)
+    expect(page.locator("#exec-counts")).to_contain_text("1 no result")
+    expect(page.locator("#exec-counts")).to_contain_text("0 pending")
+    row = page.locator("table[aria-label='Results per PC'] tbody tr[data-pc-id='ghost-pc']")
+    expect(row.locator(".pill")).to_have_text("no result")
+    expect(page.locator("#exec-deadline")).to_have_count(0)  # it has ended
+    assert_not_reloaded(page)

@@ -154,6 +154,33 @@ def test_disable_with_cascade_and_enable_from_the_ui(page: Page, up: UpStack) ->
     expect(page.locator(f"tr[data-schedule-id='{sid}']")).to_have_count(0)
 
 
+def test_an_agent_schedules_decisions_show_live(page: Page, up: UpStack) -> None:
+    # runs_on: agent fires on local-2 itself; its decisions reach the page (issue #14 item 7)
+    job = _job(up, "echo local", "local")
+    sid = f"local-{uuid.uuid4().hex[:6]}"
+    _post(
+        up,
+        "/api/schedules",
+        {
+            "id": sid,
+            "job_id": job,
+            "when": {"cron": "*/2 * * * * *"},
+            "target": {"pcs": ["local-2"]},
+            "runs_on": "agent",
+            "tz": "utc",
+        },
+    )
+    try:
+        open_page(page, up, f"#/schedules/{sid}")
+        mark_window(page)
+        row = page.locator("tr[data-result='fired']").filter(has_text="local-2").first
+        expect(row).to_be_visible(timeout=20_000)
+        expect(page.locator("#schedule-counters")).not_to_have_text(re.compile(r"^0 /"))
+        assert_not_reloaded(page)
+    finally:
+        httpx.delete(f"{up.url}/api/schedules/{sid}", timeout=10)
+
+
 def test_rollout_waves_complete_live(page: Page, up: UpStack) -> None:
     job = _job(up, "sleep 0.3; echo wave", "waves")
     created = _post(

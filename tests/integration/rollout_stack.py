@@ -152,7 +152,9 @@ class Stack:
         wait_for(healthy, what="backend healthy")
         return b
 
-    def swarm(self, n: int, *, prefix: str = "sim-", groups: int = 0) -> None:
+    def swarm(
+        self, n: int, *, prefix: str = "sim-", groups: int = 0, exec_mode: str = "stub"
+    ) -> None:
         log = self.base / f"swarm-{prefix}.log"
         creds = swarm_credentials(self.authority, self.base / f"swarm-{prefix}-trust")
         fh = open(log, "w")  # noqa: SIM115 - handed to the child
@@ -164,7 +166,7 @@ class Stack:
             "--prefix",
             prefix,
             "--exec",
-            "stub",
+            exec_mode,
             "--nats-url",
             self.broker.url,
             "--data-dir",

@@ -367,3 +367,60 @@ async def test_deleted_schedule_stops_and_edited_one_applies_the_new_definition(
     assert not late, collector.summary()
     assert_each_once(collector, "subject")
     assert_each_once(collector, "clock")
+
+
+# --- 6. catchup across a short agent outage ------------------------------------------------------
+def _cron_at(moment: datetime) -> str:
+    """A 6-field cron matching ``moment`` (UTC, whole second) only, this year."""
+    return f"{moment.second} {moment.minute} {moment.hour} {moment.day} {moment.month} *"
+
+
+async def test_an_occurrence_the_agent_was_down_for_is_missed_under_skip_however_short(
+    bus: Bus, fleet: AgentFleet, collector: ResultsCollector
+) -> None:
+    """Issue #14 item 5, agent side: killed 1.5 s before a fire time, back right after it
+    (well inside the 60 s late tolerance): `catchup: skip` records the occurrence missed
+    and never runs it; `catchup: once` runs it as the catch-up."""
+    agent = fleet.add("pc-1")
+    await wait_agent_ready(bus.nc, agent)
+    await put_job(bus, "tick", "echo tick")
+    t = (system_clock() + timedelta(seconds=5)).replace(microsecond=0) + timedelta(seconds=1)
+    catalog = [
+        make_schedule("short-skip", "tick", {"cron": _cron_at(t)}, catchup="skip"),
+        make_schedule("short-once", "tick", {"cron": _cron_at(t)}, catchup="once"),
+    ]
+    for s in catalog:
+        await put_schedule(bus, s)
+    wanted = expected_version(catalog, "pc-1", [])
+
+    async def applied() -> bool:
+        return (await ping(bus.nc, "pc-1")).schedule_set_version == wanted
+
+    await eventually(applied, what="both schedules applied", diagnostics=agent.log_tail)
+    await eventually(lambda: system_clock() >= t - timedelta(seconds=1.5), timeout=10,
+                     what="1.5 s before the fire time")  # fmt: skip
+    await agent.kill9()
+    killed_at = system_clock()
+    assert killed_at < t, "killed after the fire time: the test proves nothing"
+    await eventually(lambda: system_clock() > t + timedelta(milliseconds=200), timeout=10,
+                     what="the fire time passed")  # fmt: skip
+    agent.start()
+    await wait_agent_ready(bus.nc, agent)
+    [caught_up] = await collector.wait(of("short-once"), diagnostics=agent.log_tail)
+    assert caught_up.nominal_time == t
+    await barrier(bus.js, bus.nc, collector, agent)
+    back_after = (system_clock() - t).total_seconds()
+    assert back_after < 60, "back after the late tolerance: the test proves nothing"
+    ran = [r for r in collector.results if r.schedule_id == "short-skip"]
+    print(json.dumps({
+        "fault": "agent_down_across_a_fire_time",
+        "down_before_s": round((t - killed_at).total_seconds(), 3),
+        "decided_after_s": round(back_after, 3),
+        "skip_executed": len(ran),
+        "once_caught_up": len(collector.results_for(job="tick")) - len(ran),
+    }))
+    assert ran == [], collector.summary()
+    assert_each_once(collector, "short-once")
+    after_restart = agent.log_text().split("--- harness: start #2")[-1]
+    assert "schedule short-once: catching up occurrence" in after_restart
+    assert "schedule short-skip: 1 occurrence(s) missed" in after_restart, agent.log_tail()

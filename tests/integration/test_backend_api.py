@@ -13,6 +13,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
@@ -368,3 +369,28 @@ async def test_agents_list_shows_status_and_heartbeat_fields(
     assert one["hostname"] == "pc1.example"
     alive_only = (await backend.client.get("/api/agents?status=offline")).json()
     assert alive_only["items"] == []
+
+
+async def test_group_membership_records_when_each_pc_joined(
+    backend: InProcessBackend, bus: Bus
+) -> None:
+    """SPEC §3.2: the instant a pc joined a group (the backend's clock, like a command's
+    issued_at) is stored with the membership; kept groups keep it, a re-join restarts it;
+    the stored list still reads as plain names for older readers."""
+    c = backend.client
+
+    def since(item: dict[str, Any]) -> dict[str, datetime]:
+        return {g: datetime.fromisoformat(s) for g, s in item["since"].items()}
+
+    added = (await c.post("/api/groups/ops/members", json={"pcs": ["pc-m"]})).json()["items"][0]
+    joined_ops = since(added)["ops"]
+    assert added["groups"] == ["ops"]
+    both = since((await c.put("/api/groups/pc-m", json={"groups": ["ops", "web"]})).json())
+    assert both["ops"] == joined_ops and both["web"] >= joined_ops
+    kv = await bus.kv(subjects.KV_GROUPS)
+    stored = json.loads((await kv.get("pc-m")).value or b"")
+    assert [g for g in stored if isinstance(g, str)] == ["ops", "web"]
+    await c.delete("/api/groups/ops/members/pc-m")
+    rejoined = await c.post("/api/groups/ops/members", json={"pcs": ["pc-m"]})
+    back = since(rejoined.json()["items"][0])
+    assert back["ops"] > joined_ops and back["web"] == both["web"]

@@ -183,6 +183,7 @@ async def test_topology_creates_everything(bus: Bus) -> None:
         subjects.STREAM_RESULTS,
         subjects.STREAM_EXECS,
         subjects.STREAM_AUDIT,
+        subjects.STREAM_DECISIONS,
     }
     assert {k.bucket for k in KV_SPECS} == set(subjects.KV_BUCKETS)
     assert {o.bucket for o in OBJECT_SPECS} == set(subjects.OBJECT_STORES)
@@ -202,6 +203,14 @@ async def test_topology_limits(bus: Bus) -> None:
     kv = (await bus.js.stream_info(f"KV_{subjects.KV_DISPATCH}")).config
     assert kv.max_msgs_per_subject == 1
     assert kv.max_age and kv.max_age > 0
+    # Operator state must outlive any age limit: the newest document of each key, kept.
+    state = (await bus.js.stream_info(f"KV_{subjects.KV_STATE}")).config
+    assert state.max_msgs_per_subject == 1 and not state.max_age
+    assert state.max_msg_size == 8 * 1024 * 1024
+    # Agents' decisions: the newest of each pc and schedule (each carries its totals).
+    dec = (await bus.js.stream_info(subjects.STREAM_DECISIONS)).config
+    assert set(dec.subjects or []) == {subjects.DECISIONS_ALL}
+    assert dec.max_msgs_per_subject == 100
 
 
 async def test_topology_idempotent_sequential_and_concurrent(nats_url: str) -> None:
@@ -215,7 +224,7 @@ async def test_topology_idempotent_sequential_and_concurrent(nats_url: str) -> N
         await asyncio.wait_for(asyncio.gather(ensure_topology(a.js), ensure_topology(b.js)), 30)
         after = {si.config.name: si.config for si in await a.js.streams_info()}
         assert before == after
-        assert len(after) == 4 + len(subjects.KV_BUCKETS) + len(subjects.OBJECT_STORES)
+        assert len(after) == 5 + len(subjects.KV_BUCKETS) + len(subjects.OBJECT_STORES)
     finally:
         await a.close()
         await b.close()

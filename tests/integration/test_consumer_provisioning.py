@@ -116,3 +116,33 @@ async def test_an_agent_asks_for_its_consumer_but_cannot_create_one(
             await bus.js.consumer_info(subjects.STREAM_COMMANDS, "agent-pc-b")
     finally:
         await agent.close()
+
+
+async def test_joining_a_group_recreates_the_consumer_so_its_stored_commands_come(
+    bus: Bus, provisioner: ConsumerProvisioner
+) -> None:
+    """Updated in place, a consumer would start the new group at its current position
+    and never deliver the group's commands stored before (the agent could not run one
+    issued after it joined); re-created, it delivers them and the agent decides each by
+    its join instant (SPEC §3.2). Leaving a group is an update in place: no replay."""
+    name = subjects.agent_consumer_name("pc-j")
+    assert (await _ask(bus, subjects.consumer_request_subject("pc-j"))).ok
+    await bus.js.publish(subjects.command_subject("pc", "pc-j", "a"), b"{}")
+    await bus.js.publish(subjects.command_subject("group", "ops", "b"), b"{}")
+    first = await bus.js.consumer_info(subjects.STREAM_COMMANDS, name)
+    assert first.num_pending == 1  # its own pc command; not the ops one
+    await put_groups(bus, "pc-j", ["ops"])
+    assert (await _ask(bus, subjects.consumer_request_subject("pc-j"))).ok
+    joined = await bus.js.consumer_info(subjects.STREAM_COMMANDS, name)
+    assert joined.created != first.created and joined.num_pending == 2
+    # Asked again with nothing changed (the agent's retry): the same consumer.
+    assert (await _ask(bus, subjects.consumer_request_subject("pc-j"))).ok
+    again = await bus.js.consumer_info(subjects.STREAM_COMMANDS, name)
+    assert again.created == joined.created
+    await (await bus.kv(subjects.KV_GROUPS)).delete("pc-j")
+    assert (await _ask(bus, subjects.consumer_request_subject("pc-j"))).ok
+    left = await bus.js.consumer_info(subjects.STREAM_COMMANDS, name)
+    assert left.created == joined.created
+    assert sorted(left.config.filter_subjects or []) == sorted(
+        subjects.agent_command_filters("pc-j", [])
+    )

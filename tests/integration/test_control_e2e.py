@@ -137,12 +137,16 @@ async def test_kill_ends_a_running_tree_grandchild_included(
 ) -> None:
     d = tmp_path / "kill"
     d.mkdir()
+    # gc: a grandchild in the script's process group; daemon: one that left it with setsid
+    # (and whose parent exited at once, so it is nobody's descendant any more).
     script = (
-        f"echo $$ > {d}/sh.pid; (sleep 300; true) & echo $! > {d}/gc.pid; touch {d}/ready; wait"
+        f"echo $$ > {d}/sh.pid; (sleep 300; true) & echo $! > {d}/gc.pid; "
+        f"setsid -f sh -c 'echo $$ > {d}/daemon.pid; exec sleep 300'; "
+        f"while [ ! -s {d}/daemon.pid ]; do sleep 0.05; done; touch {d}/ready; wait"
     )
     created = stack.run_adhoc("local-1", script, timeout="120s")
     wait_until(lambda: (d / "ready").exists(), what="script started")
-    pids = [int((d / n).read_text()) for n in ("sh.pid", "gc.pid")]
+    pids = [int((d / n).read_text()) for n in ("sh.pid", "gc.pid", "daemon.pid")]
     assert not any(process_gone(p) for p in pids)
 
     res = stack.ok("kill", created["exec_id"])
@@ -176,7 +180,9 @@ def test_kill_cancels_a_copy_queued_for_a_stopped_agent(
     assert not marker.exists()
     ex = stack.execution(created["exec_id"])
     assert ex["status"] == "cancelled"
-    assert [r["state"] for r in ex["results"]] == ["pending"]  # it never ran there
+    # It never ran there, and says so (SPEC §4.3: no pc stays pending for good).
+    assert [r["state"] for r in ex["results"]] == ["no_result"]
+    assert "cancelled before this pc started" in ex["results"][0]["note"]
     # A second kill is harmless and finds nothing left to cancel.
     (again,) = json_lines(stack.ok("kill", created["exec_id"], "--json").stdout)
     assert again["cancelled_queued"] == 0 and again["status"] == "cancelled"

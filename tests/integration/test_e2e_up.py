@@ -42,10 +42,12 @@ def test_run_all_prints_one_line_per_agent(up_stack: UpStack) -> None:
     for line in lines:
         assert line == {
             "pc_id": line["pc_id"],
+            "state": "finished",
             "exit_code": 0,
             "stdout": "hi\n",
             "stderr": "",
             "skipped": False,
+            "note": None,
         }
     print(
         json.dumps(

@@ -1,6 +1,7 @@
 """The backend rejects what an agent reports in another pc's name (SPEC §8.1): agent A,
 with its own broker credential, may publish only on its own subjects — a result, started
-event or heartbeat whose payload says pc B is dropped (no row) and counted on /metrics."""
+event, heartbeat or schedule decision whose payload says pc B is dropped (no row) and
+counted on /metrics."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from kanade.bus.connection import connect
 from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects as s
 from kanade.core.instants import system_clock
+from kanade.core.models.decisions import DecisionTotals, ScheduleDecisionReport
 from kanade.core.models.wire import EventStarted, Heartbeat, Result, encode
 from kanade.security.authority import Authority
 from polling import eventually
@@ -82,6 +84,20 @@ def _heartbeat(pc_id: str) -> bytes:
     )
 
 
+def _decision(pc_id: str) -> bytes:
+    now = system_clock()
+    return ScheduleDecisionReport(
+        pc_id=pc_id,
+        schedule_id="nightly",
+        occurrence_id="nightly@1",
+        nominal_time=now,
+        decided_at=now,
+        result="fired",
+        epoch="e1",
+        totals=DecisionTotals(fired=1),
+    ).encode()
+
+
 def _mismatches(metrics: str) -> dict[str, float]:
     found = re.findall(r'^kanade_identity_mismatch_total\{kind="(\w+)"\} (\S+)$', metrics, re.M)
     return {kind: float(value) for kind, value in found}
@@ -92,7 +108,7 @@ async def test_reports_in_another_pcs_name_are_dropped_and_counted(
 ) -> None:
     api = backend.client
     before = _mismatches((await api.get("/metrics")).text)
-    assert before == {"result": 0, "started": 0, "heartbeat": 0}
+    assert before == {"result": 0, "started": 0, "heartbeat": 0, "decision": 0}
     authority.issue_agent("pc-a", tmp_path / "trust-a")
     creds = BusCredentials.for_agent(tmp_path / "trust-a", "pc-a")
     nc = await connect(broker.url, name="pc-a", retry_forever=False, credentials=creds)
@@ -102,6 +118,7 @@ async def test_reports_in_another_pcs_name_are_dropped_and_counted(
         await js.publish(s.result_subject("pc-a"), _result("forged-result", "pc-b"))
         await js.publish(s.started_subject("pc-a"), _started("forged-started", "pc-b"))
         await nc.publish(s.heartbeat_subject("pc-a"), _heartbeat("pc-b"))
+        await js.publish(s.decision_subject("pc-a", "nightly"), _decision("pc-b"))
         # genuine: after the forgeries, so once these land the forgeries were handled
         await js.publish(s.result_subject("pc-a"), _result("real-result", "pc-a"))
         await nc.publish(s.heartbeat_subject("pc-a"), _heartbeat("pc-a"))
@@ -116,7 +133,7 @@ async def test_reports_in_another_pcs_name_are_dropped_and_counted(
 
     async def counted() -> bool:
         now = _mismatches((await api.get("/metrics")).text)
-        return now == {"result": 1, "started": 1, "heartbeat": 1}
+        return now == {"result": 1, "started": 1, "heartbeat": 1, "decision": 1}
 
     await eventually(real_rows_landed, "the genuine result and heartbeat projected", timeout=15)
     await eventually(counted, "every forgery counted on /metrics", timeout=10)

@@ -60,7 +60,9 @@ async def publish_signed_by(stack: ControlStack, signer: Signer, job_id: str) ->
 def result_for(stack: ControlStack, job_id: str) -> dict[str, object]:
     def one() -> dict[str, object] | None:
         items = stack.http().get("/api/results", params={"job_id": job_id}).json()["items"]
-        return items[0] if items else None
+        # A started event makes an in-flight row first: wait for the finished one.
+        done = [r for r in items if r.get("state") != "in_flight"]
+        return done[0] if done else None
 
     row: dict[str, object] = wait_until(one, what=f"result of {job_id}",
                                         diagnostics=stack.diagnostics)  # fmt: skip

@@ -149,8 +149,11 @@ def _run(up: UpStack, script: str, **target: Any) -> dict[str, Any]:
 
 
 async def _finished(up: UpStack, exec_id: str, count: int) -> list[dict[str, Any]]:
+    # A started event makes an in-flight row first: wait for finished ones.
     rows: list[dict[str, Any]] = await eventually(
-        lambda: (r := _results(up, exec_id)) and len(r) >= count and r,
+        lambda: (r := [x for x in _results(up, exec_id) if x.get("state") != "in_flight"])
+        and len(r) >= count
+        and r,
         f"{count} result(s) of {exec_id}",
         timeout=RESULT_WAIT_S,
         tolerate_errors=True,
@@ -374,6 +377,12 @@ async def test_untrusted_identities_cannot_read_commands_or_outputs(attacker: At
     await attacker.refused_publish(f"$JS.API.CONSUMER.CREATE.{s.STREAM_RESULTS}")
     await attacker.refused_publish(f"$JS.API.STREAM.MSG.GET.{s.STREAM_COMMANDS}")
     await attacker.refused_publish(f"$JS.API.DIRECT.GET.{s.STREAM_RESULTS}")
+    # nor the operator state (users with their password hashes, approvals, rollouts)
+    state = f"KV_{s.KV_STATE}"
+    await attacker.refused_subscribe(f"$KV.{s.KV_STATE}.>")
+    await attacker.refused_publish(f"$JS.API.DIRECT.GET.{state}.$KV.{s.KV_STATE}.user.x")
+    await attacker.refused_publish(f"$JS.API.STREAM.MSG.GET.{state}")
+    await attacker.refused_publish(f"$JS.API.CONSUMER.CREATE.{state}")
     # nor steal another agent's commands from its durable consumer
     other = AGENT_B if attacker.identity == "agent-a" else AGENT_A
     await attacker.refused_publish(
@@ -386,7 +395,8 @@ async def test_an_agent_speaks_only_for_itself(attacker: Attacker, up: UpStack) 
         pytest.skip("agent identities only")
     me = AGENT_A if attacker.identity == "agent-a" else AGENT_B
     other = AGENT_B if me == AGENT_A else AGENT_A
-    for subject in (s.result_subject(other), s.started_subject(other), s.heartbeat_subject(other)):
+    for subject in (s.result_subject(other), s.started_subject(other), s.heartbeat_subject(other),
+                    s.decision_subject(other, "hello")):  # fmt: skip
         await attacker.refused_publish(subject)
     await attacker.refused_publish(s.heartbeat_subject("ghost"))
     await attacker.refused_publish(s.consumer_request_subject(other))

@@ -37,8 +37,8 @@ def _children(stack: UpStack) -> list[psutil.Process]:
     return psutil.Process(stack.proc.pid).children(recursive=True)
 
 
-def _broker(stack: UpStack) -> psutil.Process:
-    return next(p for p in _children(stack) if p.name().startswith("nats-server"))
+def _broker(stack: UpStack) -> psutil.Process | None:
+    return next((p for p in _children(stack) if p.name().startswith("nats-server")), None)
 
 
 def _broker_linked(stack: UpStack) -> bool:
@@ -63,6 +63,7 @@ def test_a_second_up_on_the_same_data_dir_is_refused(up: UpStack) -> None:
 
 def test_a_dead_broker_is_noticed_and_restarted(up: UpStack) -> None:
     dead = _broker(up)
+    assert dead is not None
     dead.kill()
     dead.wait(10)
     wait_until(
@@ -71,7 +72,9 @@ def test_a_dead_broker_is_noticed_and_restarted(up: UpStack) -> None:
         timeout=10,
         diagnostics=up.log.read_text,
     )
-    wait_until(lambda: _broker(up).pid != dead.pid, "a new broker", timeout=20)
+    wait_until(
+        lambda: (b := _broker(up)) is not None and b.pid != dead.pid, "a new broker", timeout=20
+    )
     wait_until(
         lambda: _broker_linked(up), "the backend links again", timeout=30,
         diagnostics=up.log.read_text,

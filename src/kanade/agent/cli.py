@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--startup-delay-max", type=float,
                      help="random delay (s) before the first connect")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--containment", choices=["auto", "tracking"],
+                     help="how a script's process tree is held: auto = a cgroup v2 per "
+                          "script where allowed (Linux), else process group + tracked "
+                          "descendants; tracking = always the latter")
 
     enroll = sub.add_parser(
         "enroll", help="obtain this machine's broker identity with a one-time token",
@@ -146,6 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         "startup_delay_max": args.startup_delay_max,
         "log_level": args.log_level,
         "keyring": args.keyring,
+        "containment": args.containment,
     }
     try:
         settings = load_settings(args.config, overrides)

@@ -2,13 +2,16 @@
 process with its retries, and the result into the ledger and the outbox (SPEC §3.3-3.5).
 
 Also the crash recovery of the ledger's entries: a command that was launching when the
-agent died is reported as "outcome unknown", never re-run; a pending one runs.
+agent died is reported as "outcome unknown", never re-run (once what its script left running
+is ended); a pending one runs. While the data directory is full, nothing new starts: each
+command gets a skipped result, and results are held in memory until written or sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import random
@@ -24,7 +27,9 @@ from nats.aio.client import Client
 
 from kanade import __version__
 from kanade.agent import accounts
+from kanade.agent.containment import Containment, ProcessTree
 from kanade.agent.control import KillMemory
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.fsutil import remove
 from kanade.agent.durable.ledger import Ledger
 from kanade.agent.durable.outbox import Attachment, Envelope, Outbox
@@ -62,6 +67,7 @@ class RunContext:
     cap_bytes: int
     clock: Clock = system_clock
     account: accounts.Account | None = None  # run_as: user — start the script as this one
+    tree: ProcessTree | None = None  # what holds this attempt's processes (a fresh one each)
 
 
 @dataclass
@@ -88,6 +94,7 @@ async def subprocess_runner(cmd: Command, argv: list[str], ctx: RunContext) -> P
         cwd=cmd.cwd,
         clock=ctx.clock,
         account=ctx.account,
+        tree=ctx.tree,
     )
 
 
@@ -118,8 +125,12 @@ class Executor:
         connection: Callable[[], Client | None],
         spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
         clock: Clock = system_clock,
+        disk: DiskHealth | None = None,
+        containment: Containment | None = None,
     ) -> None:
         self.pc_id = pc_id
+        self.disk = disk
+        self.containment = containment
         self._clock = clock
         self.ledger = ledger
         self.outbox = outbox
@@ -162,6 +173,23 @@ class Executor:
                 remove(spooled)
         for entry in self.ledger.in_state("launching"):
             cmd = decode(Command, entry.command.encode())
+            result_id = result_id_for(entry.request_id, self.pc_id)
+            if self.containment is not None:
+                # "Outcome unknown" must be the truth: nothing of the script runs on.
+                killed = self.containment.end_leftovers(result_id)
+                if killed:
+                    log.warning(
+                        "killed %d process(es) of %s left by the previous run of the agent",
+                        killed,
+                        entry.request_id,
+                    )
+            queued = self.outbox.find(result_msg_id(result_id))
+            if queued is not None:
+                # It finished and its result reached the outbox; only the ledger line was
+                # still waiting for the disk when the agent died.
+                self.ledger.mark_finished(entry.request_id, queued.data.decode(), time.time())
+                self.ledger.mark_queued(entry.request_id)
+                continue
             launched = datetime.fromtimestamp(entry.updated_at, UTC)
             log.warning(
                 "command %s was running when the agent stopped: outcome unknown", entry.request_id
@@ -172,15 +200,23 @@ class Executor:
                     cmd, self.pc_id, launched_at=launched, now=now, agent_version=__version__
                 ),
             )
+        if self.containment is not None:
+            self.containment.sweep()
         for entry in self.ledger.in_state("finished"):
             if not entry.queued and entry.result is not None:
                 result_id = result_id_for(entry.request_id, self.pc_id)
                 msg_id = result_msg_id(result_id)
                 if not self.outbox.contains_msg_id(msg_id):
                     self.outbox.put(
-                        Envelope(subjects.result_subject(self.pc_id), msg_id, entry.result.encode())
+                        Envelope(
+                            subjects.result_subject(self.pc_id),
+                            msg_id,
+                            entry.result.encode(),
+                            on_settled=functools.partial(self.ledger.mark_queued, entry.request_id),
+                        )
                     )
-                self.ledger.mark_queued(entry.request_id)
+                else:
+                    self.ledger.mark_queued(entry.request_id)
         for entry in self.ledger.in_state("pending"):
             self.start(decode(Command, entry.command.encode()), refusal=entry.extra.get("refused"))
 
@@ -256,6 +292,12 @@ class Executor:
                     await acquire
         return not acquire.cancelled() and acquire.exception() is None
 
+    def skip_disk_full(self, cmd: Command) -> None:
+        """Refuse ``cmd`` because the data directory is full (SPEC §7): a skipped result that
+        says so, held in memory like any result until it can be written or sent."""
+        reason = self.disk.refusal() if self.disk is not None else "refused: the disk is full"
+        self.skip(cmd, exitcodes.UNSUPPORTED, reason)
+
     def skip(self, cmd: Command, code: int, reason: str) -> None:
         self.finish(
             cmd,
@@ -308,8 +350,15 @@ class Executor:
         if late is not None:
             self.skip(cmd, late.exit_code, late.reason)
             return
+        if self.disk is not None and self.disk.full:
+            self.skip_disk_full(cmd)
+            return
         # From here the script may run: a crash now must never lead to a re-run.
-        self.ledger.mark_launching(cmd.request_id, time.time())
+        try:
+            self.ledger.mark_launching(cmd.request_id, time.time())
+        except OSError:  # the disk is full: it must not run unrecorded
+            self.skip_disk_full(cmd)
+            return
         tracked.started = True
         result_id = result_id_for(cmd.request_id, self.pc_id)
         started_at = self._clock()
@@ -332,6 +381,8 @@ class Executor:
         notes: list[str] = []
         while True:
             attempts += 1
+            if self.containment is not None:
+                ctx.tree = self.containment.tree(result_id)
             outcome = await self._runner(cmd, argv, ctx)
             if outcome.exit_code == 0 or outcome.killed or attempts > retry_max:
                 break
@@ -376,20 +427,27 @@ class Executor:
     def finish(
         self, cmd: Command, result: Result, attachments: list[Attachment] | None = None
     ) -> None:
-        """Record a result: in the ledger, then in the outbox, then tell the listeners."""
+        """Record a result: in the ledger, then in the outbox, then tell the listeners.
+
+        Never fails for a full disk: what the disk refuses is held in memory — the ledger
+        line until it can be written, the message until it is written or published — and
+        the ledger says "queued" only once the message is safe (on disk or acknowledged)."""
         payload = encode(result)
-        if self.ledger.get(cmd.request_id) is not None:
-            self.ledger.mark_finished(cmd.request_id, payload.decode(), time.time())
+        request_id = cmd.request_id
+        known = self.ledger.get(request_id) is not None
+        if known:
+            self.ledger.mark_finished(request_id, payload.decode(), time.time())
         self.outbox.put(
             Envelope(
                 subjects.result_subject(self.pc_id),
                 result_msg_id(result.result_id),
                 payload,
                 attachments or [],
+                on_settled=functools.partial(self.ledger.mark_queued, request_id)
+                if known
+                else None,
             )
         )
-        if self.ledger.get(cmd.request_id) is not None:
-            self.ledger.mark_queued(cmd.request_id)
         for callback in self.on_finished:
             try:
                 callback(cmd, result)

@@ -24,9 +24,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from kanade import __version__
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.core import subjects
 from kanade.core.instants import Clock, system_clock
-from kanade.core.models.wire import Heartbeat, encode
+from kanade.core.models.wire import MAX_BYTES, MAX_DISK_ERROR, MAX_HELD, Heartbeat, encode
 from kanade.worker import Worker
 
 _LINUX = sys.platform.startswith("linux")
@@ -94,7 +95,12 @@ class Telemetry:
         queue_length: int,
         running: int,
         schedule_set_version: str | None = None,
+        disk: DiskHealth | None = None,
+        held_messages: int = 0,
+        stopping: bool = False,
     ) -> Heartbeat:
+        free = disk.free() if disk is not None else None
+        error = disk.error if disk is not None else None
         return Heartbeat(
             pc_id=pc_id,
             agent_version=__version__,
@@ -109,7 +115,13 @@ class Telemetry:
             last_command_at=last_command_at,
             queue_length=queue_length,
             running=running,
+            # Bounded here as the wire model bounds them (a reader drops what it exceeds).
+            disk_full=error is not None,
+            disk_error=None if error is None else error[:MAX_DISK_ERROR],
+            disk_free_bytes=None if free is None else max(0, min(free, MAX_BYTES)),
+            held_messages=max(0, min(held_messages, MAX_HELD)),
             sent_at=self._clock(),
+            stopping=stopping,
         )
 
 
@@ -130,8 +142,11 @@ class Heartbeats(Worker):
         load: Callable[[], tuple[int, int]],
         schedule_set_version: Callable[[], str | None],
         clock: Clock = system_clock,
+        disk: DiskHealth | None = None,
+        held_messages: Callable[[], int] = lambda: 0,
     ) -> None:
-        """``load`` says (queue length, running)."""
+        """``load`` says (queue length, running); ``held_messages``: results and events
+        kept in memory because the disk would not take them."""
         super().__init__(interval=interval)
         self.pc_id = pc_id
         self._connection = connection
@@ -139,12 +154,14 @@ class Heartbeats(Worker):
         self._last_command_at = last_command_at
         self._load = load
         self._schedule_set_version = schedule_set_version
+        self._disk = disk
+        self._held_messages = held_messages
         self._telemetry = Telemetry(clock)
         # The first heartbeat goes out once connected and re-synced (the agent sends it);
         # the loop's first one is due an interval later.
         self._first = True
 
-    def build(self) -> Heartbeat:
+    def build(self, *, stopping: bool = False) -> Heartbeat:
         queue_length, running = self._load()
         return self._telemetry.heartbeat(
             pc_id=self.pc_id,
@@ -153,6 +170,9 @@ class Heartbeats(Worker):
             queue_length=queue_length,
             running=running,
             schedule_set_version=self._schedule_set_version(),
+            disk=self._disk,
+            held_messages=self._held_messages(),
+            stopping=stopping,
         )
 
     def set_interval(self, interval: float) -> None:
@@ -161,10 +181,30 @@ class Heartbeats(Worker):
         self.wake()
 
     async def send(self) -> None:
+        if self._stopping:
+            return  # after the goodbye, a heartbeat would make a stopping agent look alive
         nc = self._connection()
         if nc is not None and nc.is_connected:
             with contextlib.suppress(Exception):
                 await nc.publish(subjects.heartbeat_subject(self.pc_id), encode(self.build()))
+
+    async def goodbye(self, timeout: int = 2) -> bool:
+        """A clean stop's last heartbeat (``stopping``): the backend shows this agent offline
+        at once and no new exec expects it (SPEC §4.3). The loop is stopped first, so no
+        ordinary heartbeat follows to make it look alive again. Flushed, so it is on the
+        wire before the connection closes; True if it was sent."""
+        self.stop()
+        nc = self._connection()
+        if nc is None or not nc.is_connected:
+            return False
+        try:
+            await nc.publish(
+                subjects.heartbeat_subject(self.pc_id), encode(self.build(stopping=True))
+            )
+            await nc.flush(timeout=timeout)
+        except Exception:
+            return False
+        return True
 
     async def on_ping(self, msg: Msg) -> None:
         if msg.reply:

@@ -2,6 +2,8 @@
 addressing each command, and its admission into the ledger before the broker's ack.
 
 A command fired by the local scheduler is admitted the same way (:meth:`CommandIntake.submit`).
+While the data directory is full a new command is refused at once with a skipped result
+(docs/agent.md, "A full disk").
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from kanade import __version__
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.ledger import Admission, Ledger, command_digest
 from kanade.agent.durable.outbox import Envelope, Outbox
 from kanade.agent.executor import Executor
@@ -27,6 +30,8 @@ from kanade.bus.consumers import add_or_replace_consumer, agent_command_consumer
 from kanade.bus.pull import PullConsumer
 from kanade.bus.retry import retry
 from kanade.core import exitcodes, subjects
+from kanade.core.admission import broadcast_refusal
+from kanade.core.ids import is_slug
 from kanade.core.instants import Clock, format_instant, parse_instant, system_clock
 from kanade.core.models.wire import Command, ConsumerReply, WireDecodeError, decode, encode
 from kanade.core.msgids import result_msg_id
@@ -35,17 +40,32 @@ from kanade.core.signing import header_of
 
 log = logging.getLogger("kanade.agent")
 
-ConsumerProvisioning = Callable[[Client, str, list[str]], Awaitable[None]]
-"""Makes sure ``agent-<pc_id>`` exists reading ``groups``; raises to be retried."""
+ConsumerProvisioning = Callable[[Client, str, list[str]], Awaitable[list[str] | None]]
+"""Makes sure ``agent-<pc_id>`` exists reading ``groups``; returns the filter subjects it
+got (None: not known); raises to be retried."""
 
 REQUEST_TIMEOUT_S = 10.0
+MEMBERSHIP_RETRY_S = 5.0
+STALE_PROVISIONING_ATTEMPTS = 8
+"""How often a consumer whose filters miss a group change this agent has seen is asked
+for again before the agent goes on with it (warned)."""
+"""A group command met while the membership could not be re-read after a reconnect is
+handed back to the broker for this long, then decided again."""
+
+
+async def _always_current() -> bool:
+    return True
 
 
 class ConsumerRefused(RuntimeError):
     """The backend answered a consumer request with an error."""
 
 
-async def request_consumer(nc: Client, pc_id: str, _groups: list[str]) -> None:
+class StaleProvisioning(RuntimeError):
+    """The consumer's filters miss a membership change this agent has already seen."""
+
+
+async def request_consumer(nc: Client, pc_id: str, _groups: list[str]) -> list[str] | None:
     """Ask the backend for the consumer (SPEC §8.1). The groups are not sent: the
     backend reads them from KV, and takes the pc from the subject only this agent's
     identity may publish on."""
@@ -53,22 +73,28 @@ async def request_consumer(nc: Client, pc_id: str, _groups: list[str]) -> None:
     reply = decode(ConsumerReply, msg.data)
     if not reply.ok:
         raise ConsumerRefused(f"the backend refused: {reply.error}")
+    return list(reply.filters)
 
 
-async def create_consumer(nc: Client, pc_id: str, groups: list[str]) -> None:
+async def create_consumer(nc: Client, pc_id: str, groups: list[str]) -> list[str] | None:
     """Create the consumer directly: only for an identity whose credential allows it
     (the benchmark swarm, on its own throw-away broker)."""
     config = agent_command_consumer(pc_id, groups)
     await add_or_replace_consumer(nc.jetstream(), subjects.STREAM_COMMANDS, config)
+    return None
 
 
 def load_enrollment(path: Path, clock: Clock = system_clock) -> datetime:
     """When this agent identity first started. Broadcast commands (all / group)
-    issued before it are not for this machine; pc-addressed ones still are."""
+    issued before it are not for this machine; pc-addressed ones still are
+    (:func:`kanade.core.admission.broadcast_refusal`)."""
     with contextlib.suppress(OSError, ValueError):
         return parse_instant(path.read_text())
     now = clock()
-    path.write_text(format_instant(now))
+    try:
+        path.write_text(format_instant(now))
+    except OSError as exc:  # a full disk at the very first start: recorded at the next one
+        log.error("cannot record the enrolment time in %s (%s)", path, exc)
     return now
 
 
@@ -77,6 +103,7 @@ class _Ignore(Exception):
 
 
 _MAX_ADDRESS_PROBES = 64
+_GROUP_PREFIX = subjects.command_subject("group", "\0", "\0").split("\0")[0]
 
 
 def subjects_of_address(cmd: Command) -> list[str]:
@@ -110,6 +137,9 @@ class CommandIntake:
         trust: Trust,
         enrolled_at: datetime,
         groups: Callable[[], list[str]],
+        joined: Callable[[], Mapping[str, datetime | None]] | None = None,
+        kv_groups: Callable[[], list[str]] | None = None,
+        membership_current: Callable[[], Awaitable[bool]] = _always_current,
         connection: Callable[[], Client | None],
         connected: Callable[[], bool],
         spawn: Callable[[Awaitable[Any]], asyncio.Task[Any]],
@@ -117,8 +147,10 @@ class CommandIntake:
         pull_idle_heartbeat: float,
         provisioning: ConsumerProvisioning = request_consumer,
         clock: Clock = system_clock,
+        disk: DiskHealth | None = None,
     ) -> None:
         self.pc_id = pc_id
+        self.disk = disk
         self._clock = clock
         self.ledger = ledger
         self.outbox = outbox
@@ -126,6 +158,13 @@ class CommandIntake:
         self.trust = trust
         self.enrolled_at = enrolled_at
         self._groups = groups
+        # Each current group → when this pc joined it (None: unknown); without it, the
+        # groups count from the enrolment.
+        self._joined = joined or (lambda: dict.fromkeys(self._groups()))
+        self._membership_current = membership_current
+        # The groups KV lists for this pc (what the backend provisions from); None: the
+        # consumer's filters are not checked against them.
+        self._kv_groups = kv_groups
         self._connection = connection
         self._connected = connected
         self._spawn = spawn
@@ -154,25 +193,49 @@ class CommandIntake:
         stream — may not be there yet.
         """
         attempts = 0
+        stale_left = STALE_PROVISIONING_ATTEMPTS
 
         def warn(attempt: int, exc: BaseException, delay: float) -> None:
             nonlocal attempts
             attempts = attempt
+            if isinstance(exc, StaleProvisioning):
+                log.info("%s; asking again in %.1fs", exc, delay)
             # Once, then about every minute: a fleet waiting for its backend must not
             # flood its logs.
-            if attempt == 1 or attempt % 12 == 0:
+            elif attempt == 1 or attempt % 12 == 0:
                 log.warning(
                     "cannot open the command consumer yet (%s); retrying in %.1fs", exc, delay
                 )
 
-        await retry(
-            lambda: self._provision(self._nc(), self.pc_id, self._groups()),
-            base=0.2,
-            cap=5.0,
-            on_retry=warn,
-        )
+        async def provision() -> None:
+            nonlocal stale_left
+            got = await self._provision(self._nc(), self.pc_id, self._groups())
+            wanted = self._wanted_filters()
+            if got is None or wanted is None or sorted(got) == wanted:
+                return
+            # The backend read the membership before the change this agent saw had been
+            # stored (the agent sees a KV write as it is published): ask again, or the
+            # consumer would miss a group joined — bounded, the difference may also be
+            # the agent's own stale view.
+            if stale_left > 0:
+                stale_left -= 1
+                raise StaleProvisioning(
+                    f"the command consumer reads {sorted(got)}, this agent's membership "
+                    f"says {wanted}"
+                )
+            log.warning("command consumer reads %s, not %s; going on with it", sorted(got), wanted)
+
+        await retry(provision, base=0.2, cap=5.0, on_retry=warn)
         if attempts:
             log.info("command consumer ready after %d attempt(s)", attempts + 1)
+
+    def _wanted_filters(self) -> list[str] | None:
+        """The filters the backend provisions for this pc's KV groups (slugs only, as it
+        does), None when unchecked."""
+        if self._kv_groups is None:
+            return None
+        groups = [g for g in self._kv_groups() if is_slug(g)]
+        return sorted(subjects.agent_command_filters(self.pc_id, groups))
 
     async def serve(self) -> None:
         """Pull and admit commands until cancelled."""
@@ -221,12 +284,14 @@ class CommandIntake:
             return False, f"subject job {job_id} != command job {cmd.job_id}"
         if scope == "pc":
             return (True, "pc") if target == self.pc_id else (False, f"addressed to pc {target}")
-        if cmd.issued_at < self.enrolled_at:
-            return None, "broadcast issued before this agent enrolled"
-        if scope == "group":
-            # Left the group after the command was queued: not for us, nothing forged.
-            return (True, "group") if target in self._groups() else (None, "not in group")
-        return True, "all"
+        # A group or fleet command is for this pc only if it was a member (enrolled) when
+        # the command was issued (SPEC §3.2): a consumer re-created after a broker restart
+        # or a join replays the group's retained commands, and those are not for it. Not
+        # a member (joined later, or left since): nothing forged, ignored quietly.
+        why_not = broadcast_refusal(
+            scope, target, cmd.issued_at, enrolled_at=self.enrolled_at, joined=self._joined()
+        )
+        return (None, why_not) if why_not is not None else (True, scope)
 
     def _refusal(self, cmd: Command, subject: str, raw: bytes, header: str | None) -> str | None:
         """Why this pc must refuse the command (SPEC §8.2), None when it may go on to the
@@ -255,10 +320,23 @@ class CommandIntake:
             log.warning("dropped a malformed command on %s: %s", msg.subject, exc)
             await msg.term()
             return
+        if msg.subject.startswith(_GROUP_PREFIX) and not await self._membership_current():
+            # Membership changes made while the connection was down are not known yet
+            # (the re-read failed): deciding now could run a command of a group this pc
+            # left and joined again meanwhile. The broker redelivers it later.
+            log.warning(
+                "group membership not re-read since the reconnect; command %s on %s "
+                "deferred %.0fs",
+                cmd.request_id,
+                msg.subject,
+                MEMBERSHIP_RETRY_S,
+            )
+            await msg.nak(delay=MEMBERSHIP_RETRY_S)
+            return
         try:
             refusal = self._refusal(cmd, msg.subject, raw, header_of(msg.headers))
         except _Ignore as why:
-            log.debug("ignored command %s: %s", cmd.request_id, why)
+            log.info("ignored command %s on %s: %s", cmd.request_id, msg.subject, why)
             await msg.ack()
             return
         self.last_command_at = self._clock()
@@ -281,14 +359,46 @@ class CommandIntake:
         else:
             text = raw.decode()
             extra = {} if seq is None else {"seq": str(seq), "subject": msg.subject}
-        admission = self.ledger.admit(cmd.request_id, digest, text, time.time(), extra=extra)
+        admission = self._admit(cmd, digest, text, extra, refusal)
         await msg.ack()
+        if admission is None:
+            return  # refused for a full disk: its skipped result is on its way
         if admission is Admission.NEW:
             self.executor.start(cmd, refusal=refusal)
         elif admission is Admission.CONFLICT:
             self._report_conflict(cmd, raw)
         elif refusal is None and seq is not None:
             self._maybe_report_replay(cmd, msg.subject, seq)
+
+    def _admit(
+        self,
+        cmd: Command,
+        digest: str,
+        text: str,
+        extra: dict[str, str] | None = None,
+        refusal: str | None = None,
+    ) -> Admission | None:
+        """Admit ``cmd`` in the ledger before the broker's ack. None: it is new but the data
+        directory is full, so it was refused at once (SPEC §7) — admitted in memory (a
+        redelivery is still a duplicate; written once the disk has room) and reported."""
+        known = self.ledger.seen(cmd.request_id, digest)
+        if known is not None:
+            return known
+        if self.disk is None or not self.disk.full:
+            try:
+                return self.ledger.admit(cmd.request_id, digest, text, time.time(), extra=extra)
+            except OSError:
+                if self.disk is None:
+                    raise
+        self.ledger.admit(
+            cmd.request_id, digest, text, time.time(), extra=extra, must_write=False
+        )
+        log.info("refused command %s: no room in the data directory", cmd.request_id)
+        if refusal is not None:
+            self.executor.skip(cmd, exitcodes.REFUSED, refusal)
+        else:
+            self.executor.skip_disk_full(cmd)
+        return None
 
     def _maybe_report_replay(self, cmd: Command, subject: str, seq: int) -> None:
         """An admitted command seen again as a *different* message on the *same* subject:
@@ -316,9 +426,9 @@ class CommandIntake:
         a received one: ledger admission (a re-fired occurrence is a DUPLICATE and never
         runs twice), then gates (§3.3) → execution → outbox (§3.4-3.5)."""
         raw = encode(cmd)
-        admission = self.ledger.admit(
-            cmd.request_id, command_digest(raw), raw.decode(), time.time()
-        )
+        admission = self._admit(cmd, command_digest(raw), raw.decode())
+        if admission is None:
+            return Admission.NEW  # refused for a full disk, and reported
         if admission is Admission.NEW:
             self.executor.start(cmd)
         elif admission is Admission.CONFLICT:

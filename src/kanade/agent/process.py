@@ -1,8 +1,9 @@
 """Run one script as a subprocess tree: capped capture, timeout and remote kill.
 
-The script runs in its own process group (POSIX session / Windows process
-group) so a timeout or a kill ends the whole tree, grandchildren included,
-not just the shell we started.
+The script's tree is held by a :class:`~kanade.agent.containment.ProcessTree` (its process
+group at least; a cgroup, tracked descendants or a job object where available), so a
+timeout or a kill ends all of it, grandchildren that called ``setsid`` included, and the
+result is reported only once nothing of it is left.
 """
 
 from __future__ import annotations
@@ -11,17 +12,16 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from kanade.agent.accounts import Account
+from kanade.agent.containment.tree import ProcessTree, until_empty
+from kanade.agent.durable.diskhealth import describe as describe_os_error
 from kanade.core.instants import Clock, system_clock
 
-IS_WINDOWS = sys.platform == "win32"
 _READ_CHUNK = 64 * 1024
 _STREAM_LIMIT = 64 * 1024  # asyncio's default StreamReader buffer limit
 # After the main process exits, a daemonised grandchild that escaped the group
@@ -29,6 +29,8 @@ _STREAM_LIMIT = 64 * 1024  # asyncio's default StreamReader buffer limit
 _PIPE_GRACE_S = 2.0
 # Time a tree gets between SIGTERM and SIGKILL.
 _TERM_GRACE_S = 2.0
+# Time SIGKILLed processes get to be gone before the result is reported anyway.
+_KILL_WAIT_S = 2.0
 
 
 @dataclass
@@ -63,22 +65,45 @@ class _Spooler:
         self.total = 0
         self._spool: BinaryIO | None = None
         self._spooled = False
+        # Why the spool was given up (the disk is full): the rest is read and dropped, so
+        # the script never blocks on a pipe nobody reads.
+        self.lost: str | None = None
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
         if self._spool is None and len(self.head) + len(chunk) <= self.cap:
             self.head += chunk
             return
-        if self._spool is None:
-            self._spool = open(self.spool_path, "wb")  # noqa: SIM115 - closed in close()
-            self._spooled = True
-            self._spool.write(self.head)
+        if self.lost is not None:
+            return
+        try:
+            if self._spool is None:
+                self._spool = open(self.spool_path, "wb")  # noqa: SIM115 - closed in close()
+                self._spooled = True
+                self._spool.write(self.head)
+                self.head += chunk[: max(0, self.cap - len(self.head))]
+            self._spool.write(chunk)
+        except OSError as exc:
             self.head += chunk[: max(0, self.cap - len(self.head))]
-        self._spool.write(chunk)
+            self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        self.lost = describe_os_error(exc)
+        with contextlib.suppress(OSError):
+            if self._spool is not None:
+                self._spool.close()
+        self._spool = None
+        self._spooled = False
+        with contextlib.suppress(OSError):
+            self.spool_path.unlink()  # a partial copy would pass for the whole output
 
     def close(self) -> None:
         if self._spool is not None:
-            self._spool.close()
+            try:
+                self._spool.close()
+            except OSError as exc:
+                self._spool = None
+                self._give_up(exc)
             self._spool = None
 
     def capture(self) -> Capture:
@@ -109,21 +134,6 @@ def _close_pipes(proc: asyncio.subprocess.Process) -> None:
         if pipe is not None:
             with contextlib.suppress(Exception):
                 pipe.close()
-
-
-def _signal_tree(proc: asyncio.subprocess.Process, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
-        if IS_WINDOWS:
-            if sig == signal.SIGTERM:
-                proc.terminate()
-            else:
-                subprocess.run(
-                    ["taskkill", "/T", "/F", "/PID", str(proc.pid)],
-                    capture_output=True,
-                    check=False,
-                )
-        else:
-            os.killpg(proc.pid, sig)
 
 
 class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -161,16 +171,14 @@ async def _wait_exit(protocol: _ExitAwareProtocol) -> None:
     await asyncio.shield(protocol.exited)
 
 
-async def _end_tree(proc: asyncio.subprocess.Process) -> None:
-    _signal_tree(proc, signal.SIGTERM)
-    # Process.wait() returns once the shell exited AND its pipes closed, i.e. (nearly
-    # always) once the children holding them are gone too: the whole tree gets the
-    # grace period to clean up, not just the shell.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), _TERM_GRACE_S)
-    # Always SIGKILL the group too: the shell may have exited on SIGTERM while
-    # a child ignoring it lives on.
-    _signal_tree(proc, signal.SIGKILL)
+async def _end_tree(tree: ProcessTree) -> None:
+    """SIGTERM to the whole tree, a grace period for it to clean up, then SIGKILL to
+    whatever is left — always: the shell may have exited on SIGTERM while a child that
+    ignores it lives on — and wait until it is gone."""
+    tree.signal(signal.SIGTERM)
+    await until_empty(tree, _TERM_GRACE_S)
+    tree.kill()
+    await until_empty(tree, _KILL_WAIT_S)
 
 
 async def run_process(
@@ -186,24 +194,23 @@ async def run_process(
     on_started: asyncio.Future[datetime] | None = None,
     clock: Clock = system_clock,
     account: Account | None = None,
+    tree: ProcessTree | None = None,
 ) -> ProcessOutcome:
     """Run ``argv`` to completion, timeout or kill; never raises for script failures.
-    ``account``: start it as that user (run_as: user), in its home unless ``cwd`` says."""
-    full_env = {**os.environ, **(env or {})}
-    kwargs: dict[str, object] = {}
+    ``account``: start it as that user (run_as: user), in its home unless ``cwd`` says.
+    ``tree``: what holds its processes (default: its process group)."""
+    tree = tree or ProcessTree(spool_name)
+    full_env = {**os.environ, **(env or {}), **tree.environment()}
+    kwargs: dict[str, object] = dict(tree.spawn_options())
     if account is not None:
-        full_env = {**os.environ, **account.environment(), **(env or {})}
+        full_env = {**os.environ, **account.environment(), **(env or {}), **tree.environment()}
         kwargs.update(account.spawn_options())
         cwd = cwd or account.workdir
-    if IS_WINDOWS:
-        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-    else:
-        kwargs["start_new_session"] = True
     started_at = clock()
     try:
         proc, protocol = await _spawn(
-            argv,
-            stdin=asyncio.subprocess.DEVNULL,
+            tree.argv(argv),
+            stdin=tree.stdin(),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=full_env,
@@ -223,6 +230,12 @@ async def run_process(
             finished_at=now,
             note=f"could not start: {exc}",
         )
+    try:
+        await tree.started(proc)
+    except BaseException:  # cancelled while letting it go (the agent stops): end it
+        tree.kill()
+        tree.close()
+        raise
     if on_started is not None and not on_started.done():
         on_started.set_result(started_at)
     assert proc.stdout is not None and proc.stderr is not None
@@ -245,7 +258,7 @@ async def run_process(
             else:
                 timed_out = True
                 note = f"timeout after {timeout_s:g}s"
-            await _end_tree(proc)
+            await _end_tree(tree)
             await wait_task
         # A script that exits normally may leave background children on purpose
         # (starting a daemon); they are not ours to kill. _PIPE_GRACE_S bounds
@@ -253,8 +266,9 @@ async def run_process(
     finally:
         kill_task.cancel()
         if not wait_task.done():
-            _signal_tree(proc, signal.SIGKILL)
+            tree.kill()
             wait_task.cancel()
+        tree.close()
     read_done, read_pending = await asyncio.wait({out_task, err_task}, timeout=_PIPE_GRACE_S)
     if read_pending:
         # Keep what was read so far: only what the background child writes from now
@@ -272,14 +286,20 @@ async def run_process(
         )
         note = f"{note}; {pipe_note}" if note else pipe_note
     for name, t in (("stdout", out_task), ("stderr", err_task)):
-        # A read/spool error (disk full) must not lose the result: keep what was
-        # captured and say what went wrong.
+        # A read error must not lose the result: keep what was captured, say what went wrong.
         error = t.exception() if t in read_done else None
         if error is not None:
             fail_note = f"capture of {name} failed: {error!r}"
             note = f"{note}; {fail_note}" if note else fail_note
     stdout = out_state.capture()
     stderr = err_state.capture()
+    for name, state in (("stdout", out_state), ("stderr", err_state)):
+        if state.lost is not None:
+            lost_note = (
+                f"{name} beyond the first {len(state.head)} of {state.total} bytes was lost: "
+                f"it could not be spooled ({state.lost})"
+            )
+            note = f"{note}; {lost_note}" if note else lost_note
     exit_code = -1 if killed or timed_out or proc.returncode is None else proc.returncode
     return ProcessOutcome(
         exit_code=exit_code,

@@ -20,15 +20,18 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from kanade.agent.containment import Containment
 from kanade.agent.control import kill_request_exec_id
+from kanade.agent.durable.diskhealth import DiskHealth
+from kanade.agent.durable.diskwatch import DiskWatch
 from kanade.agent.durable.fsutil import private_dir
 from kanade.agent.durable.ledger import Admission, Ledger
-from kanade.agent.durable.outbox import Outbox, OutboxDrain
+from kanade.agent.durable.outbox import Envelope, Outbox, OutboxDrain
 from kanade.agent.executor import Executor, RunContext, Runner, subprocess_runner
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.fleet.view import FleetView
@@ -50,7 +53,11 @@ from kanade.core import subjects
 from kanade.core.gates import KvView
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.wire import Command, Heartbeat
+from kanade.core.msgids import decision_msg_id
 from kanade.worker import Worker
+
+if TYPE_CHECKING:  # loaded by the local scheduler only once it is active (idle RSS)
+    from kanade.core.models.decisions import ScheduleDecisionReport
 
 log = logging.getLogger("kanade.agent")
 
@@ -76,8 +83,12 @@ class Agent:
         self.s = settings
         self.pc_id = settings.pc_id
         data = private_dir(settings.data_dir)  # ledger, outbox, scripts: owner only
-        self.ledger = Ledger(data / "ledger", durable=settings.durable)
-        self.outbox = Outbox(data / "outbox", durable=settings.durable)
+        # Told by every durable writer whether the disk took its write (SPEC §7).
+        self.disk = DiskHealth(data)
+        self.ledger = Ledger(data / "ledger", durable=settings.durable, disk=self.disk)
+        self.outbox = Outbox(data / "outbox", durable=settings.durable, disk=self.disk)
+        self.disk_watch = DiskWatch(self.disk, self.ledger, self.outbox)
+        self.containment = Containment(data, self.pc_id, settings.containment)
         self.outbox_drain = OutboxDrain(self.outbox, self._publish, self._upload, ready=self._ready)
         spool_dir = data / "spool"
         private_dir(spool_dir)
@@ -111,6 +122,7 @@ class Agent:
             durable=settings.durable,
             on_groups_changed=self._groups_changed,
             on_config=self._apply_config,
+            disk=self.disk,
         )
         self.executor = Executor(
             pc_id=self.pc_id,
@@ -125,6 +137,8 @@ class Agent:
             connection=lambda: self.nc,
             spawn=self._spawn,
             clock=clock,
+            disk=self.disk,
+            containment=self.containment,
         )
         self.intake = CommandIntake(
             pc_id=self.pc_id,
@@ -134,6 +148,9 @@ class Agent:
             trust=self.trust,
             enrolled_at=load_enrollment(data / "enrolled_at", clock),
             groups=lambda: self.groups,
+            joined=lambda: self.fleet_view.joined,
+            kv_groups=lambda: self.fleet_view.kv_groups,
+            membership_current=self._membership_current,
             connection=lambda: self.nc,
             connected=self._ready,
             spawn=self._spawn,
@@ -141,6 +158,7 @@ class Agent:
             pull_idle_heartbeat=settings.pull_idle_heartbeat,
             provisioning=provisioning,
             clock=clock,
+            disk=self.disk,
         )
         # Set once the command consumer is open: the agent can receive commands.
         self.ready = self.intake.ready
@@ -155,7 +173,11 @@ class Agent:
             load=lambda: (self.executor.queue_length, self.executor.running),
             schedule_set_version=lambda: self.scheduler.version,
             clock=clock,
+            disk=self.disk,
+            held_messages=lambda: self.outbox.held,
         )
+        # The fleet learns at once when the disk fills up or has room again.
+        self.disk.on_change.append(lambda _full: self.heartbeats.wake())
         self.scheduler = LocalScheduler(
             pc_id=self.pc_id,
             data_dir=data,
@@ -165,9 +187,11 @@ class Agent:
             connection=lambda: self.nc,
             in_flight=self.executor.in_flight,
             on_applied=lambda _version: self.heartbeats.wake(),
+            report=self._report_decision,
             durable=settings.durable,
             clock=clock,
         )
+        self.scheduler.store.disk = self.disk
         self.executor.on_finished.append(self.scheduler.on_finished)
 
     # --- what other parts read ----------------------------------------------------------------
@@ -194,6 +218,16 @@ class Agent:
     def heartbeat(self) -> Heartbeat:
         return self.heartbeats.build()
 
+    def _report_decision(self, report: ScheduleDecisionReport) -> None:
+        """A local schedule decision, through the outbox like a result (SPEC §3.5)."""
+        self.outbox.put(
+            Envelope(
+                subjects.decision_subject(self.pc_id, report.schedule_id),
+                decision_msg_id(report.decision_id),
+                report.encode(),
+            )
+        )
+
     def submit_local(self, cmd: Command) -> Admission:
         """Admit a command fired on this agent (see :meth:`CommandIntake.submit`)."""
         return self.intake.submit(cmd)
@@ -205,12 +239,14 @@ class Agent:
     # --- lifecycle ----------------------------------------------------------------------------
     async def run(self) -> None:
         log.info("agent %s starting (groups: %s)", self.pc_id, ",".join(self.groups) or "-")
+        log.info(self.containment.describe())
         self.ledger.load()
         self.fleet_view.restore()  # before recovery: pending commands meet the gates
         self.executor.recover()
         if self.fleet_view.owns_fleet:  # a swarm's shared state is not persisted per identity
             self._spawn(self.fleet_view.state_file.run())
         self._spawn(self.outbox_drain.run())
+        self._spawn(self.disk_watch.run())
         self._spawn(self._connect_and_serve())
         self._spawn(self.scheduler.run())
         self._spawn(self.heartbeats.run())
@@ -233,6 +269,10 @@ class Agent:
             log.error("agent task failed", exc_info=task.exception())
 
     async def _shutdown(self) -> None:
+        # First the goodbye: from now on the backend shows this agent offline and no new
+        # exec expects a result from it (a stopped agent is not "alive" for 2 more minutes).
+        if await self.heartbeats.goodbye():
+            log.info("agent %s told the backend it is stopping", self.pc_id)
         self.scheduler.stop()  # no new local fires while shutting down
         # Scripts still running are ended; their ledger entries stay "launching"
         # only if we die before reporting, otherwise they report -1 as killed.
@@ -248,7 +288,17 @@ class Agent:
         if self._owns_nc and self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.drain()
+        self.ledger.flush_backlog()  # a last chance for what the disk refused
+        self.outbox.persist()
+        if self.ledger.backlog or self.outbox.held:
+            log.error(
+                "stopping with %d result message(s) and %d ledger line(s) the full disk never "
+                "took: they are lost",
+                self.outbox.held,
+                self.ledger.backlog,
+            )
         self.ledger.close()
+        self.containment.close()
         log.info("agent %s stopped", self.pc_id)
 
     # --- bus ----------------------------------------------------------------------------------
@@ -351,6 +401,14 @@ class Agent:
         """Re-read every mirrored bucket after a (re)connect (SPEC §3.6 re-sync rules)."""
         if self.nc is not None and self.fleet_view.owns_fleet:
             await self.fleet.resync(self.nc)
+
+    async def _membership_current(self) -> bool:
+        """Whether this agent's group membership is known up to now (re-read first when a
+        disconnect left it stale). A swarm's shared state is its owner's to re-read."""
+        if not self.fleet_view.owns_fleet:
+            return True
+        nc = self.nc
+        return nc is not None and nc.is_connected and await self.fleet.current_membership(nc)
 
     async def _on_kill(self, msg: Msg) -> None:
         exec_id = kill_request_exec_id(msg.data)

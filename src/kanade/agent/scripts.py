@@ -8,6 +8,7 @@ one while the broker is unreachable.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -73,7 +74,10 @@ class ScriptCache:
                 raise ScriptRejected(
                     f"script object {name!r} has sha256 {actual}, the command pins {sha256}"
                 )
-            atomic_write(self._path(sha256), data)
+            # Only a cache: a full disk must not lose the command (it is refused later,
+            # with a result, if the disk is still full when it would start).
+            with contextlib.suppress(OSError):
+                atomic_write(self._path(sha256), data)
         try:
             return data.decode()
         except UnicodeDecodeError as exc:

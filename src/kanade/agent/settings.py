@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kanade.agent.containment import MODES, Mode
 from kanade.bus.credentials import AGENT_KEYRING, AGENT_TRUST_DIR
 from kanade.core.ids import SLUG_RULE, is_slug, slugify_hostname
 
@@ -60,6 +61,10 @@ class AgentSettings:
     # The pinned command-signing keys (SPEC §8.2): $KANADE_AGENT_KEYRING, else
     # <trust dir>/keyring.json.
     keyring: Path | None = field(default_factory=env_keyring)
+    # How a script's process tree is held (SPEC §3.4): auto = a cgroup v2 per script where
+    # this host allows it (Linux), else process group + tracked descendants; "tracking"
+    # forces the latter. Windows always uses a job object.
+    containment: Mode = "auto"
 
     @property
     def keyring_path(self) -> Path:
@@ -79,6 +84,10 @@ class AgentSettings:
             raise ValueError("heartbeat_interval must be > 0")
         if self.max_local_concurrent < 1:
             raise ValueError("max_local_concurrent must be >= 1")
+        if self.containment not in MODES:
+            raise ValueError(
+                f"containment {self.containment!r} must be one of {', '.join(MODES)}"
+            )
 
 
 def load_settings(config: Path | None, overrides: dict[str, Any]) -> AgentSettings:

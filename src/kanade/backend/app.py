@@ -1,10 +1,13 @@
 """The FastAPI application factory and its lifespan.
 
 Start-up: migrate the DB, note whether it is brand new (a wiped or first DB
-re-projects every stream from the start), then serve HTTP at once while the
-broker link comes up in the background (connect with retry → topology →
-projector consumers → heartbeat subscription → workers). Shutdown cancels the
-workers, closes the bus, then the DB.
+re-projects every stream from the start and gets its operator state back from KV),
+then serve HTTP at once while the broker link comes up in the background (connect
+with retry → topology → operator state → projector consumers → heartbeat
+subscription → workers). While a database is being rebuilt, the workers that decide
+from its rows (reaper, rollout runner, approval sweeper, scheduler) wait until the
+replay has caught up (docs/backend.md, "A wiped database comes back whole").
+Shutdown cancels the workers, closes the bus, then the DB.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
+from sqlalchemy.engine import Connection
 
 from kanade import __version__
 from kanade.backend.api import approvals as approvals_routes
@@ -38,6 +42,7 @@ from kanade.backend.api import ui as ui_routes
 from kanade.backend.api.middleware.audit import AuditMiddleware
 from kanade.backend.api.middleware.auth import AuthMiddleware
 from kanade.backend.api.middleware.live import LiveMiddleware
+from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS, replayed
 from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
 from kanade.backend.observability.metrics import Metrics
 from kanade.backend.services.approvals import ApprovalService
@@ -50,9 +55,11 @@ from kanade.backend.settings import Settings
 from kanade.backend.store import projection_state
 from kanade.backend.store.database import Database
 from kanade.backend.store.migrate import upgrade
+from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
 from kanade.backend.workers.heartbeats import HeartbeatSink
 from kanade.backend.workers.projection.audit import AuditProjector
+from kanade.backend.workers.projection.decisions import DecisionsProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
 from kanade.backend.workers.projection.results import ResultsProjector
 from kanade.backend.workers.projection.worker import ProjectionWorker
@@ -60,6 +67,8 @@ from kanade.backend.workers.provisioning import ConsumerProvisioner
 from kanade.backend.workers.reaper import Reaper
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
+from kanade.backend.workers.state_publisher import StatePublisher
+from kanade.backend.workers.state_sync import StateSync
 from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
 from kanade.core.dispatch import Budgets
@@ -71,6 +80,10 @@ from kanade.worker import Worker
 log = structlog.get_logger(__name__)
 
 DB_ID_KEY = "db_id"
+REBUILD_KEY = "rebuild_pending"
+"""``projection_state`` key, present from a new database's first start until its replay
+caught up: a backend that stops mid-rebuild resumes it (gated workers) on its next start."""
+REPLAY_POLL_S = 0.2
 
 
 class ForeignDatabaseError(RuntimeError):
@@ -99,9 +112,24 @@ async def _is_new_database(db: Database) -> bool:
     already delivered, so they must replay their streams from the start (SPEC §4.2).
     """
     now = system_clock()
-    return await db.write(
-        lambda conn: projection_state.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
-    )
+
+    def note(conn: Connection) -> bool:
+        new = projection_state.set_state_if_absent(conn, DB_ID_KEY, uuid.uuid4().hex, now)
+        if new:
+            projection_state.set_state_if_absent(conn, REBUILD_KEY, "1", now)
+        return new
+
+    return await db.write(note)
+
+
+async def _rebuild_pending(db: Database) -> bool:
+    return await db.read(lambda conn: projection_state.get_state(conn, REBUILD_KEY) is not None)
+
+
+async def _after(gate: asyncio.Event, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a worker once ``gate`` is open (a database being rebuilt has caught up)."""
+    await gate.wait()
+    await run()
 
 
 def bus_credentials(settings: Settings) -> BusCredentials:
@@ -135,11 +163,25 @@ def create_app(settings: Settings) -> FastAPI:
             db.close()
             raise
         new_db = await _is_new_database(db)
+        rebuilding = await _rebuild_pending(db)
         link = BrokerLink(settings.nats_url, credentials=credentials, signer=signer)
         metrics = Metrics()
+        # Operator state (users, approvals, rollouts, schedule counters) mirrored in KV, so
+        # a wiped database comes back whole (SPEC §1.3).
+        state = StateSync(db, link.bus)
+        publisher = StatePublisher(state)
+        db.listen(STATE_CHANGED, publisher.wake)
+        # Open at once, unless the database is being rebuilt from the broker.
+        settled = asyncio.Event()
+        if not rebuilding:
+            settled.set()
         # Rollouts and approvals live in the database; these workers drive them (SPEC §4.7-8).
         rollout_runner = RolloutRunner(
-            db, link.bus, clock=system_clock, interval_s=settings.rollout_interval_s
+            db,
+            link.bus,
+            clock=system_clock,
+            interval_s=settings.rollout_interval_s,
+            flush=state.flush,
         )
         approval_sweeper = ApprovalSweeper(
             db, link.bus, clock=system_clock, sweep_s=settings.approval_sweep_s
@@ -178,7 +220,24 @@ def create_app(settings: Settings) -> FastAPI:
         provisioner = ConsumerProvisioner()
         reset_pending = [new_db]
 
+        async def caught_up(bus: Bus) -> None:
+            """Open the gate once the replay has caught up with the streams."""
+            while True:
+                try:
+                    await replayed(bus.js, PROJECTION_CONSUMERS, poll_s=REPLAY_POLL_S)
+                    await db.write(lambda conn: projection_state.clear_state(conn, REBUILD_KEY))
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("waiting for the replay; retrying", error=str(exc))
+                    await asyncio.sleep(1.0)
+            log.info("database rebuilt from the streams; workers start")
+            settled.set()
+
         async def on_ready(bus: Bus) -> list[asyncio.Task[None]]:
+            if not state.started.is_set():
+                await state.start(bus, rebuild=rebuilding)
             projectors: list[ProjectionWorker] = [
                 ResultsProjector(
                     bus,
@@ -193,23 +252,38 @@ def create_app(settings: Settings) -> FastAPI:
                 AuditProjector(
                     bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
                 ),
+                DecisionsProjector(
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_identity_mismatch=metrics.on_identity_mismatch,
+                ),
             ]
             for projector in projectors:
                 await projector.prepare(reset=reset_pending[0])
             reset_pending[0] = False  # only the first successful set-up replays
             await heartbeats.subscribe(bus)
             await provisioner.subscribe(bus)
-            workers: list[Worker] = [*projectors, heartbeats]
-            return [asyncio.create_task(w.run(), name=w.label) for w in workers]
+            workers: list[Worker] = [*projectors, heartbeats, publisher]
+            tasks = [asyncio.create_task(w.run(), name=w.label) for w in workers]
+            if not settled.is_set():
+                tasks.append(asyncio.create_task(caught_up(bus), name="replay"))
+            return tasks
 
         link.start(on_ready)
         # The reaper needs only the database: it keeps closing overdue rows while the
         # broker is away (that is exactly when results stop arriving).
-        reaper = Reaper(db, interval_s=settings.reaper_interval_s, on_reap=metrics.on_reap)
-        reaper_task = asyncio.create_task(reaper.run(), name="reaper")
+        reaper = Reaper(
+            db,
+            interval_s=settings.reaper_interval_s,
+            grace=timedelta(seconds=settings.no_result_grace_s),
+            on_reap=metrics.on_reap,
+        )
+        reaper_task = asyncio.create_task(_after(settled, reaper.run), name="reaper")
         rollout_tasks = [
-            asyncio.create_task(rollout_runner.run(), name="rollouts"),
-            asyncio.create_task(approval_sweeper.run(), name="approvals"),
+            asyncio.create_task(_after(settled, rollout_runner.run), name="rollouts"),
+            asyncio.create_task(_after(settled, approval_sweeper.run), name="approvals"),
         ]
         # The central scheduler competes for its KV lease; only the holder fires.
         scheduler = Scheduler(
@@ -223,9 +297,17 @@ def create_app(settings: Settings) -> FastAPI:
         )
         app.state.scheduler = scheduler if settings.scheduler else None
         scheduler_tasks = (
-            [asyncio.create_task(scheduler.run(), name="scheduler")] if settings.scheduler else []
+            [asyncio.create_task(_after(settled, scheduler.run), name="scheduler")]
+            if settings.scheduler
+            else []
         )
-        log.info("backend started", db=settings.db_url, nats=settings.nats_url, new_db=new_db)
+        log.info(
+            "backend started",
+            db=settings.db_url,
+            nats=settings.nats_url,
+            new_db=new_db,
+            rebuilding=rebuilding,
+        )
         try:
             yield
         finally:

@@ -136,10 +136,21 @@ def run(
         10.0, "--lease-ttl", min=1.0, help="scheduler lease TTL in seconds (failover time)"
     ),
     late_tolerance: float = typer.Option(
-        60.0, "--late-tolerance", min=0.0, help="seconds late a fire is still on time"
+        60.0,
+        "--late-tolerance",
+        min=0.0,
+        help="seconds late a running scheduler's fire is still on time (never across a restart)",
     ),
     approval_ttl: str = typer.Option(
         "24h", "--approval-ttl", help="approval requests expire after this (e.g. 24h, 30m)"
+    ),
+    reaper_interval: float = typer.Option(
+        10.0, "--reaper-interval", min=0.1, max=3600.0, help="seconds between reaper passes"
+    ),
+    no_result_grace: str = typer.Option(
+        "2m",
+        "--no-result-grace",
+        help="how long past an exec's deadline a pc that never started is closed as no_result",
     ),
     agent_nats_url: list[str] = typer.Option(
         [],
@@ -170,6 +181,10 @@ def run(
         raise typer.BadParameter(str(exc), param_hint="--approval-ttl") from None
     if approval_ttl_s <= 0:
         raise typer.BadParameter("must be longer than 0s", param_hint="--approval-ttl")
+    try:
+        no_result_grace_s = parse_duration(no_result_grace).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--no-result-grace") from None
     auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
     jwt_secret = os.environ.get(JWT_SECRET_ENV) or None
     if auth_token_file is not None:
@@ -194,6 +209,8 @@ def run(
         scheduler_late_tolerance_s=late_tolerance,
         approval_ttl_s=approval_ttl_s,
         approval_sweep_s=min(5.0, max(0.2, approval_ttl_s / 4)),
+        reaper_interval_s=reaper_interval,
+        no_result_grace_s=no_result_grace_s,
         agent_nats_urls=tuple(u for arg in agent_nats_url for u in arg.split(",") if u),
         signing_keys_dir=None if signing_keys is None else str(signing_keys),
     )

@@ -36,13 +36,17 @@ class Settings:
     token_ttl_s: float = 12 * 3600
     # How often the reaper closes overdue rows and expires stale execs (SPEC §4.3).
     reaper_interval_s: float = 10.0
+    # How long past an exec's deadline an expected pc that never started is closed as
+    # no_result (SPEC §4.3: agent clocks may run behind; tests shorten it).
+    no_result_grace_s: float = 120.0
     # Central scheduler (SPEC §4.4): off = this process never competes for the lease.
     scheduler: bool = True
     # How often per_pc / per_target schedules are reconciled (the spec's 1 minute;
     # tests shorten it).
     reconcile_poll_s: float = 60.0
     # The scheduler lease's TTL (a standby takes over after this long of silence) and
-    # how late an occurrence may be decided and still count as on time (catchup beyond).
+    # how late a running scheduler may decide an occurrence and still count it on time
+    # (catchup beyond, and for any occurrence due before the scheduler came up).
     scheduler_lease_ttl_s: float = 10.0
     scheduler_late_tolerance_s: float = 60.0
     # Approvals (SPEC §4.8): a request not decided within this long is rejected

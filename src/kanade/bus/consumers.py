@@ -48,6 +48,34 @@ async def add_or_replace_consumer(
     await js.add_consumer(stream, config)
 
 
+def _filters(config: ConsumerConfig) -> set[str]:
+    listed = config.filter_subjects or ([config.filter_subject] if config.filter_subject else [])
+    return set(listed)
+
+
+async def add_or_widen_consumer(js: JetStreamContext, stream: str, config: ConsumerConfig) -> bool:
+    """:func:`add_or_replace_consumer`, except that a consumer that would read a subject
+    it did not read before is deleted and created afresh; True when that happened.
+
+    Updated in place, a consumer starts reading a new filter subject at its current
+    position, so the messages already stored on that subject are never delivered (the
+    broker does not go back). Created afresh, its deliver policy replays them; the caller
+    must absorb that replay (an agent: its ledger, and its membership-since check for the
+    group it just joined, SPEC §3.2)."""
+    name = config.durable_name or config.name
+    assert name is not None, "a durable consumer has a name"
+    widened = False
+    try:
+        info = await js.consumer_info(stream, name)
+    except NotFoundError:
+        pass
+    else:
+        if _filters(config) - _filters(info.config):
+            widened = await delete_consumer(js, stream, name)
+    await add_or_replace_consumer(js, stream, config)
+    return widened
+
+
 def agent_command_consumer(pc_id: str, groups: list[str] | tuple[str, ...]) -> ConsumerConfig:
     """The one durable command consumer of agent ``pc_id``: all, its groups, its pc.
 
@@ -84,6 +112,7 @@ async def delete_consumer(js: JetStreamContext, stream: str, name: str) -> bool:
 __all__ = [
     "STORAGE_TYPE_IMMUTABLE",
     "add_or_replace_consumer",
+    "add_or_widen_consumer",
     "agent_command_consumer",
     "delete_consumer",
     "is_storage_type_immutable",

@@ -14,6 +14,14 @@ _DIRECT_GETS = 32
 """Up to this many keys a snapshot reads each key directly (no consumer is created)."""
 
 
+async def kv_key_names(js: JetStreamContext, bucket: str, key_filter: str = ">") -> list[str]:
+    """Every key of ``bucket`` with a message (a delete marker included), from the stream's
+    own subject list: no value is read."""
+    prefix = kv_prefix(bucket)
+    info = await js.stream_info(kv_stream(bucket), subjects_filter=prefix + key_filter)
+    return sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
+
+
 async def kv_snapshot(
     js: JetStreamContext, bucket: str, key_filter: str = ">"
 ) -> dict[str, tuple[bytes, int]]:

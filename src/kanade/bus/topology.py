@@ -227,6 +227,19 @@ STREAM_SPECS: Final[tuple[StreamSpec, ...]] = (
         duplicate_window=2 * MINUTE,
     ),
     StreamSpec(
+        name=s.STREAM_DECISIONS,
+        subjects=(s.DECISIONS_ALL,),
+        description="agents -> backend decisions of local (runs_on: agent) schedules",
+        # One subject per pc and schedule; each report carries that pc's running totals,
+        # so the newest ones are all the counters need: keep those, a year at most.
+        max_msgs_per_subject=100,
+        max_age=365 * DAY,
+        max_bytes=128 * MiB,
+        max_msg_size=64 * KiB,
+        # Reports come through the agent's outbox, replayed after a long disconnection.
+        duplicate_window=10 * MINUTE,
+    ),
+    StreamSpec(
         name=s.STREAM_AUDIT,
         subjects=(s.AUDIT_ALL,),
         description="audit trail of operator and system actions",
@@ -249,6 +262,16 @@ KV_SPECS: Final[tuple[KvSpec, ...]] = (
     KvSpec(s.KV_GROUPS, "group membership", max_bytes=32 * MiB, max_value_size=1 * MiB),
     KvSpec(s.KV_FREEZE, "fleet freeze", max_bytes=8 * MiB, max_value_size=1 * MiB),
     KvSpec(s.KV_TRUST, "command-signing key set", max_bytes=1 * MiB, max_value_size=64 * KiB),
+    # Operator state (users, approvals, rollouts with their waves, schedule counters): one
+    # document per row or aggregate, the newest only, no age limit — a wiped database is
+    # rebuilt from it (SPEC §1.3). A rollout document carries the command of each wave,
+    # hence values up to the broker's max_payload.
+    KvSpec(
+        s.KV_STATE,
+        "operator state the database is rebuilt from",
+        max_bytes=128 * MiB,
+        max_value_size=8 * MiB,
+    ),
     # Scheduler dispatch marks ("occurrence X of schedule Y was fired"): one key per
     # occurrence, so the bucket would grow forever; marks older than any catch-up
     # window are useless, hence a 30-day TTL. (KV streams created by nats-py 2.16 also

@@ -1,10 +1,7 @@
 """What ties ``kanade up``'s children to it, and keeps two of it off one data dir.
 
-* **Children die with the supervisor.** A ``kill -9`` of ``kanade up`` runs no clean-up
-  code, and its broker, backend and agents would keep running and holding the ports. On
-  Linux each child asks the kernel for SIGTERM when its parent goes
-  (``PR_SET_PDEATHSIG``, set between fork and exec); elsewhere there is no such
-  mechanism and the supervisor's own signal handlers are what stops them.
+* **Children die with the supervisor** (:mod:`kanade.deathsig`, Linux); elsewhere the
+  supervisor's own signal handlers are what stops them.
 * **One supervisor per data dir.** Two would share the JetStream store and the SQLite file
   and corrupt both; an advisory lock on ``<data dir>/kanade-up.lock`` (held for the
   supervisor's lifetime, released by the OS however it ends) refuses the second.
@@ -14,40 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 LOCK_FILE = "kanade-up.lock"
-_PR_SET_PDEATHSIG = 1
 
 
 class DataDirBusy(RuntimeError):
     """Another ``kanade up`` holds the data dir."""
-
-
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child receive SIGTERM when this process dies
-    (Linux), or None where the OS has no such thing."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        # Resolved before the fork: nothing here may take a lock another thread held.
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the request took effect
-            os._exit(1)
-
-    return preexec
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:

@@ -33,7 +33,8 @@ from kanade.bus.credentials import AGENT_CA, AGENT_CREDS, AGENT_KEYRING, AGENT_T
 from kanade.cli import output
 from kanade.cli.client import CliError
 from kanade.cli.documents import read_job_file
-from kanade.cli.lifeline import DataDirBusy, die_with_parent, lock_data_dir, release
+from kanade.cli.lifeline import DataDirBusy, lock_data_dir, release
+from kanade.deathsig import die_with_parent
 from kanade.security.authority import Authority
 from kanade.security.files import private_dir
 from kanade.security.signing_keys import ensure_key_dir
@@ -42,7 +43,8 @@ _READY_TIMEOUT_S = 60.0
 _STOP_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
-_DIE_WITH_US = die_with_parent()  # resolved once, in the parent (see lifeline)
+# A kill -9 of `kanade up` runs no clean-up code: its children must not outlive it.
+_DIE_WITH_US = die_with_parent(signal.SIGTERM)
 _ENROL_PARALLEL = 4  # agents enrolled at once by `kanade up` (each is a short process)
 
 # Under the data dir (docs/security.md, "kanade up").

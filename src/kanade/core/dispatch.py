@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from kanade.core.lifecycle import exec_deadline
 from kanade.core.models.constraints import Retry
 from kanade.core.models.job import Execute, JobManifest
 from kanade.core.models.target import Target
@@ -123,6 +124,14 @@ def build_command(
         address=CommandAddress(all=address.all, groups=list(address.groups), pcs=list(address.pcs)),
         max_output_bytes=max_output_bytes,
         notes=notes,
+    )
+
+
+def command_deadline(command: Command) -> datetime:
+    """The instant after which no pc starts ``command`` (its starting deadline or its
+    signed expiry): the deadline of the exec that sends it (SPEC §4.3)."""
+    return exec_deadline(
+        command.issued_at, expires_at=command.expires_at, deadline_at=command.deadline_at
     )
 
 

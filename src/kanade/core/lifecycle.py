@@ -12,11 +12,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from kanade.core.instants import format_instant
+from kanade.core.signing import COMMAND_LIFETIME
 from kanade.core.statuses import ExecStatus
 
 MIN_GRACE: Final = timedelta(minutes=2)
 UNKNOWN_TIMEOUT_TTL: Final = timedelta(hours=24)
 PENDING_EXEC_TTL: Final = timedelta(hours=1)
+NO_START_GRACE: Final = MIN_GRACE
+"""How long after an exec's deadline a pc that never started it is given up on: the agent
+checks the deadline on its own clock, which may run behind the backend's, and its
+EventStarted takes a moment to arrive."""
 
 # The far end of time, timezone-aware, for clamping.
 END_OF_TIME: Final = datetime.max.replace(tzinfo=UTC)
@@ -76,3 +81,32 @@ def reaped_note(expires_at: datetime, timeout_s: float | None) -> str:
         f"reaped: no result by {when} (timeout {known} plus grace); "
         "a late result from the agent will replace this"
     )
+
+
+def exec_deadline(
+    issued_at: datetime, *, expires_at: datetime | None, deadline_at: datetime | None
+) -> datetime:
+    """The instant after which no pc starts a command issued at ``issued_at``: its starting
+    deadline (``deadline_at``) or its signed expiry (the agent refuses it after that; the
+    command stream drops it), whichever comes first (SPEC §4.3)."""
+    end = expires_at if expires_at is not None else _clamped_add(
+        issued_at, COMMAND_LIFETIME.total_seconds()
+    )
+    return end if deadline_at is None else min(end, deadline_at)
+
+
+def fallback_exec_deadline(created_at: datetime) -> datetime:
+    """The deadline of an exec whose row does not know one (written before deadlines were
+    recorded): no command outlives the command lifetime."""
+    return _clamped_add(created_at, COMMAND_LIFETIME.total_seconds())
+
+
+def fallback_created_cutoff(due_before: datetime) -> datetime:
+    """Execs without a recorded deadline created at or before this instant have reached
+    their :func:`fallback_exec_deadline` by ``due_before`` (for SQL filters)."""
+    return due_before - COMMAND_LIFETIME
+
+
+def no_start_due(deadline: datetime, grace: timedelta = NO_START_GRACE) -> datetime:
+    """When an expected pc that never started an exec with ``deadline`` is closed."""
+    return _clamped_add(deadline, max(0.0, grace.total_seconds()))

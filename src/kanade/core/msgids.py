@@ -30,6 +30,12 @@ def started_msg_id(result_id: str) -> str:
     return f"{result_id}.started"
 
 
+def decision_msg_id(decision_id: str) -> str:
+    """An agent's schedule decision (``kanade.decision.<pc>.<schedule>``): one per pc,
+    occurrence and outcome (``ScheduleDecisionReport.decision_id``)."""
+    return f"decision:{decision_id}"
+
+
 def exec_created_msg_id(exec_id: str) -> str:
     """``kanade.exec.created.<exec_id>``: an exec is created once."""
     return f"exec:{exec_id}"
@@ -61,6 +67,7 @@ def fresh_audit_msg_id(action: str) -> str:
 __all__ = [
     "audit_msg_id",
     "command_msg_id",
+    "decision_msg_id",
     "exec_created_msg_id",
     "exec_status_msg_id",
     "fresh_audit_msg_id",

@@ -118,7 +118,7 @@ def split_waves(
 class ResultView:
     """The parts of one results row a wave needs."""
 
-    state: str  # in_flight | finished | reaped
+    state: str  # in_flight | finished | reaped | no_result
     exit_code: int | None
     skipped: bool
     recorded_at: datetime
@@ -129,7 +129,7 @@ def pc_state(row: ResultView | None) -> PcState:
         return "pending"
     if row.state == "in_flight":
         return "running"
-    if row.state == "reaped":
+    if row.state in ("reaped", "no_result"):  # no result by the deadline: a failure
         return "failed"
     if row.skipped:
         return "skipped"

@@ -20,12 +20,14 @@ STREAM_COMMANDS: Final = "KANADE_COMMANDS"
 STREAM_RESULTS: Final = "KANADE_RESULTS"
 STREAM_EXECS: Final = "KANADE_EXECS"
 STREAM_AUDIT: Final = "KANADE_AUDIT"
+STREAM_DECISIONS: Final = "KANADE_DECISIONS"
 
 COMMANDS_ALL: Final = f"{PREFIX}.cmd.>"
 RESULTS_ALL: Final = f"{PREFIX}.result.>"
 STARTED_ALL: Final = f"{PREFIX}.started.>"
 EXECS_ALL: Final = f"{PREFIX}.exec.>"
 AUDIT_ALL: Final = f"{PREFIX}.audit.>"
+DECISIONS_ALL: Final = f"{PREFIX}.decision.>"
 
 # --- KV buckets and object stores ----------------------------------------------
 KV_JOBS: Final = "kanade_jobs"
@@ -41,6 +43,10 @@ KV_DISPATCH: Final = "kanade_dispatch"
 KV_TRUST: Final = "kanade_trust"
 SIGNING_KEYS_KEY: Final = "signing_keys"
 """The key of the backend's signing-key set in :data:`KV_TRUST` (rotation, SPEC §8.2)."""
+# Operator state the database is rebuilt from after a wipe (SPEC §1.3): users (with their
+# password hashes), approvals, rollouts, schedule counters. The backend's alone: no agent
+# may read it (security/permissions.py).
+KV_STATE: Final = "kanade_state"
 KV_BUCKETS: Final = (
     KV_JOBS,
     KV_SCHEDULES,
@@ -51,9 +57,11 @@ KV_BUCKETS: Final = (
     KV_FREEZE,
     KV_DISPATCH,
     KV_TRUST,
+    KV_STATE,
 )
-# Every bucket an agent obeys is signed; only the scheduler's own dispatch marks are not.
-SIGNED_BUCKETS: Final = frozenset(KV_BUCKETS) - {KV_DISPATCH}
+# Every bucket an agent obeys is signed; the scheduler's own dispatch marks and the
+# backend's operator state are not (no agent reads them).
+SIGNED_BUCKETS: Final = frozenset(KV_BUCKETS) - {KV_DISPATCH, KV_STATE}
 """The buckets agents obey: every write to them carries the backend's signature (SPEC §8.2)."""
 
 OBJ_SCRIPTS: Final = "kanade_scripts"
@@ -121,6 +129,18 @@ CONSUMER_REQUESTS_ALL: Final = f"{PREFIX}.agent.*.consumer"
 
 def started_subject(pc_id: str) -> str:
     return f"{PREFIX}.started.{pc_id}"
+
+
+def decision_subject(pc_id: str, schedule_id: str) -> str:
+    """What an agent's local scheduler decided about an occurrence of ``schedule_id``
+    (SPEC §3.6): one subject per pc and schedule, so the stream keeps the newest reports
+    of each."""
+    return f"{PREFIX}.decision.{pc_id}.{schedule_id}"
+
+
+def agent_decisions(pc_id: str) -> str:
+    """Every decision subject of one pc: what its credential may publish."""
+    return f"{PREFIX}.decision.{pc_id}.*"
 
 
 # --- backend records ---------------------------------------------------------------

@@ -96,6 +96,7 @@ def agent_permissions(pc_id: str) -> Permissions:
         s.result_subject(pc_id),
         s.started_subject(pc_id),
         s.heartbeat_subject(pc_id),
+        s.agent_decisions(pc_id),
         # scripts by digest (read) and large outputs (write chunks + metadata, no purge);
         # nats-py's object-store get finds the chunk stream by subject (names only)
         f"{JS_API}.STREAM.NAMES",
@@ -158,6 +159,7 @@ def swarm_permissions() -> Permissions:
             s.result_subject("*"),
             s.started_subject("*"),
             s.heartbeat_subject("*"),
+            s.decision_subject("*", "*"),
             s.consumer_request_subject("*"),
             f"$O.{s.OBJ_OUTPUTS}.>",
         ),

@@ -13,12 +13,18 @@ from kanade.core.facts import check_outcome, inventory_facts
 from kanade.core.freeze import FleetFreeze, is_frozen
 from kanade.core.lifecycle import (
     END_OF_TIME,
+    NO_START_GRACE,
+    exec_deadline,
     exec_expires_at,
     exec_is_due,
+    fallback_created_cutoff,
+    fallback_exec_deadline,
+    no_start_due,
     reaped_note,
     result_expires_at,
     result_is_due,
 )
+from kanade.core.signing import COMMAND_LIFETIME
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -141,3 +147,28 @@ def test_facts_parsers_never_raise(stdout: str, code: int | None, skipped: bool)
     inventory_facts(exit_code=code, skipped=skipped, stdout=stdout)
     out = check_outcome(exit_code=code, skipped=skipped, stdout=stdout)
     assert out is None or out.status in ("ok", "warn", "fail", "unknown")
+
+
+# --- the exec's deadline (every exec ends, §4.3) -------------------------------------------
+def test_an_exec_deadline_is_its_starting_deadline_or_its_expiry_whichever_first() -> None:
+    expiry = T0 + timedelta(days=7)
+    assert exec_deadline(T0, expires_at=expiry, deadline_at=None) == expiry
+    soon = T0 + timedelta(seconds=30)
+    assert exec_deadline(T0, expires_at=expiry, deadline_at=soon) == soon
+    late = T0 + timedelta(days=9)
+    assert exec_deadline(T0, expires_at=expiry, deadline_at=late) == expiry
+    # A command without a signed expiry lives the command lifetime.
+    assert exec_deadline(T0, expires_at=None, deadline_at=None) == T0 + COMMAND_LIFETIME
+
+
+def test_a_row_without_a_deadline_falls_back_to_the_command_lifetime() -> None:
+    assert fallback_exec_deadline(T0) == T0 + COMMAND_LIFETIME
+    assert fallback_created_cutoff(T0 + COMMAND_LIFETIME) == T0
+    assert fallback_exec_deadline(END_OF_TIME) == END_OF_TIME  # clamped, never raises
+
+
+def test_unstarted_pcs_are_due_a_grace_after_the_deadline() -> None:
+    assert no_start_due(T0) == T0 + NO_START_GRACE
+    assert no_start_due(T0, timedelta(0)) == T0
+    assert no_start_due(T0, timedelta(seconds=-5)) == T0  # a negative grace is none
+    assert no_start_due(END_OF_TIME, timedelta(days=1)) == END_OF_TIME

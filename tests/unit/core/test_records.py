@@ -56,3 +56,16 @@ def test_revocation_bytes() -> None:
     want = {"revoked_at": "2026-03-01T12:00:00Z", "by": "alice", "reason": ""}
     assert record.fields() == want
     assert record.encode() == json.dumps(want, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_an_approval_record_carries_the_exec_deadline() -> None:
+    deadline = datetime(2026, 3, 8, 12, 0, tzinfo=UTC)
+    record = ExecStatusRecord(
+        exec_id="e1", status=ExecStatus.PENDING, at=AT, by="bob", deadline_at=deadline
+    )
+    body = json.loads(record.encode())
+    assert body["deadline_at"] == "2026-03-08T12:00:00Z"
+    assert decode(ExecStatusRecord, record.encode()).deadline_at == deadline
+    # without one the bytes are what they always were
+    plain = ExecStatusRecord(exec_id="e1", status=ExecStatus.REJECTED)
+    assert "deadline_at" not in json.loads(plain.encode())

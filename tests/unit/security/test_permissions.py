@@ -26,11 +26,14 @@ def test_an_agent_publishes_only_under_its_own_pc() -> None:
         s.result_subject("pc-a"),
         s.started_subject("pc-a"),
         s.heartbeat_subject("pc-a"),
+        s.decision_subject("pc-a", "nightly"),
     ):
         assert _allowed(perms.pub, subject)
     for subject in (
         s.result_subject("pc-b"),
         s.heartbeat_subject("pc-b"),
+        s.decision_subject("pc-b", "nightly"),
+        "kanade.decision.pc-a.nightly.extra",
         s.command_subject("all", None, "hello"),
         s.command_subject("pc", "pc-a", "hello"),
         s.audit_subject("exec.created"),
@@ -67,6 +70,21 @@ def test_an_agent_reads_only_its_own_control_and_inbox() -> None:
     ):
         assert not _allowed(perms.sub, subject), subject
     assert perms.allow_responses
+
+
+def test_an_agent_cannot_read_the_operator_state() -> None:
+    # KV kanade_state holds users with their password hashes (SPEC §1.3, §8.1).
+    perms = agent_permissions("pc-a")
+    stream = f"KV_{s.KV_STATE}"
+    assert not _allowed(perms.sub, f"$KV.{s.KV_STATE}.user.x")
+    for subject in (
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.$KV.{s.KV_STATE}.user.x",
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$KV.{s.KV_STATE}.user.x",
+    ):
+        assert not _allowed(perms.pub, subject), subject
 
 
 def test_operator_tools_cannot_publish_commands_or_records() -> None:

@@ -48,12 +48,16 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     target, then fsync the directory so the rename itself survives power loss.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
-        fh.write(data)
-        if durable:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_TRUNC), "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        remove(tmp)  # a half-written temp file on a full disk is space nobody gets back
+        raise
     if durable:
         fsync_dir(path.parent)
 

@@ -8,7 +8,8 @@ the message that references them is published.
 
 A file that cannot be parsed is moved to ``bad/`` (never retried, never
 blocking); a publish that fails is retried later without holding up the
-files behind it.
+files behind it. A message the disk will not take (full) is held in memory: published
+from there, and written as soon as the disk takes it (docs/agent.md, "A full disk").
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.fsutil import atomic_write, fsync_dir, private_dir, remove
 from kanade.bus.retry import Backoff
 from kanade.worker import Worker
@@ -47,6 +49,13 @@ class Envelope:
     msg_id: str
     data: bytes
     attachments: list[Attachment] = field(default_factory=list)
+    # Told once the message is safe: written to disk or acknowledged by the broker.
+    on_settled: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+
+    def settled(self) -> None:
+        callback, self.on_settled = self.on_settled, None
+        if callback is not None:
+            callback()
 
     def dump(self) -> bytes:
         return json.dumps(
@@ -88,8 +97,11 @@ class Outbox:
 
     SPARES = 4  # recycled files kept per outbox
 
-    def __init__(self, directory: Path, *, durable: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, durable: bool = True, disk: DiskHealth | None = None
+    ) -> None:
         self.dir = directory
+        self.disk = disk
         self.bad_dir = directory / "bad"
         private_dir(self.dir)
         self.durable = durable
@@ -100,20 +112,51 @@ class Outbox:
         self._index: dict[Path, Envelope | None] = dict.fromkeys(sorted(self.dir.glob("*.msg")))
         self._spares: list[Path] = sorted(self.dir.glob(".spare-*"))
         self._spare_seq = itertools.count(len(self._spares))
+        # Pending messages the disk did not take: in the index, not (yet) on disk.
+        self._unwritten: set[Path] = set()
         for leftover in self.dir.glob(".*.tmp"):  # a put() that died before its rename
             remove(leftover)
 
     def put(self, envelope: Envelope) -> Path:
+        """Queue ``envelope`` for publishing. Never fails: a message the disk refuses is held
+        in memory (published from there; written by :meth:`persist` once there is room)."""
         # time_ns + a per-process counter: unique and ordered even within one ns.
         name = f"{time.time_ns():020d}-{next(self._seq):08d}.msg"
         path = self.dir / name
-        data = envelope.dump()
-        spare = self._spares.pop() if self._spares else None
-        if spare is None or not self._overwrite(spare, path, data):
-            atomic_write(path, data, durable=self.durable)
         self._index[path] = envelope
+        if self._unwritten or not self._write(path, envelope):
+            self._unwritten.add(path)  # behind earlier held ones: written in order
         self.on_put()
         return path
+
+    def _write(self, path: Path, envelope: Envelope) -> bool:
+        data = envelope.dump()
+        spare = self._spares.pop() if self._spares else None
+        try:
+            if spare is None or not self._overwrite(spare, path, data):
+                atomic_write(path, data, durable=self.durable)
+        except OSError as exc:
+            if self.disk is not None:
+                self.disk.failed(exc, "the outbox")
+            return False
+        if self.disk is not None:
+            self.disk.wrote()
+        envelope.settled()
+        return True
+
+    @property
+    def held(self) -> int:
+        """Messages held in memory because the disk would not take them."""
+        return len(self._unwritten)
+
+    def persist(self) -> bool:
+        """Write the held messages, oldest first; True once none is left."""
+        for path in sorted(self._unwritten):
+            env = self._index.get(path)
+            if env is not None and not self._write(path, env):
+                return False
+            self._unwritten.discard(path)
+        return True
 
     def _overwrite(self, spare: Path, path: Path, data: bytes) -> bool:
         """Write ``data`` into a spare file and rename it to ``path`` (False: not possible)."""
@@ -138,7 +181,12 @@ class Outbox:
 
     def _retire(self, path: Path) -> None:
         """A sent message's file becomes a spare (or goes, when there are enough)."""
-        self._index.pop(path, None)
+        env = self._index.pop(path, None)
+        if env is not None:
+            env.settled()
+        if path in self._unwritten:
+            self._unwritten.discard(path)  # sent straight from memory: no file to recycle
+            return
         if len(self._spares) < self.SPARES:
             spare = self.dir / f".spare-{next(self._spare_seq)}"
             try:
@@ -164,12 +212,17 @@ class Outbox:
             self._index[path] = env
         return env
 
-    def contains_msg_id(self, msg_id: str) -> bool:
+    def find(self, msg_id: str) -> Envelope | None:
+        """The pending message with ``msg_id``, if there is one."""
         for path in self.pending():
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-                if self._envelope(path).msg_id == msg_id:
-                    return True
-        return False
+                env = self._envelope(path)
+                if env.msg_id == msg_id:
+                    return env
+        return None
+
+    def contains_msg_id(self, msg_id: str) -> bool:
+        return self.find(msg_id) is not None
 
     def attachment_paths(self) -> set[str]:
         """Spool files still referenced by a pending message (everything else is garbage)."""

@@ -1,5 +1,6 @@
 """On-disk state of the agent's local scheduler (SPEC §3.6), under ``<data_dir>/scheduler/``:
-last successes, ticks and claims, and the catalog cache — each replaced atomically.
+last successes, ticks and claims, the catalog cache and the decision totals — each replaced
+atomically.
 
 The files and their crash rules: docs/agent-local-scheduler.md, "On-disk state of the local
 scheduler".
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.fsutil import atomic_write, private_dir
 from kanade.core.instants import format_instant, parse_instant
 
@@ -27,6 +29,8 @@ STORE_DIR: Final = "scheduler"
 SUCCESSES_FILE: Final = "successes.json"
 STATE_FILE: Final = "state.json"
 CATALOG_FILE: Final = "catalog.json"
+DECISIONS_FILE: Final = "decisions.json"
+RESULTS: Final = ("fired", "skipped", "missed")
 FORMAT_VERSION: Final = 1
 
 
@@ -64,9 +68,13 @@ class CachedCatalog:
 class SchedulerStore:
     """Reads and writes the three files; remembers what it last wrote to skip no-op writes."""
 
-    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
+    def __init__(
+        self, data_dir: Path, *, durable: bool = True, disk: DiskHealth | None = None
+    ) -> None:
         self.dir = data_dir / STORE_DIR
         self.durable = durable
+        # Told of every write (the agent's one view of a full disk, which says it once).
+        self.disk = disk
         self._written: dict[str, bytes] = {}
 
     # --- low level ----------------------------------------------------------------------------
@@ -88,9 +96,14 @@ class SchedulerStore:
         try:
             private_dir(self.dir)
             atomic_write(self.dir / name, data, durable=self.durable)
-        except OSError as exc:  # disk full: keep running from memory, say so
-            log.error("cannot write %s (%s)", self.dir / name, exc)
+        except OSError as exc:  # disk full: keep running from memory, say so (once)
+            if self.disk is not None:
+                self.disk.failed(exc, f"the local scheduler's {name}")
+            else:
+                log.error("cannot write %s (%s)", self.dir / name, exc)
             return
+        if self.disk is not None:
+            self.disk.wrote()
         self._written[name] = data
 
     def _load_json(self, name: str) -> dict[str, Any] | None:
@@ -189,6 +202,29 @@ class SchedulerStore:
             ],
         }
         self._write(STATE_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
+
+    # --- decision totals ----------------------------------------------------------------------
+    def load_decisions(self) -> tuple[str | None, dict[str, dict[str, int]]]:
+        """``(epoch, {schedule_id: {fired, skipped, missed}})``: what every report carries.
+        No file (or a corrupt one): no epoch, and the caller starts a new one — the backend
+        adds the totals of each epoch, so a fresh count never hides an old one."""
+        data = self._load_json(DECISIONS_FILE)
+        if data is None or not isinstance(data.get("epoch"), str):
+            return None, {}
+        totals: dict[str, dict[str, int]] = {}
+        raw = data.get("totals")
+        if isinstance(raw, dict):
+            for sid, counts in raw.items():
+                if isinstance(counts, dict):
+                    totals[str(sid)] = {
+                        k: v if isinstance(v := counts.get(k), int) and v >= 0 else 0
+                        for k in RESULTS
+                    }
+        return str(data["epoch"])[:64], totals
+
+    def save_decisions(self, epoch: str, totals: Mapping[str, Mapping[str, int]]) -> None:
+        body = {"version": FORMAT_VERSION, "epoch": epoch, "totals": totals}
+        self._write(DECISIONS_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
 
     # --- catalog cache ------------------------------------------------------------------------
     def load_catalog(self) -> CachedCatalog | None:

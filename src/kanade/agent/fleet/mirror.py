@@ -53,6 +53,9 @@ class KvMirror:
         self.key_filters = key_filters
         self.values: dict[str, bytes] = {}
         self.synced = False
+        # True from a successful re-sync until :meth:`mark_stale` (a disconnect): only
+        # then is every change up to now known (live changes are missed while away).
+        self.current = False
         self._on_change = on_change
         self._subs: list[Any] = []
         self._buffer: list[tuple[str, bytes | None]] | None = None
@@ -77,6 +80,10 @@ class KvMirror:
             self._buffer.append((change.key, change.value))
         self._apply(change.key, change.value)
         self._notify()
+
+    def mark_stale(self) -> None:
+        """Changes may be missed from now on (the connection dropped)."""
+        self.current = False
 
     async def set_filters(self, nc: Client, key_filters: list[str]) -> None:
         """Follow a different key set (e.g. after a group change) and re-sync."""
@@ -109,6 +116,7 @@ class KvMirror:
         self._buffer = None
         self.values = fresh
         self.synced = True
+        self.current = True
         self._notify()
         return True
 

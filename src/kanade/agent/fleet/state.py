@@ -129,6 +129,14 @@ class FleetState:
             for mirror in self.mirrors:
                 await mirror.resync(nc)
 
+    async def current_membership(self, nc: Client) -> bool:
+        """Whether the membership mirror holds every change up to now, re-reading it first
+        if a disconnect left it stale (False: the re-read failed too)."""
+        async with self._lock:
+            if not self.membership.current:
+                await self.membership.resync(nc)
+            return self.membership.current
+
     async def follow_groups(self, nc: Client, pc_id: str, groups: list[str]) -> None:
         """A per-agent mirror follows the config layers of the agent's new groups."""
         if not self.shared:

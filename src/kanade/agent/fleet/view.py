@@ -11,14 +11,17 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.agent.durable.fsutil import atomic_write
 from kanade.agent.fleet.mirror import KvMirror
 from kanade.agent.fleet.state import FleetState
 from kanade.core.agentconfig import Effective, effective_config
 from kanade.core.gates import KvView
+from kanade.core.models.membership import Membership
 from kanade.worker import Worker
 
 log = logging.getLogger("kanade.agent")
@@ -47,14 +50,21 @@ class FleetView:
         durable: bool,
         on_groups_changed: Callable[[], None],
         on_config: Callable[[dict[str, Any], dict[str, Any]], None],
+        disk: DiskHealth | None = None,
     ) -> None:
         self.pc_id = pc_id
+        self._disk = disk
         self.fleet = fleet
         # A swarm shares one FleetState between its identities and owns re-syncing
         # and persisting it, not each identity.
         self.owns_fleet = owns_fleet
         self.static_groups = list(static_groups)
         self.groups: list[str] = list(static_groups)
+        # Each group → when this pc joined it (backend clock, signed KV), None if unknown:
+        # what the intake checks a group command's issued_at against (SPEC §3.2).
+        self.joined: dict[str, datetime | None] = dict.fromkeys(self.groups)
+        # The groups KV lists for this pc: what the backend provisions its consumer from.
+        self.kv_groups: list[str] = []
         # The settings this agent was started with: the base under the KV layers.
         self._local_config = local_config
         self._state_file = state_file
@@ -80,6 +90,10 @@ class FleetView:
         self.in_sync_at = None
 
     def disconnected(self) -> None:
+        if self.owns_fleet:
+            # Changes made while away are not seen until the re-sync after the reconnect:
+            # until then the membership may not be believed for group commands.
+            self.fleet.membership.mark_stale()
         if self.in_sync_at is None:
             self.in_sync_at = time.time()
             self.state_file.mark_dirty()  # record how long we were in sync
@@ -96,11 +110,22 @@ class FleetView:
             elif self.in_sync_at is not None:
                 self.in_sync_at = in_sync_at
 
-    def write_state(self) -> None:
-        """Write the mirrored state to the fleet-state file (once it was ever in sync)."""
+    def write_state(self) -> bool:
+        """Write the mirrored state to the fleet-state file (once it was ever in sync).
+        False when the disk refused it (reported, not raised: it is retried)."""
         in_sync_at = time.time() if self.in_sync_at is None else self.in_sync_at
-        if in_sync_at != float("-inf"):
+        if in_sync_at == float("-inf"):
+            return True
+        try:
             atomic_write(self._state_file, self.fleet.snapshot(in_sync_at), durable=self._durable)
+        except OSError as exc:
+            if self._disk is None:
+                raise
+            self._disk.failed(exc, "the fleet-state file")
+            return False
+        if self._disk is not None:
+            self._disk.wrote()
+        return True
 
     # --- derived state ------------------------------------------------------------------------
     def _on_fleet_state(self, mirror: KvMirror) -> None:
@@ -113,12 +138,11 @@ class FleetView:
             self.view = KvView(pins=pins, revoked=revoked)
             return
         if mirror is fleet.membership:
-            raw = fleet.membership.values.get(self.pc_id)
-            listed = _decode_json(raw, "group membership") if raw else []
-            kv_groups = (
-                [g for g in listed if isinstance(g, str)] if isinstance(listed, list) else []
-            )
-            groups = sorted(set(self.static_groups) | set(kv_groups))
+            kv = Membership.decode(fleet.membership.values.get(self.pc_id)).groups
+            self.kv_groups = sorted(kv)
+            groups = sorted(set(self.static_groups) | set(kv))
+            # A group only the --group flags name has no recorded join: None.
+            self.joined = {g: kv.get(g) for g in groups}
             if groups != self.groups:
                 log.info("group membership changed: %s -> %s", self.groups, groups)
                 self.groups = groups
@@ -152,7 +176,7 @@ class StateFileWriter(Worker):
     name = "fleet-state file"
     MIN_GAP_S = 1.0
 
-    def __init__(self, write: Callable[[], None]) -> None:
+    def __init__(self, write: Callable[[], bool]) -> None:
         super().__init__(interval=math.inf)
         self._write = write
         self._dirty = False
@@ -165,8 +189,10 @@ class StateFileWriter(Worker):
     async def step(self) -> None:
         if not self._dirty or time.monotonic() < self._next_write_at:
             return
-        self._write()
-        self._dirty = False  # only once written: a failed write is retried (with backoff)
+        # Only once written: a write that raised is retried with backoff, one the full
+        # disk refused (already reported) a second later.
+        if self._write():
+            self._dirty = False
         self._next_write_at = time.monotonic() + self.MIN_GAP_S
 
     def next_delay(self, more: bool | None, failed: bool) -> float:

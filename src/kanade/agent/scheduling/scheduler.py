@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -32,6 +33,7 @@ from kanade.worker import Worker
 if TYPE_CHECKING:
     from nats.aio.client import Client
 
+    from kanade.core.models.decisions import DecisionResult, ScheduleDecisionReport
     from kanade.core.models.job import JobManifest
     from kanade.core.models.schedule import Schedule
     from kanade.core.models.wire import Command, Result
@@ -41,6 +43,7 @@ log = logging.getLogger("kanade.agent.scheduler")
 
 
 Submit = Callable[["Command"], Admission]
+Report = Callable[["ScheduleDecisionReport"], None]
 
 
 # --- the scheduler -----------------------------------------------------------------------------
@@ -69,6 +72,7 @@ class LocalScheduler(Worker):
         connection: Callable[[], Client | None] = lambda: None,
         in_flight: Callable[[str], bool] = lambda _request_id: False,
         on_applied: Callable[[str], None] | None = None,
+        report: Report | None = None,
         durable: bool = True,
         clock: Clock = system_clock,
         local_tz: tzinfo | None = None,
@@ -81,6 +85,7 @@ class LocalScheduler(Worker):
         self._connection = connection
         self._in_flight = in_flight
         self._on_applied = on_applied
+        self._report = report
         self._clock = clock
         self._local_tz = local_tz
         self.store = SchedulerStore(data_dir, durable=durable)
@@ -93,11 +98,17 @@ class LocalScheduler(Worker):
         self.successes: dict[str, datetime] = {}
         self._cache: CachedCatalog | None = None
         self.active = False
+        # When this process's scheduler loop started: an occurrence due before it was
+        # due while the agent was down, so `catchup` decides it (core `was_down_for`).
+        self.up_since: datetime | None = None
         self._dirty = True
         self._warned: set[tuple[str, str]] = set()
         # Counters, for logs and tests.
         self.fired = 0
         self.skipped_ticks = 0
+        # What every decision report carries (SPEC §4.4: the backend shows them).
+        self.decision_epoch = ""
+        self.decision_totals: dict[str, dict[str, int]] = {}
         fleet.listen(self._on_fleet_change)
         if self.store.has_state():
             self.activate()
@@ -117,6 +128,12 @@ class LocalScheduler(Worker):
         self._cache = self.store.load_catalog()
         if self._cache is not None:
             self.digests = dict(self._cache.digests)
+        epoch, totals = self.store.load_decisions()
+        self.decision_totals = totals
+        if epoch is None:  # a new decision file: its totals count from zero
+            epoch = os.urandom(8).hex()
+            self.store.save_decisions(epoch, totals)
+        self.decision_epoch = epoch
         self.active = True
         log.info("local scheduler active (zone for tz: local = %s)", self.local_tz)
 
@@ -154,6 +171,7 @@ class LocalScheduler(Worker):
 
     # --- the loop -----------------------------------------------------------------------------
     async def setup(self) -> None:
+        self.up_since = self._clock()
         if self.active:
             log.info("local scheduler started (zone for tz: local = %s)", self.local_tz)
         else:
@@ -262,6 +280,7 @@ class LocalScheduler(Worker):
                 now=now,
                 local_tz=self.local_tz,
                 freeze=self.freeze,
+                up_since=self.up_since,
             )
             changed = changed or outcome.last_tick != reg.last_tick
             reg.last_tick = outcome.last_tick
@@ -282,12 +301,31 @@ class LocalScheduler(Worker):
                         format_instant(decision.nominals[-1]),
                         reg.plan.catchup,
                     )
+                    self._decided(
+                        decision.schedule_id,
+                        decision.nominals[-1],
+                        "missed",
+                        now,
+                        reason=f"catchup_{reg.plan.catchup}",
+                        detail=(
+                            f"{len(decision.nominals)}{'+' if decision.more else ''} "
+                            f"occurrence(s) from {format_instant(decision.nominals[0])} to "
+                            f"{format_instant(decision.nominals[-1])} came due while the agent "
+                            f"could not fire them (catchup: {reg.plan.catchup})"
+                        ),
+                        count=len(decision.nominals),
+                    )
         if changed:
             self._save_state()
 
     def _on_skip(self, reg: Registered, skip: Skip, now: datetime) -> None:
+        if not skip.quiet:
+            self._decided(
+                skip.schedule_id, skip.nominal, "skipped", now, reason=skip.reason,
+                detail=skip.detail,
+            )  # fmt: skip
         if skip.reason == "deadline_passed":
-            # Reported through the normal path: the agent's deadline gate skips it (125).
+            # Its result goes through the normal path: the agent's deadline gate skips it (125).
             log.warning("schedule %s: %s", skip.schedule_id, skip.detail)
             self._dispatch(reg, skip.nominal, now, claim=False)
             return
@@ -383,14 +421,14 @@ class LocalScheduler(Worker):
             attempt = self.claims.try_claim(sid, request_id, now=now, until=until)
             if not attempt.granted:
                 self.skipped_ticks += 1
-                log.info(
-                    "schedule %s: occurrence %s skipped: the previous run (%s) still holds "
-                    "the claim until %s",
-                    sid,
-                    format_instant(nominal),
-                    attempt.claim.owner,
-                    format_instant(attempt.claim.until),
+                held = (
+                    f"the previous run ({attempt.claim.owner}) still holds the claim until "
+                    f"{format_instant(attempt.claim.until)}"
                 )
+                log.info(
+                    "schedule %s: occurrence %s skipped: %s", sid, format_instant(nominal), held
+                )
+                self._decided(sid, nominal, "skipped", now, reason="claim_held", detail=held)
                 return
             if attempt.warning:
                 log.warning("%s", attempt.warning)
@@ -404,6 +442,8 @@ class LocalScheduler(Worker):
                 format_instant(nominal),
                 request_id,
             )
+            if claim:  # a fire (a deadline skip was reported as the skip it is)
+                self._decided(sid, nominal, "fired", now, request_id=request_id)
             return
         log.info(
             "schedule %s: occurrence %s was already admitted (%s); not run again",
@@ -413,6 +453,57 @@ class LocalScheduler(Worker):
         )
         if claim and not self._in_flight(request_id) and self.claims.release(sid, request_id):
             self._save_state()
+
+    # --- decisions reported to the backend -----------------------------------------------------
+    def _decided(
+        self,
+        schedule_id: str,
+        nominal: datetime,
+        result: DecisionResult,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        detail: str = "",
+        count: int = 1,
+        request_id: str | None = None,
+    ) -> None:
+        """Count a decision and report it (SPEC §4.4: skipped and missed fires are visible);
+        the totals are saved first, so a lost report is made up by the next one."""
+        totals = self.decision_totals.setdefault(
+            schedule_id, {"fired": 0, "skipped": 0, "missed": 0}
+        )
+        totals[result] += count
+        self.store.save_decisions(self.decision_epoch, self.decision_totals)
+        if self._report is None:
+            return
+        from kanade.core.models.decisions import (
+            DETAIL_MAX,
+            REASON_MAX,
+            DecisionTotals,
+            ScheduleDecisionReport,
+            bounded,
+        )
+        from kanade.core.scheduling import occurrence_id
+
+        try:
+            self._report(
+                ScheduleDecisionReport(
+                    pc_id=self.pc_id,
+                    schedule_id=schedule_id,
+                    occurrence_id=occurrence_id(schedule_id, nominal),
+                    nominal_time=nominal,
+                    decided_at=now,
+                    result=result,
+                    reason=bounded(reason, REASON_MAX),
+                    detail=bounded(detail, DETAIL_MAX) or "",
+                    count=count,
+                    request_id=request_id,
+                    epoch=self.decision_epoch,
+                    totals=DecisionTotals(**totals),
+                )
+            )
+        except Exception:  # e.g. a full disk: the next report carries the totals
+            log.exception("schedule %s: decision not reported", schedule_id)
 
     # --- results ------------------------------------------------------------------------------
     def _is_local_fire(self, cmd: Command) -> bool:

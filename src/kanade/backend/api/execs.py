@@ -55,6 +55,7 @@ async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
         env=body.env,
         cwd=body.cwd,
         actor=current_actor(),
+        starting_deadline=body.starting_deadline,
     )
     services.metrics.execs.labels(kind="adhoc").inc()
     return created.to_dict()

@@ -59,7 +59,8 @@ async def get_result(result_id: str, services: ServicesDep) -> dict[str, Any]:
 
 
 def _with_status(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    return {**row, "status": agent_status(row["last_seen"], now)}
+    stopped = row.get("stopped_at") is not None
+    return {**row, "status": agent_status(row["last_seen"], now, stopped=stopped)}
 
 
 @router.get("/agents", response_model=AgentPage)

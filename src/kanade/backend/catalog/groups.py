@@ -1,5 +1,6 @@
-"""Group membership as stored in KV ``kanade_groups`` (key = pc id, value = JSON list of
-group names), read by the group service and by command-consumer provisioning."""
+"""Group membership as stored in KV ``kanade_groups`` (key = pc id, value = a
+:class:`~kanade.core.models.membership.Membership`: each group with the instant the pc
+joined it), read by the group service and by command-consumer provisioning."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from kanade.bus import kvcas
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.ids import is_slug
+from kanade.core.models.membership import Membership
 
 
 def group_list(raw: bytes | None) -> list[str]:
     """A stored membership value as a sorted list of names (anything else: empty)."""
-    value = kvcas.json_or(raw, [])
-    return sorted({g for g in value if isinstance(g, str)}) if isinstance(value, list) else []
+    return Membership.decode(raw).names
 
 
 async def kv_groups_of(bus: Bus, pc_id: str) -> list[str]:

@@ -7,6 +7,7 @@ The projection consumers are declared here (their workers in
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -85,7 +86,32 @@ AUDIT_CONSUMER = ConsumerSpec(
     durable="projector-audit",
     filter_subjects=(subjects.AUDIT_ALL,),
 )
-PROJECTION_CONSUMERS: tuple[ConsumerSpec, ...] = (RESULTS_CONSUMER, EXECS_CONSUMER, AUDIT_CONSUMER)
+DECISIONS_CONSUMER = ConsumerSpec(
+    stream=subjects.STREAM_DECISIONS,
+    durable="projector-decisions",
+    filter_subjects=(subjects.DECISIONS_ALL,),
+)
+PROJECTION_CONSUMERS: tuple[ConsumerSpec, ...] = (
+    RESULTS_CONSUMER,
+    EXECS_CONSUMER,
+    AUDIT_CONSUMER,
+    DECISIONS_CONSUMER,
+)
+
+
+async def replayed(js: JetStreamContext, specs: tuple[ConsumerSpec, ...], *, poll_s: float) -> None:
+    """Return once every consumer of ``specs`` has acked all its stream held at the call:
+    the database a replay is rebuilding has caught up with what happened before it."""
+    targets = {spec.durable: (spec, (await js.stream_info(spec.stream)).state.last_seq)
+               for spec in specs}  # fmt: skip
+    while targets:
+        for name, (spec, target) in list(targets.items()):
+            info = await js.consumer_info(spec.stream, spec.durable)
+            floor = info.ack_floor.stream_seq if info.ack_floor else 0
+            if (floor or 0) >= target or (not info.num_pending and not info.num_ack_pending):
+                del targets[name]
+        if targets:
+            await asyncio.sleep(poll_s)
 
 
 class BatchSource:

@@ -47,12 +47,20 @@ async def publish_exact(bus: Bus, raw: bytes, request_id: str, subs: list[str]) 
 
 
 async def publish_exec_status(
-    bus: Bus, exec_id: str, status: str, actor: str, at: datetime
+    bus: Bus,
+    exec_id: str,
+    status: str,
+    actor: str,
+    at: datetime,
+    deadline_at: datetime | None = None,
 ) -> None:
     """An exec status record on KANADE_EXECS (``kanade.exec.<event>.<exec_id>``), which the
     projector applies through the transition table: an operator's decision (approved →
-    pending, rejected, cancelled by an abort) survives a rebuild of the database."""
-    record = ExecStatusRecord(exec_id=exec_id, status=status, at=at, by=actor)
+    pending, rejected, cancelled by an abort) survives a rebuild of the database, and so
+    does the deadline an approval gave the exec (``deadline_at``)."""
+    record = ExecStatusRecord(
+        exec_id=exec_id, status=status, at=at, by=actor, deadline_at=deadline_at
+    )
     try:
         await bus.publish_js(record.subject(), record.encode(), msg_id=record.msg_id())
     except Exception as exc:

@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-IDENTITY_KINDS = ("result", "started", "heartbeat")
+IDENTITY_KINDS = ("result", "started", "heartbeat", "decision")
 
 
 class Metrics:
@@ -29,8 +29,8 @@ class Metrics:
         # naming another pc is a forgery attempt (or a bug), dropped and counted here.
         self.identity_mismatch = Counter(
             "kanade_identity_mismatch",
-            "Results, started events and heartbeats dropped: payload pc_id is not the "
-            "subject's (the identity the broker authenticated)",
+            "Results, started events, heartbeats and schedule decisions dropped: payload "
+            "pc_id is not the subject's (the identity the broker authenticated)",
             ["kind"],
             registry=self.registry,
         )
@@ -43,6 +43,18 @@ class Metrics:
         )
 
         # Refreshed on each scrape (kanade.backend.services.fleet_metrics): state, not events.
+        self.schedule_decisions = Gauge(
+            "kanade_schedule_decisions",
+            "Schedule occurrences by where they were decided (runs_on: backend = the central "
+            "scheduler, agent = the agents' local schedulers) and result, from the database",
+            ["runs_on", "result"],
+            registry=self.registry,
+        )
+        self.state_backlog = Gauge(
+            "kanade_state_backlog",
+            "Operator-state changes not yet written to the broker (KV kanade_state)",
+            registry=self.registry,
+        )
         self.projector_lag = Gauge(
             "kanade_projector_lag_messages",
             "Messages of a consumer's stream not yet projected (pending + unacked)",
@@ -70,6 +82,16 @@ class Metrics:
         self.agents_by_status = Gauge(
             "kanade_agents", "Known agents, by liveness", ["status"], registry=self.registry
         )
+        self.agents_disk_full = Gauge(
+            "kanade_agents_disk_full",
+            "Alive agents whose data directory is full (they refuse new work)",
+            registry=self.registry,
+        )
+        self.agents_held_messages = Gauge(
+            "kanade_agents_held_messages",
+            "Results and events alive agents hold in memory because their disk is full",
+            registry=self.registry,
+        )
         self.reaped = Counter(
             "kanade_reaped_results",
             "Result rows reaped (no result by their deadline)",
@@ -80,10 +102,17 @@ class Metrics:
             "Executions expired (still pending an hour after creation)",
             registry=self.registry,
         )
+        self.no_result = Counter(
+            "kanade_no_result_pcs",
+            "Expected pcs closed as no_result: never started by their exec's deadline, or "
+            "never sent (rejected, aborted)",
+            registry=self.registry,
+        )
 
     def on_reap(self, report: Any) -> None:
         self.reaped.inc(len(report.reaped))
         self.expired.inc(len(report.expired))
+        self.no_result.inc(report.no_result)
 
     def on_identity_mismatch(self, kind: str) -> None:
         self.identity_mismatch.labels(kind=kind).inc()

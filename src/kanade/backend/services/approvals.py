@@ -49,6 +49,7 @@ from kanade.backend.store import approvals as store
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core.approvals import is_expired, may_approve, restamp
+from kanade.core.dispatch import command_deadline
 from kanade.core.models.wire import Command, decode, encode
 from kanade.core.msgids import audit_msg_id
 from kanade.core.statuses import ApprovalState, ExecStatus
@@ -147,6 +148,9 @@ class ApprovalService:
         # Pin before any command can exist (SPEC §4.1), exactly as a direct exec does.
         await pins.pin_version(bus, job)
         raw = None if row["rollout"] else self._stamped(row, now)
+        # The exec's deadline is its command's, now that it goes out (a rollout's waves
+        # set it as each is sent).
+        deadline = None if raw is None else command_deadline(decode(Command, raw.encode()))
         won = await self._db.write(
             lambda conn: store.decide(
                 conn,
@@ -156,6 +160,7 @@ class ApprovalService:
                 reason=None,
                 now=now,
                 command=raw,
+                deadline_at=deadline,
             )
         )
         if not won:
@@ -163,7 +168,7 @@ class ApprovalService:
             self._check_pending(fresh, now)  # raises with the real reason
             raise Conflict(f"execution {exec_id!r} was decided concurrently", exec_id=exec_id)
         # Before the commands: a rebuilt database replays the decision (§4.2).
-        await publish_exec_status(bus, exec_id, ExecStatus.PENDING, actor, now)
+        await publish_exec_status(bus, exec_id, ExecStatus.PENDING, actor, now, deadline)
         dispatched = False
         if row["rollout"]:
             if self._on_rollout_started is not None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -36,7 +36,7 @@ from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.bus.publish import publish_one
 from kanade.core.approvals import DEFAULT_TTL
-from kanade.core.dispatch import Budgets, adhoc_job, build_command
+from kanade.core.dispatch import Budgets, adhoc_job, build_command, command_deadline
 from kanade.core.ids import new_id
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.job import JobManifest
@@ -63,6 +63,10 @@ class ExecCreated:
     # awaiting_approval for a require_approval job; rollout_id when sent in waves.
     status: str = ExecStatus.PENDING
     rollout_id: str | None = None
+    # The script timeout, and the exec's deadline (no pc starts after it; None until its
+    # commands go out, for a rollout or an exec awaiting approval).
+    timeout_s: float | None = None
+    deadline_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +78,8 @@ class ExecCreated:
             "expected_pcs": self.expected_pcs,
             "status": self.status,
             "rollout_id": self.rollout_id,
+            "timeout_s": self.timeout_s,
+            "deadline_at": self.deadline_at,
         }
 
 
@@ -136,6 +142,7 @@ class ExecService:
         env: dict[str, str] | None = None,
         cwd: str | None = None,
         actor: str = "anonymous",
+        starting_deadline: timedelta | None = None,
     ) -> ExecCreated:
         bus = self._bus()
         exec_id = new_id()
@@ -152,7 +159,7 @@ class ExecService:
             exec_id=exec_id,
             target=target,
             jitter=None,
-            starting_deadline=None,
+            starting_deadline=starting_deadline,
             actor=actor,
             script_sha256=None,
         )
@@ -201,6 +208,10 @@ class ExecService:
         )
         if urgent:  # admins only (checked by the route): bypasses max_local_concurrent
             command = command.model_copy(update={"urgent": True})
+        deferred = rollout is not None or awaiting_approval
+        # The exec's deadline (SPEC §4.3) is its command's, once the command goes out: a
+        # deferred one is stamped again when it does (the approval, each wave).
+        deadline = None if deferred else command_deadline(command)
         record = ExecRecord(
             exec_id=exec_id,
             kind=kind,
@@ -217,10 +228,10 @@ class ExecService:
             if command.inventory is None
             else command.inventory.model_dump(mode="json"),
             check_hint=None if command.check is None else command.check.model_dump(mode="json"),
+            deadline_at=deadline,
         )
         await publish_one(bus, record_message(record))
         subs = command_subjects(target, job.id)
-        deferred = rollout is not None or awaiting_approval
 
         def store(conn: Any) -> None:
             executions.upsert_executions(conn, [record.row()], now)
@@ -279,6 +290,8 @@ class ExecService:
             subs,
             status=record.status,
             rollout_id=exec_id if rollout is not None else None,
+            timeout_s=command.timeout_s,
+            deadline_at=deadline,
         )
 
     async def _audit(self, bus: Bus, record: ExecRecord, command: Command) -> None:

@@ -1,4 +1,6 @@
-"""Gauges read at scrape time: projector lag per consumer, execs and agents by status.
+"""Gauges read at scrape time: projector lag per consumer, execs and agents by status, agents
+with a full disk, schedule decisions (the central scheduler's and the agents') and the
+operator-state backlog.
 
 Computed when ``/metrics`` is scraped instead of maintained on every write: they are
 states, a scrape every few seconds is cheap, and nothing on the hot path pays for them.
@@ -14,24 +16,42 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS
 from kanade.backend.services.container import Services
-from kanade.backend.store import agents, executions
+from kanade.backend.store import agent_decisions, agents, executions, scheduling, state_outbox
 from kanade.core.instants import Clock, system_clock
 from kanade.core.statuses import ExecStatus
 
 
-def _db_counts(conn: Connection, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
-    return executions.count_by_status(conn), agents.count_by_liveness(conn, now)
+def _db_counts(
+    conn: Connection, now: datetime
+) -> tuple[dict[str, int], dict[str, int], tuple[int, int]]:
+    return (
+        executions.count_by_status(conn),
+        agents.count_by_liveness(conn, now),
+        agents.disk_trouble(conn, now),
+    )
+
+
+def _decisions(conn: Connection) -> tuple[dict[str, dict[str, int]], int]:
+    by_source = {"backend": scheduling.totals(conn), "agent": agent_decisions.totals(conn)}
+    return by_source, state_outbox.backlog(conn)
 
 
 async def refresh(services: Services, *, clock: Clock = system_clock) -> None:
     m = services.metrics
     now = clock()
-    execs, fleet = await services.db.read(lambda conn: _db_counts(conn, now))
+    execs, fleet, (disk_full, held) = await services.db.read(lambda conn: _db_counts(conn, now))
     # Every status gets a gauge (0 included), then any unknown one found in the table.
     for status in (*ExecStatus, *execs):
         m.execs_by_status.labels(status=status).set(execs.get(status, 0))
     for status in ("alive", "stale", "offline"):
         m.agents_by_status.labels(status=status).set(fleet.get(status, 0))
+    m.agents_disk_full.set(disk_full)
+    m.agents_held_messages.set(held)
+    by_source, backlog = await services.db.read(_decisions)
+    for runs_on, counts in by_source.items():
+        for result, n in counts.items():
+            m.schedule_decisions.labels(runs_on=runs_on, result=result).set(n)
+    m.state_backlog.set(backlog)
     if not services.link.connected:
         return
     with contextlib.suppress(Exception):  # a scrape must never fail on the broker

@@ -1,5 +1,8 @@
-"""Group membership kept in KV (SPEC §3.7): bucket ``kanade_groups``, key = pc id, value =
-JSON list of group names, merged by the agent with its static ``--group`` flags.
+"""Group membership kept in KV (SPEC §3.2, §3.7): bucket ``kanade_groups``, key = pc id,
+value = each group with the instant the pc joined it
+(:class:`~kanade.core.models.membership.Membership`), merged by the agent with its static
+``--group`` flags. The instant is this backend's clock, like a command's ``issued_at``: the
+agent runs a group's command only if it was issued after the pc joined (SPEC §3.2).
 
 Changes are compare-and-sets on the key's revision, so two operators changing one pc's
 membership at once never lose an update. Every change is audited.
@@ -21,6 +24,7 @@ from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
 from kanade.bus import kvcas
 from kanade.core import subjects
+from kanade.core.models.membership import Membership
 
 log = structlog.get_logger(__name__)
 
@@ -99,15 +103,19 @@ class GroupService(Service):
         kv = await bus.kv(subjects.KV_GROUPS)
 
         def mutate(raw: bytes | None) -> bytes | None:
-            new = sorted(set(change(group_list(raw))))
+            old = Membership.decode(raw)
+            new = sorted(set(change(old.names)))
             if not new:
                 return None
-            encoded = kvcas.dumps(new)
-            # Keep the stored bytes when nothing changed (no needless KV write).
-            return raw if raw is not None and group_list(raw) == new else encoded
+            # Keep the stored bytes when nothing changed (no needless KV write, and every
+            # group kept keeps the instant it was joined).
+            if raw is not None and old.names == new:
+                return raw
+            return old.with_groups(new, self._clock()).encode()
 
         done = await kvwrite.change(kv, pc_id, mutate)
         before, after = group_list(done.old), group_list(done.new)
+        since = Membership.decode(done.new).groups
         if before != after:
             await publish_audit(
                 self._bus,
@@ -117,4 +125,10 @@ class GroupService(Service):
                 at=self._clock(),
             )
             log.info("group membership changed", pc_id=pc_id, before=before, after=after)
-        return {"pc_id": pc_id, "groups": after, "previous": before, "changed": before != after}
+        return {
+            "pc_id": pc_id,
+            "groups": after,
+            "since": since,
+            "previous": before,
+            "changed": before != after,
+        }

@@ -8,11 +8,12 @@ from typing import Any
 
 import structlog
 from nats.js.errors import NotFoundError as JsNotFoundError
+from sqlalchemy.engine import Connection
 
 from kanade.backend.errors import NotFound
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services.base import Service
-from kanade.backend.store import executions
+from kanade.backend.store import executions, unstarted
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.models.records import ExecStatusRecord, KillRequest
@@ -44,7 +45,7 @@ class KillService(Service):
         bus = self._bus()
         now = self._clock()
         previous = str(row["status"])
-        status = await self._mark_cancelled(exec_id, previous, now)
+        status = await self._mark_cancelled(exec_id, previous, now, actor)
         if status == ExecStatus.CANCELLED:
             record = ExecStatusRecord(exec_id=exec_id, status=status, at=now, by=actor)
             try:
@@ -84,15 +85,21 @@ class KillService(Service):
             "cancelled_subjects": cancelled,
         }
 
-    async def _mark_cancelled(self, exec_id: str, current: str, now: datetime) -> str:
+    async def _mark_cancelled(self, exec_id: str, current: str, now: datetime, actor: str) -> str:
         """Move the exec to ``cancelled`` if the table allows it; the status it has after."""
         if current == ExecStatus.CANCELLED:
             return current
         if not can_transition(current, ExecStatus.CANCELLED):
             return current
-        if await self._db.write(
-            lambda conn: executions.apply_exec_status(conn, exec_id, ExecStatus.CANCELLED, now)
-        ):
+        def cancel(conn: Connection) -> bool:
+            if not executions.set_exec_status(conn, exec_id, ExecStatus.CANCELLED, now, by=actor):
+                return False
+            # Its queued copies are deleted below: a pc that has not started it never will
+            # and says so at once as no_result (a killed script still reports -1).
+            unstarted.close_exec(conn, exec_id, now)
+            return True
+
+        if await self._db.write(cancel):
             return ExecStatus.CANCELLED
         # It moved on meanwhile (e.g. completed): report what it is now.
         fresh = await self._db.read(lambda conn: executions.get_execution(conn, exec_id))

@@ -18,12 +18,20 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.errors import Conflict, NotFound
 from kanade.backend.messaging.exec_events import publish_audit_once, publish_exec_status
+from kanade.backend.store import executions, unstarted
 from kanade.backend.store import rollouts as store
 from kanade.backend.store.database import Database
 from kanade.backend.store.executions import set_exec_status
 from kanade.bus.connection import Bus
 from kanade.core.msgids import audit_msg_id
-from kanade.core.statuses import ROLLOUT_TRANSITIONS, ExecStatus, RolloutStatus, sources
+from kanade.core.statuses import (
+    EXEC_TRANSITIONS,
+    ROLLOUT_TRANSITIONS,
+    ExecStatus,
+    RolloutStatus,
+    is_terminal,
+    sources,
+)
 
 _WAVE_VIEW = (
     "idx", "kind", "label", "pcs", "delay_s", "state", "due_at", "request_id", "claimed_at",
@@ -75,6 +83,16 @@ def resume(conn: Connection, rollout_id: str, now: datetime) -> int:
             status=row["status"],
         )
     idx = int(row["current_wave"])
+    exec_row = executions.get_execution(conn, str(row["exec_id"]))
+    if exec_row is not None and is_terminal(EXEC_TRANSITIONS, str(exec_row["status"])):
+        # Its deadline passed while it was halted: the unsent pcs were closed as no_result
+        # and the exec ended (SPEC §4.3); sending more now would run under an ended exec.
+        raise Conflict(
+            f"rollout {rollout_id!r} stayed halted past its exec's deadline and its exec "
+            f"is {exec_row['status']}; start a new exec (kanade exec) to reach the rest",
+            rollout_id=rollout_id,
+            status=row["status"],
+        )
     if not store.resume_halted(conn, rollout_id, idx, now):
         raise Conflict(f"rollout {rollout_id!r} changed concurrently; retry")
     return idx
@@ -106,6 +124,8 @@ def abort(conn: Connection, rollout_id: str, reason: str | None, now: datetime) 
         raise Conflict(f"rollout {rollout_id!r} changed concurrently; retry")
     waiting, dispatching = moved
     cancelled = set_exec_status(conn, str(row["exec_id"]), ExecStatus.CANCELLED, now)
+    # The pcs of waves never sent will never start: closed as no_result at once (§4.3).
+    unstarted.close_exec(conn, str(row["exec_id"]), now)
     return Aborted(waiting, dispatching, cancelled)
 
 

@@ -3,12 +3,12 @@ Pure functions over data the routes read (catalog, DB rows, KV marks)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, tzinfo
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from kanade.backend.store.scheduling import ReconcileFacts
-from kanade.core.fleet import ALIVE_WINDOW
+from kanade.core.fleet import agent_status
 from kanade.core.instants import format_instant, format_local, format_optional
 from kanade.core.models.schedule import Schedule
 from kanade.core.scheduling import (
@@ -83,7 +83,49 @@ def schedule_status(
     }
 
 
+def combined_stats(
+    backend: Mapping[str, Any] | None, agents: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """One schedule's counters and last fire: the central scheduler's and the agents' added
+    up (a schedule fires on one side at a time, but may have switched ``runs_on``)."""
+    if not agents:
+        return dict(backend) if backend else None
+    out = dict(backend or {})
+    for k in ("fired", "skipped", "missed"):
+        out[k] = int(out.get(k) or 0) + int(agents.get(k) or 0)
+    mine, theirs = out.get("last_fire_at"), agents.get("last_fire_at")
+    if theirs is not None and (mine is None or theirs > mine):
+        out |= {
+            "last_fire_at": theirs,
+            "last_nominal": agents.get("last_nominal"),
+            "last_exec_id": None,  # each agent runs it under its own request id
+        }
+    return out
+
+
+def merged_decisions(
+    backend: Sequence[Mapping[str, Any]], agents: Sequence[Mapping[str, Any]], limit: int
+) -> list[Mapping[str, Any]]:
+    """The newest ``limit`` decisions of both sides, newest first."""
+    rows = [*backend, *agents]
+    rows.sort(key=lambda r: r.get("decided_at") or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return rows[:limit]
+
+
 def decision_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    if row.get("pc_id") is not None:  # an agent's local scheduler
+        return {
+            "decided_at": format_optional(row.get("decided_at")),
+            "nominal_time": format_optional(row.get("nominal_time")),
+            "occurrence_id": row.get("occurrence_id"),
+            "result": row.get("result"),
+            "reason": row.get("reason"),
+            "detail": row.get("detail"),
+            "exec_id": None,
+            "pcs": 1,
+            "lateness_s": None,
+            "pc_id": row.get("pc_id"),
+        }
     return {
         "decided_at": format_optional(row.get("decided_at")),
         "nominal_time": format_optional(row.get("nominal_time")),
@@ -116,7 +158,11 @@ def schedule_preview(
     target = schedule.target
     known = {str(a["pc_id"]): a for a in agents}
     alive = {
-        pc for pc, a in known.items() if a.get("last_seen") and now - a["last_seen"] <= ALIVE_WINDOW
+        pc
+        for pc, a in known.items()
+        if a.get("last_seen")
+        and agent_status(a["last_seen"], now, stopped=a.get("stopped_at") is not None)
+        == "alive"
     }
     pcs = sorted(
         {pc for pc, a in known.items() if target.matches(pc, a.get("groups") or [])}

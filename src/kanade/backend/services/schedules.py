@@ -22,6 +22,7 @@ from kanade.backend.catalog.schedules import ScheduleCatalog, kv_keys, schedule_
 from kanade.backend.errors import Invalid, NotFound
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services import schedule_views as views
+from kanade.backend.store import agent_decisions
 from kanade.backend.store import agents as agent_rows
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.database import Database
@@ -30,6 +31,16 @@ from kanade.core import subjects
 from kanade.core.instants import system_clock
 from kanade.core.models.schedule import Schedule
 from kanade.core.validation import parse_schedule
+
+
+def _recent(
+    conn: Connection, schedule_id: str, limit: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The newest decisions of the central scheduler and of the agents."""
+    return (
+        store.recent_decisions(conn, schedule_id=schedule_id, limit=limit),
+        agent_decisions.recent(conn, schedule_id, limit),
+    )
 
 
 def _fires_from_backend(schedule: Schedule) -> bool:
@@ -72,22 +83,25 @@ class ScheduleService:
         now = system_clock()
         freeze = await read_freeze(bus)
         ids = [s.id for s in schedules]
-        stats = await self._db.read(lambda conn: store.stats(conn, ids))
+        stats, local = await self._db.read(
+            lambda conn: (store.stats(conn, ids), agent_decisions.stats(conn, ids))
+        )
         out: list[dict[str, Any]] = []
         for s in schedules:
             item = schedule_document(s)
             item["status"] = views.schedule_status(
                 s,
-                stats.get(s.id),
+                views.combined_stats(stats.get(s.id), local.get(s.id)),
                 now=now,
                 local_tz=self._local_tz,
                 freeze=freeze,
                 reconcile_poll=self._reconcile_poll,
             )
             if decisions:
-                rows = await self._db.read(
-                    functools.partial(store.recent_decisions, schedule_id=s.id, limit=decisions)
+                mine, theirs = await self._db.read(
+                    functools.partial(_recent, schedule_id=s.id, limit=decisions)
                 )
+                rows = views.merged_decisions(mine, theirs, decisions)
                 item["decisions"] = [views.decision_view(r) for r in rows]
             out.append(item)
         return out

@@ -24,13 +24,15 @@ LIVENESS: tuple[AgentStatus, ...] = ("alive", "stale", "offline")
 
 
 def liveness_is(status: AgentStatus, now: datetime) -> ColumnElement[bool]:
-    """``agent_status(last_seen, now) == status`` as a SQL condition (index-friendly)."""
+    """``agent_status(last_seen, now, stopped=...) == status`` as a SQL condition
+    (index-friendly): an agent that said it was stopping is offline at once."""
     seen = agents.c.last_seen
+    running = agents.c.stopped_at.is_(None)
     if status == "alive":
-        return seen >= now - ALIVE_WINDOW
+        return (seen >= now - ALIVE_WINDOW) & running
     if status == "stale":
-        return (seen < now - ALIVE_WINDOW) & (seen >= now - STALE_WINDOW)
-    return seen < now - STALE_WINDOW
+        return (seen < now - ALIVE_WINDOW) & (seen >= now - STALE_WINDOW) & running
+    return (seen < now - STALE_WINDOW) | agents.c.stopped_at.is_not(None)
 
 
 def liveness(now: datetime) -> ColumnElement[str]:
@@ -47,6 +49,17 @@ def count_by_liveness(conn: Connection, now: datetime) -> dict[str, int]:
     status = liveness(now)
     found = {str(s): int(n) for s, n in conn.execute(select(status, func.count()).group_by(status))}
     return {s: found.get(s, 0) for s in LIVENESS}
+
+
+def disk_trouble(conn: Connection, now: datetime) -> tuple[int, int]:
+    """Among alive agents: how many report a full disk, and how many messages they hold
+    in memory for it (an offline agent's last word is not news)."""
+    q = select(
+        func.count().filter(agents.c.disk_full.is_(True)),
+        func.coalesce(func.sum(agents.c.held_messages), 0),
+    ).where(liveness_is("alive", now))
+    full, held = conn.execute(q).one()
+    return int(full or 0), int(held or 0)
 
 
 def alive_agents(conn: Connection, now: datetime) -> list[tuple[str, list[str]]]:
@@ -94,7 +107,8 @@ def get_agent(conn: Connection, pc_id: str) -> Record | None:
 _AGENT_UPDATE_COLUMNS = (
     "hostname", "agent_version", "os_family", "os_version", "boot_time", "cpu_percent",
     "rss_bytes", "groups", "schedule_set_version", "last_command_at", "queue_length",
-    "running", "last_seen",
+    "running", "disk_full", "disk_error", "disk_free_bytes", "held_messages", "last_seen",
+    "stopped_at",
 )  # fmt: skip
 
 

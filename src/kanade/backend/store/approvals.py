@@ -2,7 +2,9 @@
 ``pending → approved|rejected`` compare-and-set (which moves the exec and its rollout along),
 expiry and re-drive queries, and the job versions approved for unattended runs.
 
-These tables are operator decisions, not projections: a wiped database forgets them.
+These tables are operator decisions, not projections: every change is noted for its
+document in KV ``kanade_state`` (:mod:`kanade.backend.store.state_outbox`), which a wiped
+database is rebuilt from.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import Any
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.engine import Connection
 
-from kanade.backend.store import rollouts
+from kanade.backend.store import rollouts, unstarted
 from kanade.backend.store.database import Database
-from kanade.backend.store.executions import set_exec_status
+from kanade.backend.store.executions import extend_deadline, set_exec_status
+from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import approvals, executions, unattended_approvals
 from kanade.core.approvals import approval_expires_at
 from kanade.core.models.records import ExecRecord
@@ -57,6 +60,7 @@ def create_request(
                 rollout=rollout,
             )
         )
+        touch(conn, "approval", record.exec_id)
     return expires_at
 
 
@@ -145,6 +149,7 @@ def add_unattended(
         return {**dict(existing), "created": False}
     row = {"job_id": job_id, "version": version, "approved_by": actor, "approved_at": now}
     conn.execute(unattended_approvals.insert().values(**row))
+    touch(conn, "unattended", job_id, version)
     return {**row, "created": True}
 
 
@@ -156,7 +161,10 @@ def remove_unattended(conn: Connection, job_id: str, version: str) -> bool:
             unattended_approvals.c.version == version,
         )
     )
-    return bool(res.rowcount > 0)
+    if res.rowcount > 0:
+        touch(conn, "unattended", job_id, version)
+        return True
+    return False
 
 
 # --- state changes ----------------------------------------------------------------------------
@@ -171,9 +179,14 @@ def decide(
     reason: str | None,
     now: datetime,
     command: str | None = None,
+    deadline_at: datetime | None = None,
     require_unexpired: bool = True,
 ) -> bool:
-    """Compare-and-set ``pending → state`` and move the exec (and its rollout) along."""
+    """Compare-and-set ``pending → state`` and move the exec (and its rollout) along.
+
+    Approved with the stamped ``command``: ``deadline_at`` is its deadline, now the exec's.
+    Rejected (or expired): its expected pcs, never to be sent anything, are closed as
+    ``no_result`` at once (SPEC §4.3)."""
     cond = [
         approvals.c.exec_id == exec_id,
         approvals.c.state.in_(sources(APPROVAL_TRANSITIONS, ApprovalState(state))),
@@ -190,22 +203,28 @@ def decide(
         values["command"] = command
     if conn.execute(update(approvals).where(and_(*cond)).values(**values)).rowcount != 1:
         return False
+    touch(conn, "approval", exec_id)
     if state == ApprovalState.APPROVED:
-        set_exec_status(conn, exec_id, ExecStatus.PENDING, now)
+        set_exec_status(conn, exec_id, ExecStatus.PENDING, now, by=actor)
+        if deadline_at is not None:
+            extend_deadline(conn, exec_id, deadline_at)
         rollouts.start_approved(conn, exec_id, now)
     else:
-        set_exec_status(conn, exec_id, ExecStatus.REJECTED, now)
+        set_exec_status(conn, exec_id, ExecStatus.REJECTED, now, by=actor)
         rollouts.reject_pending(conn, exec_id, reason or "rejected", now)
+        unstarted.close_exec(conn, exec_id, now)
     return True
 
 
 def mark_dispatched(conn: Connection, exec_id: str, now: datetime) -> None:
     """Every command of an approved exec was acked (the first time only)."""
-    conn.execute(
+    res = conn.execute(
         update(approvals)
         .where(approvals.c.exec_id == exec_id, approvals.c.dispatched_at.is_(None))
         .values(dispatched_at=now)
     )
+    if res.rowcount:
+        touch(conn, "approval", exec_id)
 
 
 def expire_due(
@@ -249,6 +268,7 @@ def reject_orphans(conn: Connection, now: datetime, *, older_than: timedelta) ->
     ).all()
     for (exec_id,) in orphans:
         set_exec_status(conn, str(exec_id), ExecStatus.REJECTED, now)
+        unstarted.close_exec(conn, str(exec_id), now)
 
 
 def undispatched(conn: Connection, decided_before: datetime) -> list[dict[str, Any]]:

@@ -75,6 +75,16 @@ def create_engine(url: str) -> Engine:
     return sa_create_engine(url, pool_pre_ping=True)
 
 
+COMMIT_TAGS = "kanade.commit_tags"
+"""``conn.info`` key: tags a unit of work leaves for the listeners of its commit."""
+
+
+def tag_commit(conn: Connection, tag: str) -> None:
+    """Tell :meth:`Database.listen` listeners of ``tag`` once this transaction commits
+    (e.g. "operator state changed": the state publisher wakes up)."""
+    conn.info.setdefault(COMMIT_TAGS, set()).add(tag)
+
+
 class Database:
     """Run units of work against the projection DB from async code."""
 
@@ -92,12 +102,30 @@ class Database:
             if self.dialect == "postgresql"
             else self.engine
         )
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+
+    def listen(self, tag: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) after each committed write tagged ``tag``."""
+        self._listeners.setdefault(tag, []).append(callback)
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction on the writer thread; commit, or roll back on error."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._in_transaction, work
+        tags: set[str] = set()
+
+        def tagged(conn: Connection) -> T:
+            try:
+                return work(conn)
+            finally:
+                # Taken whatever happens: conn.info outlives the transaction in the pool.
+                tags.update(conn.info.pop(COMMIT_TAGS, ()))
+
+        result = await asyncio.get_running_loop().run_in_executor(
+            self._writer, self._in_transaction, tagged
         )
+        for tag in tags:
+            for callback in self._listeners.get(tag, ()):
+                callback()
+        return result
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` on a pooled connection in a worker thread (reads run concurrently)."""

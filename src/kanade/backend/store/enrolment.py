@@ -1,5 +1,7 @@
 """``enroll_tokens`` and ``enrolled_agents``: one-time enrolment tokens and each pc's
-broker identity (sync, inside a transaction)."""
+broker identity (sync, inside a transaction). Every change is noted for the row's document
+in KV ``kanade_state`` (:mod:`kanade.backend.store.state_outbox`): after a wiped database,
+an enrolled pc can still be named and revoked, and a used token stays used."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
+from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import enroll_tokens, enrolled_agents
 
 # What the API shows of a token: never its hash.
@@ -45,6 +48,7 @@ def insert_token(
             cancelled=False,
         )
     )
+    touch(conn, "enroll_token", token_id)
 
 
 def get_token(conn: Connection, token_id: str) -> dict[str, Any] | None:
@@ -85,7 +89,10 @@ def claim_token(conn: Connection, token_id: str, pc_id: str, now: datetime) -> b
         .where(enroll_tokens.c.token_id == token_id, _open(now))
         .values(used_at=now, used_by_pc=pc_id)
     )
-    return conn.execute(q).rowcount == 1
+    if conn.execute(q).rowcount != 1:
+        return False
+    touch(conn, "enroll_token", token_id)
+    return True
 
 
 def cancel_token(conn: Connection, token_id: str) -> bool:
@@ -99,7 +106,10 @@ def cancel_token(conn: Connection, token_id: str) -> bool:
         )
         .values(cancelled=True)
     )
-    return conn.execute(q).rowcount == 1
+    if conn.execute(q).rowcount != 1:
+        return False
+    touch(conn, "enroll_token", token_id)
+    return True
 
 
 # --- enrolled agents ---------------------------------------------------------------------
@@ -124,6 +134,7 @@ def put_enrolled(
             pc_id=pc_id, public_key=public_key, enrolled_at=now, token_id=token_id
         )
     )
+    touch(conn, "enrolled", pc_id)
 
 
 def mark_revoked(conn: Connection, pc_id: str, *, now: datetime, by: str) -> bool:
@@ -133,4 +144,7 @@ def mark_revoked(conn: Connection, pc_id: str, *, now: datetime, by: str) -> boo
         .where(enrolled_agents.c.pc_id == pc_id, enrolled_agents.c.revoked_at.is_(None))
         .values(revoked_at=now, revoked_by=by)
     )
-    return conn.execute(q).rowcount == 1
+    if conn.execute(q).rowcount != 1:
+        return False
+    touch(conn, "enrolled", pc_id)
+    return True

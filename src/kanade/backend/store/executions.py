@@ -1,7 +1,11 @@
 """The ``executions`` table: one row per dispatch, its status and its counters.
 
-Status moves only through :data:`kanade.core.statuses.EXEC_TRANSITIONS`; counters are
-recomputed from the ``results`` rows (never incremented), so redelivery is harmless.
+Counters are recomputed from the ``results`` rows (never incremented), so redelivery is
+harmless. The status is *derived* (:func:`kanade.core.execstatus.derive_status`) from the
+row's creation status, its recorded decisions (``exec_decisions``) and those counters, so
+the order facts are projected in never changes it (SPEC §4.3). A live decision (a kill, an
+approval, a rejection) is recorded only if :data:`kanade.core.statuses.EXEC_TRANSITIONS`
+allows it from the status the exec has at that moment.
 """
 
 from __future__ import annotations
@@ -14,15 +18,21 @@ from sqlalchemy import and_, bindparam, case, false, func, or_, select, true, up
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.paging import Page, Record, page
-from kanade.backend.store.tables import executions, results
+from kanade.backend.store.tables import exec_decisions, executions, results
 from kanade.backend.store.upsert import chunks, insert
-from kanade.core.execstatus import progressed_status
-from kanade.core.statuses import EXEC_TRANSITIONS, ExecStatus, can_transition, sources
+from kanade.core.execends import NO_RESULT
+from kanade.core.execstatus import DECISIONS, derive_status
+from kanade.core.lifecycle import fallback_created_cutoff
+from kanade.core.statuses import ExecStatus, can_transition
 
 Row = Mapping[str, Any]
 Hints = dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]]
 
 # --- reads -----------------------------------------------------------------------------
+
+# What the status is derived from, not something a view shows (the status is).
+_INTERNAL = frozenset({"created_status"})
+_VIEW = [c for c in executions.c if c.name not in _INTERNAL]
 
 
 def list_executions(
@@ -37,7 +47,7 @@ def list_executions(
 ) -> Page:
     # expected_pcs can hold thousands of names per exec: the list leaves it out
     # (expected_count says how many); the detail view has it.
-    q = select(*[c for c in executions.c if c.name != "expected_pcs"])
+    q = select(*[c for c in _VIEW if c.name != "expected_pcs"])
     if job_id is not None:
         q = q.where(executions.c.job_id == job_id)
     if status is not None:
@@ -51,7 +61,7 @@ def list_executions(
 
 
 def get_execution(conn: Connection, exec_id: str) -> Record | None:
-    row = conn.execute(select(executions).where(executions.c.exec_id == exec_id)).mappings()
+    row = conn.execute(select(*_VIEW).where(executions.c.exec_id == exec_id)).mappings()
     first = row.first()
     return None if first is None else dict(first)
 
@@ -101,25 +111,99 @@ def pending_since(conn: Connection, cutoff: datetime, limit: int) -> list[tuple[
     return [(str(e), str(s)) for e, s in conn.execute(q)]
 
 
+LIVE_STATUSES: tuple[ExecStatus, ...] = (
+    ExecStatus.PENDING,
+    ExecStatus.RUNNING,
+    ExecStatus.EXPIRED,
+)
+"""Statuses an exec leaves by itself once its deadline has passed (SPEC §4.3)."""
+CLOSED_EARLY: tuple[ExecStatus, ...] = (ExecStatus.REJECTED, ExecStatus.CANCELLED)
+"""Statuses whose unstarted pcs are closed at once: nothing reaches them any more."""
+
+
+_ENDING_COLUMNS = tuple(
+    executions.c[name]
+    for name in (
+        "exec_id", "job_id", "version", "status", "request_id", "target", "expected_pcs",
+        "expected_count", "finished_count", "deadline_at", "created_at",
+    )
+)  # fmt: skip
+
+
+def ending_row(conn: Connection, exec_id: str) -> Record | None:
+    """The columns closing an exec's unstarted pcs needs (see :func:`ending_candidates`)."""
+    q = select(*_ENDING_COLUMNS).where(executions.c.exec_id == exec_id)
+    row = conn.execute(q).mappings().first()
+    return None if row is None else dict(row)
+
+
+def ending_candidates(conn: Connection, due_before: datetime, limit: int) -> list[Record]:
+    """Up to ``limit`` execs that have not ended yet and may have expected pcs to close
+    (SPEC §4.3): those whose deadline is at or before ``due_before`` (``now - grace``; a
+    row without a deadline uses the command lifetime from its creation) — completed ones
+    too: an unexpected pc's result can complete an exec an expected pc never answered —
+    and rejected or cancelled ones at once. Earliest deadline first."""
+    due = or_(
+        executions.c.deadline_at <= due_before,
+        and_(
+            executions.c.deadline_at.is_(None),
+            executions.c.created_at <= fallback_created_cutoff(due_before),
+        ),
+    )
+    q = (
+        select(*_ENDING_COLUMNS)
+        .where(
+            executions.c.ended_at.is_(None),
+            executions.c.status != ExecStatus.AWAITING_APPROVAL,
+            or_(due, executions.c.status.in_(CLOSED_EARLY)),
+        )
+        .order_by(executions.c.deadline_at, executions.c.created_at)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def newer_of_job(
+    conn: Connection, job_id: str, *, after: datetime, until: datetime, limit: int = 50
+) -> list[tuple[str, dict[str, Any]]]:
+    """``(exec_id, target)`` of up to ``limit`` execs of ``job_id`` created after ``after``
+    and at or before ``until``, oldest first: those that may have superseded an older
+    exec's command in the queue."""
+    q = (
+        select(executions.c.exec_id, executions.c.target)
+        .where(
+            executions.c.job_id == job_id,
+            executions.c.created_at > after,
+            executions.c.created_at <= until,
+        )
+        .order_by(executions.c.created_at, executions.c.exec_id)
+        .limit(limit)
+    )
+    return [(str(e), dict(t or {})) for e, t in conn.execute(q)]
+
+
 # --- writes ----------------------------------------------------------------------------
 
 _EXEC_RECORD_COLUMNS = (
     "kind", "job_id", "version", "target", "expected_pcs", "expected_count",
     "initiated_by", "schedule_id", "nominal_time", "created_at", "request_id",
-    "inventory_hint", "check_hint",
+    "inventory_hint", "check_hint", "created_status",
 )  # fmt: skip
 
 
 def new_exec_rows(rows: Iterable[Mapping[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    """Creation records as whole rows: updated ``now``, every counter at zero."""
+    """Creation records as whole rows: updated ``now``, every counter at zero; the record's
+    status is also the status the row was created with (what the status derives from)."""
     return [
         {
             **row,
+            "created_status": row.get("created_status") or row["status"],
             "updated_at": now,
             "started_count": 0,
             "finished_count": 0,
             "failed_count": 0,
             "skipped_count": 0,
+            "no_result_count": 0,
         }
         for row in rows
     ]
@@ -139,7 +223,12 @@ def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> N
     stmt = insert(conn, executions)
     stmt = stmt.on_conflict_do_update(
         index_elements=["exec_id"],
-        set_={c: stmt.excluded[c] for c in _EXEC_RECORD_COLUMNS},
+        set_={
+            **{c: stmt.excluded[c] for c in _EXEC_RECORD_COLUMNS},
+            # A deadline known already (set by an approval or a rollout wave after the
+            # record) is kept: a replayed creation record never forgets it.
+            "deadline_at": func.coalesce(executions.c.deadline_at, stmt.excluded.deadline_at),
+        },
     )
     conn.execute(stmt, full)
     # Results may have been projected before the record (replay order, or a slow API
@@ -148,18 +237,21 @@ def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> N
 
 
 def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: datetime) -> None:
-    """Recompute counters of ``exec_ids`` from their results rows and advance their status.
+    """Recompute counters of ``exec_ids`` from their results rows and derive their status.
 
     Counting (instead of incrementing) is what makes redelivery harmless. ``finished``
-    includes reaped rows — a reaped pc will not report any more, so it must not hold the
-    exec open; it also counts as failed. Skipped results are finished, not failed.
+    includes reaped and no_result rows — such a pc will not report any more, so it must not
+    hold the exec open; they also count as failed. Skipped results are finished, not failed.
     """
     ids = sorted(set(exec_ids))
     if not ids:
         return
-    done = results.c.state.in_(("finished", "reaped"))
+    # A no_result row (an expected pc that never started, closed at the exec's deadline)
+    # is finished and failed like a reaped one, but it never started.
+    done = results.c.state.in_(("finished", "reaped", NO_RESULT))
+    began = results.c.state != NO_RESULT
     failed = or_(
-        results.c.state == "reaped",
+        results.c.state.in_(("reaped", NO_RESULT)),
         and_(
             results.c.state == "finished",
             results.c.skipped == false(),
@@ -167,41 +259,61 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
         ),
     )
     skipped = and_(results.c.state == "finished", results.c.skipped == true())
-    counts: dict[str, tuple[int, int, int, int]] = {}
-    current: dict[str, tuple[str, int]] = {}
+    counts: dict[str, tuple[int, int, int, int, int]] = {}
+    current: dict[str, tuple[str, int, bool]] = {}
+    decided: dict[str, dict[str, datetime | None]] = {}
     for chunk in chunks(ids):
         q = (
             select(
                 results.c.exec_id,
-                func.count(),
+                func.sum(case((began, 1), else_=0)),
                 func.sum(case((done, 1), else_=0)),
                 func.sum(case((failed, 1), else_=0)),
                 func.sum(case((skipped, 1), else_=0)),
+                func.sum(case((results.c.state == NO_RESULT, 1), else_=0)),
             )
             .where(results.c.exec_id.in_(chunk))
             .group_by(results.c.exec_id)
         )
-        for exec_id, n_started, n_finished, n_failed, n_skipped in conn.execute(q):
-            counts[exec_id] = (int(n_started), int(n_finished), int(n_failed), int(n_skipped))
-        q2 = select(executions.c.exec_id, executions.c.status, executions.c.expected_count).where(
-            executions.c.exec_id.in_(chunk)
+        for exec_id, *numbers in conn.execute(q):
+            n_started, n_finished, n_failed, n_skipped, n_closed = (int(n) for n in numbers)
+            counts[exec_id] = (n_started, n_finished, n_failed, n_skipped, n_closed)
+        q2 = select(
+            executions.c.exec_id,
+            executions.c.status,
+            executions.c.created_status,
+            executions.c.expected_count,
+            executions.c.ended_at,
+        ).where(executions.c.exec_id.in_(chunk))
+        for exec_id, status, created, expected, ended_at in conn.execute(q2):
+            current[exec_id] = (created or status, expected, ended_at is not None)
+        q3 = select(exec_decisions.c.exec_id, exec_decisions.c.status, exec_decisions.c.at).where(
+            exec_decisions.c.exec_id.in_(chunk)
         )
-        for exec_id, status, expected in conn.execute(q2):
-            current[exec_id] = (status, expected)
+        for exec_id, status, at in conn.execute(q3):
+            decided.setdefault(exec_id, {})[str(status)] = at
 
     updates = []
-    for exec_id, (status, expected) in current.items():
-        n_started, n_finished, n_failed, n_skipped = counts.get(exec_id, (0, 0, 0, 0))
+    for exec_id, (created, expected, ended) in current.items():
+        n_started, n_finished, n_failed, n_skipped, n_closed = counts.get(
+            exec_id, (0, 0, 0, 0, 0)
+        )
         updates.append(
             {
                 "b_exec_id": exec_id,
-                "b_status": progressed_status(
-                    status, started=n_started, finished=n_finished, expected=expected
-                ),
+                "b_status": derive_status(
+                    created,
+                    decided.get(exec_id, {}),
+                    started=n_started,
+                    finished=n_finished,
+                    expected=expected,
+                    ended=ended,
+                ).value,
                 "b_started": n_started,
                 "b_finished": n_finished,
                 "b_failed": n_failed,
                 "b_skipped": n_skipped,
+                "b_closed": n_closed,
                 "b_now": now,
             }
         )
@@ -215,57 +327,123 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
                 finished_count=bindparam("b_finished"),
                 failed_count=bindparam("b_failed"),
                 skipped_count=bindparam("b_skipped"),
+                no_result_count=bindparam("b_closed"),
                 updated_at=bindparam("b_now"),
             )
         )
         conn.execute(stmt, updates)
 
 
-def apply_exec_status(conn: Connection, exec_id: str, status: str, now: datetime) -> bool:
-    """Move one exec to ``status`` if the transition table allows it; True if it moved.
+def record_decisions(
+    conn: Connection,
+    decisions: Iterable[tuple[str, str, datetime | None, str | None]],
+    now: datetime,
+) -> None:
+    """Record ``(exec_id, status, at, by)`` decisions as facts and re-derive those execs.
 
-    The table is the only authority: a record replayed after the exec already went
-    further (or a status it may not enter) changes nothing.
+    Insert-if-absent: a redelivered record (or the record of a decision this backend
+    already made live) changes nothing. A decision for an exec whose row does not exist
+    yet is kept and counts once the row arrives.
     """
-    try:
-        allowed_from = sources(EXEC_TRANSITIONS, ExecStatus(status))
-    except ValueError:  # not a status at all
-        return False
-    if not allowed_from:
-        return False
-    res = conn.execute(
-        update(executions)
-        .where(executions.c.exec_id == exec_id, executions.c.status.in_(allowed_from))
-        .values(status=status, updated_at=now)
+    kept = [(e, str(s), at, by) for e, s, at, by in decisions if s in DECISIONS]
+    if not kept:
+        return
+    stmt = insert(conn, exec_decisions).on_conflict_do_nothing(
+        index_elements=["exec_id", "status"]
     )
-    return bool(res.rowcount)
+    conn.execute(stmt, [{"exec_id": e, "status": s, "at": at, "by": by} for e, s, at, by in kept])
+    refresh_exec_counters(conn, [e for e, _, _, _ in kept], now)
+
+
+def apply_exec_status(
+    conn: Connection,
+    exec_id: str,
+    status: str,
+    now: datetime,
+    *,
+    at: datetime | None = None,
+    by: str | None = None,
+) -> bool:
+    """Project a decision record (``kanade.exec.<event>.<exec_id>``): record it as a fact
+    and re-derive the exec; True when its status changed.
+
+    No transition check here: a record exists only because the decision was allowed when
+    it was made (:func:`set_exec_status`), whatever the row looks like during a replay.
+    """
+    if status not in DECISIONS:
+        return False
+    before = _status_of(conn, exec_id)
+    record_decisions(conn, [(exec_id, status, at, by)], now)
+    return _status_of(conn, exec_id) != before
 
 
 def expire_pending(conn: Connection, exec_ids: Sequence[str], now: datetime) -> None:
-    """``pending`` → ``expired`` for ``exec_ids`` (guarded: only rows still pending)."""
-    if exec_ids:
-        conn.execute(
-            update(executions)
-            .where(
-                executions.c.exec_id == bindparam("b_id"),
-                executions.c.status == ExecStatus.PENDING,
+    """``pending`` → ``expired`` for ``exec_ids`` (only rows still pending): the reaper's
+    decision, recorded as a fact (a late result still moves the exec on)."""
+    if not exec_ids:
+        return
+    still = [
+        str(e)
+        for chunk in chunks(sorted(set(exec_ids)))
+        for (e,) in conn.execute(
+            select(executions.c.exec_id).where(
+                executions.c.exec_id.in_(chunk), executions.c.status == ExecStatus.PENDING
             )
-            .values(status=ExecStatus.EXPIRED, updated_at=now),
-            [{"b_id": e} for e in exec_ids],
         )
+    ]
+    record_decisions(conn, [(e, ExecStatus.EXPIRED, now, None) for e in still], now)
 
 
-def set_exec_status(conn: Connection, exec_id: str, new: str, now: datetime) -> bool:
-    """Move an exec to ``new`` if the status table allows it from where it is now (an
-    operator's decision: approved, rejected, cancelled by an abort)."""
-    current = conn.execute(
+def set_exec_status(
+    conn: Connection, exec_id: str, new: str, now: datetime, *, by: str | None = None
+) -> bool:
+    """A live decision (approved → ``pending``, rejected, cancelled by a kill or an abort):
+    recorded only if the status table allows it from where the exec is now; True when the
+    exec moved."""
+    current = _status_of(conn, exec_id)
+    if current is None or current == new or not can_transition(current, new):
+        return False
+    record_decisions(conn, [(exec_id, new, now, by)], now)
+    return _status_of(conn, exec_id) != current
+
+
+def _status_of(conn: Connection, exec_id: str) -> str | None:
+    status = conn.execute(
         select(executions.c.status).where(executions.c.exec_id == exec_id)
     ).scalar_one_or_none()
-    if current is None or current == new or not can_transition(str(current), new):
-        return False
-    res = conn.execute(
+    return None if status is None else str(status)
+
+
+def extend_deadline(conn: Connection, exec_id: str, deadline: datetime) -> None:
+    """The exec's deadline becomes ``deadline`` unless it already is later: an approval
+    sends the commands, or another rollout wave goes out (SPEC §4.3)."""
+    conn.execute(
         update(executions)
-        .where(executions.c.exec_id == exec_id, executions.c.status == current)
-        .values(status=new, updated_at=now)
+        .where(
+            executions.c.exec_id == exec_id,
+            or_(executions.c.deadline_at.is_(None), executions.c.deadline_at < deadline),
+        )
+        .values(deadline_at=deadline)
     )
-    return bool(res.rowcount)
+
+
+def end_exec(conn: Connection, exec_id: str, now: datetime) -> bool:
+    """Its deadline passed and no expected pc is left waiting: the exec has ended, a fact
+    its status is derived from (a live one completes, also one that expected nobody).
+    True if its status moved."""
+    before = _status_of(conn, exec_id)
+    if before is None:
+        return False
+    mark_ended(conn, exec_id, now)
+    refresh_exec_counters(conn, [exec_id], now)
+    return _status_of(conn, exec_id) != before
+
+
+def mark_ended(conn: Connection, exec_id: str, now: datetime) -> None:
+    """The exec has ended for good (every expected pc accounted for, none can start any
+    more): the reaper's closing pass need not look at it again."""
+    conn.execute(
+        update(executions)
+        .where(executions.c.exec_id == exec_id, executions.c.ended_at.is_(None))
+        .values(ended_at=now)
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.tables import projection_state
@@ -41,3 +41,7 @@ def claim_deployment(conn: Connection, deployment: str, now: datetime) -> str | 
         return None
     owner = get_state(conn, DEPLOYMENT_KEY)
     return owner if owner is not None and owner != deployment else None
+
+
+def clear_state(conn: Connection, key: str) -> None:
+    conn.execute(delete(projection_state).where(projection_state.c.key == key))

@@ -1,7 +1,9 @@
-"""The ``results`` table: one row per (exec, pc) — in flight, finished or reaped.
+"""The ``results`` table: one row per (exec, pc) — in flight, finished, reaped, or
+``no_result`` (an expected pc that never started, closed at the exec's deadline).
 
 Rows are keyed by ``result_id`` and written with UPSERTs, so arrival order and
-redelivery never duplicate or lose anything; the first finished result wins.
+redelivery never duplicate or lose anything; the first finished result wins, and any
+report of a pc replaces its ``no_result`` row.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, and_, bindparam, case, cast, func, select, update
+from sqlalchemy import String, and_, bindparam, case, cast, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.paging import Page, Record, page
-from kanade.backend.store.tables import results
+from kanade.backend.store.tables import executions, results
 from kanade.backend.store.upsert import chunks, insert
+from kanade.core.execends import NO_RESULT
+from kanade.core.ids import no_result_id
 from kanade.core.lifecycle import REAPED_EXIT_CODE, result_expires_at
 
 Row = Mapping[str, Any]
@@ -104,8 +108,10 @@ def count_by_hour(conn: Connection, since: datetime) -> dict[str, dict[str, int]
 
 def insert_started(conn: Connection, rows: Sequence[Row]) -> None:
     """EventStarted rows: create ``in_flight`` rows; a row that already exists (started,
-    finished or reaped) is left alone — an EventStarted after its result changes nothing."""
+    finished or reaped) is left alone — an EventStarted after its result changes nothing.
+    The pc started after all: its ``no_result`` row goes."""
     if rows:
+        drop_no_results(conn, rows)
         stmt = insert(conn, results).on_conflict_do_nothing(index_elements=["result_id"])
         conn.execute(stmt, list(rows))
 
@@ -126,6 +132,7 @@ def upsert_finished(conn: Connection, rows: Sequence[Row]) -> None:
     """
     if not rows:
         return
+    drop_no_results(conn, rows)
     stmt = insert(conn, results)
     stmt = stmt.on_conflict_do_update(
         index_elements=["result_id"],
@@ -133,6 +140,79 @@ def upsert_finished(conn: Connection, rows: Sequence[Row]) -> None:
         where=results.c.state != "finished",
     )
     conn.execute(stmt, list(rows))
+
+
+def drop_no_results(conn: Connection, rows: Iterable[Row]) -> None:
+    """Delete the ``no_result`` rows of the (exec, pc) pairs ``rows`` report on: a late
+    report is the truth and replaces the closing row.
+
+    Called for every projected batch, so the common case — none of its execs has a
+    ``no_result`` row — costs one primary-key read of those execs' counters."""
+    pairs = {(str(r["exec_id"]), str(r["pc_id"])) for r in rows}
+    closed: set[str] = set()
+    for chunk in chunks(sorted({e for e, _ in pairs})):
+        q = select(executions.c.exec_id).where(
+            executions.c.exec_id.in_(chunk), executions.c.no_result_count > 0
+        )
+        closed.update(str(e) for (e,) in conn.execute(q))
+    ids = sorted(no_result_id(e, p) for e, p in pairs if e in closed)
+    for chunk in chunks(ids):
+        conn.execute(
+            delete(results).where(results.c.result_id.in_(chunk), results.c.state == NO_RESULT)
+        )
+
+
+def reported_pcs(conn: Connection, exec_id: str) -> set[str]:
+    """The pcs with any row for ``exec_id`` (in flight, finished, reaped or no_result)."""
+    q = select(results.c.pc_id).where(results.c.exec_id == exec_id).distinct()
+    return {str(pc) for (pc,) in conn.execute(q)}
+
+
+def insert_no_results(conn: Connection, rows: Sequence[Row]) -> None:
+    """Close expected pcs that never started (:func:`no_result_row`); written once
+    (insert-if-absent on the deterministic id)."""
+    if rows:
+        stmt = insert(conn, results).on_conflict_do_nothing(index_elements=["result_id"])
+        conn.execute(stmt, list(rows))
+
+
+def no_result_row(
+    *,
+    exec_id: str,
+    request_id: str,
+    pc_id: str,
+    job_id: str,
+    version: str,
+    at: datetime,
+    note: str,
+) -> dict[str, Any]:
+    """The ``results`` row of an expected pc closed without a result (SPEC §4.3)."""
+    return {
+        "result_id": no_result_id(exec_id, pc_id),
+        "exec_id": exec_id,
+        "request_id": request_id,
+        "pc_id": pc_id,
+        "job_id": job_id,
+        "version": version,
+        "state": NO_RESULT,
+        "exit_code": None,
+        "skipped": False,
+        "stdout": "",
+        "stderr": "",
+        "stdout_bytes": 0,
+        "stderr_bytes": 0,
+        "stdout_ref": None,
+        "stderr_ref": None,
+        "started_at": None,
+        "finished_at": at,
+        "attempts": 0,
+        "note": note,
+        "schedule_id": None,
+        "nominal_time": None,
+        "recorded_at": at,
+        "timeout_s": None,
+        "expires_at": None,
+    }
 
 
 # --- reaping ---------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """The rollout tables (``rollouts``, ``rollout_waves``; SPEC §4.7): creation, the approval
 hand-over, operator moves (resume, abort), reads, and the runner's claim → mark → settle
 compare-and-sets. Why dispatch is claim → publish → mark: :mod:`kanade.backend.workers.rollouts`.
+Every change is noted for the rollout's document in KV ``kanade_state``
+(:mod:`kanade.backend.store.state_outbox`): a wiped database gets the rollout back, waves and
+all, and it continues where it was.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from kanade.backend.store.database import Database
+from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import agents, results, rollout_waves, rollouts
+from kanade.core.dispatch import command_deadline
 from kanade.core.models.records import ExecRecord
 from kanade.core.models.waves import Rollout
-from kanade.core.models.wire import Command, encode
+from kanade.core.models.wire import Command, WireDecodeError, decode, encode
 from kanade.core.rollout import (
     ResultView,
     WavePlan,
@@ -116,6 +121,7 @@ def create_rollout(
             for p in plans
         ],
     )
+    touch(conn, "rollout", record.exec_id)
     return plans
 
 
@@ -156,6 +162,7 @@ def start_approved(conn: Connection, rollout_id: str, now: datetime) -> bool:
     )
     if res.rowcount != 1:
         return False
+    touch(conn, "rollout", rollout_id)
     first = conn.execute(
         select(rollout_waves.c.delay_s).where(
             rollout_waves.c.rollout_id == rollout_id, rollout_waves.c.idx == 0
@@ -181,6 +188,7 @@ def reject_pending(conn: Connection, rollout_id: str, reason: str, now: datetime
         .values(status=RolloutStatus.REJECTED, reason=reason, updated_at=now, finished_at=now)
     )
     if res.rowcount:
+        touch(conn, "rollout", rollout_id)
         conn.execute(
             update(rollout_waves)
             .where(rollout_waves.c.rollout_id == rollout_id, _wave_may_become(WaveState.CANCELLED))
@@ -273,6 +281,7 @@ def resume_halted(conn: Connection, rollout_id: str, idx: int, now: datetime) ->
     )
     if res.rowcount != 1:
         return False
+    touch(conn, "rollout", rollout_id)
     conn.execute(
         update(rollout_waves)
         .where(
@@ -298,6 +307,7 @@ def abort_from(
     )
     if res.rowcount != 1:
         return None
+    touch(conn, "rollout", rollout_id)
     waiting = [
         int(i)
         for (i,) in conn.execute(
@@ -376,7 +386,10 @@ def claim(
             rollout_waves.c.state == WaveState.DISPATCHING,
             rollout_waves.c.claimed_at <= takeover_before,
         ).values(claimed_at=now)
-    return bool(conn.execute(stmt).rowcount == 1)
+    if conn.execute(stmt).rowcount != 1:
+        return False
+    touch(conn, "rollout", rollout_id)
+    return True
 
 
 def stored_command(conn: Connection, rollout_id: str, idx: int) -> str:
@@ -400,7 +413,10 @@ def mark_dispatched(conn: Connection, rollout_id: str, idx: int, now: datetime) 
         )
         .values(state=WaveState.DISPATCHED, dispatched_at=now)
     )
-    return bool(res.rowcount == 1)
+    if res.rowcount != 1:
+        return False
+    touch(conn, "rollout", rollout_id)
+    return True
 
 
 def settle(
@@ -436,6 +452,7 @@ def settle(
     )
     if res.rowcount != 1:
         return None
+    touch(conn, "rollout", rollout_id)
     decision = decide_after_wave(idx, int(rollout["wave_count"]), rate, threshold)
     guard = and_(
         rollouts.c.rollout_id == rollout_id,
@@ -473,3 +490,31 @@ def settle(
             .values(due_at=next_due_at(progress.settled_at, float(delay)))
         )
     return decision
+
+
+def wave_deadlines(conn: Connection, exec_ids: Iterable[str]) -> dict[str, datetime]:
+    """The deadline each rollout exec's sent waves give it (SPEC §4.3: the latest command's):
+    the runner sets it when a wave goes out, but no stream carries it, so an exec row
+    rebuilt after a wipe takes it from the restored waves' stored command bytes."""
+    wanted = sorted(set(exec_ids))
+    out: dict[str, datetime] = {}
+    if not wanted:
+        return out
+    q = (
+        select(rollouts.c.exec_id, rollout_waves.c.command)
+        .join(rollout_waves, rollout_waves.c.rollout_id == rollouts.c.rollout_id)
+        .where(
+            rollouts.c.exec_id.in_(wanted),
+            rollout_waves.c.dispatched_at.is_not(None),
+            rollout_waves.c.command.is_not(None),
+        )
+    )
+    for exec_id, raw in conn.execute(q):
+        try:
+            deadline = command_deadline(decode(Command, str(raw).encode()))
+        except WireDecodeError:
+            continue  # a stored command that no longer reads: the fallback deadline holds
+        key = str(exec_id)
+        if key not in out or deadline > out[key]:
+            out[key] = deadline
+    return out

@@ -1,5 +1,9 @@
 """The scheduler's SQL reads and writes (each a function of an open connection, run in
-the caller's transaction through :class:`~kanade.backend.store.database.Database`)."""
+the caller's transaction through :class:`~kanade.backend.store.database.Database`).
+
+A change to a schedule's counters or decisions is noted for the schedule's document in KV
+``kanade_state`` (:mod:`kanade.backend.store.state_outbox`): a wiped database gets them back.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from sqlalchemy import and_, case, delete, false, func, select, update
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.executions import new_exec_rows
+from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import executions, results, schedule_decisions, schedule_stats
 from kanade.backend.store.upsert import insert
 from kanade.core.instants import as_utc, parse_instant
@@ -105,6 +110,7 @@ def release_executions(conn: Connection, exec_ids: Iterable[str], now: datetime)
         per_schedule[str(sid)] = per_schedule.get(str(sid), 0) + 1
     conn.execute(delete(schedule_decisions).where(fired))
     for sid, n in per_schedule.items():
+        touch(conn, "schedule", sid)
         newest = conn.execute(
             select(
                 schedule_decisions.c.decided_at,
@@ -209,6 +215,8 @@ def record_decisions(conn: Connection, rows: Sequence[DecisionRow], now: datetim
         ),
         list(per.values()),
     )
+    for sid in per:
+        touch(conn, "schedule", sid)
 
 
 def prune_decisions(conn: Connection, keep: int = DECISIONS_KEPT) -> int:
@@ -314,6 +322,13 @@ def stats(conn: Connection, schedule_ids: Iterable[str] | None = None) -> dict[s
     if schedule_ids is not None:
         q = q.where(schedule_stats.c.schedule_id.in_(sorted(set(schedule_ids))))
     return {str(r["schedule_id"]): dict(r) for r in conn.execute(q).mappings()}
+
+
+def totals(conn: Connection) -> dict[str, int]:
+    """The central scheduler's counters added up, per result (``/metrics``)."""
+    t = schedule_stats.c
+    row = conn.execute(select(func.sum(t.fired), func.sum(t.skipped), func.sum(t.missed))).one()
+    return {k: int(v or 0) for k, v in zip(("fired", "skipped", "missed"), row, strict=True)}
 
 
 def recent_decisions(conn: Connection, schedule_id: str, limit: int = 20) -> list[dict[str, Any]]:

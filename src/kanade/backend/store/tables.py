@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from kanade.backend.store.types import CleanString, CleanText, UtcDateTime
@@ -53,9 +54,18 @@ agents = Table(
     Column("last_command_at", UtcDateTime, nullable=True),
     Column("queue_length", Integer, nullable=False, default=0),
     Column("running", Integer, nullable=False, default=0),
+    # The agent's data directory (SPEC §7): full = it refuses new work; held = messages it
+    # keeps in memory because the disk would not take them.
+    Column("disk_full", Boolean, nullable=False, default=False, server_default=false()),
+    Column("disk_error", String(200), nullable=True),
+    Column("disk_free_bytes", BigInteger, nullable=True),
+    Column("held_messages", Integer, nullable=False, default=0, server_default="0"),
     # Backend clock, not the agent's: liveness must be immune to agent clock skew.
     Column("last_seen", UtcDateTime, nullable=False),
     Column("first_seen", UtcDateTime, nullable=False),
+    # Set by the heartbeat an agent sends when it stops cleanly (revision 0006): it is
+    # offline at once; cleared by its next heartbeat.
+    Column("stopped_at", UtcDateTime, nullable=True),
     Index("ix_agents_last_seen", "last_seen"),
 )
 
@@ -81,14 +91,39 @@ executions = Table(
     Column("finished_count", Integer, nullable=False, default=0),
     Column("failed_count", Integer, nullable=False, default=0),
     Column("skipped_count", Integer, nullable=False, default=0),
+    # Expected pcs closed as no_result (revision 0006), also among finished and failed.
+    Column("no_result_count", Integer, nullable=False, default=0, server_default="0"),
     Column("request_id", String(64), nullable=False),
     # The job's inventory/check hints as dispatched (revision 0002): the projector
     # turns results into facts and check statuses in the same batch transaction.
     Column("inventory_hint", JSON, nullable=True),
     Column("check_hint", JSON, nullable=True),
+    # The exec's deadline (revision 0007, SPEC §4.3): no pc starts its command after it,
+    # and expected pcs that never did are closed as no_result. Null until known (awaiting
+    # approval, a rollout's first wave) or for rows written before the revision.
+    Column("deadline_at", UtcDateTime, nullable=True),
+    # When it ended for good (revision 0007): every expected pc has a row (a result or
+    # no_result) and none can start any more. Null while the reaper still has to look.
+    Column("ended_at", UtcDateTime, nullable=True),
+    # The status of the creation record, pending or awaiting_approval (revision 0008): what
+    # the status is derived from, with the decisions and the results (core.execstatus).
+    Column("created_status", String(32), nullable=True),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_job_id_created_at", "job_id", "created_at"),
     Index("ix_executions_status_created_at", "status", "created_at"),
+)
+
+# Decisions recorded for an exec (revision 0008): approved (status ``pending``), rejected,
+# cancelled — from the status records of KANADE_EXECS — and expired, by the reaper. Facts,
+# never overwritten: the exec's status is derived from them, its creation and its results,
+# so the order they are (re-)projected in cannot change it (SPEC §4.3).
+exec_decisions = Table(
+    "exec_decisions",
+    metadata,
+    Column("exec_id", ID, primary_key=True),
+    Column("status", String(32), primary_key=True),
+    Column("at", UtcDateTime, nullable=True),
+    Column("by", String(128), nullable=True),
 )
 
 results = Table(
@@ -100,7 +135,8 @@ results = Table(
     Column("pc_id", ID, nullable=False),
     Column("job_id", ID, nullable=False),
     Column("version", String(128), nullable=False),
-    Column("state", String(16), nullable=False),  # in_flight | finished | reaped
+    # in_flight | finished | reaped | no_result (an expected pc that never started)
+    Column("state", String(16), nullable=False),
     Column("exit_code", Integer, nullable=True),
     Column("skipped", Boolean, nullable=False, default=False),
     Column("stdout", CleanText, nullable=False, default=""),
@@ -336,6 +372,57 @@ unattended_approvals = Table(
     Column("approved_at", UtcDateTime, nullable=False),
 )
 
+# --- revision 0008: a wiped database comes back whole (SPEC §1.3) ---------------------------
+# Keys of operator-state rows (users, approvals, rollouts, schedule counters) changed since
+# their document was last written to KV ``kanade_state``, in the transaction that changed
+# them; the state publisher drains it (kanade.backend.workers.state_sync).
+state_outbox = Table(
+    "state_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(512), nullable=False),  # the document's KV key
+    Column("kind", String(32), nullable=False),
+    Column("ref", JSON, nullable=False),  # the row's key parts
+    Index("ix_state_outbox_key", "key"),
+    # Ids never reused, also once the table is empty again: an id is a document's ``seq``.
+    sqlite_autoincrement=True,
+)
+
+# Decisions of agents' local schedulers (``runs_on: agent``; SPEC §3.6, §4.4), projected
+# from KANADE_DECISIONS: a short log per schedule, and each pc's running totals (the newest
+# a report carried, per epoch of the pc's decision file), which the counters add up.
+agent_schedule_decisions = Table(
+    "agent_schedule_decisions",
+    metadata,
+    Column("decision_id", String(512), primary_key=True),  # pc:occurrence:result
+    Column("schedule_id", ID, nullable=False),
+    Column("pc_id", ID, nullable=False),
+    Column("occurrence_id", String(255), nullable=False),
+    Column("nominal_time", UtcDateTime, nullable=True),
+    Column("decided_at", UtcDateTime, nullable=False),  # the agent's clock
+    Column("result", String(16), nullable=False),  # fired | skipped | missed
+    Column("reason", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("count", Integer, nullable=False),
+    Column("request_id", String(64), nullable=True),
+    Column("recorded_at", UtcDateTime, nullable=False),  # the stream's time
+    Index("ix_agent_schedule_decisions_schedule_id_recorded_at", "schedule_id", "recorded_at"),
+)
+
+agent_schedule_stats = Table(
+    "agent_schedule_stats",
+    metadata,
+    Column("schedule_id", ID, primary_key=True),
+    Column("pc_id", ID, primary_key=True),
+    Column("epoch", String(64), primary_key=True),
+    Column("fired", BigInteger, nullable=False, default=0),
+    Column("skipped", BigInteger, nullable=False, default=0),
+    Column("missed", BigInteger, nullable=False, default=0),
+    Column("last_fire_at", UtcDateTime, nullable=True),
+    Column("last_nominal", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 # Enrolment (SPEC §8.1): one-time tokens an admin hands to a machine, and the identity
 # each enrolled pc got. Not a projection: this is the backend's own record of which
 # broker credential belongs to which pc (what `kanade agent revoke` names).
@@ -364,3 +451,7 @@ enrolled_agents = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("revoked_by", String(128), nullable=True),
 )
+
+# --- revision 0006: every exec ends (SPEC §4.3) -------------------------------------------
+# The reaper's closing pass looks for execs not yet ended whose deadline has come.
+Index("ix_executions_ended_at_deadline_at", executions.c.ended_at, executions.c.deadline_at)

@@ -1,4 +1,8 @@
-"""The ``users`` table: usernames, argon2 hashes and roles (sync, inside a transaction)."""
+"""The ``users`` table: usernames, argon2 hashes and roles (sync, inside a transaction).
+
+Every change is also noted for the user's document in KV ``kanade_state``
+(:mod:`kanade.backend.store.state_outbox`): a wiped database gets its users back.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Connection
 
+from kanade.backend.store.state_outbox import touch
 from kanade.backend.store.tables import users
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -56,10 +61,14 @@ def add_user(
     elif get_user(conn, username) is not None:
         raise UserExists(username)
     conn.execute(users.insert().values(**row))
+    touch(conn, "user", username)
 
 
 def delete_user(conn: Connection, username: str) -> bool:
-    return conn.execute(delete(users).where(users.c.username == username)).rowcount == 1
+    if conn.execute(delete(users).where(users.c.username == username)).rowcount != 1:
+        return False
+    touch(conn, "user", username)
+    return True
 
 
 def count_admins(conn: Connection) -> int:

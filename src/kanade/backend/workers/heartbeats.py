@@ -48,9 +48,15 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
         "last_command_at": hb.last_command_at,
         "queue_length": hb.queue_length,
         "running": hb.running,
+        "disk_full": hb.disk_full,
+        "disk_error": hb.disk_error,
+        "disk_free_bytes": hb.disk_free_bytes,
+        "held_messages": hb.held_messages,
         # The backend's clock: liveness must not depend on the agent's clock.
         "last_seen": received_at,
         "first_seen": received_at,
+        # A clean stop's last heartbeat: offline from now on (any other one clears it).
+        "stopped_at": received_at if hb.stopping else None,
     }
 
 

@@ -19,7 +19,7 @@ from nats.aio.subscription import Subscription
 
 from kanade.backend.catalog.groups import valid_groups_of
 from kanade.bus.connection import Bus
-from kanade.bus.consumers import add_or_replace_consumer, agent_command_consumer
+from kanade.bus.consumers import add_or_widen_consumer, agent_command_consumer
 from kanade.core import subjects
 from kanade.core.ids import is_slug
 from kanade.core.models.wire import ConsumerReply, encode
@@ -45,6 +45,14 @@ def pc_of_request(subject: str) -> str | None:
     return pc if is_slug(pc) else None
 
 
+class _PcTurn:
+    """A pc's provisioning lock and how many requests hold or wait for it."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class ConsumerProvisioner:
     """Answers ``kanade.agent.*.consumer`` requests until :meth:`close`."""
 
@@ -53,6 +61,10 @@ class ConsumerProvisioner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._sub: Subscription | None = None
         self._bus: Bus | None = None
+        # One provisioning per pc at a time: two at once (the agent's request after a
+        # group change, and its retry when the re-created consumer's old pull is cut)
+        # would each see the old filters and re-create it twice.
+        self._per_pc: dict[str, _PcTurn] = {}
         self.provisioned = 0
         self.refused = 0
 
@@ -104,12 +116,31 @@ class ConsumerProvisioner:
         pc_id = pc_of_request(subject)
         if pc_id is None:
             return ConsumerReply(ok=False, error=f"{subject!r} is not a consumer request subject")
+        turn = self._per_pc.setdefault(pc_id, _PcTurn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                return await self._provision(pc_id)
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del self._per_pc[pc_id]
+
+    async def _provision(self, pc_id: str) -> ConsumerReply:
         bus = self._bus
         assert bus is not None, "subscribe() first"
         config = agent_command_consumer(pc_id, await valid_groups_of(bus, pc_id))
-        await add_or_replace_consumer(bus.js, subjects.STREAM_COMMANDS, config)
+        # A pc that joined a group gets a fresh consumer, so the group's commands already
+        # stored are delivered: those issued after it joined run, the agent ignores the
+        # older ones (SPEC §3.2), and its ledger the replays of the rest.
+        widened = await add_or_widen_consumer(bus.js, subjects.STREAM_COMMANDS, config)
         self.provisioned += 1
-        log.debug("command consumer provisioned", pc_id=pc_id, filters=config.filter_subjects)
+        log.debug(
+            "command consumer provisioned",
+            pc_id=pc_id,
+            filters=config.filter_subjects,
+            recreated=widened,
+        )
         return ConsumerReply(ok=True, filters=list(config.filter_subjects or []))
 
 

@@ -8,7 +8,7 @@ rollout runner".
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -17,11 +17,13 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.messaging.exec_events import publish_audit_once, publish_exact
 from kanade.backend.messaging.live import hub
+from kanade.backend.store import executions
 from kanade.backend.store import rollouts as store
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.approvals import restamp
+from kanade.core.dispatch import command_deadline
 from kanade.core.instants import Clock
 from kanade.core.models.wire import Command, decode, encode
 from kanade.core.msgids import audit_msg_id
@@ -51,12 +53,16 @@ class RolloutRunner(Worker):
         clock: Clock,
         interval_s: float = DEFAULT_INTERVAL_S,
         redispatch_after: timedelta = REDISPATCH_AFTER,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(interval=interval_s)
         self._db = db
         self._bus = bus
         self._clock = clock
         self._redispatch_after = redispatch_after
+        # Writes the rollout's state to the broker (KV kanade_state) before a wave goes
+        # out: a database wiped right after still knows the wave was claimed (SPEC §1.3).
+        self._flush = flush
 
     async def step(self) -> bool:
         moved = await self.tick()
@@ -117,6 +123,18 @@ class RolloutRunner(Worker):
         )
         if not won:
             return False
+        if self._flush is not None:
+            try:
+                await self._flush()
+            except Exception as exc:
+                # Sending matters more: a wipe right now could publish this wave's request
+                # again (the agents' ledgers never run a request twice).
+                log.warning(
+                    "rollout state not written to the broker before its wave",
+                    rollout_id=rollout_id,
+                    wave=idx,
+                    error=str(exc),
+                )
         if takeover:
             raw = await self._db.read(lambda conn: store.stored_command(conn, rollout_id, idx))
             log.warning(
@@ -130,7 +148,15 @@ class RolloutRunner(Worker):
         subs = [subjects.command_subject("pc", pc, job_id) for pc in pcs]
         await publish_exact(bus, raw.encode(), str(wave["request_id"]), subs)
         sent_at = self._clock()
-        await self._db.write(lambda conn: store.mark_dispatched(conn, rollout_id, idx, sent_at))
+        # The exec's deadline (SPEC §4.3) reaches as far as this wave's command.
+        deadline = command_deadline(decode(Command, raw.encode()))
+        exec_id = str(rollout["exec_id"])
+
+        def mark(conn: Connection) -> None:
+            store.mark_dispatched(conn, rollout_id, idx, sent_at)
+            executions.extend_deadline(conn, exec_id, deadline)
+
+        await self._db.write(mark)
         log.info(
             "rollout wave dispatched",
             rollout_id=rollout_id,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +23,26 @@ from kanade.cli.common import (
 from kanade.cli.waiting import print_results, result_state, target_body, wait_for_exec
 from kanade.cli.waves import WAVE_HELP, rollout_body
 
+MaxWaitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-wait",
+        help="Stop waiting after this long, e.g. 90s (default: the script timeout plus 30s); "
+        "the pcs still awaited are then named and the exit code is 1.",
+    ),
+]
+
+
+def duration_s(text: str, option: str) -> float:
+    """``text`` in the duration grammar (``30s``, ``1h30m``), in seconds; a clear error
+    naming ``option`` otherwise."""
+    from kanade.core.durations import parse_duration  # pydantic: only for verbs using it
+
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from exc
+
 
 def run(
     script: Annotated[list[str], typer.Argument(help="The script, after `--`.")],
@@ -34,38 +55,55 @@ def run(
     timeout: Annotated[
         str, typer.Option("--timeout", help="Script timeout, e.g. 30s, 10m.")
     ] = "60s",
+    starting_deadline: Annotated[
+        str | None,
+        typer.Option(
+            "--starting-deadline",
+            help="Skip (125) where the script cannot start within this, e.g. 1m; pcs that "
+            "never started are then closed as no_result.",
+        ),
+    ] = None,
+    max_wait: MaxWaitOpt = None,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
     """Run an ad-hoc script and wait for every expected agent.
 
-    Prints each pc's exit code and output; exits 0 only if all succeeded.
+    Prints each pc's exit code and output (as they arrive when not on a terminal); exits 0
+    only if all succeeded. Never waits past its deadline (--max-wait, default: starting
+    deadline + timeout + 30s): it then names the pcs still awaited and exits 1.
 
     Example: kanade run --group web -- 'df -h /'
     """
 
     def go() -> None:
-        from kanade.core.durations import parse_duration  # pydantic: only for verbs using it
-
-        try:
-            parse_duration(timeout)
-        except ValueError as exc:
-            raise CliError(f"--timeout: {exc}") from exc
-        body = {
+        timeout_s = duration_s(timeout, "--timeout")
+        body: dict[str, Any] = {
             "script": " ".join(script),
             "shell": shell,
             "timeout": timeout,
             "target": target_body(all_, group, pc),
         }
+        deadline_s = None
+        if starting_deadline is not None:
+            deadline_s = duration_s(starting_deadline, "--starting-deadline")
+            body["starting_deadline"] = starting_deadline
+        wait_s = None if max_wait is None else duration_s(max_wait, "--max-wait")
         with ApiClient(url) as api:
             created = api.post("/api/run", body)
             ok = wait_for_exec(
-                api, created, json_mode=json_, timeout_s=parse_duration(timeout).total_seconds()
+                api,
+                created,
+                json_mode=json_,
+                timeout_s=timeout_s,
+                starting_deadline_s=deadline_s,
+                max_wait_s=wait_s,
             )
         if not ok:
             raise typer.Exit(1)
 
     guard(go)
+
 
 
 def exec_(
@@ -95,6 +133,7 @@ def exec_(
         bool, typer.Option("--urgent", help="Bypass agents' local concurrency cap (admin).")
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the results.")] = False,
+    max_wait: MaxWaitOpt = None,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -115,8 +154,11 @@ def exec_(
         body: dict[str, Any] = {"target": target_body(all_, group, pc)}
         if jitter:
             body["jitter"] = jitter
+        deadline_s = None
         if starting_deadline:
+            deadline_s = duration_s(starting_deadline, "--starting-deadline")
             body["starting_deadline"] = starting_deadline
+        wait_s = None if max_wait is None else duration_s(max_wait, "--max-wait")
         rollout = rollout_body(wave, wave_delay, halt_on_failure_rate)
         if rollout is not None:
             body["rollout"] = rollout
@@ -135,7 +177,14 @@ def exec_(
                     )
                 return
             if wait:
-                if not wait_for_exec(api, created, json_mode=json_):
+                ok = wait_for_exec(
+                    api,
+                    created,
+                    json_mode=json_,
+                    starting_deadline_s=deadline_s,
+                    max_wait_s=wait_s,
+                )
+                if not ok:
                     raise typer.Exit(1)
                 return
         if json_:
@@ -267,7 +316,10 @@ def executions_list(
             {"job_id": job, "status": status, "limit": limit},
             json_=json_,
             title="executions",
-            columns=["exec_id", "job", "status", "expected", "finished", "failed", "created"],
+            columns=[
+                "exec_id", "job", "status", "expected", "finished", "failed", "created",
+                "ends by",
+            ],
             row=lambda e: (
                 e["exec_id"],
                 e.get("job_id"),
@@ -276,6 +328,7 @@ def executions_list(
                 e.get("finished_count"),
                 e.get("failed_count"),
                 e.get("created_at"),
+                ends_by(e),
             ),
         )
 
@@ -292,10 +345,11 @@ def executions_show(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) ->
         if json_:
             output.json_line(ex)
             return
+        ends = ends_by(ex)
         output.out.print(
             f"exec {ex['exec_id']}  job {ex.get('job_id')} v{ex.get('version')}  "
             f"status {ex.get('status')}  {ex.get('finished_count', 0)}/{ex.get('expected_count')}"
-            " finished",
+            f" finished{f'  ends by {ends}' if ends else ''}",
             markup=False,
         )
         print_results(ex.get("results", []))
@@ -304,13 +358,33 @@ def executions_show(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) ->
 
 
 @executions_app.command("watch")
-def executions_watch(exec_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
-    """Follow an execution live until every expected pc has reported."""
+def executions_watch(
+    exec_id: str, max_wait: MaxWaitOpt = None, json_: JsonOpt = False, url: UrlOpt = None
+) -> None:
+    """Follow an execution live until every expected pc has reported or was closed as
+    no_result (at most --max-wait, default an hour and 30s)."""
 
     def go() -> None:
+        wait_s = None if max_wait is None else duration_s(max_wait, "--max-wait")
         with ApiClient(url) as api:
             ex = api.get(f"/api/executions/{exec_id}")
-            if not wait_for_exec(api, ex, json_mode=json_):
+            if not wait_for_exec(api, ex, json_mode=json_, max_wait_s=wait_s):
                 raise typer.Exit(1)
 
     guard(go)
+
+
+_WAITING: frozenset[str] = frozenset({"awaiting_approval", "pending", "running", "expired"})
+
+
+def ends_by(ex: Mapping[str, Any]) -> str:
+    """When an exec still waiting for pcs ends by itself (SPEC §4.3): its deadline (plus
+    the backend's grace), or why it is not known yet; empty once it has ended."""
+    waiting = ex.get("status") in _WAITING or any(
+        r.get("state") in ("pending", "in_flight") for r in ex.get("results") or []
+    )
+    if ex.get("ended_at") or ex.get("status") in ("rejected", "cancelled") or not waiting:
+        return ""
+    if ex.get("status") == "awaiting_approval":
+        return "approval (expires)"
+    return str(ex.get("deadline_at") or "not known yet (commands not all sent)")

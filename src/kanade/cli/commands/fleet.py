@@ -67,7 +67,8 @@ def _print_agents(
                      "last seen"],
             row=lambda a: (
                 a["pc_id"],
-                a.get("status"),
+                # A full disk is the news: it refuses new work (SPEC §7).
+                f"{a.get('status')}, DISK FULL" if a.get("disk_full") else a.get("status"),
                 a.get("agent_version"),
                 f"{a.get('os_family', '')} {a.get('os_version', '')}".strip(),
                 ",".join(a.get("groups") or []),
@@ -117,6 +118,7 @@ def agents_show(pc_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
             return
         fields = ["status", "agent_version", "hostname", "os_family", "os_version",
                   "boot_time", "cpu_percent", "rss_bytes", "groups", "queue_length", "running",
+                  "disk_full", "disk_error", "disk_free_bytes", "held_messages",
                   "schedule_set_version", "last_command_at", "last_seen", "first_seen"]
         output.table(f"agent {pc_id}", ["field", "value"],
                      [(f, agent.get(f)) for f in fields if f in agent])

@@ -48,6 +48,10 @@ class ExecRecord(WireModel):
     # projected into facts and check statuses with them, also when re-projecting.
     inventory_hint: dict[str, Any] | None = None
     check_hint: dict[str, Any] | None = None
+    # The exec's deadline (SPEC §4.3): after it no pc starts its command, and an expected
+    # pc that never did is closed as no_result. None while commands are still to be sent
+    # (awaiting approval, a rollout); the approval or each wave sets it then.
+    deadline_at: datetime | None = None
 
     def row(self) -> dict[str, Any]:
         """The ``executions`` columns this record sets (status only on first insert)."""
@@ -72,12 +76,14 @@ STATUS_EVENTS: Final[dict[ExecStatus, str]] = {
 
 
 class ExecStatusRecord(WireModel):
-    """``kanade.exec.<event>.<exec_id>``: ``{"exec_id", "status", "at", "by"}``."""
+    """``kanade.exec.<event>.<exec_id>``: ``{"exec_id", "status", "at", "by"}``, and for an
+    approval that sent the commands, their ``deadline_at`` (the exec's deadline)."""
 
     exec_id: str
     status: ExecStatus
     at: datetime | None = None
     by: str | None = None
+    deadline_at: datetime | None = None
 
     @property
     def event(self) -> str:
@@ -97,6 +103,8 @@ class ExecStatusRecord(WireModel):
             body["at"] = format_instant(self.at)
         if self.by is not None:
             body["by"] = self.by
+        if self.deadline_at is not None:
+            body["deadline_at"] = format_instant(self.deadline_at)
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 

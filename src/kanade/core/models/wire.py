@@ -21,6 +21,10 @@ StalenessMode = Literal["cached", "strict", "unchecked"]
 
 WIRE_SCHEMA = 1
 
+MAX_DISK_ERROR = 200
+MAX_BYTES = 2**63 - 1
+MAX_HELD = 10**9
+
 
 class StalenessWire(WireModel):
     mode: StalenessMode = "cached"
@@ -136,7 +140,16 @@ class Heartbeat(WireModel):
     last_command_at: datetime | None = None
     queue_length: int = 0
     running: int = 0
+    # The data directory (SPEC §7): full = new work is refused; held = results and events
+    # kept in memory because the disk would not take them (sent or written later).
+    disk_full: bool = False
+    disk_error: str | None = Field(default=None, max_length=MAX_DISK_ERROR)
+    disk_free_bytes: int | None = Field(default=None, ge=0, le=MAX_BYTES)
+    held_messages: int = Field(default=0, ge=0, le=MAX_HELD)
     sent_at: datetime
+    # The agent's last word on a clean stop (SIGTERM, service stop): it is offline from
+    # now on, not alive until its heartbeats are missed (SPEC §4.3).
+    stopping: bool = False
 
 
 class ConsumerReply(WireModel):

@@ -48,6 +48,7 @@ from kanade.core.scheduling.gates import (
     decide_tick,
     gate_reason,
     next_gated_fires,
+    was_down_for,
 )
 from kanade.core.scheduling.lowering import (
     RECONCILE_POLL,
@@ -149,5 +150,6 @@ __all__ = [
     "run_horizon",
     "schedule_digest",
     "schedule_set_version",
+    "was_down_for",
     "zone_for",
 ]

@@ -27,8 +27,9 @@ from kanade.core.scheduling.occurrence import occurrence_id
 from kanade.core.scheduling.timezones import local_date, local_time, resolve_wall, to_utc
 
 DEFAULT_LATE_TOLERANCE: Final = timedelta(seconds=60)
-"""An occurrence decided within this long after its nominal time is on time; older ones
-were missed while the scheduler was down (subject to ``catchup``)."""
+"""A *live* scheduler's own lateness: an occurrence it was up for and decides within this
+long after its nominal time is on time; a later decision means the process stalled (subject
+to ``catchup``). It never covers an outage: see :func:`was_down_for`."""
 
 MAX_LISTED_MISSED: Final = 1000
 
@@ -100,6 +101,17 @@ def deadline_passed(plan: Plan, nominal: datetime, now: datetime) -> bool:
     return limit is not None and to_utc(now) > limit
 
 
+def was_down_for(nominal: datetime, up_since: datetime | None) -> bool:
+    """Whether the deciding scheduler was not up at ``nominal``: it came up (started, or
+    took the lead) after that instant. ``up_since`` None means up throughout.
+
+    An occurrence due while no scheduler was up is *missed*, however short the outage
+    (``catchup: skip`` never runs it; ``catchup: once`` runs it as the catch-up): the
+    late tolerance is for a live scheduler's own lateness only.
+    """
+    return up_since is not None and to_utc(nominal) < to_utc(up_since)
+
+
 def _skip(plan: Plan, nominal: datetime, reason: SkipReason, detail: str, quiet: bool) -> Skip:
     return Skip(
         schedule_id=plan.schedule_id,
@@ -157,12 +169,18 @@ def decide_tick(
     freeze: Freeze | None = None,
     late_tolerance: timedelta = DEFAULT_LATE_TOLERANCE,
     max_listed: int = MAX_LISTED_MISSED,
+    up_since: datetime | None = None,
 ) -> TickOutcome:
     """Decide the occurrences of ``plan`` due in ``(last_tick, now]``.
 
     ``last_tick`` is the ``now`` of the previous decision (persisted by the caller; set it
     to the registration time for a new schedule, so nothing older ever fires). A clock
     stepped backwards yields nothing and keeps ``last_tick`` where it was.
+
+    ``up_since`` is when the deciding scheduler came up (process start, or the start of
+    its term as leader): an occurrence before it was due while nothing could fire it, so
+    it is on time only if the scheduler was up at its nominal time *and* decides it within
+    ``late_tolerance`` (:func:`was_down_for`). None: up throughout.
     """
     last_tick, now = to_utc(last_tick), to_utc(now)
     if now <= last_tick:
@@ -194,7 +212,7 @@ def decide_tick(
         return TickOutcome(tuple(decisions), now, upcoming)
 
     latest, missed = eligible[-1], eligible[:-1]
-    on_time = now - latest <= late_tolerance
+    on_time = not was_down_for(latest, up_since) and now - latest <= late_tolerance
     final: Decision | None = None
     if not on_time and plan.catchup == "skip":
         missed.append(latest)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kanade.agent.fleet.state import FleetState
 from kanade.agent.fleet.view import FleetView, StateFileWriter
+from kanade.core.models.membership import Membership
 from polling import eventually
 
 
@@ -66,6 +68,25 @@ def test_kv_membership_adds_to_the_static_groups(tmp_path: Path) -> None:
     assert rig.view.groups == ["web"] and rig.group_changes == 2
 
 
+def test_each_group_carries_the_instant_the_pc_joined_it(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    assert rig.view.joined == {"web": None}  # the --group flag: no recorded join
+    joined = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    rig.fleet.membership.values = {"pc-1": Membership(groups={"db": joined}).encode()}
+    rig.fleet.membership._notify()
+    assert rig.view.joined == {"db": joined, "web": None}
+    rig.fleet.membership.values = {"pc-1": b'["db"]'}  # a value from before `since`
+    rig.fleet.membership._notify()
+    assert rig.view.joined == {"db": None, "web": None}
+
+
+def test_a_disconnect_makes_the_membership_stale_until_re_read(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.fleet.membership.current = True  # as after a successful re-sync
+    rig.view.disconnected()
+    assert not rig.fleet.membership.current
+
+
 def test_config_layers_over_the_local_settings(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     rig.fleet.config.values = {
@@ -94,7 +115,7 @@ async def test_the_state_file_is_written_after_a_change_at_most_once_a_second(
     tmp_path: Path,
 ) -> None:
     writes: list[float] = []
-    writer = StateFileWriter(lambda: writes.append(time.monotonic()))
+    writer = StateFileWriter(lambda: writes.append(time.monotonic()) or True)
     await writer.step()
     assert writes == []  # nothing changed: nothing to write
     writer.mark_dirty()

@@ -366,6 +366,34 @@ async def test_occurrences_missed_while_the_agent_was_down_follow_catchup(
         assert fired == []
 
 
+@pytest.mark.parametrize("catchup", ["once", "skip"])
+async def test_an_occurrence_the_agent_was_down_for_is_never_on_time_however_short(
+    tmp_path: Path, clock: Clock, catchup: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue #14 item 5: down from 10:09:55 to 10:10:30, inside the 60 s late tolerance.
+    rig = Rig(tmp_path, clock)
+    rig.catalogs([sched("tenly", {"cron": "*/10 * * * *"}, catchup=catchup)])
+    await rig.sync()
+    await rig.s.setup()  # the loop started at 10:00:30: up for everything after
+    assert rig.tick(minutes=9, seconds=25) == []  # 10:09:55, then down
+    clock.advance(seconds=35)  # restarted at 10:10:30
+    restarted = rig.new_scheduler()
+    await restarted.setup()
+    await rig.sync(restarted)
+    with caplog.at_level(logging.INFO, logger="kanade.agent.scheduler"):
+        fired = rig.tick(restarted, seconds=0.01)
+    if catchup == "once":  # the occurrence it was down for runs as the catch-up
+        assert [c.nominal_time for c in fired] == [T0 + timedelta(minutes=10)]
+        assert "catching up" in caplog.text
+    else:
+        assert fired == []
+        assert "1 occurrence(s) missed" in caplog.text
+    # Up at 10:20, it decides 10:20 a little late: its own lateness, on time, either way.
+    assert [c.nominal_time for c in rig.tick(restarted, minutes=9, seconds=32)] == [
+        T0 + timedelta(minutes=20)
+    ]
+
+
 async def test_refiring_an_occurrence_is_a_ledger_duplicate(tmp_path: Path, clock: Clock) -> None:
     rig = Rig(tmp_path, clock)
     rig.catalogs([sched("each", EVERY_SECOND)])

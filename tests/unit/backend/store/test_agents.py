@@ -25,6 +25,7 @@ def heartbeat(pc_id: str, seen: datetime) -> dict[str, Any]:
         "os_version": "", "boot_time": None, "cpu_percent": 0.0, "rss_bytes": 1,
         "groups": [], "schedule_set_version": None, "last_command_at": None,
         "queue_length": 0, "running": 0, "last_seen": seen, "first_seen": seen,
+        "disk_full": False, "disk_error": None, "disk_free_bytes": None, "held_messages": 0,
     }  # fmt: skip
 
 
@@ -45,6 +46,33 @@ def test_sql_liveness_is_the_python_rule_at_every_edge(engine: Engine) -> None:
         assert counts[status] == len(by_status[status])
     assert alive == by_status["alive"]
     assert sum(counts.values()) == len(AGES)
+
+
+def test_a_cleanly_stopped_agent_is_offline_at_once_in_sql_too(engine: Engine) -> None:
+    now = T0 + timedelta(days=1)
+    rows = [
+        {**heartbeat(f"pc{i}", now - age), "stopped_at": None if i % 2 else now - age}
+        for i, age in enumerate(AGES)
+    ]
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, rows)
+    expected = {
+        r["pc_id"]: agent_status(r["last_seen"], now, stopped=r["stopped_at"] is not None)
+        for r in rows
+    }
+    with engine.connect() as conn:
+        by_status = {
+            status: {r["pc_id"] for r in agents.page_agents(conn, now=now, status=status).items}
+            for status in agents.LIVENESS
+        }
+        alive = {pc for pc, _ in agents.alive_agents(conn, now)}
+    for status in agents.LIVENESS:
+        assert by_status[status] == {pc for pc, s in expected.items() if s == status}
+    assert alive == by_status["alive"] and "pc0" not in alive  # stopped a moment ago
+    # its next heartbeat (no stopping flag) makes it alive again
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, [{**heartbeat("pc0", now), "stopped_at": None}])
+        assert "pc0" in {pc for pc, _ in agents.alive_agents(conn, now)}
 
 
 def test_agents_upsert_keeps_first_seen(engine: Engine) -> None:
@@ -77,3 +105,24 @@ def test_descriptive_text_is_cut_to_its_column_not_refused(engine: Engine) -> No
     assert got is not None
     assert got["hostname"] == "h" * 255
     assert got["os_version"] == ("v\ufffd" * 200)[:255]
+
+
+def test_disk_trouble_counts_alive_agents_only(engine: Engine) -> None:
+    now = T0 + timedelta(days=1)
+    rows = [
+        {**heartbeat("full-alive", now), "disk_full": True, "disk_error": "No space left on device",
+         "disk_free_bytes": 0, "held_messages": 3},
+        {**heartbeat("full-offline", now - STALE_WINDOW - TICK), "disk_full": True,
+         "held_messages": 7},
+        {**heartbeat("fine", now), "disk_free_bytes": 10**9},
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, rows)
+    with engine.connect() as conn:
+        assert agents.disk_trouble(conn, now) == (1, 3)
+        row = agents.get_agent(conn, "full-alive")
+        fine = agents.get_agent(conn, "fine")
+    assert row is not None and fine is not None
+    assert (row["disk_full"], row["disk_error"], row["disk_free_bytes"]) == (
+        True, "No space left on device", 0)  # fmt: skip
+    assert (fine["disk_full"], fine["held_messages"], fine["disk_free_bytes"]) == (False, 0, 10**9)

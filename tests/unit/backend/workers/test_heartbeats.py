@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from kanade.backend.store import agents
 from kanade.backend.store.database import Database
-from kanade.backend.workers.heartbeats import HeartbeatSink
+from kanade.backend.workers.heartbeats import HeartbeatSink, heartbeat_row
 from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Heartbeat, encode
@@ -49,3 +49,10 @@ async def test_newest_heartbeat_per_pc_is_stored(bus: Bus, db: Database) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await sink.unsubscribe()
+
+
+def test_a_stopping_heartbeat_records_when_the_agent_stopped() -> None:
+    hb = Heartbeat(pc_id="pc1", agent_version="1", hostname="h", os_family="linux", sent_at=NOW)
+    assert heartbeat_row(hb, NOW)["stopped_at"] is None
+    bye = hb.model_copy(update={"stopping": True})
+    assert heartbeat_row(bye, NOW)["stopped_at"] == NOW  # the backend's clock, like last_seen

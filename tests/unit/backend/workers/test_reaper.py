@@ -184,8 +184,12 @@ async def test_a_pending_exec_expires_after_an_hour_and_can_still_complete(
 async def test_a_running_exec_is_not_expired(db: Database) -> None:
     await setup_exec(db, "e5", ["pc1", "pc2"])
     await project_started(db, started("e5", "pc1", timeout_s=1e12))  # effectively never reaped
-    assert not await Reaper(db, clock=Clock(T0 + timedelta(days=30))).tick()
-    assert (await detail(db, "e5"))[0]["status"] == "running"
+    report = await Reaper(db, clock=Clock(T0 + timedelta(days=30))).tick()
+    assert report.expired == [] and report.reaped == []
+    row, rows = await detail(db, "e5")
+    assert row["status"] == "running"  # pc1 still runs
+    # pc2 never started within the command lifetime: closed (every exec ends, §4.3).
+    assert rows["pc2"]["state"] == "no_result"
 
 
 async def test_rows_from_before_the_expiry_column_get_one(db: Database) -> None:

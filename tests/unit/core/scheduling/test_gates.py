@@ -270,12 +270,61 @@ def test_catchup_skip_records_all_as_missed() -> None:
     assert out.fire is None
 
 
-def test_catchup_skip_still_fires_an_on_time_occurrence_at_recovery() -> None:
+def test_catchup_skip_fires_an_occurrence_the_recovered_scheduler_was_up_for() -> None:
+    # Back at 11:59:50, deciding noon 2 s late: its own lateness, on time.
     now = NOON + timedelta(seconds=2)
-    out = decide_tick(plan_of(catchup="skip"), last_tick=OUTAGE_LAST, now=now, local_tz=FAR)
+    out = decide_tick(
+        plan_of(catchup="skip"),
+        last_tick=OUTAGE_LAST,
+        now=now,
+        local_tz=FAR,
+        up_since=NOON - timedelta(seconds=10),
+    )
     missed, fire = out.decisions
     assert isinstance(missed, Missed) and missed.nominals == HOURS_10_11
     assert isinstance(fire, Fire) and fire.nominal == NOON and not fire.caught_up
+
+
+def test_catchup_skip_misses_an_occurrence_it_was_down_for_however_short() -> None:
+    # Issue #14 item 5: down 5 s before noon, back 41 s after (well inside the 60 s late
+    # tolerance): noon came while nothing could fire it, so `skip` records it missed.
+    plan = plan_of(catchup="skip")
+    last = NOON - timedelta(seconds=5)
+    up = NOON + timedelta(seconds=41)
+    out = decide_tick(plan, last_tick=last, now=up + timedelta(milliseconds=30), local_tz=FAR,
+                      up_since=up)  # fmt: skip
+    (missed,) = out.decisions
+    assert isinstance(missed, Missed) and missed.nominals == (NOON,)
+    assert out.fire is None and out.missed == (NOON,)
+    # A microsecond of outage across the nominal instant is an outage too.
+    tiny = decide_tick(plan, last_tick=last, now=NOON + timedelta(seconds=1), local_tz=FAR,
+                       up_since=NOON + timedelta(microseconds=1))  # fmt: skip
+    assert tiny.fire is None and tiny.missed == (NOON,)
+    # Up exactly at the nominal instant: it was up for it.
+    edge = decide_tick(plan, last_tick=last, now=NOON + timedelta(seconds=1), local_tz=FAR,
+                       up_since=NOON)  # fmt: skip
+    assert edge.fire is not None and not edge.fire.caught_up
+
+
+def test_catchup_once_runs_an_occurrence_it_was_down_for_as_the_catch_up() -> None:
+    up = NOON + timedelta(seconds=41)
+    out = decide_tick(plan_of(catchup="once"), last_tick=NOON - timedelta(seconds=5),
+                      now=up, local_tz=FAR, up_since=up)  # fmt: skip
+    (fire,) = out.decisions
+    assert isinstance(fire, Fire) and fire.nominal == NOON and fire.caught_up
+    # ... within its starting deadline only.
+    strict = decide_tick(plan_of(catchup="once", starting_deadline="30s"),
+                         last_tick=NOON - timedelta(seconds=5), now=up, local_tz=FAR,
+                         up_since=up)  # fmt: skip
+    assert strict.fire is None and strict.skips[0].reason == "deadline_passed"
+
+
+def test_a_live_scheduler_late_beyond_the_tolerance_still_misses_under_skip() -> None:
+    # Up all along, but stalled: deciding noon 61 s late is not on time either.
+    out = decide_tick(plan_of(catchup="skip"), last_tick=NOON - timedelta(seconds=5),
+                      now=NOON + timedelta(seconds=61), local_tz=FAR,
+                      up_since=NOON - timedelta(hours=1))  # fmt: skip
+    assert out.fire is None and out.missed == (NOON,)
 
 
 def test_late_tolerance_boundary() -> None:

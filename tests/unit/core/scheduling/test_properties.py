@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from datetime import UTC, date, datetime, time, timedelta
@@ -18,6 +19,8 @@ from kanade.core.scheduling import (
     CronTrigger,
     DispatchMark,
     Plan,
+    decide_tick,
+    fires_between,
     gate_reason,
     next_fire,
     next_fires,
@@ -285,3 +288,49 @@ def test_fast_per_pc_path_matches_decisions(states: dict[str, PcState], once: bo
     )
     assert fast == [d.pc_id for d in decided if d.would_fire]
     assert all(d.detail for d in decided)  # every reason renders
+
+
+# --- catchup: an outage is never "on time" (issue #14 item 5) ------------------------------
+outage_cases = st.tuples(
+    plans,
+    instants,  # last_tick
+    st.integers(1, 3 * 86400 * 1000),  # ms from last_tick to now
+    st.integers(-86400 * 1000, 86400 * 1000),  # ms from last_tick to up_since
+    st.integers(0, 600),  # late tolerance, s
+)
+
+
+@SETTINGS
+@given(outage_cases, st.sampled_from(["skip", "once"]))
+def test_catchup_never_treats_an_outage_as_on_time(
+    case: tuple[Plan, datetime, int, int, int], catchup: str
+) -> None:
+    base, last_tick, span_ms, up_ms, tolerance_s = case
+    plan = dataclasses.replace(base, catchup=catchup)  # type: ignore[arg-type]
+    now = last_tick + timedelta(milliseconds=span_ms)
+    up_since = last_tick + timedelta(milliseconds=up_ms)
+    tolerance = timedelta(seconds=tolerance_s)
+    out = decide_tick(plan, last_tick=last_tick, now=now, local_tz=FAR,
+                      late_tolerance=tolerance, up_since=up_since)  # fmt: skip
+    latest = fires_between(plan, last_tick, now, FAR, limit=1).latest
+    if latest is None:
+        assert out.decisions == ()
+        return
+    on_time = latest >= up_since and now - latest <= tolerance
+    if catchup == "skip":
+        # Fires only what the scheduler was up for and decided within the tolerance;
+        # everything else due is recorded as missed.
+        assert (out.fire is not None) == on_time
+        if out.fire is not None:
+            assert out.fire.nominal >= up_since and not out.fire.caught_up
+        assert out.fire is None or out.fire.nominal == latest
+        assert latest in out.missed or out.fire is not None
+    else:
+        # `once`: the latest due occurrence always runs, as a catch-up when it was not
+        # on time.
+        assert out.fire is not None and out.fire.nominal == latest
+        assert out.fire.caught_up == (not on_time)
+    # Up since before the span: exactly the decisions of a scheduler up throughout.
+    if up_since <= last_tick:
+        assert out == decide_tick(plan, last_tick=last_tick, now=now, local_tz=FAR,
+                                  late_tolerance=tolerance)  # fmt: skip

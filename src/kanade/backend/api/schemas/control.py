@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from kanade.backend.api.schemas.common import OpenSchema, Schema
+from kanade.backend.api.schemas.common import Instant, OpenSchema, Schema
 
 
 class Revoked(Schema):
@@ -111,6 +111,9 @@ class GroupList(Schema):
 class Membership(Schema):
     pc_id: str
     groups: list[str]
+    since: dict[str, Instant | None] = Field(default_factory=dict)
+    """group → when the pc joined it (backend clock): the group's commands issued before
+    never reach it (SPEC §3.2); null for a membership recorded before this was kept."""
     previous: list[str]
     changed: bool
 

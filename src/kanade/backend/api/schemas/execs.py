@@ -18,6 +18,11 @@ class ExecCreated(Schema):
     expected_pcs: list[str]
     status: str
     rollout_id: str | None
+    timeout_s: float | None = None
+    """The script timeout of its command."""
+    deadline_at: Instant | None = None
+    """The exec's deadline: no pc starts it after this, and an expected pc that never
+    did is then closed as ``no_result`` (null until its commands go out)."""
 
 
 # The executions row, as two halves: a model lists its bases last-first, so
@@ -46,6 +51,16 @@ class _ExecRowTail(Schema):
     request_id: str
     inventory_hint: dict[str, Any] | None
     check_hint: dict[str, Any] | None
+    no_result_count: int = 0
+    """Expected pcs closed as ``no_result`` (never started; counted as finished and failed
+    too)."""
+    deadline_at: Instant | None = None
+    """The exec's deadline (SPEC §4.3): expected pcs that never started are closed as
+    ``no_result`` once it has passed (plus a grace), and a live exec then completes. Null
+    until known (awaiting approval, a rollout not yet sent)."""
+    ended_at: Instant | None = None
+    """When it ended for good: every expected pc has a result or a ``no_result`` row and
+    none can start any more (null until then)."""
 
 
 class _ExecRowHeadWithPcs(_ExecRowHead):
@@ -94,7 +109,8 @@ class ResultRow(Schema):
 
 
 class PendingResult(Schema):
-    """An expected pc that has not reported yet."""
+    """An expected pc that has not reported yet (it is closed as ``no_result`` at the
+    exec's deadline if it never does)."""
 
     pc_id: str
     exec_id: str

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from kanade.backend.api.schemas.common import Instant, Schema
 from kanade.backend.api.schemas.execs import ResultRow
 
@@ -31,8 +33,16 @@ class Agent(Schema):
     last_command_at: Instant | None
     queue_length: int
     running: int
+    disk_full: bool = Field(description="its data directory is full: it refuses new work")
+    disk_error: str | None = Field(description="why the disk counts as full")
+    disk_free_bytes: int | None = Field(description="free bytes in its data directory")
+    held_messages: int = Field(
+        description="results and events held in memory because its disk would not take them"
+    )
     last_seen: Instant
     first_seen: Instant
+    stopped_at: Instant | None = None
+    """When the agent said it was stopping (a clean stop): offline since then."""
     status: str
 
 

@@ -61,6 +61,11 @@ class RunBody(BaseModel):
     target: StrictTarget
     env: dict[str, str] | None = None
     cwd: str | None = Field(default=None, min_length=1)
+    starting_deadline: Duration | None = Field(
+        default=None,
+        description="skip (exit 125) if the script cannot start within this; also the "
+        "exec's deadline: a pc that never started is closed as no_result after it",
+    )
 
     @field_validator("timeout")
     @classmethod

@@ -26,7 +26,8 @@ class ScheduleStatus(Schema):
 
 
 class Decision(Schema):
-    """One scheduler decision: fired, skipped (with the reason), missed, duplicate."""
+    """One scheduler decision: fired, skipped (with the reason), missed, duplicate — the
+    central scheduler's, or (``pc_id`` set) an agent's local scheduler's."""
 
     decided_at: str | None
     nominal_time: str | None
@@ -37,6 +38,7 @@ class Decision(Schema):
     exec_id: str | None
     pcs: int | None
     lateness_s: float | None
+    pc_id: str | None = None
 
 
 class ScheduleView(OpenSchema):

@@ -4,7 +4,7 @@ import { h } from "./dom.js";
 
 export const COLORS = {
   ok: "var(--c-ok)", failed: "var(--c-failed)", skipped: "var(--c-skipped)",
-  running: "var(--c-running)", pending: "var(--c-pending)",
+  running: "var(--c-running)", pending: "var(--c-pending)", no_result: "var(--c-missing)",
   alive: "var(--c-ok)", stale: "var(--c-skipped)", offline: "var(--c-pending)",
   missing: "var(--c-missing)", track: "var(--c-track)",
 };

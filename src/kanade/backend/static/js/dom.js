@@ -39,6 +39,12 @@ export function pill(status, label) {
   return h("span", { class: `pill pill-${status}` }, label ?? status.replace("_", " "));
 }
 
+// A full data directory: the agent refuses new work until it has room (SPEC §7).
+export function diskFull(a) {
+  const held = a.held_messages ? `; ${a.held_messages} result message(s) held in memory` : "";
+  return h("span", { class: "pill pill-failed", "data-badge": "disk-full", title: `${a.disk_error || "disk full"}${held}` }, "disk full");
+}
+
 export function ago(iso) {
   if (!iso) return "—";
   const t = new Date(iso).getTime();
@@ -128,6 +134,7 @@ export function resultKind(r) {
   if (r.state === "in_flight") return "running";
   if (r.skipped) return "skipped";
   if (r.state === "reaped") return "failed";
+  if (r.state === "no_result") return "no_result"; // never started by the exec's deadline
   return r.exit_code === 0 ? "ok" : "failed";
 }
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.engine import Connection
 
 from kanade.backend.messaging.consumers import EXECS_CONSUMER
-from kanade.backend.store import executions
+from kanade.backend.store import executions, rollouts
 from kanade.backend.workers.projection.facts import project_facts_for_execs
 from kanade.backend.workers.projection.rows import decode_exec_records
 from kanade.backend.workers.projection.worker import Item, ItemProjector
@@ -19,11 +19,23 @@ def write_exec_records(conn: Connection, items: list[Item], now: datetime) -> No
     created = [i.row for i in items if not i.status_only]
     executions.upsert_executions(conn, created, now)
     project_facts_for_execs(conn, created)
-    # Status records come after their exec's creation in the stream; applied through
-    # the transition table, so a replay can never walk an exec backwards.
+    # Decision records are facts the status is derived from (core.execstatus): the order
+    # they meet the creation record and the results in does not matter.
+    executions.record_decisions(
+        conn,
+        [
+            (i.row["exec_id"], i.row["status"], i.row.get("at"), i.row.get("by"))
+            for i in items
+            if i.status_only
+        ],
+        now,
+    )
     for item in items:
-        if item.status_only:
-            executions.apply_exec_status(conn, item.row["exec_id"], item.row["status"], now)
+        if item.status_only and item.row.get("deadline_at") is not None:
+            executions.extend_deadline(conn, item.row["exec_id"], item.row["deadline_at"])
+    # A rollout's deadline comes from its sent waves (restored operator state after a wipe).
+    for exec_id, deadline in rollouts.wave_deadlines(conn, [r["exec_id"] for r in created]).items():
+        executions.extend_deadline(conn, exec_id, deadline)
 
 
 class ExecsProjector(ItemProjector):

@@ -6,7 +6,6 @@ the same rows; a message that does not decode is poison (logged, then acked).
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +15,8 @@ from nats.aio.msg import Msg
 from kanade.backend.workers.projection.worker import Decoded, Item, recorded_at
 from kanade.core import subjects
 from kanade.core.lifecycle import result_expires_at
-from kanade.core.models.records import ExecRecord
+from kanade.core.models.records import ExecRecord, ExecStatusRecord
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
-from kanade.core.statuses import EXEC_TRANSITIONS
 
 log = structlog.get_logger(__name__)
 
@@ -133,11 +131,17 @@ def decode_exec_records(msgs: list[Msg]) -> Decoded:
             if event == "created":
                 items.append(Item(msg, decode(ExecRecord, msg.data).row()))
                 continue
-            data = json.loads(msg.data)
-            status, exec_id = data["status"], data["exec_id"]
-            if status not in EXEC_TRANSITIONS or not isinstance(exec_id, str):
-                raise ValueError(f"unknown status {status!r}")
-            items.append(Item(msg, {"exec_id": exec_id, "status": status}, status_only=True))
+            record = decode(ExecStatusRecord, msg.data)
+            row = {
+                "exec_id": record.exec_id,
+                "status": record.status.value,
+                # Absent in records of older backends: a decision without a time.
+                "at": record.at,
+                "by": None if record.by is None else record.by[:128],
+            }
+            if record.deadline_at is not None:  # an approval that sent the commands
+                row["deadline_at"] = record.deadline_at
+            items.append(Item(msg, row, status_only=True))
         except (WireDecodeError, ValueError, KeyError, TypeError) as exc:
             log.warning("poison exec record skipped", subject=msg.subject, error=str(exc))
             poison.append(msg)

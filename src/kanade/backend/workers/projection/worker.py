@@ -114,6 +114,10 @@ class ProjectionWorker(Worker):
     async def handle(self, msgs: list[Msg]) -> None:
         """Decode, write and ack one batch."""
 
+    def invalidates(self, kind: str, items: list[Item]) -> tuple[str, dict[str, Any]]:
+        """The dashboard topic (and payload) committed ``items`` change."""
+        return kind, {"exec_ids": [i.row["exec_id"] for i in items]}
+
     def _count(self, kind: str, n: int) -> None:
         if self._on_projected is not None:
             self._on_projected(kind, n)
@@ -143,7 +147,7 @@ class ProjectionWorker(Worker):
             return
         await ack_all([i.msg for i in items])
         self._count(kind, len(items))
-        hub.publish(kind, {"exec_ids": [i.row["exec_id"] for i in items]})
+        hub.publish(*self.invalidates(kind, items))
 
     async def _commit_one_by_one(
         self, kind: str, items: list[Item], write: Writer, now: datetime
@@ -165,7 +169,7 @@ class ProjectionWorker(Worker):
                 continue
             await ack_all([item.msg])
             self._count(kind, 1)
-            hub.publish(kind, {"exec_ids": [item.row["exec_id"]]})
+            hub.publish(*self.invalidates(kind, [item]))
 
 
 class ItemProjector(ProjectionWorker):

@@ -10,7 +10,8 @@ from kanade.backend.messaging.outgoing import command_messages, record_message
 from kanade.backend.workers.scheduler.catalog_watch import Entry
 from kanade.bus.publish import Outgoing
 from kanade.core import subjects
-from kanade.core.dispatch import Budgets, build_command
+from kanade.core.dispatch import Budgets, build_command, command_deadline
+from kanade.core.lifecycle import exec_deadline
 from kanade.core.models.job import JobManifest
 from kanade.core.models.records import ExecRecord
 from kanade.core.models.target import Target
@@ -105,6 +106,13 @@ def build(
         commands = [(whole, command_subjects(target, job.id))]
         recorded_target = target
     first = commands[0][0] if commands else None
+    # The exec's deadline (SPEC §4.3); a fire sent in waves gets it from its waves.
+    if schedule.rollout is not None and not reconcile and commands:
+        deadline: datetime | None = None
+    elif first is not None:
+        deadline = command_deadline(first)
+    else:
+        deadline = exec_deadline(stamp, expires_at=None, deadline_at=fire.deadline_at)
     record = ExecRecord(
         exec_id=exec_id,
         kind="job",
@@ -125,6 +133,7 @@ def build(
         check_hint=None
         if first is None or first.check is None
         else first.check.model_dump(mode="json"),
+        deadline_at=deadline,
     )
     # Encoded here, so that publishing is all that is left at the instant.
     messages = [m for c, subs in commands for m in command_messages(c, subs)]

@@ -52,9 +52,18 @@ class Decided:
 
 
 class Planner:
-    def __init__(self, ctx: SchedulerContext, marks: dict[str, dict[str, DispatchMark]]) -> None:
+    def __init__(
+        self,
+        ctx: SchedulerContext,
+        marks: dict[str, dict[str, DispatchMark]],
+        *,
+        up_since: datetime,
+    ) -> None:
         self._ctx = ctx
         self._marks = marks
+        self.up_since = up_since
+        """When this term began: an occurrence due before it came while no scheduler was
+        up to fire it, so it is missed (or caught up), never on time (SPEC §2.2 catchup)."""
 
     def decide(self, due: list[Entry], now: datetime, freeze: Freeze | None) -> Decided:
         """Decide every due schedule as of ``now``; advances the entries' ``last_tick``
@@ -74,6 +83,7 @@ class Planner:
                 local_tz=self._ctx.local_tz,
                 freeze=freeze,
                 late_tolerance=self._ctx.late_tolerance,
+                up_since=self.up_since,
             )
             entry.last_tick = outcome.last_tick
             entry.next_due = outcome.next_fire

@@ -40,7 +40,10 @@ class Term(Worker):
         self._lease = lease
         self.marks: dict[str, dict[str, DispatchMark]] = {}
         self.catalog = CatalogWatch(ctx, self.wake)
-        self.planner = Planner(ctx, self.marks)
+        # The term starts leading now: what came due before was due while this process
+        # did not lead (it was down, starting, or another replica had died holding the
+        # lease), and `catchup` decides it — never the late tolerance.
+        self.planner = Planner(ctx, self.marks, up_since=ctx.clock())
         self.dispatcher = Dispatcher(ctx, self.marks)
         self.ahead = Ahead(ctx, lease, self.catalog, self.planner, self.dispatcher)
         self._last_resync: float | None = None

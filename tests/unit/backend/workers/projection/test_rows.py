@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from kanade.backend.workers.projection.rows import decode_results
+from kanade.backend.workers.projection.rows import decode_exec_records, decode_results
 from kanade.core import subjects as s
+from kanade.core.models.records import ExecStatusRecord
 from kanade.core.models.wire import EventStarted, Result, encode
+from kanade.core.statuses import ExecStatus
 
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
 
@@ -62,3 +64,16 @@ def test_payloads_naming_another_pc_are_forgeries() -> None:
     ]
     assert [(kind, m) for kind, m in decoded.forged] == [("result", msgs[1]), ("started", msgs[2])]
     assert decoded.poison == [msgs[4]]
+
+
+def test_an_approved_record_brings_the_exec_deadline_along() -> None:
+    raw = ExecStatusRecord(
+        exec_id="e1", status=ExecStatus.PENDING, at=NOW, deadline_at=NOW
+    ).encode()
+    (item,) = decode_exec_records([_msg(s.exec_subject("approved", "e1"), raw)]).items
+    assert item.status_only and item.row == {
+        "exec_id": "e1", "status": "pending", "at": NOW, "by": None, "deadline_at": NOW
+    }
+    plain = ExecStatusRecord(exec_id="e1", status=ExecStatus.CANCELLED).encode()
+    (item,) = decode_exec_records([_msg(s.exec_subject("cancelled", "e1"), plain)]).items
+    assert "deadline_at" not in item.row

@@ -1,7 +1,7 @@
 // Agent detail: heartbeat fields, groups, effective config, inventory facts, recent results.
 import { ApiError } from "../api.js";
 import {
-  bytes, facts, fullTime, h, mountInto, notice, pill, resultKind, section, shortId, table, time, yamlish,
+  bytes, diskFull, facts, fullTime, h, mountInto, notice, pill, resultKind, section, shortId, table, time, yamlish,
 } from "../dom.js";
 
 export default {
@@ -51,6 +51,10 @@ export default {
       }
       mountInto(hb, facts([
         ["Status", pill(a.status)],
+        ["Data directory", a.disk_full
+          ? h("span", {}, diskFull(a), h("span", { class: "muted small" }, ` ${a.disk_error || ""}: new work is refused`))
+          : (a.disk_free_bytes != null ? `${bytes(a.disk_free_bytes)} free` : "—")],
+        ...(a.held_messages ? [["Held in memory", `${a.held_messages} result message(s) waiting for the disk`]] : []),
         ["Last seen", h("span", {}, time(a.last_seen), h("span", { class: "muted small" }, ` (${fullTime(a.last_seen)})`))],
         ["Hostname", a.hostname],
         ["OS", `${a.os_family} ${a.os_version || ""}`],
@@ -180,7 +184,7 @@ export function resultsTable(items, label, { showPc = true, showJob = true } = {
         ...(showPc ? [h("td", {}, h("a", { href: `#/agents/${encodeURIComponent(r.pc_id)}` }, r.pc_id))] : []),
         h("td", {}, link),
         ...(showJob ? [h("td", { class: "hide-sm" }, r.job_id || "")] : []),
-        h("td", {}, pill(kind, kind === "ok" ? "finished" : kind)),
+        h("td", {}, pill(kind, kind === "ok" ? "finished" : kind.replace("_", " "))),
         h("td", { class: "mono" }, r.exit_code ?? "—"),
         h("td", { class: "hide-sm" }, durationOf(r)),
         h("td", {}, time(r.finished_at)));

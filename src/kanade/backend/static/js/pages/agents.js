@@ -1,5 +1,5 @@
 // Agents: the fleet, filterable by status, group, OS and version (filters live in the URL).
-import { h, mountInto, pill, table, time } from "../dom.js";
+import { diskFull, h, mountInto, pill, table, time } from "../dom.js";
 
 const STATUSES = ["alive", "stale", "offline"];
 
@@ -70,7 +70,7 @@ export default {
         empty: agents.length ? "No agent matches these filters." : "No agent has sent a heartbeat yet.",
         row: (a) => h("tr", { dataset: { pcId: a.pc_id } },
           h("td", {}, h("a", { href: `#/agents/${encodeURIComponent(a.pc_id)}` }, a.pc_id)),
-          h("td", {}, pill(a.status)),
+          h("td", {}, pill(a.status), a.disk_full ? [" ", diskFull(a)] : null),
           h("td", { class: "hide-sm" }, a.hostname),
           h("td", { class: "hide-sm" }, `${a.os_family} ${a.os_version || ""}`.trim()),
           h("td", {}, a.agent_version),

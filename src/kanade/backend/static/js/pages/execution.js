@@ -8,7 +8,10 @@ import { resultsTable } from "./agent.js";
 const KINDS = [
   { key: "ok", label: "ok" }, { key: "failed", label: "failed" }, { key: "skipped", label: "skipped" },
   { key: "running", label: "running" }, { key: "pending", label: "pending" },
+  { key: "no_result", label: "no result" },
 ];
+// Statuses an exec leaves by itself at its deadline (SPEC §4.3): shown with that deadline.
+const ENDS_BY_ITSELF = new Set(["pending", "running", "expired"]);
 const LIVE = new Set(["awaiting_approval", "pending", "running"]);
 const MAX_ROWS = 500;
 
@@ -80,15 +83,18 @@ export default {
           " ", pill(rollout.status))]] : []),
         ["Created", h("span", {}, time(ex.created_at), h("span", { class: "muted small" }, ` (${fullTime(ex.created_at)})`))],
         ["Updated", time(ex.updated_at)],
+        ...(ENDS_BY_ITSELF.has(ex.status) ? [["Ends by", ex.deadline_at
+          ? h("span", { id: "exec-deadline", title: "PCs that have not started by then (plus a short grace) are closed as no result" }, fullTime(ex.deadline_at))
+          : h("span", { class: "muted", id: "exec-deadline" }, "when its commands are sent")]] : []),
       ]));
-      const done = counts.ok + counts.failed + counts.skipped;
+      const done = counts.ok + counts.failed + counts.skipped + counts.no_result;
       mountInto(chart,
         h("div", { class: "donut-row" },
           donut(segs, { label: "Execution progress", center: `${done}/${ex.expected_count}` }),
           legend(segs)),
         progressBar(segs, Math.max(ex.expected_count, ex.results.length), { label: "Finished so far" }),
         h("p", { class: "small muted", id: "exec-counts" },
-          `${done} of ${ex.expected_count} finished · ${counts.failed} failed · ${counts.skipped} skipped · ${counts.running} running · ${counts.pending} pending`));
+          `${done} of ${ex.expected_count} finished · ${counts.failed} failed · ${counts.skipped} skipped · ${counts.no_result} no result · ${counts.running} running · ${counts.pending} pending`));
       drawActions(ex);
       await drawApproval(ex);
       drawList(ex);

@@ -1,6 +1,6 @@
 // Overview: fleet health, results of the last 24 h, recent executions,
 // failing checks and upcoming fires (when the backend has those routes).
-import { ago, h, mountInto, notice, pill, section, shortId, table, time, zonedTime } from "../dom.js";
+import { ago, fullTime, h, mountInto, notice, pill, section, shortId, table, time, zonedTime } from "../dom.js";
 import { donut, legend, progressBar, stackedBars } from "../charts.js";
 import { freezePanel } from "../freeze.js";
 import { whenText } from "./schedules.js";
@@ -159,6 +159,9 @@ export default {
   },
 };
 
+// Statuses an exec leaves by itself at its deadline (SPEC §4.3).
+const ENDS_BY_ITSELF = new Set(["pending", "running", "expired"]);
+
 /** Executions table, shared with the executions list and the job page. */
 export function execTable(items, label) {
   return table({
@@ -175,7 +178,9 @@ export function execTable(items, label) {
       return h("tr", { dataset: { execId: e.exec_id, status: e.status } },
         h("td", {}, h("a", { href: `#/executions/${encodeURIComponent(e.exec_id)}`, class: "mono", title: e.exec_id }, shortId(e.exec_id))),
         h("td", {}, e.kind === "adhoc" ? h("span", { class: "muted" }, "ad-hoc script") : e.job_id),
-        h("td", {}, pill(e.status)),
+        h("td", {}, pill(e.status), ENDS_BY_ITSELF.has(e.status) && e.deadline_at
+          ? h("span", { class: "small muted exec-ends", title: `by ${fullTime(e.deadline_at)}, PCs that never started are closed as no result and the execution ends` }, ` ends ${ago(e.deadline_at)}`)
+          : null),
         h("td", { class: "col-progress" },
           progressBar([
             { key: "ok", label: "ok", value: ok },

@@ -142,7 +142,7 @@ export default {
     function drawDecisions() {
       mountInto(decisions, table({
         label: "Recent decisions",
-        columns: [{ label: "Nominal time" }, { label: "Decision" }, { label: "Reason" }, { label: "Execution" }, { label: "PCs", cls: "hide-sm" }, { label: "Late by", cls: "hide-sm" }],
+        columns: [{ label: "Nominal time" }, { label: "Decision" }, { label: "Reason" }, { label: "Execution" }, { label: "PC(s)", cls: "hide-sm" }, { label: "Late by", cls: "hide-sm" }],
         rows: sched.decisions || [],
         empty: "No decision yet: it has not come due since it was created or enabled.",
         row: (d) => h("tr", { dataset: { result: d.result } },
@@ -151,7 +151,10 @@ export default {
           h("td", {}, pill(DECISION_KIND[d.result] || "pending", d.result)),
           h("td", { class: "details" }, [d.reason, d.detail].filter(Boolean).join(": ") || h("span", { class: "muted" }, "—")),
           h("td", {}, d.exec_id ? h("a", { class: "mono", href: `#/executions/${encodeURIComponent(d.exec_id)}`, title: d.exec_id }, shortId(d.exec_id)) : "—"),
-          h("td", { class: "hide-sm" }, d.pcs ?? "—"),
+          // An agent's local scheduler decided it (runs_on: agent): which agent.
+          h("td", { class: "hide-sm" }, d.pc_id
+            ? h("a", { class: "mono", href: `#/agents/${encodeURIComponent(d.pc_id)}` }, d.pc_id)
+            : d.pcs ?? "—"),
           h("td", { class: "hide-sm" }, d.lateness_s === null || d.lateness_s === undefined ? "—" : `${Number(d.lateness_s).toFixed(d.lateness_s < 10 ? 2 : 0)} s`)),
       }));
     }
