@@ -33,7 +33,8 @@ DEFAULT_URL = "tls://127.0.0.1:4222"
 NatsOpt = Annotated[
     str | None,
     typer.Option("--nats-url", envvar="KANADE_NATS_URL",
-                 help=f"Broker URL (default {DEFAULT_URL})."),
+                 help=f"Broker URL (default {DEFAULT_URL}); a cluster: every node's, "
+                 "comma separated."),
 ]
 CredsOpt = Annotated[
     Path | None,
@@ -53,8 +54,9 @@ _HOW = (
 )
 
 
-def _url(url: str | None) -> str:
-    return url or os.environ.get("KANADE_NATS_URL") or DEFAULT_URL
+def _url(url: str | None) -> list[str]:
+    raw = url or os.environ.get("KANADE_NATS_URL") or DEFAULT_URL
+    return [u.strip() for u in raw.split(",") if u.strip()] or [DEFAULT_URL]
 
 
 def operator_credentials(creds: Path | None, ca: Path | None) -> BusCredentials:
@@ -77,7 +79,7 @@ def operator_credentials(creds: Path | None, ca: Path | None) -> BusCredentials:
     return found
 
 
-async def _with_js(url: str, credentials: BusCredentials, work: Any) -> Any:
+async def _with_js(url: list[str], credentials: BusCredentials, work: Any) -> Any:
     from kanade.bus.connection import BusConnectError, connect
 
     try:
@@ -96,15 +98,30 @@ async def _with_js(url: str, credentials: BusCredentials, work: Any) -> Any:
 
 
 @app.command("setup")
-def setup(url: NatsOpt = None, creds: CredsOpt = None, ca: CaOpt = None) -> None:
+def setup(
+    url: NatsOpt = None,
+    creds: CredsOpt = None,
+    ca: CaOpt = None,
+    replicas: Annotated[
+        int,
+        typer.Option("--replicas", min=0, max=5,
+                     help="Copies of each stream (0 = 3 on a cluster of 3+, else 1; "
+                     "never fewer than a stream has)."),
+    ] = 0,
+) -> None:
     """Create or update every stream, KV bucket and object store kanade uses (idempotent).
 
     Example: kanade jetstream setup --nats-url tls://broker:4222 --creds operator.creds --ca ca.pem
     """
     from kanade.bus.topology import ensure_topology
 
+    async def ensure(js: Any) -> None:
+        # The operator identity may not touch consumers; a backend scales its own
+        # consumers to their stream's replicas when it next starts.
+        await ensure_topology(js, replicas=replicas or None, consumers=False)
+
     def go() -> None:
-        asyncio.run(_with_js(_url(url), operator_credentials(creds, ca), ensure_topology))
+        asyncio.run(_with_js(_url(url), operator_credentials(creds, ca), ensure))
         output.out.print("streams, KV buckets and object stores are in place")
 
     guard(go)
@@ -131,6 +148,7 @@ def status(
                 "used": round(st.bytes / cfg.max_bytes, 4) if cfg.max_bytes and cfg.max_bytes > 0
                 else None,
                 "consumers": st.consumer_count,
+                "replicas": cfg.num_replicas or 1,
                 "max_age_s": cfg.max_age,
             })
         return sorted(rows, key=lambda r: r["stream"])
@@ -141,9 +159,10 @@ def status(
             rows,
             json_=json_,
             title="jetstream",
-            columns=["stream", "messages", "bytes", "of max", "consumers"],
+            columns=["stream", "messages", "bytes", "of max", "consumers", "replicas"],
             row=lambda r: (r["stream"], r["messages"], r["bytes"],
-                           "-" if r["used"] is None else f"{r['used']:.1%}", r["consumers"]),
+                           "-" if r["used"] is None else f"{r['used']:.1%}", r["consumers"],
+                           r["replicas"]),
         )
 
     guard(go)
