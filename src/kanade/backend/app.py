@@ -57,7 +57,9 @@ from kanade.backend.store.database import Database
 from kanade.backend.store.migrate import upgrade
 from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
+from kanade.backend.workers.deciders import Deciders, replica_name
 from kanade.backend.workers.heartbeats import HeartbeatSink
+from kanade.backend.workers.live_relay import LiveRelay
 from kanade.backend.workers.projection.audit import AuditProjector
 from kanade.backend.workers.projection.decisions import DecisionsProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
@@ -164,7 +166,12 @@ def create_app(settings: Settings) -> FastAPI:
             raise
         new_db = await _is_new_database(db)
         rebuilding = await _rebuild_pending(db)
-        link = BrokerLink(settings.nats_url, credentials=credentials, signer=signer)
+        link = BrokerLink(
+            settings.nats_urls,
+            credentials=credentials,
+            signer=signer,
+            stream_replicas=settings.stream_replicas,
+        )
         metrics = Metrics()
         # Operator state (users, approvals, rollouts, schedule counters) mirrored in KV, so
         # a wiped database comes back whole (SPEC §1.3).
@@ -175,17 +182,45 @@ def create_app(settings: Settings) -> FastAPI:
         settled = asyncio.Event()
         if not rebuilding:
             settled.set()
-        # Rollouts and approvals live in the database; these workers drive them (SPEC §4.7-8).
-        rollout_runner = RolloutRunner(
+        # Rollouts and approvals live in the database; the rollout runner and the approval
+        # sweeper drive them (SPEC §4.7-8), the reaper closes what will never report
+        # (§4.3). Once across replicas (SPEC §9): only the holder of the deciders lease
+        # runs them, writing through a database fenced by it.
+        runners: list[RolloutRunner] = []
+
+        def wake_rollouts() -> None:
+            for runner in runners:
+                runner.wake()
+
+        def deciding_team(fenced: Database) -> list[Worker]:
+            runner = RolloutRunner(
+                fenced,
+                link.bus,
+                clock=system_clock,
+                interval_s=settings.rollout_interval_s,
+                flush=state.flush,
+            )
+            runners[:] = [runner]
+            return [
+                Reaper(
+                    fenced,
+                    interval_s=settings.reaper_interval_s,
+                    grace=timedelta(seconds=settings.no_result_grace_s),
+                    on_reap=metrics.on_reap,
+                ),
+                runner,
+                ApprovalSweeper(
+                    fenced, link.bus, clock=system_clock, sweep_s=settings.approval_sweep_s
+                ),
+            ]
+
+        deciders = Deciders(
             db,
-            link.bus,
-            clock=system_clock,
-            interval_s=settings.rollout_interval_s,
-            flush=state.flush,
+            deciding_team,
+            ttl_s=settings.deciders_lease_ttl_s,
+            holder=replica_name(settings.http_port),
         )
-        approval_sweeper = ApprovalSweeper(
-            db, link.bus, clock=system_clock, sweep_s=settings.approval_sweep_s
-        )
+        app.state.deciders = deciders
         services = Services(
             settings=settings,
             db=db,
@@ -197,15 +232,13 @@ def create_app(settings: Settings) -> FastAPI:
                 clock=system_clock,
                 approval_ttl=timedelta(seconds=settings.approval_ttl_s),
             ),
-            rollouts=RolloutService(
-                db, link.bus, clock=system_clock, on_change=rollout_runner.wake
-            ),
+            rollouts=RolloutService(db, link.bus, clock=system_clock, on_change=wake_rollouts),
             approvals=ApprovalService(
                 db,
                 link.bus,
                 auth_enabled=settings.auth_mode != "disabled",
                 clock=system_clock,
-                on_rollout_started=rollout_runner.wake,
+                on_rollout_started=wake_rollouts,
             ),
             metrics=metrics,
             auth=make_authenticator(settings, db),
@@ -265,26 +298,19 @@ def create_app(settings: Settings) -> FastAPI:
             reset_pending[0] = False  # only the first successful set-up replays
             await heartbeats.subscribe(bus)
             await provisioner.subscribe(bus)
-            workers: list[Worker] = [*projectors, heartbeats, publisher]
+            # Dashboard events to and from the other replicas (SPEC §9).
+            relay = LiveRelay(bus)
+            await relay.subscribe()
+            workers: list[Worker] = [*projectors, heartbeats, publisher, relay]
             tasks = [asyncio.create_task(w.run(), name=w.label) for w in workers]
             if not settled.is_set():
                 tasks.append(asyncio.create_task(caught_up(bus), name="replay"))
             return tasks
 
         link.start(on_ready)
-        # The reaper needs only the database: it keeps closing overdue rows while the
-        # broker is away (that is exactly when results stop arriving).
-        reaper = Reaper(
-            db,
-            interval_s=settings.reaper_interval_s,
-            grace=timedelta(seconds=settings.no_result_grace_s),
-            on_reap=metrics.on_reap,
-        )
-        reaper_task = asyncio.create_task(_after(settled, reaper.run), name="reaper")
-        rollout_tasks = [
-            asyncio.create_task(_after(settled, rollout_runner.run), name="rollouts"),
-            asyncio.create_task(_after(settled, approval_sweeper.run), name="approvals"),
-        ]
+        # The deciders' lease lives in the database: the reaper keeps closing overdue rows
+        # while the broker is away (that is exactly when results stop arriving).
+        deciders_task = asyncio.create_task(_after(settled, deciders.run), name="deciders")
         # The central scheduler competes for its KV lease; only the holder fires.
         scheduler = Scheduler(
             db,
@@ -311,7 +337,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await cancel_and_wait([reaper_task, *rollout_tasks, *scheduler_tasks])
+            await cancel_and_wait([deciders_task, *scheduler_tasks])
+            await deciders.resign()  # a standby replica takes over at its next attempt
             if scheduler_tasks:
                 await scheduler.stop()  # releases the lease: a standby takes over at once
             await heartbeats.unsubscribe()

@@ -7,11 +7,21 @@ function run in a worker thread, so the event loop never blocks and a batch
 costs one hop. All writes go through ONE writer thread: SQLite has a single
 writer anyway, and serialising in-process avoids lock contention (and its
 retry sleeps) between the projector, the heartbeat flusher and the API.
+
+Several backend replicas on one PostgreSQL database (SPEC §9) are several writer threads,
+yet the store's units of work were written for one: a projector batch recounts an exec's
+counters from its result rows, the reaper closes rows the projector may be completing. So
+every write transaction on PostgreSQL first takes one transaction-scoped advisory lock
+(:data:`WRITER_LOCK`): the replicas' writes run one after the other, each seeing every
+write committed before it — exactly the single writer they were designed for — while
+reads stay concurrent. A replica that dies mid-transaction releases the lock with its
+connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +32,12 @@ from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.engine import Connection, make_url
 
 T = TypeVar("T")
+
+WRITER_LOCK = 0x6B616E616465  # "kanade": the advisory lock every write transaction takes
+"""One write transaction at a time across every backend sharing a PostgreSQL database."""
+
+Fence = Callable[[Connection], None]
+"""Run first in a fenced write transaction; raises to refuse it (the writer lost its lease)."""
 
 # Async driver names people may pass out of habit (and the bare scheme), mapped to the
 # sync driver this module drives (same database, same URL otherwise). PostgreSQL goes
@@ -75,6 +91,8 @@ def create_engine(url: str) -> Engine:
     return sa_create_engine(url, pool_pre_ping=True)
 
 
+_TAKE_WRITER_LOCK = text(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})")
+
 COMMIT_TAGS = "kanade.commit_tags"
 """``conn.info`` key: tags a unit of work leaves for the listeners of its commit."""
 
@@ -103,6 +121,16 @@ class Database:
             else self.engine
         )
         self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._fence: Fence | None = None
+
+    def fenced(self, fence: Fence) -> Database:
+        """This database for a worker that may write only while it holds a lease: every
+        write transaction runs ``fence`` first, in the transaction, so a writer that lost
+        its lease (another replica took over while it was paused) commits nothing. Shares
+        the engine and the writer thread; close the original, never the view."""
+        view = copy.copy(self)
+        view._fence = fence
+        return view
 
     def listen(self, tag: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the event loop) after each committed write tagged ``tag``."""
@@ -139,6 +167,11 @@ class Database:
                 # to its result rows from after it). BEGIN makes the whole read one
                 # snapshot; in WAL mode that never blocks the writer.
                 conn.exec_driver_sql("BEGIN")
+            if not snapshot:
+                if self.dialect == "postgresql":
+                    conn.execute(_TAKE_WRITER_LOCK)
+                if self._fence is not None:
+                    self._fence(conn)
             return work(conn)
 
     async def ping(self) -> bool:

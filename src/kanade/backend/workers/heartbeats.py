@@ -60,6 +60,10 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
     }
 
 
+HEARTBEAT_QUEUE = "kanade-backend-heartbeats"
+"""Every backend replica's heartbeat subscription is in this queue group."""
+
+
 class HeartbeatSink(Worker):
     """Subscribe to ``kanade.hb.*``; each step upserts the latest heartbeat of each pc
     that beat since the last one (a step with nothing pending touches nothing)."""
@@ -82,9 +86,13 @@ class HeartbeatSink(Worker):
         self._sub: Subscription | None = None
 
     async def subscribe(self, bus: Bus) -> None:
-        # Core-NATS subscriptions are restored by nats-py after a reconnect.
+        # Core-NATS subscriptions are restored by nats-py after a reconnect. A queue group:
+        # backend replicas (SPEC §9) share the heartbeats, each written by one of them.
         self._sub = await bus.nc.subscribe(
-            subjects.HEARTBEAT_ALL, cb=self._on_msg, pending_msgs_limit=200_000
+            subjects.HEARTBEAT_ALL,
+            queue=HEARTBEAT_QUEUE,
+            cb=self._on_msg,
+            pending_msgs_limit=200_000,
         )
 
     async def unsubscribe(self) -> None:
