@@ -53,7 +53,7 @@ from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.rollouts import RolloutService
 from kanade.backend.settings import Settings
 from kanade.backend.store import projection_state
-from kanade.backend.store.database import Database
+from kanade.backend.store.database import Database, safe_url
 from kanade.backend.store.migrate import upgrade
 from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
@@ -329,7 +329,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         log.info(
             "backend started",
-            db=settings.db_url,
+            db=safe_url(settings.db_url),
             nats=settings.nats_url,
             new_db=new_db,
             rebuilding=rebuilding,

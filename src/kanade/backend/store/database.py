@@ -58,6 +58,15 @@ def database_url(db: str) -> str:
     return f"sqlite:///{path}"
 
 
+def safe_url(url: str) -> str:
+    """``url`` for a log line: a password in it is masked (logs are read by more people
+    than the database's credentials are meant for, SPEC §8.3)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable database URL)"
+
+
 def sync_url(url: str) -> str:
     parsed = make_url(url)
     driver = _SYNC_DRIVERS.get(parsed.drivername)

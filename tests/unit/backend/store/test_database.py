@@ -13,7 +13,13 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.engine import Connection
 from store_rows import T0
 
-from kanade.backend.store.database import Database, create_engine, database_url, sync_url
+from kanade.backend.store.database import (
+    Database,
+    create_engine,
+    database_url,
+    safe_url,
+    sync_url,
+)
 from kanade.backend.store.migrate import upgrade_sync
 from kanade.backend.store.projection_state import set_state_if_absent
 from kanade.backend.store.tables import metadata, projection_state
@@ -118,3 +124,10 @@ async def test_a_fenced_write_commits_nothing_once_the_fence_refuses(db: Databas
     await db.write(lambda conn: set_state_if_absent(conn, "three", "v", T0))  # unfenced
     keys = await db.read(lambda conn: set(conn.execute(select(projection_state.c.key)).scalars()))
     assert {"one", "three"} <= keys and "two" not in keys
+
+
+def test_a_logged_database_url_never_shows_its_password() -> None:
+    assert safe_url("postgresql://kanade:s3cret@db:5432/kanade") == (
+        "postgresql://kanade:***@db:5432/kanade"
+    )
+    assert safe_url("sqlite:////var/lib/kanade.db") == "sqlite:////var/lib/kanade.db"
