@@ -7,7 +7,6 @@ replica running the deciders dies the other takes them over."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
