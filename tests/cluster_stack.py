@@ -48,7 +48,8 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -
         except (httpx.HTTPError, OSError) as exc:
             last = exc
         if time.monotonic() >= give_up:
-            raise StackTimeout(f"not within {timeout:.0f}s: {what}" + (f" ({last!r})" if last else ""))
+            why = f" ({last!r})" if last else ""
+            raise StackTimeout(f"not within {timeout:.0f}s: {what}{why}")
         time.sleep(0.05)
 
 
@@ -128,13 +129,16 @@ class EventStream:
         return self
 
     def _read(self) -> None:
-        with contextlib.suppress(Exception), httpx.Client(timeout=None) as h:
-            with h.stream("GET", f"{self.url}/api/events") as resp:
-                for line in resp.iter_lines():
-                    if self._stop.is_set():
-                        return
-                    if line.startswith("data:"):
-                        self.topics.append(json.loads(line[5:])["topic"])
+        with (
+            contextlib.suppress(Exception),
+            httpx.Client(timeout=None) as h,
+            h.stream("GET", f"{self.url}/api/events") as resp,
+        ):
+            for line in resp.iter_lines():
+                if self._stop.is_set():
+                    return
+                if line.startswith("data:"):
+                    self.topics.append(json.loads(line[5:])["topic"])
 
     def close(self) -> None:
         self._stop.set()
@@ -221,7 +225,9 @@ class ClusterStack:
 
 
 @contextlib.contextmanager
-def cluster_stack(base: Path, authority: Authority, db_url: str, **kw: Any) -> Iterator[ClusterStack]:
+def cluster_stack(
+    base: Path, authority: Authority, db_url: str, **kw: Any
+) -> Iterator[ClusterStack]:
     s = ClusterStack(base, authority, db_url, **kw)
     try:
         yield s
