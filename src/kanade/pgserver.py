@@ -111,14 +111,21 @@ class EmbeddedPostgres:
         base_dir: str | None = None,
         settings: dict[str, str] | None = None,
         preexec: Callable[[], None] | None = None,
+        root: Path | None = None,
+        password: str | None = None,
     ) -> None:
+        """``root``: a directory kept across runs (``kanade up --cluster``): initialised
+        once, started again with its data at every start; it must be reachable by the user
+        the server runs as (see :func:`server_root`). ``password``: the superuser's, for a
+        kept server (default: a fresh random one, for a throwaway server)."""
         self.bin_dir = find_bin_dir()
         self.durable = durable
         self.port = port if port is not None else _free_port()
-        self.password = secrets.token_hex(16)
+        self.password = password or secrets.token_hex(16)
         self._base_dir = base_dir
         self._settings = settings or {}
         self._preexec = preexec
+        self._kept_root = Path(root) if root is not None else None
         self._root: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._as_user: str | None = None
@@ -207,11 +214,14 @@ class EmbeddedPostgres:
             proc.wait()
 
     def close(self) -> None:
-        """Stop the server and remove its directory."""
+        """Stop the server and remove its directory (a kept ``root`` stays)."""
         self.stop()
         root, self._root = self._root, None
-        if root is not None:
+        if root is not None and self._kept_root is None:
             shutil.rmtree(root, ignore_errors=True)
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()
@@ -220,6 +230,12 @@ class EmbeddedPostgres:
         self.close()
 
     # --- databases ------------------------------------------------------------------------
+    def ensure_database(self, name: str) -> str:
+        """Database ``name``, created unless it exists; its URL."""
+        if not self.execute(f"SELECT 1 FROM pg_database WHERE datname = '{_ident(name)[1:-1]}'"):
+            return self.create_database(name)
+        return self.url(name)
+
     def create_database(self, name: str, template: str | None = None) -> str:
         """Create database ``name`` (a copy of ``template`` if given); its URL."""
         ident = _ident(name)
@@ -250,7 +266,16 @@ class EmbeddedPostgres:
         if os.geteuid() == 0:
             account = _ensure_os_user(OS_USER)
             self._as_user, uid = account.pw_name, account.pw_uid
-        root = Path(tempfile.mkdtemp(prefix="kanade-pg-", dir=self._base_dir))
+        if self._kept_root is not None:
+            root = self._kept_root
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if uid is not None:
+                os.chown(root, uid, -1)
+            if (root / "data" / "PG_VERSION").exists():
+                self._root = root  # initialised by an earlier run: start it as it is
+                return
+        else:
+            root = Path(tempfile.mkdtemp(prefix="kanade-pg-", dir=self._base_dir))
         pwfile = root / "pw"
         pwfile.write_text(self.password + "\n")
         if uid is not None:
@@ -276,7 +301,8 @@ class EmbeddedPostgres:
                 timeout=120,
             )
         except subprocess.CalledProcessError as exc:
-            shutil.rmtree(root, ignore_errors=True)
+            if self._kept_root is None:
+                shutil.rmtree(root, ignore_errors=True)
             self._root = None
             raise RuntimeError(
                 f"initdb failed ({exc.returncode}): {exc.stderr.decode(errors='replace')}"
@@ -307,6 +333,21 @@ class EmbeddedPostgres:
             return self.log_file.read_text(errors="replace")[-3000:]
         except OSError:
             return "(no log)"
+
+
+def server_root(data_dir: Path) -> Path:
+    """Where ``kanade up --cluster`` keeps its PostgreSQL server for ``data_dir``: inside
+    it (``postgres/``) — unless we are root. PostgreSQL refuses to run as root, and the
+    user it runs as then (:data:`OS_USER`) cannot enter a data dir that is owner-only
+    (SPEC §8.3), so a root's server lives in a directory of its own under ``/var/tmp``
+    named after the data dir. The database there is a projection of the streams (SPEC
+    §1.3): should it ever be lost, the backends rebuild it."""
+    if os.geteuid() != 0:
+        return data_dir / "postgres"
+    import hashlib
+
+    tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"kanade-postgres-{tag}"
 
 
 def _ident(name: str) -> str:

@@ -65,6 +65,7 @@ async def test_every_stream_and_bucket_is_kept_on_three_nodes(
         assert route_peers(node) == {n.server_name for j, n in enumerate(cluster.nodes) if j != i}
 
 
+@pytest.mark.slow  # a reconnect and two elections: ~10 s
 async def test_a_client_fails_over_when_its_node_is_killed(
     cbus: Bus, cluster: BrokerCluster
 ) -> None:
@@ -96,6 +97,28 @@ async def test_a_client_fails_over_when_its_node_is_killed(
 
     await eventually(caught_up, "the restarted node to be current", timeout=20,
                      tolerate=(Exception,))  # fmt: skip
+
+
+async def test_a_publish_waits_out_the_election_when_its_streams_leader_dies(
+    cbus: Bus, cluster: BrokerCluster, authority: Authority
+) -> None:
+    # A client connected to another node than the stream's leader; the leader dies and the
+    # others elect a new one — meanwhile nobody answers on the stream's subject. One
+    # publish, no retry by the caller, must land.
+    info = await cbus.js.stream_info(s.STREAM_AUDIT)
+    assert info.cluster is not None and info.cluster.leader
+    leader = next(i for i, n in enumerate(cluster.nodes) if n.server_name == info.cluster.leader)
+    other = cluster.nodes[(leader + 1) % len(cluster.nodes)]
+    client = await connect_backend(other.url, authority)
+    try:
+        cluster.kill(leader)
+        ack = await client.publish_js("kanade.audit.election", b"{}", msg_id="election-1")
+        assert ack.stream == s.STREAM_AUDIT and not ack.duplicate
+        info = await client.js.stream_info(s.STREAM_AUDIT)
+        assert info.cluster is not None and info.cluster.leader != cluster.nodes[leader].server_name
+    finally:
+        await client.close()
+        cluster.start_node(leader)
 
 
 @pytest.mark.parametrize("lacks", ["password", "certificate"])

@@ -99,7 +99,11 @@ def run(
         help="the deployment's trust directory (backend.creds, ca.pem, enrolment); required",
     ),
     db: str = typer.Option(
-        "kanade.db", "--db", help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL)"
+        "kanade.db",
+        "--db",
+        envvar="KANADE_DB",
+        help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL; with a password, pass "
+        "it in $KANADE_DB: every local user can read a command line)",
     ),
     http_port: int = typer.Option(8080, "--http-port", help="HTTP port"),
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP bind address"),

@@ -20,9 +20,10 @@ from kanade.backend.store.database import (
     safe_url,
     sync_url,
 )
-from kanade.backend.store.migrate import upgrade_sync
+from kanade.backend.store.migrate import upgrade, upgrade_sync
 from kanade.backend.store.projection_state import set_state_if_absent
 from kanade.backend.store.tables import metadata, projection_state
+from pgdb import PostgresDatabases
 
 
 def test_db_arg_is_a_path_or_a_url(tmp_path: Path) -> None:
@@ -131,3 +132,21 @@ def test_a_logged_database_url_never_shows_its_password() -> None:
         "postgresql://kanade:***@db:5432/kanade"
     )
     assert safe_url("sqlite:////var/lib/kanade.db") == "sqlite:////var/lib/kanade.db"
+
+
+async def test_replicas_starting_together_migrate_one_after_the_other(
+    postgres_databases: PostgresDatabases,
+) -> None:
+    # A brand-new PostgreSQL database and two replicas upgrading it at the same moment: the
+    # second must find the schema current, not race the first to create it.
+    name, url = postgres_databases.create(migrated=False)
+    try:
+        await asyncio.gather(*(upgrade(url) for _ in range(3)))
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        finally:
+            engine.dispose()
+    finally:
+        postgres_databases.drop(name)
