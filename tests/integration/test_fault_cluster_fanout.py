@@ -96,7 +96,7 @@ async def test_a_broker_node_kill9_during_a_fanout_loses_and_duplicates_nothing(
 
         await eventually(lambda: len(pcs_with_results()) >= n, timeout=300,
                          what=f"results from all {n} agents",
-                         diagnostics=lambda: f"{len(pcs_with_results())} of {n} so far")  # fmt: skip
+                         diagnostics=lambda: f"{len(pcs_with_results())} of {n}")  # fmt: skip
         # A second broadcast is behind the first in the stream and every agent admits in
         # stream order: once all its results are in, every redelivery was dealt with.
         after = build_command("after-node-crash", "echo ok", scope="all")
