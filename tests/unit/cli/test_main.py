@@ -22,7 +22,7 @@ NOUNS = {
     "schedule": ["validate", "create", "list", "show", "preview", "enable", "disable",
                  "delete"],
     "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick"],
-    "jetstream": ["setup", "status"],
+    "jetstream": ["setup", "status", "migrate"],
     "rollout": ["list", "show", "resume", "abort"],
     "keys": ["init", "show", "rotate"],
 }

@@ -166,3 +166,62 @@ def status(
         )
 
     guard(go)
+
+
+@app.command("migrate")
+def migrate(
+    source: Annotated[str, typer.Option("--from", help="The single broker's URL.")],
+    url: NatsOpt = None,
+    creds: Annotated[
+        Path, typer.Option("--creds", help="The backend's creds file (backend.creds): only the "
+                           "backend identity may snapshot and restore streams.")
+    ] = Path("backend.creds"),
+    ca: Annotated[Path, typer.Option("--ca", help="The deployment's CA (ca.pem).")] = Path(
+        "ca.pem"
+    ),
+) -> None:
+    """Move every stream of a single broker into a cluster, whole: messages with their
+    sequence numbers and times, KV buckets, durable consumers with their ack state. Run it
+    with no backend running; start the backends on the cluster afterwards (they make every
+    stream R3). Streams the cluster already has are left alone, so it can be run again.
+
+    Example: kanade jetstream migrate --from tls://old:4222 --nats-url tls://a:4222,tls://b:4222
+    --creds backend.creds --ca ca.pem
+    """
+    from kanade.bus.credentials import BusCredentials, CredentialsError
+
+    credentials = BusCredentials(creds, ca)
+    try:
+        credentials.check()
+    except CredentialsError as exc:
+        raise CliError(f"{exc}: pass --creds backend.creds and --ca ca.pem") from None
+
+    async def go() -> list[Any]:
+        from kanade.bus.connection import BusConnectError, connect
+        from kanade.bus.migrate import copy_streams
+
+        try:
+            old = await connect(source, name="kanade-migrate", retry_forever=False,
+                                deadline=10.0, credentials=credentials)
+            new = await connect(_url(url), name="kanade-migrate", retry_forever=False,
+                                deadline=10.0, credentials=credentials)
+        except BusConnectError as exc:
+            raise CliError(str(exc)) from exc
+        try:
+            return await copy_streams(old, new)
+        finally:
+            await old.close()
+            await new.close()
+
+    def run() -> None:
+        done = asyncio.run(go())
+        output.listing(
+            [{"stream": d.stream, "messages": d.messages, "bytes": d.bytes,
+              "copied": not d.skipped} for d in done],
+            json_=False, title="migrated",
+            columns=["stream", "messages", "bytes", "copied"],
+            row=lambda r: (r["stream"], r["messages"], r["bytes"],
+                           "yes" if r["copied"] else "already there"),
+        )
+
+    guard(run)
