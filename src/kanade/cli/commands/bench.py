@@ -17,6 +17,7 @@ def fanout(
     agents: Annotated[int, typer.Option("--agents", "-n")] = 1000,
     exec_mode: Annotated[str, typer.Option("--exec", help="stub or real")] = "stub",
     runs: Annotated[int, typer.Option("--runs")] = 5,
+    cluster: Annotated[bool, typer.Option("--cluster", help="on kanade up --cluster")] = False,
 ) -> None:
     """Exec a trivial job to N simulated agents until all N results are DB rows.
 
@@ -26,7 +27,7 @@ def fanout(
 
     if exec_mode not in ("stub", "real"):
         raise typer.BadParameter("--exec must be stub or real")
-    mod.run(agents, exec_mode, runs)
+    mod.run(agents, exec_mode, runs, cluster)
 
 
 @app.command("run-latency")
@@ -52,6 +53,10 @@ def ingest(
         str,
         typer.Option("--store", help="sqlite, or postgresql (a throwaway local server)"),
     ] = "sqlite",
+    cluster: Annotated[
+        bool,
+        typer.Option("--cluster", help="3 brokers (R3) and 2 backend replicas on PostgreSQL"),
+    ] = False,
 ) -> None:
     """Sustained results/s projected into SQLite or PostgreSQL from a backlog in the stream.
 
@@ -59,7 +64,7 @@ def ingest(
     """
     from kanade.bench import ingest as mod
 
-    mod.run(results, runs, store)
+    mod.run(results, runs, store, cluster)
 
 
 @app.command("footprint")
