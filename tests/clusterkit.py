@@ -12,8 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import nats.errors
+from nats.js.errors import ServiceUnavailableError
+
 from kanade.bus.broker import EmbeddedBroker
 from kanade.bus.cluster import BrokerCluster
+from kanade.bus.connection import Bus
+from kanade.bus.retry import retry
+from kanade.bus.topology import ensure_topology
 from kanade.security.authority import Authority
 
 CLUSTER_START_TIMEOUT = 30.0
@@ -36,6 +42,14 @@ def running_cluster(root: Path, authority: Authority, *, size: int = 3) -> Itera
         yield cluster
     finally:
         cluster.stop()
+
+
+async def ensure_cluster_topology(bus: Bus, timeout: float = 60.0) -> None:
+    """``ensure_topology`` on a cluster that just started: a node may still say "JetStream
+    not enabled for account" for a moment after its health check passed (the backend's
+    own set-up retries the same way)."""
+    await retry(lambda: ensure_topology(bus.js), deadline=timeout, base=0.2, cap=2.0,
+                retry_on=(ServiceUnavailableError, nats.errors.TimeoutError))  # fmt: skip
 
 
 def monitor(node: EmbeddedBroker, endpoint: str) -> dict[str, Any]:

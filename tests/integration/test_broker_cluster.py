@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from clusterkit import monitor, route_peers, running_cluster
+from clusterkit import ensure_cluster_topology, monitor, route_peers, running_cluster
 from kanade.bus import topology
 from kanade.bus.broker import ClusterSpec, EmbeddedBroker, RouteSecurity, free_port
 from kanade.bus.cluster import BrokerCluster
@@ -49,7 +49,7 @@ async def cbus(cluster: BrokerCluster, authority: Authority) -> AsyncIterator[Bu
         cluster.start_node(i)
     bus = await connect_backend(cluster.urls, authority, reconnect_time_wait=0.2)
     try:
-        await asyncio.wait_for(ensure_topology(bus.js), 60)
+        await ensure_cluster_topology(bus)
         yield bus
     finally:
         await bus.close()

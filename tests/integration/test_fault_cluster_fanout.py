@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 from agent_harness import ResultsCollector, build_command, eventually, publish
 
-from clusterkit import running_cluster
+from clusterkit import ensure_cluster_topology, running_cluster
 from kanade.agent.swarm import Swarm, SwarmSpec
 from kanade.bus import Bus
 from kanade.bus.cluster import BrokerCluster
-from kanade.bus.topology import ensure_topology
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
 from kanade.security.authority import Authority
@@ -41,7 +40,7 @@ def cluster(tmp_path: Path, authority: Authority) -> Iterator[BrokerCluster]:
 async def cbus(cluster: BrokerCluster, authority: Authority) -> AsyncIterator[Bus]:
     bus = await connect_backend(cluster.urls, authority, reconnect_time_wait=0.2)
     try:
-        await asyncio.wait_for(ensure_topology(bus.js), 60)
+        await ensure_cluster_topology(bus)
         yield bus
     finally:
         await bus.close()
@@ -75,6 +74,14 @@ async def test_a_broker_node_kill9_during_a_fanout_loses_and_duplicates_nothing(
     task = asyncio.ensure_future(swarm.run(on_ready=lambda _: ready.set()))
     try:
         await asyncio.wait_for(ready.wait(), 240)
+        # The victim: the node leading the results stream. The agents' command consumers
+        # have one copy each (bus/consumers.py): those on the victim are lost with it and
+        # must be replaced on a live node.
+        info = await cbus.js.stream_info(subjects.STREAM_RESULTS)
+        assert info.cluster is not None
+        victim = next(i for i, node in enumerate(cluster.nodes)
+                      if node.server_name == info.cluster.leader)  # fmt: skip
+        stranded = await _consumers_led_by(cbus, cluster.nodes[victim].server_name)
         out = build_command("fanout-through-node-crash", "echo ok", scope="all")
         await publish(cbus.js, out)
 
@@ -83,10 +90,6 @@ async def test_a_broker_node_kill9_during_a_fanout_loses_and_duplicates_nothing(
 
         await eventually(lambda: len(pcs_with_results()) >= 1, timeout=60,
                          what="results flowing before the crash")  # fmt: skip
-        info = await cbus.js.stream_info(subjects.STREAM_RESULTS)
-        assert info.cluster is not None
-        victim = next(i for i, node in enumerate(cluster.nodes)
-                      if node.server_name == info.cluster.leader)  # fmt: skip
         cluster.kill(victim)
         at_crash = len(pcs_with_results())
         down_since = time.monotonic()
@@ -112,6 +115,7 @@ async def test_a_broker_node_kill9_during_a_fanout_loses_and_duplicates_nothing(
             "brokers": len(cluster.nodes),
             "killed": cluster.nodes[victim].server_name,
             "results_before_crash": at_crash,
+            "consumers_on_killed_node": stranded,
             "sent": n,
             "executed": len(runs),
             "duplicated": sum(k - 1 for k in runs.values()),
@@ -121,8 +125,19 @@ async def test_a_broker_node_kill9_during_a_fanout_loses_and_duplicates_nothing(
         assert report["executed"] == n, report
         assert report["duplicated"] == 0, report
         assert report["lost"] == 0, report
+        assert stranded > 0, report  # the consumers' replacement was exercised
         # Each result is in the (replicated) stream once.
         assert len(ccollector.results_for(request_id=out.request_id)) == n
     finally:
         swarm.stop()
         await asyncio.wait_for(task, 120)
+
+
+async def _consumers_led_by(bus: Bus, server: str) -> int:
+    led, offset = 0, 0
+    while True:
+        page = await bus.js.consumers_info(subjects.STREAM_COMMANDS, offset=offset)
+        led += sum(1 for c in page if c.cluster is not None and c.cluster.leader == server)
+        offset += len(page)
+        if len(page) < 256:
+            return led

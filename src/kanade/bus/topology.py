@@ -467,7 +467,9 @@ async def _scale_consumers(js: JetStreamContext, stream: str, replicas: int) -> 
         for info in page:
             cfg = info.config
             have = 1 + len((info.cluster.replicas if info.cluster else None) or [])
-            if not cfg.durable_name or have >= replicas:
+            # Memory-storage consumers (the agents' command consumers) stay as they are:
+            # disposable by design, re-created by their agent (bus/consumers.py).
+            if not cfg.durable_name or cfg.mem_storage or have >= replicas:
                 continue
             cfg.num_replicas = replicas
             try:
