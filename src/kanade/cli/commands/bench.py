@@ -35,6 +35,7 @@ def run_latency(
     agents: Annotated[list[int] | None, typer.Option("--agents", "-n")] = None,
     runs: Annotated[int, typer.Option("--runs")] = 10,
     starts: Annotated[int, typer.Option("--starts", help="kanade up starts to time")] = 3,
+    cluster: Annotated[bool, typer.Option("--cluster", help="on kanade up --cluster")] = False,
 ) -> None:
     """`kanade run --all` round trip to N real agents (CLI and API), and `kanade up` start-up.
 
@@ -42,7 +43,7 @@ def run_latency(
     """
     from kanade.bench import latency
 
-    latency.run(agents or [3], runs, starts)
+    latency.run(agents or [3], runs, starts, cluster)
 
 
 @app.command("ingest")
@@ -93,11 +94,15 @@ def throughput(
 def scheduler(
     schedules: Annotated[int, typer.Option("--schedules")] = 1000,
     runs: Annotated[int, typer.Option("--runs", help="consecutive minutes to measure")] = 1,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="3 brokers, PostgreSQL, 2 backend replicas")
+    ] = False,
 ) -> None:
     """Fire lateness p50/p99: N calendar schedules due in the same minute (real backend)."""
     from kanade.bench import scheduler_lateness
 
-    scheduler_lateness.main(["--schedules", str(schedules), "--runs", str(runs)])
+    scheduler_lateness.main(["--schedules", str(schedules), "--runs", str(runs)]
+                            + (["--cluster"] if cluster else []))
 
 
 @app.command("tick")
