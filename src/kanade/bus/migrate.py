@@ -27,8 +27,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+
+from kanade.bus.retry import retry
 
 __all__ = ["Migrated", "MigrationError", "copy_streams", "stream_names"]
 
@@ -94,7 +97,8 @@ async def copy_stream(source: Client, dest: Client, name: str) -> Migrated:
         )
         config, state = snap["config"], snap["state"]
         target = await _api(dest, f"{API}.STREAM.RESTORE.{name}",
-                            {"config": config, "state": state})  # fmt: skip
+                            {"config": config, "state": state},
+                            timeout=CHUNK_TIMEOUT_S)  # fmt: skip
         upload = str(target["deliver_subject"])
         while True:
             try:
@@ -103,12 +107,13 @@ async def copy_stream(source: Client, dest: Client, name: str) -> Migrated:
                 raise MigrationError(f"stream {name}: the snapshot stalled") from None
             if not chunk.data:  # the end of the snapshot
                 break
-            ack = await dest.request(upload, chunk.data, timeout=CHUNK_TIMEOUT_S)
+            ack = await _upload(dest, upload, chunk.data)
             if ack.data:
                 raise MigrationError(f"stream {name}: restore refused a chunk: {ack.data!r}")
             if chunk.reply:
                 await source.publish(chunk.reply, b"")
-        end = await dest.request(upload, b"", timeout=CHUNK_TIMEOUT_S * 4)
+        # The end: the server now builds the stream from what it staged.
+        end = await _upload(dest, upload, b"", timeout=CHUNK_TIMEOUT_S * 4)
         created = json.loads(end.data)
         if created.get("error"):
             raise MigrationError(f"stream {name}: restore failed: {created['error']}")
@@ -117,11 +122,33 @@ async def copy_stream(source: Client, dest: Client, name: str) -> Migrated:
     return Migrated(name, int(state.get("messages", 0)), int(state.get("bytes", 0)))
 
 
+async def _upload(
+    dest: Client, subject: str, chunk: bytes, timeout: float = CHUNK_TIMEOUT_S
+) -> Msg:
+    """Send one chunk of a restore and wait for its acknowledgement. On a cluster the
+    restore's subject is served by the node the stream is placed on, and its interest may
+    take a moment to reach the node we are connected to: "no responders" means the chunk
+    went nowhere, so it is sent again (anything else is not retried — a chunk stored
+    twice would corrupt the restore)."""
+    return await retry(
+        lambda: dest.request(subject, chunk, timeout=timeout),
+        retry_on=(nats.errors.NoRespondersError,),
+        deadline=CHUNK_TIMEOUT_S,
+        base=0.05,
+        cap=1.0,
+    )
+
+
 async def _api(
-    nc: Client, subject: str, body: dict[str, Any] | None, *, allow_error: bool = False
+    nc: Client,
+    subject: str,
+    body: dict[str, Any] | None,
+    *,
+    allow_error: bool = False,
+    timeout: float = REQUEST_TIMEOUT_S,
 ) -> dict[str, Any]:
     payload = b"" if body is None else json.dumps(body).encode()
-    reply = await nc.request(subject, payload, timeout=REQUEST_TIMEOUT_S)
+    reply = await nc.request(subject, payload, timeout=timeout)
     answer: dict[str, Any] = json.loads(reply.data)
     if answer.get("error") and not allow_error:
         raise MigrationError(f"{subject}: {answer['error']}")
