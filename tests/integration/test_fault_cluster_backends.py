@@ -75,6 +75,7 @@ async def swarm(
         agents=AGENTS, nats_urls=stack.brokers.urls, data_dir=tmp_path / "swarm",
         credentials=swarm_credentials(authority, tmp_path / "swarm-trust"),
         per_connection=10, heartbeat_interval=2.0, prefix=f"f{new_id()[:6]}-",
+        pull_idle_heartbeat=5.0,
     ))  # fmt: skip
     ready = asyncio.Event()
     task = asyncio.ensure_future(sw.run(on_ready=lambda _: ready.set()))

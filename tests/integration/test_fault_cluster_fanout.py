@@ -69,6 +69,8 @@ async def test_a_broker_node_kill9_during_a_fanout_loses_and_duplicates_nothing(
         agents=n, nats_urls=cluster.urls, data_dir=tmp_path / "swarm",
         credentials=swarm_credentials(authority, tmp_path / "swarm-trust"),
         per_connection=50,  # agents spread over many connections, hence over the nodes
+        # as a real agent: a pull whose consumer died with its node is given up after 10 s
+        pull_idle_heartbeat=5.0,
     ))  # fmt: skip
     ready = asyncio.Event()
     task = asyncio.ensure_future(swarm.run(on_ready=lambda _: ready.set()))
