@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # The stamps change with pyproject.toml, so `make venv` is a no-op until deps change. The
 # runtime (what `make up` needs) and the test/lint tools (Playwright alone is ~165 MB) are
-# installed separately: running kanade never pulls the test toolset.
+# installed separately: running kanade never pulls the test toolset. The base install is the
+# agent's alone (docs/deploy.md); this machine runs the backend and the CLI too: `[server]`.
 SUM       := $(shell cksum pyproject.toml | cut -d' ' -f1)
 STAMP     := $(VENV)/.runtime-$(SUM)
 DEV_STAMP := $(VENV)/.dev-$(SUM)
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml
 	  echo "python3 -m venv failed; installing python3-venv with apt"; rm -rf $(VENV); \
 	  apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[server]'
 	@rm -f $(VENV)/.runtime-* $(VENV)/.installed-*
 	@touch $@
 

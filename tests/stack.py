@@ -65,8 +65,11 @@ def start_up(
     *,
     examples: bool = True,
     extra: tuple[str, ...] = (),
+    cwd: Path = REPO,
 ) -> UpStack:
-    """``kanade up`` on free ports; returns once it printed "kanade is up"."""
+    """``kanade up`` on free ports; returns once it printed "kanade is up". ``examples``
+    loads the checkout's example jobs by path; without it ``kanade up`` loads the ones
+    shipped in the package."""
     http_port, nats_port = free_port(), free_port()
     t0 = time.monotonic()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +89,7 @@ def start_up(
     if examples:
         argv += ["--examples", str(REPO / "examples" / "jobs")]
     argv += list(extra)
-    proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True, cwd=cwd)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         text = log.read_text()

@@ -200,11 +200,30 @@ def test_phone_width_has_no_horizontal_overflow(browser, up: UpStack) -> None:  
     assert watch.unexpected() == []
 
 
+def test_agent_versions_and_a_rollout_on_the_agents_page(page: Page, up: UpStack) -> None:
+    """SPEC §3.8 on the dashboard: the versions chart, the rollout target and an agent's
+    update state (here: its target has no release, so it reports `failed`)."""
+    done = up.kanade("config", "set", "--pc", "local-3", "target_version", "9.9.9")
+    assert done.returncode == 0, done.stderr
+    try:
+        open_page(page, up, "#/agents")
+        versions = page.locator("#agent-versions")
+        expect(versions.get_by_role("img", name=re.compile(r"Agent versions: 3 "))).to_be_visible()
+        expect(versions).to_contain_text("pc.local-3 → 9.9.9")
+        row = page.locator("table[aria-label='Agents'] tbody tr[data-pc-id='local-3']")
+        expect(row).to_contain_text("failed → 9.9.9", timeout=20_000)
+        expect(row.locator("span[title*='no release 9.9.9/']")).to_be_visible()
+    finally:
+        up.kanade("config", "unset", "--pc", "local-3", "target_version")
+
+
 def test_a_pc_that_never_started_shows_no_result_with_the_reason(page: Page, up: UpStack) -> None:
     # An exec for a pc that is not there, then killed: nothing reaches that pc any more, so
     # it is closed at once as "no result" (SPEC §4.3) instead of staying "pending" for good.
     with httpx.Client(base_url=up.url, timeout=10) as http:
-        r = http.post("/api/run", json={"script": "echo never", "target": {"pcs": ["ghost-pc"]}})
+        r = http.post(  # force: a pc nothing knows is refused otherwise
+            "/api/run?force=true", json={"script": "echo never", "target": {"pcs": ["ghost-pc"]}}
+        )
         assert r.status_code == 201, r.text
         exec_id = r.json()["exec_id"]
         open_page(page, up, f"#/executions/{exec_id}")

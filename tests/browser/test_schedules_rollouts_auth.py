@@ -9,6 +9,7 @@ action button.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -161,6 +162,9 @@ def test_another_operator_approves_in_the_ui(
     expect(page.locator("#approval")).to_contain_text("Requested by otto")
     expect(page.get_by_role("button", name="Approve")).to_be_disabled()
     page.get_by_role("button", name="Log out").click()
+    # Logging out is asynchronous (it revokes the token first, then shows the sign-in
+    # form); navigating before it finishes would be overtaken by that redirect.
+    expect(page).to_have_url(re.compile(r"#/login$"))
 
     page.goto(f"{stack.url}/#/approvals")
     login(page, "olga")

@@ -132,6 +132,8 @@ async def test_rbac_matrix_covers_every_route(backend: InProcessBackend) -> None
             continue  # an endless stream; covered by the policy unit test
         needed = required_role(method, path)
         for who, token in callers.items():
+            if path == "/api/auth/logout" and who in ("viewer", "operator", "admin"):
+                token = await login(backend, who)  # log out a session of its own
             # timeout: a route that waits on an agent (ping) need not wait long here.
             kwargs: dict[str, Any] = {"headers": bearer(token), "params": {"timeout": "0.2"}}
             if method in MUTATING_METHODS:
@@ -307,7 +309,9 @@ async def test_every_successful_mutation_is_audited_once_with_its_actor(
     op = bearer(await login(backend, "operator"))
     admin = bearer(await login(backend, "admin"))
     assert (await backend.client.post("/api/jobs", json=HELLO, headers=op)).status_code == 201
-    r = await backend.client.post("/api/exec/hello", json={"target": {"pcs": ["pc1"]}}, headers=op)
+    r = await backend.client.post(  # force: pc1 never reports
+        "/api/exec/hello?force=true", json={"target": {"pcs": ["pc1"]}}, headers=op
+    )
     assert r.status_code == 201
     exec_id = r.json()["exec_id"]
     r = await backend.client.put("/api/freeze", json={"reason": "test"}, headers=op)

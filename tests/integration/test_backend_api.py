@@ -94,7 +94,6 @@ async def test_openapi_schemas_and_metrics_are_served(backend: InProcessBackend)
     "path",
     [
         "/api/jobs/nope",
-        "/api/jobs/not%20a%20slug",
         "/api/executions/nope",
         "/api/results/nope",
         "/api/agents/nope",
@@ -105,6 +104,15 @@ async def test_404s_are_json_with_a_message(backend: InProcessBackend, path: str
     r = await backend.client.get(path)
     assert r.status_code == 404
     assert "error" in r.json() and r.json()["error"]
+
+
+async def test_a_path_parameter_outside_its_pattern_is_a_400_naming_it(
+    backend: InProcessBackend,
+) -> None:
+    # The pattern is in the OpenAPI document and enforced: never a lookup of a non-id.
+    r = await backend.client.get("/api/jobs/not%20a%20slug")
+    assert r.status_code == 400
+    assert [e["path"] for e in r.json()["errors"]] == ["path.job_id"]
 
 
 async def test_backend_starts_before_the_broker_and_serves_503_until_it_is_up(
@@ -236,7 +244,7 @@ async def test_exec_pins_then_publishes_one_command_per_subject(
     seen, stop = await capture(bus, ">")
     try:
         r = await c.post(
-            "/api/exec/hello",
+            "/api/exec/hello?force=true",  # pc9 never reported
             json={"target": {"groups": ["web"], "pcs": ["pc9"]}, "starting_deadline": "10m"},
         )
         assert r.status_code == 201, r.text
@@ -309,7 +317,7 @@ async def test_exec_errors(backend: InProcessBackend) -> None:
     r = await c.post("/api/exec/nope", json={"target": {"all": True}})
     assert r.status_code == 404 and "nope" in r.json()["error"]
     r = await c.post("/api/exec/no.such*job", json={"target": {"all": True}})
-    assert r.status_code == 404
+    assert r.status_code == 400 and r.json()["errors"][0]["path"] == "path.job_id"
 
     await c.post("/api/jobs", content=HELLO_YAML)
     r = await c.post("/api/exec/hello", json={"target": {}})
@@ -328,7 +336,7 @@ async def test_exec_errors(backend: InProcessBackend) -> None:
 
 async def test_run_adhoc_script(backend: InProcessBackend, bus: Bus) -> None:
     r = await backend.client.post(
-        "/api/run",
+        "/api/run?force=true",  # pc1 never reported
         json={
             "script": "uname -a",
             "timeout": "10s",
@@ -382,7 +390,9 @@ async def test_group_membership_records_when_each_pc_joined(
     def since(item: dict[str, Any]) -> dict[str, datetime]:
         return {g: datetime.fromisoformat(s) for g, s in item["since"].items()}
 
-    added = (await c.post("/api/groups/ops/members", json={"pcs": ["pc-m"]})).json()["items"][0]
+    added = (
+        await c.post("/api/groups/ops/members?force=true", json={"pcs": ["pc-m"]})
+    ).json()["items"][0]
     joined_ops = since(added)["ops"]
     assert added["groups"] == ["ops"]
     both = since((await c.put("/api/groups/pc-m", json={"groups": ["ops", "web"]})).json())

@@ -99,3 +99,16 @@ def test_refuses_to_start_without_an_authority(tmp_path: Path) -> None:
     )  # fmt: skip
     assert wrong.returncode == 2
     assert str(empty / "ca.pem") in wrong.stderr and "not a kanade trust directory" in wrong.stderr
+
+
+def test_refuses_a_bad_retention_setting_naming_its_field(tmp_path: Path) -> None:
+    """Every bad value and its message: tests/unit/core/test_retention.py."""
+    value, field = "resluts.max_rows=10", "retention.resluts"
+    argv = [sys.executable, "-m", "kanade.backend.cli", "run", "--db", str(tmp_path / "k.db"),
+            "--http-port", str(free_port()), "--authority", str(authority_dir()),
+            "--retain", "results.max_age=60d", "--retain", value]  # fmt: skip
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=DEADLINE)
+    assert refused.returncode == 2
+    said = " ".join(refused.stderr.replace("│", " ").split())
+    assert f"--retain: {field}:" in said, refused.stderr
+    assert not (tmp_path / "k.db").exists()  # refused before anything was created

@@ -47,7 +47,10 @@ async def test_caps_are_applied_and_stated_in_the_result(
         "execute": {"shell": "sh", "script": "printf 'x%.0s' $(seq 1 500)", "timeout": "1h"},
     }
     assert (await backend.client.post("/api/jobs", json=job)).status_code == 201
-    r = await backend.client.post("/api/exec/chatty", json={"target": {"pcs": ["budget-1"]}})
+    # force: ready on the broker, its first heartbeat may not be projected yet
+    r = await backend.client.post(
+        "/api/exec/chatty?force=true", json={"target": {"pcs": ["budget-1"]}}
+    )
     assert r.status_code == 201, r.text
     exec_id = r.json()["exec_id"]
 

@@ -42,6 +42,7 @@ from kanade.bus.kv import (
 )
 from kanade.bus.topology import KV_SPECS, OBJECT_SPECS, STREAM_SPECS
 from kanade.core import subjects
+from kanade.core.retention import EXECUTIONS_MAX_AGE
 from kanade.core.signing import SIGNATURE_HEADER
 from polling import eventually as shared_eventually
 from secured import backend_credentials, session_authority
@@ -257,7 +258,8 @@ async def test_topology_survives_drift(nats_url: str, caplog: pytest.LogCaptureF
         assert any(subjects.STREAM_EXECS in w and "storage" in w for w in warnings), warnings
         execs = (await bus.js.stream_info(subjects.STREAM_EXECS)).config
         assert execs.storage == StorageType.MEMORY  # kept as is...
-        assert execs.max_age == 365 * 86400  # ...but the mutable fields converged
+        # ...but the mutable fields converged (the age: as long as the DB keeps ended execs)
+        assert execs.max_age == EXECUTIONS_MAX_AGE.total_seconds()
         ack = await bus.publish_js(subjects.exec_subject("created", "e1"), b"{}")
         assert ack.stream == subjects.STREAM_EXECS
 

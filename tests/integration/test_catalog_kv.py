@@ -10,7 +10,7 @@ import pytest
 from kanade.backend.catalog.freeze import clear_freeze, get_freeze, read_freeze, set_freeze
 from kanade.backend.catalog.jobs import JobCatalog
 from kanade.backend.catalog.schedules import ScheduleCatalog
-from kanade.backend.errors import Conflict, NotFound
+from kanade.backend.errors import Conflict, Forbidden, NotFound
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.freeze import FREEZE_KEY, UNREADABLE_REASON, FleetFreeze
@@ -21,12 +21,13 @@ from kanade.core.validation import parse_job, parse_schedule
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def job(version: str, script: str = "echo hi") -> JobManifest:
+def job(version: str, script: str = "echo hi", *, gated: bool = False) -> JobManifest:
     return parse_job(
         {
             "id": "hello",
             "version": version,
             "execute": {"shell": "sh", "script": script, "timeout": "30s"},
+            "require_approval": gated,
         }
     )
 
@@ -41,17 +42,30 @@ def sched(at: str = "10:00") -> Schedule:
 
 async def test_job_upload_is_new_unchanged_or_conflicting(bus: Bus) -> None:
     catalog = JobCatalog(bus)
-    assert await catalog.put(job("1")) is True
-    assert await catalog.put(job("1")) is False
+    assert (await catalog.put(job("1"))).changed is True
+    assert (await catalog.put(job("1"))).changed is False
     with pytest.raises(Conflict, match="already exists with different content"):
         await catalog.put(job("1", "echo other"))
-    assert await catalog.put(job("2", "echo other")) is True
+    assert (await catalog.put(job("2", "echo other"))).changed is True
     stored = await catalog.require("hello")
     assert stored.version == "2"
     # a deleted job can be uploaded again (create over the delete marker)
     await (await bus.kv(subjects.KV_JOBS)).delete("hello")
     assert await catalog.get("hello") is None
-    assert await catalog.put(job("1")) is True
+    assert (await catalog.put(job("1"))).changed is True
+
+
+async def test_only_an_admin_may_remove_a_jobs_approval_requirement(bus: Bus) -> None:
+    catalog = JobCatalog(bus)
+    assert (await catalog.put(job("1", gated=True), may_lower_approval=False)).changed
+    # raising it, or keeping it, needs nothing special
+    assert (await catalog.put(job("2", gated=True), may_lower_approval=False)).changed
+    with pytest.raises(Forbidden, match="only an admin"):
+        await catalog.put(job("3"), may_lower_approval=False)
+    assert (await catalog.require("hello")).version == "2"
+    stored = await catalog.put(job("3"), may_lower_approval=True)
+    assert (stored.changed, stored.lowered_from) == (True, "2")
+    assert (await catalog.put(job("4"), may_lower_approval=False)).lowered_from is None
 
 
 async def test_schedule_edits_are_compare_and_sets(bus: Bus) -> None:

@@ -41,6 +41,7 @@ def test_run_all_prints_one_line_per_agent(up_stack: UpStack) -> None:
     assert sorted(str(x["pc_id"]) for x in lines) == ["local-1", "local-2", "local-3"]
     for line in lines:
         assert line == {
+            "exec_id": lines[0]["exec_id"],  # every line names its exec
             "pc_id": line["pc_id"],
             "state": "finished",
             "exit_code": 0,

@@ -80,7 +80,8 @@ async def _agent_on_small_disk(
 async def _run(backend: InProcessBackend, pc: str, script: str, env: dict[str, str]) -> str:
     exports = "".join(f"{k}={json.dumps(v)}; export {k}; " for k, v in env.items())
     body = {"script": exports + script, "shell": "sh", "timeout": "2m", "target": {"pcs": [pc]}}
-    r = await backend.client.post("/api/run", json=body)
+    # force: ready on the broker, its first heartbeat may not be projected yet
+    r = await backend.client.post("/api/run?force=true", json=body)
     assert r.status_code == 201, r.text
     exec_id: str = r.json()["exec_id"]
     return exec_id

@@ -108,7 +108,8 @@ async def test_reports_in_another_pcs_name_are_dropped_and_counted(
 ) -> None:
     api = backend.client
     before = _mismatches((await api.get("/metrics")).text)
-    assert before == {"result": 0, "started": 0, "heartbeat": 0, "decision": 0}
+    # (live-output chunks: tests/integration/test_live_output.py)
+    assert before == {"result": 0, "started": 0, "heartbeat": 0, "decision": 0, "live": 0}
     authority.issue_agent("pc-a", tmp_path / "trust-a")
     creds = BusCredentials.for_agent(tmp_path / "trust-a", "pc-a")
     nc = await connect(broker.url, name="pc-a", retry_forever=False, credentials=creds)
@@ -133,7 +134,7 @@ async def test_reports_in_another_pcs_name_are_dropped_and_counted(
 
     async def counted() -> bool:
         now = _mismatches((await api.get("/metrics")).text)
-        return now == {"result": 1, "started": 1, "heartbeat": 1, "decision": 1}
+        return now == {"result": 1, "started": 1, "heartbeat": 1, "decision": 1, "live": 0}
 
     await eventually(real_rows_landed, "the genuine result and heartbeat projected", timeout=15)
     await eventually(counted, "every forgery counted on /metrics", timeout=10)

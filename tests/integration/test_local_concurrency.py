@@ -39,7 +39,7 @@ async def test_two_at_a_time_and_urgent_bypasses_the_queue(stack: Stack, fleet: 
     fleet.add(PC, heartbeat_interval=0.3, extra_args=["--max-local-concurrent", "2"])
     await eventually(lambda: alive(b, 1, PC), what="agent alive")
     for name in SLOW:
-        assert b.post("/api/jobs", job(name, "sleep 1")).status_code == 201
+        assert b.post("/api/jobs", job(name, "sleep 3")).status_code == 201
     assert b.post("/api/jobs", job("quick", "echo urgent")).status_code == 201
 
     target = {"target": {"pcs": [PC]}}

@@ -1,6 +1,7 @@
 """Operator state survives a wiped database (SPEC §1.3), in-process against a real broker:
 users, an approval request, an unattended-run approval, enrolment tokens, a rollout waiting
-for its next wave, a schedule's counters and decisions all come back row for row from KV
+for its next wave, a schedule's counters and decisions, a notification webhook (with its
+secret) all come back row for row from KV
 ``kanade_state`` (agents cannot read that bucket: test_security_attacks.py)."""
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ async def _write_operator_state(b: InProcessBackend) -> dict[str, str]:
     assert r.status_code == 201, r.text
     for doc in (HELLO, GATED):
         assert (await c.post("/api/jobs", json=doc)).status_code in (200, 201)
-    waiting = (await c.post("/api/exec/gated", json={"target": {"pcs": ["ghost-0"]}})).json()
+    # force: the ghost pcs never report
+    waiting = (
+        await c.post("/api/exec/gated?force=true", json={"target": {"pcs": ["ghost-0"]}})
+    ).json()
     assert waiting["status"] == "awaiting_approval"
     r = await c.post("/api/jobs/gated/versions/1/approve-unattended")
     assert r.status_code == 201, r.text
@@ -48,9 +52,14 @@ async def _write_operator_state(b: InProcessBackend) -> dict[str, str]:
         assert r.status_code == 200, r.text
     r = await c.delete(f"/api/agents/enroll-tokens/{r.json()['token_id']}")
     assert r.status_code == 200, r.text
+    r = await c.post("/api/notify/webhooks", json={  # secret and URL come back too
+        "id": "ops", "url": "https://alerts.example/hook", "secret": "k" * 32,
+        "events": ["exec.failed"], "offline_after": "1h",
+    })  # fmt: skip
+    assert r.status_code == 201, r.text
     waves = {"waves": [{"pcs": ["ghost-1"]}, {"pcs": ["ghost-2"], "delay": "1h"}]}
     rollout = (
-        await c.post("/api/exec/hello", json={"target": {"pcs": ["ghost-1", "ghost-2"]},
+        await c.post("/api/exec/hello?force=true", json={"target": {"pcs": ["ghost-1", "ghost-2"]},
                                               "rollout": waves})
     ).json()  # fmt: skip
     decisions = [
@@ -82,6 +91,7 @@ async def test_operator_state_comes_back_row_for_row(
     before = dump(db_file)
     assert before["users"] and before["approvals"] and before["rollout_waves"]
     assert len(before.get("enroll_tokens", [])) == 2
+    assert [w["secret"] for w in before["webhooks"]] == ["k" * 32]
     wipe(db_file)
 
     async with in_process_backend(settings_for(nats_url, db_file)) as second:

@@ -370,6 +370,43 @@ async def test_per_pc_once_with_max_concurrent(backend: InProcessBackend, bus: B
     assert any(d["reason"] == "max_concurrent" for d in st["decisions"]) or len(execs) == 3
     preview = await get(backend, "/api/schedules/capped/preview")
     assert {p["pc_id"]: p["reason"] for p in preview["pcs"]} == dict.fromkeys(pcs, "succeeded")
+    # Nothing will fire again: no "next fire" a minute away, but why there is none.
+    assert st["status"]["next_fire"] is None
+    assert st["status"]["next_fire_note"].startswith("done: every targeted pc succeeded once")
+    assert preview["next_fire"] is None and preview["next_fire_note"].startswith("done")
+
+
+async def test_per_target_every_next_fire_is_when_the_target_is_due_again(
+    backend: InProcessBackend, bus: Bus
+) -> None:
+    cmds = Commands()
+    await cmds.start(bus)
+    await beat(backend, bus, ("pt-1", ["pt"]), ("pt-2", ["pt"]))
+    body = {"id": "daily-any", "job_id": "hello", "when": {"per_target": {"every": "1d"}},
+            "target": {"groups": ["pt"]}}  # fmt: skip
+    assert (await backend.client.post("/api/schedules", json=body)).status_code == 201
+
+    async def answered() -> bool:
+        for _subject, cmd in list(cmds.seen):
+            if cmd.schedule_id == "daily-any":
+                await report(bus, cmd, cmd.address.pcs[0])
+                return True
+        return False
+
+    await eventually(answered, timeout=30, what="the target fired once")
+
+    def due_in(st: dict[str, Any]) -> timedelta:
+        return datetime.fromisoformat(st["next_fire"].replace("Z", "+00:00")) - datetime.now(UTC)
+
+    async def settled() -> dict[str, Any] | None:
+        st = (await get(backend, "/api/schedules/daily-any"))["status"]
+        return st if st["next_fire"] and due_in(st) > timedelta(hours=1) else None
+
+    # Due again a day after the member's success — not at the next one-second poll (and,
+    # until the result is in, when its dispatch mark ends).
+    st = await eventually(settled, timeout=30, what="the next fire a day after the success")
+    assert timedelta(hours=23) < due_in(st) <= timedelta(days=1, seconds=5)
+    assert "due again" in st["next_fire_note"]
 
 
 async def _ticked_past(backend: InProcessBackend, n: int) -> bool:
@@ -406,6 +443,14 @@ async def test_preview_shapes(backend: InProcessBackend, bus: Bus) -> None:
         "pc-9": (False, "offline"),
     }
     assert "the schedule is disabled" in pv["warnings"]
+    # Disabled: the times it would fire once enabled, each marked (preview before enabling).
+    disabled_cal = {**cal, "id": "cal-off", "enabled": False}
+    assert (await backend.client.post("/api/schedules", json=disabled_cal)).status_code == 201
+    pv = await get(backend, "/api/schedules/cal-off/preview", n=3)
+    assert len(pv["fires"]) == 3 and all(f["disabled"] for f in pv["fires"])
+    assert all(f["local"][11:16] == "09:30" for f in pv["fires"])
+    st = (await get(backend, "/api/schedules/cal-off"))["status"]
+    assert st["next_fire"] is None and st["next_fire_note"] == "disabled"
     assert (
         await backend.client.get("/api/schedules/per/preview", params={"n": 0})
     ).status_code == 400

@@ -30,6 +30,7 @@ NAMES = (
     "agent_schedule_stats",
     "enrolled_agents",
     "enroll_tokens",
+    "webhooks",
 )
 # (A schema without some of them — an older tree — compares the ones it has.)
 TABLES = tuple(getattr(t, n) for n in NAMES if hasattr(t, n))

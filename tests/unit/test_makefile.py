@@ -28,7 +28,7 @@ def _dry_run(target: str, venv: Path) -> str:
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_up_installs_the_runtime_only(tmp_path: Path) -> None:
     plan = _dry_run("up", tmp_path / "venv")
-    assert "pip install --quiet --disable-pip-version-check -e ." in plan
+    assert "pip install --quiet --disable-pip-version-check -e '.[server]'" in plan
     assert ".[dev]" not in plan
 
 

@@ -29,6 +29,11 @@ _EPILOG_ENROLL = """example (the line `kanade agent enroll-token` printed):
   kanade-agent enroll https://kanade.example:8080 TOKEN --pc-id web-1
 then start the agent as usual: kanade-agent run
 """
+_EPILOG_INSTALL = """examples (the token is read from stdin or a file, never the command line):
+  kanade-agent install --enroll https://kanade.example:8080 --group web < token.txt
+  kanade-agent install --config /etc/kanade/agent.yaml --no-start
+  kanade-agent install --root /tmp/stage --manager launchd      (dry run: files only)
+"""
 _EPILOG_SWARM = """example:
   kanade-agent swarm --agents 1000 --prefix sim- --exec stub
 """
@@ -52,7 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="kanade-agent",
         description="kanade agent: runs scripts sent through NATS on this machine.",
     )
-    sub = root.add_subparsers(dest="verb", required=True, metavar="{run,enroll,swarm}")
+    from kanade import __version__
+
+    root.add_argument("--version", action="version", version=f"kanade-agent {__version__}")
+    sub = root.add_subparsers(
+        dest="verb", required=True, metavar="{run,enroll,install,uninstall,status,swarm}"
+    )
 
     run = sub.add_parser(
         "run", help="run one agent in the foreground until SIGTERM / Ctrl-C",
@@ -77,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--startup-delay-max", type=float,
                      help="random delay (s) before the first connect")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--live-output-bytes-per-s", type=int, metavar="N",
+                     help="cap on live output published while watched (0 = none)")
+    run.add_argument("--live-output-msgs-per-s", type=float, metavar="N",
+                     help="cap on live-output messages per second")
+    run.add_argument("--update-check", action="store_true", help=argparse.SUPPRESS)
     run.add_argument("--containment", choices=["auto", "tracking"],
                      help="how a script's process tree is held: auto = a cgroup v2 per "
                           "script where allowed (Linux), else process group + tracked "
@@ -94,6 +109,58 @@ def _parser() -> argparse.ArgumentParser:
                         help="config file to write (env: KANADE_AGENT_CONFIG)")
     enroll.add_argument("--backend-ca", type=Path, metavar="FILE",
                         help="CA certificate of an https backend (default: the system's)")
+
+    def service_paths(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="the service's config file (default: the OS's, "
+                       "/etc/kanade/agent.yaml on Linux; env: KANADE_AGENT_CONFIG)")
+        p.add_argument("--data-dir", help="the agent's data directory (default: the OS's, "
+                       "/var/lib/kanade/agent on Linux)")
+        p.add_argument("--manager", choices=["systemd", "launchd", "windows"],
+                       help="service manager (default: this system's)")
+        p.add_argument("--root", type=Path, metavar="DIR",
+                       help="act on files under DIR as if it were / and run no system "
+                            "command (prints them): a dry run or a staging tree")
+
+    install = sub.add_parser(
+        "install", help="install and start the agent as a service (systemd, launchd, Windows)",
+        epilog=_EPILOG_INSTALL, formatter_class=_Formatter,
+    )
+    service_paths(install)
+    install.add_argument("--pc-id", help="this machine's id (default: config, else hostname)")
+    install.add_argument("--group", "-g", action="append", dest="groups", metavar="GROUP",
+                         help="static group membership (repeatable)")
+    install.add_argument("--nats-url", dest="nats_urls", metavar="URL",
+                         help="broker URL(s), comma separated (enrolment sets them)")
+    install.add_argument("--enroll", metavar="URL",
+                         help="enrol with this backend first; the one-time token is read from "
+                              "--token-file, else stdin")
+    install.add_argument("--token-file", metavar="FILE",
+                         help="file holding the enrolment token ('-': stdin)")
+    install.add_argument("--backend-ca", type=Path, metavar="FILE",
+                         help="CA certificate of an https backend (default: the system's)")
+    install.add_argument("--no-start", action="store_true", help="install, do not start")
+
+    uninstall = sub.add_parser(
+        "uninstall", help="stop and remove the service (config and data kept unless --purge)",
+        formatter_class=_Formatter,
+    )
+    service_paths(uninstall)
+    uninstall.add_argument("--purge", action="store_true",
+                           help="also remove the config and the data dir (credentials, "
+                                "ledger, outbox, releases)")
+
+    status = sub.add_parser(
+        "status", help="service state, agent version, connection, last heartbeat",
+        formatter_class=_Formatter,
+    )
+    service_paths(status)
+    status.add_argument("--json", action="store_true", help="one JSON object")
+
+    service = sub.add_parser(
+        "service", help="(Windows) the agent under the Service Control Manager; "
+        "what `install` registers", formatter_class=_Formatter,
+    )
+    service.add_argument("--config", type=Path, help="config file, YAML")
 
     swarm = sub.add_parser(
         "swarm", help="run N simulated agents in one process (scale tests)",
@@ -136,7 +203,6 @@ def _run(args: argparse.Namespace) -> int:
 
     import_lean()  # before anything imports nats-py or pydantic: idle RSS (SPEC §10.2)
 
-    from kanade.agent.runtime import Agent
     from kanade.agent.settings import load_settings
 
     overrides = {
@@ -151,6 +217,8 @@ def _run(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "keyring": args.keyring,
         "containment": args.containment,
+        "live_output_bytes_per_s": args.live_output_bytes_per_s,
+        "live_output_msgs_per_s": args.live_output_msgs_per_s,
     }
     try:
         settings = load_settings(args.config, overrides)
@@ -158,13 +226,73 @@ def _run(args: argparse.Namespace) -> int:
         print(f"kanade-agent: {exc}", file=sys.stderr)
         return 2
     configure_stdlib_logging(settings.log_level)
+    if args.update_check:
+        return _update_check(settings)
+    from kanade import __version__
+    from kanade.agent.update.state import handover
+
+    other = handover(settings.data_dir, __version__)
+    if other is not None:  # a self-update switched this machine to another version
+        return restart_into(other)
+
+    from kanade.agent.runtime import Agent
+
+    agent: Agent | None = None
 
     async def serve() -> None:
+        nonlocal agent
         agent = Agent(settings)
         _install_stop(agent.stop)
         await agent.run()
 
     asyncio.run(serve())
+    if agent is not None and agent.restart_into is not None:
+        return restart_into(agent.restart_into)
+    return 0
+
+
+def restart_into(artefact: Path) -> int:
+    """Become the agent in ``artefact`` (SPEC §3.8), with this process's own arguments: on
+    POSIX by ``exec`` (same pid: the service manager sees one process throughout); on
+    Windows as a child this process waits for (``exec`` there is a new process)."""
+    from kanade.agent.update.state import LAUNCHED_ENV
+
+    argv = [sys.executable, str(artefact), *sys.argv[1:]]
+    env = {**os.environ, LAUNCHED_ENV: artefact.parent.name}
+    env.pop("KANADE_AGENT_ARTEFACT", None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execve(sys.executable, argv, env)
+    import subprocess
+
+    return subprocess.call(argv, env=env)
+
+
+def _update_check(settings: Any) -> int:
+    """``run --update-check``: what a self-update runs on a new version before switching to
+    it: everything imports, the credentials load, the broker accepts the connection."""
+    from kanade import __version__
+    from kanade.agent.runtime import Agent  # noqa: F401 - the import is the check
+    from kanade.bus.connection import BusConnectError, connect
+    from kanade.bus.credentials import BusCredentials, CredentialsError
+
+    async def check() -> None:
+        credentials = BusCredentials.for_agent(settings.trust_path, settings.pc_id)
+        credentials.check()
+        nc = await connect(settings.nats_urls, name=f"kanade-agent-check:{settings.pc_id}",
+                           retry_forever=False, deadline=20.0, credentials=credentials)
+        try:
+            await nc.flush(timeout=10)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(check())
+    except (BusConnectError, CredentialsError, OSError, TimeoutError) as exc:
+        print(f"kanade-agent: update check failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"update-check ok {__version__}", flush=True)
     return 0
 
 
@@ -252,9 +380,147 @@ def _enroll(args: argparse.Namespace) -> int:
     return 0
 
 
+def _target(args: argparse.Namespace, verb: str) -> Any:
+    from kanade.agent.service.installer import InstallError, target_for
+
+    try:
+        return target_for(args.manager, config=args.config, data_dir=args.data_dir,
+                          root=args.root)
+    except InstallError as exc:
+        print(f"kanade-agent {verb}: {exc}", file=sys.stderr)
+        return None
+
+
+def _read_token(source: str | None) -> str:
+    """The enrolment token from a file, or stdin (a prompt without echo on a terminal)."""
+    if source not in (None, "-"):
+        return Path(source).read_text().strip()
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("enrolment token: ").strip()
+    return sys.stdin.readline().strip()
+
+
+def _install(args: argparse.Namespace) -> int:
+    from kanade.agent.service.installer import (
+        Enrolment,
+        InstallError,
+        install,
+        running_artefact,
+    )
+
+    target = _target(args, "install")
+    if target is None:
+        return 2
+    enrolment = None
+    try:
+        if args.enroll:
+            enrolment = Enrolment(args.enroll, _read_token(args.token_file), args.backend_ca)
+        elif args.token_file:
+            raise InstallError("--token-file goes with --enroll URL")
+        install(
+            target,
+            settings={"pc_id": args.pc_id, "groups": args.groups, "nats_urls": args.nats_urls},
+            enrolment=enrolment,
+            start=not args.no_start,
+            artefact=running_artefact(),
+        )
+    except InstallError as exc:
+        print(f"kanade-agent install: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"kanade-agent install: {exc.filename or ''}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    print("installed" + ("" if args.no_start else " and started")
+          + "; check it with: kanade-agent status")
+    return 0
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    from kanade.agent.service.installer import InstallError, uninstall
+
+    target = _target(args, "uninstall")
+    if target is None:
+        return 2
+    try:
+        uninstall(target, purge=args.purge)
+    except (InstallError, OSError) as exc:
+        print(f"kanade-agent uninstall: {exc}", file=sys.stderr)
+        return 1
+    print("uninstalled")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from kanade.agent.service.installer import status
+    from kanade.core.instants import system_clock
+
+    target = _target(args, "status")
+    if target is None:
+        return 2
+    found = status(target, now=system_clock())
+    if args.json:
+        print(json.dumps({
+            "service": found.service.detail, "installed": found.service.installed,
+            "running": found.running, "connected": found.connected, "agent": found.report,
+        }, sort_keys=True))
+    else:
+        print("\n".join(found.lines))
+    return found.exit_code
+
+
+def _service(args: argparse.Namespace) -> int:
+    from kanade.agent.service.winhost import run_service
+
+    def body(on_stop: Any) -> int:
+        from kanade.agent.leanimport import import_lean
+
+        import_lean()
+        from kanade import __version__
+        from kanade.agent.runtime import Agent
+        from kanade.agent.settings import load_settings
+        from kanade.agent.update.state import LAUNCHED_ENV, handover
+
+        settings = load_settings(args.config, {})
+        configure_stdlib_logging(settings.log_level)
+        other = handover(settings.data_dir, __version__)
+        if other is not None:
+            # The current release runs as this service's child (Windows has no exec).
+            import subprocess
+
+            env = {**os.environ, LAUNCHED_ENV: other.parent.name}
+            argv = [sys.executable, str(other), "run"]
+            if args.config is not None:
+                argv += ["--config", str(args.config)]
+            child = subprocess.Popen(argv, env=env)
+            on_stop(child.terminate)
+            return child.wait()
+        restart = False
+
+        async def serve() -> None:
+            nonlocal restart
+            agent = Agent(settings)
+            loop = asyncio.get_running_loop()
+            on_stop(lambda: loop.call_soon_threadsafe(agent.stop))
+            await agent.run()
+            restart = agent.restart_into is not None
+
+        asyncio.run(serve())
+        # A self-update switched: a failure exit, so the service's recovery action starts
+        # the service again, and its start hands over to the new release.
+        return 75 if restart else 0
+
+    return run_service(body)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    verbs = {"run": _run, "enroll": _enroll, "swarm": _swarm}
+    verbs = {"run": _run, "enroll": _enroll, "swarm": _swarm, "install": _install,
+             "uninstall": _uninstall, "status": _status, "service": _service}
     return verbs[args.verb](args)
 
 

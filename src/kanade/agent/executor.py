@@ -14,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import random
 import time
 from collections import defaultdict
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
 
@@ -36,12 +37,12 @@ from kanade.agent.durable.outbox import Attachment, Envelope, Outbox
 from kanade.agent.limiter import FifoLimiter
 from kanade.agent.process import ProcessOutcome, run_process
 from kanade.agent.scripts import ScriptCache, ScriptRejected, ScriptUnavailable
-from kanade.agent.shells import shell_argv
+from kanade.agent.shells import ARGV_SCRIPT_MAX, FILE_SUFFIX, file_argv, shell_argv
 from kanade.core import exitcodes, subjects
 from kanade.core.gates import GateSkip, KvView, check_deadline, evaluate_gates
 from kanade.core.ids import result_id_for
 from kanade.core.instants import Clock, system_clock
-from kanade.core.models.wire import Command, Result, decode, encode
+from kanade.core.models.wire import Command, Result, WireDecodeError, decode_command, encode
 from kanade.core.msgids import result_msg_id, started_msg_id
 from kanade.core.results import (
     event_started,
@@ -51,6 +52,9 @@ from kanade.core.results import (
     unknown_outcome_result,
 )
 from kanade.core.runas import choose_account
+
+if TYPE_CHECKING:  # loaded when a script first runs (idle RSS)
+    from kanade.agent.liveout.publisher import LiveTap
 
 log = logging.getLogger("kanade.agent")
 
@@ -68,6 +72,7 @@ class RunContext:
     clock: Clock = system_clock
     account: accounts.Account | None = None  # run_as: user — start the script as this one
     tree: ProcessTree | None = None  # what holds this attempt's processes (a fresh one each)
+    live: LiveTap | None = None  # where its output goes as it is written (SPEC §4.12)
 
 
 @dataclass
@@ -76,6 +81,7 @@ class Tracked:
 
     cmd: Command
     refusal: str | None = None  # why intake refused it (SPEC §8.2 gate 5), if it did
+    invalid: str | None = None  # which field is out of bounds (cmd is then a stand-in)
     kill: asyncio.Event = field(default_factory=asyncio.Event)
     started: bool = False
     # Why the kill event was set: a remote kill, or the agent stopping.
@@ -95,6 +101,7 @@ async def subprocess_runner(cmd: Command, argv: list[str], ctx: RunContext) -> P
         clock=ctx.clock,
         account=ctx.account,
         tree=ctx.tree,
+        live=ctx.live.feed if ctx.live is not None else None,
     )
 
 
@@ -127,10 +134,13 @@ class Executor:
         clock: Clock = system_clock,
         disk: DiskHealth | None = None,
         containment: Containment | None = None,
+        live: Callable[[str], LiveTap | None] | None = None,
     ) -> None:
+        """``live``: a tap for one run of an exec, its output published while watched."""
         self.pc_id = pc_id
         self.disk = disk
         self.containment = containment
+        self.live = live
         self._clock = clock
         self.ledger = ledger
         self.outbox = outbox
@@ -172,7 +182,11 @@ class Executor:
             if str(spooled) not in keep:
                 remove(spooled)
         for entry in self.ledger.in_state("launching"):
-            cmd = decode(Command, entry.command.encode())
+            try:
+                cmd, _ = decode_command(entry.command.encode())
+            except WireDecodeError as exc:
+                self._settle_unreadable(entry.request_id, exc)
+                continue
             result_id = result_id_for(entry.request_id, self.pc_id)
             if self.containment is not None:
                 # "Outcome unknown" must be the truth: nothing of the script runs on.
@@ -218,7 +232,19 @@ class Executor:
                 else:
                     self.ledger.mark_queued(entry.request_id)
         for entry in self.ledger.in_state("pending"):
-            self.start(decode(Command, entry.command.encode()), refusal=entry.extra.get("refused"))
+            try:
+                cmd, invalid = decode_command(entry.command.encode())
+            except WireDecodeError as exc:
+                self._settle_unreadable(entry.request_id, exc)
+                continue
+            self.start(cmd, refusal=entry.extra.get("refused"), invalid=invalid)
+
+    def _settle_unreadable(self, request_id: str, exc: Exception) -> None:
+        """A ledger entry whose command no longer decodes (not even its ids): nothing can
+        be reported for it, but its request_id stays admitted, so it never runs."""
+        log.error("ledger entry %s is unreadable; settled without a result: %s", request_id, exc)
+        self.ledger.mark_finished(request_id, "", time.time())
+        self.ledger.mark_queued(request_id)
 
     # --- kills --------------------------------------------------------------------------------
     def kill_exec(self, exec_id: str) -> None:
@@ -243,10 +269,13 @@ class Executor:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
     # --- running ------------------------------------------------------------------------------
-    def start(self, cmd: Command, *, refusal: str | None = None) -> None:
+    def start(
+        self, cmd: Command, *, refusal: str | None = None, invalid: str | None = None
+    ) -> None:
         """Run an admitted command (in its own task); ``refusal``: intake found its signature
-        or recipient wrong, so the gates end it with a 123 result."""
-        tracked = Tracked(cmd, refusal)
+        or recipient wrong, so the gates end it with a 123 result; ``invalid``: a field of
+        it is out of bounds (``cmd`` is a stand-in), so they end it with a 122 result."""
+        tracked = Tracked(cmd, refusal, invalid)
         if cmd.exec_id in self.kills:
             tracked.kill.set()  # killed before it got here: reported as cancelled
         self._tracked[cmd.request_id] = tracked
@@ -321,6 +350,7 @@ class Executor:
             view=self._kv_view(),
             shell_available=argv is not None,
             refusal=tracked.refusal,
+            invalid=tracked.invalid,
         )
         if skip is not None:
             self.skip(cmd, skip.exit_code, skip.reason)
@@ -353,6 +383,30 @@ class Executor:
         if self.disk is not None and self.disk.full:
             self.skip_disk_full(cmd)
             return
+        script_file: Path | None = None
+        if len(script.encode()) > ARGV_SCRIPT_MAX:
+            # Too long for a command line: the shell reads it from a file only the
+            # account that runs it can read, removed when the run ends.
+            try:
+                script_file, argv = _script_file(
+                    cmd, script, accounts.account(chosen) if chosen is not None else None
+                )
+            except OSError as exc:  # a full or read-only temp dir: say so, never run half
+                self.skip(cmd, exitcodes.UNSUPPORTED, f"cannot write the script file: {exc}")
+                return
+            if argv is None:  # cannot happen: the shell was found above
+                self.skip(cmd, exitcodes.UNSUPPORTED, f"shell {cmd.shell!r} not found")
+                return
+        try:
+            await self._run_admitted(tracked, argv, chosen)
+        finally:
+            if script_file is not None:
+                with contextlib.suppress(OSError):
+                    script_file.unlink()
+                    script_file.parent.rmdir()
+
+    async def _run_admitted(self, tracked: Tracked, argv: list[str], chosen: Any) -> None:
+        cmd = tracked.cmd
         # From here the script may run: a crash now must never lead to a re-run.
         try:
             self.ledger.mark_launching(cmd.request_id, time.time())
@@ -379,18 +433,25 @@ class Executor:
         retry_max = cmd.retry.max if cmd.retry else 0
         attempts = 0
         notes: list[str] = []
-        while True:
-            attempts += 1
-            if self.containment is not None:
-                ctx.tree = self.containment.tree(result_id)
-            outcome = await self._runner(cmd, argv, ctx)
-            if outcome.exit_code == 0 or outcome.killed or attempts > retry_max:
-                break
-            backoff = cmd.retry.backoff_s if cmd.retry else 0.0
-            notes.append(f"attempt {attempts} exited {outcome.exit_code}")
-            if await _interruptible_wait(backoff, tracked.kill):
-                notes.append("retry interrupted by remote kill")
-                break
+        ctx.live = self.live(cmd.exec_id) if self.live is not None else None
+        try:
+            while True:
+                attempts += 1
+                if self.containment is not None:
+                    ctx.tree = self.containment.tree(result_id)
+                if ctx.live is not None:
+                    ctx.live.attempt = attempts
+                outcome = await self._runner(cmd, argv, ctx)
+                if outcome.exit_code == 0 or outcome.killed or attempts > retry_max:
+                    break
+                backoff = cmd.retry.backoff_s if cmd.retry else 0.0
+                notes.append(f"attempt {attempts} exited {outcome.exit_code}")
+                if await _interruptible_wait(backoff, tracked.kill):
+                    notes.append("retry interrupted by remote kill")
+                    break
+        finally:
+            if ctx.live is not None:
+                ctx.live.close()
         if outcome.killed:
             outcome.note = tracked.kill_reason
         if outcome.note:
@@ -461,3 +522,21 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _script_file(
+    cmd: Command, script: str, account: accounts.Account | None
+) -> tuple[Path, list[str] | None]:
+    """Write ``script`` to a fresh private directory (0700, the file 0600; owned by
+    ``account`` when it runs as another user) and the argv that runs it from there."""
+    base = Path(os.environ.get("TMPDIR") or os.environ.get("TEMP") or "/tmp")
+    directory = base / f"kanade-script-{os.urandom(8).hex()}"
+    directory.mkdir(mode=0o700)  # a new name: never an existing (planted) directory
+    path = directory / f"script{FILE_SUFFIX.get(cmd.shell, '')}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        fh.write(script)
+    if account is not None:
+        os.chown(directory, account.uid, account.gid)
+        os.chown(path, account.uid, account.gid)
+    return path, file_argv(cmd.shell, str(path))

@@ -16,7 +16,7 @@ import platform
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +26,18 @@ from nats.aio.msg import Msg
 from kanade import __version__
 from kanade.agent.durable.diskhealth import DiskHealth
 from kanade.core import subjects
+from kanade.core.agentconfig import DEFAULTS
+from kanade.core.bounds import MAX_LIST_ITEMS
 from kanade.core.instants import Clock, system_clock
-from kanade.core.models.wire import MAX_BYTES, MAX_DISK_ERROR, MAX_HELD, Heartbeat, encode
+from kanade.core.models.wire import (
+    MAX_BYTES,
+    MAX_DISK_ERROR,
+    MAX_HELD,
+    MAX_LOCAL_SETTINGS,
+    AgentUpdate,
+    Heartbeat,
+    encode,
+)
 from kanade.worker import Worker
 
 _LINUX = sys.platform.startswith("linux")
@@ -95,9 +105,12 @@ class Telemetry:
         queue_length: int,
         running: int,
         schedule_set_version: str | None = None,
+        update: dict[str, Any] | None = None,
         disk: DiskHealth | None = None,
         held_messages: int = 0,
         stopping: bool = False,
+        local_config: dict[str, int | float | str] | None = None,
+        static_groups: list[str] | None = None,
     ) -> Heartbeat:
         free = disk.free() if disk is not None else None
         error = disk.error if disk is not None else None
@@ -115,6 +128,7 @@ class Telemetry:
             last_command_at=last_command_at,
             queue_length=queue_length,
             running=running,
+            update=AgentUpdate(**update) if update else None,
             # Bounded here as the wire model bounds them (a reader drops what it exceeds).
             disk_full=error is not None,
             disk_error=None if error is None else error[:MAX_DISK_ERROR],
@@ -122,7 +136,24 @@ class Telemetry:
             held_messages=max(0, min(held_messages, MAX_HELD)),
             sent_at=self._clock(),
             stopping=stopping,
+            local_config=local_config or None,
+            static_groups=sorted(static_groups)[:MAX_LIST_ITEMS] if static_groups else None,
         )
+
+
+def local_settings(local: Mapping[str, Any]) -> dict[str, int | float | str]:
+    """The agent's own settings that differ from the built-in defaults, bounded as the
+    wire model bounds them (at most 16, scalar values, short text)."""
+    out: dict[str, int | float | str] = {}
+    for key, value in sorted(local.items()):
+        if len(out) >= MAX_LOCAL_SETTINGS or value == DEFAULTS.get(key, object()):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            continue
+        if isinstance(value, str) and not 0 < len(value) <= 64:
+            continue
+        out[key[:64]] = value
+    return out
 
 
 class Heartbeats(Worker):
@@ -141,12 +172,19 @@ class Heartbeats(Worker):
         last_command_at: Callable[[], datetime | None],
         load: Callable[[], tuple[int, int]],
         schedule_set_version: Callable[[], str | None],
+        update: Callable[[], dict[str, Any] | None] = lambda: None,
         clock: Clock = system_clock,
         disk: DiskHealth | None = None,
         held_messages: Callable[[], int] = lambda: 0,
+        local_config: Mapping[str, Any] | None = None,
+        static_groups: list[str] | None = None,
     ) -> None:
-        """``load`` says (queue length, running); ``held_messages``: results and events
-        kept in memory because the disk would not take them."""
+        """``load`` says (queue length, running); ``update`` the self-update report;
+        ``held_messages``: results and events kept in memory because the disk would not
+        take them; ``local_config``: what the agent was started with, sent where it differs
+        from the built-in defaults (the backend's ``config effective`` then shows the values
+        it really applies); ``static_groups``: the groups of its own flags, which no KV
+        change removes."""
         super().__init__(interval=interval)
         self.pc_id = pc_id
         self._connection = connection
@@ -154,12 +192,16 @@ class Heartbeats(Worker):
         self._last_command_at = last_command_at
         self._load = load
         self._schedule_set_version = schedule_set_version
+        self._update = update
         self._disk = disk
         self._held_messages = held_messages
         self._telemetry = Telemetry(clock)
+        self._local_config = local_settings(local_config or {})
+        self._static_groups = list(static_groups or [])
         # The first heartbeat goes out once connected and re-synced (the agent sends it);
         # the loop's first one is due an interval later.
         self._first = True
+        self.last_sent_at: datetime | None = None  # `kanade-agent status` shows it
 
     def build(self, *, stopping: bool = False) -> Heartbeat:
         queue_length, running = self._load()
@@ -170,9 +212,12 @@ class Heartbeats(Worker):
             queue_length=queue_length,
             running=running,
             schedule_set_version=self._schedule_set_version(),
+            update=self._update(),
             disk=self._disk,
             held_messages=self._held_messages(),
             stopping=stopping,
+            local_config=self._local_config,
+            static_groups=self._static_groups,
         )
 
     def set_interval(self, interval: float) -> None:
@@ -187,6 +232,7 @@ class Heartbeats(Worker):
         if nc is not None and nc.is_connected:
             with contextlib.suppress(Exception):
                 await nc.publish(subjects.heartbeat_subject(self.pc_id), encode(self.build()))
+                self.last_sent_at = self._telemetry._clock()
 
     async def goodbye(self, timeout: int = 2) -> bool:
         """A clean stop's last heartbeat (``stopping``): the backend shows this agent offline

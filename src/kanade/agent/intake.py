@@ -33,7 +33,14 @@ from kanade.core import exitcodes, subjects
 from kanade.core.admission import broadcast_refusal
 from kanade.core.ids import is_slug
 from kanade.core.instants import Clock, format_instant, parse_instant, system_clock
-from kanade.core.models.wire import Command, ConsumerReply, WireDecodeError, decode, encode
+from kanade.core.models.wire import (
+    Command,
+    ConsumerReply,
+    WireDecodeError,
+    decode,
+    decode_command,
+    encode,
+)
 from kanade.core.msgids import result_msg_id
 from kanade.core.results import skipped_result
 from kanade.core.signing import header_of
@@ -315,7 +322,8 @@ class CommandIntake:
     async def _on_command(self, msg: Msg) -> None:
         raw = msg.data
         try:
-            cmd = decode(Command, raw)
+            # Out-of-bounds fields give a stand-in and the reason: answered, never run.
+            cmd, invalid = decode_command(raw)
         except WireDecodeError as exc:
             log.warning("dropped a malformed command on %s: %s", msg.subject, exc)
             await msg.term()
@@ -364,7 +372,7 @@ class CommandIntake:
         if admission is None:
             return  # refused for a full disk: its skipped result is on its way
         if admission is Admission.NEW:
-            self.executor.start(cmd, refusal=refusal)
+            self.executor.start(cmd, refusal=refusal, invalid=invalid)
         elif admission is Admission.CONFLICT:
             self._report_conflict(cmd, raw)
         elif refusal is None and seq is not None:

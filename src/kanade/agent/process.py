@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +23,11 @@ from kanade.agent.accounts import Account
 from kanade.agent.containment.tree import ProcessTree, until_empty
 from kanade.agent.durable.diskhealth import describe as describe_os_error
 from kanade.core.instants import Clock, system_clock
+
+log = logging.getLogger("kanade.agent")
+
+LiveFeed = Callable[[str, bytes], None]
+"""Told every piece of output as it is read: ``(stream, bytes)`` (live output, SPEC §4.12)."""
 
 _READ_CHUNK = 64 * 1024
 _STREAM_LIMIT = 64 * 1024  # asyncio's default StreamReader buffer limit
@@ -58,9 +65,12 @@ class _Spooler:
     """Capture state of one stream, kept outside the reading task so that what was read
     survives the task being cancelled (a background child holding the pipe open)."""
 
-    def __init__(self, cap: int, spool_path: Path) -> None:
+    def __init__(
+        self, cap: int, spool_path: Path, live: Callable[[bytes], None] | None = None
+    ) -> None:
         self.cap = cap
         self.spool_path = spool_path
+        self.live = live
         self.head = bytearray()
         self.total = 0
         self._spool: BinaryIO | None = None
@@ -71,6 +81,12 @@ class _Spooler:
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
+        if self.live is not None:
+            try:
+                self.live(chunk)
+            except Exception:  # live output is best effort: the capture must go on
+                log.exception("live output feed failed; no more live output for this run")
+                self.live = None
         if self._spool is None and len(self.head) + len(chunk) <= self.cap:
             self.head += chunk
             return
@@ -109,6 +125,12 @@ class _Spooler:
     def capture(self) -> Capture:
         self.close()
         return Capture(bytes(self.head), self.total, self.spool_path if self._spooled else None)
+
+
+def _stream(live: LiveFeed | None, name: str) -> Callable[[bytes], None] | None:
+    if live is None:
+        return None
+    return lambda chunk: live(name, chunk)
 
 
 async def _capture(stream: asyncio.StreamReader, state: _Spooler) -> None:
@@ -195,10 +217,12 @@ async def run_process(
     clock: Clock = system_clock,
     account: Account | None = None,
     tree: ProcessTree | None = None,
+    live: LiveFeed | None = None,
 ) -> ProcessOutcome:
     """Run ``argv`` to completion, timeout or kill; never raises for script failures.
     ``account``: start it as that user (run_as: user), in its home unless ``cwd`` says.
-    ``tree``: what holds its processes (default: its process group)."""
+    ``tree``: what holds its processes (default: its process group). ``live``: told each
+    piece of output as it is read."""
     tree = tree or ProcessTree(spool_name)
     full_env = {**os.environ, **(env or {}), **tree.environment()}
     kwargs: dict[str, object] = dict(tree.spawn_options())
@@ -239,8 +263,8 @@ async def run_process(
     if on_started is not None and not on_started.done():
         on_started.set_result(started_at)
     assert proc.stdout is not None and proc.stderr is not None
-    out_state = _Spooler(cap_bytes, spool_dir / f"{spool_name}.stdout")
-    err_state = _Spooler(cap_bytes, spool_dir / f"{spool_name}.stderr")
+    out_state = _Spooler(cap_bytes, spool_dir / f"{spool_name}.stdout", _stream(live, "stdout"))
+    err_state = _Spooler(cap_bytes, spool_dir / f"{spool_name}.stderr", _stream(live, "stderr"))
     out_task = asyncio.create_task(_capture(proc.stdout, out_state))
     err_task = asyncio.create_task(_capture(proc.stderr, err_state))
     wait_task = asyncio.create_task(_wait_exit(protocol))

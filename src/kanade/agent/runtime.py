@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from kanade import __version__
 from kanade.agent.containment import Containment
 from kanade.agent.control import kill_request_exec_id
 from kanade.agent.durable.diskhealth import DiskHealth
@@ -42,21 +44,25 @@ from kanade.agent.intake import (
     load_enrollment,
     request_consumer,
 )
+from kanade.agent.liveout.leases import WatchLeases
 from kanade.agent.scheduling.scheduler import LocalScheduler
 from kanade.agent.scripts import ScriptCache
+from kanade.agent.service.statusfile import StatusReporter, status_path
 from kanade.agent.settings import AgentSettings
 from kanade.agent.trust import Trust
+from kanade.agent.update.state import ReleaseStatus, confirm
 from kanade.bus.connection import Bus, connect, until_closed
 from kanade.bus.credentials import BusCredentials, CredentialsError
 from kanade.bus.retry import retry
 from kanade.core import subjects
 from kanade.core.gates import KvView
 from kanade.core.instants import Clock, system_clock
-from kanade.core.models.wire import Command, Heartbeat
+from kanade.core.models.wire import Command, Heartbeat, LiveWatch, WireDecodeError, decode
 from kanade.core.msgids import decision_msg_id
 from kanade.worker import Worker
 
 if TYPE_CHECKING:  # loaded by the local scheduler only once it is active (idle RSS)
+    from kanade.agent.liveout.publisher import LiveOutput, LiveTap
     from kanade.core.models.decisions import ScheduleDecisionReport
 
 log = logging.getLogger("kanade.agent")
@@ -107,23 +113,31 @@ class Agent:
         self.fleet = fleet or FleetState(
             pc_id=self.pc_id, groups=sorted(set(settings.groups)), trust=self.trust
         )
+        local_config: dict[str, Any] = {
+            "heartbeat_interval": settings.heartbeat_interval,
+            "max_local_concurrent": settings.max_local_concurrent,
+            "log_level": settings.log_level,
+            "max_output_bytes": settings.max_output_bytes,
+            "live_output_bytes_per_s": settings.live_output_bytes_per_s,
+            "live_output_msgs_per_s": settings.live_output_msgs_per_s,
+        }
         self.fleet_view = FleetView(
             pc_id=self.pc_id,
             fleet=self.fleet,
             owns_fleet=fleet is None,
             static_groups=sorted(set(settings.groups)),
-            local_config={
-                "heartbeat_interval": settings.heartbeat_interval,
-                "max_local_concurrent": settings.max_local_concurrent,
-                "log_level": settings.log_level,
-                "max_output_bytes": settings.max_output_bytes,
-            },
+            local_config=local_config,
             state_file=data / "fleet-state.json",
             durable=settings.durable,
             on_groups_changed=self._groups_changed,
             on_config=self._apply_config,
             disk=self.disk,
         )
+        # A running script's output, published while someone watches (SPEC §4.12): the
+        # leases from the start, the publisher once a script first runs (idle RSS).
+        self.live_leases = WatchLeases()
+        self._live: LiveOutput | None = None
+        self._live_cap = (settings.live_output_bytes_per_s, settings.live_output_msgs_per_s)
         self.executor = Executor(
             pc_id=self.pc_id,
             ledger=self.ledger,
@@ -139,6 +153,7 @@ class Agent:
             clock=clock,
             disk=self.disk,
             containment=self.containment,
+            live=self._open_live,
         )
         self.intake = CommandIntake(
             pc_id=self.pc_id,
@@ -162,6 +177,11 @@ class Agent:
         )
         # Set once the command consumer is open: the agent can receive commands.
         self.ready = self.intake.ready
+        # Self-update (SPEC §3.8): the release state on disk; the updater is imported and
+        # started only when the effective target version differs from this one.
+        self.release = ReleaseStatus(data, __version__)
+        self.restart_into: Path | None = None  # set by a self-update's switch
+        self._update_task: asyncio.Task[Any] | None = None
         # The local scheduler (SPEC §3.6): fires through submit_local, learns outcomes
         # through on_finished, reports its applied set in every heartbeat.
         self.heartbeats = Heartbeats(
@@ -172,9 +192,12 @@ class Agent:
             last_command_at=lambda: self.intake.last_command_at,
             load=lambda: (self.executor.queue_length, self.executor.running),
             schedule_set_version=lambda: self.scheduler.version,
+            update=self.release.report,
             clock=clock,
             disk=self.disk,
             held_messages=lambda: self.outbox.held,
+            local_config=local_config,
+            static_groups=sorted(set(settings.groups)),
         )
         # The fleet learns at once when the disk fills up or has room again.
         self.disk.on_change.append(lambda _full: self.heartbeats.wake())
@@ -193,6 +216,14 @@ class Agent:
         )
         self.scheduler.store.disk = self.disk
         self.executor.on_finished.append(self.scheduler.on_finished)
+        # What `kanade-agent status` reads (a machine agent only: not each swarm identity).
+        self.status_file = StatusReporter(
+            status_path(data),
+            pc_id=self.pc_id,
+            connected=self._ready,
+            last_heartbeat=lambda: self.heartbeats.last_sent_at,
+            clock=clock,
+        )
 
     # --- what other parts read ----------------------------------------------------------------
     @property
@@ -251,6 +282,8 @@ class Agent:
         self._spawn(self.scheduler.run())
         self._spawn(self.heartbeats.run())
         self._spawn(LedgerPruner(self.ledger).run())
+        if self._owns_nc:
+            self._spawn(self.status_file.run())
         await self._stop.wait()
         await self._shutdown()
 
@@ -281,6 +314,8 @@ class Agent:
         if self._ready():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.outbox.drain_once(self._publish, self._upload), 5)
+        if self._live is not None:
+            self._live.stop()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -306,6 +341,7 @@ class Agent:
         return self.nc is not None and self.nc.is_connected
 
     def _on_state(self, state: str) -> None:
+        self.status_file.wake()
         if state in ("connected", "reconnected"):
             self.fleet_view.connected()
             self.outbox_drain.wake()
@@ -322,6 +358,27 @@ class Agent:
         if self._bus is None:
             self._bus = Bus(self.nc)
         await self._bus.publish_js(subject, data, msg_id=msg_id, timeout=5.0)
+
+    def _open_live(self, exec_id: str) -> LiveTap | None:
+        """A tap for one run of ``exec_id`` (the publisher is made on first use)."""
+        if self._live is None:
+            from kanade.agent.liveout.publisher import LiveOutput
+
+            bytes_per_s, msgs_per_s = self._live_cap
+            self._live = LiveOutput(
+                self.pc_id,
+                self._publish_live,
+                bytes_per_s=bytes_per_s,
+                msgs_per_s=msgs_per_s,
+                leases=self.live_leases,
+            )
+        return self._live.open(exec_id)
+
+    async def _publish_live(self, subject: str, data: bytes) -> None:
+        """Live output: core NATS, best effort — dropped while disconnected."""
+        nc = self.nc
+        if nc is not None and nc.is_connected:
+            await nc.publish(subject, data)
 
     async def _upload(self, name: str, path: Path) -> None:
         assert self.nc is not None
@@ -373,9 +430,12 @@ class Agent:
         if self._owns_nc:
             # A swarm subscribes once for all its identities and calls kill_exec().
             await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
+            await self.nc.subscribe(subjects.LIVE_WATCH_SUBJECT, cb=self._on_live_watch)
         await self._resync()
         await self.heartbeats.send()
         await self.intake.ensure_consumer()
+        if self._owns_nc:
+            confirm(self.s.data_dir, __version__)  # a switched-to version: it started for real
         await self.intake.serve()
 
     async def _credentials(self) -> BusCredentials:
@@ -415,6 +475,16 @@ class Agent:
         if exec_id is not None:
             self.kill_exec(exec_id)
 
+    async def _on_live_watch(self, msg: Msg) -> None:
+        try:
+            watch = decode(LiveWatch, msg.data)
+        except WireDecodeError as exc:
+            log.warning("ignored a malformed live-output watch: %s", exc)
+            return
+        self.live_leases.watch(watch.exec_ids, watch.for_s)
+        if self._live is not None:
+            self._live.watched(set(watch.exec_ids))
+
     # --- fleet state from KV ------------------------------------------------------------------
     def _apply_config(self, old: dict[str, Any], values: dict[str, Any]) -> None:
         """Apply a new effective config (SPEC §3.7) to the parts it tunes, live."""
@@ -422,10 +492,48 @@ class Agent:
             self.heartbeats.set_interval(float(values["heartbeat_interval"]))
         if values.get("max_local_concurrent") != old.get("max_local_concurrent"):
             self.executor.limiter.set_limit(int(values["max_local_concurrent"]))
+        live = ("live_output_bytes_per_s", "live_output_msgs_per_s")
+        if any(values.get(k) != old.get(k) for k in live):
+            self._live_cap = (
+                int(values["live_output_bytes_per_s"]),
+                float(values["live_output_msgs_per_s"]),
+            )
+            if self._live is not None:
+                self._live.retune(*self._live_cap)
         if values.get("log_level") != old.get("log_level"):
             logging.getLogger().setLevel(str(values["log_level"]).upper())
+        if self._owns_nc:  # a swarm's identities share a process: none updates it
+            self.release.on_target(
+                values.get("target_version"), values.get("target_version_jitter"),
+                self._start_update,
+            )
         if values != old:
             log.info("effective config: %s", values)
+
+    # --- self-update (SPEC §3.8) -----------------------------------------------------------------
+    def _start_update(self, target: str, jitter: float) -> None:
+        from kanade.agent.update.updater import SelfUpdater
+
+        if self._update_task is not None and not self._update_task.done():
+            if getattr(self._update_task, "kanade_target", None) == target:
+                return
+            self._update_task.cancel()
+        updater = SelfUpdater(
+            data_dir=self.s.data_dir, status=self.release, trust=self.trust,
+            connection=lambda: self.nc, argv=sys.argv[1:], switch=self._switch,
+            report=self.heartbeats.wake,
+        )
+        self._update_task = self._spawn(updater.run(target, jitter))
+        self._update_task.kanade_target = target  # type: ignore[attr-defined]
+
+    async def _switch(self, artefact: Path) -> None:
+        """Stop taking commands, let what runs finish, then stop: the process becomes
+        ``artefact`` (kanade.agent.cli). Admitted commands and queued results are on disk."""
+        await self.intake.close()
+        while self.executor.running or self.executor.queue_length:
+            await asyncio.sleep(0.5)
+        self.restart_into = artefact
+        self.stop()
 
     def _groups_changed(self) -> None:
         self._spawn(self._on_groups_changed())

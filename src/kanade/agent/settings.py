@@ -11,6 +11,8 @@ from typing import Any
 
 from kanade.agent.containment import MODES, Mode
 from kanade.bus.credentials import AGENT_KEYRING, AGENT_TRUST_DIR
+from kanade.core.agentconfig import DEFAULTS, validate_setting
+from kanade.core.bounds import MAX_JITTER_S, finite_in
 from kanade.core.ids import SLUG_RULE, is_slug, slugify_hostname
 
 
@@ -65,6 +67,10 @@ class AgentSettings:
     # this host allows it (Linux), else process group + tracked descendants; "tracking"
     # forces the latter. Windows always uses a job object.
     containment: Mode = "auto"
+    # Live output (SPEC §4.12), published only while someone watches the exec: the cap,
+    # until the fleet's config (KV) says otherwise.
+    live_output_bytes_per_s: int = DEFAULTS["live_output_bytes_per_s"]
+    live_output_msgs_per_s: float = DEFAULTS["live_output_msgs_per_s"]
 
     @property
     def keyring_path(self) -> Path:
@@ -80,10 +86,17 @@ class AgentSettings:
         for g in self.groups:
             if not is_slug(g):
                 raise ValueError(f"group {g!r} {SLUG_RULE}")
-        if self.heartbeat_interval <= 0:
-            raise ValueError("heartbeat_interval must be > 0")
-        if self.max_local_concurrent < 1:
-            raise ValueError("max_local_concurrent must be >= 1")
+        # The same bounds as the fleet-wide settings in KV (one rule, kanade.core.agentconfig).
+        for key in (
+            "heartbeat_interval",
+            "max_local_concurrent",
+            "max_output_bytes",
+            "live_output_bytes_per_s",
+            "live_output_msgs_per_s",
+        ):
+            validate_setting(key, getattr(self, key))
+        if not finite_in(self.startup_delay_max, 0.0, MAX_JITTER_S):
+            raise ValueError(f"startup_delay_max must be in 0..{MAX_JITTER_S:g} seconds")
         if self.containment not in MODES:
             raise ValueError(
                 f"containment {self.containment!r} must be one of {', '.join(MODES)}"

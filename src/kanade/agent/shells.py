@@ -27,6 +27,25 @@ def _which(name: str) -> str | None:
     return found
 
 
+ARGV_SCRIPT_MAX = 16 * 1024
+"""Bytes of script passed on the command line at most. Past that it goes through a file
+(:func:`file_argv`): Linux takes 128 KiB per argument, Windows 32 KiB per command line, and
+a script object may be megabytes (issue #15)."""
+
+FILE_SUFFIX: dict[str, str] = {"python": ".py", "pwsh": ".ps1", "powershell": ".ps1",
+                               "cmd": ".cmd", "sh": ".sh", "bash": ".sh"}  # fmt: skip
+
+
+def file_argv(shell: Shell, path: str) -> list[str] | None:
+    """The argv that runs the script file ``path`` with ``shell`` (see :func:`shell_argv`)."""
+    argv = shell_argv(shell, path)
+    if argv is None:
+        return None
+    if shell in ("pwsh", "powershell"):
+        return [*argv[:-2], "-File", path]
+    return [*argv[:-2], path] if shell != "cmd" else argv  # cmd /d /c <file>.cmd runs it
+
+
 def shell_argv(shell: Shell, script: str) -> list[str] | None:
     """The argv that runs ``script`` with ``shell``, or None if that shell is unavailable."""
     if shell == "python":

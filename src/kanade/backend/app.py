@@ -5,8 +5,10 @@ re-projects every stream from the start and gets its operator state back from KV
 then serve HTTP at once while the broker link comes up in the background (connect
 with retry → topology → operator state → projector consumers → heartbeat
 subscription → workers). While a database is being rebuilt, the workers that decide
-from its rows (reaper, rollout runner, approval sweeper, scheduler) wait until the
-replay has caught up (docs/backend.md, "A wiped database comes back whole").
+from its rows (reaper, rollout runner, approval sweeper, retention, notifications,
+scheduler) wait until the replay has caught up (docs/backend.md, "A wiped database comes
+back whole"). Across replicas (SPEC §9) those run on one replica only: the scheduler under
+its KV lease, the others under the deciders lease in the database.
 Shutdown cancels the workers, closes the bus, then the DB.
 """
 
@@ -20,9 +22,11 @@ from datetime import timedelta
 
 import structlog
 from fastapi import FastAPI
+from nats.js.object_store import ObjectStore
 from sqlalchemy.engine import Connection
 
 from kanade import __version__
+from kanade.backend.api import agent_releases as agent_releases_routes
 from kanade.backend.api import approvals as approvals_routes
 from kanade.backend.api import audit as audit_routes
 from kanade.backend.api import auth as auth_routes
@@ -36,12 +40,20 @@ from kanade.backend.api import health as health_routes
 from kanade.backend.api import inventory as inventory_routes
 from kanade.backend.api import jobs as jobs_routes
 from kanade.backend.api import keys as keys_routes
+from kanade.backend.api import live_output as live_output_routes
+from kanade.backend.api import notify as notify_routes
+from kanade.backend.api import openapi as api_openapi
+from kanade.backend.api import retention as retention_routes
 from kanade.backend.api import rollouts as rollouts_routes
 from kanade.backend.api import schedules as schedules_routes
+from kanade.backend.api import scripts as scripts_routes
 from kanade.backend.api import ui as ui_routes
 from kanade.backend.api.middleware.audit import AuditMiddleware
 from kanade.backend.api.middleware.auth import AuthMiddleware
+from kanade.backend.api.middleware.body_limit import BodyLimitMiddleware
+from kanade.backend.api.middleware.headers import SecurityHeadersMiddleware
 from kanade.backend.api.middleware.live import LiveMiddleware
+from kanade.backend.api.middleware.options import OptionsMiddleware
 from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS, replayed
 from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
 from kanade.backend.observability.metrics import Metrics
@@ -60,6 +72,9 @@ from kanade.backend.workers.approvals import ApprovalSweeper
 from kanade.backend.workers.deciders import Deciders, replica_name
 from kanade.backend.workers.heartbeats import HeartbeatSink
 from kanade.backend.workers.live_relay import LiveRelay
+from kanade.backend.workers.live_watch import LiveWatchRenewer
+from kanade.backend.workers.notify.delivery import NotifyDelivery
+from kanade.backend.workers.notify.detector import NotifyDetector
 from kanade.backend.workers.projection.audit import AuditProjector
 from kanade.backend.workers.projection.decisions import DecisionsProjector
 from kanade.backend.workers.projection.execs import ExecsProjector
@@ -67,14 +82,17 @@ from kanade.backend.workers.projection.results import ResultsProjector
 from kanade.backend.workers.projection.worker import ProjectionWorker
 from kanade.backend.workers.provisioning import ConsumerProvisioner
 from kanade.backend.workers.reaper import Reaper
+from kanade.backend.workers.retention import RetentionWorker
 from kanade.backend.workers.rollouts import RolloutRunner
 from kanade.backend.workers.scheduler import Scheduler
 from kanade.backend.workers.state_publisher import StatePublisher
 from kanade.backend.workers.state_sync import StateSync
 from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
+from kanade.core import subjects
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock
+from kanade.core.notify.retry import RetryPolicy
 from kanade.security.authority import Authority
 from kanade.security.signing_keys import ensure_key_dir, resolve_key_dir
 from kanade.worker import Worker
@@ -186,11 +204,23 @@ def create_app(settings: Settings) -> FastAPI:
         # sweeper drive them (SPEC §4.7-8), the reaper closes what will never report
         # (§4.3). Once across replicas (SPEC §9): only the holder of the deciders lease
         # runs them, writing through a database fenced by it.
+        # Retention (SPEC §4.12) and notifications (detector and sender) are in the same
+        # team: each must run once, and each writes rows it decided from rows. They start
+        # once the database is settled (a rebuild neither re-announces history nor prunes
+        # what the replay has not brought back yet).
         runners: list[RolloutRunner] = []
+        senders: list[NotifyDelivery] = []
 
         def wake_rollouts() -> None:
             for runner in runners:
                 runner.wake()
+
+        def wake_senders() -> None:
+            for sender in senders:
+                sender.wake()
+
+        async def outputs_store() -> ObjectStore:
+            return await link.bus().obj(subjects.OBJ_OUTPUTS)
 
         def deciding_team(fenced: Database) -> list[Worker]:
             runner = RolloutRunner(
@@ -201,6 +231,8 @@ def create_app(settings: Settings) -> FastAPI:
                 flush=state.flush,
             )
             runners[:] = [runner]
+            detector, sender = _notify_team(settings, fenced, metrics, lambda: deciders.leading)
+            senders[:] = [sender]
             return [
                 Reaper(
                     fenced,
@@ -212,6 +244,15 @@ def create_app(settings: Settings) -> FastAPI:
                 ApprovalSweeper(
                     fenced, link.bus, clock=system_clock, sweep_s=settings.approval_sweep_s
                 ),
+                RetentionWorker(
+                    fenced,
+                    policy=settings.retention,
+                    clock=system_clock,
+                    outputs=outputs_store,
+                    observer=metrics,
+                ),
+                detector,
+                sender,
             ]
 
         deciders = Deciders(
@@ -245,10 +286,12 @@ def create_app(settings: Settings) -> FastAPI:
             keys=SigningKeyService(key_dir, signer, link.bus, clock=system_clock),
         )
         app.state.services = services
+        services.notify.on_change = wake_senders
         heartbeats = HeartbeatSink(
             db,
             flush_interval_s=settings.heartbeat_flush_s,
             on_identity_mismatch=metrics.on_identity_mismatch,
+            on_dropped=metrics.on_dropped,
         )
         provisioner = ConsumerProvisioner()
         reset_pending = [new_db]
@@ -278,12 +321,21 @@ def create_app(settings: Settings) -> FastAPI:
                     batch_max=settings.projector_batch,
                     on_projected=metrics.on_projected,
                     on_identity_mismatch=metrics.on_identity_mismatch,
+                    on_dropped=metrics.on_dropped,
                 ),
                 ExecsProjector(
-                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_dropped=metrics.on_dropped,
                 ),
                 AuditProjector(
-                    bus, db, batch_max=settings.projector_batch, on_projected=metrics.on_projected
+                    bus,
+                    db,
+                    batch_max=settings.projector_batch,
+                    on_projected=metrics.on_projected,
+                    on_dropped=metrics.on_dropped,
                 ),
                 DecisionsProjector(
                     bus,
@@ -301,7 +353,8 @@ def create_app(settings: Settings) -> FastAPI:
             # Dashboard events to and from the other replicas (SPEC §9).
             relay = LiveRelay(bus)
             await relay.subscribe()
-            workers: list[Worker] = [*projectors, heartbeats, publisher, relay]
+            live_watches = LiveWatchRenewer(services.live)
+            workers: list[Worker] = [*projectors, heartbeats, publisher, relay, live_watches]
             tasks = [asyncio.create_task(w.run(), name=w.label) for w in workers]
             if not settled.is_set():
                 tasks.append(asyncio.create_task(caught_up(bus), name="replay"))
@@ -358,15 +411,27 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     api_errors.install(app)
+    api_openapi.install(app)
     # The last added runs first: every request passes the role table (auth) before
     # anything else, whichever router serves it; then, once the response is sent, the
     # audit guarantee publishes its record before live invalidation tells the dashboard.
     app.add_middleware(AuditMiddleware)
     app.add_middleware(LiveMiddleware)
     app.add_middleware(AuthMiddleware)
+    # Outside authentication: OPTIONS and the security headers concern every response,
+    # and an oversized body is refused before anyone reads it (issue #15).
+    app.add_middleware(OptionsMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_script_bytes=settings.max_script_bytes,
+        max_release_bytes=settings.max_release_bytes,
+    )
     app.include_router(health_routes.router)
     app.include_router(jobs_routes.router)
     app.include_router(execs_routes.router)
+    app.include_router(live_output_routes.router)
     app.include_router(schedules_routes.router)  # before fleet: /api/agents/drift
     app.include_router(enrolment_routes.router)  # before fleet: /api/agents/enrolled
     app.include_router(fleet_routes.router)
@@ -379,4 +444,38 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(rollouts_routes.router)
     app.include_router(approvals_routes.router)
     app.include_router(keys_routes.router)
+    app.include_router(scripts_routes.router)
+    app.include_router(agent_releases_routes.router)
+    app.include_router(notify_routes.router)
+    app.include_router(retention_routes.router)
     return app
+
+
+def _notify_team(
+    settings: Settings, db: Database, metrics: Metrics, leading: Callable[[], bool]
+) -> tuple[NotifyDetector, NotifyDelivery]:
+    """The notification detector and sender of one deciders term (docs/notifications.md).
+    ``leading`` is the lease's freshness: a term whose renewals stall stops sending before
+    a standby can take over."""
+    delivery = NotifyDelivery(
+        db,
+        leading=leading,
+        policy=RetryPolicy(
+            base_s=settings.notify_retry_base_s,
+            cap_s=settings.notify_retry_max_s,
+            max_attempts=settings.notify_max_attempts,
+        ),
+        timeout_s=settings.notify_timeout_s,
+        concurrency=settings.notify_concurrency,
+        interval_s=min(1.0, settings.notify_retry_base_s),
+        on_attempt=metrics.on_notify_attempt,
+    )
+    detector = NotifyDetector(
+        db,
+        leading=leading,
+        interval_s=settings.notify_scan_s,
+        lookback=timedelta(seconds=settings.notify_lookback_s),
+        keep=timedelta(seconds=settings.notify_keep_s),
+        fanned_out=delivery.wake,
+    )
+    return detector, delivery

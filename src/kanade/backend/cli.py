@@ -17,7 +17,10 @@ from kanade.backend.services.auth.setup import AuthConfigError
 from kanade.backend.settings import Settings, split_urls
 from kanade.backend.users_cli import users_cli
 from kanade.bus.credentials import CredentialsError
+from kanade.core.bounds import MAX_INLINE_OUTPUT_BYTES, MAX_TIMEOUT_S
 from kanade.core.durations import parse_duration
+from kanade.core.releases import MAX_ARTEFACT_BYTES
+from kanade.core.retention import RetentionError, parse_overrides
 from kanade.security.authority import AuthorityError
 from kanade.security.signing_keys import SigningKeysError
 
@@ -85,6 +88,17 @@ def _read_secret(path: Path, option: str) -> str:
     return value
 
 
+def _positive(text: str, option: str) -> float:
+    """A duration option (``30s``, ``1h``) in seconds, longer than zero."""
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    if seconds <= 0:
+        raise typer.BadParameter("must be longer than 0s", param_hint=option)
+    return seconds
+
+
 @cli.command()
 def run(
     nats_url: list[str] = typer.Option(
@@ -109,13 +123,36 @@ def run(
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP bind address"),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error"),
     max_timeout: float = typer.Option(
-        0.0, "--max-timeout", help="cap on job timeouts in seconds (0 = unlimited)"
+        0.0,
+        "--max-timeout",
+        min=0.0,
+        max=MAX_TIMEOUT_S,
+        help="cap on job timeouts in seconds (0 = no cap below the 7-day limit)",
     ),
     max_output_bytes: int = typer.Option(
         256 * 1024,
         "--max-output-bytes",
         min=1,
+        max=MAX_INLINE_OUTPUT_BYTES,
         help="cap on each result's inline stdout/stderr; the rest goes to the object store",
+    ),
+    token_ttl: str = typer.Option(
+        "12h", "--token-ttl", help="session token lifetime (jwt mode; 1m to 7d)"
+    ),
+    login_failures_per_user: int = typer.Option(
+        5, "--login-failures-per-user", min=1, help="failed logins per user per window"
+    ),
+    login_failures_per_address: int = typer.Option(
+        20, "--login-failures-per-address", min=1, help="failed logins per address per window"
+    ),
+    login_window: str = typer.Option(
+        "5m", "--login-window", help="window of the failed-login limits (then 429 Retry-After)"
+    ),
+    adhoc_run_role: str = typer.Option(
+        "operator",
+        "--adhoc-run-role",
+        envvar="KANADE_ADHOC_RUN_ROLE",
+        help="least role allowed to run ad-hoc scripts (operator or admin)",
     ),
     auth: str = typer.Option(
         "disabled", "--auth", envvar="KANADE_AUTH", help="disabled (dev only), token or jwt"
@@ -176,6 +213,47 @@ def run(
         max=5,
         help="copies the broker keeps of each stream (0 = 3 on a cluster of 3+, else 1)",
     ),
+    max_body_bytes: int = typer.Option(
+        4 * 1024 * 1024,
+        "--max-body-bytes",
+        min=1024,
+        help="largest request body accepted (413 above it)",
+    ),
+    max_script_bytes: int = typer.Option(
+        16 * 1024 * 1024,
+        "--max-script-bytes",
+        min=1024,
+        help="largest script object accepted by PUT /api/scripts/NAME/VERSION",
+    ),
+    max_release_bytes: int = typer.Option(
+        64 * 1024 * 1024,
+        "--max-release-bytes",
+        min=1024 * 1024,
+        max=MAX_ARTEFACT_BYTES,
+        help="largest agent release accepted by POST /api/agent-releases",
+    ),
+    notify_scan: float = typer.Option(
+        5.0, "--notify-scan", min=0.1, max=3600.0, help="seconds between notification scans"
+    ),
+    notify_retry: str = typer.Option(
+        "5s", "--notify-retry", help="wait after a failed webhook delivery; doubles each time"
+    ),
+    notify_retry_max: str = typer.Option(
+        "1h", "--notify-retry-max", help="longest wait between two delivery attempts"
+    ),
+    notify_attempts: int = typer.Option(
+        12, "--notify-attempts", min=1, max=100, help="attempts before a delivery is failed"
+    ),
+    notify_timeout: str = typer.Option(
+        "10s", "--notify-timeout", help="time a webhook has to answer one request"
+    ),
+    retain: list[str] = typer.Option(
+        [],
+        "--retain",
+        metavar="FIELD=VALUE",
+        help="a retention limit (repeatable): results.max_age=60d, audit.max_rows=off, "
+        "interval=1m, batch=2000 … (docs/retention.md)",
+    ),
     signing_keys: Path | None = typer.Option(
         None,
         "--signing-keys",
@@ -203,6 +281,20 @@ def run(
         no_result_grace_s = parse_duration(no_result_grace).total_seconds()
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--no-result-grace") from None
+    try:
+        token_ttl_s = parse_duration(token_ttl).total_seconds()
+        login_window_s = parse_duration(login_window).total_seconds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--token-ttl/--login-window") from None
+    retry_s = _positive(notify_retry, "--notify-retry")
+    retry_max_s = _positive(notify_retry_max, "--notify-retry-max")
+    timeout_s = _positive(notify_timeout, "--notify-timeout")
+    if retry_max_s < retry_s:
+        raise typer.BadParameter("must be at least --notify-retry", param_hint="--notify-retry-max")
+    try:
+        retention = parse_overrides(retain)
+    except RetentionError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--retain") from None
     auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
     jwt_secret = os.environ.get(JWT_SECRET_ENV) or None
     if auth_token_file is not None:
@@ -221,6 +313,11 @@ def run(
         log_level=log_level,
         max_timeout_s=max_timeout or None,
         max_output_bytes=max_output_bytes,
+        token_ttl_s=token_ttl_s,
+        login_failures_per_user=login_failures_per_user,
+        login_failures_per_address=login_failures_per_address,
+        login_window_s=login_window_s,
+        adhoc_run_role=adhoc_run_role,
         auth_mode=auth,
         auth_token=auth_token,
         jwt_secret=jwt_secret,
@@ -236,6 +333,15 @@ def run(
         agent_nats_urls=tuple(u for arg in agent_nats_url for u in arg.split(",") if u),
         signing_keys_dir=None if signing_keys is None else str(signing_keys),
         stream_replicas=stream_replicas or None,
+        max_body_bytes=max_body_bytes,
+        max_script_bytes=max_script_bytes,
+        max_release_bytes=max_release_bytes,
+        notify_scan_s=notify_scan,
+        notify_retry_base_s=retry_s,
+        notify_retry_max_s=retry_max_s,
+        notify_max_attempts=notify_attempts,
+        notify_timeout_s=timeout_s,
+        retention=retention,
     )
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).

@@ -59,6 +59,19 @@ class UnsupportedFormat(DomainError):
     """The document arrived in a format this operation does not read."""
 
 
+class RateLimited(DomainError):
+    """Too many attempts (failed logins): wait ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: float, **extra: Any) -> None:
+        super().__init__(message, retry_after_s=max(1, round(retry_after_s)), **extra)
+        self.retry_after_s = max(1, round(retry_after_s))
+
+
+class TooLarge(DomainError):
+    """The request, or a message it would produce, is over a size limit; the message
+    names the limit and what to do instead."""
+
+
 class Unavailable(DomainError):
     """A part the operation needs (the broker, a worker) is not there right now; retry."""
 
@@ -69,3 +82,12 @@ class TimedOut(DomainError):
 
 class Corrupt(DomainError):
     """Stored or received data cannot be read (hand-edited KV entry, bad agent reply)."""
+
+
+class UnknownName(Invalid):
+    """The request names a pc, group or job that nothing knows (a typo?). The caller may
+    insist with ``force`` (e.g. a pc that has not connected yet): the body says so in
+    ``overridable_by`` so clients can name their own flag."""
+
+    def __init__(self, message: str, *, errors: list[dict[str, str]]) -> None:
+        super().__init__(message, errors=errors, overridable_by="force")

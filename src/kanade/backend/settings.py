@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kanade.backend.store.database import database_url
+from kanade.core.retention import DEFAULT_POLICY, Policy
 
 
 def split_urls(urls: str) -> list[str]:
@@ -40,7 +41,15 @@ class Settings:
     auth_mode: str = "disabled"
     auth_token: str | None = None
     jwt_secret: str | None = None
-    token_ttl_s: float = 12 * 3600
+    token_ttl_s: float = 12 * 3600  # at most 7 days (services.auth.tokens.MAX_TTL)
+    # Failed logins (SPEC §8.3): past this many in login_window_s, per user or per client
+    # address, further attempts get 429 + Retry-After until the window frees up.
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 20
+    login_window_s: float = 300.0
+    # The least role that may run ad-hoc scripts (POST /api/run): "admin" keeps operators
+    # to catalog jobs, whose approval requirement they cannot lower (SPEC §4.8).
+    adhoc_run_role: str = "operator"
     # How often the reaper closes overdue rows and expires stale execs (SPEC §4.3).
     reaper_interval_s: float = 10.0
     # How long past an exec's deadline an expected pc that never started is closed as
@@ -65,6 +74,27 @@ class Settings:
     approval_ttl_s: float = 24 * 3600
     approval_sweep_s: float = 5.0
     rollout_interval_s: float = 0.5
+    # Request bodies (SPEC §8.3): larger ones are answered 413 before they are read. Script
+    # objects (PUT /api/scripts/…) are the one place a big body belongs.
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_script_bytes: int = 16 * 1024 * 1024
+    # Agent releases (POST /api/agent-releases, admin): the single-file agent is ~7 MB.
+    max_release_bytes: int = 64 * 1024 * 1024
+    # Notifications (docs/notifications.md): how often the detector looks for new facts,
+    # how far back it reads again after a restart or a change of leader, and how failed
+    # deliveries are retried (exponential from the base, capped, at most so many attempts);
+    # each request's timeout; how long events and finished deliveries are kept.
+    notify_scan_s: float = 5.0
+    notify_lookback_s: float = 3600.0
+    notify_retry_base_s: float = 5.0
+    notify_retry_max_s: float = 3600.0
+    notify_max_attempts: int = 12
+    notify_timeout_s: float = 10.0
+    notify_concurrency: int = 8
+    notify_keep_s: float = 7 * 86400.0
+    # Retention (SPEC §4.12): age and count limits per table, the pass interval and the
+    # batch size (kanade.core.retention; `--retain FIELD=VALUE`, docs/retention.md).
+    retention: Policy = DEFAULT_POLICY
     # The broker URLs enrolled agents are told to use (default: this backend's nats_url).
     agent_nats_urls: tuple[str, ...] = ()
     # Copies the broker keeps of each stream and bucket: None = as the cluster warrants

@@ -16,6 +16,7 @@ from kanade.backend.api.policy import ROLES
 from kanade.backend.services.auth.passwords import hash_password, password_problem
 from kanade.backend.store.database import create_engine, database_url
 from kanade.backend.store.migrate import upgrade_sync
+from kanade.backend.store.sessions import revoke_all
 from kanade.backend.store.users import (
     USERNAME_RE,
     USERNAME_RULE,
@@ -57,7 +58,7 @@ def user_add(
     db: str = DbOpt,
 ) -> None:
     """Create a user (prompts for the password twice unless --password-stdin)."""
-    if not USERNAME_RE.match(name):
+    if not USERNAME_RE.fullmatch(name):
         raise typer.BadParameter(USERNAME_RULE, param_hint="NAME")
     if role not in ROLES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="--role")
@@ -68,6 +69,7 @@ def user_add(
     url = database_url(db)
     upgrade_sync(url)
     engine = create_engine(url)
+    now = system_clock()
     try:
         with engine.begin() as conn:
             add_user(
@@ -75,10 +77,12 @@ def user_add(
                 username=name,
                 password_hash=hash_password(password),
                 role=role,
-                now=system_clock(),
+                now=now,
                 created_by="kanade-backend user add",
                 replace=replace,
             )
+            # A reset password or role (a break-glass path) voids the old sessions.
+            revoke_all(conn, name, now)
     except UserExists:
         typer.echo(f"user {name!r} exists; pass --replace to reset it", err=True)
         raise typer.Exit(1) from None
@@ -110,6 +114,8 @@ def user_delete(name: str = typer.Argument(..., help="username"), db: str = DbOp
     try:
         with engine.begin() as conn:
             gone = delete_user(conn, name)
+            if gone:  # a user of the same name created later must not inherit tokens
+                revoke_all(conn, name, system_clock())
     finally:
         engine.dispose()
     if not gone:

@@ -40,7 +40,8 @@ STORES = ("sqlite", "postgresql")
 
 
 async def publish_backlog(nats_url: str | list[str], credentials: BusCredentials, n: int,
-                          pcs: int = 1000) -> None:
+                          pcs: int = 1000, per_exec: int | None = None) -> None:
+    """``n`` results (and their EventStarted) of one exec, or of one exec per ``per_exec``."""
     nc = await connect(nats_url, name="bench-ingest", retry_forever=False,
                        credentials=credentials)
     try:
@@ -50,6 +51,8 @@ async def publish_backlog(nats_url: str | list[str], credentials: BusCredentials
         now = system_clock()
         pending: list[asyncio.Future[object]] = []
         for i in range(n):
+            if per_exec and i and i % per_exec == 0:
+                exec_id, request_id = new_id(), new_id()
             pc = f"sim-{i % pcs}-{i // pcs}"
             rid = result_id_for(request_id, pc)
             started = EventStarted(result_id=rid, request_id=request_id, exec_id=exec_id,

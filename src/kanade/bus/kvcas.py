@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 CAS_ATTEMPTS: Final = 10
@@ -64,14 +64,6 @@ async def read(kv: KeyValue, key: str) -> KvValue:
     except KeyNotFoundError:
         return KvValue(None, None)
     return KvValue(entry.value, entry.revision)
-
-
-async def keys(kv: KeyValue) -> list[str]:
-    """The bucket's live keys, sorted; an empty bucket is an empty list."""
-    try:
-        return sorted(await kv.keys())
-    except NoKeysError:
-        return []
 
 
 async def compare_and_set(

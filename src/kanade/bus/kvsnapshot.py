@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
@@ -11,7 +13,7 @@ from nats.js.errors import KeyNotFoundError, NotFoundError
 from kanade.bus.kv import KvChange, is_delete_operation, kv_prefix, kv_stream, operation_of
 
 _DIRECT_GETS = 32
-"""Up to this many keys a snapshot reads each key directly (no consumer is created)."""
+"""Up to this many keys are read one direct get each; more, in batches."""
 
 
 async def kv_key_names(js: JetStreamContext, bucket: str, key_filter: str = ">") -> list[str]:
@@ -28,32 +30,28 @@ async def kv_snapshot(
     """Every live key of ``bucket`` matching ``key_filter`` → ``(value, revision)``.
 
     The stream's own subject list (``STREAM.INFO`` with a subject filter) is the authority
-    on which keys exist. A KV watcher alone is not enough: nats-py may hand out its "initial
-    values done" marker before values the server already delivered have been processed
-    (it decides from ``num_pending == 0 and delivered == 0``), so a snapshot could come back
-    short. Small sets are read key by key; large ones through one short-lived watcher, then
-    any key it missed is read directly.
+    on which keys exist. The values are then read with direct gets only — a batch of
+    "last message of each of these subjects" per :data:`_BATCH` keys — so a read creates
+    no consumer at all: a consumer per read (a KV watcher) outlives the request on the
+    broker, and a few hundred reads a second reach the stream's consumer limit (issue #15).
+    A key whose batch answer is missing (purged meanwhile, or a broker that cannot batch)
+    is read on its own.
     """
-    kv = await js.key_value(bucket)
     prefix = kv_prefix(bucket)
-    info = await js.stream_info(kv_stream(bucket), subjects_filter=prefix + key_filter)
+    stream = kv_stream(bucket)
+    info = await js.stream_info(stream, subjects_filter=prefix + key_filter)
     keys = sorted(s[len(prefix) :] for s in (info.state.subjects or {}))
     out: dict[str, tuple[bytes, int]] = {}
     seen: set[str] = set()
     if len(keys) > _DIRECT_GETS:
-        watcher = await kv.watch(key_filter, inactive_threshold=2.0)
-        try:
-            while True:
-                entry = await watcher.updates(timeout=10.0)  # type: ignore[no-untyped-call]
-                if entry is None:  # "initial values done" (possibly early, see above)
-                    break
-                seen.add(entry.key)
-                if is_delete_operation(entry.operation) or entry.value is None:
-                    out.pop(entry.key, None)
-                else:
-                    out[entry.key] = (entry.value, int(entry.revision or 0))
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        for i in range(0, len(keys), _BATCH):
+            chunk = [prefix + k for k in keys[i : i + _BATCH]]
+            for subject, data, headers, seq in await _last_of_each(js, stream, chunk):
+                key = subject[len(prefix) :]
+                seen.add(key)
+                if not is_delete_operation(operation_of(headers)):
+                    out[key] = (data, seq)
+    kv = await js.key_value(bucket)
 
     async def direct(key: str) -> None:
         try:
@@ -66,6 +64,41 @@ async def kv_snapshot(
     missing = [k for k in keys if k not in seen]
     for i in range(0, len(missing), _DIRECT_GETS):
         await asyncio.gather(*(direct(k) for k in missing[i : i + _DIRECT_GETS]))
+    return out
+
+
+_BATCH = 256
+"""Subjects per batched direct get (the broker caps one batch's answers)."""
+
+async def _last_of_each(
+    js: JetStreamContext, stream: str, subjects: list[str], timeout: float = 5.0
+) -> list[tuple[str, bytes, dict[str, str] | None, int]]:
+    """The last message of each of ``subjects`` in ``stream``, by one batched direct get
+    (``multi_last``: no consumer); ``(subject, data, headers, sequence)`` each. Whatever
+    the broker did not answer (an older broker, a stream without direct gets) is simply
+    absent: the caller reads those keys one by one."""
+    nc = js._nc
+    prefix = js._prefix
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox, max_msgs=0)
+    out: list[tuple[str, bytes, dict[str, str] | None, int]] = []
+    try:
+        request = json.dumps({"multi_last": subjects, "batch": len(subjects)}).encode()
+        await nc.publish(f"{prefix}.DIRECT.GET.{stream}", request, reply=inbox)
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=timeout)
+            except nats.errors.TimeoutError:
+                break
+            headers = dict(msg.headers or {})
+            if "Status" in headers:  # 204 "EOB" ends the batch; any other status: not served
+                break
+            subject = headers.get("Nats-Subject", "")
+            seq = int(headers.get("Nats-Sequence", "0") or 0)
+            kept = {k: v for k, v in headers.items() if not k.startswith("Nats-")}
+            out.append((subject, bytes(msg.data or b""), kept or None, seq))
+    finally:
+        await sub.unsubscribe()
     return out
 
 

@@ -26,6 +26,7 @@ from nats.js.api import (
 )
 from nats.js.errors import APIError, NotFoundError
 
+from kanade.core import retention
 from kanade.core import subjects as s
 from kanade.core.signing import COMMAND_LIFETIME
 
@@ -122,6 +123,10 @@ class KvSpec:
             max_bytes=_scaled(self.max_bytes, scale),
             storage=StorageType.FILE,
             replicas=replicas,
+            # Direct gets: reads of many keys are batched direct gets, which create no
+            # consumer (kanade.bus.kvsnapshot; a consumer per read exhausted the
+            # stream's consumer limit, issue #15).
+            direct=True,
         )
 
     def managed(self, *, scale: float, replicas: int) -> dict[str, Any]:
@@ -133,6 +138,7 @@ class KvSpec:
             "max_msgs_per_subject": self.history,
             "max_age": self.ttl or 0.0,
             "num_replicas": replicas,
+            "allow_direct": True,
         }
 
 
@@ -209,8 +215,9 @@ STREAM_SPECS: Final[tuple[StreamSpec, ...]] = (
         name=s.STREAM_RESULTS,
         subjects=(s.RESULTS_ALL, s.STARTED_ALL),
         description="agents -> backend results and started events",
-        # Projected into SQL within seconds; 30 days is for rebuilding the database.
-        max_age=30 * DAY,
+        # Projected into SQL within seconds; kept as long as the database keeps results
+        # (core.retention), for rebuilding it.
+        max_age=retention.RESULTS_MAX_AGE.total_seconds(),
         max_bytes=1 * GiB,
         # A result must never be refused for size (SPEC §7: never lose a result): allow
         # a full max_payload; the agent moves big outputs to the outputs store anyway.
@@ -225,7 +232,9 @@ STREAM_SPECS: Final[tuple[StreamSpec, ...]] = (
         name=s.STREAM_EXECS,
         subjects=(s.EXECS_ALL,),
         description="execution records; the SQL projection is rebuilt from them",
-        max_age=365 * DAY,
+        # As long as the database keeps ended execs (core.retention): never longer than the
+        # results, or a rebuilt exec would find none of its results and close as no_result.
+        max_age=retention.EXECUTIONS_MAX_AGE.total_seconds(),
         max_bytes=256 * MiB,
         max_msg_size=1 * MiB,
         duplicate_window=2 * MINUTE,
@@ -235,9 +244,10 @@ STREAM_SPECS: Final[tuple[StreamSpec, ...]] = (
         subjects=(s.DECISIONS_ALL,),
         description="agents -> backend decisions of local (runs_on: agent) schedules",
         # One subject per pc and schedule; each report carries that pc's running totals,
-        # so the newest ones are all the counters need: keep those, a year at most.
+        # so the newest ones are all the counters need: keep those, as long as the database
+        # keeps decisions (core.retention).
         max_msgs_per_subject=100,
-        max_age=365 * DAY,
+        max_age=retention.DECISIONS_MAX_AGE.total_seconds(),
         max_bytes=128 * MiB,
         max_msg_size=64 * KiB,
         # Reports come through the agent's outbox, replayed after a long disconnection.
@@ -247,8 +257,9 @@ STREAM_SPECS: Final[tuple[StreamSpec, ...]] = (
         name=s.STREAM_AUDIT,
         subjects=(s.AUDIT_ALL,),
         description="audit trail of operator and system actions",
-        # Audit is kept a year; bounded in bytes so it cannot fill the disk.
-        max_age=365 * DAY,
+        # Audit is kept as long as the database keeps it (core.retention: a year); bounded
+        # in bytes so it cannot fill the disk.
+        max_age=retention.AUDIT_MAX_AGE.total_seconds(),
         max_bytes=256 * MiB,
         max_msg_size=1 * MiB,
         duplicate_window=2 * MINUTE,
@@ -291,8 +302,14 @@ KV_SPECS: Final[tuple[KvSpec, ...]] = (
 
 OBJECT_SPECS: Final[tuple[ObjectSpec, ...]] = (
     ObjectSpec(s.OBJ_SCRIPTS, "script objects (sha256-pinned)", max_bytes=256 * MiB),
-    # Large outputs are only worth keeping as long as their results: 30 days.
-    ObjectSpec(s.OBJ_OUTPUTS, "large script outputs", max_bytes=768 * MiB, ttl=30 * DAY),
+    # Large outputs are only worth keeping as long as their results (core.retention); the
+    # backend's retention worker deletes those of results it prunes earlier (by count).
+    ObjectSpec(
+        s.OBJ_OUTPUTS,
+        "large script outputs",
+        max_bytes=768 * MiB,
+        ttl=retention.RESULTS_MAX_AGE.total_seconds(),
+    ),
     ObjectSpec(s.OBJ_RELEASES, "agent releases", max_bytes=512 * MiB),
 )
 

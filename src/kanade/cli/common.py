@@ -21,12 +21,23 @@ PcOpt = Annotated[list[str] | None, typer.Option("--pc", "-p", help="A pc id (re
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, max=1000)]
 
 
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Use pc, group or job names the backend does not know (a pc that has not "
+        "connected yet); without it they are refused with the closest known names.",
+    ),
+]
+
+
 def guard(fn: Callable[[], Any]) -> None:
-    """Run a verb's body; a CliError becomes one line (plus field paths) and exit 1."""
+    """Run a verb's body; a CliError becomes one line (plus field paths) — one JSON object
+    under ``--json`` — and its exit code."""
     try:
         fn()
     except CliError as exc:
-        output.fail(exc.message, exc.details)
+        output.fail(exc.message, exc.details, as_json=exc.to_dict())
         raise typer.Exit(exc.code) from None
 
 

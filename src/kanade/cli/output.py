@@ -1,18 +1,56 @@
-"""Output conventions shared by every verb: rich for people, JSON lines for scripts."""
+"""Output conventions shared by every verb: rich for people, JSON lines for scripts.
+
+The consoles (``output.out``, ``output.err``) are made on first use: a ``--json`` verb never
+imports rich (start-up time, docs/performance.md). Off a terminal (a pipe, a log) nothing
+wraps at 80 columns: a line is as long as its content unless ``$COLUMNS`` says otherwise.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out: Console
+    err: Console
+
+_UNWRAPPED = 100_000
+"""Console width off a terminal: wide enough that no table or line is ever folded."""
+
+JSON_ERRORS = False
+"""Set by the entry point when the command line asks for ``--json``: errors are then
+printed as one JSON object too (see :func:`fail`)."""
+
+
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty() and not os.environ.get("COLUMNS"):
+        width = _UNWRAPPED
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+def console(stderr: bool = False) -> Console:
+    """The stdout (or stderr) console, made on first use."""
+    name = "err" if stderr else "out"
+    made: Console | None = globals().get(name)
+    if made is None:
+        made = _console(stderr)
+        globals()[name] = made
+    return made
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("out", "err"):
+        return console(name == "err")
+    raise AttributeError(name)
 
 
 def json_line(obj: Any) -> None:
@@ -20,13 +58,52 @@ def json_line(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def size(n: Any) -> str:
+    """A byte count for people: ``256 KiB``, ``41.2 MiB`` (blank when unknown)."""
+    if n is None or isinstance(n, bool) or not isinstance(n, (int, float)):
+        return "" if n is None else str(n)
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            text = f"{value:.0f}" if unit == "B" or value.is_integer() else f"{value:.1f}"
+            return f"{text} {unit}"
+        value /= 1024
+    return str(n)  # pragma: no cover - the loop always returns
+
+
+def duration(seconds: float) -> str:
+    """Seconds in the duration grammar: ``30.0`` → ``30s``, ``90`` → ``1m30s``."""
+    from datetime import timedelta
+
+    from kanade.core.duration_text import format_duration
+
+    return format_duration(timedelta(seconds=seconds))
+
+
+def cell(value: Any) -> str:
+    """A table cell for people: lists joined, mappings as ``key=value``, no Python repr."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(cell(v) for v in value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={cell(v)}" for k, v in value.items())
+    return str(value)
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    from rich.table import Table
+
     t = Table(title=title, show_lines=False, header_style="bold")
     for c in columns:
         t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
-    out.print(t)
+        t.add_row(*[cell(v) for v in r])
+    console().print(t)
 
 
 def listing(
@@ -50,7 +127,25 @@ def listing(
     table(title, columns, [cells(item) for item in items])
 
 
-def fail(message: str, details: Sequence[str] = ()) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+def fail(message: str, details: Sequence[str] = (), *, as_json: dict[str, Any] | None = None
+         ) -> None:
+    """An error: one JSON object on stdout under ``--json`` (``as_json``, else the message
+    and details), else one red line on stderr plus a line per detail."""
+    if JSON_ERRORS:
+        json_line(as_json or {"error": message, **({"details": list(details)} if details
+                                                    else {})})
+        return
+    from rich.markup import escape
+
+    console(True).print(f"[bold red]error:[/] {escape(message)}")
     for d in details:
-        err.print(f"  {d}", markup=False)
+        console(True).print(f"  {d}", markup=False)
+
+
+def warn(message: str) -> None:
+    """A warning for people (stderr); under ``--json`` the answer itself carries it."""
+    if JSON_ERRORS:
+        return
+    from rich.markup import escape
+
+    console(True).print(f"[yellow]warning:[/] {escape(message)}")

@@ -233,7 +233,10 @@ def _add_group_members(http: httpx.Client, groups_of: dict[str, list[str]]) -> N
         for group in groups:
             members.setdefault(group, []).append(pc)
     for group, pcs in members.items():
-        resp = http.post(f"/api/groups/{group}/members", json={"pcs": pcs})
+        # force: the agents have not connected yet, so the backend does not know them.
+        resp = http.post(
+            f"/api/groups/{group}/members", json={"pcs": pcs}, params={"force": "true"}
+        )
         if resp.status_code >= 400:
             raise CliError(f"adding {pcs} to group {group} failed: {resp.text}")
 
@@ -461,13 +464,15 @@ def _supervise(children: list[Child], stop: threading.Event, broker: EmbeddedBro
                 c.start()
 
 
+EXAMPLE_JOBS = Path(__file__).resolve().parents[1] / "examples" / "jobs"
+"""The example jobs shipped in the package (package data), loaded when ``--examples`` is
+not given, wherever ``kanade up`` runs from."""
+
+
 def _load_examples(http: httpx.Client, examples: Path | None) -> list[str]:
-    folder = examples
-    if folder is None:
-        candidate = Path.cwd() / "examples" / "jobs"
-        folder = candidate if candidate.is_dir() else None
-    if folder is None:
-        return []
+    folder = EXAMPLE_JOBS if examples is None else examples
+    if examples is None and not folder.is_dir():
+        return []  # an install without package data: nothing to load
     if not folder.is_dir():
         raise CliError(f"--examples {folder} is not a directory")
     loaded = []

@@ -15,9 +15,7 @@ WAVE_GRAMMAR = "use 10%, rest, group:NAME or pcs:A,B, optionally followed by @DE
 
 
 def _delay_text(text: str, what: str) -> str:
-    # Imported here: the durations grammar pulls in pydantic, which `kanade --help` and
-    # most verbs never need (start-up time).
-    from kanade.core.durations import parse_duration
+    from kanade.core.duration_text import parse_duration
 
     try:
         parse_duration(text)

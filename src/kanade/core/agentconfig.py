@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+from kanade.core.bounds import MAX_INLINE_OUTPUT_BYTES, MAX_NAME_CHARS, MAX_TIMEOUT_S, finite_in
+from kanade.core.duration_text import parse_duration
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -22,39 +25,96 @@ DEFAULTS: dict[str, Any] = {
     "max_output_bytes": 256 * 1024,
     "target_version": None,
     "target_version_jitter": 0.0,
+    # Live output (SPEC §4.12): what one agent publishes while someone watches an exec.
+    "live_output_bytes_per_s": 16 * 1024,
+    "live_output_msgs_per_s": 10.0,
 }
 
 
-def _positive_number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{key}: must be a number > 0, got {value!r}")
+# Every setting is bounded (kanade.core.bounds): a NaN or a 1e308 written by the API must not
+# become an agent's sleep, nor ten thousand concurrent scripts.
+HEARTBEAT_RANGE: Final = (0.1, 86_400.0)
+MAX_LOCAL_CONCURRENT: Final = 1024
+MAX_TARGET_VERSION_JITTER_S: Final = MAX_TIMEOUT_S
+MAX_LIVE_BYTES_PER_S: Final = 1024 * 1024
+MAX_LIVE_MSGS_PER_S: Final = 100.0
+
+
+DURATION_KEYS = frozenset({"heartbeat_interval", "target_version_jitter"})
+"""Settings in seconds: a writer also takes them in the duration grammar (``30s``, ``1m``)."""
+
+
+def from_text(key: str, value: Any) -> Any:
+    """A writer's value with a duration (``"30s"``) turned into the seconds every layer
+    stores; anything else unchanged (validated by :func:`validate_setting`)."""
+    if key not in DURATION_KEYS or not isinstance(value, str):
+        return value
+    try:
+        return parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+
+
+def _number_in(key: str, value: Any, low: float, high: float) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not finite_in(float(value), low, high)
+    ):
+        raise ValueError(f"{key}: must be a number of seconds in {low:g}..{high:g}, got {value!r}")
     return float(value)
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key}: must be an integer >= 1, got {value!r}")
+def _int_in(key: str, value: Any, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{key}: must be an integer in 1..{high}, got {value!r}")
     return value
 
 
 def validate_setting(key: str, value: Any) -> Any:
     """The normalised value of one setting, or ValueError naming the key and the reason."""
     if key == "heartbeat_interval":
-        return _positive_number(key, value)
-    if key in ("max_local_concurrent", "max_output_bytes"):
-        return _positive_int(key, value)
+        return _number_in(key, value, *HEARTBEAT_RANGE)
+    if key == "max_local_concurrent":
+        return _int_in(key, value, MAX_LOCAL_CONCURRENT)
+    if key == "max_output_bytes":
+        return _int_in(key, value, MAX_INLINE_OUTPUT_BYTES)
     if key == "log_level":
         if value not in LOG_LEVELS:
             raise ValueError(f"{key}: must be one of {', '.join(LOG_LEVELS)}, got {value!r}")
         return value
     if key == "target_version":
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"{key}: must be a version string, got {value!r}")
+        if value is not None and (
+            not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_CHARS
+        ):
+            raise ValueError(
+                f"{key}: must be a version string of at most {MAX_NAME_CHARS} characters, "
+                f"got {value!r:.60}"
+            )
         return value
-    if key == "target_version_jitter":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"{key}: must be a number of seconds >= 0, got {value!r}")
+    if key == "live_output_bytes_per_s":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 0 <= value <= MAX_LIVE_BYTES_PER_S
+        ):
+            raise ValueError(
+                f"{key}: must be an integer from 0 (no live output) to "
+                f"{MAX_LIVE_BYTES_PER_S}, got {value!r}"
+            )
+        return value
+    if key == "live_output_msgs_per_s":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value <= MAX_LIVE_MSGS_PER_S
+        ):
+            raise ValueError(
+                f"{key}: must be a number > 0 and <= {MAX_LIVE_MSGS_PER_S:g}, got {value!r}"
+            )
         return float(value)
+    if key == "target_version_jitter":
+        return _number_in(key, value, 0.0, MAX_TARGET_VERSION_JITTER_S)
     raise ValueError(f"{key}: unknown setting (known: {', '.join(sorted(DEFAULTS))})")
 
 

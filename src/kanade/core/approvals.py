@@ -31,6 +31,14 @@ def may_approve(requester: str, approver: str, *, auth_enabled: bool) -> bool:
     return approver != requester or not auth_enabled
 
 
+def lowers_approval(stored_requires: bool, incoming_requires: bool | None) -> bool:
+    """Whether replacing a stored job (``incoming_requires`` is the new version's
+    ``require_approval``) or deleting it (None) removes its approval requirement — which
+    only an admin may do (issue #15: an operator re-posting a gated job without the gate,
+    or deleting and re-creating it, must not bypass the two-person rule)."""
+    return stored_requires and not incoming_requires
+
+
 def restamp(command: Command, now: datetime, starting_deadline_s: float | None) -> Command:
     """A stored command issued ``now``: its start deadline counts from the moment it really
     goes out (an approval, a wave's dispatch), not from when it was requested."""

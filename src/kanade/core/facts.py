@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from kanade.core.bounds import loads as json_loads
+
 CheckStatus = Literal["ok", "warn", "fail", "unknown"]
 CHECK_STATUSES: Final[tuple[CheckStatus, ...]] = ("ok", "warn", "fail", "unknown")
 
@@ -21,15 +23,35 @@ CHECK_STATUSES: Final[tuple[CheckStatus, ...]] = ("ok", "warn", "fail", "unknown
 MAX_DETAIL_CHARS: Final = 2000
 
 
+MAX_FACT_DEPTH: Final = 32
+"""Nesting of an inventory's facts: deeper is not facts a person reads, and a value nested
+near the interpreter's recursion limit would fail again when the row is written."""
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return False
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return True
+
+
 def _one_json_object(stdout: str) -> dict[str, Any] | None:
     text = stdout.strip()
     if not text.startswith("{"):
         return None
     try:
-        value = json.loads(text)
+        value = json_loads(text)
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not _depth_within(value, MAX_FACT_DEPTH):
+        return None
+    return value
 
 
 def inventory_facts(*, exit_code: int | None, skipped: bool, stdout: str) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ freeze model".
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BeforeValidator, Field
 
+from kanade.core.bounds import loads as json_loads
 from kanade.core.instants import as_utc, format_instant, parse_instant, to_utc
 from kanade.core.models.base import WireModel
 
@@ -107,7 +107,7 @@ def freeze_from_json(data: Mapping[str, Any]) -> Freeze:
 
 
 def _object(raw: bytes) -> Mapping[str, Any]:
-    data = json.loads(raw)
+    data = json_loads(raw)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data

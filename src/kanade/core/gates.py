@@ -68,8 +68,16 @@ def evaluate_gates(
     view: KvView,
     shell_available: bool,
     refusal: str | None = None,
+    invalid: str | None = None,
 ) -> GateSkip | None:
-    """The first gate that stops ``cmd``, or None when it may run."""
+    """The first gate that stops ``cmd``, or None when it may run.
+
+    ``invalid`` (gate 0): why the command's body is out of bounds
+    (:func:`kanade.core.models.wire.decode_command`; ``cmd`` is then a stand-in). Nothing
+    else about it can be trusted, so it is skipped before any other gate, with the field.
+    """
+    if invalid is not None and refusal is None:
+        return GateSkip(exitcodes.UNSUPPORTED, f"invalid command: {invalid}")
     policy = cmd.staleness
     if policy.mode == "strict":
         max_age = policy.max_cache_age_s or 0.0

@@ -18,7 +18,9 @@ SLUG_RULE: Final = (
 
 
 def is_slug(value: str) -> bool:
-    return bool(SLUG_RE.match(value))
+    # fullmatch: with match, "$" also matches before a final newline ("pc\n" is no slug:
+    # ids become subject tokens, and a newline breaks the NATS protocol line).
+    return bool(SLUG_RE.fullmatch(value))
 
 
 def slugify_hostname(hostname: str) -> str:

@@ -26,11 +26,13 @@ from typing import Any, Final
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
+from kanade.core.bounds import loads as json_loads
 from kanade.core.instants import format_instant, parse_instant
 
 SIGNATURE_HEADER: Final = "Kanade-Signature"
 COMMAND_CONTEXT: Final = b"kanade-command-v1\0"
 KV_CONTEXT: Final = b"kanade-kv-v1\0"
+RELEASE_CONTEXT: Final = b"kanade-release-v1\0"
 MAX_HEADER_CHARS: Final = 256
 """A longer header is not ours: refused before any decoding (bounded work on input)."""
 
@@ -51,6 +53,12 @@ def command_message(subject: str, body: bytes) -> bytes:
 def kv_message(bucket: str, key: str, operation: str, value: bytes) -> bytes:
     """What is signed for a KV write; a delete or purge signs its operation and no value."""
     return KV_CONTEXT + b"\0".join((bucket.encode(), key.encode(), operation.encode(), value))
+
+
+def release_message(name: str, manifest: bytes) -> bytes:
+    """What is signed for an agent release (SPEC §3.8): its object name and exact manifest
+    (version, platform, sha256), so a manifest cannot be moved to another name."""
+    return RELEASE_CONTEXT + name.encode() + b"\0" + manifest
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,7 @@ class Keyring:
     @classmethod
     def decode(cls, raw: bytes) -> Keyring:
         try:
-            doc = json.loads(raw)
+            doc = json_loads(raw)
         except ValueError as exc:
             raise KeyringError(f"(document): not JSON ({exc})") from exc
         return cls.from_json(doc)
@@ -264,6 +272,9 @@ class Signer:
 
     def command_headers(self, subject: str, body: bytes) -> dict[str, str]:
         return {SIGNATURE_HEADER: self.active.header(command_message(subject, body))}
+
+    def release_signature(self, name: str, manifest: bytes) -> str:
+        return self.active.header(release_message(name, manifest))
 
     def kv_headers(self, bucket: str, key: str, operation: str, value: bytes) -> dict[str, str]:
         return {SIGNATURE_HEADER: self.active.header(kv_message(bucket, key, operation, value))}

@@ -57,6 +57,14 @@ class ApprovalState(StrEnum):
     EXPIRED = "expired"
 
 
+class DeliveryStatus(StrEnum):
+    """One notification to one webhook (docs/notifications.md)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 S = TypeVar("S", bound=StrEnum)
 
 _E = ExecStatus
@@ -110,6 +118,17 @@ APPROVAL_TRANSITIONS: Final[Mapping[ApprovalState, frozenset[ApprovalState]]] = 
 }
 
 
+_D = DeliveryStatus
+DELIVERY_TRANSITIONS: Final[Mapping[DeliveryStatus, frozenset[DeliveryStatus]]] = {
+    # a 2xx answer → delivered; the last allowed attempt failed → failed (a failed attempt
+    # before that stays pending, due again after its backoff)
+    _D.PENDING: frozenset({_D.DELIVERED, _D.FAILED}),
+    _D.DELIVERED: frozenset(),
+    # an operator asks for it again (kanade notify retry)
+    _D.FAILED: frozenset({_D.PENDING}),
+}
+
+
 def allows(table: Mapping[S, frozenset[S]], current: str, new: str) -> bool:
     """Whether ``table`` allows ``current → new``. Staying put is always allowed (a
     redelivered record is a no-op, never an error); an unknown ``current`` allows nothing."""
@@ -136,6 +155,10 @@ def approval_can_transition(current: str, new: str) -> bool:
     return allows(APPROVAL_TRANSITIONS, current, new)
 
 
+def delivery_can_transition(current: str, new: str) -> bool:
+    return allows(DELIVERY_TRANSITIONS, current, new)
+
+
 def is_terminal(table: Mapping[S, frozenset[S]], status: str) -> bool:
     """A status with no way out (an unknown one counts as terminal: nothing may move it)."""
     return not table.get(status)  # type: ignore[call-overload]
@@ -148,16 +171,19 @@ def sources(table: Mapping[S, frozenset[S]], new: S) -> tuple[S, ...]:
 
 __all__ = [
     "APPROVAL_TRANSITIONS",
+    "DELIVERY_TRANSITIONS",
     "EXEC_TRANSITIONS",
     "ROLLOUT_TRANSITIONS",
     "WAVE_TRANSITIONS",
     "ApprovalState",
+    "DeliveryStatus",
     "ExecStatus",
     "RolloutStatus",
     "WaveState",
     "allows",
     "approval_can_transition",
     "can_transition",
+    "delivery_can_transition",
     "is_terminal",
     "rollout_can_transition",
     "sources",

@@ -177,3 +177,34 @@ made through one replica reaches a browser connected to another)."""
 def dashboard_events_subject(replica: str) -> str:
     """Where replica ``replica`` (a token: no dots) publishes its dashboard events."""
     return f"{PREFIX}.dash.{replica}"
+
+
+# --- live output (core NATS, never stored) ------------------------------------------
+# A running script's output as it is written (SPEC §4.12), published by its agent only while
+# someone watches the exec: the backend renews a watch lease on LIVE_WATCH_SUBJECT
+# (docs/live-output.md).
+LIVE_WATCH_SUBJECT: Final = f"{PREFIX}.ctl.live"
+"""Backend → every agent: which execs someone is watching (a lease, renewed)."""
+
+
+def live_subject(pc_id: str, exec_id: str) -> str:
+    """Output chunks of one pc's run of one exec."""
+    return f"{PREFIX}.live.{pc_id}.{exec_id}"
+
+
+def live_exec_subjects(exec_id: str) -> str:
+    """Every pc's output chunks of one exec: what the backend subscribes to while watched."""
+    return f"{PREFIX}.live.*.{exec_id}"
+
+
+def agent_live(pc_id: str) -> str:
+    """Every live-output subject of one pc: what its credential may publish."""
+    return f"{PREFIX}.live.{pc_id}.*"
+
+
+def parse_live_subject(subject: str) -> tuple[str, str] | None:
+    """``(pc_id, exec_id)`` of a :func:`live_subject`; None for anything else."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[0] != PREFIX or parts[1] != "live":
+        return None
+    return parts[2], parts[3]

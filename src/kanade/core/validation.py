@@ -35,6 +35,11 @@ DOCUMENT: Final = "(document)"
 # costing more than a parse of a couple of MiB.
 MAX_DOCUMENT_BYTES: Final = 2 * 1024 * 1024
 
+# YAML aliases let a small document stand for a huge one (one 1 MiB string aliased 1 500
+# times expands to 1.5 GB in whatever walks the result). A document is bounded as if its
+# aliases were written out, and a manifest never needs more than a few aliases.
+MAX_ALIASES: Final = 100
+
 # Past this many, more lines stop helping; the count of the rest is still reported.
 MAX_ERRORS: Final = 100
 
@@ -148,7 +153,9 @@ def load_document(text: str | bytes, *, kind: str = "document") -> dict[str, Any
         raise _invalid(f"is larger than {MAX_DOCUMENT_BYTES} characters", kind)
 
     try:
-        data = yaml.safe_load(text)
+        data = _bounded_load(text, kind)
+    except DocumentInvalid:
+        raise
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -161,6 +168,66 @@ def load_document(text: str | bytes, *, kind: str = "document") -> dict[str, Any
     except Exception as exc:  # PyYAML has a few non-YAMLError failure modes on junk
         raise _invalid(f"could not be read as YAML ({type(exc).__name__})", kind) from None
     return _require_mapping(data, kind)
+
+
+# libyaml when present: the 2 MiB a document may have are composed in C, in milliseconds.
+_Loader: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _Expansion:
+    """The composed node graph measured as if every alias were written out. An alias is a
+    second path to a node already seen; sizes are memoised per node, so a wide alias graph
+    costs its number of nodes to measure, not its expansion."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, int] = {}
+        self.open: set[int] = set()
+        self.aliases = 0
+
+    def size(self, node: yaml.Node) -> int:
+        key = id(node)
+        if key in self.sizes:
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _TooBig(f"uses more than {MAX_ALIASES} YAML aliases")
+            return self.sizes[key]
+        if key in self.open:
+            raise _TooBig("contains a recursive YAML alias")
+        self.open.add(key)
+        if isinstance(node, yaml.ScalarNode):
+            size = len(str(node.value)) + 1
+        elif isinstance(node, yaml.SequenceNode):
+            size = 2 + sum(self.size(child) for child in node.value)
+        else:
+            size = 2 + sum(self.size(k) + self.size(v) for k, v in node.value)
+        self.open.discard(key)
+        self.sizes[key] = size
+        if size > MAX_DOCUMENT_BYTES:
+            raise _TooBig(
+                f"is larger than {MAX_DOCUMENT_BYTES} characters once its aliases are expanded"
+            )
+        return size
+
+
+def _bounded_load(text: str, kind: str) -> Any:
+    """``yaml.safe_load`` with the alias count and the expanded size bounded on the
+    composed nodes, before any Python object is built from them."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        try:
+            _Expansion().size(node)
+        except _TooBig as exc:
+            raise _invalid(str(exc), kind) from None
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 # --- unknown fields ----------------------------------------------------------------------------

@@ -83,8 +83,8 @@ def _kv_read(bucket: str, key: str = ">") -> tuple[list[str], list[str]]:
 
 
 def agent_permissions(pc_id: str) -> Permissions:
-    """One agent: its own command consumer, its own result/event/heartbeat subjects, the
-    buckets it obeys (read-only), script downloads and output uploads."""
+    """One agent: its own command consumer, its own result/event/heartbeat/live-output
+    subjects, the buckets it obeys (read-only), script downloads and output uploads."""
     consumer = s.agent_consumer_name(pc_id)
     pub = [
         # its command consumer, which the backend provisions: pull, ack, look at it
@@ -97,10 +97,13 @@ def agent_permissions(pc_id: str) -> Permissions:
         s.started_subject(pc_id),
         s.heartbeat_subject(pc_id),
         s.agent_decisions(pc_id),
+        s.agent_live(pc_id),  # a running script's output while watched (core NATS)
         # scripts by digest (read) and large outputs (write chunks + metadata, no purge);
         # nats-py's object-store get finds the chunk stream by subject (names only)
         f"{JS_API}.STREAM.NAMES",
         *_stream_read(f"OBJ_{s.OBJ_SCRIPTS}"),
+        # agent releases (read only): a self-update downloads its target (SPEC §3.8)
+        *_stream_read(f"OBJ_{s.OBJ_RELEASES}"),
         f"{JS_API}.STREAM.INFO.OBJ_{s.OBJ_OUTPUTS}",
         f"{JS_API}.STREAM.MSG.GET.OBJ_{s.OBJ_OUTPUTS}",
         f"{JS_API}.DIRECT.GET.OBJ_{s.OBJ_OUTPUTS}.>",
@@ -111,6 +114,7 @@ def agent_permissions(pc_id: str) -> Permissions:
         f"{agent_inbox_prefix(pc_id)}.>",
         f"{s.PREFIX}.ctl.{pc_id}.>",
         s.KILL_SUBJECT,
+        s.LIVE_WATCH_SUBJECT,
     ]
     for bucket in AGENT_KV_READ:
         kv_pub, kv_sub = _kv_read(bucket)
@@ -160,6 +164,7 @@ def swarm_permissions() -> Permissions:
             s.started_subject("*"),
             s.heartbeat_subject("*"),
             s.decision_subject("*", "*"),
+            s.live_subject("*", "*"),
             s.consumer_request_subject("*"),
             f"$O.{s.OBJ_OUTPUTS}.>",
         ),

@@ -60,6 +60,10 @@ LAZY = [
     "kanade.core.scheduling.timezones",
     "tzlocal",
     "yaml",
+    # live output: the watch leases at idle, the publisher once a script first runs
+    "kanade.agent.liveout.publisher",
+    "kanade.agent.liveout.budget",
+    "kanade.agent.liveout.buffer",
 ]
 NEVER = [
     "typer",
@@ -78,6 +82,12 @@ NEVER = [
     "zipfile",
     "email.parser",  # nats-py's JetStream header parser, loaded on first use
     "shutil",  # (and bz2, lzma) loaded by the first PATH look-up of a shell
+    # Self-update and service installation: only when a target version differs / the
+    # install verbs run (SPEC §3.8, §3.9).
+    "kanade.agent.update.updater",
+    "kanade.agent.service.installer",
+    "kanade.agent.service.managers",
+    "kanade.agent.service.winhost",
 ]
 if sys.platform.startswith("linux"):
     NEVER.append("psutil")  # /proc is read directly there
@@ -323,7 +333,11 @@ def test_heartbeat_figures_match_psutil() -> None:
     assert abs(ours - theirs) <= max(ours, theirs) * 0.05
     assert abs(boot_time() - psutil.boot_time()) <= 1.0
     telemetry = Telemetry()
-    end = time.monotonic() + 0.3
-    while time.monotonic() < end:  # busy: about one core
+    # Busy for 0.2 s of CPU, however long a loaded machine takes to give it: the expected
+    # figure is what this process really got, not one core.
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    while time.process_time() - cpu0 < 0.2 and time.monotonic() - wall0 < 20:
         pass
-    assert 20.0 <= telemetry.cpu_percent() <= 400.0
+    ours_pct = telemetry.cpu_percent()
+    expected = 100 * (time.process_time() - cpu0) / (time.monotonic() - wall0)
+    assert expected * 0.5 - 5 <= ours_pct <= expected * 1.5 + 5, (ours_pct, expected)

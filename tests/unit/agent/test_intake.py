@@ -53,8 +53,11 @@ class FakeExecutor:
     def __init__(self) -> None:
         self.started: list[Command] = []
 
-    def start(self, cmd: Command, refusal: str | None = None) -> None:
+    def start(
+        self, cmd: Command, *, refusal: str | None = None, invalid: str | None = None
+    ) -> None:
         assert refusal is None, refusal
+        assert invalid is None, invalid
         self.started.append(cmd)
 
 

@@ -9,6 +9,7 @@ import pytest
 from nats.js.errors import APIError
 
 from kanade.bus import Bus, kvcas
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 
 
@@ -27,10 +28,10 @@ async def test_create_update_delete_and_no_op(bus: Bus) -> None:
     gone = await kvcas.compare_and_set(kv, "k", lambda _: None)
     assert (gone.old, gone.new) == (b"1", None)
     assert await kvcas.read(kv, "k") == kvcas.KvValue(None, None)
-    assert await kvcas.keys(kv) == []
+    assert await kv_snapshot(bus.js, subjects.KV_CONFIG) == {}
     again = await kvcas.compare_and_set(kv, "k", lambda raw: b"2")  # over the delete marker
     assert (again.old, again.new) == (None, b"2")
-    assert await kvcas.keys(kv) == ["k"]
+    assert set(await kv_snapshot(bus.js, subjects.KV_CONFIG)) == {"k"}
 
 
 async def test_concurrent_writers_lose_no_update(bus: Bus) -> None:

@@ -8,23 +8,29 @@ import typer.main
 from kanade.cli.main import build_app
 
 VERBS = ["run", "exec", "up", "revoke", "unrevoke", "revocations", "kill", "ping", "login",
-         "logout", "whoami", "audit", "inventory", "checks", "approve", "reject", "approvals"]
+         "logout", "whoami", "audit", "inventory", "checks", "approve", "reject", "approvals",
+         "retention"]
 NOUNS = {
     "job": ["validate", "create", "list", "show", "delete", "approve-unattended"],
     "agents": ["list", "show"],
-    "agent": ["enroll-token", "tokens", "cancel-token", "enrolled", "revoke"],
-    "executions": ["show", "watch"],
+    "agent": ["enroll-token", "tokens", "cancel-token", "enrolled", "revoke", "build", "publish",
+              "rollout", "current"],
+    "executions": ["show", "watch", "tail"],
     "config": ["get", "set", "unset", "effective"],
     "group": ["add", "rm", "set", "list"],
     "results": ["output"],
     "freeze": ["set", "clear", "status"],
-    "user": ["list", "add", "rm"],
+    "user": ["list", "add", "rm", "logout"],
     "schedule": ["validate", "create", "list", "show", "preview", "enable", "disable",
                  "delete"],
-    "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick"],
+    "script": ["upload", "show"],
+    "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick",
+              "retention"],
     "jetstream": ["setup", "status", "migrate"],
     "rollout": ["list", "show", "resume", "abort"],
     "keys": ["init", "show", "rotate"],
+    "notify": ["add", "list", "show", "set", "enable", "disable", "rm", "test", "deliveries",
+               "retry"],
 }
 
 

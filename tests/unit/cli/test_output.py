@@ -29,3 +29,39 @@ def test_listing_as_a_table_takes_cells_by_column_or_from_row(
                    row=lambda i: (f"<{i['id']}>",))
     by_row = capsys.readouterr().out
     assert "<a>" in by_row and "<b>" in by_row
+
+
+def test_cells_read_as_text_not_python_values() -> None:
+    assert output.cell(["canary", "local"]) == "canary, local"
+    assert output.cell({"mount": "/", "used": 0.5}) == "mount=/, used=0.5"
+    assert output.cell(True) == "yes" and output.cell(None) == "" and output.cell(30.0) == "30"
+
+
+def test_byte_counts_and_durations_for_people() -> None:
+    assert output.size(262144) == "256 KiB"
+    assert output.size(41_943_040) == "40 MiB" and output.size(1_500_000) == "1.4 MiB"
+    assert output.size(None) == ""
+    assert output.duration(30.0) == "30s" and output.duration(90) == "1m30s"
+    assert output.duration(3600) == "1h" and output.duration(0.5) == "500ms"
+    assert output.duration(0) == "0s" and output.duration(1.5) == "1s500ms"
+
+
+def test_a_piped_table_is_not_folded_at_80_columns(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delitem(vars(output), "out", raising=False)  # a fresh console for this stdout
+    wide = "x" * 150
+    output.table(None, ["id"], [(wide,)])
+    assert wide in capsys.readouterr().out
+
+
+def test_errors_are_one_json_object_under_json(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(output, "JSON_ERRORS", True)
+    output.fail("unknown pc 'x'", ["--pc: no pc named 'x'"])
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"error": "unknown pc 'x'",
+                                        "details": ["--pc: no pc named 'x'"]}  # fmt: skip
+    assert captured.err == ""

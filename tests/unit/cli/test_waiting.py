@@ -11,7 +11,7 @@ import pytest
 
 from kanade.cli.client import CliError
 from kanade.cli.commands.exec import ends_by
-from kanade.cli.waiting import GRACE_S, wait_for_exec, wait_limit_s
+from kanade.cli.waiting import GRACE_S, print_results, wait_for_exec, wait_limit_s
 
 
 class FakeApi:
@@ -83,8 +83,10 @@ def test_json_lines_come_as_results_arrive(capsys: pytest.CaptureFixture[str]) -
     ok = wait_for_exec(FakeApi(PENDING, done), CREATED, json_mode=True)  # type: ignore[arg-type]
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert ok and [x["pc_id"] for x in lines] == ["a", "b"]
-    assert lines[0] == {"pc_id": "a", "state": "finished", "exit_code": 0, "stdout": "hi\n",
-                        "stderr": None, "skipped": False, "note": None}  # fmt: skip
+    # Every line names its exec: `exec --wait --json` says which exec it started.
+    assert lines[0] == {"exec_id": CREATED["exec_id"], "pc_id": "a", "state": "finished",
+                        "exit_code": 0, "stdout": "hi\n", "stderr": None, "skipped": False,
+                        "note": None}  # fmt: skip
 
 
 def test_a_backend_that_stops_answering_ends_the_wait_at_its_deadline(
@@ -116,3 +118,12 @@ def test_ends_by_says_when_a_waiting_exec_ends_by_itself() -> None:
     assert ends_by(waiting) == "x"
     assert ends_by({**waiting, "ended_at": "y"}) == ""
     assert ends_by({"status": "cancelled", "results": [row("b", "in_flight")]}) == ""
+
+
+def test_a_skip_reason_is_said_once(capsys: pytest.CaptureFixture[str]) -> None:
+    reason = "job rev-job is revoked (bad script)"
+    skipped = row("a", "finished", exit_code=126, skipped=True, stderr=reason,
+                  note=f"final attempt 2 of 2 reported; {reason}")  # fmt: skip
+    print_results([skipped])
+    out = capsys.readouterr().out
+    assert out.count(reason) == 1 and "note: final attempt 2 of 2 reported" in out

@@ -48,3 +48,13 @@ def test_restamp_counts_the_start_deadline_from_the_new_issue_time() -> None:
 def test_restamp_without_a_start_deadline_clears_it() -> None:
     cmd = restamp(_command(), T0 + timedelta(hours=3), None)
     assert cmd.deadline_at is None
+
+
+def test_only_removing_a_stored_requirement_lowers_approval() -> None:
+    from kanade.core.approvals import lowers_approval
+
+    assert lowers_approval(True, False)  # a new version without the gate
+    assert lowers_approval(True, None)  # deleting the job
+    assert not lowers_approval(True, True)
+    assert not lowers_approval(False, False)
+    assert not lowers_approval(False, None)

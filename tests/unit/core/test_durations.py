@@ -10,9 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from kanade.core.bounds import MAX_DURATION_S
 from kanade.core.durations import Duration, format_duration, parse_duration
 
 MS = timedelta(milliseconds=1)
+LONGEST = timedelta(seconds=MAX_DURATION_S)
 
 
 @pytest.mark.parametrize(
@@ -111,21 +113,33 @@ def test_format_rejects_negative() -> None:
         format_duration(timedelta(seconds=-1))
 
 
-@given(st.integers(min_value=0, max_value=10**12))
+@given(st.integers(min_value=0, max_value=int(MAX_DURATION_S) * 1000))
 def test_round_trip_millisecond_granularity(ms: int) -> None:
     td = ms * MS
     assert parse_duration(format_duration(td)) == td
 
 
-@given(st.timedeltas(min_value=timedelta(0)))
+@given(st.timedeltas(min_value=timedelta(0), max_value=LONGEST))
 def test_round_trip_any_non_negative_timedelta(td: timedelta) -> None:
     assert parse_duration(format_duration(td)) == td
 
 
-@given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=10**6)))
+@given(st.timedeltas(min_value=timedelta(0), max_value=LONGEST))
 def test_format_is_canonical(td: timedelta) -> None:
     text = format_duration(td)
     assert format_duration(parse_duration(text)) == text
+
+
+@pytest.mark.parametrize("text", ["3660d1ms", "365000d", "99999999999w"])
+def test_longer_than_ten_years_is_refused(text: str) -> None:
+    # now + 365000d overflows datetime arithmetic far from the document (issue #15).
+    with pytest.raises(ValueError, match="too long a duration"):
+        parse_duration(text)
+
+
+def test_longer_than_ten_years_is_refused_as_timedelta() -> None:
+    with pytest.raises(ValidationError, match="too long a duration"):
+        _Doc(d=LONGEST + timedelta(microseconds=1))
 
 
 @given(st.text(max_size=80))

@@ -284,7 +284,8 @@ def test_load_syntax_error_has_line_and_column() -> None:
         ("a: 1\n---\nb: 2\n", "single document"),
         ("a: !!python/object:os.system x", "not valid YAML"),
         ("a: \x00", "not valid YAML"),
-        ("[" * 5000, "nested too deeply"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("[" * 5000, "not valid YAML"),
     ],
 )
 def test_load_rejections(text: str | bytes, needle: str) -> None:

@@ -27,6 +27,7 @@ def test_an_agent_publishes_only_under_its_own_pc() -> None:
         s.started_subject("pc-a"),
         s.heartbeat_subject("pc-a"),
         s.decision_subject("pc-a", "nightly"),
+        s.live_subject("pc-a", "exec-1"),
     ):
         assert _allowed(perms.pub, subject)
     for subject in (
@@ -34,6 +35,9 @@ def test_an_agent_publishes_only_under_its_own_pc() -> None:
         s.heartbeat_subject("pc-b"),
         s.decision_subject("pc-b", "nightly"),
         "kanade.decision.pc-a.nightly.extra",
+        s.live_subject("pc-b", "exec-1"),
+        "kanade.live.pc-a.exec-1.extra",
+        s.LIVE_WATCH_SUBJECT,
         s.command_subject("all", None, "hello"),
         s.command_subject("pc", "pc-a", "hello"),
         s.audit_subject("exec.created"),
@@ -59,6 +63,7 @@ def test_an_agent_reads_only_its_own_control_and_inbox() -> None:
     assert _allowed(perms.sub, s.ping_subject("pc-a"))
     assert _allowed(perms.sub, "_INBOX.pc-a.x")
     assert _allowed(perms.sub, f"$KV.{s.KV_GROUPS}.pc-a")
+    assert _allowed(perms.sub, s.LIVE_WATCH_SUBJECT)
     for subject in (
         s.ping_subject("pc-b"),
         "_INBOX.pc-b.x",
@@ -67,6 +72,8 @@ def test_an_agent_reads_only_its_own_control_and_inbox() -> None:
         s.command_subject("all", None, "hello"),
         f"$KV.{s.KV_GROUPS}.pc-b",
         f"$KV.{s.KV_DISPATCH}.x",
+        s.live_subject("pc-b", "exec-1"),
+        s.live_exec_subjects("exec-1"),
     ):
         assert not _allowed(perms.sub, subject), subject
     assert perms.allow_responses

@@ -21,6 +21,7 @@ from kanade.agent.fleet.mirror import KvMirror, reject_all
 from kanade.agent.trust import Trust
 from kanade.bus.kv import KvChange
 from kanade.core import subjects
+from kanade.core.bounds import loads as json_loads
 from kanade.core.signing import header_of
 
 Listener = Callable[[KvMirror], None]
@@ -90,7 +91,7 @@ class FleetState:
         """Load a snapshot into mirrors that have not synced yet; returns when it was
         last in sync with the broker (None if the snapshot is unreadable)."""
         try:
-            data = json.loads(raw)
+            data = json_loads(raw)
             buckets = data["buckets"]
             in_sync_at = float(data["in_sync_at"])
             for mirror in self.mirrors:

@@ -6,7 +6,6 @@ config. Also the fleet-state file that lets a restarted agent keep honouring wha
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
@@ -20,6 +19,7 @@ from kanade.agent.durable.fsutil import atomic_write
 from kanade.agent.fleet.mirror import KvMirror
 from kanade.agent.fleet.state import FleetState
 from kanade.core.agentconfig import Effective, effective_config
+from kanade.core.bounds import loads as json_loads
 from kanade.core.gates import KvView
 from kanade.core.models.membership import Membership
 from kanade.worker import Worker
@@ -29,7 +29,7 @@ log = logging.getLogger("kanade.agent")
 
 def _decode_json(raw: bytes, what: str) -> Any:
     try:
-        return json.loads(raw)
+        return json_loads(raw)
     except ValueError:
         log.warning("ignored undecodable %s in KV", what)
         return None

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from kanade.core.bounds import loads as json_loads
+
 # The scheduling core is imported where it is used; these names are for annotations only.
 if TYPE_CHECKING:
     from kanade.core.models.job import JobManifest
@@ -37,7 +39,7 @@ def _parse(kind: str, key: str, raw: bytes) -> Any:
 
     model: Schedule | JobManifest | None
     try:
-        data = json.loads(raw)
+        data = json_loads(raw)
         model = (
             parse_schedule(data, strict=False)
             if kind == "schedule"
@@ -94,7 +96,7 @@ def parse_jobs(values: dict[str, bytes]) -> dict[str, JobManifest]:
 
 def json_doc(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        return json_loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
 
@@ -120,7 +122,7 @@ def _target_hint(raw: bytes) -> _TargetHint | None:
     leaving it out enables). Anything the schedule model might read differently from a
     plain look at the JSON is kept as "may target everyone"."""
     try:
-        doc = json.loads(raw)
+        doc = json_loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(doc, dict) or doc.get("runs_on") != "agent":

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import ExecId, JobId, Version
 from kanade.backend.api.request_context import current_actor
 from kanade.backend.api.schemas.approvals import (
     Approval,
@@ -32,7 +33,7 @@ class RejectBody(BaseModel):
 
 
 @router.post("/executions/{exec_id}/approve", response_model=Decided)
-async def approve_execution(exec_id: str, services: ServicesDep) -> dict[str, Any]:
+async def approve_execution(exec_id: ExecId, services: ServicesDep) -> dict[str, Any]:
     """Approve an exec waiting for approval (a different operator than the requester);
     it is published at once (or its rollout starts)."""
     decided = await services.approvals.approve(exec_id, current_actor())
@@ -41,7 +42,7 @@ async def approve_execution(exec_id: str, services: ServicesDep) -> dict[str, An
 
 @router.post("/executions/{exec_id}/reject", response_model=Decided)
 async def reject_execution(
-    exec_id: str, services: ServicesDep, body: RejectBody | None = None
+    exec_id: ExecId, services: ServicesDep, body: RejectBody | None = None
 ) -> dict[str, Any]:
     """Reject an exec waiting for approval; it is never published."""
     reason = body.reason if body is not None else None
@@ -61,7 +62,7 @@ async def list_approvals(
 
 
 @router.get("/approvals/{exec_id}", response_model=Approval)
-async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_approval(exec_id: ExecId, services: ServicesDep) -> dict[str, Any]:
     return await services.approvals.get_approval(exec_id)
 
 
@@ -70,7 +71,9 @@ async def get_approval(exec_id: str, services: ServicesDep) -> dict[str, Any]:
     status_code=201,
     response_model=UnattendedCreated,
 )
-async def approve_unattended(job_id: str, version: str, services: ServicesDep) -> dict[str, Any]:
+async def approve_unattended(
+    job_id: JobId, version: Version, services: ServicesDep
+) -> dict[str, Any]:
     """Let schedules fire this version of a ``require_approval`` job without a person."""
     return await services.approvals.approve_unattended(job_id, version, current_actor())
 
@@ -78,7 +81,9 @@ async def approve_unattended(job_id: str, version: str, services: ServicesDep) -
 @router.delete(
     "/jobs/{job_id}/versions/{version}/approve-unattended", response_model=UnattendedRevoked
 )
-async def revoke_unattended(job_id: str, version: str, services: ServicesDep) -> dict[str, Any]:
+async def revoke_unattended(
+    job_id: JobId, version: Version, services: ServicesDep
+) -> dict[str, Any]:
     """Withdraw an unattended-run approval: schedules skip the job again."""
     await services.approvals.revoke_unattended(job_id, version, current_actor())
     return {"job_id": job_id, "version": version, "approved": False}

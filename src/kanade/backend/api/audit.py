@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import IsoInstant
 from kanade.backend.api.schemas.audit import AuditPage
 from kanade.backend.store.audit import list_audit
 
@@ -23,8 +23,10 @@ async def audit_log(
     services: ServicesDep,
     actor: str | None = None,
     action: str | None = None,
-    since: Annotated[datetime | None, Query(description="recorded at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="recorded before (ISO 8601)")] = None,
+    since: Annotated[
+        IsoInstant | None, Query(description="recorded at or after (ISO 8601)")
+    ] = None,
+    until: Annotated[IsoInstant | None, Query(description="recorded before (ISO 8601)")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:

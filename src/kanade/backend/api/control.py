@@ -10,10 +10,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.api.request_context import request_actor
+from kanade.backend.api.params import ExecId, GroupName, JobId, LayerName, PcId, ResultId, Scope
+from kanade.backend.api.request_context import is_admin, request_actor
 from kanade.backend.api.schemas.control import (
     ConfigLayer,
     ConfigLayers,
@@ -59,22 +60,35 @@ SettingsBody = Annotated[
         examples=[{"heartbeat_interval": 10, "max_local_concurrent": 2}],
     ),
 ]
-Keys = Annotated[list[str] | None, Query(description="keys to remove; none = the whole layer")]
+SettingName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Keys = Annotated[
+    list[SettingName] | None, Query(description="keys to remove; none = the whole layer")
+]
+Force = Annotated[
+    bool, Query(description="accept a pc, group or job nothing knows (refused otherwise)")
+]
 
 
 # --- revocations and job delete -----------------------------------------------------------
 @router.post("/jobs/{job_id}/revoke", response_model=Revoked)
 async def revoke_job(
-    job_id: str, request: Request, services: ServicesDep, body: RevokeBody | None = None
+    job_id: JobId,
+    request: Request,
+    services: ServicesDep,
+    body: RevokeBody | None = None,
+    force: Force = False,
 ) -> dict[str, Any]:
-    """Revoke a job: every agent skips it (exit 126), even offline ones once they return."""
+    """Revoke a job: every agent skips it (exit 126), even offline ones once they return.
+    A job not in the catalog is refused with its close matches unless ``force`` (revoking
+    ahead of an upload)."""
+    await services.known.check_one("job", job_id, "job_id", force=force)
     return await services.revocations.revoke(
         job_id, reason=body.reason if body else None, actor=request_actor(request)
     )
 
 
 @router.post("/jobs/{job_id}/unrevoke", response_model=Unrevoked)
-async def unrevoke_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def unrevoke_job(job_id: JobId, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Lift a revocation (idempotent: ``was_revoked`` tells whether there was one)."""
     return await services.revocations.unrevoke(job_id, actor=request_actor(request))
 
@@ -86,25 +100,32 @@ async def list_revocations(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.delete("/jobs/{job_id}", response_model=JobDeleted)
-async def delete_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
-    """Delete a job from the catalog; it is revoked first (SPEC §4.5)."""
-    return await services.revocations.delete_job(job_id, actor=request_actor(request))
+async def delete_job(job_id: JobId, request: Request, services: ServicesDep) -> dict[str, Any]:
+    """Delete a job from the catalog; it is revoked first (SPEC §4.5). A job that requires
+    approval may only be deleted by an admin (else re-creating it would drop the gate)."""
+    return await services.revocations.delete_job(
+        job_id, actor=request_actor(request), is_admin=is_admin(request)
+    )
 
 
 # --- kill and ping ------------------------------------------------------------------------
 @router.post("/executions/{exec_id}/kill", response_model=Killed)
-async def kill_execution(exec_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def kill_execution(
+    exec_id: ExecId, request: Request, services: ServicesDep
+) -> dict[str, Any]:
     """End the exec's running scripts (exit -1), cancel its queued copies, mark it cancelled."""
     return await services.kills.kill(exec_id, actor=request_actor(request))
 
 
 @router.post("/agents/{pc_id}/ping", response_model=Pong)
 async def ping_agent(
-    pc_id: str,
+    pc_id: PcId,
     services: ServicesDep,
     timeout: Annotated[float, Query(gt=0, le=60, description="seconds")] = 5.0,
 ) -> dict[str, Any]:
-    """A fresh heartbeat by request/reply; 504 when the agent does not answer in time."""
+    """A fresh heartbeat by request/reply; 504 when the agent does not answer in time (or
+    is not connected at all); 400 with the closest pc ids for a pc nothing knows."""
+    await services.known.check_one("pc", pc_id, "pc_id", overridable=False)
     return await services.pings.ping(pc_id, timeout=timeout)
 
 
@@ -117,18 +138,18 @@ async def list_config(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/config/{scope}", response_model=ConfigLayer)
-async def get_config(scope: str, services: ServicesDep) -> dict[str, Any]:
+async def get_config(scope: Scope, services: ServicesDep) -> dict[str, Any]:
     return await services.agent_config.get_layer(scope, None)
 
 
 @router.get("/config/{scope}/{name}", response_model=ConfigLayer)
-async def get_named_config(scope: str, name: str, services: ServicesDep) -> dict[str, Any]:
+async def get_named_config(scope: Scope, name: LayerName, services: ServicesDep) -> dict[str, Any]:
     return await services.agent_config.get_layer(scope, name)
 
 
 @router.put("/config/{scope}", response_model=ConfigLayer)
 async def put_config(
-    scope: str, settings: SettingsBody, request: Request, services: ServicesDep
+    scope: Scope, settings: SettingsBody, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Merge settings into a layer; 400 names each invalid key and the reason."""
     return await services.agent_config.set_layer(
@@ -138,8 +159,19 @@ async def put_config(
 
 @router.put("/config/{scope}/{name}", response_model=ConfigLayer)
 async def put_named_config(
-    scope: str, name: str, settings: SettingsBody, request: Request, services: ServicesDep
+    scope: Scope,
+    name: LayerName,
+    settings: SettingsBody,
+    request: Request,
+    services: ServicesDep,
+    force: Force = False,
 ) -> dict[str, Any]:
+    """Merge settings into a group's or a pc's layer; a group or pc nothing knows is
+    refused with its close matches unless ``force``."""
+    if scope in ("group", "pc"):
+        await services.known.check_one(
+            "group" if scope == "group" else "pc", name, "name", force=force
+        )
     return await services.agent_config.set_layer(
         scope, name, settings, actor=request_actor(request)
     )
@@ -147,20 +179,20 @@ async def put_named_config(
 
 @router.delete("/config/{scope}", response_model=ConfigUnset)
 async def delete_config(
-    scope: str, request: Request, services: ServicesDep, key: Keys = None
+    scope: Scope, request: Request, services: ServicesDep, key: Keys = None
 ) -> dict[str, Any]:
     return await services.agent_config.unset(scope, None, key or [], actor=request_actor(request))
 
 
 @router.delete("/config/{scope}/{name}", response_model=ConfigUnset)
 async def delete_named_config(
-    scope: str, name: str, request: Request, services: ServicesDep, key: Keys = None
+    scope: Scope, name: LayerName, request: Request, services: ServicesDep, key: Keys = None
 ) -> dict[str, Any]:
     return await services.agent_config.unset(scope, name, key or [], actor=request_actor(request))
 
 
 @router.get("/agents/{pc_id}/config", response_model=EffectiveConfig)
-async def agent_config(pc_id: str, services: ServicesDep) -> dict[str, Any]:
+async def agent_config(pc_id: PcId, services: ServicesDep) -> dict[str, Any]:
     """The effective config of one agent, with the layer each value comes from."""
     return await services.agent_config.effective(pc_id)
 
@@ -174,22 +206,31 @@ async def list_groups(services: ServicesDep) -> dict[str, Any]:
 
 @router.put("/groups/{pc_id}", response_model=Membership)
 async def set_groups(
-    pc_id: str, body: GroupsBody, request: Request, services: ServicesDep
+    pc_id: PcId, body: GroupsBody, request: Request, services: ServicesDep, force: Force = False
 ) -> dict[str, Any]:
-    """Set a pc's whole KV membership (static ``--group`` flags of the agent stay)."""
+    """Set a pc's whole KV membership (static ``--group`` flags of the agent stay); a pc
+    nothing knows is refused with its close matches unless ``force``."""
+    await services.known.check_one("pc", pc_id, "pc_id", force=force)
     return await services.groups.set_groups(pc_id, body.groups, actor=request_actor(request))
 
 
 @router.post("/groups/{group}/members", response_model=MembersAdded)
 async def add_group_members(
-    group: str, body: MembersBody, request: Request, services: ServicesDep
+    group: GroupName,
+    body: MembersBody,
+    request: Request,
+    services: ServicesDep,
+    force: Force = False,
 ) -> dict[str, Any]:
+    """Add pcs to a group (a new group name is fine); a pc nothing knows is refused with
+    its close matches unless ``force``."""
+    await services.known.check_pcs(body.pcs, "pcs", force=force)
     return await services.groups.add_members(group, body.pcs, actor=request_actor(request))
 
 
 @router.delete("/groups/{group}/members/{pc_id}", response_model=Membership)
 async def remove_group_member(
-    group: str, pc_id: str, request: Request, services: ServicesDep
+    group: GroupName, pc_id: PcId, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     return await services.groups.remove_member(group, pc_id, actor=request_actor(request))
 
@@ -201,7 +242,7 @@ async def remove_group_member(
     responses={200: {"content": {"text/plain": {}}, "description": "the complete output"}},
 )
 async def result_output(
-    result_id: str, stream: Literal["stdout", "stderr"], services: ServicesDep
+    result_id: ResultId, stream: Literal["stdout", "stderr"], services: ServicesDep
 ) -> Response:
     """The FULL stdout or stderr of a result (the API's result rows hold a capped head)."""
     data = await services.outputs.output(result_id, stream)

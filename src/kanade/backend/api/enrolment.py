@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import PcId, TokenId
 from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.enrolment import (
     AgentRevoked,
@@ -62,7 +63,9 @@ async def list_tokens(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.delete("/agents/enroll-tokens/{token_id}", response_model=TokenCancelled)
-async def cancel_token(token_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def cancel_token(
+    token_id: TokenId, request: Request, services: ServicesDep
+) -> dict[str, Any]:
     """Cancel a token (``was_open`` says whether it could still have been used)."""
     return await services.enrolment.cancel_token(token_id, actor=request_actor(request))
 
@@ -75,7 +78,7 @@ async def list_enrolled(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/agents/{pc_id}/revoke", response_model=AgentRevoked)
-async def revoke_agent(pc_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def revoke_agent(pc_id: PcId, request: Request, services: ServicesDep) -> dict[str, Any]:
     """Cut the pc off the broker within seconds; its reconnects are refused."""
     return await services.enrolment.revoke(pc_id, actor=request_actor(request))
 

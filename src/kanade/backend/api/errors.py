@@ -27,7 +27,9 @@ from kanade.backend.errors import (
     Gone,
     Invalid,
     NotFound,
+    RateLimited,
     TimedOut,
+    TooLarge,
     Unauthenticated,
     Unavailable,
     UnsupportedFormat,
@@ -43,7 +45,9 @@ STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     Gone: 410,
+    TooLarge: 413,
     UnsupportedFormat: 415,
+    RateLimited: 429,
     Corrupt: 500,
     Unavailable: 503,
     TimedOut: 504,
@@ -95,6 +99,8 @@ def install(app: FastAPI) -> None:
     async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
         challenge = isinstance(exc, Unauthenticated)
         headers = {"WWW-Authenticate": 'Bearer realm="kanade"'} if challenge else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(exc.body(), status_code=status_of(exc), headers=headers)
 
     @app.exception_handler(DocumentInvalid)

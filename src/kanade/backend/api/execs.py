@@ -2,33 +2,41 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
 from kanade.backend.api.deps import ServicesDep
-from kanade.backend.api.request_context import current_actor
+from kanade.backend.api.params import ExecId, IsoInstant, JobId
+from kanade.backend.api.request_context import current_actor, is_admin
 from kanade.backend.api.schemas.execs import ExecCreated, ExecutionDetail, ExecutionPage
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
 from kanade.backend.errors import Forbidden
 from kanade.backend.services.execution_detail import execution_detail
 from kanade.backend.store import executions
+from kanade.core.statuses import ExecStatus
 
 router = APIRouter(prefix="/api", tags=["executions"])
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
 # Bounded: an offset beyond a 64-bit integer must be a 400, not a database overflow.
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+Force = Annotated[
+    bool,
+    Query(description="send even to pcs or groups nothing knows (typos are refused otherwise), "
+          "and an ad-hoc run no alive agent matches"),
+]
 
 
 @router.post("/exec/{job_id}", status_code=201, response_model=ExecCreated)
 async def exec_job(
-    job_id: str, body: ExecBody, request: Request, services: ServicesDep
+    job_id: JobId, body: ExecBody, request: Request, services: ServicesDep, force: Force = False
 ) -> dict[str, Any]:
     """Dispatch a catalog job: pins its version, then publishes the commands — or, with
     ``rollout``, sends it in waves (``GET /api/rollouts/{exec_id}``); a job with
-    ``require_approval`` waits in ``awaiting_approval`` for another operator."""
+    ``require_approval`` waits in ``awaiting_approval`` for another operator. A pc or group
+    nothing knows is refused with its close matches unless ``force``; a revoked job is
+    refused."""
     if body.urgent and getattr(request.state, "role", None) != "admin":
         raise Forbidden("urgent execs (bypassing max_local_concurrent) need role admin")
     created = await services.execs.exec_job(
@@ -39,14 +47,26 @@ async def exec_job(
         actor=current_actor(),
         rollout=body.rollout,
         urgent=body.urgent,
+        force=force,
     )
     services.metrics.execs.labels(kind="job").inc()
     return created.to_dict()
 
 
 @router.post("/run", status_code=201, response_model=ExecCreated)
-async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
-    """Run an ad-hoc script on a target (an exec of a one-off job)."""
+async def run_script(
+    body: RunBody, request: Request, services: ServicesDep, force: Force = False
+) -> dict[str, Any]:
+    """Run an ad-hoc script on a target (an exec of a one-off job). The least role allowed
+    is the ``adhoc_run_role`` setting (``--adhoc-run-role``; default operator). Refused,
+    with nothing created, when the target names a pc or group nothing knows or no alive
+    agent matches it — unless ``force``."""
+    needed = services.settings.adhoc_run_role
+    if needed == "admin" and not is_admin(request):
+        raise Forbidden(
+            "ad-hoc runs need role admin on this backend (--adhoc-run-role admin); "
+            "run a catalog job instead (kanade exec)"
+        )
     created = await services.execs.run_adhoc(
         body.script,
         body.target,
@@ -56,6 +76,7 @@ async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
         cwd=body.cwd,
         actor=current_actor(),
         starting_deadline=body.starting_deadline,
+        force=force,
     )
     services.metrics.execs.labels(kind="adhoc").inc()
     return created.to_dict()
@@ -65,9 +86,9 @@ async def run_script(body: RunBody, services: ServicesDep) -> dict[str, Any]:
 async def list_executions(
     services: ServicesDep,
     job_id: str | None = None,
-    status: str | None = None,
+    status: ExecStatus | None = None,
     initiated_by: str | None = None,
-    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    since: Annotated[IsoInstant | None, Query(description="created at or after (ISO 8601)")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
@@ -91,7 +112,7 @@ async def list_executions(
     response_model_exclude_unset=True,  # no results key with results=false
 )
 async def get_execution(
-    exec_id: str,
+    exec_id: ExecId,
     services: ServicesDep,
     results: Annotated[
         bool, Query(description="include per-pc results (false: counters only, cheap to poll)")

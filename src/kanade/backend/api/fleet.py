@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import PcId, ResultId
 from kanade.backend.api.schemas.execs import ResultRow
 from kanade.backend.api.schemas.fleet import Agent, AgentPage, JsonSchema, ResultPage
 from kanade.backend.errors import NotFound
@@ -51,7 +52,7 @@ async def list_results(
 
 
 @router.get("/results/{result_id}", response_model=ResultRow)
-async def get_result(result_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_result(result_id: ResultId, services: ServicesDep) -> dict[str, Any]:
     row = await services.db.read(lambda conn: results.get_result(conn, result_id))
     if row is None:
         raise NotFound(f"result {result_id!r} not found", result_id=result_id)
@@ -93,7 +94,7 @@ async def list_agents(
 
 
 @router.get("/agents/{pc_id}", response_model=Agent)
-async def get_agent(pc_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_agent(pc_id: PcId, services: ServicesDep) -> dict[str, Any]:
     row = await services.db.read(lambda conn: agents.get_agent(conn, pc_id))
     if row is None:
         raise NotFound(f"agent {pc_id!r} has never sent a heartbeat", pc_id=pc_id)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import PcId
 from kanade.backend.api.schemas.inventory import CheckPage, InventoryPage, PcInventory
 from kanade.backend.store.inventory import inventory_history_of, list_checks, list_inventory
 from kanade.core.facts import CheckStatus
@@ -35,7 +36,7 @@ async def inventory(
 
 @router.get("/inventory/{pc_id}", response_model=PcInventory)
 async def inventory_of_pc(
-    pc_id: str,
+    pc_id: PcId,
     services: ServicesDep,
     job_id: str | None = None,
     history_limit: Annotated[int, Query(ge=0, le=1000)] = 20,

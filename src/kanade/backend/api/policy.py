@@ -20,13 +20,20 @@ _PUBLIC_PATHS: Final = frozenset({"/health", "/metrics", "/api/auth/login"})
 # The enrolment token in the body is the credential (services/enrolment.py).
 _PUBLIC_POSTS: Final = frozenset({"/api/enroll"})
 _PUBLIC_READS: Final = ("/api/openapi.json", "/api/docs")
+# Any authenticated caller may end its own session(s).
+_SELF_POSTS: Final = frozenset({"/api/auth/logout"})
 _ADMIN_PREFIXES: Final = (
     "/api/users",
     "/api/settings",
     "/api/agents/enroll-tokens",
     "/api/agents/enrolled",
     "/api/keys",
+    "/api/agent-releases",
 )
+
+# Readable by every role, changed only by admins: webhook secrets and where the fleet's
+# failures are announced are an admin's business (docs/notifications.md).
+_ADMIN_WRITE_PREFIXES: Final = ("/api/notify",)
 
 
 def _admin_path(path: str) -> bool:
@@ -49,7 +56,11 @@ def required_role(method: str, path: str) -> Role | None:
         return None
     if method in READ_METHODS and any(_under(path, p) for p in _PUBLIC_READS):
         return None
+    if method == "POST" and path in _SELF_POSTS:
+        return "viewer"
     if _admin_path(path):
+        return "admin"
+    if method not in READ_METHODS and any(_under(path, p) for p in _ADMIN_WRITE_PREFIXES):
         return "admin"
     if _under(path, "/api"):
         return "viewer" if method in READ_METHODS else "operator"

@@ -12,6 +12,8 @@ import contextvars
 
 from starlette.requests import Request
 
+from kanade.backend.api.policy import Role, allows
+
 _actor: contextvars.ContextVar[str] = contextvars.ContextVar("kanade_actor", default="anonymous")
 
 
@@ -33,3 +35,18 @@ def request_actor(request: Request) -> str:
     """The actor the auth middleware put on ``request`` (``anonymous`` if none)."""
     actor = getattr(request.state, "actor", None)
     return str(actor) if actor else "anonymous"
+
+
+def request_role(request: Request) -> str:
+    """The role the auth middleware found for ``request`` ('' for a public caller)."""
+    role = getattr(request.state, "role", None)
+    return str(role) if role else ""
+
+
+def has_role(request: Request, needed: Role) -> bool:
+    """Whether the caller of ``request`` holds at least ``needed``."""
+    return allows(request_role(request), needed)
+
+
+def is_admin(request: Request) -> bool:
+    return has_role(request, "admin")

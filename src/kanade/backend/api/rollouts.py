@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import RolloutId
 from kanade.backend.api.request_context import current_actor
 from kanade.backend.api.schemas.rollouts import (
     Rollout,
@@ -45,21 +46,21 @@ async def list_rollouts(
 
 
 @router.get("/{rollout_id}", response_model=Rollout)
-async def get_rollout(rollout_id: str, services: ServicesDep) -> dict[str, Any]:
+async def get_rollout(rollout_id: RolloutId, services: ServicesDep) -> dict[str, Any]:
     """One rollout (its id is the exec id) with per-wave pcs, state, due time and
     progress (pending / running / succeeded / failed / skipped / missing, failure rate)."""
     return await services.rollouts.get_rollout(rollout_id)
 
 
 @router.post("/{rollout_id}/resume", response_model=RolloutResumed)
-async def resume_rollout(rollout_id: str, services: ServicesDep) -> dict[str, Any]:
+async def resume_rollout(rollout_id: RolloutId, services: ServicesDep) -> dict[str, Any]:
     """Continue a halted rollout: its next wave is sent at once."""
     return await services.rollouts.resume(rollout_id, current_actor())
 
 
 @router.post("/{rollout_id}/abort", response_model=RolloutAborted)
 async def abort_rollout(
-    rollout_id: str, services: ServicesDep, body: AbortBody | None = None
+    rollout_id: RolloutId, services: ServicesDep, body: AbortBody | None = None
 ) -> dict[str, Any]:
     """End a running or halted rollout: waves not yet sent are never sent and the exec
     becomes cancelled. Commands already sent keep running (`kanade kill` ends them)."""

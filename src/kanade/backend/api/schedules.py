@@ -10,6 +10,7 @@ backend's scheduler (its zone and reconcile poll).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta, tzinfo
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from kanade.backend.api.deps import ServicesDep
+from kanade.backend.api.params import PcId, ScheduleId
 from kanade.backend.api.request_context import request_actor
 from kanade.backend.api.schemas.schedules import (
     Drift,
@@ -93,7 +95,9 @@ async def _parse_body(request: Request, schedules: ScheduleService) -> Schedule:
             f"content type {media!r} is not accepted; send the schedule as one of: "
             + ", ".join(ACCEPTED_TYPES)
         )
-    return await schedules.parse(load_document(await request.body(), kind="schedule"))
+    # Off the event loop: a document is up to 2 MiB of YAML (SPEC §8.3).
+    body = await request.body()
+    return await schedules.parse(await asyncio.to_thread(load_document, body, kind="schedule"))
 
 
 # --- catalog ---------------------------------------------------------------------------------
@@ -133,7 +137,7 @@ async def list_schedules(request: Request, services: ServicesDep) -> dict[str, A
     response_model_exclude_unset=True,
 )
 async def get_schedule(
-    schedule_id: str,
+    schedule_id: ScheduleId,
     request: Request,
     services: ServicesDep,
     decisions: Annotated[int, Query(ge=0, le=200, description="recent decisions")] = 20,
@@ -150,7 +154,7 @@ async def get_schedule(
     openapi_extra=_DOCUMENT_BODY,
 )
 async def replace_schedule(
-    schedule_id: str, request: Request, services: ServicesDep
+    schedule_id: ScheduleId, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Replace a schedule (the body's id must match). Edits apply from the next tick."""
     schedules = _service(request, services)
@@ -160,7 +164,7 @@ async def replace_schedule(
 
 @router.delete("/schedules/{schedule_id}", response_model=ScheduleDeleted)
 async def delete_schedule(
-    schedule_id: str, request: Request, services: ServicesDep
+    schedule_id: ScheduleId, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     return await _service(request, services).delete(schedule_id, actor=request_actor(request))
 
@@ -171,7 +175,7 @@ async def delete_schedule(
     response_model_exclude_unset=True,
 )
 async def enable_schedule(
-    schedule_id: str, request: Request, services: ServicesDep
+    schedule_id: ScheduleId, request: Request, services: ServicesDep
 ) -> dict[str, Any]:
     """Enable: it fires from its next occurrence after now (nothing missed is caught up)."""
     return await _service(request, services).enable(schedule_id, actor=request_actor(request))
@@ -183,7 +187,7 @@ async def enable_schedule(
     response_model_exclude_unset=True,
 )
 async def disable_schedule(
-    schedule_id: str,
+    schedule_id: ScheduleId,
     request: Request,
     services: ServicesDep,
     cascade: Annotated[bool, Query(description="also revoke the schedule's job")] = False,
@@ -229,7 +233,7 @@ async def disable_schedule(
     response_model_exclude_unset=True,
 )
 async def preview_schedule(
-    schedule_id: str,
+    schedule_id: ScheduleId,
     request: Request,
     services: ServicesDep,
     n: Annotated[int, Query(ge=1, le=500, description="how many fire times")] = 10,
@@ -262,6 +266,6 @@ async def agents_drift(request: Request, services: ServicesDep) -> dict[str, Any
 
 
 @router.get("/agents/{pc_id}/drift", response_model=Drift)
-async def agent_drift(pc_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def agent_drift(pc_id: PcId, request: Request, services: ServicesDep) -> dict[str, Any]:
     (item,) = await _service(request, services).drift(pc_id)
     return item

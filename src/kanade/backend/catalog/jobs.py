@@ -7,17 +7,21 @@ database stays a pure projection of the streams.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from nats.js.errors import KeyNotFoundError
 
-from kanade.backend.errors import Conflict, Corrupt, NotFound
+from kanade.backend.catalog.limits import JOB_BYTES, USE_SCRIPT_OBJECT, require_fits
+from kanade.backend.errors import Conflict, Corrupt, Forbidden, NotFound
 from kanade.bus.connection import Bus
 from kanade.bus.kvcas import CasConflict, compare_and_set
 from kanade.bus.kvsigned import SignedKeyValue, UnsignedDocument
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
+from kanade.core.approvals import lowers_approval
+from kanade.core.bounds import loads as json_loads
 from kanade.core.ids import is_slug
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.job import JobManifest
@@ -29,6 +33,15 @@ log = structlog.get_logger(__name__)
 def job_document(job: JobManifest) -> dict[str, Any]:
     """The canonical JSON form of a manifest (durations in the human grammar)."""
     return job.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What an upload did: ``changed`` (new or different), and the version whose approval
+    requirement it removed, if it did (``lowered_from``)."""
+
+    changed: bool
+    lowered_from: str | None = None
 
 
 PUT_ATTEMPTS = 5
@@ -43,7 +56,7 @@ def _decode(job_id: str, raw: bytes) -> JobManifest:
     # Tolerant read: a manifest stored by a newer backend may carry fields we
     # do not know yet; they are dropped, not rejected.
     try:
-        return parse_job(json.loads(raw), strict=False)
+        return parse_job(json_loads(raw), strict=False)
     except ValueError as exc:  # DocumentInvalid and JSONDecodeError are ValueErrors
         raise Corrupt(
             f"the stored job {job_id!r} cannot be read: {exc}; upload it again",
@@ -97,8 +110,10 @@ class JobCatalog:
                 jobs.append(job)
         return jobs
 
-    async def put(self, job: JobManifest) -> bool:
-        """Store ``job``; True if it was new or changed.
+    async def put(self, job: JobManifest, *, may_lower_approval: bool = True) -> Stored:
+        """Store ``job``; whether it was new or changed, and whether it lowered the stored
+        version's approval requirement (refused with :class:`Forbidden` unless
+        ``may_lower_approval``: only an admin may, SPEC §4.8).
 
         Re-uploading the same version with different content is a conflict: agents
         cache jobs and pins by version, so two contents under one version would run
@@ -106,6 +121,7 @@ class JobCatalog:
         write is a compare-and-set on the KV revision, so two concurrent uploads
         cannot both pass the check.
         """
+        require_fits(f"job {job.id!r}", len(_encode(job)), JOB_BYTES, USE_SCRIPT_OBJECT)
         kv = await self._bus.kv(subjects.KV_JOBS)
         # A stored document this backend did not sign (written around it, with a stolen
         # broker credential) is not a version to protect: the operator's upload repairs it.
@@ -118,8 +134,21 @@ class JobCatalog:
                 log.warning("replacing a job document not signed by this backend",
                             job_id=job.id, reason=str(exc))
 
+        lowered: list[str] = []
+
         def upload(raw: bytes | None) -> bytes | None:
             existing = None if raw is None or tampered else _decode(job.id, raw)
+            lowered.clear()
+            if existing is not None and lowers_approval(
+                existing.require_approval, job.require_approval
+            ):
+                if not may_lower_approval:
+                    raise Forbidden(
+                        f"job {job.id!r} version {existing.version!r} requires approval; "
+                        "only an admin may store a version without require_approval",
+                        job_id=job.id,
+                    )
+                lowered.append(existing.version)
             if existing is not None and existing.version == job.version:
                 if _encode(existing) == _encode(job):
                     return raw  # already stored: nothing to write
@@ -137,4 +166,5 @@ class JobCatalog:
             raise Conflict(
                 f"job {job.id!r} is being changed concurrently; retry", job_id=job.id
             ) from None
-        return result.new != result.old
+        changed = result.new != result.old
+        return Stored(changed, lowered[0] if lowered and changed else None)

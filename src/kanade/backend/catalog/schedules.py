@@ -24,6 +24,7 @@ from kanade.bus.connection import Bus
 from kanade.bus.kvcas import CasConflict, compare_and_set, is_wrong_last_sequence
 from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
+from kanade.core.bounds import loads as json_loads
 from kanade.core.ids import is_slug
 from kanade.core.models.schedule import Schedule
 from kanade.core.validation import parse_schedule
@@ -42,7 +43,7 @@ def encode_schedule(schedule: Schedule) -> bytes:
 
 def decode_schedule(raw: bytes) -> Schedule:
     """Tolerant read of a stored schedule; ``ValueError`` when it cannot be read at all."""
-    return parse_schedule(json.loads(raw), strict=False)
+    return parse_schedule(json_loads(raw), strict=False)
 
 
 def _decode_stored(schedule_id: str, raw: bytes) -> Schedule:

@@ -161,6 +161,7 @@ _TOPICS_BY_PREFIX: tuple[tuple[str, tuple[str, ...]], ...] = (
     # enrol tokens, revoke (and ping, which brings a fresh heartbeat)
     ("/api/agents", ("enrolment", "agents")),
     ("/api/enroll", ("enrolment", "agents")),
+    ("/api/notify", ("notify",)),
 )
 
 

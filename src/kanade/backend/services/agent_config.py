@@ -20,8 +20,9 @@ from kanade.backend.services.groups import kv_groups_of
 from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
 from kanade.bus import kvcas
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
-from kanade.core.agentconfig import effective_config, layer_key, validate_setting
+from kanade.core.agentconfig import effective_config, from_text, layer_key, validate_setting
 
 log = structlog.get_logger(__name__)
 
@@ -49,10 +50,11 @@ def _as_layer(raw: bytes | None) -> dict[str, Any]:
 
 class AgentConfigService(Service):
     async def layers(self) -> dict[str, dict[str, Any]]:
-        kv = await self._bus().kv(subjects.KV_CONFIG)
+        # A snapshot, not kv.keys(): that is a KV watcher, a broker consumer per read.
+        snapshot = await kv_snapshot(self._bus().js, subjects.KV_CONFIG)
         out: dict[str, dict[str, Any]] = {}
-        for key in await kvcas.keys(kv):
-            value = kvcas.json_or((await kvcas.read(kv, key)).value, None)
+        for key, (raw, _) in sorted(snapshot.items()):
+            value = kvcas.json_or(raw, None)
             if isinstance(value, dict):
                 out[key] = value
         return out
@@ -78,7 +80,7 @@ class AgentConfigService(Service):
                 removed.append(k)
                 continue
             try:
-                clean[k] = validate_setting(k, v)
+                clean[k] = validate_setting(k, from_text(k, v))
             except ValueError as exc:
                 path, _, reason = str(exc).partition(": ")
                 errors.append({"path": path or k, "reason": reason or str(exc)})
@@ -147,7 +149,10 @@ class AgentConfigService(Service):
         reported = list(agent.get("groups") or []) if agent else []
         groups = sorted(set(reported) | set(await kv_groups_of(bus, pc_id)))
         layers = await self.layers()
-        eff = effective_config(layers, pc_id=pc_id, groups=groups)
+        local = agent.get("local_config") if agent else None
+        eff = effective_config(
+            layers, pc_id=pc_id, groups=groups, local=local if isinstance(local, dict) else None
+        )
         applied = ["global", *(f"group.{g}" for g in groups), f"pc.{pc_id}"]
         return {
             "pc_id": pc_id,
@@ -157,7 +162,6 @@ class AgentConfigService(Service):
             "sources": eff.sources,
             "warnings": eff.warnings,
             "layers": {k: layers[k] for k in applied if k in layers},
-            # The agent applies its own config file / flags in place of "default".
-            "note": "values from 'default' are replaced by the agent's local config file "
-            "or flags where it sets them",
+            "note": "source 'local': what the agent was started with (a flag or its config "
+            "file), as its heartbeat reports; a KV layer overrides it",
         }

@@ -26,15 +26,25 @@ from pydantic import ValidationError
 
 from kanade.backend.catalog import pins
 from kanade.backend.catalog.jobs import JobCatalog
+from kanade.backend.catalog.limits import (
+    COMMAND_BYTES,
+    EXEC_RECORD_BYTES,
+    USE_GROUPS,
+    USE_SCRIPT_OBJECT,
+    require_fits,
+)
 from kanade.backend.errors import Conflict, Invalid
 from kanade.backend.messaging.exec_events import publish_all
 from kanade.backend.messaging.outgoing import audit_message, command_messages, record_message
+from kanade.backend.services.known import KnownNames
 from kanade.backend.store import agents, executions
 from kanade.backend.store import approvals as approval_store
 from kanade.backend.store import rollouts as rollout_store
 from kanade.backend.store.database import Database
+from kanade.bus import kvcas
 from kanade.bus.connection import Bus
 from kanade.bus.publish import publish_one
+from kanade.core import subjects
 from kanade.core.approvals import DEFAULT_TTL
 from kanade.core.dispatch import Budgets, adhoc_job, build_command, command_deadline
 from kanade.core.ids import new_id
@@ -43,7 +53,7 @@ from kanade.core.models.job import JobManifest
 from kanade.core.models.records import ExecKind, ExecRecord
 from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout
-from kanade.core.models.wire import Command, Shell
+from kanade.core.models.wire import Command, Shell, encode
 from kanade.core.statuses import ExecStatus
 from kanade.core.targeting import command_subjects, expected_pcs
 from kanade.core.validation import field_errors
@@ -98,6 +108,7 @@ class ExecService:
         self.budgets = budgets or Budgets()
         self._clock = clock
         self._approval_ttl = approval_ttl
+        self._known = KnownNames(db, bus, clock=clock)
 
     async def exec_job(
         self,
@@ -109,9 +120,15 @@ class ExecService:
         actor: str = "anonymous",
         rollout: Rollout | None = None,
         urgent: bool = False,
+        force: bool = False,
     ) -> ExecCreated:
+        """An exec of a catalog job. Refused before anything is pinned or sent: a revoked
+        job, and (unless ``force``) a target or rollout naming a pc or group nothing
+        knows (:mod:`kanade.backend.services.known`)."""
         bus = self._bus()
         job = await JobCatalog(bus).require(job_id)
+        await _refuse_revoked(bus, job_id)
+        await self._known.check_target(target, rollout=rollout, force=force)
         script_sha256 = await self._script_sha256(bus, job)
         # A require_approval job waits in awaiting_approval (SPEC §4.8); it is pinned when
         # approved (kanade.backend.services.approvals), not before.
@@ -143,7 +160,12 @@ class ExecService:
         cwd: str | None = None,
         actor: str = "anonymous",
         starting_deadline: timedelta | None = None,
+        force: bool = False,
     ) -> ExecCreated:
+        """An exec of a one-off job. Unless ``force``, refused when the target names a pc or
+        group nothing knows, or when nobody alive matches it (:class:`Conflict`: the
+        caller waits for results that would never come; forced, the command waits in the
+        stream for targeted agents that come back)."""
         bus = self._bus()
         exec_id = new_id()
         try:
@@ -162,6 +184,8 @@ class ExecService:
             starting_deadline=starting_deadline,
             actor=actor,
             script_sha256=None,
+            refuse_empty=not force,
+            check_names=not force,
         )
 
     async def _script_sha256(self, bus: Bus, job: JobManifest) -> str | None:
@@ -189,6 +213,8 @@ class ExecService:
         rollout: Rollout | None = None,
         urgent: bool = False,
         awaiting_approval: bool = False,
+        refuse_empty: bool = False,
+        check_names: bool = False,
     ) -> ExecCreated:
         now = self._clock()
         request_id = new_id()
@@ -208,6 +234,8 @@ class ExecService:
         )
         if urgent:  # admins only (checked by the route): bypasses max_local_concurrent
             command = command.model_copy(update={"urgent": True})
+        # Before anything exists: a message the broker refuses would leave a pending exec.
+        require_fits("the command", len(encode(command)), COMMAND_BYTES, USE_SCRIPT_OBJECT)
         deferred = rollout is not None or awaiting_approval
         # The exec's deadline (SPEC §4.3) is its command's, once the command goes out: a
         # deferred one is stamped again when it does (the approval, each wave).
@@ -230,6 +258,15 @@ class ExecService:
             check_hint=None if command.check is None else command.check.model_dump(mode="json"),
             deadline_at=deadline,
         )
+        require_fits("the exec record", len(encode(record)), EXEC_RECORD_BYTES, USE_GROUPS)
+        if check_names:  # after the size checks: a too-big request says so first
+            await self._known.check_target(target)
+        if refuse_empty and not pcs:
+            raise Conflict(
+                f"no alive agent matches the target ({target.describe()}); nothing was sent",
+                target=target.describe(),
+                overridable_by="force",
+            )
         await publish_one(bus, record_message(record))
         subs = command_subjects(target, job.id)
 
@@ -301,3 +338,20 @@ class ExecService:
             # The commands are out: failing the request now would invite a retry that
             # runs the job twice. Log loudly instead.
             log.exception("audit record not written", exec_id=record.exec_id)
+
+
+async def _refuse_revoked(bus: Bus, job_id: str) -> None:
+    """A revoked job is not dispatched: every agent would skip it (126) — say so now, with
+    the way out, instead of sending a command that only produces skips."""
+    kv = await bus.kv(subjects.KV_REVOCATIONS)
+    current = await kvcas.read(kv, job_id)
+    if current.value is None:
+        return
+    record = kvcas.json_or(current.value, {})
+    reason = record.get("reason") if isinstance(record, dict) else None
+    raise Conflict(
+        f"job {job_id!r} is revoked{f' ({reason})' if reason else ''}: every agent would "
+        f"skip it (exit 126); lift the revocation first with `kanade unrevoke {job_id}`",
+        job_id=job_id,
+        revoked=True,
+    )

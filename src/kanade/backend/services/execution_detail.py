@@ -1,5 +1,6 @@
 """One execution as ``GET /api/executions/{id}`` shows it: the exec row and one entry per
-expected pc — its result row, or ``pending`` while it has not reported."""
+expected pc — its result row, ``pending`` while it has not reported, or ``pruned`` once
+retention removed the row."""
 
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ async def execution_detail(db: Database, exec_id: str, *, results: bool) -> dict
     if not results:
         return row
     reported = {r["pc_id"] for r in rows}
+    # Once retention pruned some of its rows, a pc without one reported long ago.
+    missing = "pruned" if row.get("results_pruned_at") is not None else "pending"
     pending = [
-        {"pc_id": pc, "exec_id": exec_id, "state": "pending"}
+        {"pc_id": pc, "exec_id": exec_id, "state": missing}
         for pc in row["expected_pcs"]
         if pc not in reported
     ]

@@ -1,6 +1,6 @@
 """Gauges read at scrape time: projector lag per consumer, execs and agents by status, agents
-with a full disk, schedule decisions (the central scheduler's and the agents') and the
-operator-state backlog.
+with a full disk, schedule decisions (the central scheduler's and the agents'), the
+operator-state backlog and the notification deliveries waiting to be sent.
 
 Computed when ``/metrics`` is scraped instead of maintained on every write: they are
 states, a scrape every few seconds is cheap, and nothing on the hot path pays for them.
@@ -16,7 +16,14 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS
 from kanade.backend.services.container import Services
-from kanade.backend.store import agent_decisions, agents, executions, scheduling, state_outbox
+from kanade.backend.store import (
+    agent_decisions,
+    agents,
+    deliveries,
+    executions,
+    scheduling,
+    state_outbox,
+)
 from kanade.core.instants import Clock, system_clock
 from kanade.core.statuses import ExecStatus
 
@@ -31,9 +38,9 @@ def _db_counts(
     )
 
 
-def _decisions(conn: Connection) -> tuple[dict[str, dict[str, int]], int]:
+def _decisions(conn: Connection) -> tuple[dict[str, dict[str, int]], int, int]:
     by_source = {"backend": scheduling.totals(conn), "agent": agent_decisions.totals(conn)}
-    return by_source, state_outbox.backlog(conn)
+    return by_source, state_outbox.backlog(conn), deliveries.backlog(conn)
 
 
 async def refresh(services: Services, *, clock: Clock = system_clock) -> None:
@@ -47,11 +54,12 @@ async def refresh(services: Services, *, clock: Clock = system_clock) -> None:
         m.agents_by_status.labels(status=status).set(fleet.get(status, 0))
     m.agents_disk_full.set(disk_full)
     m.agents_held_messages.set(held)
-    by_source, backlog = await services.db.read(_decisions)
+    by_source, backlog, notify_backlog = await services.db.read(_decisions)
     for runs_on, counts in by_source.items():
         for result, n in counts.items():
             m.schedule_decisions.labels(runs_on=runs_on, result=result).set(n)
     m.state_backlog.set(backlog)
+    m.notify_backlog.set(notify_backlog)
     if not services.link.connected:
         return
     with contextlib.suppress(Exception):  # a scrape must never fail on the broker

@@ -22,7 +22,7 @@ from kanade.backend.services import kvwrite
 from kanade.backend.services.base import Service
 from kanade.backend.services.slugs import require_slug
 from kanade.backend.store import agents
-from kanade.bus import kvcas
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
 from kanade.core.models.membership import Membership
 
@@ -35,10 +35,11 @@ class GroupService(Service):
     async def groups(self) -> dict[str, Any]:
         """Membership from KV, and every group agents report in their heartbeats."""
         bus = self._bus()
-        kv = await bus.kv(subjects.KV_GROUPS)
+        # A snapshot, not kv.keys(): that is a KV watcher, a broker consumer per read.
+        snapshot = await kv_snapshot(bus.js, subjects.KV_GROUPS)
         membership: dict[str, list[str]] = {}
-        for key in await kvcas.keys(kv):
-            groups = group_list((await kvcas.read(kv, key)).value)
+        for key, (raw, _) in sorted(snapshot.items()):
+            groups = group_list(raw)
             if groups:
                 membership[key] = groups
         rows = await self._db.read(agents.list_agents)
@@ -84,12 +85,17 @@ class GroupService(Service):
     async def remove_member(self, group: str, pc_id: str, *, actor: str) -> dict[str, Any]:
         require_slug(group, "group")
         require_slug(pc_id, "pc_id")
-        return await self._change_membership(
+        done = await self._change_membership(
             pc_id,
             lambda old: [g for g in old if g != group],
             actor=actor,
             action={"remove": group},
         )
+        # A group of the agent's own --group flags stays whatever KV says: say so, or the
+        # removal looks done while the pc stays in the group.
+        agent = await self._db.read(lambda conn: agents.get_agent(conn, pc_id))
+        flags = set((agent or {}).get("static_groups") or [])
+        return {**done, "agent_flag_groups": sorted(flags)}
 
     async def _change_membership(
         self,

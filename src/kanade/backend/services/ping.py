@@ -28,9 +28,25 @@ class PingService:
         t0 = loop.time()
         try:
             msg = await bus.nc.request(subjects.ping_subject(pc_id), b"", timeout=timeout)
-        except (NatsTimeoutError, NoRespondersError, TimeoutError):
+        except NoRespondersError:
+            # The broker knows at once that nobody listens: say that, and how long it took,
+            # not "no answer in <timeout>" after a fraction of it.
+            elapsed = loop.time() - t0
             raise TimedOut(
-                f"no answer from {pc_id} in {timeout:g} s", pc_id=pc_id, timeout=timeout
+                f"{pc_id} is not connected: the broker answered in {elapsed:.2f} s that "
+                f"nothing listens for it; `kanade agents show {pc_id}` says when it was last "
+                "seen",
+                pc_id=pc_id,
+                timeout=timeout,
+                elapsed_s=round(elapsed, 3),
+            ) from None
+        except (NatsTimeoutError, TimeoutError):
+            elapsed = loop.time() - t0
+            raise TimedOut(
+                f"no answer from {pc_id} in {elapsed:.1f} s",
+                pc_id=pc_id,
+                timeout=timeout,
+                elapsed_s=round(elapsed, 3),
             ) from None
         rtt_ms = (loop.time() - t0) * 1000.0
         try:

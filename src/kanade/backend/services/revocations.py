@@ -14,11 +14,14 @@ from typing import Any
 import structlog
 
 from kanade.backend.catalog.jobs import JobCatalog
+from kanade.backend.errors import Forbidden
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services.slugs import require_slug
 from kanade.bus import kvcas
 from kanade.bus.connection import Bus
+from kanade.bus.kvsnapshot import kv_snapshot
 from kanade.core import subjects
+from kanade.core.approvals import lowers_approval
 from kanade.core.instants import Clock, system_clock
 from kanade.core.models.records import Revocation
 
@@ -62,13 +65,11 @@ class RevocationService:
         return {"job_id": job_id, "revoked": False, "was_revoked": previous.value is not None}
 
     async def revocations(self) -> list[dict[str, Any]]:
-        kv = await self._bus().kv(subjects.KV_REVOCATIONS)
+        # A snapshot, not kv.keys(): that is a KV watcher, a broker consumer per read.
+        snapshot = await kv_snapshot(self._bus().js, subjects.KV_REVOCATIONS)
         out = []
-        for key in await kvcas.keys(kv):
-            current = await kvcas.read(kv, key)
-            if current.value is None:
-                continue
-            record = kvcas.json_or(current.value, {})
+        for key, (raw, _) in sorted(snapshot.items()):
+            record = kvcas.json_or(raw, {})
             if not isinstance(record, dict):
                 record = {}
             out.append(
@@ -81,8 +82,13 @@ class RevocationService:
             )
         return out
 
-    async def delete_job(self, job_id: str, *, actor: str) -> dict[str, Any]:
+    async def delete_job(
+        self, job_id: str, *, actor: str, is_admin: bool = True
+    ) -> dict[str, Any]:
         """Revoke (SPEC §4.5: job delete revokes it), then drop it from the catalog.
+
+        A job that requires approval is deleted by an admin only: deleting, re-creating
+        without the gate and unrevoking would otherwise bypass it (SPEC §4.8).
 
         Revoked first: agents holding a queued or scheduled copy must refuse it even
         though the manifest is gone. The revocation outlives the manifest; re-uploading
@@ -91,6 +97,11 @@ class RevocationService:
         require_slug(job_id, "job_id")
         bus = self._bus()
         job = await JobCatalog(bus).require(job_id)
+        if not is_admin and lowers_approval(job.require_approval, None):
+            raise Forbidden(
+                f"job {job_id!r} requires approval; only an admin may delete it",
+                job_id=job_id,
+            )
         revoked = await self.revoke(job_id, reason="job deleted", actor=actor)
         jobs = await bus.kv(subjects.KV_JOBS)
         await jobs.delete(job_id)

@@ -4,6 +4,7 @@ Pure functions over data the routes read (catalog, DB rows, KV marks)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -22,7 +23,11 @@ from kanade.core.scheduling import (
     preview,
     schedule_set_version,
 )
+from kanade.core.scheduling.dedup import NextDue, next_due
+from kanade.core.scheduling.preview import Preview
 from kanade.core.scheduling.timezones import zone_name
+
+_TINY = timedelta(microseconds=1)
 
 STATUS_SCAN = 2_000
 """Raw fires examined for a "next fire" column (gates like windows and skip dates rarely
@@ -51,6 +56,125 @@ def next_gated(
         return []
 
 
+@dataclass(frozen=True)
+class NextFire:
+    at: datetime | None
+    note: str | None = None
+    """Why there is no next fire, or what it waits for (reconcile shapes)."""
+
+
+def _first_poll_from(
+    plan: Plan, instant: datetime, local_tz: tzinfo, freeze: Freeze | None
+) -> datetime | None:
+    found = next_gated(plan, instant - _TINY, local_tz, 1, freeze)
+    return found[0] if found else None
+
+
+def reconcile_next_fire(
+    plan: Plan, due: NextDue, *, now: datetime, local_tz: tzinfo, freeze: Freeze | None
+) -> NextFire:
+    """When a reconcile schedule really fires next: its next poll only if some targeted
+    pc is due now; else the poll at which the earliest pc becomes due again (its last
+    success plus ``every``, or its dispatch mark ending); else none, saying why (every pc
+    ran it once, pcs offline, nobody targeted). A bare "next poll" would promise a fire
+    every minute that never happens."""
+    if not due.targeted:
+        return NextFire(None, "no targeted pc has reported yet; it fires when one does")
+    if due.now:
+        upcoming = next_gated(plan, now, local_tz, 1, freeze)
+        return NextFire(upcoming[0] if upcoming else None)
+    waiting = f"; {due.offline} offline pc(s) fire when they come back" if due.offline else ""
+    if due.at is not None:
+        return NextFire(_first_poll_from(plan, max(now, due.at), local_tz, freeze),
+                        f"when the earliest pc is due again{waiting}")
+    if due.offline:
+        return NextFire(None, f"nothing due now; {due.offline} offline pc(s) fire when they "
+                              "come back")
+    if plan.dedup is not None and plan.dedup.scope == "per_target":
+        return NextFire(None, "done: a member succeeded (once); it fires again only if "
+                              "the schedule is replaced")
+    return NextFire(None, "done: every targeted pc succeeded once; a pc that joins the "
+                          "target fires")
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every agent's groups, and which agents are alive, read once for many schedules."""
+
+    groups: dict[str, list[str]]
+    alive: frozenset[str]
+
+    @classmethod
+    def of(cls, agents: Iterable[Mapping[str, Any]], now: datetime) -> Fleet:
+        known = {str(a["pc_id"]): a for a in agents}
+        alive = frozenset(
+            pc
+            for pc, a in known.items()
+            if a.get("last_seen")
+            and agent_status(a["last_seen"], now, stopped=a.get("stopped_at") is not None)
+            == "alive"
+        )
+        return cls({pc: list(a.get("groups") or []) for pc, a in known.items()}, alive)
+
+
+def reconcile_decisions(
+    schedule: Schedule,
+    plan: Plan,
+    *,
+    now: datetime,
+    local_tz: tzinfo,
+    freeze: Freeze | None,
+    fleet: Fleet,
+    facts: ReconcileFacts | None,
+    marks: Mapping[str, DispatchMark],
+) -> tuple[list[str], Preview]:
+    """The targeted pcs and the preview at ``now`` without fire times: for reconcile shapes,
+    what a poll decides for each pc."""
+    target = schedule.target
+    pcs = sorted(
+        {pc for pc, groups in fleet.groups.items() if target.matches(pc, groups)}
+        | set(target.pcs)
+    )
+    facts = facts or ReconcileFacts({}, {})
+    result = preview(
+        plan,
+        now=now,
+        local_tz=local_tz,
+        n=0,
+        freeze=freeze,
+        pcs=pcs if plan.is_reconcile else (),
+        alive=fleet.alive,
+        last_success=facts.last_success,
+        marks=marks,
+        last_results=facts.last_result,
+    )
+    return pcs, result
+
+
+def reconcile_due(
+    schedule: Schedule,
+    plan: Plan,
+    *,
+    now: datetime,
+    fleet: Fleet,
+    facts: ReconcileFacts | None,
+    marks: Mapping[str, DispatchMark],
+) -> NextDue | None:
+    """When a reconcile schedule next has a pc to fire (None for calendar and cron)."""
+    mode = plan.dedup
+    if mode is None:
+        return None
+    target = schedule.target
+    if target.all:
+        pcs = set(fleet.groups)
+    else:
+        pcs = {pc for pc, groups in fleet.groups.items() if target.matches(pc, groups)}
+    facts = facts or ReconcileFacts({}, {})
+    return next_due(mode, pcs | set(target.pcs), now=now, alive=fleet.alive,
+                    last_success=facts.last_success, marks=marks,
+                    last_results=facts.last_result)  # fmt: skip
+
+
 def schedule_status(
     schedule: Schedule,
     stats: Mapping[str, Any] | None,
@@ -59,12 +183,22 @@ def schedule_status(
     local_tz: tzinfo,
     freeze: Freeze | None,
     reconcile_poll: timedelta = RECONCILE_POLL,
+    due: NextDue | None = None,
 ) -> dict[str, Any]:
-    """Next fire (gated: window, skip dates, freeze, active), last fire and counters."""
+    """Next fire (gated: window, skip dates, freeze, active), last fire and counters. For a
+    reconcile shape with its ``due`` (:func:`reconcile_due`), the next fire is when a pc
+    really is due (:func:`reconcile_next_fire`), not merely the next poll."""
     plan = lower(schedule, reconcile_poll=reconcile_poll)
     tz = plan.zone(local_tz)
-    upcoming = next_gated(plan, now, local_tz, 1, freeze)
-    nxt = upcoming[0] if upcoming else None
+    note: str | None = None
+    if plan.is_reconcile and due is not None and schedule.enabled:
+        found = reconcile_next_fire(plan, due, now=now, local_tz=local_tz, freeze=freeze)
+        nxt, note = found.at, found.note
+    else:
+        upcoming = next_gated(plan, now, local_tz, 1, freeze)
+        nxt = upcoming[0] if upcoming else None
+    if not schedule.enabled:
+        note = "disabled"
     stats = stats or {}
     return {
         "enabled": schedule.enabled,
@@ -74,6 +208,7 @@ def schedule_status(
         "frozen": freeze is not None and freeze.covers(now),
         "next_fire": format_optional(nxt),
         "next_fire_local": None if nxt is None else format_local(nxt, tz),
+        "next_fire_note": note,
         "last_fire": format_optional(stats.get("last_fire_at")),
         "last_nominal": format_optional(stats.get("last_nominal")),
         "last_exec_id": stats.get("last_exec_id"),
@@ -155,38 +290,29 @@ def schedule_preview(
     schedule's zone) and, for reconcile shapes, every targeted pc with ``would_fire`` and
     the reason (alive, dispatched, last success)."""
     plan = lower(schedule, reconcile_poll=reconcile_poll)
-    target = schedule.target
-    known = {str(a["pc_id"]): a for a in agents}
-    alive = {
-        pc
-        for pc, a in known.items()
-        if a.get("last_seen")
-        and agent_status(a["last_seen"], now, stopped=a.get("stopped_at") is not None)
-        == "alive"
-    }
-    pcs = sorted(
-        {pc for pc, a in known.items() if target.matches(pc, a.get("groups") or [])}
-        | set(target.pcs)
-    )
     facts = facts or ReconcileFacts({}, {})
-    result = preview(
-        plan,
-        now=now,
-        local_tz=local_tz,
-        n=0,  # the fire list is computed below, bounded (see next_gated)
-        freeze=freeze,
-        pcs=pcs if plan.is_reconcile else (),
-        alive=alive,
-        last_success=facts.last_success,
+    fleet = Fleet.of(agents, now)
+    alive = fleet.alive
+    pcs, result = reconcile_decisions(
+        schedule, plan, now=now, local_tz=local_tz, freeze=freeze, fleet=fleet, facts=facts,
         marks=marks,
-        last_results=facts.last_result,
     )
     body = result.to_dict()
     tz = plan.zone(local_tz)
+    # A disabled schedule previews the times it would fire once enabled, each marked:
+    # operators preview before they enable.
+    timing = plan if schedule.enabled else lower(
+        schedule.model_copy(update={"enabled": True}), reconcile_poll=reconcile_poll
+    )
     body["fires"] = [
-        {"utc": format_instant(t), "local": format_local(t, tz)}
-        for t in next_gated(plan, now, local_tz, n, freeze, max_scan=max(STATUS_SCAN, 50 * n))
+        {"utc": format_instant(t), "local": format_local(t, tz), "disabled": not schedule.enabled}
+        for t in next_gated(timing, now, local_tz, n, freeze, max_scan=max(STATUS_SCAN, 50 * n))
     ]
+    due = reconcile_due(schedule, plan, now=now, fleet=fleet, facts=facts, marks=marks)
+    if due is not None and schedule.enabled:
+        found = reconcile_next_fire(plan, due, now=now, local_tz=local_tz, freeze=freeze)
+        body["next_fire"] = format_optional(found.at)
+        body["next_fire_note"] = found.note
     body["frozen"] = freeze is not None and freeze.covers(now)
     body["shape"] = schedule.when.shape
     body["runs_on"] = schedule.runs_on

@@ -30,6 +30,7 @@ from kanade.bus.connection import Bus
 from kanade.core import subjects
 from kanade.core.instants import system_clock
 from kanade.core.models.schedule import Schedule
+from kanade.core.scheduling import lower
 from kanade.core.validation import parse_schedule
 
 
@@ -41,6 +42,10 @@ def _recent(
         store.recent_decisions(conn, schedule_id=schedule_id, limit=limit),
         agent_decisions.recent(conn, schedule_id, limit),
     )
+
+
+def _is_reconcile(schedule: Schedule) -> bool:
+    return schedule.when.shape in ("per_pc", "per_target")
 
 
 def _fires_from_backend(schedule: Schedule) -> bool:
@@ -82,13 +87,38 @@ class ScheduleService:
         bus = self._bus()
         now = system_clock()
         freeze = await read_freeze(bus)
+        revoked = await kv_keys(bus, subjects.KV_REVOCATIONS)
         ids = [s.id for s in schedules]
-        stats, local = await self._db.read(
-            lambda conn: (store.stats(conn, ids), agent_decisions.stats(conn, ids))
-        )
+        # Reconcile shapes: what a poll now decides per pc, so "next fire" is when a pc is
+        # really due (an enabled per_pc once whose pcs all ran shows none, not a poll).
+        reconcile = [s.id for s in schedules if s.enabled and _is_reconcile(s)]
+
+        def read(conn: Connection) -> tuple[Any, ...]:
+            return (
+                store.stats(conn, ids),
+                agent_decisions.stats(conn, ids),
+                agent_rows.list_agents(conn) if reconcile else [],
+                store.reconcile_facts(conn, reconcile) if reconcile else {},
+            )
+
+        stats, local, agents, facts = await self._db.read(read)
+        marks: dict[str, Any] = {}
+        if reconcile:
+            marks = await state.load_marks(bus, reconcile[0] if len(reconcile) == 1 else None)
+        fleet = views.Fleet.of(agents, now)
         out: list[dict[str, Any]] = []
         for s in schedules:
             item = schedule_document(s)
+            due = None
+            if s.id in facts:
+                due = views.reconcile_due(
+                    s,
+                    lower(s, reconcile_poll=self._reconcile_poll),
+                    now=now,
+                    fleet=fleet,
+                    facts=facts[s.id],
+                    marks=marks.get(s.id, {}),
+                )
             item["status"] = views.schedule_status(
                 s,
                 views.combined_stats(stats.get(s.id), local.get(s.id)),
@@ -96,7 +126,9 @@ class ScheduleService:
                 local_tz=self._local_tz,
                 freeze=freeze,
                 reconcile_poll=self._reconcile_poll,
+                due=due,
             )
+            item["status"]["job_revoked"] = s.job_id in revoked
             if decisions:
                 mine, theirs = await self._db.read(
                     functools.partial(_recent, schedule_id=s.id, limit=decisions)

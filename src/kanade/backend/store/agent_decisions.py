@@ -3,7 +3,8 @@ SPEC §3.6, §4.4): projected from KANADE_DECISIONS, idempotently and in any ord
 
 A report is a row keyed by its decision id (a redelivery inserts nothing) and moves its
 pc's counters to the totals it carries, never back (``max``): counters are the newest totals
-of each pc and epoch, however many reports were lost, replayed or pruned.
+of each pc and epoch, however many reports were lost, replayed or pruned (by retention:
+:mod:`kanade.backend.store.retention`).
 """
 
 from __future__ import annotations
@@ -12,27 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from kanade.backend.store.tables import agent_schedule_decisions as decisions
 from kanade.backend.store.tables import agent_schedule_stats as stats_table
-from kanade.backend.store.upsert import chunks, insert
+from kanade.backend.store.upsert import greatest, insert
 from kanade.core.instants import as_utc, parse_instant
 
-KEPT: Final = 200
-"""Recent agent decisions kept per schedule (older rows are pruned; counters are not)."""
 RESULTS: Final = ("fired", "skipped", "missed")
-
-
-def _greatest(conn: Connection, a: Any, b: Any) -> ColumnElement[Any]:
-    """The larger of two values, NULL only when both are (SQLite's two-argument ``max``
-    and PostgreSQL's ``greatest`` disagree on NULLs)."""
-    a2, b2 = func.coalesce(a, b), func.coalesce(b, a)
-    if conn.dialect.name == "postgresql":
-        return func.greatest(a2, b2)
-    return func.max(a2, b2)
 
 
 def record(conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime) -> set[str]:
@@ -74,39 +63,15 @@ def record(conn: Connection, rows: Sequence[Mapping[str, Any]], now: datetime) -
         stmt.on_conflict_do_update(
             index_elements=["schedule_id", "pc_id", "epoch"],
             set_={
-                **{k: _greatest(conn, t[k], x[k]) for k in RESULTS},
-                "last_fire_at": _greatest(conn, t.last_fire_at, x.last_fire_at),
-                "last_nominal": _greatest(conn, t.last_nominal, x.last_nominal),
-                "updated_at": _greatest(conn, t.updated_at, x.updated_at),
+                **{k: greatest(conn, t[k], x[k]) for k in RESULTS},
+                "last_fire_at": greatest(conn, t.last_fire_at, x.last_fire_at),
+                "last_nominal": greatest(conn, t.last_nominal, x.last_nominal),
+                "updated_at": greatest(conn, t.updated_at, x.updated_at),
             },
         ),
         list(per.values()),
     )
     return {r["schedule_id"] for r in rows}
-
-
-def prune(conn: Connection, schedule_ids: Iterable[str], keep: int = KEPT) -> int:
-    """Keep the newest ``keep`` decisions of each of ``schedule_ids``."""
-    removed = 0
-    for sid in sorted(set(schedule_ids)):
-        n = conn.execute(
-            select(func.count()).select_from(decisions).where(decisions.c.schedule_id == sid)
-        ).scalar_one()
-        if n <= keep:
-            continue
-        old = [
-            str(d)
-            for (d,) in conn.execute(
-                select(decisions.c.decision_id)
-                .where(decisions.c.schedule_id == sid)
-                .order_by(decisions.c.recorded_at.desc(), decisions.c.decision_id.desc())
-                .offset(keep)
-            )
-        ]
-        for chunk in chunks(old):
-            res = conn.execute(delete(decisions).where(decisions.c.decision_id.in_(chunk)))
-            removed += int(res.rowcount or 0)
-    return removed
 
 
 def stats(conn: Connection, schedule_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,7 @@ that filters or counts agents by liveness goes through it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -72,6 +72,33 @@ def list_agents(conn: Connection) -> list[Record]:
     return [dict(r) for r in conn.execute(select(agents).order_by(agents.c.pc_id)).mappings()]
 
 
+def existing(conn: Connection, pc_ids: Iterable[str]) -> set[str]:
+    """Those of ``pc_ids`` that ever reported (one indexed query)."""
+    wanted = sorted(set(pc_ids))
+    if not wanted:
+        return set()
+    q = select(agents.c.pc_id).where(agents.c.pc_id.in_(wanted))
+    return {str(r) for r in conn.execute(q).scalars()}
+
+
+def reported_groups(conn: Connection) -> set[str]:
+    """Every group some agent reports in its heartbeats."""
+    out: set[str] = set()
+    for gs in conn.execute(select(agents.c.groups)).scalars():
+        out.update(str(g) for g in gs or [])
+    return out
+
+
+def names(conn: Connection) -> tuple[set[str], set[str]]:
+    """Every pc that ever reported, and every group one of them reports (typo checks)."""
+    pcs: set[str] = set()
+    groups: set[str] = set()
+    for pc_id, gs in conn.execute(select(agents.c.pc_id, agents.c.groups)):
+        pcs.add(str(pc_id))
+        groups.update(str(g) for g in gs or [])
+    return pcs, groups
+
+
 def page_agents(
     conn: Connection,
     *,
@@ -107,8 +134,8 @@ def get_agent(conn: Connection, pc_id: str) -> Record | None:
 _AGENT_UPDATE_COLUMNS = (
     "hostname", "agent_version", "os_family", "os_version", "boot_time", "cpu_percent",
     "rss_bytes", "groups", "schedule_set_version", "last_command_at", "queue_length",
-    "running", "disk_full", "disk_error", "disk_free_bytes", "held_messages", "last_seen",
-    "stopped_at",
+    "running", "agent_update", "disk_full", "disk_error", "disk_free_bytes", "held_messages",
+    "last_seen", "stopped_at", "local_config", "static_groups",
 )  # fmt: skip
 
 

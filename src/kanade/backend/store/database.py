@@ -131,15 +131,25 @@ class Database:
         )
         self._listeners: dict[str, list[Callable[[], None]]] = {}
         self._fence: Fence | None = None
+        # One count for the database and its fenced views (a list, shared by copy.copy):
+        # retention, writing through a view, yields to the projectors' writes.
+        self._pending = [0]
 
     def fenced(self, fence: Fence) -> Database:
         """This database for a worker that may write only while it holds a lease: every
         write transaction runs ``fence`` first, in the transaction, so a writer that lost
         its lease (another replica took over while it was paused) commits nothing. Shares
-        the engine and the writer thread; close the original, never the view."""
+        the engine, the writer thread and the pending-writes count; close the original,
+        never the view."""
         view = copy.copy(self)
         view._fence = fence
         return view
+
+    @property
+    def pending_writes(self) -> int:
+        """Writes submitted and not finished yet (queued for, or on, the writer thread): a
+        background writer that yields to the others looks here (retention)."""
+        return self._pending[0]
 
     def listen(self, tag: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the event loop) after each committed write tagged ``tag``."""
@@ -156,9 +166,13 @@ class Database:
                 # Taken whatever happens: conn.info outlives the transaction in the pool.
                 tags.update(conn.info.pop(COMMIT_TAGS, ()))
 
-        result = await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._in_transaction, tagged
-        )
+        self._pending[0] += 1
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._writer, self._in_transaction, tagged
+            )
+        finally:
+            self._pending[0] -= 1
         for tag in tags:
             for callback in self._listeners.get(tag, ()):
                 callback()

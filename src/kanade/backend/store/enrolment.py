@@ -5,6 +5,7 @@ an enrolled pc can still be named and revoked, and a used token stays used."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -117,6 +118,20 @@ def get_enrolled(conn: Connection, pc_id: str) -> dict[str, Any] | None:
     q = select(enrolled_agents).where(enrolled_agents.c.pc_id == pc_id)
     row = conn.execute(q).mappings().first()
     return None if row is None else dict(row)
+
+
+def existing(conn: Connection, pc_ids: Iterable[str]) -> set[str]:
+    """Those of ``pc_ids`` that are enrolled (revoked ones too)."""
+    wanted = sorted(set(pc_ids))
+    if not wanted:
+        return set()
+    q = select(enrolled_agents.c.pc_id).where(enrolled_agents.c.pc_id.in_(wanted))
+    return {str(r) for r in conn.execute(q).scalars()}
+
+
+def enrolled_ids(conn: Connection) -> set[str]:
+    """Every enrolled pc id (revoked ones too: they are known names)."""
+    return {str(r) for r in conn.execute(select(enrolled_agents.c.pc_id)).scalars()}
 
 
 def list_enrolled(conn: Connection) -> list[dict[str, Any]]:

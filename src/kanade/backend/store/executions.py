@@ -239,7 +239,8 @@ def upsert_executions(conn: Connection, rows: Sequence[Row], now: datetime) -> N
 def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: datetime) -> None:
     """Recompute counters of ``exec_ids`` from their results rows and derive their status.
 
-    Counting (instead of incrementing) is what makes redelivery harmless. ``finished``
+    Counting (instead of incrementing) is what makes redelivery harmless; an exec some of
+    whose results were pruned is left as it is. ``finished``
     includes reaped and no_result rows — such a pc will not report any more, so it must not
     hold the exec open; they also count as failed. Skipped results are finished, not failed.
     """
@@ -278,13 +279,15 @@ def refresh_exec_counters(conn: Connection, exec_ids: Iterable[str], now: dateti
         for exec_id, *numbers in conn.execute(q):
             n_started, n_finished, n_failed, n_skipped, n_closed = (int(n) for n in numbers)
             counts[exec_id] = (n_started, n_finished, n_failed, n_skipped, n_closed)
+        # An exec whose results retention pruned keeps the counters it had: they are history,
+        # and the rows left would undercount them (docs/retention.md).
         q2 = select(
             executions.c.exec_id,
             executions.c.status,
             executions.c.created_status,
             executions.c.expected_count,
             executions.c.ended_at,
-        ).where(executions.c.exec_id.in_(chunk))
+        ).where(executions.c.exec_id.in_(chunk), executions.c.results_pruned_at.is_(None))
         for exec_id, status, created, expected, ended_at in conn.execute(q2):
             current[exec_id] = (created or status, expected, ended_at is not None)
         q3 = select(exec_decisions.c.exec_id, exec_decisions.c.status, exec_decisions.c.at).where(

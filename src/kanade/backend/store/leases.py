@@ -1,5 +1,5 @@
 """Leases in the database: which backend replica runs a worker that must run once (the
-reaper, the rollout runner, the approval sweeper; SPEC §9).
+reaper, the rollout runner, the approval sweeper, retention, notifications; SPEC §9).
 
 One ``projection_state`` row per lease (``lease.<name>``) holding the holder (a replica:
 its host and HTTP port), the holder's incarnation (one per process start), the term and

@@ -43,5 +43,17 @@ def claim_deployment(conn: Connection, deployment: str, now: datetime) -> str | 
     return owner if owner is not None and owner != deployment else None
 
 
+def set_state(conn: Connection, key: str, value: str, now: datetime) -> None:
+    """Store ``key``, replacing what it held."""
+    stmt = insert(conn, projection_state)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        ),
+        {"key": key, "value": value, "updated_at": now},
+    )
+
+
 def clear_state(conn: Connection, key: str) -> None:
     conn.execute(delete(projection_state).where(projection_state.c.key == key))

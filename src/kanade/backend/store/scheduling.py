@@ -17,7 +17,13 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.store.executions import new_exec_rows
 from kanade.backend.store.state_outbox import touch
-from kanade.backend.store.tables import executions, results, schedule_decisions, schedule_stats
+from kanade.backend.store.tables import (
+    executions,
+    results,
+    schedule_decisions,
+    schedule_pc_last,
+    schedule_stats,
+)
 from kanade.backend.store.upsert import insert
 from kanade.core.instants import as_utc, parse_instant
 from kanade.core.statuses import ExecStatus
@@ -25,8 +31,6 @@ from kanade.core.statuses import ExecStatus
 _CHUNK = 200
 IN_FLIGHT_STATUSES = (ExecStatus.PENDING, ExecStatus.RUNNING)
 """Dispatched and not finished (awaiting approval is not dispatched yet)."""
-DECISIONS_KEPT = 200
-"""Recent decisions kept per schedule (older rows are pruned)."""
 
 
 @dataclass(frozen=True)
@@ -219,31 +223,6 @@ def record_decisions(conn: Connection, rows: Sequence[DecisionRow], now: datetim
         touch(conn, "schedule", sid)
 
 
-def prune_decisions(conn: Connection, keep: int = DECISIONS_KEPT) -> int:
-    """Keep the newest ``keep`` decisions of each schedule."""
-    removed = 0
-    counts = conn.execute(
-        select(schedule_decisions.c.schedule_id, func.count())
-        .group_by(schedule_decisions.c.schedule_id)
-        .having(func.count() > keep)
-    ).all()
-    for sid, _n in counts:
-        cutoff = conn.execute(
-            select(schedule_decisions.c.id)
-            .where(schedule_decisions.c.schedule_id == sid)
-            .order_by(schedule_decisions.c.id.desc())
-            .offset(keep - 1)
-            .limit(1)
-        ).scalar_one()
-        res = conn.execute(
-            delete(schedule_decisions).where(
-                schedule_decisions.c.schedule_id == sid, schedule_decisions.c.id < cutoff
-            )
-        )
-        removed += int(res.rowcount or 0)
-    return removed
-
-
 @dataclass
 class ReconcileFacts:
     last_success: dict[str, datetime]
@@ -277,7 +256,20 @@ def reconcile_facts(conn: Connection, schedule_ids: Iterable[str]) -> dict[str, 
                 facts.last_success[str(pc)] = _aware(ok_at)
             if any_at is not None:
                 facts.last_result[str(pc)] = _aware(any_at)
+        # What retention pruned: a success no longer a row still counts (store.retention).
+        pruned = select(schedule_pc_last).where(
+            schedule_pc_last.c.schedule_id.in_(ids[i : i + _CHUNK])
+        )
+        for sid, pc, ok_at, any_at in conn.execute(pruned):
+            facts = out[str(sid)]
+            _newest(facts.last_success, str(pc), ok_at)
+            _newest(facts.last_result, str(pc), any_at)
     return out
+
+
+def _newest(into: dict[str, datetime], pc: str, at: datetime | None) -> None:
+    if at is not None and (pc not in into or into[pc] < at):
+        into[pc] = at
 
 
 def _aware(value: Any) -> datetime:

@@ -21,7 +21,6 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from kanade.backend.store.executions import extend_deadline
 from kanade.backend.store.rollouts import wave_deadlines
-from kanade.backend.store.scheduling import DECISIONS_KEPT
 from kanade.backend.store.tables import (
     approvals,
     enroll_tokens,
@@ -32,10 +31,12 @@ from kanade.backend.store.tables import (
     schedule_stats,
     unattended_approvals,
     users,
+    webhooks,
 )
 from kanade.backend.store.types import UtcDateTime
 from kanade.core.instants import format_instant, parse_instant
 from kanade.core.models.opstate import StateDoc
+from kanade.core.retention import MAX_DECISIONS_PER_SCHEDULE
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -50,7 +51,7 @@ class _Kind:
     fresh: frozenset[str] = frozenset()
     """Child columns not carried (a surrogate id the database assigns again)."""
     newest: int | None = None
-    """Carry only this many children, the newest (a log the database prunes to as many)."""
+    """Carry only this many children, the newest (a bound: retention keeps fewer)."""
 
 
 KINDS: Final[Mapping[str, _Kind]] = {
@@ -59,16 +60,20 @@ KINDS: Final[Mapping[str, _Kind]] = {
     "unattended": _Kind(unattended_approvals, ("job_id", "version")),
     "rollout": _Kind(rollouts, ("rollout_id",), ((rollout_waves, "rollout_id", "idx"),)),
     # The counters, and the decisions log oldest first (re-inserted in that order, so the
-    # log reads the same; ids are the new database's).
+    # log reads the same; ids are the new database's). Retention keeps the log short and
+    # notes the schedule's document when it prunes it, so the document carries what the
+    # database has (store.retention).
     "schedule": _Kind(
         schedule_stats,
         ("schedule_id",),
         ((schedule_decisions, "schedule_id", "id"),),
         fresh=frozenset({"id"}),
-        newest=DECISIONS_KEPT,
+        newest=MAX_DECISIONS_PER_SCHEDULE,
     ),
     "enrolled": _Kind(enrolled_agents, ("pc_id",)),
     "enroll_token": _Kind(enroll_tokens, ("token_id",)),
+    # Notification webhooks, secrets included: the bucket is the backend's alone.
+    "webhook": _Kind(webhooks, ("webhook_id",)),
 }
 
 

@@ -54,6 +54,8 @@ agents = Table(
     Column("last_command_at", UtcDateTime, nullable=True),
     Column("queue_length", Integer, nullable=False, default=0),
     Column("running", Integer, nullable=False, default=0),
+    # Self-update (SPEC §3.8): {state, target, quarantined, error}; None: nothing to report.
+    Column("agent_update", JSON, nullable=True),
     # The agent's data directory (SPEC §7): full = it refuses new work; held = messages it
     # keeps in memory because the disk would not take them.
     Column("disk_full", Boolean, nullable=False, default=False, server_default=false()),
@@ -66,6 +68,11 @@ agents = Table(
     # Set by the heartbeat an agent sends when it stops cleanly (revision 0006): it is
     # offline at once; cleared by its next heartbeat.
     Column("stopped_at", UtcDateTime, nullable=True),
+    # The settings the agent was started with where they differ from the built-in
+    # defaults (revision 0013): the base its KV config layers apply over.
+    Column("local_config", JSON, nullable=True),
+    # The groups of its own --group flags (a subset of ``groups``; revision 0013).
+    Column("static_groups", JSON, nullable=True),
     Index("ix_agents_last_seen", "last_seen"),
 )
 
@@ -108,6 +115,9 @@ executions = Table(
     # The status of the creation record, pending or awaiting_approval (revision 0008): what
     # the status is derived from, with the decisions and the results (core.execstatus).
     Column("created_status", String(32), nullable=True),
+    # When retention first pruned some of its results (revision 0012): its counters are
+    # history from then on, never recounted from the rows left (docs/retention.md).
+    Column("results_pruned_at", UtcDateTime, nullable=True),
     Index("ix_executions_created_at", "created_at"),
     Index("ix_executions_job_id_created_at", "job_id", "created_at"),
     Index("ix_executions_status_created_at", "status", "created_at"),
@@ -218,6 +228,8 @@ inventory_history = Table(
     Column("observed_at", UtcDateTime, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
     Index("ix_inventory_history_pc_id_job_id_observed_at", "pc_id", "job_id", "observed_at"),
+    # Retention prunes the oldest first (revision 0012).
+    Index("ix_inventory_history_recorded_at", "recorded_at"),
 )
 
 checks = Table(
@@ -455,3 +467,102 @@ enrolled_agents = Table(
 # --- revision 0006: every exec ends (SPEC §4.3) -------------------------------------------
 # The reaper's closing pass looks for execs not yet ended whose deadline has come.
 Index("ix_executions_ended_at_deadline_at", executions.c.ended_at, executions.c.deadline_at)
+# --- revision 0009: session revocation (SPEC §4.10, issue #15) -----------------------------
+# Not a projection: a logged-out token (by its jti) until it would have expired anyway, and
+# per user the instant before which every token is void ("log out everywhere", a password
+# or role change by an admin). Both are small: revoked tokens are pruned at their expiry.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("username", String(128), nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_revoked_tokens_expires_at", "expires_at"),
+)
+
+session_cutoffs = Table(
+    "session_cutoffs",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("not_before", UtcDateTime, nullable=False),
+)
+
+# --- revision 0011: notifications (webhooks; docs/notifications.md) -------------------------
+# Webhooks are operator state (mirrored in KV ``kanade_state``: a wiped database gets them
+# back); events and deliveries are this database's own work queue (lost with it).
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),  # generic | slack
+    Column("url", String(2048), nullable=False),  # a Slack URL is a secret: never shown whole
+    Column("secret", String(256), nullable=True),  # HMAC key (generic); never shown
+    Column("events", JSON, nullable=False),  # subscribed event kinds
+    Column("enabled", Boolean, nullable=False),
+    Column("offline_after_s", Float, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+# One row per fact worth telling (an exec that failed, a halted rollout, …), keyed by the
+# fact: detecting it again changes nothing. ``fanned_out`` once its deliveries exist.
+notify_events = Table(
+    "notify_events",
+    metadata,
+    Column("event_id", String(32), primary_key=True),
+    Column("key", String(600), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("detected_at", UtcDateTime, nullable=False),
+    Column("summary", String(300), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("threshold_s", Float, nullable=True),  # agent.offline: the offline_after used
+    Column("fanned_out", Boolean, nullable=False, default=False, server_default=false()),
+    Index("ix_notify_events_fanned_out_detected_at", "fanned_out", "detected_at"),
+    Index("ix_notify_events_detected_at", "detected_at"),
+)
+
+# The outbox: one notification (one or more events of one kind) to one webhook, tried until
+# delivered or out of attempts. The id is derived from the webhook and the events, and is
+# the payload's idempotency key.
+notify_deliveries = Table(
+    "notify_deliveries",
+    metadata,
+    Column("delivery_id", String(32), primary_key=True),
+    Column("webhook_id", ID, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("event_ids", JSON, nullable=False),
+    Column("summary", String(300), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("last_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(300), nullable=True),
+    Column("delivered_at", UtcDateTime, nullable=True),
+    Column("attempt_log", JSON, nullable=False),  # the last few attempts, newest last
+    Index("ix_notify_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    Index("ix_notify_deliveries_webhook_id_created_at", "webhook_id", "created_at"),
+    Index("ix_notify_deliveries_created_at", "created_at"),
+)
+
+# What the event detector scans for changes since its last pass.
+Index("ix_executions_status_updated_at", executions.c.status, executions.c.updated_at)
+Index("ix_schedule_decisions_decided_at", schedule_decisions.c.decided_at)
+Index("ix_agent_schedule_decisions_recorded_at", agent_schedule_decisions.c.recorded_at)
+
+# --- revision 0012: retention (SPEC §4.12) -----------------------------------------------
+# The newest success and the newest result of each (schedule, pc) among *pruned* results:
+# per_pc / per_target schedules decide from the last success (store.scheduling), which must
+# outlive the rows retention deletes. Read together with what the results table still has.
+schedule_pc_last = Table(
+    "schedule_pc_last",
+    metadata,
+    Column("schedule_id", ID, primary_key=True),
+    Column("pc_id", ID, primary_key=True),
+    Column("last_success_at", UtcDateTime, nullable=True),
+    Column("last_result_at", UtcDateTime, nullable=True),
+)

@@ -1,13 +1,15 @@
-"""The dialect pieces every UPSERT shares: an INSERT with ``ON CONFLICT``, IN-list chunks."""
+"""The dialect pieces every UPSERT shares: an INSERT with ``ON CONFLICT``, ``greatest``,
+IN-list chunks."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
 
 IN_CHUNK = 500
 """Chunk for IN (...) lists: far under every backend's bound-parameter limit."""
@@ -18,6 +20,15 @@ def insert(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def greatest(conn: Connection, a: Any, b: Any) -> ColumnElement[Any]:
+    """The larger of two values, NULL only when both are (SQLite's two-argument ``max``
+    and PostgreSQL's ``greatest`` disagree on NULLs): an upsert that only moves forward."""
+    a2, b2 = func.coalesce(a, b), func.coalesce(b, a)
+    if conn.dialect.name == "postgresql":
+        return func.greatest(a2, b2)
+    return func.max(a2, b2)
 
 
 def chunks(items: Sequence[str], size: int = IN_CHUNK) -> Iterable[Sequence[str]]:

@@ -1,7 +1,8 @@
 """The deciding workers that must run once across backend replicas (SPEC §9): the reaper,
-the rollout runner and the approval sweeper run only on the replica holding the
-``deciders`` lease (:mod:`kanade.backend.store.leases`), and write through a database
-*fenced* by it: a replica that lost the lease commits nothing more.
+the rollout runner, the approval sweeper, retention and the notification detector and
+sender run only on the replica holding the ``deciders`` lease
+(:mod:`kanade.backend.store.leases`), and write through a database *fenced* by it: a
+replica that lost the lease commits nothing more.
 
 Why a lease in the database and not in KV (where the central scheduler's is): these
 workers decide from rows and write rows, so the lease check and the write are one
@@ -122,7 +123,8 @@ class Deciders(Worker):
         self.term = term
         fenced = self._db.fenced(self._fence(term))
         self._tasks = [asyncio.create_task(w.run(), name=w.label) for w in self._team(fenced)]
-        log.info("deciders lease acquired: reaper, rollouts and approvals run here",
+        log.info("deciders lease acquired: reaper, rollouts, approvals, retention and "
+                 "notifications run here",
                  holder=self.holder, term=term)  # fmt: skip
 
     def _fence(self, term: int) -> Callable[[Connection], None]:
@@ -134,7 +136,8 @@ class Deciders(Worker):
     async def _step_down(self, why: str) -> None:
         tasks, self._tasks = self._tasks, []
         await cancel_and_wait(tasks)
-        log.warning("deciders lease lost; reaper, rollouts and approvals stopped here",
+        log.warning("deciders lease lost; reaper, rollouts, approvals, retention and "
+                    "notifications stopped here",
                     holder=self.holder, term=self.term, why=why)  # fmt: skip
         self.term = None
 

@@ -72,13 +72,37 @@ def login(
     guard(go)
 
 
-def logout(url: UrlOpt = None) -> None:
-    """Forget the stored token for this backend URL."""
-    base = resolve_url(url)
-    if credentials.forget(base):
-        output.out.print(f"logged out of {base}", markup=False)
-    else:
-        output.out.print(f"no stored login for {base}", markup=False)
+def logout(
+    everywhere: Annotated[
+        bool, typer.Option("--everywhere", help="Log out every session of this user.")
+    ] = False,
+    url: UrlOpt = None,
+) -> None:
+    """End the stored session on the backend (the token stops working at once) and forget it.
+
+    Example: kanade logout --everywhere
+    """
+
+    def go() -> None:
+        base = resolve_url(url)
+        token = credentials.stored_token(base)
+        if token is not None:
+            try:
+                with ApiClient(base, token=token) as api:
+                    api.post("/api/auth/logout", everywhere=str(everywhere).lower())
+            except CliError as exc:
+                # An expired or already revoked token is logged out anyway: say so.
+                output.out.print(f"the backend did not end the session: {exc.message}",
+                                 markup=False)
+        elif everywhere:
+            raise CliError(f"no stored login for {base}: log in first to log out everywhere")
+        if credentials.forget(base):
+            where = "every session" if everywhere else "this session"
+            output.out.print(f"logged out of {base} ({where})", markup=False)
+        else:
+            output.out.print(f"no stored login for {base}", markup=False)
+
+    guard(go)
 
 
 def whoami(json_: JsonOpt = False, url: UrlOpt = None) -> None:
@@ -169,5 +193,20 @@ def user_rm(name: str, url: UrlOpt = None) -> None:
         with ApiClient(url) as api:
             api.request("DELETE", f"/api/users/{name}")
         output.out.print(f"user {name} deleted", markup=False)
+
+    guard(go)
+
+
+@user_app.command("logout")
+def user_logout(name: str, url: UrlOpt = None) -> None:
+    """End every session of a user (their tokens stop working at once).
+
+    Example: kanade user logout alice
+    """
+
+    def go() -> None:
+        with ApiClient(url) as api:
+            api.request("DELETE", f"/api/users/{name}/sessions")
+        output.out.print(f"every session of {name} ended", markup=False)
 
     guard(go)

@@ -116,3 +116,18 @@ def tick(
 
     scheduler_tick.main(["--agents", str(agents), "--schedules", str(schedules),
                          "--runs", str(runs)])
+
+
+@app.command("retention")
+def retention(
+    rows: Annotated[int, typer.Option("--rows", help="old results to prune")] = 1_000_000,
+    results: Annotated[int, typer.Option("--results", help="fresh results to ingest")] = 100_000,
+    runs: Annotated[int, typer.Option("--runs")] = 3,
+) -> None:
+    """Ingest rate while retention prunes N old results, against retention off.
+
+    Example: kanade bench retention --rows 1000000 --results 100000
+    """
+    from kanade.bench import retention as mod
+
+    mod.run(rows, results, runs)

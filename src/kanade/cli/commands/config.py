@@ -11,7 +11,7 @@ import typer
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
-from kanade.cli.common import JsonOpt, UrlOpt, guard
+from kanade.cli.common import ForceOpt, JsonOpt, UrlOpt, guard
 
 GlobalOpt = Annotated[bool, typer.Option("--global", help="The global layer (every agent).")]
 GroupLayerOpt = Annotated[str | None, typer.Option("--group", "-g", help="A group's layer.")]
@@ -37,7 +37,20 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _show(value: Any) -> str:
+_DURATIONS = ("heartbeat_interval", "target_version_jitter")
+_SOURCES = {"local": "agent flag / config file"}
+"""How ``config effective`` names a source: the API's ``local`` is what the agent was
+started with."""
+
+
+def show_setting(value: Any, key: str = "") -> str:
+    """A setting's value for people: durations as ``30s``, byte counts as ``256 KiB``."""
+    if key in _DURATIONS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return output.duration(float(value))
+    if key.endswith("_bytes") and isinstance(value, int) and not isinstance(value, bool):
+        return f"{output.size(value)} ({value})"
+    if value is None:
+        return "-"
     return json.dumps(value) if not isinstance(value, str) else value
 
 
@@ -46,7 +59,7 @@ app = typer.Typer(
     help=(
         "Agent config layers, applied live: defaults → global → groups → pc.\n\n"
         "Examples:\n\n"
-        "  kanade config set --global heartbeat_interval 10\n\n"
+        "  kanade config set --global heartbeat_interval 10s\n\n"
         "  kanade config set --pc local-1 max_local_concurrent 1\n\n"
         "  kanade config effective local-1"
     ),
@@ -78,7 +91,7 @@ def config_get(
                 output.json_line({"layer": name, "settings": settings})
             return
         rows = [
-            (name, key, _show(value))
+            (name, key, show_setting(value, key))
             for name, settings in sorted(layers.items())
             for key, value in sorted(settings.items())
         ]
@@ -99,27 +112,30 @@ def config_set(
     global_: GlobalOpt = False,
     group: GroupLayerOpt = None,
     pc: PcLayerOpt = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
     """Set one setting in a layer; agents apply it live. Exit 1 names a bad key/value.
 
-    Settings: heartbeat_interval (s), max_local_concurrent, log_level, max_output_bytes,
-    target_version, target_version_jitter (s).
+    Settings: heartbeat_interval (a duration: 30s, 1m), max_local_concurrent, log_level,
+    max_output_bytes, target_version, target_version_jitter (a duration),
+    live_output_bytes_per_s (0 = none), live_output_msgs_per_s. A group or pc the backend
+    does not know is refused with the closest names unless --force.
 
-    Example: kanade config set --pc local-1 heartbeat_interval 1
+    Example: kanade config set --pc local-1 heartbeat_interval 10s
     """
 
     def go() -> None:
         path = _layer_path(global_, group, pc)
-        with ApiClient(url) as api:
-            res = api.put(path, {key: _parse_value(value)})
+        options = {"name": "--group" if group else "--pc", key: key}
+        with ApiClient(url, options=options) as api:
+            res = api.put(path, {key: _parse_value(value)}, force=force or None)
         if json_:
             output.json_line(res)
         else:
-            output.out.print(
-                f"{res['layer']}: {key} = {_show(res['settings'].get(key))}", markup=False
-            )
+            shown = show_setting(res["settings"].get(key), key)
+            output.out.print(f"{res['layer']}: {key} = {shown}", markup=False)
 
     guard(go)
 
@@ -171,15 +187,27 @@ def config_effective(
         if json_:
             output.json_line(eff)
             return
-        groups = ",".join(eff.get("groups") or []) or "-"
+        groups = ", ".join(eff.get("groups") or []) or "-"
         output.table(
             f"effective config of {pc_id} (groups: {groups})",
             ["key", "value", "source"],
-            [(k, _show(v), eff["sources"].get(k, "?")) for k, v in sorted(eff["values"].items())],
+            [
+                (k, show_setting(v, k), setting_source(eff["sources"].get(k, "?")))
+                for k, v in sorted(eff["values"].items())
+            ],
         )
-        if eff.get("note"):
-            output.out.print(f"note: {eff['note']}", markup=False)
+        if "local" in eff["sources"].values():
+            output.out.print(
+                f"note: '{_SOURCES['local']}' is what {pc_id} was started with (its heartbeat "
+                "says); a KV layer set above overrides it",
+                markup=False,
+            )
         for w in eff.get("warnings") or []:
-            output.err.print(f"[yellow]warning:[/] {w}", highlight=False)
+            output.warn(w)
 
     guard(go)
+
+
+def setting_source(name: str) -> str:
+    """A setting's source for people (the API's ``local`` is the agent's own)."""
+    return _SOURCES.get(name, name)

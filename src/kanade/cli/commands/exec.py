@@ -1,5 +1,5 @@
 """Executions: ``kanade run`` (ad hoc), ``exec`` (a catalog job), ``kill``, ``executions``
-(list, show, watch) and ``results`` (list, output)."""
+(list, show, watch, tail) and ``results`` (list, output)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
 from kanade.cli.common import (
     AllOpt,
+    ForceOpt,
     GroupOpt,
     JsonOpt,
     PcOpt,
@@ -20,8 +21,30 @@ from kanade.cli.common import (
     guard,
     list_from_api,
 )
-from kanade.cli.waiting import print_results, result_state, target_body, wait_for_exec
+from kanade.cli.waiting import (
+    follow_exec,
+    print_results,
+    result_state,
+    target_body,
+    wait_for_exec,
+)
 from kanade.cli.waves import WAVE_HELP, rollout_body
+from kanade.core.statuses import ExecStatus
+
+TARGET_OPTIONS = {
+    "target.all": "--all",
+    "target.groups": "--group",
+    "target.pcs": "--pc",
+    "target": "--all/--group/--pc",
+    "rollout.waves": "--wave",
+    "rollout.halt_on_failure_rate": "--halt-on-failure-rate",
+    "jitter": "--jitter",
+    "starting_deadline": "--starting-deadline",
+    "timeout": "--timeout",
+    "shell": "--shell",
+    "script": "SCRIPT",
+}
+"""Exec and run body fields and the options that set them (error details)."""
 
 MaxWaitOpt = Annotated[
     str | None,
@@ -36,7 +59,7 @@ MaxWaitOpt = Annotated[
 def duration_s(text: str, option: str) -> float:
     """``text`` in the duration grammar (``30s``, ``1h30m``), in seconds; a clear error
     naming ``option`` otherwise."""
-    from kanade.core.durations import parse_duration  # pydantic: only for verbs using it
+    from kanade.core.duration_text import parse_duration
 
     try:
         return parse_duration(text).total_seconds()
@@ -64,14 +87,17 @@ def run(
         ),
     ] = None,
     max_wait: MaxWaitOpt = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
     """Run an ad-hoc script and wait for every expected agent.
 
-    Prints each pc's exit code and output (as they arrive when not on a terminal); exits 0
+    Prints the scripts' output as they write it (each line prefixed by its pc when several
+    run it), then each pc's exit code (as they arrive when not on a terminal); exits 0
     only if all succeeded. Never waits past its deadline (--max-wait, default: starting
-    deadline + timeout + 30s): it then names the pcs still awaited and exits 1.
+    deadline + timeout + 30s): it then names the pcs still awaited and exits 1. With
+    --json: one JSON line per result, no live output.
 
     Example: kanade run --group web -- 'df -h /'
     """
@@ -89,8 +115,8 @@ def run(
             deadline_s = duration_s(starting_deadline, "--starting-deadline")
             body["starting_deadline"] = starting_deadline
         wait_s = None if max_wait is None else duration_s(max_wait, "--max-wait")
-        with ApiClient(url) as api:
-            created = api.post("/api/run", body)
+        with ApiClient(url, options=TARGET_OPTIONS) as api:
+            created = api.post("/api/run", body, force=force or None)
             ok = wait_for_exec(
                 api,
                 created,
@@ -98,6 +124,7 @@ def run(
                 timeout_s=timeout_s,
                 starting_deadline_s=deadline_s,
                 max_wait_s=wait_s,
+                live=not json_,
             )
         if not ok:
             raise typer.Exit(1)
@@ -134,6 +161,7 @@ def exec_(
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the results.")] = False,
     max_wait: MaxWaitOpt = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -164,8 +192,8 @@ def exec_(
             body["rollout"] = rollout
         if urgent:
             body["urgent"] = True
-        with ApiClient(url) as api:
-            created = api.post(f"/api/exec/{job_id}", body)
+        with ApiClient(url, options=TARGET_OPTIONS) as api:
+            created = api.post(f"/api/exec/{job_id}", body, force=force or None)
             if created.get("status") == "awaiting_approval":
                 if json_:
                     output.json_line(created)
@@ -212,14 +240,28 @@ def kill(
 ) -> None:
     """Kill an execution: running scripts end (exit -1), queued copies are cancelled.
 
+    Exits 1, saying so, when the exec had already ended (nothing left to kill).
+
     Example: kanade kill 01J9Z8X4K2M7
     """
 
     def go() -> None:
         with ApiClient(url) as api:
             res = api.post(f"/api/executions/{exec_id}/kill")
+        if res.get("status") != ExecStatus.CANCELLED:
+            # It ended before the kill (completed, expired, rejected): nothing was killed.
+            raise CliError(
+                f"exec {exec_id} had already ended ({res.get('status')}); nothing to kill",
+                body=res,
+            )
         if json_:
             output.json_line(res)
+            return
+        if res.get("previous_status") == ExecStatus.CANCELLED:
+            output.out.print(
+                f"exec {exec_id} was already cancelled; kill sent to the fleet again",
+                markup=False,
+            )
             return
         output.out.print(
             f"exec {exec_id}: kill sent to the fleet; {res.get('cancelled_queued', 0)} queued "
@@ -242,11 +284,12 @@ def results(
     exec_id: Annotated[str | None, typer.Option("--exec", help="Only this exec.")] = None,
     pc: Annotated[str | None, typer.Option("--pc", help="Only this pc.")] = None,
     job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
-    """List recent results, newest first."""
+    """List recent results, newest first; `kanade results output RESULT_ID` prints one's
+    full output."""
     if ctx.invoked_subcommand is not None:
         return
 
@@ -257,8 +300,9 @@ def results(
             {"exec_id": exec_id, "pc_id": pc, "job_id": job, "limit": limit},
             json_=json_,
             title="results",
-            columns=["finished", "pc", "job", "exit", "state", "exec"],
+            columns=["result id", "finished", "pc", "job", "exit", "state", "exec"],
             row=lambda r: (
+                r.get("result_id"),
                 r.get("finished_at"),
                 r.get("pc_id"),
                 r.get("job_id"),
@@ -300,8 +344,8 @@ executions_app = typer.Typer(no_args_is_help=False, help="Executions: list and s
 def executions_list(
     ctx: typer.Context,
     job: Annotated[str | None, typer.Option("--job")] = None,
-    status: Annotated[str | None, typer.Option("--status")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    status: Annotated[ExecStatus | None, typer.Option("--status")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -313,7 +357,8 @@ def executions_list(
         list_from_api(
             url,
             "/api/executions",
-            {"job_id": job, "status": status, "limit": limit},
+            {"job_id": job, "status": None if status is None else status.value,
+             "limit": limit},
             json_=json_,
             title="executions",
             columns=[
@@ -372,6 +417,49 @@ def executions_watch(
                 raise typer.Exit(1)
 
     guard(go)
+
+
+@executions_app.command("tail")
+def executions_tail(
+    exec_id: str, max_wait: MaxWaitOpt = None, json_: JsonOpt = False, url: UrlOpt = None
+) -> None:
+    """Follow an execution's output as its scripts write it, until it ends.
+
+    Lines are prefixed by pc when several run it; what the agents' rate cap leaves out is
+    said in place (each result keeps the whole output: `kanade results output ID`). Then
+    each pc's exit code. Exit status: 0 when every pc exited 0; a single pc's own exit code
+    (1-255) when it failed; 1 otherwise. --json: one JSON line per chunk, then per result.
+
+    Example: kanade executions tail 01J9Z8X4K2M7
+    """
+
+    def go() -> None:
+        wait_s = None if max_wait is None else duration_s(max_wait, "--max-wait")
+        with ApiClient(url) as api:
+            ex = api.get(f"/api/executions/{exec_id}")
+            followed = follow_exec(api, ex, json_mode=json_, max_wait_s=wait_s, live=True)
+        code = tail_exit_code(followed.rows, followed.ok)
+        if code:
+            raise typer.Exit(code)
+
+    guard(go)
+
+
+def tail_exit_code(rows: list[dict[str, Any]], ok: bool) -> int:
+    """0 when the exec succeeded; the script's own exit code (1-255) when it ran on one pc
+    and failed; 1 otherwise (several pcs, killed, skipped, no result, …)."""
+    if ok:
+        return 0
+    if len(rows) == 1:
+        code = rows[0].get("exit_code")
+        if (
+            rows[0].get("state") == "finished"
+            and not rows[0].get("skipped")
+            and isinstance(code, int)
+            and 1 <= code <= 255
+        ):
+            return code
+    return 1
 
 
 _WAITING: frozenset[str] = frozenset({"awaiting_approval", "pending", "running", "expired"})

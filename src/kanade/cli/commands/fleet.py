@@ -3,7 +3,7 @@ heartbeat), ``inventory`` and ``checks`` (the latest facts per pc)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -11,12 +11,15 @@ from kanade.cli import output
 from kanade.cli.client import ApiClient, CliError
 from kanade.cli.common import JsonOpt, LimitOpt, UrlOpt, guard, list_from_api, page_items
 from kanade.cli.waiting import result_state
+from kanade.core.fleet import AgentStatus
+
+CheckStatus = Literal["ok", "warn", "fail", "unknown"]
 
 agents_app = typer.Typer(no_args_is_help=False, help="Agents: list (default) and show.")
 
 
 def _agent_rows(
-    api: ApiClient, status: str | None, group: str | None, os_family: str | None,
+    api: ApiClient, status: AgentStatus | None, group: str | None, os_family: str | None,
     version: str | None,
 ) -> list[dict[str, Any]]:
     page = api.get("/api/agents", status=status, group=group, os_family=os_family,
@@ -37,7 +40,7 @@ def _agent_rows(
 @agents_app.callback(invoke_without_command=True)
 def agents(
     ctx: typer.Context,
-    status: Annotated[str | None, typer.Option("--status", help="alive, stale or offline.")] = None,
+    status: Annotated[AgentStatus | None, typer.Option("--status", help="Only these.")] = None,
     group: Annotated[str | None, typer.Option("--group", "-g", help="Members of a group.")] = None,
     os_family: Annotated[str | None, typer.Option("--os", help="linux, windows, darwin.")] = None,
     version: Annotated[str | None, typer.Option("--version", help="Agent version.")] = None,
@@ -53,7 +56,7 @@ def agents(
 
 
 def _print_agents(
-    status: str | None, group: str | None, os_family: str | None, version: str | None,
+    status: AgentStatus | None, group: str | None, os_family: str | None, version: str | None,
     json_: bool, url: str | None,
 ) -> None:
     def go() -> None:
@@ -83,7 +86,7 @@ def _print_agents(
 
 @agents_app.command("list")
 def agents_list(
-    status: Annotated[str | None, typer.Option("--status")] = None,
+    status: Annotated[AgentStatus | None, typer.Option("--status")] = None,
     group: Annotated[str | None, typer.Option("--group", "-g")] = None,
     os_family: Annotated[str | None, typer.Option("--os")] = None,
     version: Annotated[str | None, typer.Option("--version")] = None,
@@ -120,13 +123,19 @@ def agents_show(pc_id: str, json_: JsonOpt = False, url: UrlOpt = None) -> None:
                   "boot_time", "cpu_percent", "rss_bytes", "groups", "queue_length", "running",
                   "disk_full", "disk_error", "disk_free_bytes", "held_messages",
                   "schedule_set_version", "last_command_at", "last_seen", "first_seen"]
-        output.table(f"agent {pc_id}", ["field", "value"],
-                     [(f, agent.get(f)) for f in fields if f in agent])
+        from kanade.cli.commands.config import setting_source, show_setting
+
+        output.table(f"agent {pc_id}", ["field", "value"], [
+            (f, output.size(agent[f]) if f.endswith("_bytes") else agent[f])
+            for f in fields if f in agent
+        ])
         config = extra.get("config") or {}
         if config.get("values"):
             sources = config.get("sources", {})
-            output.table("effective config", ["setting", "value", "from"],
-                         [(k, v, sources.get(k)) for k, v in sorted(config["values"].items())])
+            output.table("effective config", ["setting", "value", "from"], [
+                (k, show_setting(v, k), setting_source(sources.get(k, "?")))
+                for k, v in sorted(config["values"].items())
+            ])
         output.table("recent results", ["finished", "job", "exit", "state"], [
             (r.get("finished_at"), r.get("job_id"), r.get("exit_code"), result_state(r))
             for r in detail["recent_results"]
@@ -143,7 +152,8 @@ def ping(
 ) -> None:
     """Ask one agent for a fresh heartbeat (request/reply over NATS).
 
-    Exits 1 with "no answer from PC in N s" when it does not answer.
+    Exits 1 with "no answer from PC in N s" when it does not answer (N: the time it
+    really waited), or at once when it is not connected or not a known pc.
 
     Example: kanade ping local-1 --timeout 2
     """
@@ -151,7 +161,7 @@ def ping(
     def go() -> None:
         if timeout <= 0 or timeout > 60:
             raise CliError("--timeout: must be > 0 and <= 60 seconds")
-        with ApiClient(url, timeout=timeout + 10) as api:
+        with ApiClient(url, timeout=timeout + 10, options={"pc_id": "PC_ID"}) as api:
             hb = api.request(
                 "POST", f"/api/agents/{pc_id}/ping", params={"timeout": f"{timeout:g}"}
             )
@@ -159,13 +169,13 @@ def ping(
             output.json_line(hb)
             return
         output.out.print(
-            f"[bold]{hb['pc_id']}[/] answered in {hb.get('rtt_ms', 0):.0f} ms: "
+            f"[bold]{hb['pc_id']}[/] answered in {hb.get('rtt_ms', 0):.1f} ms: "
             f"agent {hb.get('agent_version')} on {hb.get('hostname')} "
             f"({hb.get('os_family')} {hb.get('os_version', '')})".rstrip()
         )
         output.table(
             None,
-            ["sent at", "groups", "running", "queued", "cpu %", "rss MB", "last command"],
+            ["sent at", "groups", "running", "queued", "cpu %", "memory", "last command"],
             [
                 (
                     hb.get("sent_at"),
@@ -173,7 +183,7 @@ def ping(
                     hb.get("running"),
                     hb.get("queue_length"),
                     hb.get("cpu_percent"),
-                    round(int(hb.get("rss_bytes") or 0) / 1e6, 1),
+                    output.size(hb.get("rss_bytes")),
                     hb.get("last_command_at") or "-",
                 )
             ],
@@ -201,7 +211,7 @@ def inventory(
 
 
 def checks(
-    status: Annotated[str | None, typer.Option("--status", help="ok, warn, fail, unknown.")] = None,
+    status: Annotated[CheckStatus | None, typer.Option("--status")] = None,
     pc: Annotated[str | None, typer.Option("--pc")] = None,
     name: Annotated[str | None, typer.Option("--name")] = None,
     limit: LimitOpt = 100,

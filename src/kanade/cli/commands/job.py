@@ -10,7 +10,7 @@ import typer
 
 from kanade.cli import output
 from kanade.cli.client import ApiClient
-from kanade.cli.common import JsonOpt, UrlOpt, guard, page_items
+from kanade.cli.common import ForceOpt, JsonOpt, UrlOpt, guard, page_items
 
 app = typer.Typer(no_args_is_help=True, help="Job manifests: validate, create, list, show.")
 
@@ -160,17 +160,25 @@ def job_approve_unattended(
 def revoke(
     job_id: Annotated[str, typer.Argument(help="The job to revoke.")],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit).")] = None,
+    force: ForceOpt = False,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
     """Revoke a job: agents skip it (exit 126), even offline ones when they return.
 
+    A job not in the catalog is refused with the closest job ids; --force revokes it
+    ahead of its upload.
+
     Example: kanade revoke disk-cleanup --reason "deletes too much"
     """
 
     def go() -> None:
-        with ApiClient(url) as api:
-            res = api.post(f"/api/jobs/{job_id}/revoke", {"reason": reason} if reason else None)
+        with ApiClient(url, options={"job_id": "JOB_ID", "reason": "--reason"}) as api:
+            res = api.post(
+                f"/api/jobs/{job_id}/revoke",
+                {"reason": reason} if reason else None,
+                force=force or None,
+            )
         if json_:
             output.json_line(res)
         else:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +12,7 @@ import typer
 from kanade.cli import output
 from kanade.cli.client import ApiClient
 from kanade.cli.common import JsonOpt, UrlOpt, guard
+from kanade.core.statuses import ApprovalState, RolloutStatus
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -35,11 +37,27 @@ def _progress_text(w: dict[str, Any]) -> str:
     return text
 
 
+def settled_text(r: Mapping[str, Any]) -> str:
+    """Waves settled of all, as the dashboard counts them: ``1/2``."""
+    settled = sum(1 for w in r.get("waves") or [] if w.get("state") == "settled")
+    return f"{settled}/{r['wave_count']}"
+
+
+def _current_text(r: dict[str, Any]) -> str:
+    """The wave going on (running) or next (halted), numbered as the ``#`` column and the
+    dashboard number it."""
+    if r["status"] == "running":
+        return f"  current: wave {r['current_wave']}"
+    if r["status"] == "halted":
+        return f"  next: wave {r['current_wave']}"
+    return ""
+
+
 def _print_rollout(r: dict[str, Any]) -> None:
     threshold = r.get("halt_on_failure_rate")
     output.out.print(
         f"rollout {r['rollout_id']}  job {r['job_id']} v{r['version']}  status {r['status']}  "
-        f"wave {min(r['current_wave'] + 1, r['wave_count'])}/{r['wave_count']}  "
+        f"waves settled {settled_text(r)}{_current_text(r)}  "
         f"sent {r['sent_pcs']}/{r['total_pcs']} pc(s)  "
         f"halt above {'-' if threshold is None else f'{threshold:g}'}",
         markup=False,
@@ -54,7 +72,7 @@ def _print_rollout(r: dict[str, Any]) -> None:
                 w["index"],
                 w["label"],
                 w["size"],
-                f"{w['delay_s']:g}s",
+                output.duration(w["delay_s"]) if w["delay_s"] else "0s",
                 w["state"],
                 w.get("due_at") or "",
                 _progress_text(w),
@@ -68,10 +86,7 @@ def _print_rollout(r: dict[str, Any]) -> None:
 
 @app.command("list")
 def rollout_list(
-    status: Annotated[
-        str | None,
-        typer.Option("--status", help="running, halted, completed, aborted, awaiting_approval…"),
-    ] = None,
+    status: Annotated[RolloutStatus | None, typer.Option("--status")] = None,
     job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
     limit: Annotated[int, typer.Option("--limit")] = 50,
     json_: JsonOpt = False,
@@ -84,17 +99,18 @@ def rollout_list(
 
     def go() -> None:
         with ApiClient(url) as api:
-            page = api.get("/api/rollouts", status=status, job_id=job, limit=limit)
+            page = api.get("/api/rollouts", status=None if status is None else status.value,
+                           job_id=job, limit=limit)
         output.listing(
             page.get("items", []),
             json_=json_,
             title="rollouts",
-            columns=["rollout", "job", "status", "wave", "sent", "created", "by"],
+            columns=["rollout", "job", "status", "waves settled", "sent", "created", "by"],
             row=lambda r: (
                 r["rollout_id"],
                 f"{r['job_id']} v{r['version']}",
                 r["status"],
-                f"{min(r['current_wave'] + 1, r['wave_count'])}/{r['wave_count']}",
+                settled_text(r),
                 f"{r['sent_pcs']}/{r['total_pcs']}",
                 r["created_at"],
                 r["created_by"],
@@ -210,9 +226,7 @@ def reject(
 
 
 def approvals_list(
-    state: Annotated[
-        str | None, typer.Option("--state", help="pending, approved or rejected.")
-    ] = "pending",
+    state: Annotated[ApprovalState, typer.Option("--state")] = ApprovalState.PENDING,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -220,7 +234,7 @@ def approvals_list(
 
     def go() -> None:
         with ApiClient(url) as api:
-            page = api.get("/api/approvals", state=state, limit=1000)
+            page = api.get("/api/approvals", state=state.value, limit=1000)
         output.listing(
             page.get("items", []),
             json_=json_,

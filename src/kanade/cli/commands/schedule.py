@@ -10,11 +10,11 @@ from typing import Annotated, Any
 import typer
 
 from kanade.cli import output
-from kanade.cli.client import ApiClient
+from kanade.cli.client import ApiClient, CliError
 from kanade.cli.common import JsonOpt, UrlOpt, guard, page_items
 
 FileArg = Annotated[Path, typer.Argument(help="Schedule (YAML or JSON).")]
-IdArg = Annotated[str, typer.Argument(help="The schedule id.")]
+IdArg = Annotated[str, typer.Argument(metavar="SCHEDULE_ID", help="The schedule id.")]
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -52,7 +52,7 @@ def _list_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
         _target(s),
         s.get("runs_on"),
         "yes" if s.get("enabled", True) else "no",
-        st.get("next_fire"),
+        _next_fire(st),
         st.get("last_fire"),
         "{}/{}/{}".format(
             st.get("fired_count", 0), st.get("skipped_count", 0), st.get("missed_count", 0)
@@ -60,14 +60,28 @@ def _list_row(s: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-def _print_summary(item: dict[str, Any], verb: str) -> None:
+def _next_fire(st: Mapping[str, Any]) -> str:
+    """The next fire, or why there is none / what it waits for."""
+    nxt, note = st.get("next_fire"), st.get("next_fire_note")
+    if nxt and note:
+        return f"{nxt} ({note})"
+    return str(nxt or note or "-")
+
+
+def _print_summary(item: dict[str, Any], verb: str, *, warn_revoked: bool = True) -> None:
     st = item.get("status") or {}
     output.out.print(
         f"schedule {item['id']} {verb}: job {item.get('job_id')}, {_when(item)}, "
         f"{'enabled' if st.get('enabled', item.get('enabled')) else 'disabled'}, "
-        f"next fire {st.get('next_fire') or '-'}",
+        f"next fire {_next_fire(st)}",
         markup=False,
     )
+    if warn_revoked and st.get("job_revoked"):
+        job = item.get("job_id")
+        output.warn(
+            f"job {job} is revoked: every agent skips this schedule's fires (exit 126); "
+            f"lift it with `kanade unrevoke {job}`"
+        )
 
 
 @app.command("validate")
@@ -125,7 +139,18 @@ def schedule_create(
             if replace:
                 stored = api.send_document("PUT", f"/api/schedules/{schedule.id}", data)
             else:
-                stored = api.send_document("POST", "/api/schedules", data)
+                try:
+                    stored = api.send_document("POST", "/api/schedules", data)
+                except CliError as exc:
+                    if exc.status != 409:
+                        raise
+                    raise CliError(
+                        f"schedule {schedule.id} already exists with other content; pass "
+                        f"--replace to replace it, or `kanade schedule delete {schedule.id}` "
+                        "first",
+                        status=exc.status,
+                        body=exc.body,
+                    ) from None
         if json_:
             output.json_line(stored)
         else:
@@ -168,12 +193,18 @@ def schedule_show(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None
         doc = {k: v for k, v in item.items() if k not in ("status", "decisions")}
         output.out.print(yaml.safe_dump(doc, sort_keys=False).rstrip(), markup=False)
         st = item.get("status") or {}
+        local = f" ({st['next_fire_local']})" if st.get("next_fire_local") else ""
         output.out.print(
-            f"next fire {st.get('next_fire') or '-'} ({st.get('next_fire_local') or '-'})  "
+            f"next fire {_next_fire(st)}{local}  "
             f"last fire {st.get('last_fire') or '-'}  fired {st.get('fired_count', 0)}  "
             f"skipped {st.get('skipped_count', 0)}  missed {st.get('missed_count', 0)}",
             markup=False,
         )
+        if st.get("job_revoked"):
+            output.warn(
+                f"job {item.get('job_id')} is revoked: every fire is skipped (126); lift it "
+                f"with `kanade unrevoke {item.get('job_id')}`"
+            )
         decisions = item.get("decisions") or []
         if decisions:
             output.table(
@@ -198,7 +229,9 @@ def schedule_show(schedule_id: IdArg, json_: JsonOpt = False, url: UrlOpt = None
 @app.command("preview")
 def schedule_preview(
     schedule_id: IdArg,
-    n: Annotated[int, typer.Option("--n", "-n", help="How many fire times.")] = 10,
+    n: Annotated[
+        int, typer.Option("--n", "-n", min=1, max=500, help="How many fire times.")
+    ] = 10,
     json_: JsonOpt = False,
     url: UrlOpt = None,
 ) -> None:
@@ -211,11 +244,21 @@ def schedule_preview(
         if json_:
             output.json_line(pv)
             return
+        disabled = not pv.get("enabled", True)
+        # A reconcile shape's times are polls: a pc fires at one only when it is due.
+        polls = pv.get("shape") in ("per_pc", "per_target")
         output.table(
-            f"next fires of {schedule_id} ({pv.get('tz')})",
-            ["#", "local", "utc"],
-            [(i + 1, f.get("local"), f.get("utc")) for i, f in enumerate(pv.get("fires", []))],
+            f"next {'polls' if polls else 'fires'} of {schedule_id} ({pv.get('tz')})"
+            + (" — DISABLED: it fires at these times only once enabled" if disabled else ""),
+            ["#", "local", "utc", *(["state"] if disabled else [])],
+            [
+                (i + 1, f.get("local"), f.get("utc"),
+                 *(["disabled"] if f.get("disabled") else []))
+                for i, f in enumerate(pv.get("fires", []))
+            ],
         )
+        if pv.get("next_fire") or pv.get("next_fire_note"):
+            output.out.print(f"next fire: {_next_fire(pv)}", markup=False)
         if pv.get("gate"):
             output.out.print(f"held now: {pv['gate']}", markup=False)
         for w in pv.get("warnings") or []:
@@ -282,7 +325,7 @@ def schedule_disable(
         if json_:
             output.json_line(item)
             return
-        _print_summary(item, "disabled")
+        _print_summary(item, "disabled", warn_revoked=False)
         if item.get("revoked"):
             output.out.print(f"job {item['revoked']['job_id']} revoked", markup=False)
         for k in item.get("killed") or []:

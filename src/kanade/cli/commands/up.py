@@ -19,7 +19,11 @@ def up(
         ".kanade"
     ),
     examples: Annotated[
-        Path | None, typer.Option("--examples", help="Job manifests to load.")
+        Path | None, typer.Option(
+            "--examples",
+            help="A folder of job manifests to load (default: the example jobs shipped "
+            "with kanade: hello, disk-usage, uptime-check).",
+        )
     ] = None,
     auth: Annotated[
         str, typer.Option("--auth", help="disabled (dev) or jwt (creates an admin user).")

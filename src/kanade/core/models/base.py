@@ -19,4 +19,7 @@ class DocModel(BaseModel):
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # defer_build: a model's validator is built on its first use, so an idle agent holds
+    # only what it uses (heartbeat, consumer reply), not every message it might see
+    # (SPEC §10.2 idle RSS); the first command pays a few milliseconds once.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)

@@ -16,7 +16,8 @@ from pydantic import (
     model_validator,
 )
 
-from kanade.core.durations import Duration, quoted
+from kanade.core.bounds import MAX_RETRIES
+from kanade.core.durations import Backoff, quoted
 from kanade.core.models.base import DocModel
 from kanade.core.models.job import (
     rule_error,
@@ -127,8 +128,8 @@ class Constraints(DocModel):
 
 
 class Retry(DocModel):
-    max: Annotated[StrictInt, Field(ge=1, le=10)]
-    backoff: Duration = timedelta(0)
+    max: Annotated[StrictInt, Field(ge=1, le=MAX_RETRIES)]
+    backoff: Backoff = timedelta(0)
 
 
 class OnFailure(DocModel):

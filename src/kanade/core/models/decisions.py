@@ -13,11 +13,11 @@ each pc — correct however many reports were lost, replayed or pruned. Bounded 
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import Field
 
+from kanade.core.bounds import Instant
 from kanade.core.models.base import WireModel
 
 DecisionResult = Literal["fired", "skipped", "missed"]
@@ -39,8 +39,8 @@ class ScheduleDecisionReport(WireModel):
     pc_id: Id
     schedule_id: Id
     occurrence_id: Annotated[str, Field(min_length=1, max_length=255)]
-    nominal_time: datetime
-    decided_at: datetime
+    nominal_time: Instant
+    decided_at: Instant
     result: DecisionResult
     reason: Annotated[str, Field(max_length=REASON_MAX)] | None = None
     detail: Annotated[str, Field(max_length=DETAIL_MAX)] = ""

@@ -22,7 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from kanade.core.durations import Duration
+from kanade.core.bounds import MAX_NAME_CHARS, MAX_TEXT_CHARS
+from kanade.core.durations import CacheAge, Timeout
 from kanade.core.ids import SLUG_RULE, is_slug
 from kanade.core.models.base import DocModel
 from kanade.core.models.wire import RunAs, Shell, StalenessMode
@@ -74,6 +75,18 @@ NonEmptyStr = Annotated[str, Field(min_length=1)]
 # object-store key), the version anything printable without '/' or spaces.
 _SCRIPT_OBJECT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}/[^/\s]{1,128}$")
 
+SCRIPT_NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$"
+SCRIPT_VERSION_PATTERN: Final = r"^[^/\s]{1,128}$"
+"""The two halves of a script object reference, for path parameters (the upload route)."""
+
+
+def script_object_problem(ref: str) -> str | None:
+    """Why ``ref`` is not a script object reference ``name/version``; None when it is."""
+    if _SCRIPT_OBJECT_RE.match(ref):
+        return None
+    return f"{ref!r:.80} is not name/version (e.g. disk-report/3)"
+
+
 _SCRIPT_FIELDS: Final = ("script", "script_file", "script_object")
 # POSIX portable user names (what useradd accepts by default). Windows DOMAIN\name is
 # not accepted: run_as: user is not supported on Windows yet.
@@ -88,17 +101,17 @@ class Execute(DocModel):
     script: str | None = None
     script_file: NonEmptyStr | None = None
     script_object: str | None = None
-    timeout: Duration
+    timeout: Timeout
     run_as: RunAs = "system"
     # With run_as: user, the named account; without it, the user at the console.
     user: str | None = None
-    cwd: NonEmptyStr | None = None
+    cwd: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)] | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("user")
     @classmethod
     def _user_name(cls, v: str | None) -> str | None:
-        if v is not None and not USER_NAME_RE.match(v):
+        if v is not None and not USER_NAME_RE.fullmatch(v):
             raise ValueError(f"{v!r:.60} is not a user name (letters, digits, _ . -; max 32)")
         return v
 
@@ -111,8 +124,9 @@ class Execute(DocModel):
     @field_validator("script_object")
     @classmethod
     def _script_object_shape(cls, v: str | None) -> str | None:
-        if v is not None and not _SCRIPT_OBJECT_RE.match(v):
-            raise ValueError(f"{v!r:.80} is not name/version (e.g. disk-report/3)")
+        problem = None if v is None else script_object_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v
 
     @field_validator("script_file")
@@ -161,7 +175,7 @@ class Staleness(DocModel):
     """How an agent treats its cached view of KV (SPEC §3.3)."""
 
     mode: StalenessMode = "cached"
-    max_cache_age: Duration | None = None
+    max_cache_age: CacheAge | None = None
 
     @model_validator(mode="after")
     def _age_only_for_strict(self) -> Staleness:
@@ -195,7 +209,7 @@ class Check(DocModel):
 
 class JobManifest(DocModel):
     id: str
-    version: NonEmptyStr
+    version: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
     description: str | None = None
     tags: list[NonEmptyStr] = Field(default_factory=list)
     execute: Execute

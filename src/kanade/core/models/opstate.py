@@ -2,12 +2,12 @@
 
 The database holds some rows no stream carries: users, approvals, unattended-run
 approvals, rollouts with their waves, the central scheduler's counters and recent
-decisions, enrolled agents and enrolment tokens. Each such row (or aggregate: a rollout and
-its waves) is mirrored as one :class:`StateDoc`, so a wiped database is rebuilt from the
-bucket. Which rows a document holds and how they are read back is the backend store's
-(``backend/store/state_docs.py``); this module is the value's shape, its key and the one
-ordering rule. Why and how:
-docs/backend.md, "A wiped database comes back whole".
+decisions, enrolled agents and enrolment tokens, notification webhooks. Each such row (or
+aggregate: a rollout and its waves) is mirrored as one :class:`StateDoc`, so a wiped
+database is rebuilt from the bucket. Which rows a document holds and how they are read back
+is the backend store's (``backend/store/state_docs.py``); this module is the value's shape,
+its key and the one ordering rule. Why and how: docs/backend.md, "A wiped database comes
+back whole".
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from pydantic import Field
 from kanade.core.models.base import WireModel
 
 StateKind = Literal[
-    "user", "approval", "unattended", "rollout", "schedule", "enrolled", "enroll_token"
+    "user", "approval", "unattended", "rollout", "schedule", "enrolled", "enroll_token",
+    "webhook",
 ]
 STATE_KINDS: Final[tuple[str, ...]] = (
-    "user", "approval", "unattended", "rollout", "schedule", "enrolled", "enroll_token"
+    "user", "approval", "unattended", "rollout", "schedule", "enrolled", "enroll_token",
+    "webhook",
 )
 
 

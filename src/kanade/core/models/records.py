@@ -15,35 +15,46 @@ records carry every column a row needs. Readers are tolerant (:class:`WireModel`
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, StringConstraints
 
 from kanade.core import msgids, subjects
+from kanade.core.bounds import Instant, Name, Slug, Text, WireId
 from kanade.core.instants import format_instant
 from kanade.core.models.base import WireModel
 from kanade.core.statuses import ExecStatus
 
 ExecKind = Literal["job", "adhoc"]
 
+MAX_EXPECTED: Final = 10_000_000
+"""Expected pcs of one exec (a count on a record; the list itself is bounded by the
+stream's message size)."""
+
+
+def _known_status(value: str) -> str:
+    if value not in ExecStatus.__members__.values():
+        raise ValueError(f"not an exec status ({', '.join(s.value for s in ExecStatus)})")
+    return value
+
+
 
 class ExecRecord(WireModel):
     """``kanade.exec.created.<exec_id>``: one dispatch of a job to a target."""
 
-    exec_id: str
+    exec_id: WireId
     kind: ExecKind
-    job_id: str
-    version: str
+    job_id: Slug
+    version: Name
     target: dict[str, Any]
-    expected_pcs: list[str] = Field(default_factory=list)
-    expected_count: int = 0
-    status: str = ExecStatus.PENDING.value
-    initiated_by: str = "anonymous"
-    schedule_id: str | None = None
-    nominal_time: datetime | None = None
-    created_at: datetime
-    request_id: str
+    expected_pcs: list[Slug] = Field(default_factory=list)
+    expected_count: Annotated[int, Field(ge=0, le=MAX_EXPECTED)] = 0
+    status: Annotated[str, AfterValidator(_known_status)] = ExecStatus.PENDING.value
+    initiated_by: Text = "anonymous"
+    schedule_id: Slug | None = None
+    nominal_time: Instant | None = None
+    created_at: Instant
+    request_id: WireId
     # The job's inventory/check hints (as on the command): results of this exec are
     # projected into facts and check statuses with them, also when re-projecting.
     inventory_hint: dict[str, Any] | None = None
@@ -51,7 +62,7 @@ class ExecRecord(WireModel):
     # The exec's deadline (SPEC §4.3): after it no pc starts its command, and an expected
     # pc that never did is closed as no_result. None while commands are still to be sent
     # (awaiting approval, a rollout); the approval or each wave sets it then.
-    deadline_at: datetime | None = None
+    deadline_at: Instant | None = None
 
     def row(self) -> dict[str, Any]:
         """The ``executions`` columns this record sets (status only on first insert)."""
@@ -61,9 +72,9 @@ class ExecRecord(WireModel):
 class AuditRecord(WireModel):
     """``kanade.audit.<action>``: who did what. Never carries scripts, env or secrets."""
 
-    action: str
-    actor: str
-    at: datetime
+    action: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    actor: Annotated[str, StringConstraints(max_length=128)]
+    at: Instant
     details: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -79,11 +90,11 @@ class ExecStatusRecord(WireModel):
     """``kanade.exec.<event>.<exec_id>``: ``{"exec_id", "status", "at", "by"}``, and for an
     approval that sent the commands, their ``deadline_at`` (the exec's deadline)."""
 
-    exec_id: str
+    exec_id: WireId
     status: ExecStatus
-    at: datetime | None = None
-    by: str | None = None
-    deadline_at: datetime | None = None
+    at: Instant | None = None
+    by: Text | None = None
+    deadline_at: Instant | None = None
 
     @property
     def event(self) -> str:
@@ -111,16 +122,16 @@ class ExecStatusRecord(WireModel):
 class KillRequest(WireModel):
     """``kanade.ctl.kill``: agents end the exec's running tree and skip its queued copies."""
 
-    exec_id: str
+    exec_id: WireId
 
     def encode(self) -> bytes:
         return json.dumps({"exec_id": self.exec_id}, separators=(",", ":")).encode()
 
 
 class Revocation(WireModel):
-    revoked_at: datetime
-    by: str
-    reason: str = ""
+    revoked_at: Instant
+    by: Text
+    reason: Text = ""
 
     def fields(self) -> dict[str, str]:
         """The record as stored and shown: ``revoked_at`` as ISO-8601 ``Z``."""

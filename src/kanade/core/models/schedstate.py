@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from kanade.core.bounds import loads as json_loads
 from kanade.core.instants import format_instant, parse_instant
 from kanade.core.models.base import WireModel
 from kanade.core.scheduling.dedup import DispatchMark
@@ -57,6 +58,10 @@ class MarkRecord(WireModel):
         ).encode()
 
 
+MAX_HOLDER_CHARS = 256
+"""A lease holder id (``host:pid:random``) is far shorter."""
+
+
 class LeaseRecord(WireModel):
     """The scheduler lease's value; only ``holder`` is read back, the rest is for people."""
 
@@ -81,12 +86,15 @@ class LeaseRecord(WireModel):
     def decode(cls, raw: bytes | None) -> LeaseRecord:
         """Tolerant: an empty or unreadable value is a lease nobody holds."""
         try:
-            data = json.loads(raw or b"{}")
+            data = json_loads(raw or b"{}")
         except ValueError:
             return cls()
         if not isinstance(data, dict):
             return cls()
-        return cls(holder=str(data.get("holder", "")))
+        holder = data.get("holder", "")
+        if not isinstance(holder, str) or len(holder) > MAX_HOLDER_CHARS:
+            return cls()  # not a holder this code wrote: nobody's (and never logged whole)
+        return cls(holder=holder)
 
 
 def encode_tick(moment: datetime) -> bytes:
@@ -96,7 +104,7 @@ def encode_tick(moment: datetime) -> bytes:
 def decode_tick(raw: bytes) -> datetime | None:
     """The stored ``last_tick``; None when unreadable or without an offset."""
     try:
-        return parse_instant(str(json.loads(raw)["last_tick"]), require_offset=True)
+        return parse_instant(str(json_loads(raw)["last_tick"]), require_offset=True)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -108,7 +116,7 @@ def encode_mark(mark: DispatchMark) -> bytes:
 def decode_mark(raw: bytes) -> DispatchMark | None:
     """The stored mark; None when unreadable (bad JSON, missing field, naive instant)."""
     try:
-        data = json.loads(raw)
+        data = json_loads(raw)
         return DispatchMark(
             pc_id=str(data["pc_id"]),
             dispatched_at=parse_instant(str(data["dispatched_at"]), require_offset=True),

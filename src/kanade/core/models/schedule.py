@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from kanade.core.durations import Duration, quoted
+from kanade.core.durations import Jitter, StartingDeadline, quoted
 from kanade.core.models.base import DocModel
 from kanade.core.models.constraints import ActiveRange, Constraints, OnFailure, Retry
 from kanade.core.models.job import (
@@ -67,13 +67,13 @@ class Schedule(DocModel):
     when: When
     target: Target
     rollout: Rollout | None = None
-    jitter: Duration = timedelta(0)
+    jitter: Jitter = timedelta(0)
     runs_on: RunsOn = "backend"
     tz: NonEmptyStr = "local"
     active: ActiveRange | None = None
     constraints: Constraints | None = None
     on_failure: OnFailure | None = None
-    starting_deadline: Duration | None = None
+    starting_deadline: StartingDeadline | None = None
     catchup: Catchup = "once"
 
     @field_validator("id")

@@ -19,10 +19,12 @@ from kanade.core.scheduling.claims import (
 from kanade.core.scheduling.decisions import Decision, Fire, Missed, Skip, SkipReason
 from kanade.core.scheduling.dedup import (
     DispatchMark,
+    NextDue,
     PcDecision,
     TargetDecision,
     dispatch_mark_until,
     make_dispatch_mark,
+    next_due,
     pc_decision,
     per_pc_decisions,
     per_pc_to_fire,
@@ -97,6 +99,7 @@ __all__ = [
     "FireSpan",
     "Freeze",
     "Missed",
+    "NextDue",
     "PcDecision",
     "Plan",
     "Preview",
@@ -128,6 +131,7 @@ __all__ = [
     "iter_fires",
     "lower",
     "make_dispatch_mark",
+    "next_due",
     "next_fire",
     "next_fires",
     "next_gated_fires",

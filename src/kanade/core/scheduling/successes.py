@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from kanade.core.bounds import loads as json_loads
 from kanade.core.instants import format_instant, parse_instant, to_utc
 
 LEDGER_VERSION: Final = 1
@@ -26,7 +27,7 @@ def encode_successes(successes: Mapping[str, datetime]) -> str:
 def decode_successes(text: str | bytes) -> tuple[dict[str, datetime], list[str]]:
     """``(ledger, warnings)``; never raises."""
     try:
-        data: Any = json.loads(text)
+        data: Any = json_loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         return {}, [f"last-success ledger is corrupt ({exc}); starting empty"]
     if not isinstance(data, dict) or not isinstance(data.get("successes"), dict):

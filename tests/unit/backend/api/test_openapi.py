@@ -17,6 +17,7 @@ from kanade.security.authority import Authority
 NOT_JSON = {
     ("GET", "/metrics"),
     ("GET", "/api/events"),
+    ("GET", "/api/executions/{exec_id}/live"),
     ("GET", "/api/results/{result_id}/output/{stream}"),
 }
 

@@ -44,6 +44,19 @@ from kanade.backend.api.policy import allows, required_role
         ("POST", "/api/agents/pc-1/revoke", "admin"),
         ("POST", "/api/agents/pc-1/ping", "operator"),
         ("GET", "/api/agents/pc-1", "viewer"),
+        # agent releases (SPEC §3.8): publishing runs code on every machine: admin only
+        ("POST", "/api/agent-releases", "admin"),
+        ("GET", "/api/agent-releases", "admin"),
+        ("GET", "/api/agent-versions", "viewer"),
+        # notifications: everyone reads the status, admins change webhooks
+        ("GET", "/api/notify/webhooks", "viewer"),
+        ("GET", "/api/notify/deliveries", "viewer"),
+        ("POST", "/api/notify/webhooks", "admin"),
+        ("PATCH", "/api/notify/webhooks/ops", "admin"),
+        ("DELETE", "/api/notify/webhooks/ops", "admin"),
+        ("POST", "/api/notify/webhooks/ops/test", "admin"),
+        ("POST", "/api/notify/deliveries/d1/retry", "admin"),
+        ("POST", "/api/notifyx", "operator"),
     ],
 )
 def test_role_table(method: str, path: str, role: str | None) -> None:

@@ -6,11 +6,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from kanade.backend.services.schedule_views import drift_rows, schedule_preview, schedule_status
+from kanade.backend.services.schedule_views import (
+    Fleet,
+    drift_rows,
+    reconcile_due,
+    schedule_preview,
+    schedule_status,
+)
 from kanade.backend.store.scheduling import ReconcileFacts
 from kanade.core.scheduling import (
     DispatchMark,
     expected_version,
+    lower,
     schedule_set_version,
 )
 from kanade.core.validation import parse_schedule
@@ -24,7 +31,7 @@ def sched(**fields: Any) -> Any:
     return parse_schedule(doc, strict=True, known_job_ids={"hello"})
 
 
-def agent(pc: str, groups: list[str], age_s: float, version: str | None = None) -> dict:
+def agent(pc: str, groups: list[str], age_s: float, version: str | None = None) -> dict[str, Any]:
     return {
         "pc_id": pc,
         "groups": groups,
@@ -133,3 +140,49 @@ def test_drift_compares_expected_and_applied_versions() -> None:
     assert not by_pc["pc-1"]["drift"] and by_pc["pc-1"]["expected_schedules"] == ["local-1"]
     assert by_pc["pc-2"]["drift"] and by_pc["pc-2"]["expected_version"] == good
     assert not by_pc["pc-3"]["drift"] and by_pc["pc-3"]["expected_schedules"] == []
+
+
+def _status_with(
+    schedule: Any, facts: ReconcileFacts, agents: list[dict[str, Any]]
+) -> dict[str, Any]:
+    due = reconcile_due(schedule, lower(schedule), now=NOW, fleet=Fleet.of(agents, NOW),
+                        facts=facts, marks={})  # fmt: skip
+    return schedule_status(schedule, None, now=NOW, local_tz=UTC, freeze=None, due=due)
+
+
+def test_per_pc_once_that_every_pc_ran_has_no_next_fire_but_says_why() -> None:
+    s = sched(when={"per_pc": "once"})
+    agents = [agent("pc-1", [], 10), agent("pc-2", [], 10)]
+    done = ReconcileFacts({"pc-1": NOW - timedelta(hours=1), "pc-2": NOW}, {})
+    st = _status_with(s, done, agents)
+    assert st["next_fire"] is None
+    assert st["next_fire_note"].startswith("done: every targeted pc succeeded once")
+    one_left = ReconcileFacts({"pc-1": NOW}, {})
+    assert _status_with(s, one_left, agents)["next_fire"] == "2026-03-02T08:31:00Z"  # next poll
+
+
+def test_per_target_every_fires_next_when_the_target_is_due_again() -> None:
+    s = sched(when={"per_target": {"every": "1d"}}, target={"groups": ["web"]})
+    agents = [agent("pc-1", ["web"], 10), agent("pc-2", ["web"], 10)]
+    ran = ReconcileFacts({"pc-2": NOW - timedelta(hours=2)}, {})
+    st = _status_with(s, ran, agents)
+    assert st["next_fire"] == "2026-03-03T06:30:00Z"  # the first poll at success + 1d
+    assert "due again" in st["next_fire_note"]
+
+
+def test_a_reconcile_schedule_waiting_for_offline_pcs_says_so() -> None:
+    s = sched(when={"per_pc": "once"})
+    st = _status_with(s, ReconcileFacts({}, {}), [agent("pc-1", [], 3600)])
+    assert st["next_fire"] is None and "offline pc(s) fire when they come back" in (
+        st["next_fire_note"]
+    )
+    nobody = _status_with(s, ReconcileFacts({}, {}), [])
+    assert nobody["next_fire"] is None and "no targeted pc" in nobody["next_fire_note"]
+
+
+def test_a_disabled_schedule_previews_its_fires_marked_disabled() -> None:
+    s = sched(when={"calendar": {"at": "10:00"}}, enabled=False)
+    body = schedule_preview(s, now=NOW, local_tz=UTC, n=2, freeze=None, agents=[],
+                            facts=None, marks={})  # fmt: skip
+    assert [f["utc"] for f in body["fires"]] == ["2026-03-02T10:00:00Z", "2026-03-03T10:00:00Z"]
+    assert all(f["disabled"] for f in body["fires"])

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.pool import StaticPool
 from store_rows import T0
 
-from kanade.backend.store import agent_decisions
+from kanade.backend.store import agent_decisions, retention
 from kanade.backend.store.tables import agent_schedule_decisions, metadata
 
 
@@ -106,7 +106,8 @@ def test_pruning_keeps_the_newest_decisions_and_every_count() -> None:
     rows = history("pc-a", ["fired"] * 10)
     with eng.begin() as conn:
         agent_decisions.record(conn, rows, T0)
-        assert agent_decisions.prune(conn, ["s1"], keep=3) == 7
+        pruned = retention.prune_log_by_count(conn, "agent_schedule_decisions", keep=3, limit=50)
+        assert pruned.rows == 7
         kept = agent_decisions.recent(conn, "s1", limit=10)
         stats = agent_decisions.stats(conn)
     assert [r["occurrence_id"] for r in kept] == ["s1@9", "s1@8", "s1@7"]

@@ -141,3 +141,22 @@ def test_disk_trouble_counts_alive_agents_only(engine: Engine) -> None:
     assert (row["disk_full"], row["disk_error"], row["disk_free_bytes"]) == (
         True, "No space left on device", 0)  # fmt: skip
     assert (fine["disk_full"], fine["held_messages"], fine["disk_free_bytes"]) == (False, 0, 10**9)
+
+
+def test_names_the_known_pcs_and_groups_and_keeps_what_the_agent_started_with(
+    engine: Engine,
+) -> None:
+    web = {**heartbeat("pc-1", T0), "groups": ["local", "web"], "static_groups": ["local"],
+           "local_config": {"heartbeat_interval": 5.0}}  # fmt: skip
+    with engine.begin() as conn:
+        db = {**heartbeat("pc-2", T0), "groups": ["db"], "static_groups": None,
+              "local_config": None}  # fmt: skip
+        agents.upsert_agents(conn, [web, db])
+    with engine.connect() as conn:
+        assert agents.existing(conn, ["pc-1", "nosuch"]) == {"pc-1"}
+        assert agents.existing(conn, []) == set()
+        assert agents.reported_groups(conn) == {"local", "web", "db"}
+        assert agents.names(conn) == ({"pc-1", "pc-2"}, {"local", "web", "db"})
+        row = agents.get_agent(conn, "pc-1")
+    assert row is not None and row["local_config"] == {"heartbeat_interval": 5.0}
+    assert row["static_groups"] == ["local"]

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select, update
 from store_rows import row as result_row
 
 from kanade.backend.store import executions as exec_store
-from kanade.backend.store import results
+from kanade.backend.store import results, retention
 from kanade.backend.store import scheduling as store
 from kanade.backend.store.scheduling import DecisionRow
 from kanade.backend.store.tables import executions, schedule_decisions
@@ -94,7 +94,7 @@ def test_decisions_are_logged_and_counted(engine: Engine) -> None:
     assert [r["result"] for r in recent] == ["fired", "duplicate", "missed"]  # newest first
 
 
-def test_decisions_are_pruned_per_schedule(engine: Engine) -> None:
+def test_decisions_are_pruned_per_schedule_by_retention(engine: Engine) -> None:
     rows = [
         DecisionRow("s", occurrence_id("s", T0 + timedelta(seconds=i)), T0, "skipped", "frozen")
         for i in range(30)
@@ -102,7 +102,8 @@ def test_decisions_are_pruned_per_schedule(engine: Engine) -> None:
     with engine.begin() as conn:
         store.record_decisions(conn, rows, T0)
         store.record_decisions(conn, rows[:5], T0)  # of another... same schedule, 35 total
-        assert store.prune_decisions(conn, keep=10) == 25
+        pruned = retention.prune_log_by_count(conn, "schedule_decisions", keep=10, limit=100)
+        assert pruned.rows == 25
         left = conn.execute(select(func.count()).select_from(schedule_decisions)).scalar_one()
         assert store.stats(conn)["s"]["skipped"] == 35  # counters are not pruned
     assert left == 10

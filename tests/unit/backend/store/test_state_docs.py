@@ -21,6 +21,7 @@ from kanade.backend.store import (
     state_docs,
     state_outbox,
     users,
+    webhooks,
 )
 from kanade.backend.store.database import create_engine, database_url
 from kanade.backend.store.migrate import upgrade_sync
@@ -68,6 +69,12 @@ def _write_everything(engine: Engine) -> None:
              DecisionRow("s1", "s1@2", T0, "missed", "catchup_skip", "2", count=2)],
             T0,
         )  # fmt: skip
+        webhooks.add_webhook(conn, {
+            "webhook_id": "ops", "kind": "generic", "url": "https://hooks.example/x",
+            "secret": "s" * 32, "events": ["exec.failed"], "enabled": True,
+            "offline_after_s": 600.0, "created_at": T0, "created_by": "ops",
+            "updated_at": T0, "updated_by": "ops",
+        })  # fmt: skip
 
 
 def _docs(engine: Engine, gen: int = 1) -> list[StateDoc]:
@@ -94,7 +101,8 @@ def test_a_document_restores_the_same_rows_into_an_empty_database(
     _write_everything(engine)
     docs = _docs(engine)
     assert sorted(d.kind for d in docs) == ["approval", "enroll_token", "enrolled", "rollout",
-                                            "schedule", "unattended", "user"]  # fmt: skip
+                                            "schedule", "unattended", "user",
+                                            "webhook"]  # fmt: skip
     assert all(d.key == d.key.strip() and " " not in d.key for d in docs)
     other = _fresh(tmp_path, "other.db")
     with other.begin() as conn:

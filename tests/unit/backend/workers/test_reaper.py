@@ -16,6 +16,7 @@ from kanade.backend.store.database import Database
 from kanade.backend.store.tables import results as results_table
 from kanade.backend.workers.projection.rows import finished_row, started_row
 from kanade.backend.workers.reaper import MAX_PER_TICK, Reaper, ReapReport
+from kanade.core.bounds import MAX_TIMEOUT_S
 from kanade.core.models.wire import EventStarted, Result
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -183,8 +184,9 @@ async def test_a_pending_exec_expires_after_an_hour_and_can_still_complete(
 
 async def test_a_running_exec_is_not_expired(db: Database) -> None:
     await setup_exec(db, "e5", ["pc1", "pc2"])
-    await project_started(db, started("e5", "pc1", timeout_s=1e12))  # effectively never reaped
-    report = await Reaper(db, clock=Clock(T0 + timedelta(days=30))).tick()
+    # The longest timeout there is (a week): not reaped ten days after it started.
+    await project_started(db, started("e5", "pc1", timeout_s=MAX_TIMEOUT_S))
+    report = await Reaper(db, clock=Clock(T0 + timedelta(days=10))).tick()
     assert report.expired == [] and report.reaped == []
     row, rows = await detail(db, "e5")
     assert row["status"] == "running"  # pc1 still runs

@@ -131,7 +131,7 @@ def test_per_pc_decisions_for_preview() -> None:
         "pc_id": "c",
         "would_fire": True,
         "reason": "every_elapsed",
-        "detail": "last success at 2025-01-01T10:00:00Z, at least 1:00:00 ago",
+        "detail": "last success at 2025-01-01T10:00:00Z, at least 1h ago",
     }
 
 

@@ -21,9 +21,17 @@ from kanade.backend.services.auth.authenticator import PUBLIC, Principal, Unauth
 
 log = structlog.get_logger(__name__)
 
-# EventSource (the dashboard's live stream) cannot send headers; this one read-only
-# path may carry the token in the query string instead.
+# EventSource (the dashboard's live streams) cannot send headers; these read-only paths
+# may carry the token in the query string instead.
 QUERY_TOKEN_PATHS = frozenset({"/api/events"})
+
+
+def _query_token_path(path: str) -> bool:
+    """``/api/events`` and an exec's live output, ``/api/executions/<id>/live``."""
+    if path in QUERY_TOKEN_PATHS:
+        return True
+    parts = path.split("/")
+    return len(parts) == 5 and parts[1:3] == ["api", "executions"] and parts[4] == "live"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -51,7 +59,7 @@ class AuthMiddleware(HttpMiddleware):
         needed = required_role(method, path)
 
         token = bearer(_header(scope, b"authorization"))
-        if token is None and method == "GET" and path in QUERY_TOKEN_PATHS:
+        if token is None and method == "GET" and _query_token_path(path):
             token = _query_token(scope)
         principal: Principal
         try:
@@ -76,6 +84,7 @@ class AuthMiddleware(HttpMiddleware):
         state = scope.setdefault("state", {})
         state["actor"] = principal.actor
         state["role"] = principal.role
+        state["principal"] = principal  # a session's id and end: what logout revokes
         token_ctx = enter_actor(principal.actor)
         try:
             await self.app(scope, receive, send)

@@ -34,3 +34,11 @@ class UserPage(Schema):
 
 class UserDeleted(Schema):
     deleted: str
+
+
+class LoggedOut(Schema):
+    """Sessions voided: the presented one, or every one of ``username`` (``everywhere``)."""
+
+    username: str
+    everywhere: bool
+    revoked_at: Instant

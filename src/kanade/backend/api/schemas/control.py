@@ -116,6 +116,9 @@ class Membership(Schema):
     never reach it (SPEC §3.2); null for a membership recorded before this was kept."""
     previous: list[str]
     changed: bool
+    agent_flag_groups: list[str] = Field(default_factory=list)
+    """The groups of the agent's own ``--group`` flags (or config file), as its heartbeat
+    reports them: no KV change removes them (``DELETE`` only answers it)."""
 
 
 class MembersAdded(Schema):

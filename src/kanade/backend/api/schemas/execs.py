@@ -61,6 +61,9 @@ class _ExecRowTail(Schema):
     ended_at: Instant | None = None
     """When it ended for good: every expected pc has a result or a ``no_result`` row and
     none can start any more (null until then)."""
+    results_pruned_at: Instant | None = None
+    """When retention first pruned some of its results (docs/retention.md): the counters
+    are kept as they were, and a pc whose row is gone shows as ``pruned``."""
 
 
 class _ExecRowHeadWithPcs(_ExecRowHead):
@@ -109,8 +112,9 @@ class ResultRow(Schema):
 
 
 class PendingResult(Schema):
-    """An expected pc that has not reported yet (it is closed as ``no_result`` at the
-    exec's deadline if it never does)."""
+    """An expected pc without a result row: ``pending`` while it has not reported (it is
+    closed as ``no_result`` at the exec's deadline if it never does), ``pruned`` once
+    retention removed its row."""
 
     pc_id: str
     exec_id: str

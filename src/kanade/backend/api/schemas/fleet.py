@@ -17,6 +17,15 @@ class ResultPage(Schema):
     offset: int
 
 
+class AgentUpdateState(Schema):
+    """Self-update (SPEC §3.8) as the agent last reported it."""
+
+    state: str
+    target: str | None = None
+    quarantined: list[str] = []
+    error: str | None = None
+
+
 class Agent(Schema):
     """An agent as its last heartbeat left it, with ``status`` from ``last_seen``."""
 
@@ -33,6 +42,7 @@ class Agent(Schema):
     last_command_at: Instant | None
     queue_length: int
     running: int
+    agent_update: AgentUpdateState | None = None
     disk_full: bool = Field(description="its data directory is full: it refuses new work")
     disk_error: str | None = Field(description="why the disk counts as full")
     disk_free_bytes: int | None = Field(description="free bytes in its data directory")
@@ -43,6 +53,11 @@ class Agent(Schema):
     first_seen: Instant
     stopped_at: Instant | None = None
     """When the agent said it was stopping (a clean stop): offline since then."""
+    local_config: dict[str, Any] | None = None
+    """Settings the agent was started with (flags, config file) where they differ from the
+    built-in defaults: the base its KV config layers apply over."""
+    static_groups: list[str] | None = None
+    """The groups of its own ``--group`` flags (no KV change removes them)."""
     status: str
 
 

@@ -9,16 +9,31 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from kanade.backend.api.policy import Role
 from kanade.backend.services.auth.passwords import password_problem
 from kanade.backend.store.users import USERNAME_RE, USERNAME_RULE
-from kanade.core.durations import Duration
+from kanade.core.durations import Duration, Jitter, StartingDeadline, Timeout
 from kanade.core.models.target import Target
 from kanade.core.models.waves import Rollout, Wave
 from kanade.core.models.wire import Shell
+
+MAX_TARGET_PCS = 10_000
+"""Pcs a request may list by name. Each is a command subject and twice a name in the exec
+record (target and expected pcs), which must fit the broker's message limit; a fleet that
+size is a group."""
 
 
 class StrictTarget(Target):
     """A target as a writer sends it: the core model, with unknown fields rejected."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("pcs", mode="before")
+    @classmethod
+    def _few_enough_pcs(cls, v: object) -> object:
+        if isinstance(v, list) and len(v) > MAX_TARGET_PCS:
+            raise ValueError(
+                f"lists {len(v)} pcs, more than {MAX_TARGET_PCS}; put them in a group "
+                "(kanade group add GROUP PC...) and target the group"
+            )
+        return v
 
 
 class StrictWave(Wave):
@@ -44,11 +59,12 @@ class ExecBody(BaseModel):
     urgent: bool = Field(
         default=False, description="bypass the agents' max_local_concurrent queue (admin only)"
     )
-    jitter: Duration | None = Field(
-        default=None, description="random delay before the script starts, e.g. 5s"
+    jitter: Jitter | None = Field(
+        default=None, description="random delay before the script starts, e.g. 5s (at most 1d)"
     )
-    starting_deadline: Duration | None = Field(
-        default=None, description="skip (exit 125) if the script cannot start within this"
+    starting_deadline: StartingDeadline | None = Field(
+        default=None,
+        description="skip (exit 125) if the script cannot start within this (at most 7d)",
     )
 
 
@@ -57,7 +73,7 @@ class RunBody(BaseModel):
 
     script: str = Field(min_length=1)
     shell: Shell = "sh"
-    timeout: Duration = timedelta(seconds=60)
+    timeout: Timeout = Field(default=timedelta(seconds=60), description="at most 7d")
     target: StrictTarget
     env: dict[str, str] | None = None
     cwd: str | None = Field(default=None, min_length=1)
@@ -92,7 +108,7 @@ class NewUserBody(BaseModel):
     @field_validator("username")
     @classmethod
     def _username(cls, v: str) -> str:
-        if not USERNAME_RE.match(v):
+        if not USERNAME_RE.fullmatch(v):
             raise ValueError(USERNAME_RULE)
         return v
 
@@ -123,10 +139,22 @@ class FreezeBody(BaseModel):
         return self
 
 
+MAX_KEY_OVERLAP = timedelta(days=90)
+
+
 class RotateKeysBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     overlap: Duration = Field(
         default=timedelta(hours=24),
-        description="how long agents keep trusting the previous key (e.g. 24h, 0s)",
+        description="how long agents keep trusting the previous key (e.g. 24h, 0s; "
+        "at most 90d)",
     )
+
+    @field_validator("overlap")
+    @classmethod
+    def _bounded_overlap(cls, v: timedelta) -> timedelta:
+        # A retired key trusted for centuries is no rotation (and overflows a date).
+        if not timedelta(0) <= v <= MAX_KEY_OVERLAP:
+            raise ValueError("must be between 0s and 90d")
+        return v

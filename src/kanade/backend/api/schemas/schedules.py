@@ -17,12 +17,18 @@ class ScheduleStatus(Schema):
     frozen: bool
     next_fire: str | None
     next_fire_local: str | None
+    next_fire_note: str | None = None
+    """Why there is no next fire or what it waits for (``disabled``; reconcile shapes:
+    ``done: every targeted pc succeeded once`` …)."""
     last_fire: str | None
     last_nominal: str | None
     last_exec_id: str | None
     fired_count: int
     skipped_count: int
     missed_count: int
+    job_revoked: bool = False
+    """The job is revoked: every fire is skipped by the agents (126) until it is unrevoked
+    (``disable --cascade`` revokes it; ``enable`` does not lift that)."""
 
 
 class Decision(Schema):
@@ -87,6 +93,8 @@ class ScheduleDisabled(ScheduleView):
 class PreviewFire(Schema):
     utc: str
     local: str
+    disabled: bool = False
+    """The schedule is disabled: it fires at this time only once enabled."""
 
 
 class PreviewPc(OpenSchema):
@@ -114,6 +122,10 @@ class SchedulePreview(Schema):
     """``per_fire`` shapes only."""
     target_alive: list[str] | None = None
     """``per_fire`` shapes only."""
+    next_fire: str | None = None
+    """Reconcile shapes (enabled): the poll at which a pc is really due next."""
+    next_fire_note: str | None = None
+    """Reconcile shapes: why there is no next fire, or what it waits for."""
 
 
 class SchedulerStatus(Schema):

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy.engine import Connection
 
 from kanade.backend.services.auth import tokens
+from kanade.backend.services.auth.ratelimit import LoginLimiter
 from kanade.backend.store.database import Database
+from kanade.backend.store.sessions import is_revoked
 from kanade.backend.store.users import get_user
 
 AuthMode = Literal["disabled", "token", "jwt"]
@@ -29,6 +33,9 @@ class Principal:
     actor: str
     role: str
     via: Literal["disabled", "public", "token", "jwt"]
+    # A session token's id and end (via == "jwt"): what logging out revokes.
+    jti: str | None = None
+    expires_at: datetime | None = None
 
 
 ANONYMOUS = Principal("anonymous", "admin", "disabled")
@@ -57,12 +64,17 @@ class Authenticator:
         static_token: str | None = None,
         jwt_secret: str | None = None,
         token_ttl: timedelta = DEFAULT_TOKEN_TTL,
+        limiter: LoginLimiter | None = None,
     ) -> None:
+        problem = tokens.ttl_problem(token_ttl)
+        if problem:
+            raise ValueError(problem)
         self.mode = mode
         self._db = db
         self._static = static_token or None
         self.jwt_secret = jwt_secret
         self.token_ttl = token_ttl
+        self.limiter = limiter or LoginLimiter()
 
     @property
     def enabled(self) -> bool:
@@ -82,10 +94,22 @@ class Authenticator:
         if self.mode == "token" or self.jwt_secret is None:
             raise Unauthenticated("invalid token")
         try:
-            username = tokens.verify(self.jwt_secret, token)
+            claims = tokens.verify(self.jwt_secret, token)
         except tokens.TokenInvalid as exc:
             raise Unauthenticated(str(exc)) from None
-        user = await self._db.read(lambda conn: get_user(conn, username))
+
+        def look_up(conn: Connection) -> tuple[dict[str, Any] | None, bool]:
+            user = get_user(conn, claims.username)
+            revoked = user is not None and is_revoked(
+                conn, jti=claims.jti, username=claims.username, issued_at=claims.issued_at
+            )
+            return user, revoked
+
+        user, revoked = await self._db.read(look_up)
         if user is None:
-            raise Unauthenticated(f"user {username!r} no longer exists")
-        return Principal(username, str(user["role"]), "jwt")
+            raise Unauthenticated(f"user {claims.username!r} no longer exists")
+        if revoked:
+            raise Unauthenticated("this session was logged out; log in again")
+        return Principal(
+            claims.username, str(user["role"]), "jwt", claims.jti, claims.expires_at
+        )

@@ -7,7 +7,8 @@ from datetime import timedelta
 import structlog
 
 from kanade.backend.services.auth.authenticator import AUTH_MODES, Authenticator
-from kanade.backend.services.auth.tokens import secret_problem
+from kanade.backend.services.auth.ratelimit import LoginLimiter, LoginLimits
+from kanade.backend.services.auth.tokens import secret_problem, ttl_problem
 from kanade.backend.settings import Settings
 from kanade.backend.store.database import Database
 
@@ -35,6 +36,25 @@ def check_auth_settings(settings: Settings) -> None:
         problem = secret_problem(settings.jwt_secret)
         if problem:
             raise AuthConfigError(problem)
+    problem = ttl_problem(timedelta(seconds=settings.token_ttl_s))
+    if problem:
+        raise AuthConfigError(f"--token-ttl: {problem}")
+    try:
+        login_limits(settings)
+    except ValueError as exc:
+        raise AuthConfigError(str(exc)) from None
+    if settings.adhoc_run_role not in ("operator", "admin"):
+        raise AuthConfigError(
+            f"--adhoc-run-role must be operator or admin (got {settings.adhoc_run_role!r})"
+        )
+
+
+def login_limits(settings: Settings) -> LoginLimits:
+    return LoginLimits(
+        failures_per_user=settings.login_failures_per_user,
+        failures_per_address=settings.login_failures_per_address,
+        window_s=settings.login_window_s,
+    )
 
 
 def make_authenticator(settings: Settings, db: Database) -> Authenticator:
@@ -51,4 +71,5 @@ def make_authenticator(settings: Settings, db: Database) -> Authenticator:
         static_token=settings.auth_token,
         jwt_secret=settings.jwt_secret if settings.auth_mode == "jwt" else None,
         token_ttl=timedelta(seconds=settings.token_ttl_s),
+        limiter=LoginLimiter(login_limits(settings)),
     )

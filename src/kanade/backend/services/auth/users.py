@@ -1,4 +1,5 @@
-"""Users and login (auth mode ``jwt``): exchange a password for a token, add and delete
+"""Users and sessions (auth mode ``jwt``): exchange a password for a token (failed attempts
+limited, audited and logged), log a session or all of a user's sessions out, add and delete
 users — the last admin cannot be deleted. Each change is audited."""
 
 from __future__ import annotations
@@ -7,37 +8,60 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from sqlalchemy.engine import Connection
 
-from kanade.backend.errors import Conflict, Invalid, NotFound, Unauthenticated
+from kanade.backend.errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
 from kanade.backend.messaging.audit import publish_audit
 from kanade.backend.services.auth import tokens
-from kanade.backend.services.auth.authenticator import Authenticator
+from kanade.backend.services.auth.authenticator import Authenticator, Principal
 from kanade.backend.services.auth.passwords import hash_password, verify_password
-from kanade.backend.store import users
+from kanade.backend.store import sessions, users
 from kanade.backend.store.database import Database
 from kanade.bus.connection import Bus
 from kanade.core.instants import system_clock
 
+log = structlog.get_logger(__name__)
+
 
 async def login(
-    auth: Authenticator, db: Database, bus: Callable[[], Bus], username: str, password: str
+    auth: Authenticator,
+    db: Database,
+    bus: Callable[[], Bus],
+    username: str,
+    password: str,
+    *,
+    address: str = "unknown",
 ) -> dict[str, Any]:
     """A bearer token for ``username``; the same error whether the user or the password
-    is wrong (no user enumeration)."""
+    is wrong (no user enumeration). Past the failure limits of ``username`` or of the
+    client ``address`` the answer is :class:`RateLimited`, before any password check."""
     if auth.mode != "jwt" or auth.jwt_secret is None:
         raise Invalid(
             f"login is not available: the backend runs with auth {auth.mode}"
             + ("; use the static token" if auth.mode == "token" else "")
         )
+    wait = auth.limiter.retry_after(username, address)
+    if wait is not None:
+        seconds, why = wait
+        log.warning("login refused: too many failures", username=username, address=address,
+                    retry_after_s=round(seconds))
+        raise RateLimited(
+            f"too many failed logins ({why}); retry in {max(1, round(seconds))}s",
+            retry_after_s=seconds,
+        )
     user = await db.read(lambda conn: users.get_user(conn, username))
     stored = None if user is None else str(user["password_hash"])
     ok = await asyncio.to_thread(verify_password, stored, password)
     if not ok or user is None:
+        auth.limiter.failed(username, address)
+        log.warning("failed login", username=username, address=address)
+        await publish_audit(bus, "login_failed", username, {"address": address})
         raise Unauthenticated("wrong username or password")
+    auth.limiter.succeeded(username)
     now = system_clock()
     issued = tokens.issue(auth.jwt_secret, username, str(user["role"]), now=now, ttl=auth.token_ttl)
-    await publish_audit(bus, "login", username, {"role": user["role"]})
+    await publish_audit(bus, "login", username, {"role": user["role"], "address": address})
     return {
         "token": issued.token,
         "expires_at": issued.expires_at,
@@ -71,7 +95,9 @@ async def add_user(
 async def delete_user(
     db: Database, bus: Callable[[], Bus], username: str, *, actor: str
 ) -> dict[str, Any]:
-    """Delete a user; refused (409) for the last admin, who could not be replaced."""
+    """Delete a user; refused (409) for the last admin, who could not be replaced. Their
+    tokens are void at once — also for a user of the same name created later."""
+    now = system_clock()
 
     def remove(conn: Connection) -> str | None:
         user = users.get_user(conn, username)
@@ -80,6 +106,7 @@ async def delete_user(
         if user["role"] == "admin" and users.count_admins(conn) <= 1:
             return "last-admin"
         users.delete_user(conn, username)
+        sessions.revoke_all(conn, username, now)
         return None
 
     problem = await db.write(remove)
@@ -89,3 +116,50 @@ async def delete_user(
         raise Conflict(f"{username!r} is the last admin; add another admin first")
     await publish_audit(bus, "user_delete", actor, {"username": username})
     return {"deleted": username}
+
+
+def _session_of(principal: Principal) -> tuple[str, Any]:
+    if principal.via != "jwt" or principal.jti is None or principal.expires_at is None:
+        raise Invalid(
+            "only a session token (from `kanade login`) can be logged out; a static token "
+            "is revoked by replacing it"
+        )
+    return principal.jti, principal.expires_at
+
+
+async def logout(
+    db: Database, bus: Callable[[], Bus], principal: Principal, *, everywhere: bool = False
+) -> dict[str, Any]:
+    """Void the presented session token, or (``everywhere``) every token of its user."""
+    jti, expires_at = _session_of(principal)
+    now = system_clock()
+
+    def void(conn: Connection) -> None:
+        sessions.prune_revoked(conn, now)
+        if everywhere:
+            sessions.revoke_all(conn, principal.actor, now)
+        else:
+            sessions.revoke_token(conn, jti=jti, username=principal.actor, expires_at=expires_at)
+
+    await db.write(void)
+    action = "logout_everywhere" if everywhere else "logout"
+    await publish_audit(bus, action, principal.actor, {})
+    return {"username": principal.actor, "everywhere": everywhere, "revoked_at": now}
+
+
+async def revoke_sessions(
+    db: Database, bus: Callable[[], Bus], username: str, *, actor: str
+) -> dict[str, Any]:
+    """An admin voids every session of ``username`` (a lost laptop, a departing person)."""
+    now = system_clock()
+
+    def void(conn: Connection) -> bool:
+        if users.get_user(conn, username) is None:
+            return False
+        sessions.revoke_all(conn, username, now)
+        return True
+
+    if not await db.write(void):
+        raise NotFound(f"user {username!r} not found", username=username)
+    await publish_audit(bus, "sessions_revoke", actor, {"username": username})
+    return {"username": username, "everywhere": True, "revoked_at": now}

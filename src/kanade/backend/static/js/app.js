@@ -19,6 +19,7 @@ import rolloutDetail from "./pages/rollout.js";
 import approvals from "./pages/approvals.js";
 import login from "./pages/login.js";
 import enrolment from "./pages/enrolment.js";
+import notifications from "./pages/notifications.js";
 
 const ROUTES = [
   [/^$/, overview, "overview"],
@@ -37,6 +38,7 @@ const ROUTES = [
   [/^run$/, run, "run"],
   [/^audit$/, audit, "audit"],
   [/^enrolment$/, enrolment, "enrolment"],
+  [/^notifications$/, notifications, "notifications"],
   [/^login$/, login, "login"],
 ];
 

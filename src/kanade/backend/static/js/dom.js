@@ -10,6 +10,9 @@ export function h(tag, attrs, ...children) {
     if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
     else if (k === "dataset") Object.assign(el.dataset, v);
     else if (k === "text") el.textContent = v;
+    // Through the CSSOM: the Content-Security-Policy (style-src 'self') refuses style
+    // attributes, not style properties set from our own script.
+    else if (k === "style") el.style.cssText = String(v);
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   append(el, children);

@@ -33,8 +33,8 @@ def audit_row(msg: Msg) -> dict[str, Any]:
     rec = decode(AuditRecord, msg.data)
     return {
         "seq": msg.metadata.sequence.stream,
-        "action": rec.action[:128],
-        "actor": rec.actor[:128],
+        "action": rec.action,
+        "actor": rec.actor,
         "at": rec.at,
         "details": rec.details,
         "recorded_at": recorded_at(msg),
@@ -54,6 +54,7 @@ class AuditProjector(ProjectionWorker):
                 log.warning("poison audit record skipped", subject=msg.subject, error=str(exc))
                 poison.append(msg)
         await ack_all(poison)
+        self._dropped("audit", "invalid", len(poison))
         await self._commit(batch)
 
     async def _commit(self, batch: Batch) -> None:
@@ -69,6 +70,7 @@ class AuditProjector(ProjectionWorker):
                 else:
                     log.error("audit record refused by the database; skipped", error=str(exc))
                     await ack_all([m for m, _ in batch])
+                    self._dropped("audit", "unwritable")
                 return
             for one in batch:  # isolate the row the database refuses
                 await self._commit([one])

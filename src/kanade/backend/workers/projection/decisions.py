@@ -66,8 +66,8 @@ def decode_decisions(msgs: list[Msg]) -> Decoded:
 
 
 def write_decisions(conn: Connection, items: list[Item], now: datetime) -> None:
-    touched = agent_decisions.record(conn, [i.row for i in items], now)
-    agent_decisions.prune(conn, touched)
+    # The log is kept short by retention (store.retention), not here.
+    agent_decisions.record(conn, [i.row for i in items], now)
 
 
 class DecisionsProjector(ItemProjector):

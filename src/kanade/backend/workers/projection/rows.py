@@ -17,6 +17,7 @@ from kanade.core import subjects
 from kanade.core.lifecycle import result_expires_at
 from kanade.core.models.records import ExecRecord, ExecStatusRecord
 from kanade.core.models.wire import EventStarted, Result, WireDecodeError, decode
+from kanade.core.statuses import EXEC_TRANSITIONS
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +133,8 @@ def decode_exec_records(msgs: list[Msg]) -> Decoded:
                 items.append(Item(msg, decode(ExecRecord, msg.data).row()))
                 continue
             record = decode(ExecStatusRecord, msg.data)
+            if record.status not in EXEC_TRANSITIONS:
+                raise ValueError(f"unknown status {record.status!r}")
             row = {
                 "exec_id": record.exec_id,
                 "status": record.status.value,

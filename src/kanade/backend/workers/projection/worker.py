@@ -37,6 +37,9 @@ log = structlog.get_logger(__name__)
 NAK_DELAY_S = 2.0
 
 OnProjected = Callable[[str, int], None]
+OnDropped = Callable[[str, str], None]
+"""(kind, reason): a message dropped — ``invalid`` (it does not decode: a field out of
+bounds, the wrong type, not JSON) or ``unwritable`` (the database refused its row)."""
 
 
 def recorded_at(msg: Msg) -> datetime:
@@ -83,6 +86,7 @@ class ProjectionWorker(Worker):
         clock: Clock = system_clock,
         on_projected: OnProjected | None = None,
         on_identity_mismatch: OnIdentityMismatch | None = None,
+        on_dropped: OnDropped | None = None,
     ) -> None:
         # A step waits for its batch, and asks for the next one at once.
         super().__init__(interval=0.0)
@@ -92,6 +96,7 @@ class ProjectionWorker(Worker):
         self._clock = clock
         self._on_projected = on_projected
         self._on_identity_mismatch = on_identity_mismatch
+        self._on_dropped = on_dropped
         self._source = BatchSource(bus, self.spec, batch_max=batch_max)
 
     async def prepare(self, *, reset: bool) -> None:
@@ -121,6 +126,11 @@ class ProjectionWorker(Worker):
     def _count(self, kind: str, n: int) -> None:
         if self._on_projected is not None:
             self._on_projected(kind, n)
+
+    def _dropped(self, kind: str, reason: str, n: int = 1) -> None:
+        if self._on_dropped is not None:
+            for _ in range(n):
+                self._on_dropped(kind, reason)
 
     async def commit(self, kind: str, items: list[Item], write: Writer) -> None:
         """Write ``items`` in one transaction, then ack them; never lose, never block.
@@ -166,6 +176,7 @@ class ProjectionWorker(Worker):
                     error=str(exc),
                 )
                 await ack_all([item.msg])
+                self._dropped(kind, "unwritable")
                 continue
             await ack_all([item.msg])
             self._count(kind, 1)
@@ -184,6 +195,7 @@ class ItemProjector(ProjectionWorker):
     async def handle(self, msgs: list[Msg]) -> None:
         decoded = type(self).decode(msgs)
         await ack_all([*decoded.poison, *(msg for _, msg in decoded.forged)])
+        self._dropped(self.kind, "invalid", len(decoded.poison))
         if self._on_identity_mismatch is not None:
             for kind, _ in decoded.forged:
                 self._on_identity_mismatch(kind)

@@ -288,7 +288,6 @@ class Ahead:
             persist.append(entry)
         await self._catalog.persist_ticks(bus, persist)
         ctx.metrics.fires.labels(result="fired").inc(sum(1 for p in go if not p.republish))
-        await self._dispatcher.prune()
         sent = [late for late in lateness if late is not None]
         log.info(
             "scheduled fires dispatched",

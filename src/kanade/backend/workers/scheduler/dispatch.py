@@ -158,10 +158,6 @@ class Dispatcher:
         found = await _gather_bounded([absent(i) for i in ids], limit=64)
         return {i for i, gone in zip(ids, found, strict=True) if gone}
 
-    async def prune(self) -> None:
-        if self._ctx.ticks % 500 == 0:
-            await self._ctx.db.write(store.prune_decisions)
-
     # --- publishing --------------------------------------------------------------------
     async def publish(self, bus: Bus, planned: list[Planned]) -> list[float | None]:
         """Marks, then every command, then every exec record, then every audit; per fire

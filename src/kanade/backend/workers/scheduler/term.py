@@ -179,4 +179,3 @@ class Term(Worker):
         for row in rows:
             if row.result in ("fired", "skipped", "missed"):
                 ctx.metrics.fires.labels(result=row.result).inc(row.count)
-        await self.dispatcher.prune()

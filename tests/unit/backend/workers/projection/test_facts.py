@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 
 from kanade.backend.store import executions, results
 from kanade.backend.store.tables import checks, inventory, inventory_history
+from kanade.backend.store.tables import results as results_table
 from kanade.backend.workers.projection.facts import project_facts, project_facts_for_execs
 from kanade.backend.workers.projection.rows import finished_row
 from kanade.core.models.wire import Result
@@ -87,3 +88,26 @@ def test_same_facts_whichever_stream_comes_first(engine: Engine, records_first: 
         project_facts(conn, rows)
         project_facts_for_execs(conn, [exec_row("e1"), exec_row("e2")])
     assert state(engine) == (current, history, chk)
+
+
+@pytest.mark.parametrize("depth", [100, 5000])
+def test_a_deeply_nested_stdout_is_no_facts_and_never_costs_the_result(
+    engine: Engine, depth: int
+) -> None:
+    """Issue #15 (bus fuzzer): ``json.loads`` raises RecursionError, not ValueError, past
+    the interpreter's recursion limit; the projector then refused the whole row and the
+    finished result was lost. Now such stdout is simply not facts (nor too deep ones)."""
+    nested = '{"status": "ok", "x": ' + "[" * depth + "]" * depth + "}"
+    row = result_row("deep", nested, minute=1)
+    with engine.begin() as conn:
+        executions.upsert_executions(conn, [exec_row("deep")], T0)
+        results.upsert_finished(conn, [row])
+        project_facts(conn, [row])
+    with engine.connect() as conn:
+        stored = conn.execute(select(results_table.c.result_id)).scalars().all()
+    assert stored == ["deep-pc1"]
+    current, history, statuses = state(engine)
+    assert (current, history) == ([], [])
+    assert [(c["status"], c["detail"]) for c in statuses] == [
+        ("unknown", "stdout is not a check report")
+    ]

@@ -1,5 +1,11 @@
-// Agents: the fleet, filterable by status, group, OS and version (filters live in the URL).
-import { diskFull, h, mountInto, pill, table, time } from "../dom.js";
+// Agents: the fleet, filterable by status, group, OS and version (filters live in the URL),
+// and the agent versions across it: a chart, the release rollout targets, agents updating
+// and quarantined releases (SPEC §3.8, /api/agent-versions).
+import { donut, legend } from "../charts.js";
+import { diskFull, h, mountInto, notice, pill, section, table, time } from "../dom.js";
+
+// Version colours: distinct, in order of the version list (oldest first).
+const PALETTE = ["#6b7280", "#2563eb", "#059669", "#d97706", "#7c3aed", "#db2777", "#0891b2", "#65a30d"];
 
 const STATUSES = ["alive", "stale", "offline"];
 
@@ -24,7 +30,8 @@ export default {
       ...Object.values(selects).map((s) => s.wrap),
       h("div", { class: "field" }, h("label", { for: "filter-text" }, "Search"), search),
       h("button", { type: "button", class: "btn-ghost", onclick: () => { for (const k of Object.keys(filters)) filters[k] = ""; sync(true); } }, "Clear filters"));
-    mountInto(root, h("h1", {}, "Agents"), form, count, listSlot);
+    const versionsSlot = h("div", { class: "slot", id: "agent-versions", "aria-live": "polite" });
+    mountInto(root, h("h1", {}, "Agents"), versionsSlot, form, count, listSlot);
 
     let agents = [];
     for (const [k, s] of Object.entries(selects)) {
@@ -64,7 +71,7 @@ export default {
         label: "Agents",
         columns: [
           { label: "PC" }, { label: "Status" }, { label: "Hostname", cls: "hide-sm" }, { label: "OS", cls: "hide-sm" },
-          { label: "Version" }, { label: "Groups", cls: "hide-sm" }, { label: "Running", cls: "hide-sm" }, { label: "Last seen" },
+          { label: "Version" }, { label: "Update", cls: "hide-sm" }, { label: "Groups", cls: "hide-sm" }, { label: "Running", cls: "hide-sm" }, { label: "Last seen" },
         ],
         rows: shown,
         empty: agents.length ? "No agent matches these filters." : "No agent has sent a heartbeat yet.",
@@ -74,6 +81,7 @@ export default {
           h("td", { class: "hide-sm" }, a.hostname),
           h("td", { class: "hide-sm" }, `${a.os_family} ${a.os_version || ""}`.trim()),
           h("td", {}, a.agent_version),
+          h("td", { class: "hide-sm" }, updateCell(a.agent_update)),
           h("td", { class: "hide-sm" }, (a.groups || []).map((g) => h("span", { class: "tag" }, g))),
           h("td", { class: "hide-sm" }, String(a.running ?? 0)),
           h("td", {}, time(a.last_seen))),
@@ -81,8 +89,12 @@ export default {
     }
 
     async function load() {
-      const data = await ctx.api.get("/api/agents");
+      const [data, fleet] = await Promise.all([
+        ctx.api.get("/api/agents"),
+        ctx.api.get("/api/agent-versions").catch(() => null),
+      ]);
       agents = data.items;
+      if (fleet) mountInto(versionsSlot, versionsView(fleet));
       facets();
       draw();
       root.dataset.ready = "true";
@@ -107,4 +119,38 @@ function setOptions(el, values, selected) {
   const all = selected && !values.includes(selected) ? [...values, selected] : values;
   el.replaceChildren(h("option", { value: "" }, "any"), ...all.map((v) => h("option", { value: v }, v)));
   el.value = selected;
+}
+
+function updateCell(u) {
+  if (!u || (u.state === "idle" && !(u.quarantined || []).length)) return "";
+  const label = u.state === "quarantined" ? `quarantined ${(u.quarantined || []).join(", ")}`
+    : `${u.state}${u.target ? ` → ${u.target}` : ""}`;
+  return h("span", { title: u.error || "", class: u.state === "quarantined" ? "pill pill-failed" : "pill" }, label);
+}
+
+function versionsView(fleet) {
+  const segs = fleet.versions.map((v, i) => ({
+    key: `v-${v.version}`, label: v.version || "?", value: v.count, color: PALETTE[i % PALETTE.length],
+  }));
+  const targets = Object.entries(fleet.targets || {});
+  const states = Object.entries(fleet.update_states || {});
+  const quarantined = fleet.quarantined || [];
+  const side = h("div", { class: "versions-side" },
+    h("p", {}, h("strong", {}, "Rollout: "), targets.length
+      ? targets.map(([layer, v], i) => [i ? ", " : "", h("span", { class: "tag" }, layer), ` → ${v}`])
+      : "no target version set (kanade agent rollout VERSION --group G)"),
+    states.length ? h("p", {}, h("strong", {}, "Updating: "),
+      states.map(([s, n], i) => `${i ? ", " : ""}${s} ${n}`).join("")) : null,
+    quarantined.length ? h("div", { id: "quarantined-agents" },
+      notice("error", `${quarantined.length} agent(s) quarantined a release: it failed to start and connect, and is not retried until the target changes.`),
+      h("ul", {}, quarantined.map((q) => h("li", { dataset: { pcId: q.pc_id } },
+        h("a", { href: `#/agents/${encodeURIComponent(q.pc_id)}` }, q.pc_id),
+        ` quarantined ${q.versions.join(", ")} (running ${q.running || "?"})`,
+        q.error ? h("span", { class: "muted" }, ` — ${q.error}`) : null)))) : null,
+    h("p", { class: "muted" }, `${(fleet.releases || []).length} release(s) published`));
+  return section("Agent versions",
+    h("div", { class: "donut-row" },
+      donut(segs, { label: "Agent versions", center: fleet.total }),
+      legend(segs, { onPick: (s) => `#/agents?version=${encodeURIComponent(s.label)}` }),
+      side));
 }

@@ -1,8 +1,10 @@
-// Execution detail: live per-pc progress (SSE), a chart of ok/failed/skipped/running/pending.
+// Execution detail: live per-pc progress (SSE), a chart of ok/failed/skipped/running/pending,
+// and the scripts' output as they write it while the exec runs (its own SSE stream).
 import { facts, fullTime, h, mountInto, notice, pill, resultKind, section, time } from "../dom.js";
 import { showError } from "../forms.js";
 import { donut, legend, progressBar } from "../charts.js";
 import { touchesExec } from "../live.js";
+import { followOutput, outputPane } from "../liveout.js";
 import { resultsTable } from "./agent.js";
 
 const KINDS = [
@@ -13,6 +15,7 @@ const KINDS = [
 // Statuses an exec leaves by itself at its deadline (SPEC §4.3): shown with that deadline.
 const ENDS_BY_ITSELF = new Set(["pending", "running", "expired"]);
 const LIVE = new Set(["awaiting_approval", "pending", "running"]);
+const WRITING = new Set(["pending", "running"]); // scripts may be writing output
 const MAX_ROWS = 500;
 
 export default {
@@ -27,16 +30,20 @@ export default {
       KINDS.map((k) => h("option", { value: k.key }, k.label)));
     const statusEl = h("span", { id: "exec-status", "aria-label": "Execution status" });
     const approvalSlot = h("div", { class: "slot", id: "approval" });
+    const liveSlot = h("div", { class: "slot", id: "live-slot" });
     mountInto(root,
       h("p", { class: "crumbs" }, h("a", { href: "#/executions" }, "Executions"), " / ", execId),
       h("div", { class: "title-row" }, h("h1", {}, "Execution ", statusEl), actions),
       approvalSlot,
       h("div", { class: "grid grid-2" }, section("Summary", head), section("Progress", chart)),
+      liveSlot,
       section("Per PC", h("div", { class: "filters" },
         h("div", { class: "field" }, h("label", { for: "pc-filter" }, "Show"), filter)), list));
     let last = null;
     let rollout = null; // {rollout_id, wave_count, status} when this exec is sent in waves
     let rolloutAsked = false;
+    let follow = null; // the live-output stream while it is open
+    let liveEnded = false;
     filter.addEventListener("change", () => last && drawList(last));
 
     function drawList(ex) {
@@ -98,7 +105,35 @@ export default {
       drawActions(ex);
       await drawApproval(ex);
       drawList(ex);
+      startLive(ex);
       root.dataset.ready = "true";
+    }
+
+    /** While scripts may be writing, their output as it comes (SPEC §4.12). */
+    function startLive(ex) {
+      if (follow || liveEnded || !WRITING.has(ex.status) || !ctx.has("GET /api/executions/{exec_id}/live")) return;
+      const pane = outputPane({ prefixed: ex.expected_count > 1 });
+      const state = h("span", { id: "live-state", "data-state": "waiting", role: "status" }, "Waiting for output…");
+      mountInto(liveSlot, section("Live output", h("p", { class: "small muted live-head" }, state,
+        " · best effort, rate-capped per agent; each PC's result keeps its whole output."), pane.el));
+      const say = (key, text) => { state.dataset.state = key; state.textContent = text; };
+      follow = followOutput(execId, {
+        onLine: (line) => {
+          pane.add(line);
+          if (state.dataset.state !== "streaming") say("streaming", "Streaming as the scripts write it");
+        },
+        onState: (s) => {
+          if (s === "reconnecting") say("reconnecting", "Reconnecting…");
+          else if (s === "closed") say("closed", "The live stream was closed; the results below are complete once the exec ends.");
+          else if (s === "open" && state.dataset.state === "reconnecting") say("streaming", "Streaming as the scripts write it");
+        },
+        onEnd: (d) => {
+          follow = null;
+          liveEnded = true;
+          say("ended", pane.lines ? `Ended (${d.status || "done"}).` : `Ended (${d.status || "done"}) without output while this page watched.`);
+          refresh();
+        },
+      });
     }
 
     /** Is this exec a rollout? (Asked once, through the list: a 404 would be noise.) */
@@ -161,6 +196,7 @@ export default {
     return {
       onEvent(ev) { if (touchesExec(ev, execId)) refresh(); },
       refresh,
+      dispose() { follow?.close(); },
     };
   },
 };

@@ -1,0 +1,1 @@
+"""The HTTP side of notifications: one bounded, timed request to a webhook."""
