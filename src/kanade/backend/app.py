@@ -69,9 +69,9 @@ from kanade.backend.store.database import Database, safe_url
 from kanade.backend.store.migrate import upgrade
 from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
+from kanade.backend.workers.dashboard_relay import DashboardRelay
 from kanade.backend.workers.deciders import Deciders, replica_name
 from kanade.backend.workers.heartbeats import HeartbeatSink
-from kanade.backend.workers.live_relay import LiveRelay
 from kanade.backend.workers.live_watch import LiveWatchRenewer
 from kanade.backend.workers.notify.delivery import NotifyDelivery
 from kanade.backend.workers.notify.detector import NotifyDetector
@@ -351,7 +351,7 @@ def create_app(settings: Settings) -> FastAPI:
             await heartbeats.subscribe(bus)
             await provisioner.subscribe(bus)
             # Dashboard events to and from the other replicas (SPEC §9).
-            relay = LiveRelay(bus)
+            relay = DashboardRelay(bus)
             await relay.subscribe()
             live_watches = LiveWatchRenewer(services.live)
             workers: list[Worker] = [*projectors, heartbeats, publisher, relay, live_watches]

@@ -15,7 +15,7 @@ contradict what the API says.
 Publishing never blocks and never raises: it is called on hot paths.
 
 Backend replicas (SPEC §9) relay their events to each other over the bus
-(:mod:`kanade.backend.workers.live_relay`): a change made through replica A — an API
+(:mod:`kanade.backend.workers.dashboard_relay`): a change made through replica A — an API
 call, a batch A projected — reaches dashboards connected to replica B. Events that came
 from another replica are marked ``remote`` and never relayed again.
 """

@@ -60,10 +60,10 @@ def _bounded(payload: dict[str, Any]) -> dict[str, Any]:
             for k, v in payload.items()}  # fmt: skip
 
 
-class LiveRelay(Worker):
+class DashboardRelay(Worker):
     """One per broker connection: relays this replica's events out, others' in."""
 
-    name = "live-relay"
+    name = "dashboard-relay"
 
     def __init__(self, bus: Bus, *, origin: str | None = None) -> None:
         super().__init__(interval=0.0)

@@ -1,4 +1,4 @@
-"""Dashboard events between backend replicas (kanade.backend.workers.live_relay) through a
+"""Dashboard events between backend replicas (kanade.backend.workers.dashboard_relay) through a
 real broker: what one replica's hub announces reaches the other's as a remote event, a
 remote event is never relayed again (no echo between replicas), and a message that breaks
 the wire's bounds is dropped."""
@@ -11,15 +11,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kanade.backend.messaging.live import hub
-from kanade.backend.workers.live_relay import LiveRelay, Relayed
+from kanade.backend.workers.dashboard_relay import DashboardRelay, Relayed
 from kanade.bus.connection import Bus
 from kanade.core import subjects
 from polling import eventually
 
 
 @pytest.fixture
-async def relays(bus: Bus) -> AsyncIterator[tuple[LiveRelay, LiveRelay]]:
-    a, b = LiveRelay(bus, origin="aaaa"), LiveRelay(bus, origin="bbbb")
+async def relays(bus: Bus) -> AsyncIterator[tuple[DashboardRelay, DashboardRelay]]:
+    a, b = DashboardRelay(bus, origin="aaaa"), DashboardRelay(bus, origin="bbbb")
     for relay in (a, b):
         await relay.subscribe()
     tasks = [asyncio.create_task(r.run()) for r in (a, b)]
@@ -33,7 +33,7 @@ async def relays(bus: Bus) -> AsyncIterator[tuple[LiveRelay, LiveRelay]]:
 
 
 async def test_a_replicas_events_reach_the_other_and_never_echo(
-    bus: Bus, relays: tuple[LiveRelay, LiveRelay]
+    bus: Bus, relays: tuple[DashboardRelay, DashboardRelay]
 ) -> None:
     a, b = relays
     with hub.subscribe(local_only=True) as local:
@@ -47,7 +47,7 @@ async def test_a_replicas_events_reach_the_other_and_never_echo(
 
 
 async def test_a_message_out_of_bounds_is_dropped(
-    bus: Bus, relays: tuple[LiveRelay, LiveRelay]
+    bus: Bus, relays: tuple[DashboardRelay, DashboardRelay]
 ) -> None:
     a, _ = relays
     with hub.subscribe() as sub:
