@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -125,6 +126,25 @@ async def test_a_fenced_write_commits_nothing_once_the_fence_refuses(db: Databas
     await db.write(lambda conn: set_state_if_absent(conn, "three", "v", T0))  # unfenced
     keys = await db.read(lambda conn: set(conn.execute(select(projection_state.c.key)).scalars()))
     assert {"one", "three"} <= keys and "two" not in keys
+
+
+async def test_a_fenced_view_sees_the_writes_waiting_on_the_original(db: Database) -> None:
+    # Retention writes through the deciders' fenced view and pauses while the projectors'
+    # writes (on the original) wait: both must count the same pending writes.
+    view = db.fenced(lambda conn: None)
+    started, release = threading.Event(), threading.Event()
+
+    def slow(conn: Connection) -> None:
+        started.set()
+        release.wait(10)
+
+    writing = asyncio.ensure_future(db.write(slow))
+    assert await asyncio.to_thread(started.wait, 10)
+    assert (view.pending_writes, db.pending_writes) == (1, 1)
+    release.set()
+    await writing
+    await view.write(lambda conn: None)
+    assert (view.pending_writes, db.pending_writes) == (0, 0)
 
 
 def test_a_logged_database_url_never_shows_its_password() -> None:
