@@ -1,18 +1,25 @@
 """Two ``kanade-backend`` replicas on one PostgreSQL database and a 3-node NATS cluster, as
-real processes (SPEC §9): each once-per-deployment worker runs on exactly one replica,
-a change made through one replica reaches the other's event stream, the projectors share
-the results through their durable consumers and write each exactly once, and when the
-replica running the deciders dies the other takes them over."""
+real processes (SPEC §9): each once-per-deployment worker runs on exactly one replica —
+retention and the notification sender too —, a change made through one replica reaches the
+other's event stream, the projectors share the results through their durable consumers and
+write each exactly once, and when the replica running the deciders dies the other takes
+them over, notifications and retention included."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
-from cluster_stack import ClusterStack, EventStream, cluster_stack, wait_for
+from cluster_stack import ClusterStack, EventStream, Replica, cluster_stack, wait_for
+from kanade.backend.store.database import create_engine
+from kanade.core.instants import system_clock
 from kanade.security.authority import Authority
+from notify_rows import failed_exec
 from pgdb import PostgresDatabases
+from webhook_receiver import Receiver, receiving
 
 AGENTS = 20
 HELLO = {
@@ -20,6 +27,10 @@ HELLO = {
     "version": "1",
     "execute": {"shell": "sh", "script": "echo hello", "timeout": "30s"},
 }
+SECRET = "replicas-secret-" + "r" * 20
+# Retention passes every second, notifications scanned and retried quickly: a test sees
+# which replica runs them in seconds.
+FAST = ("--retain", "interval=1s", "--notify-scan", "0.2", "--notify-retry", "0.3s")
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +43,18 @@ def stack(
     base = tmp_path_factory.mktemp("replicas")
     try:
         with cluster_stack(base, authority, url) as s:
-            s.replica()
-            s.replica()
+            s.replica(*FAST)
+            s.replica(*FAST)
             s.swarm(AGENTS)
             wait_for(lambda: s.alive_agents(s.replicas[0]) == AGENTS, f"{AGENTS} agents alive")
             yield s
     finally:
         postgres_databases.drop(name)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    yield from receiving()
 
 
 def test_each_singleton_runs_on_exactly_one_replica(stack: ClusterStack) -> None:
@@ -98,15 +114,79 @@ def _projected(metrics: str) -> float:
     return total
 
 
-@pytest.mark.slow  # a replica restarted: a process start and a lease TTL
-def test_the_deciders_move_when_their_replica_dies(stack: ClusterStack) -> None:
+def _metric(replica: Replica, name: str, label: str) -> float:
+    m = re.search(rf"^{name}\{{{label}\}} (\S+)$", replica.get_text("/metrics"), re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def _retention_runs(replica: Replica) -> float:
+    return _metric(replica, "kanade_retention_runs_total", 'outcome="ok"')
+
+
+def _delivered(replica: Replica) -> float:
+    return _metric(replica, "kanade_notify_attempts_total", 'outcome="delivered"')
+
+
+def _subscribe(stack: ClusterStack, receiver: Receiver) -> None:
+    """A webhook for failed execs, added through any replica (once per module)."""
+    r = stack.replicas[-1].post("/api/notify/webhooks", {
+        "id": "ops", "url": receiver.url, "secret": SECRET, "events": ["exec.failed"]})  # fmt: skip
+    assert r.status_code in (201, 409), r.text
+
+
+def _exec_fails(stack: ClusterStack, exec_id: str) -> None:
+    """An exec that failed on one of its two pcs, as the projector leaves it (written to the
+    shared database directly: the swarm's stub scripts never fail)."""
+    engine = create_engine(stack.db_url)
+    try:
+        with engine.begin() as conn:
+            failed_exec(conn, exec_id, system_clock())
+    finally:
+        engine.dispose()
+
+
+def _told(receiver: Receiver, exec_id: str) -> list[str]:
+    """Idempotency keys of the accepted deliveries telling of ``exec_id``."""
+    return [r.key for r in receiver.accepted() if exec_id.encode() in r.body]
+
+
+def test_notifications_and_retention_run_on_the_deciders_replica_alone(
+    stack: ClusterStack, receiver: Receiver
+) -> None:
     leader = stack.leader("deciders")
     other = next(r for r in stack.replicas if r is not leader)
+    _subscribe(stack, receiver)
+    _exec_fails(stack, "failed-1")
+    keys = wait_for(lambda: _told(receiver, "failed-1"), "the failed exec told", 30)
+    wait_for(lambda: _retention_runs(leader) >= 2, "retention passes on the leader", 30)
+    assert len(keys) == 1, keys  # one delivery, sent once
+    assert _delivered(leader) >= 1 and _delivered(other) == 0
+    assert _retention_runs(other) == 0
+    # Both replicas say what the one pass did: its record is in the shared database.
+    assert other.get("/api/retention")["last_run"] is not None
+
+
+@pytest.mark.slow  # a replica restarted: a process start and a lease TTL
+def test_the_deciders_move_when_their_replica_dies(
+    stack: ClusterStack, receiver: Receiver
+) -> None:
+    leader = stack.leader("deciders")
+    other = next(r for r in stack.replicas if r is not leader)
+    _subscribe(stack, receiver)
+    runs_before = _retention_runs(other)
     leader.kill()
     try:
         assert stack.leader("deciders") is other  # after the lease TTL (2 s)
         assert other.get("/health")["status"] == "ok"
+        # The team moved whole: the new leader prunes and tells of a failure after the kill.
+        wait_for(lambda: _retention_runs(other) > runs_before, "retention on the new leader")
+        _exec_fails(stack, "failed-after-kill")
+        wait_for(lambda: _told(receiver, "failed-after-kill"), "told by the new leader", 30)
+        assert _delivered(other) >= 1
     finally:
         stack.restart(leader)
     # Back up: it stays a standby, the lease is the other's now.
     assert stack.leader("deciders") is other
+    assert _retention_runs(leader) == 0  # a standby: its passes never started
+    keys = Counter(r.key for r in receiver.accepted())
+    assert all(n == 1 for n in keys.values()), keys  # nothing told twice across the move
