@@ -10,8 +10,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import psutil
 import pytest
+from agent_harness import AgentFleet
+from test_live_output import SseReader, gated
 
 from cluster_stack import ClusterStack, EventStream, Replica, cluster_stack, wait_for
 from kanade.backend.store.database import create_engine
@@ -112,6 +117,44 @@ def _projected(metrics: str) -> float:
         if line.startswith("kanade_projected_messages_total") and 'consumer="results"' in line:
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def _broker_ports(replica: Replica) -> set[int]:
+    """The ports of the broker nodes this replica's process is connected to now."""
+    assert replica.proc is not None
+    conns = psutil.Process(replica.proc.pid).net_connections(kind="tcp")
+    return {c.raddr.port for c in conns if c.raddr}
+
+
+def test_live_output_reaches_a_watcher_on_the_other_replica(
+    stack: ClusterStack, tmp_path: Path
+) -> None:
+    # The agent on a node replica B is not connected to, the exec started through A, the
+    # watcher on B: the chunks cross the cluster's routes, B renews the watch lease, and B
+    # sees the end from the database whichever replica projected the result.
+    a, b = stack.replicas
+    ports = {urlsplit(u).port: u for u in stack.brokers.urls}
+    b_nodes = _broker_ports(b) & ports.keys()
+    assert b_nodes, "replica B is connected to a node"
+    url = next(u for p, u in ports.items() if p not in b_nodes)
+    fleet = AgentFleet(tmp_path / "agents", url, stack.authority)
+    try:
+        fleet.add("live-1")
+        wait_for(lambda: [x for x in b.get("/api/agents", status="alive", limit=1000)["items"]
+                          if x["pc_id"] == "live-1"], "the agent alive", 40)  # fmt: skip
+        stop = tmp_path / "stop"
+        created = a.post("/api/run", {"script": gated("far", stop), "target": {"pcs": ["live-1"]}})
+        assert created.status_code == 201, created.text
+        exec_id = created.json()["exec_id"]
+        sse = SseReader(b.url, f"/api/executions/{exec_id}/live").start()
+        wait_for(lambda: "far-3" in sse.text(), "far-3 live on B", 30)
+        assert "end" not in sse.names()  # seen while the script still runs
+        stop.touch()
+        wait_for(lambda: "end" in sse.names(), "the stream ended on B", 30)
+    finally:
+        fleet.close()
+    assert sse.text() == "".join(f"far-{i}\n" for i in range(1, 5))
+    assert sse.events[-1] == ("end", {"exec_id": exec_id, "status": "completed"})
 
 
 def _metric(replica: Replica, name: str, label: str) -> float:
