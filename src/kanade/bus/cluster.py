@@ -28,7 +28,7 @@ __all__ = ["CLUSTER_NAME", "BrokerCluster"]
 CLUSTER_NAME = "kanade"
 CLUSTER_FILE_STORE = "6GB"
 """Each node's JetStream file budget: with R3 every node holds a copy of everything (the
-topology reserves ~3.6 GiB, bus/topology.py), and a replica count being changed briefly
+topology reserves ~3.9 GiB, bus/topology.py), and a replica count being changed briefly
 reserves more; nats-server counts reservations, the disk holds only what is written."""
 
 
