@@ -64,8 +64,8 @@ class Settings:
     # how late a running scheduler may decide an occurrence and still count it on time
     # (catchup beyond, and for any occurrence due before the scheduler came up).
     scheduler_lease_ttl_s: float = 10.0
-    # The lease of the reaper, rollout runner and approval sweeper across replicas (SPEC
-    # §9): a standby takes them over after this long without renewal.
+    # The lease of the reaper, rollout runner, approval sweeper, retention and notifications
+    # across replicas (SPEC §9): a standby takes them over after this long without renewal.
     deciders_lease_ttl_s: float = 10.0
     scheduler_late_tolerance_s: float = 60.0
     # Approvals (SPEC §4.8): a request not decided within this long is rejected
