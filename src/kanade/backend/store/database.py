@@ -160,11 +160,16 @@ class Database:
         tags: set[str] = set()
 
         def tagged(conn: Connection) -> T:
+            # The dict is taken while the connection is alive: reading ``conn.info`` after
+            # the server went away mid-transaction raises PendingRollbackError, which would
+            # hide the connection error (transient: redelivered) behind one that reads as
+            # a refused row (skipped).
+            info = conn.info
             try:
                 return work(conn)
             finally:
                 # Taken whatever happens: conn.info outlives the transaction in the pool.
-                tags.update(conn.info.pop(COMMIT_TAGS, ()))
+                tags.update(info.pop(COMMIT_TAGS, ()))
 
         self._pending[0] += 1
         try:

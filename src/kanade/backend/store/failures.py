@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
 
 # SQLSTATE classes that mean "this row": 22 data exception (a value out of range, too
 # long, a NUL byte in text), 23 integrity constraint violation. Every other class is the
@@ -17,6 +24,8 @@ def is_transient(exc: BaseException) -> bool:
     giving up on them would lose results."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, PendingRollbackError):
+        return True  # the connection was lost inside the transaction: the database, not a row
     if isinstance(exc, DataError | IntegrityError):
         return False
     sqlstate = _sqlstate(exc)

@@ -20,7 +20,9 @@ from kanade.backend.store.database import (
     database_url,
     safe_url,
     sync_url,
+    tag_commit,
 )
+from kanade.backend.store.failures import is_transient
 from kanade.backend.store.migrate import upgrade, upgrade_sync
 from kanade.backend.store.projection_state import set_state_if_absent
 from kanade.backend.store.tables import metadata, projection_state
@@ -145,6 +147,23 @@ async def test_a_fenced_view_sees_the_writes_waiting_on_the_original(db: Databas
     await writing
     await view.write(lambda conn: None)
     assert (view.pending_writes, db.pending_writes) == (0, 0)
+
+
+async def test_a_connection_lost_mid_write_is_a_transient_failure(db: Database) -> None:
+    # PostgreSQL going away while a batch is written (a restart, a failover): the projector
+    # must see a failure of the database, which it redelivers, and never mistake it for a
+    # row the database refuses, which it skips (a result lost).
+    if db.dialect != "postgresql":
+        pytest.skip("a server connection to lose: PostgreSQL")
+
+    def tagged_then_killed(conn: Connection) -> None:
+        tag_commit(conn, "state")
+        conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+    with pytest.raises(Exception) as failed:
+        await db.write(tagged_then_killed)
+    assert is_transient(failed.value), repr(failed.value)
+    assert await db.read(lambda conn: conn.execute(text("SELECT 1")).scalar_one()) == 1
 
 
 def test_a_logged_database_url_never_shows_its_password() -> None:

@@ -49,3 +49,11 @@ def test_connection_and_io_failures_are_transient() -> None:
     assert not is_transient(wrapped(OperationalError, "22003"))  # out of range
     assert is_transient(wrapped(OperationalError, None))  # SQLite: locked, I/O
     assert not is_transient(wrapped(ProgrammingError, None))
+
+
+def test_a_transaction_whose_connection_was_lost_is_transient() -> None:
+    # SQLAlchemy's answer to any use of a connection the server dropped mid-transaction.
+    from sqlalchemy.exc import PendingRollbackError
+
+    assert is_transient(PendingRollbackError("Can't reconnect until invalid transaction is "
+                                             "rolled back"))  # fmt: skip
