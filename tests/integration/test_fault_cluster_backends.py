@@ -101,6 +101,25 @@ async def apost(r: Replica, path: str, body: Any) -> Any:
         return resp.json()
 
 
+def projection_report(stack: ClusterStack, exec_id: str | None = None) -> str:
+    """For a failure message: each live replica's projected and refused counts, what it
+    leads, and (``exec_id``) how many of the exec's results it serves."""
+    out = []
+    for r in stack.replicas:
+        if not r.alive():
+            out.append(f"{r.name}: down")
+            continue
+        try:
+            counts = [ln for ln in r.get_text("/metrics").splitlines()
+                      if ln.startswith(("kanade_projected_messages_total",
+                                        "kanade_dropped_messages_total")) and " 0.0" not in ln]
+            rows = r.get("/api/results", exec_id=exec_id, limit=1)["total"] if exec_id else "-"
+            out.append(f"{r.name}: leads {r.leads()}, rows {rows}, {counts}")
+        except httpx.HTTPError as exc:
+            out.append(f"{r.name}: {exc!r}")
+    return "\n".join(out)
+
+
 async def live(stack: ClusterStack) -> Replica:
     return next(r for r in stack.replicas if r.alive())
 
@@ -230,7 +249,8 @@ async def test_postgresql_restarted_during_an_ingest_loses_and_duplicates_nothin
         await asyncio.to_thread(postgres.start)
         await asyncio.wait_for(publishing, 300)
         await eventually(lambda: rows_at_least(rows, n), f"all {n} results in the database",
-                         timeout=300, tolerate=(httpx.HTTPError,))  # fmt: skip
+                         timeout=300, tolerate=(httpx.HTTPError,),
+                         diagnostics=lambda: projection_report(stack, exec_id))  # fmt: skip
         total = await rows()
         healthy = [(await aget(r, "/health"))["db"] for r in stack.replicas]
         line = {"name": "fault.postgresql_restart_ingest", "results_before_crash": at_crash,
@@ -274,7 +294,8 @@ async def test_the_replica_running_a_rollout_killed_mid_wave_the_other_finishes_
             return r if r["status"] == "completed" else None
 
         await eventually(completed, "the other replica finished the rollout", timeout=90,
-                         tolerate=(httpx.HTTPError,))  # fmt: skip
+                         tolerate=(httpx.HTTPError,),
+                         diagnostics=lambda: projection_report(stack, rid))  # fmt: skip
 
         async def all_results() -> dict[str, Any] | None:
             detail = await aget(other, f"/api/executions/{rid}")
