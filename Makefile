@@ -13,6 +13,10 @@ STAMP     := $(VENV)/.runtime-$(SUM)
 DEV_STAMP := $(VENV)/.dev-$(SUM)
 AGENTS ?= 3
 PYTEST_ARGS ?=
+# Test files run in parallel worker processes (a file's tests stay together: they share one
+# broker/backend per module). Most of a test's time is waiting on processes it started, so
+# 3 workers beat 2 even on a 2-core machine. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 3
 
 .PHONY: venv venv-dev up test test-all lint bench clean browser-deps postgres-deps
 
@@ -57,11 +61,12 @@ postgres-deps:
 ## test: the fast suite (unit + integration against real nats-server / SQLite / PostgreSQL /
 ## processes).
 test: venv-dev browser-deps postgres-deps
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-## test-all: everything, including the slow scale and fault suites.
-test-all: venv-dev browser-deps postgres-deps
-	$(BIN)/pytest $(PYTEST_ARGS)
+## test-all: everything: the fast suite, then the slow scale and fault suites one at a time
+## (they measure pace and kill processes on purpose: nothing else may share the machine).
+test-all: test
+	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 
 ## lint: ruff, the import contracts (docs/ARCHITECTURE.md) and mypy --strict on the whole package.
 lint: venv-dev

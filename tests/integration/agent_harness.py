@@ -384,6 +384,7 @@ class ResultsCollector:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._consumer: PullConsumer | None = None
+        self._closing = False
 
     async def _ensure_consumer(self) -> None:
         cfg = ConsumerConfig(
@@ -401,7 +402,10 @@ class ResultsCollector:
         return self
 
     async def _run(self) -> None:
-        while True:
+        # Ends on the flag too, not only on cancellation: Python 3.11's wait_for can swallow
+        # a cancel that races a completion, and a loop that lives on after that hung a whole
+        # xdist worker in teardown (the event loop's shutdown waits for every task).
+        while not self._closing:
             self._consumer = PullConsumer(self.nc, subjects.STREAM_RESULTS, self.name,
                                           window=256, idle_heartbeat=self.idle_heartbeat)
             watchdog = asyncio.create_task(self._watch_consumer())
@@ -410,6 +414,8 @@ class ResultsCollector:
                     await self._on_msg(msg)
             finally:
                 watchdog.cancel()
+            if self._closing:
+                return
             # The watchdog closed the iterator: the consumer vanished; recreate it.
             with contextlib.suppress(Exception):
                 await self._ensure_consumer()
@@ -450,10 +456,12 @@ class ResultsCollector:
         self._changed.set()
 
     async def close(self) -> None:
+        self._closing = True
+        if self._consumer is not None:
+            await self._consumer.close()  # ends the iteration even if a cancel is lost
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await asyncio.wait({self._task}, timeout=10.0)
         if self._consumer is not None:
             await self._consumer.close()
         if self.nc.is_connected:

@@ -404,3 +404,19 @@ async def test_group_membership_records_when_each_pc_joined(
     rejoined = await c.post("/api/groups/ops/members", json={"pcs": ["pc-m"]})
     back = since(rejoined.json()["items"][0])
     assert back["ops"] > joined_ops and back["web"] == both["web"]
+
+
+async def test_malformed_member_names_are_a_400_naming_the_item(
+    backend: InProcessBackend,
+) -> None:
+    """An empty or malformed pc or group name is refused before any lookup: schemathesis
+    found ``{"pcs": [""]}`` answered 503 (the broker refused the KV key)."""
+    c = backend.client
+    for body in ({"pcs": [""]}, {"pcs": ["ok-1", "no spaces"]}):
+        r = await c.post("/api/groups/ops/members", json=body)
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"][0]["path"].startswith("pcs["), r.text
+    r = await c.put("/api/groups/pc-m", json={"groups": [""]}, params={"force": "true"})
+    assert r.status_code == 400, r.text
+    r = await c.post("/api/groups/ops/members", json={"pcs": ["x"] * 1001}, params={"force": "1"})
+    assert r.status_code == 400, r.text

@@ -35,6 +35,7 @@ from nats.errors import Error as NatsError
 from rollout_stack import Stack, alive, wait_for
 
 from kanade.core import subjects
+from polling import eventually
 from secured import connect_backend
 
 PC = "fz-1"
@@ -101,13 +102,15 @@ async def fuzz(stack: Stack, fleet: AgentFleet, per_family: int) -> None:
         per_family_sent, per_kind, refused = await fire(bus.nc, shots)
         fired_s = time.monotonic() - t0
 
-        async def at_rest() -> bool:
-            return not await stuck(bus.nc)
+        left: dict[str, tuple[int, int]] = {}
 
-        try:
-            await asyncio.wait_for(_until(at_rest), timeout=60)
-        except TimeoutError:
-            pytest.fail(f"consumers stuck after the fuzz: {await stuck(bus.nc)}")
+        async def at_rest() -> bool:
+            left.clear()
+            left.update(await stuck(bus.nc))
+            return not left
+
+        await eventually(at_rest, timeout=60, interval=0.2, what="every consumer at rest",
+                         diagnostics=lambda: f"stuck consumers: {left}")  # fmt: skip
         settled_s = time.monotonic() - t0
     finally:
         await bus.close()
@@ -143,11 +146,6 @@ async def fuzz(stack: Stack, fleet: AgentFleet, per_family: int) -> None:
 def _around(text: str, needle: str, lines: int = 30) -> str:
     at = text.index(needle)
     return "\n".join(line[:300] for line in text[at:].splitlines()[:lines])
-
-
-async def _until(check: object) -> None:
-    while not await check():  # type: ignore[operator]
-        await asyncio.sleep(0.2)
 
 
 async def test_bus_fuzz(stack: Stack, fleet: AgentFleet) -> None:

@@ -219,7 +219,9 @@ async def test_a_chatty_script_stays_within_the_cap_and_is_never_slowed(
     assert row["exit_code"] == 0 and row["stdout_bytes"] == 5_000_000  # all of it, as always
     took = _seconds(row["finished_at"]) - _seconds(row["started_at"])
     assert took < 15, took  # 5 MB at the cap would take 20 minutes: the script never waited
-    window = got[-1][0] - got[0][0] + 0.5  # receipt times: allow for their jitter
+    # Receipt times: a loaded machine delivers chunks in bursts, which shortens the measured
+    # window; allow a second of jitter (5 MB through an uncapped sender would be 100x over).
+    window = got[-1][0] - got[0][0] + 1.0
     text = sum(len(c.stdout) + len(c.stderr) for _, c in got)
     assert text <= CAP_BYTES * window + CAP_BYTES, (text, window)
     assert len(got) <= CAP_MSGS * window + CAP_MSGS, (len(got), window)

@@ -79,6 +79,7 @@ async def test_sigkill_after_wave_one_resumes_once(
         )
         restarted_at = datetime.now(UTC)
         b2 = stack.backend()
+        ready_at = datetime.now(UTC)  # start-up alone takes seconds on a loaded machine
 
         def completed() -> dict | None:
             r = b2.get(f"/api/rollouts/{rid}")
@@ -92,7 +93,7 @@ async def test_sigkill_after_wave_one_resumes_once(
             ["pc-4", "pc-5"],
         ]
         # Wave 1 was overdue: sent right after the restart (not 5 s later, not before).
-        assert restarted_at <= ts(w1["dispatched_at"]) <= restarted_at + timedelta(seconds=10)
+        assert restarted_at <= ts(w1["dispatched_at"]) <= ready_at + timedelta(seconds=5)
         assert ts(w1["dispatched_at"]) - ts(w0["settled_at"]) >= timedelta(seconds=5)
         # Wave 2 at its due time: 5 s after wave 1 settled.
         gap = ts(w2["dispatched_at"]) - ts(w1["settled_at"])

@@ -36,6 +36,8 @@ def test_make_up_installs_the_runtime_only(tmp_path: Path) -> None:
 def test_make_test_adds_the_dev_tools(tmp_path: Path) -> None:
     plan = _dry_run("test", tmp_path / "venv")
     assert "-e '.[dev]'" in plan
+    # Files in parallel workers, a file's tests together (they share a module's stack).
+    assert '-m "not slow" -n 3 --dist loadfile' in plan
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")

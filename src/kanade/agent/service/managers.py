@@ -4,6 +4,7 @@ commands activate, deactivate and query the service, and how to read the answer.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath, PurePosixPath, PureWindowsPath
@@ -23,27 +24,34 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
-class Manager:
+class Manager(ABC):
+    """One service manager: systemd, launchd or the Windows service control manager."""
+
     name: str
     unit_path: PurePath | None
 
+    @abstractmethod
     def files(self, spec: ServiceSpec) -> Mapping[PurePath, str]:
-        raise NotImplementedError
+        """The files an install writes, by path."""
 
+    @abstractmethod
     def activate(self, spec: ServiceSpec, *, start: bool) -> list[Command]:
-        raise NotImplementedError
+        """Commands that register (and with ``start``, start) the service."""
 
+    @abstractmethod
     def deactivate(self) -> list[Command]:
-        raise NotImplementedError
+        """Commands that stop and unregister the service."""
 
     def after_removal(self) -> list[Command]:
         return []
 
+    @abstractmethod
     def query(self) -> list[str]:
-        raise NotImplementedError
+        """The argv that asks the manager about the service."""
 
+    @abstractmethod
     def parse(self, returncode: int, out: str) -> ServiceState:
-        raise NotImplementedError
+        """Read :meth:`query`'s answer."""
 
 
 class Systemd(Manager):

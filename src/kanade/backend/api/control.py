@@ -30,6 +30,7 @@ from kanade.backend.api.schemas.control import (
     Revoked,
     Unrevoked,
 )
+from kanade.core.bounds import MAX_LIST_ITEMS, Slug
 
 router = APIRouter(prefix="/api", tags=["control"])
 
@@ -43,13 +44,19 @@ class RevokeBody(BaseModel):
 class GroupsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    groups: list[str] = Field(description="the pc's complete KV group membership")
+    groups: list[Slug] = Field(
+        max_length=MAX_LIST_ITEMS, description="the pc's complete KV group membership"
+    )
 
 
 class MembersBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    pcs: list[str] = Field(min_length=1, description="pcs to add to the group")
+    # Typed here, before anything looks a name up: an empty or malformed pc id is a 400
+    # naming the item, never a KV lookup the broker refuses (a 503).
+    pcs: list[Slug] = Field(
+        min_length=1, max_length=MAX_LIST_ITEMS, description="pcs to add to the group"
+    )
 
 
 SettingsBody = Annotated[

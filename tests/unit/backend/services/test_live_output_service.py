@@ -21,6 +21,7 @@ from kanade.backend.store.database import Database
 from kanade.backend.store.tables import executions as executions_table
 from kanade.core import subjects
 from kanade.core.models.wire import LiveChunk, encode
+from polling import eventually
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EXEC = {
@@ -106,10 +107,7 @@ async def test_chunks_then_the_end_once_the_senders_said_final_or_the_grace_pass
             got.append(event)
 
     reader = asyncio.create_task(read())
-    for _ in range(100):
-        if relay.watched():
-            break
-        await asyncio.sleep(0.01)
+    await eventually(relay.watched, timeout=5, what="the reader watching")
     _send(relay, "pc-a", 0, stdout="a\n")
     _send(relay, "pc-b", 0, stdout="b\n")  # pc-b never says final
     _send(relay, "pc-a", 1, final=True)
