@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 # 3 workers beat 2 even on a 2-core machine. TEST_WORKERS=0 runs serially.
 TEST_WORKERS ?= 3
 
-.PHONY: venv venv-dev up test test-all lint bench clean browser-deps
+.PHONY: venv venv-dev up test test-all lint bench clean browser-deps postgres-deps
 
 venv: $(STAMP)
 
@@ -49,8 +49,18 @@ browser-deps:
 	  apt-get update -qq && apt-get install -y -qq chromium; }
 	@test -x /usr/bin/chromium || { echo "browser-deps: /usr/bin/chromium still missing" >&2; exit 1; }
 
-## test: the fast suite (unit + integration against real nats-server / SQLite / processes).
-test: venv-dev browser-deps
+## postgres-deps: Debian's PostgreSQL server: the store suites run on SQLite AND PostgreSQL
+## (tests/pgdb.py starts a throwaway server per test session: initdb in a temp dir).
+PG_INITDB = $(firstword $(shell command -v initdb) $(wildcard /usr/lib/postgresql/*/bin/initdb))
+postgres-deps:
+	@test -n "$(PG_INITDB)" || { echo "installing postgresql with apt (store tests on PostgreSQL)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  { echo "postgres-deps: initdb still missing" >&2; exit 1; }
+
+## test: the fast suite (unit + integration against real nats-server / SQLite / PostgreSQL /
+## processes).
+test: venv-dev browser-deps postgres-deps
 	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-all: everything: the fast suite, then the slow scale and fault suites one at a time

@@ -18,3 +18,4 @@ run run-latency --agents 1 --agents 10 --agents 25 --agents 50 --starts 2
 run throughput --agents 25 --jobs 50
 run footprint --seconds 60 --swarm 1000
 run ingest --results 20000 --runs 3
+run ingest --results 20000 --runs 3 --store postgresql   # needs Debian's postgresql (make postgres-deps)

@@ -8,6 +8,8 @@
 * ``nats_url``: its client URL.
 * ``bus``: a :class:`Bus` connected to it as the backend, with the whole topology ensured,
   signing with the session's key like a backend (every command and agent-obeyed KV write).
+* ``store_url``: an empty database for the test: a SQLite file in tmp_path, or, for a test
+  marked ``stores``, one test per dialect (SQLite and a fresh PostgreSQL database, pgdb.py).
 
 Every backend and agent of the session trusts one signing key (:mod:`trust`).
 
@@ -25,6 +27,7 @@ import pytest
 import trust
 from kanade.bus import Bus, EmbeddedBroker, ensure_topology
 from kanade.security.authority import Authority
+from pgdb import PostgresDatabases, fresh_store, store_dialects
 from secured import backend_credentials, session_authority
 
 trust.install()
@@ -71,3 +74,25 @@ async def bus(nats_url: str, authority: Authority) -> AsyncIterator[Bus]:
         yield b
     finally:
         await b.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test marked ``stores`` runs once per store dialect (SQLite, PostgreSQL).
+    if "store_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("stores"):
+        metafunc.parametrize("store_url", store_dialects(), indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """The session's PostgreSQL server (started at the first test that needs it)."""
+    dbs = PostgresDatabases()
+    try:
+        yield dbs
+    finally:
+        dbs.close()
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty (unmigrated) database: SQLite unless the test is marked ``stores``."""
+    yield from fresh_store(request, tmp_path, migrated=False)

@@ -24,13 +24,14 @@ _BACKENDS = ("backend", "stack")
 
 @pytest.fixture
 async def backend(
-    nats_url: str, tmp_path: Path, authority: Authority
+    nats_url: str, store_url: str, authority: Authority
 ) -> AsyncIterator[InProcessBackend]:
-    """The whole backend in this process on the session broker and a fresh SQLite file
-    (heartbeats flushed every 50 ms); a test module needing other settings overrides it."""
+    """The whole backend in this process on the session broker and a fresh database
+    (SQLite; PostgreSQL too in a module marked ``stores``), heartbeats flushed every 50 ms;
+    a test module needing other settings overrides it."""
     settings = Settings.from_db_arg(
         nats_url=nats_url,
-        db=str(tmp_path / "kanade.db"),
+        db=store_url,
         authority_dir=authority.root,
         heartbeat_flush_s=0.05,
     )
@@ -39,9 +40,10 @@ async def backend(
 
 
 @pytest.fixture
-def stack(tmp_path: Path, authority: Authority) -> Iterator[Stack]:
-    """Broker + backend processes under tmp_path (rollout_stack.Stack), closed afterwards."""
-    s = Stack(tmp_path, authority)
+def stack(tmp_path: Path, authority: Authority, store_url: str) -> Iterator[Stack]:
+    """Broker + backend processes under tmp_path (rollout_stack.Stack) on ``store_url``,
+    closed afterwards."""
+    s = Stack(tmp_path, authority, store_url)
     try:
         yield s
     finally:

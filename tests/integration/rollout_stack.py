@@ -93,15 +93,15 @@ class Backend:
 class Stack:
     base: Path
     authority: Authority
+    db: str = ""  # a database URL or SQLite path; default: kanade.db in base
     broker: EmbeddedBroker = field(init=False)
-    db: Path = field(init=False)
     backends: list[Backend] = field(default_factory=list)
     others: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.broker = EmbeddedBroker(self.base / "nats", security=self.authority.broker_security())
         self.broker.start(timeout=15)
-        self.db = self.base / "kanade.db"
+        self.db = self.db or str(self.base / "kanade.db")
 
     def nats_options(self) -> dict[str, Any]:
         """``nats.connect`` options for a test driver (the backend's identity)."""
@@ -110,7 +110,7 @@ class Stack:
     def add_user(self, name: str, role: str) -> None:
         r = subprocess.run(
             [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
-             "--password-stdin", "--db", str(self.db)],
+             "--password-stdin", "--db", self.db],
             input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
@@ -127,7 +127,7 @@ class Stack:
             "--authority",
             str(self.authority.root),
             "--db",
-            str(self.db),
+            self.db,
             "--http-port",
             str(port),
             "--lease-ttl",

@@ -30,11 +30,12 @@ def secured_broker(base: Path, authority: Authority) -> Iterator[EmbeddedBroker]
 
 @contextlib.asynccontextmanager
 async def secured_backend(
-    base: Path, broker: EmbeddedBroker, authority: Authority
+    base: Path, broker: EmbeddedBroker, authority: Authority, db: str | None = None
 ) -> AsyncIterator[InProcessBackend]:
+    """``db``: a database URL (default: a SQLite file in ``base``)."""
     settings = Settings.from_db_arg(
         nats_url=broker.url,
-        db=str(base / "kanade.db"),
+        db=db or str(base / "kanade.db"),
         heartbeat_flush_s=0.05,
         authority_dir=authority.root,
         scheduler=False,

@@ -12,6 +12,7 @@ import functools
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from kanade.backend.api.schemas.audit import AuditPage
@@ -26,6 +27,8 @@ from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.models.wire import Heartbeat, encode
 from polling import eventually as shared_eventually
+
+pytestmark = pytest.mark.stores  # SQLite and PostgreSQL (tests/pgdb.py)
 
 eventually = functools.partial(shared_eventually, timeout=15.0)
 

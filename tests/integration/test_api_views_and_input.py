@@ -17,6 +17,8 @@ from kanade.core.freeze import is_frozen
 from kanade.core.models.wire import Heartbeat, encode
 from polling import eventually as shared_eventually
 
+pytestmark = pytest.mark.stores  # SQLite and PostgreSQL (tests/pgdb.py)
+
 DEADLINE = 15.0
 
 

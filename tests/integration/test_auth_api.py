@@ -31,6 +31,8 @@ from kanade.backend.store.users import add_user
 from polling import eventually as shared_eventually
 from secured import authority_dir
 
+pytestmark = pytest.mark.stores  # SQLite and PostgreSQL (tests/pgdb.py)
+
 SECRET = "test-secret-" + "x" * 32
 STATIC = "static-token-0123456789"
 PASSWORD = "pass-word-123"
@@ -46,14 +48,14 @@ HELLO = {
 eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
-def jwt_settings(nats_url: str, db: Path, **kw: Any) -> Settings:
+def jwt_settings(nats_url: str, db: str, keys: Path, **kw: Any) -> Settings:
     # Its own signing keys: the RBAC matrix calls POST /api/keys/rotate as an admin, which
     # must not rotate the keys every other backend and agent of the session share.
-    kw.setdefault("signing_keys_dir", str(db.parent / "keys"))
+    kw.setdefault("signing_keys_dir", str(keys))
     return Settings.from_db_arg(
         authority_dir=authority_dir(),
         nats_url=nats_url,
-        db=str(db),
+        db=db,
         auth_mode="jwt",
         jwt_secret=SECRET,
         auth_token=STATIC,
@@ -86,8 +88,10 @@ async def login(backend: InProcessBackend, username: str, password: str = PASSWO
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
-    async with in_process_backend(jwt_settings(nats_url, tmp_path / "k.db")) as b:
+async def backend(
+    nats_url: str, store_url: str, tmp_path: Path
+) -> AsyncIterator[InProcessBackend]:
+    async with in_process_backend(jwt_settings(nats_url, store_url, tmp_path / "keys")) as b:
         await add_users(b, "viewer", "operator", "admin")
         yield b
 

@@ -26,6 +26,8 @@ from kanade.core.models.wire import Command, Heartbeat, decode, encode
 from polling import eventually as shared_eventually
 from secured import authority_dir, session_authority
 
+pytestmark = pytest.mark.stores  # SQLite and PostgreSQL (tests/pgdb.py)
+
 DEADLINE = 15.0
 
 HELLO_YAML = """\

@@ -1,5 +1,6 @@
 """Projection of results, EventStarted, exec records and heartbeats into SQL, against a
-real nats-server and SQLite file. Agents are played by hand-built wire messages."""
+real nats-server, on SQLite and on PostgreSQL. Agents are played by hand-built wire
+messages."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import EventStarted, Result, encode
+from pgdb import wipe_store
 from polling import eventually as shared_eventually
 from secured import authority_dir
 
@@ -38,15 +40,18 @@ HELLO = {
 eventually = functools.partial(shared_eventually, timeout=DEADLINE, interval=0.01)
 
 
-def settings_for(nats_url: str, db: Path) -> Settings:
+pytestmark = pytest.mark.stores
+
+
+def settings_for(nats_url: str, db: str | Path) -> Settings:
     return Settings.from_db_arg(
         authority_dir=authority_dir(), nats_url=nats_url, db=str(db), heartbeat_flush_s=0.05
     )
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
-    async with in_process_backend(settings_for(nats_url, tmp_path / "kanade.db")) as b:
+async def backend(nats_url: str, store_url: str) -> AsyncIterator[InProcessBackend]:
+    async with in_process_backend(settings_for(nats_url, store_url)) as b:
         yield b
 
 
@@ -323,10 +328,9 @@ async def test_expected_pcs_are_the_alive_agents_only(backend: InProcessBackend,
 
 
 async def test_wiped_db_is_rebuilt_from_the_streams(
-    nats_url: str, bus: Bus, tmp_path: Path
+    nats_url: str, bus: Bus, store_url: str
 ) -> None:
-    db_path = tmp_path / "wiped.db"
-    async with in_process_backend(settings_for(nats_url, db_path)) as first:
+    async with in_process_backend(settings_for(nats_url, store_url)) as first:
         ex = await new_exec(first, ["pc1", "pc2"])
         await send(bus, started(ex, "pc1"))
         await send(bus, result(ex, "pc1", exit_code=1))
@@ -339,13 +343,9 @@ async def test_wiped_db_is_rebuilt_from_the_streams(
         before = await eventually(projected, what="first projection")
         before_results = (await first.client.get("/api/results")).json()["items"]
 
-    def wipe() -> None:
-        for leftover in tmp_path.glob("wiped.db*"):
-            leftover.unlink()
+    await asyncio.to_thread(wipe_store, store_url)
 
-    await asyncio.to_thread(wipe)
-
-    async with in_process_backend(settings_for(nats_url, db_path)) as second:
+    async with in_process_backend(settings_for(nats_url, store_url)) as second:
 
         async def rebuilt() -> dict[str, Any] | None:
             r = await second.client.get(f"/api/executions/{ex['exec_id']}")

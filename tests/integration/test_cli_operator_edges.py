@@ -211,7 +211,9 @@ def test_results_reach_a_piped_stdout_as_they_arrive_with_a_bar_on_a_terminal(
 
 
 def test_progress_lines_off_a_terminal(up: UpStack, tmp_path: Path) -> None:
-    run = Streamed(up.url, "run", "--all", "--", _slow_one(tmp_path / "lock", 6))
+    # The others sleep long enough for several progress lines (every 3 s) after the first
+    # result, however late a loaded machine delivers it.
+    run = Streamed(up.url, "run", "--all", "--", _slow_one(tmp_path / "lock", 12))
     try:
         assert run.wait(60) == 0, run.err
     finally:

@@ -26,6 +26,8 @@ from kanade.security import nats_jwt
 from kanade.security.authority import Authority
 from polling import eventually
 
+pytestmark = pytest.mark.stores  # SQLite and PostgreSQL (tests/pgdb.py)
+
 
 @pytest.fixture
 def authority(tmp_path: Path) -> Authority:
@@ -40,9 +42,9 @@ def broker(tmp_path: Path, authority: Authority) -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture
 async def backend(
-    tmp_path: Path, broker: EmbeddedBroker, authority: Authority
+    tmp_path: Path, broker: EmbeddedBroker, authority: Authority, store_url: str
 ) -> AsyncIterator[InProcessBackend]:
-    async with secured_backend(tmp_path, broker, authority) as b:
+    async with secured_backend(tmp_path, broker, authority, store_url) as b:
         yield b
 
 

@@ -4,31 +4,32 @@ survives a wiped database: re-projection rebuilds the same status, never a later
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
+import pytest
 from test_backend_projection import eventually, exec_detail, new_exec, settings_for
 
 from kanade.backend.inprocess import in_process_backend
 from kanade.backend.messaging.consumers import EXECS_CONSUMER
 from kanade.bus import Bus
 from kanade.core import subjects
+from pgdb import wipe_store
+
+pytestmark = pytest.mark.stores
 
 
 async def test_cancelled_exec_stays_cancelled_after_a_db_wipe(
-    nats_url: str, bus: Bus, tmp_path: Path
+    nats_url: str, bus: Bus, store_url: str
 ) -> None:
-    db_path = tmp_path / "status.db"
-    async with in_process_backend(settings_for(nats_url, db_path)) as first:
+    async with in_process_backend(settings_for(nats_url, store_url)) as first:
         ex = await new_exec(first, ["gone-1", "gone-2"])  # agents that never answer
         r = await first.client.post(f"/api/executions/{ex['exec_id']}/kill")
         assert r.status_code == 200, r.text
         assert (await exec_detail(first, ex["exec_id"]))["status"] == "cancelled"
 
-    for leftover in tmp_path.glob("status.db*"):
-        await asyncio.to_thread(leftover.unlink)
+    await asyncio.to_thread(wipe_store, store_url)
 
-    async with in_process_backend(settings_for(nats_url, db_path)) as second:
+    async with in_process_backend(settings_for(nats_url, store_url)) as second:
 
         async def rebuilt() -> dict[str, Any] | None:
             resp = await second.client.get(f"/api/executions/{ex['exec_id']}")
@@ -46,9 +47,9 @@ async def test_cancelled_exec_stays_cancelled_after_a_db_wipe(
 
 
 async def test_malformed_status_record_is_poison_not_a_blocker(
-    nats_url: str, bus: Bus, tmp_path: Path
+    nats_url: str, bus: Bus, store_url: str
 ) -> None:
-    async with in_process_backend(settings_for(nats_url, tmp_path / "p.db")) as backend:
+    async with in_process_backend(settings_for(nats_url, store_url)) as backend:
         await bus.publish_js(subjects.exec_subject("cancelled", "x"), b'{"status": "nonsense"}')
         await bus.publish_js(subjects.exec_subject("cancelled", "y"), b"not json")
         await new_exec(backend, ["later-1"])  # its created record follows the poison

@@ -1,5 +1,5 @@
 """Notifications end to end in-process (docs/notifications.md): a real backend on a real
-broker and SQLite file, and a real HTTP receiver on loopback.
+broker and database, and a real HTTP receiver on loopback.
 
 * each event kind reaches the receiver once, signed (HMAC-SHA256 over timestamp and body),
   with its idempotency key in the body and the headers;
@@ -8,17 +8,19 @@ broker and SQLite file, and a real HTTP receiver on loopback.
 * bad configuration is refused naming the field, answers never echo a secret, and every
   change is audited;
 * a webhook comes back with its secret when the database is wiped (KV ``kanade_state``).
+
+Each runs on SQLite and on PostgreSQL (SPEC §9).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import itertools
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,10 +38,12 @@ from kanade.core import subjects
 from kanade.core.instants import system_clock
 from kanade.core.models.wire import Heartbeat, encode
 from notify_rows import failed_exec
+from pgdb import wipe_store
 from polling import eventually as shared_eventually
 from secured import authority_dir
 from webhook_receiver import Receiver, receiving
 
+pytestmark = pytest.mark.stores
 eventually = functools.partial(shared_eventually, timeout=20.0)
 SECRET = "s3cret-" + "x" * 25
 ALL = ["exec.failed", "schedule.skipped", "schedule.missed", "agent.offline", "rollout.halted",
@@ -47,7 +51,7 @@ ALL = ["exec.failed", "schedule.skipped", "schedule.missed", "agent.offline", "r
 BASE_S = 0.2
 
 
-def settings_for(nats_url: str, db: Path) -> Settings:
+def settings_for(nats_url: str, db: str) -> Settings:
     return Settings.from_db_arg(
         authority_dir=authority_dir(),
         nats_url=nats_url,
@@ -73,8 +77,8 @@ async def notifying(b: InProcessBackend) -> None:
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
-    async with in_process_backend(settings_for(nats_url, tmp_path / "kanade.db")) as b:
+async def backend(nats_url: str, store_url: str) -> AsyncIterator[InProcessBackend]:
+    async with in_process_backend(settings_for(nats_url, store_url)) as b:
         await notifying(b)
         yield b
 
@@ -284,9 +288,9 @@ async def test_secrets_are_never_shown_and_every_change_is_audited(
 
 
 async def test_a_webhook_comes_back_with_its_secret_after_a_wiped_database(
-    nats_url: str, bus: Bus, tmp_path: Path, receiver: Receiver
+    nats_url: str, bus: Bus, store_url: str, receiver: Receiver
 ) -> None:
-    async with in_process_backend(settings_for(nats_url, tmp_path / "first.db")) as first:
+    async with in_process_backend(settings_for(nats_url, store_url)) as first:
         await _add(first, id="ops", url=receiver.url, secret=SECRET, events=["exec.failed"])
 
         async def written() -> bool:
@@ -294,7 +298,8 @@ async def test_a_webhook_comes_back_with_its_secret_after_a_wiped_database(
             return "kanade_state_backlog 0.0" in text
 
         await eventually(written, what="the webhook written to KV kanade_state")
-    async with in_process_backend(settings_for(nats_url, tmp_path / "wiped.db")) as second:
+    await asyncio.to_thread(wipe_store, store_url)
+    async with in_process_backend(settings_for(nats_url, store_url)) as second:
 
         async def back() -> dict[str, Any] | None:
             r = await second.client.get("/api/notify/webhooks/ops")

@@ -8,8 +8,9 @@ import asyncio
 import functools
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
+
+import pytest
 
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.settings import Settings
@@ -17,8 +18,11 @@ from kanade.bus import Bus
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import Result, encode
+from pgdb import wipe_store
 from polling import eventually as shared_eventually
 from secured import authority_dir
+
+pytestmark = pytest.mark.stores  # SQLite and PostgreSQL (tests/pgdb.py)
 
 DEADLINE = 20.0
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -40,7 +44,7 @@ CHECK_JOB = {
 eventually = functools.partial(shared_eventually, timeout=DEADLINE)
 
 
-def settings_for(nats_url: str, db: Path) -> Settings:
+def settings_for(nats_url: str, db: str) -> Settings:
     return Settings.from_db_arg(
         authority_dir=authority_dir(), nats_url=nats_url, db=str(db), heartbeat_flush_s=0.05
     )
@@ -92,9 +96,9 @@ async def views(b: InProcessBackend) -> dict[str, Any]:
 
 
 async def test_facts_checks_and_audit_survive_a_wipe(
-    nats_url: str, bus: Bus, tmp_path: Path
+    nats_url: str, bus: Bus, store_url: str
 ) -> None:
-    db = tmp_path / "facts.db"
+    db = store_url
     async with in_process_backend(settings_for(nats_url, db)) as first:
         new = await exec_job(first, INVENTORY_JOB, ["pc1", "pc2"])
         assert new["inventory_hint"] == {"display": ["cpus"], "summary": ["cpus"]}
@@ -137,7 +141,7 @@ async def test_facts_checks_and_audit_survive_a_wipe(
     assert checks["pc2", "disk"]["status"] == "ok"
     assert all(a["recorded_at"] for a in before["audit"]["items"])
 
-    await asyncio.to_thread(lambda: [p.unlink() for p in tmp_path.glob("facts.db*")])
+    await asyncio.to_thread(wipe_store, db)
 
     async with in_process_backend(settings_for(nats_url, db)) as second:
 

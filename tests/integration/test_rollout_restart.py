@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
+import pytest
 from agent_harness import AgentFleet, eventually
 from rollout_stack import CommandLog, Stack, alive, job
 from sqlalchemy import select, update
@@ -46,6 +47,7 @@ def run_counts(runs: Path) -> dict[str, int]:
     return {p.name: len(p.read_text().splitlines()) for p in runs.iterdir()}
 
 
+@pytest.mark.stores  # `kanade-backend run --db postgresql://…` killed and restarted
 async def test_sigkill_after_wave_one_resumes_once(
     stack: Stack, fleet: AgentFleet, tmp_path: Path
 ) -> None:

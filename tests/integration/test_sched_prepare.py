@@ -17,7 +17,6 @@ import functools
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,11 +66,11 @@ async def clock_past(moment: datetime) -> None:
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
+async def backend(nats_url: str, store_url: str) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
         authority_dir=authority_dir(),
         nats_url=nats_url,
-        db=str(tmp_path / "kanade.db"),
+        db=store_url,
         heartbeat_flush_s=0.05,
         scheduler_lease_ttl_s=2.0,
     )
@@ -352,6 +351,7 @@ async def _claim_as_a_crashed_leader(backend: InProcessBackend, sid: str, t: dat
     return exec_id
 
 
+@pytest.mark.stores  # the claim rows: SQLite and PostgreSQL
 async def test_an_old_claim_never_published_is_published_when_the_occurrence_fires(
     backend: InProcessBackend, bus: Bus
 ) -> None:
@@ -372,6 +372,7 @@ async def test_an_old_claim_never_published_is_published_when_the_occurrence_fir
     assert "never published" in st["decisions"][0]["detail"]
 
 
+@pytest.mark.stores  # the claim rows: SQLite and PostgreSQL
 async def test_a_claim_never_published_for_an_occurrence_not_fired_is_released(
     backend: InProcessBackend, bus: Bus
 ) -> None:

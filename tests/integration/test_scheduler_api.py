@@ -13,7 +13,6 @@ import functools
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,6 +34,8 @@ from kanade.core.scheduling import (
 from kanade.core.validation import parse_schedule
 from polling import eventually as shared_eventually
 from secured import authority_dir
+
+pytestmark = pytest.mark.stores  # SQLite and PostgreSQL (tests/pgdb.py)
 
 DEADLINE = 20.0
 
@@ -68,11 +69,11 @@ def soon(seconds: float = 2.0) -> datetime:
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
+async def backend(nats_url: str, store_url: str) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
         authority_dir=authority_dir(),
         nats_url=nats_url,
-        db=str(tmp_path / "kanade.db"),
+        db=store_url,
         heartbeat_flush_s=0.05,
         reconcile_poll_s=1.0,
         scheduler_lease_ttl_s=2.0,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import create_engine, select
 
 from kanade.backend.store import tables as t
+from pgdb import wipe_store
 
 NAMES = (
     "users",
@@ -40,8 +41,13 @@ VOLATILE = {"executions": {"updated_at"}, "schedule_decisions": {"id"}}
 PRESENCE = {"executions": {"ended_at"}}
 
 
-def dump(db_file: Path) -> dict[str, list[dict[str, Any]]]:
-    engine = create_engine(f"sqlite:///{db_file}")
+def _url(db: Path | str) -> str:
+    # A stack's database is a URL (SQLite or PostgreSQL, tests/pgdb.py); a bare path is SQLite.
+    return db if isinstance(db, str) and "://" in db else f"sqlite:///{db}"
+
+
+def dump(db: Path | str) -> dict[str, list[dict[str, Any]]]:
+    engine = create_engine(_url(db))
     out: dict[str, list[dict[str, Any]]] = {}
     try:
         with engine.connect() as conn:
@@ -60,10 +66,10 @@ def dump(db_file: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def wipe(db_file: Path) -> None:
-    """Remove the database and its WAL/SHM files, as an operator's ``rm`` would."""
-    for leftover in db_file.parent.glob(db_file.name + "*"):
-        leftover.unlink()
+def wipe(db: Path | str) -> None:
+    """Lose the database as an operator would: SQLite's file and its WAL/SHM removed, or a
+    PostgreSQL database's tables dropped."""
+    wipe_store(_url(db))
 
 
 def differences(before: dict[str, list[dict[str, Any]]],

@@ -1,4 +1,5 @@
-"""Fixtures shared by the unit tests that need a real, migrated SQLite database."""
+"""Fixtures shared by the unit tests that need a real, migrated database: every test using
+them runs on SQLite and on PostgreSQL (tests/pgdb.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +9,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from kanade.backend.store.database import Database, create_engine, database_url
-from kanade.backend.store.migrate import upgrade_sync
+from kanade.backend.store.database import Database, create_engine
+from pgdb import fresh_store, store_dialects
 
 
-@pytest.fixture
-def migrated_url(tmp_path: Path) -> str:
-    """The URL of a SQLite file in tmp_path with every migration applied."""
-    url = database_url(str(tmp_path / "kanade.db"))
-    upgrade_sync(url)
-    return url
+@pytest.fixture(params=store_dialects())
+def migrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database with every migration applied: a SQLite file in tmp_path, then a
+    PostgreSQL database (one test per dialect)."""
+    yield from fresh_store(request, tmp_path, migrated=True)
 
 
 @pytest.fixture
 def engine(migrated_url: str) -> Iterator[Engine]:
-    """A sync engine on the migrated SQLite file."""
+    """A sync engine on the migrated database."""
     eng = create_engine(migrated_url)
     try:
         yield eng
@@ -32,7 +32,7 @@ def engine(migrated_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def db(migrated_url: str) -> Iterator[Database]:
-    """The backend's Database handle on the migrated SQLite file."""
+    """The backend's Database handle on the migrated database."""
     database = Database(migrated_url)
     try:
         yield database

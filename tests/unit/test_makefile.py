@@ -38,3 +38,11 @@ def test_make_test_adds_the_dev_tools(tmp_path: Path) -> None:
     assert "-e '.[dev]'" in plan
     # Files in parallel workers, a file's tests together (they share a module's stack).
     assert '-m "not slow" -n 3 --dist loadfile' in plan
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_installs_postgresql_when_missing(tmp_path: Path) -> None:
+    # The store suites run on PostgreSQL too (tests/pgdb.py): the server comes from apt.
+    for target in ("test", "test-all"):
+        plan = _dry_run(target, tmp_path / "venv")
+        assert "apt-get install -y -qq postgresql" in plan

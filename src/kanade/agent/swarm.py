@@ -94,6 +94,9 @@ class SwarmSpec:
     # cut by the broker as a slow consumer (write deadline) when the process is
     # busy; several smaller ones each stay under it.
     per_connection: int = 500
+    # How long a pull may stay silent before it is presumed lost (twice this): longer than
+    # a real agent's 5 s, so 10 000 identities' idle pulls cost the broker little.
+    pull_idle_heartbeat: float = 30.0
     # The pinned keyring every identity trusts: $KANADE_AGENT_KEYRING, else
     # <data_dir>/trust/keyring.json.
     keyring: Path | None = field(default_factory=env_keyring)
@@ -131,7 +134,7 @@ class Swarm:
             max_local_concurrent=spec.max_local_concurrent,
             durable=spec.durable,
             pull_expires=120.0,
-            pull_idle_heartbeat=30.0,
+            pull_idle_heartbeat=spec.pull_idle_heartbeat,
         )
 
     def _state_fanout(self, index: int) -> Callable[[str], None]:

@@ -5,8 +5,10 @@ re-projects every stream from the start and gets its operator state back from KV
 then serve HTTP at once while the broker link comes up in the background (connect
 with retry → topology → operator state → projector consumers → heartbeat
 subscription → workers). While a database is being rebuilt, the workers that decide
-from its rows (reaper, rollout runner, approval sweeper, scheduler) wait until the
-replay has caught up (docs/backend.md, "A wiped database comes back whole").
+from its rows (reaper, rollout runner, approval sweeper, retention, notifications,
+scheduler) wait until the replay has caught up (docs/backend.md, "A wiped database comes
+back whole"). Across replicas (SPEC §9) those run on one replica only: the scheduler under
+its KV lease, the others under the deciders lease in the database.
 Shutdown cancels the workers, closes the bus, then the DB.
 """
 
@@ -63,10 +65,12 @@ from kanade.backend.services.keys import SigningKeyService
 from kanade.backend.services.rollouts import RolloutService
 from kanade.backend.settings import Settings
 from kanade.backend.store import projection_state
-from kanade.backend.store.database import Database
+from kanade.backend.store.database import Database, safe_url
 from kanade.backend.store.migrate import upgrade
 from kanade.backend.store.state_outbox import STATE_CHANGED
 from kanade.backend.workers.approvals import ApprovalSweeper
+from kanade.backend.workers.dashboard_relay import DashboardRelay
+from kanade.backend.workers.deciders import Deciders, replica_name
 from kanade.backend.workers.heartbeats import HeartbeatSink
 from kanade.backend.workers.live_watch import LiveWatchRenewer
 from kanade.backend.workers.notify.delivery import NotifyDelivery
@@ -100,6 +104,25 @@ REBUILD_KEY = "rebuild_pending"
 """``projection_state`` key, present from a new database's first start until its replay
 caught up: a backend that stops mid-rebuild resumes it (gated workers) on its next start."""
 REPLAY_POLL_S = 0.2
+
+
+class ForeignDatabaseError(RuntimeError):
+    """The database was claimed by another deployment (SPEC §9: replicas share one
+    database; a backend of another deployment must not write into it)."""
+
+
+async def _claim_database(db: Database, deployment: str) -> None:
+    """Refuse a database another deployment owns; claim an unowned (new, wiped) one."""
+    now = system_clock()
+    owner = await db.write(lambda conn: projection_state.claim_deployment(conn, deployment, now))
+    if owner is not None:
+        message = (
+            f"refusing to start: the database belongs to another deployment (authority "
+            f"account {owner}, this backend's is {deployment}); point --db at this "
+            f"deployment's database, or --authority at that deployment's trust directory"
+        )
+        log.error(message)
+        raise ForeignDatabaseError(message)
 
 
 async def _is_new_database(db: Database) -> bool:
@@ -142,6 +165,7 @@ def bus_credentials(settings: Settings) -> BusCredentials:
 def create_app(settings: Settings) -> FastAPI:
     check_auth_settings(settings)  # refuse an unsafe auth configuration before serving
     credentials = bus_credentials(settings)  # no anonymous connection, ever (SPEC §8.1)
+    deployment = Authority.load(settings.authority_dir).account_public_key()
     # Every command and every document agents obey is signed (SPEC §8.2): no key, no start.
     key_dir = resolve_key_dir(settings.signing_keys_dir, settings.db_url)
     key_set, created = ensure_key_dir(key_dir)
@@ -153,9 +177,19 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await upgrade(settings.db_url)
         db = Database(settings.db_url)
+        try:
+            await _claim_database(db, deployment)
+        except ForeignDatabaseError:
+            db.close()
+            raise
         new_db = await _is_new_database(db)
         rebuilding = await _rebuild_pending(db)
-        link = BrokerLink(settings.nats_url, credentials=credentials, signer=signer)
+        link = BrokerLink(
+            settings.nats_urls,
+            credentials=credentials,
+            signer=signer,
+            stream_replicas=settings.stream_replicas,
+        )
         metrics = Metrics()
         # Operator state (users, approvals, rollouts, schedule counters) mirrored in KV, so
         # a wiped database comes back whole (SPEC §1.3).
@@ -166,17 +200,68 @@ def create_app(settings: Settings) -> FastAPI:
         settled = asyncio.Event()
         if not rebuilding:
             settled.set()
-        # Rollouts and approvals live in the database; these workers drive them (SPEC §4.7-8).
-        rollout_runner = RolloutRunner(
+        # Rollouts and approvals live in the database; the rollout runner and the approval
+        # sweeper drive them (SPEC §4.7-8), the reaper closes what will never report
+        # (§4.3). Once across replicas (SPEC §9): only the holder of the deciders lease
+        # runs them, writing through a database fenced by it.
+        # Retention (SPEC §4.12) and notifications (detector and sender) are in the same
+        # team: each must run once, and each writes rows it decided from rows. They start
+        # once the database is settled (a rebuild neither re-announces history nor prunes
+        # what the replay has not brought back yet).
+        runners: list[RolloutRunner] = []
+        senders: list[NotifyDelivery] = []
+
+        def wake_rollouts() -> None:
+            for runner in runners:
+                runner.wake()
+
+        def wake_senders() -> None:
+            for sender in senders:
+                sender.wake()
+
+        async def outputs_store() -> ObjectStore:
+            return await link.bus().obj(subjects.OBJ_OUTPUTS)
+
+        def deciding_team(fenced: Database) -> list[Worker]:
+            runner = RolloutRunner(
+                fenced,
+                link.bus,
+                clock=system_clock,
+                interval_s=settings.rollout_interval_s,
+                flush=state.flush,
+            )
+            runners[:] = [runner]
+            detector, sender = _notify_team(settings, fenced, metrics, lambda: deciders.leading)
+            senders[:] = [sender]
+            return [
+                Reaper(
+                    fenced,
+                    interval_s=settings.reaper_interval_s,
+                    grace=timedelta(seconds=settings.no_result_grace_s),
+                    on_reap=metrics.on_reap,
+                ),
+                runner,
+                ApprovalSweeper(
+                    fenced, link.bus, clock=system_clock, sweep_s=settings.approval_sweep_s
+                ),
+                RetentionWorker(
+                    fenced,
+                    policy=settings.retention,
+                    clock=system_clock,
+                    outputs=outputs_store,
+                    observer=metrics,
+                ),
+                detector,
+                sender,
+            ]
+
+        deciders = Deciders(
             db,
-            link.bus,
-            clock=system_clock,
-            interval_s=settings.rollout_interval_s,
-            flush=state.flush,
+            deciding_team,
+            ttl_s=settings.deciders_lease_ttl_s,
+            holder=replica_name(settings.http_port),
         )
-        approval_sweeper = ApprovalSweeper(
-            db, link.bus, clock=system_clock, sweep_s=settings.approval_sweep_s
-        )
+        app.state.deciders = deciders
         services = Services(
             settings=settings,
             db=db,
@@ -188,21 +273,20 @@ def create_app(settings: Settings) -> FastAPI:
                 clock=system_clock,
                 approval_ttl=timedelta(seconds=settings.approval_ttl_s),
             ),
-            rollouts=RolloutService(
-                db, link.bus, clock=system_clock, on_change=rollout_runner.wake
-            ),
+            rollouts=RolloutService(db, link.bus, clock=system_clock, on_change=wake_rollouts),
             approvals=ApprovalService(
                 db,
                 link.bus,
                 auth_enabled=settings.auth_mode != "disabled",
                 clock=system_clock,
-                on_rollout_started=rollout_runner.wake,
+                on_rollout_started=wake_rollouts,
             ),
             metrics=metrics,
             auth=make_authenticator(settings, db),
             keys=SigningKeyService(key_dir, signer, link.bus, clock=system_clock),
         )
         app.state.services = services
+        services.notify.on_change = wake_senders
         heartbeats = HeartbeatSink(
             db,
             flush_interval_s=settings.heartbeat_flush_s,
@@ -266,40 +350,20 @@ def create_app(settings: Settings) -> FastAPI:
             reset_pending[0] = False  # only the first successful set-up replays
             await heartbeats.subscribe(bus)
             await provisioner.subscribe(bus)
+            # Dashboard events to and from the other replicas (SPEC §9).
+            relay = DashboardRelay(bus)
+            await relay.subscribe()
             live_watches = LiveWatchRenewer(services.live)
-            workers: list[Worker] = [*projectors, heartbeats, publisher, live_watches]
+            workers: list[Worker] = [*projectors, heartbeats, publisher, relay, live_watches]
             tasks = [asyncio.create_task(w.run(), name=w.label) for w in workers]
             if not settled.is_set():
                 tasks.append(asyncio.create_task(caught_up(bus), name="replay"))
             return tasks
 
         link.start(on_ready)
-        # The reaper needs only the database: it keeps closing overdue rows while the
-        # broker is away (that is exactly when results stop arriving).
-        reaper = Reaper(
-            db,
-            interval_s=settings.reaper_interval_s,
-            grace=timedelta(seconds=settings.no_result_grace_s),
-            on_reap=metrics.on_reap,
-        )
-        reaper_task = asyncio.create_task(_after(settled, reaper.run), name="reaper")
-        # Retention prunes old rows in small batches (SPEC §4.12). After a rebuild it waits
-        # like the reaper: what the replay brings back beyond the limits is pruned again.
-        async def outputs_store() -> ObjectStore:
-            return await link.bus().obj(subjects.OBJ_OUTPUTS)
-
-        retention = RetentionWorker(
-            db,
-            policy=settings.retention,
-            clock=system_clock,
-            outputs=outputs_store,
-            observer=metrics,
-        )
-        rollout_tasks = [
-            asyncio.create_task(_after(settled, retention.run), name="retention"),
-            asyncio.create_task(_after(settled, rollout_runner.run), name="rollouts"),
-            asyncio.create_task(_after(settled, approval_sweeper.run), name="approvals"),
-        ]
+        # The deciders' lease lives in the database: the reaper keeps closing overdue rows
+        # while the broker is away (that is exactly when results stop arriving).
+        deciders_task = asyncio.create_task(_after(settled, deciders.run), name="deciders")
         # The central scheduler competes for its KV lease; only the holder fires.
         scheduler = Scheduler(
             db,
@@ -316,12 +380,9 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.scheduler
             else []
         )
-        # Notifications: detected and delivered by the lease holder alone, once the
-        # database is settled (a rebuild does not re-announce history).
-        notify_tasks = _notify_workers(settings, db, services, scheduler, settled)
         log.info(
             "backend started",
-            db=settings.db_url,
+            db=safe_url(settings.db_url),
             nats=settings.nats_url,
             new_db=new_db,
             rebuilding=rebuilding,
@@ -329,7 +390,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            await cancel_and_wait([reaper_task, *rollout_tasks, *scheduler_tasks, *notify_tasks])
+            await cancel_and_wait([deciders_task, *scheduler_tasks])
+            await deciders.resign()  # a standby replica takes over at its next attempt
             if scheduler_tasks:
                 await scheduler.stop()  # releases the lease: a standby takes over at once
             await heartbeats.unsubscribe()
@@ -389,19 +451,12 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _notify_workers(
-    settings: Settings,
-    db: Database,
-    services: Services,
-    scheduler: Scheduler,
-    settled: asyncio.Event,
-) -> list[asyncio.Task[None]]:
-    """The detector and the sender, running only while this process holds the scheduler
-    lease (a process without a scheduler never delivers: another replica does)."""
-
-    def leading() -> bool:
-        return settings.scheduler and scheduler.is_leader
-
+def _notify_team(
+    settings: Settings, db: Database, metrics: Metrics, leading: Callable[[], bool]
+) -> tuple[NotifyDetector, NotifyDelivery]:
+    """The notification detector and sender of one deciders term (docs/notifications.md).
+    ``leading`` is the lease's freshness: a term whose renewals stall stops sending before
+    a standby can take over."""
     delivery = NotifyDelivery(
         db,
         leading=leading,
@@ -413,7 +468,7 @@ def _notify_workers(
         timeout_s=settings.notify_timeout_s,
         concurrency=settings.notify_concurrency,
         interval_s=min(1.0, settings.notify_retry_base_s),
-        on_attempt=services.metrics.on_notify_attempt,
+        on_attempt=metrics.on_notify_attempt,
     )
     detector = NotifyDetector(
         db,
@@ -423,7 +478,4 @@ def _notify_workers(
         keep=timedelta(seconds=settings.notify_keep_s),
         fanned_out=delivery.wake,
     )
-    services.notify.on_change = delivery.wake
-    return [
-        asyncio.create_task(_after(settled, w.run), name=w.label) for w in (detector, delivery)
-    ]
+    return detector, delivery

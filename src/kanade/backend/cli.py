@@ -14,7 +14,7 @@ import uvicorn
 
 from kanade.backend.app import create_app
 from kanade.backend.services.auth.setup import AuthConfigError
-from kanade.backend.settings import Settings
+from kanade.backend.settings import Settings, split_urls
 from kanade.backend.users_cli import users_cli
 from kanade.bus.credentials import CredentialsError
 from kanade.core.bounds import MAX_INLINE_OUTPUT_BYTES, MAX_TIMEOUT_S
@@ -101,7 +101,11 @@ def _positive(text: str, option: str) -> float:
 
 @cli.command()
 def run(
-    nats_url: str = typer.Option("nats://127.0.0.1:4222", "--nats-url", help="NATS server URL"),
+    nats_url: list[str] = typer.Option(
+        ["nats://127.0.0.1:4222"],
+        "--nats-url",
+        help="broker URL; a cluster: every node's (repeatable or comma separated), failed over",
+    ),
     authority: Path | None = typer.Option(
         None,
         "--authority",
@@ -109,7 +113,11 @@ def run(
         help="the deployment's trust directory (backend.creds, ca.pem, enrolment); required",
     ),
     db: str = typer.Option(
-        "kanade.db", "--db", help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL)"
+        "kanade.db",
+        "--db",
+        envvar="KANADE_DB",
+        help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL; with a password, pass "
+        "it in $KANADE_DB: every local user can read a command line)",
     ),
     http_port: int = typer.Option(8080, "--http-port", help="HTTP port"),
     host: str = typer.Option("127.0.0.1", "--host", help="HTTP bind address"),
@@ -170,7 +178,10 @@ def run(
         60.0, "--reconcile-poll", min=0.5, help="seconds between per_pc/per_target polls"
     ),
     lease_ttl: float = typer.Option(
-        10.0, "--lease-ttl", min=1.0, help="scheduler lease TTL in seconds (failover time)"
+        10.0,
+        "--lease-ttl",
+        min=1.0,
+        help="TTL of the scheduler's and the deciders' leases in seconds (failover time)",
     ),
     late_tolerance: float = typer.Option(
         60.0,
@@ -194,6 +205,13 @@ def run(
         "--agent-nats-url",
         envvar="KANADE_AGENT_NATS_URLS",
         help="broker URL enrolled agents are told to use (repeatable; default --nats-url)",
+    ),
+    stream_replicas: int = typer.Option(
+        0,
+        "--stream-replicas",
+        min=0,
+        max=5,
+        help="copies the broker keeps of each stream (0 = 3 on a cluster of 3+, else 1)",
     ),
     max_body_bytes: int = typer.Option(
         4 * 1024 * 1024,
@@ -283,8 +301,11 @@ def run(
         auth_token = _read_secret(auth_token_file, "--auth-token-file")
     if jwt_secret_file is not None:
         jwt_secret = _read_secret(jwt_secret_file, "--jwt-secret-file")
+    urls = [u for arg in nats_url for u in split_urls(arg)]
+    if not urls:
+        raise typer.BadParameter("needs at least one broker URL", param_hint="--nats-url")
     settings = Settings.from_db_arg(
-        nats_url=nats_url,
+        nats_url=",".join(urls),
         db=db,
         authority_dir=authority,
         host=host,
@@ -303,6 +324,7 @@ def run(
         scheduler=scheduler,
         reconcile_poll_s=reconcile_poll,
         scheduler_lease_ttl_s=lease_ttl,
+        deciders_lease_ttl_s=lease_ttl,
         scheduler_late_tolerance_s=late_tolerance,
         approval_ttl_s=approval_ttl_s,
         approval_sweep_s=min(5.0, max(0.2, approval_ttl_s / 4)),
@@ -310,6 +332,7 @@ def run(
         no_result_grace_s=no_result_grace_s,
         agent_nats_urls=tuple(u for arg in agent_nats_url for u in arg.split(",") if u),
         signing_keys_dir=None if signing_keys is None else str(signing_keys),
+        stream_replicas=stream_replicas or None,
         max_body_bytes=max_body_bytes,
         max_script_bytes=max_script_bytes,
         max_release_bytes=max_release_bytes,

@@ -9,8 +9,15 @@ from kanade.backend.store.database import database_url
 from kanade.core.retention import DEFAULT_POLICY, Policy
 
 
+def split_urls(urls: str) -> list[str]:
+    """``"tls://a:4222, tls://b:4222"`` -> both URLs (blanks dropped)."""
+    return [u.strip() for u in urls.split(",") if u.strip()]
+
+
 @dataclass(frozen=True)
 class Settings:
+    # The broker: one URL, or every node of a cluster comma separated (the backend fails
+    # over between them, SPEC §9).
     nats_url: str
     db_url: str
     # The deployment's trust directory (kanade.security.authority): the backend connects
@@ -57,6 +64,9 @@ class Settings:
     # how late a running scheduler may decide an occurrence and still count it on time
     # (catchup beyond, and for any occurrence due before the scheduler came up).
     scheduler_lease_ttl_s: float = 10.0
+    # The lease of the reaper, rollout runner, approval sweeper, retention and notifications
+    # across replicas (SPEC §9): a standby takes them over after this long without renewal.
+    deciders_lease_ttl_s: float = 10.0
     scheduler_late_tolerance_s: float = 60.0
     # Approvals (SPEC §4.8): a request not decided within this long is rejected
     # ("expired"); the sweeper looks every approval_sweep_s. Rollout waves (§4.7) are
@@ -87,9 +97,17 @@ class Settings:
     retention: Policy = DEFAULT_POLICY
     # The broker URLs enrolled agents are told to use (default: this backend's nats_url).
     agent_nats_urls: tuple[str, ...] = ()
+    # Copies the broker keeps of each stream and bucket: None = as the cluster warrants
+    # (3 on a cluster of 3 or more, else 1; never fewer than a stream has), else exactly.
+    stream_replicas: int | None = None
+
+    @property
+    def nats_urls(self) -> list[str]:
+        """Every broker URL of ``nats_url`` (comma separated)."""
+        return split_urls(self.nats_url)
 
     def agent_broker_urls(self) -> list[str]:
-        return list(self.agent_nats_urls) or [self.nats_url]
+        return list(self.agent_nats_urls) or self.nats_urls
     # The command-signing key directory (SPEC §8.2); None: $KANADE_SIGNING_KEYS, else
     # <dir of the DB file>/keys. Created with a fresh key when empty.
     signing_keys_dir: str | None = None

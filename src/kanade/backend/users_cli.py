@@ -30,7 +30,11 @@ from kanade.core.instants import system_clock
 users_cli = typer.Typer(no_args_is_help=True, help="Users of the API (auth mode jwt).")
 
 DbOpt = typer.Option(
-    "kanade.db", "--db", help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL)"
+    "kanade.db",
+    "--db",
+    envvar="KANADE_DB",
+    help="SQLite file path, or a full SQLAlchemy URL (PostgreSQL; with a password, pass it "
+    "in $KANADE_DB: every local user can read a command line)",
 )
 
 

@@ -82,19 +82,47 @@ class Proc:
         self._fh.close()
 
 
-class Stack:
-    """`kanade up --agents N` on free ports: broker + backend + N real agent processes."""
+def free_run(n: int) -> int:
+    """The first of ``n`` consecutive free ports (``kanade up --cluster`` takes ranges)."""
+    while True:
+        first = free_port()
+        if first + n < 65536 and all(_free(first + i) for i in range(1, n)):
+            return first
 
-    def __init__(self, workdir: Path, agents: int = 0, examples: Path | None = None) -> None:
-        self.http_port, self.nats_port = free_port(), free_port()
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class Stack:
+    """`kanade up --agents N` on free ports: broker + backend + N real agent processes;
+    ``cluster``: `kanade up --cluster` (3 brokers, PostgreSQL, 2 backend replicas), the
+    benchmark talking to the first replica and every broker (SPEC §9)."""
+
+    def __init__(self, workdir: Path, agents: int = 0, examples: Path | None = None,
+                 *, cluster: bool = False) -> None:
+        self.cluster = cluster
+        self.http_port = free_run(2) if cluster else free_port()
+        self.nats_port = free_run(3) if cluster else free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
-        self.nats_url = f"tls://127.0.0.1:{self.nats_port}"
+        nodes = 3 if cluster else 1
+        self.nats_urls = [f"tls://127.0.0.1:{self.nats_port + i}" for i in range(nodes)]
+        self.nats_url = ",".join(self.nats_urls)
         self.workdir = workdir
         self.agents = agents
         self.t0 = time.monotonic()
         argv = [str(BIN / "kanade"), "up", "--agents", str(agents), "--http-port",
                 str(self.http_port), "--nats-port", str(self.nats_port),
                 "--data-dir", str(workdir / "data")]
+        if cluster:
+            argv.append("--cluster")
         if examples is not None:
             argv += ["--examples", str(examples)]
         self.up = Proc(argv, workdir / "up.log")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import tempfile
 import time
 from collections import defaultdict
@@ -20,11 +21,12 @@ import httpx
 from kanade.bench.common import Stack, emit, ensure_job
 from kanade.bus.connection import connect
 from kanade.bus.credentials import BusCredentials
+from kanade.pgserver import server_root
 
 
 async def one_run(http: httpx.AsyncClient, nats_url: str, credentials: BusCredentials,
                   job: str, n: int) -> tuple[float, float, float]:
-    nc = await connect(nats_url, name="bench-fanout", retry_forever=False,
+    nc = await connect(nats_url.split(","), name="bench-fanout", retry_forever=False,
                        credentials=credentials)
     # pcs with a result, per exec: results can arrive before the exec call returns its id.
     seen: dict[str, set[str]] = defaultdict(set)
@@ -77,15 +79,18 @@ async def _runs(stack: Stack, n: int, runs: int, script: str
                 for _ in range(runs)]
 
 
-def run(agents: int, exec_mode: str = "stub", runs: int = 5) -> None:
-    params = {"agents": agents, "exec": exec_mode}
+def run(agents: int, exec_mode: str = "stub", runs: int = 5, cluster: bool = False) -> None:
+    params: dict[str, object] = {"agents": agents, "exec": exec_mode,
+                                 "topology": "cluster" if cluster else "single"}
     with tempfile.TemporaryDirectory(prefix="kanade-bench-") as tmp:
-        stack = Stack(Path(tmp))
+        stack = Stack(Path(tmp), cluster=cluster)
         try:
             stack.swarm(agents, exec_mode)
             samples = asyncio.run(_runs(stack, agents, runs, "echo ok"))
         finally:
             stack.stop()
+            if cluster:  # a root's PostgreSQL lives outside the data dir (server_root)
+                shutil.rmtree(server_root(Path(tmp) / "data"), ignore_errors=True)
     emit("fanout.dispatch", params, [s[0] for s in samples])
     emit("fanout.published", params, [s[1] for s in samples])
     emit("fanout.ingest", params, [s[2] - s[1] for s in samples])

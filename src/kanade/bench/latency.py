@@ -45,7 +45,7 @@ def cli_round_trip(url: str, expected: int) -> float:
 
 
 async def consumers(nats_url: str, credentials: BusCredentials) -> dict[str, int]:
-    nc = await connect(nats_url, name="bench-consumers", retry_forever=False,
+    nc = await connect(nats_url.split(","), name="bench-consumers", retry_forever=False,
                        credentials=credentials)
     try:
         infos = await nc.jetstream().streams_info()
@@ -54,13 +54,13 @@ async def consumers(nats_url: str, credentials: BusCredentials) -> dict[str, int
         await nc.close()
 
 
-def run(agents: list[int], runs: int = 10, starts: int = 3) -> None:
+def run(agents: list[int], runs: int = 10, starts: int = 3, cluster: bool = False) -> None:
     for n in agents:
-        params = {"agents": n}
+        params: dict[str, object] = {"agents": n, "topology": "cluster" if cluster else "single"}
         ready, first = [], []
         for _ in range(starts):
             with tempfile.TemporaryDirectory(prefix="kanade-bench-") as tmp:
-                stack = Stack(Path(tmp), agents=n)
+                stack = Stack(Path(tmp), agents=n, cluster=cluster)
                 try:
                     cli_round_trip(stack.url, n)
                     first.append(time.monotonic() - stack.t0)
@@ -70,7 +70,7 @@ def run(agents: list[int], runs: int = 10, starts: int = 3) -> None:
         emit("up.ready", params, ready)
         emit("up.first_run", params, first)
         with tempfile.TemporaryDirectory(prefix="kanade-bench-") as tmp:
-            stack = Stack(Path(tmp), agents=n)
+            stack = Stack(Path(tmp), agents=n, cluster=cluster)
             try:
                 with httpx.Client(base_url=stack.url, timeout=60) as http:
                     api_round_trip(http, n)  # warm-up

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,17 +17,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import httpx
 
 from kanade.bench.security import backend_args, probe_credentials, secure_broker
 from kanade.bus import Bus, free_port
+from kanade.bus.cluster import BrokerCluster
 from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects
 from kanade.core.instants import system_clock
 from kanade.core.models.wire import Command, decode
+from kanade.pgserver import EmbeddedPostgres
+from kanade.security.authority import Authority
 
 BIN = Path(sys.executable).parent
 JOB = {
@@ -63,7 +69,7 @@ async def create_all(url: str, n: int, at: datetime, tag: str) -> None:
 
 
 async def measure(
-    nats_url: str, credentials: BusCredentials, url: str, n: int, runs: int
+    nats_url: str | list[str], credentials: BusCredentials, url: str, n: int, runs: int
 ) -> dict[str, object]:
     bus = await Bus.connect(nats_url, name="bench-lateness", deadline=10, credentials=credentials)
     arrivals: dict[str, float] = {}
@@ -134,56 +140,80 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--schedules", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--cluster", action="store_true",
+                    help="3 brokers (R3), PostgreSQL and 2 backend replicas (SPEC §9)")
     args = ap.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="kanade-bench-sched-"))
     print(f"# logs in {base}", file=sys.stderr)
-    broker, authority = secure_broker(base)
-    broker.start(timeout=15)
-    port = free_port()
-    log = open(base / "backend.log", "w")  # noqa: SIM115 - closed at exit
-    proc = subprocess.Popen(
-        [
-            str(BIN / "kanade-backend"),
-            "run",
-            "--nats-url",
-            broker.url,
-            "--db",
-            str(base / "kanade.db"),
-            "--http-port",
-            str(port),
-            "--log-level",
-            os.environ.get("BENCH_LOG", "warning"),
-            *backend_args(authority, base),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
+    with _topology(base, cluster=args.cluster) as (nats_urls, authority, db):
+        replicas = 2 if args.cluster else 1
+        procs, urls = [], []
+        for i in range(replicas):
+            port = free_port()
+            log = open(base / f"backend-{i}.log", "w")  # noqa: SIM115 - closed at exit
+            procs.append(subprocess.Popen(
+                [str(BIN / "kanade-backend"), "run", "--nats-url", ",".join(nats_urls),
+                 "--http-port", str(port), "--log-level", os.environ.get("BENCH_LOG", "warning"),
+                 *backend_args(authority, base)],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "KANADE_DB": db},
+            ))  # fmt: skip
+            urls.append(f"http://127.0.0.1:{port}")
+        try:
+            url = _leader(urls, procs, base)
+            httpx.post(url + "/api/jobs", json=JOB, timeout=10).raise_for_status()
+            line = asyncio.run(
+                measure(nats_urls, probe_credentials(authority), url, args.schedules, args.runs)
+            )
+            params = cast(dict[str, object], line["params"])
+            params["topology"] = "cluster" if args.cluster else "single"
+            print(json.dumps(line), flush=True)
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def _leader(urls: list[str], procs: list[subprocess.Popen[bytes]], base: Path) -> str:
+    """The URL of the replica that leads the scheduler (the schedules go through it)."""
+    deadline = time.monotonic() + 90
+    while True:
+        for url in urls:
             try:
                 if httpx.get(url + "/api/scheduler", timeout=2).json().get("leader"):
-                    break
+                    return url
             except httpx.HTTPError:
                 pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"backend not ready:\n{(base / 'backend.log').read_text()}")
-            time.sleep(0.1)
-        httpx.post(url + "/api/jobs", json=JOB, timeout=10).raise_for_status()
-        line = asyncio.run(
-            measure(broker.url, probe_credentials(authority), url, args.schedules, args.runs)
-        )
-        print(json.dumps(line), flush=True)
-    finally:
-        proc.send_signal(signal.SIGTERM)
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            logs = "\n".join(f.read_text()[-2000:] for f in base.glob("backend-*.log"))
+            raise SystemExit(f"no scheduler leader:\n{logs}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _topology(base: Path, *, cluster: bool) -> Iterator[tuple[list[str], Authority, str]]:
+    """(broker URLs, authority, database) of a single broker and SQLite, or of a 3-node
+    cluster and a PostgreSQL database (durable settings, as a real server)."""
+    broker, authority = secure_broker(base)
+    if not cluster:
+        broker.start(timeout=15)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        broker.stop()
+            yield [broker.url], authority, str(base / "kanade.db")
+        finally:
+            broker.stop()
+        return
+    nodes = BrokerCluster(base / "cluster", security=authority.broker_security(),
+                          routes=authority.route_security())  # fmt: skip
+    nodes.start()
+    try:
+        with EmbeddedPostgres(durable=True) as pg:
+            yield nodes.urls, authority, pg.create_database("lateness")
+    finally:
+        nodes.stop()
 
 
 if __name__ == "__main__":

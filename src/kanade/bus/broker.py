@@ -29,7 +29,9 @@ from types import TracebackType
 __all__ = [
     "BrokerError",
     "BrokerSecurity",
+    "ClusterSpec",
     "EmbeddedBroker",
+    "RouteSecurity",
     "find_nats_server",
     "free_port",
 ]
@@ -68,6 +70,37 @@ class BrokerSecurity:
     account_jwt_files: dict[str, Path]
     cert_file: Path
     key_file: Path
+
+
+@dataclass(frozen=True)
+class RouteSecurity:
+    """How cluster nodes prove themselves to each other (SPEC §8.1 applies to routes too):
+    mutual TLS with certificates of the deployment's CA (``verify``: a node without such a
+    certificate cannot even finish the handshake) AND a route user/password, so neither a
+    stolen client credential nor a certificate alone opens a route. ``password_file`` is
+    read at every (re)start, never kept in memory longer than rendering the config."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    user: str
+    password_file: Path
+
+    def password(self) -> str:
+        return self.password_file.read_text(encoding="utf-8").strip()
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """This node's place in a JetStream cluster (SPEC §9): the cluster's name, the port its
+    routes listen on, and the route address (``host:port``) of every node, itself included
+    (nats-server ignores a route to itself, so every node gets the same list)."""
+
+    name: str
+    host: str
+    port: int
+    routes: tuple[str, ...]
+    security: RouteSecurity | None = None
 
 
 def find_nats_server() -> Path:
@@ -142,10 +175,13 @@ class EmbeddedBroker:
         server_name: str = "kanade",
         extra_config: str = "",
         security: BrokerSecurity | None = None,
+        cluster: ClusterSpec | None = None,
         preexec: Callable[[], None] | None = None,
     ) -> None:
         """``security``: JWT auth + TLS (every real deployment and test; without it the
         broker accepts anonymous clients, which only the broker's own unit tests use).
+        ``cluster``: this broker is one node of a JetStream cluster (``server_name`` must
+        then differ per node); its route port is ``cluster.port``.
         ``extra_config`` is appended verbatim to the generated config. ``preexec`` runs
         in the child before ``nats-server`` (POSIX), e.g. to tie its life to ours."""
         self.store_dir = Path(store_dir)
@@ -160,6 +196,7 @@ class EmbeddedBroker:
         self.server_name = server_name
         self.extra_config = extra_config
         self.security = security
+        self.cluster = cluster
         self._preexec = preexec
         self.config_file = self.store_dir / "nats-server.conf"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -280,6 +317,8 @@ jetstream {{
 """
         if self.security is not None:
             conf += self._security_config(self.security)
+        if self.cluster is not None:
+            conf += self._cluster_config(self.cluster)
         if self.extra_config:
             conf += "\n" + self.extra_config.rstrip() + "\n"
         return conf
@@ -313,7 +352,66 @@ tls {{
 }}
 """
 
+    def _cluster_config(self, spec: ClusterSpec) -> str:
+        q = json.dumps
+        sec = spec.security
+        if sec is None:
+            routes = [f"nats-route://{r}" for r in spec.routes]
+            auth = ""
+        else:
+            # The route URL carries the credentials this node presents to its peers; the
+            # authorization block is what it demands from them: the same pair everywhere.
+            user, password = sec.user, sec.password()
+            routes = [f"nats-route://{user}:{password}@{r}" for r in spec.routes]
+            auth = f"""
+  authorization {{
+    user: {q(user)}
+    password: {q(password)}
+    timeout: 5
+  }}
+  tls {{
+    cert_file: {q(str(sec.cert_file.resolve()))}
+    key_file: {q(str(sec.key_file.resolve()))}
+    ca_file: {q(str(sec.ca_file.resolve()))}
+    verify: true
+    timeout: 5
+  }}"""
+        route_list = "\n".join(f"    {q(r)}" for r in routes)
+        return f"""
+# One node of a JetStream cluster (SPEC §9): streams and buckets are replicated R3 across
+# the nodes. Routes are mutual TLS with the deployment's CA plus a route password.
+cluster {{
+  name: {q(spec.name)}
+  listen: {q(f"{spec.host}:{spec.port}")}
+  routes: [
+{route_list}
+  ]{auth}
+}}
+"""
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready (a cluster node is not
+        ready before a quorum of its peers runs: start them all, then :meth:`wait_ready`).
+        No-op while running."""
+        if self.is_running():
+            return
+        self._reap()
+        self._launch()
+
+    def wait_ready(self, timeout: float = 15.0) -> None:
+        """Wait until a launched broker serves clients with JetStream; on failure it is
+        killed and :class:`BrokerError` says why (with the log tail)."""
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
+
     def _start_once(self, timeout: float) -> None:
+        self._launch()
+        self.wait_ready(timeout)
+
+    def _launch(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.store_dir.chmod(0o700)  # the store holds commands (env values) and outputs
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -353,11 +451,6 @@ tls {{
                     umask=0o077,
                 )
         _LIVE.add(self)
-        try:
-            self._wait_ready(timeout)
-        except BaseException:
-            self.kill()
-            raise
 
     def _wait_ready(self, timeout: float) -> None:
         """Poll until healthz says ok AND the client port accepts connections.

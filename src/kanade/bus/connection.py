@@ -34,6 +34,7 @@ __all__ = [
     "Backoff",
     "Bus",
     "BusConnectError",
+    "FailoverJetStream",
     "StateCallback",
     "connect",
 ]
@@ -355,6 +356,28 @@ async def _chain(cb: Callable[..., Awaitable[None]] | None, *args: Any) -> None:
         await cb(*args)
 
 
+FAILOVER_S: Final = 15.0
+"""How long a JetStream publish waits out a stream without a leader (SPEC §9): when a
+cluster node dies, the streams it led elect a new leader among the others within a few
+seconds, and meanwhile nobody answers on their subjects ("no responders")."""
+
+
+class FailoverJetStream(JetStreamContext):
+    """A JetStream context whose publishes — messages and KV writes alike — are retried
+    while nobody answers on the stream's subject: a stream electing a new leader after a
+    cluster node died. Safe: an unanswered publish was not stored. Anything else (a
+    timeout, an error from the stream) is the caller's, as before."""
+
+    async def publish(self, *args: Any, **kwargs: Any) -> PubAck:
+        return await retry(
+            lambda: JetStreamContext.publish(self, *args, **kwargs),
+            retry_on=(nats.js.errors.NoStreamResponseError,),
+            deadline=FAILOVER_S,
+            base=0.05,
+            cap=1.0,
+        )
+
+
 class Bus:
     """A connected NATS client, its JetStream context and cached KV / object handles."""
 
@@ -362,7 +385,7 @@ class Bus:
         self, nc: Client, *, js_timeout: float = 5.0, signer: Signer | None = None
     ) -> None:
         self._nc = nc
-        self._js = nc.jetstream(timeout=js_timeout)
+        self._js = FailoverJetStream(nc, timeout=js_timeout)
         self._kv: dict[str, KeyValue] = {}
         self._obj: dict[str, ObjectStore] = {}
         self.signer = signer

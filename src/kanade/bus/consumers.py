@@ -11,6 +11,7 @@ import contextlib
 import logging
 from typing import Final
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
@@ -32,18 +33,23 @@ async def add_or_replace_consumer(
     js: JetStreamContext, stream: str, config: ConsumerConfig
 ) -> None:
     """Create or update the durable consumer ``config`` on ``stream``; one whose storage
-    type differs is deleted and created again (its delivery state is lost: the caller
-    must be able to absorb a replay). Other failures propagate."""
+    type differs, or whose only copy is on a cluster node that is down, is deleted and
+    created again (its delivery state is lost: the caller must be able to absorb a
+    replay). Other failures propagate."""
+    name = config.durable_name or config.name
+    assert name is not None, "a durable consumer has a name"
     try:
         await js.add_consumer(stream, config)
         return
     except APIError as exc:
         if not is_storage_type_immutable(exc):
             raise
-    name = config.durable_name or config.name
-    assert name is not None, "a durable consumer has a name"
-    log.info("replacing consumer %s on %s: its storage type changed", name, stream)
-    with contextlib.suppress(NotFoundError):
+        log.info("replacing consumer %s on %s: its storage type changed", name, stream)
+    except nats.errors.TimeoutError:
+        # On a cluster: the consumer exists, but its only copy is on a node that is down.
+        log.warning("consumer %s on %s unreachable (its node is down); replacing it",
+                    name, stream)  # fmt: skip
+    with contextlib.suppress(NotFoundError, nats.errors.TimeoutError):
         await js.delete_consumer(stream, name)
     await js.add_consumer(stream, config)
 
@@ -69,6 +75,14 @@ async def add_or_widen_consumer(js: JetStreamContext, stream: str, config: Consu
         info = await js.consumer_info(stream, name)
     except NotFoundError:
         pass
+    except nats.errors.TimeoutError:
+        # On a cluster: the consumer's only copy is on a node that is down (nobody
+        # answers for it). Replace it on a live node; its replays are absorbed as above.
+        log.warning("consumer %s on %s unreachable (its node is down); replacing it",
+                    name, stream)  # fmt: skip
+        with contextlib.suppress(NotFoundError, nats.errors.TimeoutError):
+            await js.delete_consumer(stream, name)
+        widened = True
     else:
         if _filters(config) - _filters(info.config):
             widened = await delete_consumer(js, stream, name)
@@ -85,6 +99,13 @@ def agent_command_consumer(pc_id: str, groups: list[str] | tuple[str, ...]) -> C
     docs/performance.md). Nothing depends on that state surviving: the commands stay in the
     file-backed stream and "already admitted" is decided by the agent's fsync'd ledger, so a
     consumer dropped by a broker restart is re-created and its replays acked as duplicates.
+
+    One copy, also on a cluster (SPEC §9): a replicated consumer is a Raft group of its own
+    on three nodes, and ten thousand of them kept a 2-core machine's disks and CPUs busy
+    with their logs (docs/deploy.md). The stream holding the commands is replicated; the
+    consumer is disposable: when its node dies, the agent's pull gets "no responders", it
+    asks for its consumer again and :func:`add_or_widen_consumer` replaces the unreachable
+    one on a live node.
     """
     name = subjects.agent_consumer_name(pc_id)
     return ConsumerConfig(
@@ -98,6 +119,7 @@ def agent_command_consumer(pc_id: str, groups: list[str] | tuple[str, ...]) -> C
         # An agent that never comes back stops costing the broker after 30 days.
         inactive_threshold=30 * 86400.0,
         mem_storage=True,
+        num_replicas=1,
     )
 
 

@@ -6,6 +6,7 @@ How config drift is handled: docs/bus.md, "Topology".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -13,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -36,7 +38,9 @@ __all__ = [
     "ObjectSpec",
     "StreamSpec",
     "TopologyError",
+    "cluster_size",
     "ensure_topology",
+    "replicas_for",
     "required_file_store",
 ]
 
@@ -310,46 +314,96 @@ OBJECT_SPECS: Final[tuple[ObjectSpec, ...]] = (
 )
 
 
+REPLICATED_NODES: Final = 3
+"""From this many brokers on, every stream and bucket is kept three times (R3): a majority
+survives one node down (SPEC §9). Fewer brokers keep one copy (R1)."""
+
+
+def replicas_for(nodes: int) -> int:
+    """The replica count of every stream and bucket on a cluster of ``nodes`` brokers."""
+    return 3 if nodes >= REPLICATED_NODES else 1
+
+
+def cluster_size(nc: Client) -> int:
+    """How many brokers the server ``nc`` is connected to says its cluster has: the client
+    URLs it gossips (``connect_urls``, every node's, its own included); 1 for a single
+    broker or a cluster that does not advertise them."""
+    info = getattr(nc, "_server_info", None) or {}
+    if not info.get("cluster"):
+        return 1
+    return max(1, len(set(info.get("connect_urls") or ())))
+
+
 def required_file_store(scale: float = 1.0) -> int:
     """Bytes of JetStream file storage the topology reserves at ``scale``."""
     specs: list[StreamSpec | KvSpec | ObjectSpec] = [*STREAM_SPECS, *KV_SPECS, *OBJECT_SPECS]
     return sum(_scaled(spec.max_bytes, scale) for spec in specs)
 
 
-async def ensure_topology(js: JetStreamContext, *, scale: float = 1.0, replicas: int = 1) -> None:
+async def ensure_topology(
+    js: JetStreamContext,
+    *,
+    scale: float = 1.0,
+    replicas: int | None = None,
+    consumers: bool = True,
+) -> None:
     """Create or update every stream, KV bucket and object store (idempotent).
 
-    ``scale`` multiplies every byte limit; ``replicas`` is 1 on a single broker and 3
-    on a cluster (SPEC §9). Never raises for config drift; raises
-    :class:`TopologyError` if a missing stream cannot be created, and connection-level
-    errors (broker gone, JetStream disabled) propagate.
+    ``scale`` multiplies every byte limit. ``replicas``: how many copies the broker keeps
+    of each (SPEC §9: 3 on a cluster, 1 on a single broker); None decides from the
+    cluster the connection sees (:func:`cluster_size`) and never lowers what a stream
+    already has (a node that is down while a backend starts must not cost a copy), an
+    explicit count is applied as it is. An existing stream is updated in place — a
+    deployment growing from one broker to a cluster keeps its data — and, with
+    ``consumers``, so is every durable consumer of a replicated stream that has fewer
+    copies than its stream (updating a consumer needs the backend's rights; the operator
+    tools pass False and the backend catches up at its next start). Never raises for
+    config drift; raises :class:`TopologyError` if a missing stream cannot be created,
+    and connection-level errors (broker gone, JetStream disabled) propagate.
     """
     if scale <= 0:
         raise ValueError("scale must be positive")
+    if replicas is not None and replicas < 1:
+        raise ValueError("replicas must be at least 1")
+    auto = replicas is None
+    want = replicas_for(cluster_size(js._nc)) if replicas is None else replicas
+    names: list[str] = []
     for spec in STREAM_SPECS:
-        stream_cfg = spec.config(scale=scale, replicas=replicas)
+        stream_cfg = spec.config(scale=scale, replicas=want)
+        names.append(spec.name)
         await _ensure(
             js,
             spec.name,
             functools.partial(js.add_stream, stream_cfg),
-            spec.managed(scale=scale, replicas=replicas),
+            spec.managed(scale=scale, replicas=want),
+            keep_more_replicas=auto,
         )
     for kv in KV_SPECS:
-        kv_cfg = kv.config(scale=scale, replicas=replicas)
+        kv_cfg = kv.config(scale=scale, replicas=want)
+        names.append(kv.stream)
         await _ensure(
             js,
             kv.stream,
             functools.partial(js.create_key_value, kv_cfg),
-            kv.managed(scale=scale, replicas=replicas),
+            kv.managed(scale=scale, replicas=want),
+            keep_more_replicas=auto,
         )
     for obj in OBJECT_SPECS:
-        obj_cfg = obj.config(scale=scale, replicas=replicas)
+        obj_cfg = obj.config(scale=scale, replicas=want)
+        names.append(obj.stream)
         await _ensure(
             js,
             obj.stream,
             functools.partial(js.create_object_store, obj.bucket, config=obj_cfg),
-            obj.managed(scale=scale, replicas=replicas),
+            obj.managed(scale=scale, replicas=want),
+            keep_more_replicas=auto,
         )
+    if consumers:
+        for name in names:
+            with contextlib.suppress(NotFoundError):
+                copies = (await js.stream_info(name)).config.num_replicas or 1
+                if copies > 1:
+                    await _scale_consumers(js, name, copies)
 
 
 async def _ensure(
@@ -357,8 +411,11 @@ async def _ensure(
     stream: str,
     create: Callable[[], Awaitable[object]],
     managed: dict[str, Any],
+    *,
+    keep_more_replicas: bool = False,
 ) -> None:
-    """Create ``stream`` if missing, else reconcile the ``managed`` fields."""
+    """Create ``stream`` if missing, else reconcile the ``managed`` fields
+    (``keep_more_replicas``: a stream with more replicas than wanted keeps them)."""
     try:
         current = (await js.stream_info(stream)).config
     except NotFoundError:
@@ -379,6 +436,8 @@ async def _ensure(
                 raise TopologyError(f"cannot create JetStream stream {stream}: {exc}") from exc
 
     drift = {f: want for f, want in managed.items() if not _same(getattr(current, f), want)}
+    if keep_more_replicas and (current.num_replicas or 1) > drift.get("num_replicas", 99):
+        del drift["num_replicas"]
     if not drift:
         return
     desc = _describe(current, drift)
@@ -411,6 +470,37 @@ async def _ensure(
         desc,
         refusal.description or refusal,
     )
+
+
+async def _scale_consumers(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Give every durable consumer of ``stream`` with fewer copies the stream's replica
+    count: a consumer keeps the count it was created with (one restored from a single
+    broker, or made before its stream was scaled, has one copy), and a consumer without a
+    copy on a surviving node stops when its node does. Its ack state is kept; a consumer
+    the broker refuses to scale is reported and left as it is."""
+    offset = 0
+    while True:
+        page = await js.consumers_info(stream, offset=offset)
+        for info in page:
+            cfg = info.config
+            have = 1 + len((info.cluster.replicas if info.cluster else None) or [])
+            # Memory-storage consumers (the agents' command consumers) stay as they are:
+            # disposable by design, re-created by their agent (bus/consumers.py).
+            if not cfg.durable_name or cfg.mem_storage or have >= replicas:
+                continue
+            cfg.num_replicas = replicas
+            try:
+                await js.add_consumer(stream, cfg)
+            except Exception as exc:  # refused, or no rights: never fatal to start-up
+                log.warning("consumer %s of %s keeps %d replica(s): %r", cfg.durable_name,
+                            stream, have, exc)  # fmt: skip
+        offset += len(page)
+        if len(page) < _CONSUMER_PAGE:
+            return
+
+
+_CONSUMER_PAGE: Final = 256
+"""Consumers per page of the broker's consumer list."""
 
 
 def _same(have: Any, want: Any) -> bool:

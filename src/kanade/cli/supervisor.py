@@ -64,10 +64,14 @@ def _port_free(port: int, host: str = "127.0.0.1") -> bool:
 class Child:
     """One supervised process with its log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
+        """``env``: added to ours (secrets go there, never on the command line)."""
         self.name = name
         self.argv = argv
         self.log_path = log_path
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self.restarts = 0
@@ -83,6 +87,7 @@ class Child:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_DIE_WITH_US,
+            env=None if self.env is None else {**os.environ, **self.env},
         )
 
     def alive(self) -> bool:
@@ -158,7 +163,7 @@ def _secret_file(path: Path, nbytes: int) -> str:
     return value
 
 
-def _jwt_setup(data_dir: Path, db: Path) -> tuple[list[str], str, str]:
+def _jwt_setup(data_dir: Path, db: str) -> tuple[list[str], str, str]:
     """Backend flags for auth jwt, plus the bootstrap admin's name and password.
 
     The admin user is created once (``kanade-backend user add``); its password and the
@@ -170,10 +175,13 @@ def _jwt_setup(data_dir: Path, db: Path) -> tuple[list[str], str, str]:
     fresh = not password_file.exists()
     password = _secret_file(password_file, 18)
     if fresh:
+        # The database in the environment, not the command line: a PostgreSQL URL
+        # carries a password.
         res = subprocess.run(
             _python_module("kanade.backend.cli", "user", "add", "admin", "--role", "admin",
-                           "--password-stdin", "--db", str(db), "--replace"),
+                           "--password-stdin", "--replace"),
             input=password + "\n", text=True, capture_output=True, check=False,
+            env={**os.environ, "KANADE_DB": db},
         )
         if res.returncode != 0:
             password_file.unlink(missing_ok=True)
@@ -286,7 +294,7 @@ def _run_locked(
     auth_flags: list[str] = []
     admin: tuple[str, str] | None = None
     if auth == "jwt":
-        auth_flags, name, password = _jwt_setup(data_dir, data_dir / "kanade.db")
+        auth_flags, name, password = _jwt_setup(data_dir, str(data_dir / "kanade.db"))
         admin = (name, password)
     # The broker's monitoring port is picked here, not left to the broker: a free port
     # picked there could be the HTTP port the caller chose (also released, so also free),

@@ -168,6 +168,17 @@ def ping_subject(pc_id: str) -> str:
 KILL_SUBJECT: Final = f"{PREFIX}.ctl.kill"
 
 
+# --- backend replicas (core NATS, backend identities only) ----------------------------
+DASHBOARD_EVENTS_ALL: Final = f"{PREFIX}.dash.*"
+"""Dashboard invalidation events one backend replica tells the others (SPEC §9: a change
+made through one replica reaches a browser connected to another)."""
+
+
+def dashboard_events_subject(replica: str) -> str:
+    """Where replica ``replica`` (a token: no dots) publishes its dashboard events."""
+    return f"{PREFIX}.dash.{replica}"
+
+
 # --- live output (core NATS, never stored) ------------------------------------------
 # A running script's output as it is written (SPEC §4.12), published by its agent only while
 # someone watches the exec: the backend renews a watch lease on LIVE_WATCH_SUBJECT

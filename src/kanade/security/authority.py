@@ -12,16 +12,20 @@ Layout (directory 0700; ``*.seed``, ``*.key`` and ``*.creds`` files 0600)::
                              pushed with system.creds
     account.seed account.jwt the KANADE account (account.jwt carries the revocations)
     backend.creds system.creds operator.creds
+    route.pem route.key      a cluster node's route certificate (server + client auth)
+    route.secret             the route password every cluster node presents and demands
+                             (both made on first use: a single broker has no routes)
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from kanade.bus.broker import BrokerSecurity
+from kanade.bus.broker import BrokerSecurity, RouteSecurity
 from kanade.bus.credentials import AGENT_CA, AGENT_CREDS
 from kanade.security import nats_jwt, pki
 from kanade.security.files import private_dir, write_private, write_public
@@ -39,6 +43,8 @@ __all__ = ["Authority", "AuthorityError"]
 ACCOUNT_NAME: Final = "KANADE"
 
 SYSTEM_ACCOUNT_NAME: Final = "SYS"
+
+ROUTE_USER: Final = "kanade-route"
 
 
 class AuthorityError(RuntimeError):
@@ -210,6 +216,27 @@ class Authority:
             cert_file=self.root / "broker.pem",
             key_file=self.root / "broker.key",
         )
+
+    def route_security(self, names: list[str] | None = None) -> RouteSecurity:
+        """What cluster nodes present to each other (SPEC §9: routes are secured like
+        clients): a certificate of this CA valid for ``names`` (default: loopback and this
+        host) usable both ways, and a random route password; made on first use, reused
+        after (every node of the cluster must hold the same files)."""
+        cert, key = self.root / "route.pem", self.root / "route.key"
+        if not cert.exists():
+            pair = pki.issue_server_cert(
+                self._ca(), names or pki.default_broker_names(), "kanade route",
+                client_auth=True,
+            )  # fmt: skip
+            write_private(key, pair.key_pem)
+            write_public(cert, pair.cert_pem)
+        secret = self.root / "route.secret"
+        if not secret.exists():
+            write_private(secret, secrets.token_urlsafe(32) + "\n")
+        return RouteSecurity(
+            cert_file=cert, key_file=key, ca_file=self.ca_file, user=ROUTE_USER,
+            password_file=secret,
+        )  # fmt: skip
 
     @staticmethod
     def operator_inbox_prefix() -> str:

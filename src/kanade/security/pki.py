@@ -90,9 +90,16 @@ def default_broker_names() -> list[str]:
 
 
 def issue_server_cert(
-    ca: CertPair, names: list[str], common_name: str = "kanade broker"
+    ca: CertPair,
+    names: list[str],
+    common_name: str = "kanade broker",
+    *,
+    client_auth: bool = False,
 ) -> CertPair:
-    """A server certificate for ``names`` (DNS names and/or IP addresses), signed by ``ca``."""
+    """A server certificate for ``names`` (DNS names and/or IP addresses), signed by ``ca``.
+
+    ``client_auth``: usable as a TLS *client* certificate too — a cluster route is dialled
+    by one node and accepted by the other, and each must present its certificate."""
     if not names:
         raise ValueError("a server certificate needs at least one name")
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
@@ -117,7 +124,13 @@ def issue_server_cert(
         .not_valid_after(min(now + SERVER_LIFETIME, ca_cert.not_valid_after_utc))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH]
+                + ([ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else [])
+            ),
+            critical=False,
+        )
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )

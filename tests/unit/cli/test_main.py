@@ -26,7 +26,7 @@ NOUNS = {
     "script": ["upload", "show"],
     "bench": ["fanout", "run-latency", "ingest", "footprint", "throughput", "scheduler", "tick",
               "retention"],
-    "jetstream": ["setup", "status"],
+    "jetstream": ["setup", "status", "migrate"],
     "rollout": ["list", "show", "resume", "abort"],
     "keys": ["init", "show", "rotate"],
     "notify": ["add", "list", "show", "set", "enable", "disable", "rm", "test", "deliveries",

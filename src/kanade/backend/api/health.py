@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from kanade import __version__
@@ -20,8 +20,9 @@ router = APIRouter(tags=["health"])
     response_model=Health,
     response_model_exclude_unset=True,  # broker_error only when there is one
 )
-async def health(services: ServicesDep) -> dict[str, Any]:
-    """Always 200 while the process serves HTTP; ``status`` says whether all is well."""
+async def health(request: Request, services: ServicesDep) -> dict[str, Any]:
+    """Always 200 while the process serves HTTP; ``status`` says whether all is well, and
+    which once-per-deployment workers this replica runs (``leads``)."""
     broker = services.link.connected
     db = await services.db.ping()
     services.metrics.broker_connected.set(1 if broker else 0)
@@ -35,6 +36,13 @@ async def health(services: ServicesDep) -> dict[str, Any]:
     }
     if not broker and services.link.last_error:
         body["broker_error"] = services.link.last_error
+    deciders = getattr(request.app.state, "deciders", None)
+    scheduler = getattr(request.app.state, "scheduler", None)
+    if deciders is not None:
+        body["replica"] = deciders.holder
+        body["leads"] = [name for name, worker in (("scheduler", scheduler),
+                                                     ("deciders", deciders))
+                         if worker is not None and worker.status().get("leader")]  # fmt: skip
     return body
 
 

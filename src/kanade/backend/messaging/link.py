@@ -28,13 +28,19 @@ OnReady = Callable[[Bus], Awaitable[list[asyncio.Task[None]]]]
 class BrokerLink:
     def __init__(
         self,
-        url: str,
+        urls: str | list[str],
         *,
         credentials: BusCredentials,
         name: str = "kanade-backend",
         signer: Signer | None = None,
+        stream_replicas: int | None = None,
     ) -> None:
-        self.url = url
+        """``urls``: the broker, or every node of a cluster (the connection fails over
+        between them); ``stream_replicas`` as for
+        :func:`~kanade.bus.topology.ensure_topology` (None: as the cluster warrants)."""
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self.url = ", ".join(self.urls)
+        self._replicas = stream_replicas
         self._credentials = credentials
         self.signer = signer
         self._name = name
@@ -77,7 +83,7 @@ class BrokerLink:
                     closed.set()
 
             bus = await Bus.connect(
-                self.url,
+                self.urls,
                 name=self._name,
                 retry_forever=True,
                 credentials=self._credentials,
@@ -99,7 +105,7 @@ class BrokerLink:
 
     async def _set_up(self, bus: Bus, on_ready: OnReady) -> None:
         async def setup() -> list[asyncio.Task[None]]:
-            await ensure_topology(bus.js)
+            await ensure_topology(bus.js, replicas=self._replicas)
             return await on_ready(bus)
 
         def failed(_attempt: int, exc: BaseException, delay: float) -> None:

@@ -13,6 +13,11 @@ through the ordinary API (which applies auth), so the stream can never leak or
 contradict what the API says.
 
 Publishing never blocks and never raises: it is called on hot paths.
+
+Backend replicas (SPEC §9) relay their events to each other over the bus
+(:mod:`kanade.backend.workers.dashboard_relay`): a change made through replica A — an API
+call, a batch A projected — reaches dashboards connected to replica B. Events that came
+from another replica are marked ``remote`` and never relayed again.
 """
 
 from __future__ import annotations
@@ -56,9 +61,12 @@ def merge(old: Payload | None, new: Payload, max_ids: int = MAX_IDS) -> Payload:
 class Subscription:
     """One subscriber's pending events (one merged payload per topic)."""
 
-    def __init__(self, hub: EventHub, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, hub: EventHub, loop: asyncio.AbstractEventLoop, *, local_only: bool = False
+    ) -> None:
         self._hub = hub
         self._loop = loop
+        self.local_only = local_only
         self._pending: dict[str, Payload] = {}
         self._wake = asyncio.Event()
         self.dropped = False
@@ -107,19 +115,22 @@ class EventHub:
     def subscribers(self) -> int:
         return len(self._subs)
 
-    def publish(self, topic: str, payload: Payload | None = None) -> None:
-        """Tell every subscriber that ``topic`` changed. Never blocks, never raises."""
+    def publish(self, topic: str, payload: Payload | None = None, *, remote: bool = False) -> None:
+        """Tell every subscriber that ``topic`` changed (``remote``: another replica says
+        so; not offered to ``local_only`` subscribers). Never blocks, never raises."""
         try:
             with self.lock:
                 self.published += 1
                 for sub in self._subs:
-                    sub._offer(topic, payload or {})
+                    if not (remote and sub.local_only):
+                        sub._offer(topic, payload or {})
         except Exception:  # a dashboard must never break the projector
             log.exception("event publish failed", topic=topic)
 
     @contextlib.contextmanager
-    def subscribe(self) -> Iterator[Subscription]:
-        sub = Subscription(self, asyncio.get_running_loop())
+    def subscribe(self, *, local_only: bool = False) -> Iterator[Subscription]:
+        """A subscription (``local_only``: events of this process only, for the relay)."""
+        sub = Subscription(self, asyncio.get_running_loop(), local_only=local_only)
         with self.lock:
             self._subs.add(sub)
         try:

@@ -86,7 +86,7 @@ class Services:
             bus,
             groups=self.groups,
             authority_dir=self.settings.authority_dir,
-            broker_urls=[self.settings.nats_url],
+            broker_urls=self.settings.nats_urls,
             agent_nats_urls=self.settings.agent_broker_urls(),
             signing_keys=self._public_keys,
         )

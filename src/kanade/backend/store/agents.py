@@ -140,12 +140,16 @@ _AGENT_UPDATE_COLUMNS = (
 
 
 def upsert_agents(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Latest heartbeat per agent; ``first_seen`` is kept from the first insert."""
+    """Latest heartbeat per agent; ``first_seen`` is kept from the first insert. A row
+    older than the stored one changes nothing: backend replicas share the heartbeats and
+    flush them independently (one whose database was away flushes late), so an older
+    heartbeat can arrive after a newer one."""
     if not rows:
         return
     stmt = insert(conn, agents)
     stmt = stmt.on_conflict_do_update(
         index_elements=["pc_id"],
         set_={c: stmt.excluded[c] for c in _AGENT_UPDATE_COLUMNS},
+        where=agents.c.last_seen <= stmt.excluded.last_seen,
     )
     conn.execute(stmt, list(rows))

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 
-from kanade.backend.store.database import create_engine
+from kanade.backend.store.database import WRITER_LOCK, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -24,6 +25,11 @@ def upgrade_sync(url: str) -> None:
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Replicas starting together on one database (SPEC §9) migrate one after
+                # the other: the second finds the schema current. The writer lock, so no
+                # write runs against tables being changed either.
+                conn.execute(text(f"SELECT pg_advisory_xact_lock({WRITER_LOCK})"))
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

@@ -10,6 +10,9 @@ from sqlalchemy.engine import Connection
 from kanade.backend.store.tables import projection_state
 from kanade.backend.store.upsert import insert
 
+DEPLOYMENT_KEY = "deployment"
+"""The deployment that owns this database (its authority's account key)."""
+
 
 def get_state(conn: Connection, key: str) -> str | None:
     value = conn.execute(
@@ -20,8 +23,24 @@ def get_state(conn: Connection, key: str) -> str | None:
 
 def set_state_if_absent(conn: Connection, key: str, value: str, now: datetime) -> bool:
     """Store ``key`` unless present; True when this call created it."""
-    stmt = insert(conn, projection_state).on_conflict_do_nothing(index_elements=["key"])
-    return conn.execute(stmt, {"key": key, "value": value, "updated_at": now}).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports no rowcount for an INSERT once SQLAlchemy
+    # has closed its cursor, while a returned row means the same on every dialect.
+    stmt = (
+        insert(conn, projection_state)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(projection_state.c.key)
+    )
+    row = conn.execute(stmt, {"key": key, "value": value, "updated_at": now}).first()
+    return row is not None
+
+
+def claim_deployment(conn: Connection, deployment: str, now: datetime) -> str | None:
+    """Record ``deployment`` as this database's owner unless one is recorded already;
+    the other owner if it is not ``deployment``, else None."""
+    if set_state_if_absent(conn, DEPLOYMENT_KEY, deployment, now):
+        return None
+    owner = get_state(conn, DEPLOYMENT_KEY)
+    return owner if owner is not None and owner != deployment else None
 
 
 def set_state(conn: Connection, key: str, value: str, now: datetime) -> None:

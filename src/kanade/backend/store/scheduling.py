@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, case, delete, false, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from kanade.backend.store.executions import new_exec_rows
@@ -26,18 +25,13 @@ from kanade.backend.store.tables import (
     schedule_pc_last,
     schedule_stats,
 )
+from kanade.backend.store.upsert import insert
 from kanade.core.instants import as_utc, parse_instant
 from kanade.core.statuses import ExecStatus
 
 _CHUNK = 200
 IN_FLIGHT_STATUSES = (ExecStatus.PENDING, ExecStatus.RUNNING)
 """Dispatched and not finished (awaiting approval is not dispatched yet)."""
-
-
-def _insert(conn: Connection, table: Any) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
 
 
 @dataclass(frozen=True)
@@ -76,7 +70,7 @@ def claim_executions(
     # executemany + RETURNING: SQLAlchemy batches it as "insertmanyvalues" with a cached
     # compiled statement (a .values(list) statement would be recompiled for every batch).
     stmt = (
-        _insert(conn, executions)
+        insert(conn, executions)
         .on_conflict_do_nothing(index_elements=["exec_id"])
         .returning(executions.c.exec_id)
     )
@@ -210,7 +204,7 @@ def record_decisions(conn: Connection, rows: Sequence[DecisionRow], now: datetim
         if r.result == "fired":
             at = r.decided_at or now
             acc |= {"last_fire_at": at, "last_nominal": r.nominal_time, "last_exec_id": r.exec_id}
-    stmt = _insert(conn, schedule_stats)
+    stmt = insert(conn, schedule_stats)
     keep = func.coalesce  # a batch without a fire keeps the previous last fire
     conn.execute(
         stmt.on_conflict_do_update(

@@ -23,7 +23,7 @@ from sqlalchemy import (
     false,
 )
 
-from kanade.backend.store.types import UtcDateTime
+from kanade.backend.store.types import CleanString, CleanText, UtcDateTime
 
 # A naming convention makes constraint names deterministic, so later
 # migrations can refer to them on every backend (SQLite batch mode needs names).
@@ -42,10 +42,10 @@ agents = Table(
     "agents",
     metadata,
     Column("pc_id", ID, primary_key=True),
-    Column("hostname", String(255), nullable=False, default=""),
-    Column("agent_version", String(64), nullable=False, default=""),
-    Column("os_family", String(32), nullable=False, default=""),
-    Column("os_version", String(255), nullable=False, default=""),
+    Column("hostname", CleanString(255), nullable=False, default=""),
+    Column("agent_version", CleanString(64), nullable=False, default=""),
+    Column("os_family", CleanString(32), nullable=False, default=""),
+    Column("os_version", CleanString(255), nullable=False, default=""),
     Column("boot_time", UtcDateTime, nullable=True),
     Column("cpu_percent", Float, nullable=False, default=0.0),
     Column("rss_bytes", BigInteger, nullable=False, default=0),
@@ -154,8 +154,8 @@ results = Table(
     Column("state", String(16), nullable=False),
     Column("exit_code", Integer, nullable=True),
     Column("skipped", Boolean, nullable=False, default=False),
-    Column("stdout", Text, nullable=False, default=""),
-    Column("stderr", Text, nullable=False, default=""),
+    Column("stdout", CleanText, nullable=False, default=""),
+    Column("stderr", CleanText, nullable=False, default=""),
     Column("stdout_bytes", BigInteger, nullable=False, default=0),
     Column("stderr_bytes", BigInteger, nullable=False, default=0),
     Column("stdout_ref", String(255), nullable=True),
@@ -163,7 +163,7 @@ results = Table(
     Column("started_at", UtcDateTime, nullable=True),
     Column("finished_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=1),
-    Column("note", Text, nullable=True),
+    Column("note", CleanText, nullable=True),
     Column("schedule_id", ID, nullable=True),
     Column("nominal_time", UtcDateTime, nullable=True),
     # The stream's publish time of the message that last changed the row, so
@@ -245,7 +245,7 @@ checks = Table(
     Column("job_id", ID, nullable=False),
     Column("version", String(128), nullable=False),
     Column("status", String(16), nullable=False),  # ok | warn | fail | unknown
-    Column("detail", Text, nullable=False),
+    Column("detail", CleanText, nullable=False),
     Column("result_id", String(64), nullable=False),
     Column("exec_id", ID, nullable=False),
     Column("observed_at", UtcDateTime, nullable=False),

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -60,3 +60,39 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return as_utc(value)
+
+
+def _clean(value: str, length: int | None) -> str:
+    # PostgreSQL refuses a NUL character in text (SQLite stores it): a script printing
+    # binary output must not lose its result there, so NUL becomes U+FFFD, the marker
+    # the agent already puts in place of undecodable bytes. On both dialects, so a
+    # re-projection into either stores the same text.
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    # PostgreSQL also enforces VARCHAR lengths (SQLite never does): descriptive text an
+    # agent reports is cut to the column rather than refused.
+    return value[:length] if length is not None and len(value) > length else value
+
+
+class CleanText(TypeDecorator[str]):
+    """Free text from agents or scripts (output, notes): stored on every dialect."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else _clean(str(value), None)
+
+
+class CleanString(TypeDecorator[str]):
+    """A short descriptive string (hostname, OS version): NUL-free, cut to its length."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, length: int) -> None:
+        super().__init__(length)
+        self.length = length
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else _clean(str(value), self.length)

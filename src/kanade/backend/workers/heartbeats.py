@@ -91,6 +91,10 @@ def heartbeat_row(hb: Heartbeat, received_at: datetime) -> dict[str, Any]:
     }
 
 
+HEARTBEAT_QUEUE = "kanade-backend-heartbeats"
+"""Every backend replica's heartbeat subscription is in this queue group."""
+
+
 def _upsert_one(conn: Connection, *, row: dict[str, Any]) -> None:
     agents.upsert_agents(conn, [row])
 
@@ -121,9 +125,13 @@ class HeartbeatSink(Worker):
         self._sub: Subscription | None = None
 
     async def subscribe(self, bus: Bus) -> None:
-        # Core-NATS subscriptions are restored by nats-py after a reconnect.
+        # Core-NATS subscriptions are restored by nats-py after a reconnect. A queue group:
+        # backend replicas (SPEC §9) share the heartbeats, each written by one of them.
         self._sub = await bus.nc.subscribe(
-            subjects.HEARTBEAT_ALL, cb=self._on_msg, pending_msgs_limit=200_000
+            subjects.HEARTBEAT_ALL,
+            queue=HEARTBEAT_QUEUE,
+            cb=self._on_msg,
+            pending_msgs_limit=200_000,
         )
 
     async def unsubscribe(self) -> None:

@@ -17,6 +17,7 @@ def fanout(
     agents: Annotated[int, typer.Option("--agents", "-n")] = 1000,
     exec_mode: Annotated[str, typer.Option("--exec", help="stub or real")] = "stub",
     runs: Annotated[int, typer.Option("--runs")] = 5,
+    cluster: Annotated[bool, typer.Option("--cluster", help="on kanade up --cluster")] = False,
 ) -> None:
     """Exec a trivial job to N simulated agents until all N results are DB rows.
 
@@ -26,7 +27,7 @@ def fanout(
 
     if exec_mode not in ("stub", "real"):
         raise typer.BadParameter("--exec must be stub or real")
-    mod.run(agents, exec_mode, runs)
+    mod.run(agents, exec_mode, runs, cluster)
 
 
 @app.command("run-latency")
@@ -34,6 +35,7 @@ def run_latency(
     agents: Annotated[list[int] | None, typer.Option("--agents", "-n")] = None,
     runs: Annotated[int, typer.Option("--runs")] = 10,
     starts: Annotated[int, typer.Option("--starts", help="kanade up starts to time")] = 3,
+    cluster: Annotated[bool, typer.Option("--cluster", help="on kanade up --cluster")] = False,
 ) -> None:
     """`kanade run --all` round trip to N real agents (CLI and API), and `kanade up` start-up.
 
@@ -41,18 +43,29 @@ def run_latency(
     """
     from kanade.bench import latency
 
-    latency.run(agents or [3], runs, starts)
+    latency.run(agents or [3], runs, starts, cluster)
 
 
 @app.command("ingest")
 def ingest(
     results: Annotated[int, typer.Option("--results")] = 20000,
     runs: Annotated[int, typer.Option("--runs")] = 3,
+    store: Annotated[
+        str,
+        typer.Option("--store", help="sqlite, or postgresql (a throwaway local server)"),
+    ] = "sqlite",
+    cluster: Annotated[
+        bool,
+        typer.Option("--cluster", help="3 brokers (R3) and 2 backend replicas on PostgreSQL"),
+    ] = False,
 ) -> None:
-    """Sustained results/s projected into SQLite from a backlog in the stream."""
+    """Sustained results/s projected into SQLite or PostgreSQL from a backlog in the stream.
+
+    Example: kanade bench ingest --results 20000 --store postgresql
+    """
     from kanade.bench import ingest as mod
 
-    mod.run(results, runs)
+    mod.run(results, runs, store, cluster)
 
 
 @app.command("footprint")
@@ -81,11 +94,15 @@ def throughput(
 def scheduler(
     schedules: Annotated[int, typer.Option("--schedules")] = 1000,
     runs: Annotated[int, typer.Option("--runs", help="consecutive minutes to measure")] = 1,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="3 brokers, PostgreSQL, 2 backend replicas")
+    ] = False,
 ) -> None:
     """Fire lateness p50/p99: N calendar schedules due in the same minute (real backend)."""
     from kanade.bench import scheduler_lateness
 
-    scheduler_lateness.main(["--schedules", str(schedules), "--runs", str(runs)])
+    scheduler_lateness.main(["--schedules", str(schedules), "--runs", str(runs)]
+                            + (["--cluster"] if cluster else []))
 
 
 @app.command("tick")

@@ -33,7 +33,8 @@ DEFAULT_URL = "tls://127.0.0.1:4222"
 NatsOpt = Annotated[
     str | None,
     typer.Option("--nats-url", envvar="KANADE_NATS_URL",
-                 help=f"Broker URL (default {DEFAULT_URL})."),
+                 help=f"Broker URL (default {DEFAULT_URL}); a cluster: every node's, "
+                 "comma separated."),
 ]
 CredsOpt = Annotated[
     Path | None,
@@ -53,8 +54,9 @@ _HOW = (
 )
 
 
-def _url(url: str | None) -> str:
-    return url or os.environ.get("KANADE_NATS_URL") or DEFAULT_URL
+def _url(url: str | None) -> list[str]:
+    raw = url or os.environ.get("KANADE_NATS_URL") or DEFAULT_URL
+    return [u.strip() for u in raw.split(",") if u.strip()] or [DEFAULT_URL]
 
 
 def operator_credentials(creds: Path | None, ca: Path | None) -> BusCredentials:
@@ -77,7 +79,7 @@ def operator_credentials(creds: Path | None, ca: Path | None) -> BusCredentials:
     return found
 
 
-async def _with_js(url: str, credentials: BusCredentials, work: Any) -> Any:
+async def _with_js(url: list[str], credentials: BusCredentials, work: Any) -> Any:
     from kanade.bus.connection import BusConnectError, connect
 
     try:
@@ -96,15 +98,30 @@ async def _with_js(url: str, credentials: BusCredentials, work: Any) -> Any:
 
 
 @app.command("setup")
-def setup(url: NatsOpt = None, creds: CredsOpt = None, ca: CaOpt = None) -> None:
+def setup(
+    url: NatsOpt = None,
+    creds: CredsOpt = None,
+    ca: CaOpt = None,
+    replicas: Annotated[
+        int,
+        typer.Option("--replicas", min=0, max=5,
+                     help="Copies of each stream (0 = 3 on a cluster of 3+, else 1; "
+                     "never fewer than a stream has)."),
+    ] = 0,
+) -> None:
     """Create or update every stream, KV bucket and object store kanade uses (idempotent).
 
     Example: kanade jetstream setup --nats-url tls://broker:4222 --creds operator.creds --ca ca.pem
     """
     from kanade.bus.topology import ensure_topology
 
+    async def ensure(js: Any) -> None:
+        # The operator identity may not touch consumers; a backend scales its own
+        # consumers to their stream's replicas when it next starts.
+        await ensure_topology(js, replicas=replicas or None, consumers=False)
+
     def go() -> None:
-        asyncio.run(_with_js(_url(url), operator_credentials(creds, ca), ensure_topology))
+        asyncio.run(_with_js(_url(url), operator_credentials(creds, ca), ensure))
         output.out.print("streams, KV buckets and object stores are in place")
 
     guard(go)
@@ -131,6 +148,7 @@ def status(
                 "used": round(st.bytes / cfg.max_bytes, 4) if cfg.max_bytes and cfg.max_bytes > 0
                 else None,
                 "consumers": st.consumer_count,
+                "replicas": cfg.num_replicas or 1,
                 "max_age_s": cfg.max_age,
             })
         return sorted(rows, key=lambda r: r["stream"])
@@ -141,9 +159,69 @@ def status(
             rows,
             json_=json_,
             title="jetstream",
-            columns=["stream", "messages", "bytes", "of max", "consumers"],
+            columns=["stream", "messages", "bytes", "of max", "consumers", "replicas"],
             row=lambda r: (r["stream"], r["messages"], r["bytes"],
-                           "-" if r["used"] is None else f"{r['used']:.1%}", r["consumers"]),
+                           "-" if r["used"] is None else f"{r['used']:.1%}", r["consumers"],
+                           r["replicas"]),
         )
 
     guard(go)
+
+
+@app.command("migrate")
+def migrate(
+    source: Annotated[str, typer.Option("--from", help="The single broker's URL.")],
+    url: NatsOpt = None,
+    creds: Annotated[
+        Path, typer.Option("--creds", help="The backend's creds file (backend.creds): only the "
+                           "backend identity may snapshot and restore streams.")
+    ] = Path("backend.creds"),
+    ca: Annotated[Path, typer.Option("--ca", help="The deployment's CA (ca.pem).")] = Path(
+        "ca.pem"
+    ),
+) -> None:
+    """Move every stream of a single broker into a cluster, whole: messages with their
+    sequence numbers and times, KV buckets, durable consumers with their ack state. Run it
+    with no backend running; start the backends on the cluster afterwards (they make every
+    stream R3). Streams the cluster already has are left alone, so it can be run again.
+
+    Example: kanade jetstream migrate --from tls://old:4222 --nats-url tls://a:4222,tls://b:4222
+    --creds backend.creds --ca ca.pem
+    """
+    from kanade.bus.credentials import BusCredentials, CredentialsError
+
+    credentials = BusCredentials(creds, ca)
+    try:
+        credentials.check()
+    except CredentialsError as exc:
+        raise CliError(f"{exc}: pass --creds backend.creds and --ca ca.pem") from None
+
+    async def go() -> list[Any]:
+        from kanade.bus.connection import BusConnectError, connect
+        from kanade.bus.migrate import copy_streams
+
+        try:
+            old = await connect(source, name="kanade-migrate", retry_forever=False,
+                                deadline=10.0, credentials=credentials)
+            new = await connect(_url(url), name="kanade-migrate", retry_forever=False,
+                                deadline=10.0, credentials=credentials)
+        except BusConnectError as exc:
+            raise CliError(str(exc)) from exc
+        try:
+            return await copy_streams(old, new)
+        finally:
+            await old.close()
+            await new.close()
+
+    def run() -> None:
+        done = asyncio.run(go())
+        output.listing(
+            [{"stream": d.stream, "messages": d.messages, "bytes": d.bytes,
+              "copied": not d.skipped} for d in done],
+            json_=False, title="migrated",
+            columns=["stream", "messages", "bytes", "copied"],
+            row=lambda r: (r["stream"], r["messages"], r["bytes"],
+                           "yes" if r["copied"] else "already there"),
+        )
+
+    guard(run)

@@ -28,11 +28,26 @@ def up(
     auth: Annotated[
         str, typer.Option("--auth", help="disabled (dev) or jwt (creates an admin user).")
     ] = "disabled",
+    cluster: Annotated[
+        bool,
+        typer.Option("--cluster", help="3 brokers in a cluster, PostgreSQL and 2 backends "
+                     "(ports: --nats-port +0..2, --http-port +0..1)."),
+    ] = False,
 ) -> None:
     """Start a broker, the backend and N local agents; Ctrl-C stops them all.
 
-    Example: kanade up --agents 3
+    Example: kanade up --agents 3       (the whole scale-out topology: kanade up --cluster)
     """
+    if cluster:
+        from kanade.cli.cluster_up import run_up_cluster
+
+        guard(
+            lambda: run_up_cluster(
+                agents_n=agents_n, http_port=http_port, nats_port=nats_port,
+                data_dir=data_dir, auth=auth, examples=examples,
+            )
+        )  # fmt: skip
+        return
     from kanade.cli.supervisor import run_up
 
     guard(

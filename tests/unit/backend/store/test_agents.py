@@ -69,10 +69,25 @@ def test_a_cleanly_stopped_agent_is_offline_at_once_in_sql_too(engine: Engine) -
     for status in agents.LIVENESS:
         assert by_status[status] == {pc for pc, s in expected.items() if s == status}
     assert alive == by_status["alive"] and "pc0" not in alive  # stopped a moment ago
-    # its next heartbeat (no stopping flag) makes it alive again
+    # its next heartbeat (no stopping flag, received after the stopping one) makes it
+    # alive again
     with engine.begin() as conn:
-        agents.upsert_agents(conn, [{**heartbeat("pc0", now), "stopped_at": None}])
+        later = now - AGES[0] + TICK
+        agents.upsert_agents(conn, [{**heartbeat("pc0", later), "stopped_at": None}])
         assert "pc0" in {pc for pc, _ in agents.alive_agents(conn, now)}
+
+
+def test_an_older_heartbeat_never_overwrites_a_newer_one(engine: Engine) -> None:
+    # Backend replicas share the heartbeats and flush them on their own: a replica whose
+    # database was away flushes a heartbeat after another replica wrote a newer one.
+    now = T0 + timedelta(days=1)
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, [{**heartbeat("pc1", now), "running": 2}])
+        agents.upsert_agents(conn, [{**heartbeat("pc1", now - TICK), "running": 1,
+                                     "stopped_at": now - TICK}])  # fmt: skip
+        got = agents.get_agent(conn, "pc1")
+    assert got is not None
+    assert (got["last_seen"], got["running"], got["stopped_at"]) == (now, 2, None)
 
 
 def test_agents_upsert_keeps_first_seen(engine: Engine) -> None:
@@ -93,6 +108,18 @@ def test_agents_upsert_keeps_first_seen(engine: Engine) -> None:
     assert (agent["first_seen"], agent["last_seen"]) == (T0, T0 + timedelta(minutes=1))
     assert agent["agent_version"] == "0.2"
     assert alive == [("pc1", ["web"])]
+
+
+def test_descriptive_text_is_cut_to_its_column_not_refused(engine: Engine) -> None:
+    # PostgreSQL enforces VARCHAR lengths (SQLite never does): a long hostname or OS
+    # version must not make the heartbeat batch fail.
+    hb = heartbeat("pc1", T0) | {"hostname": "h" * 300, "os_version": "v\x00" * 200}
+    with engine.begin() as conn:
+        agents.upsert_agents(conn, [hb])
+        got = agents.get_agent(conn, "pc1")
+    assert got is not None
+    assert got["hostname"] == "h" * 255
+    assert got["os_version"] == ("v\ufffd" * 200)[:255]
 
 
 def test_disk_trouble_counts_alive_agents_only(engine: Engine) -> None:

@@ -74,3 +74,13 @@ def test_list_results_newest_first(engine: Engine) -> None:
         count = conn.execute(select(results_table.c.result_id)).all()
     assert [r["result_id"] for r in page.items] == ["r3", "r2"]
     assert (page.total, len(count)) == (5, 5)
+
+
+def test_output_with_a_nul_byte_is_stored_on_every_dialect(engine: Engine) -> None:
+    # PostgreSQL refuses NUL in text; a script printing binary output keeps its result.
+    finished = row("r1", "e1", "pc1", state="finished", at=T0, exit_code=0,
+                   stdout="a\x00b", stderr="\x00", note="n\x00")  # fmt: skip
+    with engine.begin() as conn:
+        results.upsert_finished(conn, [finished])
+    got = get(engine, "r1")
+    assert (got["stdout"], got["stderr"], got["note"]) == ("a\ufffdb", "\ufffd", "n\ufffd")

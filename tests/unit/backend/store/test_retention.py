@@ -331,7 +331,7 @@ def test_agent_decisions_by_age_and_per_schedule_count(engine: Engine) -> None:
 def test_only_spent_old_tokens_go(engine: Engine) -> None:
     def token(conn: Connection, tid: str, created: datetime, **kw: Any) -> None:
         conn.execute(enroll_tokens.insert().values(
-            token_id=tid, token_sha256=tid * 8, groups=[], created_by="admin",
+            token_id=tid, token_sha256=sha256_hex(tid.encode()), groups=[], created_by="admin",
             created_at=created, expires_at=created + timedelta(days=1), cancelled=False,
         ))  # fmt: skip
         if kw:

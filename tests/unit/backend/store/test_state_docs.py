@@ -26,6 +26,7 @@ from kanade.backend.store import (
 from kanade.backend.store.database import create_engine, database_url
 from kanade.backend.store.migrate import upgrade_sync
 from kanade.backend.store.scheduling import DecisionRow
+from kanade.backend.store.tables import rollout_waves
 from kanade.backend.store.tables import state_outbox as outbox_table
 from kanade.core.models.opstate import StateDoc
 from kanade.core.models.records import ExecRecord
@@ -111,10 +112,10 @@ def test_a_document_restores_the_same_rows_into_an_empty_database(
     with other.begin() as conn:  # again: nothing is written twice
         assert not any(state_docs.restore(conn, d) for d in docs)
     with other.connect() as conn, engine.connect() as conn0:
-        waves = "SELECT * FROM rollout_waves ORDER BY idx"
-        assert [tuple(r) for r in conn.exec_driver_sql(waves)] == [
-            tuple(r) for r in conn0.exec_driver_sql(waves)
-        ]
+        # Typed selects: the source may be PostgreSQL and the copy SQLite (a document is
+        # dialect-neutral), so raw rows would differ in how JSON and times come back.
+        waves = select(rollout_waves).order_by(rollout_waves.c.idx)
+        assert [tuple(r) for r in conn.execute(waves)] == [tuple(r) for r in conn0.execute(waves)]
         log = "SELECT schedule_id, occurrence_id, result, reason, detail FROM schedule_decisions"
         assert [tuple(r) for r in conn.exec_driver_sql(log)] == [
             tuple(r) for r in conn0.exec_driver_sql(log)
