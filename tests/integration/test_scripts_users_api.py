@@ -30,7 +30,8 @@ OBJECT = b"echo from-object\n"
 
 @pytest.fixture
 async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
-    async with in_process_backend(jwt_settings(nats_url, str(tmp_path / "k.db"), tmp_path / "keys")) as b:
+    settings = jwt_settings(nats_url, str(tmp_path / "k.db"), tmp_path / "keys")
+    async with in_process_backend(settings) as b:
         await add_users(b, "viewer", "operator", "admin")
         yield b
 
