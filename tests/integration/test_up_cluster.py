@@ -6,13 +6,13 @@ the fleet keeps running; Ctrl-C stops every process, PostgreSQL included."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -119,6 +119,15 @@ def _cluster_run(data: Path, log: Path) -> None:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=90)
     assert "stopped." in log.read_text()
-    time.sleep(0.5)  # the last children reaped
-    assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not [p for p in postgres if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+    def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+        out = []
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+        return out
+
+    # "stopped." is printed as the last children are being reaped: poll, do not assume.
+    wait_until(lambda: not alive(children) and not alive(postgres), "every child gone",
+               timeout=15)  # fmt: skip
