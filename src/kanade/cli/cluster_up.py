@@ -29,7 +29,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +42,13 @@ from kanade.cli.client import CliError
 from kanade.cli.lifeline import DataDirBusy, lock_data_dir, release
 from kanade.cli.supervisor import (
     _DIE_WITH_US,
-    _ENROL_PARALLEL,
     _READY_TIMEOUT_S,
     _STOP_SIGNALS,
     SECURITY_DIR,
     SIGNING_KEYS_DIR,
     Child,
     _add_group_members,
-    _enrol_agent,
+    _enrol_and_start,
     _jwt_setup,
     _load_examples,
     _port_free,
@@ -205,22 +203,8 @@ def _run_locked(
             groups = {a.name: ["local", *(["canary"] if a.name == "local-1" else [])]
                       for a in agents}  # fmt: skip
             _add_group_members(http, groups)
-            with ThreadPoolExecutor(max_workers=_ENROL_PARALLEL) as pool:
-                enrolling = {
-                    pool.submit(_enrol_agent, http, urls[0], a.name, groups[a.name],
-                                data_dir / "agents" / a.name, authority.ca_file): a
-                    for a in agents
-                }  # fmt: skip
-                for done in as_completed(enrolling):
-                    done.result()
-                    enrolling[done].start()
-
-            def all_alive() -> bool:
-                items = http.get("/api/agents", params={"limit": 1000}).json().get("items", [])
-                alive = {a["pc_id"] for a in items if a.get("status") == "alive"}
-                return all(a.name in alive for a in agents)
-
-            _wait_until(all_alive, f"{agents_n} agents to check in", children, _READY_TIMEOUT_S)
+            dirs = {a.name: data_dir / "agents" / a.name for a in agents}
+            _enrol_and_start(http, urls[0], agents, groups, dirs, authority.ca_file, children)
             loaded = _load_examples(http, examples)
         _summary(time.monotonic() - t0, urls, cluster, pg, authority, agents, loaded,
                  data_dir, admin, moved)  # fmt: skip

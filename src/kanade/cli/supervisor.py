@@ -224,6 +224,34 @@ def _enrol_agent(
         raise CliError(f"enrolling {pc_id} failed: {done.stderr.strip() or done.stdout.strip()}")
 
 
+def _enrol_and_start(
+    http: httpx.Client,
+    url: str,
+    agents: list[Child],
+    groups: dict[str, list[str]],
+    dirs: dict[str, Path],
+    ca: Path,
+    children: list[Child],
+) -> None:
+    """Enrol the local agents a few at a time, start each as soon as it is enrolled, and
+    wait until every one has checked in (single node and ``--cluster`` alike)."""
+    with ThreadPoolExecutor(max_workers=_ENROL_PARALLEL) as pool:
+        enrolling = {
+            pool.submit(_enrol_agent, http, url, a.name, groups[a.name], dirs[a.name], ca): a
+            for a in agents
+        }
+        for done in as_completed(enrolling):
+            done.result()
+            enrolling[done].start()
+
+    def all_alive() -> bool:
+        items = http.get("/api/agents", params={"limit": 1000}).json().get("items", [])
+        alive = {a["pc_id"] for a in items if a.get("status") == "alive"}
+        return all(a.name in alive for a in agents)
+
+    _wait_until(all_alive, f"{len(agents)} agents to check in", children, _READY_TIMEOUT_S)
+
+
 def _add_group_members(http: httpx.Client, groups_of: dict[str, list[str]]) -> None:
     """Register the local agents' groups in KV, where the backend reads membership from
     when it provisions an agent's command consumer (an agent's own claim counts for
@@ -385,24 +413,8 @@ def _run_locked(
             _add_group_members(http, agent_groups)
             # Enrolment is a process start per agent, mostly waiting: a few at a time, and
             # each agent starts as soon as its own credential is there.
-            with ThreadPoolExecutor(max_workers=_ENROL_PARALLEL) as pool:
-                enrolling = {
-                    pool.submit(
-                        _enrol_agent, http, url, a.name, agent_groups[a.name],
-                        agent_dirs[a.name], authority.ca_file,
-                    ): a
-                    for a in agents
-                }  # fmt: skip
-                for done in as_completed(enrolling):
-                    done.result()
-                    enrolling[done].start()
-
-            def all_alive() -> bool:
-                items = http.get("/api/agents", params={"limit": 1000}).json().get("items", [])
-                alive = {a["pc_id"] for a in items if a.get("status") == "alive"}
-                return all(a.name in alive for a in agents)
-
-            _wait_until(all_alive, f"{agents_n} agents to check in", children, _READY_TIMEOUT_S)
+            _enrol_and_start(http, url, agents, agent_groups, agent_dirs, authority.ca_file,
+                             children)  # fmt: skip
             loaded = _load_examples(http, examples)
         ready_s = time.monotonic() - t0
         output.out.print(f"\n[bold green]kanade is up[/] in {ready_s:.1f}s")
