@@ -233,7 +233,7 @@ async def run_process(
     started_at = clock()
     try:
         proc, protocol = await _spawn(
-            tree.argv(argv),
+            tree.command_line(argv),
             stdin=tree.stdin(),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -40,6 +40,11 @@ class ProcessTree:
         """The command line to spawn (a kind may wrap the script's)."""
         return argv
 
+    def command_line(self, argv: list[str]) -> list[str]:
+        """What is spawned: the kind's command line, behind the request to die with the
+        agent where that is a command-line prefix (see :meth:`spawn_options`)."""
+        return [*(_death_prefix() or ()), *self.argv(argv)]
+
     def stdin(self) -> int:
         return asyncio.subprocess.DEVNULL
 
@@ -47,9 +52,10 @@ class ProcessTree:
         if IS_WINDOWS:
             return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
         options: dict[str, Any] = {"start_new_session": True}
-        if sys.platform.startswith("linux"):
+        if sys.platform.startswith("linux") and _death_prefix() is None:
             from kanade.deathsig import die_with_parent
 
+            # Only without the prefix: a preexec_fn forks the whole agent (no vfork).
             options["preexec_fn"] = die_with_parent(signal.SIGKILL)
         return options
 
@@ -95,6 +101,14 @@ class ProcessTree:
     def close(self) -> None:
         """The run is over. What a script that exited normally left running (a daemon it
         started on purpose) is not killed."""
+
+
+def _death_prefix() -> list[str] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    from kanade.deathsig import death_signal_argv
+
+    return death_signal_argv(signal.SIGKILL)
 
 
 async def until_empty(tree: ProcessTree, timeout: float, *, poll: float = 0.02) -> bool:
