@@ -419,7 +419,11 @@ class Executor:
         started = event_started(cmd, self.pc_id, started_at)
         self.outbox.put(
             Envelope(
-                subjects.started_subject(self.pc_id), started_msg_id(result_id), encode(started)
+                subjects.started_subject(self.pc_id),
+                started_msg_id(result_id),
+                encode(started),
+                # mark_launching above is the fsync'd record of the start.
+                durable=False,
             )
         )
         ctx = RunContext(
@@ -496,8 +500,7 @@ class Executor:
         payload = encode(result)
         request_id = cmd.request_id
         known = self.ledger.get(request_id) is not None
-        if known:
-            self.ledger.mark_finished(request_id, payload.decode(), time.time())
+        journaled = known and self.ledger.mark_finished(request_id, payload.decode(), time.time())
         self.outbox.put(
             Envelope(
                 subjects.result_subject(self.pc_id),
@@ -507,6 +510,10 @@ class Executor:
                 on_settled=functools.partial(self.ledger.mark_queued, request_id)
                 if known
                 else None,
+                # The ledger's fsync'd "finished" line holds the result: the outbox copy
+                # needs no fsync of its own (a restart re-queues what was never "queued",
+                # and that is said only once the broker has it).
+                durable=not journaled,
             )
         )
         for callback in self.on_finished:

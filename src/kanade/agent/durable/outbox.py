@@ -51,6 +51,10 @@ class Envelope:
     attachments: list[Attachment] = field(default_factory=list)
     # Told once the message is safe: written to disk or acknowledged by the broker.
     on_settled: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    # False: written without fsync — for a message whose loss with the machine's power is
+    # covered by another record (a "started" event: the ledger's fsync'd "launching" line
+    # says the same and is what a restart reports). Survives the agent's own crash.
+    durable: bool = field(default=True, compare=False)
 
     def settled(self) -> None:
         callback, self.on_settled = self.on_settled, None
@@ -132,16 +136,18 @@ class Outbox:
     def _write(self, path: Path, envelope: Envelope) -> bool:
         data = envelope.dump()
         spare = self._spares.pop() if self._spares else None
+        durable = self.durable and envelope.durable
         try:
-            if spare is None or not self._overwrite(spare, path, data):
-                atomic_write(path, data, durable=self.durable)
+            if spare is None or not self._overwrite(spare, path, data, durable):
+                atomic_write(path, data, durable=durable)
         except OSError as exc:
             if self.disk is not None:
                 self.disk.failed(exc, "the outbox")
             return False
         if self.disk is not None:
             self.disk.wrote()
-        envelope.settled()
+        if envelope.durable:  # else safe only once the broker has it (_retire)
+            envelope.settled()
         return True
 
     @property
@@ -158,7 +164,7 @@ class Outbox:
             self._unwritten.discard(path)
         return True
 
-    def _overwrite(self, spare: Path, path: Path, data: bytes) -> bool:
+    def _overwrite(self, spare: Path, path: Path, data: bytes, durable: bool) -> bool:
         """Write ``data`` into a spare file and rename it to ``path`` (False: not possible)."""
         try:
             fd = os.open(spare, os.O_WRONLY)
@@ -167,7 +173,7 @@ class Outbox:
         try:
             os.write(fd, data)
             os.ftruncate(fd, len(data))  # after the write: no block is freed and re-allocated
-            if self.durable:
+            if durable:
                 os.fsync(fd)
         except OSError:
             os.close(fd)
@@ -175,7 +181,7 @@ class Outbox:
             return False
         os.close(fd)
         os.replace(spare, path)
-        if self.durable:
+        if durable:
             fsync_dir(self.dir)
         return True
 

@@ -62,6 +62,29 @@ def test_a_recycled_file_holds_exactly_the_new_message(tmp_path: Path) -> None:
     assert Envelope.load(path.read_bytes()) == env(2, size=7)
 
 
+@pytest.mark.parametrize("recycled", [False, True])
+def test_a_message_another_record_covers_is_written_without_fsync_and_settled_on_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recycled: bool
+) -> None:
+    """``durable=False`` (a started event, a result the ledger holds): no fsync of the file
+    or the directory — and "safe" is said only once the broker has it, not when written."""
+    box = Outbox(tmp_path / "o", durable=True)
+    if recycled:  # a spare file is overwritten rather than a new one created
+        box.put(env(9))
+        drain(box, Sink())
+    synced: list[int] = []
+    monkeypatch.setattr("os.fsync", synced.append)
+    settled: list[str] = []
+    covered = Envelope("kanade.result.pc-1", "m1", b"r", on_settled=lambda: settled.append("m1"))
+    covered.durable = False
+    box.put(covered)
+    assert synced == [] and settled == [] and len(box) == 1
+    assert drain(box, Sink()) == (1, 0)
+    assert settled == ["m1"]
+    box.put(Envelope("kanade.result.pc-1", "m2", b"r", on_settled=lambda: settled.append("m2")))
+    assert len(synced) == 2 and settled == ["m1", "m2"]  # a durable one: file and directory
+
+
 def test_a_restart_finds_pending_files_in_order_and_reuses_spares(tmp_path: Path) -> None:
     first = Outbox(tmp_path / "o", durable=False)
     for i in range(Outbox.SPARES + 3):
