@@ -46,7 +46,8 @@ class PullConsumer:
         self._window = window
         self._expires = expires
         self._idle_heartbeat = min(idle_heartbeat, expires / 2)
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        # None: a wake-up, not a message — the open requests ended (see _on_msg).
+        self._queue: asyncio.Queue[Msg | None] = asyncio.Queue()
         self._inbox = nc.new_inbox()
         self._sub: Any = None
         self._outstanding = 0
@@ -62,8 +63,12 @@ class PullConsumer:
             self._queue.put_nowait(msg)
         elif status in ("408", "409", "404", "503"):
             # The request expired or was cancelled (e.g. consumer changed, leader
-            # moved): everything it still promised is gone.
+            # moved): everything it still promised is gone. Wake the loop to ask again
+            # at once: waiting for its next idle-heartbeat tick left the consumer with
+            # no open request for up to that long (5 s for an agent), and a command
+            # published meanwhile waited for it — a third of the runs to 25 agents.
             self._outstanding = 0
+            self._queue.put_nowait(None)
             description = str(msg.headers.get(_DESCRIPTION, "")) if msg.headers else ""
             gone = status in ("404", "503") or "deleted" in description.lower()
             if gone and self._on_gone is not None:
@@ -102,7 +107,8 @@ class PullConsumer:
                     msg = await asyncio.wait_for(self._queue.get(), timeout=self._idle_heartbeat)
                 except TimeoutError:
                     continue
-                yield msg
+                if msg is not None:
+                    yield msg
         finally:
             await self._unsubscribe()
 
@@ -119,11 +125,18 @@ class PullConsumer:
     def drain_ready(self, limit: int) -> list[Msg]:
         """Messages already delivered and waiting, without blocking (for batching)."""
         out: list[Msg] = []
+        woken = False
         while len(out) < limit:
             try:
-                out.append(self._queue.get_nowait())
+                msg = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 break
+            if msg is None:
+                woken = True
+            else:
+                out.append(msg)
+        if woken:  # kept for the loop, which must still ask again
+            self._queue.put_nowait(None)
         return out
 
     async def _unsubscribe(self) -> None:
