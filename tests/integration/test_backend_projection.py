@@ -180,6 +180,58 @@ async def test_results_are_projected_and_drive_the_exec_status(
     assert [e["exec_id"] for e in running["items"]] == [ex["exec_id"]]
 
 
+async def test_a_long_poll_answers_when_a_result_is_stored_and_not_before(
+    backend: InProcessBackend, bus: Bus
+) -> None:
+    """``done_above`` + ``wait``: the answer comes as the result is stored (a started
+    event does not count), or with the unchanged row once ``wait`` passed."""
+    ex = await new_exec(backend, ["pc1", "pc2"])
+    url = f"/api/executions/{ex['exec_id']}"
+    t0 = time.monotonic()
+    quiet = await backend.client.get(url, params={"done_above": 0, "wait": 0.3})
+    assert quiet.status_code == 200 and quiet.json()["finished_count"] == 0
+    assert time.monotonic() - t0 >= 0.3  # nothing happened: held for the whole wait
+
+    waiting = asyncio.create_task(
+        backend.client.get(url, params={"done_above": 0, "wait": 20, "results": "false"})
+    )
+    await send(bus, started(ex, "pc1"))
+    await send(bus, started(ex, "pc2"))
+    # The started events are projected (the pcs are in flight), the poll still waits.
+    await eventually(lambda: _in_flight(backend, ex["exec_id"], 2), what="started projected")
+    assert not waiting.done()
+    t1 = time.monotonic()
+    await send(bus, result(ex, "pc1"))
+    answer = await asyncio.wait_for(waiting, timeout=10)
+    assert time.monotonic() - t1 < 5, "answered by the commit, not the end of the wait"
+    assert answer.json()["finished_count"] == 1 and "results" not in answer.json()
+
+    # Already past the count (or ended): answered at once.
+    t2 = time.monotonic()
+    at_once = await backend.client.get(url, params={"done_above": 0, "wait": 20})
+    assert at_once.json()["finished_count"] == 1 and time.monotonic() - t2 < 5
+    t3 = time.monotonic()
+    await send(bus, result(ex, "pc2"))
+    ended = await backend.client.get(url, params={"done_above": 5, "wait": 20})
+    assert ended.json()["status"] == "completed" and time.monotonic() - t3 < 10
+
+
+async def _in_flight(backend: InProcessBackend, exec_id: str, n: int) -> bool:
+    return (await exec_detail(backend, exec_id))["started_count"] >= n
+
+
+@pytest.mark.parametrize(
+    ("query", "path"),
+    [("done_above=-1&wait=1", "query.done_above"), ("done_above=0&wait=31", "query.wait"),
+     ("done_above=0&wait=soon", "query.wait")],
+)  # fmt: skip
+async def test_a_long_poll_out_of_bounds_is_a_400_naming_it(
+    backend: InProcessBackend, query: str, path: str
+) -> None:
+    r = await backend.client.get(f"/api/executions/x1?{query}")
+    assert r.status_code == 400 and path in {e["path"] for e in r.json()["errors"]}
+
+
 async def test_redelivered_result_and_late_started_change_nothing(
     backend: InProcessBackend, bus: Bus
 ) -> None:

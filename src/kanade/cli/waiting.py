@@ -21,8 +21,14 @@ if TYPE_CHECKING:  # imported by the waits that show live output (CLI start-up)
 
 _POLL_S: Final = 0.05
 _FIRST_POLL_S: Final = 0.005
-"""The first polls come quickly (a short run is done in tens of ms), then back off 1.5x
-per poll to :data:`_POLL_S`: a fixed 50 ms added 25 ms on average to every short run."""
+"""Between two answers that brought nothing new (a backend that does not wait, see
+:data:`_LONG_POLL_S`): first quickly, then backing off 1.5x per poll to :data:`_POLL_S`."""
+_LONG_POLL_S: Final = 5.0
+"""How long the backend holds each request until one more pc is done (``done_above``):
+the answer comes the moment a result is stored, with no poll interval to wait out."""
+_LIVE_POLL_S: Final = 0.2
+"""The same while live output is shown: the lines read meanwhile are printed between
+requests."""
 GRACE_S: Final = 30.0
 """Extra wait past the script timeout (and starting deadline) for delivery and reporting."""
 _DEFAULT_TIMEOUT_S: Final = 3600.0
@@ -185,11 +191,15 @@ def follow_exec(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            hold = max(0.0, min(_LIVE_POLL_S if feed is not None else _LONG_POLL_S,
+                                remaining - 0.5))  # fmt: skip
+            done_before = sum(1 for r in ex.get("results", []) if _finished(r))
             try:
                 ex = api.request(
                     "GET",
                     f"/api/executions/{exec_id}",
-                    timeout=min(_REQUEST_TIMEOUT_S, max(0.1, remaining)),
+                    params={"done_above": done_before, "wait": round(hold, 3)},
+                    timeout=min(_REQUEST_TIMEOUT_S + hold, max(0.1, remaining)),
                 )
                 last_error = None
             except CliError as exc:  # a backend restart, a slow answer: retry until the deadline
@@ -226,6 +236,9 @@ def follow_exec(
                     f"{_names(waiting)}",
                     markup=False,
                 )
+            if len(done) > done_before:
+                poll_s = _FIRST_POLL_S  # it moved: ask again at once
+                continue
             time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
             poll_s = min(_POLL_S, poll_s * 1.5)
     if feed is not None and printer is not None:

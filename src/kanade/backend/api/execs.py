@@ -17,7 +17,11 @@ from kanade.backend.api.schemas.execs import (
 )
 from kanade.backend.api.schemas.requests import ExecBody, RunBody
 from kanade.backend.errors import Forbidden
-from kanade.backend.services.execution_detail import execution_detail
+from kanade.backend.services.execution_detail import (
+    MAX_WAIT_S,
+    execution_detail,
+    execution_progress,
+)
 from kanade.backend.store import executions
 from kanade.core.statuses import ExecStatus
 
@@ -122,10 +126,29 @@ async def get_execution(
     results: Annotated[
         bool, Query(description="include per-pc results (false: counters only, cheap to poll)")
     ] = True,
+    done_above: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            le=2**31 - 1,
+            description="answer once more than this many pcs are done (finished, or closed "
+            "without a result), or the exec ended, or `wait` passed — one request per "
+            "result instead of polling",
+        ),
+    ] = None,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for `done_above` (at most 30)"),
+    ] = 0.0,
 ) -> dict[str, Any]:
     """The exec row plus one entry per pc: its result row, or ``pending`` for each
-    expected pc that has not reported yet."""
-    return await execution_detail(services.db, exec_id, results=results)
+    expected pc that has not reported yet. With ``done_above`` and ``wait``: answered when
+    the exec moved past that count (a long poll)."""
+    if done_above is None or wait == 0:
+        return await execution_detail(services.db, exec_id, results=results)
+    return await execution_progress(
+        services.db, exec_id, results=results, done_above=done_above, wait_s=wait
+    )
 
 
 @router.get("/executions/{exec_id}/script", response_model=ExecScriptText)
