@@ -3,11 +3,16 @@ extra."""
 
 from __future__ import annotations
 
-from kanade.extras import require_server
+from collections.abc import Callable
+
+from kanade.extras import run_with_server
+
+
+def _backend() -> Callable[[], None]:
+    from kanade.backend.cli import main as backend_main
+
+    return backend_main
 
 
 def main() -> None:
-    require_server("kanade-backend")
-    from kanade.backend.cli import main as backend_main
-
-    backend_main()
+    run_with_server("kanade-backend", _backend)

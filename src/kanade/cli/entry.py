@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from kanade.extras import require_server
+from collections.abc import Callable
+
+from kanade.extras import run_with_server
+
+
+def _cli() -> Callable[[], None]:
+    from kanade.cli.main import main as cli_main
+
+    return cli_main
 
 
 def main() -> None:
-    require_server("kanade")
-    from kanade.cli.main import main as cli_main
-
-    cli_main()
+    run_with_server("kanade", _cli)
