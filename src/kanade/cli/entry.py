@@ -7,10 +7,17 @@ from collections.abc import Callable
 from kanade.extras import run_with_server
 
 
-def _cli() -> Callable[[], None]:
-    from kanade.cli.main import main as cli_main
+def _kanade() -> None:
+    from kanade.cli.fastpath import main as fast_path
 
-    return cli_main
+    if not fast_path():  # a plain `kanade run` line ran without typer (and exited)
+        from kanade.cli.main import main as cli_main
+
+        cli_main()
+
+
+def _cli() -> Callable[[], None]:
+    return _kanade
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from kanade.cli import output
+from kanade.cli.adhoc import TARGET_OPTIONS, RunArgs, duration_s, run_adhoc
 from kanade.cli.client import ApiClient, CliError
 from kanade.cli.common import (
     AllOpt,
@@ -31,21 +32,6 @@ from kanade.cli.waiting import (
 from kanade.cli.waves import WAVE_HELP, rollout_body
 from kanade.core.statuses import ExecStatus
 
-TARGET_OPTIONS = {
-    "target.all": "--all",
-    "target.groups": "--group",
-    "target.pcs": "--pc",
-    "target": "--all/--group/--pc",
-    "rollout.waves": "--wave",
-    "rollout.halt_on_failure_rate": "--halt-on-failure-rate",
-    "jitter": "--jitter",
-    "starting_deadline": "--starting-deadline",
-    "timeout": "--timeout",
-    "shell": "--shell",
-    "script": "SCRIPT",
-}
-"""Exec and run body fields and the options that set them (error details)."""
-
 MaxWaitOpt = Annotated[
     str | None,
     typer.Option(
@@ -54,17 +40,6 @@ MaxWaitOpt = Annotated[
         "the pcs still awaited are then named and the exit code is 1.",
     ),
 ]
-
-
-def duration_s(text: str, option: str) -> float:
-    """``text`` in the duration grammar (``30s``, ``1h30m``), in seconds; a clear error
-    naming ``option`` otherwise."""
-    from kanade.core.duration_text import parse_duration
-
-    try:
-        return parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise CliError(f"{option}: {exc}") from exc
 
 
 def run(
@@ -101,36 +76,27 @@ def run(
 
     Example: kanade run --group web -- 'df -h /'
     """
+    # A well-formed `kanade run` line usually never gets here: kanade.cli.fastpath parses
+    # it without importing typer. Both end in run_adhoc with the same RunArgs.
+    args = RunArgs(
+        script=tuple(script),
+        all_=all_,
+        groups=tuple(group or ()),
+        pcs=tuple(pc or ()),
+        shell=shell,
+        timeout=timeout,
+        starting_deadline=starting_deadline,
+        max_wait=max_wait,
+        force=force,
+        json_=json_,
+        url=url,
+    )
 
     def go() -> None:
-        timeout_s = duration_s(timeout, "--timeout")
-        body: dict[str, Any] = {
-            "script": " ".join(script),
-            "shell": shell,
-            "timeout": timeout,
-            "target": target_body(all_, group, pc),
-        }
-        deadline_s = None
-        if starting_deadline is not None:
-            deadline_s = duration_s(starting_deadline, "--starting-deadline")
-            body["starting_deadline"] = starting_deadline
-        wait_s = None if max_wait is None else duration_s(max_wait, "--max-wait")
-        with ApiClient(url, options=TARGET_OPTIONS) as api:
-            created = api.post("/api/run", body, force=force or None)
-            ok = wait_for_exec(
-                api,
-                created,
-                json_mode=json_,
-                timeout_s=timeout_s,
-                starting_deadline_s=deadline_s,
-                max_wait_s=wait_s,
-                live=not json_,
-            )
-        if not ok:
+        if not run_adhoc(args):
             raise typer.Exit(1)
 
     guard(go)
-
 
 
 def exec_(
