@@ -173,6 +173,7 @@ async def test_the_leading_replica_killed_before_a_fire_the_other_fires_it_once(
     stack: ClusterStack, swarm: Swarm
 ) -> None:
     n = swarm.spec.agents
+    await asyncio.to_thread(stack.all_healthy)
     await agents_alive(stack, swarm)
     leader = await asyncio.to_thread(stack.leader, "scheduler")
     at = (datetime.now(UTC) + timedelta(seconds=FIRE_IN_S)).replace(microsecond=0)
@@ -218,7 +219,7 @@ async def test_the_leading_replica_killed_before_a_fire_the_other_fires_it_once(
         assert len(execs) == 1, execs
         assert line["executed"] == n and line["duplicated"] == 0 and line["lost"] == 0
     finally:
-        await asyncio.to_thread(stack.restart, leader)
+        stack.restart(leader, wait=False)  # the next test waits for it (all_healthy)
 
 
 async def _publish_results(bus: Bus, exec_id: str, request_id: str, n: int) -> None:
@@ -254,6 +255,7 @@ INGEST_SIZES = [pytest.param(2000, id="smoke"),
 async def test_postgresql_restarted_during_an_ingest_loses_and_duplicates_nothing(
     stack: ClusterStack, postgres: EmbeddedPostgres, authority: Authority, n: int
 ) -> None:
+    await asyncio.to_thread(stack.all_healthy)
     bus = await connect_backend(stack.brokers.urls, authority)
     exec_id, request_id = new_id(), new_id()
     replica = stack.replicas[0]
@@ -295,6 +297,7 @@ async def test_the_replica_running_a_rollout_killed_mid_wave_the_other_finishes_
     stack: ClusterStack, swarm: Swarm
 ) -> None:
     n = swarm.spec.agents
+    await asyncio.to_thread(stack.all_healthy)
     await agents_alive(stack, swarm)
     pcs = [a.pc_id for a in swarm.agents]
     leader = await asyncio.to_thread(stack.leader, "deciders")
@@ -336,4 +339,4 @@ async def test_the_replica_running_a_rollout_killed_mid_wave_the_other_finishes_
         assert line["executed"] == n and line["duplicated"] == 0 and line["lost"] == 0
         assert sorted(r["pc_id"] for r in results) == sorted(pcs)
     finally:
-        await asyncio.to_thread(stack.restart, leader)
+        stack.restart(leader, wait=False)  # the next test waits for it (all_healthy)
