@@ -2,8 +2,9 @@
 ``kanade-backend`` replicas as real processes, simulated agents in this process (the
 swarm: real intake/ledger/outbox code, stub script step) on every node's URL.
 
-* the replica leading the central scheduler is killed (-9) a second before a cron fire:
-  the other takes the lease over and fires the occurrence, once;
+* the replica leading the central scheduler is killed (-9) once it has prepared a cron
+  fire (~2 s before the instant): the other takes the lease over and fires the
+  occurrence, once;
 * PostgreSQL is killed and restarted during a 20 000-result ingest: every result becomes
   one row;
 * the replica running the rollout runner is killed while a wave is going out: the other
