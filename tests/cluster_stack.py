@@ -109,7 +109,7 @@ class Replica:
         if self.proc is not None and self.proc.poll() is not None:
             raise StackTimeout(f"{self.name} exited:\n{self.log.read_text()[-4000:]}")
         with contextlib.suppress(httpx.HTTPError):
-            return self.get("/health").get("status") == "ok"
+            return bool(self.get("/health").get("status") == "ok")
         return False
 
 
@@ -160,7 +160,10 @@ class ClusterStack:
         return ",".join(self.brokers.urls)
 
     def replica(self, *args: str) -> Replica:
-        """Start one more backend replica and wait until it is healthy."""
+        """Start one more backend replica and wait until it is healthy. One at a time: two
+        replicas setting up a fresh cluster at once time out on each other's streams whose
+        leaders are still being elected (``broker setup failed; retrying``), which costs
+        more than it saves."""
         port = free_port()
         name = f"replica-{len(self.replicas) + 1}"
         argv = [
@@ -179,9 +182,19 @@ class ClusterStack:
         wait_for(r.healthy, f"{name} healthy")
         return r
 
-    def restart(self, r: Replica) -> None:
+    def restart(self, r: Replica, *, wait: bool = True) -> None:
+        """Start ``r`` again; ``wait=False`` leaves waiting for it to :meth:`all_healthy`
+        (a test restarts what it killed and the next one waits, overlapping the start-up
+        with its own set-up)."""
         r.start()
-        wait_for(r.healthy, f"{r.name} healthy again")
+        if wait:
+            wait_for(r.healthy, f"{r.name} healthy again")
+
+    def all_healthy(self) -> None:
+        """Every replica healthy (one a test left restarting too); one that exited fails
+        the wait at once with its log (:meth:`Replica.healthy`)."""
+        for r in self.replicas:
+            wait_for(r.healthy, f"{r.name} healthy")
 
     def leader(self, role: str) -> Replica:
         """The one live replica leading ``role`` ("scheduler" or "deciders")."""

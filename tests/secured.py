@@ -58,7 +58,12 @@ def issue_agent(authority: Authority, pc_id: str, data_dir: Path) -> str:
 
 
 async def connect_backend(
-    url: str, authority: Authority, *, name: str = "pytest", deadline: float = 10.0, **opts: Any
+    url: str | list[str],
+    authority: Authority,
+    *,
+    name: str = "pytest",
+    deadline: float = 10.0,
+    **opts: Any,
 ) -> Bus:
     # Signing like a backend: the KV documents a test writes (group membership) are
     # obeyed by agents only when signed (SPEC §8.2).

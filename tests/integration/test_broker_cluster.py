@@ -241,3 +241,20 @@ async def test_automatic_replicas_never_take_a_copy_away(
     await ensure_topology(cbus.js)
     for name in ALL_STREAMS:
         assert (await cbus.js.stream_info(name)).config.num_replicas == 3, name
+
+
+async def test_a_started_cluster_places_a_stream_on_every_node_at_once(
+    tmp_path: Path, authority: Authority
+) -> None:
+    # start() returns once the meta group has formed: every node passing its health check
+    # is not enough — a stream with three copies created in between was refused ("no
+    # suitable peers for placement, peer offline"; seen failing the fan-out fault test).
+    with running_cluster(tmp_path / "fresh", authority) as fresh:
+        assert fresh.formed()
+        bus = await connect_backend(fresh.urls, authority)
+        try:
+            await bus.js.add_stream(name="PLACED", subjects=["placed.>"], num_replicas=3)
+            info = await bus.js.stream_info("PLACED")
+            assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+        finally:
+            await bus.close()

@@ -10,9 +10,14 @@ before a quorum of its peers runs. Synchronous, like the broker itself.
 from __future__ import annotations
 
 import contextlib
+import json
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from kanade.bus.broker import (
     BrokerError,
@@ -96,10 +101,28 @@ class BrokerCluster:
         return [n.url for n in self.nodes]
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start every node that is not running and wait until all serve JetStream."""
+        """Start every node that is not running and wait until all serve JetStream and
+        the cluster can place a stream on every node (:meth:`formed`)."""
         for node in self.nodes:
             node.launch()
         self._wait(self.nodes, timeout)
+        self._wait_formed(timeout)
+
+    def formed(self) -> bool:
+        """The JetStream meta leader sees every other node current and online. Each node's
+        health check passes before that; a stream created in between with a copy on every
+        node is refused ("no suitable peers for placement, peer offline")."""
+        if len(self.nodes) < 2:
+            return True
+        for node in self.nodes:
+            meta = _meta_cluster(node)
+            if meta is None or meta.get("leader") != node.server_name:
+                continue
+            peers = meta.get("replicas") or []
+            return len(peers) == len(self.nodes) - 1 and all(
+                p.get("current") and not p.get("offline") for p in peers
+            )
+        return False
 
     def start_node(self, index: int, timeout: float = 30.0) -> None:
         """(Re)start one node (it rejoins the cluster and catches up)."""
@@ -135,6 +158,20 @@ class BrokerCluster:
                     node.kill()
             raise BrokerError("; ".join(str(e) for e in errors))
 
+    def _wait_formed(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.formed():
+            if time.monotonic() >= deadline:
+                states = {n.server_name: _meta_cluster(n) for n in self.nodes}
+                for node in self.nodes:
+                    with contextlib.suppress(Exception):
+                        node.kill()
+                raise BrokerError(
+                    f"the cluster's nodes serve JetStream but their meta group did not form "
+                    f"within {timeout:.0f}s: {states}"
+                )
+            time.sleep(0.05)  # poll interval: formed() re-reads the state
+
     def __enter__(self) -> BrokerCluster:
         self.start()
         return self
@@ -152,3 +189,14 @@ def _pick(host: str, avoid: set[int]) -> int:
         if port not in avoid:
             avoid.add(port)
             return port
+
+
+def _meta_cluster(node: EmbeddedBroker) -> dict[str, Any] | None:
+    """The node's view of the JetStream meta group (monitoring ``/jsz``), None if it
+    does not answer."""
+    try:
+        with urllib.request.urlopen(f"{node.monitor_url}/jsz", timeout=1.0) as resp:
+            meta = json.loads(resp.read()).get("meta_cluster")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
