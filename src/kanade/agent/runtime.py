@@ -52,6 +52,7 @@ from kanade.agent.settings import AgentSettings
 from kanade.agent.trust import Trust
 from kanade.agent.update.state import ReleaseStatus, confirm
 from kanade.bus.connection import Bus, connect, until_closed
+from kanade.bus.control import subscribe_control
 from kanade.bus.credentials import BusCredentials, CredentialsError
 from kanade.bus.retry import retry
 from kanade.core import subjects
@@ -426,11 +427,11 @@ class Agent:
         """Everything that runs on one broker connection, until cancelled."""
         assert self.nc is not None
         self._on_state("connected")
-        await self.nc.subscribe(subjects.ping_subject(self.pc_id), cb=self.heartbeats.on_ping)
+        await subscribe_control(self.nc, subjects.ping_subject(self.pc_id), self.heartbeats.on_ping)
         if self._owns_nc:
             # A swarm subscribes once for all its identities and calls kill_exec().
-            await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
-            await self.nc.subscribe(subjects.LIVE_WATCH_SUBJECT, cb=self._on_live_watch)
+            await subscribe_control(self.nc, subjects.KILL_SUBJECT, self._on_kill)
+            await subscribe_control(self.nc, subjects.LIVE_WATCH_SUBJECT, self._on_live_watch)
         await self._resync()
         await self.heartbeats.send()
         await self.intake.ensure_consumer()
@@ -504,7 +505,8 @@ class Agent:
             logging.getLogger().setLevel(str(values["log_level"]).upper())
         if self._owns_nc:  # a swarm's identities share a process: none updates it
             self.release.on_target(
-                values.get("target_version"), values.get("target_version_jitter"),
+                values.get("target_version"),
+                values.get("target_version_jitter"),
                 self._start_update,
             )
         if values != old:
@@ -519,8 +521,12 @@ class Agent:
                 return
             self._update_task.cancel()
         updater = SelfUpdater(
-            data_dir=self.s.data_dir, status=self.release, trust=self.trust,
-            connection=lambda: self.nc, argv=sys.argv[1:], switch=self._switch,
+            data_dir=self.s.data_dir,
+            status=self.release,
+            trust=self.trust,
+            connection=lambda: self.nc,
+            argv=sys.argv[1:],
+            switch=self._switch,
             report=self.heartbeats.wake,
         )
         self._update_task = self._spawn(updater.run(target, jitter))

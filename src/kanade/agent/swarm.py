@@ -33,6 +33,7 @@ from kanade.agent.runtime import Agent
 from kanade.agent.settings import AgentSettings, env_keyring
 from kanade.agent.trust import Trust, default_keyring_path
 from kanade.bus.connection import connect
+from kanade.bus.control import subscribe_control
 from kanade.bus.credentials import BusCredentials
 from kanade.core import subjects
 from kanade.core.models.wire import Command
@@ -176,7 +177,7 @@ class Swarm:
             )
             self.connections.append(nc)
         self.nc = self.connections[0]
-        await self.nc.subscribe(subjects.KILL_SUBJECT, cb=self._on_kill)
+        await subscribe_control(self.nc, subjects.KILL_SUBJECT, self._on_kill)
         await self.fleet.resync(self.nc)
         script_step: Runner = stub_runner if spec.exec_mode == "stub" else subprocess_runner
 
