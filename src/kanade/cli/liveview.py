@@ -162,7 +162,7 @@ class LivePrinter:
         self._err = err
         self._pcs: dict[str, _Pc] = {}
         self._partial: dict[tuple[str, str], str] = {}
-        self._styled = out is None and output.out.is_terminal
+        self._styled = out is None and output.is_terminal()
         # Set while a progress bar is drawn on the same screen: lines go above it.
         self.screen: Console | None = None
 

@@ -161,13 +161,13 @@ def follow_exec(
     )
     started = time.monotonic()
     deadline = started + limit
-    live_bar = not json_mode and output.err.is_terminal
+    live_bar = not json_mode and output.is_terminal(stderr=True)
     # No bar to watch, or results read by a program: say each result as it arrives.
-    stream = not live_bar or not output.out.is_terminal
+    stream = not live_bar or not output.is_terminal()
     if not json_mode:
-        output.err.print(
+        output.say(
             f"exec {exec_id}: waiting for {expected} pc(s), at most {_seconds(limit)}",
-            markup=False,
+            stderr=True,
         )
     ex: dict[str, Any] = {}
     printed: set[str] = set()
@@ -183,7 +183,7 @@ def follow_exec(
     done_at: dict[str, float] = {}  # when each pc's row was first seen finished
     with _progress(live_bar) as progress:
         task = progress.add_task(f"exec {exec_id[:12]}", total=expected)
-        if printer is not None and live_bar and output.out.is_terminal:
+        if printer is not None and live_bar and output.is_terminal():
             printer.screen = progress.console  # one screen: the lines go above the bar
         while True:
             if feed is not None and printer is not None:
@@ -230,11 +230,11 @@ def follow_exec(
             if not live_bar and not json_mode and now >= next_note:
                 next_note = now + _STILL_WAITING_EVERY_S
                 waiting = [str(r.get("pc_id")) for r in rows if not _finished(r)]
-                output.err.print(
+                output.say(
                     f"{len(done)}/{max(expected, len(rows))} finished after "
                     f"{_seconds(now - started)}; still waiting for {len(waiting)} pc(s): "
                     f"{_names(waiting)}",
-                    markup=False,
+                    stderr=True,
                 )
             if len(done) > done_before:
                 poll_s = _FIRST_POLL_S  # it moved: ask again at once
@@ -262,10 +262,9 @@ def follow_exec(
     ok = not missing and all(_ok(r) for r in rows) and len(rows) >= expected
     if not json_mode and rows:
         good = sum(1 for r in rows if _ok(r))
-        output.out.print(
+        output.say(
             f"exec {exec_id}: {good}/{max(expected, len(rows))} succeeded"
-            + ("" if ok else f"; details: `kanade executions show {exec_id}`"),
-            markup=False,
+            + ("" if ok else f"; details: `kanade executions show {exec_id}`")
         )
     return Followed(ok, [dict(r) for r in rows])
 
@@ -338,27 +337,26 @@ def note_beyond(note: str | None, stderr: str | None) -> str:
 def print_results(rows: list[dict[str, Any]], *, with_output: bool = True) -> None:
     """Each row's status line, its output (unless ``with_output`` is False: it was shown
     live) and what its note adds."""
-    from rich.markup import escape
-
     for r in rows:
         code = r.get("exit_code")
         state = r.get("state")
+        status: tuple[str, str]
         if state in ("pending", "in_flight"):
-            status = f"[yellow]{state}[/]"
+            status = (str(state), "yellow")
         elif state == "no_result":
-            status = "[red]no result[/]"
+            status = ("no result", "red")
         elif r.get("skipped"):
-            status = f"[yellow]skipped ({code})[/]"
+            status = (f"skipped ({code})", "yellow")
         elif code == 0:
-            status = "[green]exit 0[/]"
+            status = ("exit 0", "green")
         else:
-            status = f"[red]exit {code}[/]"
-        output.out.print(f"[bold]{escape(str(r.get('pc_id')))}[/]  {status}")
+            status = (f"exit {code}", "red")
+        output.say((str(r.get("pc_id")), "bold"), "  ", status)
         for key in ("stdout", "stderr") if with_output else ():
             text = (r.get(key) or "").rstrip("\n")
             if text:
                 for line in text.splitlines():
-                    output.out.print(f"  {'|' if key == 'stdout' else '!'} {line}", markup=False)
+                    output.say(f"  {'|' if key == 'stdout' else '!'} {line}")
         note = note_beyond(r.get("note"), r.get("stderr") if with_output else None)
         if note:
-            output.out.print(f"  note: {note}", markup=False)
+            output.say(f"  note: {note}")

@@ -65,3 +65,30 @@ def test_errors_are_one_json_object_under_json(
     assert json.loads(captured.out) == {"error": "unknown pc 'x'",
                                         "details": ["--pc: no pc named 'x'"]}  # fmt: skip
     assert captured.err == ""
+
+
+def test_a_piped_line_is_plain_text_without_rich(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delitem(vars(output), "out", raising=False)
+    monkeypatch.delitem(vars(output), "err", raising=False)
+    output.say(("pc-[1]", "bold"), "  ", ("exit 0", "green"))
+    output.say("  | a\tb\r\x07 [red]not markup[/]")
+    output.fail("no pc [x]", ["--pc: unknown"])
+    captured = capsys.readouterr()
+    # The text as given: styles dropped, brackets kept, tabs kept, rich's control codes gone.
+    assert captured.out == "pc-[1]  exit 0\n  | a\tb [red]not markup[/]\n"
+    assert captured.err == "error: no pc [x]\n  --pc: unknown\n"
+    assert "out" not in vars(output) and "err" not in vars(output)  # no console was made
+
+
+def test_a_terminal_line_is_styled_by_rich(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.delitem(vars(output), "out", raising=False)
+    output.say(("pc-[1]", "bold"), "  ", ("exit 0", "green"))
+    out = capsys.readouterr().out
+    assert "\x1b[1mpc-[1]\x1b[0m" in out and "\x1b[32mexit 0\x1b[0m" in out
+    monkeypatch.delitem(vars(output), "out", raising=False)  # not kept for other tests
