@@ -152,7 +152,8 @@ async def test_an_admin_changes_roles_disables_and_resets_passwords(
     assert r.status_code == 200 and r.json()["role"] == "operator", r.text
     assert (await c.get("/api/auth/me", headers=who["viewer"])).json()["role"] == "operator"
 
-    # Disabled: the token dies at once and login is refused; enabled again: both work.
+    # Disabled: the token dies at once and login is refused; enabled again: a new login
+    # works, the session from before stays ended.
     r = await c.patch("/api/users/operator", json={"disabled": True}, headers=admin)
     assert r.status_code == 200 and r.json()["disabled_at"] and r.json()["disabled_by"] == "admin"
     r = await c.get("/api/agents", headers=who["operator"])
@@ -163,15 +164,23 @@ async def test_an_admin_changes_roles_disables_and_resets_passwords(
     assert listed["operator"]["disabled_at"] and listed["viewer"]["disabled_at"] is None
     r = await c.patch("/api/users/operator", json={"disabled": False}, headers=admin)
     assert r.status_code == 200 and r.json()["disabled_at"] is None
-    assert (await c.get("/api/agents", headers=who["operator"])).status_code == 200
+    assert (await c.get("/api/agents", headers=who["operator"])).status_code == 401
+    before_reset = bearer(await login(backend, "operator"))
+    assert (await c.get("/api/agents", headers=before_reset)).status_code == 200
 
-    # A password reset: the old one stops working.
+    # A password reset: the old one stops working, and so does every session opened with it.
     new_password = "another-pass-456"
     r = await c.patch("/api/users/operator", json={"password": new_password}, headers=admin)
     assert r.status_code == 200
     r = await c.post("/api/auth/login", json={"username": "operator", "password": PASSWORD})
     assert r.status_code == 401
-    await login(backend, "operator", new_password)
+    assert (await c.get("/api/agents", headers=before_reset)).status_code == 401
+    after_reset = bearer(await login(backend, "operator", new_password))
+    assert (await c.get("/api/agents", headers=after_reset)).status_code == 200
+    # A role change is no reason to sign anyone out.
+    r = await c.patch("/api/users/operator", json={"role": "viewer"}, headers=admin)
+    assert (await c.get("/api/auth/me", headers=after_reset)).json()["role"] == "viewer"
+    r = await c.patch("/api/users/operator", json={"role": "operator"}, headers=admin)
 
     # Never without an admin who can sign in.
     for change in ({"role": "viewer"}, {"disabled": True}):
@@ -182,13 +191,15 @@ async def test_an_admin_changes_roles_disables_and_resets_passwords(
         items = (await c.get("/api/audit?action=user.&limit=50", headers=admin)).json()["items"]
         logins = ("user.login", "user.login_fail")  # the old password, refused, is one
         got = [(a["action"], a["details"]) for a in reversed(items) if a["action"] not in logins]
-        return got if len(got) == 4 else None
+        return got if len(got) == 6 else None
 
     assert await eventually(changes, "user changes audited") == [
         ("user.role_set", {"username": "viewer", "from": "viewer", "to": "operator"}),
         ("user.disable", {"username": "operator"}),
         ("user.enable", {"username": "operator"}),
         ("user.password_reset", {"username": "operator"}),
+        ("user.role_set", {"username": "operator", "from": "operator", "to": "viewer"}),
+        ("user.role_set", {"username": "operator", "from": "viewer", "to": "operator"}),
     ]
 
 

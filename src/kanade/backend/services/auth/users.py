@@ -138,7 +138,8 @@ async def update_user(
     actor: str,
 ) -> dict[str, Any]:
     """Change a user's role, disabled state or password (what is None stays). Refused
-    (409) when it would leave no admin who can sign in. One audit record per change:
+    (409) when it would leave no admin who can sign in. Disabling the user or resetting
+    the password ends every session the user had. One audit record per change:
     ``user.role_set``, ``user.disable`` / ``user.enable``, ``user.password_reset``."""
     password_hash = None if password is None else await asyncio.to_thread(hash_password, password)
     now = system_clock()
@@ -170,6 +171,11 @@ async def update_user(
                 username=username,
             )
         users.update_user(conn, username, values)
+        if password_hash is not None or values.get("disabled_at") is not None:
+            # A reset password or a disabled account answers a leaked credential or a
+            # departure: the sessions opened before must not outlive it (nor come back
+            # when the account is enabled again).
+            sessions.revoke_all(conn, username, now)
         return users.public_user(conn, username), done
 
     updated, done = await db.write(change)
