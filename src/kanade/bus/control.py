@@ -21,12 +21,11 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from kanade.bus.topology import KiB, MiB
-
 #: What one control subscription may queue: thousands of legitimate control messages, far
 #: below the broker's 8 MiB maximum payload (so one such message is dropped on arrival).
-CONTROL_PENDING_BYTES: Final = 1 * MiB
-CONTROL_PENDING_MSGS: Final = 4 * KiB
+#: Plain numbers: an idle agent never imports kanade.bus.topology (its RSS budget).
+CONTROL_PENDING_BYTES: Final = 1024 * 1024
+CONTROL_PENDING_MSGS: Final = 4096
 
 
 async def subscribe_control(
