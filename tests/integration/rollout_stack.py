@@ -19,7 +19,8 @@ import contextlib
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
 from kanade.security.authority import Authority
-from polling import wait_until
+from polling import eventually, wait_until
 from secured import backend_credentials, swarm_credentials
 from stack import kill9, secret_file, terminate
 
@@ -208,13 +209,20 @@ def job(job_id: str, script: str, *, version: str = "1", **extra: Any) -> dict[s
 
 
 class CommandLog:
-    """Every message stored in KANADE_COMMANDS from now on, as (subject, Command)."""
+    """Every message stored in KANADE_COMMANDS from now on, as (subject, Command).
+
+    A consumer of its own on the test's event loop: it lags the API. A test blocked in a
+    synchronous HTTP poll can see a rollout complete before this log ran once since the
+    wave went out, so a count is read after :meth:`caught_up`. A message redelivered to the
+    log (its ack lost while the test's loop was blocked) is kept once: by stream sequence.
+    """
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.name = f"test-cmdlog-{uuid.uuid4().hex[:10]}"
         self.items: list[tuple[str, int, Command]] = []
+        self._sequences: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._consumer: PullConsumer | None = None
 
@@ -239,16 +247,31 @@ class CommandLog:
             async for msg in self._consumer.messages():
                 with contextlib.suppress(Exception):
                     await msg.ack()
+                seq = msg.metadata.sequence.stream
+                if seq in self._sequences:
+                    continue  # a redelivery of what the log already holds
                 with contextlib.suppress(ValueError):
-                    self.items.append(
-                        (msg.subject, msg.metadata.sequence.stream, decode(Command, msg.data))
-                    )
+                    self.items.append((msg.subject, seq, decode(Command, msg.data)))
+                    self._sequences.add(seq)
 
         self._task = asyncio.create_task(run())
         return self
 
     def for_exec(self, exec_id: str) -> list[tuple[str, Command]]:
         return [(s, c) for s, _, c in self.items if c.exec_id == exec_id]
+
+    def per_pc(self, exec_id: str) -> Counter[str]:
+        """How many commands of ``exec_id`` the stream stored per pc subject."""
+        return Counter(s.rsplit(".", 2)[-2] for s, _ in self.for_exec(exec_id))
+
+    async def caught_up(self, exec_id: str, pcs: Iterable[str]) -> Counter[str]:
+        """Wait until the log holds a command of ``exec_id`` for every pc of ``pcs`` (the
+        API already says they ran); then :meth:`per_pc`, for an exact comparison."""
+        want = set(pcs)
+        await eventually(lambda: want <= set(self.per_pc(exec_id)),
+                         f"the command log holds {exec_id} for {sorted(want)}",
+                         timeout=DEADLINE)  # fmt: skip
+        return self.per_pc(exec_id)
 
     async def close(self) -> None:
         if self._task is not None:
