@@ -98,6 +98,8 @@ class Stack:
     broker: EmbeddedBroker = field(init=False)
     backends: list[Backend] = field(default_factory=list)
     others: list[subprocess.Popen[str]] = field(default_factory=list)
+    # Who add_user stored (name -> role): a stack shared by a module's tests adds each once.
+    users: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.broker = EmbeddedBroker(self.base / "nats", security=self.authority.broker_security())
@@ -109,12 +111,17 @@ class Stack:
         return backend_credentials(self.authority).connect_options()
 
     def add_user(self, name: str, role: str) -> None:
+        """Store a user with ``PASSWORD`` (``kanade-backend user add``); a no-op when this
+        stack already stored that user with that role."""
+        if self.users.get(name) == role:
+            return
         r = subprocess.run(
             [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
              "--password-stdin", "--db", self.db],
             input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
+        self.users[name] = role
 
     def backend(self, *args: str, jwt: bool = False) -> Backend:
         port = free_port()
@@ -185,6 +192,17 @@ class Stack:
                                 start_new_session=True)  # fmt: skip
         self.others.append(proc)
         wait_for(lambda: "swarm ready" in log.read_text(), what="swarm ready")
+
+    def for_one_test(self) -> Iterator[Stack]:
+        """This stack for one test of a module sharing it; the backends the test started
+        are stopped after it (the broker, the database and its users stay)."""
+        started = len(self.backends)
+        try:
+            yield self
+        finally:
+            for b in self.backends[started:]:
+                b.stop()
+            del self.backends[started:]
 
     def close(self) -> None:
         for p in self.others:

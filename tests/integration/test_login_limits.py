@@ -2,7 +2,8 @@
 
 * brute force is limited and visible: past the failures allowed per user, and per client
   address, login answers 429 with ``Retry-After`` — in milliseconds, before any password is
-  checked — until the window frees up; every failed login is audited and logged;
+  checked — until the window frees up (a backend of its own with a short window: the
+  others never wait one out); every failed login is audited and logged;
 * sessions can be ended: ``/api/auth/logout`` voids the presented token, ``?everywhere=true``
   every token of its user, and an admin can end another user's sessions;
 * token lifetime is bounded: a backend refuses to start with a longer ``--token-ttl``, and a
@@ -17,12 +18,25 @@ import statistics
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import jwt
+import pytest
 from rollout_stack import BIN, JWT_SECRET, PASSWORD, Backend, Stack, wait_for
 
-WINDOW_S = 30  # wide enough for argon2 logins on a loaded 2-core CI machine
+# Long enough that a flood of 500 attempts and a dozen argon2 logins on a loaded 2-core CI
+# machine all fall inside it: nothing waits for it to end.
+WINDOW_S = 300
+# The window that is waited out: short, yet long enough for a 429 to follow a 401 under load.
+SHORT_WINDOW_S = 5
+
+
+@pytest.fixture
+def stack(module_stack: Stack) -> Iterator[Stack]:
+    """One broker and database for the module; each test starts a backend of its own (its
+    own limits, and a limiter lives in its process: no test's failures count in another's)."""
+    yield from module_stack.for_one_test()
 
 
 def attempt(
@@ -85,13 +99,30 @@ def test_failed_logins_are_limited_per_user_and_address_audited_and_logged(stack
     assert {i["actor"] for i in items} == {"alice", *(f"nobody{i}" for i in range(5))}
     assert all(i["details"] == {"address": "127.0.0.1"} for i in items)
     assert b.log.read_text().count("failed login") >= 8
-
-    # The window frees up: the right password works again.
-    time.sleep(retry_after)  # the limit under test is a wall-clock window
-    wait_for(lambda: attempt(b, "alice", PASSWORD)[0].status_code == 200, what="unblocked",
-             timeout=WINDOW_S + 5)
     print(json.dumps({"login_limit": "429 answers", "n": len(ms),
                       "p50_ms": round(statistics.median(ms), 1), "max_ms": round(ms[-1], 1)}))
+
+
+def test_the_window_frees_up_no_sooner_than_its_length(stack: Stack) -> None:
+    stack.add_user("alice", "operator")
+    b = stack.backend(
+        "--login-failures-per-user", "1", "--login-window", f"{SHORT_WINDOW_S}s", jwt=True
+    )
+    t0 = time.monotonic()  # the failure is counted after this instant
+    assert attempt(b, "alice", "wrong")[0].status_code == 401
+    blocked, _ = attempt(b, "alice", PASSWORD)
+    assert blocked.status_code == 429, blocked.text
+    assert 1 <= int(blocked.headers["Retry-After"]) <= SHORT_WINDOW_S
+
+    # Blocked attempts are not failures: asking again and again never extends the window.
+    def unblocked() -> bool:
+        r, _ = attempt(b, "alice", PASSWORD)
+        assert r.status_code in (200, 429), r.text
+        return r.status_code == 200
+
+    wait_for(unblocked, what="the right password works again", timeout=SHORT_WINDOW_S + 30)
+    waited = time.monotonic() - t0
+    assert waited >= SHORT_WINDOW_S, f"unblocked after {waited:.2f}s"
 
 
 def test_default_limits_answer_429_after_five_failures(stack: Stack) -> None:
