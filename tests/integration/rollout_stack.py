@@ -41,6 +41,10 @@ from stack import kill9, secret_file, terminate
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0
+# A backend start is bounded like every stack's (tests/stack.py): on a loaded 2-core CI
+# machine its broker set-up (topology, consumers) is retried with backoff and can take more
+# than DEADLINE; this catches a hang, not a slow machine.
+START_DEADLINE = 60.0
 JWT_SECRET = "rollout-test-secret-" + "x" * 32
 PASSWORD = "pass-word-123"
 
@@ -157,7 +161,8 @@ class Stack:
                 return bool(b.get("/health").get("broker"))
             return False
 
-        wait_for(healthy, what="backend healthy")
+        wait_until(healthy, "backend healthy", timeout=START_DEADLINE,
+                   diagnostics=lambda: log.read_text()[-3000:])  # fmt: skip
         return b
 
     def swarm(
