@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -214,6 +214,7 @@ class Agent:
             report=self._report_decision,
             durable=settings.durable,
             clock=clock,
+            reconcile_poll=timedelta(seconds=settings.reconcile_poll),
         )
         self.scheduler.store.disk = self.disk
         self.executor.on_finished.append(self.scheduler.on_finished)
