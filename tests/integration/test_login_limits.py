@@ -39,6 +39,17 @@ def stack(module_stack: Stack) -> Iterator[Stack]:
     yield from module_stack.for_one_test()
 
 
+@pytest.fixture(scope="module")
+def short(module_stack: Stack) -> Backend:
+    """One failed login per user in a short window, tokens of at most 7 days: the window
+    is waited out on it, and no other test using it fails a login (one start less)."""
+    module_stack.add_user("alice", "operator")
+    return module_stack.backend(
+        "--login-failures-per-user", "1", "--login-window", f"{SHORT_WINDOW_S}s",
+        "--token-ttl", "7d", jwt=True,
+    )  # fmt: skip
+
+
 def attempt(
     b: Backend, username: str, password: str, http: httpx.Client | None = None
 ) -> tuple[httpx.Response, float]:
@@ -103,11 +114,8 @@ def test_failed_logins_are_limited_per_user_and_address_audited_and_logged(stack
                       "p50_ms": round(statistics.median(ms), 1), "max_ms": round(ms[-1], 1)}))
 
 
-def test_the_window_frees_up_no_sooner_than_its_length(stack: Stack) -> None:
-    stack.add_user("alice", "operator")
-    b = stack.backend(
-        "--login-failures-per-user", "1", "--login-window", f"{SHORT_WINDOW_S}s", jwt=True
-    )
+def test_the_window_frees_up_no_sooner_than_its_length(short: Backend) -> None:
+    b = short
     t0 = time.monotonic()  # the failure is counted after this instant
     assert attempt(b, "alice", "wrong")[0].status_code == 401
     blocked, _ = attempt(b, "alice", PASSWORD)
@@ -172,8 +180,7 @@ def test_sessions_end_on_logout_everywhere_and_by_an_admin(stack: Stack) -> None
     assert me(b, five).status_code == 401
 
 
-def test_token_lifetime_is_bounded(stack: Stack) -> None:
-    stack.add_user("alice", "operator")
+def test_token_lifetime_is_bounded(stack: Stack, short: Backend) -> None:
     refused = subprocess.run(
         [str(BIN / "kanade-backend"), "run", "--nats-url", stack.broker.url,
          "--authority", str(stack.authority.root), "--db", str(stack.db),
@@ -184,7 +191,7 @@ def test_token_lifetime_is_bounded(stack: Stack) -> None:
     assert refused.returncode == 2, refused.stderr
     assert "token lifetime must be between" in refused.stderr
 
-    b = stack.backend("--token-ttl", "7d", jwt=True)
+    b = short  # --token-ttl 7d
     now = int(time.time())
     year = jwt.encode(
         {"sub": "alice", "iss": "kanade", "jti": uuid.uuid4().hex, "iat": now,
