@@ -50,6 +50,19 @@ def stack(tmp_path: Path, authority: Authority, store_url: str) -> Iterator[Stac
         s.close()
 
 
+@pytest.fixture(scope="module")
+def module_stack(tmp_path_factory: pytest.TempPathFactory, authority: Authority) -> Iterator[Stack]:
+    """One broker and SQLite database for a module whose tests do not interfere (each
+    process start costs seconds on a loaded 2-core machine). A module opts in by overriding
+    ``stack`` with ``yield from module_stack.for_one_test()``: each test starts its own
+    backends (its own settings), stopped after it."""
+    s = Stack(tmp_path_factory.mktemp("stack"), authority)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
 @pytest.fixture
 async def fleet(
     request: pytest.FixtureRequest, tmp_path: Path, authority: Authority

@@ -19,7 +19,8 @@ import contextlib
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,16 @@ from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
 from kanade.security.authority import Authority
-from polling import wait_until
+from polling import eventually, wait_until
 from secured import backend_credentials, swarm_credentials
 from stack import kill9, secret_file, terminate
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0
+# A backend start is bounded like every stack's (tests/stack.py): on a loaded 2-core CI
+# machine its broker set-up (topology, consumers) is retried with backoff and can take more
+# than DEADLINE; this catches a hang, not a slow machine.
+START_DEADLINE = 60.0
 JWT_SECRET = "rollout-test-secret-" + "x" * 32
 PASSWORD = "pass-word-123"
 
@@ -97,6 +102,8 @@ class Stack:
     broker: EmbeddedBroker = field(init=False)
     backends: list[Backend] = field(default_factory=list)
     others: list[subprocess.Popen[str]] = field(default_factory=list)
+    # Who add_user stored (name -> role): a stack shared by a module's tests adds each once.
+    users: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.broker = EmbeddedBroker(self.base / "nats", security=self.authority.broker_security())
@@ -108,12 +115,17 @@ class Stack:
         return backend_credentials(self.authority).connect_options()
 
     def add_user(self, name: str, role: str) -> None:
+        """Store a user with ``PASSWORD`` (``kanade-backend user add``); a no-op when this
+        stack already stored that user with that role."""
+        if self.users.get(name) == role:
+            return
         r = subprocess.run(
             [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
              "--password-stdin", "--db", self.db],
             input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
+        self.users[name] = role
 
     def backend(self, *args: str, jwt: bool = False) -> Backend:
         port = free_port()
@@ -149,7 +161,8 @@ class Stack:
                 return bool(b.get("/health").get("broker"))
             return False
 
-        wait_for(healthy, what="backend healthy")
+        wait_until(healthy, "backend healthy", timeout=START_DEADLINE,
+                   diagnostics=lambda: log.read_text()[-3000:])  # fmt: skip
         return b
 
     def swarm(
@@ -185,6 +198,17 @@ class Stack:
         self.others.append(proc)
         wait_for(lambda: "swarm ready" in log.read_text(), what="swarm ready")
 
+    def for_one_test(self) -> Iterator[Stack]:
+        """This stack for one test of a module sharing it; the backends the test started
+        are stopped after it (the broker, the database and its users stay)."""
+        started = len(self.backends)
+        try:
+            yield self
+        finally:
+            for b in self.backends[started:]:
+                b.stop()
+            del self.backends[started:]
+
     def close(self) -> None:
         for p in self.others:
             terminate(p)
@@ -208,13 +232,20 @@ def job(job_id: str, script: str, *, version: str = "1", **extra: Any) -> dict[s
 
 
 class CommandLog:
-    """Every message stored in KANADE_COMMANDS from now on, as (subject, Command)."""
+    """Every message stored in KANADE_COMMANDS from now on, as (subject, Command).
+
+    A consumer of its own on the test's event loop: it lags the API. A test blocked in a
+    synchronous HTTP poll can see a rollout complete before this log ran once since the
+    wave went out, so a count is read after :meth:`caught_up`. A message redelivered to the
+    log (its ack lost while the test's loop was blocked) is kept once: by stream sequence.
+    """
 
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.js = nc.jetstream()
         self.name = f"test-cmdlog-{uuid.uuid4().hex[:10]}"
         self.items: list[tuple[str, int, Command]] = []
+        self._sequences: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._consumer: PullConsumer | None = None
 
@@ -239,16 +270,31 @@ class CommandLog:
             async for msg in self._consumer.messages():
                 with contextlib.suppress(Exception):
                     await msg.ack()
+                seq = msg.metadata.sequence.stream
+                if seq in self._sequences:
+                    continue  # a redelivery of what the log already holds
                 with contextlib.suppress(ValueError):
-                    self.items.append(
-                        (msg.subject, msg.metadata.sequence.stream, decode(Command, msg.data))
-                    )
+                    self.items.append((msg.subject, seq, decode(Command, msg.data)))
+                    self._sequences.add(seq)
 
         self._task = asyncio.create_task(run())
         return self
 
     def for_exec(self, exec_id: str) -> list[tuple[str, Command]]:
         return [(s, c) for s, _, c in self.items if c.exec_id == exec_id]
+
+    def per_pc(self, exec_id: str) -> Counter[str]:
+        """How many commands of ``exec_id`` the stream stored per pc subject."""
+        return Counter(s.rsplit(".", 2)[-2] for s, _ in self.for_exec(exec_id))
+
+    async def caught_up(self, exec_id: str, pcs: Iterable[str]) -> Counter[str]:
+        """Wait until the log holds a command of ``exec_id`` for every pc of ``pcs`` (the
+        API already says they ran); then :meth:`per_pc`, for an exact comparison."""
+        want = set(pcs)
+        await eventually(lambda: want <= set(self.per_pc(exec_id)),
+                         f"the command log holds {exec_id} for {sorted(want)}",
+                         timeout=DEADLINE)  # fmt: skip
+        return self.per_pc(exec_id)
 
     async def close(self) -> None:
         if self._task is not None:

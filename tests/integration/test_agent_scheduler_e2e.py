@@ -193,6 +193,9 @@ async def test_agent_restarted_while_broker_is_down_keeps_firing_from_its_cache(
 
 
 # --- 2. per_pc once across a restart; a skip never counts ----------------------------------------
+POLL_S = 2.0
+
+
 @pytest.mark.timeout(180)
 async def test_per_pc_once_success_survives_restart_and_skips_never_count(
     bus: Bus, fleet: AgentFleet, collector: ResultsCollector
@@ -200,7 +203,8 @@ async def test_per_pc_once_success_survives_restart_and_skips_never_count(
     revocations = await bus.kv(subjects.KV_REVOCATIONS)
     await put_job(bus, "setup", "echo installed")
     await revocations.put("setup", b'{"by": "test", "reason": "not yet"}')
-    agent = fleet.add("pc-1")
+    # Polls every 2 s, not the default minute: the skipped poll is retried at the next one.
+    agent = fleet.add("pc-1", extra_args=["--reconcile-poll", str(POLL_S)])
     await wait_agent_ready(bus.nc, agent)
     successes = agent.data_dir / "scheduler" / "successes.json"
 
@@ -214,7 +218,7 @@ async def test_per_pc_once_success_survives_restart_and_skips_never_count(
     await revocations.delete("setup")
     ok = await collector.wait(
         lambda r: r.schedule_id == "install" and r.exit_code == 0,
-        timeout=75,
+        timeout=POLL_S + 30,
         diagnostics=agent.log_tail,
     )
     assert ok[0].stdout == "installed\n" and not ok[0].skipped

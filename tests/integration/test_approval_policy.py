@@ -11,11 +11,33 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from rollout_stack import Backend, Stack, job, wait_for
 
 SCRIPT = "echo production change"
+
+
+@pytest.fixture(scope="module")
+def users(module_stack: Stack) -> Stack:
+    """One broker and database for the module, with an operator and an admin."""
+    for name, role in (("op", "operator"), ("adm", "admin")):
+        module_stack.add_user(name, role)
+    return module_stack
+
+
+@pytest.fixture(scope="module")
+def default(users: Stack) -> Backend:
+    """A backend with the default settings (jwt), shared by the module's tests: no test
+    changes what another relies on (each its own job and ad-hoc run)."""
+    return users.backend(jwt=True)
+
+
+@pytest.fixture
+def stack(users: Stack) -> Iterator[Stack]:
+    yield from users.for_one_test()
 
 
 def timed_post(b: Backend, path: str, body: Any, token: str) -> tuple[int, str, float]:
@@ -31,10 +53,8 @@ def delete(b: Backend, path: str, token: str) -> tuple[int, str, float]:
     return r.status_code, r.text, (time.monotonic() - t0) * 1000
 
 
-def test_only_an_admin_removes_a_jobs_approval(stack: Stack) -> None:
-    for name, role in (("op", "operator"), ("adm", "admin")):
-        stack.add_user(name, role)
-    b = stack.backend(jwt=True)
+def test_only_an_admin_removes_a_jobs_approval(default: Backend) -> None:
+    b = default
     op, adm = b.login("op"), b.login("adm")
     gated = job("deploy", SCRIPT, version="1", require_approval=True)
     assert b.post("/api/jobs", gated, op).status_code == 201
@@ -73,14 +93,10 @@ def test_only_an_admin_removes_a_jobs_approval(stack: Stack) -> None:
                                                                  for k, v in answers.items()}}))
 
 
-def test_adhoc_runs_follow_the_setting(stack: Stack) -> None:
-    for name, role in (("op", "operator"), ("adm", "admin")):
-        stack.add_user(name, role)
+def test_adhoc_runs_follow_the_setting(stack: Stack, default: Backend) -> None:
     run = {"script": SCRIPT, "target": {"pcs": ["pc-1"]}}
     forced = "/api/run?force=true"  # pc-1 never reports (names nothing knows are refused)
-    default = stack.backend(jwt=True)
     assert default.post(forced, run, default.login("op")).status_code == 201
-    default.stop()
 
     b = stack.backend("--adhoc-run-role", "admin", jwt=True)
     code, text, ms = timed_post(b, forced, run, b.login("op"))

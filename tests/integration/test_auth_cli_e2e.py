@@ -9,7 +9,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,15 @@ import httpx
 import pytest
 
 from kanade.bus import EmbeddedBroker, free_port
+from polling import Fatal, wait_until
 from secured import authority_dir
 
 BIN = Path(sys.executable).parent
 SECRET = "cli-e2e-secret-" + "z" * 32
 PASSWORD = "admin-password-1"
 DEADLINE = 30.0
+# A start is bounded like every stack's (tests/stack.py): a hang, not a loaded machine.
+START_DEADLINE = 60.0
 
 
 def run(
@@ -36,19 +38,19 @@ def run(
     return proc
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
-    give_up = time.monotonic() + DEADLINE
-    while time.monotonic() < give_up:
+def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path) -> dict[str, Any]:
+    def healthy() -> dict[str, Any] | None:
         if proc.poll() is not None:
-            pytest.fail(f"backend exited early ({proc.returncode})")
-        try:
-            body: dict[str, Any] = httpx.get(f"{url}/health", timeout=1).json()
-            if body["broker"]:
-                return body
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    pytest.fail("backend not healthy in time")
+            raise Fatal(f"backend exited early ({proc.returncode}):\n{log.read_text()[-2000:]}")
+        # A generous answer time: a backend busy setting itself up answers late, not never.
+        body: dict[str, Any] = httpx.get(f"{url}/health", timeout=5).json()
+        return body if body["broker"] else None
+
+    body: dict[str, Any] = wait_until(
+        healthy, "backend healthy", timeout=START_DEADLINE, tolerate=(httpx.HTTPError,),
+        diagnostics=lambda: log.read_text()[-2000:],
+    )  # fmt: skip
+    return body
 
 
 def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path) -> None:
@@ -75,13 +77,15 @@ def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    backend = subprocess.Popen(
-        [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url, "--db", str(db),
-         "--http-port", str(port), "--auth", "jwt", "--authority", str(authority_dir())],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log = tmp_path / "backend.log"
+    with open(log, "w") as fh:  # a file: a pipe nobody reads would block the backend
+        backend = subprocess.Popen(
+            [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url, "--db", str(db),
+             "--http-port", str(port), "--auth", "jwt", "--authority", str(authority_dir())],
+            env=env, stdout=subprocess.DEVNULL, stderr=fh, text=True,
+        )  # fmt: skip
     try:
-        assert wait_healthy(url, backend)["auth"] == "jwt"
+        assert wait_healthy(url, backend, log)["auth"] == "jwt"
         kanade = [str(BIN / "kanade")]
         cli_env = {**env, "KANADE_URL": url}
 
@@ -107,10 +111,9 @@ def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path)
             out = run([*kanade, "audit", "--json", "--actor", "root"], cli_env).stdout
             return [json.loads(line) for line in out.splitlines()]
 
-        give_up = time.monotonic() + DEADLINE
-        while {"user.login", "freeze.set"} - {a["action"] for a in audit()}:
-            assert time.monotonic() < give_up, audit()
-            time.sleep(0.1)
+        wait_until(lambda: {"user.login", "freeze.set"} <= {a["action"] for a in audit()},
+                   "login and freeze audited", timeout=DEADLINE,
+                   diagnostics=lambda: str(audit()))  # fmt: skip
 
         assert "logged out" in run([*kanade, "logout"], cli_env).stdout
         again = run([*kanade, "freeze", "clear"], cli_env, check=False)

@@ -15,6 +15,7 @@ The slow variant wipes three times in a row, each rebuild compared with the firs
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -30,9 +31,12 @@ N_AGENTS = 4
 PCS = [f"w-{i}" for i in range(N_AGENTS)]
 
 
-def wave_delay_s(wipes: int) -> int:
-    """How long the second wave waits: every rebuild happens meanwhile."""
-    return 15 + 10 * wipes
+def wave_delay_s(wipes: int, start_s: float) -> int:
+    """How long the second wave waits: every rebuild happens meanwhile. A rebuild is a
+    backend start, three logins and a table dump: on this machine, at its present load,
+    a small multiple of how long the first backend took to start (measured, not guessed —
+    a fixed 25 s left an idle machine waiting 20 s after a 2 s rebuild)."""
+    return math.ceil(5 + 3 * start_s * wipes)
 
 
 def _written(b: Backend, token: str) -> bool:
@@ -172,14 +176,16 @@ async def _wipe_and_compare(stack: Stack, b: Backend, before: dict[str, Any], ri
 async def _run(stack: Stack, wipes: int) -> None:
     for name, role in (("alice", "operator"), ("bob", "operator"), ("root", "admin")):
         stack.add_user(name, role)
+    t0 = time.monotonic()
     b = stack.backend(jwt=True)
+    delay_s = wave_delay_s(wipes, time.monotonic() - t0)
     tokens = _tokens(b)
     stack.swarm(N_AGENTS, prefix="w-", exec_mode="real")
     await eventually(lambda: alive(b, N_AGENTS, "w-"), what="agents alive")
     nc = await nats.connect(stack.broker.url, **stack.nats_options())
     log = await CommandLog(nc).start()
     try:
-        ids = await _operator_day(stack, b, tokens, wave_delay_s(wipes))
+        ids = await _operator_day(stack, b, tokens, delay_s)
         rid = ids["rollout"]
         due = datetime.fromisoformat(
             b.get(f"/api/rollouts/{rid}", tokens["alice"])["waves"][1]["due_at"]
@@ -201,9 +207,9 @@ async def _run(stack: Stack, wipes: int) -> None:
             return bool(b.get(f"/api/rollouts/{rid}", alice)["status"] == "completed")
 
         await eventually(completed, what="rollout completed after the wipe",
-                         timeout=wave_delay_s(wipes) + 40)  # fmt: skip
+                         timeout=delay_s + 40)  # fmt: skip
         results = b.get("/api/results", alice, exec_id=rid, limit=100)["items"]
-        per_pc = Counter(s.rsplit(".", 2)[-2] for s, _ in log.for_exec(rid))
+        per_pc = await log.caught_up(rid, PCS)
         report = {
             "fault": "db_wipe",
             "wipes": wipes,

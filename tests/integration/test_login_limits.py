@@ -2,7 +2,8 @@
 
 * brute force is limited and visible: past the failures allowed per user, and per client
   address, login answers 429 with ``Retry-After`` — in milliseconds, before any password is
-  checked — until the window frees up; every failed login is audited and logged;
+  checked — until the window frees up (a backend of its own with a short window: the
+  others never wait one out); every failed login is audited and logged;
 * sessions can be ended: ``/api/auth/logout`` voids the presented token, ``?everywhere=true``
   every token of its user, and an admin can end another user's sessions;
 * token lifetime is bounded: a backend refuses to start with a longer ``--token-ttl``, and a
@@ -17,12 +18,36 @@ import statistics
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import jwt
+import pytest
 from rollout_stack import BIN, JWT_SECRET, PASSWORD, Backend, Stack, wait_for
 
-WINDOW_S = 30  # wide enough for argon2 logins on a loaded 2-core CI machine
+# Long enough that a flood of 500 attempts and a dozen argon2 logins on a loaded 2-core CI
+# machine all fall inside it: nothing waits for it to end.
+WINDOW_S = 300
+# The window that is waited out: short, yet long enough for a 429 to follow a 401 under load.
+SHORT_WINDOW_S = 5
+
+
+@pytest.fixture
+def stack(module_stack: Stack) -> Iterator[Stack]:
+    """One broker and database for the module; each test starts a backend of its own (its
+    own limits, and a limiter lives in its process: no test's failures count in another's)."""
+    yield from module_stack.for_one_test()
+
+
+@pytest.fixture(scope="module")
+def short(module_stack: Stack) -> Backend:
+    """One failed login per user in a short window, tokens of at most 7 days: the window
+    is waited out on it, and no other test using it fails a login (one start less)."""
+    module_stack.add_user("alice", "operator")
+    return module_stack.backend(
+        "--login-failures-per-user", "1", "--login-window", f"{SHORT_WINDOW_S}s",
+        "--token-ttl", "7d", jwt=True,
+    )  # fmt: skip
 
 
 def attempt(
@@ -85,13 +110,27 @@ def test_failed_logins_are_limited_per_user_and_address_audited_and_logged(stack
     assert {i["actor"] for i in items} == {"alice", *(f"nobody{i}" for i in range(5))}
     assert all(i["details"] == {"address": "127.0.0.1"} for i in items)
     assert b.log.read_text().count("failed login") >= 8
-
-    # The window frees up: the right password works again.
-    time.sleep(retry_after)  # the limit under test is a wall-clock window
-    wait_for(lambda: attempt(b, "alice", PASSWORD)[0].status_code == 200, what="unblocked",
-             timeout=WINDOW_S + 5)
     print(json.dumps({"login_limit": "429 answers", "n": len(ms),
                       "p50_ms": round(statistics.median(ms), 1), "max_ms": round(ms[-1], 1)}))
+
+
+def test_the_window_frees_up_no_sooner_than_its_length(short: Backend) -> None:
+    b = short
+    t0 = time.monotonic()  # the failure is counted after this instant
+    assert attempt(b, "alice", "wrong")[0].status_code == 401
+    blocked, _ = attempt(b, "alice", PASSWORD)
+    assert blocked.status_code == 429, blocked.text
+    assert 1 <= int(blocked.headers["Retry-After"]) <= SHORT_WINDOW_S
+
+    # Blocked attempts are not failures: asking again and again never extends the window.
+    def unblocked() -> bool:
+        r, _ = attempt(b, "alice", PASSWORD)
+        assert r.status_code in (200, 429), r.text
+        return r.status_code == 200
+
+    wait_for(unblocked, what="the right password works again", timeout=SHORT_WINDOW_S + 30)
+    waited = time.monotonic() - t0
+    assert waited >= SHORT_WINDOW_S, f"unblocked after {waited:.2f}s"
 
 
 def test_default_limits_answer_429_after_five_failures(stack: Stack) -> None:
@@ -141,8 +180,7 @@ def test_sessions_end_on_logout_everywhere_and_by_an_admin(stack: Stack) -> None
     assert me(b, five).status_code == 401
 
 
-def test_token_lifetime_is_bounded(stack: Stack) -> None:
-    stack.add_user("alice", "operator")
+def test_token_lifetime_is_bounded(stack: Stack, short: Backend) -> None:
     refused = subprocess.run(
         [str(BIN / "kanade-backend"), "run", "--nats-url", stack.broker.url,
          "--authority", str(stack.authority.root), "--db", str(stack.db),
@@ -153,7 +191,7 @@ def test_token_lifetime_is_bounded(stack: Stack) -> None:
     assert refused.returncode == 2, refused.stderr
     assert "token lifetime must be between" in refused.stderr
 
-    b = stack.backend("--token-ttl", "7d", jwt=True)
+    b = short  # --token-ttl 7d
     now = int(time.time())
     year = jwt.encode(
         {"sub": "alice", "iss": "kanade", "jti": uuid.uuid4().hex, "iat": now,

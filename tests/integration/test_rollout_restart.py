@@ -102,7 +102,7 @@ async def test_sigkill_after_wave_one_resumes_once(
         # Every pc ran once; the broker stored one command per pc.
         await eventually(lambda: len(run_counts(runs)) == 6, what="six pcs ran")
         assert run_counts(runs) == {f"pc-{i}": 1 for i in range(6)}
-        per_pc = Counter(s.rsplit(".", 2)[-2] for s, _ in log.for_exec(rid))
+        per_pc = await log.caught_up(rid, [f"pc-{i}" for i in range(6)])
         assert per_pc == Counter({f"pc-{i}": 1 for i in range(6)})
         results = b2.get("/api/results", exec_id=rid, limit=100)["items"]
         assert sorted(x["pc_id"] for x in results) == [f"pc-{i}" for i in range(6)]

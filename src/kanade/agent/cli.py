@@ -84,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
                           "default: <data-dir>/trust/keyring.json)")
     run.add_argument("--heartbeat-interval", type=float, help="seconds between heartbeats")
     run.add_argument("--max-local-concurrent", type=int, help="scripts run at once")
+    run.add_argument("--reconcile-poll", type=float, metavar="SECONDS",
+                     help="how often per_pc/per_target schedules poll (default 60, 1..3600)")
     run.add_argument("--startup-delay-max", type=float,
                      help="random delay (s) before the first connect")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
@@ -213,6 +215,7 @@ def _run(args: argparse.Namespace) -> int:
         "trust_dir": args.trust_dir or os.environ.get("KANADE_AGENT_TRUST_DIR"),
         "heartbeat_interval": args.heartbeat_interval,
         "max_local_concurrent": args.max_local_concurrent,
+        "reconcile_poll": args.reconcile_poll,
         "startup_delay_max": args.startup_delay_max,
         "log_level": args.log_level,
         "keyring": args.keyring,

@@ -19,7 +19,7 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +55,7 @@ from kanade.bus.connection import Bus, connect, until_closed
 from kanade.bus.control import subscribe_control
 from kanade.bus.credentials import BusCredentials, CredentialsError
 from kanade.bus.retry import retry
+from kanade.bus.tasks import cancel_and_wait
 from kanade.core import subjects
 from kanade.core.gates import KvView
 from kanade.core.instants import Clock, system_clock
@@ -214,6 +215,7 @@ class Agent:
             report=self._report_decision,
             durable=settings.durable,
             clock=clock,
+            reconcile_poll=timedelta(seconds=settings.reconcile_poll),
         )
         self.scheduler.store.disk = self.disk
         self.executor.on_finished.append(self.scheduler.on_finished)
@@ -317,9 +319,9 @@ class Agent:
                 await asyncio.wait_for(self.outbox.drain_once(self._publish, self._upload), 5)
         if self._live is not None:
             self._live.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Cancelled until they end: a task cancelled inside nats-py's flush (the broker
+        # unreachable) swallows one cancel and carries on, and a plain gather waited for it.
+        await cancel_and_wait(list(self._tasks))
         await self.intake.close()
         if self._owns_nc and self.nc is not None and not self.nc.is_closed:
             with contextlib.suppress(Exception):

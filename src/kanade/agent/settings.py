@@ -15,6 +15,11 @@ from kanade.core.agentconfig import DEFAULTS, validate_setting
 from kanade.core.bounds import MAX_JITTER_S, finite_in
 from kanade.core.ids import SLUG_RULE, is_slug, slugify_hostname
 
+# A poll more often than every second would only load the machine; less often than hourly
+# would leave a new machine waiting hours for its first run.
+MIN_RECONCILE_POLL_S = 1.0
+MAX_RECONCILE_POLL_S = 3600.0
+
 
 def default_config_path() -> Path:
     if sys.platform == "win32":
@@ -48,6 +53,10 @@ class AgentSettings:
     groups: list[str] = field(default_factory=list)
     heartbeat_interval: float = 30.0
     max_local_concurrent: int = 4
+    # How often a per_pc / per_target schedule this agent applies polls, in seconds (SPEC
+    # §3.6: once a minute; a site wanting a quicker first run on new machines, or a test,
+    # shortens it). The backend's --reconcile-poll is the same setting for its schedules.
+    reconcile_poll: float = 60.0
     max_output_bytes: int = 256 * 1024
     # Random 0..N s delay before the first connect, so a fleet rebooting together
     # does not check in at the same instant.
@@ -95,6 +104,11 @@ class AgentSettings:
             "live_output_msgs_per_s",
         ):
             validate_setting(key, getattr(self, key))
+        if not finite_in(self.reconcile_poll, MIN_RECONCILE_POLL_S, MAX_RECONCILE_POLL_S):
+            raise ValueError(
+                f"reconcile_poll must be in {MIN_RECONCILE_POLL_S:g}..{MAX_RECONCILE_POLL_S:g}"
+                " seconds"
+            )
         if not finite_in(self.startup_delay_max, 0.0, MAX_JITTER_S):
             raise ValueError(f"startup_delay_max must be in 0..{MAX_JITTER_S:g} seconds")
         if self.containment not in MODES:

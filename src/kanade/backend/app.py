@@ -55,7 +55,7 @@ from kanade.backend.api.middleware.headers import SecurityHeadersMiddleware
 from kanade.backend.api.middleware.live import LiveMiddleware
 from kanade.backend.api.middleware.options import OptionsMiddleware
 from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS, replayed
-from kanade.backend.messaging.link import BrokerLink, cancel_and_wait
+from kanade.backend.messaging.link import BrokerLink
 from kanade.backend.observability.metrics import Metrics
 from kanade.backend.services.approvals import ApprovalService
 from kanade.backend.services.auth.setup import check_auth_settings, make_authenticator
@@ -89,6 +89,7 @@ from kanade.backend.workers.state_publisher import StatePublisher
 from kanade.backend.workers.state_sync import StateSync
 from kanade.bus.connection import Bus
 from kanade.bus.credentials import BusCredentials
+from kanade.bus.tasks import cancel_and_wait
 from kanade.core import subjects
 from kanade.core.dispatch import Budgets
 from kanade.core.instants import system_clock

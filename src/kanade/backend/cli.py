@@ -7,12 +7,11 @@ import os
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 import typer
-import uvicorn
 
-from kanade.backend.app import create_app
 from kanade.backend.services.auth.setup import AuthConfigError
 from kanade.backend.settings import Settings, split_urls
 from kanade.backend.users_cli import users_cli
@@ -23,6 +22,9 @@ from kanade.core.releases import MAX_ARTEFACT_BYTES
 from kanade.core.retention import RetentionError, parse_overrides
 from kanade.security.authority import AuthorityError
 from kanade.security.signing_keys import SigningKeysError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 AUTH_TOKEN_ENV = "KANADE_AUTH_TOKEN"
 JWT_SECRET_ENV = "KANADE_JWT_SECRET"
@@ -66,14 +68,22 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises a handled SIGTERM/SIGINT once shutdown is done, so the process
-    would die of the signal (status -15). A requested stop that completed cleanly is a
-    success for a supervisor (``kanade up``, systemd): forget the signal, exit 0."""
+def _serve(config: uvicorn.Config) -> bool:
+    """Run uvicorn until SIGTERM/SIGINT; whether it had started."""
+    import uvicorn
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        self._captured_signals.clear()
+    class _Server(uvicorn.Server):
+        """uvicorn re-raises a handled SIGTERM/SIGINT once shutdown is done, so the process
+        would die of the signal (status -15). A requested stop that completed cleanly is a
+        success for a supervisor (``kanade up``, systemd): forget the signal, exit 0."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    server = _Server(config)
+    server.run()
+    return bool(server.started)
 
 
 def _read_secret(path: Path, option: str) -> str:
@@ -343,6 +353,13 @@ def run(
         notify_timeout_s=timeout_s,
         retention=retention,
     )
+    # Imported here, not at the top: the app (FastAPI, every route and service) is most of
+    # the process's start-up time, and `kanade-backend user add` (how every deployment, `kanade
+    # up` and many tests bootstrap users) or a refused option never needs it.
+    import uvicorn
+
+    from kanade.backend.app import create_app
+
     # uvicorn installs SIGTERM/SIGINT handlers: on either it stops accepting, lets
     # in-flight requests finish, then runs the lifespan shutdown (workers, bus, DB).
     try:
@@ -358,9 +375,7 @@ def run(
         access_log=log_level.lower() == "debug",
         timeout_graceful_shutdown=10,
     )
-    server = _Server(config)
-    server.run()
-    if not server.started:  # e.g. port in use, DB unreadable: say so with the exit code
+    if not _serve(config):  # e.g. port in use, DB unreadable: say so with the exit code
         raise typer.Exit(code=3)
 
 

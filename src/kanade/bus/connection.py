@@ -290,8 +290,13 @@ async def _until_connected_or_refused(
         connecting.result()
         return
     connecting.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await connecting
+    # Let it unwind without mistaking its CancelledError for ours: a stop landing in this
+    # wait (our caller cancelled: SIGINT to a swarm its broker keeps refusing) must end
+    # the caller, not become one more "refused" to retry — a suppressed one left the
+    # swarm retrying until it was killed.
+    await asyncio.wait({connecting})
+    if not connecting.cancelled():
+        connecting.exception()  # retrieved: it ended as refused or timed out, said below
     raise TimeoutError("refused by the broker" if refused.is_set() else "handshake timed out")
 
 

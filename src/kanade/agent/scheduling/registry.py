@@ -34,7 +34,10 @@ class Registered:
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, reconcile_poll: timedelta | None = None) -> None:
+        """``reconcile_poll``: how often a ``per_pc`` / ``per_target`` schedule polls
+        (None: the core's one minute)."""
+        self.reconcile_poll = reconcile_poll
         self.registered: dict[str, Registered] = {}
         # Last ticks saved by an earlier run, of schedules not (yet) registered.
         self.saved_ticks: dict[str, datetime] = {}
@@ -74,7 +77,8 @@ class Registry:
             if current is not None and current.digest == digest:
                 continue
             try:
-                plan = lower(schedule)
+                plan = (lower(schedule) if self.reconcile_poll is None
+                        else lower(schedule, reconcile_poll=self.reconcile_poll))
             except Exception as exc:
                 log.warning("schedule %s cannot be scheduled (%s); ignored", sid, exc)
                 continue

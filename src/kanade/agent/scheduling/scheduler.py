@@ -76,6 +76,7 @@ class LocalScheduler(Worker):
         durable: bool = True,
         clock: Clock = system_clock,
         local_tz: tzinfo | None = None,
+        reconcile_poll: timedelta | None = None,
     ) -> None:
         super().__init__(interval=math.inf)  # unused: next_delay is the time to the next fire
         self.pc_id = pc_id
@@ -90,7 +91,7 @@ class LocalScheduler(Worker):
         self._local_tz = local_tz
         self.store = SchedulerStore(data_dir, durable=durable)
 
-        self.registry = Registry()
+        self.registry = Registry(reconcile_poll)
         self.jobs: dict[str, JobManifest] = {}
         self.freeze: Freeze | None = None
         self.digests: dict[str, str] = {}

@@ -17,6 +17,7 @@ from kanade.backend.errors import Unavailable
 from kanade.bus.connection import Bus, until_closed
 from kanade.bus.credentials import BusCredentials
 from kanade.bus.retry import retry
+from kanade.bus.tasks import cancel_and_wait
 from kanade.bus.topology import ensure_topology
 from kanade.core.signing import Signer
 
@@ -126,28 +127,3 @@ class BrokerLink:
         if self._bus is not None:
             await self._bus.close()
             self._bus = None
-
-
-async def cancel_and_wait(tasks: list[asyncio.Task[None]], *, timeout: float = 10.0) -> None:
-    """Cancel ``tasks`` and wait for them to end, cancelling again while they run.
-
-    A single ``cancel()`` is not enough: nats-py 2.16 swallows CancelledError inside
-    ``Client._flush_pending`` (reached from publish, subscribe and acks), so a
-    cancellation landing there is lost and the task carries on. Re-cancelling until
-    the task is done makes shutdown reliable.
-    """
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout
-    pending = [t for t in tasks if not t.done()]
-    while pending and loop.time() < give_up:
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=0.1)
-        pending = [t for t in pending if not t.done()]
-    if pending:
-        log.warning("tasks did not stop", tasks=[t.get_name() for t in pending])
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.warning(
-                "task ended with an error", task=task.get_name(), error=str(task.exception())
-            )

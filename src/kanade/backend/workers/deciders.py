@@ -25,9 +25,9 @@ from typing import Any
 import structlog
 from sqlalchemy.engine import Connection
 
-from kanade.backend.messaging.link import cancel_and_wait
 from kanade.backend.store import leases
 from kanade.backend.store.database import Database
+from kanade.bus.tasks import cancel_and_wait
 from kanade.core.instants import Clock, system_clock
 from kanade.worker import Worker
 
