@@ -13,7 +13,11 @@ import json
 import time
 from typing import Any
 
+import pytest
 from rollout_stack import Backend, Stack, job, wait_for
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 SCRIPT = "echo production change"
 
