@@ -20,7 +20,11 @@ import uuid
 
 import httpx
 import jwt
+import pytest
 from rollout_stack import BIN, JWT_SECRET, PASSWORD, Backend, Stack, wait_for
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 WINDOW_S = 30  # wide enough for argon2 logins on a loaded 2-core CI machine
 
