@@ -51,8 +51,11 @@ def wait_healthy(url: str, proc: subprocess.Popen[str]) -> dict[str, Any]:
     pytest.fail("backend not healthy in time")
 
 
-def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path) -> None:
-    db = tmp_path / "k.db"
+@pytest.mark.stores  # the backend process's users, freeze and audit: SQLite and PostgreSQL
+def test_bootstrap_login_use_logout(
+    nats_server: EmbeddedBroker, tmp_path: Path, store_url: str
+) -> None:
+    db = store_url
     env = {
         **os.environ,
         "KANADE_CREDENTIALS": str(tmp_path / "cfg" / "credentials.json"),
@@ -61,12 +64,12 @@ def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path)
     env.pop("KANADE_TOKEN", None)
     run(
         [str(BIN / "kanade-backend"), "user", "add", "root", "--role", "admin",
-         "--password-stdin", "--db", str(db)],
+         "--password-stdin", "--db", db],
         env,
         stdin=PASSWORD + "\n",
     )  # fmt: skip
     short = run(
-        [str(BIN / "kanade-backend"), "user", "add", "x", "--password-stdin", "--db", str(db)],
+        [str(BIN / "kanade-backend"), "user", "add", "x", "--password-stdin", "--db", db],
         env,
         stdin="short\n",
         check=False,
@@ -76,7 +79,7 @@ def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     backend = subprocess.Popen(
-        [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url, "--db", str(db),
+        [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url, "--db", db,
          "--http-port", str(port), "--auth", "jwt", "--authority", str(authority_dir())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

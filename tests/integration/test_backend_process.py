@@ -19,7 +19,7 @@ DEADLINE = 30.0
 
 
 def start_backend(
-    nats_url: str, db: Path, port: int, *, authority: Path | None = None
+    nats_url: str, db: Path | str, port: int, *, authority: Path | None = None
 ) -> subprocess.Popen[str]:
     cmd = [
         sys.executable, "-m", "kanade.backend.cli", "run",
@@ -44,12 +44,13 @@ def wait_healthy(port: int, proc: subprocess.Popen[str]) -> dict[str, object]:
     pytest.fail("backend not healthy in time")
 
 
+@pytest.mark.stores  # its store closes cleanly on a signal: SQLite and PostgreSQL
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serves_and_stops_cleanly_on_signal(
-    nats_server: EmbeddedBroker, tmp_path: Path, sig: signal.Signals
+    nats_server: EmbeddedBroker, store_url: str, sig: signal.Signals
 ) -> None:
     port = free_port()
-    proc = start_backend(nats_server.url, tmp_path / "k.db", port)
+    proc = start_backend(nats_server.url, store_url, port)
     try:
         health = wait_healthy(port, proc)
         assert health["status"] == "ok"
