@@ -27,6 +27,9 @@ from kanade.core import subjects
 from kanade.security.authority import Authority
 from polling import eventually
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 MiB = 1024 * 1024
 JOB = {"id": "hello", "version": "1", "execute": {"shell": "sh", "script": "true", "timeout": "5s"}}
 EVERY_PC = {"pcs": ["pc-1"]}
@@ -222,11 +225,11 @@ async def test_a_streamed_body_stops_being_read_at_the_limit(backend: InProcessB
 
 @pytest.fixture
 async def small_limits(
-    nats_url: str, tmp_path: Path, authority: Authority
+    nats_url: str, store_url: str, authority: Authority
 ) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
         nats_url=nats_url,
-        db=str(tmp_path / "kanade.db"),
+        db=store_url,
         authority_dir=authority.root,
         max_body_bytes=64 * 1024,
         max_script_bytes=128 * 1024,
@@ -302,13 +305,13 @@ async def test_every_response_carries_the_security_headers(
 
 
 async def test_a_key_overlap_of_centuries_is_400_not_500(
-    nats_url: str, tmp_path: Path, authority: Authority
+    nats_url: str, tmp_path: Path, authority: Authority, store_url: str
 ) -> None:
     # Found by schemathesis: an overlap of 11 000 years overflowed the retirement date (500).
     # Its own signing keys: a rotation must not touch the keys the session's agents trust.
     settings = Settings.from_db_arg(
         nats_url=nats_url,
-        db=str(tmp_path / "kanade.db"),
+        db=store_url,
         authority_dir=authority.root,
         signing_keys_dir=str(tmp_path / "keys"),
     )
