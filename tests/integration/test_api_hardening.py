@@ -319,3 +319,23 @@ async def test_a_key_overlap_of_centuries_is_400_not_500(
         r = await b.client.post("/api/keys/rotate", json={"overlap": "4000000d"})
         assert r.status_code == 400, r.text
         assert r.json()["errors"][0]["path"] == "overlap"
+
+
+async def test_a_nul_in_a_query_value_is_400_naming_it_on_either_store(
+    backend: InProcessBackend,
+) -> None:
+    # Found by schemathesis on PostgreSQL, which refuses NUL in text: the exec_id filter
+    # reached the store and answered 500 (SQLite stored the NUL and answered 200).
+    c = backend.client
+    for path, name in (
+        ("/api/results?exec_id=ab%00cd", "exec_id"),
+        ("/api/results?limit=5&q=x%00", "q"),
+        ("/api/executions?job_id=%00", "job_id"),
+    ):
+        r = await c.get(path)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["errors"] == [
+            {"path": f"query.{name}", "reason": "must not contain NUL characters"}
+        ]
+        assert r.headers["x-content-type-options"] == "nosniff"  # still a kanade answer
+    assert (await c.get("/api/results", params={"exec_id": "abcd"})).status_code == 200
