@@ -10,6 +10,9 @@
   signing with the session's key like a backend (every command and agent-obeyed KV write).
 * ``store_url``: an empty database for the test: a SQLite file in tmp_path, or, for a test
   marked ``stores``, one test per dialect (SQLite and a fresh PostgreSQL database, pgdb.py).
+* ``module_store_url``: the same for a module's process stack (one stack per module per
+  dialect): an empty database shared by the module's tests, one per dialect when the
+  module is marked ``stores`` (``pytestmark``), else SQLite.
 
 Every backend and agent of the session trusts one signing key (:mod:`trust`).
 
@@ -78,8 +81,14 @@ async def bus(nats_url: str, authority: Authority) -> AsyncIterator[Bus]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # A test marked ``stores`` runs once per store dialect (SQLite, PostgreSQL).
-    if "store_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("stores"):
+    if not metafunc.definition.get_closest_marker("stores"):
+        return
+    if "store_url" in metafunc.fixturenames:
         metafunc.parametrize("store_url", store_dialects(), indirect=True)
+    if "module_store_url" in metafunc.fixturenames:
+        # Module scope: pytest groups the module's tests by dialect, so a module-scoped
+        # stack starts once per dialect, not once per test.
+        metafunc.parametrize("module_store_url", store_dialects(), indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +105,12 @@ def postgres_databases() -> Iterator[PostgresDatabases]:
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty (unmigrated) database: SQLite unless the test is marked ``stores``."""
     yield from fresh_store(request, tmp_path, migrated=False)
+
+
+@pytest.fixture(scope="module")
+def module_store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """An empty (unmigrated) database for a module's stack: SQLite unless the module is
+    marked ``stores``; dropped after the module."""
+    yield from fresh_store(request, tmp_path_factory.mktemp("store"), migrated=False)

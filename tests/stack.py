@@ -166,8 +166,11 @@ def secret_file(path: Path, value: str) -> Path:
     return path
 
 
-def start_backend(base: Path, *backend_args: str, authority: Path | None = None) -> BackendStack:
-    """A broker and one ``kanade-backend run`` with ``backend_args``; waits for /health.
+def start_backend(
+    base: Path, *backend_args: str, authority: Path | None = None, db: str = ""
+) -> BackendStack:
+    """A broker and one ``kanade-backend run`` with ``backend_args`` on ``db`` (a database
+    URL; default: SQLite under ``base``); waits for /health.
 
     Secured by the session's authority, or by ``authority`` (a trust dir, created if
     missing) when the test needs one of its own (enrolment, revocation)."""
@@ -188,7 +191,7 @@ def start_backend(base: Path, *backend_args: str, authority: Path | None = None)
             "--authority",
             str(trust.root),
             "--db",
-            str(base / "kanade.db"),
+            db or str(base / "kanade.db"),
             "--http-port",
             str(http_port),
             *backend_args,

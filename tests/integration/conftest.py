@@ -51,12 +51,15 @@ def stack(tmp_path: Path, authority: Authority, store_url: str) -> Iterator[Stac
 
 
 @pytest.fixture(scope="module")
-def module_stack(tmp_path_factory: pytest.TempPathFactory, authority: Authority) -> Iterator[Stack]:
-    """One broker and SQLite database for a module whose tests do not interfere (each
-    process start costs seconds on a loaded 2-core machine). A module opts in by overriding
-    ``stack`` with ``yield from module_stack.for_one_test()``: each test starts its own
-    backends (its own settings), stopped after it."""
-    s = Stack(tmp_path_factory.mktemp("stack"), authority)
+def module_stack(
+    tmp_path_factory: pytest.TempPathFactory, authority: Authority, module_store_url: str
+) -> Iterator[Stack]:
+    """One broker and database (``module_store_url``: per dialect for a ``stores`` module)
+    for a module whose tests do not interfere (each process start costs seconds on a loaded
+    2-core machine). A module opts in by overriding ``stack`` with
+    ``yield from module_stack.for_one_test()``: each test starts its own backends (its own
+    settings), stopped after it."""
+    s = Stack(tmp_path_factory.mktemp("stack"), authority, module_store_url)
     try:
         yield s
     finally:

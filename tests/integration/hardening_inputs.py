@@ -88,13 +88,13 @@ def _raw_post(base: str, path: str, total: int, *, chunked: bool) -> RawAnswer:
                 sock.sendall(b"0\r\n\r\n")  # the last chunk: a server still reading gets all
         data = b""
         with contextlib.suppress(OSError):
-            while b"\r\n\r\n" not in data or len(data) < 64:
+            # Until the body is in: the server may send its head and its body as two
+            # segments, and stopping after the head read an empty error message.
+            while not _answer_read(data):
                 more = sock.recv(65536)
                 if not more:
                     break
                 data += more
-                if b"}" in data:
-                    break
         status_line, _, rest = data.partition(b"\r\n")
         parts = status_line.split()
         status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
@@ -104,6 +104,19 @@ def _raw_post(base: str, path: str, total: int, *, chunked: bool) -> RawAnswer:
         return RawAnswer(status, text.decode(errors="replace"))
     finally:
         sock.close()
+
+
+def _answer_read(data: bytes) -> bool:
+    """Whether ``data`` holds a whole answer: its head and, by its Content-Length or up to
+    the JSON object's closing brace (a chunked body), its body."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(body) >= int(value.strip())
+    return b"}" in body
 
 
 def inputs(reads: int) -> list[tuple[str, Callable[[httpx.Client], Any]]]:

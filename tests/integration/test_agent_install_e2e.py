@@ -12,11 +12,15 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 from test_enrolment_e2e import Backend, agent_cli, backend  # noqa: F401 - the fixture
 
 from polling import wait_until
 from stack import BIN, terminate
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 
 def test_install_enrols_writes_the_unit_and_status_reports_the_running_agent(

@@ -9,10 +9,14 @@ import re
 import time
 from typing import Any
 
+import pytest
 from agent_harness import AgentFleet, eventually, wait_agent_ready
 
 from kanade.backend.inprocess import InProcessBackend
 from kanade.bus import Bus
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 EVERY_SECOND = "* * * * * *"  # 6 fields: seconds first
 DOWN_S = 3.5  # several occurrences come due while the agent is down

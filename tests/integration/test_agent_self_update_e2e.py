@@ -27,7 +27,8 @@ from kanade.cli.zipapp import build
 from polling import wait_until
 from stack import terminate
 
-pytestmark = pytest.mark.slow
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = [pytest.mark.stores, pytest.mark.slow]
 
 PC = "upd-1"
 A, B, C = "0.9.1", "0.9.2", "0.9.3"

@@ -27,6 +27,9 @@ from kanade.core import subjects
 from kanade.security.authority import Authority
 from polling import eventually
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 MiB = 1024 * 1024
 JOB = {"id": "hello", "version": "1", "execute": {"shell": "sh", "script": "true", "timeout": "5s"}}
 EVERY_PC = {"pcs": ["pc-1"]}
@@ -222,11 +225,11 @@ async def test_a_streamed_body_stops_being_read_at_the_limit(backend: InProcessB
 
 @pytest.fixture
 async def small_limits(
-    nats_url: str, tmp_path: Path, authority: Authority
+    nats_url: str, store_url: str, authority: Authority
 ) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
         nats_url=nats_url,
-        db=str(tmp_path / "kanade.db"),
+        db=store_url,
         authority_dir=authority.root,
         max_body_bytes=64 * 1024,
         max_script_bytes=128 * 1024,
@@ -302,13 +305,13 @@ async def test_every_response_carries_the_security_headers(
 
 
 async def test_a_key_overlap_of_centuries_is_400_not_500(
-    nats_url: str, tmp_path: Path, authority: Authority
+    nats_url: str, tmp_path: Path, authority: Authority, store_url: str
 ) -> None:
     # Found by schemathesis: an overlap of 11 000 years overflowed the retirement date (500).
     # Its own signing keys: a rotation must not touch the keys the session's agents trust.
     settings = Settings.from_db_arg(
         nats_url=nats_url,
-        db=str(tmp_path / "kanade.db"),
+        db=store_url,
         authority_dir=authority.root,
         signing_keys_dir=str(tmp_path / "keys"),
     )
@@ -316,3 +319,23 @@ async def test_a_key_overlap_of_centuries_is_400_not_500(
         r = await b.client.post("/api/keys/rotate", json={"overlap": "4000000d"})
         assert r.status_code == 400, r.text
         assert r.json()["errors"][0]["path"] == "overlap"
+
+
+async def test_a_nul_in_a_query_value_is_400_naming_it_on_either_store(
+    backend: InProcessBackend,
+) -> None:
+    # Found by schemathesis on PostgreSQL, which refuses NUL in text: the exec_id filter
+    # reached the store and answered 500 (SQLite stored the NUL and answered 200).
+    c = backend.client
+    for path, name in (
+        ("/api/results?exec_id=ab%00cd", "exec_id"),
+        ("/api/results?limit=5&q=x%00", "q"),
+        ("/api/executions?job_id=%00", "job_id"),
+    ):
+        r = await c.get(path)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["errors"] == [
+            {"path": f"query.{name}", "reason": "must not contain NUL characters"}
+        ]
+        assert r.headers["x-content-type-options"] == "nosniff"  # still a kanade answer
+    assert (await c.get("/api/results", params={"exec_id": "abcd"})).status_code == 200

@@ -35,6 +35,9 @@ from kanade.backend.settings import Settings
 from secured import authority_dir
 from stack import BIN, BackendStack, secret_file, start_backend, stop_backend
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 # Per operation and identity. make test: a bounded budget; make test-all: >= 50 each.
 EXAMPLES = int(os.environ.get("KANADE_FUZZ_EXAMPLES", "10"))
 SLOW_EXAMPLES = int(os.environ.get("KANADE_FUZZ_SLOW_EXAMPLES", "60"))
@@ -97,13 +100,15 @@ class Fuzzed:
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+def fuzzed(
+    tmp_path_factory: pytest.TempPathFactory, module_store_url: str
+) -> Iterator[Fuzzed]:
     base = tmp_path_factory.mktemp("schemathesis")
-    db = base / "kanade.db"
+    db = module_store_url
     for name, role in USERS.items():
         subprocess.run(
             [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
-             "--password-stdin", "--db", str(db)],
+             "--password-stdin", "--db", db],
             input=PASSWORD + "\n", text=True, check=True, capture_output=True, timeout=60,
         )  # fmt: skip
     secret = secret_file(base / "jwt.secret", "fuzz-secret-" + "s" * 32)
@@ -115,6 +120,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         # test_login_limits) would answer its own logins 429 (a fresh token per logout).
         "--login-failures-per-address", "1000000",
         authority=base / "security",
+        db=db,
     )  # fmt: skip
     try:
         with httpx.Client(base_url=stack.url, timeout=10) as http:

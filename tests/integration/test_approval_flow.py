@@ -21,8 +21,12 @@ import subprocess
 from typing import Any
 
 import nats
+import pytest
 from agent_harness import eventually
 from rollout_stack import BIN, CommandLog, Stack, job
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 GATED = job("gated", "echo gated", require_approval=True)
 

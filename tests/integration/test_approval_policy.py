@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 from rollout_stack import Backend, Stack, job, wait_for
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 SCRIPT = "echo production change"
 
 

@@ -53,8 +53,11 @@ def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path) -> dict[str, 
     return body
 
 
-def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path) -> None:
-    db = tmp_path / "k.db"
+@pytest.mark.stores  # the backend process's users, freeze and audit: SQLite and PostgreSQL
+def test_bootstrap_login_use_logout(
+    nats_server: EmbeddedBroker, tmp_path: Path, store_url: str
+) -> None:
+    db = store_url
     env = {
         **os.environ,
         "KANADE_CREDENTIALS": str(tmp_path / "cfg" / "credentials.json"),
@@ -63,12 +66,12 @@ def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path)
     env.pop("KANADE_TOKEN", None)
     run(
         [str(BIN / "kanade-backend"), "user", "add", "root", "--role", "admin",
-         "--password-stdin", "--db", str(db)],
+         "--password-stdin", "--db", db],
         env,
         stdin=PASSWORD + "\n",
     )  # fmt: skip
     short = run(
-        [str(BIN / "kanade-backend"), "user", "add", "x", "--password-stdin", "--db", str(db)],
+        [str(BIN / "kanade-backend"), "user", "add", "x", "--password-stdin", "--db", db],
         env,
         stdin="short\n",
         check=False,
@@ -80,7 +83,7 @@ def test_bootstrap_login_use_logout(nats_server: EmbeddedBroker, tmp_path: Path)
     log = tmp_path / "backend.log"
     with open(log, "w") as fh:  # a file: a pipe nobody reads would block the backend
         backend = subprocess.Popen(
-            [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url, "--db", str(db),
+            [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url, "--db", db,
              "--http-port", str(port), "--auth", "jwt", "--authority", str(authority_dir())],
             env=env, stdout=subprocess.DEVNULL, stderr=fh, text=True,
         )  # fmt: skip

@@ -23,7 +23,7 @@ START_DEADLINE = 60.0
 
 
 def start_backend(
-    nats_url: str, db: Path, port: int, log: Path, *, authority: Path | None = None
+    nats_url: str, db: Path | str, port: int, log: Path, *, authority: Path | None = None
 ) -> subprocess.Popen[str]:
     """The backend's log goes to a file: a pipe nobody reads while the test runs would
     block the backend once it filled, and a failure can show the log."""
@@ -55,13 +55,14 @@ def wait_healthy(port: int, proc: subprocess.Popen[str], log: Path) -> dict[str,
     return body
 
 
+@pytest.mark.stores  # its store closes cleanly on a signal: SQLite and PostgreSQL
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serves_and_stops_cleanly_on_signal(
-    nats_server: EmbeddedBroker, tmp_path: Path, sig: signal.Signals
+    nats_server: EmbeddedBroker, tmp_path: Path, store_url: str, sig: signal.Signals
 ) -> None:
     port = free_port()
     log = tmp_path / "backend.log"
-    proc = start_backend(nats_server.url, tmp_path / "k.db", port, log)
+    proc = start_backend(nats_server.url, store_url, port, log)
     try:
         health = wait_healthy(port, proc, log)
         assert health["status"] == "ok"

@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from kanade.bus.accounts import push_account_jwt
 from kanade.bus.credentials import BusCredentials
@@ -20,15 +21,18 @@ from kanade.security.permissions import backend_permissions
 from polling import wait_until
 from stack import start_backend, stop_backend
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 
 def _health(url: str) -> dict[str, object]:
     return dict(httpx.get(f"{url}/health", timeout=5).json())
 
 
 def test_a_backend_cut_off_by_the_broker_connects_again_with_its_new_credential(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str
 ) -> None:
-    stack = start_backend(tmp_path / "stack", authority=tmp_path / "authority")
+    stack = start_backend(tmp_path / "stack", authority=tmp_path / "authority", db=store_url)
     try:
         auth = stack.authority
         wait_until(lambda: _health(stack.url)["broker"] is True, "the backend is linked")

@@ -38,6 +38,8 @@ SECRET = "replicas-secret-" + "r" * 20
 FAST = ("--retain", "interval=1s", "--notify-scan", "0.2", "--notify-retry", "0.3s")
 
 
+# PostgreSQL only: replicas share one database, which SQLite (one writer process) is not
+# built for (docs/store.md).
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory,

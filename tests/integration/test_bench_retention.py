@@ -25,6 +25,7 @@ def _by_name(lines: list[dict[str, object]]) -> dict[str, dict[str, object]]:
     return {str(line["name"]): line for line in lines}
 
 
+# SQLite only: the benchmark seeds a SQLite file directly (kanade.bench.retention.seed).
 def test_a_small_table_is_pruned_while_results_are_ingested(tmp_path: Path) -> None:
     # One pruning run of the benchmark (no baseline, no repeats): every old row pruned,
     # every fresh result projected.

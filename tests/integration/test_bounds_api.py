@@ -13,7 +13,11 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from rollout_stack import Stack, job
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 
 def _errors(r: httpx.Response) -> list[str]:

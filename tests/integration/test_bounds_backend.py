@@ -38,6 +38,9 @@ from kanade.core.models.wire import EventStarted, Heartbeat, Result, encode
 from kanade.security.authority import Authority
 from polling import eventually
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 MB = 1024 * 1024
 INLINE_LIMIT = 1024 * 1024  # kanade.core.bounds.INLINE_LIMIT (a literal: this
 # test must fail on a tree without the module, for the behaviour, not an ImportError)

@@ -8,7 +8,6 @@ which is what the operator reads when a run "stopped early" or "lost output".
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,15 +18,18 @@ from kanade.backend.settings import Settings
 from kanade.bus import Bus
 from secured import authority_dir
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 OUTPUT_CAP = 64
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
+async def backend(nats_url: str, store_url: str) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
         authority_dir=authority_dir(),
         nats_url=nats_url,
-        db=str(tmp_path / "k.db"),
+        db=store_url,
         heartbeat_flush_s=0.05,
         max_timeout_s=20.0,
         max_output_bytes=OUTPUT_CAP,

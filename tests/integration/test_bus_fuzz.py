@@ -38,6 +38,9 @@ from kanade.core import subjects
 from polling import eventually
 from secured import connect_backend
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 PC = "fz-1"
 GROUP = "fzgrp"
 BIN = Path(sys.executable).parent

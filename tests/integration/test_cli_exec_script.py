@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cli_runs import kanade
 from rollout_stack import Stack
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 SCRIPT = "echo 'a line with $HOME and \"quotes\"'\nexit 3\n"
 

@@ -24,6 +24,8 @@ from polling import wait_until
 from stack import BIN, UpStack, start_up, stop_up
 
 
+# SQLite only: `kanade up` keeps its store in its data dir (it takes no --db); its
+# PostgreSQL topology, `kanade up --cluster`, is test_up_cluster.py's.
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
     base = tmp_path_factory.mktemp("cliedges")

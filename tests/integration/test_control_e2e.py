@@ -25,12 +25,17 @@ from kanade.core.auditactions import subject_token
 from kanade.core.models.wire import Heartbeat, decode
 from secured import connect_backend, session_authority
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 INLINE_CAP = 256 * 1024
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlStack]:
-    s = start_stack(tmp_path_factory.mktemp("control"))
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, module_store_url: str
+) -> Iterator[ControlStack]:
+    s = start_stack(tmp_path_factory.mktemp("control"), db=module_store_url)
     try:
         s.agent("local-1", ("local", "canary"))
         s.agent("local-2", ("local",))

@@ -20,6 +20,9 @@ from kanade.agent.durable.outbox import Envelope
 from kanade.core.ids import result_id_for
 from kanade.core.models.wire import Result, decode
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 STRICT_JOB = """\
 id: strict-job
 version: '1'
@@ -34,8 +37,8 @@ staleness:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[ControlStack]:
-    s = start_stack(tmp_path / "stack")
+def stack(tmp_path: Path, store_url: str) -> Iterator[ControlStack]:
+    s = start_stack(tmp_path / "stack", db=store_url)
     try:
         yield s
     finally:

@@ -56,6 +56,7 @@ class ControlStack:
     fleet: AgentFleet
     backend: subprocess.Popen[bytes] | None = None
     backend_args: tuple[str, ...] = ()
+    db: str = ""  # a database URL (SQLite or PostgreSQL); default: kanade.db under root
 
     # --- processes ------------------------------------------------------------------------
     @property
@@ -65,7 +66,7 @@ class ControlStack:
     def start_backend(self) -> None:
         argv = [
             sys.executable, "-m", "kanade.backend.cli", "run",
-            "--nats-url", self.broker.url, "--db", str(self.root / "kanade.db"),
+            "--nats-url", self.broker.url, "--db", self.db or str(self.root / "kanade.db"),
             "--authority", str(authority_dir()),
             "--http-port", str(self.http_port), *self.backend_args,
         ]  # fmt: skip
@@ -202,7 +203,10 @@ class ControlStack:
         self.ok("job", "create", str(path))
 
 
-def start_stack(root: Path, backend_args: tuple[str, ...] = ()) -> ControlStack:
+def start_stack(
+    root: Path, backend_args: tuple[str, ...] = (), *, db: str = ""
+) -> ControlStack:
+    """A broker and a backend process on ``db`` (default: SQLite under ``root``)."""
     root.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(root / "nats", security=session_authority().broker_security())
     broker.start()
@@ -214,6 +218,7 @@ def start_stack(root: Path, backend_args: tuple[str, ...] = ()) -> ControlStack:
         http_port=http_port,
         fleet=AgentFleet(root / "agents", broker.url, session_authority()),
         backend_args=backend_args,
+        db=db,
     )
     try:
         stack.start_backend()

@@ -17,6 +17,8 @@ from kanade.bus.broker import free_port
 from stack import BIN, REPO, UpStack, start_up, stop_up
 
 
+# SQLite only: `kanade up` keeps its store in its data dir (it takes no --db); its
+# PostgreSQL topology, `kanade up --cluster`, is test_up_cluster.py's.
 @pytest.fixture(scope="module")
 def up_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
     base = tmp_path_factory.mktemp("up")

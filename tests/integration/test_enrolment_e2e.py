@@ -31,6 +31,9 @@ from kanade.security.authority import Authority
 from polling import eventually, wait_until
 from stack import BIN, terminate
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 
 @dataclass
 class Backend:
@@ -65,7 +68,7 @@ def agent_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProce
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> Iterator[Backend]:
+def backend(tmp_path: Path, store_url: str) -> Iterator[Backend]:
     authority = Authority.create(tmp_path / "security")
     with secured_broker(tmp_path, authority) as broker:
         port = free_port()
@@ -80,7 +83,7 @@ def backend(tmp_path: Path) -> Iterator[Backend]:
                     "--authority",
                     str(authority.root),
                     "--db",
-                    str(tmp_path / "kanade.db"),
+                    store_url,
                     "--http-port",
                     str(port),
                     "--no-scheduler",

@@ -23,9 +23,13 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from agent_harness import AgentFleet, eventually
 from cli_runs import Streamed, ended, exec_id_of, exec_view, kanade, status
 from rollout_stack import Stack, alive, job
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 FAST = ("--no-result-grace", "0s", "--reaper-interval", "0.2")
 

@@ -42,6 +42,9 @@ from kanade.core import exitcodes
 from secured import authority_dir
 from smalldisk import SmallDisk, small_disk
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 # The output is bigger than a page: recording the result needs new blocks (a few bytes
 # could still go into the last page of the ledger's journal on a full tmpfs).
 BIG = 12_000
@@ -55,11 +58,11 @@ GATE_OUTPUT = "before\n" + "x" * BIG + "\nafter\n"
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
+async def backend(nats_url: str, store_url: str) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
         authority_dir=authority_dir(),
         nats_url=nats_url,
-        db=str(tmp_path / "k.db"),
+        db=store_url,
         heartbeat_flush_s=0.05,
     )
     async with in_process_backend(settings, wait_for_broker=None) as b:

@@ -47,6 +47,8 @@ STUB = {"id": "stub", "version": "1",
         "execute": {"shell": "sh", "script": "true", "timeout": "30s"}}  # fmt: skip
 
 
+# PostgreSQL only: replicas share one database, which SQLite (one writer process) is not
+# built for (docs/store.md).
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[EmbeddedPostgres]:
     """A throwaway server (no fsync: only a machine crash could lose what it wrote) that

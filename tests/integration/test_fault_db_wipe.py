@@ -27,6 +27,9 @@ from agent_harness import eventually
 from rollout_stack import Backend, CommandLog, Stack, alive, job
 from wipe_tables import differences, dump, wipe
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 N_AGENTS = 4
 PCS = [f"w-{i}" for i in range(N_AGENTS)]
 

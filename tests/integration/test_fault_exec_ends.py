@@ -28,7 +28,8 @@ from cli_runs import Streamed, ended, exec_id_of, kanade
 from rollout_stack import Backend, Stack, alive, job
 
 # The 2 min grace of the defaults is waited out once, for every exec at the same time.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = [pytest.mark.stores, pytest.mark.slow, pytest.mark.timeout(480)]
 
 PCS = ["local-1", "local-2", "local-3", "local-4"]
 

@@ -29,6 +29,9 @@ from kanade.bus.connection import Bus
 from kanade.core import subjects
 from secured import connect_backend
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 BIN = Path(sys.executable).parent
 
 

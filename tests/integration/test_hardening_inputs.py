@@ -15,6 +15,9 @@ from hardening_inputs import run
 
 from stack import BIN, BackendStack, secret_file, start_backend, stop_backend
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 PASSWORD = "hand-crafted-pass-123"
 USERS = {"looker": "viewer", "doer": "operator"}
 READS = 1100  # the issue: ~1 000 reads exhausted the consumer limit
@@ -38,17 +41,17 @@ WANTED = {
 
 @pytest.fixture
 def backend(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, store_url: str
 ) -> Iterator[tuple[BackendStack, list[str]]]:
     base = tmp_path_factory.mktemp("handcrafted")
     for name, role in USERS.items():
         subprocess.run(
             [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
-             "--password-stdin", "--db", str(base / "kanade.db")],
+             "--password-stdin", "--db", store_url],
             input=PASSWORD + "\n", text=True, check=True, capture_output=True, timeout=60,
         )  # fmt: skip
     secret = secret_file(base / "jwt.secret", "handcrafted-" + "h" * 32)
-    stack = start_backend(base, "--auth", "jwt", "--jwt-secret-file", str(secret))
+    stack = start_backend(base, "--auth", "jwt", "--jwt-secret-file", str(secret), db=store_url)
     try:
         tokens = []
         for name in USERS:

@@ -23,6 +23,9 @@ from kanade.core.models.wire import EventStarted, Heartbeat, Result, encode
 from kanade.security.authority import Authority
 from polling import eventually
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 
 @pytest.fixture
 def authority(tmp_path: Path) -> Authority:
@@ -37,9 +40,9 @@ def broker(tmp_path: Path, authority: Authority) -> Iterator[EmbeddedBroker]:
 
 @pytest.fixture
 async def backend(
-    tmp_path: Path, broker: EmbeddedBroker, authority: Authority
+    tmp_path: Path, broker: EmbeddedBroker, authority: Authority, store_url: str
 ) -> AsyncIterator[InProcessBackend]:
-    async with secured_backend(tmp_path, broker, authority) as b:
+    async with secured_backend(tmp_path, broker, authority, store_url) as b:
         yield b
 
 

@@ -19,13 +19,16 @@ from kanade.core.signing import Signer
 from kanade.security.signing_keys import load_key_dir, write_keyring_file
 from secured import connect_backend, session_authority
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 PC = "rk-1"
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[ControlStack]:
+def stack(tmp_path: Path, store_url: str) -> Iterator[ControlStack]:
     keys = tmp_path / "keys"
-    s = start_stack(tmp_path / "stack", backend_args=("--signing-keys", str(keys)))
+    s = start_stack(tmp_path / "stack", backend_args=("--signing-keys", str(keys)), db=store_url)
     try:
         # The backend made its key at start-up; the agent pins it, as enrolment would.
         keyring = s.fleet.root / PC / "data" / "trust" / "keyring.json"

@@ -44,6 +44,9 @@ from kanade.security.authority import Authority
 from polling import eventually
 from secured import authority_dir
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 CAP_BYTES = 8192
 CAP_MSGS = 5.0
 
@@ -61,10 +64,10 @@ def gated(tag: str, stop: Path) -> str:
 
 @pytest.fixture(scope="module")
 def live(
-    tmp_path_factory: pytest.TempPathFactory, authority: Authority
+    tmp_path_factory: pytest.TempPathFactory, authority: Authority, module_store_url: str
 ) -> Iterator[tuple[Stack, Backend]]:
     base = tmp_path_factory.mktemp("live")
-    stack = Stack(base, authority)
+    stack = Stack(base, authority, module_store_url)
     fleet = AgentFleet(base / "agents", stack.broker.url, authority)
     try:
         b = stack.backend()

@@ -13,8 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
 from agent_harness import AgentFleet, eventually
 from rollout_stack import Stack, alive, job
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 PC = "lc-0"
 SLOW = [f"slow-{i}" for i in range(5)]

@@ -25,6 +25,10 @@ import jwt
 import pytest
 from rollout_stack import BIN, JWT_SECRET, PASSWORD, Backend, Stack, wait_for
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores; one module stack
+# per dialect).
+pytestmark = pytest.mark.stores
+
 # Long enough that a flood of 500 attempts and a dozen argon2 logins on a loaded 2-core CI
 # machine all fall inside it: nothing waits for it to end.
 WINDOW_S = 300

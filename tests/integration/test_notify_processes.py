@@ -26,6 +26,9 @@ from rollout_stack import BIN, Backend, Stack, alive, job
 from stack import secret_file
 from webhook_receiver import Receiver, receiving
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 SECRET = "process-test-" + "k" * 24
 FAST = ("--notify-scan", "0.2", "--notify-retry", "0.3s", "--notify-retry-max", "1s",
         "--notify-attempts", "100")  # fmt: skip

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from test_backend_projection import HELLO, eventually, settings_for
@@ -18,6 +17,9 @@ from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.store import scheduling
 from kanade.backend.store.scheduling import DecisionRow
 from kanade.bus import Bus
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 GATED = {**HELLO, "id": "gated", "require_approval": True}
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -83,9 +85,9 @@ async def _write_operator_state(b: InProcessBackend) -> dict[str, str]:
 
 
 async def test_operator_state_comes_back_row_for_row(
-    nats_url: str, bus: Bus, tmp_path: Path
+    nats_url: str, bus: Bus, store_url: str
 ) -> None:
-    db_file = tmp_path / "ops.db"
+    db_file = store_url
     async with in_process_backend(settings_for(nats_url, db_file)) as first:
         ids = await _write_operator_state(first)
     before = dump(db_file)

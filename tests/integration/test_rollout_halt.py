@@ -18,6 +18,9 @@ import pytest
 from agent_harness import AgentFleet, eventually
 from rollout_stack import BIN, CommandLog, Stack, alive, job
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 FIRST = [f"pc-{i}" for i in range(10)]
 REST = ["pc-10", "pc-11"]
 SCRIPT = 'case "$KANADE_TEST_PC" in pc-1|pc-4|pc-7) echo boom >&2; exit 3;; esac; echo ok'

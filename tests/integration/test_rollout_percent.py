@@ -10,8 +10,12 @@ import subprocess
 from collections import Counter
 
 import nats
+import pytest
 from agent_harness import eventually
 from rollout_stack import BIN, CommandLog, Stack, alive, job
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 
 def kanade(url: str, *args: str) -> subprocess.CompletedProcess[str]:

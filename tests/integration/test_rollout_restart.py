@@ -113,6 +113,7 @@ async def test_sigkill_after_wave_one_resumes_once(
         await nc.close()
 
 
+@pytest.mark.stores  # the dispatch marks it republishes from: SQLite and PostgreSQL
 async def test_interrupted_dispatch_is_republished_but_never_runs_twice(
     stack: Stack, fleet: AgentFleet, tmp_path: Path
 ) -> None:
@@ -125,7 +126,7 @@ async def test_interrupted_dispatch_is_republished_but_never_runs_twice(
     settings = Settings.from_db_arg(
         authority_dir=authority_dir(),
         nats_url=stack.broker.url,
-        db=str(tmp_path / "inproc.db"),
+        db=stack.db,  # the stack's database: its backend processes are not started here
         rollout_interval_s=3600.0,
     )
     async with in_process_backend(settings) as backend:

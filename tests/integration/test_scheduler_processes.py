@@ -29,6 +29,9 @@ from kanade.core.scheduling import exec_id_for, occurrence_id
 from secured import authority_dir, connect_backend, session_authority, swarm_credentials
 from stack import kill9, terminate
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0
 
@@ -101,11 +104,11 @@ class Backend:
 
 
 class Stack:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, db: str) -> None:
         self.base = base
         self.broker = EmbeddedBroker(base / "nats", security=session_authority().broker_security())
         self.broker.start(timeout=15)
-        self.db = base / "kanade.db"
+        self.db = db  # a database URL: SQLite or PostgreSQL
         self.backends: list[Backend] = []
         self.others: list[subprocess.Popen[str]] = []
 
@@ -122,7 +125,7 @@ class Stack:
                 "--authority",
                 str(authority_dir()),
                 "--db",
-                str(self.db),
+                self.db,
                 "--http-port",
                 str(port),
                 "--lease-ttl",
@@ -198,8 +201,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(tmp_path)
+def stack(tmp_path: Path, store_url: str) -> Iterator[Stack]:
+    s = Stack(tmp_path, store_url)
     try:
         yield s
     finally:

@@ -22,6 +22,9 @@ from kanade.core.models.records import AuditRecord
 from kanade.core.models.wire import encode
 from polling import eventually as shared_eventually
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 eventually = functools.partial(shared_eventually, timeout=15.0)
 
 ADHOC = "echo s3cr3t-marker\nexit 0\n"
@@ -29,8 +32,10 @@ OBJECT = b"echo from-object\n"
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
-    settings = jwt_settings(nats_url, str(tmp_path / "k.db"), tmp_path / "keys")
+async def backend(
+    nats_url: str, tmp_path: Path, store_url: str
+) -> AsyncIterator[InProcessBackend]:
+    settings = jwt_settings(nats_url, store_url, tmp_path / "keys")
     async with in_process_backend(settings) as b:
         await add_users(b, "viewer", "operator", "admin")
         yield b

@@ -48,6 +48,8 @@ NKEY_SEED = re.compile(r"\bS[OAU][A-Z2-7]{50,}")
 RESULT_WAIT_S = 30.0
 
 
+# SQLite only: `kanade up` keeps its store in its data dir (it takes no --db); its
+# PostgreSQL topology, `kanade up --cluster`, is test_up_cluster.py's.
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
     base = tmp_path_factory.mktemp("attacks")

@@ -30,6 +30,9 @@ from kanade.core.models.wire import encode
 from kanade.core.signing import KeyPair, Signer
 from secured import backend_credentials, session_authority
 
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
+
 PC = "sg-1"
 OTHER_PC = "sg-2"
 GROUP = "sgrp"
@@ -37,8 +40,10 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlStack]:
-    s = start_stack(tmp_path_factory.mktemp("signed"))
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, module_store_url: str
+) -> Iterator[ControlStack]:
+    s = start_stack(tmp_path_factory.mktemp("signed"), db=module_store_url)
     try:
         s.agent(PC, (GROUP,))
         s.agent(OTHER_PC)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import nats
 import pytest
@@ -23,6 +22,9 @@ from kanade.core.freeze import FREEZE_KEY
 from kanade.core.models.wire import Command, decode
 from polling import eventually as shared_eventually
 from secured import backend_credentials, session_authority
+
+# The backend process's store: SQLite and PostgreSQL (conftest: stores).
+pytestmark = pytest.mark.stores
 
 eventually = functools.partial(shared_eventually, timeout=20.0)
 HELLO = {
@@ -42,10 +44,10 @@ def cron_at(t: datetime) -> str:
 
 
 @pytest.fixture
-async def backend(nats_url: str, tmp_path: Path) -> AsyncIterator[InProcessBackend]:
+async def backend(nats_url: str, store_url: str) -> AsyncIterator[InProcessBackend]:
     settings = Settings.from_db_arg(
         nats_url=nats_url,
-        db=str(tmp_path / "kanade.db"),
+        db=store_url,
         authority_dir=session_authority().root,
         scheduler_lease_ttl_s=2.0,
     )

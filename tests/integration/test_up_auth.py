@@ -71,6 +71,8 @@ def _seeds(data_dir: Path) -> list[str]:
     return found
 
 
+# SQLite only: `kanade up` keeps its store in its data dir (it takes no --db); its
+# PostgreSQL topology, `kanade up --cluster`, is test_up_cluster.py's.
 def test_up_with_jwt_auth_login_roles_and_restart(tmp_path: Path) -> None:
     creds = tmp_path / "credentials.json"
     stack = start_up(tmp_path / "data", tmp_path / "up.log", agents=1, extra=("--auth", "jwt"))

@@ -24,6 +24,8 @@ from stack import BIN, UpStack, start_up, stop_up
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process semantics")
 
 
+# SQLite only: `kanade up` keeps its store in its data dir (it takes no --db); its
+# PostgreSQL topology, `kanade up --cluster`, is test_up_cluster.py's.
 @pytest.fixture
 def up(tmp_path: Path) -> Iterator[UpStack]:
     stack = start_up(tmp_path / "data", tmp_path / "up.log", agents=1, examples=False)

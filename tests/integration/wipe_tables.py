@@ -1,4 +1,4 @@
-"""The rows a wiped database must get back (SPEC §1.3), read from a SQLite file.
+"""The rows a wiped database must get back (SPEC §1.3), read from the database (either dialect).
 
 :func:`dump` reads every table of interest in a stable order, leaving out only what is
 the database's own bookkeeping: ``executions.updated_at`` (when this database last wrote

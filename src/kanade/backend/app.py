@@ -53,6 +53,7 @@ from kanade.backend.api.middleware.auth import AuthMiddleware
 from kanade.backend.api.middleware.body_limit import BodyLimitMiddleware
 from kanade.backend.api.middleware.headers import SecurityHeadersMiddleware
 from kanade.backend.api.middleware.live import LiveMiddleware
+from kanade.backend.api.middleware.nul import NulQueryMiddleware
 from kanade.backend.api.middleware.options import OptionsMiddleware
 from kanade.backend.messaging.consumers import PROJECTION_CONSUMERS, replayed
 from kanade.backend.messaging.link import BrokerLink
@@ -422,6 +423,9 @@ def create_app(settings: Settings) -> FastAPI:
     # Outside authentication: OPTIONS and the security headers concern every response,
     # and an oversized body is refused before anyone reads it (issue #15).
     app.add_middleware(OptionsMiddleware)
+    # A NUL in a query value is a 400 before any route hands it to the store (PostgreSQL
+    # refuses NUL in text: it was a 500 there).
+    app.add_middleware(NulQueryMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
