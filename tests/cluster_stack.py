@@ -26,6 +26,7 @@ from clusterkit import secured_cluster
 from kanade.bus.broker import free_port
 from kanade.bus.cluster import BrokerCluster
 from kanade.security.authority import Authority
+from pgdb import db_env
 from secured import swarm_credentials
 from stack import kill9, terminate
 
@@ -61,6 +62,7 @@ class Replica:
     argv: list[str]
     port: int
     log: Path
+    db_url: str = ""  # handed over in $KANADE_DB: it holds PostgreSQL's password
     proc: subprocess.Popen[str] | None = None
 
     @property
@@ -70,7 +72,7 @@ class Replica:
     def start(self) -> None:
         fh = open(self.log, "a")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(self.argv, stdout=fh, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)  # fmt: skip
+                                     start_new_session=True, env=db_env(self.db_url))  # fmt: skip
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -170,13 +172,12 @@ class ClusterStack:
             str(BIN / "kanade-backend"), "run",
             "--nats-url", self.nats_urls,
             "--authority", str(self.authority.root),
-            "--db", self.db_url,
             "--http-port", str(port),
             "--lease-ttl", str(self.lease_ttl),
             "--reaper-interval", "1",
             *args,
         ]  # fmt: skip
-        r = Replica(name, argv, port, self.base / f"{name}.log")
+        r = Replica(name, argv, port, self.base / f"{name}.log", self.db_url)
         self.replicas.append(r)
         r.start()
         wait_for(r.healthy, f"{name} healthy")

@@ -113,3 +113,10 @@ def wipe_store(url: str) -> None:
             conn.execute(text("CREATE SCHEMA public"))
     finally:
         engine.dispose()
+
+
+def db_env(db: str | Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that hands a ``kanade-backend`` process its database: ``$KANADE_DB``,
+    as an operator does (a PostgreSQL URL holds a password, and every local user can read
+    a command line)."""
+    return {**(os.environ if env is None else env), "KANADE_DB": str(db)}

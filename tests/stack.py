@@ -26,6 +26,7 @@ import psutil
 
 from kanade.bus.broker import EmbeddedBroker, free_port
 from kanade.security.authority import Authority
+from pgdb import db_env
 from secured import issue_agent, register_groups, session_authority
 
 BIN = Path(sys.executable).parent
@@ -190,8 +191,6 @@ def start_backend(
             broker.url,
             "--authority",
             str(trust.root),
-            "--db",
-            db or str(base / "kanade.db"),
             "--http-port",
             str(http_port),
             *backend_args,
@@ -200,6 +199,7 @@ def start_backend(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        env=db_env(db or base / "kanade.db"),
     )
     url = f"http://127.0.0.1:{http_port}"
     deadline = time.monotonic() + READY_TIMEOUT_S

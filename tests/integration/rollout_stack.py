@@ -35,6 +35,7 @@ from kanade.bus.pull import PullConsumer
 from kanade.core import subjects
 from kanade.core.models.wire import Command, decode
 from kanade.security.authority import Authority
+from pgdb import db_env
 from polling import eventually, wait_until
 from secured import backend_credentials, swarm_credentials
 from stack import kill9, secret_file, terminate
@@ -121,8 +122,9 @@ class Stack:
             return
         r = subprocess.run(
             [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
-             "--password-stdin", "--db", self.db],
+             "--password-stdin"],
             input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False,
+            env=db_env(self.db),
         )  # fmt: skip
         assert r.returncode == 0, r.stderr
         self.users[name] = role
@@ -138,8 +140,6 @@ class Stack:
             self.broker.url,
             "--authority",
             str(self.authority.root),
-            "--db",
-            self.db,
             "--http-port",
             str(port),
             "--lease-ttl",
@@ -150,7 +150,7 @@ class Stack:
             argv += ["--auth", "jwt", "--jwt-secret-file",
                      str(secret_file(self.base / "jwt-secret", JWT_SECRET))]
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)  # fmt: skip
+                                start_new_session=True, env=db_env(self.db))  # fmt: skip
         b = Backend(proc, f"http://127.0.0.1:{port}", log)
         self.backends.append(b)
 

@@ -32,6 +32,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from kanade.backend.app import create_app
 from kanade.backend.settings import Settings
+from pgdb import db_env
 from secured import authority_dir
 from stack import BIN, BackendStack, secret_file, start_backend, stop_backend
 
@@ -108,8 +109,9 @@ def fuzzed(
     for name, role in USERS.items():
         subprocess.run(
             [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
-             "--password-stdin", "--db", db],
+             "--password-stdin"],
             input=PASSWORD + "\n", text=True, check=True, capture_output=True, timeout=60,
+            env=db_env(db),
         )  # fmt: skip
     secret = secret_file(base / "jwt.secret", "fuzz-secret-" + "s" * 32)
     stack = start_backend(

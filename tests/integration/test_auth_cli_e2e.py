@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from kanade.bus import EmbeddedBroker, free_port
+from pgdb import db_env
 from polling import Fatal, wait_until
 from secured import authority_dir
 
@@ -64,14 +65,15 @@ def test_bootstrap_login_use_logout(
         "KANADE_JWT_SECRET": SECRET,
     }
     env.pop("KANADE_TOKEN", None)
+    env = db_env(db, env)  # $KANADE_DB: a PostgreSQL URL holds a password
     run(
         [str(BIN / "kanade-backend"), "user", "add", "root", "--role", "admin",
-         "--password-stdin", "--db", db],
+         "--password-stdin"],
         env,
         stdin=PASSWORD + "\n",
     )  # fmt: skip
     short = run(
-        [str(BIN / "kanade-backend"), "user", "add", "x", "--password-stdin", "--db", db],
+        [str(BIN / "kanade-backend"), "user", "add", "x", "--password-stdin"],
         env,
         stdin="short\n",
         check=False,
@@ -83,7 +85,7 @@ def test_bootstrap_login_use_logout(
     log = tmp_path / "backend.log"
     with open(log, "w") as fh:  # a file: a pipe nobody reads would block the backend
         backend = subprocess.Popen(
-            [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url, "--db", db,
+            [str(BIN / "kanade-backend"), "run", "--nats-url", nats_server.url,
              "--http-port", str(port), "--auth", "jwt", "--authority", str(authority_dir())],
             env=env, stdout=subprocess.DEVNULL, stderr=fh, text=True,
         )  # fmt: skip

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from kanade.bus import EmbeddedBroker, free_port
+from pgdb import db_env
 from polling import Fatal, wait_until
 from secured import authority_dir
 
@@ -29,11 +30,13 @@ def start_backend(
     block the backend once it filled, and a failure can show the log."""
     cmd = [
         sys.executable, "-m", "kanade.backend.cli", "run",
-        "--nats-url", nats_url, "--db", str(db), "--http-port", str(port),
+        "--nats-url", nats_url, "--http-port", str(port),
         "--authority", str(authority or authority_dir()),
     ]  # fmt: skip
     with open(log, "w") as fh:
-        return subprocess.Popen(cmd, stderr=fh, stdout=subprocess.DEVNULL, text=True)
+        return subprocess.Popen(
+            cmd, stderr=fh, stdout=subprocess.DEVNULL, text=True, env=db_env(db)
+        )
 
 
 def wait_healthy(port: int, proc: subprocess.Popen[str], log: Path) -> dict[str, object]:

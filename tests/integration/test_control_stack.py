@@ -27,6 +27,7 @@ from agent_harness import AgentFleet, AgentProcess
 
 import polling
 from kanade.bus import EmbeddedBroker, free_port
+from pgdb import db_env
 from secured import authority_dir, session_authority
 
 BIN = Path(sys.executable).parent
@@ -66,13 +67,14 @@ class ControlStack:
     def start_backend(self) -> None:
         argv = [
             sys.executable, "-m", "kanade.backend.cli", "run",
-            "--nats-url", self.broker.url, "--db", self.db or str(self.root / "kanade.db"),
+            "--nats-url", self.broker.url,
             "--authority", str(authority_dir()),
             "--http-port", str(self.http_port), *self.backend_args,
         ]  # fmt: skip
         with open(self.backend_log, "ab") as log:
             self.backend = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=db_env(self.db or self.root / "kanade.db"),
             )
         wait_until(
             lambda: httpx.get(f"{self.url}/health", timeout=1).json()["broker"],

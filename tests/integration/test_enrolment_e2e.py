@@ -28,6 +28,7 @@ from kanade.core import subjects as s
 from kanade.core.instants import system_clock
 from kanade.core.models.wire import Heartbeat, encode
 from kanade.security.authority import Authority
+from pgdb import db_env
 from polling import eventually, wait_until
 from stack import BIN, terminate
 
@@ -82,8 +83,6 @@ def backend(tmp_path: Path, store_url: str) -> Iterator[Backend]:
                     broker.url,
                     "--authority",
                     str(authority.root),
-                    "--db",
-                    store_url,
                     "--http-port",
                     str(port),
                     "--no-scheduler",
@@ -92,6 +91,7 @@ def backend(tmp_path: Path, store_url: str) -> Iterator[Backend]:
                 stderr=subprocess.STDOUT,
                 text=True,
                 start_new_session=True,
+                env=db_env(store_url),
             )
         url = f"http://127.0.0.1:{port}"
         try:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from hardening_inputs import run
 
+from pgdb import db_env
 from stack import BIN, BackendStack, secret_file, start_backend, stop_backend
 
 # The backend process's store: SQLite and PostgreSQL (conftest: stores).
@@ -47,8 +48,9 @@ def backend(
     for name, role in USERS.items():
         subprocess.run(
             [str(BIN / "kanade-backend"), "user", "add", name, "--role", role,
-             "--password-stdin", "--db", store_url],
+             "--password-stdin"],
             input=PASSWORD + "\n", text=True, check=True, capture_output=True, timeout=60,
+            env=db_env(store_url),
         )  # fmt: skip
     secret = secret_file(base / "jwt.secret", "handcrafted-" + "h" * 32)
     stack = start_backend(base, "--auth", "jwt", "--jwt-secret-file", str(secret), db=store_url)

@@ -25,6 +25,8 @@ import jwt
 import pytest
 from rollout_stack import BIN, JWT_SECRET, PASSWORD, Backend, Stack, wait_for
 
+from pgdb import db_env
+
 # The backend process's store: SQLite and PostgreSQL (conftest: stores; one module stack
 # per dialect).
 pytestmark = pytest.mark.stores
@@ -187,10 +189,9 @@ def test_sessions_end_on_logout_everywhere_and_by_an_admin(stack: Stack) -> None
 def test_token_lifetime_is_bounded(stack: Stack, short: Backend) -> None:
     refused = subprocess.run(
         [str(BIN / "kanade-backend"), "run", "--nats-url", stack.broker.url,
-         "--authority", str(stack.authority.root), "--db", str(stack.db),
-         "--auth", "jwt", "--token-ttl", "30d"],
+         "--authority", str(stack.authority.root), "--auth", "jwt", "--token-ttl", "30d"],
         capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "KANADE_JWT_SECRET": JWT_SECRET},
+        env=db_env(stack.db, {**os.environ, "KANADE_JWT_SECRET": JWT_SECRET}),
     )  # fmt: skip
     assert refused.returncode == 2, refused.stderr
     assert "token lifetime must be between" in refused.stderr

@@ -26,6 +26,7 @@ import pytest
 from kanade.bus import EmbeddedBroker, free_port
 from kanade.core import subjects
 from kanade.core.scheduling import exec_id_for, occurrence_id
+from pgdb import db_env
 from secured import authority_dir, connect_backend, session_authority, swarm_credentials
 from stack import kill9, terminate
 
@@ -124,8 +125,6 @@ class Stack:
                 self.broker.url,
                 "--authority",
                 str(authority_dir()),
-                "--db",
-                self.db,
                 "--http-port",
                 str(port),
                 "--lease-ttl",
@@ -136,6 +135,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            env=db_env(self.db),
         )
         b = Backend(proc, f"http://127.0.0.1:{port}", log)
         self.backends.append(b)

@@ -314,6 +314,14 @@ def run(
     urls = [u for arg in nats_url for u in split_urls(arg)]
     if not urls:
         raise typer.BadParameter("needs at least one broker URL", param_hint="--nats-url")
+    from kanade.backend.store.database import password_in_argv
+
+    if password_in_argv(db, sys.argv):
+        typer.echo(
+            "kanade-backend: warning: the database password is on the command line, where "
+            "every local user can read it; pass the URL in $KANADE_DB instead",
+            err=True,
+        )
     settings = Settings.from_db_arg(
         nats_url=",".join(urls),
         db=db,

@@ -126,9 +126,9 @@ def _one_run(results: int, db: str | None, replicas: int = 1) -> tuple[float, fl
             for i, port in enumerate(ports):
                 backends.append(Proc(
                     [str(BIN / "kanade-backend"), "run", "--nats-url", ",".join(brokers.urls),
-                     "--db", db or str(tmp / "kanade.db"), "--http-port", str(port),
-                     *backend_args(brokers.authority, tmp)],
-                    tmp / f"backend-{i}.log"))
+                     "--http-port", str(port), *backend_args(brokers.authority, tmp)],
+                    # A PostgreSQL URL holds a password: $KANADE_DB, not the command line.
+                    tmp / f"backend-{i}.log", env={"KANADE_DB": db or str(tmp / "kanade.db")}))
             url = f"http://127.0.0.1:{ports[0]}"
             deadline = time.monotonic() + 600
             first: tuple[float, int] | None = None  # (time, rows) when projection began

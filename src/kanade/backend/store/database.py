@@ -58,6 +58,18 @@ def database_url(db: str) -> str:
     return f"sqlite:///{path}"
 
 
+def password_in_argv(db: str, argv: list[str]) -> bool:
+    """Whether ``db`` (the ``--db`` value) holds a password and came from the command line,
+    which every local user can read (``ps``), rather than from ``$KANADE_DB``."""
+    if "://" not in db:
+        return False
+    try:
+        password = make_url(db).password
+    except Exception:
+        return False
+    return bool(password) and any(str(password) in arg for arg in argv)
+
+
 def safe_url(url: str) -> str:
     """``url`` for a log line: a password in it is masked (logs are read by more people
     than the database's credentials are meant for, SPEC §8.3)."""
