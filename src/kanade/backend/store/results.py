@@ -159,37 +159,45 @@ def count_by_hour(conn: Connection, since: datetime) -> dict[str, dict[str, int]
 # --- writes ----------------------------------------------------------------------------
 
 
-def insert_started(conn: Connection, rows: Sequence[Row]) -> None:
+def insert_started(
+    conn: Connection, rows: Sequence[Row], *, reports: Iterable[Row] | None = None
+) -> None:
     """EventStarted rows: create ``in_flight`` rows; a row that already exists (started,
     finished or reaped) is left alone — an EventStarted after its result changes nothing.
-    The pc started after all: its ``no_result`` row goes."""
+    The pc started after all: its ``no_result`` row goes (that of every row of
+    ``reports`` when given: the projector folds some started rows into results)."""
+    drop_no_results(conn, rows if reports is None else reports)
     if rows:
-        drop_no_results(conn, rows)
         stmt = insert(conn, results).on_conflict_do_nothing(index_elements=["result_id"])
         conn.execute(stmt, list(rows))
 
 
-_RESULT_UPDATE_COLUMNS = (
+RESULT_UPDATE_COLUMNS = (
     "state", "exit_code", "skipped", "stdout", "stderr", "stdout_bytes", "stderr_bytes",
     "stdout_ref", "stderr_ref", "started_at", "finished_at", "attempts", "note",
     "schedule_id", "nominal_time", "recorded_at",
 )  # fmt: skip
+"""What a result writes over an existing ``in_flight``/``reaped`` row; the rest (its
+identity, ``timeout_s``, ``expires_at``) stays the EventStarted's."""
 
 
-def upsert_finished(conn: Connection, rows: Sequence[Row]) -> None:
+def upsert_finished(
+    conn: Connection, rows: Sequence[Row], *, reports: Iterable[Row] | None = None
+) -> None:
     """Result rows: insert as ``finished``, or complete an ``in_flight``/``reaped`` row.
 
     A row that is already finished is kept as it is: the first finished result of a
     ``result_id`` wins, so a redelivery (or the agent re-sending from its outbox) is a
-    no-op rather than a rewrite of ``recorded_at``.
+    no-op rather than a rewrite of ``recorded_at``. The ``no_result`` rows of the pcs
+    ``rows`` (or ``reports``, when given) report on go first.
     """
+    drop_no_results(conn, rows if reports is None else reports)
     if not rows:
         return
-    drop_no_results(conn, rows)
     stmt = insert(conn, results)
     stmt = stmt.on_conflict_do_update(
         index_elements=["result_id"],
-        set_={c: stmt.excluded[c] for c in _RESULT_UPDATE_COLUMNS},
+        set_={c: stmt.excluded[c] for c in RESULT_UPDATE_COLUMNS},
         where=results.c.state != "finished",
     )
     conn.execute(stmt, list(rows))
