@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.store.paging import Page, Record, page
 from kanade.backend.store.tables import executions, results
-from kanade.backend.store.upsert import chunks, insert
+from kanade.backend.store.upsert import batch_insert, chunks, first_of_each, insert
 from kanade.core.execends import NO_RESULT
 from kanade.core.ids import no_result_id
 from kanade.core.lifecycle import REAPED_EXIT_CODE, result_expires_at
@@ -168,8 +168,8 @@ def insert_started(
     ``reports`` when given: the projector folds some started rows into results)."""
     drop_no_results(conn, rows if reports is None else reports)
     if rows:
-        stmt = insert(conn, results).on_conflict_do_nothing(index_elements=["result_id"])
-        conn.execute(stmt, list(rows))
+        stmt, params = batch_insert(conn, results, first_of_each(rows, "result_id"))
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["result_id"]), params)
 
 
 RESULT_UPDATE_COLUMNS = (
@@ -194,13 +194,14 @@ def upsert_finished(
     drop_no_results(conn, rows if reports is None else reports)
     if not rows:
         return
-    stmt = insert(conn, results)
+    # The first of each id: the later ones would find it finished.
+    stmt, params = batch_insert(conn, results, first_of_each(rows, "result_id"))
     stmt = stmt.on_conflict_do_update(
         index_elements=["result_id"],
         set_={c: stmt.excluded[c] for c in RESULT_UPDATE_COLUMNS},
         where=results.c.state != "finished",
     )
-    conn.execute(stmt, list(rows))
+    conn.execute(stmt, params)
 
 
 def drop_no_results(conn: Connection, rows: Iterable[Row]) -> None:
