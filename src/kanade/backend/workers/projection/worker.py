@@ -31,6 +31,7 @@ from kanade.backend.messaging.live import hub
 from kanade.backend.store.database import Database
 from kanade.backend.store.failures import is_transient
 from kanade.bus.connection import Bus
+from kanade.bus.pull import published_at
 from kanade.core.instants import Clock, system_clock
 from kanade.worker import Worker
 
@@ -49,7 +50,7 @@ bounds, the wrong type, not JSON) or ``unwritable`` (the database refused its ro
 
 def recorded_at(msg: Msg) -> datetime:
     """The stream's publish time of ``msg`` (not our clock: replays must reproduce it)."""
-    return msg.metadata.timestamp
+    return published_at(msg)
 
 
 @dataclass(frozen=True)
