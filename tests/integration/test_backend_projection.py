@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,10 @@ from sqlalchemy import text
 from kanade.backend.inprocess import InProcessBackend, in_process_backend
 from kanade.backend.messaging.consumers import EXECS_CONSUMER, RESULTS_CONSUMER
 from kanade.backend.settings import Settings
-from kanade.backend.store import agents
+from kanade.backend.store import agents, results
+from kanade.backend.store.database import Database
+from kanade.backend.store.migrate import upgrade_sync
+from kanade.backend.workers.projection.results import ResultsProjector
 from kanade.bus import Bus, EmbeddedBroker
 from kanade.core import subjects
 from kanade.core.ids import result_id_for
@@ -445,3 +449,42 @@ async def test_projection_resumes_after_a_broker_restart(
     await eventually(completed, timeout=45, what="projection resumed after the restart")
     health = (await backend.client.get("/health")).json()
     assert health["broker"] is True
+
+
+async def test_a_batch_decodes_while_the_previous_commits_and_each_is_acked_after_its_commit(
+    bus: Bus, store_url: str
+) -> None:
+    upgrade_sync(store_url)
+    db = Database(store_url)
+    projector = ResultsProjector(bus, db, batch_max=1)
+    ex = {"request_id": "q1", "exec_id": "e1", "job_id": "hello", "version": "1"}
+    gate = threading.Event()
+    try:
+        await projector.prepare(reset=False)
+        for pc in ("pc-a", "pc-b"):
+            await send(bus, result(ex, pc))
+        # The writer thread busy (as with another batch or a heartbeat flush): the first
+        # batch's commit waits behind it, and the step returns — the next batch may come.
+        busy = asyncio.ensure_future(db.write(lambda conn: gate.wait(DEADLINE)))
+        await asyncio.wait_for(projector.step(), DEADLINE / 3)
+        info = await bus.js.consumer_info(subjects.STREAM_RESULTS, RESULTS_CONSUMER.durable)
+        assert info.num_ack_pending == 2  # delivered, and not acked before its commit
+        second = asyncio.ensure_future(projector.step())  # decoded; waits for the first
+        gate.set()
+        await busy
+        await asyncio.wait_for(second, DEADLINE)
+        await asyncio.wait_for(projector.settle(), DEADLINE)
+
+        async def acked() -> bool:
+            i = await bus.js.consumer_info(subjects.STREAM_RESULTS, RESULTS_CONSUMER.durable)
+            return i.num_ack_pending == 0
+
+        await eventually(acked)
+        rows = await db.read(lambda conn: results.results_of_exec(conn, "e1"))
+        assert [(r["pc_id"], r["state"]) for r in rows] == [
+            ("pc-a", "finished"), ("pc-b", "finished")
+        ]
+    finally:
+        gate.set()
+        await projector.teardown()
+        db.close()

@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from nats.aio.client import Client
@@ -19,6 +20,24 @@ from nats.js.api import Header
 
 _STATUS: Final = Header.STATUS.value
 _DESCRIPTION: Final = Header.DESCRIPTION.value
+# A JetStream reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>,
+# or the newer form with a domain and an account hash first (and a trailing token).
+_V1_TOKENS: Final = 9
+_V1_TIMESTAMP: Final = 7
+_V2_MIN_TOKENS: Final = 11  # what nats-py accepts (the trailing token may be absent)
+_ACK_PREFIX: Final = [Msg.Ack.Prefix0, Msg.Ack.Prefix1]
+
+
+def published_at(msg: Msg) -> datetime:
+    """The stream's publish time of a JetStream message: ``msg.metadata.timestamp``, the
+    same value by the same arithmetic, without building the whole metadata (the projectors
+    read it for every message; the two dataclasses cost a quarter of decoding a result)."""
+    tokens = msg.reply.split(".") if msg.reply else []
+    n = len(tokens)
+    if (n == _V1_TOKENS or n >= _V2_MIN_TOKENS) and tokens[:2] == _ACK_PREFIX:
+        index = _V1_TIMESTAMP if n == _V1_TOKENS else Msg.Ack.Timestamp
+        return datetime.fromtimestamp(int(tokens[index]) / 1_000_000_000.0, UTC)
+    return msg.metadata.timestamp  # not a JetStream reply: nats-py raises as it always has
 
 
 class PullConsumer:

@@ -44,9 +44,13 @@ def result_id_for(request_id: str, pc_id: str) -> str:
     return hashlib.sha256(f"{request_id}\x00{pc_id}".encode()).hexdigest()[:32]
 
 
+NO_RESULT_ID_PREFIX: Final = "nr-"
+"""Every :func:`no_result_id` starts with it; a result id an agent mints never does."""
+
+
 def no_result_id(exec_id: str, pc_id: str) -> str:
     """The id of the ``no_result`` row closing an expected pc that never started an exec
     (SPEC §4.3). Its own prefix, so it can never equal a real result id; deterministic, so
     a real result of that pc (whatever its request) finds and replaces it."""
     digest = hashlib.sha256(f"no_result\x00{exec_id}\x00{pc_id}".encode()).hexdigest()[:32]
-    return f"nr-{digest}"
+    return f"{NO_RESULT_ID_PREFIX}{digest}"

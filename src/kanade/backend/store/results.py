@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from kanade.backend.store.paging import Page, Record, page
 from kanade.backend.store.tables import executions, results
-from kanade.backend.store.upsert import chunks, insert
+from kanade.backend.store.upsert import batch_insert, chunks, first_of_each, insert
 from kanade.core.execends import NO_RESULT
 from kanade.core.ids import no_result_id
 from kanade.core.lifecycle import REAPED_EXIT_CODE, result_expires_at
@@ -159,40 +159,49 @@ def count_by_hour(conn: Connection, since: datetime) -> dict[str, dict[str, int]
 # --- writes ----------------------------------------------------------------------------
 
 
-def insert_started(conn: Connection, rows: Sequence[Row]) -> None:
+def insert_started(
+    conn: Connection, rows: Sequence[Row], *, reports: Iterable[Row] | None = None
+) -> None:
     """EventStarted rows: create ``in_flight`` rows; a row that already exists (started,
     finished or reaped) is left alone — an EventStarted after its result changes nothing.
-    The pc started after all: its ``no_result`` row goes."""
+    The pc started after all: its ``no_result`` row goes (that of every row of
+    ``reports`` when given: the projector folds some started rows into results)."""
+    drop_no_results(conn, rows if reports is None else reports)
     if rows:
-        drop_no_results(conn, rows)
-        stmt = insert(conn, results).on_conflict_do_nothing(index_elements=["result_id"])
-        conn.execute(stmt, list(rows))
+        stmt, params = batch_insert(conn, results, first_of_each(rows, "result_id"))
+        conn.execute(stmt.on_conflict_do_nothing(index_elements=["result_id"]), params)
 
 
-_RESULT_UPDATE_COLUMNS = (
+RESULT_UPDATE_COLUMNS = (
     "state", "exit_code", "skipped", "stdout", "stderr", "stdout_bytes", "stderr_bytes",
     "stdout_ref", "stderr_ref", "started_at", "finished_at", "attempts", "note",
     "schedule_id", "nominal_time", "recorded_at",
 )  # fmt: skip
+"""What a result writes over an existing ``in_flight``/``reaped`` row; the rest (its
+identity, ``timeout_s``, ``expires_at``) stays the EventStarted's."""
 
 
-def upsert_finished(conn: Connection, rows: Sequence[Row]) -> None:
+def upsert_finished(
+    conn: Connection, rows: Sequence[Row], *, reports: Iterable[Row] | None = None
+) -> None:
     """Result rows: insert as ``finished``, or complete an ``in_flight``/``reaped`` row.
 
     A row that is already finished is kept as it is: the first finished result of a
     ``result_id`` wins, so a redelivery (or the agent re-sending from its outbox) is a
-    no-op rather than a rewrite of ``recorded_at``.
+    no-op rather than a rewrite of ``recorded_at``. The ``no_result`` rows of the pcs
+    ``rows`` (or ``reports``, when given) report on go first.
     """
+    drop_no_results(conn, rows if reports is None else reports)
     if not rows:
         return
-    drop_no_results(conn, rows)
-    stmt = insert(conn, results)
+    # The first of each id: the later ones would find it finished.
+    stmt, params = batch_insert(conn, results, first_of_each(rows, "result_id"))
     stmt = stmt.on_conflict_do_update(
         index_elements=["result_id"],
-        set_={c: stmt.excluded[c] for c in _RESULT_UPDATE_COLUMNS},
+        set_={c: stmt.excluded[c] for c in RESULT_UPDATE_COLUMNS},
         where=results.c.state != "finished",
     )
-    conn.execute(stmt, list(rows))
+    conn.execute(stmt, params)
 
 
 def drop_no_results(conn: Connection, rows: Iterable[Row]) -> None:

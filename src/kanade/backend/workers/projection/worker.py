@@ -2,11 +2,14 @@
 
 A batch is written in ONE transaction and acked only after the commit. The database
 failing (transient) naks the batch for redelivery, never losing it; a row the database
-refuses is isolated and skipped, so poison never blocks the stream.
+refuses is isolated and skipped, so poison never blocks the stream. While one batch
+commits on the writer thread, the next one arrives and decodes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 from abc import abstractmethod
 from collections.abc import Callable
@@ -28,6 +31,7 @@ from kanade.backend.messaging.live import hub
 from kanade.backend.store.database import Database
 from kanade.backend.store.failures import is_transient
 from kanade.bus.connection import Bus
+from kanade.bus.pull import published_at
 from kanade.core.instants import Clock, system_clock
 from kanade.worker import Worker
 
@@ -35,6 +39,8 @@ log = structlog.get_logger(__name__)
 
 # Redelivery delay after a failed commit: long enough not to spin on a broken DB.
 NAK_DELAY_S = 2.0
+# How long a stopping projector waits for the commit of its last batch.
+SETTLE_ON_STOP_S = 10.0
 
 OnProjected = Callable[[str, int], None]
 OnDropped = Callable[[str, str], None]
@@ -44,7 +50,7 @@ bounds, the wrong type, not JSON) or ``unwritable`` (the database refused its ro
 
 def recorded_at(msg: Msg) -> datetime:
     """The stream's publish time of ``msg`` (not our clock: replays must reproduce it)."""
-    return msg.metadata.timestamp
+    return published_at(msg)
 
 
 @dataclass(frozen=True)
@@ -192,11 +198,35 @@ class ItemProjector(ProjectionWorker):
     decode: ClassVar[Decoder]
     write: ClassVar[Writer]
 
+    _in_flight: asyncio.Future[None] | None = None
+
     async def handle(self, msgs: list[Msg]) -> None:
+        """Decode ``msgs`` while the previous batch commits, then hand them to the writer
+        and return: the next batch arrives and decodes while this one commits (one batch
+        in flight; each is acked after its own commit)."""
         decoded = type(self).decode(msgs)
+        await self.settle()
         await ack_all([*decoded.poison, *(msg for _, msg in decoded.forged)])
         self._dropped(self.kind, "invalid", len(decoded.poison))
         if self._on_identity_mismatch is not None:
             for kind, _ in decoded.forged:
                 self._on_identity_mismatch(kind)
-        await self.commit(self.kind, decoded.items, type(self).write)
+        if decoded.items:
+            self._in_flight = asyncio.ensure_future(
+                self.commit(self.kind, decoded.items, type(self).write)
+            )
+
+    async def settle(self) -> None:
+        """Wait until the batch in flight is committed and acked (or naked)."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def teardown(self) -> None:
+        # A stopping worker lets its last batch commit and ack (bounded: a database that
+        # hangs must not hold the shutdown; an unacked batch is redelivered, idempotently).
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(in_flight, SETTLE_ON_STOP_S)
+        await super().teardown()

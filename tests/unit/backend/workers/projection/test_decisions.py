@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
+
+from nats.aio.msg import Msg
 
 from kanade.backend.workers.projection.decisions import decode_decisions
 from kanade.core import subjects as s
@@ -16,8 +17,10 @@ from kanade.core.models.decisions import DecisionTotals, ScheduleDecisionReport
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
 
 
-def _msg(subject: str, data: bytes) -> Any:
-    return SimpleNamespace(subject=subject, data=data, metadata=SimpleNamespace(timestamp=NOW))
+def _msg(subject: str, data: bytes) -> Msg:
+    # A JetStream delivery: the reply subject carries the stream's publish time (NOW).
+    reply = f"$JS.ACK.KANADE_DECISIONS.c.1.1.1.{int(NOW.timestamp()) * 10**9}.0"
+    return Msg(_client=None, subject=subject, reply=reply, data=data)  # type: ignore[arg-type]
 
 
 def _report(pc: str = "pc-a", schedule: str = "nightly", **kw: Any) -> ScheduleDecisionReport:

@@ -4,8 +4,8 @@ subject's pc is a forgery (SPEC §8.1), kept apart from rows and poison."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
-from typing import Any
+
+from nats.aio.msg import Msg
 
 from kanade.backend.workers.projection.rows import decode_exec_records, decode_results
 from kanade.core import subjects as s
@@ -16,8 +16,10 @@ from kanade.core.statuses import ExecStatus
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)
 
 
-def _msg(subject: str, data: bytes) -> Any:
-    return SimpleNamespace(subject=subject, data=data, metadata=SimpleNamespace(timestamp=NOW))
+def _msg(subject: str, data: bytes) -> Msg:
+    # A JetStream delivery: the reply subject carries the stream's publish time (NOW).
+    reply = f"$JS.ACK.KANADE_RESULTS.c.1.1.1.{int(NOW.timestamp()) * 10**9}.0"
+    return Msg(_client=None, subject=subject, reply=reply, data=data)  # type: ignore[arg-type]
 
 
 def _result(pc_id: str) -> bytes:
