@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 from store_rows import T0, row
 
 from kanade.backend.store import results
@@ -84,3 +86,34 @@ def test_output_with_a_nul_byte_is_stored_on_every_dialect(engine: Engine) -> No
         results.upsert_finished(conn, [finished])
     got = get(engine, "r1")
     assert (got["stdout"], got["stderr"], got["note"]) == ("a\ufffdb", "\ufffd", "n\ufffd")
+
+
+def test_a_batch_keeps_every_value_as_given_on_every_dialect(engine: Engine) -> None:
+    # The PostgreSQL batch travels as one JSON document: instants keep their instant,
+    # a number its size, text its characters (quotes, backslashes, non-ASCII, newlines).
+    odd = 'quote " back \\ naïve ✓ tab\t line\n'
+    rows = [
+        row(f"r{i}", "e1", "pc1", state="finished", at=T0 + timedelta(microseconds=i),
+            exit_code=-(2**31) if i % 2 else 2**31 - 1, stdout=odd * (i + 1), timeout_s=0.1 + i)
+        for i in range(3)
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        results.upsert_finished(conn, rows)
+    for i in range(3):
+        got = get(engine, f"r{i}")
+        assert got["recorded_at"] == T0 + timedelta(microseconds=i)
+        assert got["exit_code"] == (-(2**31) if i % 2 else 2**31 - 1)
+        assert got["stdout"] == odd * (i + 1) and got["timeout_s"] == 0.1 + i
+
+
+def test_a_value_too_long_for_its_column_is_refused_not_cut_on_postgresql(
+    engine: Engine,
+) -> None:
+    # Refused as row by row would be (the projector then isolates the row), never cut short.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores a string of any length")
+    too_long = row("r" * 65, "e1", "pc1", state="finished", at=T0)
+    with pytest.raises(DBAPIError, match="too long"), engine.begin() as conn:
+        results.upsert_finished(conn, [row("ok", "e1", "pc1", state="finished", at=T0), too_long])
+    with engine.connect() as conn:
+        assert results.get_result(conn, "ok") is None
