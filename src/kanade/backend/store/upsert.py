@@ -4,13 +4,10 @@ statement, ``greatest``, IN-list chunks."""
 from __future__ import annotations
 
 import functools
-import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Table, Text, bindparam, cast, column, func, select
+from sqlalchemy import String, Table, Text, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -33,56 +30,33 @@ def batch_insert(
     """``(statement, parameters)`` inserting ``rows`` (all with the same keys, unique on
     the conflict target) in one ``conn.execute``; the caller adds the ``ON CONFLICT``.
 
-    PostgreSQL: ``INSERT … SELECT * FROM jsonb_to_recordset(<the batch as one JSON
-    document>)``, one statement and one parameter for the whole batch. psycopg runs an
-    executemany as one pipelined statement per row, and the server executing thousands of
-    them one by one was most of the time a projected batch took; an array per column
-    (``unnest``) made it one statement, but psycopg then dumped every element in Python
-    (docs/performance.md, "Ingest into PostgreSQL"). The JSON is written by the C encoder
-    and parsed by the server. SQLite: the same INSERT as an executemany (in-process, a row
-    costs no round trip)."""
+    PostgreSQL: ``INSERT … SELECT * FROM unnest(<one array per column>)``, one statement
+    for the whole batch. psycopg runs an executemany as one pipelined statement per row,
+    and the server executing thousands of them one by one was most of the time a projected
+    batch took (docs/performance.md, "Ingest into PostgreSQL"). SQLite: the same INSERT
+    as an executemany (in-process, a row costs no round trip)."""
     if conn.dialect.name != "postgresql":
         return sqlite.insert(table), list(rows)
     names = tuple(rows[0])
-    stmt = postgresql.insert(table).from_select(names, _recordset(table, names))
-    binds = [(n, _bind(conn, table.c[n].type)) for n in names]
-    doc = [{n: _jsonable(bind(r[n]) if bind else r[n]) for n, bind in binds} for r in rows]
-    return stmt, {"batch_rows": json.dumps(doc, separators=(",", ":"), ensure_ascii=False)}
+    stmt = postgresql.insert(table).from_select(names, _unnest(table, names))
+    return stmt, {f"u_{n}": [r[n] for r in rows] for n in names}
 
 
-def _bind(conn: Connection, type_: TypeEngine[Any]) -> Any:
-    # A column type's own bind step (CleanText drops NUL, UtcDateTime makes UTC), as SQLAlchemy
-    # applies it to a bound value.
-    return type_.bind_processor(conn.dialect) if isinstance(type_, TypeDecorator) else None
-
-
-def _jsonable(value: Any) -> Any:
-    # The server reads an instant back from its ISO form (with its offset) into the record's
-    # timestamptz column, and a non-finite float from its name (JSON has no NaN); everything
-    # else here is a JSON value already.
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    return value
-
-
-def _record_type(type_: TypeEngine[Any]) -> TypeEngine[Any]:
-    # A length-bounded VARCHAR is read as TEXT: the column refuses a value too long (a refused
-    # row, as row by row), where a record field of VARCHAR(n) could cut it silently.
-    if isinstance(type_, TypeDecorator):
-        type_ = type_.impl_instance
-    if isinstance(type_, String):
+def _array_item(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    # A length-bounded VARCHAR becomes TEXT in the array: an explicit cast to VARCHAR(n)
+    # would cut a value silently, where the column refuses it (a refused row, as before).
+    # Column types with a bind step (CleanText, UtcDateTime) keep it, element by element.
+    if isinstance(type_, String) and not isinstance(type_, TypeDecorator):
         return Text()
     return type_
 
 
 @functools.cache
-def _recordset(table: Table, names: tuple[str, ...]) -> Any:
-    doc = cast(bindparam("batch_rows", type_=Text()), postgresql.JSONB)
-    fields = [column(n, _record_type(table.c[n].type)) for n in names]
-    rows = func.jsonb_to_recordset(doc).table_valued(*fields).render_derived(with_types=True)
-    return select(*rows.c)
+def _unnest(table: Table, names: tuple[str, ...]) -> Any:
+    arrays = [
+        bindparam(f"u_{n}", type_=postgresql.ARRAY(_array_item(table.c[n].type))) for n in names
+    ]
+    return select(*func.unnest(*arrays).table_valued(*names).render_derived().c)
 
 
 def first_of_each(rows: Iterable[Mapping[str, Any]], key: str) -> list[Mapping[str, Any]]:
