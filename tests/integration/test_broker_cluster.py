@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import ServiceUnavailableError
 
 from clusterkit import ensure_cluster_topology, monitor, route_peers, running_cluster
 from kanade.bus import topology
@@ -20,6 +21,7 @@ from kanade.bus.broker import ClusterSpec, EmbeddedBroker, RouteSecurity, free_p
 from kanade.bus.cluster import BrokerCluster
 from kanade.bus.connection import Bus
 from kanade.bus.migrate import copy_streams
+from kanade.bus.retry import retry
 from kanade.bus.topology import KV_SPECS, OBJECT_SPECS, STREAM_SPECS, ensure_topology
 from kanade.core import subjects as s
 from kanade.security.authority import Authority
@@ -253,7 +255,12 @@ async def test_a_started_cluster_places_a_stream_on_every_node_at_once(
         assert fresh.formed()
         bus = await connect_backend(fresh.urls, authority)
         try:
-            await bus.js.add_stream(name="PLACED", subjects=["placed.>"], num_replicas=3)
+            # Only the account's JetStream, enabled on its first use, may make it wait
+            # ("JetStream not enabled for account"); a refused placement fails the test.
+            await retry(lambda: bus.js.add_stream(name="PLACED", subjects=["placed.>"],
+                                                  num_replicas=3),
+                        deadline=30.0, base=0.1, cap=1.0,
+                        retry_on=(ServiceUnavailableError,))  # fmt: skip
             info = await bus.js.stream_info("PLACED")
             assert info.cluster is not None and len(info.cluster.replicas or []) == 2
         finally:

@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from nats.js.errors import ServiceUnavailableError
 
 from kanade.bench.common import BIN, Proc, emit
 from kanade.bench.security import backend_args, probe_credentials, secure_broker
@@ -28,6 +29,7 @@ from kanade.bus.broker import EmbeddedBroker, free_port
 from kanade.bus.cluster import BrokerCluster
 from kanade.bus.connection import MSG_ID_HEADER, connect
 from kanade.bus.credentials import BusCredentials
+from kanade.bus.retry import retry
 from kanade.bus.topology import ensure_topology
 from kanade.core import subjects
 from kanade.core.ids import new_id, result_id_for
@@ -46,7 +48,11 @@ async def publish_backlog(nats_url: str | list[str], credentials: BusCredentials
                        credentials=credentials)
     try:
         js = nc.jetstream()
-        await ensure_topology(js)
+        # A cluster that just started enables JetStream for the account on first use: a
+        # node may answer "JetStream not enabled for account" for a moment (the backend's
+        # own set-up retries the same way).
+        await retry(lambda: ensure_topology(js), deadline=60.0, base=0.2, cap=2.0,
+                    retry_on=(ServiceUnavailableError,))
         exec_id, request_id = new_id(), new_id()
         now = system_clock()
         pending: list[asyncio.Future[object]] = []

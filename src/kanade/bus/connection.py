@@ -370,17 +370,27 @@ seconds, and meanwhile nobody answers on their subjects ("no responders")."""
 class FailoverJetStream(JetStreamContext):
     """A JetStream context whose publishes — messages and KV writes alike — are retried
     while nobody answers on the stream's subject: a stream electing a new leader after a
-    cluster node died. Safe: an unanswered publish was not stored. Anything else (a
-    timeout, an error from the stream) is the caller's, as before."""
+    cluster node died. Safe: an unanswered publish was not stored.
+
+    A publish carrying a message id is also retried when its answer timed out (the request
+    reached the dying leader, or the new one answered too late): if the first copy was
+    stored after all, the stream's duplicate window drops the second. Without an id a
+    timeout stays the caller's, as does any error from the stream."""
 
     async def publish(self, *args: Any, **kwargs: Any) -> PubAck:
         return await retry(
             lambda: JetStreamContext.publish(self, *args, **kwargs),
-            retry_on=(nats.js.errors.NoStreamResponseError,),
+            retry_on=_failover_errors(kwargs.get("headers")),
             deadline=FAILOVER_S,
             base=0.05,
             cap=1.0,
         )
+
+
+def _failover_errors(headers: dict[str, str] | None) -> tuple[type[Exception], ...]:
+    if headers and headers.get(Header.MSG_ID):
+        return (nats.js.errors.NoStreamResponseError, nats.errors.TimeoutError)
+    return (nats.js.errors.NoStreamResponseError,)
 
 
 class Bus:

@@ -1,12 +1,16 @@
-"""bus.connection: a stop that lands while a refused handshake unwinds ends the caller."""
+"""bus.connection: a stop that lands while a refused handshake unwinds ends the caller;
+what a failover publish retries."""
 
 from __future__ import annotations
 
 import asyncio
 
+import nats.errors
 import pytest
+from nats.js.api import Header
+from nats.js.errors import NoStreamResponseError
 
-from kanade.bus.connection import _until_connected_or_refused
+from kanade.bus.connection import _failover_errors, _until_connected_or_refused
 
 
 async def test_a_stop_while_a_refused_handshake_unwinds_is_not_taken_for_a_retry() -> None:
@@ -40,3 +44,11 @@ async def test_a_refusal_still_ends_the_handshake_as_refused() -> None:
     refused.set()
     with pytest.raises(TimeoutError, match="refused by the broker"):
         await asyncio.wait_for(_until_connected_or_refused(handshake(), refused, 10.0), 5)
+
+
+def test_a_publish_with_a_message_id_is_retried_after_a_timeout_one_without_is_not() -> None:
+    # The duplicate window makes a second copy of an identified message harmless.
+    with_id = _failover_errors({Header.MSG_ID: "election-1"})
+    assert NoStreamResponseError in with_id and nats.errors.TimeoutError in with_id
+    for headers in (None, {}, {"Other": "x"}, {Header.MSG_ID: ""}):
+        assert _failover_errors(headers) == (NoStreamResponseError,)
