@@ -16,8 +16,8 @@ those two look-ups, visible only while they import. ``kanade-agent`` calls it fi
 Likewise nats-py's JetStream client builds an ``email.parser.BytesParser`` (about 1 MB of
 modules) that only its non-direct ``get_msg`` uses — which the agent calls for every signed
 KV document it reads (the signature is a header, SPEC §8.2). It gets a parser of NATS
-header lines instead: the one nats-py's core client itself uses for every message (NATS
-headers are not e-mail headers: no folding, no encoded words).
+header lines instead: the one kanade's client uses for every message (``kanade.bus.headers``;
+NATS headers are not e-mail headers: no folding, no encoded words).
 """
 
 from __future__ import annotations
@@ -59,10 +59,9 @@ class _NatsHeaderParser:
 
     @staticmethod
     def parsebytes(data: bytes, headersonly: bool = False) -> dict[str, str]:
-        from nats.aio.client import Client
+        from kanade.bus.headers import parse_header_lines
 
-        headers: dict[str, str] = Client._parse_header_lines(data)
-        return headers
+        return parse_header_lines(data)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from nats.js.api import Header, PubAck
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
+from kanade.bus import headers
 from kanade.bus.credentials import BusCredentials
 from kanade.bus.kvsigned import SignedKeyValue
 from kanade.bus.retry import Backoff, retry
@@ -228,7 +229,7 @@ async def _connect_once(
     # reconnects over the interval instead of arriving in one burst.
     settings.setdefault("reconnect_time_wait", random.uniform(1.0, 3.0))
 
-    nc = Client()
+    nc: Client = headers.Client()  # nats-py's, with a faster header parser
     # The handshake is INFO, CONNECT, PING/PONG, each bounded by connect_timeout; if a
     # reachable server keeps refusing us (e.g. bad credentials), nats-py would retry
     # forever inside connect(): bound it and fall back to our own backoff loop.

@@ -171,16 +171,22 @@ class Result(WireModel):
 
     @model_validator(mode="after")
     def _cut_text(self) -> Result:
+        # Assigned only when changed: a pydantic model's __setattr__ is not free, and this
+        # runs for every result a backend projects (nearly all are within bounds).
         notes: list[str] = []
         for name in ("stdout", "stderr"):
-            text, was_cut = cut(getattr(self, name), MAX_INLINE_OUTPUT_BYTES)
-            setattr(self, name, text)
+            value = getattr(self, name)
+            text, was_cut = cut(value, MAX_INLINE_OUTPUT_BYTES)
+            if text is not value:
+                setattr(self, name, text)
             if was_cut:
                 notes.append(f"{name} cut to {MAX_INLINE_OUTPUT_BYTES} characters on receipt")
         if notes:
             self.note = "; ".join([*([self.note] if self.note else []), *notes])
         if self.note is not None:
-            self.note = cut(self.note, MAX_NOTE_CHARS)[0]
+            note = cut(self.note, MAX_NOTE_CHARS)[0]
+            if note is not self.note:
+                self.note = note
         return self
 
 

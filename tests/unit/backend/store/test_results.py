@@ -1,4 +1,4 @@
-"""Result rows and their UPSERT semantics, on a real SQLite file."""
+"""Result rows and their UPSERT semantics, on a real SQLite file and PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from sqlalchemy.exc import DBAPIError
 from store_rows import T0, row
 
 from kanade.backend.store import results
+from kanade.backend.store.failures import is_transient
 from kanade.backend.store.tables import results as results_table
+from kanade.backend.store.upsert import copy_rows
 
 
 def get(engine: Engine, result_id: str) -> dict[str, Any]:
@@ -113,7 +115,31 @@ def test_a_value_too_long_for_its_column_is_refused_not_cut_on_postgresql(
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite stores a string of any length")
     too_long = row("r" * 65, "e1", "pc1", state="finished", at=T0)
-    with pytest.raises(DBAPIError, match="too long"), engine.begin() as conn:
+    with pytest.raises(DBAPIError, match="too long") as refused, engine.begin() as conn:
         results.upsert_finished(conn, [row("ok", "e1", "pc1", state="finished", at=T0), too_long])
+    assert not is_transient(refused.value)  # a row the projector isolates, not a DB failure
     with engine.connect() as conn:
         assert results.get_result(conn, "ok") is None
+    # The rolled-back transaction took its staging table with it: the next batch still lands.
+    with engine.begin() as conn:
+        results.upsert_finished(conn, [row("ok", "e1", "pc1", state="finished", at=T0)])
+    assert get(engine, "ok")["state"] == "finished"
+
+
+def test_a_connection_lost_during_copy_is_a_transient_failure(engine: Engine) -> None:
+    # The batch goes to PostgreSQL by COPY, outside SQLAlchemy's statements: a server that
+    # goes away then must still read as a failure of the database (the projector redelivers
+    # the batch), never as a refused row (it would skip the batch's results).
+    if engine.dialect.name != "postgresql":
+        pytest.skip("COPY and a server connection to lose: PostgreSQL")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE copied (n integer)")
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        with pytest.raises(DBAPIError) as failed:
+            copy_rows(conn, "COPY copied (n) FROM STDIN", [(i,) for i in range(1000)])
+        assert failed.value.connection_invalidated and is_transient(failed.value)
+        assert conn.invalidated  # not handed out again by the pool
+    with engine.begin() as conn:  # the pool hands out a live connection again
+        assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
