@@ -190,6 +190,30 @@ async def test_login_me_and_bad_credentials(backend: InProcessBackend) -> None:
     assert (await backend.client.get("/api/auth/me")).status_code == 401
 
 
+async def test_a_user_name_no_user_can_have_is_a_wrong_login_and_still_audited(
+    backend: InProcessBackend,
+) -> None:
+    # Schemathesis found a NUL in the name answering 500 on PostgreSQL (a DataError from the
+    # user look-up): such a name is never looked up, and its failed attempt is recorded.
+    for name in ("a\x00b", "no spaces", "ü" * 3):
+        r = await backend.client.post(
+            "/api/auth/login", json={"username": name, "password": "nope-nope"}
+        )
+        assert r.status_code == 401, r.text
+        assert r.json()["error"] == "wrong username or password"
+    admin = bearer(await login(backend, "admin"))
+
+    async def failed() -> set[str] | None:
+        r = await backend.client.get(
+            "/api/audit", params={"action": "user.login_fail"}, headers=admin
+        )
+        actors = {a["actor"] for a in r.json()["items"]}
+        return actors if len(actors) == 3 else None
+
+    actors = await eventually(failed, "the three failed logins audited")
+    assert actors == {"a\ufffdb", "no spaces", "üüü"}  # NUL: U+FFFD, as in all stored text
+
+
 async def test_expired_tampered_and_orphaned_tokens_get_401(backend: InProcessBackend) -> None:
     expired = tokens.issue(
         SECRET,

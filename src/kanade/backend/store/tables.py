@@ -196,7 +196,9 @@ audit = Table(
     # The KANADE_AUDIT stream sequence: a replay after a wipe writes the same keys.
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("action", String(128), nullable=False),
-    Column("actor", String(128), nullable=False),
+    # Whoever the record names, even a failed login's made-up user name: NUL-free for
+    # PostgreSQL, so the attempt is still recorded there.
+    Column("actor", CleanString(128), nullable=False),
     Column("at", UtcDateTime, nullable=False),
     Column("details", JSON, nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),

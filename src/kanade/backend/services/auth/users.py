@@ -51,7 +51,11 @@ async def login(
             f"too many failed logins ({why}); retry in {max(1, round(seconds))}s",
             retry_after_s=seconds,
         )
-    user = await db.read(lambda conn: users.get_user(conn, username))
+    # A name no user can have is not looked up: it is a wrong login like any unknown name
+    # (and PostgreSQL refuses some outright: a NUL character is a DataError there).
+    user = None
+    if users.USERNAME_RE.fullmatch(username):
+        user = await db.read(lambda conn: users.get_user(conn, username))
     stored = None if user is None else str(user["password_hash"])
     ok = await asyncio.to_thread(verify_password, stored, password)
     if not ok or user is None:
