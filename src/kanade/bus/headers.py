@@ -6,7 +6,7 @@ it, and its parser tests each character of every header name with ``str.isspace`
 generator. Every result and EventStarted carries a ``Nats-Msg-Id`` (the stream's
 duplicate window, SPEC §4.2), so on a backend draining a backlog that one line was a
 sixth of all the Python the process ran: more than validating the messages
-(docs/performance.md, "Session 10: header parsing").
+(docs/performance.md, "Session 10: header parsing and COPY").
 
 :func:`parse_header_lines` returns exactly what nats-py's own parser returns for every
 input (``tests/unit/bus/test_headers.py`` checks that on arbitrary bytes against the

@@ -112,9 +112,9 @@ def _binders(
 ) -> Callable[[Mapping[str, Any]], list[Any]]:
     """A row's values in ``names`` order, each through its column type's bind step (the
     NUL-cleaning text, the UTC instant), as SQLAlchemy would bind them."""
-    steps = [(n, table.c[n].type.bind_processor(dialect)) for n in names]
+    steps = [table.c[n].type.bind_processor(dialect) for n in names]
+    processed = [(i, step) for i, step in enumerate(steps) if step is not None]
     plain = operator.itemgetter(*names)
-    processed = [(i, step) for i, (_, step) in enumerate(steps) if step is not None]
 
     def bind(row: Mapping[str, Any]) -> list[Any]:
         values = list(plain(row)) if len(names) > 1 else [row[names[0]]]
