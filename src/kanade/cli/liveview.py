@@ -162,6 +162,7 @@ class LivePrinter:
         self._err = err
         self._pcs: dict[str, _Pc] = {}
         self._partial: dict[tuple[str, str], str] = {}
+        self._settled: set[str] = set()
         self._styled = out is None and output.is_terminal()
         # Set while a progress bar is drawn on the same screen: lines go above it.
         self.screen: Console | None = None
@@ -179,6 +180,14 @@ class LivePrinter:
         state = self._pcs.get(pc)
         return state is not None and not state.final
 
+    def settled(self, pc: str) -> None:
+        """This pc's result was printed with its whole output: live chunks still on their
+        way (a stream that reached the backend after the result) would print it twice, so
+        they and any line held for its newline are dropped."""
+        self._settled.add(pc)
+        for key in [k for k in self._partial if k[0] == pc]:
+            del self._partial[key]
+
     # --- events -----------------------------------------------------------------------------
     def handle(self, events: Iterable[Event]) -> None:
         for name, data in events:
@@ -189,6 +198,8 @@ class LivePrinter:
 
     def chunk(self, data: dict[str, Any]) -> None:
         pc = str(data.get("pc_id") or "?")
+        if pc in self._settled:
+            return
         state = self._pcs.setdefault(pc, _Pc())
         seq = int(data.get("seq") or 0)
         if seq != state.next_seq:

@@ -321,7 +321,10 @@ def _emit(
     if json_mode:
         output.json_line(_result_json(r, exec_id))
     else:
-        shown = printer is not None and printer.complete(str(r.get("pc_id")))
+        pc = str(r.get("pc_id"))
+        shown = printer is not None and printer.complete(pc)
+        if printer is not None and not shown and _finished(r):
+            printer.settled(pc)  # its output is printed now, not again from late chunks
         print_results([dict(r)], with_output=not shown)
 
 

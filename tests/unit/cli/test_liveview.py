@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,6 +162,56 @@ def test_a_run_shows_output_live_and_then_only_the_status_of_what_was_shown_whol
     assert "| a1" not in out[out.index("a  exit 0") :]  # shown whole: not printed again
     # b lost bytes to the cap: its result's output is printed as before
     assert "b | b-live" in out and "  | b-head" in out and "note: it said no" in out
+
+
+def test_a_result_printed_with_its_output_is_not_printed_again_by_late_chunks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The live stream can reach the CLI after the result (a watch on another replica, a
+    # slow subscription): the result is printed with its output first, and the chunks that
+    # follow must not print the same lines again (seen in `kanade up --cluster`'s test).
+    release, delivered = threading.Event(), threading.Event()
+    done = {"status": "completed", "results": [
+        _row("a", "finished", exit_code=0, stdout="late-line\n"),
+        _row("b", "finished", exit_code=0, stdout="b-line\n"),
+    ]}  # fmt: skip
+
+    def late_stream() -> Iterator[str]:
+        release.wait(10)
+        yield from _sse([
+            ("chunk", _chunk("a", 0, stdout="late-line\npart")),
+            ("chunk", _chunk("a", 1, stdout="ial\n", final=True)),
+            ("end", {"exec_id": "e1", "status": "completed"}),
+        ])  # fmt: skip
+        delivered.set()  # every event above is queued for the printer
+
+    class LateApi(LiveApi):
+        def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+            release.set()
+            assert delivered.wait(10)
+            return done
+
+        @contextlib.contextmanager
+        def stream_lines(self, path: str, **params: Any) -> Iterator[Iterator[str]]:
+            yield late_stream()
+
+    api = LateApi([done], [])
+    followed = follow_exec(api, {"exec_id": "e1", "expected_count": 2}, json_mode=False,  # type: ignore[arg-type]
+                           max_wait_s=10, live=True)  # fmt: skip
+    assert followed.ok
+    out = capsys.readouterr().out
+    assert out.count("late-line") == 1 and "partial" not in out, out
+    assert "a  exit 0" in out and "b-line" in out
+
+
+def test_a_settled_pc_drops_its_later_chunks_and_held_line() -> None:
+    printer, out, _ = _printer(prefix=True)
+    printer.chunk(_chunk("a", 0, stdout="held"))
+    printer.settled("a")
+    printer.chunk(_chunk("a", 1, stdout=" more\n", final=True))
+    printer.chunk(_chunk("b", 0, stdout="b\n"))
+    printer.finish()
+    assert out.getvalue() == "b | b\n"
 
 
 def test_a_stream_the_backend_refuses_leaves_the_wait_as_it_was(
