@@ -64,7 +64,9 @@ def lines(out: str) -> list[dict[str, Any]]:
 
 # --- item 8: example jobs ship with the package ----------------------------------------------
 def test_kanade_up_outside_the_checkout_loads_the_packaged_example_jobs(up: UpStack) -> None:
-    assert "example jobs    : disk-usage, hello, uptime-check" in up.log.read_text()
+    # The ready block is written line by line after "kanade is up": wait for its line.
+    wait_until(lambda: "example jobs    : disk-usage, hello, uptime-check" in up.log.read_text(),
+               "the example jobs line of kanade up's ready block", timeout=15)  # fmt: skip
     jobs = {j["id"] for j in lines(kanade(up, "job", "list", "--json").stdout)}
     assert {"disk-usage", "hello", "uptime-check"} <= jobs
 
