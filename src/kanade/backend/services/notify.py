@@ -136,26 +136,7 @@ class NotifyService:
         return {**found.to_dict(), "items": [delivery_view(d) for d in found.items]}
 
     async def delivery(self, delivery_id: str) -> dict[str, Any]:
-        def read(conn: Connection) -> dict[str, Any] | None:
-            row = deliveries.get_delivery(conn, delivery_id)
-            if row is None:
-                return None
-            view = delivery_view(row)
-            events = notify_events.events_by_id(conn, view["event_ids"])
-            view["events"] = [
-                {
-                    "id": e["event_id"],
-                    "kind": e["kind"],
-                    "occurred_at": e["occurred_at"],
-                    "summary": e["summary"],
-                    "details": e["details"],
-                }
-                for e in (events.get(i) for i in view["event_ids"])
-                if e is not None
-            ]
-            return view
-
-        found = await self._db.read(read)
+        found = await self._db.read(lambda conn: _delivery_detail(conn, delivery_id))
         if found is None:
             raise NotFound(f"delivery {delivery_id!r} not found", delivery_id=delivery_id)
         return found
@@ -323,8 +304,15 @@ class NotifyService:
 
     async def retry(self, delivery_id: str, *, actor: str) -> dict[str, Any]:
         now = self._clock()
-        before = await self._db.write(lambda c: deliveries.retry(c, delivery_id, now))
-        if before is None:
+
+        def reset(conn: Connection) -> tuple[str | None, dict[str, Any] | None]:
+            # The answer is read in the retry's own transaction: once the sender is woken it
+            # may deliver at once, and the caller is told what the retry did (pending).
+            before = deliveries.retry(conn, delivery_id, now)
+            return before, _delivery_detail(conn, delivery_id)
+
+        before, retried = await self._db.write(reset)
+        if before is None or retried is None:
             raise NotFound(f"delivery {delivery_id!r} not found", delivery_id=delivery_id)
         if before != DeliveryStatus.FAILED:
             raise Conflict(
@@ -333,7 +321,28 @@ class NotifyService:
             )
         await publish_audit(self._bus, "webhook.retry", actor, {"delivery_id": delivery_id})
         self.on_change()
-        return await self.delivery(delivery_id)
+        return retried
+
+
+def _delivery_detail(conn: Connection, delivery_id: str) -> dict[str, Any] | None:
+    """A delivery as the API shows it, with the events it carries; None if unknown."""
+    row = deliveries.get_delivery(conn, delivery_id)
+    if row is None:
+        return None
+    view = delivery_view(row)
+    events = notify_events.events_by_id(conn, view["event_ids"])
+    view["events"] = [
+        {
+            "id": e["event_id"],
+            "kind": e["kind"],
+            "occurred_at": e["occurred_at"],
+            "summary": e["summary"],
+            "details": e["details"],
+        }
+        for e in (events.get(i) for i in view["event_ids"])
+        if e is not None
+    ]
+    return view
 
 
 def _missing(webhook_id: str) -> NotFound:
